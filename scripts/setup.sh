@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package consensuskv needs to build, test and run. Idempotent.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  clang clang-tidy clang-format
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  liblmdb-dev libboost-dev libboost-system-dev
+  libprotobuf-dev protobuf-compiler
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  curl wrk python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
