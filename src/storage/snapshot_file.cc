@@ -1,0 +1,245 @@
+// Snapshot files (see snapshot_file.h).
+#include "storage/snapshot_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+
+namespace ckv::storage {
+
+namespace {
+
+constexpr char kMagic[] = "CKVSNAP1";
+constexpr size_t kMagicLen = 8;
+constexpr size_t kBufferBytes = 1 << 20;
+constexpr uint32_t kMaxMembershipBytes = 1 << 20;
+
+Status io_error(const std::string& path, const char* what) {
+  return Status(StatusCode::kIo, path + ": " + what + ": " + std::strerror(errno));
+}
+
+Status corrupt(const std::string& path, const std::string& what) {
+  return Status(StatusCode::kCorrupt, "snapshot file " + path + " is corrupt: " + what);
+}
+
+std::string snapshot_name(raft::Index index, raft::Term term) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "snapshot-%020" PRIu64 "-%" PRIu64 ".snap", index, term);
+  return buf;
+}
+
+// Buffered writer that keeps a running CRC of what it wrote.
+class FileWriter {
+ public:
+  explicit FileWriter(std::string path) : path_(std::move(path)) {}
+  ~FileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+
+  Status open() {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return fd_ < 0 ? io_error(path_, "open") : Status::ok();
+  }
+  Status write(std::string_view s) {
+    crc_ = crc32c(crc_, s.data(), s.size());
+    size_ += s.size();
+    buf_.append(s);
+    return buf_.size() >= kBufferBytes ? flush() : Status::ok();
+  }
+  Status finish() {
+    std::string trailer;
+    put_u32le(trailer, crc_);
+    buf_ += trailer;
+    size_ += trailer.size();
+    if (Status s = flush(); !s.is_ok()) return s;
+    if (::fsync(fd_) != 0) return io_error(path_, "fsync");
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      return io_error(path_, "close");
+    }
+    fd_ = -1;
+    return Status::ok();
+  }
+  uint64_t size() const { return size_; }
+
+ private:
+  Status flush() {
+    size_t off = 0;
+    while (off < buf_.size()) {
+      const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error(path_, "write");
+      }
+      off += static_cast<size_t>(n);
+    }
+    buf_.clear();
+    return Status::ok();
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  std::string buf_;
+  uint32_t crc_ = 0;
+  uint64_t size_ = 0;
+};
+
+bool parse_name(const std::string& name, raft::Index& index) {
+  unsigned long long i = 0;
+  unsigned long long t = 0;
+  char tail[8] = {};
+  if (std::sscanf(name.c_str(), "snapshot-%20llu-%llu.%5s", &i, &t, tail) != 3) return false;
+  if (std::strcmp(tail, "snap") != 0) return false;
+  index = i;
+  return true;
+}
+
+}  // namespace
+
+Status sync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return io_error(dir, "open dir");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  return rc != 0 ? io_error(dir, "fsync dir") : Status::ok();
+}
+
+Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
+                                         const raft::Membership& membership, const KvMap& map) {
+  const std::string final_path = dir + "/" + snapshot_name(index, term);
+  const std::string tmp_path = final_path + ".tmp";
+  FileWriter w(tmp_path);
+  if (Status s = w.open(); !s.is_ok()) return s;
+  std::string header(kMagic, kMagicLen);
+  put_u64le(header, index);
+  put_u64le(header, term);
+  const std::string m = raft::encode_membership(membership);
+  put_u32le(header, static_cast<uint32_t>(m.size()));
+  header += m;
+  put_u64le(header, map.size());
+  if (Status s = w.write(header); !s.is_ok()) return s;
+  std::string rec;
+  for (const auto& [k, v] : map) {
+    rec.clear();
+    put_u32le(rec, static_cast<uint32_t>(k.size()));
+    rec += k;
+    put_u32le(rec, static_cast<uint32_t>(v.size()));
+    rec += v;
+    if (Status s = w.write(rec); !s.is_ok()) return s;
+  }
+  if (Status s = w.finish(); !s.is_ok()) return s;
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
+  if (Status s = sync_dir(dir); !s.is_ok()) return s;
+  return SnapshotFile{final_path, raft::SnapshotMeta{index, term, membership, w.size()}};
+}
+
+Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
+  std::string data;
+  {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_error(path, "open");
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ::close(fd);
+        return io_error(path, "read");
+      }
+      if (n == 0) break;
+      data.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+  }
+  if (data.size() < kMagicLen + 4 || data.compare(0, kMagicLen, kMagic, kMagicLen) != 0) {
+    return corrupt(path, "not a snapshot file (bad magic or too short)");
+  }
+  ByteReader tail(std::string_view(data).substr(data.size() - 4));
+  uint32_t want_crc = 0;
+  tail.u32le(want_crc);
+  if (crc32c(0, data.data(), data.size() - 4) != want_crc) return corrupt(path, "checksum mismatch (truncated?)");
+
+  ByteReader r(std::string_view(data).substr(kMagicLen, data.size() - kMagicLen - 4));
+  LoadedSnapshot out;
+  uint32_t mlen = 0;
+  std::string mbytes;
+  uint64_t count = 0;
+  if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.u32le(mlen) || mlen > kMaxMembershipBytes ||
+      !r.bytes(mlen, mbytes) || !r.u64le(count)) {
+    return corrupt(path, "bad header");
+  }
+  auto membership = raft::decode_membership(mbytes);
+  if (!membership) return corrupt(path, "bad membership");
+  out.meta.membership = std::move(*membership);
+  out.meta.size_bytes = data.size();
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t klen = 0;
+    uint32_t vlen = 0;
+    std::string k;
+    std::string v;
+    if (!r.u32le(klen) || !r.bytes(klen, k) || !r.u32le(vlen) || !r.bytes(vlen, v)) {
+      return corrupt(path, "record " + std::to_string(i) + " of " + std::to_string(count) + " is cut short");
+    }
+    out.map.emplace_hint(out.map.end(), std::move(k), std::move(v));
+  }
+  if (!r.at_end()) return corrupt(path, "trailing bytes after the last record");
+  return out;
+}
+
+Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir) {
+  std::error_code ec;
+  std::optional<std::string> best;
+  raft::Index best_index = 0;
+  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
+    raft::Index index = 0;
+    const std::string name = de.path().filename().string();
+    if (!parse_name(name, index)) continue;
+    if (!best || index > best_index) {
+      best = de.path().string();
+      best_index = index;
+    }
+  }
+  if (ec) return Status(StatusCode::kIo, dir + ": list: " + ec.message());
+  return best;
+}
+
+Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
+  std::error_code ec;
+  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = de.path().filename().string();
+    if (name.rfind("snapshot-", 0) != 0 || de.path().string() == keep) continue;
+    std::filesystem::remove(de.path(), ec);
+    if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
+  }
+  if (ec) return Status(StatusCode::kIo, dir + ": list: " + ec.message());
+  return Status::ok();
+}
+
+Result<SnapshotFile> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {
+  auto loaded = read_snapshot_file(tmp_path);
+  if (!loaded.is_ok()) return loaded.status();
+  const raft::SnapshotMeta& meta = loaded.value().meta;
+  const std::string final_path = dir + "/" + snapshot_name(meta.index, meta.term);
+  {
+    const int fd = ::open(tmp_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_error(tmp_path, "open");
+    const int rc = ::fsync(fd);
+    ::close(fd);
+    if (rc != 0) return io_error(tmp_path, "fsync");
+  }
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
+  if (Status s = sync_dir(dir); !s.is_ok()) return s;
+  return SnapshotFile{final_path, meta};
+}
+
+}  // namespace ckv::storage

@@ -1,0 +1,56 @@
+// Snapshot files: the key-value map at one log index, written atomically and checked on read.
+//
+// Format (little-endian): "CKVSNAP1", index u64, term u64, membership length
+// u32 + membership bytes (raft::encode_membership), record count u64, then per
+// record key length u32, key, value length u32, value; finally the CRC-32C of
+// everything before it (u32). The same bytes travel in InstallSnapshot chunks,
+// so a follower verifies exactly what the leader wrote.
+//
+// Files are named snapshot-<index, 20 digits>-<term>.snap in the data dir and
+// appear only complete: written to a .tmp file, fsynced, renamed, and the
+// directory fsynced (so the rename itself survives a crash).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "raft/types.h"
+
+namespace ckv::storage {
+
+using KvMap = std::map<std::string, std::string, std::less<>>;
+
+struct SnapshotFile {
+  std::string path;
+  raft::SnapshotMeta meta;  // meta.size_bytes is the file size
+};
+
+// Writes map as the snapshot at (index, term, membership) into dir.
+Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
+                                         const raft::Membership& membership, const KvMap& map);
+
+struct LoadedSnapshot {
+  raft::SnapshotMeta meta;
+  KvMap map;
+};
+// Reads and verifies a snapshot file; kCorrupt (naming the file) on a bad
+// magic, truncation or checksum mismatch.
+Result<LoadedSnapshot> read_snapshot_file(const std::string& path);
+
+// The newest snapshot file in dir by index (nullopt if none). Temp files are ignored.
+Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir);
+// Deletes every snapshot file in dir other than keep, and stale temp files.
+Status remove_other_snapshots(const std::string& dir, const std::string& keep);
+
+// Moves a fully received snapshot (at tmp_path) into place as a verified
+// snapshot file; returns it. Used when InstallSnapshot completes.
+Result<SnapshotFile> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path);
+
+// fsyncs a directory so that renames and creations in it are durable.
+Status sync_dir(const std::string& dir);
+
+}  // namespace ckv::storage

@@ -1,0 +1,80 @@
+// Snapshot files: round trip, atomic naming, and a clear error naming the file when corrupt.
+#include "storage/snapshot_file.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace ckv::storage {
+namespace {
+
+class SnapshotFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("ckv_snapshot_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static raft::Membership members() {
+    return raft::Membership{{{1, raft::MemberRole::kVoter, "a"}, {2, raft::MemberRole::kLearner, "b"}}};
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(SnapshotFileTest, RoundTrip) {
+  KvMap map{{"a", "1"}, {"b", std::string(100000, 'x')}, {"", ""}};
+  auto written = write_snapshot_file(dir_.string(), 42, 7, members(), map);
+  ASSERT_TRUE(written.is_ok()) << written.status().to_string();
+  EXPECT_EQ(written.value().meta.size_bytes, std::filesystem::file_size(written.value().path));
+  auto loaded = read_snapshot_file(written.value().path);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded.value().map, map);
+  EXPECT_EQ(loaded.value().meta, written.value().meta);
+}
+
+TEST_F(SnapshotFileTest, LatestIsByIndexAndOthersAreRemoved) {
+  auto s1 = write_snapshot_file(dir_.string(), 9, 1, members(), {});
+  auto s2 = write_snapshot_file(dir_.string(), 100, 2, members(), {});
+  ASSERT_TRUE(s1.is_ok() && s2.is_ok());
+  std::ofstream(dir_ / "snapshot-junk.tmp") << "partial";
+  auto latest = find_latest_snapshot(dir_.string());
+  ASSERT_TRUE(latest.is_ok());
+  EXPECT_EQ(latest.value(), s2.value().path);
+  ASSERT_TRUE(remove_other_snapshots(dir_.string(), s2.value().path).is_ok());
+  EXPECT_FALSE(std::filesystem::exists(s1.value().path));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "snapshot-junk.tmp"));
+  EXPECT_TRUE(std::filesystem::exists(s2.value().path));
+}
+
+// A truncated or bit-flipped file is reported as corrupt, naming the file.
+TEST_F(SnapshotFileTest, CorruptionIsReportedWithThePath) {
+  auto written = write_snapshot_file(dir_.string(), 5, 1, members(), KvMap{{"k", "v"}});
+  ASSERT_TRUE(written.is_ok());
+  const std::string path = written.value().path;
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 3);
+  auto loaded = read_snapshot_file(path);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(loaded.status().message().find(path), std::string::npos);
+}
+
+TEST_F(SnapshotFileTest, AdoptMovesAVerifiedTempFileIntoPlace) {
+  auto written = write_snapshot_file(dir_.string(), 12, 3, members(), KvMap{{"k", "v"}});
+  ASSERT_TRUE(written.is_ok());
+  const std::string incoming = (dir_ / "incoming.tmp").string();
+  std::filesystem::rename(written.value().path, incoming);
+  auto adopted = adopt_snapshot_file(dir_.string(), incoming);
+  ASSERT_TRUE(adopted.is_ok()) << adopted.status().to_string();
+  EXPECT_EQ(adopted.value().path, written.value().path);
+  EXPECT_EQ(adopted.value().meta.index, 12u);
+}
+
+}  // namespace
+}  // namespace ckv::storage
