@@ -1,0 +1,722 @@
+// The node's Raft thread: drives the core's Ready (persist, send, apply, advance) and answers waiters.
+#include "node/node.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/check.h"
+#include "fsm/kv_state_machine.h"
+#include "node/member_info.h"
+#include "raft/raft.h"
+#include "storage/log_store.h"
+#include "storage/snapshot_file.h"
+#include "transport/transport.h"
+
+namespace ckv::node {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using raft::Index;
+
+constexpr char kIdentityKey[] = "identity";
+constexpr char kIncomingSnapshot[] = "snapshot-incoming.tmp";
+
+Status from_raft_error(raft::Error e) {
+  switch (e) {
+    case raft::Error::kOk: return Status::ok();
+    case raft::Error::kNotLeader: return Status(StatusCode::kNotLeader, "not the leader");
+    case raft::Error::kTransferInProgress:
+    case raft::Error::kConfChangeInProgress:
+    case raft::Error::kNotReady:
+    case raft::Error::kOverloaded: return Status(StatusCode::kUnavailable, raft::to_string(e));
+    case raft::Error::kAlreadyMember:
+    case raft::Error::kNotMember:
+    case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
+    case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
+  }
+  return Status(StatusCode::kUnavailable, "unknown raft error");
+}
+
+Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+
+[[noreturn]] void fatal_storage(const Status& s) {
+  // A failed fsync or write leaves us unsure what is durable; continuing
+  // could acknowledge what a crash would lose. Stop instead (etcd does too).
+  spdlog::critical("storage failure, stopping: {}", s.to_string());
+  std::abort();
+}
+
+}  // namespace
+
+class Node::Impl {
+ public:
+  Impl(NodeOptions o, std::unique_ptr<transport::Transport> t) : opts_(std::move(o)), transport_(std::move(t)) {}
+  ~Impl() { stop(); }
+
+  Status open();
+  void start();
+  void stop();
+  void post(std::function<void()> fn);
+
+  void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
+  void read_barrier(int timeout_ms, DoneCallback cb);
+  void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
+  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+  NodeStatus status() const {
+    std::lock_guard lock(status_mu_);
+    return status_;
+  }
+
+  fsm::KvStateMachine fsm_;
+
+ private:
+  struct WriteWaiter {
+    raft::Term term;
+    Clock::time_point deadline;
+    WriteCallback cb;
+  };
+  struct ReadWaiter {
+    Clock::time_point deadline;
+    DoneCallback cb;
+  };
+  struct MemberWaiter {
+    raft::NodeId id;
+    bool removal;
+    std::string api_address;  // when set, also wait until the member's API address is this
+    Clock::time_point deadline;
+    DoneCallback cb;
+  };
+
+  void run();
+  void handle_ready();
+  void persist(const raft::Ready& rd);
+  void send_messages(std::vector<raft::Message>& msgs);
+  void apply(const raft::Ready& rd);
+  void apply_entry(const raft::Entry& e);
+  void on_tick();
+  void progress_member_changes();
+  void maybe_start_snapshot();
+  void finish_snapshot(Result<storage::SnapshotFile> file);
+  void sync_peers();
+  void publish_status();
+  void answer_reads_up_to(Index applied);
+  void hand_off_leadership();
+
+  NodeOptions opts_;
+  std::unique_ptr<transport::Transport> transport_;
+  raft::NodeId id_ = 0;
+  std::string data_dir_;
+  bool temp_dir_ = false;
+  std::unique_ptr<storage::LogStore> store_;
+  std::unique_ptr<raft::Raft> raft_;
+
+  // Work queue of the Raft thread.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::atomic<bool> started_{false};
+
+  // Raft-thread state.
+  std::map<Index, WriteWaiter> writes_;
+  uint64_t next_read_id_ = 1;
+  std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
+  std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
+  std::vector<MemberWaiter> member_waiters_;
+  raft::Membership applied_membership_;  // configuration as of the applied index
+  uint64_t synced_membership_version_ = 0;
+  std::set<raft::NodeId> peers_;  // registered with the transport
+  std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
+  bool snapshot_in_progress_ = false;
+  std::thread snapshot_thread_;
+  int incoming_fd_ = -1;
+
+  mutable std::mutex status_mu_;
+  NodeStatus status_;
+};
+
+// ---------------------------------------------------------------------------
+// Opening: first boot or resume.
+
+Status Node::Impl::open() {
+  if (opts_.name.empty()) opts_.name = opts_.raft_address;
+  id_ = node_id_for(opts_.name);
+  data_dir_ = opts_.data_dir;
+  if (opts_.in_memory) {
+    // -inmem: a private temp dir without fsync, removed on exit; nothing
+    // survives a restart, exactly as the reference's in-memory stores.
+    data_dir_ = (std::filesystem::temp_directory_path() /
+                 ("ckv-inmem-" + std::to_string(::getpid()) + "-" + std::to_string(id_)))
+                    .string();
+    std::filesystem::remove_all(data_dir_);
+    temp_dir_ = true;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir_, ec);
+  if (ec) return Status(StatusCode::kIo, data_dir_ + ": cannot create data dir: " + ec.message());
+
+  auto store = storage::LogStore::open(data_dir_, storage::LogStoreOptions{uint64_t{64} << 30, !opts_.in_memory});
+  if (!store.is_ok()) return store.status();
+  store_ = std::move(store).value();
+
+  auto identity = store_->get_meta(kIdentityKey);
+  if (!identity.is_ok()) return identity.status();
+  if (identity.value() && *identity.value() != opts_.name) {
+    return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
+                                             "', not '" + opts_.name + "' (pass -id " + *identity.value() + ")");
+  }
+
+  auto hs = store_->load_hard_state();
+  if (!hs.is_ok()) return hs.status();
+  auto entries = store_->load_entries();
+  if (!entries.is_ok()) return entries.status();
+  auto latest = storage::find_latest_snapshot(data_dir_);
+  if (!latest.is_ok()) return latest.status();
+
+  raft::InitialState init;
+  init.hard_state = hs.value();
+  init.entries = std::move(entries).value();
+  if (latest.value()) {
+    auto loaded = storage::read_snapshot_file(*latest.value());
+    if (!loaded.is_ok()) return loaded.status();  // never fall back silently: the log behind it is gone
+    init.snapshot = loaded.value().meta;
+    applied_membership_ = init.snapshot.membership;
+    fsm_.restore(std::move(loaded.value().map), init.snapshot.index);
+    snapshot_ = storage::SnapshotFile{*latest.value(), init.snapshot};
+    (void)storage::remove_other_snapshots(data_dir_, *latest.value());
+    const Index s = init.snapshot.index;
+    // A crash between adopting a received snapshot and dropping the old log
+    // leaves a log that does not contain the snapshot's last entry: it is
+    // superseded by the snapshot, so drop it (§7).
+    bool keep = !init.entries.empty() && init.entries.back().index >= s && init.entries.front().index <= s + 1;
+    if (keep && init.entries.front().index <= s) {
+      keep = init.entries[s - init.entries.front().index].term == init.snapshot.term;
+    }
+    if (!init.entries.empty() && !keep) {
+      if (init.entries.front().index > s + 1) {
+        return Status(StatusCode::kCorrupt, store_->path() + ": log starts at " +
+                                                std::to_string(init.entries.front().index) + " after snapshot " +
+                                                std::to_string(s) + ": entries are missing");
+      }
+      init.entries.clear();
+      if (Status st = store_->persist({}, std::nullopt, true); !st.is_ok()) return st;
+    }
+  }
+
+  const bool fresh = init.hard_state == raft::HardState{} && init.entries.empty() && init.snapshot.index == 0;
+  if (fresh && opts_.bootstrap) {
+    raft::Membership m;
+    m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter,
+                                     encode_member_info({opts_.name, opts_.raft_address, opts_.api_address})});
+    init = raft::bootstrap_state(m);
+    if (Status st = store_->persist(init.entries, init.hard_state, false); !st.is_ok()) return st;
+    spdlog::info("bootstrapped a new cluster in {} as {}", data_dir_, opts_.name);
+  } else if (fresh) {
+    spdlog::info("empty data dir {}: waiting to be added to a cluster", data_dir_);
+  } else {
+    spdlog::info("resuming from {}: term {}, {} log entries, snapshot at {}", data_dir_, init.hard_state.term,
+                 init.entries.size(), init.snapshot.index);
+  }
+  if (!identity.value()) {
+    if (Status st = store_->put_meta(kIdentityKey, opts_.name); !st.is_ok()) return st;
+  }
+
+  raft::Options ro;
+  ro.id = id_;
+  ro.election_ticks = opts_.election_ticks;
+  ro.heartbeat_ticks = opts_.heartbeat_ticks;
+  ro.random_seed = opts_.random_seed != 0
+                       ? opts_.random_seed
+                       : static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ id_;
+  ro.snapshot_chunk_bytes = opts_.snapshot_chunk_bytes;
+  ro.snapshot_trailing_entries = opts_.snapshot_trailing;
+  ro.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
+  raft_ = std::make_unique<raft::Raft>(ro, init);
+  // Entries up to the snapshot are in the state machine; later committed
+  // ones come back as committed entries in the first Ready.
+  publish_status();
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------------------
+// The Raft thread.
+
+void Node::Impl::start() {
+  if (started_.exchange(true)) return;
+  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { raft_->step(m); }); });
+  sync_peers();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Node::Impl::stop() {
+  if (!started_.load()) return;
+  hand_off_leadership();
+  if (!started_.exchange(false)) return;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  transport_->stop();
+  if (incoming_fd_ >= 0) ::close(incoming_fd_);
+  incoming_fd_ = -1;
+  store_.reset();
+  if (temp_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_, ec);
+  }
+}
+
+void Node::Impl::hand_off_leadership() {
+  // Thesis §3.10: a leader that is going away hands over to the most
+  // caught-up voter, so clients see no election timeout.
+  if (status().state != raft::to_string(raft::StateRole::kLeader)) return;
+  post([this] {
+    raft::NodeId best = raft::kNoNode;
+    Index best_match = 0;
+    for (raft::NodeId v : raft_->membership().voters()) {
+      if (v == id_) continue;
+      auto pr = raft_->progress(v);
+      if (pr && pr->recent_active && pr->match >= best_match) {
+        best = v;
+        best_match = pr->match;
+      }
+    }
+    if (best != raft::kNoNode) {
+      spdlog::info("leader stopping: transferring leadership to {}", best);
+      (void)raft_->transfer_leadership(best);
+    }
+  });
+  const auto deadline = Clock::now() + std::chrono::milliseconds(opts_.tick_ms * opts_.election_ticks * 2);
+  while (Clock::now() < deadline && status().state == raft::to_string(raft::StateRole::kLeader)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(opts_.tick_ms));
+  }
+}
+
+void Node::Impl::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(fn));
+  }
+  cv_.notify_one();
+}
+
+void Node::Impl::run() {
+  const auto tick = std::chrono::milliseconds(opts_.tick_ms);
+  auto next_tick = Clock::now() + tick;
+  std::deque<std::function<void()>> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_tick, [&] { return stopping_ || !tasks_.empty(); });
+      if (stopping_) break;
+      batch.swap(tasks_);
+    }
+    // Everything that queued up meanwhile (proposals, messages) goes into
+    // the next Ready together: one sync for the whole batch.
+    for (auto& fn : batch) fn();
+    batch.clear();
+    if (Clock::now() >= next_tick) {
+      raft_->tick();
+      on_tick();
+      next_tick += tick;
+      if (next_tick < Clock::now()) next_tick = Clock::now() + tick;  // we fell behind: do not spin
+    }
+    while (raft_->has_ready()) handle_ready();
+    sync_peers();
+    progress_member_changes();
+    maybe_start_snapshot();
+    publish_status();
+  }
+  // Fail whoever still waits: the node is going away.
+  const Status gone(StatusCode::kUnavailable, "node is shutting down");
+  for (auto& [i, w] : writes_) w.cb(Status(StatusCode::kTimeout, "node stopped before the write was applied; outcome unknown"));
+  for (auto& [i, r] : reads_) r.cb(gone);
+  for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
+  for (auto& m : member_waiters_) m.cb(gone);
+  writes_.clear();
+  reads_.clear();
+  reads_waiting_apply_.clear();
+  member_waiters_.clear();
+}
+
+void Node::Impl::handle_ready() {
+  raft::Ready rd = raft_->ready();
+  persist(rd);                 // 1. durable before anything depends on it (§5.2, Figure 2)
+  send_messages(rd.messages);  // 2.
+  apply(rd);                   // 3.
+  raft_->advance(rd);          // 4.
+  answer_reads_up_to(fsm_.applied_index());
+}
+
+void Node::Impl::persist(const raft::Ready& rd) {
+  const std::string incoming = data_dir_ + "/" + kIncomingSnapshot;
+  for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
+    if (c.offset == 0 || incoming_fd_ < 0) {
+      if (incoming_fd_ >= 0) ::close(incoming_fd_);
+      incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (incoming_fd_ < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": open failed"));
+    }
+    size_t done = 0;
+    while (done < c.data.size()) {
+      const ssize_t n = ::pwrite(incoming_fd_, c.data.data() + done, c.data.size() - done,
+                                 static_cast<off_t>(c.offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": write failed"));
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (rd.snapshot) {
+    if (incoming_fd_ >= 0) ::close(incoming_fd_);
+    incoming_fd_ = -1;
+    auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
+    if (!adopted.is_ok()) fatal_storage(adopted.status());
+    snapshot_ = adopted.value();
+  }
+  if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) fatal_storage(s);
+  if (rd.snapshot) (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
+}
+
+void Node::Impl::send_messages(std::vector<raft::Message>& msgs) {
+  for (raft::Message& m : msgs) {
+    if (m.type == raft::MessageType::kSnapshot) {
+      // The core names the bytes; we read them from the snapshot file.
+      if (!snapshot_ || snapshot_->meta.index != m.snapshot.index) continue;  // replaced; the core retries
+      m.data.resize(m.data_length);
+      const int fd = ::open(snapshot_->path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      const ssize_t n = ::pread(fd, m.data.data(), m.data_length, static_cast<off_t>(m.offset));
+      ::close(fd);
+      if (n != static_cast<ssize_t>(m.data_length)) continue;
+    }
+    transport_->send(std::move(m));
+  }
+}
+
+void Node::Impl::apply(const raft::Ready& rd) {
+  if (rd.snapshot) {
+    auto loaded = storage::read_snapshot_file(snapshot_->path);
+    if (!loaded.is_ok()) fatal_storage(loaded.status());
+    applied_membership_ = loaded.value().meta.membership;
+    fsm_.restore(std::move(loaded.value().map), rd.snapshot->index);
+    // Writes we were waiting for at or below the snapshot were decided by
+    // the new leader; we cannot tell which, so their outcome is unknown.
+    for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {
+      it->second.cb(Status(StatusCode::kTimeout, "replaced by a snapshot from the leader; outcome unknown"));
+      it = writes_.erase(it);
+    }
+  }
+  for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = reads_.find(rs.id);
+    if (it == reads_.end()) continue;  // timed out already
+    reads_waiting_apply_.emplace(rs.index, std::move(it->second));
+    reads_.erase(it);
+  }
+  for (uint64_t id : rd.failed_reads) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed during the read; retry"));
+    reads_.erase(it);
+  }
+}
+
+void Node::Impl::apply_entry(const raft::Entry& e) {
+  if (e.type == raft::EntryType::kConfig) {
+    auto m = raft::decode_membership(e.data);
+    KV_CHECK(m.has_value(), "undecodable configuration at index %llu", static_cast<unsigned long long>(e.index));
+    applied_membership_ = std::move(*m);
+    fsm_.skip(e.index);
+  } else if (e.data.empty()) {
+    fsm_.skip(e.index);  // a leader's no-op
+  } else if (auto c = fsm::decode_command(e.data)) {
+    fsm_.apply(e.index, *c);
+  } else {
+    spdlog::error("skipping undecodable command at index {}", e.index);
+    fsm_.skip(e.index);
+  }
+  auto it = writes_.find(e.index);
+  if (it == writes_.end()) return;
+  if (it->second.term == e.term) {
+    it->second.cb(e.index);
+  } else {
+    // Another leader's entry took this index: ours was never committed.
+    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed before the write committed; it was not applied"));
+  }
+  writes_.erase(it);
+}
+
+void Node::Impl::answer_reads_up_to(Index applied) {
+  while (!reads_waiting_apply_.empty() && reads_waiting_apply_.begin()->first <= applied) {
+    reads_waiting_apply_.begin()->second.cb(Status::ok());
+    reads_waiting_apply_.erase(reads_waiting_apply_.begin());
+  }
+}
+
+void Node::Impl::on_tick() {
+  const auto now = Clock::now();
+  for (auto it = writes_.begin(); it != writes_.end();) {
+    if (it->second.deadline <= now) {
+      it->second.cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown"));
+      it = writes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto expire = [&](auto& m) {
+    for (auto it = m.begin(); it != m.end();) {
+      if (it->second.deadline <= now) {
+        it->second.cb(Status(StatusCode::kTimeout, "could not confirm leadership in time for a linearizable read"));
+        it = m.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  expire(reads_);
+  expire(reads_waiting_apply_);
+}
+
+// ---------------------------------------------------------------------------
+// Membership: learner first, voter once caught up (thesis §4.2.1).
+
+void Node::Impl::progress_member_changes() {
+  const auto now = Clock::now();
+  for (auto it = member_waiters_.begin(); it != member_waiters_.end();) {
+    MemberWaiter& w = *it;
+    bool done = w.removal ? !applied_membership_.contains(w.id) : applied_membership_.is_voter(w.id);
+    if (done && !w.removal && !w.api_address.empty()) {
+      auto info = decode_member_info(applied_membership_.find(w.id)->context);
+      done = info && info->api_address == w.api_address;
+    }
+    if (done) {
+      w.cb(Status::ok());
+      it = member_waiters_.erase(it);
+      continue;
+    }
+    if (w.deadline <= now) {
+      w.cb(Status(StatusCode::kTimeout, "membership change did not complete in time; it may still complete"));
+      it = member_waiters_.erase(it);
+      continue;
+    }
+    if (raft_->role() == raft::StateRole::kLeader) {
+      const raft::Membership& m = raft_->membership();
+      if (!w.removal && m.is_learner(w.id) && raft_->learner_caught_up(w.id)) {
+        (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
+      }
+    }
+    ++it;
+  }
+}
+
+void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
+  post([this, info = std::move(info), timeout_ms, cb = std::move(cb)]() mutable {
+    if (raft_->role() != raft::StateRole::kLeader) {
+      cb(Status(StatusCode::kNotLeader, "not the leader"));
+      return;
+    }
+    if (info.name.empty()) info.name = info.raft_address;
+    const raft::NodeId id = node_id_for(info.name);
+    const raft::Membership& m = raft_->membership();
+    raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
+    if (const raft::Member* existing = m.find(id)) {
+      auto have = decode_member_info(existing->context);
+      if (!have || have->name != info.name) {
+        cb(Status(StatusCode::kConflict, "node id collision for name '" + info.name + "'"));
+        return;
+      }
+      if (have->raft_address != info.raft_address) {
+        cb(Status(StatusCode::kConflict, "member '" + info.name + "' already exists with raft address " +
+                                             have->raft_address + "; remove it first"));
+        return;
+      }
+      if (info.api_address.empty() || info.api_address == have->api_address) {
+        cc.type = raft::ConfChangeType::kPromote;  // only wait (and promote if a learner)
+      } else {
+        cc.type = raft::ConfChangeType::kUpdateContext;  // a member registering its API address
+      }
+    } else {
+      for (const raft::Member& other : m.members) {
+        auto o = decode_member_info(other.context);
+        if (o && o->raft_address == info.raft_address) {
+          cb(Status(StatusCode::kConflict, "raft address " + info.raft_address + " belongs to member '" + o->name + "'"));
+          return;
+        }
+      }
+    }
+    if (cc.type != raft::ConfChangeType::kPromote) {
+      const raft::ProposeResult r = raft_->propose_conf_change(cc);
+      if (!r.ok()) {
+        cb(from_raft_error(r.error));
+        return;
+      }
+    }
+    member_waiters_.push_back(MemberWaiter{id, false, info.api_address, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) {
+  post([this, name, timeout_ms, cb = std::move(cb)]() mutable {
+    if (raft_->role() != raft::StateRole::kLeader) {
+      cb(Status(StatusCode::kNotLeader, "not the leader"));
+      return;
+    }
+    const raft::NodeId id = node_id_for(name);
+    if (!raft_->membership().contains(id)) {
+      cb(Status::ok());  // already gone: idempotent
+      return;
+    }
+    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
+    if (!r.ok()) {
+      cb(from_raft_error(r.error));
+      return;
+    }
+    member_waiters_.push_back(MemberWaiter{id, true, {}, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::sync_peers() {
+  if (raft_->membership_version() == synced_membership_version_) return;
+  synced_membership_version_ = raft_->membership_version();
+  std::set<raft::NodeId> now;
+  for (const raft::Member& m : raft_->membership().members) {
+    if (m.id == id_) continue;
+    if (auto info = decode_member_info(m.context)) {
+      transport_->set_peer(m.id, info->raft_address);
+      now.insert(m.id);
+    }
+  }
+  for (raft::NodeId gone : peers_) {
+    if (!now.count(gone)) transport_->remove_peer(gone);
+  }
+  peers_ = std::move(now);
+}
+
+// ---------------------------------------------------------------------------
+// Client requests.
+
+void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
+  post([this, c = std::move(c), timeout_ms, cb = std::move(cb)]() mutable {
+    const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
+    if (!r.ok()) {
+      cb(from_raft_error(r.error));
+      return;
+    }
+    writes_.emplace(r.index, WriteWaiter{r.term, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
+  post([this, timeout_ms, cb = std::move(cb)]() mutable {
+    const uint64_t id = next_read_id_++;
+    if (!raft_->read_index(id)) {
+      cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
+      return;
+    }
+    reads_.emplace(id, ReadWaiter{deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots: the map is frozen in O(1) and written on another thread.
+
+void Node::Impl::maybe_start_snapshot() {
+  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0) return;
+  const Index applied = fsm_.applied_index();
+  const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
+  if (applied < last_snapshot + opts_.snapshot_threshold) return;
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  snapshot_in_progress_ = true;
+  const fsm::KvStateMachine::SnapshotView view = fsm_.begin_snapshot();
+  const raft::Term term = raft_->term_at(view.index);
+  const raft::Membership membership = applied_membership_;
+  snapshot_thread_ = std::thread([this, view, term, membership] {
+    auto file = storage::write_snapshot_file(data_dir_, view.index, term, membership, *view.map);
+    post([this, file = std::move(file)]() mutable { finish_snapshot(std::move(file)); });
+  });
+}
+
+void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
+  fsm_.end_snapshot();
+  snapshot_in_progress_ = false;
+  if (!file.is_ok()) {
+    spdlog::error("snapshot failed (will retry): {}", file.status().to_string());
+    return;
+  }
+  if (snapshot_ && snapshot_->meta.index >= file.value().meta.index) {
+    // A snapshot from the leader overtook ours.
+    std::error_code ec;
+    std::filesystem::remove(file.value().path, ec);
+    return;
+  }
+  snapshot_ = file.value();
+  const Index keep_from = raft_->snapshot_taken(snapshot_->meta.index, snapshot_->meta.size_bytes);
+  if (Status s = store_->compact(keep_from); !s.is_ok()) spdlog::error("log compaction failed: {}", s.to_string());
+  (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
+  spdlog::info("snapshot at index {} ({} bytes); log kept from {}", snapshot_->meta.index, snapshot_->meta.size_bytes,
+               keep_from);
+}
+
+// ---------------------------------------------------------------------------
+// Status.
+
+void Node::Impl::publish_status() {
+  NodeStatus s;
+  s.id = id_;
+  s.name = opts_.name;
+  s.state = raft::to_string(raft_->role());
+  s.term = raft_->term();
+  s.leader_id = raft_->leader();
+  s.commit_index = raft_->commit_index();
+  s.applied_index = fsm_.applied_index();
+  s.last_index = raft_->last_index();
+  s.snapshot_index = raft_->snapshot().index;
+  for (const raft::Member& m : raft_->membership().members) {
+    MemberStatus ms;
+    ms.id = m.id;
+    if (auto info = decode_member_info(m.context)) ms.info = std::move(*info);
+    ms.role = m.role == raft::MemberRole::kVoter ? "voter" : "learner";
+    if (m.id == s.leader_id) s.leader = ms.info;
+    s.members.push_back(std::move(ms));
+  }
+  std::lock_guard lock(status_mu_);
+  status_ = std::move(s);
+}
+
+// ---------------------------------------------------------------------------
+// Node: forwards to Impl.
+
+Result<std::unique_ptr<Node>> Node::open(const NodeOptions& options, std::unique_ptr<transport::Transport> transport) {
+  auto impl = std::make_unique<Impl>(options, std::move(transport));
+  if (Status s = impl->open(); !s.is_ok()) return s;
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Node::~Node() = default;
+void Node::start() { impl_->start(); }
+void Node::stop() { impl_->stop(); }
+void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
+void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
+void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) { impl_->add_member(std::move(info), timeout_ms, std::move(cb)); }
+void Node::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) { impl_->remove_member(name, timeout_ms, std::move(cb)); }
+NodeStatus Node::status() const { return impl_->status(); }
+const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
+
+}  // namespace ckv::node

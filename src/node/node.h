@@ -1,0 +1,125 @@
+// A consensuskv node: owns the Raft core, its storage and the state machine, on one Raft thread.
+//
+// The Raft thread drives the pure core (src/raft) in the order raft.h
+// prescribes: persist (LogStore, one sync per batch) -> send (Transport) ->
+// apply (KvStateMachine) -> advance. Everything else talks to it by posting
+// work: propose(), read_barrier(), add_member() are thread-safe and return at
+// once; their callbacks run later ON THE RAFT THREAD and must only hand the
+// result off (e.g. post to an HTTP executor), never block.
+//
+// Group commit: requests that arrive while the Raft thread is busy (for
+// example in fsync) are all appended before the next Ready, so one sync
+// covers them all.
+//
+// First boot: with bootstrap and an empty data dir the node founds a
+// one-member cluster; without it, it waits to be added by a leader. A
+// non-empty data dir always resumes (bootstrap is then ignored).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "fsm/command.h"
+#include "raft/types.h"
+
+namespace ckv::fsm {
+class KvStateMachine;
+}
+namespace ckv::transport {
+class Transport;
+}
+
+namespace ckv::node {
+
+struct NodeOptions {
+  std::string name;          // -id; defaults to raft_address
+  std::string raft_address;  // host:port peers connect to
+  std::string api_address;   // host:port clients (and forwarding peers) use
+  std::string data_dir;
+  bool bootstrap = false;
+  bool in_memory = false;  // no disk at all (tests); nothing survives a restart
+  int tick_ms = 50;
+  int election_ticks = 20;  // 1 s election timeout at 50 ms ticks
+  int heartbeat_ticks = 2;
+  uint64_t snapshot_threshold = 8192;  // entries applied since the last snapshot
+  uint64_t snapshot_trailing = 10240;  // entries kept after a snapshot
+  uint64_t snapshot_chunk_bytes = 1 << 20;
+  uint64_t max_uncommitted_bytes = 64 << 20;
+  uint64_t random_seed = 0;  // 0: derive from the clock and id
+};
+
+// The replicated description of one member (carried in raft::Member::context).
+struct MemberInfo {
+  std::string name;
+  std::string raft_address;
+  std::string api_address;  // empty until the member registers it
+};
+
+struct MemberStatus {
+  raft::NodeId id = 0;
+  MemberInfo info;
+  std::string role;  // "voter" or "learner"
+};
+
+struct NodeStatus {
+  raft::NodeId id = 0;
+  std::string name;
+  std::string state;  // follower, pre-candidate, candidate, leader
+  uint64_t term = 0;
+  raft::NodeId leader_id = 0;
+  MemberInfo leader;  // empty when no leader is known
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  uint64_t snapshot_index = 0;
+  std::vector<MemberStatus> members;
+};
+
+// Ids in the core are 64-bit; names are what users type. The id is a hash of
+// the name (never 0); a join with a name whose id is taken by another name is
+// refused (kConflict).
+raft::NodeId node_id_for(const std::string& name);
+
+class Node {
+ public:
+  using WriteCallback = std::function<void(Result<uint64_t>)>;  // the applied index
+  using DoneCallback = std::function<void(Status)>;
+
+  static Result<std::unique_ptr<Node>> open(const NodeOptions& options,
+                                            std::unique_ptr<transport::Transport> transport);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  void start();
+  // Graceful stop: a leader first hands leadership to a caught-up voter
+  // (bounded wait), then the Raft thread and transport stop.
+  void stop();
+
+  // Replicates c; the callback gets the index once it is committed AND
+  // applied here (so a read that follows sees it), or kNotLeader /
+  // kUnavailable / kTimeout (the outcome is then unknown).
+  void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
+  // Linearizable read barrier (thesis §6.4 ReadIndex): the callback gets OK
+  // once this node's state machine has applied everything committed before
+  // the call; then read state_machine() directly.
+  void read_barrier(int timeout_ms, DoneCallback cb);
+  // Leader only: adds the member as a learner, promotes it once caught up,
+  // calls back when it is a voter. Idempotent for the same name and address.
+  void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
+  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+
+  NodeStatus status() const;  // thread-safe snapshot of the node's view
+  const fsm::KvStateMachine& state_machine() const;
+
+ private:
+  class Impl;
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckv::node
