@@ -14,23 +14,32 @@ void KvStateMachine::apply(uint64_t index, const Command& c) {
   const bool existed = contains_locked(c.key);
   if (c.type == CommandType::kSet) {
     if (!existed) live_size_++;
-    if (snapshotting_) {
+  } else if (existed) {
+    live_size_--;
+  }
+  if (phase_ == Phase::kSnapshotting) {
+    // The base is frozen for the snapshot writer.
+    if (c.type == CommandType::kSet) {
       overlay_.insert_or_assign(c.key, c.value);
     } else {
-      base_.insert_or_assign(c.key, c.value);
-    }
-  } else {
-    if (existed) live_size_--;
-    if (snapshotting_) {
       overlay_.insert_or_assign(c.key, std::nullopt);
-    } else {
-      base_.erase(c.key);
     }
+    return;
+  }
+  if (phase_ == Phase::kFolding) {
+    // Newer than anything in the overlay: write through and drop the stale overlay entry.
+    auto it = overlay_.find(c.key);
+    if (it != overlay_.end()) overlay_.erase(it);
+  }
+  if (c.type == CommandType::kSet) {
+    base_.insert_or_assign(c.key, c.value);
+  } else {
+    base_.erase(c.key);
   }
 }
 
 bool KvStateMachine::contains_locked(std::string_view key) const {
-  if (snapshotting_) {
+  if (phase_ != Phase::kNormal) {
     auto it = overlay_.find(key);
     if (it != overlay_.end()) return it->second.has_value();
   }
@@ -44,7 +53,7 @@ void KvStateMachine::skip(uint64_t index) {
 
 std::optional<std::string> KvStateMachine::get(std::string_view key) const {
   std::shared_lock lock(mu_);
-  if (snapshotting_) {
+  if (phase_ != Phase::kNormal) {
     auto it = overlay_.find(key);
     if (it != overlay_.end()) return it->second;
   }
@@ -65,30 +74,39 @@ size_t KvStateMachine::size() const {
 
 KvStateMachine::SnapshotView KvStateMachine::begin_snapshot() {
   std::unique_lock lock(mu_);
-  KV_CHECK(!snapshotting_, "a snapshot is already in progress");
-  snapshotting_ = true;
+  KV_CHECK(phase_ == Phase::kNormal, "a snapshot is already in progress");
+  phase_ = Phase::kSnapshotting;
   return SnapshotView{&base_, applied_};
 }
 
 void KvStateMachine::end_snapshot() {
-  std::unique_lock lock(mu_);
-  KV_CHECK(snapshotting_, "no snapshot in progress");
-  for (auto& [key, value] : overlay_) {
-    if (value) {
-      base_.insert_or_assign(key, std::move(*value));
-    } else {
-      base_.erase(key);
+  {
+    std::unique_lock lock(mu_);
+    KV_CHECK(phase_ == Phase::kSnapshotting, "no snapshot in progress");
+    phase_ = Phase::kFolding;
+  }
+  for (;;) {
+    std::unique_lock lock(mu_);
+    for (size_t n = 0; n < kFoldBatch && !overlay_.empty(); ++n) {
+      auto node = overlay_.extract(overlay_.begin());
+      if (node.mapped()) {
+        base_.insert_or_assign(std::move(node.key()), std::move(*node.mapped()));
+      } else {
+        base_.erase(node.key());
+      }
+    }
+    if (overlay_.empty()) {
+      phase_ = Phase::kNormal;
+      return;
     }
   }
-  overlay_.clear();
-  snapshotting_ = false;
 }
 
 void KvStateMachine::restore(Map map, uint64_t index) {
   Map old;
   {
     std::unique_lock lock(mu_);
-    KV_CHECK(!snapshotting_, "restore during a snapshot");
+    KV_CHECK(phase_ == Phase::kNormal, "restore during a snapshot");
     old.swap(base_);
     base_ = std::move(map);
     live_size_ = base_.size();

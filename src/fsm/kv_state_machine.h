@@ -1,14 +1,18 @@
 // The replicated key-value map: applies committed commands, serves reads, takes snapshots without stalling writes.
 //
-// Thread safety: apply(), restore() and begin/end_snapshot() are called by the
-// Raft thread only; get() and size() from any thread. Readers share a lock and
-// never wait for each other; a writer holds the lock for one map operation.
+// Thread safety: apply(), skip(), restore() and begin_snapshot() are called by
+// the Raft thread; end_snapshot() by the snapshot writer thread; get() and
+// size() from any thread. Readers share a lock and never wait for each other;
+// a writer holds the lock for one map operation.
 //
 // Snapshots (why writes do not stall): begin_snapshot() freezes the base map
-// in O(1) and from then on writes go to a small overlay (tombstones for
-// deletes) while another thread serializes the frozen base without any lock.
-// end_snapshot() folds the overlay back in; only that fold, proportional to
-// the writes made during the snapshot, holds the writer lock.
+// in O(1) and from then on writes go to an overlay (tombstones for deletes)
+// while the writer thread serializes the frozen base without any lock.
+// end_snapshot(), on that same thread, folds the overlay back in batches of
+// kFoldBatch keys, releasing the lock between batches; meanwhile new writes
+// go straight to the base and drop their key from the overlay, so the
+// overlay never hides a newer value. The longest a write can wait is one
+// batch.
 #pragma once
 
 #include <cstdint>
@@ -38,13 +42,15 @@ class KvStateMachine {
   size_t size() const;
 
   // A consistent, immutable view for a snapshot writer on another thread.
-  // Valid until end_snapshot(); at most one at a time.
+  // Valid until end_snapshot(); at most one at a time: call begin_snapshot()
+  // again only after end_snapshot() returned.
   struct SnapshotView {
     const Map* map;
     uint64_t index;
   };
   SnapshotView begin_snapshot();
   void end_snapshot();
+  static constexpr size_t kFoldBatch = 256;
 
   // Replaces all state (InstallSnapshot or restart). No snapshot may be in progress.
   void restore(Map map, uint64_t index);
@@ -56,7 +62,8 @@ class KvStateMachine {
   Map base_;
   // While a snapshot is being written: key -> new value, or nullopt if deleted.
   std::map<std::string, std::optional<std::string>, std::less<>> overlay_;
-  bool snapshotting_ = false;
+  enum class Phase : unsigned char { kNormal, kSnapshotting, kFolding };
+  Phase phase_ = Phase::kNormal;
   uint64_t applied_ = 0;
   size_t live_size_ = 0;
 };

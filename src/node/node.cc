@@ -411,6 +411,8 @@ void Node::Impl::send_messages(std::vector<raft::Message>& msgs) {
 
 void Node::Impl::apply(const raft::Ready& rd) {
   if (rd.snapshot) {
+    // The state machine cannot be replaced under a snapshot writer.
+    if (snapshot_thread_.joinable()) snapshot_thread_.join();
     auto loaded = storage::read_snapshot_file(snapshot_->path);
     if (!loaded.is_ok()) fatal_storage(loaded.status());
     applied_membership_ = loaded.value().meta.membership;
@@ -648,12 +650,12 @@ void Node::Impl::maybe_start_snapshot() {
   const raft::Membership membership = applied_membership_;
   snapshot_thread_ = std::thread([this, view, term, membership] {
     auto file = storage::write_snapshot_file(data_dir_, view.index, term, membership, *view.map);
+    fsm_.end_snapshot();  // folds the writes made meanwhile, in small batches
     post([this, file = std::move(file)]() mutable { finish_snapshot(std::move(file)); });
   });
 }
 
 void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
-  fsm_.end_snapshot();
   snapshot_in_progress_ = false;
   if (!file.is_ok()) {
     spdlog::error("snapshot failed (will retry): {}", file.status().to_string());

@@ -583,8 +583,16 @@ void Raft::Impl::handle_append(const Message& m) {
   r.to = m.from;
   if (m.log_index < commit_) {
     // Everything up to our commit index matches the leader's log (Log
-    // Matching + Leader Completeness), so tell it where we are.
-    r.index = commit_;
+    // Matching + Leader Completeness): keep only what lies beyond it. This
+    // happens when pipelined appends arrive after a heartbeat moved commit.
+    const Index last_new = m.log_index + m.entries.size();
+    if (last_new > commit_) {
+      std::vector<Entry> beyond(m.entries.end() - static_cast<std::ptrdiff_t>(last_new - commit_), m.entries.end());
+      append_entries_from_leader(beyond);
+      const Index new_commit = std::min(m.commit, last_new);
+      if (new_commit > commit_) commit_ = new_commit;
+    }
+    r.index = std::max(commit_, last_new);
     send(std::move(r));
     return;
   }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 namespace ckv::fsm {
 namespace {
 
@@ -63,6 +65,32 @@ TEST(KvStateMachine, SnapshotViewIsFrozenWhileWritesContinue) {
   EXPECT_EQ(sm.get("b"), std::nullopt);
   EXPECT_EQ(sm.get("c"), "3");
   EXPECT_EQ(sm.size(), 2u);
+}
+
+// Writes that race with the overlay fold (on the snapshot thread) are never lost or overtaken.
+TEST(KvStateMachine, WritesDuringTheFoldWin) {
+  KvStateMachine sm;
+  uint64_t index = 0;
+  for (int i = 0; i < 5000; ++i) sm.apply(++index, set("k" + std::to_string(i), "base"));
+  (void)sm.begin_snapshot();
+  for (int i = 0; i < 5000; ++i) sm.apply(++index, i % 3 == 0 ? del("k" + std::to_string(i)) : set("k" + std::to_string(i), "overlay"));
+  std::thread folder([&] { sm.end_snapshot(); });
+  for (int i = 0; i < 5000; i += 2) sm.apply(++index, set("k" + std::to_string(i), "latest"));
+  folder.join();
+  size_t live = 0;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string k = "k" + std::to_string(i);
+    const char* want = i % 2 == 0 ? "latest" : (i % 3 == 0 ? nullptr : "overlay");
+    if (want == nullptr) {
+      EXPECT_EQ(sm.get(k), std::nullopt) << k;
+    } else {
+      EXPECT_EQ(sm.get(k), want) << k;
+      live++;
+    }
+  }
+  EXPECT_EQ(sm.size(), live);
+  (void)sm.begin_snapshot();  // a new snapshot may start once the fold is done
+  sm.end_snapshot();
 }
 
 TEST(KvStateMachine, RestoreReplacesEverything) {
