@@ -63,7 +63,8 @@ Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::mi
 
 class Node::Impl {
  public:
-  Impl(NodeOptions o, std::unique_ptr<transport::Transport> t) : opts_(std::move(o)), transport_(std::move(t)) {}
+  Impl(NodeOptions o, std::unique_ptr<transport::Transport> t, RegisterHook hook)
+      : opts_(std::move(o)), transport_(std::move(t)), register_hook_(std::move(hook)) {}
   ~Impl() { stop(); }
 
   Status open();
@@ -114,9 +115,12 @@ class Node::Impl {
   void publish_status();
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
+  void register_api_address();
 
   NodeOptions opts_;
   std::unique_ptr<transport::Transport> transport_;
+  RegisterHook register_hook_;
+  Clock::time_point last_registration_{};
   raft::NodeId id_ = 0;
   std::string data_dir_;
   bool temp_dir_ = false;
@@ -340,6 +344,7 @@ void Node::Impl::run() {
     }
     while (raft_->has_ready()) handle_ready();
     sync_peers();
+    register_api_address();
     progress_member_changes();
     maybe_start_snapshot();
     publish_status();
@@ -593,6 +598,29 @@ void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCall
   });
 }
 
+void Node::Impl::register_api_address() {
+  if (opts_.api_address.empty()) return;
+  const raft::Member* self = raft_->membership().find(id_);
+  if (self == nullptr) return;
+  auto info = decode_member_info(self->context);
+  if (info && info->api_address == opts_.api_address) return;
+  const auto now = Clock::now();
+  if (now - last_registration_ < std::chrono::seconds(1)) return;
+  last_registration_ = now;
+  MemberInfo me{opts_.name, opts_.raft_address, opts_.api_address};
+  if (raft_->role() == raft::StateRole::kLeader) {
+    (void)raft_->propose_conf_change(
+        raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(me)});
+    return;
+  }
+  const raft::Member* leader = raft_->membership().find(raft_->leader());
+  if (leader == nullptr || !register_hook_) return;
+  if (auto leader_info = decode_member_info(leader->context); leader_info && !leader_info->api_address.empty()) {
+    spdlog::info("registering API address {} with leader {}", me.api_address, leader_info->name);
+    register_hook_(*leader_info, me);
+  }
+}
+
 void Node::Impl::sync_peers() {
   if (raft_->membership_version() == synced_membership_version_) return;
   synced_membership_version_ = raft_->membership_version();
@@ -704,8 +732,9 @@ void Node::Impl::publish_status() {
 // ---------------------------------------------------------------------------
 // Node: forwards to Impl.
 
-Result<std::unique_ptr<Node>> Node::open(const NodeOptions& options, std::unique_ptr<transport::Transport> transport) {
-  auto impl = std::make_unique<Impl>(options, std::move(transport));
+Result<std::unique_ptr<Node>> Node::open(const NodeOptions& options, std::unique_ptr<transport::Transport> transport,
+                                         RegisterHook register_hook) {
+  auto impl = std::make_unique<Impl>(options, std::move(transport), std::move(register_hook));
   if (Status s = impl->open(); !s.is_ok()) return s;
   return std::unique_ptr<Node>(new Node(std::move(impl)));
 }

@@ -86,11 +86,19 @@ raft::NodeId node_id_for(const std::string& name);
 
 class Node {
  public:
+  // A member added by raft address only (`/join?peerAddress=...`): its API
+  // address is not in the membership yet, so nobody could
+  // forward to it. Once it is a member, the node registers its own API
+  // address: a leader proposes the update itself; a follower calls this hook
+  // (at most once a second until the membership shows it) so that the HTTP
+  // layer can send a /join with its addresses to the leader's API.
+  using RegisterHook = std::function<void(const MemberInfo& leader, const MemberInfo& self)>;
   using WriteCallback = std::function<void(Result<uint64_t>)>;  // the applied index
   using DoneCallback = std::function<void(Status)>;
 
   static Result<std::unique_ptr<Node>> open(const NodeOptions& options,
-                                            std::unique_ptr<transport::Transport> transport);
+                                            std::unique_ptr<transport::Transport> transport,
+                                            RegisterHook register_hook = nullptr);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -49,7 +51,16 @@ class NodeTest : public ::testing::Test {
 
   Node& start(const std::string& name, bool bootstrap) {
     auto t = std::make_unique<transport::MemoryTransport>(hub_, node_id_for(name));
-    auto n = Node::open(options(name, bootstrap), std::move(t));
+    // Stands in for the HTTP layer: forwards the registration to the leader.
+    auto hook = [this](const MemberInfo&, const MemberInfo& self) {
+      registrations_++;
+      std::lock_guard lock(mu_);
+      for (auto& [n, node] : nodes_) {
+        if (node->status().state == "leader") node->add_member(self, 5000, [](Status) {});
+      }
+    };
+    std::lock_guard lock(mu_);
+    auto n = Node::open(options(name, bootstrap), std::move(t), hook);
     EXPECT_TRUE(n.is_ok()) << n.status().to_string();
     nodes_[name] = std::move(n).value();
     nodes_[name]->start();
@@ -57,8 +68,13 @@ class NodeTest : public ::testing::Test {
   }
 
   void kill(const std::string& name) {
-    nodes_[name]->stop();
-    nodes_.erase(name);
+    std::unique_ptr<Node> n;
+    {
+      std::lock_guard lock(mu_);
+      n = std::move(nodes_[name]);
+      nodes_.erase(name);
+    }
+    n->stop();
   }
 
   // Waits for a condition with a deadline; the condition is polled, not slept on blindly.
@@ -79,11 +95,12 @@ class NodeTest : public ::testing::Test {
     return nullptr;
   }
 
-  Status join(const std::string& name) {
+  Status join(const std::string& name, bool with_api_address = true) {
     Node* l = nullptr;
     EXPECT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
     std::promise<Status> p;
-    l->add_member(MemberInfo{name, name + ":5000", name + ":8000"}, 10000, [&](Status s) { p.set_value(s); });
+    l->add_member(MemberInfo{name, name + ":5000", with_api_address ? name + ":8000" : ""}, 10000,
+                  [&](Status s) { p.set_value(s); });
     return p.get_future().get();
   }
 
@@ -99,6 +116,8 @@ class NodeTest : public ::testing::Test {
     return p.get_future().get();
   }
 
+  std::mutex mu_;  // guards nodes_ against the registration hook
+  std::atomic<int> registrations_{0};
   std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
   std::map<std::string, std::unique_ptr<Node>> nodes_;
   std::filesystem::path root_;
@@ -123,6 +142,21 @@ TEST_F(NodeTest, BootstrapJoinReplicateAndReadEverywhere) {
   }
   // Idempotent join.
   EXPECT_TRUE(join("b").is_ok());
+}
+
+// A node added by raft address only registers its API address, so every node can forward to it.
+TEST_F(NodeTest, JoinedByRaftAddressOnlyRegistersItsApiAddress) {
+  start("a", true);
+  start("b", false);
+  ASSERT_TRUE(join("b", false).is_ok());
+  auto api_of_b = [&] {
+    for (const MemberStatus& m : nodes_["a"]->status().members) {
+      if (m.info.name == "b") return m.info.api_address;
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(eventually([&] { return api_of_b() == "b:8000"; }));
+  EXPECT_GE(registrations_.load(), 1);
 }
 
 TEST_F(NodeTest, FollowerRefusesWritesWithNotLeader) {
