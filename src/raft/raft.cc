@@ -454,9 +454,11 @@ void Raft::Impl::step(const Message& m) {
       r.to = m.from;
       r.reject = true;
       send(std::move(r));
-    } else if (m.type == MessageType::kPreVote) {
+    } else if (m.type == MessageType::kPreVote || m.type == MessageType::kVote) {
+      // §5.1: reject a stale request with our term, so that a candidate
+      // stuck in an old term (e.g. after TimeoutNow) catches up.
       Message r;
-      r.type = MessageType::kPreVoteResp;
+      r.type = m.type == MessageType::kPreVote ? MessageType::kPreVoteResp : MessageType::kVoteResp;
       r.to = m.from;
       r.reject = true;
       send(std::move(r));
@@ -874,7 +876,10 @@ void Raft::Impl::broadcast_heartbeat(uint64_t context) {
 }
 
 void Raft::Impl::flush() {
-  if (role_ != StateRole::kLeader) return;
+  if (role_ != StateRole::kLeader) {
+    need_flush_ = false;  // e.g. a leader that committed its own removal and stepped down
+    return;
+  }
   if (need_flush_) {
     need_flush_ = false;
     for (auto& [id, pr] : progress_) {
@@ -1235,7 +1240,7 @@ Index Raft::Impl::snapshot_taken(Index index, uint64_t size_bytes) {
 // Ready / advance.
 
 bool Raft::Impl::has_ready() const {
-  if (need_flush_ || !read_round_sent_) return true;
+  if (role_ == StateRole::kLeader && (need_flush_ || !read_round_sent_)) return true;
   if (HardState{term_, vote_, commit_} != persisted_hs_) return true;
   if (!chunks_.empty() || pending_install_ || !msgs_.empty()) return true;
   if (log_.last_index() > stable_) return true;
