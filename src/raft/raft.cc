@@ -360,8 +360,15 @@ void Raft::Impl::campaign(bool pre_vote, bool forced) {
 void Raft::Impl::tick() {
   election_elapsed_++;
   if (role_ != StateRole::kLeader) {
-    if (promotable() && election_elapsed_ >= randomized_election_timeout_) {
-      campaign(opts_.pre_vote, false);
+    if (election_elapsed_ >= randomized_election_timeout_) {
+      if (promotable()) {
+        campaign(opts_.pre_vote, false);
+      } else {
+        // Learners and non-members never campaign, but must not keep
+        // reporting a leader they stopped hearing from.
+        leader_ = kNoNode;
+        election_elapsed_ = 0;
+      }
     }
     return;
   }
