@@ -41,9 +41,12 @@ struct Message {
   Index commit = 0;            // kAppend, kHeartbeat
 
   // Responses. kAppendResp: on success index = last index now known to match;
-  // on reject, index = the prev index that failed and hint_index/hint_term say
-  // where the follower's log diverges (first index of the conflicting term, or
-  // its last index + 1 with hint_term 0 when its log is too short).
+  // on reject, index = the prev index that failed, and (hint_index,
+  // hint_term) is the follower's last entry at or before that index whose
+  // term is <= the leader's prev term (its last entry when its log is too
+  // short). The leader applies the same rule to its own log to find where
+  // both can agree, skipping a whole term of mismatches per round trip (§5.3's
+  // optimization, in etcd's refined form; see RaftLog::last_index_with_term_at_most).
   // kVoteResp/kPreVoteResp: reject = vote denied.
   bool reject = false;
   Index index = 0;

@@ -1,0 +1,235 @@
+// kvnode: one consensuskv server process (Raft over TCP + HTTP API), command-line compatible with the reference Go kvnode.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "http/address.h"
+#include "http/server.h"
+#include "node/node.h"
+#include "transport/tcp_transport.h"
+
+namespace {
+
+constexpr int kExitRuntimeError = 1;
+constexpr int kExitUsage = 2;  // what Go's flag package exits with on a bad flag
+
+// Go's flag package takes long names with one dash (-raft-address=x,
+// -bootstrap); CLI11 reserves one dash for single letters. Rewrite "-name..."
+// to "--name..." so that -flag=v, -flag v, --flag=v and --flag v all work.
+// Single letters (-h) and everything after "--" are left alone.
+std::vector<std::string> normalize_go_flags(int argc, char** argv) {
+  std::vector<std::string> args;
+  bool rest = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") rest = true;
+    if (!rest && a.size() > 2 && a[0] == '-' && a[1] != '-') a.insert(0, "-");
+    args.push_back(std::move(a));
+  }
+  return args;
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "kvnode: %s\nRun 'kvnode --help' for the flags.\n", message.c_str());
+  std::exit(kExitUsage);
+}
+
+void check_address(const char* flag, const std::string& value) {
+  if (!ckv::http::parse_host_port(value)) {
+    usage_error(std::string("-") + flag + " must be host:port (port 1-65535), got \"" + value +
+                "\"");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using ckv::node::NodeOptions;
+  NodeOptions opts;
+  opts.api_address = "127.0.0.1:8000";  // the reference's defaults
+  opts.data_dir = "./raft-data";
+  std::string join_target;
+  std::string log_level = "info";
+  uint64_t max_body_bytes = ckv::http::kDefaultMaxBodyBytes;
+  int commit_timeout_ms = 5000;
+  int join_timeout_ms = 30000;
+
+  CLI::App app{
+      "kvnode: a consensuskv server (Raft replication + HTTP API on one process).\n"
+      "Flags may be written Go-style with one dash: -flag=value, -flag value, --flag=value, --flag "
+      "value.\n"
+      "Start the first node with -bootstrap; add others with /join on a member or with -join."};
+  app.name("kvnode");
+  app.get_formatter()->column_width(34);
+  app.add_option("--raft-address", opts.raft_address,
+                 "host:port this node's Raft server listens on and peers connect to (required)");
+  app.add_option(
+         "--api-address", opts.api_address,
+         "host:port of this node's HTTP API; other members forward requests to it, so it must be "
+         "reachable from them")
+      ->capture_default_str();
+  app.add_option("--data-dir", opts.data_dir,
+                 "directory for the Raft log, vote and snapshots (created if missing)")
+      ->capture_default_str();
+  app.add_flag(
+      "--bootstrap", opts.bootstrap,
+      "found a new one-member cluster if the data dir is empty; ignored when it holds state, so a "
+      "restart with the same command resumes (-bootstrap, -bootstrap=true, -bootstrap=false)");
+  app.add_option("--join", join_target,
+                 "HOST:APIPORT of a member's HTTP API: ask it to add this node (retried with "
+                 "backoff until this "
+                 "node is a voter)");
+  app.add_flag("--inmem", opts.in_memory,
+               "keep everything in memory (tests): nothing survives a restart");
+  app.add_option("--id", opts.name, "this node's name in the cluster (default: the raft address)");
+  app.add_option("--snapshot-threshold", opts.snapshot_threshold,
+                 "take a snapshot after this many entries applied since the last one (0: never)")
+      ->capture_default_str();
+  app.add_option(
+         "--snapshot-trailing", opts.snapshot_trailing,
+         "log entries kept after a snapshot, so that slightly lagging followers need no snapshot")
+      ->capture_default_str();
+  app.add_option("--tick-ms", opts.tick_ms, "Raft tick interval in milliseconds")
+      ->capture_default_str();
+  app.add_option("--election-ticks", opts.election_ticks,
+                 "election timeout in ticks (randomized in [n, 2n)); must exceed -heartbeat-ticks")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ticks", opts.heartbeat_ticks, "leader heartbeat interval in ticks")
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", max_body_bytes,
+                 "largest accepted HTTP request body (larger: 413)")
+      ->capture_default_str();
+  app.add_option("--commit-timeout-ms", commit_timeout_ms,
+                 "how long a write or linearizable read may wait for the cluster before 504/503")
+      ->capture_default_str();
+  app.add_option("--join-timeout-ms", join_timeout_ms,
+                 "how long /join waits for a new member to catch up and become a voter")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  std::vector<std::string> args = normalize_go_flags(argc, argv);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    usage_error(e.what());
+  }
+
+  if (opts.raft_address.empty())
+    usage_error("missing -raft-address (e.g. -raft-address=127.0.0.1:5000)");
+  check_address("raft-address", opts.raft_address);
+  check_address("api-address", opts.api_address);
+  if (!join_target.empty()) check_address("join", join_target);
+  if (!opts.in_memory && opts.data_dir.empty()) usage_error("-data-dir must not be empty");
+  if (opts.tick_ms <= 0) usage_error("-tick-ms must be positive");
+  if (opts.heartbeat_ticks <= 0 || opts.election_ticks <= opts.heartbeat_ticks) {
+    usage_error("need 0 < -heartbeat-ticks < -election-ticks");
+  }
+  if (max_body_bytes == 0) usage_error("-max-body-bytes must be positive");
+  if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
+  const auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off")
+    usage_error("unknown -log-level " + log_level);
+  if (opts.name.empty()) opts.name = opts.raft_address;
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("kvnode"));
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+
+  // Signals: blocked here, before any thread exists, so every thread inherits
+  // the mask and only sigwait() below sees SIGINT/SIGTERM.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a peer closing a socket is an error code, not a death
+
+  // Whether this start founds a cluster, waits to be added, or resumes:
+  // bootstrap applies only to an empty data dir (node.h, "First boot").
+  bool fresh = true;
+  if (!opts.in_memory) {
+    std::error_code ec;
+    std::filesystem::create_directories(opts.data_dir, ec);
+    if (ec) {
+      spdlog::critical("cannot create data dir {}: {}", opts.data_dir, ec.message());
+      return kExitRuntimeError;
+    }
+    fresh = std::filesystem::is_empty(opts.data_dir, ec);
+  }
+  const char* mode =
+      !fresh ? (opts.bootstrap ? "resuming from the data dir (-bootstrap ignored: not empty)"
+                               : "resuming from the data dir")
+             : (opts.bootstrap ? "bootstrapping a new one-member cluster"
+                               : "empty: waiting to be added to a cluster (/join or -join)");
+  spdlog::info("kvnode starting: id={} raft={} api={} data-dir={} ({})", opts.name,
+               opts.raft_address, opts.api_address, opts.in_memory ? "<in memory>" : opts.data_dir,
+               mode);
+
+  const ckv::raft::NodeId id = ckv::node::node_id_for(opts.name);
+  auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address);
+  if (ckv::Status s = transport->listen(); !s.is_ok()) {
+    spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
+    return kExitRuntimeError;
+  }
+  // The Node asks for registration of this node's API address through this
+  // hook (on the Raft thread); the server that does it is created after the
+  // Node, so the hook finds it through a pointer set once it exists.
+  std::atomic<ckv::http::HttpServer*> registrar{nullptr};
+  auto register_hook = [&registrar](const ckv::node::MemberInfo& leader,
+                                    const ckv::node::MemberInfo&) {
+    if (ckv::http::HttpServer* s = registrar.load()) s->register_self(leader);
+  };
+  auto opened = ckv::node::Node::open(opts, std::move(transport), register_hook);
+  if (!opened.is_ok()) {
+    spdlog::critical("cannot open the node: {}", opened.status().to_string());
+    return kExitRuntimeError;
+  }
+  std::unique_ptr<ckv::node::Node> node = std::move(opened).value();
+
+  ckv::http::ServerOptions http_opts;
+  http_opts.listen_address = opts.api_address;
+  http_opts.max_body_bytes = max_body_bytes;
+  http_opts.commit_timeout_ms = commit_timeout_ms;
+  http_opts.join_timeout_ms = join_timeout_ms;
+  auto server = std::make_unique<ckv::http::HttpServer>(
+      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address}, http_opts);
+
+  // Bind the API before starting Raft, so that a port in use stops us
+  // before this node takes part in any election.
+  if (ckv::Status s = server->start(); !s.is_ok()) {
+    spdlog::critical("cannot serve the API on {}: {}", opts.api_address, s.to_string());
+    return kExitRuntimeError;
+  }
+  registrar = server.get();
+  node->start();
+  spdlog::info("serving the API on http://{}", opts.api_address);
+  if (!join_target.empty()) server->join_via(join_target);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // Node first: a leader hands off leadership and every waiting client gets
+  // an answer while the HTTP threads still run; then the HTTP threads stop.
+  // The Node goes before the server (see server.h, "Lifecycle").
+  node->stop();
+  registrar = nullptr;
+  server->stop();
+  node.reset();
+  server.reset();
+  spdlog::info("stopped");
+  return 0;
+}

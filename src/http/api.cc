@@ -1,0 +1,354 @@
+// The HTTP API's endpoints: validation, leader routing, Node calls and JSON bodies (see docs/api.md).
+#include "http/api.h"
+
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "fsm/kv_state_machine.h"
+#include "http/address.h"
+
+namespace ckv::http {
+
+namespace {
+
+using nlohmann::json;
+
+// Deeper JSON is never a valid request; refusing it before parsing keeps a
+// hostile body from costing more than a linear scan.
+constexpr int kMaxJsonDepth = 32;
+
+Response json_response(unsigned status, const json& body) {
+  Response r;
+  r.status = status;
+  // Invalid UTF-8 in a key or value must not throw: replace it on output.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+bool json_too_deep(std::string_view body) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// Parses a request body that must be a JSON object. An empty body is an
+// empty object when allow_empty (a POST /join may carry everything in the query).
+std::optional<json> parse_object(const std::string& body, bool allow_empty, std::string* error) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (allow_empty) return json::object();
+    *error = "request body must be a JSON object";
+    return std::nullopt;
+  }
+  if (json_too_deep(body)) {
+    *error = "JSON nested too deeply";
+    return std::nullopt;
+  }
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    *error = "malformed JSON";
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    *error = "request body must be a JSON object";
+    return std::nullopt;
+  }
+  return j;
+}
+
+// Reads a required, non-empty string field.
+std::optional<std::string> string_field(const json& j, const char* name, bool allow_empty,
+                                        std::string* error) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    *error = std::string("missing \"") + name + "\"";
+    return std::nullopt;
+  }
+  if (!it->is_string()) {
+    *error = std::string("\"") + name + "\" must be a string";
+    return std::nullopt;
+  }
+  std::string s = it->get<std::string>();
+  if (s.empty() && !allow_empty) {
+    *error = std::string("\"") + name + "\" must not be empty";
+    return std::nullopt;
+  }
+  return s;
+}
+
+Response method_not_allowed(const char* allow) {
+  Response r = error_response(405, std::string("method not allowed; use ") + allow);
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+}  // namespace
+
+unsigned http_status_for(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalid:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kNotLeader:
+      return 421;  // only when forwarding was not possible
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kTimeout:
+      return 504;
+    case StatusCode::kConflict:
+      return 409;
+    case StatusCode::kTooLarge:
+      return 413;
+    case StatusCode::kCorrupt:
+      return 500;
+    case StatusCode::kIo:
+      return 500;
+  }
+  return 500;
+}
+
+Response error_response(unsigned http_status, const std::string& message) {
+  Response r = json_response(http_status, json{{"error", message}});
+  // 503 means "try again shortly" (an election, a lost quorum): say when.
+  if (http_status == 503) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+Response error_response(const Status& s) {
+  return error_response(http_status_for(s.code()), s.message());
+}
+
+void Api::handle(const Request& req, Reply reply) {
+  auto target = parse_target(req.target);
+  if (!target) {
+    reply(error_response(400, "malformed URL escape in the request target"));
+    return;
+  }
+  const std::string& path = target->path;
+  const bool get = req.method == "GET";
+  const bool post = req.method == "POST";
+  if (path == "/set") {
+    if (!post) return reply(method_not_allowed("POST"));
+    handle_set(req, std::move(reply));
+  } else if (path == "/delete") {
+    if (!post) return reply(method_not_allowed("POST"));
+    handle_delete(req, std::move(reply));
+  } else if (path == "/get") {
+    if (!get) return reply(method_not_allowed("GET"));
+    handle_get(target->params, std::move(reply));
+  } else if (path == "/join") {
+    // The reference's README joins with GET and its -join flag with POST.
+    if (!get && !post) return reply(method_not_allowed("GET, POST"));
+    handle_join(req, target->params, std::move(reply));
+  } else if (path == "/status") {
+    if (!get) return reply(method_not_allowed("GET"));
+    handle_status(std::move(reply));
+  } else {
+    reply(error_response(404, "no such endpoint: " + path));
+  }
+}
+
+bool Api::route_to_leader(const Request& req, int timeout_ms, const Reply& reply) {
+  const node::NodeStatus st = node_.status();
+  if (st.leader_id != raft::kNoNode && st.leader_id == st.id) return false;
+  if (st.leader_id == raft::kNoNode) {
+    reply(error_response(503, "no leader known (election in progress or no quorum); retry"));
+  } else if (req.forwarded) {
+    // Forwarded by a node that thought we lead; we do not forward again, so
+    // a stale view cannot bounce a request around the cluster.
+    Response r = error_response(421, "not the leader; the leader is " + st.leader.name);
+    reply(std::move(r));
+  } else if (st.leader.api_address.empty()) {
+    reply(error_response(503, "the leader (" + st.leader.raft_address +
+                                  ") has not registered its API address yet; retry"));
+  } else {
+    // Leave the leader time to answer with its own timeout first.
+    reply(Forward{st.leader.api_address, timeout_ms + 2000});
+  }
+  return true;
+}
+
+void Api::handle_set(const Request& req, Reply reply) {
+  std::string error;
+  auto j = parse_object(req.body, false, &error);
+  std::optional<std::string> key, value;
+  if (j) key = string_field(*j, "key", false, &error);
+  if (key) value = string_field(*j, "value", true, &error);
+  if (!value) return reply(error_response(400, error));
+  if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
+  propose(fsm::Command{fsm::CommandType::kSet, std::move(*key), std::move(*value)},
+          std::move(reply));
+}
+
+void Api::handle_delete(const Request& req, Reply reply) {
+  std::string error;
+  auto j = parse_object(req.body, false, &error);
+  std::optional<std::string> key;
+  if (j) key = string_field(*j, "key", false, &error);
+  if (!key) return reply(error_response(400, error));
+  if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
+  propose(fsm::Command{fsm::CommandType::kDelete, std::move(*key), {}}, std::move(reply));
+}
+
+void Api::propose(fsm::Command c, Reply reply) {
+  // Built before the command moves into the Node; answered only once the
+  // entry is committed and applied here (node.h), so a read that follows sees it.
+  json body = c.type == fsm::CommandType::kSet ? json{{"key", c.key}, {"value", c.value}}
+                                               : json{{"key", c.key}, {"deleted", true}};
+  node_.propose(
+      std::move(c), options_.commit_timeout_ms,
+      [reply = std::move(reply), body = std::move(body)](Result<uint64_t> r) mutable {
+        if (!r.is_ok()) {
+          const Status& s = r.status();
+          if (s.code() == StatusCode::kTimeout) {
+            reply(error_response(
+                504, "the write did not complete in time; outcome unknown: " + s.message()));
+          } else if (s.code() == StatusCode::kNotLeader) {
+            // Leadership moved between our check and the proposal.
+            reply(error_response(503, "leadership changed; retry"));
+          } else {
+            reply(error_response(s));
+          }
+          return;
+        }
+        body["index"] = r.value();
+        reply(json_response(200, body));
+      });
+}
+
+void Api::handle_get(const std::map<std::string, std::string>& params, Reply reply) {
+  auto k = params.find("key");
+  if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
+  std::string consistency = "linearizable";
+  if (auto c = params.find("consistency"); c != params.end() && !c->second.empty())
+    consistency = c->second;
+  auto answer = [this](const std::string& key) -> Response {
+    std::optional<std::string> v = node_.state_machine().get(key);
+    if (!v) return json_response(404, json{{"error", "key not found"}, {"key", key}});
+    return json_response(200, json{{key, *v}});
+  };
+  if (consistency == "stale") return reply(answer(k->second));
+  if (consistency != "linearizable") {
+    return reply(
+        error_response(400, "consistency must be \"linearizable\" (default) or \"stale\""));
+  }
+  // Thesis §6.4 ReadIndex: once the barrier is passed this node has applied
+  // every write acknowledged before the request arrived. The map read is a
+  // shared-lock lookup, cheap enough to do in the callback.
+  node_.read_barrier(options_.commit_timeout_ms, [reply = std::move(reply), answer,
+                                                  key = k->second](Status s) mutable {
+    if (!s.is_ok()) {
+      if (s.code() == StatusCode::kTimeout) {
+        reply(error_response(504, "read barrier timed out (no quorum?): " + s.message()));
+      } else if (s.code() == StatusCode::kNotLeader) {
+        reply(error_response(503, "no leader known; retry"));
+      } else {
+        reply(error_response(s));
+      }
+      return;
+    }
+    reply(answer(key));
+  });
+}
+
+void Api::handle_join(const Request& req, const std::map<std::string, std::string>& params,
+                      Reply reply) {
+  // Query parameters first; a POST may carry the same fields as JSON.
+  std::string error;
+  auto body = parse_object(req.method == "POST" ? req.body : std::string(), true, &error);
+  if (!body) return reply(error_response(400, error));
+  auto field = [&](const char* name, std::string* out) -> bool {
+    if (auto p = params.find(name); p != params.end()) {
+      *out = p->second;
+      return true;
+    }
+    auto it = body->find(name);
+    if (it == body->end() || it->is_null()) return true;
+    if (!it->is_string()) {
+      error = std::string("\"") + name + "\" must be a string";
+      return false;
+    }
+    *out = it->get<std::string>();
+    return true;
+  };
+  node::MemberInfo info;
+  if (!field("peerAddress", &info.raft_address) || !field("apiAddress", &info.api_address) ||
+      !field("id", &info.name)) {
+    return reply(error_response(400, error));
+  }
+  if (info.raft_address.empty()) return reply(error_response(400, "missing peerAddress"));
+  if (!parse_host_port(info.raft_address)) {
+    return reply(
+        error_response(400, "peerAddress must be host:port, got \"" + info.raft_address + "\""));
+  }
+  if (!info.api_address.empty() && !parse_host_port(info.api_address)) {
+    return reply(
+        error_response(400, "apiAddress must be host:port, got \"" + info.api_address + "\""));
+  }
+  if (info.name.empty()) info.name = info.raft_address;  // the reference's server id is its address
+  if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
+  json ok{{"id", info.name},
+          {"raftAddress", info.raft_address},
+          {"apiAddress", info.api_address},
+          {"role", "voter"}};
+  node_.add_member(
+      std::move(info), options_.join_timeout_ms,
+      [reply = std::move(reply), ok = std::move(ok)](Status s) mutable {
+        if (!s.is_ok()) {
+          if (s.code() == StatusCode::kNotLeader) {
+            reply(error_response(503, "leadership changed; retry"));
+          } else if (s.code() == StatusCode::kTimeout) {
+            reply(error_response(504, "the member did not become a voter in time: " + s.message()));
+          } else {
+            reply(error_response(s));
+          }
+          return;
+        }
+        reply(json_response(200, ok));
+      });
+}
+
+void Api::handle_status(Reply reply) {
+  const node::NodeStatus st = node_.status();
+  json members = json::array();
+  for (const node::MemberStatus& m : st.members) {
+    members.push_back({{"id", m.info.name},
+                       {"raftAddress", m.info.raft_address},
+                       {"apiAddress", m.info.api_address},
+                       {"role", m.role}});
+  }
+  const bool is_leader = st.leader_id != raft::kNoNode && st.leader_id == st.id;
+  reply(json_response(200, json{{"id", st.name},
+                                {"state", st.state},
+                                {"isLeader", is_leader},
+                                {"leader", st.leader.raft_address},
+                                {"leaderId", st.leader.name},
+                                {"leaderApiAddress", st.leader.api_address},
+                                {"term", st.term},
+                                {"commitIndex", st.commit_index},
+                                {"appliedIndex", st.applied_index},
+                                {"lastIndex", st.last_index},
+                                {"snapshotIndex", st.snapshot_index},
+                                {"members", members}}));
+}
+
+}  // namespace ckv::http

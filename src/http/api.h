@@ -1,0 +1,85 @@
+// The HTTP API's request handling, independent of the wire: routing, validation, Node calls, JSON bodies.
+//
+// The server (server.cc, Boost.Beast) turns bytes into a Request and a
+// Response back into bytes; everything an endpoint means lives here, so it
+// compiles without Beast and reads in one place. The endpoints and their
+// bodies are documented in docs/api.md.
+//
+// Threading: handle() may be called from any thread. The reply callback is
+// called exactly once, either inside handle() or later on the Raft thread
+// (Node callbacks); the server posts it back to the connection's executor,
+// so a reply must only be handed off, never block.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "node/node.h"
+
+namespace ckv::http {
+
+// Set on a request one node forwards to another, so that a request is
+// forwarded at most once (a node that is not the leader answers it itself).
+inline constexpr const char* kForwardedHeader = "X-Ckv-Forwarded";
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // "/get?key=k"
+  std::string body;
+  bool forwarded = false;  // kForwardedHeader was present
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string body;                                          // JSON, always
+  std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type
+};
+
+// "Send this request, unchanged, to the leader's API and relay its answer."
+struct Forward {
+  std::string api_address;  // host:port of the leader's HTTP API
+  int timeout_ms = 0;       // how long to wait for the leader's answer
+};
+
+using Outcome = std::variant<Response, Forward>;
+using Reply = std::function<void(Outcome)>;
+
+struct ApiOptions {
+  int commit_timeout_ms = 5000;  // propose and read barrier
+  int join_timeout_ms = 30000;   // add_member: a learner may need a snapshot before it can vote
+};
+
+class Api {
+ public:
+  Api(node::Node& node, ApiOptions options) : node_(node), options_(options) {}
+
+  void handle(const Request& req, Reply reply);
+
+ private:
+  void handle_set(const Request& req, Reply reply);
+  void handle_delete(const Request& req, Reply reply);
+  void handle_get(const std::map<std::string, std::string>& params, Reply reply);
+  void handle_join(const Request& req, const std::map<std::string, std::string>& params,
+                   Reply reply);
+  void handle_status(Reply reply);
+  void propose(fsm::Command c, Reply reply);
+  // Writes and joins go to the leader. Returns true (and replies) when this
+  // node is not the leader: a Forward, or 503 when no leader is known or
+  // the request was forwarded once already.
+  bool route_to_leader(const Request& req, int timeout_ms, const Reply& reply);
+
+  node::Node& node_;
+  const ApiOptions options_;
+};
+
+// The one place a StatusCode becomes an HTTP status (DESIGN.md, "Conventions").
+unsigned http_status_for(StatusCode code);
+// {"error": message} with the status for s; 503 also carries Retry-After.
+Response error_response(const Status& s);
+Response error_response(unsigned http_status, const std::string& message);
+
+}  // namespace ckv::http

@@ -1,0 +1,451 @@
+// Beast HTTP server: connections, keep-alive, limits, forwarding to the leader, and registration/join calls.
+#include "http/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "http/address.h"
+#include "http/api.h"
+
+namespace ckv::http {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using std::chrono::milliseconds;
+
+constexpr auto kUseAwaitable = asio::use_awaitable;
+constexpr uint32_t kMaxHeaderBytes = 1 << 20;
+// Answers from the leader echo at most a request body; anything far larger is not ours.
+constexpr uint64_t kMaxUpstreamBodyBytes = 64ull << 20;
+
+// Awaits a Node-style callback API. The callback runs on another thread (the
+// Raft thread), so the coroutine is resumed by posting to its own executor,
+// never inline on the caller's thread.
+template <typename T, typename Start>
+asio::awaitable<T> from_callback(Start start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [start = std::move(start)](auto handler) mutable {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        start([h, ex](T value) {
+          asio::post(ex, [h, value = std::move(value)]() mutable { (*h)(std::move(value)); });
+        });
+      },
+      kUseAwaitable);
+}
+
+struct UpstreamReply {
+  unsigned status = 0;
+  std::string body;
+  std::string retry_after;
+};
+
+// One request to another node's API. kUnavailable: it cannot have been
+// processed (no connection); kTimeout: it was sent and may have been.
+asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb method,
+                                             std::string target, std::string body, bool forwarded,
+                                             milliseconds timeout) {
+  auto hp = parse_host_port(address);
+  if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
+  auto ex = co_await asio::this_coro::executor;
+  beast::error_code ec;
+  tcp::resolver resolver(ex);
+  auto endpoints = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
+                                                   asio::redirect_error(kUseAwaitable, ec));
+  if (ec)
+    co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
+  beast::tcp_stream stream(ex);
+  stream.expires_after(timeout);
+  co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
+  if (ec)
+    co_return Status(StatusCode::kUnavailable,
+                     "cannot connect to " + address + ": " + ec.message());
+
+  bhttp::request<bhttp::string_body> req{method, target, 11};
+  req.set(bhttp::field::host, address);
+  req.set(bhttp::field::user_agent, "consensuskv");
+  req.set(bhttp::field::content_type, "application/json");
+  if (forwarded) req.set(kForwardedHeader, "1");
+  req.keep_alive(false);
+  req.body() = std::move(body);
+  req.prepare_payload();
+  co_await bhttp::async_write(stream, req, asio::redirect_error(kUseAwaitable, ec));
+  if (ec)
+    co_return Status(StatusCode::kTimeout, "sending to " + address + " failed: " + ec.message());
+
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(kMaxUpstreamBodyBytes);
+  co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
+  if (ec) co_return Status(StatusCode::kTimeout, "no answer from " + address + ": " + ec.message());
+  UpstreamReply reply;
+  reply.status = parser.get().result_int();
+  reply.body = std::move(parser.get().body());
+  if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
+    reply.retry_after = std::string(it->value());
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  co_return reply;
+}
+
+bool is_voter(const node::NodeStatus& st) {
+  for (const auto& m : st.members) {
+    if (m.id == st.id) return m.role == "voter";
+  }
+  return false;
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  Impl(node::Node& node, node::MemberInfo self, ServerOptions options)
+      : node_(node),
+        self_(std::move(self)),
+        options_(std::move(options)),
+        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms}),
+        acceptor_(ioc_) {}
+
+  Status start();
+  void join_via(std::string target) {
+    asio::co_spawn(ioc_, join_loop(std::move(target)), asio::detached);
+  }
+  void register_self(const node::MemberInfo& leader);
+  void stop();
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> refuse(tcp::socket socket);
+  asio::awaitable<Response> forward(const Forward& f,
+                                    const bhttp::request<bhttp::string_body>& req);
+  asio::awaitable<void> register_once(std::string leader_api_address);
+  asio::awaitable<void> join_loop(std::string target);
+  std::string join_target() const;
+
+  node::Node& node_;
+  const node::MemberInfo self_;
+  const ServerOptions options_;
+  Api api_;
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> connections_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> registering_{false};  // one registration request at a time
+  int register_failures_ = 0;             // only touched by register_once, one at a time
+};
+
+Status HttpServer::Impl::start() {
+  auto hp = parse_host_port(options_.listen_address);
+  if (!hp)
+    return Status(StatusCode::kInvalid,
+                  "API address must be host:port: " + options_.listen_address);
+  beast::error_code ec;
+  tcp::resolver resolver(ioc_);
+  auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), tcp::resolver::passive, ec);
+  if (ec || endpoints.empty()) {
+    return Status(StatusCode::kInvalid,
+                  "cannot resolve API address " + options_.listen_address + ": " + ec.message());
+  }
+  const tcp::endpoint ep = endpoints.begin()->endpoint();
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Status(StatusCode::kIo,
+                  "cannot listen on " + options_.listen_address + ": " + ec.message());
+  asio::co_spawn(ioc_, accept_loop(), asio::detached);
+  for (int i = 0; i < std::max(1, options_.threads); ++i)
+    threads_.emplace_back([this] { ioc_.run(); });
+  return Status::ok();
+}
+
+void HttpServer::Impl::stop() {
+  if (stopping_.exchange(true)) return;
+  asio::post(ioc_, [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  });
+  ioc_.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+asio::awaitable<void> HttpServer::Impl::accept_loop() {
+  for (;;) {
+    beast::error_code ec;
+    // Each connection gets a strand: with several io threads, the stream's
+    // timer and I/O completions must not run concurrently.
+    asio::any_io_executor strand = asio::make_strand(ioc_);
+    tcp::socket socket =
+        co_await acceptor_.async_accept(strand, asio::redirect_error(kUseAwaitable, ec));
+    if (ec) {
+      if (stopping_ || !acceptor_.is_open()) co_return;
+      // Typically EMFILE: back off instead of spinning on the error.
+      spdlog::warn("http: accept failed: {}", ec.message());
+      asio::steady_timer t(ioc_, milliseconds(100));
+      co_await t.async_wait(asio::redirect_error(kUseAwaitable, ec));
+      continue;
+    }
+    if (connections_.load() >= kMaxConnections) {
+      asio::co_spawn(strand, refuse(std::move(socket)), asio::detached);
+    } else {
+      ++connections_;
+      asio::co_spawn(strand, session(std::move(socket)), asio::detached);
+    }
+  }
+}
+
+namespace {
+
+using BeastResponse = bhttp::response<bhttp::string_body>;
+
+BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
+  BeastResponse res;
+  res.version(version);
+  res.result(r.status);
+  res.set(bhttp::field::server, "consensuskv");
+  res.set(bhttp::field::content_type, "application/json");
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  res.keep_alive(keep_alive);
+  res.body() = r.body;
+  res.prepare_payload();
+  return res;
+}
+
+// Closing a socket with unread input makes the kernel send a reset, and a
+// client still sending its (refused) body may then never see our answer.
+// So: stop sending, read and drop what still comes, bounded in time and bytes.
+asio::awaitable<void> drain_and_close(beast::tcp_stream& stream) {
+  constexpr size_t kMaxDrainBytes = 16 << 20;
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(milliseconds(2000));
+  std::vector<char> sink(64 * 1024);
+  for (size_t total = 0; !ec && total < kMaxDrainBytes;) {
+    total += co_await stream.async_read_some(asio::buffer(sink),
+                                             asio::redirect_error(kUseAwaitable, ec));
+  }
+  stream.socket().close(ec);
+}
+
+}  // namespace
+
+asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  stream.expires_after(milliseconds(kIoTimeoutMs));
+  beast::error_code ec;
+  auto res = to_beast(error_response(503, "too many connections"), 11, false);
+  co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
+  // Releases the connection slot however the coroutine ends.
+  struct Slot {
+    std::atomic<int>& n;
+    ~Slot() { --n; }
+  } slot{connections_};
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  auto too_large = [this] {
+    return error_response(413, "request body over the limit of " +
+                                   std::to_string(options_.max_body_bytes) +
+                                   " bytes (-max-body-bytes)");
+  };
+  auto send = [&](const Response& r, unsigned version, bool keep_alive) -> asio::awaitable<bool> {
+    auto res = to_beast(r, version, keep_alive);
+    stream.expires_after(milliseconds(kIoTimeoutMs));
+    co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
+    co_return !ec && keep_alive;
+  };
+
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.body_limit(options_.max_body_bytes);
+    // Keys travel in the URL of /get: allow what Go's http.Server allows
+    // (1 MiB of headers), not Beast's 8 KiB, so any key written can be read.
+    parser.header_limit(kMaxHeaderBytes);
+    stream.expires_after(milliseconds(kIdleTimeoutMs));
+    co_await bhttp::async_read_header(stream, buffer, parser,
+                                      asio::redirect_error(kUseAwaitable, ec));
+    if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof)
+      break;
+    // Beast already refuses a Content-Length over the limit here, before
+    // reading the body (the client may be waiting for "100 Continue").
+    if (ec == bhttp::error::body_limit) {
+      (void)co_await send(too_large(), parser.get().version(), false);
+      co_await drain_and_close(stream);
+      co_return;
+    }
+    if (ec) {
+      if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+        const unsigned status = ec == bhttp::error::header_limit ? 431 : 400;
+        (void)co_await send(error_response(status, "malformed HTTP request: " + ec.message()), 11,
+                            false);
+      }
+      break;
+    }
+    const unsigned version = parser.get().version();
+    if (auto it = parser.get().find(bhttp::field::expect);
+        it != parser.get().end() && beast::iequals(it->value(), "100-continue")) {
+      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+      stream.expires_after(milliseconds(kIoTimeoutMs));
+      co_await bhttp::async_write(stream, cont, asio::redirect_error(kUseAwaitable, ec));
+      if (ec) break;
+    }
+    if (!parser.is_done()) {
+      stream.expires_after(milliseconds(kIoTimeoutMs));
+      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
+      if (ec == bhttp::error::body_limit) {  // chunked: the size shows only while reading
+        (void)co_await send(too_large(), version, false);
+        co_await drain_and_close(stream);
+        co_return;
+      }
+      if (ec) {
+        if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+          (void)co_await send(error_response(400, "malformed HTTP request: " + ec.message()),
+                              version, false);
+        }
+        break;
+      }
+    }
+    const bhttp::request<bhttp::string_body>& req = parser.get();
+    const bool keep_alive = req.keep_alive();
+
+    Request r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    r.body = req.body();
+    r.forwarded = req.find(kForwardedHeader) != req.end();
+    // The API and the Node bound their own waiting (commit timeout), so no
+    // stream deadline runs meanwhile.
+    stream.expires_never();
+    Outcome outcome = co_await from_callback<Outcome>(
+        [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
+    Response response;
+    if (auto* f = std::get_if<Forward>(&outcome)) {
+      response = co_await forward(*f, req);
+    } else {
+      response = std::move(std::get<Response>(outcome));
+    }
+    if (!co_await send(response, version, keep_alive)) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
+                                                    const bhttp::request<bhttp::string_body>& req) {
+  // The leader's API address comes from the replicated membership, so this
+  // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
+  auto up = co_await fetch(f.api_address, req.method(), std::string(req.target()), req.body(), true,
+                           milliseconds(f.timeout_ms));
+  if (!up.is_ok()) {
+    if (up.status().code() == StatusCode::kTimeout) {
+      co_return error_response(504,
+                               "forwarded to the leader at " + f.api_address +
+                                   " but got no answer; outcome unknown: " + up.status().message());
+    }
+    co_return error_response(
+        503, "the leader at " + f.api_address + " is unreachable; retry: " + up.status().message());
+  }
+  if (up->status == 421) {
+    // The node we took for the leader is not (any more): a leader change is under way.
+    co_return error_response(503, "leadership is changing; retry");
+  }
+  Response r;
+  r.status = up->status;
+  r.body = std::move(up->body);
+  if (!up->retry_after.empty()) r.headers.emplace_back("Retry-After", up->retry_after);
+  r.headers.emplace_back("X-Ckv-Leader", f.api_address);
+  co_return r;
+}
+
+std::string HttpServer::Impl::join_target() const {
+  return "/join?peerAddress=" + url_encode(self_.raft_address) +
+         "&apiAddress=" + url_encode(self_.api_address) + "&id=" + url_encode(self_.name);
+}
+
+void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
+  if (stopping_ || leader.api_address.empty() || registering_.exchange(true)) return;
+  asio::co_spawn(ioc_, register_once(leader.api_address), asio::detached);
+}
+
+asio::awaitable<void> HttpServer::Impl::register_once(std::string leader_api_address) {
+  auto up = co_await fetch(leader_api_address, bhttp::verb::post, join_target(), "", false,
+                           milliseconds(options_.join_timeout_ms + 2000));
+  if (up.is_ok() && up->status == 200) {
+    spdlog::info("registered API address {} with the leader at {}", self_.api_address,
+                 leader_api_address);
+    register_failures_ = 0;
+  } else if (register_failures_++ % 30 ==
+             0) {  // the Node retries every second: do not flood the log
+    spdlog::warn("registering API address {} with the leader at {} failed (will retry): {}",
+                 self_.api_address, leader_api_address,
+                 up.is_ok() ? "HTTP " + std::to_string(up->status) + " " + up->body
+                            : up.status().to_string());
+  }
+  registering_ = false;
+}
+
+asio::awaitable<void> HttpServer::Impl::join_loop(std::string target) {
+  asio::steady_timer timer(ioc_);
+  milliseconds backoff(200);
+  for (int attempt = 1;; ++attempt) {
+    if (stopping_) co_return;
+    if (is_voter(node_.status())) {
+      spdlog::info("already a voting member; not joining via {}", target);
+      co_return;
+    }
+    auto up = co_await fetch(target, bhttp::verb::post, join_target(), "", false,
+                             milliseconds(options_.join_timeout_ms + 2000));
+    if (up.is_ok() && up->status == 200) {
+      spdlog::info("joined the cluster via {}", target);
+      co_return;
+    }
+    spdlog::warn("join via {} failed (attempt {}): {}; retrying in {} ms", target, attempt,
+                 up.is_ok() ? "HTTP " + std::to_string(up->status) + " " + up->body
+                            : up.status().to_string(),
+                 backoff.count());
+    beast::error_code ec;
+    timer.expires_after(backoff);
+    co_await timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    backoff = std::min(backoff * 2, milliseconds(5000));
+  }
+}
+
+HttpServer::HttpServer(node::Node& node, node::MemberInfo self, ServerOptions options)
+    : impl_(std::make_unique<Impl>(node, std::move(self), std::move(options))) {}
+HttpServer::~HttpServer() { impl_->stop(); }
+Status HttpServer::start() { return impl_->start(); }
+void HttpServer::join_via(std::string member_api_address) {
+  impl_->join_via(std::move(member_api_address));
+}
+void HttpServer::register_self(const node::MemberInfo& leader) { impl_->register_self(leader); }
+void HttpServer::stop() { impl_->stop(); }
+
+}  // namespace ckv::http

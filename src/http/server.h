@@ -1,0 +1,68 @@
+// The HTTP server (Boost.Beast, async, one io_context with a few threads) and this node's own calls to other members' APIs.
+//
+// Beast and Asio stay inside server.cc (a Beast TU costs ~30 s to compile;
+// DESIGN.md "Platform notes"); this header is cheap to include.
+//
+// Besides serving requests the server makes two kinds of outbound calls:
+//  - forwarding: a follower proxies writes and /join to the leader's API
+//    address (replicated in the membership), marked with kForwardedHeader;
+//  - joining: register_self() (the Node's RegisterHook: this node is a
+//    member whose API address is missing from the membership, because it
+//    joined by raft address only as in the reference README) and join_via()
+//    (the -join flag) send this node's addresses to another member's /join.
+//
+// Lifecycle: start() binds and starts the threads; stop() closes the
+// listener and stops the threads. Call Node::stop() first so that waiting
+// clients get answers, and destroy the Node before the server (pending Node
+// callbacks hold coroutine frames that belong to the server's io_context).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "node/node.h"
+
+namespace ckv::http {
+
+inline constexpr uint64_t kDefaultMaxBodyBytes = 3 << 19;  // 1.5 MiB
+inline constexpr int kMaxConnections = 1024;               // more are answered 503 and closed
+inline constexpr int kIdleTimeoutMs = 60'000;              // keep-alive: close an idle connection
+inline constexpr int kIoTimeoutMs = 30'000;  // reading one request body, writing one response
+
+struct ServerOptions {
+  std::string listen_address;  // host:port; also what this node registers as its API address
+  uint64_t max_body_bytes = kDefaultMaxBodyBytes;
+  int commit_timeout_ms = 5000;  // writes and linearizable reads
+  int join_timeout_ms = 30000;   // until a joining member is a voter (it may need a snapshot first)
+  int threads = 2;
+};
+
+class HttpServer {
+ public:
+  // self: this node's name and addresses, as it should appear in the membership.
+  HttpServer(node::Node& node, node::MemberInfo self, ServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listen address and starts serving; kInvalid/kIo when it cannot.
+  Status start();
+  // In the background: asks the member whose API is at member_api_address to
+  // add this node, retrying with backoff until this node is a voter or stop().
+  void join_via(std::string member_api_address);
+  // Sends /join with this node's addresses to the leader's API, once, in the
+  // background; ignored while an earlier one is still under way. Thread-safe
+  // and non-blocking: meant to be called from Node's RegisterHook on the
+  // Raft thread, which calls it again (at most once a second) until the
+  // membership shows this node's API address.
+  void register_self(const node::MemberInfo& leader);
+  void stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckv::http

@@ -1,0 +1,109 @@
+// Transport over TCP: one outbound stream per peer with a bounded queue, inbound streams delivered to the node.
+//
+// Ownership and threads: the transport owns one I/O thread (started by
+// start(), joined by stop()) that runs every socket. send(), set_peer() and
+// remove_peer() may be called from any thread (the Raft thread in practice)
+// and never block on the network: they only touch a queue under a mutex and
+// wake the I/O thread. The handler passed to start() runs on the I/O thread
+// and must only enqueue.
+//
+// Per peer: one outbound connection carrying messages in the order they were
+// sent. A queue bounded by messages and bytes sits in front of it; when it is
+// full, or while the peer is unreachable (between a failed connect and the
+// next attempt), messages to that peer are dropped and counted — Raft's
+// heartbeats, probes and retries recover (transport.h). Connect failures back
+// off exponentially from backoff_initial_ms to backoff_max_ms. Each write
+// gathers many queued frames into one system call.
+//
+// Stream: a hello frame (magic, version, sender id, intended receiver id) and
+// then message frames (message_codec.h). A receiver closes a stream whose
+// hello is wrong or addressed to another node id, whose frame fails its CRC
+// or size limit, or whose message does not decode.
+//
+// Asio stays in tcp_transport.cc so that including this header is cheap.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "raft/types.h"
+#include "transport/transport.h"
+
+namespace ckv::transport {
+
+struct TcpTransportOptions {
+  // Per-peer outbound queue bounds; a message that does not fit is dropped.
+  // One message is always admitted into an empty queue, so a frame up to
+  // kMaxFrameBytes can be sent whatever max_queue_bytes is.
+  size_t max_queue_messages = 4096;
+  size_t max_queue_bytes = size_t{64} << 20;
+  // Upper bound on the bytes gathered into one write, so that one huge batch
+  // does not delay noticing a dead connection.
+  size_t max_write_batch_bytes = size_t{4} << 20;
+  // Reconnect backoff: first retry after backoff_initial_ms, doubling up to
+  // backoff_max_ms; reset once a stream has stayed up for a second (a peer
+  // that accepts and closes at once backs off like a refused connect).
+  uint32_t backoff_initial_ms = 50;
+  uint32_t backoff_max_ms = 2000;
+  // A connect attempt that has not finished by then counts as failed (a
+  // blackholed address would otherwise hold the peer for minutes).
+  uint32_t connect_timeout_ms = 3000;
+  // Inbound streams beyond this are closed at once (a limit on everything).
+  size_t max_inbound_connections = 256;
+};
+
+// Counters for tests and status pages; monotonic since construction.
+struct TcpTransportStats {
+  uint64_t messages_sent = 0;      // frames fully written to a socket
+  uint64_t messages_dropped = 0;   // queue full, peer unknown/unreachable, or lost with a stream
+  uint64_t messages_received = 0;  // delivered to the handler
+  uint64_t streams_rejected = 0;   // inbound streams closed for a bad hello, frame or message
+  uint64_t connects = 0;           // outbound connections established
+  uint64_t connect_failures = 0;   // connect attempts that failed or streams closed at once
+};
+
+class TcpTransport : public Transport {
+ public:
+  // listen_address is "host:port" or "[v6]:port"; port 0 picks a free port
+  // (see listen_port()). Nothing happens on the network until listen()/start().
+  TcpTransport(raft::NodeId local_id, std::string listen_address, TcpTransportOptions options = {});
+  ~TcpTransport() override;  // calls stop()
+
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  // Binds and listens. Call before start() to learn about a bad address or a
+  // port in use (kInvalid / kIo); start() calls it otherwise, and then a
+  // failure leaves the transport sending but not receiving, reported by
+  // listen_status().
+  Status listen();
+  Status listen_status() const;
+  // The bound port once listening (useful with port 0); 0 before.
+  uint16_t listen_port() const;
+
+  // Transport. start() once; stop() is idempotent and final (no restart:
+  // construct a new transport), closes every socket and joins the I/O thread.
+  void start(Handler handler) override;
+  void stop() override;
+  void set_peer(raft::NodeId id, const std::string& address) override;
+  void remove_peer(raft::NodeId id) override;
+  void send(raft::Message m) override;
+
+  TcpTransportStats stats() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Splits "host:port" or "[v6]:port" into its parts; kInvalid if malformed.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+Result<HostPort> parse_host_port(const std::string& address);
+
+}  // namespace ckv::transport

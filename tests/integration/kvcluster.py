@@ -1,0 +1,226 @@
+"""Harness for integration tests: starts real kvnode processes on free loopback ports and talks HTTP to them.
+
+Rules this module enforces for every test: each node gets its own temp data
+dir and free ports; every process started is killed by PID in cleanup (even
+when a test fails); waiting is polling with a deadline, never a fixed sleep.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+KVNODE = os.environ.get("KVNODE", "")
+
+# Fast timing so elections take ~0.2-0.4 s: tests wait on leaders a lot.
+FAST_TIMING = ["-tick-ms=20", "-election-ticks=10", "-heartbeat-ticks=2"]
+
+
+def free_port():
+    """A port that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout, what):
+    """Polls cond() until it returns a truthy value; fails the test with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except (OSError, ValueError, KeyError) as e:  # node not up yet, connection refused...
+            last_error = e
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"Reply({self.status}, {self.raw[:300]!r})"
+
+
+def request(method, address, path, body=None, headers=None, timeout=15):
+    """One HTTP request; returns Reply for any status (4xx/5xx too). Raises OSError when no answer."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(f"http://{address}{path}", data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Reply(r.status, dict(r.headers), r.read().decode())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers), e.read().decode())
+
+
+class Node:
+    """One kvnode process. args are reused by restart(), like an operator re-running the same command."""
+
+    def __init__(self, harness, name, extra_args=()):
+        self.harness = harness
+        self.name = name
+        self.raft = f"127.0.0.1:{free_port()}"
+        self.api = f"127.0.0.1:{free_port()}"
+        self.data_dir = os.path.join(harness.tmp, name)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = os.path.join(harness.tmp, f"{name}.log")
+        self.starts = 0
+
+    def args(self):
+        return [KVNODE, f"-raft-address={self.raft}", f"-api-address={self.api}",
+                f"-data-dir={self.data_dir}"] + FAST_TIMING + self.extra_args
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
+        log = open(self.log_path, "a")
+        log.write(f"==== start #{self.starts}: {' '.join(self.args())}\n")
+        log.flush()
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.harness.procs.append(self.proc)
+        wait_for(lambda: self.status() is not None, 15, f"{self.name} to serve /status")
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self):
+        r = request("GET", self.api, "/status", timeout=5)
+        return r.json if r.status == 200 else None
+
+    def set(self, key, value, timeout=15):
+        return request("POST", self.api, "/set", json.dumps({"key": key, "value": value}),
+                       {"Content-Type": "application/json"}, timeout)
+
+    def delete(self, key, timeout=15):
+        return request("POST", self.api, "/delete", json.dumps({"key": key}), timeout=timeout)
+
+    def get(self, key, consistency=None, timeout=15):
+        q = urllib.parse.urlencode({"key": key} | ({"consistency": consistency} if consistency else {}))
+        return request("GET", self.api, "/get?" + q, timeout=timeout)
+
+    def join(self, other, method="GET", with_api=False, name=None):
+        """Asks this node to add `other` (as the README does: peerAddress only by default)."""
+        q = {"peerAddress": other.raft}
+        if with_api:
+            q["apiAddress"] = other.api
+        if name:
+            q["id"] = name
+        return request(method, self.api, "/join?" + urllib.parse.urlencode(q), b"" if method == "POST" else None,
+                       timeout=40)
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class ClusterTest(unittest.TestCase):
+    """Base class: a temp dir per test, and every process killed by PID in cleanup."""
+
+    def setUp(self):
+        if not KVNODE or not os.access(KVNODE, os.X_OK):
+            self.fail("set KVNODE (or pass --kvnode) to the kvnode binary")
+        self.tmp = tempfile.mkdtemp(prefix="ckv-it-")
+        self.procs = []
+        self.nodes = []
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()  # SIGKILL by PID
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if failed or os.environ.get("CKV_KEEP_LOGS"):
+            for n in self.nodes:
+                print(f"\n----- log of {n.name} ({n.raft} / {n.api}) -----\n{n.log()[-6000:]}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def node(self, name, *extra_args):
+        n = Node(self, name, extra_args)
+        self.nodes.append(n)
+        return n
+
+    # --- waiting helpers -------------------------------------------------
+
+    def wait_leader(self, nodes, timeout=20):
+        """Waits until every live node in `nodes` agrees on one leader among them; returns that Node."""
+        live = [n for n in nodes if n.alive()]
+
+        def agreed():
+            sts = [n.status() for n in live]
+            if any(s is None for s in sts):
+                return None
+            leaders = {s["leader"] for s in sts}
+            if len(leaders) != 1 or "" in leaders:
+                return None
+            (addr,) = leaders
+            return next((n for n in live if n.raft == addr), None)
+
+        return wait_for(agreed, timeout, f"a leader agreed by {[n.name for n in live]}")
+
+    def wait_voters(self, via, nodes, timeout=30, with_api=True):
+        """Waits until `via` sees exactly `nodes` as voters (and, with_api, with their API addresses)."""
+        want = {n.raft: n.api for n in nodes}
+
+        def ok():
+            s = via.status()
+            got = {m["raftAddress"]: m["apiAddress"] for m in s["members"] if m["role"] == "voter"}
+            if with_api:
+                return got == want
+            return set(got) == set(want)
+
+        wait_for(ok, timeout, f"{via.name} to list voters {sorted(want)}")
+
+    def write_with_retry(self, nodes, key, value, timeout=20):
+        """Writes via the nodes in turn until one acknowledges; returns the Reply. Retries 503/504/conn errors."""
+        deadline = time.monotonic() + timeout
+        i = 0
+        last = None
+        while time.monotonic() < deadline:
+            n = nodes[i % len(nodes)]
+            i += 1
+            if not n.alive():
+                continue
+            try:
+                last = n.set(key, value, timeout=10)
+                if last.status == 200:
+                    return last
+                self.assertIn(last.status, (503, 504), last)
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        self.fail(f"write {key} was never acknowledged: {last}")

@@ -1,0 +1,271 @@
+// raft_sim: replays one seed with a trace, sweeps many seeds, or replays the regression list.
+//
+//   raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]
+//   raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]
+//   raft_sim --regressions FILE
+//   raft_sim --determinism N [--start S]     (each seed twice: same run?)
+// Exit status: 0 when every seed passed, 1 when one failed, 2 on bad usage.
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "sim_cluster.h"
+
+namespace {
+
+using ckv::sim::SimConfig;
+using ckv::sim::SimResult;
+using ull = unsigned long long;
+
+struct Args {
+  bool have_seed = false;
+  uint64_t seed = 1;
+  uint64_t seeds = 0;
+  uint64_t start = 1;
+  int nodes = 0;  // 0: alternate 3 and 5 by seed
+  int steps = SimConfig{}.steps;
+  bool quiet = false;
+  size_t tail = 40;
+  uint64_t max_failures = 10;
+  std::string regressions;
+  uint64_t determinism = 0;
+  bool persist_checks = true;
+};
+
+std::string g_argv0 = "raft_sim";
+// Preformatted before each seed so that the signal handler only has to write(2) it.
+char g_crash_note[512];
+
+void on_fatal_signal(int sig) {
+  ssize_t ignored = write(2, g_crash_note, std::strlen(g_crash_note));
+  (void)ignored;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+int nodes_for(const Args& a, uint64_t seed) {
+  return a.nodes != 0 ? a.nodes : (seed % 2 == 0 ? 5 : 3);
+}
+
+std::string replay_command(const SimConfig& c) {
+  std::string cmd =
+      g_argv0 + " --seed " + std::to_string(c.seed) + " --nodes " + std::to_string(c.nodes);
+  if (c.steps != SimConfig{}.steps) cmd += " --steps " + std::to_string(c.steps);
+  if (!c.persist_checks) cmd += " --no-persist-checks";
+  return cmd;
+}
+
+SimResult run_one(const SimConfig& c) {
+  std::snprintf(
+      g_crash_note, sizeof g_crash_note,
+      "\nraft_sim: the process died while running seed %llu (a check inside the core aborted?)\n"
+      "  replay: %s\n",
+      ull(c.seed), replay_command(c).c_str());
+  return ckv::sim::run_simulation(c);
+}
+
+void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
+  std::printf("FAIL seed=%llu nodes=%d steps=%d at %llu ms simulated: %s\n", ull(c.seed), c.nodes,
+              c.steps, ull(r.sim_ms), r.failure.c_str());
+  if (print_tail && !r.trace_tail.empty()) {
+    std::printf("  last %zu trace lines:\n", r.trace_tail.size());
+    for (const std::string& line : r.trace_tail) std::printf("    %s\n", line.c_str());
+  }
+  std::printf("  replay: %s\n", replay_command(c).c_str());
+  std::fflush(stdout);
+}
+
+struct Totals {
+  uint64_t runs = 0, failed = 0, events = 0, acked = 0, reads = 0, leaders = 0, crashes = 0,
+           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0;
+  void add(const SimResult& r) {
+    ++runs;
+    if (!r.ok) ++failed;
+    events += r.events;
+    acked += r.writes_acked;
+    reads += r.reads_served;
+    leaders += r.leaders;
+    crashes += r.crashes;
+    snapshots += r.snapshots;
+    installs += r.installs;
+    conf += r.conf_changes;
+    transfers += r.transfers;
+    sim_ms += r.sim_ms;
+  }
+  void print(const char* what, double wall_s) const {
+    std::printf(
+        "raft_sim: %s: %llu run(s), %llu passed, %llu failed in %.1f s wall (%.0f s simulated; "
+        "%llu events, "
+        "%llu writes acked, %llu reads checked, %llu leaders, %llu crashes, %llu snapshots taken, "
+        "%llu snapshots "
+        "sent, %llu membership changes, %llu transfers)\n",
+        what, ull(runs), ull(runs - failed), ull(failed), wall_s,
+        static_cast<double>(sim_ms) / 1000.0, ull(events), ull(acked), ull(reads), ull(leaders),
+        ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers));
+  }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs the given configurations; on a failure re-runs that seed with a trace tail (runs are deterministic).
+int sweep(const std::vector<SimConfig>& configs, const Args& a, const char* what) {
+  auto t0 = std::chrono::steady_clock::now();
+  Totals totals;
+  for (const SimConfig& c : configs) {
+    SimResult r = run_one(c);
+    totals.add(r);
+    if (!r.ok) {
+      SimConfig again = c;
+      again.tail = a.tail;
+      report_failure(c, run_one(again), true);
+      if (totals.failed >= a.max_failures) {
+        std::printf("raft_sim: stopping after %llu failures\n", ull(totals.failed));
+        break;
+      }
+    }
+  }
+  totals.print(what, seconds_since(t0));
+  return totals.failed == 0 ? 0 : 1;
+}
+
+bool parse_u64(const char* s, uint64_t& out) {
+  char* end = nullptr;
+  out = std::strtoull(s, &end, 10);
+  return end != s && *end == '\0';
+}
+
+int usage() {
+  std::fprintf(
+      stderr,
+      "usage: raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]\n"
+      "       raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]\n"
+      "       raft_sim --regressions FILE\n"
+      "       raft_sim --determinism N [--start S]\n"
+      "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
+      "Without --nodes, even seeds run 5 nodes and odd seeds 3.\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_argv0 = argv[0];
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    auto value = [&](uint64_t& out) {
+      if (i + 1 >= argc || !parse_u64(argv[i + 1], out)) return false;
+      ++i;
+      return true;
+    };
+    uint64_t v = 0;
+    if (flag == "--seed" && value(a.seed)) {
+      a.have_seed = true;
+    } else if (flag == "--seeds" && value(a.seeds)) {
+    } else if (flag == "--start" && value(a.start)) {
+    } else if (flag == "--nodes" && value(v) && (v == 3 || v == 5)) {
+      a.nodes = static_cast<int>(v);
+    } else if (flag == "--steps" && value(v) && v > 0) {
+      a.steps = static_cast<int>(v);
+    } else if (flag == "--tail" && value(v)) {
+      a.tail = v;
+    } else if (flag == "--max-failures" && value(a.max_failures)) {
+    } else if (flag == "--determinism" && value(a.determinism)) {
+    } else if (flag == "--no-persist-checks") {
+      a.persist_checks = false;
+    } else if (flag == "--quiet") {
+      a.quiet = true;
+    } else if (flag == "--regressions" && i + 1 < argc) {
+      a.regressions = argv[++i];
+    } else {
+      return usage();
+    }
+  }
+  std::signal(SIGABRT, on_fatal_signal);
+  std::signal(SIGSEGV, on_fatal_signal);
+
+  if (a.have_seed) {
+    SimConfig c;
+    c.seed = a.seed;
+    c.nodes = nodes_for(a, a.seed);
+    c.steps = a.steps;
+    c.persist_checks = a.persist_checks;
+    c.echo = !a.quiet;
+    c.tail = a.quiet ? a.tail : 0;
+    auto t0 = std::chrono::steady_clock::now();
+    SimResult r = run_one(c);
+    Totals t;
+    t.add(r);
+    if (!r.ok) {
+      report_failure(c, r, a.quiet);
+      return 1;
+    }
+    std::printf("PASS seed=%llu nodes=%d steps=%d: max commit %llu\n", ull(c.seed), c.nodes,
+                c.steps, ull(r.max_commit));
+    t.print("seed", seconds_since(t0));
+    return 0;
+  }
+  if (a.seeds > 0) {
+    std::vector<SimConfig> configs;
+    for (uint64_t s = a.start; s < a.start + a.seeds; ++s) {
+      SimConfig c;
+      c.seed = s;
+      c.nodes = nodes_for(a, s);
+      c.steps = a.steps;
+      c.persist_checks = a.persist_checks;
+      configs.push_back(c);
+    }
+    std::string what =
+        "seeds [" + std::to_string(a.start) + ", " + std::to_string(a.start + a.seeds - 1) + "]" +
+        (a.nodes ? ", " + std::to_string(a.nodes) + " nodes" : std::string(", 3 and 5 nodes"));
+    return sweep(configs, a, what.c_str());
+  }
+  if (!a.regressions.empty()) {
+    // Format: "<seed> <nodes> [steps]  # what it caught", one per line.
+    std::ifstream in(a.regressions);
+    if (!in) {
+      std::fprintf(stderr, "raft_sim: cannot read %s\n", a.regressions.c_str());
+      return 2;
+    }
+    std::vector<SimConfig> configs;
+    std::string line;
+    while (std::getline(in, line)) {
+      line = line.substr(0, line.find('#'));
+      std::istringstream fields(line);
+      SimConfig c;
+      if (!(fields >> c.seed >> c.nodes)) continue;
+      int steps = 0;
+      if (fields >> steps && steps > 0) c.steps = steps;
+      configs.push_back(c);
+    }
+    return sweep(configs, a, ("regressions in " + a.regressions).c_str());
+  }
+  if (a.determinism > 0) {
+    for (uint64_t s = a.start; s < a.start + a.determinism; ++s) {
+      SimConfig c;
+      c.seed = s;
+      c.nodes = nodes_for(a, s);
+      c.steps = a.steps;
+      SimResult x = run_one(c), y = run_one(c);
+      if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
+          x.writes_acked != y.writes_acked || x.failure != y.failure) {
+        std::printf("FAIL seed=%llu is not deterministic: %llu vs %llu events, %llu vs %llu ms\n",
+                    ull(s), ull(x.events), ull(y.events), ull(x.sim_ms), ull(y.sim_ms));
+        return 1;
+      }
+    }
+    std::printf("raft_sim: %llu seeds replayed identically\n", ull(a.determinism));
+    return 0;
+  }
+  return usage();
+}

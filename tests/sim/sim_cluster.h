@@ -1,0 +1,146 @@
+// A whole simulated cluster: event queue and clock, network, nodes, fault injection, workload and the liveness phase.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "invariants.h"
+#include "raft/raft.h"
+#include "sim_network.h"
+#include "sim_node.h"
+#include "sim_rng.h"
+#include "sim_trace.h"
+#include "workload.h"
+
+namespace ckv::sim {
+
+struct SimConfig {
+  uint64_t seed = 1;
+  int nodes = 3;      // target number of voters (3 or 5)
+  int steps = 1500;   // fault-phase steps (one client/fault action each, ~8.5 ms apart)
+  bool echo = false;  // print the trace as it happens
+  size_t tail = 0;    // keep the last `tail` trace lines for the failure report
+  uint64_t tick_ms = 10;
+  uint64_t liveness_limit_ms =
+      10000;                   // after healing, a fresh write must be applied everywhere by then
+  bool persist_checks = true;  // see InvariantChecker
+};
+
+struct SimResult {
+  bool ok = true;
+  std::string invariant;  // which check failed
+  std::string failure;    // the numbers that prove it
+  std::deque<std::string> trace_tail;
+  // What the run exercised, so a sweep can show it is not vacuous.
+  uint64_t events = 0;
+  uint64_t sim_ms = 0;
+  uint64_t writes_acked = 0;
+  uint64_t reads_served = 0;
+  uint64_t leaders = 0;
+  uint64_t crashes = 0;
+  uint64_t snapshots = 0;
+  uint64_t installs = 0;  // snapshots received over the network
+  uint64_t conf_changes = 0;
+  uint64_t transfers = 0;
+  uint64_t max_commit = 0;
+};
+
+SimResult run_simulation(const SimConfig& config);
+
+class SimCluster {
+ public:
+  explicit SimCluster(const SimConfig& config);
+  SimResult run();
+
+ private:
+  enum class EventType : uint8_t {
+    kTick,
+    kDeliver,
+    kReady,
+    kChaos,
+    kRestart,
+    kHeal,
+    kRetire,
+    kLiveness
+  };
+  struct Event {
+    EventType type = EventType::kTick;
+    raft::NodeId node = raft::kNoNode;
+    uint64_t incarnation = 0;
+    uint64_t aux = 0;  // partition id for kHeal
+    raft::Message msg;
+  };
+  struct Slot {  // per node, cluster-side bookkeeping
+    std::unique_ptr<SimNode> node;
+    bool ready_scheduled = false;
+    bool defer_ready = false;  // batch several inputs into one Ready
+    bool retired = false;      // removed from the cluster and shut down for good
+    uint64_t tick_us = 10000;
+    uint64_t readies = 0;
+    uint64_t last_ready_us = 0;  // to detect a Ready loop that never drains
+    uint64_t readies_at_instant = 0;
+  };
+  struct Removal {
+    raft::NodeId node;
+    raft::Index index;
+    raft::Term term;
+  };
+
+  void schedule(uint64_t delay_us, Event ev);
+  void handle(Event& ev);
+  Slot* slot(raft::NodeId id);
+  SimNode& add_node(raft::NodeId id);
+  void start_node(Slot& s);
+  void crash_node(Slot& s);
+  void after_input(Slot& s);
+  void send(raft::Message m);
+
+  void chaos_step();
+  void do_crash();
+  void do_partition();
+  void do_network_change();
+  void do_membership();
+  void do_transfer();
+  void check_removals();
+  void begin_liveness();
+  void liveness_step();
+  std::string cluster_state() const;
+
+  SimNode* pick_leader();    // a random live leader, or nullptr
+  SimNode* newest_leader();  // the live leader with the highest term
+  std::vector<Slot*> live_slots();
+
+  SimConfig config_;
+  SimRng rng_;
+  Trace trace_;
+  InvariantChecker checker_;
+  SimNetwork net_;
+  Workload workload_;
+  raft::Options options_;
+  std::map<raft::NodeId, Slot> slots_;
+  raft::NodeId next_id_ = 1;
+  std::map<std::pair<uint64_t, uint64_t>, Event> queue_;  // (time, sequence) -> event
+  uint64_t now_us_ = 0;
+  uint64_t seq_ = 0;
+  uint64_t events_ = 0;
+  int steps_done_ = 0;
+  bool liveness_ = false;
+  bool done_ = false;
+  uint64_t liveness_deadline_us_ = 0;
+  std::map<uint64_t, std::vector<std::pair<raft::NodeId, raft::NodeId>>> partitions_;
+  uint64_t next_partition_ = 1;
+  std::vector<Removal> removals_;
+  // The liveness probe: a fresh write that must reach every member.
+  raft::NodeId probe_node_ = raft::kNoNode;
+  uint64_t probe_incarnation_ = 0;
+  raft::Index probe_index_ = 0;
+  raft::Term probe_term_ = 0;
+  uint64_t probe_count_ = 0;
+  SimResult stats_;
+};
+
+}  // namespace ckv::sim

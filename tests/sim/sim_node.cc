@@ -1,0 +1,317 @@
+// The Ready loop of one simulated node, with crash points between its steps.
+#include "sim_node.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace ckv::sim {
+
+using raft::Entry;
+using raft::Index;
+using raft::Message;
+using raft::MessageType;
+
+namespace {
+using ull = unsigned long long;
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+}  // namespace
+
+const char* to_string(CrashPoint p) {
+  switch (p) {
+    case CrashPoint::kNone:
+      return "none";
+    case CrashPoint::kBeforeSync:
+      return "before-sync";
+    case CrashPoint::kAfterSync:
+      return "after-sync";
+    case CrashPoint::kMidSend:
+      return "mid-send";
+    case CrashPoint::kAfterSend:
+      return "after-send";
+    case CrashPoint::kMidApply:
+      return "mid-apply";
+    case CrashPoint::kBeforeAdvance:
+      return "before-advance";
+    case CrashPoint::kMidSnapshot:
+      return "mid-snapshot";
+  }
+  return "?";
+}
+
+SimNode::SimNode(raft::NodeId id, const raft::Options& options, uint64_t sim_seed, NodeEnv env)
+    : id_(id), options_(options), sim_seed_(sim_seed), env_(std::move(env)) {
+  options_.id = id;
+}
+
+void SimNode::trace(const char* f, ...) {
+  if (!env_.trace->enabled()) return;
+  char buf[480];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  env_.trace->log(*env_.now_us, "n%llu %s", ull(id_), buf);
+}
+
+void SimNode::bootstrap(const raft::Membership& initial) {
+  raft::InitialState st = raft::bootstrap_state(initial);
+  disk_.stage_hard_state(st.hard_state);
+  disk_.stage_entries(st.entries);
+  std::string err = disk_.sync();
+  if (!err.empty())
+    env_.checker->fail("Storage contract", fmt("n%llu bootstrap: %s", ull(id_), err.c_str()));
+}
+
+void SimNode::start() {
+  raft::InitialState st = disk_.initial_state();
+  raft::Options o = options_;
+  o.random_seed = derive_seed(sim_seed_, id_ * 1000 + incarnation_);
+  ++incarnation_;
+  sm_.clear();
+  if (st.snapshot.index > 0 && !sm_.restore(disk_.snapshot_bytes(), st.snapshot)) {
+    env_.checker->fail("Snapshot contents",
+                       fmt("n%llu cannot restore its durable snapshot %llu/%llu on restart",
+                           ull(id_), ull(st.snapshot.index), ull(st.snapshot.term)));
+  }
+  raft_ = std::make_unique<raft::Raft>(o, st);
+  crash_point_ = CrashPoint::kNone;
+  pending_writes_.clear();
+  pending_reads_.clear();
+  trace("start #%llu: term %llu vote %llu commit %llu snapshot %llu/%llu log (%llu, %llu]",
+        ull(incarnation_), ull(st.hard_state.term), ull(st.hard_state.vote),
+        ull(st.hard_state.commit), ull(st.snapshot.index), ull(st.snapshot.term),
+        ull(st.snapshot.index),
+        ull(st.entries.empty() ? st.snapshot.index : st.entries.back().index));
+  env_.checker->on_start(id_, *raft_);
+}
+
+void SimNode::crash() {
+  trace("CRASH (incarnation %llu, at %s)", ull(incarnation_), to_string(crash_point_));
+  raft_.reset();
+  sm_.clear();
+  disk_.crash();
+  pending_writes_.clear();
+  pending_reads_.clear();
+  crash_point_ = CrashPoint::kNone;
+}
+
+void SimNode::fill_snapshot_data(Message& m) {
+  const std::string* bytes = disk_.find_snapshot(m.snapshot.index, m.snapshot.term);
+  if (bytes == nullptr) {
+    env_.checker->fail("Snapshot contents",
+                       fmt("n%llu sends a chunk of snapshot %llu/%llu that it does not have",
+                           ull(id_), ull(m.snapshot.index), ull(m.snapshot.term)));
+    return;
+  }
+  if (m.snapshot.size_bytes != bytes->size() || m.offset + m.data_length > bytes->size()) {
+    env_.checker->fail("Snapshot contents",
+                       fmt("n%llu chunk [%llu, +%llu) of snapshot %llu/%llu claims size %llu; the "
+                           "file has %llu bytes",
+                           ull(id_), ull(m.offset), ull(m.data_length), ull(m.snapshot.index),
+                           ull(m.snapshot.term), ull(m.snapshot.size_bytes), ull(bytes->size())));
+    return;
+  }
+  m.data = bytes->substr(m.offset, m.data_length);
+}
+
+bool SimNode::process_ready(SimRng& rng) {
+  raft::Ready rd = raft_->ready();
+  env_.checker->check_ready(id_, *raft_, rd, disk_.hard_state());
+
+  // 1. Persist, in one sync.
+  for (const raft::SnapshotChunk& c : rd.snapshot_chunks) disk_.stage_chunk(c);
+  if (rd.snapshot) disk_.stage_install_snapshot(*rd.snapshot);
+  disk_.stage_entries(rd.entries);
+  if (rd.hard_state) disk_.stage_hard_state(*rd.hard_state);
+  if (!rd.entries.empty() || rd.hard_state || rd.snapshot) {
+    trace("persist entries %s hs=%s%s",
+          rd.entries.empty()
+              ? "-"
+              : fmt("[%llu..%llu]", ull(rd.entries.front().index), ull(rd.entries.back().index))
+                    .c_str(),
+          rd.hard_state ? fmt("t%llu/v%llu/c%llu", ull(rd.hard_state->term),
+                              ull(rd.hard_state->vote), ull(rd.hard_state->commit))
+                              .c_str()
+                        : "-",
+          rd.snapshot
+              ? fmt(" install snapshot %llu/%llu", ull(rd.snapshot->index), ull(rd.snapshot->term))
+                    .c_str()
+              : "");
+  }
+  if (crash_point_ == CrashPoint::kBeforeSync) {
+    crash();
+    return false;
+  }
+  if (disk_.has_staged()) {
+    std::string err = disk_.sync();
+    if (!err.empty())
+      env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
+  }
+  env_.checker->on_persisted(id_, *raft_, rd);
+  if (crash_point_ == CrashPoint::kAfterSync) {
+    crash();
+    return false;
+  }
+
+  // 2. Send (only now: nothing sent may depend on state a crash could forget).
+  size_t to_send = rd.messages.size();
+  if (crash_point_ == CrashPoint::kMidSend) to_send = rng.range(0, to_send);
+  for (size_t k = 0; k < to_send; ++k) {
+    Message& m = rd.messages[k];
+    if (m.type == MessageType::kSnapshot) fill_snapshot_data(m);
+    env_.checker->check_send(id_, m, disk_);
+    env_.send(std::move(m));
+  }
+  if (crash_point_ == CrashPoint::kMidSend || crash_point_ == CrashPoint::kAfterSend) {
+    crash();
+    return false;
+  }
+
+  // 3. Restore, apply, serve reads.
+  if (rd.snapshot) {
+    const raft::SnapshotMeta& meta = *rd.snapshot;
+    if (meta.index < sm_.applied()) {
+      env_.checker->fail("Applied monotonic",
+                         fmt("n%llu installs snapshot %llu/%llu over applied index %llu", ull(id_),
+                             ull(meta.index), ull(meta.term), ull(sm_.applied())));
+    } else if (!sm_.restore(disk_.snapshot_bytes(), meta)) {
+      env_.checker->fail("Snapshot contents", fmt("n%llu snapshot bytes do not decode to %llu/%llu",
+                                                  ull(id_), ull(meta.index), ull(meta.term)));
+    } else {
+      trace("restored snapshot %llu/%llu", ull(meta.index), ull(meta.term));
+      env_.checker->on_restore(id_, meta, sm_.digest());
+    }
+  }
+  size_t to_apply = rd.committed_entries.size();
+  bool crash_mid_apply = crash_point_ == CrashPoint::kMidApply;
+  if (crash_mid_apply) to_apply = rng.range(0, to_apply);
+  for (size_t k = 0; k < to_apply; ++k) apply(rd.committed_entries[k]);
+  if (crash_mid_apply) {
+    crash();
+    return false;
+  }
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = pending_reads_.find(rs.id);
+    if (it == pending_reads_.end()) continue;
+    it->second.have_index = true;
+    it->second.read_index = rs.index;
+    trace("read #%llu got read index %llu (applied %llu)", ull(rs.id), ull(rs.index),
+          ull(sm_.applied()));
+  }
+  for (uint64_t id : rd.failed_reads) {
+    pending_reads_.erase(id);
+    trace("read #%llu failed", ull(id));
+  }
+  serve_reads();
+  if (crash_point_ == CrashPoint::kBeforeAdvance) {
+    crash();
+    return false;
+  }
+
+  // 4. Advance.
+  raft_->advance(rd);
+  return true;
+}
+
+void SimNode::apply(const Entry& e) {
+  if (e.index != sm_.applied() + 1) {
+    env_.checker->fail("Apply order",
+                       fmt("n%llu is handed committed entry %llu/%llu after applying %llu",
+                           ull(id_), ull(e.index), ull(e.term), ull(sm_.applied())));
+    return;
+  }
+  sm_.apply(e);
+  env_.checker->on_apply(id_, *raft_, e, sm_.digest());
+  auto it = pending_writes_.find(e.index);
+  if (it != pending_writes_.end()) {
+    if (it->second.term == e.term) {
+      if (it->second.data != e.data) {
+        env_.checker->fail("Propose contract",
+                           fmt("n%llu: write #%llu was appended at %llu/%llu with other data",
+                               ull(id_), ull(it->second.write_id), ull(e.index), ull(e.term)));
+        return;
+      }
+      trace("ack write #%llu at %llu/%llu", ull(it->second.write_id), ull(e.index), ull(e.term));
+      env_.checker->on_write_acked(it->second.write_id, e.index, e.term, raft_->term());
+      env_.on_write_acked(it->second.write_id);
+    }
+    pending_writes_.erase(it);
+  }
+}
+
+void SimNode::serve_reads() {
+  for (auto it = pending_reads_.begin(); it != pending_reads_.end();) {
+    const PendingRead& r = it->second;
+    if (!r.have_index || r.read_index > sm_.applied()) {
+      ++it;
+      continue;
+    }
+    std::optional<std::string> value = sm_.get(r.key);
+    trace("read #%llu %s = %s (read index %llu, applied %llu)", ull(it->first), r.key.c_str(),
+          value ? value->c_str() : "<absent>", ull(r.read_index), ull(sm_.applied()));
+    env_.checker->check_read(id_, it->first, r.min_index, r.read_index, sm_.applied(), r.key,
+                             value);
+    ++reads_served_;
+    it = pending_reads_.erase(it);
+  }
+}
+
+bool SimNode::maybe_snapshot(SimRng& rng) {
+  if (sm_.applied() < disk_.snapshot_meta().index + snapshot_gap_) return true;
+  if (raft_->applied_index() != sm_.applied()) {
+    env_.checker->fail("Applied index",
+                       fmt("n%llu: core applied_index %llu but the state machine applied %llu",
+                           ull(id_), ull(raft_->applied_index()), ull(sm_.applied())));
+    return true;
+  }
+  raft::SnapshotMeta meta;
+  meta.index = sm_.applied();
+  meta.term = sm_.applied_term();
+  meta.membership = sm_.membership();
+  std::string bytes = sm_.serialize();
+  meta.size_bytes = bytes.size();
+  disk_.stage_save_snapshot(meta, std::move(bytes));
+  std::string err = disk_.sync();
+  if (!err.empty()) env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
+  Index keep = raft_->snapshot_taken(meta.index, meta.size_bytes);
+  const raft::SnapshotMeta& core = raft_->snapshot();
+  if (core.index != meta.index || core.term != meta.term || !(core.membership == meta.membership)) {
+    env_.checker->fail("Snapshot contents", fmt("n%llu took snapshot %llu/%llu (%zu members) but "
+                                                "the core recorded %llu/%llu (%zu members)",
+                                                ull(id_), ull(meta.index), ull(meta.term),
+                                                meta.membership.members.size(), ull(core.index),
+                                                ull(core.term), core.membership.members.size()));
+  }
+  ++snapshots_taken_;
+  snapshot_gap_ = rng.range(50, 200);
+  trace("snapshot at %llu/%llu (%llu bytes), keep log from %llu", ull(meta.index), ull(meta.term),
+        ull(meta.size_bytes), ull(keep));
+  if (crash_point_ == CrashPoint::kMidSnapshot) {
+    crash();
+    return false;
+  }
+  disk_.stage_compact(keep);
+  err = disk_.sync();
+  if (!err.empty()) env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
+  return true;
+}
+
+void SimNode::track_write(uint64_t write_id, Index index, raft::Term term, std::string data) {
+  pending_writes_[index] = PendingWrite{write_id, term, std::move(data)};
+}
+
+bool SimNode::start_read(uint64_t read_id, std::string key, Index min_index) {
+  if (!raft_->read_index(read_id)) return false;
+  pending_reads_[read_id] = PendingRead{std::move(key), min_index, false, 0};
+  return true;
+}
+
+}  // namespace ckv::sim

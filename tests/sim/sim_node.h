@@ -1,0 +1,111 @@
+// One simulated server: the real Raft core plus a simulated disk and state machine, driven exactly as raft.h says.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "invariants.h"
+#include "raft/raft.h"
+#include "sim_disk.h"
+#include "sim_rng.h"
+#include "sim_state_machine.h"
+#include "sim_trace.h"
+
+namespace ckv::sim {
+
+// What a node needs from the cluster around it.
+struct NodeEnv {
+  Trace* trace = nullptr;
+  InvariantChecker* checker = nullptr;
+  const uint64_t* now_us = nullptr;
+  std::function<void(raft::Message)> send;
+  // A client write proposed here was applied at its index and term.
+  std::function<void(uint64_t write_id)> on_write_acked;
+};
+
+// Where inside the Ready loop an armed crash strikes, so that a crash can
+// fall between any two steps of raft.h's numbered list, not only between events.
+enum class CrashPoint : uint8_t {
+  kNone,
+  kBeforeSync,     // staged writes lost
+  kAfterSync,      // persisted, nothing sent
+  kMidSend,        // some messages sent
+  kAfterSend,      // sent, nothing applied
+  kMidApply,       // some committed entries applied
+  kBeforeAdvance,  // everything done but advance()
+  kMidSnapshot,    // snapshot file written, log not yet compacted
+};
+const char* to_string(CrashPoint p);
+
+class SimNode {
+ public:
+  SimNode(raft::NodeId id, const raft::Options& options, uint64_t sim_seed, NodeEnv env);
+
+  raft::NodeId id() const { return id_; }
+  // First boot of a founding member: writes bootstrap_state() to the empty disk,
+  // so a crash before the first Ready restarts from it.
+  void bootstrap(const raft::Membership& initial);
+  // Boots (or reboots) from whatever the disk holds; an empty disk is a joiner.
+  void start();
+  // Loses everything volatile: the core, the state machine, unsynced writes, client waiters.
+  void crash();
+  bool alive() const { return raft_ != nullptr; }
+  uint64_t incarnation() const { return incarnation_; }
+  raft::Raft& raft() { return *raft_; }
+  const raft::Raft& raft() const { return *raft_; }
+  const SimStateMachine& state_machine() const { return sm_; }
+  const SimDisk& disk() const { return disk_; }
+
+  void arm_crash(CrashPoint p) { crash_point_ = p; }
+  // Handles one Ready (raft.h steps 1-4). Returns false if the node crashed doing so.
+  bool process_ready(SimRng& rng);
+  // Takes a snapshot when enough entries were applied since the last one;
+  // returns false if the node crashed doing so.
+  bool maybe_snapshot(SimRng& rng);
+
+  // Client side. A write proposed here is acknowledged when this incarnation
+  // applies an entry at its index with its term.
+  void track_write(uint64_t write_id, raft::Index index, raft::Term term, std::string data);
+  // Starts a linearizable read; min_index = highest index committed anywhere
+  // when the read began. False when the core knows no leader to ask.
+  bool start_read(uint64_t read_id, std::string key, raft::Index min_index);
+  uint64_t reads_served() const { return reads_served_; }
+  uint64_t snapshots_taken() const { return snapshots_taken_; }
+
+ private:
+  struct PendingWrite {
+    uint64_t write_id = 0;
+    raft::Term term = 0;
+    std::string data;
+  };
+  struct PendingRead {
+    std::string key;
+    raft::Index min_index = 0;
+    bool have_index = false;
+    raft::Index read_index = 0;
+  };
+  void apply(const raft::Entry& e);
+  void serve_reads();
+  void fill_snapshot_data(raft::Message& m);
+  void trace(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+  raft::NodeId id_;
+  raft::Options options_;
+  uint64_t sim_seed_;
+  NodeEnv env_;
+  SimDisk disk_;
+  SimStateMachine sm_;
+  std::unique_ptr<raft::Raft> raft_;
+  uint64_t incarnation_ = 0;
+  CrashPoint crash_point_ = CrashPoint::kNone;
+  uint64_t snapshot_gap_ = 100;  // applied entries between our snapshots, re-drawn after each
+  std::map<raft::Index, PendingWrite> pending_writes_;
+  std::map<uint64_t, PendingRead> pending_reads_;
+  uint64_t reads_served_ = 0;
+  uint64_t snapshots_taken_ = 0;
+};
+
+}  // namespace ckv::sim
