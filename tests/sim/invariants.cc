@@ -5,6 +5,8 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "sim_trace.h"
+
 #include "sim_state_machine.h"
 
 namespace ckv::sim {
@@ -16,15 +18,6 @@ using raft::StateRole;
 using raft::Term;
 
 namespace {
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 using ull = unsigned long long;
 }  // namespace
 

@@ -5,6 +5,8 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "sim_trace.h"
+
 namespace ckv::sim {
 
 using raft::ConfChange;
@@ -25,15 +27,6 @@ constexpr uint64_t kMaxReadiesAtOneInstant = 1000;
 // the new entries of every Ready are checked always.
 constexpr uint64_t kFullLogCheckEvery = 4;
 
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 }  // namespace
 
 SimResult run_simulation(const SimConfig& config) {

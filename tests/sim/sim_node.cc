@@ -4,6 +4,8 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "sim_trace.h"
+
 namespace ckv::sim {
 
 using raft::Entry;
@@ -13,15 +15,6 @@ using raft::MessageType;
 
 namespace {
 using ull = unsigned long long;
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 }  // namespace
 
 const char* to_string(CrashPoint p) {

@@ -6,6 +6,15 @@
 
 namespace ckv::sim {
 
+std::string fmt(const char* f, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
 void Trace::log(uint64_t now_us, const char* fmt, ...) {
   if (!enabled()) return;
   char body[512];

@@ -10,6 +10,9 @@
 
 namespace ckv::sim {
 
+// printf-style formatting into a std::string (messages up to 1 KiB), shared by the simulator's files.
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+
 class Trace {
  public:
   // echo: print every line as it happens. keep: remember the last `keep`
