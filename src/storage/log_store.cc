@@ -174,7 +174,8 @@ Status LogStore::persist(const std::vector<raft::Entry>& entries, const std::opt
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   if (drop_all && (rc = mdb_drop(txn.get(), h_->log, 0)) != 0) return lmdb_error(path_, "drop log", rc);
   if (!entries.empty()) {
-    // §5.3: entries from the first new index on are replaced.
+    // §5.3: entries from the first new index on are replaced. (The cursor
+    // closes at the end of this block, before the commit frees it.)
     Cursor cur;
     if ((rc = cur.open(txn.get(), h_->log)) != 0) return lmdb_error(path_, "cursor", rc);
     std::string first = u64_key(entries.front().index);
@@ -209,15 +210,20 @@ Status LogStore::compact(raft::Index first_to_keep) {
   WriteTxn txn;
   int rc = txn.begin(h_->env, 0);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
-  Cursor cur;
-  if ((rc = cur.open(txn.get(), h_->log)) != 0) return lmdb_error(path_, "cursor", rc);
-  MDB_val k;
-  MDB_val v;
-  for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
-    if (key_u64(as_view(k)) >= first_to_keep) break;
-    if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return lmdb_error(path_, "compact", rc);
+  {
+    // The cursor must be closed before the commit: LMDB frees a write
+    // transaction's cursors when it ends, and closing one after is a double free.
+    Cursor cur;
+    if ((rc = cur.open(txn.get(), h_->log)) != 0) return lmdb_error(path_, "cursor", rc);
+    MDB_val k;
+    MDB_val v;
+    for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      if (key_u64(as_view(k)) >= first_to_keep) break;
+      if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return lmdb_error(path_, "compact", rc);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(path_, "compact scan", rc);
   }
-  if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(path_, "compact scan", rc);
   if ((rc = txn.commit()) != 0) return lmdb_error(path_, "commit", rc);
   return Status::ok();
 }

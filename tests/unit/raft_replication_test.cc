@@ -233,6 +233,9 @@ struct Figure7Case {
   std::vector<Term> terms;  // paper terms of entries 1..n (paper indexing)
 };
 
+// Names the case in test listings instead of gtest's byte dump.
+void PrintTo(const Figure7Case& c, std::ostream* os) { *os << c.name; }
+
 class RaftLogRepairFigure7 : public ::testing::TestWithParam<Figure7Case> {};
 
 // Builds node `id`'s state from paper terms: our index 1 is the bootstrap
