@@ -1,7 +1,7 @@
 // Raft core unit tests for first boot and leader election: §5.2, §5.4.1, Figure 2 persistence, thesis §9.6 pre-vote and §6.2 check-quorum.
-#include <gtest/gtest.h>
-
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include "raft_fixture.h"
 
@@ -30,11 +30,12 @@ std::pair<Index, Term> make_voter_with_log(Network& net) {
   return {3, t};
 }
 
-std::optional<Message> vote_resp_to(const Network& net, NodeId voter, NodeId candidate, size_t since) {
+std::optional<Message> vote_resp_to(const Network& net, NodeId voter, NodeId candidate,
+                                    size_t since) {
   return net.last_sent(
       [&](const Message& m) {
-        return (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp) && m.from == voter &&
-               m.to == candidate;
+        return (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp) &&
+               m.from == voter && m.to == candidate;
       },
       since);
 }
@@ -438,7 +439,8 @@ TEST(RaftCheckQuorum, FollowerInLeaseIgnoresVoteRequest) {
   ASSERT_TRUE(net.tick_until_leader(1));
   Term t = net.raft(1).term();
   size_t mark = net.sent_mark();
-  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(), net.raft(2).term_at(net.raft(2).last_index())));
+  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(),
+                       net.raft(2).term_at(net.raft(2).last_index())));
   auto r = vote_resp_to(net, 2, 3, mark);
   EXPECT_TRUE(!r.has_value() || r->reject);
   EXPECT_EQ(net.raft(2).term(), t);
@@ -452,7 +454,8 @@ TEST(RaftCheckQuorum, FollowerInLeaseRefusesPreVote) {
   ASSERT_TRUE(net.tick_until_leader(1));
   Term t = net.raft(1).term();
   size_t mark = net.sent_mark();
-  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(), net.raft(2).term_at(net.raft(2).last_index()),
+  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(),
+                       net.raft(2).term_at(net.raft(2).last_index()),
                        /*pre_vote=*/true));
   auto r = vote_resp_to(net, 2, 3, mark);
   EXPECT_TRUE(!r.has_value() || r->reject);
@@ -465,7 +468,8 @@ TEST(RaftCheckQuorum, WithoutCheckQuorumDisruptiveVoteIsGranted) {
   ASSERT_TRUE(net.tick_until_leader(1));
   Term t = net.raft(1).term();
   size_t mark = net.sent_mark();
-  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(), net.raft(2).term_at(net.raft(2).last_index())));
+  net.inject(make_vote(3, 2, t + 1, net.raft(2).last_index(),
+                       net.raft(2).term_at(net.raft(2).last_index())));
   auto r = vote_resp_to(net, 2, 3, mark);
   ASSERT_TRUE(r.has_value());
   EXPECT_FALSE(r->reject);
@@ -510,8 +514,9 @@ TEST(RaftLeadershipTransfer, ProposalsRefusedDuringTransfer) {
   net.deliver_all();
   EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
   EXPECT_EQ(net.raft(1).propose("x").error, Error::kTransferInProgress);
-  EXPECT_EQ(net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 3, "c"}).error,
-            Error::kTransferInProgress);
+  EXPECT_EQ(
+      net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 3, "c"}).error,
+      Error::kTransferInProgress);
 }
 
 // Thesis §3.10: a transfer that does not complete within an election timeout is aborted and the leader serves proposals again.
@@ -556,11 +561,12 @@ TEST(RaftLeadershipTransfer, LaggingTargetIsCaughtUpBeforeTimeoutNow) {
   size_t timeout_now = sent.size(), caught_up = sent.size();
   for (size_t i = mark; i < sent.size(); ++i) {
     const Message& m = sent[i];
-    if (caught_up == sent.size() && m.type == MessageType::kAppendResp && m.from == 2 && !m.reject &&
-        m.index >= last) {
+    if (caught_up == sent.size() && m.type == MessageType::kAppendResp && m.from == 2 &&
+        !m.reject && m.index >= last) {
       caught_up = i;
     }
-    if (timeout_now == sent.size() && m.type == MessageType::kTimeoutNow && m.to == 2) timeout_now = i;
+    if (timeout_now == sent.size() && m.type == MessageType::kTimeoutNow && m.to == 2)
+      timeout_now = i;
   }
   ASSERT_LT(timeout_now, sent.size()) << "no TimeoutNow";
   ASSERT_LT(caught_up, sent.size()) << "2 never acknowledged the whole log";

@@ -16,8 +16,6 @@
 // violation is reported with ADD_FAILURE, so it fails whichever test hit it.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -31,6 +29,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "raft/messages.h"
 #include "raft/raft.h"
@@ -90,7 +90,8 @@ inline Message make_append(NodeId from, NodeId to, Term term, Index prev_index, 
   return m;
 }
 
-inline Message make_append_resp(NodeId from, NodeId to, Term term, Index index, bool reject = false) {
+inline Message make_append_resp(NodeId from, NodeId to, Term term, Index index,
+                                bool reject = false) {
   Message m;
   m.type = MessageType::kAppendResp;
   m.from = from;
@@ -105,7 +106,8 @@ inline Message make_append_resp(NodeId from, NodeId to, Term term, Index index, 
 // independently agree wherever they hold the same (index, term): that is what
 // the Log Matching Property (§5.3) says real logs do.
 inline Entry entry_at(Index index, Term term) {
-  return Entry{term, index, EntryType::kNormal, "i" + std::to_string(index) + "t" + std::to_string(term)};
+  return Entry{term, index, EntryType::kNormal,
+               "i" + std::to_string(index) + "t" + std::to_string(term)};
 }
 
 // ---------------------------------------------------------------------------
@@ -186,7 +188,8 @@ struct MemStorage {
       ADD_FAILURE() << "node " << node << ": snapshot chunk at offset " << c.offset
                     << " leaves a hole; only " << incoming_data.size() << " bytes received";
     }
-    if (incoming_data.size() < c.offset + c.data.size()) incoming_data.resize(c.offset + c.data.size());
+    if (incoming_data.size() < c.offset + c.data.size())
+      incoming_data.resize(c.offset + c.data.size());
     incoming_data.replace(c.offset, c.data.size(), c.data);
   }
 
@@ -252,11 +255,12 @@ struct Peer {
   std::unique_ptr<Raft> raft;  // null while the node is down
   MemStorage storage;
   TestStateMachine fsm;
-  std::vector<ReadState> read_states;  // every read state the node produced (since its last restart)
+  std::vector<ReadState>
+      read_states;  // every read state the node produced (since its last restart)
   std::vector<uint64_t> failed_reads;
   std::set<StateRole> roles_seen;  // every role observed after a tick/step
   Term max_term_seen = 0;
-  int readies = 0;  // how many Ready values were handled
+  int readies = 0;      // how many Ready values were handled
   bool wedged = false;  // has_ready() never went false; the harness stopped draining it
 };
 
@@ -347,13 +351,15 @@ class Network {
     p.storage.append(id, rd.entries);
     if (rd.hard_state) {
       if (rd.hard_state->term < p.storage.hard_state.term) {
-        ADD_FAILURE() << "node " << id << ": persisted term goes back from " << p.storage.hard_state.term
-                      << " to " << rd.hard_state->term;
+        ADD_FAILURE() << "node " << id << ": persisted term goes back from "
+                      << p.storage.hard_state.term << " to " << rd.hard_state->term;
       }
-      if (rd.hard_state->term == p.storage.hard_state.term && p.storage.hard_state.vote != kNoNode &&
+      if (rd.hard_state->term == p.storage.hard_state.term &&
+          p.storage.hard_state.vote != kNoNode &&
           rd.hard_state->vote != p.storage.hard_state.vote) {
-        ADD_FAILURE() << "node " << id << ": vote in term " << rd.hard_state->term << " changed from "
-                      << p.storage.hard_state.vote << " to " << rd.hard_state->vote << " (§5.2)";
+        ADD_FAILURE() << "node " << id << ": vote in term " << rd.hard_state->term
+                      << " changed from " << p.storage.hard_state.vote << " to "
+                      << rd.hard_state->vote << " (§5.2)";
       }
       p.storage.hard_state = *rd.hard_state;
     }
@@ -361,7 +367,8 @@ class Network {
     for (Message m : rd.messages) {
       if (m.from != id) ADD_FAILURE() << "node " << id << " sent a message from " << m.from;
       if (m.type == MessageType::kSnapshot) {
-        if (!m.data.empty()) ADD_FAILURE() << "node " << id << ": core filled kSnapshot data itself";
+        if (!m.data.empty())
+          ADD_FAILURE() << "node " << id << ": core filled kSnapshot data itself";
         if (m.snapshot.index != p.storage.snapshot.index) {
           ADD_FAILURE() << "node " << id << ": kSnapshot for index " << m.snapshot.index
                         << " but the current snapshot is " << p.storage.snapshot.index;
@@ -393,7 +400,8 @@ class Network {
       if (i > 1000) {
         // A driver loop would spin forever here; report once and stop
         // draining this node so the rest of the test still runs.
-        ADD_FAILURE() << "node " << id << " keeps having Ready after 1000 ready()/advance() rounds (role "
+        ADD_FAILURE() << "node " << id
+                      << " keeps having Ready after 1000 ready()/advance() rounds (role "
                       << to_string(raft(id).role()) << ", term " << raft(id).term() << ")";
         peer(id).wedged = true;
         return;
@@ -563,7 +571,8 @@ class Network {
       EXPECT_EQ(meta.term, term) << "node " << id;
     }
     EXPECT_EQ(meta.size_bytes, data.size()) << "node " << id;
-    EXPECT_EQ(meta.membership, p.fsm.membership) << "node " << id << ": configuration at the snapshot index";
+    EXPECT_EQ(meta.membership, p.fsm.membership)
+        << "node " << id << ": configuration at the snapshot index";
     p.storage.snapshot = meta;
     p.storage.snapshot_data = std::move(data);
     p.storage.compact(first_keep);
@@ -582,7 +591,9 @@ class Network {
     }
     return out;
   }
-  size_t count_sent(const Pred& pred, size_t since = 0) const { return sent_matching(pred, since).size(); }
+  size_t count_sent(const Pred& pred, size_t since = 0) const {
+    return sent_matching(pred, since).size();
+  }
   // The last message matching pred, if any.
   std::optional<Message> last_sent(const Pred& pred, size_t since = 0) const {
     for (size_t i = sent_.size(); i > since; --i) {
@@ -614,7 +625,9 @@ class Network {
   const std::map<Term, NodeId>& leaders_by_term() const { return leaders_by_term_; }
 
  private:
-  static std::pair<NodeId, NodeId> link(NodeId a, NodeId b) { return {std::min(a, b), std::max(a, b)}; }
+  static std::pair<NodeId, NodeId> link(NodeId a, NodeId b) {
+    return {std::min(a, b), std::max(a, b)};
+  }
 
   // Records the node's role and checks Election Safety (§5.2: at most one
   // leader per term).
@@ -640,7 +653,8 @@ class Network {
     if (p.storage.snapshot.index > 0) {
       auto cmds = TestStateMachine::decode(p.storage.snapshot_data);
       if (!cmds) {
-        ADD_FAILURE() << "node " << id << ": snapshot " << p.storage.snapshot.index << " does not decode";
+        ADD_FAILURE() << "node " << id << ": snapshot " << p.storage.snapshot.index
+                      << " does not decode";
       } else {
         p.fsm.commands = std::move(*cmds);
       }
@@ -656,8 +670,9 @@ class Network {
     auto [it, inserted] = applied_by_index_.emplace(e.index, e);
     if (!inserted && !(it->second == e)) {
       ADD_FAILURE() << "State Machine Safety violated at index " << e.index << ": node " << id
-                    << " applies term " << e.term << " data '" << e.data << "', another node applied term "
-                    << it->second.term << " data '" << it->second.data << "'";
+                    << " applies term " << e.term << " data '" << e.data
+                    << "', another node applied term " << it->second.term << " data '"
+                    << it->second.data << "'";
     }
     if (e.type == EntryType::kConfig) {
       auto m = decode_membership(e.data);

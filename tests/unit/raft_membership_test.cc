@@ -1,8 +1,8 @@
 // Raft core unit tests for membership: thesis §4.1-4.2 single-server changes, non-voting learners (§4.2.1), removing the leader (§4.2.2).
-#include <gtest/gtest.h>
-
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "raft_fixture.h"
 
@@ -55,7 +55,8 @@ TEST(RaftConfChange, AddLearnerTakesEffectWhenAppended) {
   EXPECT_TRUE(net.raft(1).membership().is_learner(4)) << "in effect before commit";
   EXPECT_GT(net.raft(1).membership_version(), version);
   ASSERT_EQ(net.raft(1).log_entries().back().type, EntryType::kConfig);
-  EXPECT_EQ(decode_membership(net.raft(1).log_entries().back().data), std::optional(net.raft(1).membership()));
+  EXPECT_EQ(decode_membership(net.raft(1).log_entries().back().data),
+            std::optional(net.raft(1).membership()));
 
   net.deliver_all();
   heartbeat(net, 1);
@@ -103,7 +104,8 @@ TEST(RaftConfChange, SecondChangeBeforeFirstCommitsIsRefused) {
   EXPECT_FALSE(net.raft(1).membership().contains(5));
   net.deliver_all();
   heartbeat(net, 1, 1);
-  EXPECT_TRUE(net.raft(1).propose_conf_change(add_learner(5)).ok()) << "the first one has committed";
+  EXPECT_TRUE(net.raft(1).propose_conf_change(add_learner(5)).ok())
+      << "the first one has committed";
 }
 
 // Thesis §4.1 (and the raft-dev 2015 single-server bug fix): a new leader accepts no change until it commits an entry of its own term.
@@ -132,14 +134,22 @@ TEST(RaftConfChange, UncommittedChangeIsRolledBackWhenTruncated) {
   ASSERT_TRUE(net.raft(1).membership().contains(4));
   uint64_t version = net.raft(1).membership_version();
   // 2 and 3 elect a leader that never saw the change and commits its own entry at that index.
-  ASSERT_GE(net.tick_all_until([&] { NodeId l = net.leader(); return l == 2 || l == 3; }, 300), 0);
+  ASSERT_GE(net.tick_all_until(
+                [&] {
+                  NodeId l = net.leader();
+                  return l == 2 || l == 3;
+                },
+                300),
+            0);
   NodeId l = net.leader();
   net.tick_all(2);
   ASSERT_GE(net.raft(l).commit_index(), r.index);
   ASSERT_NE(net.raft(l).term_at(r.index), r.term);
   net.heal();
-  ASSERT_TRUE(net.tick_node_until(l, [&] { return net.raft(1).term_at(r.index) == net.raft(l).term_at(r.index); }, 30));
-  EXPECT_FALSE(net.raft(1).membership().contains(4)) << "the truncated change must no longer be in effect";
+  ASSERT_TRUE(net.tick_node_until(
+      l, [&] { return net.raft(1).term_at(r.index) == net.raft(l).term_at(r.index); }, 30));
+  EXPECT_FALSE(net.raft(1).membership().contains(4))
+      << "the truncated change must no longer be in effect";
   EXPECT_EQ(net.raft(1).membership(), voters({1, 2, 3}));
   EXPECT_GT(net.raft(1).membership_version(), version);
 }
@@ -153,10 +163,12 @@ TEST(RaftConfChange, InvalidChangesAreRefused) {
   Index last = l.last_index();
   EXPECT_EQ(l.propose_conf_change(add_learner(2)).error, Error::kAlreadyMember);
   EXPECT_EQ(l.propose_conf_change(remove(9)).error, Error::kNotMember);
-  EXPECT_EQ(l.propose_conf_change(promote(2)).error, Error::kNotLearner) << "promote requires a learner";
+  EXPECT_EQ(l.propose_conf_change(promote(2)).error, Error::kNotLearner)
+      << "promote requires a learner";
   EXPECT_FALSE(l.propose_conf_change(promote(9)).ok()) << "a stranger cannot be promoted";
   EXPECT_EQ(l.propose_conf_change(add_learner(kNoNode)).error, Error::kInvalid);
-  EXPECT_EQ(l.propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 9, "x"}).error, Error::kNotMember);
+  EXPECT_EQ(l.propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 9, "x"}).error,
+            Error::kNotMember);
   EXPECT_EQ(l.membership_version(), version);
   EXPECT_EQ(l.last_index(), last);
 }
@@ -173,7 +185,8 @@ TEST(RaftConfChange, RemovingTheLastVoterIsRefused) {
 TEST(RaftConfChange, UpdateContextReplicatesToAll) {
   Network net(3);
   elect_1(net);
-  ProposeResult r = net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 2, "api=2"});
+  ProposeResult r =
+      net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kUpdateContext, 2, "api=2"});
   ASSERT_TRUE(r.ok()) << to_string(r.error);
   net.deliver_all();
   heartbeat(net, 1, 1);
@@ -213,9 +226,11 @@ TEST(RaftLearner, NeverCountsTowardCommit) {
   ASSERT_TRUE(ack.has_value());
   EXPECT_FALSE(ack->reject);
   EXPECT_EQ(ack->index, r.index) << "the learner stores x";
-  EXPECT_LT(net.raft(1).commit_index(), r.index) << "a learner's acknowledgement counted toward commit";
+  EXPECT_LT(net.raft(1).commit_index(), r.index)
+      << "a learner's acknowledgement counted toward commit";
   net.heal();
-  EXPECT_TRUE(net.tick_node_until(1, [&] { return net.raft(1).commit_index() == r.index; }, 30));
+  EXPECT_TRUE(net.tick_node_until(
+      1, [&] { return net.raft(1).commit_index() == r.index; }, 30));
 }
 
 // Learners never vote: a candidate does not count a learner's grant (the learner may answer, as in etcd, since
@@ -233,7 +248,8 @@ TEST(RaftLearner, LearnerVoteIsNotCounted) {
   Term t = net.raft(1).term();
   net.inject(make_vote_resp(4, 1, t));
   net.inject(make_vote_resp(5, 1, t));
-  EXPECT_EQ(net.raft(1).role(), StateRole::kCandidate) << "1 + two learners is not a majority of {1,2,3}";
+  EXPECT_EQ(net.raft(1).role(), StateRole::kCandidate)
+      << "1 + two learners is not a majority of {1,2,3}";
   net.inject(make_vote_resp(2, 1, t));
   EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
 }
@@ -259,7 +275,8 @@ TEST(RaftLearner, LearnerVoteCannotElectALeader) {
   net.tick_all(200);
   EXPECT_EQ(net.leader(), kNoNode);
   EXPECT_EQ(net.count_sent([](const Message& m) {
-    return m.from == 3 && !m.reject && (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp);
+    return m.from == 3 && !m.reject &&
+           (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp);
   }),
             0u);
 }
@@ -354,7 +371,8 @@ TEST(RaftRemove, RemovedLeaderDoesNotCountItselfForNewConfig) {
   EXPECT_LT(net.raft(1).commit_index(), r.index) << "C_new = {2,3} needs both 2 and 3";
   EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
   net.heal();
-  EXPECT_TRUE(net.tick_node_until(1, [&] { return net.raft(2).commit_index() >= r.index; }, 30));
+  EXPECT_TRUE(net.tick_node_until(
+      1, [&] { return net.raft(2).commit_index() >= r.index; }, 30));
   EXPECT_NE(net.raft(1).role(), StateRole::kLeader);
 }
 

@@ -1,9 +1,9 @@
 // Raft core unit tests for log replication: §5.3 consistency check and log repair, §5.4.2 commit rule (Figure 8), batching, flow control, durability.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "raft_fixture.h"
 
@@ -103,7 +103,8 @@ TEST(RaftReplication, CommitNeedsAMajorityOfVoters) {
   Index b = propose_all(net, 1, {"b"});
   EXPECT_EQ(net.raft(1).commit_index(), a) << "only 2 of 5 hold entry " << b;
   net.heal();
-  EXPECT_TRUE(net.tick_node_until(1, [&] { return net.raft(1).commit_index() == b; }, 30));
+  EXPECT_TRUE(net.tick_node_until(
+      1, [&] { return net.raft(1).commit_index() == b; }, 30));
 }
 
 // Figure 2 AppendEntries rule 5: a follower sets commit = min(leaderCommit, index of last new entry).
@@ -139,7 +140,8 @@ TEST(RaftReplication, DelayedAppendBelowCommitIsHarmless) {
   net.add(2, bootstrap_state(voters({1, 2, 3})), plain_votes);
   Term bt = net.raft(2).log_entries().at(0).term;
   Term t = net.raft(2).term() + 1;
-  net.inject(make_append(1, 2, t, 1, bt, {entry_at(2, t), entry_at(3, t), entry_at(4, t)}, /*commit=*/4));
+  net.inject(
+      make_append(1, 2, t, 1, bt, {entry_at(2, t), entry_at(3, t), entry_at(4, t)}, /*commit=*/4));
   ASSERT_EQ(net.raft(2).commit_index(), 4u);
   net.inject(make_append(1, 2, t, 1, bt, {entry_at(2, t)}, /*commit=*/1));
   EXPECT_EQ(net.raft(2).last_index(), 4u);
@@ -163,10 +165,13 @@ TEST(RaftReplication, ReorderedPipelinedAppendsConverge) {
   ASSERT_GE(q.size(), 8u);
   for (auto it = q.rbegin(); it != q.rend(); ++it) net.inject(*it);
   net.deliver_all();
-  ASSERT_TRUE(net.tick_node_until(1, [&] {
-    return net.raft(2).commit_index() == net.raft(1).last_index() &&
-           net.raft(3).commit_index() == net.raft(1).last_index();
-  }, 30));
+  ASSERT_TRUE(net.tick_node_until(
+      1,
+      [&] {
+        return net.raft(2).commit_index() == net.raft(1).last_index() &&
+               net.raft(3).commit_index() == net.raft(1).last_index();
+      },
+      30));
   expect_same_log(net, 1, 2);
   expect_same_log(net, 1, 3);
   EXPECT_EQ(net.fsm(2).commands, vs);
@@ -219,7 +224,8 @@ TEST(RaftReplication, RejectHintForConflictingTerm) {
   EXPECT_TRUE(resp->reject);
   EXPECT_EQ(resp->index, 6u);
   EXPECT_EQ(resp->hint_term, t + 1) << "the follower's term there, <= the leader's prev term t+2";
-  EXPECT_EQ(resp->hint_index, 6u) << "messages.h: 'last entry at or before that index whose term is <= the leader's prev term'";
+  EXPECT_EQ(resp->hint_index, 6u)
+      << "messages.h: 'last entry at or before that index whose term is <= the leader's prev term'";
   EXPECT_EQ(net.raft(2).last_index(), 6u) << "a rejected append changes nothing";
 }
 
@@ -244,7 +250,8 @@ InitialState figure7_state(const std::vector<Term>& paper_terms, Term hard_term_
   InitialState st = bootstrap_state(voters({1, 2, 3}));
   Term bt = st.entries[0].term;
   Term off = bt >= 1 ? bt - 1 : 0;
-  for (size_t i = 0; i < paper_terms.size(); ++i) st.entries.push_back(entry_at(i + 2, paper_terms[i] + off));
+  for (size_t i = 0; i < paper_terms.size(); ++i)
+    st.entries.push_back(entry_at(i + 2, paper_terms[i] + off));
   Term last = paper_terms.empty() ? 0 : *std::max_element(paper_terms.begin(), paper_terms.end());
   st.hard_state.term = std::max(st.hard_state.term, std::max(last, hard_term_paper) + off);
   return st;
@@ -260,7 +267,8 @@ TEST_P(RaftLogRepairFigure7, LeaderMakesFollowerLogIdenticalInFewRoundTrips) {
   // Node 3 is absent; it "votes" for 1 by hand, as in etcd's TestLeaderSyncFollowerLog.
   ASSERT_TRUE(net.tick_until_role(1, StateRole::kCandidate));
   net.deliver_all();
-  if (net.raft(1).role() != StateRole::kLeader) net.inject(make_vote_resp(3, 1, net.raft(1).term()));
+  if (net.raft(1).role() != StateRole::kLeader)
+    net.inject(make_vote_resp(3, 1, net.raft(1).term()));
   ASSERT_EQ(net.raft(1).role(), StateRole::kLeader);
   size_t mark = net.sent_mark();
   net.deliver_all();
@@ -274,7 +282,10 @@ TEST_P(RaftLogRepairFigure7, LeaderMakesFollowerLogIdenticalInFewRoundTrips) {
   EXPECT_EQ(net.raft(2).commit_index(), net.raft(1).last_index());
   EXPECT_EQ(net.fsm(2).commands, net.fsm(1).commands);
   size_t rejects = net.count_sent(
-      [](const Message& m) { return m.type == MessageType::kAppendResp && m.from == 2 && m.reject; }, mark);
+      [](const Message& m) {
+        return m.type == MessageType::kAppendResp && m.from == 2 && m.reject;
+      },
+      mark);
   // Backing up one entry per round trip would take up to 8 rejects for (f).
   EXPECT_LE(rejects, 3u) << "rejected appends while repairing " << c.name;
 }
@@ -288,8 +299,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Figure7Case{"e_divergent_shorter", {1, 1, 1, 4, 4, 4, 4}},
                       Figure7Case{"f_divergent_longer", {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}},
                       Figure7Case{"g_only_config", {}},
-                      Figure7Case{"h_long_stale_term", std::vector<Term>{1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-                                                                         2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}}),
+                      Figure7Case{"h_long_stale_term",
+                                  std::vector<Term>{1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+                                                    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}}),
     [](const ::testing::TestParamInfo<Figure7Case>& info) { return std::string(info.param.name); });
 
 // ---------------------------------------------------------------------------
@@ -301,7 +313,7 @@ TEST(RaftFigure8, LeaderDoesNotCommitPreviousTermEntryByCountingReplicas) {
   Term bt = st.entries[0].term;
   Term t_old = std::max(st.hard_state.term, bt) + 1;
   st.entries.push_back(entry_at(2, t_old));  // like S1's entry 2 in Figure 8 (a)
-  st.hard_state.term = t_old + 1;             // it has since seen term t_old + 1 (S5's term in (b))
+  st.hard_state.term = t_old + 1;            // it has since seen term t_old + 1 (S5's term in (b))
   Network net;
   net.add(1, st, plain_votes);
   ASSERT_TRUE(net.tick_until_role(1, StateRole::kCandidate));
@@ -316,7 +328,8 @@ TEST(RaftFigure8, LeaderDoesNotCommitPreviousTermEntryByCountingReplicas) {
   // Entry 2 (term t_old) reaches S2 and S3: three of five servers store it (Figure 8 (c)).
   net.inject(make_append_resp(2, 1, t, 2));
   net.inject(make_append_resp(3, 1, t, 2));
-  EXPECT_EQ(net.raft(1).commit_index(), 1u) << "entry 2 is from term " << t_old << ", not the current term " << t;
+  EXPECT_EQ(net.raft(1).commit_index(), 1u)
+      << "entry 2 is from term " << t_old << ", not the current term " << t;
   EXPECT_EQ(net.fsm(1).applied, 1u);
 
   // The no-op of term t reaches S2: still only two of five.
@@ -364,10 +377,13 @@ TEST(RaftFigure8, OldTermEntryOnMajorityStaysUncommittedUntilCurrentTermEntryRep
   net.start(1);
   net.mutate([](Message& m) {
     if (m.type != MessageType::kAppend) return;
-    auto it = std::find_if(m.entries.begin(), m.entries.end(), [&](const Entry& e) { return e.term == m.term; });
+    auto it = std::find_if(m.entries.begin(), m.entries.end(),
+                           [&](const Entry& e) { return e.term == m.term; });
     m.entries.erase(it, m.entries.end());
   });
-  ASSERT_GE(net.tick_all_until([&] { return net.leader() != kNoNode && net.raft(net.leader()).term() > t2; }, 400), 0);
+  ASSERT_GE(net.tick_all_until(
+                [&] { return net.leader() != kNoNode && net.raft(net.leader()).term() > t2; }, 400),
+            0);
   NodeId l3 = net.leader();
   EXPECT_TRUE(l3 == 1 || l3 == 2) << "only S1 and S2 hold x, the most up-to-date log";
   net.tick_all(5);
@@ -375,7 +391,8 @@ TEST(RaftFigure8, OldTermEntryOnMajorityStaysUncommittedUntilCurrentTermEntryRep
   for (NodeId id : net.ids()) {
     if (!net.up(id)) continue;
     if (net.raft(id).term_at(x.index) == t1) ++holders;
-    EXPECT_LT(net.raft(id).commit_index(), x.index) << "node " << id << " committed x by counting replicas";
+    EXPECT_LT(net.raft(id).commit_index(), x.index)
+        << "node " << id << " committed x by counting replicas";
   }
   EXPECT_GE(holders, 3) << "x must be on a majority for the test to mean anything";
 
@@ -441,7 +458,10 @@ TEST(RaftFlowControl, InflightAppendsAreBounded) {
     net.deliver_all();  // one Ready per proposal: every one could be its own append
   }
   size_t to2 = net.count_sent(
-      [](const Message& m) { return m.type == MessageType::kAppend && m.to == 2 && !m.entries.empty(); }, mark);
+      [](const Message& m) {
+        return m.type == MessageType::kAppend && m.to == 2 && !m.entries.empty();
+      },
+      mark);
   EXPECT_LE(to2, 2u) << "more appends in flight than max_inflight_appends";
   EXPECT_EQ(to2, 2u) << "pipelining: the window should be used";
   EXPECT_EQ(net.raft(1).commit_index(), last) << "commits with node 3";
@@ -477,7 +497,8 @@ TEST(RaftFlowControl, AppendsRespectEntryAndByteLimits) {
     uint64_t bytes = 0;
     for (const Entry& e : m.entries) bytes += e.data.size();
     EXPECT_LE(m.entries.size(), 5u);
-    EXPECT_TRUE(bytes <= 350 || m.entries.size() == 1) << bytes << " bytes in " << m.entries.size() << " entries";
+    EXPECT_TRUE(bytes <= 350 || m.entries.size() == 1)
+        << bytes << " bytes in " << m.entries.size() << " entries";
   }
 }
 
@@ -503,7 +524,8 @@ TEST(RaftFlowControl, UncommittedBytesAreBounded) {
   EXPECT_LE(accepted, 1100u);
   // Once the entries commit, there is room again.
   net.heal();
-  EXPECT_TRUE(net.tick_node_until(1, [&] { return net.raft(1).commit_index() == net.raft(1).last_index(); }, 30));
+  EXPECT_TRUE(net.tick_node_until(
+      1, [&] { return net.raft(1).commit_index() == net.raft(1).last_index(); }, 30));
   EXPECT_TRUE(net.raft(1).propose(std::string(100, 'w')).ok());
 }
 

@@ -1,8 +1,8 @@
 // Raft core unit tests for log compaction and InstallSnapshot (Raft §7), including chunked transfer and restart from a snapshot.
-#include <gtest/gtest.h>
-
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "raft_fixture.h"
 
@@ -37,7 +37,8 @@ Index propose_all(Network& net, NodeId leader, const std::vector<std::string>& v
   return last;
 }
 
-bool tick_leader_until(Network& net, NodeId leader, const std::function<bool()>& pred, int max_ticks = 100) {
+bool tick_leader_until(Network& net, NodeId leader, const std::function<bool()>& pred,
+                       int max_ticks = 100) {
   return net.tick_node_until(leader, pred, max_ticks);
 }
 
@@ -100,7 +101,8 @@ TEST(RaftInstallSnapshot, ChunkedSnapshotCatchesUpLaggingFollower) {
   Index snap = net.take_snapshot(1);
   const std::string& snap_bytes = net.storage(1).snapshot_data;
   ASSERT_GT(snap_bytes.size(), 3 * 64u) << "the snapshot must need several chunks";
-  ASSERT_GT(net.raft(1).first_index(), net.raft(3).last_index() + 1) << "3 cannot catch up from the log";
+  ASSERT_GT(net.raft(1).first_index(), net.raft(3).last_index() + 1)
+      << "3 cannot catch up from the log";
 
   net.heal();
   size_t mark = net.sent_mark();
@@ -121,8 +123,10 @@ TEST(RaftInstallSnapshot, ChunkedSnapshotCatchesUpLaggingFollower) {
   }
   EXPECT_EQ(next_offset, snap_bytes.size());
   EXPECT_TRUE(done);
-  EXPECT_GE(net.count_sent([](const Message& m) { return m.type == MessageType::kSnapshotResp && m.done; }, mark),
-            1u);
+  EXPECT_GE(
+      net.count_sent(
+          [](const Message& m) { return m.type == MessageType::kSnapshotResp && m.done; }, mark),
+      1u);
 
   // The follower holds the same snapshot and state.
   EXPECT_EQ(net.storage(3).snapshot_data, snap_bytes);
@@ -151,7 +155,8 @@ TEST(RaftInstallSnapshot, LostChunkIsResent) {
     lost = true;
     return true;
   });
-  ASSERT_TRUE(tick_leader_until(net, 1, [&] { return net.raft(3).snapshot().index == snap; }, 200));
+  ASSERT_TRUE(tick_leader_until(
+      net, 1, [&] { return net.raft(3).snapshot().index == snap; }, 200));
   EXPECT_TRUE(lost) << "the test must actually lose a chunk";
   EXPECT_EQ(net.fsm(3).commands, values("value-", 20));
 }
@@ -184,7 +189,8 @@ TEST(RaftInstallSnapshot, NewLearnerAfterCompactionGetsSnapshotThenLog) {
   propose_all(net, 1, values("value-", 20));
   Index snap = net.take_snapshot(1);
   net.add(4, InitialState{}, small_snapshots);
-  ProposeResult r = net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kAddLearner, 4, "ctx"});
+  ProposeResult r =
+      net.raft(1).propose_conf_change(ConfChange{ConfChangeType::kAddLearner, 4, "ctx"});
   ASSERT_TRUE(r.ok()) << to_string(r.error);
   net.deliver_all();
   ASSERT_TRUE(tick_leader_until(net, 1, [&] { return net.raft(4).commit_index() >= r.index; }));
@@ -233,12 +239,14 @@ TEST(RaftInstallSnapshot, FollowerRestartedMidTransferStillInstalls) {
   net.heal();
   // Chunks beyond the first two are lost: the transfer stalls half way.
   net.drop([](const Message& m) { return m.type == MessageType::kSnapshot && m.offset >= 128; });
-  net.tick_node_until(1, [&] { return net.storage(3).incoming_data.size() >= 128; }, 50);
+  net.tick_node_until(
+      1, [&] { return net.storage(3).incoming_data.size() >= 128; }, 50);
   ASSERT_EQ(net.storage(3).incoming_data.size(), 128u) << "two chunks arrived";
   ASSERT_NE(net.raft(3).snapshot().index, snap);
   net.restart(3);
   net.clear_drops();
-  ASSERT_TRUE(tick_leader_until(net, 1, [&] { return net.raft(3).snapshot().index == snap; }, 200));
+  ASSERT_TRUE(tick_leader_until(
+      net, 1, [&] { return net.raft(3).snapshot().index == snap; }, 200));
   EXPECT_EQ(net.storage(3).snapshot_data, net.storage(1).snapshot_data);
   EXPECT_EQ(net.fsm(3).commands, values("value-", 20));
 }

@@ -1,14 +1,15 @@
 // Unit tests for src/raft/types.h: membership queries and the membership encoding carried by config entries.
-#include <gtest/gtest.h>
+#include "raft/types.h"
 
 #include <cstdint>
 #include <random>
 #include <set>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "raft/messages.h"
 #include "raft/raft.h"
-#include "raft/types.h"
 
 namespace ckv::raft {
 namespace {
@@ -148,15 +149,16 @@ TEST(RaftMembership, QueriesDistinguishVotersLearnersAndStrangers) {
 // Error, role and message-type names are distinct, non-empty strings (they appear in logs and status output).
 TEST(RaftNames, ToStringIsDistinctForEveryValue) {
   std::set<std::string> errors;
-  for (Error e : {Error::kOk, Error::kNotLeader, Error::kTransferInProgress, Error::kConfChangeInProgress,
-                  Error::kNotReady, Error::kOverloaded, Error::kAlreadyMember, Error::kNotMember,
-                  Error::kNotLearner, Error::kInvalid}) {
+  for (Error e : {Error::kOk, Error::kNotLeader, Error::kTransferInProgress,
+                  Error::kConfChangeInProgress, Error::kNotReady, Error::kOverloaded,
+                  Error::kAlreadyMember, Error::kNotMember, Error::kNotLearner, Error::kInvalid}) {
     ASSERT_NE(to_string(e), nullptr);
     errors.insert(to_string(e));
   }
   EXPECT_EQ(errors.size(), 10u);
   std::set<std::string> roles;
-  for (StateRole r : {StateRole::kFollower, StateRole::kPreCandidate, StateRole::kCandidate, StateRole::kLeader}) {
+  for (StateRole r : {StateRole::kFollower, StateRole::kPreCandidate, StateRole::kCandidate,
+                      StateRole::kLeader}) {
     ASSERT_NE(to_string(r), nullptr);
     roles.insert(to_string(r));
   }
