@@ -2,13 +2,16 @@
 #include "fsm/kv_state_machine.h"
 
 #include <mutex>
+#include <thread>
 
 #include "common/check.h"
 
 namespace ckv::fsm {
 
 void KvStateMachine::apply(uint64_t index, const Command& c) {
+  waiting_writers_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(mu_);
+  waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
   if (index <= applied_) return;
   applied_ = index;
   const bool existed = contains_locked(c.key);
@@ -86,6 +89,12 @@ void KvStateMachine::end_snapshot() {
     phase_ = Phase::kFolding;
   }
   for (;;) {
+    // std::shared_mutex is not fair: re-locking at once would win against a
+    // writer blocked on it every time and starve it for the whole fold. Let
+    // a waiting writer (the Raft thread) in first, within a bound.
+    for (int spins = 0; spins < kMaxFoldYields && waiting_writers_.load(std::memory_order_relaxed) > 0; ++spins) {
+      std::this_thread::yield();
+    }
     std::unique_lock lock(mu_);
     for (size_t n = 0; n < kFoldBatch && !overlay_.empty(); ++n) {
       auto node = overlay_.extract(overlay_.begin());

