@@ -17,6 +17,12 @@ inline void put_u64le(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
+// A length-prefixed string: u32 length, then the bytes.
+inline void put_string32(std::string& out, std::string_view s) {
+  put_u32le(out, static_cast<uint32_t>(s.size()));
+  out.append(s);
+}
+
 // Big-endian keys sort numerically under byte-wise comparison (LMDB's default).
 inline std::string u64_key(uint64_t v) {
   std::string k(8, '\0');
@@ -59,6 +65,11 @@ class ByteReader {
     out.assign(s_.substr(pos_, n));
     pos_ += n;
     return true;
+  }
+  // Reads what put_string32 wrote; fails on a length over max_bytes or past the end.
+  bool string32(std::string& out, size_t max_bytes = SIZE_MAX) {
+    uint32_t n = 0;
+    return u32le(n) && n <= max_bytes && bytes(n, out);
   }
   std::string_view rest() const { return s_.substr(pos_); }
   size_t remaining() const { return s_.size() - pos_; }

@@ -9,15 +9,6 @@ namespace {
 constexpr uint8_t kMemberInfoFormat = 1;
 constexpr uint32_t kMaxFieldBytes = 4096;
 
-void put_string(std::string& out, const std::string& s) {
-  put_u32le(out, static_cast<uint32_t>(s.size()));
-  out += s;
-}
-
-bool get_string(ByteReader& r, std::string& s) {
-  uint32_t n = 0;
-  return r.u32le(n) && n <= kMaxFieldBytes && r.bytes(n, s);
-}
 }  // namespace
 
 raft::NodeId node_id_for(const std::string& name) {
@@ -33,9 +24,9 @@ raft::NodeId node_id_for(const std::string& name) {
 std::string encode_member_info(const MemberInfo& info) {
   std::string out;
   put_u8(out, kMemberInfoFormat);
-  put_string(out, info.name);
-  put_string(out, info.raft_address);
-  put_string(out, info.api_address);
+  put_string32(out, info.name);
+  put_string32(out, info.raft_address);
+  put_string32(out, info.api_address);
   return out;
 }
 
@@ -43,8 +34,8 @@ std::optional<MemberInfo> decode_member_info(const std::string& data) {
   ByteReader r(data);
   uint8_t format = 0;
   MemberInfo info;
-  if (!r.u8(format) || format != kMemberInfoFormat || !get_string(r, info.name) ||
-      !get_string(r, info.raft_address) || !get_string(r, info.api_address) || !r.at_end()) {
+  if (!r.u8(format) || format != kMemberInfoFormat || !r.string32(info.name, kMaxFieldBytes) ||
+      !r.string32(info.raft_address, kMaxFieldBytes) || !r.string32(info.api_address, kMaxFieldBytes) || !r.at_end()) {
     return std::nullopt;
   }
   return info;

@@ -49,8 +49,7 @@ std::string encode_membership(const Membership& m) {
   for (const Member& mem : m.members) {
     put_u64le(out, mem.id);
     out.push_back(static_cast<char>(mem.role));
-    put_u32le(out, static_cast<uint32_t>(mem.context.size()));
-    out += mem.context;
+    put_string32(out, mem.context);
   }
   return out;
 }
@@ -66,9 +65,8 @@ std::optional<Membership> decode_membership(const std::string& data) {
   for (uint32_t i = 0; i < count; ++i) {
     Member mem;
     uint8_t role = 0;
-    uint32_t len = 0;
-    if (!r.u64le(mem.id) || mem.id == kNoNode || !r.u8(role) || role > 1 || !r.u32le(len) ||
-        !r.bytes(len, mem.context)) {
+    if (!r.u64le(mem.id) || mem.id == kNoNode || !r.u8(role) || role > 1 ||
+        !r.string32(mem.context)) {
       return std::nullopt;
     }
     mem.role = static_cast<MemberRole>(role);

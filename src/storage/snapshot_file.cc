@@ -123,18 +123,14 @@ Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index ind
   std::string header(kMagic, kMagicLen);
   put_u64le(header, index);
   put_u64le(header, term);
-  const std::string m = raft::encode_membership(membership);
-  put_u32le(header, static_cast<uint32_t>(m.size()));
-  header += m;
+  put_string32(header, raft::encode_membership(membership));
   put_u64le(header, map.size());
   if (Status s = w.write(header); !s.is_ok()) return s;
   std::string rec;
   for (const auto& [k, v] : map) {
     rec.clear();
-    put_u32le(rec, static_cast<uint32_t>(k.size()));
-    rec += k;
-    put_u32le(rec, static_cast<uint32_t>(v.size()));
-    rec += v;
+    put_string32(rec, k);
+    put_string32(rec, v);
     if (Status s = w.write(rec); !s.is_ok()) return s;
   }
   if (Status s = w.finish(); !s.is_ok()) return s;
@@ -171,11 +167,9 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
 
   ByteReader r(std::string_view(data).substr(kMagicLen, data.size() - kMagicLen - 4));
   LoadedSnapshot out;
-  uint32_t mlen = 0;
   std::string mbytes;
   uint64_t count = 0;
-  if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.u32le(mlen) || mlen > kMaxMembershipBytes ||
-      !r.bytes(mlen, mbytes) || !r.u64le(count)) {
+  if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.string32(mbytes, kMaxMembershipBytes) || !r.u64le(count)) {
     return corrupt(path, "bad header");
   }
   auto membership = raft::decode_membership(mbytes);
@@ -183,11 +177,9 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   out.meta.membership = std::move(*membership);
   out.meta.size_bytes = data.size();
   for (uint64_t i = 0; i < count; ++i) {
-    uint32_t klen = 0;
-    uint32_t vlen = 0;
     std::string k;
     std::string v;
-    if (!r.u32le(klen) || !r.bytes(klen, k) || !r.u32le(vlen) || !r.bytes(vlen, v)) {
+    if (!r.string32(k) || !r.string32(v)) {
       return corrupt(path, "record " + std::to_string(i) + " of " + std::to_string(count) + " is cut short");
     }
     out.map.emplace_hint(out.map.end(), std::move(k), std::move(v));

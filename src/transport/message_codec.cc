@@ -20,11 +20,6 @@ constexpr uint8_t kMaxEntryType = static_cast<uint8_t>(raft::EntryType::kConfig)
 // the decoder reserve gigabytes.
 constexpr size_t kMinEntryBytes = 8 + 8 + 1 + 4;
 
-void put_string(std::string& out, std::string_view s) {
-  put_u32le(out, static_cast<uint32_t>(s.size()));
-  out.append(s);
-}
-
 size_t encoded_size_hint(const raft::Message& m) {
   size_t n = 2 + 12 * 8 + 1 + 4 + 3 * 8 + 4 + 4 + m.data.size();
   for (const raft::Entry& e : m.entries) n += kMinEntryBytes + e.data.size();
@@ -33,12 +28,6 @@ size_t encoded_size_hint(const raft::Message& m) {
 
 Status corrupt(const char* what) {
   return {StatusCode::kCorrupt, std::string("raft message: ") + what};
-}
-
-bool read_string(ByteReader& r, std::string& out) {
-  uint32_t len = 0;
-  // ByteReader::bytes checks len against what is left before allocating.
-  return r.u32le(len) && r.bytes(len, out);
 }
 
 }  // namespace
@@ -65,7 +54,7 @@ void encode_message(const raft::Message& m, std::string& out) {
     put_u64le(out, e.term);
     put_u64le(out, e.index);
     put_u8(out, static_cast<uint8_t>(e.type));
-    put_string(out, e.data);
+    put_string32(out, e.data);
   }
   put_u64le(out, m.snapshot.index);
   put_u64le(out, m.snapshot.term);
@@ -74,9 +63,9 @@ void encode_message(const raft::Message& m, std::string& out) {
   if (m.snapshot.membership.members.empty()) {
     put_u32le(out, 0);
   } else {
-    put_string(out, raft::encode_membership(m.snapshot.membership));
+    put_string32(out, raft::encode_membership(m.snapshot.membership));
   }
-  put_string(out, m.data);
+  put_string32(out, m.data);
 }
 
 std::string encode_message(const raft::Message& m) {
@@ -118,13 +107,13 @@ Result<raft::Message> decode_message(std::string_view payload) {
     if (!r.u64le(e.term) || !r.u64le(e.index) || !r.u8(etype)) return corrupt("truncated entry");
     if (etype > kMaxEntryType) return corrupt("unknown entry type");
     e.type = static_cast<raft::EntryType>(etype);
-    if (!read_string(r, e.data)) return corrupt("truncated entry data");
+    if (!r.string32(e.data)) return corrupt("truncated entry data");
     m.entries.push_back(std::move(e));
   }
 
   std::string membership;
   if (!r.u64le(m.snapshot.index) || !r.u64le(m.snapshot.term) || !r.u64le(m.snapshot.size_bytes) ||
-      !read_string(r, membership)) {
+      !r.string32(membership)) {
     return corrupt("truncated snapshot metadata");
   }
   if (!membership.empty()) {
@@ -133,7 +122,7 @@ Result<raft::Message> decode_message(std::string_view payload) {
     // An encoded empty membership is accepted too; it decodes to the same value.
     m.snapshot.membership = std::move(*decoded);
   }
-  if (!read_string(r, m.data)) return corrupt("truncated data");
+  if (!r.string32(m.data)) return corrupt("truncated data");
   if (!r.at_end()) return corrupt("trailing bytes");
   return m;
 }
