@@ -145,6 +145,7 @@ class Node::Impl {
   uint64_t synced_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
+  std::optional<storage::KvMap> installed_map_;    // a received snapshot's map, between persist and apply
   bool snapshot_in_progress_ = false;
   std::thread snapshot_thread_;
   int incoming_fd_ = -1;
@@ -392,7 +393,8 @@ void Node::Impl::persist(const raft::Ready& rd) {
     incoming_fd_ = -1;
     auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
     if (!adopted.is_ok()) fatal_storage(adopted.status());
-    snapshot_ = adopted.value();
+    snapshot_ = adopted.value().file;
+    installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
   }
   if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) fatal_storage(s);
   if (rd.snapshot) (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
@@ -418,10 +420,11 @@ void Node::Impl::apply(const raft::Ready& rd) {
   if (rd.snapshot) {
     // The state machine cannot be replaced under a snapshot writer.
     if (snapshot_thread_.joinable()) snapshot_thread_.join();
-    auto loaded = storage::read_snapshot_file(snapshot_->path);
-    if (!loaded.is_ok()) fatal_storage(loaded.status());
-    applied_membership_ = loaded.value().meta.membership;
-    fsm_.restore(std::move(loaded.value().map), rd.snapshot->index);
+    KV_CHECK(installed_map_.has_value(), "snapshot %llu installed without its map",
+             static_cast<unsigned long long>(rd.snapshot->index));
+    applied_membership_ = snapshot_->meta.membership;
+    fsm_.restore(std::move(*installed_map_), rd.snapshot->index);
+    installed_map_.reset();
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {

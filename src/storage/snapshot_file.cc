@@ -217,7 +217,7 @@ Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
   return Status::ok();
 }
 
-Result<SnapshotFile> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {
+Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {
   auto loaded = read_snapshot_file(tmp_path);
   if (!loaded.is_ok()) return loaded.status();
   const raft::SnapshotMeta& meta = loaded.value().meta;
@@ -231,7 +231,7 @@ Result<SnapshotFile> adopt_snapshot_file(const std::string& dir, const std::stri
   }
   if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
   if (Status s = sync_dir(dir); !s.is_ok()) return s;
-  return SnapshotFile{final_path, meta};
+  return AdoptedSnapshot{SnapshotFile{final_path, meta}, std::move(loaded.value().map)};
 }
 
 }  // namespace ckv::storage

@@ -47,8 +47,14 @@ Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir);
 Status remove_other_snapshots(const std::string& dir, const std::string& keep);
 
 // Moves a fully received snapshot (at tmp_path) into place as a verified
-// snapshot file; returns it. Used when InstallSnapshot completes.
-Result<SnapshotFile> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path);
+// snapshot file. Used when InstallSnapshot completes; returns the file and
+// the map it holds (verifying means reading it all, so the caller restores
+// its state machine from this instead of reading the file again).
+struct AdoptedSnapshot {
+  SnapshotFile file;
+  KvMap map;
+};
+Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path);
 
 // fsyncs a directory so that renames and creations in it are durable.
 Status sync_dir(const std::string& dir);

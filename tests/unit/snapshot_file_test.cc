@@ -72,8 +72,9 @@ TEST_F(SnapshotFileTest, AdoptMovesAVerifiedTempFileIntoPlace) {
   std::filesystem::rename(written.value().path, incoming);
   auto adopted = adopt_snapshot_file(dir_.string(), incoming);
   ASSERT_TRUE(adopted.is_ok()) << adopted.status().to_string();
-  EXPECT_EQ(adopted.value().path, written.value().path);
-  EXPECT_EQ(adopted.value().meta.index, 12u);
+  EXPECT_EQ(adopted.value().file.path, written.value().path);
+  EXPECT_EQ(adopted.value().file.meta.index, 12u);
+  EXPECT_EQ(adopted.value().map, (KvMap{{"k", "v"}}));
 }
 
 }  // namespace
