@@ -131,7 +131,8 @@ class Raft::Impl {
   void campaign(bool pre_vote, bool forced);
   void reset_timers();
   bool promotable() const { return membership_.is_voter(id_); }
-  size_t quorum() const { return membership_.voters().size() / 2 + 1; }
+  static size_t majority(size_t voters) { return voters / 2 + 1; }
+  size_t quorum() const { return majority(membership_.voters().size()); }
 
   // Message handling.
   void handle_vote_request(const Message& m);
@@ -919,7 +920,7 @@ bool Raft::Impl::maybe_commit() {
   }
   if (matches.empty()) return false;
   std::sort(matches.begin(), matches.end(), std::greater<>());
-  const Index candidate = matches[quorum() - 1];
+  const Index candidate = matches[majority(matches.size()) - 1];  // matches has one per voter
   // §5.4.2 (Figure 8): only an entry of the current term is committed by
   // counting replicas; earlier entries commit indirectly with it.
   if (candidate <= commit_ || log_.term_at(candidate) != term_) return false;
@@ -1162,7 +1163,7 @@ void Raft::Impl::ack_reads(NodeId from, uint64_t round) {
     const PendingRead& r = pending_reads_.front();
     size_t n = 0;
     for (NodeId v : voters) n += r.acks.count(v);
-    if (n < quorum()) break;
+    if (n < majority(voters.size())) break;
     resolve_read(r);
     pending_reads_.pop_front();
   }
