@@ -20,15 +20,15 @@ Status lmdb_error(const std::string& path, const char* what, int rc) {
 MDB_val as_val(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view as_view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
 
-// Aborts the transaction unless commit() succeeded: no half-written batch.
-class WriteTxn {
+// A read or write transaction, aborted unless commit() succeeded: no half-written batch.
+class Txn {
  public:
-  WriteTxn() = default;
-  ~WriteTxn() {
+  Txn() = default;
+  ~Txn() {
     if (txn_ != nullptr) mdb_txn_abort(txn_);
   }
-  WriteTxn(const WriteTxn&) = delete;
-  WriteTxn& operator=(const WriteTxn&) = delete;
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
   int begin(MDB_env* env, unsigned flags) { return mdb_txn_begin(env, nullptr, flags, &txn_); }
   int commit() {
     const int rc = mdb_txn_commit(txn_);
@@ -124,7 +124,7 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& dir, const L
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
   if (!options.sync) flags |= MDB_NOSYNC;
   if ((rc = mdb_env_open(h->env, path.c_str(), flags, 0644)) != 0) return lmdb_error(path, "open", rc);
-  WriteTxn txn;
+  Txn txn;
   if ((rc = txn.begin(h->env, 0)) != 0) return lmdb_error(path, "begin", rc);
   if ((rc = mdb_dbi_open(txn.get(), "log", MDB_CREATE, &h->log)) != 0) return lmdb_error(path, "open log db", rc);
   if ((rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &h->meta)) != 0) return lmdb_error(path, "open meta db", rc);
@@ -145,7 +145,7 @@ Result<raft::HardState> LogStore::load_hard_state() {
 }
 
 Result<std::vector<raft::Entry>> LogStore::load_entries() {
-  WriteTxn txn;  // read-only, but the same RAII abort
+  Txn txn;
   int rc = txn.begin(h_->env, MDB_RDONLY);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   Cursor cur;
@@ -169,7 +169,7 @@ Result<std::vector<raft::Entry>> LogStore::load_entries() {
 Status LogStore::persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
                          bool drop_all) {
   if (entries.empty() && !hard_state && !drop_all) return Status::ok();
-  WriteTxn txn;
+  Txn txn;
   int rc = txn.begin(h_->env, 0);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   if (drop_all && (rc = mdb_drop(txn.get(), h_->log, 0)) != 0) return lmdb_error(path_, "drop log", rc);
@@ -207,7 +207,7 @@ Status LogStore::persist(const std::vector<raft::Entry>& entries, const std::opt
 }
 
 Status LogStore::compact(raft::Index first_to_keep) {
-  WriteTxn txn;
+  Txn txn;
   int rc = txn.begin(h_->env, 0);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   {
@@ -229,7 +229,7 @@ Status LogStore::compact(raft::Index first_to_keep) {
 }
 
 Result<std::optional<std::string>> LogStore::get_meta(const std::string& key) {
-  WriteTxn txn;
+  Txn txn;
   int rc = txn.begin(h_->env, MDB_RDONLY);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   MDB_val k = as_val(key);
@@ -241,7 +241,7 @@ Result<std::optional<std::string>> LogStore::get_meta(const std::string& key) {
 }
 
 Status LogStore::put_meta(const std::string& key, const std::string& value) {
-  WriteTxn txn;
+  Txn txn;
   int rc = txn.begin(h_->env, 0);
   if (rc != 0) return lmdb_error(path_, "begin", rc);
   MDB_val k = as_val(key);
