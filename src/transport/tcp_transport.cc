@@ -43,6 +43,31 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// The address outbound streams leave from: the host of our own raft address
+// when it is a specific IP. Without this every stream on one machine leaves
+// from 127.0.0.1 whatever address a node listens on, so a firewall rule
+// that cuts one node's address off (a partition test, a real network
+// policy) would not apply to what it sends.
+std::optional<ip::address> source_address_for(const std::string& listen_address) {
+  auto hp = parse_host_port(listen_address);
+  if (!hp.is_ok() || hp->host.empty()) return std::nullopt;
+  error_code ec;
+  const ip::address a = ip::make_address(hp->host, ec);
+  if (ec || a.is_unspecified()) return std::nullopt;
+  return a;
+}
+
+// Best effort: a source address we cannot bind (say, a raft address behind
+// NAT) leaves the choice to the kernel, as before.
+void bind_source_address(ip::tcp::socket& socket, const std::optional<ip::address>& source) {
+  if (!source) return;
+  error_code ec;
+  const ip::tcp::endpoint local = socket.local_endpoint(ec);
+  if (!ec && local.address().is_v4() != source->is_v4()) return;
+  socket.bind(ip::tcp::endpoint(*source, 0), ec);
+  if (ec) spdlog::debug("cannot send from {}: {}", source->to_string(), ec.message());
+}
+
 // Hello frame: first frame of every stream. The magic makes a stray client
 // (say, curl at the raft port) fail fast; the receiver id catches a stale
 // address that now belongs to another node. The sender's own raft address
@@ -214,8 +239,18 @@ class TcpTransport::Impl {
               self->socket_.close(ignored);
             }
           });
-          co_await asio::async_connect(self->socket_, endpoints,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+          ec = asio::error::host_not_found;
+          for (const auto& entry : endpoints) {
+            if (self->closed_) break;
+            error_code ignored;
+            self->socket_.close(ignored);
+            self->socket_.open(entry.endpoint().protocol(), ec);
+            if (ec) continue;
+            bind_source_address(self->socket_, self->owner_.source_address_);
+            co_await self->socket_.async_connect(entry.endpoint(),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+            if (!ec || ec == asio::error::operation_aborted) break;
+          }
           self->connect_timer_.cancel();
         }
         if (self->closed_) break;
@@ -364,6 +399,7 @@ class TcpTransport::Impl {
   Impl(raft::NodeId local_id, std::string listen_address, TcpTransportOptions options)
       : local_id_(local_id),
         listen_address_(std::move(listen_address)),
+        source_address_(source_address_for(listen_address_)),
         opts_(options),
         io_(std::make_unique<asio::io_context>(1)),
         acceptor_(std::make_unique<ip::tcp::acceptor>(*io_)) {}
@@ -675,6 +711,7 @@ class TcpTransport::Impl {
 
   const raft::NodeId local_id_;
   const std::string listen_address_;
+  const std::optional<ip::address> source_address_;
   const TcpTransportOptions opts_;
   Counters counters_;
 

@@ -340,6 +340,40 @@ TEST(TcpTransport, GarbageStreamIsRejected) {
   EXPECT_EQ(b.inbox.size(), 0u);
 }
 
+// Streams leave from the host of the node's own raft address, so a firewall
+// rule on that address (how partition tests cut a node off) covers what it
+// sends too, not only what it receives.
+TEST(TcpTransport, OutboundStreamsLeaveFromTheRaftAddressHost) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  ASSERT_EQ(::inet_pton(AF_INET, "127.0.0.8", &addr.sin_addr), 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+  TcpTransport a(1, "127.0.0.7:0");
+  ASSERT_TRUE(a.listen().is_ok());
+  Inbox unused;
+  a.start(unused.handler());
+  a.set_peer(2, "127.0.0.8:" + std::to_string(ntohs(addr.sin_port)));
+  a.send(msg(1, 2, 1));
+
+  sockaddr_in from{};
+  socklen_t from_len = sizeof(from);
+  const int conn = ::accept(listener, reinterpret_cast<sockaddr*>(&from), &from_len);
+  ASSERT_GE(conn, 0);
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &from.sin_addr, text, sizeof(text));
+  EXPECT_STREQ(text, "127.0.0.7");
+  a.stop();
+  ::close(conn);
+  ::close(listener);
+}
+
 // stop() is prompt and idempotent even with a peer stuck in backoff, and sends afterwards are dropped.
 TEST(TcpTransport, StopIsPromptAndFinal) {
   TestNode a(1);
