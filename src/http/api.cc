@@ -1,7 +1,9 @@
 // The HTTP API's endpoints: validation, leader routing, Node calls and JSON bodies (see docs/api.md).
 #include "http/api.h"
 
+#include <initializer_list>
 #include <optional>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -159,6 +161,9 @@ void Api::handle(const Request& req, Reply reply) {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
     handle_join(req, target->params, std::move(reply));
+  } else if (path == "/remove") {
+    if (!get && !post) return reply(method_not_allowed("GET, POST"));
+    handle_remove(req, target->params, std::move(reply));
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
@@ -270,29 +275,43 @@ void Api::handle_get(const std::map<std::string, std::string>& params, Reply rep
   });
 }
 
-void Api::handle_join(const Request& req, const std::map<std::string, std::string>& params,
-                      Reply reply) {
-  // Query parameters first; a POST may carry the same fields as JSON.
-  std::string error;
-  auto body = parse_object(req.method == "POST" ? req.body : std::string(), true, &error);
-  if (!body) return reply(error_response(400, error));
-  auto field = [&](const char* name, std::string* out) -> bool {
+namespace {
+
+// Reads the named string fields of a membership request: the query first, then
+// a JSON body (a POST may carry the same fields there). False with *error set
+// on bad input; absent fields stay empty.
+bool membership_fields(const Request& req, const std::map<std::string, std::string>& params,
+                       std::initializer_list<std::pair<const char*, std::string*>> fields,
+                       std::string* error) {
+  auto body = parse_object(req.method == "POST" ? req.body : std::string(), true, error);
+  if (!body) return false;
+  for (const auto& [name, out] : fields) {
     if (auto p = params.find(name); p != params.end()) {
       *out = p->second;
-      return true;
+      continue;
     }
     auto it = body->find(name);
-    if (it == body->end() || it->is_null()) return true;
+    if (it == body->end() || it->is_null()) continue;
     if (!it->is_string()) {
-      error = std::string("\"") + name + "\" must be a string";
+      *error = std::string("\"") + name + "\" must be a string";
       return false;
     }
     *out = it->get<std::string>();
-    return true;
-  };
+  }
+  return true;
+}
+
+}  // namespace
+
+void Api::handle_join(const Request& req, const std::map<std::string, std::string>& params,
+                      Reply reply) {
+  std::string error;
   node::MemberInfo info;
-  if (!field("peerAddress", &info.raft_address) || !field("apiAddress", &info.api_address) ||
-      !field("id", &info.name)) {
+  if (!membership_fields(req, params,
+                         {{"peerAddress", &info.raft_address},
+                          {"apiAddress", &info.api_address},
+                          {"id", &info.name}},
+                         &error)) {
     return reply(error_response(400, error));
   }
   if (info.raft_address.empty()) return reply(error_response(400, "missing peerAddress"));
@@ -325,6 +344,40 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
         }
         reply(json_response(200, ok));
       });
+}
+
+void Api::handle_remove(const Request& req, const std::map<std::string, std::string>& params,
+                        Reply reply) {
+  std::string error, name, raft_address;
+  if (!membership_fields(req, params, {{"id", &name}, {"peerAddress", &raft_address}}, &error)) {
+    return reply(error_response(400, error));
+  }
+  if (name.empty() && raft_address.empty()) return reply(error_response(400, "missing id or peerAddress"));
+  if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
+  // Resolved on the leader, against the membership it will change.
+  const node::NodeStatus st = node_.status();
+  const node::MemberStatus* member = nullptr;
+  for (const node::MemberStatus& m : st.members) {
+    if ((name.empty() || m.info.name == name) &&
+        (raft_address.empty() || m.info.raft_address == raft_address)) {
+      member = &m;
+    }
+  }
+  if (member == nullptr) {
+    return reply(json_response(404, json{{"error", "no such member"}, {"id", name}, {"peerAddress", raft_address}}));
+  }
+  json ok{{"id", member->info.name}, {"raftAddress", member->info.raft_address}, {"removed", true}};
+  node_.remove_member(member->info.name, options_.join_timeout_ms,
+                      [reply = std::move(reply), ok = std::move(ok)](Status s) mutable {
+                        if (s.is_ok()) return reply(json_response(200, ok));
+                        if (s.code() == StatusCode::kNotLeader) {
+                          reply(error_response(503, "leadership changed; retry"));
+                        } else if (s.code() == StatusCode::kTimeout) {
+                          reply(error_response(504, "the removal did not commit in time; it may still: " + s.message()));
+                        } else {
+                          reply(error_response(s));
+                        }
+                      });
 }
 
 void Api::handle_status(Reply reply) {

@@ -65,6 +65,8 @@ class Api {
   void handle_get(const std::map<std::string, std::string>& params, Reply reply);
   void handle_join(const Request& req, const std::map<std::string, std::string>& params,
                    Reply reply);
+  void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
+                     Reply reply);
   void handle_status(Reply reply);
   void propose(fsm::Command c, Reply reply);
   // Writes and joins go to the leader. Returns true (and replies) when this

@@ -113,6 +113,11 @@ class Node::Impl {
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
   void publish_status();
+  void set_applied_membership(raft::Membership m) {
+    applied_membership_ = std::move(m);
+    ++applied_membership_version_;
+  }
+  void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
   void register_api_address();
@@ -142,7 +147,9 @@ class Node::Impl {
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
   std::vector<MemberWaiter> member_waiters_;
   raft::Membership applied_membership_;  // configuration as of the applied index
+  uint64_t applied_membership_version_ = 0;
   uint64_t synced_membership_version_ = 0;
+  uint64_t synced_applied_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
   std::optional<storage::KvMap> installed_map_;    // a received snapshot's map, between persist and apply
@@ -152,6 +159,10 @@ class Node::Impl {
 
   mutable std::mutex status_mu_;
   NodeStatus status_;
+  // What the operator log last said, so it reports changes once.
+  std::string logged_role_;
+  raft::NodeId logged_leader_ = raft::kNoNode;
+  raft::Membership logged_membership_;
 };
 
 // ---------------------------------------------------------------------------
@@ -199,7 +210,7 @@ Status Node::Impl::open() {
     auto loaded = storage::read_snapshot_file(*latest.value());
     if (!loaded.is_ok()) return loaded.status();  // never fall back silently: the log behind it is gone
     init.snapshot = loaded.value().meta;
-    applied_membership_ = init.snapshot.membership;
+    set_applied_membership(init.snapshot.membership);
     fsm_.restore(std::move(loaded.value().map), init.snapshot.index);
     snapshot_ = storage::SnapshotFile{*latest.value(), init.snapshot};
     (void)storage::remove_other_snapshots(data_dir_, *latest.value());
@@ -422,7 +433,7 @@ void Node::Impl::apply(const raft::Ready& rd) {
     if (snapshot_thread_.joinable()) snapshot_thread_.join();
     KV_CHECK(installed_map_.has_value(), "snapshot %llu installed without its map",
              static_cast<unsigned long long>(rd.snapshot->index));
-    applied_membership_ = snapshot_->meta.membership;
+    set_applied_membership(snapshot_->meta.membership);
     fsm_.restore(std::move(*installed_map_), rd.snapshot->index);
     installed_map_.reset();
     // Writes we were waiting for at or below the snapshot were decided by
@@ -451,7 +462,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfig) {
     auto m = raft::decode_membership(e.data);
     KV_CHECK(m.has_value(), "undecodable configuration at index %llu", static_cast<unsigned long long>(e.index));
-    applied_membership_ = std::move(*m);
+    set_applied_membership(std::move(*m));
     fsm_.skip(e.index);
   } else if (e.data.empty()) {
     fsm_.skip(e.index);  // a leader's no-op
@@ -625,14 +636,25 @@ void Node::Impl::register_api_address() {
 }
 
 void Node::Impl::sync_peers() {
-  if (raft_->membership_version() == synced_membership_version_) return;
+  if (raft_->membership_version() == synced_membership_version_ &&
+      applied_membership_version_ == synced_applied_membership_version_) {
+    return;
+  }
   synced_membership_version_ = raft_->membership_version();
+  synced_applied_membership_version_ = applied_membership_version_;
+  // Raft uses the latest configuration from the moment it is appended, but a
+  // member it drops must stay reachable until the change is applied: a
+  // leader that removes itself keeps replicating (thesis §4.2.2) and needs
+  // its followers' answers to commit its own removal.
   std::set<raft::NodeId> now;
-  for (const raft::Member& m : raft_->membership().members) {
-    if (m.id == id_) continue;
-    if (auto info = decode_member_info(m.context)) {
-      transport_->set_peer(m.id, info->raft_address);
-      now.insert(m.id);
+  const raft::Membership* configs[] = {&raft_->membership(), &applied_membership_};
+  for (const raft::Membership* config : configs) {
+    for (const raft::Member& m : config->members) {
+      if (m.id == id_ || now.count(m.id)) continue;
+      if (auto info = decode_member_info(m.context)) {
+        transport_->set_peer(m.id, info->raft_address);
+        now.insert(m.id);
+      }
     }
   }
   for (raft::NodeId gone : peers_) {
@@ -728,8 +750,29 @@ void Node::Impl::publish_status() {
     if (m.id == s.leader_id) s.leader = ms.info;
     s.members.push_back(std::move(ms));
   }
+  log_changes(s);
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
+}
+
+void Node::Impl::log_changes(const NodeStatus& s) {
+  if (s.state != logged_role_ || s.leader_id != logged_leader_) {
+    const std::string leader = s.leader_id == raft::kNoNode ? std::string("none known")
+                               : s.leader.name.empty()      ? std::to_string(s.leader_id)
+                                                            : s.leader.name;
+    spdlog::info("{} in term {}; leader: {}", s.state, s.term, leader);
+    logged_role_ = s.state;
+    logged_leader_ = s.leader_id;
+  }
+  if (!(raft_->membership() == logged_membership_)) {
+    std::string list;
+    for (const MemberStatus& m : s.members) {
+      if (!list.empty()) list += ", ";
+      list += (m.info.name.empty() ? std::to_string(m.id) : m.info.name) + " (" + m.role + ")";
+    }
+    spdlog::info("configuration: {}", list.empty() ? "none yet" : list);
+    logged_membership_ = raft_->membership();
+  }
 }
 
 // ---------------------------------------------------------------------------

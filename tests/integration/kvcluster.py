@@ -24,10 +24,10 @@ KVNODE = os.environ.get("KVNODE", "")
 FAST_TIMING = ["-tick-ms=20", "-election-ticks=10", "-heartbeat-ticks=2"]
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     """A port that was free a moment ago (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -74,11 +74,12 @@ def request(method, address, path, body=None, headers=None, timeout=15):
 class Node:
     """One kvnode process. args are reused by restart(), like an operator re-running the same command."""
 
-    def __init__(self, harness, name, extra_args=()):
+    def __init__(self, harness, name, extra_args=(), host="127.0.0.1"):
         self.harness = harness
         self.name = name
-        self.raft = f"127.0.0.1:{free_port()}"
-        self.api = f"127.0.0.1:{free_port()}"
+        self.host = host
+        self.raft = f"{host}:{free_port(host)}"
+        self.api = f"{host}:{free_port(host)}"
         self.data_dir = os.path.join(harness.tmp, name)
         self.extra_args = list(extra_args)
         self.proc = None
@@ -169,8 +170,8 @@ class ClusterTest(unittest.TestCase):
                 print(f"\n----- log of {n.name} ({n.raft} / {n.api}) -----\n{n.log()[-6000:]}")
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def node(self, name, *extra_args):
-        n = Node(self, name, extra_args)
+    def node(self, name, *extra_args, host="127.0.0.1"):
+        n = Node(self, name, extra_args, host)
         self.nodes.append(n)
         return n
 

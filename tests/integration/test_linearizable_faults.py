@@ -1,0 +1,428 @@
+"""Integration, Jepsen-style: concurrent clients on a 5-node cluster under kill -9, pauses, partitions and membership changes; the history must be linearizable."""
+
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import unittest
+import urllib.parse
+
+import linearizability
+from kvcluster import ClusterTest, wait_for
+
+# The default run is short enough for CI; scripts/test.sh --long sets more.
+DURATION_S = float(os.environ.get("CKV_FAULT_SECONDS", "40"))
+SEED = int(os.environ.get("CKV_FAULT_SEED", str(int(time.time()) % 100000)))
+CLIENTS = 10
+KEYS = [f"r{i}" for i in range(8)]
+# Server-side bound on a write or read barrier; the client waits longer so
+# that it normally hears the server's 504 rather than timing out itself.
+COMMIT_TIMEOUT_MS = 2000
+CLIENT_TIMEOUT_S = 6
+
+
+def http_call(address, method, path, body, timeout):
+    """One request. Returns ("refused", err) when nothing was sent, ("lost", err) when it
+    was sent but no answer came, or ("reply", status, body_bytes)."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        try:
+            conn.connect()
+        except OSError as e:
+            return ("refused", e)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return ("reply", r.status, r.read())
+        except (OSError, http.client.HTTPException) as e:
+            return ("lost", e)
+    finally:
+        conn.close()
+
+
+class Firewall:
+    """Partitions between node addresses with iptables, in a chain of our own so healing and
+    cleanup never touch anyone else's rules. Nodes listen on distinct 127.0.0.x addresses and
+    send from them (the transport binds its source address), so dropping by address cuts
+    exactly the links we choose."""
+
+    def __init__(self):
+        self.chain = f"CKV{os.getpid()}"
+        self.available, self.why = self._probe()
+        if self.available:
+            self._ipt("-N", self.chain)
+            self._ipt("-I", "INPUT", "-j", self.chain)
+
+    def _probe(self):
+        if shutil.which("iptables") is None:
+            return False, "iptables is not installed (scripts/setup.sh installs it)"
+        if os.geteuid() != 0:
+            return False, "not root"
+        r = subprocess.run(["iptables", "-w", "-L", "INPUT", "-n"], capture_output=True, text=True)
+        if r.returncode != 0:
+            return False, f"iptables does not work here: {r.stderr.strip()}"
+        return True, ""
+
+    def _ipt(self, *args):
+        subprocess.run(["iptables", "-w", *args], check=True, capture_output=True)
+
+    def cut(self, groups):
+        """Drops traffic between every pair of hosts in different groups (both directions)."""
+        for i, a in enumerate(groups):
+            for b in groups[i + 1:]:
+                for x in a:
+                    for y in b:
+                        self._ipt("-A", self.chain, "-s", x, "-d", y, "-j", "DROP")
+                        self._ipt("-A", self.chain, "-s", y, "-d", x, "-j", "DROP")
+
+    def cut_pairs(self, pairs):
+        for x, y in pairs:
+            self._ipt("-A", self.chain, "-s", x, "-d", y, "-j", "DROP")
+            self._ipt("-A", self.chain, "-s", y, "-d", x, "-j", "DROP")
+
+    def heal(self):
+        if self.available:
+            self._ipt("-F", self.chain)
+
+    def close(self):
+        if self.available:
+            subprocess.run(["iptables", "-w", "-D", "INPUT", "-j", self.chain], capture_output=True)
+            subprocess.run(["iptables", "-w", "-F", self.chain], capture_output=True)
+            subprocess.run(["iptables", "-w", "-X", self.chain], capture_output=True)
+            self.available = False
+
+
+class History:
+    """Thread-safe list of operations in the checker's format (tests/integration/linearizability.py)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops = []
+        self.unexpected = []  # replies no fault can excuse (4xx on valid input, 500s)
+
+    def add(self, op):
+        with self.lock:
+            self.ops.append(op)
+
+    def flag(self, what):
+        with self.lock:
+            self.unexpected.append(what)
+
+
+class LinearizableUnderFaultsTest(ClusterTest):
+    NODES = 5
+
+    def setUp(self):
+        super().setUp()
+        self.rng = random.Random(SEED)
+        print(f"\nseed {SEED} (replay the schedule with CKV_FAULT_SEED={SEED}), {DURATION_S:.0f} s of faults")
+        self.firewall = Firewall()
+        self.addCleanup(self.firewall.close)
+        if not self.firewall.available:
+            print(f"partitions skipped: {self.firewall.why}")
+        self.history = History()
+        self.events = []  # (time, text): the nemesis log, printed with any failure
+        self.members_lock = threading.Lock()
+        self.next_host = 11
+        self.next_name = 1
+        self.removed = []  # nodes removed from the cluster and stopped
+
+    # --- cluster -------------------------------------------------------------
+
+    def new_node(self, *args):
+        with self.members_lock:
+            host = f"127.0.0.{self.next_host}"
+            self.next_host += 1
+            name = f"n{self.next_name}"
+            self.next_name += 1
+            return self.node(name, f"-id={name}", f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}", *args, host=host)
+
+    def members(self):
+        with self.members_lock:
+            return [n for n in self.nodes if n not in self.removed]
+
+    def start_cluster(self):
+        first = self.new_node("-bootstrap=true").start()
+        self.wait_leader([first])
+        for _ in range(self.NODES - 1):
+            self.new_node(f"-join={first.api}").start()
+        for n in self.members():
+            self.wait_voters(n, self.members(), timeout=60)
+
+    def quick_status(self, n):
+        try:
+            r = http_call(n.api, "GET", "/status", None, 0.5)
+        except OSError:
+            return None
+        if r[0] != "reply" or r[1] != 200:
+            return None
+        return json.loads(r[2])
+
+    def current_leader(self):
+        for n in self.members():
+            if n.alive():
+                s = self.quick_status(n)
+                if s and s.get("isLeader"):
+                    return n
+        return None
+
+    def log_event(self, text):
+        t = time.monotonic()
+        self.events.append((t, text))
+        print(f"  [{t - self.t0:7.2f}s] {text}", flush=True)
+
+    # --- clients -------------------------------------------------------------
+
+    def client(self, index, stop):
+        rng = random.Random(SEED * 1000 + index)
+        process = index
+        seq = 0
+        while not stop.is_set():
+            target = rng.choice(self.members())
+            key = rng.choice(KEYS)
+            roll = rng.random()
+            if roll < 0.4:
+                f, value = "set", f"{index}-{seq}"
+                seq += 1
+                path, body = "/set", json.dumps({"key": key, "value": value})
+            elif roll < 0.5:
+                f, value = "delete", None
+                path, body = "/delete", json.dumps({"key": key})
+            else:
+                f, value = "get", None
+                path, body = "/get?" + urllib.parse.urlencode({"key": key}), None
+            call = time.monotonic()
+            result = http_call(target.api, "POST" if body is not None else "GET", path, body, CLIENT_TIMEOUT_S)
+            ret = time.monotonic()
+            op = {"process": process, "key": key, "f": f, "value": value, "call": call, "ret": ret,
+                  "node": target.name}
+            op["type"], read = self.classify(f, key, result, target)
+            if f == "get":
+                op["value"] = read
+            self.history.add(op)
+            if op["type"] == "info":
+                process += CLIENTS  # the old process may still have its op in flight (Jepsen's rule)
+            if result[0] == "refused":
+                time.sleep(0.02)  # a dead node refuses at once: do not spin on it
+
+    def classify(self, f, key, result, target):
+        """Maps one HTTP outcome to (ok | fail | info, value read)."""
+        if result[0] == "refused":
+            return "fail", None
+        if result[0] == "lost":
+            return "info", None
+        _, status, raw = result
+        if f == "get":
+            if status == 200:
+                body = json.loads(raw)
+                if list(body) != [key]:
+                    self.history.flag(f"{target.name}: GET {key} answered {body}")
+                return "ok", body.get(key)
+            if status == 404:
+                return "ok", None
+        elif status == 200:
+            return "ok", None
+        if status in (503, 421):
+            return "fail", None  # nothing was proposed, or another leader's entry took its place
+        if status == 504:
+            return "info", None  # outcome unknown, as the body says
+        self.history.flag(f"{target.name}: {f} {key} answered {status} {raw[:200]!r}")
+        return "info", None
+
+    # --- nemesis -------------------------------------------------------------
+
+    def pick_victim(self):
+        """The leader half of the time (the interesting case), else any live member."""
+        live = [n for n in self.members() if n.alive()]
+        leader = self.current_leader()
+        if leader is not None and self.rng.random() < 0.5:
+            return leader
+        return self.rng.choice(live)
+
+    def fault_kill(self):
+        v = self.pick_victim()
+        self.log_event(f"kill -9 {v.name}{' (leader)' if v is self.current_leader() else ''}")
+        v.kill()
+        time.sleep(self.rng.uniform(0.3, 3))
+        self.log_event(f"restart {v.name}")
+        v.start()
+
+    def fault_pause(self):
+        v = self.pick_victim()
+        self.log_event(f"SIGSTOP {v.name}")
+        v.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(self.rng.uniform(0.5, 4))
+        finally:
+            self.log_event(f"SIGCONT {v.name}")
+            v.proc.send_signal(signal.SIGCONT)
+
+    def fault_partition(self):
+        hosts = [n.host for n in self.members()]
+        self.rng.shuffle(hosts)
+        kind = self.rng.choice(["halves", "isolate-leader", "bridge"])
+        if kind == "isolate-leader":
+            leader = self.current_leader()
+            if leader is None:
+                return
+            groups = [[leader.host], [h for h in hosts if h != leader.host]]
+            self.firewall.cut(groups)
+            self.log_event(f"partition: leader {leader.name} alone")
+        elif kind == "halves":
+            k = len(hosts) // 2
+            groups = [hosts[:k], hosts[k:]]
+            self.firewall.cut(groups)
+            self.log_event(f"partition: {self.names(groups[0])} | {self.names(groups[1])}")
+        else:
+            # a-b and d-e cannot talk to each other; c talks to everyone (non-transitive).
+            mid = len(hosts) // 2
+            left, bridge, right = hosts[:mid], hosts[mid], hosts[mid + 1:]
+            self.firewall.cut_pairs([(x, y) for x in left for y in right])
+            self.log_event(f"partition: bridge {self.names(left)} | {self.names([bridge])} | {self.names(right)}")
+        try:
+            time.sleep(self.rng.uniform(1, 4))
+        finally:
+            self.firewall.heal()
+            self.log_event("heal")
+
+    def fault_replace_member(self):
+        """Removes a member (the leader half of the time) through any node, stops it, and joins a
+        brand-new node in its place: the cluster stays at five voters."""
+        victim = self.pick_victim()
+        self.log_event(f"remove {victim.name}")
+        deadline = time.monotonic() + 30
+        while True:
+            via = self.rng.choice([n for n in self.members() if n.alive()])
+            r = http_call(via.api, "POST", "/remove?" + urllib.parse.urlencode({"id": victim.name}), "",
+                          CLIENT_TIMEOUT_S + 30)
+            if r[0] == "reply" and r[1] == 200:
+                break
+            if r[0] == "reply" and r[1] not in (503, 504):
+                self.history.flag(f"/remove {victim.name} via {via.name}: {r[1]} {r[2][:200]!r}")
+                return
+            self.assertLess(time.monotonic(), deadline, f"removing {victim.name} never succeeded: {r}")
+            time.sleep(0.2)
+        with self.members_lock:
+            self.removed.append(victim)
+        victim.kill()
+        live = [n for n in self.members() if n.alive()]
+        fresh = self.new_node(f"-join={self.rng.choice(live).api}").start()
+        self.log_event(f"added {fresh.name}")
+        wait_for(lambda: any(m["id"] == fresh.name and m["role"] == "voter" for m in fresh.status()["members"]),
+                 60, f"{fresh.name} to become a voter")
+        self.log_event(f"{fresh.name} is a voter")
+
+    def names(self, hosts):
+        by_host = {n.host: n.name for n in self.nodes}
+        return ",".join(by_host[h] for h in hosts)
+
+    def nemesis(self, stop):
+        faults = [self.fault_kill, self.fault_pause, self.fault_replace_member]
+        if self.firewall.available:
+            faults.append(self.fault_partition)
+        while not stop.is_set():
+            self.rng.choice(faults)()
+            stop.wait(self.rng.uniform(0.5, 2))
+
+    # --- the test ------------------------------------------------------------
+
+    def test_history_is_linearizable_under_faults(self):
+        self.start_cluster()
+        self.t0 = time.monotonic()
+        stop_clients = threading.Event()
+        stop_nemesis = threading.Event()
+        clients = [threading.Thread(target=self.client, args=(i, stop_clients)) for i in range(CLIENTS)]
+        for t in clients:
+            t.start()
+        nemesis_error = []
+
+        def run_nemesis():
+            try:
+                self.nemesis(stop_nemesis)
+            except Exception as e:  # reported below; the clients must still be stopped
+                nemesis_error.append(e)
+
+        nemesis = threading.Thread(target=run_nemesis)
+        nemesis.start()
+        try:
+            time.sleep(DURATION_S)
+        finally:
+            stop_nemesis.set()
+            nemesis.join(timeout=60)
+            self.firewall.heal()
+            for n in self.members():
+                if n.proc is not None and n.proc.poll() is None:
+                    n.proc.send_signal(signal.SIGCONT)
+            self.log_event("faults over; clients go on against the healed cluster")
+            healed_at = time.monotonic()
+            try:
+                for n in self.members():
+                    if not n.alive():
+                        n.start()
+                # Liveness: after healing, the cluster must serve writes again.
+                try:
+                    wait_for(lambda: self.acked_writes_since(healed_at) >= 20, 30,
+                             "20 acknowledged writes after the faults healed")
+                except AssertionError:
+                    for n in self.members():
+                        print(f"status of {n.name}: {self.quick_status(n)}")
+                    raise
+            finally:
+                stop_clients.set()
+                for t in clients:
+                    t.join(timeout=CLIENT_TIMEOUT_S + 10)
+        self.assertEqual(nemesis_error, [])
+        self.final_reads()
+        ops = self.history.ops
+        print(linearizability.summarize(ops))
+        self.assertEqual(self.history.unexpected, [], "replies that no fault excuses")
+        result = linearizability.check_history(ops)
+        if not result.ok:
+            self.fail("history is not linearizable:\n" + "\n\n".join(f.explanation for f in result.failures))
+        self.assertEqual(result.unknown_keys, [], "the checker ran out of budget on these keys")
+        for n in self.members():
+            self.assertTrue(n.alive(), f"{n.name} died on its own:\n{n.log()[-3000:]}")
+
+    def acked_writes_since(self, t):
+        with self.history.lock:
+            return sum(1 for op in self.history.ops
+                       if op["f"] != "get" and op["type"] == "ok" and op["call"] >= t)
+
+    def final_reads(self):
+        """Every member converges: same applied index and same value for every key, and a
+        linearizable read of every key through every node joins the checked history."""
+        nodes = self.members()
+        leader = self.wait_leader(nodes, timeout=30)
+
+        def converged():
+            commit = leader.status()["commitIndex"]
+            return all(n.status()["appliedIndex"] >= commit for n in nodes)
+
+        wait_for(converged, 30, "every member to apply the leader's commit index")
+        process = 100000
+        for n in nodes:
+            for key in KEYS:
+                call = time.monotonic()
+                r = http_call(n.api, "GET", "/get?key=" + key, None, CLIENT_TIMEOUT_S)
+                ret = time.monotonic()
+                self.assertEqual(r[0], "reply", f"final read of {key} on {n.name}: {r}")
+                self.assertIn(r[1], (200, 404), f"final read of {key} on {n.name}: {r}")
+                value = json.loads(r[2])[key] if r[1] == 200 else None
+                self.history.add({"process": process, "key": key, "f": "get", "value": value,
+                                  "type": "ok", "call": call, "ret": ret, "node": n.name})
+                process += 1
+        for key in KEYS:
+            stale = {n.name: n.get(key, consistency="stale").json for n in nodes}
+            self.assertEqual(len({json.dumps(v, sort_keys=True) for v in stale.values()}), 1,
+                             f"members disagree on {key}: {stale}")
+
+
+if __name__ == "__main__":
+    unittest.main()
