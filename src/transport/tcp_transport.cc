@@ -17,6 +17,10 @@
 #include <utility>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -265,6 +269,14 @@ class TcpTransport::Impl {
           reported_down = false;
           error_code ignored;
           self->socket_.set_option(ip::tcp::no_delay(true), ignored);
+          // Unacknowledged data for this long ends the stream, and we
+          // reconnect. Without it a stream that lived through a partition
+          // waits out TCP's exponential retransmission backoff (seconds to
+          // minutes) after the network heals; heartbeats keep data in flight,
+          // so a healthy stream never idles into it.
+          const unsigned user_timeout_ms = o.user_timeout_ms;
+          ::setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
+                       &user_timeout_ms, sizeof(user_timeout_ms));
           const uint64_t conn = ++self->generation_;
           asio::co_spawn(*self->owner_.io_, watch(self, conn), asio::detached);
           const auto up_since = std::chrono::steady_clock::now();
@@ -519,6 +531,7 @@ class TcpTransport::Impl {
   struct Inbound {
     explicit Inbound(asio::io_context& io) : socket(io) {}
     ip::tcp::socket socket;
+    raft::NodeId from = raft::kNoNode;  // known once the hello is read
   };
 
   Status listen_locked() {
@@ -614,8 +627,9 @@ class TcpTransport::Impl {
         const std::string_view payload = frame.value()->payload;
         consumed += frame.value()->frame_bytes;
         if (!hello_seen) {
-          reject_reason = check_hello(payload);
+          reject_reason = check_hello(payload, *conn);
           hello_seen = true;
+          if (reject_reason.empty()) close_older_streams_from(*conn);
           continue;
         }
         auto m = decode_message(payload);
@@ -660,7 +674,7 @@ class TcpTransport::Impl {
   // Returns why the hello is unacceptable, or "" if it is fine. A sender we
   // have no route to yet becomes a peer at the address it advertises, so
   // our answers reach it (set_peer from the membership takes over later).
-  std::string check_hello(std::string_view payload) {
+  std::string check_hello(std::string_view payload, Inbound& conn) {
     ByteReader r(payload);
     uint32_t magic = 0;
     uint8_t version = 0;
@@ -679,6 +693,7 @@ class TcpTransport::Impl {
       return "hello from node " + std::to_string(from) + " is addressed to node " +
              std::to_string(to) + ", this is node " + std::to_string(local_id_);
     }
+    conn.from = from;
     if (from != raft::kNoNode && from != local_id_ && !from_address.empty()) {
       std::lock_guard lock(mu_);
       if (!stopped_ && peers_.find(from) == peers_.end()) {
@@ -688,6 +703,20 @@ class TcpTransport::Impl {
       }
     }
     return "";
+  }
+
+  // A sender keeps one stream to us, so a new stream from it means it gave up
+  // on the old one. After a partition the old one may never see a FIN (it
+  // was lost with the partition), and we only read from it, so nothing
+  // would ever time it out: close it, or such streams pile up to the limit.
+  void close_older_streams_from(const Inbound& fresh) {
+    if (fresh.from == raft::kNoNode) return;
+    for (const auto& conn : inbound_) {
+      if (conn.get() != &fresh && conn->from == fresh.from) {
+        error_code ignored;
+        conn->socket.close(ignored);
+      }
+    }
   }
 
   void retire_locked(const std::shared_ptr<Peer>& peer) {

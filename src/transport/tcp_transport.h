@@ -51,6 +51,9 @@ struct TcpTransportOptions {
   // A connect attempt that has not finished by then counts as failed (a
   // blackholed address would otherwise hold the peer for minutes).
   uint32_t connect_timeout_ms = 3000;
+  // A stream whose sent data stays unacknowledged this long is dropped and
+  // redialled (TCP_USER_TIMEOUT), so links recover promptly after a partition.
+  uint32_t user_timeout_ms = 5000;
   // Inbound streams beyond this are closed at once (a limit on everything).
   size_t max_inbound_connections = 256;
 };

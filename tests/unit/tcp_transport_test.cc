@@ -274,6 +274,29 @@ TEST(TcpTransport, ReconnectsAfterReceiverRestartsOnSamePort) {
   }
 }
 
+// A new stream from a sender replaces its older one: after a partition the
+// old stream may never see a FIN, and the receiver, which never writes on
+// it, would keep it (and its slot under max_inbound_connections) forever.
+TEST(TcpTransport, NewStreamFromSameSenderClosesTheOlderOne) {
+  TestNode b(2);
+  TestNode first(1);
+  first.transport.set_peer(2, b.address());
+  first.transport.send(msg(1, 2, 0));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  ASSERT_EQ(first.transport.stats().connects, 1u);
+
+  // Another process claiming the same id (a restarted node whose old stream
+  // is half-dead looks the same to b) opens a stream: b drops the first one.
+  TestNode second(1);
+  second.transport.set_peer(2, b.address());
+  second.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(b.inbox.wait_for_count(2));
+  EXPECT_TRUE(eventually([&] {
+    first.transport.send(msg(1, 2, 2));
+    return first.transport.stats().connects >= 2;
+  })) << "the first sender's stream was never closed";
+}
+
 // set_peer with a new address moves the stream to the new address.
 TEST(TcpTransport, SetPeerWithNewAddressReconnects) {
   TestNode a(1);
