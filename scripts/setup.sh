@@ -9,7 +9,7 @@ packages=(
   liblmdb-dev libboost-dev libboost-system-dev
   libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  curl wrk python3
+  curl wrk python3 iptables
 )
 
 missing=()

@@ -3,12 +3,12 @@
 #
 # Usage: scripts/test.sh [--fast] [--long] [-h|--help]
 #   --fast  skip the sanitizer (build-asan) pass
-#   --long  also run the long simulation sweep (ctest label sim_long)
+#   --long  also run the long simulation sweep and the 10-minute fault test (labels sim_long, faults_long)
 #
 # Trees: build/ (RelWithDebInfo) and build-asan/ (RelWithDebInfo, -DCKV_SANITIZE=ON).
 # Tests are chosen by ctest label, so a new test only needs its label:
 #   unit, sim, integration  -> run by default (integration when any exist)
-#   sim_long                -> only with --long (excluded otherwise, even if also labelled sim)
+#   sim_long, faults_long   -> only with --long (excluded otherwise, even if also labelled sim)
 # Exits non-zero if a build fails or any test fails; ends with a summary of every ctest pass.
 set -euo pipefail
 
@@ -34,7 +34,7 @@ done
 
 jobs=2                                        # the CI machine has 2 cores
 default_labels='^(unit|sim|integration)$'     # ctest -L regex, matched per label
-long_label='^sim_long$'
+long_label='^(sim_long|faults_long)$'
 test_timeout_s=${CKV_TEST_TIMEOUT_S:-600}     # per test: a hang must not eat CI's budget
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1:detect_leaks=1:strict_string_checks=1:check_initialization_order=1}
@@ -91,7 +91,7 @@ scripts/setup.sh
 configure_and_build build "" -DCKV_SANITIZE=OFF
 run_ctest default build -L "$default_labels" -LE "$long_label"
 if ((long)); then
-  run_ctest sim_long build -L "$long_label"
+  run_ctest long build -L "$long_label"
 fi
 
 if ((!fast)); then

@@ -4,7 +4,7 @@ import threading
 import time
 import unittest
 
-from kvcluster import ClusterTest, wait_for
+from kvcluster import ClusterTest, request, wait_for
 
 
 class FaultTest(ClusterTest):
@@ -119,6 +119,32 @@ class FaultTest(ClusterTest):
             self.assertLess(time.monotonic() - t0, 12)
         # A stale read still answers from local state.
         self.assertEqual(survivors[0].get("m1", consistency="stale").json, {"m1": "x"})
+
+    def test_remove_the_leader_through_a_follower(self):
+        """Thesis §4.2.2: a leader removed from the configuration keeps leading until the removal
+        commits, then steps down; the remaining members elect a leader and go on."""
+        nodes = self.start_cluster(3)
+        leader = self.wait_leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        self.assertEqual(self.write_with_retry(nodes, "before", "1").status, 200)
+
+        r = request("POST", follower.api, "/remove?peerAddress=" + leader.raft, b"", timeout=40)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["raftAddress"], r.json["removed"]), (leader.raft, True))
+        rest = [n for n in nodes if n is not leader]
+        new = self.wait_leader(rest, timeout=20)
+        self.assertIsNot(new, leader)
+        for n in rest:
+            self.wait_voters(n, rest)
+        self.assertEqual(self.write_with_retry(rest, "after", "2").status, 200)
+        for n in rest:
+            self.assertEqual(n.get("before").json, {"before": "1"})
+            self.assertEqual(n.get("after").json, {"after": "2"})
+        # The removed node is out: removing it again is a 404, bad input a 400.
+        r = request("POST", new.api, "/remove?peerAddress=" + leader.raft, b"")
+        self.assertEqual(r.status, 404, r)
+        r = request("POST", new.api, "/remove", b"")
+        self.assertEqual((r.status, "error" in r.json), (400, True), r)
 
 
 if __name__ == "__main__":
