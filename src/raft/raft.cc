@@ -195,7 +195,8 @@ class Raft::Impl {
 
   bool need_flush_ = false;  // leader: new entries or commit to push to followers
   HardState persisted_hs_;
-  std::vector<Message> msgs_;
+  std::vector<Message> early_msgs_;  // may go out before this Ready is persisted
+  std::vector<Message> msgs_;        // only after
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
 };
@@ -427,7 +428,14 @@ void Raft::Impl::tick() {
 void Raft::Impl::send(Message m) {
   m.from = id_;
   if (m.term == 0) m.term = term_;
-  msgs_.push_back(std::move(m));
+  // Thesis §10.2.1: a leader may write to its disk in parallel with
+  // replicating, because it counts itself toward a commit only once its own
+  // append is durable (advance()). Only what a leader sends qualifies: a
+  // vote or an append acknowledgement must wait for the persist it reports.
+  const bool early = role_ == StateRole::kLeader &&
+                     (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                      m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow);
+  (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
 void Raft::Impl::step(const Message& m) {
@@ -1250,7 +1258,7 @@ Index Raft::Impl::snapshot_taken(Index index, uint64_t size_bytes) {
 bool Raft::Impl::has_ready() const {
   if (role_ == StateRole::kLeader && (need_flush_ || !read_round_sent_)) return true;
   if (HardState{term_, vote_, commit_} != persisted_hs_) return true;
-  if (!chunks_.empty() || pending_install_ || !msgs_.empty()) return true;
+  if (!chunks_.empty() || pending_install_ || !msgs_.empty() || !early_msgs_.empty()) return true;
   if (log_.last_index() > stable_) return true;
   if (commit_ > applied_) return true;
   return !read_states_.empty() || !failed_reads_.empty();
@@ -1267,7 +1275,11 @@ Ready Raft::Impl::ready() {
   if (log_.last_index() > stable_) {
     rd.entries = log_.slice(stable_ + 1, log_.last_index() + 1, UINT64_MAX, UINT64_MAX);
   }
-  rd.messages = std::move(msgs_);
+  rd.messages = std::move(early_msgs_);
+  early_msgs_.clear();
+  rd.early_messages = rd.messages.size();
+  rd.messages.insert(rd.messages.end(), std::make_move_iterator(msgs_.begin()),
+                     std::make_move_iterator(msgs_.end()));
   msgs_.clear();
   const Index apply_from = std::max(applied_, pending_install_ ? pending_install_->index : 0) + 1;
   if (commit_ >= apply_from) {

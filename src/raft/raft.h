@@ -120,7 +120,12 @@ struct Ready {
   std::vector<SnapshotChunk> snapshot_chunks;  // persist into the incoming snapshot
   std::optional<SnapshotMeta> snapshot;        // incoming snapshot complete: install
   std::vector<Entry> entries;                  // persist (truncating from entries[0].index)
-  std::vector<Message> messages;               // send after persisting
+  // Send after persisting, except the first early_messages: a leader's
+  // appends, heartbeats, snapshot chunks and TimeoutNow, which may be sent
+  // before or while this Ready is persisted (thesis §10.2.1). Sending all
+  // after persisting is also correct, only slower.
+  std::vector<Message> messages;
+  size_t early_messages = 0;
   std::vector<Entry> committed_entries;        // apply in order after persisting
   std::vector<ReadState> read_states;
   std::vector<uint64_t> failed_reads;  // read ids that cannot be served here (lost leadership)

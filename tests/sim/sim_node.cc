@@ -119,6 +119,10 @@ bool SimNode::process_ready(SimRng& rng) {
   raft::Ready rd = raft_->ready();
   env_.checker->check_ready(id_, *raft_, rd, disk_.hard_state());
 
+  // 0. A leader's appends may leave before its own sync (thesis §10.2.1):
+  // a crash at any point below then finds them already in the network.
+  for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
+
   // 1. Persist, in one sync.
   for (const raft::SnapshotChunk& c : rd.snapshot_chunks) disk_.stage_chunk(c);
   if (rd.snapshot) disk_.stage_install_snapshot(*rd.snapshot);
@@ -154,15 +158,10 @@ bool SimNode::process_ready(SimRng& rng) {
     return false;
   }
 
-  // 2. Send (only now: nothing sent may depend on state a crash could forget).
+  // 2. Send the rest (only now: they may depend on state a crash could forget).
   size_t to_send = rd.messages.size();
-  if (crash_point_ == CrashPoint::kMidSend) to_send = rng.range(0, to_send);
-  for (size_t k = 0; k < to_send; ++k) {
-    Message& m = rd.messages[k];
-    if (m.type == MessageType::kSnapshot) fill_snapshot_data(m);
-    env_.checker->check_send(id_, m, disk_);
-    env_.send(std::move(m));
-  }
+  if (crash_point_ == CrashPoint::kMidSend) to_send = rng.range(rd.early_messages, to_send);
+  for (size_t k = rd.early_messages; k < to_send; ++k) send(rd.messages[k]);
   if (crash_point_ == CrashPoint::kMidSend || crash_point_ == CrashPoint::kAfterSend) {
     crash();
     return false;
@@ -212,6 +211,12 @@ bool SimNode::process_ready(SimRng& rng) {
   // 4. Advance.
   raft_->advance(rd);
   return true;
+}
+
+void SimNode::send(Message& m) {
+  if (m.type == MessageType::kSnapshot) fill_snapshot_data(m);
+  env_.checker->check_send(id_, m, disk_);
+  env_.send(std::move(m));
 }
 
 void SimNode::apply(const Entry& e) {

@@ -87,6 +87,7 @@ class SimNode {
     bool have_index = false;
     raft::Index read_index = 0;
   };
+  void send(raft::Message& m);  // checks, fills snapshot bytes, hands to the network
   void apply(const raft::Entry& e);
   void serve_reads();
   void fill_snapshot_data(raft::Message& m);
