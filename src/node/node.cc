@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -303,7 +304,9 @@ void Node::Impl::hand_off_leadership() {
   // Thesis §3.10: a leader that is going away hands over to the most
   // caught-up voter, so clients see no election timeout.
   if (status().state != raft::to_string(raft::StateRole::kLeader)) return;
-  post([this] {
+  auto started = std::make_shared<std::promise<bool>>();
+  std::future<bool> transferring = started->get_future();
+  post([this, started] {
     raft::NodeId best = raft::kNoNode;
     Index best_match = 0;
     for (raft::NodeId v : raft_->membership().voters()) {
@@ -314,12 +317,14 @@ void Node::Impl::hand_off_leadership() {
         best_match = pr->match;
       }
     }
-    if (best != raft::kNoNode) {
-      spdlog::info("leader stopping: transferring leadership to {}", best);
-      (void)raft_->transfer_leadership(best);
-    }
+    const bool ok = best != raft::kNoNode && raft_->role() == raft::StateRole::kLeader &&
+                    raft_->transfer_leadership(best) == raft::Error::kOk;
+    if (ok) spdlog::info("leader stopping: transferring leadership to {}", best);
+    started->set_value(ok);
   });
   const auto deadline = Clock::now() + std::chrono::milliseconds(opts_.tick_ms * opts_.election_ticks * 2);
+  // Nobody to hand over to (a one-member cluster, no live follower): stop now.
+  if (transferring.wait_until(deadline) != std::future_status::ready || !transferring.get()) return;
   while (Clock::now() < deadline && status().state == raft::to_string(raft::StateRole::kLeader)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(opts_.tick_ms));
   }
