@@ -2,7 +2,11 @@
 #include "http/server.h"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
 #include <vector>
@@ -20,6 +24,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "http/address.h"
 #include "http/api.h"
@@ -61,38 +66,99 @@ struct UpstreamReply {
   std::string retry_after;
 };
 
+// Idle keep-alive connections to other nodes' APIs, so that forwarded
+// requests do not pay a TCP handshake each (a follower forwarding every
+// write otherwise ran at about half the leader's rate). Shared by the io
+// threads, hence the mutex; held only to move a stream in or out.
+class UpstreamPool {
+ public:
+  std::optional<beast::tcp_stream> take(const std::string& address) {
+    std::lock_guard lock(mu_);
+    auto it = idle_.find(address);
+    if (it == idle_.end()) return std::nullopt;
+    auto& streams = it->second;
+    while (!streams.empty()) {
+      Idle c = std::move(streams.back());
+      streams.pop_back();
+      if (std::chrono::steady_clock::now() - c.since < kMaxIdle && still_open(c.stream)) {
+        return std::move(c.stream);
+      }
+    }
+    return std::nullopt;
+  }
+
+  void give_back(const std::string& address, beast::tcp_stream stream) {
+    std::lock_guard lock(mu_);
+    auto& streams = idle_[address];
+    if (streams.size() >= kMaxIdlePerAddress) return;  // closed on destruction
+    streams.push_back(Idle{std::move(stream), std::chrono::steady_clock::now()});
+  }
+
+ private:
+  // Well under the server's keep-alive timeout (kIdleTimeoutMs), so the
+  // other side does not close a connection just as we reuse it.
+  static constexpr auto kMaxIdle = std::chrono::seconds(20);
+  static constexpr size_t kMaxIdlePerAddress = 64;
+
+  struct Idle {
+    beast::tcp_stream stream;
+    std::chrono::steady_clock::time_point since;
+  };
+
+  // A connection the other side closed (it restarted, or timed us out) reads
+  // as EOF or an error at once; an idle healthy one would block.
+  static bool still_open(beast::tcp_stream& stream) {
+    char byte = 0;
+    const ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  std::mutex mu_;
+  std::map<std::string, std::vector<Idle>> idle_;
+};
+
 // One request to another node's API. kUnavailable: it cannot have been
-// processed (no connection); kTimeout: it was sent and may have been.
+// processed (no connection, or nothing was sent); kTimeout: it was sent and
+// may have been. With a pool, a kept-alive connection is reused and kept.
 asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb method,
                                              std::string target, std::string body, bool forwarded,
-                                             milliseconds timeout) {
+                                             milliseconds timeout, UpstreamPool* pool = nullptr) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   auto ex = co_await asio::this_coro::executor;
   beast::error_code ec;
-  tcp::resolver resolver(ex);
-  auto endpoints = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
-                                                   asio::redirect_error(kUseAwaitable, ec));
-  if (ec)
-    co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
-  beast::tcp_stream stream(ex);
+  std::optional<beast::tcp_stream> pooled =
+      pool != nullptr ? pool->take(address) : std::optional<beast::tcp_stream>();
+  const bool reused = pooled.has_value();
+  beast::tcp_stream stream = reused ? std::move(*pooled) : beast::tcp_stream(ex);
   stream.expires_after(timeout);
-  co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
-  if (ec)
-    co_return Status(StatusCode::kUnavailable,
-                     "cannot connect to " + address + ": " + ec.message());
+  if (!reused) {
+    tcp::resolver resolver(ex);
+    auto endpoints = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
+                                                     asio::redirect_error(kUseAwaitable, ec));
+    if (ec)
+      co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
+    co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
+    if (ec)
+      co_return Status(StatusCode::kUnavailable,
+                       "cannot connect to " + address + ": " + ec.message());
+  }
 
   bhttp::request<bhttp::string_body> req{method, target, 11};
   req.set(bhttp::field::host, address);
   req.set(bhttp::field::user_agent, "consensuskv");
   req.set(bhttp::field::content_type, "application/json");
   if (forwarded) req.set(kForwardedHeader, "1");
-  req.keep_alive(false);
+  req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
-  co_await bhttp::async_write(stream, req, asio::redirect_error(kUseAwaitable, ec));
-  if (ec)
+  const size_t sent = co_await bhttp::async_write(stream, req, asio::redirect_error(kUseAwaitable, ec));
+  if (ec) {
+    // Nothing written means nothing to process: safe to call it refused.
+    if (sent == 0)
+      co_return Status(StatusCode::kUnavailable, "sending to " + address + " failed: " + ec.message());
     co_return Status(StatusCode::kTimeout, "sending to " + address + " failed: " + ec.message());
+  }
 
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
@@ -105,7 +171,12 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
     reply.retry_after = std::string(it->value());
   }
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  if (pool != nullptr && parser.get().keep_alive() && buffer.size() == 0) {
+    stream.expires_never();
+    pool->give_back(address, std::move(stream));
+  } else {
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
   co_return reply;
 }
 
@@ -149,6 +220,7 @@ class HttpServer::Impl {
   const ServerOptions options_;
   Api api_;
   asio::io_context ioc_;
+  UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   std::atomic<int> connections_{0};
@@ -363,7 +435,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
   // The leader's API address comes from the replicated membership, so this
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
   auto up = co_await fetch(f.api_address, req.method(), std::string(req.target()), req.body(), true,
-                           milliseconds(f.timeout_ms));
+                           milliseconds(f.timeout_ms), &upstreams_);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

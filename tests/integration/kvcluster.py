@@ -99,7 +99,12 @@ class Node:
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.harness.procs.append(self.proc)
-        wait_for(lambda: self.status() is not None, 15, f"{self.name} to serve /status")
+        try:
+            wait_for(lambda: self.status() is not None, 15, f"{self.name} to serve /status")
+        except AssertionError as e:
+            code = self.proc.poll()
+            raise AssertionError(f"{e}\n{self.name} {'exited with ' + str(code) if code is not None else 'is running'};"
+                                 f" its log:\n{self.log()[-4000:]}") from None
         return self
 
     def kill(self, sig=signal.SIGKILL):

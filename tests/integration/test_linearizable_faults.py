@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 import unittest
 import urllib.parse
 
@@ -24,6 +25,9 @@ KEYS = [f"r{i}" for i in range(8)]
 # that it normally hears the server's 504 rather than timing out itself.
 COMMIT_TIMEOUT_MS = 2000
 CLIENT_TIMEOUT_S = 6
+# "stale" makes the clients read with consistency=stale: a check that this
+# test and its checker can fail (expect a linearizability failure), not a mode to ship.
+READS = os.environ.get("CKV_FAULT_READS", "linearizable")
 
 
 def http_call(address, method, path, body, timeout):
@@ -197,7 +201,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
                 path, body = "/delete", json.dumps({"key": key})
             else:
                 f, value = "get", None
-                path, body = "/get?" + urllib.parse.urlencode({"key": key}), None
+                query = {"key": key} | ({"consistency": "stale"} if READS == "stale" else {})
+                path, body = "/get?" + urllib.parse.urlencode(query), None
             call = time.monotonic()
             result = http_call(target.api, "POST" if body is not None else "GET", path, body, CLIENT_TIMEOUT_S)
             ret = time.monotonic()
@@ -346,8 +351,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
         def run_nemesis():
             try:
                 self.nemesis(stop_nemesis)
-            except Exception as e:  # reported below; the clients must still be stopped
-                nemesis_error.append(e)
+            except Exception:  # reported below; the clients must still be stopped
+                nemesis_error.append(traceback.format_exc())
 
         nemesis = threading.Thread(target=run_nemesis)
         nemesis.start()
