@@ -301,6 +301,16 @@ bool membership_fields(const Request& req, const std::map<std::string, std::stri
   return true;
 }
 
+// The answer to a membership change: 200 with `ok`, or the error. A lost
+// leadership means the change was not made (503); a timeout, that it may
+// still complete (504).
+Response membership_response(const Status& s, const json& ok, const std::string& timeout_prefix) {
+  if (s.is_ok()) return json_response(200, ok);
+  if (s.code() == StatusCode::kNotLeader) return error_response(503, "leadership changed; retry");
+  if (s.code() == StatusCode::kTimeout) return error_response(504, timeout_prefix + s.message());
+  return error_response(s);
+}
+
 }  // namespace
 
 void Api::handle_join(const Request& req, const std::map<std::string, std::string>& params,
@@ -331,18 +341,8 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
           {"role", "voter"}};
   node_.add_member(
       std::move(info), options_.join_timeout_ms,
-      [reply = std::move(reply), ok = std::move(ok)](Status s) mutable {
-        if (!s.is_ok()) {
-          if (s.code() == StatusCode::kNotLeader) {
-            reply(error_response(503, "leadership changed; retry"));
-          } else if (s.code() == StatusCode::kTimeout) {
-            reply(error_response(504, "the member did not become a voter in time: " + s.message()));
-          } else {
-            reply(error_response(s));
-          }
-          return;
-        }
-        reply(json_response(200, ok));
+      [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+        reply(membership_response(s, ok, "the member did not become a voter in time: "));
       });
 }
 
@@ -368,15 +368,9 @@ void Api::handle_remove(const Request& req, const std::map<std::string, std::str
   }
   json ok{{"id", member->info.name}, {"raftAddress", member->info.raft_address}, {"removed", true}};
   node_.remove_member(member->info.name, options_.join_timeout_ms,
-                      [reply = std::move(reply), ok = std::move(ok)](Status s) mutable {
-                        if (s.is_ok()) return reply(json_response(200, ok));
-                        if (s.code() == StatusCode::kNotLeader) {
-                          reply(error_response(503, "leadership changed; retry"));
-                        } else if (s.code() == StatusCode::kTimeout) {
-                          reply(error_response(504, "the removal did not commit in time; it may still: " + s.message()));
-                        } else {
-                          reply(error_response(s));
-                        }
+                      [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+                        reply(membership_response(
+                            s, ok, "the removal did not commit in time; it may still: "));
                       });
 }
 
