@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional
 
 DEFAULT_MAX_STEPS = 5_000_000
 # Budget of the second, slower search run only to explain a violation (see check_history).
-DEFAULT_EXPLAIN_MAX_STEPS = 500_000
+DEFAULT_EXPLAIN_MAX_STEPS = 100_000
 # A 2,000-op prefix would drown the CI log; the ops just before the violation are the useful ones.
 DEFAULT_PREFIX_LINES = 40
 
@@ -516,7 +516,8 @@ def _blocked_reason(op: _Op, state: Any, blind: bool, records: list[dict], t0: f
                 + _writers_of(op.value, records, t0))
     if blind:
         return "no read returned its value, so it needs another write to follow it, and none can"
-    return "could be placed here, but every continuation after it dead-ends"
+    return ("could be placed here, but every continuation after it dead-ends"
+            " (e.g. it would hide a value that a later read returns)")
 
 
 def _truncated(records: list[dict], cutoff: float) -> list[dict]:
@@ -564,26 +565,32 @@ def _explain(key: str, records: list[dict], t0: float, verdict_steps: int, prefi
     outcome = search.run(explain_max_steps)
     if outcome.status == "linearizable":
         raise AssertionError(f"linearizability checker is inconsistent on key {key!r}; please report this history")
-    deepest = outcome.deepest
-    prefix = _path_ops(deepest.path)
-    info_applied = sum(1 for op in prefix if op.is_info)
+    prefix = _path_ops(outcome.deepest.path)
+    culprits = [r for r in records if r["type"] == "ok" and r["call"] == culprit_call]
     lines = [
         f"key {key!r} is not linearizable ({search.n} ok ops, {len(search.info_ops)} relevant info writes, "
         f"{verdict_steps} search steps; times are relative to the first op in the history)",
-        f"  longest linearizable prefix: {deepest.linearized_ok_count()} of {search.n} ok ops"
-        f" (+{info_applied} info write(s) assumed to take effect), in linearization order:",
+        "  violation starts at (the ops called earlier are linearizable by themselves): "
+        + "; ".join(format_op(r, t0) for r in culprits),
     ]
-    culprits = [r for r in records if r["type"] == "ok" and r["call"] == culprit_call]
-    lines.insert(1, "  violation starts at (the ops called earlier are linearizable by themselves): "
-                 + "; ".join(format_op(r, t0) for r in culprits))
     if outcome.status == "unknown":
-        lines.insert(2, f"  (the prefix search stopped after {outcome.steps} steps; a longer prefix may exist)")
+        lines.append(f"  (the prefix search stopped after {outcome.steps} steps; a longer prefix may exist)")
+    lines.append(f"  longest linearizable prefix: {outcome.deepest.linearized_ok_count()} of {search.n} ok ops"
+                 f" (+{sum(op.is_info for op in prefix)} info write(s) assumed to take effect),"
+                 f" in linearization order:")
     lines.extend(_prefix_lines(prefix, t0, prefix_limit) or ["    (empty: not even the first op can be placed)"])
+    lines.extend(_blocked_lines(search, outcome.deepest, _replay(prefix), records, t0))
+    return "\n".join(lines)
+
+
+def _blocked_lines(search: _KeySearch, deepest: _Frame, state: Any, records: list[dict], t0: float) -> list[str]:
+    """The register after the prefix and why each ok op that could go next does not fit."""
     frontier = search.frontier(deepest)
-    state = _replay(prefix)
-    lines.append(f"  register after the prefix: {_format_value(state)}")
-    lines.append(f"  ok ops eligible to go next (called no later than {_format_time(frontier, t0)}, the earliest "
-                 f"return among unplaced ok ops); none can be placed:")
+    lines = [
+        f"  register after the prefix: {_format_value(state)}",
+        f"  ok ops eligible to go next (called no later than {_format_time(frontier, t0)}, the earliest "
+        f"return among unplaced ok ops); none can be placed:",
+    ]
     for index in range(deepest.base, search.n):
         if search.calls[index] > frontier:
             break
@@ -591,7 +598,7 @@ def _explain(key: str, records: list[dict], t0: float, verdict_steps: int, prefi
             op = search.ops[index]
             reason = _blocked_reason(op, state, search.blind[index], records, t0)
             lines.append(f"    {format_op(op.record, t0)}: {reason}")
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------

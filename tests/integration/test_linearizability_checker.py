@@ -1,5 +1,6 @@
 """Unit tests for linearizability.py, the key-value history checker used by the fault tests (no cluster needed)."""
 
+import itertools
 import random
 import sys
 import time
@@ -104,6 +105,53 @@ def definitely_stale_read(records):
                 if s["f"] == "set" and s["ret"] < overwrite["call"] and s["value"] != get["value"]:
                     return index, s["value"]
     raise AssertionError("no definitely stale read could be constructed")
+
+
+def brute_force_linearizable(ops):
+    """Reference verdict by trying every order of every subset of info writes; only for tiny histories."""
+    ok = [o for o in ops if o["type"] == "ok"]
+    info = [o for o in ops if o["type"] == "info" and o["f"] != "get"]
+
+    def deadline(o):
+        return float("inf") if o["type"] == "info" else o["ret"]
+
+    def respects_real_time(order):
+        return all(deadline(later) >= earlier["call"]
+                   for i, earlier in enumerate(order) for later in order[i + 1:])
+
+    def explains_reads(order):
+        register = None
+        for o in order:
+            if o["f"] == "get" and o["value"] != register:
+                return False
+            if o["f"] != "get":
+                register = o["value"] if o["f"] == "set" else None
+        return True
+
+    for size in range(len(info) + 1):
+        for applied in itertools.combinations(info, size):
+            for order in itertools.permutations(ok + list(applied)):
+                if respects_real_time(order) and explains_reads(order):
+                    return True
+    return False
+
+
+def random_tiny_history(rng, unique_values):
+    ops = []
+    for process in range(rng.randint(1, 6)):
+        call = rng.randint(0, 10)
+        f = rng.choice(["set", "set", "get", "get", "delete"])
+        type_ = rng.choice(["ok"] * 5 + ["info", "fail"])
+        values = [f"u{p}" for p in range(6)] if unique_values else ["a", "b", "c"]
+        if f == "get":
+            value = rng.choice(values + [None])
+        elif f == "set":
+            value = f"u{process}" if unique_values else rng.choice(values)
+        else:
+            value = None
+        ops.append({"process": process, "key": "k", "f": f, "value": value, "type": type_,
+                    "call": call, "ret": None if type_ == "info" else call + rng.randint(0, 4)})
+    return ops
 
 
 class CheckerTestCase(unittest.TestCase):
@@ -257,6 +305,8 @@ class ExplanationAndFormattingTest(CheckerTestCase):
         explanation = self.assertNotLinearizable(h.ops).failures[0].explanation
         print("\n--- sample explanation ---\n" + explanation)
         self.assertIn("key 'k'", explanation)
+        self.assertIn("violation starts at (the ops called earlier are linearizable by themselves): "
+                      "p2 get -> 'a' ok [4.000000s .. 5.000000s]", explanation)
         self.assertIn("2 of 3 ok ops", explanation)
         self.assertIn("1. p1 set 'a' ok [0.000000s .. 1.000000s]  => register 'a'", explanation)
         self.assertIn("2. p1 set 'b' ok [2.000000s .. 3.000000s]  => register 'b'", explanation)
@@ -294,6 +344,21 @@ class ExplanationAndFormattingTest(CheckerTestCase):
             check_history(History().add(1, "cas", "a", "ok", 0, 1).ops)
 
 
+class AgainstBruteForceTest(CheckerTestCase):
+    """The search prunes and reorders aggressively; every shortcut must agree with plain enumeration."""
+
+    def test_random_tiny_histories_agree_with_brute_force(self):
+        rng = random.Random(7)
+        verdicts = {True: 0, False: 0}
+        for trial in range(1500):
+            ops = random_tiny_history(rng, unique_values=trial % 2 == 0)
+            expected = brute_force_linearizable(ops)
+            verdicts[expected] += 1
+            with self.subTest(trial=trial):
+                self.assertEqual(check_history(ops).ok, expected, ops)
+        self.assertGreater(min(verdicts.values()), 300, "both verdicts should be exercised")
+
+
 class LargeHistoriesTest(CheckerTestCase):
     N_OPS = 2000
 
@@ -323,7 +388,12 @@ class LargeHistoriesTest(CheckerTestCase):
         result = self.assertNotLinearizable(self.ops)
         elapsed = time.monotonic() - start
         print(f"\nstale read at op {index} caught in {elapsed:.3f} s ({result.steps} search steps)")
-        self.assertIn(f"get -> {stale_value!r}", result.failures[0].explanation)
+        explanation = result.failures[0].explanation
+        culprit = format_op(self.ops[index], t0=min(r["call"] for r in self.ops))
+        self.assertIn(f"violation starts at (the ops called earlier are linearizable by themselves): {culprit}",
+                      explanation)
+        # The prefix must lead up to the stale read itself, not stop where its value was overwritten.
+        self.assertIn(f"{culprit}: reads {stale_value!r} but the register holds", explanation)
         self.assertLess(elapsed, 10.0)
 
     def test_budget_exhaustion_is_unknown_not_pass_or_failure(self):

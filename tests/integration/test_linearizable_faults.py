@@ -394,6 +394,9 @@ class LinearizableUnderFaultsTest(ClusterTest):
         self.assertEqual(result.unknown_keys, [], "the checker ran out of budget on these keys")
         for n in self.members():
             self.assertTrue(n.alive(), f"{n.name} died on its own:\n{n.log()[-3000:]}")
+        for n in self.nodes:  # removed ones too: a sanitizer report is a bug wherever it happens
+            for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+                self.assertNotIn(marker, n.log(), f"{n.name}'s log has a sanitizer report")
 
     def acked_writes_since(self, t):
         with self.history.lock:
