@@ -7,6 +7,7 @@ when a test fails); waiting is polling with a deadline, never a fixed sleep.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,11 +25,37 @@ KVNODE = os.environ.get("KVNODE", "")
 FAST_TIMING = ["-tick-ms=20", "-election-ticks=10", "-heartbeat-ticks=2"]
 
 
+_handed_out = set()  # (host, port) pairs already given to a node in this process
+_rng = random.Random()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that is free now, below the kernel's ephemeral range, and not given to another
+    node of this test process. Below the ephemeral range, no outbound connection (a client's,
+    or a node's own streams) can take it while its node is down between a kill and a restart;
+    and two nodes never get the same port, which binding to port 0 alone does not promise."""
+    low, _ = _ephemeral_range()
+    lowest = 10000 if low > 11000 else 1024
+    while True:
+        port = _rng.randrange(lowest, low)
+        if (host, port) in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add((host, port))
+        return port
 
 
 def wait_for(cond, timeout, what):
