@@ -140,13 +140,16 @@ class LinearizableUnderFaultsTest(ClusterTest):
 
     # --- cluster -------------------------------------------------------------
 
-    def new_node(self, *args):
+    def new_node(self, *args, named=True):
+        """named=False leaves the node's id at its default, its raft address, as the reference's
+        /join?peerAddress= expects (the test still calls it nX)."""
         with self.members_lock:
             host = f"127.0.0.{self.next_host}"
             self.next_host += 1
             name = f"n{self.next_name}"
             self.next_name += 1
-            return self.node(name, f"-id={name}", f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}", *args, host=host)
+            id_args = [f"-id={name}"] if named else []
+            return self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}", *args, host=host)
 
     def members(self):
         with self.members_lock:
@@ -305,7 +308,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         deadline = time.monotonic() + 30
         while True:
             via = self.rng.choice([n for n in self.members() if n.alive()])
-            r = http_call(via.api, "POST", "/remove?" + urllib.parse.urlencode({"id": victim.name}), "",
+            r = http_call(via.api, "POST", "/remove?" + urllib.parse.urlencode({"peerAddress": victim.raft}), "",
                           CLIENT_TIMEOUT_S + 30)
             if r[0] == "reply" and r[1] == 200:
                 break
@@ -318,11 +321,31 @@ class LinearizableUnderFaultsTest(ClusterTest):
             self.removed.append(victim)
         victim.kill()
         live = [n for n in self.members() if n.alive()]
-        fresh = self.new_node(f"-join={self.rng.choice(live).api}").start()
-        self.log_event(f"added {fresh.name}")
-        wait_for(lambda: any(m["id"] == fresh.name and m["role"] == "voter" for m in fresh.status()["members"]),
+        if self.rng.random() < 0.5:
+            fresh = self.new_node(f"-join={self.rng.choice(live).api}").start()
+            self.log_event(f"added {fresh.name} (kvnode -join)")
+        else:
+            # The reference README's way: start it bare, then /join with its raft address only
+            # (through any member); it registers its own API address once it is a member.
+            fresh = self.new_node(named=False).start()
+            self.join_by_raft_address(fresh, live)
+            self.log_event(f"added {fresh.name} (/join?peerAddress=)")
+        wait_for(lambda: any(m["raftAddress"] == fresh.raft and m["role"] == "voter" for m in fresh.status()["members"]),
                  60, f"{fresh.name} to become a voter")
         self.log_event(f"{fresh.name} is a voter")
+
+    def join_by_raft_address(self, fresh, live):
+        deadline = time.monotonic() + 60
+        while True:
+            via = self.rng.choice([n for n in live if n.alive()])
+            r = http_call(via.api, "GET", "/join?" + urllib.parse.urlencode({"peerAddress": fresh.raft}), None, 45)
+            if r[0] == "reply" and r[1] == 200:
+                return
+            if r[0] == "reply" and r[1] not in (503, 504):
+                self.history.flag(f"/join {fresh.name} via {via.name}: {r[1]} {r[2][:200]!r}")
+                return
+            self.assertLess(time.monotonic(), deadline, f"joining {fresh.name} never succeeded: {r}")
+            time.sleep(0.2)
 
     def names(self, hosts):
         by_host = {n.host: n.name for n in self.nodes}
