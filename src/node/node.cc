@@ -445,6 +445,8 @@ void Node::Impl::apply(const raft::Ready& rd) {
     set_applied_membership(snapshot_->meta.membership);
     fsm_.restore(std::move(*installed_map_), rd.snapshot->index);
     installed_map_.reset();
+    spdlog::info("installed the leader's snapshot at index {} ({} bytes)", rd.snapshot->index,
+                 snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {

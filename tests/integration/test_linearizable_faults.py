@@ -149,7 +149,10 @@ class LinearizableUnderFaultsTest(ClusterTest):
             name = f"n{self.next_name}"
             self.next_name += 1
             id_args = [f"-id={name}"] if named else []
-            return self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}", *args, host=host)
+            # Frequent snapshots and a short log tail: restarted and new members catch up
+            # through InstallSnapshot, and compaction runs while the faults do.
+            return self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}",
+                             "-snapshot-threshold=500", "-snapshot-trailing=100", *args, host=host)
 
     def members(self):
         with self.members_lock:
