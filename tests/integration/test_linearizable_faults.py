@@ -308,46 +308,40 @@ class LinearizableUnderFaultsTest(ClusterTest):
         brand-new node in its place: the cluster stays at five voters."""
         victim = self.pick_victim()
         self.log_event(f"remove {victim.name}")
-        deadline = time.monotonic() + 30
-        while True:
-            via = self.rng.choice([n for n in self.members() if n.alive()])
-            r = http_call(via.api, "POST", "/remove?" + urllib.parse.urlencode({"peerAddress": victim.raft}), "",
-                          CLIENT_TIMEOUT_S + 30)
-            if r[0] == "reply" and r[1] == 200:
-                break
-            if r[0] == "reply" and r[1] not in (503, 504):
-                self.history.flag(f"/remove {victim.name} via {via.name}: {r[1]} {r[2][:200]!r}")
-                return
-            self.assertLess(time.monotonic(), deadline, f"removing {victim.name} never succeeded: {r}")
-            time.sleep(0.2)
+        if not self.membership_call("POST", "/remove", {"peerAddress": victim.raft}, f"removing {victim.name}"):
+            return
         with self.members_lock:
             self.removed.append(victim)
         victim.kill()
-        live = [n for n in self.members() if n.alive()]
         if self.rng.random() < 0.5:
+            live = [n for n in self.members() if n.alive()]
             fresh = self.new_node(f"-join={self.rng.choice(live).api}").start()
             self.log_event(f"added {fresh.name} (kvnode -join)")
         else:
             # The reference README's way: start it bare, then /join with its raft address only
             # (through any member); it registers its own API address once it is a member.
             fresh = self.new_node(named=False).start()
-            self.join_by_raft_address(fresh, live)
+            if not self.membership_call("GET", "/join", {"peerAddress": fresh.raft}, f"joining {fresh.name}"):
+                return
             self.log_event(f"added {fresh.name} (/join?peerAddress=)")
         wait_for(lambda: any(m["raftAddress"] == fresh.raft and m["role"] == "voter" for m in fresh.status()["members"]),
                  60, f"{fresh.name} to become a voter")
         self.log_event(f"{fresh.name} is a voter")
 
-    def join_by_raft_address(self, fresh, live):
+    def membership_call(self, method, path, params, what):
+        """Sends a membership request through random live members until one answers 200 (True).
+        503/504 are retried, as a client would; any other answer is flagged (False)."""
         deadline = time.monotonic() + 60
+        target = path + "?" + urllib.parse.urlencode(params)
         while True:
-            via = self.rng.choice([n for n in live if n.alive()])
-            r = http_call(via.api, "GET", "/join?" + urllib.parse.urlencode({"peerAddress": fresh.raft}), None, 45)
+            via = self.rng.choice([n for n in self.members() if n.alive()])
+            r = http_call(via.api, method, target, "" if method == "POST" else None, 45)
             if r[0] == "reply" and r[1] == 200:
-                return
+                return True
             if r[0] == "reply" and r[1] not in (503, 504):
-                self.history.flag(f"/join {fresh.name} via {via.name}: {r[1]} {r[2][:200]!r}")
-                return
-            self.assertLess(time.monotonic(), deadline, f"joining {fresh.name} never succeeded: {r}")
+                self.history.flag(f"{what} via {via.name}: {r[1]} {r[2][:200]!r}")
+                return False
+            self.assertLess(time.monotonic(), deadline, f"{what} never succeeded: {r}")
             time.sleep(0.2)
 
     def names(self, hosts):
