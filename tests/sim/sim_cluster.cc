@@ -203,6 +203,7 @@ void SimCluster::handle(Event& ev) {
       }
       if (trace_.enabled()) trace_.log(now_us_, "recv %s", describe(ev.msg).c_str());
       if (ev.msg.type == raft::MessageType::kSnapshot && ev.msg.done) ++stats_.installs;
+      s->node->heard_from(ev.msg.from);
       s->node->raft().step(ev.msg);
       after_input(*s);
       return;

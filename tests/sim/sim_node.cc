@@ -68,6 +68,8 @@ void SimNode::start() {
   raft::Options o = options_;
   o.random_seed = derive_seed(sim_seed_, id_ * 1000 + incarnation_);
   ++incarnation_;
+  heard_from_.clear();
+  known_members_.clear();
   sm_.clear();
   if (st.snapshot.index > 0 && !sm_.restore(disk_.snapshot_bytes(), st.snapshot)) {
     env_.checker->fail("Snapshot contents",
@@ -213,7 +215,27 @@ bool SimNode::process_ready(SimRng& rng) {
   return true;
 }
 
+// Models what the real node's transport can reach (node.cc sync_peers):
+// members of the latest configuration and of the applied one; a node that
+// was never a member but sent us something (a leader probing a node that
+// waits to be added) until it becomes one; not a former member that has left
+// both configurations. Without the applied configuration in this set, a
+// leader that removes itself never hears its followers again and never
+// commits its removal (a bug the fault test found in the node).
+bool SimNode::can_reach(raft::NodeId to) {
+  if (raft_->membership().contains(to) || sm_.membership().contains(to)) {
+    known_members_.insert(to);
+    return true;
+  }
+  return !known_members_.count(to) && heard_from_.count(to);
+}
+
 void SimNode::send(Message& m) {
+  if (!can_reach(m.to)) {
+    ++unreachable_drops_;
+    trace("cannot send to n%llu: not in its address book", ull(m.to));
+    return;
+  }
   if (m.type == MessageType::kSnapshot) fill_snapshot_data(m);
   env_.checker->check_send(id_, m, disk_);
   env_.send(std::move(m));

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "invariants.h"
@@ -60,6 +61,10 @@ class SimNode {
   const SimDisk& disk() const { return disk_; }
 
   void arm_crash(CrashPoint p) { crash_point_ = p; }
+  // A message from `from` arrived: this incarnation's transport now has a
+  // stream from it, so it can answer (the TCP hello carries its address).
+  void heard_from(raft::NodeId from) { heard_from_.insert(from); }
+  uint64_t unreachable_drops() const { return unreachable_drops_; }
   // Handles one Ready (raft.h steps 1-4). Returns false if the node crashed doing so.
   bool process_ready(SimRng& rng);
   // Takes a snapshot when enough entries were applied since the last one;
@@ -88,12 +93,17 @@ class SimNode {
     raft::Index read_index = 0;
   };
   void send(raft::Message& m);  // checks, fills snapshot bytes, hands to the network
+  bool can_reach(raft::NodeId to);
   void apply(const raft::Entry& e);
   void serve_reads();
   void fill_snapshot_data(raft::Message& m);
   void trace(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
   raft::NodeId id_;
+  // The node layer's address book (node.cc sync_peers), per incarnation:
+  std::set<raft::NodeId> heard_from_;     // senders of any message received
+  std::set<raft::NodeId> known_members_;  // ever in the latest or applied configuration
+  uint64_t unreachable_drops_ = 0;
   raft::Options options_;
   uint64_t sim_seed_;
   NodeEnv env_;
