@@ -371,7 +371,10 @@ void Node::Impl::run() {
   for (auto& [i, w] : writes_) w.cb(Status(StatusCode::kTimeout, "node stopped before the write was applied; outcome unknown"));
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
-  for (auto& m : member_waiters_) m.cb(gone);
+  // A proposed membership change may still commit under the next leader.
+  for (auto& m : member_waiters_) {
+    m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"));
+  }
   writes_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();

@@ -432,7 +432,11 @@ void Raft::Impl::send(Message m) {
   // replicating, because it counts itself toward a commit only once its own
   // append is durable (advance()). Only what a leader sends qualifies: a
   // vote or an append acknowledgement must wait for the persist it reports.
-  const bool early = role_ == StateRole::kLeader &&
+  // The leader's own term and vote must already be durable: a one-voter
+  // cluster becomes leader within one step, before the Ready that persists
+  // its new term, and a crash then could let it lead that term twice.
+  const bool early = role_ == StateRole::kLeader && term_ == persisted_hs_.term &&
+                     vote_ == persisted_hs_.vote &&
                      (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
                       m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow);
   (early ? early_msgs_ : msgs_).push_back(std::move(m));

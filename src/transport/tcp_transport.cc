@@ -235,7 +235,9 @@ class TcpTransport::Impl {
         if (self->closed_) break;
         if (!ec) {
           const uint64_t attempt = ++self->generation_;
-          self->connect_timer_.expires_after(milliseconds(o.connect_timeout_ms));
+          const auto deadline =
+              std::chrono::steady_clock::now() + milliseconds(o.connect_timeout_ms);
+          self->connect_timer_.expires_at(deadline);
           self->connect_timer_.async_wait([self, attempt](error_code tec) {
             // Closing the socket makes the pending connect fail with operation_aborted.
             if (!tec && attempt == self->generation_) {
@@ -246,6 +248,13 @@ class TcpTransport::Impl {
           ec = asio::error::host_not_found;
           for (const auto& entry : endpoints) {
             if (self->closed_) break;
+            // The timer closes the socket once; if it fired between two
+            // endpoints, it aborted nothing, so stop here rather than
+            // start a connect that nothing would time out.
+            if (std::chrono::steady_clock::now() >= deadline) {
+              ec = asio::error::timed_out;
+              break;
+            }
             error_code ignored;
             self->socket_.close(ignored);
             self->socket_.open(entry.endpoint().protocol(), ec);

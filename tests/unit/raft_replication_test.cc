@@ -578,5 +578,37 @@ TEST(RaftDurability, FollowerRestartedWhileBehindCatchesUp) {
   EXPECT_EQ(net.fsm(3).commands, numbered("v", 20));
 }
 
+// Thesis §10.2.1: a leader's appends may leave before its own persist, but
+// only once its term and vote are durable. A one-voter cluster becomes leader
+// inside one tick, before the Ready that persists its new term: sending its
+// first appends early would let a crash there make it lead that term twice.
+TEST(RaftEarlySend, LeaderSendsAppendsBeforePersistingOnlyOnceItsTermIsDurable) {
+  Membership m = voters({1});
+  m.members.push_back(Member{2, MemberRole::kLearner, ""});
+  Raft r(default_options(1), bootstrap_state(m));
+  for (int i = 0; i < 100 && r.role() != StateRole::kLeader; ++i) r.tick();
+  ASSERT_EQ(r.role(), StateRole::kLeader);
+
+  Ready first = r.ready();
+  ASSERT_TRUE(first.hard_state.has_value());
+  EXPECT_EQ(first.hard_state->term, r.term());
+  EXPECT_EQ(first.early_messages, 0u) << "the new term is not on disk yet";
+  EXPECT_TRUE(std::any_of(first.messages.begin(), first.messages.end(),
+                          [](const Message& msg) { return msg.type == MessageType::kAppend; }));
+  r.advance(first);
+  // The learner accepts it, so the leader replicates to it freely (not probing).
+  r.step(make_append_resp(2, 1, r.term(), r.last_index()));
+  r.advance(r.ready());
+
+  ASSERT_TRUE(r.propose("x").ok());
+  Ready next = r.ready();
+  ASSERT_FALSE(next.entries.empty());
+  ASSERT_GE(next.early_messages, 1u) << "the append of the new entry may go before its persist";
+  for (size_t k = 0; k < next.early_messages; ++k) {
+    EXPECT_EQ(next.messages[k].type, MessageType::kAppend);
+    EXPECT_EQ(next.messages[k].to, 2u);
+  }
+}
+
 }  // namespace
 }  // namespace ckv::raft::test
