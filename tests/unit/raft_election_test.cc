@@ -479,12 +479,6 @@ TEST(RaftCheckQuorum, WithoutCheckQuorumDisruptiveVoteIsGranted) {
 // ---------------------------------------------------------------------------
 // Thesis §3.10 leadership transfer.
 
-void elect_1(Network& net) {
-  ASSERT_TRUE(net.tick_until_leader(1));
-  net.tick(1);
-  net.deliver_all();
-}
-
 // Thesis §3.10: the leader sends TimeoutNow to an up-to-date target, which campaigns at once (bypassing leases) and wins the next term.
 TEST(RaftLeadershipTransfer, TargetBecomesLeaderViaTimeoutNow) {
   Network net(3);

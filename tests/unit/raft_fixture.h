@@ -701,6 +701,13 @@ class Network {
 
 // --- predicates over messages -------------------------------------------------
 
+// Elects node 1 and lets its first heartbeat round (and no-op) settle.
+inline void elect_1(Network& net) {
+  ASSERT_TRUE(net.tick_until_leader(1));
+  net.tick(1);
+  net.deliver_all();
+}
+
 inline Network::Pred of_type(MessageType t) {
   return [t](const Message& m) { return m.type == t; };
 }

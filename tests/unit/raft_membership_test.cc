@@ -9,12 +9,6 @@
 namespace ckv::raft::test {
 namespace {
 
-void elect_1(Network& net) {
-  ASSERT_TRUE(net.tick_until_leader(1));
-  net.tick(1);
-  net.deliver_all();
-}
-
 ConfChange add_learner(NodeId id, std::string context = "") {
   return ConfChange{ConfChangeType::kAddLearner, id, std::move(context)};
 }

@@ -9,12 +9,6 @@
 namespace ckv::raft::test {
 namespace {
 
-void elect_1(Network& net) {
-  ASSERT_TRUE(net.tick_until_leader(1));
-  net.tick(1);
-  net.deliver_all();
-}
-
 std::optional<ReadState> read_state(Network& net, NodeId id, uint64_t read_id) {
   for (const ReadState& rs : net.peer(id).read_states) {
     if (rs.id == read_id) return rs;

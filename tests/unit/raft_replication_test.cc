@@ -16,12 +16,6 @@ void plain_votes(Options& o) {
 }
 
 // Elects node 1 in a fresh cluster and lets every follower learn the commit index.
-void elect_1(Network& net) {
-  ASSERT_TRUE(net.tick_until_leader(1));
-  net.tick(1);
-  net.deliver_all();
-}
-
 Index propose_all(Network& net, NodeId leader, const std::vector<std::string>& values) {
   Index last = 0;
   for (const std::string& v : values) {

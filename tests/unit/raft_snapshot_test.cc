@@ -14,12 +14,6 @@ void small_snapshots(Options& o) {
   o.snapshot_trailing_entries = 0;
 }
 
-void elect_1(Network& net) {
-  ASSERT_TRUE(net.tick_until_leader(1));
-  net.tick(1);
-  net.deliver_all();
-}
-
 std::vector<std::string> values(const std::string& prefix, int n) {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) out.push_back(prefix + (i < 10 ? "0" : "") + std::to_string(i));
