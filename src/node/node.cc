@@ -163,7 +163,7 @@ class Node::Impl {
   // What the operator log last said, so it reports changes once.
   std::string logged_role_;
   raft::NodeId logged_leader_ = raft::kNoNode;
-  raft::Membership logged_membership_;
+  uint64_t logged_membership_version_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -778,14 +778,14 @@ void Node::Impl::log_changes(const NodeStatus& s) {
     logged_role_ = s.state;
     logged_leader_ = s.leader_id;
   }
-  if (!(raft_->membership() == logged_membership_)) {
+  if (raft_->membership_version() != logged_membership_version_) {
     std::string list;
     for (const MemberStatus& m : s.members) {
       if (!list.empty()) list += ", ";
       list += (m.info.name.empty() ? std::to_string(m.id) : m.info.name) + " (" + m.role + ")";
     }
     spdlog::info("configuration: {}", list.empty() ? "none yet" : list);
-    logged_membership_ = raft_->membership();
+    logged_membership_version_ = raft_->membership_version();
   }
 }
 
