@@ -63,11 +63,10 @@ std::optional<ip::address> source_address_for(const std::string& listen_address)
 
 // Best effort: a source address we cannot bind (say, a raft address behind
 // NAT) leaves the choice to the kernel, as before.
-void bind_source_address(ip::tcp::socket& socket, const std::optional<ip::address>& source) {
-  if (!source) return;
+void bind_source_address(ip::tcp::socket& socket, const ip::tcp::endpoint& destination,
+                         const std::optional<ip::address>& source) {
+  if (!source || destination.address().is_v4() != source->is_v4()) return;
   error_code ec;
-  const ip::tcp::endpoint local = socket.local_endpoint(ec);
-  if (!ec && local.address().is_v4() != source->is_v4()) return;
   socket.bind(ip::tcp::endpoint(*source, 0), ec);
   if (ec) spdlog::debug("cannot send from {}: {}", source->to_string(), ec.message());
 }
@@ -259,7 +258,7 @@ class TcpTransport::Impl {
             self->socket_.close(ignored);
             self->socket_.open(entry.endpoint().protocol(), ec);
             if (ec) continue;
-            bind_source_address(self->socket_, self->owner_.source_address_);
+            bind_source_address(self->socket_, entry.endpoint(), self->owner_.source_address_);
             co_await self->socket_.async_connect(entry.endpoint(),
                                                  asio::redirect_error(asio::use_awaitable, ec));
             if (!ec || ec == asio::error::operation_aborted) break;
