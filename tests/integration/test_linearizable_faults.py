@@ -79,14 +79,10 @@ class Firewall:
 
     def cut(self, groups):
         """Drops traffic between every pair of hosts in different groups (both directions)."""
-        for i, a in enumerate(groups):
-            for b in groups[i + 1:]:
-                for x in a:
-                    for y in b:
-                        self._ipt("-A", self.chain, "-s", x, "-d", y, "-j", "DROP")
-                        self._ipt("-A", self.chain, "-s", y, "-d", x, "-j", "DROP")
+        self.cut_pairs([(x, y) for i, a in enumerate(groups) for b in groups[i + 1:] for x in a for y in b])
 
     def cut_pairs(self, pairs):
+        """Drops traffic between the two hosts of each pair (both directions)."""
         for x, y in pairs:
             self._ipt("-A", self.chain, "-s", x, "-d", y, "-j", "DROP")
             self._ipt("-A", self.chain, "-s", y, "-d", x, "-j", "DROP")
