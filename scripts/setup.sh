@@ -7,7 +7,6 @@ packages=(
   clang clang-tidy clang-format
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   liblmdb-dev libboost-dev libboost-system-dev
-  libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   curl wrk python3 iptables
 )
