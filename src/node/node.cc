@@ -20,6 +20,7 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "node/member_info.h"
+#include "node/write_waiters.h"
 #include "raft/raft.h"
 #include "storage/log_store.h"
 #include "storage/snapshot_file.h"
@@ -33,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 using raft::Index;
 
 constexpr char kIdentityKey[] = "identity";
+constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
 constexpr char kIncomingSnapshot[] = "snapshot-incoming.tmp";
 
 Status from_raft_error(raft::Error e) {
@@ -47,6 +49,7 @@ Status from_raft_error(raft::Error e) {
     case raft::Error::kNotMember:
     case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
     case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
+    case raft::Error::kMembershipFull: return Status(StatusCode::kConflict, raft::to_string(e));
   }
   return Status(StatusCode::kUnavailable, "unknown raft error");
 }
@@ -85,11 +88,6 @@ class Node::Impl {
   fsm::KvStateMachine fsm_;
 
  private:
-  struct WriteWaiter {
-    raft::Term term;
-    Clock::time_point deadline;
-    WriteCallback cb;
-  };
   struct ReadWaiter {
     Clock::time_point deadline;
     DoneCallback cb;
@@ -103,6 +101,7 @@ class Node::Impl {
   };
 
   void run();
+  void step(const raft::Message& m);
   void handle_ready();
   void persist(const raft::Ready& rd);
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
@@ -142,7 +141,7 @@ class Node::Impl {
   std::atomic<bool> started_{false};
 
   // Raft-thread state.
-  std::map<Index, WriteWaiter> writes_;
+  WriteWaiters writes_;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
@@ -164,6 +163,11 @@ class Node::Impl {
   std::string logged_role_;
   raft::NodeId logged_leader_ = raft::kNoNode;
   uint64_t logged_membership_version_ = 0;
+  // Peer messages the core refused (message_checks.h): counted, and logged
+  // at most once per kDroppedLogInterval so a flood cannot flood the log.
+  uint64_t dropped_messages_ = 0;
+  uint64_t dropped_since_log_ = 0;
+  Clock::time_point last_drop_log_{};
 };
 
 // ---------------------------------------------------------------------------
@@ -274,7 +278,7 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
-  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { raft_->step(m); }); });
+  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -368,17 +372,29 @@ void Node::Impl::run() {
   }
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
-  for (auto& [i, w] : writes_) w.cb(Status(StatusCode::kTimeout, "node stopped before the write was applied; outcome unknown"));
+  writes_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"));
   }
-  writes_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
+}
+
+void Node::Impl::step(const raft::Message& m) {
+  const char* why = raft_->step(m);
+  if (why == nullptr) return;
+  ++dropped_messages_;
+  ++dropped_since_log_;
+  const auto now = Clock::now();
+  if (now - last_drop_log_ < kDroppedLogInterval) return;
+  spdlog::warn("dropped {} invalid raft message(s) ({} in all); latest: {} from {} in term {}: {}", dropped_since_log_,
+               dropped_messages_, raft::to_string(m.type), m.from, m.term, why);
+  dropped_since_log_ = 0;
+  last_drop_log_ = now;
 }
 
 void Node::Impl::handle_ready() {
@@ -452,10 +468,7 @@ void Node::Impl::apply(const raft::Ready& rd) {
                  snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
-    for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {
-      it->second.cb(Status(StatusCode::kTimeout, "replaced by a snapshot from the leader; outcome unknown"));
-      it = writes_.erase(it);
-    }
+    writes_.snapshot_installed(rd.snapshot->index);
   }
   for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
   for (const raft::ReadState& rs : rd.read_states) {
@@ -486,15 +499,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     spdlog::error("skipping undecodable command at index {}", e.index);
     fsm_.skip(e.index);
   }
-  auto it = writes_.find(e.index);
-  if (it == writes_.end()) return;
-  if (it->second.term == e.term) {
-    it->second.cb(e.index);
-  } else {
-    // Another leader's entry took this index: ours was never committed.
-    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed before the write committed; it was not applied"));
-  }
-  writes_.erase(it);
+  writes_.applied(e.index, e.term);
 }
 
 void Node::Impl::answer_reads_up_to(Index applied) {
@@ -506,14 +511,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
-  for (auto it = writes_.begin(); it != writes_.end();) {
-    if (it->second.deadline <= now) {
-      it->second.cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown"));
-      it = writes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  writes_.expire(now);
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -687,7 +685,7 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
       cb(from_raft_error(r.error));
       return;
     }
-    writes_.emplace(r.index, WriteWaiter{r.term, deadline_after(timeout_ms), std::move(cb)});
+    writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
   });
 }
 
