@@ -124,6 +124,8 @@ unsigned http_status_for(StatusCode code) {
       return 500;
     case StatusCode::kIo:
       return 500;
+    case StatusCode::kNoSpace:
+      return 507;  // Insufficient Storage (RFC 4918): the disk, not the request, is the problem
   }
   return 500;
 }
