@@ -397,6 +397,7 @@ void Api::handle_status(Reply reply) {
                                 {"appliedIndex", st.applied_index},
                                 {"lastIndex", st.last_index},
                                 {"snapshotIndex", st.snapshot_index},
+                                {"noSpace", st.no_space},
                                 {"members", members}}));
 }
 
