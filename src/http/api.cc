@@ -158,7 +158,7 @@ void Api::handle(const Request& req, Reply reply) {
     handle_delete(req, std::move(reply));
   } else if (path == "/get") {
     if (!get) return reply(method_not_allowed("GET"));
-    handle_get(target->params, std::move(reply));
+    handle_get(req, target->params, std::move(reply));
   } else if (path == "/join") {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
@@ -242,7 +242,7 @@ void Api::propose(fsm::Command c, Reply reply) {
       });
 }
 
-void Api::handle_get(const std::map<std::string, std::string>& params, Reply reply) {
+void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
   std::string consistency = "linearizable";
@@ -258,6 +258,10 @@ void Api::handle_get(const std::map<std::string, std::string>& params, Reply rep
     return reply(
         error_response(400, "consistency must be \"linearizable\" (default) or \"stale\""));
   }
+  // A follower whose disk is full takes no new entries, so it cannot catch
+  // up to a current read index: the leader answers instead (a full leader
+  // has every committed entry and answers itself). docs/operations.md, "Disk full".
+  if (!req.forwarded && node_.status().no_space && route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   // Thesis §6.4 ReadIndex: once the barrier is passed this node has applied
   // every write acknowledged before the request arrived. The map read is a
   // shared-lock lookup, cheap enough to do in the callback.

@@ -165,6 +165,8 @@ class Node::Impl {
   void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
+  // Leader only: the most caught-up voter that answered recently (kNoNode if none).
+  raft::NodeId best_transfer_target() const;
   void register_api_address();
 
   NodeOptions opts_;
@@ -420,6 +422,21 @@ void Node::Impl::stop() {
   }
 }
 
+raft::NodeId Node::Impl::best_transfer_target() const {
+  raft::NodeId best = raft::kNoNode;
+  Index best_match = 0;
+  if (raft_->role() != raft::StateRole::kLeader) return best;
+  for (raft::NodeId v : raft_->membership().voters()) {
+    if (v == id_) continue;
+    auto pr = raft_->progress(v);
+    if (pr && pr->recent_active && pr->match >= best_match) {
+      best = v;
+      best_match = pr->match;
+    }
+  }
+  return best;
+}
+
 void Node::Impl::hand_off_leadership() {
   // Thesis §3.10: a leader that is going away hands over to the most
   // caught-up voter, so clients see no election timeout.
@@ -431,16 +448,7 @@ void Node::Impl::hand_off_leadership() {
       started->set_value(false);
       return;
     }
-    raft::NodeId best = raft::kNoNode;
-    Index best_match = 0;
-    for (raft::NodeId v : raft_->membership().voters()) {
-      if (v == id_) continue;
-      auto pr = raft_->progress(v);
-      if (pr && pr->recent_active && pr->match >= best_match) {
-        best = v;
-        best_match = pr->match;
-      }
-    }
+    const raft::NodeId best = best_transfer_target();
     const bool ok = best != raft::kNoNode && raft_->role() == raft::StateRole::kLeader &&
                     raft_->transfer_leadership(best) == raft::Error::kOk;
     if (ok) spdlog::info("leader stopping: transferring leadership to {}", best);
@@ -668,6 +676,15 @@ void Node::Impl::check_space() {
   const auto now = Clock::now();
   if (now < next_space_check_) return;
   next_space_check_ = now + std::chrono::milliseconds(kSpaceCheckIntervalMs);
+  // A leader that cannot take writes hands leadership to a voter that can
+  // (thesis §3.10), so one full disk does not stop the cluster's writes. As a
+  // follower it takes no entries meanwhile, so its log falls behind and it
+  // cannot win the leadership back until it has space again.
+  if (const raft::NodeId target = best_transfer_target(); target != raft::kNoNode) {
+    if (raft_->transfer_leadership(target) == raft::Error::kOk) {
+      spdlog::warn("disk full: handing leadership to {} so that the cluster keeps taking writes", target);
+    }
+  }
   const uint64_t reserve = opts_.in_memory ? 0 : opts_.space_reserve_bytes;
   const std::optional<uint64_t> avail = free_bytes(data_dir_);
   if (!avail || *avail < reserve + kResumeHeadroomBytes) return;
