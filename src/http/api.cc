@@ -129,6 +129,8 @@ unsigned http_status_for(StatusCode code) {
       return 500;
     case StatusCode::kIo:
       return 500;
+    case StatusCode::kNoSpace:
+      return 507;  // Insufficient Storage (RFC 4918): the disk, not the request, is the problem
   }
   return 500;
 }
@@ -161,7 +163,7 @@ void Api::handle(const Request& req, Reply reply) {
     handle_delete(req, std::move(reply));
   } else if (path == "/get") {
     if (!get) return reply(method_not_allowed("GET"));
-    handle_get(target->params, std::move(reply));
+    handle_get(req, target->params, std::move(reply));
   } else if (path == "/join") {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
@@ -245,7 +247,7 @@ void Api::propose(fsm::Command c, Reply reply) {
       });
 }
 
-void Api::handle_get(const std::map<std::string, std::string>& params, Reply reply) {
+void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
   std::string consistency = "linearizable";
@@ -261,6 +263,10 @@ void Api::handle_get(const std::map<std::string, std::string>& params, Reply rep
     return reply(
         error_response(400, "consistency must be \"linearizable\" (default) or \"stale\""));
   }
+  // A follower whose disk is full takes no new entries, so it cannot catch
+  // up to a current read index: the leader answers instead (a full leader
+  // has every committed entry and answers itself). docs/operations.md, "Disk full".
+  if (!req.forwarded && node_.status().no_space && route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   // Thesis §6.4 ReadIndex: once the barrier is passed this node has applied
   // every write acknowledged before the request arrived. The map read is a
   // shared-lock lookup, cheap enough to do in the callback.
@@ -425,6 +431,7 @@ void Api::handle_status(Reply reply) {
                                 {"appliedIndex", st.applied_index},
                                 {"lastIndex", st.last_index},
                                 {"snapshotIndex", st.snapshot_index},
+                                {"noSpace", st.no_space},
                                 {"members", members}}));
 }
 
