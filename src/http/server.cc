@@ -530,9 +530,17 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
     }
     if (ec) {
       if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-        const unsigned status = ec == bhttp::error::header_limit ? 431 : 400;
-        (void)co_await send(error_response(status, "malformed HTTP request: " + ec.message()), 11,
-                            false);
+        if (ec == bhttp::error::header_limit) {
+          (void)co_await send(
+              error_response(431, "request line and headers over the limit of " +
+                                      std::to_string(kMaxRequestHeadBytes) +
+                                      " bytes (room for the longest key, " +
+                                      std::to_string(kMaxKeyBytes) + " bytes, URL-encoded)"),
+              11, false);
+        } else {
+          (void)co_await send(error_response(400, "malformed HTTP request: " + ec.message()), 11,
+                              false);
+        }
       }
       break;
     }
