@@ -249,9 +249,9 @@ class HttpServer::Impl {
         self_(std::move(self)),
         options_(std::move(options)),
         api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms}),
-        acceptor_(ioc_),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
-                                   options_.member_connections}) {
+                                   options_.member_connections}),
+        acceptor_(ioc_) {
     if (auto hp = parse_host_port(self_.api_address)) {
       beast::error_code ec;
       auto a = asio::ip::make_address(hp->host, ec);
@@ -282,10 +282,8 @@ class HttpServer::Impl {
   const node::MemberInfo self_;
   const ServerOptions options_;
   Api api_;
-  asio::io_context ioc_;
-  UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
-  tcp::acceptor acceptor_;
-  std::vector<std::thread> threads_;
+  // Declared before ioc_, so they outlive it: destroying the context destroys
+  // the coroutine frames still pending, whose guards release slots here.
   ConnectionAdmission admission_;
   std::atomic<int> refusing_{0};            // refuse() coroutines running
   std::atomic<uint64_t> refused_total_{0};  // connections refused since start
@@ -294,6 +292,10 @@ class HttpServer::Impl {
   // Canonical IPs of the members' raft and API hosts (admission.h).
   mutable std::mutex member_hosts_mu_;
   std::set<std::string> member_hosts_;
+  asio::io_context ioc_;
+  UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> registering_{false};  // one registration request at a time
   int register_failures_ = 0;             // only touched by register_once, one at a time
