@@ -1,4 +1,4 @@
-// Connection admission: the clients' pool with its per-address share, and the members' reserve (see admission.h).
+// Connection admission (the clients' pool with its per-address share, the members' reserve) and the body budget (see admission.h).
 #include "http/admission.h"
 
 #include "common/check.h"
@@ -52,6 +52,24 @@ int ConnectionAdmission::clients_from(const std::string& ip) const {
   std::lock_guard lock(mu_);
   auto it = per_ip_.find(ip);
   return it == per_ip_.end() ? 0 : it->second;
+}
+
+bool BodyBudget::try_take(uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  if (bytes > limit_bytes_ - in_use_bytes_) return false;
+  in_use_bytes_ += bytes;
+  return true;
+}
+
+void BodyBudget::give_back(uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  KV_CHECK(bytes <= in_use_bytes_, "gave back more body bytes than were taken");
+  in_use_bytes_ -= bytes;
+}
+
+uint64_t BodyBudget::in_use_bytes() const {
+  std::lock_guard lock(mu_);
+  return in_use_bytes_;
 }
 
 }  // namespace ckv::http

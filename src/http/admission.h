@@ -1,4 +1,4 @@
-// Which pool an incoming HTTP connection may take a slot in: outside clients, bounded per address, or the members' reserve (pure; thread-safe).
+// Which pool an incoming HTTP connection may take a slot in (outside clients, bounded per address, or the members' reserve), and the body-bytes budget (pure; thread-safe).
 //
 // Why a reserve: a follower forwards writes to the leader's API, the same
 // port outside clients use. If the members' connections counted against the
@@ -21,6 +21,7 @@
 // canonical_ip in server.cc: an IPv4-mapped IPv6 address as IPv4).
 #pragma once
 
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -62,6 +63,28 @@ class ConnectionAdmission {
   // Clients' slots per source address; an entry exists only while it is
   // non-zero, so the map is bounded by max_connections.
   std::unordered_map<std::string, int> per_ip_;
+};
+
+// Request body bytes all connections may hold at once. Each connection's
+// body is bounded by -max-body-bytes, but 1,024 connections each sending a
+// 1.5 MiB body slowly (within the body deadline) would hold 1.5 GiB; with a
+// budget, a request whose body does not fit is answered 503 before it is
+// read. Taken at the size a request declares (Content-Length), or the body
+// limit when it does not say (chunked), and given back once it is answered.
+class BodyBudget {
+ public:
+  explicit BodyBudget(uint64_t limit_bytes) : limit_bytes_(limit_bytes) {}
+
+  // False (nothing taken) when bytes do not fit in what is left.
+  bool try_take(uint64_t bytes);
+  void give_back(uint64_t bytes);
+  uint64_t in_use_bytes() const;
+  uint64_t limit_bytes() const { return limit_bytes_; }
+
+ private:
+  const uint64_t limit_bytes_;
+  mutable std::mutex mu_;
+  uint64_t in_use_bytes_ = 0;
 };
 
 }  // namespace ckv::http

@@ -1,6 +1,7 @@
 // Beast HTTP server: connections, keep-alive, limits, forwarding to the leader, and registration/join calls.
 #include "http/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -251,6 +252,7 @@ class HttpServer::Impl {
         api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
+        body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
         acceptor_(ioc_) {
     if (auto hp = parse_host_port(self_.api_address)) {
       beast::error_code ec;
@@ -272,8 +274,7 @@ class HttpServer::Impl {
   asio::awaitable<void> refuse(tcp::socket socket, Response answer);
   asio::awaitable<void> member_hosts_loop();
   bool is_member_host(const std::string& ip) const;
-  asio::awaitable<Response> forward(const Forward& f,
-                                    const bhttp::request<bhttp::string_body>& req);
+  asio::awaitable<Response> forward(const Forward& f, bhttp::verb method, const Request& r);
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
   std::string join_target() const;
@@ -285,6 +286,7 @@ class HttpServer::Impl {
   // Declared before ioc_, so they outlive it: destroying the context destroys
   // the coroutine frames still pending, whose guards release slots here.
   ConnectionAdmission admission_;
+  BodyBudget body_budget_;
   std::atomic<int> refusing_{0};            // refuse() coroutines running
   std::atomic<uint64_t> refused_total_{0};  // connections refused since start
   std::atomic<int> forwards_in_flight_{0};  // bounded by kMaxForwardsInFlight
@@ -547,9 +549,10 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
       break;
     }
     const unsigned version = parser.get().version();
+    const bool forwarded = parser.get().find(kForwardedHeader) != parser.get().end();
     // A reserved slot (admission.h) serves forwarded requests only: anyone
     // else from a member's host would be taking the members' capacity.
-    if (pool == Admitted::kMember && parser.get().find(kForwardedHeader) == parser.get().end()) {
+    if (pool == Admitted::kMember && !forwarded) {
       (void)co_await send(error_response(503, "too many connections (limit " +
                                                   std::to_string(options_.max_connections) +
                                                   ", -http-max-connections)"),
@@ -557,6 +560,28 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
       co_await drain_and_close(stream);
       co_return;
     }
+    // The body budget (admission.h), taken before the body is read (or
+    // "100 Continue" invites it) and given back once this request is answered.
+    uint64_t budgeted = 0;
+    if (!parser.is_done() && !(forwarded && is_member_host(ip))) {
+      const uint64_t declared = parser.content_length().value_or(options_.max_body_bytes);
+      if (!body_budget_.try_take(declared)) {
+        (void)co_await send(
+            error_response(503, "too many request bytes in flight (limit " +
+                                    std::to_string(body_budget_.limit_bytes()) + " bytes); retry"),
+            version, false);
+        co_await drain_and_close(stream);
+        co_return;
+      }
+      budgeted = declared;
+    }
+    struct Budgeted {
+      BodyBudget& budget;
+      uint64_t bytes;
+      ~Budgeted() {
+        if (bytes > 0) budget.give_back(bytes);
+      }
+    } budgeted_guard{body_budget_, budgeted};
     if (auto it = parser.get().find(bhttp::field::expect);
         it != parser.get().end() && beast::iequals(it->value(), "100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
@@ -581,14 +606,14 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
         break;
       }
     }
-    const bhttp::request<bhttp::string_body>& req = parser.get();
+    bhttp::request<bhttp::string_body>& req = parser.get();
     const bool keep_alive = req.keep_alive();
 
     Request r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
-    r.body = req.body();
-    r.forwarded = req.find(kForwardedHeader) != req.end();
+    r.body = std::move(req.body());  // moved, not copied: the budget counts it once
+    r.forwarded = forwarded;
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     stream.expires_never();
@@ -596,7 +621,7 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
         [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
     Response response;
     if (auto* f = std::get_if<Forward>(&outcome)) {
-      response = co_await forward(*f, req);
+      response = co_await forward(*f, req.method(), r);
     } else {
       response = std::move(std::get<Response>(outcome));
     }
@@ -605,8 +630,8 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
-asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
-                                                    const bhttp::request<bhttp::string_body>& req) {
+asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::verb method,
+                                                    const Request& r) {
   // Each forward holds a connection to the leader, which reserves only so
   // many slots for members (admission.h): beyond that, refuse here.
   const int before = forwards_in_flight_.fetch_add(1);
@@ -622,7 +647,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
   const uint64_t max_reply_bytes =
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
-  auto up = co_await fetch(f.api_address, req.method(), std::string(req.target()), req.body(), true,
+  auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
                            &upstreams_);
   if (!up.is_ok()) {
@@ -638,12 +663,12 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
     // The node we took for the leader is not (any more): a leader change is under way.
     co_return error_response(503, "leadership is changing; retry");
   }
-  Response r;
-  r.status = up->status;
-  r.body = std::move(up->body);
-  if (!up->retry_after.empty()) r.headers.emplace_back("Retry-After", up->retry_after);
-  r.headers.emplace_back("X-Ckv-Leader", f.api_address);
-  co_return r;
+  Response answer;
+  answer.status = up->status;
+  answer.body = std::move(up->body);
+  if (!up->retry_after.empty()) answer.headers.emplace_back("Retry-After", up->retry_after);
+  answer.headers.emplace_back("X-Ckv-Leader", f.api_address);
+  co_return answer;
 }
 
 std::string HttpServer::Impl::join_target() const {

@@ -50,6 +50,11 @@ inline constexpr int kDefaultIdleTimeoutMs = 60'000;
 // The whole request body must arrive within this once its head has
 // (1.5 MiB in 30 s is 52 KB/s).
 inline constexpr int kDefaultBodyTimeoutMs = 30'000;
+// Request body bytes all connections together may hold (admission.h,
+// BodyBudget); at least -max-body-bytes, so one largest request always fits.
+// Forwarded requests from members' hosts are not counted: they are bounded
+// by the forwarding node's kMaxForwardsInFlight.
+inline constexpr uint64_t kDefaultMaxBufferedBodyBytes = uint64_t{256} << 20;
 // Requests one node forwards to the leader at once; more are answered 503
 // instead of opening ever more connections to it.
 inline constexpr int kMaxForwardsInFlight = 256;

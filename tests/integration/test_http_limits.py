@@ -16,6 +16,8 @@ from kvcluster import ClusterTest, request, wait_for
 HEADER_TIMEOUT_S = 10
 MAX_CONNECTIONS = 1024
 MAX_KEY_BYTES = 64 << 10
+MAX_BODY_BYTES = 3 << 19
+BODY_BUDGET_BYTES = 256 << 20
 # Sockets the slowloris test holds open at once, and the loopback addresses
 # it sends from. Every address of 127.0.0.0/8 is loopback on Linux; none of
 # these is a member's host (the members listen on 127.0.0.1), and each stays
@@ -134,6 +136,45 @@ class SlowlorisTest(ClusterTest):
         # Ordinary clients are served again.
         status, body = request_from("127.0.0.5", "GET", n1.api, "/get?key=during")
         self.assertEqual((status, body), (200, {"during": "attack"}))
+
+
+class BodyBudgetTest(ClusterTest):
+    def test_slow_large_bodies_are_bounded_in_total(self):
+        """Heads declaring the largest body, bodies never sent: the node holds at most its body budget."""
+        n1 = self.node("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        n2 = self.node("n2").start()
+        self.assertEqual(n1.join(n2, with_api=True).status, 200)
+        self.wait_voters(n1, [n1, n2])
+        fits = BODY_BUDGET_BYTES // MAX_BODY_BYTES
+        held = []
+        self.addCleanup(lambda: [s.close() for s in held])
+        head = (f"POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n{{").encode()
+        for i in range(fits):
+            s = connect_from(ATTACKER_IPS[i % len(ATTACKER_IPS)], n1.api)
+            s.sendall(head)
+            held.append(s)
+        # One more does not fit: 503 before its body is read.
+        def refused():
+            s = connect_from("127.0.0.5", n1.api)
+            try:
+                s.settimeout(PROMPT_S)
+                s.sendall(head)
+                return s.recv(4096)
+            finally:
+                s.close()
+        answer = wait_for(lambda: (lambda a: a if a.startswith(b"HTTP/1.1 503") else None)(refused()),
+                          PROMPT_S * 2, "a body over the budget to be refused")
+        self.assertIn(b"too many request bytes in flight", answer)
+        # Small bodies still fit, and members' forwarded writes are not counted.
+        self.assertEqual(n1.set("small", "write").status, 200)
+        self.assertEqual(n2.set("forwarded", "write").status, 200)
+        # The held bodies give their budget back when their connections end.
+        for s in held:
+            s.close()
+        held.clear()
+        big = "x" * (MAX_BODY_BYTES - 100)
+        wait_for(lambda: n1.set("big", big).status == 200, PROMPT_S * 2, "the budget to be free again")
 
 
 class DeadlinesAndShareTest(ClusterTest):

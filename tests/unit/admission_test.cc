@@ -59,5 +59,18 @@ TEST(ConnectionAdmission, PerAddressEntriesGoAwayWithTheirLastConnection) {
   EXPECT_EQ(a.clients(), 0);
 }
 
+TEST(BodyBudget, RefusesWhatDoesNotFitAndTakesNothingThen) {
+  BodyBudget b(100);
+  EXPECT_TRUE(b.try_take(60));
+  EXPECT_FALSE(b.try_take(41));
+  EXPECT_EQ(b.in_use_bytes(), 60u);
+  EXPECT_TRUE(b.try_take(40));
+  EXPECT_FALSE(b.try_take(1));
+  b.give_back(60);
+  EXPECT_TRUE(b.try_take(60));
+  // A request larger than the whole budget never fits (no overflow).
+  EXPECT_FALSE(b.try_take(UINT64_MAX));
+}
+
 }  // namespace
 }  // namespace ckv::http
