@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -41,28 +42,73 @@ enum class Admitted {
   kRefusedPerIp,  // this address holds its whole share (same condition on the reserve)
 };
 
+struct Admission {
+  Admitted pool = Admitted::kRefusedTotal;
+  uint64_t id = 0;     // for waiting/busy/release; 0 when refused
+  uint64_t evict = 0;  // a connection the caller must close to make room; 0: none
+};
+
+// Eviction: a full pool does not refuse at once. A connection on which the
+// server waits for the client (a request head or body not complete yet, or
+// idle between requests) holds its slot only until it is needed: when a new connection
+// finds the pool (or its address's share, or the reserve) full, the
+// connection of that scope that has been waiting longest is evicted and the
+// new one admitted. A genuine client's head arrives within milliseconds, a
+// slowloris one never; so slow connections are the ones pushed out, even
+// when they come from the same address as genuine clients (on loopback,
+// everyone). Busy connections (the server handling a request or writing its
+// answer) are never evicted; they are what the members' reserve is for.
+// Until the evicted one is released, its pool may be over its limit by the
+// evictions in flight (each is one waiting connection, closed at once).
 class ConnectionAdmission {
  public:
   explicit ConnectionAdmission(AdmissionLimits limits) : limits_(limits) {}
 
   // Takes a slot for a connection from ip. from_member_host: ip is the host
-  // of a member's raft or API address. Every admitted connection must be
-  // released exactly once with the same ip and the returned pool.
-  Admitted admit(const std::string& ip, bool from_member_host);
-  void release(const std::string& ip, Admitted pool);
+  // of a member's raft or API address. An admitted connection starts
+  // waiting; it must be released exactly once by its id.
+  Admission admit(const std::string& ip, bool from_member_host);
+  // The whole request is in and being handled (busy: not evictable) / the
+  // connection waits for the client's next request (evictable, as the
+  // youngest waiting).
+  void busy(uint64_t id);
+  void waiting(uint64_t id);
+  void release(uint64_t id);
 
   int clients() const;
   int members() const;
   int clients_from(const std::string& ip) const;
 
  private:
+  struct Conn {
+    std::string ip;
+    Admitted pool = Admitted::kClient;
+    uint64_t waiting_since = 0;  // a sequence number; 0 while busy or evicted
+  };
+  // Waiting connections ordered by when they started waiting (oldest first).
+  using WaitQueue = std::map<uint64_t, uint64_t>;  // waiting_since -> id
+
+  // Oldest waiting connection in q: unqueued and marked evicted; 0 if none.
+  uint64_t take_oldest(WaitQueue& q);
+  void unqueue(Conn& c);
+  uint64_t admit_locked(const std::string& ip, Admitted pool);
+
   const AdmissionLimits limits_;
   mutable std::mutex mu_;
+  uint64_t next_id_ = 1;
+  uint64_t next_seq_ = 1;
   int clients_ = 0;
   int members_ = 0;
-  // Clients' slots per source address; an entry exists only while it is
-  // non-zero, so the map is bounded by max_connections.
-  std::unordered_map<std::string, int> per_ip_;
+  std::unordered_map<uint64_t, Conn> conns_;  // every admitted connection
+  WaitQueue waiting_clients_;
+  WaitQueue waiting_members_;
+  struct PerIp {
+    int clients = 0;
+    WaitQueue waiting;
+  };
+  // Clients' pool per source address; an entry exists only while it holds a
+  // slot, so the map is bounded by the connections admitted.
+  std::unordered_map<std::string, PerIp> per_ip_;
 };
 
 // Request body bytes all connections may hold at once. Each connection's

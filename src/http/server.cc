@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
 #include <vector>
 
@@ -270,7 +272,18 @@ class HttpServer::Impl {
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(tcp::socket socket, std::string ip, Admitted pool);
+  // One served connection. Its strand alone touches it; evict() reaches it
+  // through connections_ by posting to that strand.
+  struct Connection {
+    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+    beast::tcp_stream stream;
+    bool busy = false;     // a request is being handled: never evicted
+    bool evicted = false;  // closed by evict(): what was read is not handled
+  };
+  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip, Admission admitted);
+  // Closes the connection with this admission id if it is still waiting for
+  // a request (admission.h, "Eviction"). Any thread.
+  void evict(uint64_t id);
   asio::awaitable<void> refuse(tcp::socket socket, Response answer);
   asio::awaitable<void> member_hosts_loop();
   bool is_member_host(const std::string& ip) const;
@@ -294,6 +307,9 @@ class HttpServer::Impl {
   // Canonical IPs of the members' raft and API hosts (admission.h).
   mutable std::mutex member_hosts_mu_;
   std::set<std::string> member_hosts_;
+  // Served connections by admission id, for evict().
+  std::mutex connections_mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections_;
   asio::io_context ioc_;
   UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
   tcp::acceptor acceptor_;
@@ -360,9 +376,18 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     const tcp::endpoint remote = socket.remote_endpoint(ec);
     if (ec) continue;  // already gone; the socket closes here
     std::string ip = canonical_ip(remote.address());
-    const Admitted pool = admission_.admit(ip, is_member_host(ip));
+    const Admission admitted = admission_.admit(ip, is_member_host(ip));
+    const Admitted pool = admitted.pool;
     if (pool == Admitted::kClient || pool == Admitted::kMember) {
-      asio::co_spawn(strand, session(std::move(socket), std::move(ip), pool), asio::detached);
+      // Registered before the session runs, so that it can be evicted from
+      // the start; the victim's slot frees once its session ends.
+      auto conn = std::make_shared<Connection>(std::move(socket));
+      {
+        std::lock_guard lock(connections_mu_);
+        connections_.emplace(admitted.id, conn);
+      }
+      if (admitted.evict != 0) evict(admitted.evict);
+      asio::co_spawn(strand, session(std::move(conn), std::move(ip), admitted), asio::detached);
       continue;
     }
     const std::string why =
@@ -381,6 +406,23 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
       socket.close(ec);
     }
   }
+}
+
+void HttpServer::Impl::evict(uint64_t id) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard lock(connections_mu_);
+    if (auto it = connections_.find(id); it != connections_.end()) conn = it->second.lock();
+  }
+  if (!conn) return;  // ended meanwhile: its slot is free already
+  asio::post(conn->stream.get_executor(), [conn] {
+    // On the connection's strand: either its request head completed first
+    // (busy: keep it; it waits again later and can be evicted then) or the
+    // session sees `evicted` before handling anything it read.
+    if (conn->busy) return;
+    conn->evicted = true;
+    conn->stream.close();
+  });
 }
 
 bool HttpServer::Impl::is_member_host(const std::string& ip) const {
@@ -475,15 +517,22 @@ asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket, Response answ
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string ip, Admitted pool) {
+asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn, std::string ip,
+                                                Admission admitted) {
+  const Admitted pool = admitted.pool;
   // Releases the connection slot however the coroutine ends.
   struct Slot {
-    ConnectionAdmission& admission;
-    const std::string& ip;
-    Admitted pool;
-    ~Slot() { admission.release(ip, pool); }
-  } slot{admission_, ip, pool};
-  beast::tcp_stream stream(std::move(socket));
+    Impl& server;
+    uint64_t id;
+    ~Slot() {
+      {
+        std::lock_guard lock(server.connections_mu_);
+        server.connections_.erase(id);
+      }
+      server.admission_.release(id);
+    }
+  } slot{*this, admitted.id};
+  beast::tcp_stream& stream = conn->stream;
   beast::flat_buffer buffer;
   beast::error_code ec;
   auto too_large = [this] {
@@ -504,6 +553,11 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
     // Keys travel in the URL of /get: room for the longest key URL-encoded
     // (limits.h), not Beast's 8 KiB, so any key written can be read.
     parser.header_limit(kMaxRequestHeadBytes);
+    if (!first) {
+      // Evictable again (admission.h) until the next request head is in.
+      conn->busy = false;
+      admission_.waiting(admitted.id);
+    }
     if (!first && buffer.size() == 0) {
       // Kept alive between requests: idle until the next one starts.
       stream.expires_after(milliseconds(options_.idle_timeout_ms));
@@ -524,7 +578,7 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
                     ip, options_.header_timeout_ms);
       break;
     }
-    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof) break;
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn->evicted) break;
     // Beast already refuses a Content-Length over the limit here, before
     // reading the body (the client may be waiting for "100 Continue").
     if (ec == bhttp::error::body_limit) {
@@ -606,6 +660,12 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket, std::string 
         break;
       }
     }
+    // The request is all in: from here the server works and the client
+    // waits, so the connection may no longer be evicted (admission.h).
+    // Evicted just now: what was read is not handled.
+    if (conn->evicted) break;
+    conn->busy = true;
+    admission_.busy(admitted.id);
     bhttp::request<bhttp::string_body>& req = parser.get();
     const bool keep_alive = req.keep_alive();
 

@@ -68,6 +68,33 @@ def closed_by_server(sock):
         return True
 
 
+def open_slowloris(sources, count, address):
+    """count sockets, from the source addresses in turn, each with a request head begun and never finished."""
+    socks = []
+    for i in range(count):
+        s = connect_from(sources[i % len(sources)], address)
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def trickle(socks):
+    """Sends one more header byte on every socket the server has not closed; keeps and counts those."""
+    still = []
+    for s in socks:
+        if closed_by_server(s):
+            s.close()
+            continue
+        try:
+            s.send(b"a")
+            still.append(s)
+        except OSError:
+            s.close()
+    socks[:] = still
+    return len(still)
+
+
 class SlowlorisTest(ClusterTest):
     def test_slowloris_neither_starves_clients_nor_forwarded_writes(self):
         self.assertGreaterEqual(raise_fd_limit(SLOWLORIS_SOCKETS + 200), SLOWLORIS_SOCKETS + 100,
@@ -78,64 +105,102 @@ class SlowlorisTest(ClusterTest):
         self.assertEqual(n1.join(n2, with_api=True).status, 200)
         self.wait_voters(n1, [n1, n2])
         # Written on the leader itself: n2 has no kept-alive connection to
-        # n1's API yet, so its forwarded write below needs a new slot.
+        # n1's API yet, so its forwarded writes below need new slots.
         self.assertEqual(n1.set("before", "attack").status, 200)
 
-        # Open the slowloris sockets: each starts a request head and then
-        # sends one more header byte every half second, never finishing it.
-        socks = []
+        def served_promptly():
+            t0 = time.monotonic()
+            for source in ("127.0.0.5", "127.0.0.1"):
+                status, body = request_from(source, "GET", n1.api, "/get?key=before", timeout=PROMPT_S)
+                self.assertEqual((status, body), (200, {"before": "attack"}), source)
+            r = n2.set("during", "attack", timeout=PROMPT_S)  # forwarded by the follower
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.headers.get("X-Ckv-Leader"), n1.api)
+            self.assertLess(time.monotonic() - t0, PROMPT_S)
+
+        # 1. From three addresses that are not members' hosts, more sockets
+        # than the pool holds; each sends one more header byte every half
+        # second, never finishing its head.
+        socks = open_slowloris(ATTACKER_IPS, SLOWLORIS_SOCKETS, n1.api)
         self.addCleanup(lambda: [s.close() for s in socks])
-        for i in range(SLOWLORIS_SOCKETS):
-            s = connect_from(ATTACKER_IPS[i % len(ATTACKER_IPS)], n1.api)
-            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            s.setblocking(False)
-            socks.append(s)
         opened = time.monotonic()
-        open_socks = list(socks)
-
-        def trickle():
-            still = []
-            for s in open_socks:
-                if closed_by_server(s):
-                    continue
-                try:
-                    s.send(b"a")
-                    still.append(s)
-                except OSError:
-                    pass
-            open_socks[:] = still
-            return len(still)
-
-        # The pool is full: a client from another address is refused at once
-        # with a JSON 503 (not left hanging).
-        wait_for(lambda: trickle() <= MAX_CONNECTIONS, PROMPT_S, "connections over the limit to be refused")
-        t0 = time.monotonic()
-        status, body = request_from("127.0.0.5", "GET", n1.api, "/status")
-        self.assertEqual(status, 503, body)
-        self.assertIn("too many connections", body["error"])
-        self.assertLess(time.monotonic() - t0, PROMPT_S)
-
-        # A follower's forwarded write gets one of the members' reserved slots.
-        t0 = time.monotonic()
-        r = n2.set("during", "attack", timeout=PROMPT_S)
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.headers.get("X-Ckv-Leader"), n1.api)
-        self.assertLess(time.monotonic() - t0, PROMPT_S)
-
-        # Trickling does not keep a slot: the server closes every one of them
-        # once the head deadline passes, although each keeps sending.
-        self.assertGreater(trickle(), MAX_CONNECTIONS // 2, "the slowloris sockets were closed early")
+        wait_for(lambda: trickle(socks) <= MAX_CONNECTIONS, PROMPT_S, "the pool to hold at most its limit")
+        # Clients and the follower's forwarded write are served at once: the
+        # slow connections are the ones that make room (eviction).
+        served_promptly()
+        # Trickling does not keep a slot: the server closes every remaining
+        # one once the head deadline passes, although each keeps sending.
+        self.assertGreater(trickle(socks), MAX_CONNECTIONS // 2, "the slowloris sockets were closed early")
 
         def all_closed():
-            n = trickle()
+            n = trickle(socks)
             time.sleep(0.5)  # the trickle's pace: one byte per socket per half second
             return n == 0
 
         wait_for(all_closed, HEADER_TIMEOUT_S + 8, "the server to close every slowloris socket")
         self.assertGreater(time.monotonic() - opened, HEADER_TIMEOUT_S - 1, "closed before the deadline?")
-        # Ordinary clients are served again.
-        status, body = request_from("127.0.0.5", "GET", n1.api, "/get?key=during")
-        self.assertEqual((status, body), (200, {"during": "attack"}))
+
+        # 2. The same from 127.0.0.1, the address of every client and member
+        # here (the attack as first reported): still served at once.
+        socks[:] = open_slowloris(("127.0.0.1",), SLOWLORIS_SOCKETS, n1.api)
+        trickle(socks)
+        served_promptly()
+        self.assertEqual(n1.get("during").json, {"during": "attack"})
+
+
+class ReserveTest(ClusterTest):
+    def test_when_no_client_can_be_evicted_limits_refuse_and_forwards_use_the_reserve(self):
+        """Every client slot busy (slow readers of a large value): outsiders get 503, members' forwards get through."""
+        big_value_bytes = 8 << 20  # more than loopback's socket buffers hold, so the answer's write blocks
+        n1 = self.node("n1", "-bootstrap", "-http-max-connections=8", "-http-max-connections-per-ip=4",
+                       "-http-member-connections=2", f"-max-body-bytes={big_value_bytes + 1024}").start()
+        self.wait_leader([n1])
+        n2 = self.node("n2").start()
+        self.assertEqual(n1.join(n2, with_api=True).status, 200)
+        self.wait_voters(n1, [n1, n2])
+        self.assertEqual(n1.set("big", "v" * big_value_bytes, timeout=30).status, 200)
+        readers = []
+        self.addCleanup(lambda: [s.close() for s in readers])
+        host, port = n1.api.split(":")
+
+        def slow_readers(source, count):
+            for _ in range(count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.bind((source, 0))
+                s.connect((host, int(port)))
+                s.sendall(b"GET /get?key=big&consistency=stale HTTP/1.1\r\nHost: x\r\n\r\n")
+                readers.append(s)  # never read: the server stays busy writing
+                # Busy once its answer has started (before that it could be evicted).
+                s.settimeout(PROMPT_S)
+                self.assertEqual(s.recv(12, socket.MSG_PEEK), b"HTTP/1.1 200")
+
+        def refused(source):
+            status, body = request_from(source, "GET", n1.api, "/status", timeout=PROMPT_S)
+            return status == 503 and body
+
+        # One address's share, all busy: its next connection is refused, others are not.
+        slow_readers("127.0.0.2", 4)
+        body = wait_for(lambda: refused("127.0.0.2"), PROMPT_S * 2, "127.0.0.2's fifth connection to be refused")
+        self.assertIn("from 127.0.0.2", body["error"])
+        self.assertIn("-http-max-connections-per-ip", body["error"])
+        self.assertEqual(request_from("127.0.0.5", "GET", n1.api, "/status")[0], 200)
+        # The whole pool busy: everyone outside is refused...
+        slow_readers("127.0.0.3", 4)
+        body = wait_for(lambda: refused("127.0.0.5"), PROMPT_S * 2, "an outside client to be refused")
+        self.assertIn("-http-max-connections)", body["error"])
+        # ... but a follower's forwarded write takes a reserved slot.
+        t0 = time.monotonic()
+        r = n2.set("reserved", "slot", timeout=PROMPT_S)
+        self.assertEqual(r.status, 200, r)
+        self.assertLess(time.monotonic() - t0, PROMPT_S)
+        # A member's host that does not forward gets no reserved slot.
+        self.assertTrue(refused("127.0.0.1"))
+        for s in readers:
+            s.close()
+        readers.clear()
+        wait_for(lambda: request_from("127.0.0.5", "GET", n1.api, "/status")[0] == 200, PROMPT_S * 2,
+                 "slots to free once the slow readers are gone")
 
 
 class BodyBudgetTest(ClusterTest):
@@ -183,20 +248,25 @@ class DeadlinesAndShareTest(ClusterTest):
                       "-http-header-timeout-ms=1500", "-http-idle-timeout-ms=1500",
                       "-http-body-timeout-ms=1500").start()
         self.wait_leader([n])
-        # The per-address share: a fifth connection from 127.0.0.2 is refused,
-        # naming the address and the flag, while 127.0.0.1 is served.
-        held = [connect_from("127.0.0.2", n.api) for _ in range(4)]
+        # The per-address share: with 127.0.0.2's four slots taken by heads
+        # that never finish, its fifth connection is served by pushing out
+        # its own oldest one, not another address's older connection.
+        other = connect_from("127.0.0.1", n.api)
+        self.addCleanup(other.close)
+        other.sendall(b"GET /status HTTP/1.1\r\n")
+        held = []
         self.addCleanup(lambda: [s.close() for s in held])
-        for s in held:
-            s.sendall(b"GET /status HTTP/1.1\r\n")
-
-        def fifth_refused():
-            status, body = request_from("127.0.0.2", "GET", n.api, "/status")
-            return status == 503 and body
-        body = wait_for(fifth_refused, PROMPT_S, "a fifth connection from 127.0.0.2 to be refused")
-        self.assertIn("127.0.0.2", body["error"])
-        self.assertIn("-http-max-connections-per-ip", body["error"])
-        self.assertEqual(request_from("127.0.0.1", "GET", n.api, "/status")[0], 200)
+        for _ in range(4):
+            held.append(connect_from("127.0.0.2", n.api))
+            # The server admits in the kernel's accept order (FIFO): held[0] is the oldest.
+            held[-1].sendall(b"GET /status HTTP/1.1\r\n")
+        for s in held + [other]:
+            s.setblocking(False)
+        self.assertEqual(request_from("127.0.0.2", "GET", n.api, "/status")[0], 200)
+        wait_for(lambda: closed_by_server(held[0]), PROMPT_S, "127.0.0.2's oldest connection to be evicted")
+        self.assertFalse(any(closed_by_server(s) for s in held[1:] + [other]))
+        for s in held + [other]:
+            s.setblocking(True)
 
         def closes_within(sock, seconds):
             sock.settimeout(seconds)
