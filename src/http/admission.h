@@ -1,21 +1,23 @@
 // Which pool an incoming HTTP connection may take a slot in (outside clients, bounded per address, or the members' reserve), and the body-bytes budget (pure; thread-safe).
 //
 // Why a reserve: a follower forwards writes to the leader's API, the same
-// port outside clients use. If the members' connections counted against the
-// clients' limit, 1,024 slow clients (slowloris) would stop every forwarded
-// write in the cluster. So on top of the clients' pool there are
-// member_connections slots that only a connection from a member's host may
-// take, and only while the clients' pool (or its address's share) is full.
-// The server then insists that every request on such a connection is
-// forwarded (kForwardedHeader) and closes it otherwise, so an outsider on a
-// member's host cannot quietly use the reserve for ordinary requests.
+// port outside clients use. Slow clients are pushed out by eviction (below),
+// but busy ones are not: if 1,024 clients' requests are in progress (or
+// their answers being written to readers that do not read), the members'
+// forwarded writes would still be refused. So on top of the clients' pool
+// there are member_connections slots that only a connection from a
+// member's host may take, and only while the clients' pool (or its
+// address's share) is full and nothing in it can be evicted. The server
+// then insists that every request on such a connection is forwarded
+// (kForwardedHeader) and closes it otherwise, so an outsider on a member's
+// host cannot quietly use the reserve for ordinary requests.
 //
 // What the reserve does not stop (documented in docs/api.md): a process on
-// a member's own host can open connections from that address and hold
-// reserved slots until the header deadline closes them; on loopback every
-// local process is on "a member's host". The source address of a TCP
-// connection cannot be forged off-path (the handshake needs the server's
-// answer), so remote outsiders cannot reach the reserve at all.
+// a member's own host can connect from that address and, sending forwarded
+// requests, use reserved slots like a member; on loopback every local
+// process is on "a member's host". The source address of a TCP connection
+// cannot be forged off-path (the handshake needs the server's answer), so
+// remote outsiders cannot reach the reserve at all.
 //
 // Addresses are compared as text in their canonical form (see
 // canonical_ip in server.cc: an IPv4-mapped IPv6 address as IPv4).
