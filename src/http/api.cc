@@ -3,12 +3,14 @@
 
 #include <initializer_list>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
+#include "http/limits.h"
 
 namespace ckv::http {
 
@@ -97,6 +99,15 @@ std::optional<std::string> string_field(const json& j, const char* name, bool al
     return std::nullopt;
   }
   return s;
+}
+
+// Keys over kMaxKeyBytes are refused on every path, so that whatever /set
+// accepts, GET /get?key= can read back (limits.h).
+bool key_too_long(const std::string& key, std::string* error) {
+  if (key.size() <= kMaxKeyBytes) return false;
+  *error = "key is " + std::to_string(key.size()) + " bytes, over the limit of " +
+           std::to_string(kMaxKeyBytes) + " bytes";
+  return true;
 }
 
 Response method_not_allowed(const char* allow) {
@@ -204,7 +215,7 @@ void Api::handle_set(const Request& req, Reply reply) {
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key, value;
   if (j) key = string_field(*j, "key", false, &error);
-  if (key) value = string_field(*j, "value", true, &error);
+  if (key && !key_too_long(*key, &error)) value = string_field(*j, "value", true, &error);
   if (!value) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   propose(fsm::Command{fsm::CommandType::kSet, std::move(*key), std::move(*value)},
@@ -216,7 +227,7 @@ void Api::handle_delete(const Request& req, Reply reply) {
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key;
   if (j) key = string_field(*j, "key", false, &error);
-  if (!key) return reply(error_response(400, error));
+  if (!key || key_too_long(*key, &error)) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   propose(fsm::Command{fsm::CommandType::kDelete, std::move(*key), {}}, std::move(reply));
 }
@@ -250,6 +261,7 @@ void Api::propose(fsm::Command c, Reply reply) {
 void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
+  if (std::string error; key_too_long(k->second, &error)) return reply(error_response(400, error));
   std::string consistency = "linearizable";
   if (auto c = params.find("consistency"); c != params.end() && !c->second.empty())
     consistency = c->second;
