@@ -161,6 +161,7 @@ class Node::Impl {
   void maybe_start_snapshot();
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
+  void update_unknown_sender_policy();
   void publish_status();
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
@@ -209,6 +210,7 @@ class Node::Impl {
   uint64_t synced_membership_version_ = 0;
   uint64_t synced_applied_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
+  std::optional<bool> accepting_unknown_senders_;  // what the transport was last told
   // Leader only: when each voter last showed as recent_active in the core's
   // progress (strict reconfiguration); cleared on losing leadership.
   std::map<raft::NodeId, Clock::time_point> last_active_;
@@ -415,8 +417,6 @@ Status Node::Impl::open() {
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
-  // A node with no configuration yet must hear the leader that adds it.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -532,6 +532,7 @@ void Node::Impl::run() {
     }
     check_space();
     sync_peers();
+    update_unknown_sender_policy();
     track_active_voters();
     register_api_address();
     progress_member_changes();
@@ -1142,8 +1143,25 @@ void Node::Impl::sync_peers() {
     if (!now.count(gone)) transport_->remove_peer(gone);
   }
   peers_ = std::move(now);
-  // Registered first, so the leader's stream survives this.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
+  update_unknown_sender_policy();  // after registering, so the leader's stream survives it
+}
+
+void Node::Impl::update_unknown_sender_policy() {
+  // Only members (and nodes being added) are heard (transport.h), with two
+  // exceptions where the node could otherwise never learn its
+  // configuration: it has none yet (the leader that adds it is unknown to
+  // it), or it has no leader or follows one it does not know. The latter is
+  // a member that lags behind configuration changes: a voter added and
+  // elected after our last entry can be leader while we have never heard
+  // of it (thesis §4.1: servers accept AppendEntries from a leader not in
+  // their configuration), and it is the only one that can bring us up to
+  // date. Such senders are never dialled; we answer on their stream.
+  const raft::NodeId leader = raft_->leader();
+  const bool accept = (raft_->membership().members.empty() && applied_membership_.members.empty()) ||
+                      leader == raft::kNoNode || (leader != id_ && !peers_.count(leader));
+  if (accept == accepting_unknown_senders_) return;
+  accepting_unknown_senders_ = accept;
+  transport_->set_accept_unknown_peers(accept);
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "raft/message_checks.h"
 #include "raft/types.h"
 
 namespace ckv::storage {
@@ -36,7 +37,8 @@ struct LogStoreOptions {
 // The highest term a stored record may hold. Terms grow by one per election;
 // nothing legitimate gets near 2^62, and a term near 2^64 could wrap when
 // incremented. (The Raft core checks messages against the same ceiling.)
-inline constexpr raft::Term kMaxStoredTerm = raft::Term{1} << 62;
+// The core's ceiling (raft/message_checks.h): a stored term above it is corruption.
+inline constexpr raft::Term kMaxStoredTerm = raft::kMaxTerm;
 
 inline constexpr char kLogStoreFileName[] = "raft.mdb";
 
