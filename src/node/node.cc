@@ -111,6 +111,8 @@ class Node::Impl {
     return s;
   }
 
+  const std::string& incarnation() const { return meta_.incarnation; }
+
   fsm::KvStateMachine fsm_;
 
  private:
@@ -1168,6 +1170,7 @@ void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(t
 void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) { impl_->add_member(std::move(info), timeout_ms, std::move(cb)); }
 void Node::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) { impl_->remove_member(name, timeout_ms, std::move(cb)); }
 NodeStatus Node::status() const { return impl_->status(); }
+const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 
 }  // namespace ckv::node
