@@ -763,7 +763,8 @@ Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
     return Status(StatusCode::kCorrupt,
                   store_->path() + ": the hard state's commit index " + std::to_string(init.hard_state.commit) +
                       " is beyond the last log entry " + std::to_string(last) +
-                      (snap == 0 && init.entries.empty() ? " (the log is empty: was it wiped?)" : "") +
+                      (snap == 0 ? " (no snapshot file in " + data_dir_ + ": was one deleted, or the log wiped?)"
+                                 : "") +
                       ": committed entries are missing" + hint);
   }
   return Status::ok();
