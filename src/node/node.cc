@@ -119,6 +119,8 @@ class Node::Impl {
     return s;
   }
 
+  const std::string& incarnation() const { return meta_.incarnation; }
+
   fsm::KvStateMachine fsm_;
 
  private:
@@ -796,7 +798,8 @@ Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
     return Status(StatusCode::kCorrupt,
                   store_->path() + ": the hard state's commit index " + std::to_string(init.hard_state.commit) +
                       " is beyond the last log entry " + std::to_string(last) +
-                      (snap == 0 && init.entries.empty() ? " (the log is empty: was it wiped?)" : "") +
+                      (snap == 0 ? " (no snapshot file in " + data_dir_ + ": was one deleted, or the log wiped?)"
+                                 : "") +
                       ": committed entries are missing" + hint);
   }
   return Status::ok();
@@ -1311,6 +1314,7 @@ void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCall
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
 }
 NodeStatus Node::status() const { return impl_->status(); }
+const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 
 }  // namespace ckv::node

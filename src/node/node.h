@@ -178,6 +178,9 @@ class Node {
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
+  // This data dir's incarnation (storage/node_meta.h): fixed once open()
+  // returned, so any thread may read it (e.g. for the transport's hello).
+  const std::string& incarnation() const;
   const fsm::KvStateMachine& state_machine() const;
 
  private:

@@ -222,8 +222,10 @@ Status LogStore::error(const char* what, int rc) const {
   }
   if (rc == EIO) {
     struct statvfs vfs{};
+    // root may also write the filesystem's reserved blocks (f_bfree), others only f_bavail.
     if (::statvfs(dir_.c_str(), &vfs) == 0 &&
-        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < kShortWriteSlackBytes) {
+        static_cast<uint64_t>(::geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize <
+            kShortWriteSlackBytes) {
       return Status(StatusCode::kNoSpace, path_ + ": " + what + ": " + std::strerror(ENOSPC) +
                                               " (LMDB reported a short write on a full filesystem)");
     }

@@ -330,6 +330,10 @@ TEST_F(NodeTest, DataDirWithoutNodeMetaIsMigrated) {
   ASSERT_TRUE(after.is_ok() && after.value().has_value());
   EXPECT_EQ(after.value()->name, "a");
   EXPECT_NE(after.value()->incarnation, before.value()->incarnation);
+  EXPECT_EQ(a.incarnation(), after.value()->incarnation);
+  // And it is kept from then on.
+  kill("a");
+  EXPECT_EQ(start("a", true).incarnation(), after.value()->incarnation);
 }
 
 }  // namespace
