@@ -131,6 +131,35 @@ class NodeTest : public ::testing::Test {
   uint64_t snapshot_threshold_ = 8192;
 };
 
+// A member that missed configuration changes must still hear a leader it
+// has never heard of (thesis §4.1). c is cut off while d and e join; with
+// a and b gone, only c's vote can elect d or e, and only that leader can
+// bring c up to date. Before the node heard unknown senders while
+// leaderless, c refused both and the cluster never had a leader again.
+TEST_F(NodeTest, LaggingMemberHearsANewLeaderItHasNeverHeardOf) {
+  start("a", true);
+  for (const char* n : {"b", "c"}) {
+    start(n, false);
+    ASSERT_TRUE(join(n).is_ok()) << n;
+  }
+  hub_->isolate(node_id_for("c"), true);
+  for (const char* n : {"d", "e"}) {
+    start(n, false);
+    ASSERT_TRUE(join(n).is_ok()) << n;
+  }
+  ASSERT_TRUE(write(*leader(), "k", "v").is_ok());
+  kill("a");
+  kill("b");
+  hub_->isolate(node_id_for("c"), false);
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr; }, 20s)) << "no leader among c, d, e";
+  ASSERT_TRUE(write(*l, "k2", "v2", 10000).is_ok());
+  Node& c = *nodes_.at("c");
+  EXPECT_TRUE(eventually([&] { return c.status().members.size() == 5; })) << "c never learned d and e";
+  ASSERT_TRUE(barrier(c).is_ok());
+  EXPECT_EQ(c.state_machine().get("k2"), std::optional<std::string>("v2"));
+}
+
 TEST_F(NodeTest, BootstrapJoinReplicateAndReadEverywhere) {
   start("a", true);
   start("b", false);
