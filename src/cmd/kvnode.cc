@@ -16,6 +16,7 @@
 #include "http/address.h"
 #include "http/server.h"
 #include "node/node.h"
+#include "transport/message_codec.h"
 #include "transport/tcp_transport.h"
 
 namespace {
@@ -115,6 +116,11 @@ int main(int argc, char** argv) {
   app.add_option("--join-timeout-ms", join_timeout_ms,
                  "how long /join waits for a new member to catch up and become a voter")
       ->capture_default_str();
+  ckv::transport::TcpTransportOptions transport_opts;
+  app.add_option("--raft-inbound-buffer-bytes", transport_opts.max_inbound_buffer_bytes,
+                 "most bytes all inbound raft streams together may buffer (partial frames); over it "
+                 "the stream holding the most is closed (at least one 64 MiB frame)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
 
@@ -139,6 +145,11 @@ int main(int argc, char** argv) {
     usage_error("need 0 < -heartbeat-ticks < -election-ticks");
   }
   if (max_body_bytes == 0) usage_error("-max-body-bytes must be positive");
+  constexpr uint64_t kLargestRaftFrame = ckv::transport::kMaxFrameBytes + ckv::transport::kFrameHeaderBytes;
+  if (transport_opts.max_inbound_buffer_bytes < kLargestRaftFrame) {
+    usage_error("-raft-inbound-buffer-bytes must be at least " + std::to_string(kLargestRaftFrame) +
+                " (the largest raft frame)");
+  }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
   const auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off")
@@ -180,7 +191,7 @@ int main(int argc, char** argv) {
                mode);
 
   const ckv::raft::NodeId id = ckv::node::node_id_for(opts.name);
-  auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address);
+  auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address, transport_opts);
   if (ckv::Status s = transport->listen(); !s.is_ok()) {
     spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
     return kExitRuntimeError;

@@ -908,6 +908,7 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
 // Status.
 
 void Node::Impl::publish_status() {
+  const auto now = Clock::now();
   NodeStatus s;
   s.id = id_;
   s.name = opts_.name;
@@ -923,6 +924,7 @@ void Node::Impl::publish_status() {
     ms.id = m.id;
     if (auto info = decode_member_info(m.context)) ms.info = std::move(*info);
     ms.role = m.role == raft::MemberRole::kVoter ? "voter" : "learner";
+    if (raft_->role() == raft::StateRole::kLeader) ms.active = recently_active(m.id, now);
     if (m.id == s.leader_id) s.leader = ms.info;
     s.members.push_back(std::move(ms));
   }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,9 @@ struct MemberStatus {
   raft::NodeId id = 0;
   MemberInfo info;
   std::string role;  // "voter" or "learner"
+  // On the leader: answered within the last two election timeouts (what
+  // strict reconfiguration counts). Unknown (nullopt) on other nodes.
+  std::optional<bool> active;
 };
 
 struct NodeStatus {

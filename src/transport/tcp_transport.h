@@ -52,7 +52,7 @@
 namespace ckv::transport {
 
 inline constexpr uint32_t kDefaultHelloTimeoutMs = 2000;
-inline constexpr size_t kDefaultMaxInboundBufferBytes = size_t{256} << 20;
+inline constexpr size_t kDefaultMaxInboundBufferBytes = size_t{128} << 20;  // two largest frames
 
 struct TcpTransportOptions {
   // Per-peer outbound queue bounds; a message that does not fit is dropped.
