@@ -694,6 +694,30 @@ TEST(TcpTransportHostile, PartialFramesStayWithinTheInboundBudget) {
   }));
 }
 
+// Item 7: a partial frame that stops making progress does not pin its memory.
+TEST(TcpTransportHostile, StalledPartialFrameIsClosed) {
+  TcpTransportOptions o;
+  o.partial_frame_stall_ms = 200;
+  TestNode b(2, 0, o);
+  b.transport.set_peer(1, "127.0.0.1:1", "");
+  RawConn c(b.transport.listen_port());
+  std::string partial;
+  put_u32le(partial, 1u << 20);
+  put_u32le(partial, 0);
+  partial.append(1000, 'x');
+  ASSERT_TRUE(c.write(hello_from(1, 2) + partial));
+  const auto start = Clock::now();
+  EXPECT_TRUE(c.closed_within(kDeadline));
+  EXPECT_GE(Clock::now() - start, 150ms);
+  EXPECT_TRUE(eventually([&] { return b.transport.stats().inbound_buffered_bytes == 0; }));
+  // A stream idle between frames is not a stall: it stays open.
+  RawConn idle(b.transport.listen_port());
+  raft::Message m = msg(1, 2, 1);
+  ASSERT_TRUE(idle.write(hello_from(1, 2) + message_frame(m)));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  EXPECT_FALSE(idle.closed_within(400ms));
+}
+
 // Items 9 and 17: a member that answers with another incarnation (its data
 // dir was wiped) gets nothing from us, and its own stream is refused.
 TEST(TcpTransportHostile, MemberWithAnotherIncarnationIsRefusedBothWays) {
