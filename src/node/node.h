@@ -90,7 +90,7 @@ struct NodeStatus {
 
 // The most members a configuration may hold: raft::decode_membership
 // refuses more (raft/types.cc), so a change past it would leave every node
-// unable to read its own configuration (types_test checks the two agree).
+// unable to read its own configuration (member_info_test checks the two agree).
 inline constexpr size_t kMaxMembers = 1024;
 // Learners that may wait for promotion at once (etcd allows 1): a second
 // join waits until the first learner is a voter or removed.
