@@ -148,6 +148,13 @@ class Node::Impl {
   void hand_off_leadership();
   void register_api_address();
   void track_active_voters();
+  // Not a member of its own configuration: fresh, removed, or caught up by
+  // a snapshot taken before it was added (whose configuration may lack the
+  // leader that sends it, too). Such a node must hear the leader that adds
+  // it, whoever that is (transport.h, "Who is heard").
+  bool outside_configuration() const {
+    return !raft_->membership().contains(id_) && !applied_membership_.contains(id_);
+  }
   bool recently_active(raft::NodeId id, Clock::time_point now) const;
   MemberInfo self_info() const {
     return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation};
@@ -328,8 +335,7 @@ Status Node::Impl::open() {
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { raft_->step(m); }); });
-  // A node with no configuration yet must hear the leader that adds it.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
+  transport_->set_accept_unknown_peers(outside_configuration());
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -836,7 +842,7 @@ void Node::Impl::sync_peers() {
   }
   peers_ = std::move(now);
   // Registered first, so the leader's stream survives this.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
+  transport_->set_accept_unknown_peers(outside_configuration());
 }
 
 // ---------------------------------------------------------------------------

@@ -8,10 +8,11 @@
 // Who is heard: only ids registered with set_peer (the members and the nodes
 // being added, i.e. the replicated membership). Only addresses given to
 // set_peer are dialled; nothing a peer says makes the transport dial anyone.
-// The one exception is a node with no configuration yet (fresh, waiting to
-// be added): after set_accept_unknown_peers(true) it hears any sender, so
-// that the leader adding it reaches it, and answers on the stream that
-// sender opened.
+// The one exception is a node outside its own configuration (fresh and
+// waiting to be added, removed, or given a snapshot from before it was
+// added, whose configuration may not even hold the leader that sent it):
+// after set_accept_unknown_peers(true) it hears any sender, so that the
+// leader adding it reaches it, and answers on the stream that sender opened.
 #pragma once
 
 #include <functional>

@@ -330,5 +330,28 @@ TEST_F(NodeTest, RemovalThatWouldLoseQuorumNeedsForce) {
   EXPECT_TRUE(forced.get_future().get().is_ok());
 }
 
+// A node hears strangers while it is outside its own configuration: the
+// snapshot that brings it up may predate both its joining and the leader's,
+// so the leader adding it is in no configuration it has. With "only while
+// it has no configuration at all" such a node refused its leader and never
+// caught up (the fault test, seed 19074).
+TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
+  snapshot_threshold_ = 20;
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 20; }));  // configuration {a}
+  start("b", false);
+  ASSERT_TRUE(join("b").is_ok());  // b installs a's snapshot
+  start("c", false);
+  ASSERT_TRUE(join("c").is_ok());
+  kill("a");  // hands leadership to b or c, whose latest snapshot holds only {a}
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Node& d = start("d", false);
+  ASSERT_TRUE(join("d").is_ok());
+  ASSERT_TRUE(eventually([&] { return barrier(d).is_ok(); }));
+  EXPECT_EQ(d.state_machine().get("k39"), "v");
+}
+
 }  // namespace
 }  // namespace ckv::node
