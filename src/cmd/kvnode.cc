@@ -18,6 +18,7 @@
 #include "http/limits.h"
 #include "http/server.h"
 #include "node/node.h"
+#include "transport/message_codec.h"
 #include "transport/tcp_transport.h"
 
 namespace {
@@ -166,6 +167,11 @@ int main(int argc, char** argv) {
                  "can still record votes and commits while it refuses writes (0: none; see "
                  "docs/operations.md)")
       ->capture_default_str();
+  ckv::transport::TcpTransportOptions transport_opts;
+  app.add_option("--raft-inbound-buffer-bytes", transport_opts.max_inbound_buffer_bytes,
+                 "most bytes all inbound raft streams together may buffer (partial frames); over it "
+                 "the stream holding the most is closed (at least one 64 MiB frame)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
 
@@ -203,6 +209,11 @@ int main(int argc, char** argv) {
   if (http_opts.header_timeout_ms <= 0 || http_opts.idle_timeout_ms <= 0 ||
       http_opts.body_timeout_ms <= 0) {
     usage_error("-http-header-timeout-ms, -http-idle-timeout-ms, -http-body-timeout-ms must be positive");
+  }
+  constexpr uint64_t kLargestRaftFrame = ckv::transport::kMaxFrameBytes + ckv::transport::kFrameHeaderBytes;
+  if (transport_opts.max_inbound_buffer_bytes < kLargestRaftFrame) {
+    usage_error("-raft-inbound-buffer-bytes must be at least " + std::to_string(kLargestRaftFrame) +
+                " (the largest raft frame)");
   }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
   const auto level = spdlog::level::from_str(log_level);
@@ -247,7 +258,7 @@ int main(int argc, char** argv) {
                mode);
 
   const ckv::raft::NodeId id = ckv::node::node_id_for(opts.name);
-  auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address);
+  auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address, transport_opts);
   // Listening comes after Node::open: the data dir's lock is checked first,
   // so a second kvnode on the same dir (and the same address) is told who
   // holds the dir rather than that the port is taken.

@@ -426,10 +426,12 @@ void Api::handle_status(Reply reply) {
   const node::NodeStatus st = node_.status();
   json members = json::array();
   for (const node::MemberStatus& m : st.members) {
-    members.push_back({{"id", m.info.name},
-                       {"raftAddress", m.info.raft_address},
-                       {"apiAddress", m.info.api_address},
-                       {"role", m.role}});
+    json member{{"id", m.info.name},
+                {"raftAddress", m.info.raft_address},
+                {"apiAddress", m.info.api_address},
+                {"role", m.role}};
+    if (m.active) member["active"] = *m.active;
+    members.push_back(std::move(member));
   }
   const bool is_leader = st.leader_id != raft::kNoNode && st.leader_id == st.id;
   reply(json_response(200, json{{"id", st.name},

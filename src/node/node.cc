@@ -176,6 +176,13 @@ class Node::Impl {
   raft::NodeId best_transfer_target() const;
   void register_api_address();
   void track_active_voters();
+  // Not a member of its own configuration: fresh, removed, or caught up by
+  // a snapshot taken before it was added (whose configuration may lack the
+  // leader that sends it, too). Such a node must hear the leader that adds
+  // it, whoever that is (transport.h, "Who is heard").
+  bool outside_configuration() const {
+    return !raft_->membership().contains(id_) && !applied_membership_.contains(id_);
+  }
   bool recently_active(raft::NodeId id, Clock::time_point now) const;
   MemberInfo self_info() const {
     return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation};
@@ -1152,16 +1159,16 @@ void Node::Impl::sync_peers() {
 void Node::Impl::update_unknown_sender_policy() {
   // Only members (and nodes being added) are heard (transport.h), with two
   // exceptions where the node could otherwise never learn its
-  // configuration: it has none yet (the leader that adds it is unknown to
-  // it), or it has no leader or follows one it does not know. The latter is
+  // configuration: it is outside its own configuration (fresh, removed, or
+  // restored from a snapshot taken before it joined: the leader may be
+  // unknown to it), or it has no leader or follows one it does not know. The latter is
   // a member that lags behind configuration changes: a voter added and
   // elected after our last entry can be leader while we have never heard
   // of it (thesis §4.1: servers accept AppendEntries from a leader not in
   // their configuration), and it is the only one that can bring us up to
   // date. Such senders are never dialled; we answer on their stream.
   const raft::NodeId leader = raft_->leader();
-  const bool accept = (raft_->membership().members.empty() && applied_membership_.members.empty()) ||
-                      leader == raft::kNoNode || (leader != id_ && !peers_.count(leader));
+  const bool accept = outside_configuration() || leader == raft::kNoNode || (leader != id_ && !peers_.count(leader));
   if (accept == accepting_unknown_senders_) return;
   accepting_unknown_senders_ = accept;
   transport_->set_accept_unknown_peers(accept);
@@ -1247,6 +1254,7 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
 // Status.
 
 void Node::Impl::publish_status() {
+  const auto now = Clock::now();
   NodeStatus s;
   s.id = id_;
   s.name = opts_.name;
@@ -1262,6 +1270,7 @@ void Node::Impl::publish_status() {
     ms.id = m.id;
     if (auto info = decode_member_info(m.context)) ms.info = std::move(*info);
     ms.role = m.role == raft::MemberRole::kVoter ? "voter" : "learner";
+    if (raft_->role() == raft::StateRole::kLeader) ms.active = recently_active(m.id, now);
     if (m.id == s.leader_id) s.leader = ms.info;
     s.members.push_back(std::move(ms));
   }

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,9 @@ struct MemberStatus {
   raft::NodeId id = 0;
   MemberInfo info;
   std::string role;  // "voter" or "learner"
+  // On the leader: answered within the last two election timeouts (what
+  // strict reconfiguration counts). Unknown (nullopt) on other nodes.
+  std::optional<bool> active;
 };
 
 struct NodeStatus {
@@ -114,7 +118,7 @@ struct NodeStatus {
 
 // The most members a configuration may hold: raft::decode_membership
 // refuses more (raft/types.cc), so a change past it would leave every node
-// unable to read its own configuration (types_test checks the two agree).
+// unable to read its own configuration (member_info_test checks the two agree).
 inline constexpr size_t kMaxMembers = 1024;
 // Learners that may wait for promotion at once (etcd allows 1): a second
 // join waits until the first learner is a voter or removed.

@@ -2,6 +2,7 @@
 #include "transport/stream_codec.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
@@ -72,48 +73,58 @@ Result<Hello> decode_hello(std::string_view payload) {
 size_t FrameReader::next_read_bytes() const {
   const size_t have = buffered_bytes();
   if (have < kFrameHeaderBytes) return kReadChunkBytes;
-  const size_t len = header_u32(buf_, start_);
+  const size_t len = header_u32(std::string_view(data_.get() + start_, have), 0);
   if (len > max_frame_bytes_) return kReadChunkBytes;  // next() reports it
   const size_t frame_total = kFrameHeaderBytes + len;
   if (frame_total <= have) return kReadChunkBytes;
   return std::clamp(frame_total - have, kReadChunkBytes, kMaxReadGrowBytes);
 }
 
+void FrameReader::reallocate(size_t cap) {
+  std::unique_ptr<char[]> fresh(new char[cap]);
+  const size_t have = size_ - start_;
+  if (have > 0) std::memcpy(fresh.get(), data_.get() + start_, have);
+  data_ = std::move(fresh);
+  cap_ = cap;
+  size_ = have;
+  start_ = 0;
+}
+
 char* FrameReader::prepare(size_t n) {
   const size_t have = buffered_bytes();
   const bool header_known = have >= kFrameHeaderBytes;
-  const size_t len = header_known ? header_u32(buf_, start_) : 0;
-  const bool large_frame_pending = header_known && kFrameHeaderBytes + len > kReadChunkBytes;
-  if (buf_.capacity() > kShrinkAboveBytes && !large_frame_pending) {
+  const size_t len = header_known ? header_u32(std::string_view(data_.get() + start_, have), 0) : 0;
+  const size_t frame_total = kFrameHeaderBytes + len;
+  const bool large_frame_pending = header_known && frame_total > kReadChunkBytes;
+  const size_t need = have + n;
+  if (cap_ > kShrinkAboveBytes && !large_frame_pending) {
     // A large frame was consumed: give its memory back instead of keeping
     // the high-water mark for the life of the stream.
-    std::string rest(buf_, start_);
-    buf_.swap(rest);
-    start_ = 0;
+    reallocate(std::max(need, kReadChunkBytes));
+  } else if (need > cap_) {
+    // Double towards the frame being received, never past it: memory
+    // follows bytes received, not the length a header claims.
+    const size_t limit = header_known && len <= max_frame_bytes_ ? std::max(frame_total, need) : need;
+    reallocate(std::max(need, std::min(2 * cap_, limit)));
   } else if (start_ > 0) {
-    buf_.erase(0, start_);
+    std::memmove(data_.get(), data_.get() + start_, have);
+    size_ = have;
     start_ = 0;
   }
-  const size_t old = buf_.size();
-  // Reserve exactly what the frame being received needs, once: growing by
-  // resize() alone doubles the capacity, and a 33 MiB frame would then hold 64.
-  if (header_known && len <= max_frame_bytes_) {
-    const size_t need = std::max(kFrameHeaderBytes + len, old + n);
-    if (need > buf_.capacity()) buf_.reserve(need);
-  }
-  buf_.resize(old + n);
+  char* out = data_.get() + size_;
+  size_ += n;
   pending_ = n;
-  return buf_.data() + old;
+  return out;
 }
 
 void FrameReader::commit(size_t got) {
   got = std::min(got, pending_);
-  buf_.resize(buf_.size() - (pending_ - got));
+  size_ -= pending_ - got;
   pending_ = 0;
 }
 
 Result<std::optional<std::string_view>> FrameReader::next() {
-  const std::string_view in = std::string_view(buf_).substr(start_);
+  const std::string_view in(data_.get() + start_, size_ - start_ - pending_);
   if (in.size() < kFrameHeaderBytes) return std::optional<std::string_view>();
   const uint32_t len = header_u32(in, 0);
   if (len > max_frame_bytes_) {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,9 +87,11 @@ class FrameReader {
   Result<std::optional<std::string_view>> next();
 
   // Bytes held now (received and not yet consumed).
-  size_t buffered_bytes() const { return buf_.size() - start_; }
-  // Bytes the buffer occupies, counting reserved space (what RSS can reach).
-  size_t capacity_bytes() const { return buf_.capacity(); }
+  size_t buffered_bytes() const { return size_ - start_; }
+  // Bytes the buffer occupies (what RSS can reach): at most twice what was
+  // received plus one read, and never more than one frame plus one read,
+  // whatever length a frame header claims.
+  size_t capacity_bytes() const { return cap_; }
 
   static constexpr size_t kReadChunkBytes = size_t{64} << 10;
   static constexpr size_t kMaxReadGrowBytes = size_t{1} << 20;
@@ -96,7 +99,11 @@ class FrameReader {
   static constexpr size_t kShrinkAboveBytes = 4 * kMaxReadGrowBytes;
 
  private:
-  std::string buf_;
+  void reallocate(size_t cap);
+
+  std::unique_ptr<char[]> data_;  // uninitialized until written: pages cost only once touched
+  size_t cap_ = 0;
+  size_t size_ = 0;     // bytes in data_, including prepared ones
   size_t start_ = 0;    // consumed bytes at the front, dropped at the next prepare()
   size_t pending_ = 0;  // bytes prepare() added that commit() has not settled
   uint32_t max_frame_bytes_;

@@ -695,9 +695,12 @@ class TcpTransport::Impl {
   // One accepted stream (I/O thread only).
   struct Inbound {
     enum class State { kAwaitingHello, kStream, kProbe, kClosing };
-    explicit Inbound(asio::io_context& io) : socket(io), hello_timer(io), reader(kMaxHelloPayloadBytes) {}
+    explicit Inbound(asio::io_context& io)
+        : socket(io), hello_timer(io), stall_timer(io), reader(kMaxHelloPayloadBytes) {}
     ip::tcp::socket socket;
     asio::steady_timer hello_timer;
+    asio::steady_timer stall_timer;  // bounds a read that would leave a partial frame buffered
+    uint64_t reads = 0;              // bumps per read, so a stale stall timer does nothing
     FrameReader reader;
     State state = State::kAwaitingHello;
     raft::NodeId from = raft::kNoNode;  // known once the hello is read
@@ -929,6 +932,7 @@ class TcpTransport::Impl {
     conn->state = Inbound::State::kClosing;
     error_code ignored;
     conn->hello_timer.cancel();
+    conn->stall_timer.cancel();
     conn->socket.close(ignored);
   }
 
@@ -984,9 +988,27 @@ class TcpTransport::Impl {
       if (!reject_reason.empty() || conn->state == Inbound::State::kClosing) break;
       const size_t want = conn->reader.next_read_bytes();
       if (!charge(conn, conn->reader.buffered_bytes() + want)) break;
+      // A partial frame holds memory only while it makes progress: a stream
+      // that stops halfway through a frame is closed (a member's sender gives
+      // up on a stuck stream after user_timeout_ms anyway).
+      const size_t partial = conn->reader.buffered_bytes();
       char* p = conn->reader.prepare(want);
+      const uint64_t read_no = ++conn->reads;
+      if (partial > 0) {
+        conn->stall_timer.expires_after(milliseconds(opts_.partial_frame_stall_ms));
+        conn->stall_timer.async_wait([this, conn, read_no, partial](error_code tec) {
+          if (tec || read_no != conn->reads || conn->state == Inbound::State::kClosing) return;
+          ++counters_.rejected;
+          refusals_.warn("stall", "closing stream from " + conn->remote + ": no progress on a partial frame (" +
+                                      std::to_string(partial) + " bytes received) for " +
+                                      std::to_string(opts_.partial_frame_stall_ms) + " ms");
+          close_inbound(conn);
+        });
+      }
       const size_t n =
           co_await conn->socket.async_read_some(asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
+      ++conn->reads;
+      conn->stall_timer.cancel();
       conn->reader.commit(n);
       if (n > 0) conn->last_bytes_at = Clock::now();
       if (ec) break;

@@ -34,7 +34,8 @@
 // live stream carries heartbeats, so a spoofed hello never evicts it); an
 // inbound stream buffers at most one frame (kMaxFrameBytes), and all
 // inbound streams together max_inbound_buffer_bytes (over it, the stream
-// holding the most is closed). Each refusal is counted (stats()) and logged
+// holding the most is closed), and a stream that stops halfway through a
+// frame for partial_frame_stall_ms is closed. Each refusal is counted (stats()) and logged
 // with the remote address, at most once per 5 s and kind.
 //
 // Asio stays in tcp_transport.cc so that including this header is cheap.
@@ -52,7 +53,7 @@
 namespace ckv::transport {
 
 inline constexpr uint32_t kDefaultHelloTimeoutMs = 2000;
-inline constexpr size_t kDefaultMaxInboundBufferBytes = size_t{256} << 20;
+inline constexpr size_t kDefaultMaxInboundBufferBytes = size_t{128} << 20;  // two largest frames
 
 struct TcpTransportOptions {
   // Per-peer outbound queue bounds; a message that does not fit is dropped.
@@ -88,6 +89,9 @@ struct TcpTransportOptions {
   // Bytes buffered by all inbound streams together (partial frames); a
   // single frame can be kMaxFrameBytes, so keep this well above it.
   size_t max_inbound_buffer_bytes = kDefaultMaxInboundBufferBytes;
+  // An inbound stream that holds part of a frame and receives nothing for
+  // this long is closed, so a stalled partial frame cannot pin memory.
+  uint32_t partial_frame_stall_ms = 10000;
 };
 
 // Counters for tests and status pages; monotonic since construction.

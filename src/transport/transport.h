@@ -9,11 +9,13 @@
 // being added, i.e. the replicated membership). Only addresses given to
 // set_peer are dialled; nothing a peer says makes the transport dial anyone.
 // The exception: after set_accept_unknown_peers(true) any sender is heard,
-// and answered on the stream it opened. The node turns it on while it has
-// no configuration yet (the leader adding it is unknown to it) and while it
-// has no leader or follows one it does not know (a member that missed
-// configuration changes must hear the new leader that can bring it up to
-// date; Node::Impl::update_unknown_sender_policy).
+// and answered on the stream it opened. The node turns it on while it is
+// outside its own configuration (fresh and waiting to be added, removed, or
+// given a snapshot from before it was added, whose configuration may not
+// even hold the leader that sent it) and while it has no leader or follows
+// one it does not know (a member that missed configuration changes must
+// hear the new leader that can bring it up to date). See
+// Node::Impl::update_unknown_sender_policy.
 #pragma once
 
 #include <functional>

@@ -74,6 +74,10 @@ class MemoryHub {
     }
     return Status(StatusCode::kUnavailable, "nothing listens at " + address);
   }
+  bool accepts_unknown(raft::NodeId id) {
+    std::lock_guard lock(mu_);
+    return endpoints_[id].accept_unknown;
+  }
   uint64_t refused() {
     std::lock_guard lock(mu_);
     return refused_;

@@ -365,5 +365,117 @@ TEST_F(NodeTest, DataDirWithoutNodeMetaIsMigrated) {
   EXPECT_EQ(start("a", true).incarnation(), after.value()->incarnation);
 }
 
+// Issue 7, item 5: dead joins cannot pile up; one learner waits at a time.
+TEST_F(NodeTest, SecondPendingLearnerIsRefused) {
+  start("a", true);
+  Node& a = *nodes_["a"];
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  auto add = [&](const std::string& name, int timeout_ms) {
+    std::promise<Status> p;
+    a.add_member(MemberInfo{name, name + ":5000", "", ""}, timeout_ms, [&](Status s) { p.set_value(s); });
+    return p.get_future().get();
+  };
+  EXPECT_EQ(add("dead1", 200).code(), StatusCode::kTimeout);  // a learner that never catches up
+  Status second = add("dead2", 200);
+  EXPECT_EQ(second.code(), StatusCode::kUnavailable) << second.to_string();
+  EXPECT_NE(second.message().find("dead1"), std::string::npos) << second.message();
+  EXPECT_EQ(a.status().members.size(), 2u);
+  std::promise<Status> removed;
+  a.remove_member("dead1", false, 5000, [&](Status s) { removed.set_value(s); });
+  ASSERT_TRUE(removed.get_future().get().is_ok());
+  EXPECT_EQ(add("dead2", 200).code(), StatusCode::kTimeout);  // admitted now
+}
+
+// Issue 7, item 9: a member whose data dir was wiped has a new incarnation;
+// the transport refuses it, so it never acts as the member it was, and
+// joining it again is refused until it is removed.
+TEST_F(NodeTest, WipedMemberIsRefusedUntilRemovedAndAddedAgain) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_TRUE(write(*leader(), "before", "1").is_ok());
+  if (leader() == nodes_["c"].get()) {
+    // Keep the test about a follower: hand leadership away by isolating c.
+    hub_->isolate(node_id_for("c"), true);
+    ASSERT_TRUE(eventually([&] { Node* l = leader(); return l != nullptr && l != nodes_["c"].get(); }));
+    hub_->isolate(node_id_for("c"), false);
+  }
+  kill("c");
+  std::filesystem::remove_all(root_ / "c");
+  const uint64_t refused_before = hub_->refused();
+  Node& c = start("c", false);
+  ASSERT_TRUE(write(*leader(), "while-wiped", "2").is_ok());
+  ASSERT_TRUE(eventually([&] { return hub_->refused() > refused_before; }));
+  EXPECT_TRUE(c.status().members.empty()) << "the wiped node was given the log";
+  Status again = join("c");
+  EXPECT_EQ(again.code(), StatusCode::kConflict) << again.to_string();
+  EXPECT_NE(again.message().find("wiped"), std::string::npos) << again.message();
+  std::promise<Status> removed;
+  leader()->remove_member("c", false, 5000, [&](Status s) { removed.set_value(s); });
+  ASSERT_TRUE(removed.get_future().get().is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_TRUE(eventually([&] { return barrier(c).is_ok() && c.state_machine().get("while-wiped") == "2"; }));
+}
+
+// Issue 7, item 5: strict reconfiguration. With one of three unreachable,
+// removing a live follower would leave one active voter of two: refused
+// unless forced; forced, it commits once the unreachable one is back.
+TEST_F(NodeTest, RemovalThatWouldLoseQuorumNeedsForce) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* l = leader();
+  ASSERT_NE(l, nullptr);
+  std::vector<std::string> others;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() != l) others.push_back(name);
+  }
+  const std::string down = others[0], other = others[1];
+  hub_->isolate(node_id_for(down), true);
+  ASSERT_TRUE(eventually([&] {
+    for (const MemberStatus& m : l->status().members) {
+      if (m.info.name == down) return m.active.has_value() && !*m.active;
+    }
+    return false;
+  }));
+  std::promise<Status> refused;
+  l->remove_member(other, false, 5000, [&](Status s) { refused.set_value(s); });
+  Status r = refused.get_future().get();
+  EXPECT_EQ(r.code(), StatusCode::kUnavailable) << r.to_string();
+  EXPECT_NE(r.message().find("force=true"), std::string::npos) << r.message();
+  EXPECT_EQ(l->status().members.size(), 3u);
+  std::promise<Status> forced;
+  l->remove_member(other, true, 10000, [&](Status s) { forced.set_value(s); });
+  hub_->isolate(node_id_for(down), false);
+  EXPECT_TRUE(forced.get_future().get().is_ok());
+}
+
+// A node hears strangers while it is outside its own configuration: the
+// snapshot that brings it up may predate both its joining and the leader's,
+// so the leader adding it is in no configuration it has. With "only while
+// it has no configuration at all" such a node refused its leader and never
+// caught up (the fault test, seed 19074).
+TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
+  snapshot_threshold_ = 20;
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 20; }));  // configuration {a}
+  start("b", false);
+  ASSERT_TRUE(join("b").is_ok());  // b installs a's snapshot
+  start("c", false);
+  ASSERT_TRUE(join("c").is_ok());
+  kill("a");  // hands leadership to b or c, whose latest snapshot holds only {a}
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Node& d = start("d", false);
+  ASSERT_TRUE(join("d").is_ok());
+  ASSERT_TRUE(eventually([&] { return barrier(d).is_ok(); }));
+  EXPECT_EQ(d.state_machine().get("k39"), "v");
+}
+
 }  // namespace
 }  // namespace ckv::node

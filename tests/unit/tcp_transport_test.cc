@@ -230,9 +230,10 @@ TEST(TcpTransport, OneMebibyteSnapshotChunkIsDelivered) {
 TEST(TcpTransport, DeadPeerDoesNotStallLivePeer) {
   TestNode a(1);
   TestNode b(2);
+  // b knows a before a dials it, so a's first stream is not refused as a stranger's.
+  b.transport.set_peer(1, a.address(), "");
   a.transport.set_peer(3, "127.0.0.1:" + std::to_string(dead_port()), "");
   a.transport.set_peer(2, b.address(), "");
-  b.transport.set_peer(1, a.address(), "");
   const auto start = Clock::now();
   for (uint64_t i = 0; i < 10000; ++i) a.transport.send(msg(1, 3, i));  // overflows its queue too
   a.transport.send(msg(1, 2, 7));
@@ -692,6 +693,30 @@ TEST(TcpTransportHostile, PartialFramesStayWithinTheInboundBudget) {
     a.transport.send(msg(1, 2, 1));
     return b.inbox.size() >= 1;
   }));
+}
+
+// Item 7: a partial frame that stops making progress does not pin its memory.
+TEST(TcpTransportHostile, StalledPartialFrameIsClosed) {
+  TcpTransportOptions o;
+  o.partial_frame_stall_ms = 200;
+  TestNode b(2, 0, o);
+  b.transport.set_peer(1, "127.0.0.1:1", "");
+  RawConn c(b.transport.listen_port());
+  std::string partial;
+  put_u32le(partial, 1u << 20);
+  put_u32le(partial, 0);
+  partial.append(1000, 'x');
+  ASSERT_TRUE(c.write(hello_from(1, 2) + partial));
+  const auto start = Clock::now();
+  EXPECT_TRUE(c.closed_within(kDeadline));
+  EXPECT_GE(Clock::now() - start, 150ms);
+  EXPECT_TRUE(eventually([&] { return b.transport.stats().inbound_buffered_bytes == 0; }));
+  // A stream idle between frames is not a stall: it stays open.
+  RawConn idle(b.transport.listen_port());
+  raft::Message m = msg(1, 2, 1);
+  ASSERT_TRUE(idle.write(hello_from(1, 2) + message_frame(m)));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  EXPECT_FALSE(idle.closed_within(400ms));
 }
 
 // Items 9 and 17: a member that answers with another incarnation (its data
