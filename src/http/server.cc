@@ -114,14 +114,17 @@ class UpstreamPool {
     auto it = idle_.find(address);
     if (it == idle_.end()) return std::nullopt;
     auto& streams = it->second;
-    while (!streams.empty()) {
+    std::optional<beast::tcp_stream> found;
+    while (!streams.empty() && !found) {
       Idle c = std::move(streams.back());
       streams.pop_back();
       if (std::chrono::steady_clock::now() - c.since < kMaxIdle && still_open(c.stream)) {
-        return std::move(c.stream);
+        found.emplace(std::move(c.stream));
       }
     }
-    return std::nullopt;
+    // No empty entries: addresses of past leaders do not pile up.
+    if (streams.empty()) idle_.erase(it);
+    return found;
   }
 
   void give_back(const std::string& address, beast::tcp_stream stream) {
