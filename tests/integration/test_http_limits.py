@@ -336,7 +336,7 @@ class KeyLimitTest(ClusterTest):
         self.assertEqual(request("GET", n1.api, "/get?" + urllib.parse.urlencode({"key": "k" * 10})).status, 404)
 
 
-class BodyLimitFlagTest(ClusterTest):
+class LimitFlagsTest(ClusterTest):
     def run_kvnode(self, *args):
         return subprocess.run([kvcluster.KVNODE, *args], capture_output=True, text=True, timeout=10)
 
@@ -353,3 +353,15 @@ class BodyLimitFlagTest(ClusterTest):
         n = self.node("n1", "-bootstrap", "-inmem", f"-max-body-bytes={limit}").start()
         self.wait_leader([n])
         self.assertEqual(n.set("k", "v").status, 200)
+
+    def test_connection_limit_flags_are_checked(self):
+        for flag in ("-http-max-connections=0", "-http-max-connections-per-ip=0", "-http-member-connections=-1",
+                     "-http-header-timeout-ms=0", "-http-idle-timeout-ms=-5", "-http-body-timeout-ms=0",
+                     "-max-body-bytes=0"):
+            p = self.run_kvnode(f"-raft-address=127.0.0.1:{kvcluster.free_port()}", "-inmem", flag)
+            self.assertEqual(p.returncode, 2, f"{flag}: {p.stderr}")
+            self.assertIn(flag.split("=")[0], p.stderr)
+        p = self.run_kvnode("--help")
+        for flag in ("http-max-connections", "http-max-connections-per-ip", "http-member-connections",
+                     "http-header-timeout-ms", "http-idle-timeout-ms", "http-body-timeout-ms"):
+            self.assertIn(flag, p.stdout)
