@@ -161,6 +161,11 @@ int main(int argc, char** argv) {
   app.add_option("--join-timeout-ms", join_timeout_ms,
                  "how long /join waits for a new member to catch up and become a voter")
       ->capture_default_str();
+  app.add_option("--space-reserve-bytes", opts.space_reserve_bytes,
+                 "bytes kept preallocated in the data dir and released when the disk fills, so the node "
+                 "can still record votes and commits while it refuses writes (0: none; see "
+                 "docs/operations.md)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
 
@@ -243,10 +248,10 @@ int main(int argc, char** argv) {
 
   const ckv::raft::NodeId id = ckv::node::node_id_for(opts.name);
   auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address);
-  if (ckv::Status s = transport->listen(); !s.is_ok()) {
-    spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
-    return kExitRuntimeError;
-  }
+  // Listening comes after Node::open: the data dir's lock is checked first,
+  // so a second kvnode on the same dir (and the same address) is told who
+  // holds the dir rather than that the port is taken.
+  ckv::transport::TcpTransport* raft_listener = transport.get();
   // The Node asks for registration of this node's API address through this
   // hook (on the Raft thread); the server that does it is created after the
   // Node, so the hook finds it through a pointer set once it exists.
@@ -257,17 +262,23 @@ int main(int argc, char** argv) {
   };
   auto opened = ckv::node::Node::open(opts, std::move(transport), register_hook);
   if (!opened.is_ok()) {
+    // A refusal to start (data dir in use, damaged or missing files): the
+    // message names the file and the section of docs/operations.md to read.
     spdlog::critical("cannot open the node: {}", opened.status().to_string());
     return kExitRuntimeError;
   }
   std::unique_ptr<ckv::node::Node> node = std::move(opened).value();
+  if (ckv::Status s = raft_listener->listen(); !s.is_ok()) {
+    spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
+    return kExitRuntimeError;
+  }
 
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
   http_opts.join_timeout_ms = join_timeout_ms;
   auto server = std::make_unique<ckv::http::HttpServer>(
-      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address}, http_opts);
+      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}}, http_opts);
 
   // Bind the API before starting Raft, so that a port in use stops us
   // before this node takes part in any election.

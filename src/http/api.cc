@@ -18,6 +18,11 @@ namespace {
 
 using nlohmann::json;
 
+// How long /join waits for the joining node to answer a probe of its raft
+// address (who it is: name, API address, incarnation) before it falls back
+// to what the request says.
+constexpr int kJoinProbeTimeoutMs = 2000;
+
 // Deeper JSON is never a valid request; refusing it before parsing keeps a
 // hostile body from costing more than a linear scan.
 constexpr int kMaxJsonDepth = 32;
@@ -135,6 +140,8 @@ unsigned http_status_for(StatusCode code) {
       return 500;
     case StatusCode::kIo:
       return 500;
+    case StatusCode::kNoSpace:
+      return 507;  // Insufficient Storage (RFC 4918): the disk, not the request, is the problem
   }
   return 500;
 }
@@ -167,7 +174,7 @@ void Api::handle(const Request& req, Reply reply) {
     handle_delete(req, std::move(reply));
   } else if (path == "/get") {
     if (!get) return reply(method_not_allowed("GET"));
-    handle_get(target->params, std::move(reply));
+    handle_get(req, target->params, std::move(reply));
   } else if (path == "/join") {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
@@ -251,7 +258,7 @@ void Api::propose(fsm::Command c, Reply reply) {
       });
 }
 
-void Api::handle_get(const std::map<std::string, std::string>& params, Reply reply) {
+void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
   if (std::string error; key_too_long(k->second, &error)) return reply(error_response(400, error));
@@ -268,6 +275,10 @@ void Api::handle_get(const std::map<std::string, std::string>& params, Reply rep
     return reply(
         error_response(400, "consistency must be \"linearizable\" (default) or \"stale\""));
   }
+  // A follower whose disk is full takes no new entries, so it cannot catch
+  // up to a current read index: the leader answers instead (a full leader
+  // has every committed entry and answers itself). docs/operations.md, "Disk full".
+  if (!req.forwarded && node_.status().no_space && route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   // Thesis §6.4 ReadIndex: once the barrier is passed this node has applied
   // every write acknowledged before the request arrived. The map read is a
   // shared-lock lookup, cheap enough to do in the callback.
@@ -345,8 +356,30 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
     return reply(
         error_response(400, "apiAddress must be host:port, got \"" + info.api_address + "\""));
   }
-  if (info.name.empty()) info.name = info.raft_address;  // the reference's server id is its address
   if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
+  // Ask the node who it is, so that the configuration change records its
+  // real name, API address and incarnation at once (a node started with
+  // -id=X and joined by raft address alone is added as X, and forwarding to
+  // it works the moment /join returns). A node that cannot be probed (down,
+  // or an older version) is added from what the request says, as before.
+  const std::string address = info.raft_address;
+  node_.probe_peer(address, kJoinProbeTimeoutMs,
+                   [this, info = std::move(info), reply = std::move(reply)](Result<node::MemberInfo> who) mutable {
+                     if (who.is_ok()) {
+                       if (!info.name.empty() && who->name != info.name) {
+                         return reply(error_response(409, "the node at " + info.raft_address + " is '" + who->name +
+                                                              "', not '" + info.name + "'"));
+                       }
+                       info.name = who->name;
+                       if (info.api_address.empty()) info.api_address = who->api_address;
+                       info.incarnation = who->incarnation;
+                     }
+                     if (info.name.empty()) info.name = info.raft_address;  // the reference's server id is its address
+                     add_member(std::move(info), std::move(reply));
+                   });
+}
+
+void Api::add_member(node::MemberInfo info, Reply reply) {
   json ok{{"id", info.name},
           {"raftAddress", info.raft_address},
           {"apiAddress", info.api_address},
@@ -360,9 +393,12 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
 
 void Api::handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                         Reply reply) {
-  std::string error, name, raft_address;
-  if (!membership_fields(req, params, {{"id", &name}, {"peerAddress", &raft_address}}, &error)) {
+  std::string error, name, raft_address, force;
+  if (!membership_fields(req, params, {{"id", &name}, {"peerAddress", &raft_address}, {"force", &force}}, &error)) {
     return reply(error_response(400, error));
+  }
+  if (!force.empty() && force != "true" && force != "false") {
+    return reply(error_response(400, "force must be \"true\" or \"false\""));
   }
   if (name.empty() && raft_address.empty()) return reply(error_response(400, "missing id or peerAddress"));
   if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
@@ -379,7 +415,7 @@ void Api::handle_remove(const Request& req, const std::map<std::string, std::str
     return reply(json_response(404, json{{"error", "no such member"}, {"id", name}, {"peerAddress", raft_address}}));
   }
   json ok{{"id", member->info.name}, {"raftAddress", member->info.raft_address}, {"removed", true}};
-  node_.remove_member(member->info.name, options_.join_timeout_ms,
+  node_.remove_member(member->info.name, force == "true", options_.join_timeout_ms,
                       [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
                         reply(membership_response(
                             s, ok, "the removal did not commit in time; it may still: "));
@@ -407,6 +443,7 @@ void Api::handle_status(Reply reply) {
                                 {"appliedIndex", st.applied_index},
                                 {"lastIndex", st.last_index},
                                 {"snapshotIndex", st.snapshot_index},
+                                {"noSpace", st.no_space},
                                 {"members", members}}));
 }
 

@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -20,8 +22,11 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "node/member_info.h"
+#include "node/write_waiters.h"
 #include "raft/raft.h"
+#include "storage/dir_lock.h"
 #include "storage/log_store.h"
+#include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 #include "transport/transport.h"
 
@@ -33,7 +38,16 @@ using Clock = std::chrono::steady_clock;
 using raft::Index;
 
 constexpr char kIdentityKey[] = "identity";
-constexpr char kIncomingSnapshot[] = "snapshot-incoming.tmp";
+constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
+constexpr char kReserveFileName[] = "space-reserve";
+// A persist that failed for want of space is retried after this, doubling
+// up to the maximum: often enough to resume soon after space returns.
+constexpr int kPersistRetryInitialMs = 10;
+constexpr int kPersistRetryMaxMs = 1000;
+// How often a node that is out of space checks whether space returned.
+constexpr int kSpaceCheckIntervalMs = 500;
+// After a failed snapshot (e.g. no space for the file), wait this long before trying again.
+constexpr int kSnapshotRetryMs = 5000;
 
 Status from_raft_error(raft::Error e) {
   switch (e) {
@@ -47,17 +61,37 @@ Status from_raft_error(raft::Error e) {
     case raft::Error::kNotMember:
     case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
     case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
+    case raft::Error::kMembershipFull: return Status(StatusCode::kConflict, raft::to_string(e));
   }
   return Status(StatusCode::kUnavailable, "unknown raft error");
 }
 
 Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
 
+
+uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
+
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
-  // could acknowledge what a crash would lose. Stop instead (etcd does too).
-  spdlog::critical("storage failure, stopping: {}", s.to_string());
-  std::abort();
+  // could acknowledge what a crash would lose. Stop instead (etcd does too),
+  // with the cause and a non-zero exit: a full disk never gets here (see
+  // node.h, "Disk full"). _Exit, not exit: other threads are still running,
+  // and what is durable is durable already.
+  spdlog::critical("storage failure, stopping: {} (see docs/operations.md, \"Storage errors\")", s.to_string());
+  if (auto logger = spdlog::default_logger()) logger->flush();
+  std::_Exit(kExitStorageFailure);
+}
+
+Status no_space_status(const std::string& dir) {
+  return Status(StatusCode::kNoSpace, "no space left on device in data dir " + dir +
+                                          ": writes are refused until space is freed (reads still work)");
+}
+
+// Free bytes for unprivileged writers on dir's filesystem; nullopt if unknown.
+std::optional<uint64_t> free_bytes(const std::string& dir) {
+  struct statvfs vfs{};
+  if (::statvfs(dir.c_str(), &vfs) != 0) return std::nullopt;
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
 }
 
 }  // namespace
@@ -76,20 +110,20 @@ class Node::Impl {
   void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
   void read_barrier(int timeout_ms, DoneCallback cb);
   void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
-  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+  void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
-    return status_;
+    NodeStatus s = status_;
+    s.no_space = no_space_flag_.load();
+    return s;
   }
+
+  const std::string& incarnation() const { return meta_.incarnation; }
 
   fsm::KvStateMachine fsm_;
 
  private:
-  struct WriteWaiter {
-    raft::Term term;
-    Clock::time_point deadline;
-    WriteCallback cb;
-  };
   struct ReadWaiter {
     Clock::time_point deadline;
     DoneCallback cb;
@@ -102,9 +136,25 @@ class Node::Impl {
     DoneCallback cb;
   };
 
+  // Which parts of one Ready's persist are durable already, so that a
+  // retry after ENOSPC redoes only the rest (adopting twice would fail).
+  struct PersistProgress {
+    bool snapshot_adopted = false;
+  };
+
   void run();
+  void step(const raft::Message& m);
   void handle_ready();
-  void persist(const raft::Ready& rd);
+  void finish_ready(raft::Ready& rd);
+  Status persist(const raft::Ready& rd, PersistProgress& progress);
+  void step_message(const raft::Message& m);
+  // Disk full (node.h): enter the mode (releasing the reserve: true if it
+  // was held), retry a held Ready, leave the mode once space returns.
+  bool enter_no_space(const Status& cause);
+  void retry_held_ready();
+  void check_space();
+  Status create_reserve();
+  Status check_initial_state(const raft::InitialState& init) const;
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
   void apply(const raft::Ready& rd);
   void apply_entry(const raft::Entry& e);
@@ -113,6 +163,7 @@ class Node::Impl {
   void maybe_start_snapshot();
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
+  void update_unknown_sender_policy();
   void publish_status();
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
@@ -121,15 +172,24 @@ class Node::Impl {
   void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
+  // Leader only: the most caught-up voter that answered recently (kNoNode if none).
+  raft::NodeId best_transfer_target() const;
   void register_api_address();
+  void track_active_voters();
+  bool recently_active(raft::NodeId id, Clock::time_point now) const;
+  MemberInfo self_info() const {
+    return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation};
+  }
 
   NodeOptions opts_;
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Clock::time_point last_registration_{};
   raft::NodeId id_ = 0;
+  storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
   bool temp_dir_ = false;
+  std::unique_ptr<storage::DirLock> dir_lock_;  // held until the Node is destroyed
   std::unique_ptr<storage::LogStore> store_;
   std::unique_ptr<raft::Raft> raft_;
 
@@ -142,7 +202,7 @@ class Node::Impl {
   std::atomic<bool> started_{false};
 
   // Raft-thread state.
-  std::map<Index, WriteWaiter> writes_;
+  WriteWaiters writes_;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
@@ -152,11 +212,29 @@ class Node::Impl {
   uint64_t synced_membership_version_ = 0;
   uint64_t synced_applied_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
+  std::optional<bool> accepting_unknown_senders_;  // what the transport was last told
+  // Leader only: when each voter last showed as recent_active in the core's
+  // progress (strict reconfiguration); cleared on losing leadership.
+  std::map<raft::NodeId, Clock::time_point> last_active_;
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
   std::optional<storage::KvMap> installed_map_;    // a received snapshot's map, between persist and apply
   bool snapshot_in_progress_ = false;
   std::thread snapshot_thread_;
   int incoming_fd_ = -1;
+  Clock::time_point next_snapshot_attempt_{};
+  // A local snapshot that finished while a Ready was held: completed after.
+  std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
+
+  // Disk full (node.h, "Disk full"). Raft-thread state, except the flag.
+  bool no_space_ = false;
+  std::atomic<bool> no_space_flag_{false};  // for status()
+  bool reserve_held_ = false;
+  std::optional<raft::Ready> held_;  // persist failed for want of space; retried, never skipped
+  PersistProgress held_progress_;
+  int persist_backoff_ms_ = kPersistRetryInitialMs;
+  Clock::time_point next_persist_retry_{};
+  Clock::time_point next_space_check_{};
+  uint64_t dropped_for_space_ = 0;  // entry/snapshot messages shed while out of space
 
   mutable std::mutex status_mu_;
   NodeStatus status_;
@@ -164,6 +242,11 @@ class Node::Impl {
   std::string logged_role_;
   raft::NodeId logged_leader_ = raft::kNoNode;
   uint64_t logged_membership_version_ = 0;
+  // Peer messages the core refused (message_checks.h): counted, and logged
+  // at most once per kDroppedLogInterval so a flood cannot flood the log.
+  uint64_t dropped_messages_ = 0;
+  uint64_t dropped_since_log_ = 0;
+  Clock::time_point last_drop_log_{};
 };
 
 // ---------------------------------------------------------------------------
@@ -186,7 +269,30 @@ Status Node::Impl::open() {
   std::filesystem::create_directories(data_dir_, ec);
   if (ec) return Status(StatusCode::kIo, data_dir_ + ": cannot create data dir: " + ec.message());
 
-  auto store = storage::LogStore::open(data_dir_, storage::LogStoreOptions{uint64_t{64} << 30, !opts_.in_memory});
+  // The lock first: nothing below may run while another process uses the dir.
+  auto lock = storage::DirLock::acquire(data_dir_);
+  if (!lock.is_ok()) return lock.status();
+  dir_lock_ = std::move(lock).value();
+  if (Status st = storage::remove_stale_temp_files(data_dir_); !st.is_ok()) return st;
+
+  auto meta = storage::read_node_meta(data_dir_);
+  if (!meta.is_ok()) {
+    return Status(meta.status().code(),
+                  meta.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
+  }
+  if (meta.value() && meta.value()->name != opts_.name) {
+    return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + meta.value()->name + "', not '" +
+                                             opts_.name + "' (pass -id " + meta.value()->name + ")");
+  }
+  auto latest = storage::find_latest_snapshot(data_dir_);
+  if (!latest.is_ok()) return latest.status();
+
+  storage::LogStoreOptions store_options;
+  store_options.sync = !opts_.in_memory;
+  // node_meta is written after the log store is created, and snapshots only
+  // exist beside a log: either one means the log store held this member's state.
+  store_options.expect_existing = meta.value().has_value() || latest.value().has_value();
+  auto store = storage::LogStore::open(data_dir_, store_options);
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
 
@@ -196,20 +302,43 @@ Status Node::Impl::open() {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
                                              "', not '" + opts_.name + "' (pass -id " + *identity.value() + ")");
   }
+  // After the log store exists (see expect_existing above), and before a
+  // bootstrap records this member with its incarnation. A data dir from
+  // before node_meta existed gets its incarnation now: the cluster never
+  // knew one for it, so a new one identifies it from here on.
+  if (meta.value()) {
+    meta_ = *meta.value();
+  } else {
+    auto incarnation = storage::new_incarnation();
+    if (!incarnation.is_ok()) return incarnation.status();
+    meta_ = storage::NodeMeta{opts_.name, incarnation.value()};
+    if (Status st = storage::write_node_meta(data_dir_, meta_); !st.is_ok()) return st;
+    if (identity.value()) {
+      spdlog::info("data dir {} had no node_meta (made by an older version): created it with incarnation {}",
+                   data_dir_, meta_.incarnation);
+    } else {
+      spdlog::info("new data dir {}: incarnation {}", data_dir_, meta_.incarnation);
+    }
+  }
 
   auto hs = store_->load_hard_state();
   if (!hs.is_ok()) return hs.status();
+  if (store_->legacy_hard_state_migrated()) {
+    spdlog::info("{}: rewrote the hard state record in the checksummed format", store_->path());
+  }
   auto entries = store_->load_entries();
   if (!entries.is_ok()) return entries.status();
-  auto latest = storage::find_latest_snapshot(data_dir_);
-  if (!latest.is_ok()) return latest.status();
 
   raft::InitialState init;
   init.hard_state = hs.value();
   init.entries = std::move(entries).value();
   if (latest.value()) {
     auto loaded = storage::read_snapshot_file(*latest.value());
-    if (!loaded.is_ok()) return loaded.status();  // never fall back silently: the log behind it is gone
+    if (!loaded.is_ok()) {
+      // Never fall back silently: the log behind it is gone.
+      return Status(loaded.status().code(),
+                    loaded.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
+    }
     init.snapshot = loaded.value().meta;
     set_applied_membership(init.snapshot.membership);
     fsm_.restore(std::move(loaded.value().map), init.snapshot.index);
@@ -238,7 +367,7 @@ Status Node::Impl::open() {
   if (fresh && opts_.bootstrap) {
     raft::Membership m;
     m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter,
-                                     encode_member_info({opts_.name, opts_.raft_address, opts_.api_address})});
+                                     encode_member_info(self_info())});
     init = raft::bootstrap_state(m);
     if (Status st = store_->persist(init.entries, init.hard_state, false); !st.is_ok()) return st;
     spdlog::info("bootstrapped a new cluster in {} as {}", data_dir_, opts_.name);
@@ -250,6 +379,19 @@ Status Node::Impl::open() {
   }
   if (!identity.value()) {
     if (Status st = store_->put_meta(kIdentityKey, opts_.name); !st.is_ok()) return st;
+  }
+  if (Status st = check_initial_state(init); !st.is_ok()) return st;
+
+  if (!opts_.in_memory && opts_.space_reserve_bytes > 0) {
+    if (Status st = create_reserve(); st.code() == StatusCode::kNoSpace) {
+      // A restart on a full disk must not fail: start refusing writes.
+      spdlog::warn("no space for the {}-byte space reserve ({}): starting with writes refused until space is freed",
+                   opts_.space_reserve_bytes, st.message());
+      no_space_ = true;
+      no_space_flag_ = true;
+    } else if (!st.is_ok()) {
+      return st;
+    }
   }
 
   raft::Options ro;
@@ -263,6 +405,8 @@ Status Node::Impl::open() {
   ro.snapshot_trailing_entries = opts_.snapshot_trailing;
   ro.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
   raft_ = std::make_unique<raft::Raft>(ro, init);
+  transport_->set_local_identity(
+      transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation});
   // Entries up to the snapshot are in the state machine; later committed
   // ones come back as committed entries in the first Ready.
   publish_status();
@@ -274,7 +418,7 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
-  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { raft_->step(m); }); });
+  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -294,10 +438,26 @@ void Node::Impl::stop() {
   if (incoming_fd_ >= 0) ::close(incoming_fd_);
   incoming_fd_ = -1;
   store_.reset();
+  dir_lock_.reset();  // nothing writes the data dir any more
   if (temp_dir_) {
     std::error_code ec;
     std::filesystem::remove_all(data_dir_, ec);
   }
+}
+
+raft::NodeId Node::Impl::best_transfer_target() const {
+  raft::NodeId best = raft::kNoNode;
+  Index best_match = 0;
+  if (raft_->role() != raft::StateRole::kLeader) return best;
+  for (raft::NodeId v : raft_->membership().voters()) {
+    if (v == id_) continue;
+    auto pr = raft_->progress(v);
+    if (pr && pr->recent_active && pr->match >= best_match) {
+      best = v;
+      best_match = pr->match;
+    }
+  }
+  return best;
 }
 
 void Node::Impl::hand_off_leadership() {
@@ -307,16 +467,11 @@ void Node::Impl::hand_off_leadership() {
   auto started = std::make_shared<std::promise<bool>>();
   std::future<bool> transferring = started->get_future();
   post([this, started] {
-    raft::NodeId best = raft::kNoNode;
-    Index best_match = 0;
-    for (raft::NodeId v : raft_->membership().voters()) {
-      if (v == id_) continue;
-      auto pr = raft_->progress(v);
-      if (pr && pr->recent_active && pr->match >= best_match) {
-        best = v;
-        best_match = pr->match;
-      }
+    if (held_) {  // the core may not be called until the held Ready is persisted
+      started->set_value(false);
+      return;
     }
+    const raft::NodeId best = best_transfer_target();
     const bool ok = best != raft::kNoNode && raft_->role() == raft::StateRole::kLeader &&
                     raft_->transfer_leadership(best) == raft::Error::kOk;
     if (ok) spdlog::info("leader stopping: transferring leadership to {}", best);
@@ -345,7 +500,8 @@ void Node::Impl::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_tick, [&] { return stopping_ || !tasks_.empty(); });
+      const auto wake = held_ ? std::min(next_tick, next_persist_retry_) : next_tick;
+      cv_.wait_until(lock, wake, [&] { return stopping_ || !tasks_.empty(); });
       if (stopping_) break;
       batch.swap(tasks_);
     }
@@ -353,14 +509,33 @@ void Node::Impl::run() {
     // the next Ready together: one sync for the whole batch.
     for (auto& fn : batch) fn();
     batch.clear();
+    if (held_) {
+      // raft.h: between ready() and advance() nothing else may touch the
+      // core, so its clock stands still; waiters still time out.
+      if (Clock::now() >= next_tick) {
+        on_tick();
+        next_tick = Clock::now() + tick;
+      }
+      if (Clock::now() >= next_persist_retry_) retry_held_ready();
+      if (held_) continue;
+    }
     if (Clock::now() >= next_tick) {
       raft_->tick();
       on_tick();
       next_tick += tick;
       if (next_tick < Clock::now()) next_tick = Clock::now() + tick;  // we fell behind: do not spin
     }
-    while (raft_->has_ready()) handle_ready();
+    while (!held_ && raft_->has_ready()) handle_ready();
+    if (held_) continue;
+    if (pending_snapshot_) {
+      auto file = std::move(*pending_snapshot_);
+      pending_snapshot_.reset();
+      finish_snapshot(std::move(file));
+    }
+    check_space();
     sync_peers();
+    update_unknown_sender_policy();
+    track_active_voters();
     register_api_address();
     progress_member_changes();
     maybe_start_snapshot();
@@ -368,17 +543,29 @@ void Node::Impl::run() {
   }
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
-  for (auto& [i, w] : writes_) w.cb(Status(StatusCode::kTimeout, "node stopped before the write was applied; outcome unknown"));
+  writes_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"));
   }
-  writes_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
+}
+
+void Node::Impl::step(const raft::Message& m) {
+  const char* why = raft_->step(m);
+  if (why == nullptr) return;
+  ++dropped_messages_;
+  ++dropped_since_log_;
+  const auto now = Clock::now();
+  if (now - last_drop_log_ < kDroppedLogInterval) return;
+  spdlog::warn("dropped {} invalid raft message(s) ({} in all); latest: {} from {} in term {}: {}", dropped_since_log_,
+               dropped_messages_, raft::to_string(m.type), m.from, m.term, why);
+  dropped_since_log_ = 0;
+  last_drop_log_ = now;
 }
 
 void Node::Impl::handle_ready() {
@@ -386,40 +573,236 @@ void Node::Impl::handle_ready() {
   // 1. A leader's appends go out first, so followers write to their disks
   // while the leader writes to its own (thesis §10.2.1; raft.h says which).
   send_messages(rd.messages, 0, rd.early_messages);
-  persist(rd);  // 2. durable before anything that depends on it (§5.2, Figure 2)
+  // 2. durable before anything that depends on it (§5.2, Figure 2).
+  PersistProgress progress;
+  Status s = persist(rd, progress);
+  if (s.code() == StatusCode::kNoSpace && enter_no_space(s)) s = persist(rd, progress);
+  if (!s.is_ok()) {
+    // Still no space: keep this Ready and retry it; it is never skipped.
+    spdlog::warn("cannot persist ({}): retrying with backoff; the node pauses Raft until it succeeds",
+                 s.message());
+    held_ = std::move(rd);
+    held_progress_ = progress;
+    persist_backoff_ms_ = kPersistRetryInitialMs;
+    next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
+    return;
+  }
+  finish_ready(rd);
+}
+
+void Node::Impl::finish_ready(raft::Ready& rd) {
   send_messages(rd.messages, rd.early_messages, rd.messages.size());  // 3.
   apply(rd);           // 4.
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
 }
 
-void Node::Impl::persist(const raft::Ready& rd) {
-  const std::string incoming = data_dir_ + "/" + kIncomingSnapshot;
-  for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
-    if (c.offset == 0 || incoming_fd_ < 0) {
+Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
+  // Every step may be redone after a failure: chunks are written at their
+  // offsets, adoption is recorded in progress, and a failed LogStore
+  // transaction leaves nothing behind.
+  const std::string incoming = data_dir_ + "/" + storage::kIncomingSnapshotName;
+  auto io_failure = [&](const char* what) {
+    const int err = errno;
+    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                  incoming + ": " + what + ": " + std::strerror(err));
+  };
+  if (!progress.snapshot_adopted) {
+    for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
+      if (c.offset == 0 || incoming_fd_ < 0) {
+        if (incoming_fd_ >= 0) ::close(incoming_fd_);
+        // Truncate only when a transfer starts at 0; a retry or a later chunk keeps what is there.
+        const int trunc = c.offset == 0 ? O_TRUNC : 0;
+        incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | trunc | O_CLOEXEC, 0644);
+        if (incoming_fd_ < 0) {
+          Status st = io_failure("open");
+          if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
+          return st;
+        }
+      }
+      size_t done = 0;
+      while (done < c.data.size()) {
+        const ssize_t n = ::pwrite(incoming_fd_, c.data.data() + done, c.data.size() - done,
+                                   static_cast<off_t>(c.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          Status st = io_failure("write");
+          if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
+          return st;
+        }
+        done += static_cast<size_t>(n);
+      }
+    }
+    if (rd.snapshot) {
       if (incoming_fd_ >= 0) ::close(incoming_fd_);
-      incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (incoming_fd_ < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": open failed"));
-    }
-    size_t done = 0;
-    while (done < c.data.size()) {
-      const ssize_t n = ::pwrite(incoming_fd_, c.data.data() + done, c.data.size() - done,
-                                 static_cast<off_t>(c.offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": write failed"));
-      done += static_cast<size_t>(n);
+      incoming_fd_ = -1;
+      auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
+      if (!adopted.is_ok()) {
+        if (adopted.status().code() == StatusCode::kNoSpace) return adopted.status();
+        // The received snapshot cannot be verified or moved into place, and
+        // the core already counts it as installed: stop cleanly; nothing of
+        // this Ready is durable, so a restart fetches the snapshot again.
+        fatal_storage(Status(adopted.status().code(),
+                             "cannot install the leader's snapshot: " + adopted.status().message()));
+      }
+      snapshot_ = adopted.value().file;
+      installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
+      progress.snapshot_adopted = true;
     }
   }
-  if (rd.snapshot) {
-    if (incoming_fd_ >= 0) ::close(incoming_fd_);
-    incoming_fd_ = -1;
-    auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
-    if (!adopted.is_ok()) fatal_storage(adopted.status());
-    snapshot_ = adopted.value().file;
-    installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
+  if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) {
+    if (s.code() != StatusCode::kNoSpace) fatal_storage(s);
+    return s;
   }
-  if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) fatal_storage(s);
   if (rd.snapshot) (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
+  return Status::ok();
+}
+
+void Node::Impl::step_message(const raft::Message& m) {
+  // A dropped message is a lost message, which Raft tolerates: the sender
+  // retries (the leader's stall timer and heartbeats resend entries).
+  if (held_) return;  // raft.h: the core may not be called while a Ready is outstanding
+  if (no_space_ && ((m.type == raft::MessageType::kAppend && !m.entries.empty()) ||
+                    m.type == raft::MessageType::kSnapshot)) {
+    // Out of space: take no more entries; votes, heartbeats and commits
+    // still go through, so this node keeps its term and serves reads.
+    if (dropped_for_space_++ % 1000 == 0) {
+      spdlog::warn("disk full: dropping entries from the leader until space returns ({} dropped so far)",
+                   dropped_for_space_);
+    }
+    return;
+  }
+  step(m);
+}
+
+bool Node::Impl::enter_no_space(const Status& cause) {
+  if (!no_space_) {
+    spdlog::error("disk full ({}): refusing writes until space is freed; reads continue", cause.message());
+    no_space_ = true;
+    no_space_flag_ = true;
+    next_space_check_ = Clock::now() + std::chrono::milliseconds(kSpaceCheckIntervalMs);
+  }
+  if (!reserve_held_) return false;
+  const std::string path = data_dir_ + "/" + kReserveFileName;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    spdlog::error("cannot release the space reserve {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  reserve_held_ = false;
+  spdlog::warn("released the {}-byte space reserve {} so that this node can still record votes and commits",
+               opts_.space_reserve_bytes, path);
+  return true;
+}
+
+void Node::Impl::retry_held_ready() {
+  Status s = persist(*held_, held_progress_);
+  if (!s.is_ok()) {
+    persist_backoff_ms_ = std::min(persist_backoff_ms_ * 2, kPersistRetryMaxMs);
+    next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
+    return;
+  }
+  spdlog::info("persisted the held Ready: Raft resumes");
+  raft::Ready rd = std::move(*held_);
+  held_.reset();
+  held_progress_ = PersistProgress{};
+  finish_ready(rd);
+}
+
+void Node::Impl::check_space() {
+  if (!no_space_) return;
+  const auto now = Clock::now();
+  if (now < next_space_check_) return;
+  next_space_check_ = now + std::chrono::milliseconds(kSpaceCheckIntervalMs);
+  // A leader that cannot take writes hands leadership to a voter that can
+  // (thesis §3.10), so one full disk does not stop the cluster's writes. As a
+  // follower it takes no entries meanwhile, so its log falls behind and it
+  // cannot win the leadership back until it has space again.
+  if (const raft::NodeId target = best_transfer_target(); target != raft::kNoNode) {
+    if (raft_->transfer_leadership(target) == raft::Error::kOk) {
+      spdlog::warn("disk full: handing leadership to {} so that the cluster keeps taking writes", target);
+    }
+  }
+  const uint64_t reserve = opts_.in_memory ? 0 : opts_.space_reserve_bytes;
+  const std::optional<uint64_t> avail = free_bytes(data_dir_);
+  if (!avail || *avail < reserve + kResumeHeadroomBytes) return;
+  if (reserve > 0) {
+    if (Status st = create_reserve(); !st.is_ok()) {
+      spdlog::warn("space is back but the reserve could not be re-created ({}): writes stay refused", st.message());
+      return;
+    }
+  }
+  no_space_ = false;
+  no_space_flag_ = false;
+  spdlog::info("disk space available again ({} bytes free): writes resume", *avail);
+}
+
+Status Node::Impl::create_reserve() {
+  const std::string path = data_dir_ + "/" + kReserveFileName;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo, path + ": open: " + std::strerror(err));
+  }
+  // posix_fallocate returns the error instead of setting errno.
+  int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(opts_.space_reserve_bytes));
+  if (rc == 0 && ::fsync(fd) != 0) rc = errno;
+  ::close(fd);
+  if (rc != 0) {
+    ::unlink(path.c_str());  // a partial reserve only hides how full the disk is
+    return Status(rc == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                  path + ": reserve " + std::to_string(opts_.space_reserve_bytes) + " bytes: " + std::strerror(rc));
+  }
+  if (Status st = storage::sync_dir(data_dir_); !st.is_ok()) return st;
+  reserve_held_ = true;
+  return Status::ok();
+}
+
+Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
+  // The core KV_CHECKs these (its own invariants); here they are facts about
+  // what was read from disk, so a violation is damage, reported, not a crash.
+  const std::string hint = " (see docs/operations.md, \"Damaged or missing files\")";
+  const Index snap = init.snapshot.index;
+  if (init.snapshot.term > storage::kMaxStoredTerm) {
+    return Status(StatusCode::kCorrupt,
+                  (snapshot_ ? snapshot_->path : data_dir_) + ": snapshot term is above the ceiling" + hint);
+  }
+  if (!init.entries.empty()) {
+    const Index first = init.entries.front().index;
+    if (first > snap + 1) {
+      if (snap == 0) {
+        return Status(StatusCode::kCorrupt,
+                      store_->path() + ": the log starts at index " + std::to_string(first) +
+                          " but there is no snapshot file in " + data_dir_ +
+                          " for the entries before it: the snapshot file is missing" + hint);
+      }
+      return Status(StatusCode::kCorrupt, store_->path() + ": log starts at " + std::to_string(first) +
+                                              " after snapshot " + std::to_string(snap) + ": entries are missing" +
+                                              hint);
+    }
+    for (size_t i = 1; i < init.entries.size(); ++i) {
+      if (init.entries[i].term < init.entries[i - 1].term) {
+        return Status(StatusCode::kCorrupt, store_->path() + ": log entry " +
+                                                std::to_string(init.entries[i].index) +
+                                                " has a lower term than the entry before it" + hint);
+      }
+    }
+    for (const raft::Entry& e : init.entries) {
+      if (e.index > snap && e.type == raft::EntryType::kConfig && !raft::decode_membership(e.data)) {
+        return Status(StatusCode::kCorrupt, store_->path() + ": configuration entry " + std::to_string(e.index) +
+                                                " cannot be decoded" + hint);
+      }
+    }
+  }
+  const Index last = init.entries.empty() ? snap : std::max(snap, init.entries.back().index);
+  if (init.hard_state.commit > last) {
+    return Status(StatusCode::kCorrupt,
+                  store_->path() + ": the hard state's commit index " + std::to_string(init.hard_state.commit) +
+                      " is beyond the last log entry " + std::to_string(last) +
+                      (snap == 0 ? " (no snapshot file in " + data_dir_ + ": was one deleted, or the log wiped?)"
+                                 : "") +
+                      ": committed entries are missing" + hint);
+  }
+  return Status::ok();
 }
 
 void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to) {
@@ -452,10 +835,7 @@ void Node::Impl::apply(const raft::Ready& rd) {
                  snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
-    for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {
-      it->second.cb(Status(StatusCode::kTimeout, "replaced by a snapshot from the leader; outcome unknown"));
-      it = writes_.erase(it);
-    }
+    writes_.snapshot_installed(rd.snapshot->index);
   }
   for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
   for (const raft::ReadState& rs : rd.read_states) {
@@ -486,15 +866,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     spdlog::error("skipping undecodable command at index {}", e.index);
     fsm_.skip(e.index);
   }
-  auto it = writes_.find(e.index);
-  if (it == writes_.end()) return;
-  if (it->second.term == e.term) {
-    it->second.cb(e.index);
-  } else {
-    // Another leader's entry took this index: ours was never committed.
-    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed before the write committed; it was not applied"));
-  }
-  writes_.erase(it);
+  writes_.applied(e.index, e.term);
 }
 
 void Node::Impl::answer_reads_up_to(Index applied) {
@@ -506,14 +878,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
-  for (auto it = writes_.begin(); it != writes_.end();) {
-    if (it->second.deadline <= now) {
-      it->second.cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown"));
-      it = writes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  writes_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -553,20 +918,58 @@ void Node::Impl::progress_member_changes() {
     if (raft_->role() == raft::StateRole::kLeader) {
       const raft::Membership& m = raft_->membership();
       if (!w.removal && m.is_learner(w.id) && raft_->learner_caught_up(w.id)) {
-        (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
+        // Strict reconfiguration: promote only if the larger configuration
+        // still has a quorum of recently active voters (the learner is:
+        // it just caught up), so a join cannot stall commits.
+        const std::vector<raft::NodeId> voters = m.voters();
+        size_t active = 1;
+        for (raft::NodeId v : voters) active += recently_active(v, now) ? 1 : 0;
+        if (active >= quorum_of(voters.size() + 1)) {
+          (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
+        }
       }
     }
     ++it;
   }
 }
 
+void Node::Impl::track_active_voters() {
+  if (raft_->role() != raft::StateRole::kLeader) {
+    last_active_.clear();
+    return;
+  }
+  const auto now = Clock::now();
+  for (const raft::Member& m : raft_->membership().members) {
+    if (m.id == id_) continue;
+    auto pr = raft_->progress(m.id);
+    if (pr && pr->recent_active) last_active_[m.id] = now;
+  }
+}
+
+bool Node::Impl::recently_active(raft::NodeId id, Clock::time_point now) const {
+  if (id == id_) return true;
+  auto it = last_active_.find(id);
+  // The core clears recent_active once per election timeout and sets it on
+  // every answer, so a live member shows active at least once in two.
+  const auto window = std::chrono::milliseconds(2 * opts_.tick_ms * opts_.election_ticks);
+  return it != last_active_.end() && now - it->second <= window;
+}
+
 void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
   post([this, info = std::move(info), timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
     if (raft_->role() != raft::StateRole::kLeader) {
       cb(Status(StatusCode::kNotLeader, "not the leader"));
       return;
     }
     if (info.name.empty()) info.name = info.raft_address;
+    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation}) {
+      if (f->size() > kMaxMemberFieldBytes) {
+        cb(Status(StatusCode::kInvalid, "member names and addresses are at most " +
+                                            std::to_string(kMaxMemberFieldBytes) + " bytes"));
+        return;
+      }
+    }
     const raft::NodeId id = node_id_for(info.name);
     const raft::Membership& m = raft_->membership();
     raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
@@ -581,10 +984,24 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
                                              have->raft_address + "; remove it first"));
         return;
       }
-      if (info.api_address.empty() || info.api_address == have->api_address) {
+      if (!info.incarnation.empty() && !have->incarnation.empty() && info.incarnation != have->incarnation) {
+        cb(Status(StatusCode::kConflict,
+                  "member '" + info.name + "' at " + info.raft_address + " answered with a different data dir (incarnation " +
+                      info.incarnation + ", expected " + have->incarnation +
+                      "): its state was wiped; remove it and add it again (docs/operations.md)"));
+        return;
+      }
+      // Merge: a registration may bring the API address, a probe the
+      // incarnation of a member recorded without one; neither is ever
+      // replaced by an empty value, and a recorded incarnation never changes.
+      MemberInfo merged = *have;
+      if (!info.api_address.empty()) merged.api_address = info.api_address;
+      if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
+      if (merged.api_address == have->api_address && merged.incarnation == have->incarnation) {
         cc.type = raft::ConfChangeType::kPromote;  // only wait (and promote if a learner)
       } else {
-        cc.type = raft::ConfChangeType::kUpdateContext;  // a member registering its API address
+        cc.type = raft::ConfChangeType::kUpdateContext;
+        cc.context = encode_member_info(merged);
       }
     } else {
       for (const raft::Member& other : m.members) {
@@ -593,6 +1010,27 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
           cb(Status(StatusCode::kConflict, "raft address " + info.raft_address + " belongs to member '" + o->name + "'"));
           return;
         }
+      }
+      // Item 5 of issue 7: past the decoder's cap the configuration entry
+      // would be unreadable on every node.
+      if (m.members.size() >= kMaxMembers) {
+        cb(Status(StatusCode::kConflict, "the cluster already has " + std::to_string(m.members.size()) +
+                                             " members, the most a configuration may hold"));
+        return;
+      }
+      size_t learners = 0;
+      std::string learner_names;
+      for (const raft::Member& other : m.members) {
+        if (other.role != raft::MemberRole::kLearner) continue;
+        ++learners;
+        auto o = decode_member_info(other.context);
+        learner_names += (learner_names.empty() ? "" : ", ") + (o ? o->name : std::to_string(other.id));
+      }
+      if (learners >= kMaxPendingLearners) {
+        cb(Status(StatusCode::kUnavailable, "learner " + learner_names +
+                                                " is not promoted yet (at most " + std::to_string(kMaxPendingLearners) +
+                                                " learner at a time); retry once it is a voter, or remove it"));
+        return;
       }
     }
     if (cc.type != raft::ConfChangeType::kPromote) {
@@ -606,16 +1044,37 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
   });
 }
 
-void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) {
-  post([this, name, timeout_ms, cb = std::move(cb)]() mutable {
+void Node::Impl::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
+  post([this, name, force, timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
     if (raft_->role() != raft::StateRole::kLeader) {
       cb(Status(StatusCode::kNotLeader, "not the leader"));
       return;
     }
     const raft::NodeId id = node_id_for(name);
-    if (!raft_->membership().contains(id)) {
+    const raft::Membership& m = raft_->membership();
+    if (!m.contains(id)) {
       cb(Status::ok());  // already gone: idempotent
       return;
+    }
+    if (!force && m.is_voter(id)) {
+      // etcd's --strict-reconfig-check: the voters left must still have a
+      // quorum that answers, or the cluster stops committing after the change.
+      const auto now = Clock::now();
+      size_t left = 0;
+      size_t active = 0;
+      for (raft::NodeId v : m.voters()) {
+        if (v == id) continue;
+        ++left;
+        active += recently_active(v, now) ? 1 : 0;
+      }
+      if (left > 0 && active < quorum_of(left)) {
+        cb(Status(StatusCode::kUnavailable,
+                  "removing '" + name + "' would leave " + std::to_string(active) + " recently active voters of " +
+                      std::to_string(left) + ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
+                      "; bring members back first, or pass force=true to remove it anyway"));
+        return;
+      }
     }
     const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
     if (!r.ok()) {
@@ -623,6 +1082,16 @@ void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCall
       return;
     }
     member_waiters_.push_back(MemberWaiter{id, true, {}, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
+  transport_->probe(raft_address, timeout_ms, [cb = std::move(cb)](Result<transport::PeerIdentity> r) {
+    if (!r.is_ok()) {
+      cb(r.status());
+      return;
+    }
+    cb(MemberInfo{r->name, r->raft_address, r->api_address, r->incarnation});
   });
 }
 
@@ -635,8 +1104,10 @@ void Node::Impl::register_api_address() {
   const auto now = Clock::now();
   if (now - last_registration_ < std::chrono::seconds(1)) return;
   last_registration_ = now;
-  MemberInfo me{opts_.name, opts_.raft_address, opts_.api_address};
+  MemberInfo me = self_info();
   if (raft_->role() == raft::StateRole::kLeader) {
+    // Never replace a recorded incarnation (add_member's rule).
+    if (info && !info->incarnation.empty()) me.incarnation = info->incarnation;
     (void)raft_->propose_conf_change(
         raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(me)});
     return;
@@ -666,7 +1137,7 @@ void Node::Impl::sync_peers() {
     for (const raft::Member& m : config->members) {
       if (m.id == id_ || now.count(m.id)) continue;
       if (auto info = decode_member_info(m.context)) {
-        transport_->set_peer(m.id, info->raft_address);
+        transport_->set_peer(m.id, info->raft_address, info->incarnation);
         now.insert(m.id);
       }
     }
@@ -675,6 +1146,25 @@ void Node::Impl::sync_peers() {
     if (!now.count(gone)) transport_->remove_peer(gone);
   }
   peers_ = std::move(now);
+  update_unknown_sender_policy();  // after registering, so the leader's stream survives it
+}
+
+void Node::Impl::update_unknown_sender_policy() {
+  // Only members (and nodes being added) are heard (transport.h), with two
+  // exceptions where the node could otherwise never learn its
+  // configuration: it has none yet (the leader that adds it is unknown to
+  // it), or it has no leader or follows one it does not know. The latter is
+  // a member that lags behind configuration changes: a voter added and
+  // elected after our last entry can be leader while we have never heard
+  // of it (thesis §4.1: servers accept AppendEntries from a leader not in
+  // their configuration), and it is the only one that can bring us up to
+  // date. Such senders are never dialled; we answer on their stream.
+  const raft::NodeId leader = raft_->leader();
+  const bool accept = (raft_->membership().members.empty() && applied_membership_.members.empty()) ||
+                      leader == raft::kNoNode || (leader != id_ && !peers_.count(leader));
+  if (accept == accepting_unknown_senders_) return;
+  accepting_unknown_senders_ = accept;
+  transport_->set_accept_unknown_peers(accept);
 }
 
 // ---------------------------------------------------------------------------
@@ -682,17 +1172,22 @@ void Node::Impl::sync_peers() {
 
 void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
   post([this, c = std::move(c), timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
     const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
     if (!r.ok()) {
       cb(from_raft_error(r.error));
       return;
     }
-    writes_.emplace(r.index, WriteWaiter{r.term, deadline_after(timeout_ms), std::move(cb)});
+    writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
   });
 }
 
 void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
   post([this, timeout_ms, cb = std::move(cb)]() mutable {
+    if (held_) {
+      return cb(Status(StatusCode::kNoSpace, "no space left on device in data dir " + data_dir_ +
+                                                 ": this node cannot take part in Raft until space is freed"));
+    }
     const uint64_t id = next_read_id_++;
     if (!raft_->read_index(id)) {
       cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
@@ -706,7 +1201,8 @@ void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
 // Snapshots: the map is frozen in O(1) and written on another thread.
 
 void Node::Impl::maybe_start_snapshot() {
-  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0) return;
+  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0 || no_space_) return;
+  if (Clock::now() < next_snapshot_attempt_) return;
   const Index applied = fsm_.applied_index();
   const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
   if (applied < last_snapshot + opts_.snapshot_threshold) return;
@@ -723,9 +1219,14 @@ void Node::Impl::maybe_start_snapshot() {
 }
 
 void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
+  if (held_) {  // snapshot_taken() touches the core: finish once the Ready is persisted
+    pending_snapshot_ = std::move(file);
+    return;
+  }
   snapshot_in_progress_ = false;
   if (!file.is_ok()) {
-    spdlog::error("snapshot failed (will retry): {}", file.status().to_string());
+    spdlog::error("snapshot failed (will retry in {} ms): {}", kSnapshotRetryMs, file.status().to_string());
+    next_snapshot_attempt_ = Clock::now() + std::chrono::milliseconds(kSnapshotRetryMs);
     return;
   }
   if (snapshot_ && snapshot_->meta.index >= file.value().meta.index) {
@@ -806,8 +1307,14 @@ void Node::stop() { impl_->stop(); }
 void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
 void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
 void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) { impl_->add_member(std::move(info), timeout_ms, std::move(cb)); }
-void Node::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) { impl_->remove_member(name, timeout_ms, std::move(cb)); }
+void Node::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
+  impl_->remove_member(name, force, timeout_ms, std::move(cb));
+}
+void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
+  impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
+}
 NodeStatus Node::status() const { return impl_->status(); }
+const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 
 }  // namespace ckv::node

@@ -14,6 +14,24 @@
 // First boot: with bootstrap and an empty data dir the node founds a
 // one-member cluster; without it, it waits to be added by a leader. A
 // non-empty data dir always resumes (bootstrap is then ignored).
+//
+// The data dir: locked (flock, storage/dir_lock.h) for the life of the
+// Node; identified by storage/node_meta.h (name + incarnation, created
+// with the dir); every file checked on open. Damage or a missing file makes
+// open() fail with kCorrupt naming the file (docs/operations.md says how to
+// repair each); nothing on disk can make open() abort.
+//
+// Disk full (docs/operations.md, "Disk full"): the node keeps a reserve file
+// of space_reserve_bytes in the data dir. When a persist fails with ENOSPC it
+// deletes the reserve and persists again, so the Ready in hand (votes,
+// commits, heartbeats' acks) still becomes durable; it then refuses writes
+// (kNoSpace, HTTP 507) and drops incoming entries and snapshot chunks (the
+// leader resends them later), while reads keep working. When statvfs shows
+// the reserve plus kResumeHeadroomBytes free again, it re-creates the reserve
+// and accepts writes, without a restart. If even that persist fails, the
+// Ready is held and retried with backoff (never skipped, raft.h); meanwhile
+// the core is left alone, peer messages are dropped and waiters time out.
+// Any other storage failure stops the process with kExitStorageFailure.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +53,14 @@ class Transport;
 
 namespace ckv::node {
 
+// Bytes kept free in the data dir for a full disk (see above); 0 disables.
+inline constexpr uint64_t kDefaultSpaceReserveBytes = uint64_t{64} << 20;
+// Writes resume once this much is free beyond the reserve, so they do not
+// stop again at once.
+inline constexpr uint64_t kResumeHeadroomBytes = uint64_t{8} << 20;
+// Exit status of a process stopped by a storage failure other than a full disk.
+inline constexpr int kExitStorageFailure = 3;
+
 struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
   std::string raft_address;  // host:port peers connect to
@@ -50,6 +76,7 @@ struct NodeOptions {
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
+  uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -57,6 +84,11 @@ struct MemberInfo {
   std::string name;
   std::string raft_address;
   std::string api_address;  // empty until the member registers it
+  // The random id of the member's data dir (storage/node_meta.h), learned
+  // by probing it when it joins. A node answering with another one had its
+  // data dir wiped: the transport refuses it (transport.h). Empty for
+  // members added before incarnations existed, or that could not be probed.
+  std::string incarnation;
 };
 
 struct MemberStatus {
@@ -76,8 +108,20 @@ struct NodeStatus {
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
   uint64_t snapshot_index = 0;
+  bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
   std::vector<MemberStatus> members;
 };
+
+// The most members a configuration may hold: raft::decode_membership
+// refuses more (raft/types.cc), so a change past it would leave every node
+// unable to read its own configuration (types_test checks the two agree).
+inline constexpr size_t kMaxMembers = 1024;
+// Learners that may wait for promotion at once (etcd allows 1): a second
+// join waits until the first learner is a voter or removed.
+inline constexpr size_t kMaxPendingLearners = 1;
+// Longest name or address a member may have: the transport hello carries
+// each in at most this many bytes (transport/stream_codec.h).
+inline constexpr size_t kMaxMemberFieldBytes = 255;
 
 // Ids in the core are 64-bit; names are what users type. The id is a hash of
 // the name (never 0); a join with a name whose id is taken by another name is
@@ -95,6 +139,7 @@ class Node {
   using RegisterHook = std::function<void(const MemberInfo& leader, const MemberInfo& self)>;
   using WriteCallback = std::function<void(Result<uint64_t>)>;  // the applied index
   using DoneCallback = std::function<void(Status)>;
+  using ProbeCallback = std::function<void(Result<MemberInfo>)>;
 
   static Result<std::unique_ptr<Node>> open(const NodeOptions& options,
                                             std::unique_ptr<transport::Transport> transport,
@@ -118,10 +163,24 @@ class Node {
   void read_barrier(int timeout_ms, DoneCallback cb);
   // Leader only: adds the member as a learner, promotes it once caught up,
   // calls back when it is a voter. Idempotent for the same name and address.
+  // Refused: past kMaxMembers (kConflict), while kMaxPendingLearners other
+  // learners wait for promotion (kUnavailable), a member whose recorded
+  // incarnation differs from info.incarnation (kConflict: its data dir was
+  // wiped). The promotion waits until the new configuration would have a
+  // quorum of recently active voters (strict reconfiguration).
   void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
-  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+  // Leader only. Unless force, refused (kUnavailable) when the voters left
+  // would have fewer recently active members than their quorum (etcd's
+  // --strict-reconfig-check): the cluster would stop committing.
+  void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  // Asks the node listening at raft_address who it is (its transport hello):
+  // name, addresses, incarnation. The callback runs on a transport thread.
+  void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
+  // This data dir's incarnation (storage/node_meta.h): fixed once open()
+  // returned, so any thread may read it (e.g. for the transport's hello).
+  const std::string& incarnation() const;
   const fsm::KvStateMachine& state_machine() const;
 
  private:

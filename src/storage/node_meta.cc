@@ -1,0 +1,141 @@
+// Reading and writing the data dir's node_meta file (see node_meta.h).
+#include "storage/node_meta.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "storage/snapshot_file.h"
+
+namespace ckv::storage {
+
+namespace {
+
+constexpr char kMagic[] = "CKVMETA";
+constexpr size_t kMagicLen = 7;
+constexpr uint8_t kFormat = 1;
+constexpr size_t kIncarnationBytes = 16;
+// node_meta holds a name and 32 hex chars; anything bigger is not ours.
+constexpr size_t kMaxNodeMetaBytes = 64 << 10;
+constexpr size_t kMaxNameBytes = 16 << 10;
+
+Status io_error(const std::string& path, const char* what) {
+  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                path + ": " + what + ": " + std::strerror(errno));
+}
+
+Status corrupt(const std::string& path, const std::string& what) {
+  return Status(StatusCode::kCorrupt, path + " is damaged: " + what);
+}
+
+Status write_all(int fd, const std::string& data, const std::string& path) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "write");
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+bool valid_incarnation(const std::string& s) {
+  if (s.size() != 2 * kIncarnationBytes) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+Result<std::string> new_incarnation() {
+  unsigned char raw[kIncarnationBytes];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    const ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : raw) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
+}
+
+Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
+  const std::string path = dir + "/" + kNodeMetaFileName;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<NodeMeta>();
+    return io_error(path, "open");
+  }
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = io_error(path, "read");
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > kMaxNodeMetaBytes) {
+      ::close(fd);
+      return corrupt(path, "larger than " + std::to_string(kMaxNodeMetaBytes) + " bytes");
+    }
+  }
+  ::close(fd);
+  ByteReader r(data);
+  std::string magic;
+  uint8_t format = 0;
+  uint32_t crc = 0;
+  if (!r.bytes(kMagicLen, magic) || magic != std::string_view(kMagic, kMagicLen)) {
+    return corrupt(path, "not a node_meta file (bad magic or empty)");
+  }
+  if (!r.u8(format) || format != kFormat) return corrupt(path, "unknown format " + std::to_string(format));
+  if (!r.u32le(crc)) return corrupt(path, "cut short");
+  if (crc32c(r.rest()) != crc) return corrupt(path, "checksum mismatch");
+  NodeMeta meta;
+  if (!r.string32(meta.name, kMaxNameBytes) || !r.string32(meta.incarnation, 2 * kIncarnationBytes) || !r.at_end()) {
+    return corrupt(path, "malformed body");
+  }
+  if (!valid_incarnation(meta.incarnation)) return corrupt(path, "incarnation is not 32 lowercase hex characters");
+  return std::optional<NodeMeta>(std::move(meta));
+}
+
+Status write_node_meta(const std::string& dir, const NodeMeta& meta) {
+  const std::string path = dir + "/" + kNodeMetaFileName;
+  const std::string tmp = path + ".tmp";
+  std::string body;
+  put_string32(body, meta.name);
+  put_string32(body, meta.incarnation);
+  std::string data(kMagic, kMagicLen);
+  put_u8(data, kFormat);
+  put_u32le(data, crc32c(body));
+  data += body;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error(tmp, "open");
+  Status s = write_all(fd, data, tmp);
+  if (s.is_ok() && ::fsync(fd) != 0) s = io_error(tmp, "fsync");
+  if (::close(fd) != 0 && s.is_ok()) s = io_error(tmp, "close");
+  if (s.is_ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = io_error(path, "rename");
+  if (!s.is_ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return sync_dir(dir);
+}
+
+}  // namespace ckv::storage
