@@ -283,7 +283,8 @@ class HttpServer::Impl {
     bool busy = false;     // a request is being handled: never evicted
     bool evicted = false;  // closed by evict(): what was read is not handled
   };
-  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip, Admission admitted);
+  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip,
+                                Admission admitted);
   // Closes the connection with this admission id if it is still waiting for
   // a request (admission.h, "Eviction"). Any thread.
   void evict(uint64_t id);
