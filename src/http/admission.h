@@ -1,4 +1,4 @@
-// Which pool an incoming HTTP connection may take a slot in (outside clients, bounded per address, or the members' reserve), and the body-bytes budget (pure; thread-safe).
+// HTTP connection admission: the clients' pool (bounded per address), the members' reserve, eviction, the body-bytes budget (pure; thread-safe).
 //
 // Why a reserve: a follower forwards writes to the leader's API, the same
 // port outside clients use. Slow clients are pushed out by eviction (below),

@@ -44,8 +44,8 @@ Status check_max_body_bytes(uint64_t max_body_bytes, uint64_t max_uncommitted_by
                   "-max-body-bytes=" + std::to_string(max_body_bytes) +
                       " is more than one Raft log entry can carry: at most " +
                       std::to_string(limit) + " bytes (a " +
-                      std::to_string(transport::kMaxFrameBytes) +
-                      "-byte Raft frame and a " + std::to_string(max_uncommitted_bytes) +
+                      std::to_string(transport::kMaxFrameBytes) + "-byte Raft frame and a " +
+                      std::to_string(max_uncommitted_bytes) +
                       "-byte uncommitted-log limit, less the command and message encoding)");
   }
   return Status::ok();

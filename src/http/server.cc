@@ -70,7 +70,7 @@ constexpr size_t kFirstReadBytes = size_t{4} << 10;
 // membership this often; host names are resolved again at most this often.
 constexpr milliseconds kMemberHostsRefresh{1'000};
 constexpr std::chrono::seconds kMemberHostsReresolve{30};
-// Refused connections are logged on the first and then every this many.
+// Refused and evicted connections are logged on the first and then every this many.
 constexpr uint64_t kRefusalLogEvery = 1000;
 
 // The text form admission compares: IPv4-mapped IPv6 (a dual-stack
@@ -114,14 +114,17 @@ class UpstreamPool {
     auto it = idle_.find(address);
     if (it == idle_.end()) return std::nullopt;
     auto& streams = it->second;
-    while (!streams.empty()) {
+    std::optional<beast::tcp_stream> found;
+    while (!streams.empty() && !found) {
       Idle c = std::move(streams.back());
       streams.pop_back();
       if (std::chrono::steady_clock::now() - c.since < kMaxIdle && still_open(c.stream)) {
-        return std::move(c.stream);
+        found.emplace(std::move(c.stream));
       }
     }
-    return std::nullopt;
+    // No empty entries: addresses of past leaders do not pile up.
+    if (streams.empty()) idle_.erase(it);
+    return found;
   }
 
   void give_back(const std::string& address, beast::tcp_stream stream) {
@@ -280,7 +283,8 @@ class HttpServer::Impl {
     bool busy = false;     // a request is being handled: never evicted
     bool evicted = false;  // closed by evict(): what was read is not handled
   };
-  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip, Admission admitted);
+  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip,
+                                Admission admitted);
   // Closes the connection with this admission id if it is still waiting for
   // a request (admission.h, "Eviction"). Any thread.
   void evict(uint64_t id);
@@ -302,6 +306,7 @@ class HttpServer::Impl {
   BodyBudget body_budget_;
   std::atomic<int> refusing_{0};            // refuse() coroutines running
   std::atomic<uint64_t> refused_total_{0};  // connections refused since start
+  std::atomic<uint64_t> evicted_total_{0};  // connections evicted since start
   std::atomic<int> forwards_in_flight_{0};  // bounded by kMaxForwardsInFlight
   std::optional<asio::ip::address> source_address_;  // this node's API host, if an IP
   // Canonical IPs of the members' raft and API hosts (admission.h).
@@ -386,7 +391,17 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
         std::lock_guard lock(connections_mu_);
         connections_.emplace(admitted.id, conn);
       }
-      if (admitted.evict != 0) evict(admitted.evict);
+      if (admitted.evict != 0) {
+        // Under a slowloris flood this is every accept: log the first and
+        // then every kRefusalLogEvery-th.
+        if (const uint64_t n = evicted_total_++; n % kRefusalLogEvery == 0) {
+          spdlog::warn(
+              "http: connections full; closing the one that waited longest for its client to "
+              "admit {} ({} evicted so far; a slow or flooding client? see docs/api.md, Limits)",
+              ip, n + 1);
+        }
+        evict(admitted.evict);
+      }
       asio::co_spawn(strand, session(std::move(conn), std::move(ip), admitted), asio::detached);
       continue;
     }

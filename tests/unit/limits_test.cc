@@ -14,7 +14,8 @@ namespace {
 TEST(HttpLimits, LongestKeyUrlEncodedFitsTheRequestHead) {
   // Every byte needs an escape: the worst case for GET /get?key=.
   const std::string key(kMaxKeyBytes, '\xff');
-  const std::string line = "GET /get?key=" + url_encode(key) + "&consistency=linearizable HTTP/1.1\r\n";
+  const std::string line =
+      "GET /get?key=" + url_encode(key) + "&consistency=linearizable HTTP/1.1\r\n";
   EXPECT_EQ(url_encode(key).size(), kUrlEncodingFactor * kMaxKeyBytes);
   EXPECT_LT(line.size() + 4096, kMaxRequestHeadBytes) << "room for ordinary headers";
 }
@@ -29,7 +30,8 @@ TEST(HttpLimits, LargestReplicableBodyFitsOneFrameAndNoMore) {
   EXPECT_FALSE(check_max_body_bytes(limit + 1, uint64_t{1} << 40).is_ok());
   // A body of that size yields a command of at most that size plus its
   // encoding; as an Append it must frame, one byte more must not.
-  const std::string command = fsm::encode_command(fsm::Command{fsm::CommandType::kSet, "", std::string(limit, 'v')});
+  const std::string command =
+      fsm::encode_command(fsm::Command{fsm::CommandType::kSet, "", std::string(limit, 'v')});
   raft::Message m;
   m.type = raft::MessageType::kAppend;
   m.entries.push_back(raft::Entry{1, 1, raft::EntryType::kNormal, command});
