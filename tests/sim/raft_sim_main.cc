@@ -1,9 +1,9 @@
 // raft_sim: replays one seed with a trace, sweeps many seeds, or replays the regression list.
 //
-//   raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]
-//   raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]
+//   raft_sim --seed S [--nodes 3|5] [--steps K] [--swarm] [--quiet] [--tail N]
+//   raft_sim --seeds N [--start S | --random-start] [--nodes 3|5] [--steps K] [--swarm] [--max-failures F]
 //   raft_sim --regressions FILE
-//   raft_sim --determinism N [--start S]     (each seed twice: same run?)
+//   raft_sim --determinism N [--start S] [--swarm]     (each seed twice: same run?)
 // Exit status: 0 when every seed passed, 1 when one failed, 2 on bad usage.
 #include <chrono>
 #include <csignal>
@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -38,6 +39,8 @@ struct Args {
   std::string regressions;
   uint64_t determinism = 0;
   bool persist_checks = true;
+  bool swarm = false;
+  bool random_start = false;
 };
 
 std::string g_argv0 = "raft_sim";
@@ -60,6 +63,7 @@ std::string replay_command(const SimConfig& c) {
       g_argv0 + " --seed " + std::to_string(c.seed) + " --nodes " + std::to_string(c.nodes);
   if (c.steps != SimConfig{}.steps) cmd += " --steps " + std::to_string(c.steps);
   if (!c.persist_checks) cmd += " --no-persist-checks";
+  if (c.swarm) cmd += " --swarm";
   return cmd;
 }
 
@@ -75,6 +79,7 @@ SimResult run_one(const SimConfig& c) {
 void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
   std::printf("FAIL seed=%llu nodes=%d steps=%d at %llu ms simulated: %s\n", ull(c.seed), c.nodes,
               c.steps, ull(r.sim_ms), r.failure.c_str());
+  if (c.swarm) std::printf("  %s\n", r.profile.c_str());
   if (print_tail && !r.trace_tail.empty()) {
     std::printf("  last %zu trace lines:\n", r.trace_tail.size());
     for (const std::string& line : r.trace_tail) std::printf("    %s\n", line.c_str());
@@ -147,11 +152,14 @@ bool parse_u64(const char* s, uint64_t& out) {
 int usage() {
   std::fprintf(
       stderr,
-      "usage: raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]\n"
-      "       raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]\n"
+      "usage: raft_sim --seed S [--nodes 3|5] [--steps K] [--swarm] [--quiet] [--tail N]\n"
+      "       raft_sim --seeds N [--start S | --random-start] [--nodes 3|5] [--steps K] [--swarm]\n"
+      "                [--max-failures F]\n"
       "       raft_sim --regressions FILE\n"
-      "       raft_sim --determinism N [--start S]\n"
+      "       raft_sim --determinism N [--start S] [--swarm]\n"
       "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
+      "--swarm: each seed draws its own fault profile (printed with a failure)\n"
+      "--random-start: the sweep starts at a random seed, printed first (CI explores new seeds)\n"
       "Without --nodes, even seeds run 5 nodes and odd seeds 3.\n");
   return 2;
 }
@@ -183,6 +191,10 @@ int main(int argc, char** argv) {
     } else if (flag == "--determinism" && value(a.determinism)) {
     } else if (flag == "--no-persist-checks") {
       a.persist_checks = false;
+    } else if (flag == "--swarm") {
+      a.swarm = true;
+    } else if (flag == "--random-start") {
+      a.random_start = true;
     } else if (flag == "--quiet") {
       a.quiet = true;
     } else if (flag == "--regressions" && i + 1 < argc) {
@@ -200,6 +212,7 @@ int main(int argc, char** argv) {
     c.nodes = nodes_for(a, a.seed);
     c.steps = a.steps;
     c.persist_checks = a.persist_checks;
+    c.swarm = a.swarm;
     c.echo = !a.quiet;
     c.tail = a.quiet ? a.tail : 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -216,6 +229,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (a.seeds > 0) {
+    if (a.random_start) {
+      // Outside the simulation (which stays a pure function of its seed): a
+      // fresh range every run, printed first so any failure can be replayed.
+      std::random_device dev;
+      a.start = ((uint64_t{dev()} << 32) | dev()) % 1'000'000'000'000ULL + 1;
+      std::printf("raft_sim: random start seed %llu (this sweep: --seeds %llu --start %llu%s%s)\n",
+                  ull(a.start), ull(a.seeds), ull(a.start),
+                  a.nodes ? (" --nodes " + std::to_string(a.nodes)).c_str() : "",
+                  a.swarm ? " --swarm" : "");
+      std::fflush(stdout);
+    }
     std::vector<SimConfig> configs;
     for (uint64_t s = a.start; s < a.start + a.seeds; ++s) {
       SimConfig c;
@@ -223,15 +247,17 @@ int main(int argc, char** argv) {
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
       c.persist_checks = a.persist_checks;
+      c.swarm = a.swarm;
       configs.push_back(c);
     }
     std::string what =
         "seeds [" + std::to_string(a.start) + ", " + std::to_string(a.start + a.seeds - 1) + "]" +
-        (a.nodes ? ", " + std::to_string(a.nodes) + " nodes" : std::string(", 3 and 5 nodes"));
+        (a.nodes ? ", " + std::to_string(a.nodes) + " nodes" : std::string(", 3 and 5 nodes")) +
+        (a.swarm ? ", swarm" : "");
     return sweep(configs, a, what.c_str());
   }
   if (!a.regressions.empty()) {
-    // Format: "<seed> <nodes> [steps]  # what it caught", one per line.
+    // Format: "<seed> <nodes> [steps] [swarm]  # what it caught", one per line.
     std::ifstream in(a.regressions);
     if (!in) {
       std::fprintf(stderr, "raft_sim: cannot read %s\n", a.regressions.c_str());
@@ -244,8 +270,15 @@ int main(int argc, char** argv) {
       std::istringstream fields(line);
       SimConfig c;
       if (!(fields >> c.seed >> c.nodes)) continue;
-      int steps = 0;
-      if (fields >> steps && steps > 0) c.steps = steps;
+      std::string word;
+      while (fields >> word) {
+        uint64_t steps = 0;
+        if (word == "swarm") {
+          c.swarm = true;
+        } else if (parse_u64(word.c_str(), steps) && steps > 0) {
+          c.steps = static_cast<int>(steps);
+        }
+      }
       configs.push_back(c);
     }
     return sweep(configs, a, ("regressions in " + a.regressions).c_str());
@@ -256,6 +289,7 @@ int main(int argc, char** argv) {
       c.seed = s;
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
+      c.swarm = a.swarm;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
           x.writes_acked != y.writes_acked || x.failure != y.failure) {

@@ -36,13 +36,17 @@ SimResult run_simulation(const SimConfig& config) {
 
 SimCluster::SimCluster(const SimConfig& config)
     : config_(config),
+      profile_(config.swarm ? FaultProfile::draw(config.seed) : FaultProfile{}),
       rng_(derive_seed(config.seed, 0)),
       trace_(config.echo, config.tail),
       checker_(config.persist_checks) {
   // Small limits so that every mechanism really runs: several InstallSnapshot
   // chunks, tiny in-flight windows, one-entry appends, overload refusals.
-  options_.election_ticks = 10;
+  options_.election_ticks = profile_.election_ticks;
   options_.heartbeat_ticks = static_cast<int>(rng_.pick(std::vector<uint64_t>{1, 1, 2, 3}));
+  // The core requires election_ticks > heartbeat_ticks; short swarm timeouts cap the heartbeat.
+  if (options_.heartbeat_ticks >= options_.election_ticks)
+    options_.heartbeat_ticks = options_.election_ticks - 1;
   options_.pre_vote = rng_.chance(0.85);
   options_.check_quorum = rng_.chance(0.85);
   options_.max_append_bytes = rng_.pick(std::vector<uint64_t>{1 << 20, 256, 2048});
@@ -69,8 +73,12 @@ SimNode& SimCluster::add_node(NodeId id) {
   env.now_us = &now_us_;
   env.send = [this](Message m) { send(std::move(m)); };
   env.on_write_acked = [this](uint64_t) { workload_.on_acked(); };
+  env.snapshot_gap_first = profile_.snap_gap_first;
+  env.snapshot_gap_min = profile_.snap_gap_min;
+  env.snapshot_gap_max = profile_.snap_gap_max;
   Slot& s = slots_[id];
   s.node = std::make_unique<SimNode>(id, options_, config_.seed, std::move(env));
+  if (profile_.initially_slow > 0) s.defer_ready = rng_.chance(profile_.initially_slow);
   return *s.node;
 }
 
@@ -78,7 +86,8 @@ void SimCluster::start_node(Slot& s) {
   s.node->start();
   s.ready_scheduled = false;
   // Clocks of different nodes run at slightly different rates (±5%).
-  s.tick_us = config_.tick_ms * kMs * rng_.range(95, 105) / 100;
+  s.tick_us = config_.tick_ms * kMs *
+              rng_.range(100 - profile_.tick_jitter_pct, 100 + profile_.tick_jitter_pct) / 100;
   Event tick;
   tick.type = EventType::kTick;
   tick.node = s.node->id();
@@ -103,7 +112,8 @@ void SimCluster::after_input(Slot& s) {
   ev.incarnation = s.node->incarnation();
   // Usually the Ready is handled right away (still a separate event, so a
   // crash may fall in between); sometimes later, batching several inputs.
-  schedule(s.defer_ready ? rng_.range(100, 3000) : 0, std::move(ev));
+  schedule(s.defer_ready ? rng_.range(profile_.defer_min_us, profile_.defer_max_us) : 0,
+           std::move(ev));
 }
 
 void SimCluster::send(Message m) {
@@ -135,8 +145,8 @@ SimResult SimCluster::run() {
                                            "node-" + std::to_string(i)});
   }
   next_id_ = static_cast<NodeId>(founders) + 1;
-  NetworkParams calm;
-  net_.set_params(calm);
+  net_.set_params(profile_.base_net);
+  trace_.log(now_us_, "%s", profile_.describe().c_str());
   trace_.log(
       now_us_,
       "seed %llu: %d founder(s), target %d voters, %d steps; heartbeat_ticks %d pre_vote %d "
@@ -171,6 +181,7 @@ SimResult SimCluster::run() {
   r.invariant = checker_.failed_invariant();
   r.failure = checker_.failure();
   r.trace_tail = trace_.tail();
+  r.profile = profile_.describe();
   r.events = events_;
   r.sim_ms = now_us_ / kMs;
   r.writes_acked = workload_.acked();
@@ -253,7 +264,7 @@ void SimCluster::handle(Event& ev) {
       if (++steps_done_ >= config_.steps) {
         begin_liveness();
       } else {
-        schedule(rng_.range(2, 15) * kMs, std::move(ev));
+        schedule(rng_.range(profile_.step_min_ms, profile_.step_max_ms) * kMs, std::move(ev));
       }
       return;
     case EventType::kRestart: {
@@ -316,7 +327,9 @@ void SimCluster::chaos_step() {
   // Per mille: mostly client traffic; faults rare enough (a crash every ~1-2 s
   // of simulated time) that the cluster also makes progress between them.
   uint64_t roll = rng_.range(0, 999);
-  if (roll < 400) {
+  const FaultProfile& p = profile_;
+  uint64_t edge = p.write_pm;
+  if (roll < edge) {
     // Mostly on a leader; sometimes anywhere, to exercise refusals.
     std::vector<Slot*> live = live_slots();
     SimNode* target = pick_leader();
@@ -327,31 +340,31 @@ void SimCluster::chaos_step() {
       trace_.log(now_us_, "client write on n%llu: %s", ull(target->id()),
                  ok ? "proposed" : "refused");
     }
-  } else if (roll < 550) {
+  } else if (roll < (edge += p.read_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
     SimNode& n = *rng_.pick(live)->node;
     bool ok = workload_.read(rng_, n, checker_.max_committed());
     trace_.log(now_us_, "client read on n%llu: %s", ull(n.id()),
                ok ? "started" : "no leader known");
-  } else if (roll < 556) {
+  } else if (roll < (edge += p.crash_pm)) {
     do_crash();
-  } else if (roll < 560) {
+  } else if (roll < (edge += p.arm_crash_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
-    SimNode& n = *rng_.pick(live)->node;
-    auto p = static_cast<CrashPoint>(rng_.range(1, 7));
-    n.arm_crash(p);
-    trace_.log(now_us_, "arm crash of n%llu at its next Ready (%s)", ull(n.id()), to_string(p));
-  } else if (roll < 568) {
+    SimNode& n = *pick_target(live)->node;
+    auto cp = static_cast<CrashPoint>(rng_.range(1, p.max_crash_point));
+    n.arm_crash(cp);
+    trace_.log(now_us_, "arm crash of n%llu at its next Ready (%s)", ull(n.id()), to_string(cp));
+  } else if (roll < (edge += p.partition_pm)) {
     do_partition();
-  } else if (roll < 573) {
+  } else if (roll < (edge += p.network_pm)) {
     do_network_change();
-  } else if (roll < 588) {
+  } else if (roll < (edge += p.membership_pm)) {
     do_membership();
-  } else if (roll < 593) {
+  } else if (roll < (edge += p.transfer_pm)) {
     do_transfer();
-  } else if (roll < 596) {
+  } else if (roll < (edge += p.batch_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
     Slot* s = rng_.pick(live);
@@ -361,16 +374,28 @@ void SimCluster::chaos_step() {
   }
 }
 
+SimCluster::Slot* SimCluster::pick_target(const std::vector<Slot*>& live) {
+  // The classic mix (leader_bias 0) draws exactly as it always did.
+  if (profile_.leader_bias > 0 && rng_.chance(profile_.leader_bias)) {
+    for (Slot* s : live) {
+      if (s->node->raft().role() == StateRole::kLeader) return s;
+    }
+  }
+  return rng_.pick(live);
+}
+
 void SimCluster::do_crash() {
   std::vector<Slot*> live = live_slots();
   if (live.empty()) return;
-  Slot* s = rng_.pick(live);
+  Slot* s = pick_target(live);
   trace_.log(now_us_, "crash n%llu", ull(s->node->id()));
   crash_node(*s);
   Event restart;
   restart.type = EventType::kRestart;
   restart.node = s->node->id();
-  uint64_t down_ms = rng_.chance(0.2) ? rng_.range(1000, 4000) : rng_.range(20, 1000);
+  const FaultProfile& p = profile_;
+  uint64_t down_ms = rng_.chance(p.long_down) ? rng_.range(p.long_down_min_ms, p.long_down_max_ms)
+                                              : rng_.range(p.down_min_ms, p.down_max_ms);
   schedule(down_ms * kMs, std::move(restart));
 }
 
@@ -382,8 +407,14 @@ void SimCluster::do_partition() {
   if (ids.size() < 2) return;
   std::vector<std::pair<NodeId, NodeId>> links;
   NodeId a = rng_.pick(ids);
+  if (profile_.leader_bias > 0 && rng_.chance(profile_.leader_bias)) {
+    if (SimNode* l = pick_leader()) a = l->id();  // e.g. isolate a leader holding uncommitted entries
+  }
   const char* kind = "";
-  switch (rng_.range(0, 3)) {
+  const uint32_t* w = profile_.shape_weight;
+  uint64_t shape = rng_.range(0, w[0] + w[1] + w[2] + w[3] - 1);
+  shape = shape < w[0] ? 0 : shape < w[0] + w[1] ? 1 : shape < w[0] + w[1] + w[2] ? 2 : 3;
+  switch (shape) {
     case 0:  // isolate one node
       kind = "isolate";
       for (NodeId b : ids) {
@@ -430,7 +461,7 @@ void SimCluster::do_partition() {
   }
   for (const auto& [from, to] : links) net_.cut(from, to);
   uint64_t id = next_partition_++;
-  uint64_t heal_ms = rng_.range(50, 3000);
+  uint64_t heal_ms = rng_.range(profile_.heal_min_ms, profile_.heal_max_ms);
   trace_.log(now_us_, "partition #%llu: %s around n%llu (%zu links) for %llu ms", ull(id), kind,
              ull(a), links.size(), ull(heal_ms));
   partitions_[id] = std::move(links);
@@ -441,9 +472,9 @@ void SimCluster::do_partition() {
 }
 
 void SimCluster::do_network_change() {
-  NetworkParams p;
+  NetworkParams p = profile_.base_net;
   switch (rng_.range(0, 4)) {
-    case 0:  // calm
+    case 0:  // back to this profile's normal weather (calm in the classic mix)
       break;
     case 1:
       p.loss = rng_.pick(std::vector<double>{0.01, 0.05, 0.2});
@@ -462,6 +493,13 @@ void SimCluster::do_network_change() {
       p.max_delay_us = 30 * kMs;
       p.long_delay = 0.02;
       break;
+  }
+  if (profile_.net_scale != 1.0) {
+    const double f = profile_.net_scale;
+    p.loss = std::min(0.6, p.loss * f);
+    p.duplicate = std::min(0.6, p.duplicate * f);
+    p.max_delay_us = static_cast<uint64_t>(static_cast<double>(p.max_delay_us) * f);
+    p.long_delay = std::min(0.5, p.long_delay * f);
   }
   trace_.log(now_us_, "network: loss %.2f dup %.2f delay %llu-%llu us stragglers %.2f", p.loss,
              p.duplicate, ull(p.min_delay_us), ull(p.max_delay_us), p.long_delay);
@@ -483,7 +521,8 @@ void SimCluster::do_membership() {
   const char* what = "";
   for (NodeId l : learners) {
     if (r.learner_caught_up(l) &&
-        (voters.size() < target || (voters.size() <= target && rng_.chance(0.3)))) {
+        (voters.size() < target ||
+         (voters.size() <= target + profile_.over_promote && rng_.chance(profile_.promote_extra)))) {
       cc.type = ConfChangeType::kPromote;
       cc.node = l;
       what = "promote";
@@ -492,7 +531,7 @@ void SimCluster::do_membership() {
   }
   if (cc.node == raft::kNoNode) {
     uint64_t choice = (voters.size() < target && learners.empty()) ? 0 : rng_.range(0, 3);
-    if (choice == 0 && m.members.size() < target + 2 &&
+    if (choice == 0 && m.members.size() < target + profile_.max_extra_members &&
         (voters.size() >= target || learners.empty())) {
       cc.type = ConfChangeType::kAddLearner;
       cc.node = next_id_++;
@@ -503,7 +542,9 @@ void SimCluster::do_membership() {
       start_node(*slot(cc.node));
     } else if (choice == 1) {
       std::vector<NodeId> removable = learners;
-      if (voters.size() > std::max<size_t>(1, target - 1))
+      const size_t floor_voters =
+          profile_.min_voters_left > 0 ? profile_.min_voters_left : std::max<size_t>(1, target - 1);
+      if (voters.size() > floor_voters)
         removable.insert(removable.end(), voters.begin(), voters.end());
       if (removable.empty()) return;
       cc.type = ConfChangeType::kRemove;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fault_profile.h"
 #include "invariants.h"
 #include "raft/raft.h"
 #include "sim_network.h"
@@ -28,6 +29,9 @@ struct SimConfig {
   uint64_t liveness_limit_ms =
       10000;                   // after healing, a fresh write must be applied everywhere by then
   bool persist_checks = true;  // see InvariantChecker
+  // Swarm mode: the seed also draws its fault profile (fault_profile.h);
+  // off, every seed gets the classic mix.
+  bool swarm = false;
 };
 
 struct SimResult {
@@ -35,6 +39,7 @@ struct SimResult {
   std::string invariant;  // which check failed
   std::string failure;    // the numbers that prove it
   std::deque<std::string> trace_tail;
+  std::string profile;  // FaultProfile::describe() of the run
   // What the run exercised, so a sweep can show it is not vacuous.
   uint64_t events = 0;
   uint64_t sim_ms = 0;
@@ -114,7 +119,10 @@ class SimCluster {
   SimNode* newest_leader();  // the live leader with the highest term
   std::vector<Slot*> live_slots();
 
+  Slot* pick_target(const std::vector<Slot*>& live);  // the leader with leader_bias, else random
+
   SimConfig config_;
+  FaultProfile profile_;
   SimRng rng_;
   Trace trace_;
   InvariantChecker checker_;

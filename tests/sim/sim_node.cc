@@ -35,6 +35,8 @@ const char* to_string(CrashPoint p) {
       return "before-advance";
     case CrashPoint::kMidSnapshot:
       return "mid-snapshot";
+    case CrashPoint::kMidEarlySend:
+      return "mid-early-send";
   }
   return "?";
 }
@@ -42,6 +44,7 @@ const char* to_string(CrashPoint p) {
 SimNode::SimNode(raft::NodeId id, const raft::Options& options, uint64_t sim_seed, NodeEnv env)
     : id_(id), options_(options), sim_seed_(sim_seed), env_(std::move(env)) {
   options_.id = id;
+  snapshot_gap_ = env_.snapshot_gap_first;
 }
 
 void SimNode::trace(const char* f, ...) {
@@ -123,6 +126,12 @@ bool SimNode::process_ready(SimRng& rng) {
 
   // 0. A leader's appends may leave before its own sync (thesis §10.2.1):
   // a crash at any point below then finds them already in the network.
+  if (crash_point_ == CrashPoint::kMidEarlySend) {
+    size_t sent = rng.range(0, rd.early_messages);
+    for (size_t k = 0; k < sent; ++k) send(rd.messages[k]);
+    crash();
+    return false;
+  }
   for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
 
   // 1. Persist, in one sync.
@@ -311,7 +320,7 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
                                                 ull(core.term), core.membership.members.size()));
   }
   ++snapshots_taken_;
-  snapshot_gap_ = rng.range(50, 200);
+  snapshot_gap_ = rng.range(env_.snapshot_gap_min, env_.snapshot_gap_max);
   trace("snapshot at %llu/%llu (%llu bytes), keep log from %llu", ull(meta.index), ull(meta.term),
         ull(meta.size_bytes), ull(keep));
   if (crash_point_ == CrashPoint::kMidSnapshot) {

@@ -25,6 +25,10 @@ struct NodeEnv {
   std::function<void(raft::Message)> send;
   // A client write proposed here was applied at its index and term.
   std::function<void(uint64_t write_id)> on_write_acked;
+  // Applied entries between snapshots: the first gap, then drawn from [min, max] after each.
+  uint64_t snapshot_gap_first = 100;
+  uint64_t snapshot_gap_min = 50;
+  uint64_t snapshot_gap_max = 200;
 };
 
 // Where inside the Ready loop an armed crash strikes, so that a crash can
@@ -38,6 +42,9 @@ enum class CrashPoint : uint8_t {
   kMidApply,       // some committed entries applied
   kBeforeAdvance,  // everything done but advance()
   kMidSnapshot,    // snapshot file written, log not yet compacted
+  // A leader sent some of its early appends (thesis §10.2.1) and died before
+  // its own sync: e.g. one follower holds an entry the leader lost.
+  kMidEarlySend,
 };
 const char* to_string(CrashPoint p);
 
