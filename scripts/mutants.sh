@@ -172,7 +172,7 @@ for p in "${patches[@]}"; do
     done
     med=$(printf '%s\n' "${counts[@]}" | median)
     if ((survived)); then
-      cells+=("$med / >$budget (survived ${#start_list[@]}-${#counts[@]} starts)")
+      cells+=("$med / >$budget (survived $(( ${#start_list[@]} - ${#counts[@]} )) of ${#start_list[@]} starts)")
       failed=1
     else
       cells+=("$med / $worst")

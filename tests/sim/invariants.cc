@@ -142,6 +142,20 @@ void InvariantChecker::check_node(NodeId id, const raft::Raft& r) {
                               ull(commit), ull(r.last_index())));
     return;
   }
+  if (persist_checks_ && role == StateRole::kLeader && w.role == StateRole::kLeader &&
+      w.term == term && commit > w.commit && r.term_at(commit) != term) {
+    // §5.4.2 (Figure 8): a leader commits by counting replicas only an entry
+    // of its own term; older entries commit with it, never on their own. A
+    // sitting leader's commit index moves only by that count, so the entry
+    // at its new commit index must be of its term. The cluster-wide checks
+    // catch this bug only when a later leader lacks the entry (Figure 8's
+    // exact schedule); this catches every commit that breaks the rule.
+    fail("Commit rule (§5.4.2)",
+         fmt("leader n%llu of term %llu advanced commit_index %llu -> %llu, whose entry has term "
+             "%llu",
+             ull(id), ull(term), ull(w.commit), ull(commit), ull(r.term_at(commit))));
+    return;
+  }
   if (commit > w.recorded) {
     record_commits(id, r, w.recorded, commit);
     w.recorded = commit;

@@ -18,9 +18,10 @@ namespace ckv::sim {
 // and nodes that have long left the cluster.
 class InvariantChecker {
  public:
-  // persist_checks=false turns off the local persist-before-send and
-  // one-vote-per-term checks, to see whether the cluster-wide invariants alone
-  // catch a bug (used by the mutation experiments).
+  // persist_checks=false turns off the local protocol-rule checks
+  // (persist-before-send, one vote per term, the §5.4.2 commit rule), to see
+  // whether the cluster-wide invariants alone catch a bug (used by the
+  // mutation experiments).
   explicit InvariantChecker(bool persist_checks = true) : persist_checks_(persist_checks) {}
 
   bool failed() const { return !failure_.empty(); }
