@@ -170,7 +170,8 @@ for p in "${patches[@]}"; do
       invariants+=("$inv")
       ((n > worst)) && worst=$n
     done
-    med=$(printf '%s\n' "${counts[@]}" | median)
+    med=-
+    if ((${#counts[@]})); then med=$(printf '%s\n' "${counts[@]}" | median); fi
     if ((survived)); then
       cells+=("$med / >$budget (survived $(( ${#start_list[@]} - ${#counts[@]} )) of ${#start_list[@]} starts)")
       failed=1
@@ -178,7 +179,8 @@ for p in "${patches[@]}"; do
       cells+=("$med / $worst")
     fi
   done
-  caught_by=$(printf '%s\n' "${invariants[@]}" | sort | uniq -c | sort -rn | awk '{c=$1; $1=""; sub(/^ /,""); printf "%s%s (%d)", (NR>1?", ":""), $0, c}')
+  caught_by=""
+  ((${#invariants[@]})) && caught_by=$(printf '%s\n' "${invariants[@]}" | sort | uniq -c | sort -rn | awk '{c=$1; $1=""; sub(/^ /,""); printf "%s%s (%d)", (NR>1?", ":""), $0, c}')
   row="| $name | ${caught_by:-nothing} |"
   for c in "${cells[@]}"; do row+=" $c |"; done
   table+=$'\n'"$row"

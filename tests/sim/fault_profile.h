@@ -68,6 +68,11 @@ struct FaultProfile {
   // other Raft options), and per-node clock drift.
   int election_ticks = 10;
   uint64_t tick_jitter_pct = 5;
+  // Overrides of the per-seed Raft options (-1 = keep the classic draw):
+  // without check-quorum a partitioned leader stays leader, and reads on it
+  // (read_on_leader = chance a read targets a leader) test ReadIndex.
+  int check_quorum = -1;
+  double read_on_leader = 0.0;
 
   // Snapshots: applied entries between a node's snapshots.
   uint64_t snap_gap_first = 100;

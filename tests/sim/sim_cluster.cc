@@ -55,6 +55,7 @@ SimCluster::SimCluster(const SimConfig& config)
   options_.snapshot_chunk_bytes = rng_.range(64, 256);
   options_.snapshot_trailing_entries = rng_.range(5, 20);
   options_.max_uncommitted_bytes = rng_.pick(std::vector<uint64_t>{64 << 20, 4096});
+  if (profile_.check_quorum >= 0) options_.check_quorum = profile_.check_quorum == 1;
 }
 
 void SimCluster::schedule(uint64_t delay_us, Event ev) {
@@ -101,9 +102,60 @@ void SimCluster::crash_node(Slot& s) {
   ++stats_.crashes;
 }
 
+void SimCluster::check_follower_commit(Slot& s, const Message& m, raft::Index before) {
+  const raft::Raft& r = s.node->raft();
+  if (!config_.persist_checks || r.term() != m.term || r.commit_index() <= before) return;
+  const raft::Index bound = std::min<raft::Index>(m.commit, m.log_index + m.entries.size());
+  if (r.commit_index() > bound) {
+    checker_.fail("Follower commit bound (Figure 2)",
+                  fmt("n%llu moved commit_index %llu -> %llu on an append from n%llu (prev %llu, "
+                      "%zu entries, leader commit %llu): beyond min(leaderCommit, last new entry) "
+                      "= %llu",
+                      ull(s.node->id()), ull(before), ull(r.commit_index()), ull(m.from),
+                      ull(m.log_index), m.entries.size(), ull(m.commit), ull(bound)));
+  }
+}
+
+void SimCluster::check_commit_durable(Slot& s) {
+  const raft::Raft& r = s.node->raft();
+  if (r.role() != StateRole::kLeader) return;
+  const raft::Index c = r.commit_index();
+  const bool sitting = s.lead_incarnation == s.node->incarnation() && s.lead_term == r.term();
+  const raft::Index before = s.lead_commit;
+  s.lead_incarnation = s.node->incarnation();
+  s.lead_term = r.term();
+  s.lead_commit = c;
+  if (!sitting || c <= before) return;
+  // Whatever the leader's bookkeeping says, an entry is committed only once
+  // a majority of the voters hold it on disk: acknowledgements that were
+  // lost to a crash, counted before the sync, or counted for a node that
+  // does not vote must not count. (A snapshot at or past c also holds it.)
+  const raft::Term t = r.term_at(c);
+  const std::vector<NodeId> voters = r.membership().voters();
+  size_t holders = 0;
+  std::string who;
+  for (NodeId v : voters) {
+    Slot* vs = slot(v);
+    if (vs == nullptr) continue;
+    const SimDisk& d = vs->node->disk();
+    if (d.term_at(c) == t || d.snapshot_meta().index >= c) {
+      ++holders;
+      who += fmt(" n%llu", ull(v));
+    }
+  }
+  if (holders < voters.size() / 2 + 1) {
+    checker_.fail("Commit durability",
+                  fmt("leader n%llu of term %llu committed %llu/%llu, but only %zu of its %zu "
+                      "voters hold it on disk (%s )",
+                      ull(s.node->id()), ull(r.term()), ull(c), ull(t), holders, voters.size(),
+                      who.c_str()));
+  }
+}
+
 void SimCluster::after_input(Slot& s) {
   if (!s.node->alive()) return;
   checker_.check_node(s.node->id(), s.node->raft());
+  if (!checker_.failed()) check_commit_durable(s);
   if (checker_.failed() || s.ready_scheduled || !s.node->raft().has_ready()) return;
   s.ready_scheduled = true;
   Event ev;
@@ -215,7 +267,10 @@ void SimCluster::handle(Event& ev) {
       if (trace_.enabled()) trace_.log(now_us_, "recv %s", describe(ev.msg).c_str());
       if (ev.msg.type == raft::MessageType::kSnapshot && ev.msg.done) ++stats_.installs;
       s->node->heard_from(ev.msg.from);
+      const raft::Index commit_before = s->node->raft().commit_index();
       s->node->raft().step(ev.msg);
+      if (ev.msg.type == raft::MessageType::kAppend)
+        check_follower_commit(*s, ev.msg, commit_before);
       after_input(*s);
       return;
     }
@@ -343,7 +398,10 @@ void SimCluster::chaos_step() {
   } else if (roll < (edge += p.read_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
-    SimNode& n = *rng_.pick(live)->node;
+    SimNode* target = nullptr;
+    if (p.read_on_leader > 0 && rng_.chance(p.read_on_leader)) target = pick_leader();
+    if (target == nullptr) target = rng_.pick(live)->node.get();
+    SimNode& n = *target;
     bool ok = workload_.read(rng_, n, checker_.max_committed());
     trace_.log(now_us_, "client read on n%llu: %s", ull(n.id()),
                ok ? "started" : "no leader known");

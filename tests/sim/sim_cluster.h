@@ -88,6 +88,10 @@ class SimCluster {
     uint64_t readies = 0;
     uint64_t last_ready_us = 0;  // to detect a Ready loop that never drains
     uint64_t readies_at_instant = 0;
+    // Commit durability: the last (incarnation, term, commit) seen while leader.
+    uint64_t lead_incarnation = 0;
+    raft::Term lead_term = 0;
+    raft::Index lead_commit = 0;
   };
   struct Removal {
     raft::NodeId node;
@@ -102,6 +106,12 @@ class SimCluster {
   void start_node(Slot& s);
   void crash_node(Slot& s);
   void after_input(Slot& s);
+  // Cluster-wide: a leader's new commit index must be durable on a majority
+  // of its configuration's voters (the definition of committed, §5.3).
+  void check_commit_durable(Slot& s);
+  // Figure 2, AppendEntries rule 5: an accepted append moves the follower's
+  // commit to at most min(leaderCommit, index of the last new entry).
+  void check_follower_commit(Slot& s, const raft::Message& m, raft::Index before);
   void send(raft::Message m);
 
   void chaos_step();
