@@ -118,16 +118,16 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
 }
 
 std::string FaultProfile::describe() const {
-  if (!swarm) return "classic fault mix";
+  if (!swarm) return byzantine_pm ? fmt("classic fault mix + byzantine %u", byzantine_pm) : "classic fault mix";
   return fmt(
       "swarm profile: per mille write %u read %u crash %u armed-crash %u partition %u network %u "
-      "membership %u transfer %u batch %u; step %llu-%llu ms; down %llu-%llu ms (long %.2f up to "
+      "membership %u transfer %u batch %u byzantine %u; step %llu-%llu ms; down %llu-%llu ms (long %.2f up to "
       "%llu ms); leader bias %.2f; partition shapes %u/%u/%u/%u heal %llu-%llu ms; net loss %.2f "
       "dup %.2f delay %llu-%llu us stragglers %.2f (max %llu ms), changes x%.1f; disk %llu-%llu us "
       "(slow at start %.2f); election %d ticks, drift %llu%%, check-quorum %d, reads on leader %.2f; snapshot every %llu-%llu; churn "
       "extra %llu min-voters %llu promote %.2f (+%llu)",
       write_pm, read_pm, crash_pm, arm_crash_pm, partition_pm, network_pm, membership_pm,
-      transfer_pm, batch_pm, ull(step_min_ms), ull(step_max_ms), ull(down_min_ms), ull(down_max_ms),
+      transfer_pm, batch_pm, byzantine_pm, ull(step_min_ms), ull(step_max_ms), ull(down_min_ms), ull(down_max_ms),
       long_down, ull(long_down_max_ms), leader_bias, shape_weight[0], shape_weight[1],
       shape_weight[2], shape_weight[3], ull(heal_min_ms), ull(heal_max_ms), base_net.loss,
       base_net.duplicate, ull(base_net.min_delay_us), ull(base_net.max_delay_us),

@@ -33,6 +33,7 @@ struct FaultProfile {
   uint32_t membership_pm = 15;
   uint32_t transfer_pm = 5;
   uint32_t batch_pm = 3;       // a node starts/stops batching its Readies
+  uint32_t byzantine_pm = 0;   // the Byzantine-lite peer forges a message (off unless --byzantine)
   uint64_t step_min_ms = 2;    // gap between chaos steps: the client load
   uint64_t step_max_ms = 15;
 

@@ -40,6 +40,7 @@ struct Args {
   uint64_t determinism = 0;
   bool persist_checks = true;
   bool swarm = false;
+  bool byzantine = false;
   bool random_start = false;
 };
 
@@ -64,6 +65,7 @@ std::string replay_command(const SimConfig& c) {
   if (c.steps != SimConfig{}.steps) cmd += " --steps " + std::to_string(c.steps);
   if (!c.persist_checks) cmd += " --no-persist-checks";
   if (c.swarm) cmd += " --swarm";
+  if (c.byzantine) cmd += " --byzantine";
   return cmd;
 }
 
@@ -79,7 +81,7 @@ SimResult run_one(const SimConfig& c) {
 void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
   std::printf("FAIL seed=%llu nodes=%d steps=%d at %llu ms simulated: %s\n", ull(c.seed), c.nodes,
               c.steps, ull(r.sim_ms), r.failure.c_str());
-  if (c.swarm) std::printf("  %s\n", r.profile.c_str());
+  if (c.swarm || c.byzantine) std::printf("  %s\n", r.profile.c_str());
   if (print_tail && !r.trace_tail.empty()) {
     std::printf("  last %zu trace lines:\n", r.trace_tail.size());
     for (const std::string& line : r.trace_tail) std::printf("    %s\n", line.c_str());
@@ -159,6 +161,7 @@ int usage() {
       "       raft_sim --determinism N [--start S] [--swarm]\n"
       "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
       "--swarm: each seed draws its own fault profile (printed with a failure)\n"
+      "--byzantine: a Byzantine-lite peer forges malformed, out-of-range messages\n"
       "--random-start: the sweep starts at a random seed, printed first (CI explores new seeds)\n"
       "Without --nodes, even seeds run 5 nodes and odd seeds 3.\n");
   return 2;
@@ -193,6 +196,8 @@ int main(int argc, char** argv) {
       a.persist_checks = false;
     } else if (flag == "--swarm") {
       a.swarm = true;
+    } else if (flag == "--byzantine") {
+      a.byzantine = true;
     } else if (flag == "--random-start") {
       a.random_start = true;
     } else if (flag == "--quiet") {
@@ -213,6 +218,7 @@ int main(int argc, char** argv) {
     c.steps = a.steps;
     c.persist_checks = a.persist_checks;
     c.swarm = a.swarm;
+    c.byzantine = a.byzantine;
     c.echo = !a.quiet;
     c.tail = a.quiet ? a.tail : 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -248,6 +254,7 @@ int main(int argc, char** argv) {
       c.steps = a.steps;
       c.persist_checks = a.persist_checks;
       c.swarm = a.swarm;
+    c.byzantine = a.byzantine;
       configs.push_back(c);
     }
     std::string what =
@@ -290,6 +297,7 @@ int main(int argc, char** argv) {
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
       c.swarm = a.swarm;
+    c.byzantine = a.byzantine;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
           x.writes_acked != y.writes_acked || x.failure != y.failure) {

@@ -5,6 +5,7 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "byzantine.h"
 #include "sim_trace.h"
 
 namespace ckv::sim {
@@ -42,6 +43,11 @@ SimCluster::SimCluster(const SimConfig& config)
       checker_(config.persist_checks) {
   // Small limits so that every mechanism really runs: several InstallSnapshot
   // chunks, tiny in-flight windows, one-entry appends, overload refusals.
+  if (config.byzantine) {
+    // Its own stream, so that swarm profiles stay what they were.
+    SimRng b(derive_seed(config.seed, 0xb12));
+    profile_.byzantine_pm = config.swarm ? static_cast<uint32_t>(b.range(1, 60)) : 20;
+  }
   options_.election_ticks = profile_.election_ticks;
   options_.heartbeat_ticks = static_cast<int>(rng_.pick(std::vector<uint64_t>{1, 1, 2, 3}));
   // The core requires election_ticks > heartbeat_ticks; short swarm timeouts cap the heartbeat.
@@ -239,6 +245,7 @@ SimResult SimCluster::run() {
   r.writes_acked = workload_.acked();
   r.leaders = checker_.leaders_seen();
   r.max_commit = checker_.max_committed();
+  r.forged = stats_.forged;
   for (const auto& [id, s] : slots_) {
     r.reads_served += s.node->reads_served();
     r.snapshots += s.node->snapshots_taken();
@@ -422,6 +429,8 @@ void SimCluster::chaos_step() {
     do_membership();
   } else if (roll < (edge += p.transfer_pm)) {
     do_transfer();
+  } else if (roll < (edge += p.byzantine_pm)) {
+    do_forge();
   } else if (roll < (edge += p.batch_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
@@ -644,6 +653,38 @@ void SimCluster::do_transfer() {
              raft::to_string(e));
   if (e == raft::Error::kOk) ++stats_.transfers;
   after_input(*slot(leader->id()));
+}
+
+void SimCluster::do_forge() {
+  std::vector<Slot*> live = live_slots();
+  if (live.empty()) return;
+  auto kind = static_cast<Forgery>(rng_.range(0, kForgeryKinds - 1));
+  Slot* s = rng_.pick(live);
+  if (kind == Forgery::kAckNeverSent) {
+    // Acks count only at a leader.
+    SimNode* l = pick_leader();
+    if (l == nullptr) return;
+    s = slot(l->id());
+  }
+  const raft::Raft& r = s->node->raft();
+  ForgeTarget t;
+  t.to = s->node->id();
+  t.term = r.term();
+  t.last_index = r.last_index();
+  t.last_term = r.term_at(r.last_index());
+  t.commit = r.commit_index();
+  t.leader = r.leader();
+  t.is_leader = r.role() == StateRole::kLeader;
+  for (const raft::Member& m : r.membership().members) t.members.push_back(m.id);
+  t.outsider = 1'000'000 + rng_.range(0, 9);  // never a real id (ids count up from 1)
+  Message m = forge(rng_, kind, t);
+  ++stats_.forged;
+  trace_.log(now_us_, "byzantine: forge %s: %s", to_string(kind), describe(m).c_str());
+  Event ev;
+  ev.type = EventType::kDeliver;
+  ev.node = m.to;
+  ev.msg = std::move(m);
+  schedule(rng_.range(0, 5 * kMs), std::move(ev));
 }
 
 void SimCluster::check_removals() {

@@ -32,6 +32,8 @@ struct SimConfig {
   // Swarm mode: the seed also draws its fault profile (fault_profile.h);
   // off, every seed gets the classic mix.
   bool swarm = false;
+  // The Byzantine-lite peer (byzantine.h) forges malformed messages during the fault phase.
+  bool byzantine = false;
 };
 
 struct SimResult {
@@ -52,6 +54,7 @@ struct SimResult {
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
   uint64_t max_commit = 0;
+  uint64_t forged = 0;  // messages sent by the Byzantine-lite peer
 };
 
 SimResult run_simulation(const SimConfig& config);
@@ -120,6 +123,7 @@ class SimCluster {
   void do_network_change();
   void do_membership();
   void do_transfer();
+  void do_forge();
   void check_removals();
   void begin_liveness();
   void liveness_step();
