@@ -80,6 +80,10 @@ SimNode& SimCluster::add_node(NodeId id) {
   env.now_us = &now_us_;
   env.send = [this](Message m) { send(std::move(m)); };
   env.on_write_acked = [this](uint64_t) { workload_.on_acked(); };
+  env.on_read_index = [this](NodeId node, uint64_t read_id, uint64_t start_us, NodeId leader,
+                             raft::Term term) {
+    check_read_confirmed(node, read_id, start_us, leader, term);
+  };
   env.snapshot_gap_first = profile_.snap_gap_first;
   env.snapshot_gap_min = profile_.snap_gap_min;
   env.snapshot_gap_max = profile_.snap_gap_max;
@@ -122,6 +126,37 @@ void SimCluster::check_follower_commit(Slot& s, const Message& m, raft::Index be
   }
 }
 
+void SimCluster::check_read_confirmed(NodeId node, uint64_t read_id, uint64_t start_us,
+                                      NodeId leader, raft::Term term) {
+  if (!config_.persist_checks) return;
+  Slot* ls = slot(leader);
+  // A leader that crashed or moved on since it answered: its configuration
+  // then is unknown here; the read is still checked for linearizability.
+  if (ls == nullptr || !ls->node->alive() || ls->node->raft().term() != term) return;
+  // The leader counted the voters of its configuration when it resolved the
+  // read; if that changed since the read began, which one it used is not
+  // known here.
+  if (ls->membership_changed_us >= start_us) return;
+  const std::vector<NodeId> voters = ls->node->raft().membership().voters();
+  size_t confirmed = 0;
+  std::string who;
+  for (NodeId v : voters) {
+    auto it = answered_.find({v, leader, term});
+    if (v == leader || (it != answered_.end() && it->second >= start_us)) {
+      ++confirmed;
+      who += fmt(" n%llu", ull(v));
+    }
+  }
+  if (confirmed < voters.size() / 2 + 1) {
+    checker_.fail("ReadIndex confirmation (§6.4)",
+                  fmt("read #%llu on n%llu (started at %llu us) got a read index from leader "
+                      "n%llu of term %llu, but only %zu of its %zu voters answered it since "
+                      "(%s )",
+                      ull(read_id), ull(node), ull(start_us), ull(leader), ull(term), confirmed,
+                      voters.size(), who.c_str()));
+  }
+}
+
 void SimCluster::check_commit_durable(Slot& s) {
   const raft::Raft& r = s.node->raft();
   if (r.role() != StateRole::kLeader) return;
@@ -161,6 +196,10 @@ void SimCluster::check_commit_durable(Slot& s) {
 void SimCluster::after_input(Slot& s) {
   if (!s.node->alive()) return;
   checker_.check_node(s.node->id(), s.node->raft());
+  if (s.node->raft().membership_version() != s.seen_membership) {
+    s.seen_membership = s.node->raft().membership_version();
+    s.membership_changed_us = now_us_;
+  }
   if (!checker_.failed()) check_commit_durable(s);
   if (checker_.failed() || s.ready_scheduled || !s.node->raft().has_ready()) return;
   s.ready_scheduled = true;
@@ -176,6 +215,8 @@ void SimCluster::after_input(Slot& s) {
 
 void SimCluster::send(Message m) {
   if (m.to == m.from) return;
+  if (m.type == raft::MessageType::kHeartbeatResp || m.type == raft::MessageType::kAppendResp)
+    answered_[{m.from, m.to, m.term}] = now_us_;
   std::vector<uint64_t> delays = net_.plan(rng_, m.from, m.to);
   if (trace_.enabled()) {
     trace_.log(now_us_, "send %s%s", describe(m).c_str(),
@@ -273,6 +314,8 @@ void SimCluster::handle(Event& ev) {
       }
       if (trace_.enabled()) trace_.log(now_us_, "recv %s", describe(ev.msg).c_str());
       if (ev.msg.type == raft::MessageType::kSnapshot && ev.msg.done) ++stats_.installs;
+      if (ev.msg.type == raft::MessageType::kReadIndexResp && !ev.msg.reject)
+        s->node->note_read_answer(ev.msg.context, ev.msg.from, ev.msg.term);
       s->node->heard_from(ev.msg.from);
       const raft::Index commit_before = s->node->raft().commit_index();
       s->node->raft().step(ev.msg);

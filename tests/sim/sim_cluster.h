@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fault_profile.h"
@@ -95,6 +96,9 @@ class SimCluster {
     uint64_t lead_incarnation = 0;
     raft::Term lead_term = 0;
     raft::Index lead_commit = 0;
+    // When this node's membership() last changed (version seen_membership).
+    uint64_t seen_membership = 0;
+    uint64_t membership_changed_us = 0;
   };
   struct Removal {
     raft::NodeId node;
@@ -115,6 +119,10 @@ class SimCluster {
   // Figure 2, AppendEntries rule 5: an accepted append moves the follower's
   // commit to at most min(leaderCommit, index of the last new entry).
   void check_follower_commit(Slot& s, const raft::Message& m, raft::Index before);
+  // Thesis §6.4: a read index is safe only once a majority of voters answered
+  // the leader in its term after the read began (else it may be deposed).
+  void check_read_confirmed(raft::NodeId node, uint64_t read_id, uint64_t start_us,
+                            raft::NodeId leader, raft::Term term);
   void send(raft::Message m);
 
   void chaos_step();
@@ -156,6 +164,8 @@ class SimCluster {
   std::map<uint64_t, std::vector<std::pair<raft::NodeId, raft::NodeId>>> partitions_;
   uint64_t next_partition_ = 1;
   std::vector<Removal> removals_;
+  // (voter, leader, term) -> when the voter last answered that leader in that term.
+  std::map<std::tuple<raft::NodeId, raft::NodeId, raft::Term>, uint64_t> answered_;
   // The liveness probe: a fresh write that must reach every member.
   raft::NodeId probe_node_ = raft::kNoNode;
   uint64_t probe_incarnation_ = 0;

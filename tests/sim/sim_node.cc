@@ -206,6 +206,13 @@ bool SimNode::process_ready(SimRng& rng) {
     if (it == pending_reads_.end()) continue;
     it->second.have_index = true;
     it->second.read_index = rs.index;
+    // A read without a recorded answer was resolved here, as leader in the
+    // term it began in (a leader that steps down fails its pending reads).
+    if (it->second.leader != raft::kNoNode) {
+      env_.on_read_index(id_, rs.id, it->second.start_us, it->second.leader, it->second.term);
+    } else if (it->second.started_as_leader) {
+      env_.on_read_index(id_, rs.id, it->second.start_us, id_, it->second.start_term);
+    }
     trace("read #%llu got read index %llu (applied %llu)", ull(rs.id), ull(rs.index),
           ull(sm_.applied()));
   }
@@ -339,8 +346,17 @@ void SimNode::track_write(uint64_t write_id, Index index, raft::Term term, std::
 
 bool SimNode::start_read(uint64_t read_id, std::string key, Index min_index) {
   if (!raft_->read_index(read_id)) return false;
-  pending_reads_[read_id] = PendingRead{std::move(key), min_index, false, 0};
+  const bool leader = raft_->role() == raft::StateRole::kLeader;
+  pending_reads_[read_id] = PendingRead{
+      std::move(key), min_index, false, 0, *env_.now_us, raft::kNoNode, 0, leader, raft_->term()};
   return true;
+}
+
+void SimNode::note_read_answer(uint64_t read_id, raft::NodeId leader, raft::Term term) {
+  auto it = pending_reads_.find(read_id);
+  if (it == pending_reads_.end()) return;
+  it->second.leader = leader;
+  it->second.term = term;
 }
 
 }  // namespace ckv::sim
