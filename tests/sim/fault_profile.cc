@@ -114,6 +114,9 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
   p.min_voters_left = rng.chance(0.5) ? 0 : rng.range(2, 3);
   p.promote_extra = rng.range(0, 100) / 100.0;
   p.over_promote = rng.range(0, 2);
+  p.conf_on_election = rng.chance(0.4) ? 0.0 : rng.range(10, 90) / 100.0;
+  p.conf_burst = rng.chance(0.4) ? 0.0 : rng.range(10, 90) / 100.0;
+  p.conf_crash = rng.chance(0.4) ? 0.0 : rng.range(5, 60) / 100.0;
   return p;
 }
 
@@ -125,7 +128,7 @@ std::string FaultProfile::describe() const {
       "%llu ms); leader bias %.2f; partition shapes %u/%u/%u/%u heal %llu-%llu ms; net loss %.2f "
       "dup %.2f delay %llu-%llu us stragglers %.2f (max %llu ms), changes x%.1f; disk %llu-%llu us "
       "(slow at start %.2f); election %d ticks, drift %llu%%, check-quorum %d, reads on leader %.2f; snapshot every %llu-%llu; churn "
-      "extra %llu min-voters %llu promote %.2f (+%llu)",
+      "extra %llu min-voters %llu promote %.2f (+%llu), on election %.2f burst %.2f crash %.2f",
       write_pm, read_pm, crash_pm, arm_crash_pm, partition_pm, network_pm, membership_pm,
       transfer_pm, batch_pm, byzantine_pm, ull(step_min_ms), ull(step_max_ms), ull(down_min_ms), ull(down_max_ms),
       long_down, ull(long_down_max_ms), leader_bias, shape_weight[0], shape_weight[1],
@@ -133,7 +136,7 @@ std::string FaultProfile::describe() const {
       base_net.duplicate, ull(base_net.min_delay_us), ull(base_net.max_delay_us),
       base_net.long_delay, ull(base_net.long_delay_max_us / kMs), net_scale, ull(defer_min_us),
       ull(defer_max_us), initially_slow, election_ticks, ull(tick_jitter_pct), check_quorum, read_on_leader, ull(snap_gap_min),
-      ull(snap_gap_max), ull(max_extra_members), ull(min_voters_left), promote_extra, ull(over_promote));
+      ull(snap_gap_max), ull(max_extra_members), ull(min_voters_left), promote_extra, ull(over_promote), conf_on_election, conf_burst, conf_crash);
 }
 
 }  // namespace ckv::sim

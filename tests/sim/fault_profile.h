@@ -87,6 +87,13 @@ struct FaultProfile {
   uint64_t min_voters_left = 0;
   double promote_extra = 0.3;
   uint64_t over_promote = 0;  // promotions past the target stop at target + 1 + over_promote voters
+  // Membership changes at their most fragile moments: right after a node
+  // wins an election (before its term's first entry commits), a second
+  // change straight after the first (refused unless the core is wrong), and
+  // the leader crashing right after it sent the change to some followers.
+  double conf_on_election = 0.0;
+  double conf_burst = 0.0;
+  double conf_crash = 0.0;
 
   // Draws a profile from wide ranges, including extreme corners. Uses its
   // own stream derived from the seed, so the rest of the run's draws are

@@ -160,6 +160,12 @@ void SimCluster::check_read_confirmed(NodeId node, uint64_t read_id, uint64_t st
 void SimCluster::check_commit_durable(Slot& s) {
   const raft::Raft& r = s.node->raft();
   if (r.role() != StateRole::kLeader) return;
+  const bool elected = !(s.lead_incarnation == s.node->incarnation() && s.lead_term == r.term());
+  if (elected && !liveness_ && profile_.conf_on_election > 0 &&
+      rng_.chance(profile_.conf_on_election)) {
+    // Only a wrong core accepts this before the leader's first entry commits.
+    pending_conf_leader_ = s.node->id();
+  }
   const raft::Index c = r.commit_index();
   const bool sitting = s.lead_incarnation == s.node->incarnation() && s.lead_term == r.term();
   const raft::Index before = s.lead_commit;
@@ -201,6 +207,11 @@ void SimCluster::after_input(Slot& s) {
     s.membership_changed_us = now_us_;
   }
   if (!checker_.failed()) check_commit_durable(s);
+  if (pending_conf_leader_ == s.node->id()) {
+    pending_conf_leader_ = raft::kNoNode;
+    trace_.log(now_us_, "membership change on newly elected n%llu", ull(s.node->id()));
+    do_membership(s.node.get());
+  }
   if (checker_.failed() || s.ready_scheduled || !s.node->raft().has_ready()) return;
   s.ready_scheduled = true;
   Event ev;
@@ -616,8 +627,8 @@ void SimCluster::do_network_change() {
   net_.set_params(p);
 }
 
-void SimCluster::do_membership() {
-  SimNode* leader = pick_leader();
+void SimCluster::do_membership(SimNode* leader, int depth) {
+  if (leader == nullptr) leader = pick_leader();
   if (leader == nullptr) return;
   raft::Raft& r = leader->raft();
   const Membership m = r.membership();
@@ -680,8 +691,15 @@ void SimCluster::do_membership() {
   ++stats_.conf_changes;
   if (cc.type == ConfChangeType::kRemove)
     removals_.push_back(Removal{cc.node, res.index, res.term});
+  if (profile_.conf_crash > 0 && rng_.chance(profile_.conf_crash)) {
+    leader->arm_crash(CrashPoint::kMidEarlySend);
+    trace_.log(now_us_, "arm crash of leader n%llu right after its membership change",
+               ull(leader->id()));
+  }
   Slot* ls = slot(leader->id());
   after_input(*ls);
+  if (depth < 2 && leader->alive() && profile_.conf_burst > 0 && rng_.chance(profile_.conf_burst))
+    do_membership(leader, depth + 1);
 }
 
 void SimCluster::do_transfer() {

@@ -129,7 +129,8 @@ class SimCluster {
   void do_crash();
   void do_partition();
   void do_network_change();
-  void do_membership();
+  // On leader (a random one when null); depth bounds bursts of changes.
+  void do_membership(SimNode* leader = nullptr, int depth = 0);
   void do_transfer();
   void do_forge();
   void check_removals();
@@ -164,6 +165,7 @@ class SimCluster {
   std::map<uint64_t, std::vector<std::pair<raft::NodeId, raft::NodeId>>> partitions_;
   uint64_t next_partition_ = 1;
   std::vector<Removal> removals_;
+  raft::NodeId pending_conf_leader_ = raft::kNoNode;  // conf_on_election: change on this new leader
   // (voter, leader, term) -> when the voter last answered that leader in that term.
   std::map<std::tuple<raft::NodeId, raft::NodeId, raft::Term>, uint64_t> answered_;
   // The liveness probe: a fresh write that must reach every member.
