@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   http_opts.commit_timeout_ms = commit_timeout_ms;
   http_opts.join_timeout_ms = join_timeout_ms;
   auto server = std::make_unique<ckv::http::HttpServer>(
-      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address}, http_opts);
+      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}}, http_opts);
 
   // Bind the API before starting Raft, so that a port in use stops us
   // before this node takes part in any election.

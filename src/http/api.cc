@@ -16,6 +16,11 @@ namespace {
 
 using nlohmann::json;
 
+// How long /join waits for the joining node to answer a probe of its raft
+// address (who it is: name, API address, incarnation) before it falls back
+// to what the request says.
+constexpr int kJoinProbeTimeoutMs = 2000;
+
 // Deeper JSON is never a valid request; refusing it before parsing keeps a
 // hostile body from costing more than a linear scan.
 constexpr int kMaxJsonDepth = 32;
@@ -333,8 +338,30 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
     return reply(
         error_response(400, "apiAddress must be host:port, got \"" + info.api_address + "\""));
   }
-  if (info.name.empty()) info.name = info.raft_address;  // the reference's server id is its address
   if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
+  // Ask the node who it is, so that the configuration change records its
+  // real name, API address and incarnation at once (a node started with
+  // -id=X and joined by raft address alone is added as X, and forwarding to
+  // it works the moment /join returns). A node that cannot be probed (down,
+  // or an older version) is added from what the request says, as before.
+  const std::string address = info.raft_address;
+  node_.probe_peer(address, kJoinProbeTimeoutMs,
+                   [this, info = std::move(info), reply = std::move(reply)](Result<node::MemberInfo> who) mutable {
+                     if (who.is_ok()) {
+                       if (!info.name.empty() && who->name != info.name) {
+                         return reply(error_response(409, "the node at " + info.raft_address + " is '" + who->name +
+                                                              "', not '" + info.name + "'"));
+                       }
+                       info.name = who->name;
+                       if (info.api_address.empty()) info.api_address = who->api_address;
+                       info.incarnation = who->incarnation;
+                     }
+                     if (info.name.empty()) info.name = info.raft_address;  // the reference's server id is its address
+                     add_member(std::move(info), std::move(reply));
+                   });
+}
+
+void Api::add_member(node::MemberInfo info, Reply reply) {
   json ok{{"id", info.name},
           {"raftAddress", info.raft_address},
           {"apiAddress", info.api_address},
@@ -348,9 +375,12 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
 
 void Api::handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                         Reply reply) {
-  std::string error, name, raft_address;
-  if (!membership_fields(req, params, {{"id", &name}, {"peerAddress", &raft_address}}, &error)) {
+  std::string error, name, raft_address, force;
+  if (!membership_fields(req, params, {{"id", &name}, {"peerAddress", &raft_address}, {"force", &force}}, &error)) {
     return reply(error_response(400, error));
+  }
+  if (!force.empty() && force != "true" && force != "false") {
+    return reply(error_response(400, "force must be \"true\" or \"false\""));
   }
   if (name.empty() && raft_address.empty()) return reply(error_response(400, "missing id or peerAddress"));
   if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
@@ -367,7 +397,7 @@ void Api::handle_remove(const Request& req, const std::map<std::string, std::str
     return reply(json_response(404, json{{"error", "no such member"}, {"id", name}, {"peerAddress", raft_address}}));
   }
   json ok{{"id", member->info.name}, {"raftAddress", member->info.raft_address}, {"removed", true}};
-  node_.remove_member(member->info.name, options_.join_timeout_ms,
+  node_.remove_member(member->info.name, force == "true", options_.join_timeout_ms,
                       [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
                         reply(membership_response(
                             s, ok, "the removal did not commit in time; it may still: "));

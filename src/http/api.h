@@ -68,6 +68,7 @@ class Api {
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                      Reply reply);
   void handle_status(Reply reply);
+  void add_member(node::MemberInfo info, Reply reply);
   void propose(fsm::Command c, Reply reply);
   // Writes and joins go to the leader. Returns true (and replies) when this
   // node is not the leader: a Forward, or 503 when no leader is known or

@@ -6,7 +6,9 @@
 namespace ckv::node {
 
 namespace {
-constexpr uint8_t kMemberInfoFormat = 1;
+// 1: name, raft address, API address. 2: and the incarnation. Both decode.
+constexpr uint8_t kMemberInfoFormatV1 = 1;
+constexpr uint8_t kMemberInfoFormat = 2;
 constexpr uint32_t kMaxFieldBytes = 4096;
 
 }  // namespace
@@ -27,6 +29,7 @@ std::string encode_member_info(const MemberInfo& info) {
   put_string32(out, info.name);
   put_string32(out, info.raft_address);
   put_string32(out, info.api_address);
+  put_string32(out, info.incarnation);
   return out;
 }
 
@@ -34,10 +37,13 @@ std::optional<MemberInfo> decode_member_info(const std::string& data) {
   ByteReader r(data);
   uint8_t format = 0;
   MemberInfo info;
-  if (!r.u8(format) || format != kMemberInfoFormat || !r.string32(info.name, kMaxFieldBytes) ||
-      !r.string32(info.raft_address, kMaxFieldBytes) || !r.string32(info.api_address, kMaxFieldBytes) || !r.at_end()) {
+  if (!r.u8(format) || (format != kMemberInfoFormatV1 && format != kMemberInfoFormat) ||
+      !r.string32(info.name, kMaxFieldBytes) || !r.string32(info.raft_address, kMaxFieldBytes) ||
+      !r.string32(info.api_address, kMaxFieldBytes)) {
     return std::nullopt;
   }
+  if (format >= 2 && !r.string32(info.incarnation, kMaxFieldBytes)) return std::nullopt;
+  if (!r.at_end()) return std::nullopt;
   return info;
 }
 

@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -20,8 +22,10 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "node/member_info.h"
+#include "node/write_waiters.h"
 #include "raft/raft.h"
 #include "storage/log_store.h"
+#include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 #include "transport/transport.h"
 
@@ -33,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 using raft::Index;
 
 constexpr char kIdentityKey[] = "identity";
+constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
 constexpr char kIncomingSnapshot[] = "snapshot-incoming.tmp";
 
 Status from_raft_error(raft::Error e) {
@@ -47,11 +52,33 @@ Status from_raft_error(raft::Error e) {
     case raft::Error::kNotMember:
     case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
     case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
+    case raft::Error::kMembershipFull: return Status(StatusCode::kConflict, raft::to_string(e));
   }
   return Status(StatusCode::kUnavailable, "unknown raft error");
 }
 
 Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+
+// A new data dir's incarnation: 128 random bits as 32 lowercase hex chars.
+Result<std::string> new_incarnation() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(StatusCode::kIo, "getrandom failed: " + std::string(std::strerror(errno)));
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
+}
+
+uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
@@ -76,7 +103,8 @@ class Node::Impl {
   void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
   void read_barrier(int timeout_ms, DoneCallback cb);
   void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
-  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+  void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     return status_;
@@ -85,11 +113,6 @@ class Node::Impl {
   fsm::KvStateMachine fsm_;
 
  private:
-  struct WriteWaiter {
-    raft::Term term;
-    Clock::time_point deadline;
-    WriteCallback cb;
-  };
   struct ReadWaiter {
     Clock::time_point deadline;
     DoneCallback cb;
@@ -103,6 +126,7 @@ class Node::Impl {
   };
 
   void run();
+  void step(const raft::Message& m);
   void handle_ready();
   void persist(const raft::Ready& rd);
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
@@ -122,12 +146,18 @@ class Node::Impl {
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
   void register_api_address();
+  void track_active_voters();
+  bool recently_active(raft::NodeId id, Clock::time_point now) const;
+  MemberInfo self_info() const {
+    return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation};
+  }
 
   NodeOptions opts_;
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Clock::time_point last_registration_{};
   raft::NodeId id_ = 0;
+  storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
   bool temp_dir_ = false;
   std::unique_ptr<storage::LogStore> store_;
@@ -142,7 +172,7 @@ class Node::Impl {
   std::atomic<bool> started_{false};
 
   // Raft-thread state.
-  std::map<Index, WriteWaiter> writes_;
+  WriteWaiters writes_;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
@@ -152,6 +182,9 @@ class Node::Impl {
   uint64_t synced_membership_version_ = 0;
   uint64_t synced_applied_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
+  // Leader only: when each voter last showed as recent_active in the core's
+  // progress (strict reconfiguration); cleared on losing leadership.
+  std::map<raft::NodeId, Clock::time_point> last_active_;
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
   std::optional<storage::KvMap> installed_map_;    // a received snapshot's map, between persist and apply
   bool snapshot_in_progress_ = false;
@@ -164,6 +197,11 @@ class Node::Impl {
   std::string logged_role_;
   raft::NodeId logged_leader_ = raft::kNoNode;
   uint64_t logged_membership_version_ = 0;
+  // Peer messages the core refused (message_checks.h): counted, and logged
+  // at most once per kDroppedLogInterval so a flood cannot flood the log.
+  uint64_t dropped_messages_ = 0;
+  uint64_t dropped_since_log_ = 0;
+  Clock::time_point last_drop_log_{};
 };
 
 // ---------------------------------------------------------------------------
@@ -192,6 +230,23 @@ Status Node::Impl::open() {
 
   auto identity = store_->get_meta(kIdentityKey);
   if (!identity.is_ok()) return identity.status();
+  auto meta = storage::read_node_meta(data_dir_);
+  if (!meta.is_ok()) return meta.status();
+  if (meta.value()) {
+    if (meta.value()->name != opts_.name) {
+      return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + meta.value()->name + "', not '" +
+                                               opts_.name + "' (pass -id " + meta.value()->name + ")");
+    }
+    meta_ = *meta.value();
+  } else {
+    // Made once with the data dir (for a dir from before incarnations
+    // existed, now): a wiped dir gets a new one, so it cannot pass for the
+    // member it used to be (transport.h).
+    auto inc = new_incarnation();
+    if (!inc.is_ok()) return inc.status();
+    meta_ = storage::NodeMeta{opts_.name, inc.value()};
+    if (Status st = storage::write_node_meta(data_dir_, meta_); !st.is_ok()) return st;
+  }
   if (identity.value() && *identity.value() != opts_.name) {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
                                              "', not '" + opts_.name + "' (pass -id " + *identity.value() + ")");
@@ -238,7 +293,7 @@ Status Node::Impl::open() {
   if (fresh && opts_.bootstrap) {
     raft::Membership m;
     m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter,
-                                     encode_member_info({opts_.name, opts_.raft_address, opts_.api_address})});
+                                     encode_member_info(self_info())});
     init = raft::bootstrap_state(m);
     if (Status st = store_->persist(init.entries, init.hard_state, false); !st.is_ok()) return st;
     spdlog::info("bootstrapped a new cluster in {} as {}", data_dir_, opts_.name);
@@ -263,6 +318,8 @@ Status Node::Impl::open() {
   ro.snapshot_trailing_entries = opts_.snapshot_trailing;
   ro.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
   raft_ = std::make_unique<raft::Raft>(ro, init);
+  transport_->set_local_identity(
+      transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation});
   // Entries up to the snapshot are in the state machine; later committed
   // ones come back as committed entries in the first Ready.
   publish_status();
@@ -274,7 +331,9 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
-  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { raft_->step(m); }); });
+  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step(m); }); });
+  // A node with no configuration yet must hear the leader that adds it.
+  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -361,6 +420,7 @@ void Node::Impl::run() {
     }
     while (raft_->has_ready()) handle_ready();
     sync_peers();
+    track_active_voters();
     register_api_address();
     progress_member_changes();
     maybe_start_snapshot();
@@ -368,17 +428,29 @@ void Node::Impl::run() {
   }
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
-  for (auto& [i, w] : writes_) w.cb(Status(StatusCode::kTimeout, "node stopped before the write was applied; outcome unknown"));
+  writes_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"));
   }
-  writes_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
+}
+
+void Node::Impl::step(const raft::Message& m) {
+  const char* why = raft_->step(m);
+  if (why == nullptr) return;
+  ++dropped_messages_;
+  ++dropped_since_log_;
+  const auto now = Clock::now();
+  if (now - last_drop_log_ < kDroppedLogInterval) return;
+  spdlog::warn("dropped {} invalid raft message(s) ({} in all); latest: {} from {} in term {}: {}", dropped_since_log_,
+               dropped_messages_, raft::to_string(m.type), m.from, m.term, why);
+  dropped_since_log_ = 0;
+  last_drop_log_ = now;
 }
 
 void Node::Impl::handle_ready() {
@@ -452,10 +524,7 @@ void Node::Impl::apply(const raft::Ready& rd) {
                  snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
-    for (auto it = writes_.begin(); it != writes_.end() && it->first <= rd.snapshot->index;) {
-      it->second.cb(Status(StatusCode::kTimeout, "replaced by a snapshot from the leader; outcome unknown"));
-      it = writes_.erase(it);
-    }
+    writes_.snapshot_installed(rd.snapshot->index);
   }
   for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
   for (const raft::ReadState& rs : rd.read_states) {
@@ -486,15 +555,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     spdlog::error("skipping undecodable command at index {}", e.index);
     fsm_.skip(e.index);
   }
-  auto it = writes_.find(e.index);
-  if (it == writes_.end()) return;
-  if (it->second.term == e.term) {
-    it->second.cb(e.index);
-  } else {
-    // Another leader's entry took this index: ours was never committed.
-    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed before the write committed; it was not applied"));
-  }
-  writes_.erase(it);
+  writes_.applied(e.index, e.term);
 }
 
 void Node::Impl::answer_reads_up_to(Index applied) {
@@ -506,14 +567,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
-  for (auto it = writes_.begin(); it != writes_.end();) {
-    if (it->second.deadline <= now) {
-      it->second.cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown"));
-      it = writes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  writes_.expire(now);
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -553,11 +607,41 @@ void Node::Impl::progress_member_changes() {
     if (raft_->role() == raft::StateRole::kLeader) {
       const raft::Membership& m = raft_->membership();
       if (!w.removal && m.is_learner(w.id) && raft_->learner_caught_up(w.id)) {
-        (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
+        // Strict reconfiguration: promote only if the larger configuration
+        // still has a quorum of recently active voters (the learner is:
+        // it just caught up), so a join cannot stall commits.
+        const std::vector<raft::NodeId> voters = m.voters();
+        size_t active = 1;
+        for (raft::NodeId v : voters) active += recently_active(v, now) ? 1 : 0;
+        if (active >= quorum_of(voters.size() + 1)) {
+          (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
+        }
       }
     }
     ++it;
   }
+}
+
+void Node::Impl::track_active_voters() {
+  if (raft_->role() != raft::StateRole::kLeader) {
+    last_active_.clear();
+    return;
+  }
+  const auto now = Clock::now();
+  for (const raft::Member& m : raft_->membership().members) {
+    if (m.id == id_) continue;
+    auto pr = raft_->progress(m.id);
+    if (pr && pr->recent_active) last_active_[m.id] = now;
+  }
+}
+
+bool Node::Impl::recently_active(raft::NodeId id, Clock::time_point now) const {
+  if (id == id_) return true;
+  auto it = last_active_.find(id);
+  // The core clears recent_active once per election timeout and sets it on
+  // every answer, so a live member shows active at least once in two.
+  const auto window = std::chrono::milliseconds(2 * opts_.tick_ms * opts_.election_ticks);
+  return it != last_active_.end() && now - it->second <= window;
 }
 
 void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
@@ -567,6 +651,13 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
       return;
     }
     if (info.name.empty()) info.name = info.raft_address;
+    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation}) {
+      if (f->size() > kMaxMemberFieldBytes) {
+        cb(Status(StatusCode::kInvalid, "member names and addresses are at most " +
+                                            std::to_string(kMaxMemberFieldBytes) + " bytes"));
+        return;
+      }
+    }
     const raft::NodeId id = node_id_for(info.name);
     const raft::Membership& m = raft_->membership();
     raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
@@ -581,10 +672,24 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
                                              have->raft_address + "; remove it first"));
         return;
       }
-      if (info.api_address.empty() || info.api_address == have->api_address) {
+      if (!info.incarnation.empty() && !have->incarnation.empty() && info.incarnation != have->incarnation) {
+        cb(Status(StatusCode::kConflict,
+                  "member '" + info.name + "' at " + info.raft_address + " answered with a different data dir (incarnation " +
+                      info.incarnation + ", expected " + have->incarnation +
+                      "): its state was wiped; remove it and add it again (docs/operations.md)"));
+        return;
+      }
+      // Merge: a registration may bring the API address, a probe the
+      // incarnation of a member recorded without one; neither is ever
+      // replaced by an empty value, and a recorded incarnation never changes.
+      MemberInfo merged = *have;
+      if (!info.api_address.empty()) merged.api_address = info.api_address;
+      if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
+      if (merged.api_address == have->api_address && merged.incarnation == have->incarnation) {
         cc.type = raft::ConfChangeType::kPromote;  // only wait (and promote if a learner)
       } else {
-        cc.type = raft::ConfChangeType::kUpdateContext;  // a member registering its API address
+        cc.type = raft::ConfChangeType::kUpdateContext;
+        cc.context = encode_member_info(merged);
       }
     } else {
       for (const raft::Member& other : m.members) {
@@ -593,6 +698,27 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
           cb(Status(StatusCode::kConflict, "raft address " + info.raft_address + " belongs to member '" + o->name + "'"));
           return;
         }
+      }
+      // Item 5 of issue 7: past the decoder's cap the configuration entry
+      // would be unreadable on every node.
+      if (m.members.size() >= kMaxMembers) {
+        cb(Status(StatusCode::kConflict, "the cluster already has " + std::to_string(m.members.size()) +
+                                             " members, the most a configuration may hold"));
+        return;
+      }
+      size_t learners = 0;
+      std::string learner_names;
+      for (const raft::Member& other : m.members) {
+        if (other.role != raft::MemberRole::kLearner) continue;
+        ++learners;
+        auto o = decode_member_info(other.context);
+        learner_names += (learner_names.empty() ? "" : ", ") + (o ? o->name : std::to_string(other.id));
+      }
+      if (learners >= kMaxPendingLearners) {
+        cb(Status(StatusCode::kUnavailable, "learner " + learner_names +
+                                                " is not promoted yet (at most " + std::to_string(kMaxPendingLearners) +
+                                                " learner at a time); retry once it is a voter, or remove it"));
+        return;
       }
     }
     if (cc.type != raft::ConfChangeType::kPromote) {
@@ -606,16 +732,36 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
   });
 }
 
-void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) {
-  post([this, name, timeout_ms, cb = std::move(cb)]() mutable {
+void Node::Impl::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
+  post([this, name, force, timeout_ms, cb = std::move(cb)]() mutable {
     if (raft_->role() != raft::StateRole::kLeader) {
       cb(Status(StatusCode::kNotLeader, "not the leader"));
       return;
     }
     const raft::NodeId id = node_id_for(name);
-    if (!raft_->membership().contains(id)) {
+    const raft::Membership& m = raft_->membership();
+    if (!m.contains(id)) {
       cb(Status::ok());  // already gone: idempotent
       return;
+    }
+    if (!force && m.is_voter(id)) {
+      // etcd's --strict-reconfig-check: the voters left must still have a
+      // quorum that answers, or the cluster stops committing after the change.
+      const auto now = Clock::now();
+      size_t left = 0;
+      size_t active = 0;
+      for (raft::NodeId v : m.voters()) {
+        if (v == id) continue;
+        ++left;
+        active += recently_active(v, now) ? 1 : 0;
+      }
+      if (left > 0 && active < quorum_of(left)) {
+        cb(Status(StatusCode::kUnavailable,
+                  "removing '" + name + "' would leave " + std::to_string(active) + " recently active voters of " +
+                      std::to_string(left) + ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
+                      "; bring members back first, or pass force=true to remove it anyway"));
+        return;
+      }
     }
     const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
     if (!r.ok()) {
@@ -623,6 +769,16 @@ void Node::Impl::remove_member(const std::string& name, int timeout_ms, DoneCall
       return;
     }
     member_waiters_.push_back(MemberWaiter{id, true, {}, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
+  transport_->probe(raft_address, timeout_ms, [cb = std::move(cb)](Result<transport::PeerIdentity> r) {
+    if (!r.is_ok()) {
+      cb(r.status());
+      return;
+    }
+    cb(MemberInfo{r->name, r->raft_address, r->api_address, r->incarnation});
   });
 }
 
@@ -635,8 +791,10 @@ void Node::Impl::register_api_address() {
   const auto now = Clock::now();
   if (now - last_registration_ < std::chrono::seconds(1)) return;
   last_registration_ = now;
-  MemberInfo me{opts_.name, opts_.raft_address, opts_.api_address};
+  MemberInfo me = self_info();
   if (raft_->role() == raft::StateRole::kLeader) {
+    // Never replace a recorded incarnation (add_member's rule).
+    if (info && !info->incarnation.empty()) me.incarnation = info->incarnation;
     (void)raft_->propose_conf_change(
         raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(me)});
     return;
@@ -666,7 +824,7 @@ void Node::Impl::sync_peers() {
     for (const raft::Member& m : config->members) {
       if (m.id == id_ || now.count(m.id)) continue;
       if (auto info = decode_member_info(m.context)) {
-        transport_->set_peer(m.id, info->raft_address);
+        transport_->set_peer(m.id, info->raft_address, info->incarnation);
         now.insert(m.id);
       }
     }
@@ -675,6 +833,8 @@ void Node::Impl::sync_peers() {
     if (!now.count(gone)) transport_->remove_peer(gone);
   }
   peers_ = std::move(now);
+  // Registered first, so the leader's stream survives this.
+  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -687,7 +847,7 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
       cb(from_raft_error(r.error));
       return;
     }
-    writes_.emplace(r.index, WriteWaiter{r.term, deadline_after(timeout_ms), std::move(cb)});
+    writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
   });
 }
 
@@ -806,7 +966,12 @@ void Node::stop() { impl_->stop(); }
 void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
 void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
 void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) { impl_->add_member(std::move(info), timeout_ms, std::move(cb)); }
-void Node::remove_member(const std::string& name, int timeout_ms, DoneCallback cb) { impl_->remove_member(name, timeout_ms, std::move(cb)); }
+void Node::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
+  impl_->remove_member(name, force, timeout_ms, std::move(cb));
+}
+void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
+  impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
+}
 NodeStatus Node::status() const { return impl_->status(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 

@@ -57,6 +57,11 @@ struct MemberInfo {
   std::string name;
   std::string raft_address;
   std::string api_address;  // empty until the member registers it
+  // The random id of the member's data dir (storage/node_meta.h), learned
+  // by probing it when it joins. A node answering with another one had its
+  // data dir wiped: the transport refuses it (transport.h). Empty for
+  // members added before incarnations existed, or that could not be probed.
+  std::string incarnation;
 };
 
 struct MemberStatus {
@@ -79,6 +84,17 @@ struct NodeStatus {
   std::vector<MemberStatus> members;
 };
 
+// The most members a configuration may hold: raft::decode_membership
+// refuses more (raft/types.cc), so a change past it would leave every node
+// unable to read its own configuration (types_test checks the two agree).
+inline constexpr size_t kMaxMembers = 1024;
+// Learners that may wait for promotion at once (etcd allows 1): a second
+// join waits until the first learner is a voter or removed.
+inline constexpr size_t kMaxPendingLearners = 1;
+// Longest name or address a member may have: the transport hello carries
+// each in at most this many bytes (transport/stream_codec.h).
+inline constexpr size_t kMaxMemberFieldBytes = 255;
+
 // Ids in the core are 64-bit; names are what users type. The id is a hash of
 // the name (never 0); a join with a name whose id is taken by another name is
 // refused (kConflict).
@@ -95,6 +111,7 @@ class Node {
   using RegisterHook = std::function<void(const MemberInfo& leader, const MemberInfo& self)>;
   using WriteCallback = std::function<void(Result<uint64_t>)>;  // the applied index
   using DoneCallback = std::function<void(Status)>;
+  using ProbeCallback = std::function<void(Result<MemberInfo>)>;
 
   static Result<std::unique_ptr<Node>> open(const NodeOptions& options,
                                             std::unique_ptr<transport::Transport> transport,
@@ -118,8 +135,19 @@ class Node {
   void read_barrier(int timeout_ms, DoneCallback cb);
   // Leader only: adds the member as a learner, promotes it once caught up,
   // calls back when it is a voter. Idempotent for the same name and address.
+  // Refused: past kMaxMembers (kConflict), while kMaxPendingLearners other
+  // learners wait for promotion (kUnavailable), a member whose recorded
+  // incarnation differs from info.incarnation (kConflict: its data dir was
+  // wiped). The promotion waits until the new configuration would have a
+  // quorum of recently active voters (strict reconfiguration).
   void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
-  void remove_member(const std::string& name, int timeout_ms, DoneCallback cb);
+  // Leader only. Unless force, refused (kUnavailable) when the voters left
+  // would have fewer recently active members than their quorum (etcd's
+  // --strict-reconfig-check): the cluster would stop committing.
+  void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  // Asks the node listening at raft_address who it is (its transport hello):
+  // name, addresses, incarnation. The callback runs on a transport thread.
+  void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
   const fsm::KvStateMachine& state_machine() const;

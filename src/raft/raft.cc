@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/check.h"
+#include "raft/message_checks.h"
 #include "raft/progress.h"
 #include "raft/raft_log.h"
 
@@ -64,6 +65,7 @@ const char* to_string(Error e) {
     case Error::kNotMember: return "not a member";
     case Error::kNotLearner: return "not a learner";
     case Error::kInvalid: return "invalid request";
+    case Error::kMembershipFull: return "the cluster already has the maximum number of members";
   }
   return "unknown";
 }
@@ -84,7 +86,7 @@ class Raft::Impl {
 
   // --- driving -------------------------------------------------------------
   void tick();
-  void step(const Message& m);
+  const char* step(const Message& m);
   ProposeResult propose(EntryType type, std::string data);
   ProposeResult propose_conf_change(const ConfChange& cc);
   bool read_index(uint64_t id);
@@ -138,9 +140,10 @@ class Raft::Impl {
   void handle_vote_request(const Message& m);
   void handle_vote_response(const Message& m);
   void handle_append(const Message& m);
+  const char* check_append_against_commit(const Message& m) const;
   void handle_heartbeat(const Message& m);
   void handle_snapshot(const Message& m);
-  void step_leader(const Message& m);
+  const char* step_leader(const Message& m);
   void handle_append_response(const Message& m, Progress& pr);
   void handle_heartbeat_response(const Message& m, Progress& pr);
   void handle_snapshot_response(const Message& m, Progress& pr);
@@ -327,6 +330,8 @@ void Raft::Impl::become_leader() {
 }
 
 void Raft::Impl::campaign(bool pre_vote, bool forced) {
+  // Unreachable by elections (message_checks.h), but a term must never wrap.
+  if (term_ >= kMaxTerm) return;
   if (pre_vote) {
     become_pre_candidate();
   } else {
@@ -442,8 +447,23 @@ void Raft::Impl::send(Message m) {
   (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
-void Raft::Impl::step(const Message& m) {
-  if (m.from == kNoNode || m.from == id_ || m.to != id_) return;
+const char* Raft::Impl::step(const Message& m) {
+  if (const char* why = check_message_shape(m)) return why;
+  if (m.from == id_) return "message claims to come from this node";
+  if (m.to != id_) return "message addressed to another node";
+  if (m.term > term_ && m.term - term_ > kMaxTermJump) return "term jumps implausibly far ahead";
+  if (m.type == MessageType::kTimeoutNow && m.term >= term_ && (m.term != term_ || m.from != leader_)) {
+    // Only the leader we follow may tell us to campaign (thesis §3.10); it
+    // is in our term, since we acknowledged its log before it asked.
+    return "TimeoutNow from a node that is not our leader";
+  }
+  if (m.type == MessageType::kAppend && m.term >= term_) {
+    // Before it changes anything (our term, leader, election timer): an
+    // append that contradicts our committed log cannot come from a leader
+    // of this or a later term (Leader Completeness, §5.4). A stale leader's
+    // append may, and gets the usual rejection below.
+    if (const char* why = check_append_against_commit(m)) return why;
+  }
 
   if (m.term > term_) {
     const bool vote_request = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
@@ -452,7 +472,7 @@ void Raft::Impl::step(const Message& m) {
       // vote requests, so a removed or partitioned server cannot disrupt it.
       const bool in_lease =
           opts_.check_quorum && leader_ != kNoNode && election_elapsed_ < opts_.election_ticks;
-      if (in_lease && m.context != kForcedCampaign) return;
+      if (in_lease && m.context != kForcedCampaign) return nullptr;
     }
     if (m.type == MessageType::kPreVote || (m.type == MessageType::kPreVoteResp && !m.reject)) {
       // A pre-vote never changes terms; a granted pre-vote carries the
@@ -483,26 +503,23 @@ void Raft::Impl::step(const Message& m) {
       r.reject = true;
       send(std::move(r));
     }
-    return;
+    return nullptr;
   }
 
   switch (m.type) {
     case MessageType::kPreVote:
     case MessageType::kVote:
       handle_vote_request(m);
-      return;
+      return nullptr;
     case MessageType::kPreVoteResp:
     case MessageType::kVoteResp:
       handle_vote_response(m);
-      return;
+      return nullptr;
     default:
       break;
   }
 
-  if (role_ == StateRole::kLeader) {
-    step_leader(m);
-    return;
-  }
+  if (role_ == StateRole::kLeader) return step_leader(m);
   switch (m.type) {
     case MessageType::kAppend:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
@@ -524,7 +541,8 @@ void Raft::Impl::step(const Message& m) {
       break;
     case MessageType::kTimeoutNow:
       // Thesis §3.10: the leader picked us; start a real election at once,
-      // skipping pre-vote, and tell voters to ignore their lease.
+      // skipping pre-vote, and tell voters to ignore their lease. Only the
+      // leader we follow may ask (checked in step()).
       if (promotable()) campaign(false, true);
       break;
     case MessageType::kReadIndex: {
@@ -546,6 +564,7 @@ void Raft::Impl::step(const Message& m) {
     default:
       break;  // responses meant for a leader we no longer are
   }
+  return nullptr;
 }
 
 void Raft::Impl::handle_vote_request(const Message& m) {
@@ -597,6 +616,24 @@ void Raft::Impl::handle_vote_response(const Message& m) {
   } else if (rejected >= quorum()) {
     become_follower(term_, kNoNode);
   }
+}
+
+const char* Raft::Impl::check_append_against_commit(const Message& m) const {
+  // Where our terms are known (not compacted; term_at returns 0 otherwise),
+  // the consistency-check entry and every entry at or below our commit index
+  // must be exactly ours.
+  auto contradicts = [this](Index i, Term t) {
+    const Term ours = log_.term_at(i);
+    return i <= commit_ && ours != 0 && ours != t;
+  };
+  if (m.log_index > 0 && contradicts(m.log_index, m.log_term)) {
+    return "append's consistency-check entry contradicts a committed entry";
+  }
+  for (const Entry& e : m.entries) {
+    if (e.index > commit_) break;
+    if (contradicts(e.index, e.term)) return "append contradicts a committed entry";
+  }
+  return nullptr;
 }
 
 void Raft::Impl::handle_append(const Message& m) {
@@ -732,14 +769,24 @@ void Raft::Impl::handle_snapshot(const Message& m) {
 // ---------------------------------------------------------------------------
 // Leader.
 
-void Raft::Impl::step_leader(const Message& m) {
+const char* Raft::Impl::step_leader(const Message& m) {
   if (m.type == MessageType::kReadIndex) {
+    if (!membership_.contains(m.from)) return "read index request from a non-member";
     start_read(m.from, m.context);
-    return;
+    return nullptr;
   }
-  if (!is_response(m.type)) return;  // same-term append from another leader cannot happen (§5.2)
+  if (!is_response(m.type)) return nullptr;  // same-term append from another leader cannot happen (§5.2)
   auto it = progress_.find(m.from);
-  if (it == progress_.end()) return;  // not a member (any more)
+  if (it == progress_.end()) return nullptr;  // not a member (any more)
+  // A follower can only acknowledge, or reject at, an index we sent it or
+  // one it already had committed; either is in our log (Leader Completeness).
+  if ((m.type == MessageType::kAppendResp || m.type == MessageType::kSnapshotResp) &&
+      m.index > log_.last_index()) {
+    return "response names an index beyond the leader's log";
+  }
+  if (m.type == MessageType::kHeartbeatResp && m.context > read_round_) {
+    return "heartbeat response confirms a read round never sent";
+  }
   Progress& pr = it->second;
   pr.recent_active = true;
   switch (m.type) {
@@ -755,6 +802,7 @@ void Raft::Impl::step_leader(const Message& m) {
     default:
       break;
   }
+  return nullptr;
 }
 
 void Raft::Impl::handle_append_response(const Message& m, Progress& pr) {
@@ -1017,6 +1065,10 @@ ProposeResult Raft::Impl::propose_conf_change(const ConfChange& cc) {
     case ConfChangeType::kAddLearner:
       if (existing != nullptr) {
         res.error = Error::kAlreadyMember;
+        return res;
+      }
+      if (next.members.size() >= kMaxMembers) {
+        res.error = Error::kMembershipFull;  // decode_membership would refuse the result
         return res;
       }
       next.members.push_back(Member{cc.node, MemberRole::kLearner, cc.context});
@@ -1314,7 +1366,7 @@ Raft::Raft(const Options& options, const InitialState& state) : impl_(std::make_
 Raft::~Raft() = default;
 
 void Raft::tick() { impl_->tick(); }
-void Raft::step(const Message& m) { impl_->step(m); }
+const char* Raft::step(const Message& m) { return impl_->step(m); }
 ProposeResult Raft::propose(std::string data) { return impl_->propose(EntryType::kNormal, std::move(data)); }
 ProposeResult Raft::propose_conf_change(const ConfChange& cc) { return impl_->propose_conf_change(cc); }
 bool Raft::read_index(uint64_t id) { return impl_->read_index(id); }

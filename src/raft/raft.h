@@ -93,6 +93,7 @@ enum class Error : uint8_t {
   kNotMember,
   kNotLearner,
   kInvalid,  // e.g. removing the last voter, id 0
+  kMembershipFull,  // the configuration already has kMaxMembers members
 };
 const char* to_string(Error e);
 
@@ -150,8 +151,12 @@ class Raft {
   // Advances logical time by one tick: elections, heartbeats, check-quorum,
   // transfer timeouts, snapshot resends.
   void tick();
-  // Feeds one message from a peer. Stale or malformed messages are dropped.
-  void step(const Message& m);
+  // Feeds one message from a peer. Returns nullptr when the message was
+  // taken (acted on, or ignored as stale or meant for another role); when it
+  // is malformed or claims what no honest peer could (message_checks.h), it
+  // is dropped without effect and the reason is returned (a static string)
+  // so the caller can count and log it.
+  const char* step(const Message& m);
   // Appends an application command (leader only).
   ProposeResult propose(std::string data);
   // Appends a one-server membership change (leader only; one at a time,

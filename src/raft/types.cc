@@ -38,7 +38,6 @@ namespace {
 // Fixed-width little-endian fields: the format is tiny and versioned by its
 // first byte, so a future format can be told apart.
 constexpr uint8_t kMembershipFormat = 1;
-constexpr size_t kMaxMembers = 1024;
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // Plain value types of the Raft core: log entries, hard state, membership, snapshot metadata.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,6 +14,9 @@ using Term = uint64_t;
 using Index = uint64_t;
 
 inline constexpr NodeId kNoNode = 0;
+// Most members a configuration may hold; decode_membership refuses more, so
+// no change may ever propose a larger one.
+inline constexpr size_t kMaxMembers = 1024;
 
 enum class EntryType : uint8_t {
   kNormal = 0,  // application command; empty data = the no-op a new leader appends (§8)

@@ -37,6 +37,7 @@
 
 #include "common/bytes.h"
 #include "transport/message_codec.h"
+#include "transport/stream_codec.h"
 
 namespace ckv::transport {
 
@@ -71,49 +72,22 @@ void bind_source_address(ip::tcp::socket& socket, const ip::tcp::endpoint& desti
   if (ec) spdlog::debug("cannot send from {}: {}", source->to_string(), ec.message());
 }
 
-// Hello frame: first frame of every stream. The magic makes a stray client
-// (say, curl at the raft port) fail fast; the receiver id catches a stale
-// address that now belongs to another node. The sender's own raft address
-// lets the receiver answer a node it has never heard of: a node that waits
-// to be added knows no members, yet must answer the leader that probes it.
-constexpr uint32_t kHelloMagic = 0x54564b43;  // "CKVT" little-endian
-constexpr uint8_t kHelloVersion = 2;
-constexpr size_t kHelloFixedBytes = 4 + 1 + 8 + 8 + 2;
-constexpr size_t kMaxHelloAddressBytes = 255;
-// Inbound read sizes: read at least kReadChunkBytes at a time so many small
-// frames arrive per system call, and grow a buffer towards a large frame at
-// most kMaxReadGrowBytes per read, so memory follows bytes actually received
-// rather than a length a peer merely claims.
-constexpr size_t kReadChunkBytes = size_t{64} << 10;
-constexpr size_t kMaxReadGrowBytes = size_t{1} << 20;
 // After accept() fails for a reason other than shutdown (e.g. out of file
 // descriptors), pause instead of spinning.
 constexpr milliseconds kAcceptRetryDelay{100};
 // An outbound stream that ends sooner than this counts as a failed connect
 // (see Peer::run): it keeps the backoff growing instead of resetting it.
 constexpr milliseconds kMinStableStream{1000};
+// Refusals (a stranger's hello, a wiped member, a full budget) are logged at
+// most once per this interval and kind, with how many were not logged.
+constexpr milliseconds kRefusalLogInterval{5000};
 
-std::string hello_frame(raft::NodeId from, raft::NodeId to, const std::string& from_address) {
-  std::string payload;
-  put_u32le(payload, kHelloMagic);
-  put_u8(payload, kHelloVersion);
-  put_u64le(payload, from);
-  put_u64le(payload, to);
-  const std::string_view addr = std::string_view(from_address).substr(0, kMaxHelloAddressBytes);
-  payload.push_back(static_cast<char>(addr.size() & 0xff));
-  payload.push_back(static_cast<char>(addr.size() >> 8));
-  payload += addr;
-  std::string out;
-  Status s = append_frame(payload, out);
-  (void)s;  // a hello is far below kMaxFrameBytes
-  return out;
-}
-
-uint32_t frame_length(std::string_view header) {
-  ByteReader r(header);
-  uint32_t len = 0;
-  (void)r.u32le(len);
-  return len;
+std::string endpoint_text(const ip::tcp::socket& socket) {
+  error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                              : ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
 }  // namespace
@@ -149,26 +123,68 @@ Result<HostPort> parse_host_port(const std::string& address) {
 
 class TcpTransport::Impl {
  public:
+  using Clock = std::chrono::steady_clock;
+
   struct Counters {
     std::atomic<uint64_t> sent{0}, dropped{0}, received{0}, rejected{0}, connects{0},
-        connect_failures{0};
+        connect_failures{0}, refused_connections{0}, hello_timeouts{0}, refused_senders{0},
+        refused_incarnations{0}, refused_stream_cap{0}, budget_closes{0}, foreign_messages{0},
+        probes_answered{0};
+  };
+
+  // Logs refusals at most once per kRefusalLogInterval and kind, so that a
+  // flood of hostile connections cannot flood the log too. Any thread.
+  class RefusalLog {
+   public:
+    void warn(const std::string& kind, const std::string& text) {
+      uint64_t suppressed = 0;
+      {
+        std::lock_guard lock(mu_);
+        Entry& e = entries_[kind];
+        const auto now = Clock::now();
+        if (e.logged && now - e.last < kRefusalLogInterval) {
+          ++e.suppressed;
+          return;
+        }
+        e.logged = true;
+        e.last = now;
+        suppressed = std::exchange(e.suppressed, 0);
+      }
+      if (suppressed > 0) {
+        spdlog::warn("raft transport: {} ({} more like it not logged)", text, suppressed);
+      } else {
+        spdlog::warn("raft transport: {}", text);
+      }
+    }
+
+   private:
+    struct Entry {
+      bool logged = false;
+      Clock::time_point last;
+      uint64_t suppressed = 0;
+    };
+    std::mutex mu_;
+    std::map<std::string, Entry> entries_;
   };
 
   // One outbound peer. The queue fields are shared with sending threads under
   // mu_; everything else belongs to the I/O thread.
   class Peer : public std::enable_shared_from_this<Peer> {
    public:
-    Peer(Impl& owner, raft::NodeId id, std::string address)
+    Peer(Impl& owner, raft::NodeId id, std::string address, std::string incarnation)
         : owner_(owner),
           id_(id),
           address_(std::move(address)),
+          incarnation_(std::move(incarnation)),
           resolver_(*owner.io_),
           socket_(*owner.io_),
           wake_(*owner.io_),
           backoff_timer_(*owner.io_),
-          connect_timer_(*owner.io_) {}
+          connect_timer_(*owner.io_),
+          reader_(kMaxFrameBytes) {}
 
     const std::string& address() const { return address_; }
+    const std::string& incarnation() const { return incarnation_; }
 
     // Any thread. Returns false (caller counts the drop) when the queue is
     // full or the peer is unreachable; never waits for the network.
@@ -211,7 +227,8 @@ class TcpTransport::Impl {
       connect_timer_.cancel();
     }
 
-    // Connect, write until the stream breaks, back off, repeat (I/O thread).
+    // Connect, exchange hellos, write until the stream breaks, back off,
+    // repeat (I/O thread).
     static asio::awaitable<void> run(std::shared_ptr<Peer> self) {
       auto hp = parse_host_port(self->address_);
       if (!hp.is_ok()) {
@@ -227,54 +244,13 @@ class TcpTransport::Impl {
       milliseconds backoff{o.backoff_initial_ms};
       bool reported_down = false;
       while (!self->closed_) {
-        error_code ec;
-        auto endpoints =
-            co_await self->resolver_.async_resolve(host, port, ip::tcp::resolver::numeric_service,
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (self->closed_) break;
-        if (!ec) {
-          const uint64_t attempt = ++self->generation_;
-          const auto deadline =
-              std::chrono::steady_clock::now() + milliseconds(o.connect_timeout_ms);
-          self->connect_timer_.expires_at(deadline);
-          self->connect_timer_.async_wait([self, attempt](error_code tec) {
-            // Closing the socket makes the pending connect fail with operation_aborted.
-            if (!tec && attempt == self->generation_) {
-              error_code ignored;
-              self->socket_.close(ignored);
-            }
-          });
-          ec = asio::error::host_not_found;
-          for (const auto& entry : endpoints) {
-            if (self->closed_) break;
-            // The timer closes the socket once; if it fired between two
-            // endpoints, it aborted nothing, so stop here rather than
-            // start a connect that nothing would time out.
-            if (std::chrono::steady_clock::now() >= deadline) {
-              ec = asio::error::timed_out;
-              break;
-            }
-            error_code ignored;
-            self->socket_.close(ignored);
-            self->socket_.open(entry.endpoint().protocol(), ec);
-            if (ec) continue;
-            bind_source_address(self->socket_, entry.endpoint(), self->owner_.source_address_);
-            co_await self->socket_.async_connect(entry.endpoint(),
-                                                 asio::redirect_error(asio::use_awaitable, ec));
-            if (!ec || ec == asio::error::operation_aborted) break;
-          }
-          self->connect_timer_.cancel();
-        }
+        error_code ec = co_await connect(self, host, port);
         if (self->closed_) break;
         std::string failure;
         if (ec) {
           failure = ec.message();
         } else {
           ++self->owner_.counters_.connects;
-          if (reported_down) {
-            spdlog::info("raft peer {} at {} connected", self->id_, self->address_);
-          }
-          reported_down = false;
           error_code ignored;
           self->socket_.set_option(ip::tcp::no_delay(true), ignored);
           // Unacknowledged data for this long ends the stream, and we
@@ -285,17 +261,24 @@ class TcpTransport::Impl {
           const unsigned user_timeout_ms = o.user_timeout_ms;
           ::setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
                        &user_timeout_ms, sizeof(user_timeout_ms));
-          const uint64_t conn = ++self->generation_;
-          asio::co_spawn(*self->owner_.io_, watch(self, conn), asio::detached);
           const auto up_since = std::chrono::steady_clock::now();
-          co_await write_loop(self);
-          // Invalidate the watcher of the stream that just ended before reusing socket_.
+          failure = co_await handshake(self);
+          if (failure.empty()) {
+            if (reported_down) {
+              spdlog::info("raft peer {} at {} connected", self->id_, self->address_);
+            }
+            reported_down = false;
+            const uint64_t conn = ++self->generation_;
+            asio::co_spawn(*self->owner_.io_, read_replies(self, conn), asio::detached);
+            co_await write_loop(self);
+          }
+          // Invalidate the reader of the stream that just ended before reusing socket_.
           ++self->generation_;
           self->socket_.close(ignored);
           if (self->closed_) break;
           const auto lived =
               std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - up_since);
-          if (lived >= kMinStableStream) {
+          if (failure.empty() && lived >= kMinStableStream) {
             // A stream that worked: reconnect at once, starting the backoff afresh.
             backoff = milliseconds(o.backoff_initial_ms);
             continue;
@@ -303,7 +286,7 @@ class TcpTransport::Impl {
           // A peer that accepts and then closes at once (it rejected our hello,
           // or is shutting down) gets the same backoff as a refused connect,
           // not a reconnect loop.
-          failure = "stream closed after " + std::to_string(lived.count()) + " ms";
+          if (failure.empty()) failure = "stream closed after " + std::to_string(lived.count()) + " ms";
         }
         ++self->owner_.counters_.connect_failures;
         if (!reported_down) {
@@ -330,14 +313,100 @@ class TcpTransport::Impl {
     }
 
    private:
-    // Writes the hello, then queued frames in batches, until the stream
-    // breaks or the peer is closed.
+    // Resolves and connects socket_, giving up after connect_timeout_ms.
+    static asio::awaitable<error_code> connect(std::shared_ptr<Peer> self, const std::string& host,
+                                               const std::string& port) {
+      const TcpTransportOptions& o = self->owner_.opts_;
+      error_code ec;
+      auto endpoints =
+          co_await self->resolver_.async_resolve(host, port, ip::tcp::resolver::numeric_service,
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || self->closed_) co_return ec;
+      const uint64_t attempt = ++self->generation_;
+      const auto deadline = std::chrono::steady_clock::now() + milliseconds(o.connect_timeout_ms);
+      self->connect_timer_.expires_at(deadline);
+      self->connect_timer_.async_wait([self, attempt](error_code tec) {
+        // Closing the socket makes the pending connect fail with operation_aborted.
+        if (!tec && attempt == self->generation_) {
+          error_code ignored;
+          self->socket_.close(ignored);
+        }
+      });
+      ec = asio::error::host_not_found;
+      for (const auto& entry : endpoints) {
+        if (self->closed_) break;
+        // The timer closes the socket once; if it fired between two
+        // endpoints, it aborted nothing, so stop here rather than
+        // start a connect that nothing would time out.
+        if (std::chrono::steady_clock::now() >= deadline) {
+          ec = asio::error::timed_out;
+          break;
+        }
+        error_code ignored;
+        self->socket_.close(ignored);
+        self->socket_.open(entry.endpoint().protocol(), ec);
+        if (ec) continue;
+        bind_source_address(self->socket_, entry.endpoint(), self->owner_.source_address_);
+        co_await self->socket_.async_connect(entry.endpoint(),
+                                             asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec || ec == asio::error::operation_aborted) break;
+      }
+      self->connect_timer_.cancel();
+      co_return ec;
+    }
+
+    // Sends our hello and reads the answer; "" when the peer is who the
+    // membership says (id, and incarnation when one is recorded), else why
+    // not. Nothing is sent to a peer before this passes.
+    static asio::awaitable<std::string> handshake(std::shared_ptr<Peer> self) {
+      Impl& owner = self->owner_;
+      const std::string hello = owner.local_hello(HelloKind::kStream, self->id_);
+      error_code ec;
+      co_await asio::async_write(self->socket_, asio::buffer(hello),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return "sending the hello failed: " + ec.message();
+      self->reader_ = FrameReader(kMaxHelloPayloadBytes);
+      const uint64_t attempt = ++self->generation_;
+      self->connect_timer_.expires_after(milliseconds(owner.opts_.hello_timeout_ms));
+      self->connect_timer_.async_wait([self, attempt](error_code tec) {
+        if (!tec && attempt == self->generation_) {
+          error_code ignored;
+          self->socket_.close(ignored);
+        }
+      });
+      auto answer = co_await read_hello(self->socket_, self->reader_);
+      self->connect_timer_.cancel();
+      if (!answer.is_ok()) {
+        co_return "no valid answer to our hello (waited up to " +
+            std::to_string(owner.opts_.hello_timeout_ms) + " ms): " + answer.status().message();
+      }
+      const Hello& h = answer.value();
+      if (h.kind != HelloKind::kAnswer) co_return std::string("the peer did not answer our hello");
+      if (h.from != self->id_) {
+        co_return "the node at " + self->address_ + " is node " + std::to_string(h.from) + " ('" +
+            h.sender.name + "'), not node " + std::to_string(self->id_);
+      }
+      if (!self->incarnation_.empty() && h.sender.incarnation != self->incarnation_) {
+        ++owner.counters_.refused_incarnations;
+        const std::string name = h.sender.name.empty() ? std::to_string(h.from) : h.sender.name;
+        const std::string text = "member " + name + " at " + self->address_ +
+                                 " answered with a different data dir (incarnation " +
+                                 (h.sender.incarnation.empty() ? "none" : h.sender.incarnation) +
+                                 ", expected " + self->incarnation_ +
+                                 "): its state was wiped; remove it and add it again "
+                                 "(docs/operations.md)";
+        owner.refusals_.warn("incarnation-out-" + std::to_string(self->id_), text);
+        co_return text;
+      }
+      self->reader_.set_max_frame_bytes(kMaxFrameBytes);
+      co_return std::string();
+    }
+
+    // Writes queued frames in batches until the stream breaks or the peer is closed.
     static asio::awaitable<void> write_loop(std::shared_ptr<Peer> self) {
       const TcpTransportOptions& o = self->owner_.opts_;
       std::vector<std::string> batch;
       std::vector<asio::const_buffer> buffers;
-      batch.push_back(hello_frame(self->owner_.local_id_, self->id_, self->owner_.listen_address_));
-      size_t hello_in_batch = 1;
       while (!self->closed_ && self->socket_.is_open()) {
         if (batch.empty()) {
           std::lock_guard lock(self->mu_);
@@ -364,26 +433,49 @@ class TcpTransport::Impl {
         co_await asio::async_write(self->socket_, buffers,
                                    asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
-          self->owner_.counters_.dropped += batch.size() - hello_in_batch;
+          self->owner_.counters_.dropped += batch.size();
           break;
         }
-        self->owner_.counters_.sent += batch.size() - hello_in_batch;
-        hello_in_batch = 0;
+        self->owner_.counters_.sent += batch.size();
         batch.clear();
       }
       std::lock_guard lock(self->mu_);
       self->writer_waiting_ = false;
     }
 
-    // The receiver never writes back, so a completed read means the stream
-    // ended (EOF or reset). Noticing that here, not at the next write, lets an
-    // idle peer reconnect before Raft needs it.
-    static asio::awaitable<void> watch(std::shared_ptr<Peer> self, uint64_t conn) {
-      char buf[256];
+    // Reads what the peer sends back on our stream: its replies when it has
+    // no stream of its own to us (a node waiting to be added answers its
+    // leader this way). A completed read error means the stream ended (EOF
+    // or reset); noticing that here, not at the next write, lets an idle
+    // peer reconnect before Raft needs it.
+    static asio::awaitable<void> read_replies(std::shared_ptr<Peer> self, uint64_t conn) {
       error_code ec;
-      while (!ec) {
-        co_await self->socket_.async_read_some(asio::buffer(buf),
-                                               asio::redirect_error(asio::use_awaitable, ec));
+      std::string why;
+      while (why.empty() && conn == self->generation_) {
+        for (;;) {
+          auto frame = self->reader_.next();
+          if (!frame.is_ok()) {
+            why = frame.status().message();
+            break;
+          }
+          if (!frame.value()) break;
+          why = self->owner_.deliver(*frame.value(), self->id_);
+          if (!why.empty()) break;
+        }
+        if (!why.empty()) break;
+        const size_t want = self->reader_.next_read_bytes();
+        char* p = self->reader_.prepare(want);
+        const size_t n = co_await self->socket_.async_read_some(
+            asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
+        if (conn != self->generation_) co_return;  // socket_ belongs to a newer stream now
+        self->reader_.commit(n);
+        if (ec) break;
+      }
+      if (!why.empty()) {
+        ++self->owner_.counters_.rejected;
+        self->owner_.refusals_.warn("reply-" + std::to_string(self->id_),
+                                    "closing stream to peer " + std::to_string(self->id_) + " at " +
+                                        self->address_ + ": " + why);
       }
       if (conn == self->generation_) {
         error_code ignored;
@@ -401,11 +493,13 @@ class TcpTransport::Impl {
     Impl& owner_;
     const raft::NodeId id_;
     const std::string address_;
+    const std::string incarnation_;  // what the peer must answer with; empty: not checked
     ip::tcp::resolver resolver_;
     ip::tcp::socket socket_;
     asio::steady_timer wake_;  // the idle writer waits on it; cancel() wakes it
     asio::steady_timer backoff_timer_;
-    asio::steady_timer connect_timer_;
+    asio::steady_timer connect_timer_;  // bounds the connect, then the wait for the answer
+    FrameReader reader_;                // what the peer sends back on the current stream
     uint64_t generation_ = 0;  // bumps per connect attempt and stream end; stale handlers compare
     std::atomic<bool> closed_{false};
 
@@ -422,7 +516,11 @@ class TcpTransport::Impl {
         source_address_(source_address_for(listen_address_)),
         opts_(options),
         io_(std::make_unique<asio::io_context>(1)),
-        acceptor_(std::make_unique<ip::tcp::acceptor>(*io_)) {}
+        acceptor_(std::make_unique<ip::tcp::acceptor>(*io_)) {
+    local_.id = local_id_;
+    local_.name = std::to_string(local_id_);
+    local_.raft_address = listen_address_;
+  }
 
   ~Impl() { stop(); }
 
@@ -437,6 +535,12 @@ class TcpTransport::Impl {
   }
 
   uint16_t listen_port() const { return listen_port_.load(); }
+
+  void set_local_identity(const PeerIdentity& self) {
+    std::lock_guard lock(mu_);
+    local_ = self;
+    local_.id = local_id_;
+  }
 
   void start(Handler handler) {
     std::lock_guard lock(mu_);
@@ -481,19 +585,22 @@ class TcpTransport::Impl {
     acceptor_.reset();
     work_.reset();
     // Destroys pending handlers (coroutine frames), releasing the last sockets
-    // now rather than at destruction.
+    // now rather than at destruction; a probe still in flight answers then.
     io_.reset();
   }
 
-  void set_peer(raft::NodeId id, const std::string& address) {
+  void set_peer(raft::NodeId id, const std::string& address, const std::string& incarnation) {
     std::lock_guard lock(mu_);
-    if (stopped_) return;
+    if (stopped_ || id == raft::kNoNode || id == local_id_) return;
     auto it = peers_.find(id);
     if (it != peers_.end()) {
-      if (it->second->address() == address) return;
+      if (it->second->address() == address && it->second->incarnation() == incarnation) return;
+      const bool new_incarnation = it->second->incarnation() != incarnation;
       retire_locked(it->second);
+      // Streams from it were accepted against the old incarnation.
+      if (new_incarnation) close_streams_from_locked(id, "its expected incarnation changed");
     }
-    auto peer = std::make_shared<Peer>(*this, id, address);
+    auto peer = std::make_shared<Peer>(*this, id, address, incarnation);
     peers_[id] = peer;
     asio::co_spawn(*io_, Peer::run(peer), asio::detached);
   }
@@ -505,6 +612,15 @@ class TcpTransport::Impl {
     if (it == peers_.end()) return;
     retire_locked(it->second);
     peers_.erase(it);
+    // A removed member is not heard any more (transport.h).
+    if (!accept_unknown_) close_streams_from_locked(id, "it is no longer a member");
+  }
+
+  void set_accept_unknown_peers(bool on) {
+    std::lock_guard lock(mu_);
+    if (stopped_ || accept_unknown_ == on) return;
+    accept_unknown_ = on;
+    if (!on) close_streams_from_locked(raft::kNoNode, "this node has a configuration now");
   }
 
   void send(raft::Message m) {
@@ -519,8 +635,40 @@ class TcpTransport::Impl {
     }
     // Held while enqueueing so that stop() cannot destroy io_ under a wake-up post.
     std::lock_guard lock(mu_);
-    auto it = stopped_ ? peers_.end() : peers_.find(m.to);
-    if (it == peers_.end() || !it->second->enqueue(std::move(frame).value())) ++counters_.dropped;
+    if (stopped_) {
+      ++counters_.dropped;
+      return;
+    }
+    auto it = peers_.find(m.to);
+    if (it != peers_.end()) {
+      if (!it->second->enqueue(std::move(frame).value())) ++counters_.dropped;
+      return;
+    }
+    if (!accept_unknown_) {
+      ++counters_.dropped;
+      return;
+    }
+    // No route of our own (we have no configuration yet): answer on the
+    // stream the sender opened to us, if it has one.
+    asio::post(*io_, [this, to = m.to, f = std::move(frame).value()]() mutable {
+      for (const auto& conn : inbound_) {
+        if (conn->state == Inbound::State::kStream && conn->from == to) {
+          reply_on(conn, std::move(f));
+          return;
+        }
+      }
+      ++counters_.dropped;
+    });
+  }
+
+  void probe(const std::string& address, int timeout_ms, ProbeCallback cb) {
+    auto state = std::make_shared<ProbeState>(std::move(cb));
+    std::lock_guard lock(mu_);
+    if (stopped_) {
+      state->finish(Status(StatusCode::kUnavailable, "raft transport is stopped"));
+      return;
+    }
+    asio::co_spawn(*io_, run_probe(address, std::max(timeout_ms, 1), state), asio::detached);
   }
 
   TcpTransportStats stats() const {
@@ -531,16 +679,150 @@ class TcpTransport::Impl {
     s.streams_rejected = counters_.rejected.load();
     s.connects = counters_.connects.load();
     s.connect_failures = counters_.connect_failures.load();
+    s.connections_refused = counters_.refused_connections.load();
+    s.hello_timeouts = counters_.hello_timeouts.load();
+    s.senders_refused = counters_.refused_senders.load();
+    s.incarnations_refused = counters_.refused_incarnations.load();
+    s.stream_cap_refused = counters_.refused_stream_cap.load();
+    s.buffer_budget_closes = counters_.budget_closes.load();
+    s.foreign_messages = counters_.foreign_messages.load();
+    s.probes_answered = counters_.probes_answered.load();
+    s.inbound_buffered_bytes = inbound_buffered_.load();
     return s;
   }
 
  private:
   // One accepted stream (I/O thread only).
   struct Inbound {
-    explicit Inbound(asio::io_context& io) : socket(io) {}
+    enum class State { kAwaitingHello, kStream, kProbe, kClosing };
+    explicit Inbound(asio::io_context& io) : socket(io), hello_timer(io), reader(kMaxHelloPayloadBytes) {}
     ip::tcp::socket socket;
+    asio::steady_timer hello_timer;
+    FrameReader reader;
+    State state = State::kAwaitingHello;
     raft::NodeId from = raft::kNoNode;  // known once the hello is read
+    std::string remote;                 // "ip:port", for logs
+    Clock::time_point accepted_at;
+    Clock::time_point last_bytes_at;
+    size_t charged = 0;  // bytes of the inbound budget this stream holds
+    // Reply path: frames we write back (the answer hello, replies).
+    std::deque<std::string> out;
+    size_t out_bytes = 0;
+    bool writing = false;
   };
+
+  // Calls the probe's callback exactly once: with the answer, an error, or
+  // (when the transport stops first and destroys the probe) kUnavailable.
+  struct ProbeState {
+    explicit ProbeState(ProbeCallback c) : cb(std::move(c)) {}
+    ~ProbeState() { finish(Status(StatusCode::kUnavailable, "raft transport stopped during the probe")); }
+    void finish(Result<PeerIdentity> r) {
+      if (done) return;
+      done = true;
+      if (cb) cb(std::move(r));
+    }
+    ProbeCallback cb;
+    bool done = false;
+  };
+
+  std::string local_hello(HelloKind kind, raft::NodeId to) {
+    Hello h;
+    h.kind = kind;
+    h.from = local_id_;
+    h.to = to;
+    {
+      std::lock_guard lock(mu_);
+      h.sender = local_;
+    }
+    return encode_hello_frame(h);
+  }
+
+  // Reads frames until the first one, which must be a hello.
+  static asio::awaitable<Result<Hello>> read_hello(ip::tcp::socket& socket, FrameReader& reader) {
+    error_code ec;
+    for (;;) {
+      auto frame = reader.next();
+      if (!frame.is_ok()) co_return frame.status();
+      if (frame.value()) co_return decode_hello(*frame.value());
+      const size_t want = reader.next_read_bytes();
+      char* p = reader.prepare(want);
+      const size_t n = co_await socket.async_read_some(asio::buffer(p, want),
+                                                       asio::redirect_error(asio::use_awaitable, ec));
+      reader.commit(n);
+      if (ec == asio::error::eof) {
+        co_return Status(StatusCode::kUnavailable, "the peer closed the stream (it refused us; see its log)");
+      }
+      if (ec) co_return Status(StatusCode::kUnavailable, ec.message());
+    }
+  }
+
+  // GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame
+  // allocator for this coroutine (the frame's class-specific new and delete
+  // do match); the pragma is confined to it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+  asio::awaitable<void> run_probe(std::string address, int timeout_ms, std::shared_ptr<ProbeState> state) {
+    auto hp = parse_host_port(address);
+    if (!hp.is_ok()) {
+      state->finish(hp.status());
+      co_return;
+    }
+    const std::string host = hp->host.empty() ? "127.0.0.1" : hp->host;
+    ip::tcp::resolver resolver(*io_);
+    ip::tcp::socket socket(*io_);
+    asio::steady_timer timer(*io_);
+    bool timed_out = false;
+    timer.expires_after(milliseconds(timeout_ms));
+    timer.async_wait([&](error_code ec) {
+      if (ec) return;
+      timed_out = true;
+      error_code ignored;
+      resolver.cancel();
+      socket.close(ignored);
+    });
+    error_code ec;
+    auto endpoints = co_await resolver.async_resolve(host, std::to_string(hp->port),
+                                                     ip::tcp::resolver::numeric_service,
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+    Result<Hello> answer = Status(StatusCode::kUnavailable, "cannot resolve " + address);
+    if (!ec && !timed_out) {
+      for (const auto& entry : endpoints) {
+        error_code ignored;
+        socket.close(ignored);
+        socket.open(entry.endpoint().protocol(), ec);
+        if (ec) continue;
+        bind_source_address(socket, entry.endpoint(), source_address_);
+        co_await socket.async_connect(entry.endpoint(), asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec || timed_out) break;
+      }
+      if (ec) {
+        answer = Status(StatusCode::kUnavailable, "cannot connect to " + address + ": " + ec.message());
+      } else {
+        const std::string hello = local_hello(HelloKind::kProbe, raft::kNoNode);
+        co_await asio::async_write(socket, asio::buffer(hello), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          answer = Status(StatusCode::kUnavailable, address + ": " + ec.message());
+        } else {
+          FrameReader reader(kMaxHelloPayloadBytes);
+          answer = co_await read_hello(socket, reader);
+        }
+      }
+    }
+    timer.cancel();
+    error_code ignored;
+    socket.close(ignored);
+    if (timed_out) {
+      state->finish(Status(StatusCode::kTimeout, "no answer from " + address + " within " +
+                                                     std::to_string(timeout_ms) + " ms"));
+    } else if (!answer.is_ok()) {
+      state->finish(answer.status());
+    } else if (answer->kind != HelloKind::kAnswer || answer->from == raft::kNoNode) {
+      state->finish(Status(StatusCode::kCorrupt, address + " did not answer like a consensuskv node"));
+    } else {
+      state->finish(answer->sender);
+    }
+  }
+#pragma GCC diagnostic pop
 
   Status listen_locked() {
     if (listening_) return Status::ok();
@@ -597,134 +879,293 @@ class TcpTransport::Impl {
         co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
+      conn->remote = endpoint_text(conn->socket);
+      conn->accepted_at = conn->last_bytes_at = Clock::now();
       if (inbound_.size() >= opts_.max_inbound_connections) {
-        ++counters_.rejected;
-        spdlog::warn("raft transport: over {} inbound streams; closing a new one",
-                     opts_.max_inbound_connections);
+        ++counters_.refused_connections;
+        refusals_.warn("inbound-cap", "over " + std::to_string(opts_.max_inbound_connections) +
+                                          " inbound streams; closing a new one from " + conn->remote);
         conn->socket.close(ec);
         continue;
       }
+      // Connections that have not said hello yet have their own, smaller
+      // cap, so idle sockets cannot take the slots members need. At the cap
+      // the oldest is closed, not the new one: a real peer sends its hello
+      // at once, so it is never the oldest for long.
+      std::shared_ptr<Inbound> oldest;
+      size_t waiting = 0;
+      for (const auto& c : inbound_) {
+        if (c->state != Inbound::State::kAwaitingHello) continue;
+        ++waiting;
+        if (!oldest || c->accepted_at < oldest->accepted_at) oldest = c;
+      }
+      if (waiting >= opts_.max_pending_hello_connections && oldest) {
+        ++counters_.refused_connections;
+        refusals_.warn("pending-cap", "over " + std::to_string(opts_.max_pending_hello_connections) +
+                                          " connections without a hello; closing the oldest, from " +
+                                          oldest->remote);
+        close_inbound(oldest);
+      }
       inbound_.insert(conn);
+      arm_hello_timer(conn);
       asio::co_spawn(*io_, read_loop(conn), asio::detached);
     }
   }
 
+  void arm_hello_timer(const std::shared_ptr<Inbound>& conn) {
+    conn->hello_timer.expires_after(milliseconds(opts_.hello_timeout_ms));
+    conn->hello_timer.async_wait([this, conn](error_code ec) {
+      if (ec || conn->state != Inbound::State::kAwaitingHello) return;
+      ++counters_.hello_timeouts;
+      refusals_.warn("hello-timeout", "closing connection from " + conn->remote + ": no hello within " +
+                                          std::to_string(opts_.hello_timeout_ms) + " ms");
+      close_inbound(conn);
+    });
+  }
+
+  // I/O thread: closes the socket; the stream's read loop then ends and
+  // releases what it holds.
+  void close_inbound(const std::shared_ptr<Inbound>& conn) {
+    conn->state = Inbound::State::kClosing;
+    error_code ignored;
+    conn->hello_timer.cancel();
+    conn->socket.close(ignored);
+  }
+
+  // Accounts for a stream about to hold `bytes` in its buffer. Over the
+  // total budget, the stream holding the most is closed (it is the one that
+  // costs the memory; a partial frame from a real member is re-sent by
+  // Raft): false when that is the asking stream itself.
+  bool charge(const std::shared_ptr<Inbound>& conn, size_t bytes) {
+    if (bytes > conn->charged) {
+      const size_t more = bytes - conn->charged;
+      if (inbound_buffered_ + more > opts_.max_inbound_buffer_bytes) {
+        std::shared_ptr<Inbound> biggest = conn;
+        for (const auto& c : inbound_) {
+          if (c->state != Inbound::State::kClosing && c->charged > biggest->charged) biggest = c;
+        }
+        ++counters_.budget_closes;
+        refusals_.warn("budget", "inbound buffers would exceed " +
+                                     std::to_string(opts_.max_inbound_buffer_bytes) +
+                                     " bytes; closing the stream from " + biggest->remote + " holding " +
+                                     std::to_string(biggest->charged) + " bytes");
+        close_inbound(biggest);
+        if (biggest == conn) return false;
+      }
+    }
+    inbound_buffered_ += bytes;
+    inbound_buffered_ -= conn->charged;
+    conn->charged = bytes;
+    return true;
+  }
+
   // Reads frames off one inbound stream and hands decoded messages to the handler.
   asio::awaitable<void> read_loop(std::shared_ptr<Inbound> conn) {
-    std::string buf;  // bytes received and not yet consumed
-    bool hello_seen = false;
     std::string reject_reason;
     error_code ec;
-    while (!closing_ && reject_reason.empty()) {
-      size_t consumed = 0;
+    while (!closing_ && reject_reason.empty() && conn->state != Inbound::State::kClosing) {
       while (reject_reason.empty()) {
-        const std::string_view rest = std::string_view{buf}.substr(consumed);
-        // Before the hello only a hello-sized frame is acceptable: an
-        // unidentified stream cannot make us buffer a large payload.
-        if (!hello_seen && rest.size() >= 4 &&
-            (frame_length(rest) < kHelloFixedBytes || frame_length(rest) > kHelloFixedBytes + kMaxHelloAddressBytes)) {
-          reject_reason = "first frame is not a hello";
-          break;
-        }
-        auto frame = next_frame(rest);
+        auto frame = conn->reader.next();
         if (!frame.is_ok()) {
-          reject_reason = frame.status().message();
+          reject_reason = conn->state == Inbound::State::kAwaitingHello
+                              ? "first frame is not a hello: " + frame.status().message()
+                              : frame.status().message();
           break;
         }
         if (!frame.value()) break;  // need more bytes
-        const std::string_view payload = frame.value()->payload;
-        consumed += frame.value()->frame_bytes;
-        if (!hello_seen) {
-          reject_reason = check_hello(payload, *conn);
-          hello_seen = true;
-          if (reject_reason.empty()) close_older_streams_from(*conn);
+        const std::string_view payload = *frame.value();
+        if (conn->state == Inbound::State::kAwaitingHello) {
+          reject_reason = accept_hello(payload, conn);
           continue;
         }
-        auto m = decode_message(payload);
-        if (!m.is_ok()) {
-          reject_reason = m.status().message();
-          break;
-        }
-        if (local_id_ != raft::kNoNode && m->to != local_id_) {
-          ++counters_.dropped;  // addressed to whoever had this address before us
-          continue;
-        }
-        ++counters_.received;
-        handler_(std::move(m).value());
+        if (conn->state != Inbound::State::kStream) break;  // a probe says nothing more
+        reject_reason = deliver(payload, conn->from);
       }
-      if (!reject_reason.empty()) break;
-      buf.erase(0, consumed);
-
-      size_t want = kReadChunkBytes;
-      if (buf.size() >= kFrameHeaderBytes) {
-        const size_t frame_total = kFrameHeaderBytes + frame_length(buf);
-        want = std::clamp(frame_total - buf.size(), kReadChunkBytes, kMaxReadGrowBytes);
-      }
-      const size_t old_size = buf.size();
-      buf.resize(old_size + want);
-      const size_t n = co_await conn->socket.async_read_some(
-          asio::buffer(buf.data() + old_size, want), asio::redirect_error(asio::use_awaitable, ec));
-      buf.resize(old_size + n);
+      if (!reject_reason.empty() || conn->state == Inbound::State::kClosing) break;
+      const size_t want = conn->reader.next_read_bytes();
+      if (!charge(conn, conn->reader.buffered_bytes() + want)) break;
+      char* p = conn->reader.prepare(want);
+      const size_t n =
+          co_await conn->socket.async_read_some(asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
+      conn->reader.commit(n);
+      if (n > 0) conn->last_bytes_at = Clock::now();
       if (ec) break;
+      (void)charge(conn, conn->reader.buffered_bytes());  // shrinking never fails
     }
     if (!reject_reason.empty()) {
       ++counters_.rejected;
-      error_code ignored;
-      auto remote = conn->socket.remote_endpoint(ignored);
-      spdlog::warn("raft transport: closing stream from {}:{}: {}", remote.address().to_string(),
-                   remote.port(), reject_reason);
+      refusals_.warn("reject", "closing stream from " + conn->remote +
+                                   (conn->from != raft::kNoNode ? " (node " + std::to_string(conn->from) + ")" : "") +
+                                   ": " + reject_reason);
     }
-    error_code ignored;
-    conn->socket.close(ignored);
+    if (conn->state != Inbound::State::kProbe || !conn->writing) {
+      close_inbound(conn);
+    }
+    // A probe's answer may still be being written; reply_on closes it after.
+    inbound_buffered_ -= conn->charged;
+    conn->charged = 0;
+    conn->reader = FrameReader(kMaxHelloPayloadBytes);
     inbound_.erase(conn);
   }
 
-  // Returns why the hello is unacceptable, or "" if it is fine. A sender we
-  // have no route to yet becomes a peer at the address it advertises, so
-  // our answers reach it (set_peer from the membership takes over later).
-  std::string check_hello(std::string_view payload, Inbound& conn) {
-    ByteReader r(payload);
-    uint32_t magic = 0;
-    uint8_t version = 0;
-    uint64_t from = 0;
-    uint64_t to = 0;
-    uint8_t len_lo = 0;
-    uint8_t len_hi = 0;
-    std::string from_address;
-    if (!r.u32le(magic) || magic != kHelloMagic) return "not a consensuskv raft stream";
-    if (!r.u8(version) || version != kHelloVersion) return "unknown stream version";
-    if (!r.u64le(from) || !r.u64le(to) || !r.u8(len_lo) || !r.u8(len_hi) ||
-        !r.bytes(size_t{len_lo} | (size_t{len_hi} << 8), from_address) || !r.at_end()) {
-      return "malformed hello";
+  // A message frame on a stream whose sender is `from`. Returns why the
+  // stream must close, or "" (a message that is merely not for us is dropped).
+  std::string deliver(std::string_view payload, raft::NodeId from) {
+    auto m = decode_message(payload);
+    if (!m.is_ok()) return m.status().message();
+    if (m->from != from) {
+      // A stream speaks for its sender only: a member may not put words in
+      // another member's mouth.
+      ++counters_.foreign_messages;
+      return "message claims to be from node " + std::to_string(m->from) + " on node " +
+             std::to_string(from) + "'s stream";
     }
-    if (local_id_ != raft::kNoNode && to != local_id_) {
-      return "hello from node " + std::to_string(from) + " is addressed to node " +
-             std::to_string(to) + ", this is node " + std::to_string(local_id_);
+    if (local_id_ != raft::kNoNode && m->to != local_id_) {
+      ++counters_.dropped;  // addressed to whoever had this address before us
+      return "";
     }
-    conn.from = from;
-    if (from != raft::kNoNode && from != local_id_ && !from_address.empty()) {
-      std::lock_guard lock(mu_);
-      if (!stopped_ && peers_.find(from) == peers_.end()) {
-        auto peer = std::make_shared<Peer>(*this, from, from_address);
-        peers_[from] = peer;
-        asio::co_spawn(*io_, Peer::run(peer), asio::detached);
-      }
-    }
+    ++counters_.received;
+    handler_(std::move(m).value());
     return "";
   }
 
-  // A sender keeps one stream to us, so a new stream from it means it gave up
-  // on the old one. After a partition the old one may never see a FIN (it
-  // was lost with the partition), and we only read from it, so nothing
-  // would ever time it out: close it, or such streams pile up to the limit.
-  void close_older_streams_from(const Inbound& fresh) {
-    if (fresh.from == raft::kNoNode) return;
-    for (const auto& conn : inbound_) {
-      if (conn.get() != &fresh && conn->from == fresh.from) {
-        error_code ignored;
-        conn->socket.close(ignored);
+  // Returns why the hello is unacceptable, or "" if it is fine; answers it.
+  std::string accept_hello(std::string_view payload, const std::shared_ptr<Inbound>& conn) {
+    auto decoded = decode_hello(payload);
+    if (!decoded.is_ok()) return decoded.status().message();
+    const Hello& h = decoded.value();
+    if (h.kind == HelloKind::kAnswer) return "an answer hello opens no stream";
+    conn->hello_timer.cancel();
+    if (h.kind == HelloKind::kProbe) {
+      // Says who we are and nothing else; what it reveals is what /status
+      // shows anyway, plus the incarnation, which is an identity, not a secret.
+      ++counters_.probes_answered;
+      conn->state = Inbound::State::kProbe;
+      reply_on(conn, local_hello(HelloKind::kAnswer, h.from));
+      return "";
+    }
+    if (local_id_ != raft::kNoNode && h.to != local_id_) {
+      return "hello from node " + std::to_string(h.from) + " is addressed to node " + std::to_string(h.to) +
+             ", this is node " + std::to_string(local_id_);
+    }
+    if (h.from == raft::kNoNode || h.from == local_id_) return "hello from an invalid node id";
+    std::string expected;
+    bool known = false;
+    bool accept_unknown = false;
+    {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(h.from);
+      known = it != peers_.end();
+      if (known) expected = it->second->incarnation();
+      accept_unknown = accept_unknown_;
+    }
+    const std::string who = "node " + std::to_string(h.from) + (h.sender.name.empty() ? "" : " ('" + h.sender.name + "')");
+    if (!known && !accept_unknown) {
+      ++counters_.refused_senders;
+      refusals_.warn("unknown-sender", "refusing a stream from " + conn->remote + ": " + who +
+                                           " is not a member of this node's configuration");
+      close_inbound(conn);
+      return "";
+    }
+    if (known && !expected.empty() && h.sender.incarnation != expected) {
+      ++counters_.refused_incarnations;
+      refusals_.warn("incarnation-in-" + std::to_string(h.from),
+                     "refusing a stream from member " + (h.sender.name.empty() ? std::to_string(h.from) : h.sender.name) +
+                         " at " + conn->remote + ": it has a different data dir (incarnation " +
+                         (h.sender.incarnation.empty() ? "none" : h.sender.incarnation) + ", expected " + expected +
+                         "): its state was wiped; remove it and add it again (docs/operations.md)");
+      close_inbound(conn);
+      return "";
+    }
+    // A sender keeps one stream to us, but after a partition its old stream
+    // may never see a FIN, and we only read from it: allow a few per sender,
+    // and at the cap replace the one idle longest, if it has been idle a
+    // while. A member's live stream carries heartbeats, so a new stream
+    // (a spoofed hello, say) can never evict it.
+    std::shared_ptr<Inbound> idlest;
+    size_t streams = 0;
+    for (const auto& c : inbound_) {
+      if (c == conn || c->state != Inbound::State::kStream || c->from != h.from) continue;
+      ++streams;
+      if (!idlest || c->last_bytes_at < idlest->last_bytes_at) idlest = c;
+    }
+    if (streams >= opts_.max_streams_per_sender) {
+      if (idlest && Clock::now() - idlest->last_bytes_at >= milliseconds(opts_.idle_stream_evict_ms)) {
+        close_inbound(idlest);
+      } else {
+        ++counters_.refused_stream_cap;
+        refusals_.warn("stream-cap", "refusing a stream from " + conn->remote + ": " + who + " already has " +
+                                         std::to_string(streams) + " live streams to this node");
+        close_inbound(conn);
+        return "";
       }
     }
+    conn->from = h.from;
+    conn->state = Inbound::State::kStream;
+    conn->reader.set_max_frame_bytes(kMaxFrameBytes);
+    reply_on(conn, local_hello(HelloKind::kAnswer, h.from));
+    return "";
+  }
+
+  // I/O thread: writes a frame back on an inbound stream (the answer hello,
+  // or replies of a node without routes of its own), bounded like a peer's queue.
+  void reply_on(const std::shared_ptr<Inbound>& conn, std::string frame) {
+    if (conn->state == Inbound::State::kClosing ||
+        conn->out.size() >= opts_.max_queue_messages ||
+        (!conn->out.empty() && conn->out_bytes + frame.size() > opts_.max_queue_bytes)) {
+      ++counters_.dropped;
+      return;
+    }
+    conn->out_bytes += frame.size();
+    conn->out.push_back(std::move(frame));
+    if (!conn->writing) {
+      conn->writing = true;
+      asio::co_spawn(*io_, reply_writer(conn), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> reply_writer(std::shared_ptr<Inbound> conn) {
+    std::vector<std::string> batch;
+    std::vector<asio::const_buffer> buffers;
+    while (!conn->out.empty() && conn->socket.is_open()) {
+      batch.clear();
+      buffers.clear();
+      while (!conn->out.empty()) {
+        batch.push_back(std::move(conn->out.front()));
+        conn->out.pop_front();
+      }
+      conn->out_bytes = 0;
+      for (const std::string& f : batch) buffers.push_back(asio::buffer(f));
+      error_code ec;
+      co_await asio::async_write(conn->socket, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    conn->writing = false;
+    conn->out.clear();
+    conn->out_bytes = 0;
+    // A probe is answered and done: close, so the prober reads EOF after the answer.
+    if (conn->state == Inbound::State::kProbe) close_inbound(conn);
+  }
+
+  // Closes inbound streams from `from` (kNoNode: from every sender that is
+  // not a registered peer). Called under mu_ from any thread; the closing
+  // happens on the I/O thread.
+  void close_streams_from_locked(raft::NodeId from, std::string why) {
+    std::set<raft::NodeId> keep;
+    if (from == raft::kNoNode) {
+      for (const auto& [id, peer] : peers_) keep.insert(id);
+    }
+    asio::post(*io_, [this, from, keep = std::move(keep), why = std::move(why)] {
+      std::vector<std::shared_ptr<Inbound>> doomed;
+      for (const auto& c : inbound_) {
+        if (c->state != Inbound::State::kStream) continue;
+        if (from != raft::kNoNode ? c->from == from : !keep.count(c->from)) doomed.push_back(c);
+      }
+      for (const auto& c : doomed) {
+        spdlog::info("raft transport: closing the stream from node {} at {}: {}", c->from, c->remote, why);
+        close_inbound(c);
+      }
+    });
   }
 
   void retire_locked(const std::shared_ptr<Peer>& peer) {
@@ -737,7 +1178,7 @@ class TcpTransport::Impl {
     closing_ = true;
     error_code ignored;
     acceptor_->close(ignored);
-    for (const auto& conn : inbound_) conn->socket.close(ignored);
+    for (const auto& conn : inbound_) close_inbound(conn);
     std::vector<std::shared_ptr<Peer>> peers;
     {
       std::lock_guard lock(mu_);
@@ -751,18 +1192,22 @@ class TcpTransport::Impl {
   const std::optional<ip::address> source_address_;
   const TcpTransportOptions opts_;
   Counters counters_;
+  RefusalLog refusals_;
 
   // Declared before everything holding sockets or timers, so destroyed last.
   std::unique_ptr<asio::io_context> io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<ip::tcp::acceptor> acceptor_;
   std::set<std::shared_ptr<Inbound>> inbound_;  // I/O thread only
+  std::atomic<size_t> inbound_buffered_{0};     // sum of Inbound::charged; written on the I/O thread
   std::atomic<bool> closing_{false};
   std::atomic<uint16_t> listen_port_{0};
   Handler handler_;  // set by start() before the I/O thread exists, then read-only
 
   mutable std::mutex mu_;  // guards what follows; taken before any Peer::mu_
   std::map<raft::NodeId, std::shared_ptr<Peer>> peers_;
+  PeerIdentity local_;
+  bool accept_unknown_ = false;
   Status listen_status_;
   bool listening_ = false;
   bool started_ = false;
@@ -779,13 +1224,18 @@ TcpTransport::~TcpTransport() { stop(); }
 Status TcpTransport::listen() { return impl_->listen(); }
 Status TcpTransport::listen_status() const { return impl_->listen_status(); }
 uint16_t TcpTransport::listen_port() const { return impl_->listen_port(); }
+void TcpTransport::set_local_identity(const PeerIdentity& self) { impl_->set_local_identity(self); }
 void TcpTransport::start(Handler handler) { impl_->start(std::move(handler)); }
 void TcpTransport::stop() { impl_->stop(); }
-void TcpTransport::set_peer(raft::NodeId id, const std::string& address) {
-  impl_->set_peer(id, address);
+void TcpTransport::set_peer(raft::NodeId id, const std::string& address, const std::string& incarnation) {
+  impl_->set_peer(id, address, incarnation);
 }
 void TcpTransport::remove_peer(raft::NodeId id) { impl_->remove_peer(id); }
+void TcpTransport::set_accept_unknown_peers(bool on) { impl_->set_accept_unknown_peers(on); }
 void TcpTransport::send(raft::Message m) { impl_->send(std::move(m)); }
+void TcpTransport::probe(const std::string& address, int timeout_ms, ProbeCallback cb) {
+  impl_->probe(address, timeout_ms, std::move(cb));
+}
 TcpTransportStats TcpTransport::stats() const { return impl_->stats(); }
 
 }  // namespace ckv::transport

@@ -15,10 +15,27 @@
 // off exponentially from backoff_initial_ms to backoff_max_ms. Each write
 // gathers many queued frames into one system call.
 //
-// Stream: a hello frame (magic, version, sender id, intended receiver id) and
-// then message frames (message_codec.h). A receiver closes a stream whose
-// hello is wrong or addressed to another node id, whose frame fails its CRC
-// or size limit, or whose message does not decode.
+// Stream: the dialer sends a hello (stream_codec.h: who it is, whom it wants,
+// its addresses and data-dir incarnation); the acceptor checks it and
+// answers with its own, and only then does the dialer send messages. The
+// dialer checks the answer too: a peer that is another node, or a member
+// whose incarnation differs from the membership's (its data dir was wiped),
+// gets nothing. A receiver closes a stream whose hello is wrong, addressed
+// to another node id, from a sender that is not a registered peer
+// (transport.h, "Who is heard"), whose frame fails its CRC or size limit,
+// whose message does not decode or claims another sender.
+//
+// Limits against hostile connections (anyone who reaches the raft port):
+// a connection that sends no valid hello within hello_timeout_ms is closed;
+// at most max_pending_hello_connections may be waiting for theirs (the
+// oldest is closed for a new one); a sender has at most
+// max_streams_per_sender streams (at the cap a new one replaces the one idle
+// longest, if idle for idle_stream_evict_ms, else it is refused: a member's
+// live stream carries heartbeats, so a spoofed hello never evicts it); an
+// inbound stream buffers at most one frame (kMaxFrameBytes), and all
+// inbound streams together max_inbound_buffer_bytes (over it, the stream
+// holding the most is closed). Each refusal is counted (stats()) and logged
+// with the remote address, at most once per 5 s and kind.
 //
 // Asio stays in tcp_transport.cc so that including this header is cheap.
 #pragma once
@@ -33,6 +50,9 @@
 #include "transport/transport.h"
 
 namespace ckv::transport {
+
+inline constexpr uint32_t kDefaultHelloTimeoutMs = 2000;
+inline constexpr size_t kDefaultMaxInboundBufferBytes = size_t{256} << 20;
 
 struct TcpTransportOptions {
   // Per-peer outbound queue bounds; a message that does not fit is dropped.
@@ -56,6 +76,18 @@ struct TcpTransportOptions {
   uint32_t user_timeout_ms = 5000;
   // Inbound streams beyond this are closed at once (a limit on everything).
   size_t max_inbound_connections = 256;
+  // An inbound connection must send a valid hello within this; the dialer
+  // waits as long for the answer.
+  uint32_t hello_timeout_ms = kDefaultHelloTimeoutMs;
+  // Inbound connections that have not said hello yet (a separate, smaller
+  // cap so idle sockets cannot use up max_inbound_connections).
+  size_t max_pending_hello_connections = 32;
+  // Streams one sender may hold to us (see the header comment).
+  size_t max_streams_per_sender = 2;
+  uint32_t idle_stream_evict_ms = 2000;
+  // Bytes buffered by all inbound streams together (partial frames); a
+  // single frame can be kMaxFrameBytes, so keep this well above it.
+  size_t max_inbound_buffer_bytes = kDefaultMaxInboundBufferBytes;
 };
 
 // Counters for tests and status pages; monotonic since construction.
@@ -66,6 +98,16 @@ struct TcpTransportStats {
   uint64_t streams_rejected = 0;   // inbound streams closed for a bad hello, frame or message
   uint64_t connects = 0;           // outbound connections established
   uint64_t connect_failures = 0;   // connect attempts that failed or streams closed at once
+  // Refusals of hostile or stale input (each also logged, rate-limited):
+  uint64_t connections_refused = 0;   // over max_inbound_connections or the pending-hello cap
+  uint64_t hello_timeouts = 0;        // no valid hello within hello_timeout_ms
+  uint64_t senders_refused = 0;       // a hello from an id that is not a registered peer
+  uint64_t incarnations_refused = 0;  // a member answering or dialling with another data dir
+  uint64_t stream_cap_refused = 0;    // a sender over max_streams_per_sender live streams
+  uint64_t buffer_budget_closes = 0;  // streams closed to keep within max_inbound_buffer_bytes
+  uint64_t foreign_messages = 0;      // a message whose sender is not the stream's
+  uint64_t probes_answered = 0;
+  uint64_t inbound_buffered_bytes = 0;  // now, not monotonic
 };
 
 class TcpTransport : public Transport {
@@ -89,11 +131,16 @@ class TcpTransport : public Transport {
 
   // Transport. start() once; stop() is idempotent and final (no restart:
   // construct a new transport), closes every socket and joins the I/O thread.
+  // Until set_local_identity() the hello names the node by its id and
+  // listen address, with no API address or incarnation.
+  void set_local_identity(const PeerIdentity& self) override;
   void start(Handler handler) override;
   void stop() override;
-  void set_peer(raft::NodeId id, const std::string& address) override;
+  void set_peer(raft::NodeId id, const std::string& address, const std::string& incarnation) override;
   void remove_peer(raft::NodeId id) override;
+  void set_accept_unknown_peers(bool on) override;
   void send(raft::Message m) override;
+  void probe(const std::string& address, int timeout_ms, ProbeCallback cb) override;
 
   TcpTransportStats stats() const;
 

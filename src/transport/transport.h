@@ -4,28 +4,61 @@
 // outbound queue and connection, so a slow or dead peer cannot stall the
 // others; when a peer's queue is full, messages to it are dropped (Raft
 // retries: heartbeats, probes and the stall timer recover).
+//
+// Who is heard: only ids registered with set_peer (the members and the nodes
+// being added, i.e. the replicated membership). Only addresses given to
+// set_peer are dialled; nothing a peer says makes the transport dial anyone.
+// The one exception is a node with no configuration yet (fresh, waiting to
+// be added): after set_accept_unknown_peers(true) it hears any sender, so
+// that the leader adding it reaches it, and answers on the stream that
+// sender opened.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "common/status.h"
 #include "raft/messages.h"
 
 namespace ckv::transport {
 
+// Who a node is, as it says in its transport hello. The incarnation is the
+// random id its data dir was created with (storage/node_meta.h): a node
+// whose data dir was wiped has a new one, so it cannot pass for the member
+// it used to be.
+struct PeerIdentity {
+  raft::NodeId id = raft::kNoNode;
+  std::string name;
+  std::string raft_address;
+  std::string api_address;
+  std::string incarnation;  // empty: unknown (old data, or a test)
+};
+
 class Transport {
  public:
   using Handler = std::function<void(raft::Message)>;
+  using ProbeCallback = std::function<void(Result<PeerIdentity>)>;
   virtual ~Transport() = default;
 
+  // What this node tells peers in its hello. Call before start().
+  virtual void set_local_identity(const PeerIdentity& self) = 0;
   // Starts listening on the local raft address and delivering to handler
   // (called on a transport thread; the handler must only enqueue).
   virtual void start(Handler handler) = 0;
   virtual void stop() = 0;
-  // Where to reach a peer; replaces an earlier address (reconnecting).
-  virtual void set_peer(raft::NodeId id, const std::string& address) = 0;
+  // Where to reach a peer, and the incarnation it must answer with (empty:
+  // not checked). Replaces an earlier address or incarnation (reconnecting).
+  virtual void set_peer(raft::NodeId id, const std::string& address,
+                        const std::string& incarnation) = 0;
+  // Forgets the peer: nothing is sent to it, and its streams are closed.
   virtual void remove_peer(raft::NodeId id) = 0;
+  // See "Who is heard" above. Off by default.
+  virtual void set_accept_unknown_peers(bool on) = 0;
   virtual void send(raft::Message m) = 0;
+  // Asks whoever listens at address who it is (its hello), without sending
+  // it any message. The callback runs once, on a transport thread, with the
+  // identity or kUnavailable / kTimeout / kCorrupt; it must only hand off.
+  virtual void probe(const std::string& address, int timeout_ms, ProbeCallback cb) = 0;
 };
 
 }  // namespace ckv::transport

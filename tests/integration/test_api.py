@@ -96,10 +96,16 @@ class JoinTest(ClusterTest):
         r = request("POST", n1.api, "/join", json.dumps({"peerAddress": n2.raft, "apiAddress": n2.api,
                                                           "id": "node-two"}))
         self.assertEqual(r.status, 200, r)
-        # The same raft address under another name is a conflict, and changes nothing.
+        # By raft address alone: the leader asks the node who it is (its transport hello), so
+        # this is the same member again, not a new one named after its address.
         r = n1.join(n2)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["id"], "node-two")
+        # The same raft address under another name is a conflict, and changes nothing.
+        r = n1.join(n2, name="someone-else")
         self.assertEqual(r.status, 409, r)
         self.assertIn("error", r.json)
+        self.assertEqual(sorted(m["id"] for m in n1.status()["members"]), sorted([n1.raft, "node-two"]))
 
         # A /join sent to a follower is forwarded to the leader.
         n3 = self.node("n3").start()

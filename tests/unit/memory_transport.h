@@ -1,10 +1,11 @@
-// An in-process Transport for node tests: a hub delivers messages between nodes, with cuttable links.
+// An in-process Transport for node tests: a hub delivers messages between nodes, with cuttable links and the TCP transport's rules on who is heard.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 
 #include "transport/transport.h"
 
@@ -12,13 +13,17 @@ namespace ckv::transport {
 
 class MemoryHub {
  public:
-  void attach(raft::NodeId id, Transport::Handler h) {
+  void attach(const PeerIdentity& self, Transport::Handler h) {
     std::lock_guard lock(mu_);
-    handlers_[id] = std::move(h);
+    Endpoint& e = endpoints_[self.id];
+    e.identity = self;
+    e.handler = std::move(h);
+    e.attached = true;
   }
   void detach(raft::NodeId id) {
     std::lock_guard lock(mu_);
-    handlers_.erase(id);
+    endpoints_[id].attached = false;
+    endpoints_[id].handler = nullptr;
   }
   // Drops everything to and from id while isolated.
   void isolate(raft::NodeId id, bool on) {
@@ -29,37 +34,90 @@ class MemoryHub {
       isolated_.erase(id);
     }
   }
+  void set_peer(raft::NodeId self, raft::NodeId peer, const std::string& incarnation) {
+    std::lock_guard lock(mu_);
+    endpoints_[self].peers[peer] = incarnation;
+  }
+  void remove_peer(raft::NodeId self, raft::NodeId peer) {
+    std::lock_guard lock(mu_);
+    endpoints_[self].peers.erase(peer);
+  }
+  void set_accept_unknown(raft::NodeId self, bool on) {
+    std::lock_guard lock(mu_);
+    endpoints_[self].accept_unknown = on;
+  }
+  // Delivers like TcpTransport: the receiver hears registered peers whose
+  // incarnation matches what it recorded (or anyone while it accepts
+  // unknown peers), and the sender only reaches registered peers whose
+  // incarnation matches, or, with no route of its own, answers a sender
+  // that reached it.
   void deliver(raft::Message m) {
     Transport::Handler h;
     {
       std::lock_guard lock(mu_);
       if (isolated_.count(m.from) || isolated_.count(m.to)) return;
-      auto it = handlers_.find(m.to);
-      if (it == handlers_.end()) return;
-      h = it->second;
+      auto from = endpoints_.find(m.from);
+      auto to = endpoints_.find(m.to);
+      if (from == endpoints_.end() || to == endpoints_.end() || !to->second.attached) return;
+      if (!heard(to->second, from->second) || !heard(from->second, to->second)) {
+        ++refused_;
+        return;
+      }
+      h = to->second.handler;
     }
     h(std::move(m));  // the node's handler only enqueues
   }
+  Result<PeerIdentity> probe(const std::string& address) {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, e] : endpoints_) {
+      if (e.attached && e.identity.raft_address == address) return e.identity;
+    }
+    return Status(StatusCode::kUnavailable, "nothing listens at " + address);
+  }
+  uint64_t refused() {
+    std::lock_guard lock(mu_);
+    return refused_;
+  }
 
  private:
+  struct Endpoint {
+    PeerIdentity identity;
+    Transport::Handler handler;
+    bool attached = false;
+    bool accept_unknown = false;
+    std::map<raft::NodeId, std::string> peers;  // id -> expected incarnation
+  };
+  // Whether `self` accepts traffic with `other`.
+  static bool heard(const Endpoint& self, const Endpoint& other) {
+    auto it = self.peers.find(other.identity.id);
+    if (it == self.peers.end()) return self.accept_unknown;
+    return it->second.empty() || it->second == other.identity.incarnation;
+  }
+
   std::mutex mu_;
-  std::map<raft::NodeId, Transport::Handler> handlers_;
+  std::map<raft::NodeId, Endpoint> endpoints_;
   std::set<raft::NodeId> isolated_;
+  uint64_t refused_ = 0;
 };
 
 class MemoryTransport : public Transport {
  public:
-  MemoryTransport(std::shared_ptr<MemoryHub> hub, raft::NodeId self) : hub_(std::move(hub)), self_(self) {}
+  MemoryTransport(std::shared_ptr<MemoryHub> hub, raft::NodeId self) : hub_(std::move(hub)) { self_.id = self; }
   ~MemoryTransport() override { stop(); }
+  void set_local_identity(const PeerIdentity& self) override { self_ = self; }
   void start(Handler handler) override { hub_->attach(self_, std::move(handler)); }
-  void stop() override { hub_->detach(self_); }
-  void set_peer(raft::NodeId, const std::string&) override {}
-  void remove_peer(raft::NodeId) override {}
+  void stop() override { hub_->detach(self_.id); }
+  void set_peer(raft::NodeId id, const std::string&, const std::string& incarnation) override {
+    hub_->set_peer(self_.id, id, incarnation);
+  }
+  void remove_peer(raft::NodeId id) override { hub_->remove_peer(self_.id, id); }
+  void set_accept_unknown_peers(bool on) override { hub_->set_accept_unknown(self_.id, on); }
   void send(raft::Message m) override { hub_->deliver(std::move(m)); }
+  void probe(const std::string& address, int, ProbeCallback cb) override { cb(hub_->probe(address)); }
 
  private:
   std::shared_ptr<MemoryHub> hub_;
-  raft::NodeId self_;
+  PeerIdentity self_;
 };
 
 }  // namespace ckv::transport

@@ -98,9 +98,14 @@ class NodeTest : public ::testing::Test {
   Status join(const std::string& name, bool with_api_address = true) {
     Node* l = nullptr;
     EXPECT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
+    // As /join does: ask the node who it is, for its incarnation.
+    std::promise<Result<MemberInfo>> probed;
+    l->probe_peer(name + ":5000", 1000, [&](Result<MemberInfo> r) { probed.set_value(std::move(r)); });
+    auto who = probed.get_future().get();
     std::promise<Status> p;
-    l->add_member(MemberInfo{name, name + ":5000", with_api_address ? name + ":8000" : ""}, 10000,
-                  [&](Status s) { p.set_value(s); });
+    l->add_member(MemberInfo{name, name + ":5000", with_api_address ? name + ":8000" : "",
+                             who.is_ok() ? who->incarnation : ""},
+                  10000, [&](Status s) { p.set_value(s); });
     return p.get_future().get();
   }
 

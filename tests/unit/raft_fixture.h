@@ -469,15 +469,17 @@ class Network {
 
   // --- network ---------------------------------------------------------------
 
-  // Steps m into m.to now, whatever the partitions say, and handles the Ready.
-  void inject(const Message& m) {
+  // Steps m into m.to now, whatever the partitions say, and handles the
+  // Ready. Returns what step() returned: nullptr, or why m was dropped.
+  const char* inject(const Message& m) {
     if (!up(m.to)) {
       ADD_FAILURE() << "inject to node " << m.to << " which is down";
-      return;
+      return nullptr;
     }
-    raft(m.to).step(m);
+    const char* dropped = raft(m.to).step(m);
     observe(m.to);
     flush(m.to);
+    return dropped;
   }
 
   bool reachable(const Message& m) const {

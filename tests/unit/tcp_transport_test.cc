@@ -1,9 +1,12 @@
-// Unit tests for src/transport/tcp_transport.h: real TCP on 127.0.0.1 — ordering, large frames, dead peers, reconnects.
+// Unit tests for src/transport/tcp_transport.h: real TCP on 127.0.0.1 — ordering, large frames, dead peers, reconnects, hostile peers.
 #include "transport/tcp_transport.h"
 
 #include <chrono>
 #include <condition_variable>
+#include <atomic>
+#include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,10 +17,14 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "raft/messages.h"
+#include "transport/message_codec.h"
+#include "transport/stream_codec.h"
 
 namespace ckv::transport {
 namespace {
@@ -135,8 +142,8 @@ TEST(TcpTransport, ListenFailsClearlyOnPortInUse) {
 TEST(TcpTransport, TwoNodesDeliverInOrderBothWays) {
   TestNode a(1);
   TestNode b(2);
-  a.transport.set_peer(2, b.address());
-  b.transport.set_peer(1, a.address());
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
   constexpr uint64_t kCount = 2000;
   for (uint64_t i = 0; i < kCount; ++i) {
     a.transport.send(msg(1, 2, i));
@@ -164,7 +171,7 @@ TEST(TcpTransport, ThreeNodesAllToAllKeepPerSenderOrder) {
   for (raft::NodeId id = 1; id <= 3; ++id) nodes.push_back(std::make_unique<TestNode>(id));
   for (auto& from : nodes) {
     for (auto& to : nodes) {
-      if (from != to) from->transport.set_peer(to->id, to->address());
+      if (from != to) from->transport.set_peer(to->id, to->address(), "");
     }
   }
   constexpr uint64_t kCount = 500;
@@ -196,7 +203,8 @@ TEST(TcpTransport, ThreeNodesAllToAllKeepPerSenderOrder) {
 TEST(TcpTransport, OneMebibyteSnapshotChunkIsDelivered) {
   TestNode a(1);
   TestNode b(2);
-  a.transport.set_peer(2, b.address());
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
   raft::Message chunk;
   chunk.type = raft::MessageType::kSnapshot;
   chunk.from = 1;
@@ -222,8 +230,9 @@ TEST(TcpTransport, OneMebibyteSnapshotChunkIsDelivered) {
 TEST(TcpTransport, DeadPeerDoesNotStallLivePeer) {
   TestNode a(1);
   TestNode b(2);
-  a.transport.set_peer(3, "127.0.0.1:" + std::to_string(dead_port()));
-  a.transport.set_peer(2, b.address());
+  a.transport.set_peer(3, "127.0.0.1:" + std::to_string(dead_port()), "");
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
   const auto start = Clock::now();
   for (uint64_t i = 0; i < 10000; ++i) a.transport.send(msg(1, 3, i));  // overflows its queue too
   a.transport.send(msg(1, 2, 7));
@@ -242,7 +251,8 @@ TEST(TcpTransport, ReconnectsAfterReceiverRestartsOnSamePort) {
   TestNode a(1);
   auto b = std::make_unique<TestNode>(2);
   const uint16_t port = b->transport.listen_port();
-  a.transport.set_peer(2, b->address());
+  b->transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(2, b->address(), "");
   a.transport.send(msg(1, 2, 0));
   ASSERT_TRUE(b->inbox.wait_for_count(1));
 
@@ -251,6 +261,7 @@ TEST(TcpTransport, ReconnectsAfterReceiverRestartsOnSamePort) {
   for (uint64_t i = 0; i < 100; ++i) a.transport.send(msg(1, 2, 1000 + i));
 
   b = std::make_unique<TestNode>(2, port);
+  b->transport.set_peer(1, a.address(), "");
   const auto deadline = Clock::now() + kDeadline;
   uint64_t seq = 1;
   while (b->inbox.size() == 0 && Clock::now() < deadline) {
@@ -274,38 +285,17 @@ TEST(TcpTransport, ReconnectsAfterReceiverRestartsOnSamePort) {
   }
 }
 
-// A new stream from a sender replaces its older one: after a partition the
-// old stream may never see a FIN, and the receiver, which never writes on
-// it, would keep it (and its slot under max_inbound_connections) forever.
-TEST(TcpTransport, NewStreamFromSameSenderClosesTheOlderOne) {
-  TestNode b(2);
-  TestNode first(1);
-  first.transport.set_peer(2, b.address());
-  first.transport.send(msg(1, 2, 0));
-  ASSERT_TRUE(b.inbox.wait_for_count(1));
-  ASSERT_EQ(first.transport.stats().connects, 1u);
-
-  // Another process claiming the same id (a restarted node whose old stream
-  // is half-dead looks the same to b) opens a stream: b drops the first one.
-  TestNode second(1);
-  second.transport.set_peer(2, b.address());
-  second.transport.send(msg(1, 2, 1));
-  ASSERT_TRUE(b.inbox.wait_for_count(2));
-  EXPECT_TRUE(eventually([&] {
-    first.transport.send(msg(1, 2, 2));
-    return first.transport.stats().connects >= 2;
-  })) << "the first sender's stream was never closed";
-}
-
 // set_peer with a new address moves the stream to the new address.
 TEST(TcpTransport, SetPeerWithNewAddressReconnects) {
   TestNode a(1);
   TestNode old_b(2);
   TestNode new_b(2);
-  a.transport.set_peer(2, old_b.address());
+  old_b.transport.set_peer(1, a.address(), "");
+  new_b.transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(2, old_b.address(), "");
   a.transport.send(msg(1, 2, 1));
   ASSERT_TRUE(old_b.inbox.wait_for_count(1));
-  a.transport.set_peer(2, new_b.address());
+  a.transport.set_peer(2, new_b.address(), "");
   a.transport.send(msg(1, 2, 2));
   ASSERT_TRUE(new_b.inbox.wait_for_count(1));
   EXPECT_EQ(new_b.inbox.messages()[0].context, 2u);
@@ -316,7 +306,8 @@ TEST(TcpTransport, SetPeerWithNewAddressReconnects) {
 TEST(TcpTransport, RemovedPeerGetsNothing) {
   TestNode a(1);
   TestNode b(2);
-  a.transport.set_peer(2, b.address());
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
   a.transport.send(msg(1, 2, 1));
   ASSERT_TRUE(b.inbox.wait_for_count(1));
   a.transport.remove_peer(2);
@@ -333,7 +324,8 @@ TEST(TcpTransport, StreamForAnotherNodeIsRejected) {
   TestNode a(1);
   TestNode b(2);
   const auto start = Clock::now();
-  a.transport.set_peer(3, b.address());  // node 3's address is now node 2's
+  b.transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(3, b.address(), "");  // node 3's address is now node 2's
   a.transport.send(msg(1, 3, 1));
   EXPECT_TRUE(eventually([&] { return b.transport.stats().streams_rejected >= 1; }));
   EXPECT_EQ(b.inbox.size(), 0u);
@@ -382,7 +374,7 @@ TEST(TcpTransport, OutboundStreamsLeaveFromTheRaftAddressHost) {
   ASSERT_TRUE(a.listen().is_ok());
   Inbox unused;
   a.start(unused.handler());
-  a.set_peer(2, "127.0.0.8:" + std::to_string(ntohs(addr.sin_port)));
+  a.set_peer(2, "127.0.0.8:" + std::to_string(ntohs(addr.sin_port)), "");
   a.send(msg(1, 2, 1));
 
   sockaddr_in from{};
@@ -400,7 +392,7 @@ TEST(TcpTransport, OutboundStreamsLeaveFromTheRaftAddressHost) {
 // stop() is prompt and idempotent even with a peer stuck in backoff, and sends afterwards are dropped.
 TEST(TcpTransport, StopIsPromptAndFinal) {
   TestNode a(1);
-  a.transport.set_peer(3, "127.0.0.1:" + std::to_string(dead_port()));
+  a.transport.set_peer(3, "127.0.0.1:" + std::to_string(dead_port()), "");
   a.transport.send(msg(1, 3, 1));
   EXPECT_TRUE(eventually([&] { return a.transport.stats().connect_failures >= 1; }));
   const auto start = Clock::now();
@@ -408,7 +400,364 @@ TEST(TcpTransport, StopIsPromptAndFinal) {
   a.transport.stop();
   EXPECT_LT(Clock::now() - start, 1s);
   a.transport.send(msg(1, 3, 2));
-  a.transport.set_peer(4, "127.0.0.1:1");
+  a.transport.set_peer(4, "127.0.0.1:1", "");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile peers (issue 7, items 6, 7, 17): a raw socket plays the attacker.
+
+// A client socket to 127.0.0.1:port; closed by the destructor.
+class RawConn {
+ public:
+  explicit RawConn(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~RawConn() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawConn(const RawConn&) = delete;
+  RawConn& operator=(const RawConn&) = delete;
+  bool connected() const { return connected_; }
+  bool write(const std::string& data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // Reads what arrives within timeout; sets closed when the peer closed the stream.
+  std::string read_for(std::chrono::milliseconds timeout, bool* closed = nullptr) {
+    std::string out;
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return out;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
+      char buf[4096];
+      const ssize_t n = ::read(fd_, buf, sizeof(buf));
+      if (n <= 0) {
+        if (closed) *closed = true;
+        return out;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // True once the transport closed this connection (EOF or reset), within timeout.
+  bool closed_within(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      bool closed = false;
+      read_for(20ms, &closed);
+      if (closed) return true;
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+std::string hello_from(raft::NodeId from, raft::NodeId to, const std::string& raft_address = "",
+                       const std::string& incarnation = "", HelloKind kind = HelloKind::kStream) {
+  Hello h;
+  h.kind = kind;
+  h.from = from;
+  h.to = to;
+  h.sender.name = "n" + std::to_string(from);
+  h.sender.raft_address = raft_address;
+  h.sender.incarnation = incarnation;
+  return encode_hello_frame(h);
+}
+
+std::string message_frame(const raft::Message& m) {
+  auto f = encode_message_frame(m);
+  EXPECT_TRUE(f.is_ok());
+  return f.is_ok() ? f.value() : std::string();
+}
+
+// Item 6: a connection that never says hello is closed after hello_timeout_ms.
+TEST(TcpTransportHostile, ConnectionWithoutHelloIsClosedAfterTheTimeout) {
+  TcpTransportOptions o;
+  o.hello_timeout_ms = 200;
+  TestNode b(2, 0, o);
+  const auto start = Clock::now();
+  RawConn idle(b.transport.listen_port());
+  ASSERT_TRUE(idle.connected());
+  ASSERT_TRUE(idle.closed_within(kDeadline)) << "an idle connection was never closed";
+  EXPECT_GE(Clock::now() - start, 200ms);
+  EXPECT_EQ(b.transport.stats().hello_timeouts, 1u);
+}
+
+// Item 6: idle sockets cannot take the slots members need, even far past
+// both caps; the oldest waiting connections are closed, and a real peer,
+// which says hello at once, gets through.
+TEST(TcpTransportHostile, IdleSocketsCannotExhaustTheConnectionLimit) {
+  TcpTransportOptions o;
+  o.max_inbound_connections = 16;
+  o.max_pending_hello_connections = 4;
+  TestNode b(2, 0, o);
+  TestNode a(1);
+  std::vector<std::unique_ptr<RawConn>> idle;
+  for (int i = 0; i < 40; ++i) {
+    idle.push_back(std::make_unique<RawConn>(b.transport.listen_port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  ASSERT_TRUE(eventually([&] { return b.transport.stats().connections_refused >= 36; }));
+  b.transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(2, b.address(), "");
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(b.inbox.wait_for_count(1)) << "a member could not get through the idle sockets";
+  EXPECT_TRUE(idle.front()->closed_within(kDeadline));
+}
+
+// Item 7: only registered peers are heard.
+TEST(TcpTransportHostile, SenderThatIsNotAPeerIsNotHeard) {
+  TestNode a(1);
+  TestNode b(2);
+  a.transport.set_peer(2, b.address(), "");  // b does not know a
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(eventually([&] { return b.transport.stats().senders_refused >= 1; }));
+  EXPECT_EQ(b.inbox.size(), 0u);
+  // Registering it makes it heard (Raft resends; so does the test).
+  b.transport.set_peer(1, a.address(), "");
+  ASSERT_TRUE(eventually([&] {
+    a.transport.send(msg(1, 2, 2));
+    return b.inbox.size() >= 1;
+  }));
+  // Removing it closes its stream and it is not heard again.
+  b.transport.remove_peer(1);
+  const size_t before = b.inbox.size();
+  ASSERT_TRUE(eventually([&] { return a.transport.stats().connects >= 3; }));
+  a.transport.send(msg(1, 2, 3));
+  ASSERT_TRUE(eventually([&] { return b.transport.stats().senders_refused >= 2; }));
+  EXPECT_EQ(b.inbox.size(), before);
+}
+
+// Item 7: a node with no configuration hears the leader that adds it, and
+// answers on the leader's own stream: it dials nobody.
+TEST(TcpTransportHostile, NodeWithoutConfigurationAnswersOnTheLeadersStream) {
+  TestNode leader(1);
+  TestNode fresh(2);
+  fresh.transport.set_accept_unknown_peers(true);
+  leader.transport.set_peer(2, fresh.address(), "");
+  leader.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(fresh.inbox.wait_for_count(1));
+  fresh.transport.send(msg(2, 1, 7));
+  ASSERT_TRUE(leader.inbox.wait_for_count(1)) << "the answer did not come back on the leader's stream";
+  EXPECT_EQ(leader.inbox.messages()[0].context, 7u);
+  EXPECT_EQ(fresh.transport.stats().connects, 0u) << "a node without configuration dialled someone";
+}
+
+// Item 7: the address a hello claims is never dialled, and nothing is
+// created from it: the answer goes back on the same connection.
+TEST(TcpTransportHostile, HelloAddressIsNeverDialled) {
+  // Where the hello says the sender lives: a listener that must see nothing.
+  const int trap = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(trap, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(trap, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(trap, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(trap, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string trap_address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  TestNode b(2);
+  b.transport.set_accept_unknown_peers(true);
+  RawConn spoof(b.transport.listen_port());
+  ASSERT_TRUE(spoof.write(hello_from(7, 2, trap_address)));
+  ASSERT_TRUE(spoof.write(message_frame(msg(7, 2, 1))));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  b.transport.send(msg(2, 7, 5));
+  // The answer hello and the reply come back on the spoofer's connection...
+  std::string got;
+  ASSERT_TRUE(eventually([&] {
+    got += spoof.read_for(20ms);
+    FrameReader r(kMaxFrameBytes);
+    std::memcpy(r.prepare(got.size()), got.data(), got.size());
+    r.commit(got.size());
+    int frames = 0;
+    while (true) {
+      auto f = r.next();
+      if (!f.is_ok() || !f.value()) break;
+      ++frames;
+    }
+    return frames >= 2;
+  }));
+  // ...and nobody ever connected to the claimed address.
+  pollfd p{trap, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "the transport dialled the address a hello claimed";
+  EXPECT_EQ(b.transport.stats().connects, 0u);
+  // Once the node has a configuration, strangers are cut off.
+  b.transport.set_accept_unknown_peers(false);
+  EXPECT_TRUE(spoof.closed_within(kDeadline));
+  ::close(trap);
+}
+
+// Item 6: a spoofed hello from a member's id cannot evict the member's
+// live stream. Streams idle for idle_stream_evict_ms may be replaced (how a
+// half-dead stream left by a partition goes away).
+TEST(TcpTransportHostile, SpoofedHelloCannotEvictALiveStream) {
+  TcpTransportOptions o;
+  o.idle_stream_evict_ms = 300;
+  TestNode b(2, 0, o);
+  TestNode a(1);
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
+  std::atomic<bool> done{false};
+  std::thread heartbeats([&] {
+    for (uint64_t i = 0; !done; ++i) {
+      a.transport.send(msg(1, 2, i));
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  // First spoof: takes the second slot (max_streams_per_sender = 2).
+  RawConn spoof1(b.transport.listen_port());
+  ASSERT_TRUE(spoof1.write(hello_from(1, 2)));
+  ASSERT_TRUE(eventually([&] { return spoof1.read_for(20ms).size() > 0; })) << "no answer hello";
+  // Second spoof at once: both streams are live, so it is refused.
+  RawConn spoof2(b.transport.listen_port());
+  ASSERT_TRUE(spoof2.write(hello_from(1, 2)));
+  EXPECT_TRUE(spoof2.closed_within(kDeadline));
+  EXPECT_EQ(b.transport.stats().stream_cap_refused, 1u);
+  // Later spoofs replace the idle spoof, never the member's stream.
+  ASSERT_TRUE(eventually([&] {
+    RawConn spoof(b.transport.listen_port());
+    spoof.write(hello_from(1, 2));
+    return spoof1.closed_within(50ms);
+  }));
+  const size_t before = b.inbox.size();
+  ASSERT_TRUE(eventually([&] { return b.inbox.size() >= before + 10; }));
+  done = true;
+  heartbeats.join();
+  EXPECT_EQ(a.transport.stats().connects, 1u) << "the member's stream was closed";
+}
+
+// Item 7: a stream carries its sender's messages only.
+TEST(TcpTransportHostile, MessageFromAnotherSenderClosesTheStream) {
+  TestNode b(2);
+  b.transport.set_peer(1, "127.0.0.1:1", "");
+  RawConn c(b.transport.listen_port());
+  ASSERT_TRUE(c.write(hello_from(1, 2)));
+  ASSERT_TRUE(c.write(message_frame(msg(3, 2, 1))));  // "from" node 3 on node 1's stream
+  EXPECT_TRUE(c.closed_within(kDeadline));
+  EXPECT_EQ(b.transport.stats().foreign_messages, 1u);
+  EXPECT_EQ(b.inbox.size(), 0u);
+}
+
+// Item 7: partial frames on many streams stay within the total inbound
+// budget; the stream holding the most is closed, and members still get through.
+TEST(TcpTransportHostile, PartialFramesStayWithinTheInboundBudget) {
+  constexpr size_t kBudget = size_t{8} << 20;
+  constexpr size_t kClaimed = size_t{6} << 20;  // each claims a 6 MiB frame...
+  constexpr size_t kSent = size_t{5} << 20;     // ...and sends 5 MiB of it
+  TcpTransportOptions o;
+  o.max_inbound_buffer_bytes = kBudget;
+  o.max_streams_per_sender = 8;
+  TestNode b(2, 0, o);
+  b.transport.set_peer(1, "127.0.0.1:1", "");
+  std::vector<std::unique_ptr<RawConn>> conns;
+  std::string partial;
+  put_u32le(partial, static_cast<uint32_t>(kClaimed));
+  put_u32le(partial, 0);
+  partial.append(kSent, 'x');
+  size_t max_seen = 0;
+  for (int i = 0; i < 6; ++i) {
+    conns.push_back(std::make_unique<RawConn>(b.transport.listen_port()));
+    ASSERT_TRUE(conns.back()->write(hello_from(1, 2)));
+    conns.back()->write(partial);  // may fail once the stream is closed
+    max_seen = std::max(max_seen, b.transport.stats().inbound_buffered_bytes);
+  }
+  ASSERT_TRUE(eventually([&] {
+    max_seen = std::max(max_seen, b.transport.stats().inbound_buffered_bytes);
+    return b.transport.stats().buffer_budget_closes >= 4;
+  }));
+  // One read (at most 1 MiB) may overshoot while the biggest stream closes.
+  EXPECT_LE(max_seen, kBudget + (size_t{1} << 20) + FrameReader::kReadChunkBytes);
+  TestNode a(1);
+  b.transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(2, b.address(), "");
+  ASSERT_TRUE(eventually([&] {
+    a.transport.send(msg(1, 2, 1));
+    return b.inbox.size() >= 1;
+  }));
+}
+
+// Items 9 and 17: a member that answers with another incarnation (its data
+// dir was wiped) gets nothing from us, and its own stream is refused.
+TEST(TcpTransportHostile, MemberWithAnotherIncarnationIsRefusedBothWays) {
+  TestNode a(1);
+  TestNode b(2);
+  a.transport.set_local_identity(PeerIdentity{1, "a", a.address(), "", std::string(32, 'a')});
+  b.transport.set_local_identity(PeerIdentity{2, "b", b.address(), "", std::string(32, 'b')});
+  a.transport.set_peer(2, b.address(), std::string(32, 'c'));  // b's old incarnation
+  b.transport.set_peer(1, a.address(), std::string(32, 'a'));
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(eventually([&] { return a.transport.stats().incarnations_refused >= 1; }));
+  EXPECT_EQ(b.inbox.size(), 0u);
+  // And the wiped node dialling us is refused too: a closes its stream
+  // after the hello, so b's handshake fails.
+  ASSERT_TRUE(eventually([&] {
+    b.transport.send(msg(2, 1, 2));
+    return b.transport.stats().connect_failures >= 1;
+  }));
+  EXPECT_EQ(a.inbox.size(), 0u);
+  EXPECT_EQ(b.transport.stats().connects, b.transport.stats().connect_failures);
+  // Recorded right, both directions work.
+  a.transport.set_peer(2, b.address(), std::string(32, 'b'));
+  ASSERT_TRUE(eventually([&] {
+    a.transport.send(msg(1, 2, 3));
+    return b.inbox.size() >= 1;
+  }));
+}
+
+// Item 17: probe() learns who listens at an address without sending it anything.
+TEST(TcpTransportProbe, ReturnsTheIdentityOrAClearError) {
+  TestNode b(2);
+  b.transport.set_local_identity(PeerIdentity{2, "bee", b.address(), "127.0.0.1:8002", std::string(32, 'b')});
+  TestNode a(1);
+  auto probe = [&](const std::string& address, int timeout_ms) {
+    std::promise<Result<PeerIdentity>> p;
+    a.transport.probe(address, timeout_ms, [&](Result<PeerIdentity> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  auto who = probe(b.address(), 2000);
+  ASSERT_TRUE(who.is_ok()) << who.status().to_string();
+  EXPECT_EQ(who->id, 2u);
+  EXPECT_EQ(who->name, "bee");
+  EXPECT_EQ(who->api_address, "127.0.0.1:8002");
+  EXPECT_EQ(who->incarnation, std::string(32, 'b'));
+  EXPECT_EQ(b.transport.stats().probes_answered, 1u);
+  EXPECT_EQ(b.inbox.size(), 0u);
+  EXPECT_EQ(probe("127.0.0.1:" + std::to_string(dead_port()), 2000).status().code(), StatusCode::kUnavailable);
+  // Something that accepts and never answers: the probe times out.
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  EXPECT_EQ(probe("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), 200).status().code(), StatusCode::kTimeout);
+  ::close(silent);
+  // A probe in flight when the transport stops still gets its answer.
+  std::promise<Result<PeerIdentity>> p;
+  auto stopped = std::make_unique<TcpTransport>(5, "127.0.0.1:0");
+  stopped->probe(b.address(), 2000, [&](Result<PeerIdentity> r) { p.set_value(std::move(r)); });
+  stopped.reset();
+  EXPECT_FALSE(p.get_future().get().is_ok());
 }
 
 }  // namespace

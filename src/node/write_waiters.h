@@ -1,0 +1,55 @@
+// Clients waiting for their proposed entries to be applied, keyed by log index; decides each one's outcome.
+//
+// A leader proposes at (index, term) and the client waits until the entry at
+// that index is applied. The outcome is decided by what gets applied there:
+// the same term means it is ours (success); another term means another
+// leader's entry took the index and ours was never committed (a definite
+// failure, safe to retry). When we cannot tell (timeout, shutdown, a snapshot
+// that skipped the index) the outcome is unknown.
+//
+// Thread safety: none; the node's Raft thread owns it. Callbacks run inside
+// these calls and must only hand the result off.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+
+#include "common/status.h"
+#include "raft/types.h"
+
+namespace ckv::node {
+
+class WriteWaiters {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Callback = std::function<void(Result<uint64_t>)>;  // the applied index
+
+  // Waits for the entry proposed at (index, term). A waiter left at index by
+  // an earlier term of ours is answered "not applied" first: we could only
+  // propose at that index again after our log lost the old entry there, and
+  // a committed entry is never removed (Leader Completeness, §5.4.3).
+  void add(raft::Index index, raft::Term term, Clock::time_point deadline, Callback cb);
+  // The entry at index with this term has been applied.
+  void applied(raft::Index index, raft::Term term);
+  // An installed snapshot covers every index <= index: their outcomes were
+  // decided by another leader and we cannot tell which.
+  void snapshot_installed(raft::Index index);
+  // Answers waiters whose deadline has passed (outcome unknown).
+  void expire(Clock::time_point now);
+  // Answers everyone (shutdown): outcome unknown.
+  void fail_all();
+
+  size_t size() const { return waiters_.size(); }
+
+ private:
+  struct Waiter {
+    raft::Term term;
+    Clock::time_point deadline;
+    Callback cb;
+  };
+  std::map<raft::Index, Waiter> waiters_;
+};
+
+}  // namespace ckv::node

@@ -1,0 +1,132 @@
+// Hello encoding and the bounded incremental frame reader (see stream_codec.h).
+#include "transport/stream_codec.h"
+
+#include <algorithm>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+
+namespace ckv::transport {
+namespace {
+
+Status corrupt(const std::string& what) { return {StatusCode::kCorrupt, "raft hello: " + what}; }
+
+void put_field(std::string& out, const std::string& s) {
+  const std::string_view v = std::string_view(s).substr(0, kMaxHelloFieldBytes);
+  put_u8(out, static_cast<uint8_t>(v.size()));
+  out.append(v);
+}
+
+bool read_field(ByteReader& r, std::string& out) {
+  uint8_t n = 0;
+  return r.u8(n) && r.bytes(n, out);
+}
+
+uint32_t header_u32(std::string_view s, size_t at) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(s[at + i])} << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+std::string encode_hello_frame(const Hello& h) {
+  std::string payload;
+  put_u32le(payload, kHelloMagic);
+  put_u8(payload, kHelloVersion);
+  put_u8(payload, static_cast<uint8_t>(h.kind));
+  put_u64le(payload, h.from);
+  put_u64le(payload, h.to);
+  put_field(payload, h.sender.name);
+  put_field(payload, h.sender.raft_address);
+  put_field(payload, h.sender.api_address);
+  put_field(payload, h.sender.incarnation);
+  std::string out;
+  (void)append_frame(payload, out);  // at most kMaxHelloPayloadBytes, far below kMaxFrameBytes
+  return out;
+}
+
+Result<Hello> decode_hello(std::string_view payload) {
+  ByteReader r(payload);
+  uint32_t magic = 0;
+  uint8_t version = 0;
+  uint8_t kind = 0;
+  Hello h;
+  if (!r.u32le(magic) || magic != kHelloMagic) return corrupt("not a consensuskv raft stream");
+  if (!r.u8(version) || version != kHelloVersion) {
+    return corrupt("unknown stream version " + std::to_string(version) + " (this node speaks " +
+                   std::to_string(kHelloVersion) + ")");
+  }
+  if (!r.u8(kind) || kind > static_cast<uint8_t>(HelloKind::kAnswer)) return corrupt("unknown hello kind");
+  h.kind = static_cast<HelloKind>(kind);
+  if (!r.u64le(h.from) || !r.u64le(h.to) || !read_field(r, h.sender.name) ||
+      !read_field(r, h.sender.raft_address) || !read_field(r, h.sender.api_address) ||
+      !read_field(r, h.sender.incarnation)) {
+    return corrupt("truncated");
+  }
+  if (!r.at_end()) return corrupt("trailing bytes");
+  h.sender.id = h.from;
+  return h;
+}
+
+size_t FrameReader::next_read_bytes() const {
+  const size_t have = buffered_bytes();
+  if (have < kFrameHeaderBytes) return kReadChunkBytes;
+  const size_t len = header_u32(buf_, start_);
+  if (len > max_frame_bytes_) return kReadChunkBytes;  // next() reports it
+  const size_t frame_total = kFrameHeaderBytes + len;
+  if (frame_total <= have) return kReadChunkBytes;
+  return std::clamp(frame_total - have, kReadChunkBytes, kMaxReadGrowBytes);
+}
+
+char* FrameReader::prepare(size_t n) {
+  const size_t have = buffered_bytes();
+  const bool header_known = have >= kFrameHeaderBytes;
+  const size_t len = header_known ? header_u32(buf_, start_) : 0;
+  const bool large_frame_pending = header_known && kFrameHeaderBytes + len > kReadChunkBytes;
+  if (buf_.capacity() > kShrinkAboveBytes && !large_frame_pending) {
+    // A large frame was consumed: give its memory back instead of keeping
+    // the high-water mark for the life of the stream.
+    std::string rest(buf_, start_);
+    buf_.swap(rest);
+    start_ = 0;
+  } else if (start_ > 0) {
+    buf_.erase(0, start_);
+    start_ = 0;
+  }
+  const size_t old = buf_.size();
+  // Reserve exactly what the frame being received needs, once: growing by
+  // resize() alone doubles the capacity, and a 33 MiB frame would then hold 64.
+  if (header_known && len <= max_frame_bytes_) {
+    const size_t need = std::max(kFrameHeaderBytes + len, old + n);
+    if (need > buf_.capacity()) buf_.reserve(need);
+  }
+  buf_.resize(old + n);
+  pending_ = n;
+  return buf_.data() + old;
+}
+
+void FrameReader::commit(size_t got) {
+  got = std::min(got, pending_);
+  buf_.resize(buf_.size() - (pending_ - got));
+  pending_ = 0;
+}
+
+Result<std::optional<std::string_view>> FrameReader::next() {
+  const std::string_view in = std::string_view(buf_).substr(start_);
+  if (in.size() < kFrameHeaderBytes) return std::optional<std::string_view>();
+  const uint32_t len = header_u32(in, 0);
+  if (len > max_frame_bytes_) {
+    return Status(StatusCode::kTooLarge, "raft frame length " + std::to_string(len) +
+                                             " exceeds the limit of " + std::to_string(max_frame_bytes_));
+  }
+  if (in.size() - kFrameHeaderBytes < len) return std::optional<std::string_view>();
+  const std::string_view payload = in.substr(kFrameHeaderBytes, len);
+  if (crc32c(payload) != header_u32(in, 4)) {
+    return Status(StatusCode::kCorrupt, "raft frame checksum mismatch");
+  }
+  start_ += kFrameHeaderBytes + len;
+  return std::optional<std::string_view>(payload);
+}
+
+}  // namespace ckv::transport
