@@ -54,6 +54,16 @@ const char* to_string(Forgery f) {
   return "?";
 }
 
+bool parse_forgery(const std::string& s, Forgery& out) {
+  for (int k = 0; k < kForgeryKinds; ++k) {
+    if (s == to_string(static_cast<Forgery>(k))) {
+      out = static_cast<Forgery>(k);
+      return true;
+    }
+  }
+  return false;
+}
+
 Message forge(SimRng& rng, Forgery kind, const ForgeTarget& t) {
   Message m;
   m.to = t.to;

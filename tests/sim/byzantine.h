@@ -47,6 +47,8 @@ enum class Forgery : uint8_t {
 };
 inline constexpr int kForgeryKinds = 8;
 const char* to_string(Forgery f);
+// The forgery named s (as to_string prints it); false if there is none.
+bool parse_forgery(const std::string& s, Forgery& out);
 
 // Builds one forged message for target (from, to, and every field set).
 raft::Message forge(SimRng& rng, Forgery kind, const ForgeTarget& target);

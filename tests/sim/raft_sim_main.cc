@@ -18,6 +18,7 @@
 
 #include <unistd.h>
 
+#include "byzantine.h"
 #include "sim_cluster.h"
 
 namespace {
@@ -41,6 +42,7 @@ struct Args {
   bool persist_checks = true;
   bool swarm = false;
   bool byzantine = false;
+  uint32_t forgery_mask = ~0u;
   bool random_start = false;
 };
 
@@ -66,6 +68,10 @@ std::string replay_command(const SimConfig& c) {
   if (!c.persist_checks) cmd += " --no-persist-checks";
   if (c.swarm) cmd += " --swarm";
   if (c.byzantine) cmd += " --byzantine";
+  for (int k = 0; k < ckv::sim::kForgeryKinds; ++k) {
+    if ((c.forgery_mask & (1u << k)) == 0)
+      cmd += std::string(" --skip-forgery ") + to_string(static_cast<ckv::sim::Forgery>(k));
+  }
   return cmd;
 }
 
@@ -92,7 +98,7 @@ void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
 
 struct Totals {
   uint64_t runs = 0, failed = 0, events = 0, acked = 0, reads = 0, leaders = 0, crashes = 0,
-           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0;
+           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0, forged = 0;
   void add(const SimResult& r) {
     ++runs;
     if (!r.ok) ++failed;
@@ -105,6 +111,7 @@ struct Totals {
     installs += r.installs;
     conf += r.conf_changes;
     transfers += r.transfers;
+    forged += r.forged;
     sim_ms += r.sim_ms;
   }
   void print(const char* what, double wall_s) const {
@@ -113,10 +120,11 @@ struct Totals {
         "%llu events, "
         "%llu writes acked, %llu reads checked, %llu leaders, %llu crashes, %llu snapshots taken, "
         "%llu snapshots "
-        "sent, %llu membership changes, %llu transfers)\n",
+        "sent, %llu membership changes, %llu transfers%s)\n",
         what, ull(runs), ull(runs - failed), ull(failed), wall_s,
         static_cast<double>(sim_ms) / 1000.0, ull(events), ull(acked), ull(reads), ull(leaders),
-        ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers));
+        ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers),
+        forged ? (", " + std::to_string(forged) + " forged messages").c_str() : "");
   }
 };
 
@@ -162,6 +170,9 @@ int usage() {
       "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
       "--swarm: each seed draws its own fault profile (printed with a failure)\n"
       "--byzantine: a Byzantine-lite peer forges malformed, out-of-range messages\n"
+      "--skip-forgery KIND: not this kind (huge-term, outsider, append-not-contiguous,\n"
+      "    append-beyond-log, entry-term-above-message, ack-never-sent, snapshot-garbage,\n"
+      "    commit-beyond-log); repeatable\n"
       "--random-start: the sweep starts at a random seed, printed first (CI explores new seeds)\n"
       "Without --nodes, even seeds run 5 nodes and odd seeds 3.\n");
   return 2;
@@ -198,6 +209,10 @@ int main(int argc, char** argv) {
       a.swarm = true;
     } else if (flag == "--byzantine") {
       a.byzantine = true;
+    } else if (flag == "--skip-forgery" && i + 1 < argc) {
+      ckv::sim::Forgery f;
+      if (!ckv::sim::parse_forgery(argv[++i], f)) return usage();
+      a.forgery_mask &= ~(1u << static_cast<uint32_t>(f));
     } else if (flag == "--random-start") {
       a.random_start = true;
     } else if (flag == "--quiet") {
@@ -219,6 +234,7 @@ int main(int argc, char** argv) {
     c.persist_checks = a.persist_checks;
     c.swarm = a.swarm;
     c.byzantine = a.byzantine;
+    c.forgery_mask = a.forgery_mask;
     c.echo = !a.quiet;
     c.tail = a.quiet ? a.tail : 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -255,6 +271,7 @@ int main(int argc, char** argv) {
       c.persist_checks = a.persist_checks;
       c.swarm = a.swarm;
     c.byzantine = a.byzantine;
+    c.forgery_mask = a.forgery_mask;
       configs.push_back(c);
     }
     std::string what =
@@ -298,6 +315,7 @@ int main(int argc, char** argv) {
       c.steps = a.steps;
       c.swarm = a.swarm;
     c.byzantine = a.byzantine;
+    c.forgery_mask = a.forgery_mask;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
           x.writes_acked != y.writes_acked || x.failure != y.failure) {

@@ -720,6 +720,7 @@ void SimCluster::do_forge() {
   std::vector<Slot*> live = live_slots();
   if (live.empty()) return;
   auto kind = static_cast<Forgery>(rng_.range(0, kForgeryKinds - 1));
+  if ((config_.forgery_mask & (1u << static_cast<uint32_t>(kind))) == 0) return;
   Slot* s = rng_.pick(live);
   if (kind == Forgery::kAckNeverSent) {
     // Acks count only at a leader.

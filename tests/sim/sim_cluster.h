@@ -35,6 +35,7 @@ struct SimConfig {
   bool swarm = false;
   // The Byzantine-lite peer (byzantine.h) forges malformed messages during the fault phase.
   bool byzantine = false;
+  uint32_t forgery_mask = ~0u;  // bit k: Forgery k may be sent (--skip-forgery clears bits)
 };
 
 struct SimResult {
