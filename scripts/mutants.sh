@@ -2,11 +2,13 @@
 # Mutation harness: applies each known-Raft-bug patch in tests/sim/mutants/ to a copy of the tree and measures how fast the simulator catches it.
 #
 # Usage: scripts/mutants.sh [--starts N] [--seeds N] [--nodes "3 5"] [--start-seeds "S1 S2 ..."]
-#                           [--keep] [--out FILE] [MUTANT ...]
+#                           [--cluster-only] [--keep] [--out FILE] [MUTANT ...]
 #   --starts N        random start seeds per node count (default 5)
 #   --seeds N         seed budget per start: a mutant that survives it is a miss (default 300)
 #   --nodes LIST      cluster sizes (default "3 5")
 #   --start-seeds L   use these start seeds instead of random ones (replays an earlier run)
+#   --cluster-only    turn off the protocol-rule checks (raft_sim --no-persist-checks): how
+#                     fast do the cluster-wide invariants alone catch each mutant?
 #   --keep            keep the temporary copy (its path is printed)
 #   --out FILE        also write the result table (markdown) to FILE
 #   MUTANT            names (or name prefixes, e.g. 01) of patches to run; default all
@@ -36,6 +38,7 @@ node_counts="3 5"
 start_seeds=""
 keep=0
 out=""
+checks=()
 selected=()
 while (($#)); do
   case "$1" in
@@ -44,6 +47,7 @@ while (($#)); do
     --nodes) node_counts=$2; shift 2 ;;
     --start-seeds) start_seeds=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --cluster-only) checks=(--no-persist-checks); shift ;;
     --out) out=$2; shift 2 ;;
     -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "mutants.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -83,7 +87,7 @@ mkdir -p "$tree" "$tmp/bin"
 git -C "$root" ls-files -z -co --exclude-standard | (cd "$root" && tar --null -T - -cf -) | tar -C "$tree" -xf -
 
 export CCACHE_BASEDIR=$tree CCACHE_NOHASHDIR=true
-echo "mutants.sh: copy in $tree; start seeds: ${start_list[*]}; budget $budget seeds; nodes $node_counts"
+echo "mutants.sh: copy in $tree; start seeds: ${start_list[*]}; budget $budget seeds; nodes $node_counts${checks[*]:+; ${checks[*]}}"
 cmake -S "$tree" -B "$tree/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKV_SANITIZE=OFF \
   -DCKV_BENCH=OFF >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log"; exit 1; }
 build_sim() {  # -> 0 when raft_sim built; its log in $tmp/build.log
@@ -98,7 +102,7 @@ sweep() {  # binary, nodes, start
   log=$tmp/sweep.log
   while ((left > 0)); do
     rc=0
-    "$bin" --seeds "$left" --start "$from" --nodes "$nodes" --swarm --max-failures 1 --tail 0 \
+    "$bin" --seeds "$left" --start "$from" --nodes "$nodes" --swarm --max-failures 1 --tail 0 "${checks[@]}" \
       >"$log" 2>&1 || rc=$?
     seed=$(sed -n 's/^FAIL seed=\([0-9]*\) .*/\1/p' "$log" | head -1)
     inv=$(sed -n 's/^FAIL seed=[0-9]* .* simulated: \([^:]*\):.*/\1/p' "$log" | head -1)
@@ -113,7 +117,7 @@ sweep() {  # binary, nodes, start
       return
     fi
     # Does the unmutated core fail this seed too? Then it is not the mutant's catch.
-    if "$tmp/bin/baseline" --seed "$seed" --nodes "$nodes" --swarm --quiet --tail 0 >/dev/null 2>&1; then
+    if "$tmp/bin/baseline" --seed "$seed" --nodes "$nodes" --swarm --quiet --tail 0 "${checks[@]}" >/dev/null 2>&1; then
       echo "$((seed - start + 1)) $seed $inv"
       return
     fi
@@ -165,7 +169,7 @@ for p in "${patches[@]}"; do
       fi
       read -r n seed inv <<<"$res"
       echo "  $nodes nodes, start $start: caught after $n seed(s) (seed $seed): $inv"
-      echo "     replay: patch -p1 < tests/sim/mutants/$name.patch in a copy, then raft_sim --seed $seed --nodes $nodes --swarm"
+      echo "     replay: patch -p1 < tests/sim/mutants/$name.patch in a copy, then raft_sim --seed $seed --nodes $nodes --swarm ${checks[*]}"
       counts+=("$n")
       invariants+=("$inv")
       ((n > worst)) && worst=$n

@@ -157,6 +157,40 @@ void SimCluster::check_read_confirmed(NodeId node, uint64_t read_id, uint64_t st
   }
 }
 
+void SimCluster::check_conf_change_rule(Slot& s) {
+  const raft::Raft& r = s.node->raft();
+  if (!config_.persist_checks || r.role() != StateRole::kLeader) return;
+  if (s.lead_incarnation != s.node->incarnation() || s.lead_term != r.term()) return;
+  // The leader just appended a configuration entry (its log is the only way
+  // a sitting leader's membership changes): find it and the one before.
+  const std::vector<raft::Entry>& log = r.log_entries();
+  raft::Index newest = 0, previous = 0;
+  for (auto it = log.rbegin(); it != log.rend(); ++it) {
+    if (it->type != raft::EntryType::kConfig) continue;
+    if (newest == 0) {
+      newest = it->index;
+    } else {
+      previous = it->index;
+      break;
+    }
+  }
+  if (newest == 0) return;
+  // No earlier one in the log: it is at or below the log's start, compacted, hence committed.
+  const raft::Index commit = r.commit_index();
+  if (previous > commit) {
+    checker_.fail("One membership change at a time (§4.1)",
+                  fmt("leader n%llu of term %llu appended configuration %llu while configuration "
+                      "%llu was not committed (commit %llu)",
+                      ull(s.node->id()), ull(r.term()), ull(newest), ull(previous), ull(commit)));
+  } else if (r.term_at(commit) != r.term()) {
+    checker_.fail("Membership change after a commit in the leader's term",
+                  fmt("leader n%llu of term %llu appended configuration %llu before committing an "
+                      "entry of its term (commit %llu has term %llu)",
+                      ull(s.node->id()), ull(r.term()), ull(newest), ull(commit),
+                      ull(r.term_at(commit))));
+  }
+}
+
 void SimCluster::check_commit_durable(Slot& s) {
   const raft::Raft& r = s.node->raft();
   if (r.role() != StateRole::kLeader) return;
@@ -205,6 +239,7 @@ void SimCluster::after_input(Slot& s) {
   if (s.node->raft().membership_version() != s.seen_membership) {
     s.seen_membership = s.node->raft().membership_version();
     s.membership_changed_us = now_us_;
+    check_conf_change_rule(s);
   }
   if (!checker_.failed()) check_commit_durable(s);
   if (pending_conf_leader_ == s.node->id()) {
@@ -367,7 +402,11 @@ void SimCluster::handle(Event& ev) {
           Event restart;
           restart.type = EventType::kRestart;
           restart.node = ev.node;
-          schedule(rng_.range(20, 1000) * kMs, std::move(restart));
+          // An armed crash restarts like any other (the classic mix keeps its old range).
+          schedule((profile_.swarm ? rng_.range(profile_.down_min_ms, profile_.down_max_ms)
+                                   : rng_.range(20, 1000)) *
+                       kMs,
+                   std::move(restart));
         }
         return;
       }

@@ -120,6 +120,10 @@ class SimCluster {
   // Figure 2, AppendEntries rule 5: an accepted append moves the follower's
   // commit to at most min(leaderCommit, index of the last new entry).
   void check_follower_commit(Slot& s, const raft::Message& m, raft::Index before);
+  // Thesis §4.1 and the 2015 single-server fix: a sitting leader appends a
+  // configuration entry only when the previous one is committed and it has
+  // committed an entry of its own term.
+  void check_conf_change_rule(Slot& s);
   // Thesis §6.4: a read index is safe only once a majority of voters answered
   // the leader in its term after the read began (else it may be deposed).
   void check_read_confirmed(raft::NodeId node, uint64_t read_id, uint64_t start_us,
