@@ -42,14 +42,22 @@ std::vector<Entry> entries_after(SimRng& rng, raft::Index prev, raft::Term term,
 
 const char* to_string(Forgery f) {
   switch (f) {
-    case Forgery::kHugeTerm: return "huge-term";
-    case Forgery::kOutsider: return "outsider";
-    case Forgery::kAppendNotContiguous: return "append-not-contiguous";
-    case Forgery::kAppendBeyondLog: return "append-beyond-log";
-    case Forgery::kEntryTermAboveMessage: return "entry-term-above-message";
-    case Forgery::kAckNeverSent: return "ack-never-sent";
-    case Forgery::kSnapshotGarbage: return "snapshot-garbage";
-    case Forgery::kCommitBeyondLog: return "commit-beyond-log";
+    case Forgery::kHugeTerm:
+      return "huge-term";
+    case Forgery::kOutsider:
+      return "outsider";
+    case Forgery::kAppendNotContiguous:
+      return "append-not-contiguous";
+    case Forgery::kAppendBeyondLog:
+      return "append-beyond-log";
+    case Forgery::kEntryTermAboveMessage:
+      return "entry-term-above-message";
+    case Forgery::kAckNeverSent:
+      return "ack-never-sent";
+    case Forgery::kSnapshotGarbage:
+      return "snapshot-garbage";
+    case Forgery::kCommitBeyondLog:
+      return "commit-beyond-log";
   }
   return "?";
 }
@@ -85,10 +93,10 @@ Message forge(SimRng& rng, Forgery kind, const ForgeTarget& t) {
     case Forgery::kOutsider: {
       // Messages a node outside every configuration cannot legitimately
       // send: answers to requests it never got, transfer orders, reads.
-      static const MessageType kTypes[] = {
-          MessageType::kAppendResp, MessageType::kHeartbeatResp, MessageType::kSnapshotResp,
-          MessageType::kVoteResp,   MessageType::kPreVoteResp,   MessageType::kReadIndexResp,
-          MessageType::kTimeoutNow, MessageType::kReadIndex};
+      static const MessageType kTypes[] = {MessageType::kAppendResp,   MessageType::kHeartbeatResp,
+                                           MessageType::kSnapshotResp, MessageType::kVoteResp,
+                                           MessageType::kPreVoteResp,  MessageType::kReadIndexResp,
+                                           MessageType::kTimeoutNow,   MessageType::kReadIndex};
       m.type = kTypes[rng.range(0, 7)];
       m.from = t.outsider;
       m.term = t.term + rng.range(0, 1);
@@ -106,8 +114,12 @@ Message forge(SimRng& rng, Forgery kind, const ForgeTarget& t) {
       m.entries = entries_after(rng, m.log_index, t.term, rng.range(2, 4));
       // Skip one index, repeat one, or start away from prev_index + 1.
       switch (rng.range(0, 2)) {
-        case 0: m.entries[1].index += rng.range(1, 1000000); break;
-        case 1: m.entries[1].index = m.entries[0].index; break;
+        case 0:
+          m.entries[1].index += rng.range(1, 1000000);
+          break;
+        case 1:
+          m.entries[1].index = m.entries[0].index;
+          break;
         default:
           for (Entry& e : m.entries) e.index += rng.range(2, 1000000);
           break;

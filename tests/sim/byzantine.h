@@ -15,13 +15,13 @@ namespace ckv::sim {
 // the traffic and from FNV-1a ids of known addresses).
 struct ForgeTarget {
   raft::NodeId to = raft::kNoNode;
-  raft::Term term = 0;        // the target's current term
+  raft::Term term = 0;         // the target's current term
   raft::Index last_index = 0;  // the target's last log index
   raft::Term last_term = 0;
   raft::Index commit = 0;
   raft::NodeId leader = raft::kNoNode;  // who the target follows (kNoNode if none)
   bool is_leader = false;
-  std::vector<raft::NodeId> members;  // ids in the target's configuration
+  std::vector<raft::NodeId> members;      // ids in the target's configuration
   raft::NodeId outsider = raft::kNoNode;  // an id that is in no configuration
 };
 
@@ -36,14 +36,14 @@ struct ForgeTarget {
 // safety without peer authentication and are out of scope here: that is
 // issue 11 (mutual TLS), see README.md.
 enum class Forgery : uint8_t {
-  kHugeTerm,            // any message type with term 2^64-1 or just below
-  kOutsider,            // well-formed message with a higher term from a non-member id
-  kAppendNotContiguous, // entries that skip or repeat indexes after prev_index
-  kAppendBeyondLog,     // prev_index far beyond the receiver's log, with entries
+  kHugeTerm,               // any message type with term 2^64-1 or just below
+  kOutsider,               // well-formed message with a higher term from a non-member id
+  kAppendNotContiguous,    // entries that skip or repeat indexes after prev_index
+  kAppendBeyondLog,        // prev_index far beyond the receiver's log, with entries
   kEntryTermAboveMessage,  // an entry whose term exceeds the message's term
-  kAckNeverSent,        // AppendResp acknowledging an index beyond the leader's log (2^40)
-  kSnapshotGarbage,     // chunk offset past its size, data length disagreeing, index 2^63
-  kCommitBeyondLog,     // heartbeat/append committing far past the receiver's log
+  kAckNeverSent,           // AppendResp acknowledging an index beyond the leader's log (2^40)
+  kSnapshotGarbage,        // chunk offset past its size, data length disagreeing, index 2^63
+  kCommitBeyondLog,        // heartbeat/append committing far past the receiver's log
 };
 inline constexpr int kForgeryKinds = 8;
 const char* to_string(Forgery f);

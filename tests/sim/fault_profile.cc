@@ -71,7 +71,8 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
 
   // Partitions: a shape may be switched off; long ones isolate a leader
   // holding uncommitted entries (leader_bias + isolate + writes keep coming).
-  for (uint32_t& w : p.shape_weight) w = rng.chance(0.3) ? 0 : static_cast<uint32_t>(rng.range(1, 4));
+  for (uint32_t& w : p.shape_weight)
+    w = rng.chance(0.3) ? 0 : static_cast<uint32_t>(rng.range(1, 4));
   if (p.shape_weight[0] + p.shape_weight[1] + p.shape_weight[2] + p.shape_weight[3] == 0)
     p.shape_weight[0] = 1;
   p.heal_min_ms = log_range(rng, 5, 500);
@@ -121,22 +122,28 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
 }
 
 std::string FaultProfile::describe() const {
-  if (!swarm) return byzantine_pm ? fmt("classic fault mix + byzantine %u", byzantine_pm) : "classic fault mix";
+  if (!swarm)
+    return byzantine_pm ? fmt("classic fault mix + byzantine %u", byzantine_pm)
+                        : "classic fault mix";
   return fmt(
       "swarm profile: per mille write %u read %u crash %u armed-crash %u partition %u network %u "
-      "membership %u transfer %u batch %u byzantine %u; step %llu-%llu ms; down %llu-%llu ms (long %.2f up to "
+      "membership %u transfer %u batch %u byzantine %u; step %llu-%llu ms; down %llu-%llu ms (long "
+      "%.2f up to "
       "%llu ms); leader bias %.2f; partition shapes %u/%u/%u/%u heal %llu-%llu ms; net loss %.2f "
       "dup %.2f delay %llu-%llu us stragglers %.2f (max %llu ms), changes x%.1f; disk %llu-%llu us "
-      "(slow at start %.2f); election %d ticks, drift %llu%%, check-quorum %d, reads on leader %.2f; snapshot every %llu-%llu; churn "
+      "(slow at start %.2f); election %d ticks, drift %llu%%, check-quorum %d, reads on leader "
+      "%.2f; snapshot every %llu-%llu; churn "
       "extra %llu min-voters %llu promote %.2f (+%llu), on election %.2f burst %.2f crash %.2f",
       write_pm, read_pm, crash_pm, arm_crash_pm, partition_pm, network_pm, membership_pm,
-      transfer_pm, batch_pm, byzantine_pm, ull(step_min_ms), ull(step_max_ms), ull(down_min_ms), ull(down_max_ms),
-      long_down, ull(long_down_max_ms), leader_bias, shape_weight[0], shape_weight[1],
-      shape_weight[2], shape_weight[3], ull(heal_min_ms), ull(heal_max_ms), base_net.loss,
-      base_net.duplicate, ull(base_net.min_delay_us), ull(base_net.max_delay_us),
+      transfer_pm, batch_pm, byzantine_pm, ull(step_min_ms), ull(step_max_ms), ull(down_min_ms),
+      ull(down_max_ms), long_down, ull(long_down_max_ms), leader_bias, shape_weight[0],
+      shape_weight[1], shape_weight[2], shape_weight[3], ull(heal_min_ms), ull(heal_max_ms),
+      base_net.loss, base_net.duplicate, ull(base_net.min_delay_us), ull(base_net.max_delay_us),
       base_net.long_delay, ull(base_net.long_delay_max_us / kMs), net_scale, ull(defer_min_us),
-      ull(defer_max_us), initially_slow, election_ticks, ull(tick_jitter_pct), check_quorum, read_on_leader, ull(snap_gap_min),
-      ull(snap_gap_max), ull(max_extra_members), ull(min_voters_left), promote_extra, ull(over_promote), conf_on_election, conf_burst, conf_crash);
+      ull(defer_max_us), initially_slow, election_ticks, ull(tick_jitter_pct), check_quorum,
+      read_on_leader, ull(snap_gap_min), ull(snap_gap_max), ull(max_extra_members),
+      ull(min_voters_left), promote_extra, ull(over_promote), conf_on_election, conf_burst,
+      conf_crash);
 }
 
 }  // namespace ckv::sim

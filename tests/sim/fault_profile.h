@@ -29,12 +29,12 @@ struct FaultProfile {
   uint32_t crash_pm = 6;
   uint32_t arm_crash_pm = 4;  // a crash armed to strike inside the node's next Ready
   uint32_t partition_pm = 8;
-  uint32_t network_pm = 5;     // change of network weather
+  uint32_t network_pm = 5;  // change of network weather
   uint32_t membership_pm = 15;
   uint32_t transfer_pm = 5;
-  uint32_t batch_pm = 3;       // a node starts/stops batching its Readies
-  uint32_t byzantine_pm = 0;   // the Byzantine-lite peer forges a message (off unless --byzantine)
-  uint64_t step_min_ms = 2;    // gap between chaos steps: the client load
+  uint32_t batch_pm = 3;      // a node starts/stops batching its Readies
+  uint32_t byzantine_pm = 0;  // the Byzantine-lite peer forges a message (off unless --byzantine)
+  uint64_t step_min_ms = 2;   // gap between chaos steps: the client load
   uint64_t step_max_ms = 15;
 
   // Crashes: downtime, sometimes long.

@@ -270,8 +270,8 @@ int main(int argc, char** argv) {
       c.steps = a.steps;
       c.persist_checks = a.persist_checks;
       c.swarm = a.swarm;
-    c.byzantine = a.byzantine;
-    c.forgery_mask = a.forgery_mask;
+      c.byzantine = a.byzantine;
+      c.forgery_mask = a.forgery_mask;
       configs.push_back(c);
     }
     std::string what =
@@ -314,8 +314,8 @@ int main(int argc, char** argv) {
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
       c.swarm = a.swarm;
-    c.byzantine = a.byzantine;
-    c.forgery_mask = a.forgery_mask;
+      c.byzantine = a.byzantine;
+      c.forgery_mask = a.forgery_mask;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
           x.writes_acked != y.writes_acked || x.failure != y.failure) {

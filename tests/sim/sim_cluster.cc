@@ -183,11 +183,11 @@ void SimCluster::check_conf_change_rule(Slot& s) {
                       "%llu was not committed (commit %llu)",
                       ull(s.node->id()), ull(r.term()), ull(newest), ull(previous), ull(commit)));
   } else if (r.term_at(commit) != r.term()) {
-    checker_.fail("Membership change after a commit in the leader's term",
-                  fmt("leader n%llu of term %llu appended configuration %llu before committing an "
-                      "entry of its term (commit %llu has term %llu)",
-                      ull(s.node->id()), ull(r.term()), ull(newest), ull(commit),
-                      ull(r.term_at(commit))));
+    checker_.fail(
+        "Membership change after a commit in the leader's term",
+        fmt("leader n%llu of term %llu appended configuration %llu before committing an "
+            "entry of its term (commit %llu has term %llu)",
+            ull(s.node->id()), ull(r.term()), ull(newest), ull(commit), ull(r.term_at(commit))));
   }
 }
 
@@ -225,11 +225,11 @@ void SimCluster::check_commit_durable(Slot& s) {
     }
   }
   if (holders < voters.size() / 2 + 1) {
-    checker_.fail("Commit durability",
-                  fmt("leader n%llu of term %llu committed %llu/%llu, but only %zu of its %zu "
-                      "voters hold it on disk (%s )",
-                      ull(s.node->id()), ull(r.term()), ull(c), ull(t), holders, voters.size(),
-                      who.c_str()));
+    checker_.fail(
+        "Commit durability",
+        fmt("leader n%llu of term %llu committed %llu/%llu, but only %zu of its %zu "
+            "voters hold it on disk (%s )",
+            ull(s.node->id()), ull(r.term()), ull(c), ull(t), holders, voters.size(), who.c_str()));
   }
 }
 
@@ -568,7 +568,8 @@ void SimCluster::do_partition() {
   std::vector<std::pair<NodeId, NodeId>> links;
   NodeId a = rng_.pick(ids);
   if (profile_.leader_bias > 0 && rng_.chance(profile_.leader_bias)) {
-    if (SimNode* l = pick_leader()) a = l->id();  // e.g. isolate a leader holding uncommitted entries
+    if (SimNode* l = pick_leader())
+      a = l->id();  // e.g. isolate a leader holding uncommitted entries
   }
   const char* kind = "";
   const uint32_t* w = profile_.shape_weight;
@@ -681,8 +682,8 @@ void SimCluster::do_membership(SimNode* leader, int depth) {
   const char* what = "";
   for (NodeId l : learners) {
     if (r.learner_caught_up(l) &&
-        (voters.size() < target ||
-         (voters.size() <= target + profile_.over_promote && rng_.chance(profile_.promote_extra)))) {
+        (voters.size() < target || (voters.size() <= target + profile_.over_promote &&
+                                    rng_.chance(profile_.promote_extra)))) {
       cc.type = ConfChangeType::kPromote;
       cc.node = l;
       what = "promote";
