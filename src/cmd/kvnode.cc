@@ -10,10 +10,12 @@
 
 #include <CLI/CLI.hpp>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "http/address.h"
+#include "http/limits.h"
 #include "http/server.h"
 #include "node/node.h"
 #include "transport/tcp_transport.h"
@@ -44,6 +46,29 @@ std::vector<std::string> normalize_go_flags(int argc, char** argv) {
   std::exit(kExitUsage);
 }
 
+// File descriptors besides HTTP connections: Raft streams, the log store,
+// snapshots, the upstream pool, stdio.
+constexpr rlim_t kFdHeadroom = 512;
+
+// Each HTTP connection is a file descriptor, and Debian's default soft limit
+// (1024) is below what the connection limits allow. Like Go's runtime, raise
+// the soft limit to the hard one; warn when even that is too low.
+void raise_fd_limit(rlim_t wanted) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    spdlog::warn(
+        "open file limit is {}, below the {} the HTTP connection limits need; raise it (ulimit -n) "
+        "or lower -http-max-connections",
+        static_cast<unsigned long long>(lim.rlim_cur), static_cast<unsigned long long>(wanted));
+  }
+}
+
 void check_address(const char* flag, const std::string& value) {
   if (!ckv::http::parse_host_port(value)) {
     usage_error(std::string("-") + flag + " must be host:port (port 1-65535), got \"" + value +
@@ -63,6 +88,7 @@ int main(int argc, char** argv) {
   uint64_t max_body_bytes = ckv::http::kDefaultMaxBodyBytes;
   int commit_timeout_ms = 5000;
   int join_timeout_ms = 30000;
+  ckv::http::ServerOptions http_opts;
 
   CLI::App app{
       "kvnode: a consensuskv server (Raft replication + HTTP API on one process).\n"
@@ -107,13 +133,38 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ticks", opts.heartbeat_ticks, "leader heartbeat interval in ticks")
       ->capture_default_str();
   app.add_option("--max-body-bytes", max_body_bytes,
-                 "largest accepted HTTP request body (larger: 413)")
+                 "largest accepted HTTP request body (larger: 413); at most what one Raft log entry can "
+                 "carry (checked at startup)")
+      ->capture_default_str();
+  app.add_option("--http-max-connections", http_opts.max_connections,
+                 "client connections the API serves at once (more: 503 and closed)")
+      ->capture_default_str();
+  app.add_option("--http-max-connections-per-ip", http_opts.max_connections_per_ip,
+                 "of those, how many one client address may hold")
+      ->capture_default_str();
+  app.add_option("--http-member-connections", http_opts.member_connections,
+                 "connections reserved, beyond -http-max-connections, for requests other members "
+                 "forward from their hosts")
+      ->capture_default_str();
+  app.add_option("--http-header-timeout-ms", http_opts.header_timeout_ms,
+                 "a request's line and headers must arrive within this (else the connection closes)")
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout-ms", http_opts.idle_timeout_ms,
+                 "a kept-alive connection with no request for this long is closed")
+      ->capture_default_str();
+  app.add_option("--http-body-timeout-ms", http_opts.body_timeout_ms,
+                 "a request's body must arrive within this once its headers have")
       ->capture_default_str();
   app.add_option("--commit-timeout-ms", commit_timeout_ms,
                  "how long a write or linearizable read may wait for the cluster before 504/503")
       ->capture_default_str();
   app.add_option("--join-timeout-ms", join_timeout_ms,
                  "how long /join waits for a new member to catch up and become a voter")
+      ->capture_default_str();
+  app.add_option("--space-reserve-bytes", opts.space_reserve_bytes,
+                 "bytes kept preallocated in the data dir and released when the disk fills, so the node "
+                 "can still record votes and commits while it refuses writes (0: none; see "
+                 "docs/operations.md)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
@@ -138,7 +189,21 @@ int main(int argc, char** argv) {
   if (opts.heartbeat_ticks <= 0 || opts.election_ticks <= opts.heartbeat_ticks) {
     usage_error("need 0 < -heartbeat-ticks < -election-ticks");
   }
-  if (max_body_bytes == 0) usage_error("-max-body-bytes must be positive");
+  // Every body accepted must become a log entry Raft can replicate.
+  if (ckv::Status s = ckv::http::check_max_body_bytes(max_body_bytes, opts.max_uncommitted_bytes);
+      !s.is_ok()) {
+    usage_error(s.message());
+  }
+  if (http_opts.max_connections <= 0 || http_opts.max_connections_per_ip <= 0 ||
+      http_opts.member_connections < 0) {
+    usage_error(
+        "need -http-max-connections > 0, -http-max-connections-per-ip > 0, "
+        "-http-member-connections >= 0");
+  }
+  if (http_opts.header_timeout_ms <= 0 || http_opts.idle_timeout_ms <= 0 ||
+      http_opts.body_timeout_ms <= 0) {
+    usage_error("-http-header-timeout-ms, -http-idle-timeout-ms, -http-body-timeout-ms must be positive");
+  }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
   const auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off")
@@ -157,6 +222,8 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a peer closing a socket is an error code, not a death
+  raise_fd_limit(static_cast<rlim_t>(http_opts.max_connections) +
+                 static_cast<rlim_t>(http_opts.member_connections) + kFdHeadroom);
 
   // Whether this start founds a cluster, waits to be added, or resumes:
   // bootstrap applies only to an empty data dir (node.h, "First boot").
@@ -181,10 +248,10 @@ int main(int argc, char** argv) {
 
   const ckv::raft::NodeId id = ckv::node::node_id_for(opts.name);
   auto transport = std::make_unique<ckv::transport::TcpTransport>(id, opts.raft_address);
-  if (ckv::Status s = transport->listen(); !s.is_ok()) {
-    spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
-    return kExitRuntimeError;
-  }
+  // Listening comes after Node::open: the data dir's lock is checked first,
+  // so a second kvnode on the same dir (and the same address) is told who
+  // holds the dir rather than that the port is taken.
+  ckv::transport::TcpTransport* raft_listener = transport.get();
   // The Node asks for registration of this node's API address through this
   // hook (on the Raft thread); the server that does it is created after the
   // Node, so the hook finds it through a pointer set once it exists.
@@ -195,12 +262,17 @@ int main(int argc, char** argv) {
   };
   auto opened = ckv::node::Node::open(opts, std::move(transport), register_hook);
   if (!opened.is_ok()) {
+    // A refusal to start (data dir in use, damaged or missing files): the
+    // message names the file and the section of docs/operations.md to read.
     spdlog::critical("cannot open the node: {}", opened.status().to_string());
     return kExitRuntimeError;
   }
   std::unique_ptr<ckv::node::Node> node = std::move(opened).value();
+  if (ckv::Status s = raft_listener->listen(); !s.is_ok()) {
+    spdlog::critical("cannot listen on raft address {}: {}", opts.raft_address, s.to_string());
+    return kExitRuntimeError;
+  }
 
-  ckv::http::ServerOptions http_opts;
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;

@@ -15,6 +15,7 @@ const char* to_string(StatusCode c) {
     case StatusCode::kTooLarge: return "too large";
     case StatusCode::kCorrupt: return "corrupt";
     case StatusCode::kIo: return "io error";
+    case StatusCode::kNoSpace: return "no space left on device";
   }
   return "unknown";
 }

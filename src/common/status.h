@@ -20,6 +20,7 @@ enum class StatusCode : unsigned char {
   kTooLarge,     // request or value over a limit
   kCorrupt,      // stored data failed a check
   kIo,           // the operating system refused
+  kNoSpace,      // the disk is full (ENOSPC): writes are refused until space returns; reads still work
 };
 
 const char* to_string(StatusCode c);

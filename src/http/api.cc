@@ -3,12 +3,14 @@
 
 #include <initializer_list>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
+#include "http/limits.h"
 
 namespace ckv::http {
 
@@ -99,6 +101,15 @@ std::optional<std::string> string_field(const json& j, const char* name, bool al
   return s;
 }
 
+// Keys over kMaxKeyBytes are refused on every path, so that whatever /set
+// accepts, GET /get?key= can read back (limits.h).
+bool key_too_long(const std::string& key, std::string* error) {
+  if (key.size() <= kMaxKeyBytes) return false;
+  *error = "key is " + std::to_string(key.size()) + " bytes, over the limit of " +
+           std::to_string(kMaxKeyBytes) + " bytes";
+  return true;
+}
+
 Response method_not_allowed(const char* allow) {
   Response r = error_response(405, std::string("method not allowed; use ") + allow);
   r.headers.emplace_back("Allow", allow);
@@ -129,6 +140,8 @@ unsigned http_status_for(StatusCode code) {
       return 500;
     case StatusCode::kIo:
       return 500;
+    case StatusCode::kNoSpace:
+      return 507;  // Insufficient Storage (RFC 4918): the disk, not the request, is the problem
   }
   return 500;
 }
@@ -161,7 +174,7 @@ void Api::handle(const Request& req, Reply reply) {
     handle_delete(req, std::move(reply));
   } else if (path == "/get") {
     if (!get) return reply(method_not_allowed("GET"));
-    handle_get(target->params, std::move(reply));
+    handle_get(req, target->params, std::move(reply));
   } else if (path == "/join") {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
@@ -202,7 +215,7 @@ void Api::handle_set(const Request& req, Reply reply) {
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key, value;
   if (j) key = string_field(*j, "key", false, &error);
-  if (key) value = string_field(*j, "value", true, &error);
+  if (key && !key_too_long(*key, &error)) value = string_field(*j, "value", true, &error);
   if (!value) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   propose(fsm::Command{fsm::CommandType::kSet, std::move(*key), std::move(*value)},
@@ -214,7 +227,7 @@ void Api::handle_delete(const Request& req, Reply reply) {
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key;
   if (j) key = string_field(*j, "key", false, &error);
-  if (!key) return reply(error_response(400, error));
+  if (!key || key_too_long(*key, &error)) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   propose(fsm::Command{fsm::CommandType::kDelete, std::move(*key), {}}, std::move(reply));
 }
@@ -245,9 +258,10 @@ void Api::propose(fsm::Command c, Reply reply) {
       });
 }
 
-void Api::handle_get(const std::map<std::string, std::string>& params, Reply reply) {
+void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
+  if (std::string error; key_too_long(k->second, &error)) return reply(error_response(400, error));
   std::string consistency = "linearizable";
   if (auto c = params.find("consistency"); c != params.end() && !c->second.empty())
     consistency = c->second;
@@ -261,6 +275,10 @@ void Api::handle_get(const std::map<std::string, std::string>& params, Reply rep
     return reply(
         error_response(400, "consistency must be \"linearizable\" (default) or \"stale\""));
   }
+  // A follower whose disk is full takes no new entries, so it cannot catch
+  // up to a current read index: the leader answers instead (a full leader
+  // has every committed entry and answers itself). docs/operations.md, "Disk full".
+  if (!req.forwarded && node_.status().no_space && route_to_leader(req, options_.commit_timeout_ms, reply)) return;
   // Thesis §6.4 ReadIndex: once the barrier is passed this node has applied
   // every write acknowledged before the request arrived. The map read is a
   // shared-lock lookup, cheap enough to do in the callback.
@@ -425,6 +443,7 @@ void Api::handle_status(Reply reply) {
                                 {"appliedIndex", st.applied_index},
                                 {"lastIndex", st.last_index},
                                 {"snapshotIndex", st.snapshot_index},
+                                {"noSpace", st.no_space},
                                 {"members", members}}));
 }
 

@@ -62,7 +62,7 @@ class Api {
  private:
   void handle_set(const Request& req, Reply reply);
   void handle_delete(const Request& req, Reply reply);
-  void handle_get(const std::map<std::string, std::string>& params, Reply reply);
+  void handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply);
   void handle_join(const Request& req, const std::map<std::string, std::string>& params,
                    Reply reply);
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,

@@ -1,13 +1,17 @@
 // Beast HTTP server: connections, keep-alive, limits, forwarding to the leader, and registration/join calls.
 #include "http/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
+#include <unordered_map>
 #include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
 #include <vector>
 
@@ -27,7 +31,9 @@
 #include <sys/socket.h>
 
 #include "http/address.h"
+#include "http/admission.h"
 #include "http/api.h"
+#include "http/limits.h"
 
 namespace ckv::http {
 
@@ -40,9 +46,40 @@ using tcp = asio::ip::tcp;
 using std::chrono::milliseconds;
 
 constexpr auto kUseAwaitable = asio::use_awaitable;
-constexpr uint32_t kMaxHeaderBytes = 1 << 20;
-// Answers from the leader echo at most a request body; anything far larger is not ours.
-constexpr uint64_t kMaxUpstreamBodyBytes = 64ull << 20;
+// A forwarded write's answer echoes its key and value as JSON, where one
+// byte can take six ("\u0001"); anything larger is not an answer of ours.
+constexpr uint64_t kJsonEscapeFactor = 6;
+constexpr uint64_t kUpstreamReplyOverheadBytes = uint64_t{64} << 10;
+// Answers to /join (registration, -join) are a few hundred bytes.
+constexpr uint64_t kMaxJoinReplyBytes = uint64_t{1} << 20;
+// Writing one response: the client must take it at least this fast.
+constexpr milliseconds kWriteTimeout{30'000};
+// Refusing a connection over a limit: the short answer must leave at once,
+// and only so many refusals run at a time (beyond that the socket is just
+// closed), so a flood of connections costs little more than the accepts.
+constexpr milliseconds kRefusalWriteTimeout{1'000};
+constexpr int kMaxConcurrentRefusals = 64;
+// After refusing a body (413): how long and how much of the rest to read
+// and drop so that the client sees the answer instead of a reset.
+constexpr milliseconds kDrainTimeout{2'000};
+constexpr size_t kMaxDrainBytes = size_t{16} << 20;
+// Waiting for the next request on a kept-alive connection reads this much at
+// most; the parser then takes the head from the buffer.
+constexpr size_t kFirstReadBytes = size_t{4} << 10;
+// The members' hosts (for the connection reserve, admission.h) follow the
+// membership this often; host names are resolved again at most this often.
+constexpr milliseconds kMemberHostsRefresh{1'000};
+constexpr std::chrono::seconds kMemberHostsReresolve{30};
+// Refused connections are logged on the first and then every this many.
+constexpr uint64_t kRefusalLogEvery = 1000;
+
+// The text form admission compares: IPv4-mapped IPv6 (a dual-stack
+// listener's view of an IPv4 client) as plain IPv4.
+std::string canonical_ip(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
 
 // Awaits a Node-style callback API. The callback runs on another thread (the
 // Raft thread), so the coroutine is resumed by posting to its own executor,
@@ -95,7 +132,7 @@ class UpstreamPool {
   }
 
  private:
-  // Well under the server's keep-alive timeout (kIdleTimeoutMs), so the
+  // Well under the server's keep-alive timeout (kDefaultIdleTimeoutMs), so the
   // other side does not close a connection just as we reuse it.
   static constexpr auto kMaxIdle = std::chrono::seconds(20);
   static constexpr size_t kMaxIdlePerAddress = 64;
@@ -120,9 +157,13 @@ class UpstreamPool {
 // One request to another node's API. kUnavailable: it cannot have been
 // processed (no connection, or nothing was sent); kTimeout: it was sent and
 // may have been. With a pool, a kept-alive connection is reused and kept.
+// source: the local address to connect from (this node's API host), so that
+// the leader sees a member's host and may use its reserved slots (admission.h).
 asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb method,
                                              std::string target, std::string body, bool forwarded,
-                                             milliseconds timeout, UpstreamPool* pool = nullptr) {
+                                             milliseconds timeout, uint64_t max_reply_bytes,
+                                             std::optional<asio::ip::address> source,
+                                             UpstreamPool* pool = nullptr) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   auto ex = co_await asio::this_coro::executor;
@@ -138,7 +179,22 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                                      asio::redirect_error(kUseAwaitable, ec));
     if (ec)
       co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
-    co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
+    ec = asio::error::host_not_found;
+    for (const auto& entry : endpoints) {
+      const tcp::endpoint ep = entry.endpoint();
+      beast::error_code ignored;
+      stream.socket().close(ignored);
+      stream.socket().open(ep.protocol(), ec);
+      if (ec) continue;
+      // Only where the kernel would route from it anyway: a loopback source
+      // cannot reach another machine, nor another family's address.
+      if (source && source->is_v4() == ep.address().is_v4() &&
+          source->is_loopback() == ep.address().is_loopback()) {
+        stream.socket().bind(tcp::endpoint(*source, 0), ignored);
+      }
+      co_await stream.async_connect(ep, asio::redirect_error(kUseAwaitable, ec));
+      if (!ec || ec == beast::error::timeout) break;
+    }
     if (ec)
       co_return Status(StatusCode::kUnavailable,
                        "cannot connect to " + address + ": " + ec.message());
@@ -162,7 +218,7 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
 
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(kMaxUpstreamBodyBytes);
+  parser.body_limit(max_reply_bytes);
   co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
   if (ec) co_return Status(StatusCode::kTimeout, "no answer from " + address + ": " + ec.message());
   UpstreamReply reply;
@@ -196,7 +252,16 @@ class HttpServer::Impl {
         self_(std::move(self)),
         options_(std::move(options)),
         api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms}),
-        acceptor_(ioc_) {}
+        admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
+                                   options_.member_connections}),
+        body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
+        acceptor_(ioc_) {
+    if (auto hp = parse_host_port(self_.api_address)) {
+      beast::error_code ec;
+      auto a = asio::ip::make_address(hp->host, ec);
+      if (!ec && !a.is_unspecified()) source_address_ = a;
+    }
+  }
 
   Status start();
   void join_via(std::string target) {
@@ -207,10 +272,22 @@ class HttpServer::Impl {
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(tcp::socket socket);
-  asio::awaitable<void> refuse(tcp::socket socket);
-  asio::awaitable<Response> forward(const Forward& f,
-                                    const bhttp::request<bhttp::string_body>& req);
+  // One served connection. Its strand alone touches it; evict() reaches it
+  // through connections_ by posting to that strand.
+  struct Connection {
+    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+    beast::tcp_stream stream;
+    bool busy = false;     // a request is being handled: never evicted
+    bool evicted = false;  // closed by evict(): what was read is not handled
+  };
+  asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip, Admission admitted);
+  // Closes the connection with this admission id if it is still waiting for
+  // a request (admission.h, "Eviction"). Any thread.
+  void evict(uint64_t id);
+  asio::awaitable<void> refuse(tcp::socket socket, Response answer);
+  asio::awaitable<void> member_hosts_loop();
+  bool is_member_host(const std::string& ip) const;
+  asio::awaitable<Response> forward(const Forward& f, bhttp::verb method, const Request& r);
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
   std::string join_target() const;
@@ -219,11 +296,24 @@ class HttpServer::Impl {
   const node::MemberInfo self_;
   const ServerOptions options_;
   Api api_;
+  // Declared before ioc_, so they outlive it: destroying the context destroys
+  // the coroutine frames still pending, whose guards release slots here.
+  ConnectionAdmission admission_;
+  BodyBudget body_budget_;
+  std::atomic<int> refusing_{0};            // refuse() coroutines running
+  std::atomic<uint64_t> refused_total_{0};  // connections refused since start
+  std::atomic<int> forwards_in_flight_{0};  // bounded by kMaxForwardsInFlight
+  std::optional<asio::ip::address> source_address_;  // this node's API host, if an IP
+  // Canonical IPs of the members' raft and API hosts (admission.h).
+  mutable std::mutex member_hosts_mu_;
+  std::set<std::string> member_hosts_;
+  // Served connections by admission id, for evict().
+  std::mutex connections_mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections_;
   asio::io_context ioc_;
   UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
-  std::atomic<int> connections_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> registering_{false};  // one registration request at a time
   int register_failures_ = 0;             // only touched by register_once, one at a time
@@ -250,6 +340,7 @@ Status HttpServer::Impl::start() {
     return Status(StatusCode::kIo,
                   "cannot listen on " + options_.listen_address + ": " + ec.message());
   asio::co_spawn(ioc_, accept_loop(), asio::detached);
+  asio::co_spawn(ioc_, member_hosts_loop(), asio::detached);
   for (int i = 0; i < std::max(1, options_.threads); ++i)
     threads_.emplace_back([this] { ioc_.run(); });
   return Status::ok();
@@ -282,12 +373,100 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
       co_await t.async_wait(asio::redirect_error(kUseAwaitable, ec));
       continue;
     }
-    if (connections_.load() >= kMaxConnections) {
-      asio::co_spawn(strand, refuse(std::move(socket)), asio::detached);
-    } else {
-      ++connections_;
-      asio::co_spawn(strand, session(std::move(socket)), asio::detached);
+    const tcp::endpoint remote = socket.remote_endpoint(ec);
+    if (ec) continue;  // already gone; the socket closes here
+    std::string ip = canonical_ip(remote.address());
+    const Admission admitted = admission_.admit(ip, is_member_host(ip));
+    const Admitted pool = admitted.pool;
+    if (pool == Admitted::kClient || pool == Admitted::kMember) {
+      // Registered before the session runs, so that it can be evicted from
+      // the start; the victim's slot frees once its session ends.
+      auto conn = std::make_shared<Connection>(std::move(socket));
+      {
+        std::lock_guard lock(connections_mu_);
+        connections_.emplace(admitted.id, conn);
+      }
+      if (admitted.evict != 0) evict(admitted.evict);
+      asio::co_spawn(strand, session(std::move(conn), std::move(ip), admitted), asio::detached);
+      continue;
     }
+    const std::string why =
+        pool == Admitted::kRefusedTotal
+            ? "too many connections (limit " + std::to_string(options_.max_connections) +
+                  ", -http-max-connections)"
+            : "too many connections from " + ip + " (limit " +
+                  std::to_string(options_.max_connections_per_ip) +
+                  " per address, -http-max-connections-per-ip)";
+    if (const uint64_t n = refused_total_++; n % kRefusalLogEvery == 0)
+      spdlog::warn("http: refusing a connection from {}: {} ({} refused so far)", ip, why, n + 1);
+    if (refusing_.fetch_add(1) < kMaxConcurrentRefusals) {
+      asio::co_spawn(strand, refuse(std::move(socket), error_response(503, why)), asio::detached);
+    } else {
+      --refusing_;
+      socket.close(ec);
+    }
+  }
+}
+
+void HttpServer::Impl::evict(uint64_t id) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard lock(connections_mu_);
+    if (auto it = connections_.find(id); it != connections_.end()) conn = it->second.lock();
+  }
+  if (!conn) return;  // ended meanwhile: its slot is free already
+  asio::post(conn->stream.get_executor(), [conn] {
+    // On the connection's strand: either its request head completed first
+    // (busy: keep it; it waits again later and can be evicted then) or the
+    // session sees `evicted` before handling anything it read.
+    if (conn->busy) return;
+    conn->evicted = true;
+    conn->stream.close();
+  });
+}
+
+bool HttpServer::Impl::is_member_host(const std::string& ip) const {
+  std::lock_guard lock(member_hosts_mu_);
+  return member_hosts_.count(ip) > 0;
+}
+
+asio::awaitable<void> HttpServer::Impl::member_hosts_loop() {
+  asio::steady_timer timer(ioc_);
+  tcp::resolver resolver(ioc_);
+  std::set<std::string> addresses;  // the members' host:port strings last resolved
+  auto resolved_at = std::chrono::steady_clock::time_point();
+  while (!stopping_) {
+    std::set<std::string> now;
+    for (const node::MemberStatus& m : node_.status().members) {
+      if (!m.info.raft_address.empty()) now.insert(m.info.raft_address);
+      if (!m.info.api_address.empty()) now.insert(m.info.api_address);
+    }
+    if (now != addresses || std::chrono::steady_clock::now() - resolved_at > kMemberHostsReresolve) {
+      std::set<std::string> hosts;
+      for (const std::string& address : now) {
+        auto hp = parse_host_port(address);
+        if (!hp) continue;
+        beast::error_code ec;
+        const auto literal = asio::ip::make_address(hp->host, ec);
+        if (!ec) {
+          hosts.insert(canonical_ip(literal));
+          continue;
+        }
+        auto results = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
+                                                       asio::redirect_error(kUseAwaitable, ec));
+        if (ec) continue;  // tried again at the next change or re-resolve
+        for (const auto& r : results) hosts.insert(canonical_ip(r.endpoint().address()));
+      }
+      {
+        std::lock_guard lock(member_hosts_mu_);
+        member_hosts_ = std::move(hosts);
+      }
+      addresses = std::move(now);
+      resolved_at = std::chrono::steady_clock::now();
+    }
+    beast::error_code ec;
+    timer.expires_after(kMemberHostsRefresh);
+    co_await timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
   }
 }
 
@@ -312,10 +491,9 @@ BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
 // client still sending its (refused) body may then never see our answer.
 // So: stop sending, read and drop what still comes, bounded in time and bytes.
 asio::awaitable<void> drain_and_close(beast::tcp_stream& stream) {
-  constexpr size_t kMaxDrainBytes = 16 << 20;
   beast::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.expires_after(milliseconds(2000));
+  stream.expires_after(kDrainTimeout);
   std::vector<char> sink(64 * 1024);
   for (size_t total = 0; !ec && total < kMaxDrainBytes;) {
     total += co_await stream.async_read_some(asio::buffer(sink),
@@ -326,22 +504,35 @@ asio::awaitable<void> drain_and_close(beast::tcp_stream& stream) {
 
 }  // namespace
 
-asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket) {
+asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket, Response answer) {
+  struct Running {
+    std::atomic<int>& n;
+    ~Running() { --n; }
+  } running{refusing_};
   beast::tcp_stream stream(std::move(socket));
-  stream.expires_after(milliseconds(kIoTimeoutMs));
+  stream.expires_after(kRefusalWriteTimeout);
   beast::error_code ec;
-  auto res = to_beast(error_response(503, "too many connections"), 11, false);
+  auto res = to_beast(answer, 11, false);
   co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
+asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn, std::string ip,
+                                                Admission admitted) {
+  const Admitted pool = admitted.pool;
   // Releases the connection slot however the coroutine ends.
   struct Slot {
-    std::atomic<int>& n;
-    ~Slot() { --n; }
-  } slot{connections_};
-  beast::tcp_stream stream(std::move(socket));
+    Impl& server;
+    uint64_t id;
+    ~Slot() {
+      {
+        std::lock_guard lock(server.connections_mu_);
+        server.connections_.erase(id);
+      }
+      server.admission_.release(id);
+    }
+  } slot{*this, admitted.id};
+  beast::tcp_stream& stream = conn->stream;
   beast::flat_buffer buffer;
   beast::error_code ec;
   auto too_large = [this] {
@@ -351,22 +542,43 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
   };
   auto send = [&](const Response& r, unsigned version, bool keep_alive) -> asio::awaitable<bool> {
     auto res = to_beast(r, version, keep_alive);
-    stream.expires_after(milliseconds(kIoTimeoutMs));
+    stream.expires_after(kWriteTimeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
     co_return !ec && keep_alive;
   };
 
-  for (;;) {
+  for (bool first = true;; first = false) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(options_.max_body_bytes);
-    // Keys travel in the URL of /get: allow what Go's http.Server allows
-    // (1 MiB of headers), not Beast's 8 KiB, so any key written can be read.
-    parser.header_limit(kMaxHeaderBytes);
-    stream.expires_after(milliseconds(kIdleTimeoutMs));
+    // Keys travel in the URL of /get: room for the longest key URL-encoded
+    // (limits.h), not Beast's 8 KiB, so any key written can be read.
+    parser.header_limit(kMaxRequestHeadBytes);
+    if (!first) {
+      // Evictable again (admission.h) until the next request head is in.
+      conn->busy = false;
+      admission_.waiting(admitted.id);
+    }
+    if (!first && buffer.size() == 0) {
+      // Kept alive between requests: idle until the next one starts.
+      stream.expires_after(milliseconds(options_.idle_timeout_ms));
+      const size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
+                                                       asio::redirect_error(kUseAwaitable, ec));
+      buffer.commit(n);
+      if (ec) break;  // idle timeout, or the client closed: nothing to answer
+    }
+    // One deadline for the whole head, however it trickles in (slowloris):
+    // for a first request it runs from accept, so connecting and sending
+    // nothing does not hold a slot for the idle timeout either. On expiry
+    // Beast closes the socket; there is no one worth answering.
+    stream.expires_after(milliseconds(options_.header_timeout_ms));
     co_await bhttp::async_read_header(stream, buffer, parser,
                                       asio::redirect_error(kUseAwaitable, ec));
-    if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof)
+    if (ec == beast::error::timeout) {
+      spdlog::debug("http: closing a connection from {}: no complete request head within {} ms",
+                    ip, options_.header_timeout_ms);
       break;
+    }
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn->evicted) break;
     // Beast already refuses a Content-Length over the limit here, before
     // reading the body (the client may be waiting for "100 Continue").
     if (ec == bhttp::error::body_limit) {
@@ -376,22 +588,64 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     }
     if (ec) {
       if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-        const unsigned status = ec == bhttp::error::header_limit ? 431 : 400;
-        (void)co_await send(error_response(status, "malformed HTTP request: " + ec.message()), 11,
-                            false);
+        if (ec == bhttp::error::header_limit) {
+          (void)co_await send(
+              error_response(431, "request line and headers over the limit of " +
+                                      std::to_string(kMaxRequestHeadBytes) +
+                                      " bytes (room for the longest key, " +
+                                      std::to_string(kMaxKeyBytes) + " bytes, URL-encoded)"),
+              11, false);
+        } else {
+          (void)co_await send(error_response(400, "malformed HTTP request: " + ec.message()), 11,
+                              false);
+        }
       }
       break;
     }
     const unsigned version = parser.get().version();
+    const bool forwarded = parser.get().find(kForwardedHeader) != parser.get().end();
+    // A reserved slot (admission.h) serves forwarded requests only: anyone
+    // else from a member's host would be taking the members' capacity.
+    if (pool == Admitted::kMember && !forwarded) {
+      (void)co_await send(error_response(503, "too many connections (limit " +
+                                                  std::to_string(options_.max_connections) +
+                                                  ", -http-max-connections)"),
+                          version, false);
+      co_await drain_and_close(stream);
+      co_return;
+    }
+    // The body budget (admission.h), taken before the body is read (or
+    // "100 Continue" invites it) and given back once this request is answered.
+    uint64_t budgeted = 0;
+    if (!parser.is_done() && !(forwarded && is_member_host(ip))) {
+      const uint64_t declared = parser.content_length().value_or(options_.max_body_bytes);
+      if (!body_budget_.try_take(declared)) {
+        (void)co_await send(
+            error_response(503, "too many request bytes in flight (limit " +
+                                    std::to_string(body_budget_.limit_bytes()) + " bytes); retry"),
+            version, false);
+        co_await drain_and_close(stream);
+        co_return;
+      }
+      budgeted = declared;
+    }
+    struct Budgeted {
+      BodyBudget& budget;
+      uint64_t bytes;
+      ~Budgeted() {
+        if (bytes > 0) budget.give_back(bytes);
+      }
+    } budgeted_guard{body_budget_, budgeted};
     if (auto it = parser.get().find(bhttp::field::expect);
         it != parser.get().end() && beast::iequals(it->value(), "100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-      stream.expires_after(milliseconds(kIoTimeoutMs));
+      stream.expires_after(kWriteTimeout);
       co_await bhttp::async_write(stream, cont, asio::redirect_error(kUseAwaitable, ec));
       if (ec) break;
     }
     if (!parser.is_done()) {
-      stream.expires_after(milliseconds(kIoTimeoutMs));
+      // One deadline for the whole body, like the head's.
+      stream.expires_after(milliseconds(options_.body_timeout_ms));
       co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
       if (ec == bhttp::error::body_limit) {  // chunked: the size shows only while reading
         (void)co_await send(too_large(), version, false);
@@ -406,14 +660,20 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
         break;
       }
     }
-    const bhttp::request<bhttp::string_body>& req = parser.get();
+    // The request is all in: from here the server works and the client
+    // waits, so the connection may no longer be evicted (admission.h).
+    // Evicted just now: what was read is not handled.
+    if (conn->evicted) break;
+    conn->busy = true;
+    admission_.busy(admitted.id);
+    bhttp::request<bhttp::string_body>& req = parser.get();
     const bool keep_alive = req.keep_alive();
 
     Request r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
-    r.body = req.body();
-    r.forwarded = req.find(kForwardedHeader) != req.end();
+    r.body = std::move(req.body());  // moved, not copied: the budget counts it once
+    r.forwarded = forwarded;
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     stream.expires_never();
@@ -421,7 +681,7 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
         [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
     Response response;
     if (auto* f = std::get_if<Forward>(&outcome)) {
-      response = co_await forward(*f, req);
+      response = co_await forward(*f, req.method(), r);
     } else {
       response = std::move(std::get<Response>(outcome));
     }
@@ -430,12 +690,26 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
-asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
-                                                    const bhttp::request<bhttp::string_body>& req) {
+asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::verb method,
+                                                    const Request& r) {
+  // Each forward holds a connection to the leader, which reserves only so
+  // many slots for members (admission.h): beyond that, refuse here.
+  const int before = forwards_in_flight_.fetch_add(1);
+  struct InFlight {
+    std::atomic<int>& n;
+    ~InFlight() { --n; }
+  } in_flight{forwards_in_flight_};
+  if (before >= kMaxForwardsInFlight) {
+    co_return error_response(503, "too many requests are being forwarded to the leader (limit " +
+                                      std::to_string(kMaxForwardsInFlight) + "); retry");
+  }
   // The leader's API address comes from the replicated membership, so this
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
-  auto up = co_await fetch(f.api_address, req.method(), std::string(req.target()), req.body(), true,
-                           milliseconds(f.timeout_ms), &upstreams_);
+  const uint64_t max_reply_bytes =
+      kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
+  auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
+                           milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
+                           &upstreams_);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,
@@ -449,12 +723,12 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f,
     // The node we took for the leader is not (any more): a leader change is under way.
     co_return error_response(503, "leadership is changing; retry");
   }
-  Response r;
-  r.status = up->status;
-  r.body = std::move(up->body);
-  if (!up->retry_after.empty()) r.headers.emplace_back("Retry-After", up->retry_after);
-  r.headers.emplace_back("X-Ckv-Leader", f.api_address);
-  co_return r;
+  Response answer;
+  answer.status = up->status;
+  answer.body = std::move(up->body);
+  if (!up->retry_after.empty()) answer.headers.emplace_back("Retry-After", up->retry_after);
+  answer.headers.emplace_back("X-Ckv-Leader", f.api_address);
+  co_return answer;
 }
 
 std::string HttpServer::Impl::join_target() const {
@@ -469,7 +743,8 @@ void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
 
 asio::awaitable<void> HttpServer::Impl::register_once(std::string leader_api_address) {
   auto up = co_await fetch(leader_api_address, bhttp::verb::post, join_target(), "", false,
-                           milliseconds(options_.join_timeout_ms + 2000));
+                           milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
+                           source_address_);
   if (up.is_ok() && up->status == 200) {
     spdlog::info("registered API address {} with the leader at {}", self_.api_address,
                  leader_api_address);
@@ -494,7 +769,8 @@ asio::awaitable<void> HttpServer::Impl::join_loop(std::string target) {
       co_return;
     }
     auto up = co_await fetch(target, bhttp::verb::post, join_target(), "", false,
-                             milliseconds(options_.join_timeout_ms + 2000));
+                             milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
+                             source_address_);
     if (up.is_ok() && up->status == 200) {
       spdlog::info("joined the cluster via {}", target);
       co_return;

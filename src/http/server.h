@@ -26,10 +26,38 @@
 
 namespace ckv::http {
 
-inline constexpr uint64_t kDefaultMaxBodyBytes = 3 << 19;  // 1.5 MiB
-inline constexpr int kMaxConnections = 1024;               // more are answered 503 and closed
-inline constexpr int kIdleTimeoutMs = 60'000;              // keep-alive: close an idle connection
-inline constexpr int kIoTimeoutMs = 30'000;  // reading one request body, writing one response
+inline constexpr uint64_t kDefaultMaxBodyBytes = 3 << 19;  // 1.5 MiB, etcd's request limit
+
+// Connection limits (flags in kvnode; docs/api.md "Limits"). A slow or idle
+// client holds a slot, so every wait has a deadline and every pool a size.
+//
+// Outside clients' connections served at once; more are answered 503 and closed.
+inline constexpr int kDefaultMaxConnections = 1024;
+// Share of those one source address may hold. Benchmarks (bench/, wrk with
+// 256 connections) and every test run from 127.0.0.1, so half the pool:
+// one address cannot take all of it, and loopback load tests still fit.
+inline constexpr int kDefaultMaxConnectionsPerIp = 512;
+// Reserved, beyond kDefaultMaxConnections, for requests other members
+// forward (admission.h): a follower's writes keep working while outside
+// clients fill the pool. Matches kMaxForwardsInFlight, what one follower sends.
+inline constexpr int kDefaultMemberConnections = 256;
+// The whole request head (request line and headers) must arrive within this
+// from its first byte (from accept for a connection's first request), however
+// slowly it trickles in: a byte a second does not keep a slot (slowloris).
+inline constexpr int kDefaultHeaderTimeoutMs = 10'000;
+// Keep-alive: a connection with no request for this long is closed.
+inline constexpr int kDefaultIdleTimeoutMs = 60'000;
+// The whole request body must arrive within this once its head has
+// (1.5 MiB in 30 s is 52 KB/s).
+inline constexpr int kDefaultBodyTimeoutMs = 30'000;
+// Request body bytes all connections together may hold (admission.h,
+// BodyBudget); at least -max-body-bytes, so one largest request always fits.
+// Forwarded requests from members' hosts are not counted: they are bounded
+// by the forwarding node's kMaxForwardsInFlight.
+inline constexpr uint64_t kDefaultMaxBufferedBodyBytes = uint64_t{256} << 20;
+// Requests one node forwards to the leader at once; more are answered 503
+// instead of opening ever more connections to it.
+inline constexpr int kMaxForwardsInFlight = 256;
 
 struct ServerOptions {
   std::string listen_address;  // host:port; also what this node registers as its API address
@@ -37,6 +65,12 @@ struct ServerOptions {
   int commit_timeout_ms = 5000;  // writes and linearizable reads
   int join_timeout_ms = 30000;   // until a joining member is a voter (it may need a snapshot first)
   int threads = 2;
+  int max_connections = kDefaultMaxConnections;
+  int max_connections_per_ip = kDefaultMaxConnectionsPerIp;
+  int member_connections = kDefaultMemberConnections;
+  int header_timeout_ms = kDefaultHeaderTimeoutMs;
+  int idle_timeout_ms = kDefaultIdleTimeoutMs;
+  int body_timeout_ms = kDefaultBodyTimeoutMs;
 };
 
 class HttpServer {

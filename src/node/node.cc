@@ -3,7 +3,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,6 +24,7 @@
 #include "node/member_info.h"
 #include "node/write_waiters.h"
 #include "raft/raft.h"
+#include "storage/dir_lock.h"
 #include "storage/log_store.h"
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
@@ -38,7 +39,15 @@ using raft::Index;
 
 constexpr char kIdentityKey[] = "identity";
 constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
-constexpr char kIncomingSnapshot[] = "snapshot-incoming.tmp";
+constexpr char kReserveFileName[] = "space-reserve";
+// A persist that failed for want of space is retried after this, doubling
+// up to the maximum: often enough to resume soon after space returns.
+constexpr int kPersistRetryInitialMs = 10;
+constexpr int kPersistRetryMaxMs = 1000;
+// How often a node that is out of space checks whether space returned.
+constexpr int kSpaceCheckIntervalMs = 500;
+// After a failed snapshot (e.g. no space for the file), wait this long before trying again.
+constexpr int kSnapshotRetryMs = 5000;
 
 Status from_raft_error(raft::Error e) {
   switch (e) {
@@ -59,32 +68,30 @@ Status from_raft_error(raft::Error e) {
 
 Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
 
-// A new data dir's incarnation: 128 random bits as 32 lowercase hex chars.
-Result<std::string> new_incarnation() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status(StatusCode::kIo, "getrandom failed: " + std::string(std::strerror(errno)));
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
-  return out;
-}
 
 uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
-  // could acknowledge what a crash would lose. Stop instead (etcd does too).
-  spdlog::critical("storage failure, stopping: {}", s.to_string());
-  std::abort();
+  // could acknowledge what a crash would lose. Stop instead (etcd does too),
+  // with the cause and a non-zero exit: a full disk never gets here (see
+  // node.h, "Disk full"). _Exit, not exit: other threads are still running,
+  // and what is durable is durable already.
+  spdlog::critical("storage failure, stopping: {} (see docs/operations.md, \"Storage errors\")", s.to_string());
+  if (auto logger = spdlog::default_logger()) logger->flush();
+  std::_Exit(kExitStorageFailure);
+}
+
+Status no_space_status(const std::string& dir) {
+  return Status(StatusCode::kNoSpace, "no space left on device in data dir " + dir +
+                                          ": writes are refused until space is freed (reads still work)");
+}
+
+// Free bytes for unprivileged writers on dir's filesystem; nullopt if unknown.
+std::optional<uint64_t> free_bytes(const std::string& dir) {
+  struct statvfs vfs{};
+  if (::statvfs(dir.c_str(), &vfs) != 0) return std::nullopt;
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
 }
 
 }  // namespace
@@ -107,8 +114,12 @@ class Node::Impl {
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
-    return status_;
+    NodeStatus s = status_;
+    s.no_space = no_space_flag_.load();
+    return s;
   }
+
+  const std::string& incarnation() const { return meta_.incarnation; }
 
   fsm::KvStateMachine fsm_;
 
@@ -125,10 +136,25 @@ class Node::Impl {
     DoneCallback cb;
   };
 
+  // Which parts of one Ready's persist are durable already, so that a
+  // retry after ENOSPC redoes only the rest (adopting twice would fail).
+  struct PersistProgress {
+    bool snapshot_adopted = false;
+  };
+
   void run();
   void step(const raft::Message& m);
   void handle_ready();
-  void persist(const raft::Ready& rd);
+  void finish_ready(raft::Ready& rd);
+  Status persist(const raft::Ready& rd, PersistProgress& progress);
+  void step_message(const raft::Message& m);
+  // Disk full (node.h): enter the mode (releasing the reserve: true if it
+  // was held), retry a held Ready, leave the mode once space returns.
+  bool enter_no_space(const Status& cause);
+  void retry_held_ready();
+  void check_space();
+  Status create_reserve();
+  Status check_initial_state(const raft::InitialState& init) const;
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
   void apply(const raft::Ready& rd);
   void apply_entry(const raft::Entry& e);
@@ -137,6 +163,7 @@ class Node::Impl {
   void maybe_start_snapshot();
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
+  void update_unknown_sender_policy();
   void publish_status();
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
@@ -145,6 +172,8 @@ class Node::Impl {
   void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
+  // Leader only: the most caught-up voter that answered recently (kNoNode if none).
+  raft::NodeId best_transfer_target() const;
   void register_api_address();
   void track_active_voters();
   bool recently_active(raft::NodeId id, Clock::time_point now) const;
@@ -160,6 +189,7 @@ class Node::Impl {
   storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
   bool temp_dir_ = false;
+  std::unique_ptr<storage::DirLock> dir_lock_;  // held until the Node is destroyed
   std::unique_ptr<storage::LogStore> store_;
   std::unique_ptr<raft::Raft> raft_;
 
@@ -182,6 +212,7 @@ class Node::Impl {
   uint64_t synced_membership_version_ = 0;
   uint64_t synced_applied_membership_version_ = 0;
   std::set<raft::NodeId> peers_;  // registered with the transport
+  std::optional<bool> accepting_unknown_senders_;  // what the transport was last told
   // Leader only: when each voter last showed as recent_active in the core's
   // progress (strict reconfiguration); cleared on losing leadership.
   std::map<raft::NodeId, Clock::time_point> last_active_;
@@ -190,6 +221,20 @@ class Node::Impl {
   bool snapshot_in_progress_ = false;
   std::thread snapshot_thread_;
   int incoming_fd_ = -1;
+  Clock::time_point next_snapshot_attempt_{};
+  // A local snapshot that finished while a Ready was held: completed after.
+  std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
+
+  // Disk full (node.h, "Disk full"). Raft-thread state, except the flag.
+  bool no_space_ = false;
+  std::atomic<bool> no_space_flag_{false};  // for status()
+  bool reserve_held_ = false;
+  std::optional<raft::Ready> held_;  // persist failed for want of space; retried, never skipped
+  PersistProgress held_progress_;
+  int persist_backoff_ms_ = kPersistRetryInitialMs;
+  Clock::time_point next_persist_retry_{};
+  Clock::time_point next_space_check_{};
+  uint64_t dropped_for_space_ = 0;  // entry/snapshot messages shed while out of space
 
   mutable std::mutex status_mu_;
   NodeStatus status_;
@@ -224,47 +269,76 @@ Status Node::Impl::open() {
   std::filesystem::create_directories(data_dir_, ec);
   if (ec) return Status(StatusCode::kIo, data_dir_ + ": cannot create data dir: " + ec.message());
 
-  auto store = storage::LogStore::open(data_dir_, storage::LogStoreOptions{uint64_t{64} << 30, !opts_.in_memory});
+  // The lock first: nothing below may run while another process uses the dir.
+  auto lock = storage::DirLock::acquire(data_dir_);
+  if (!lock.is_ok()) return lock.status();
+  dir_lock_ = std::move(lock).value();
+  if (Status st = storage::remove_stale_temp_files(data_dir_); !st.is_ok()) return st;
+
+  auto meta = storage::read_node_meta(data_dir_);
+  if (!meta.is_ok()) {
+    return Status(meta.status().code(),
+                  meta.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
+  }
+  if (meta.value() && meta.value()->name != opts_.name) {
+    return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + meta.value()->name + "', not '" +
+                                             opts_.name + "' (pass -id " + meta.value()->name + ")");
+  }
+  auto latest = storage::find_latest_snapshot(data_dir_);
+  if (!latest.is_ok()) return latest.status();
+
+  storage::LogStoreOptions store_options;
+  store_options.sync = !opts_.in_memory;
+  // node_meta is written after the log store is created, and snapshots only
+  // exist beside a log: either one means the log store held this member's state.
+  store_options.expect_existing = meta.value().has_value() || latest.value().has_value();
+  auto store = storage::LogStore::open(data_dir_, store_options);
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
 
   auto identity = store_->get_meta(kIdentityKey);
   if (!identity.is_ok()) return identity.status();
-  auto meta = storage::read_node_meta(data_dir_);
-  if (!meta.is_ok()) return meta.status();
-  if (meta.value()) {
-    if (meta.value()->name != opts_.name) {
-      return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + meta.value()->name + "', not '" +
-                                               opts_.name + "' (pass -id " + meta.value()->name + ")");
-    }
-    meta_ = *meta.value();
-  } else {
-    // Made once with the data dir (for a dir from before incarnations
-    // existed, now): a wiped dir gets a new one, so it cannot pass for the
-    // member it used to be (transport.h).
-    auto inc = new_incarnation();
-    if (!inc.is_ok()) return inc.status();
-    meta_ = storage::NodeMeta{opts_.name, inc.value()};
-    if (Status st = storage::write_node_meta(data_dir_, meta_); !st.is_ok()) return st;
-  }
   if (identity.value() && *identity.value() != opts_.name) {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
                                              "', not '" + opts_.name + "' (pass -id " + *identity.value() + ")");
   }
+  // After the log store exists (see expect_existing above), and before a
+  // bootstrap records this member with its incarnation. A data dir from
+  // before node_meta existed gets its incarnation now: the cluster never
+  // knew one for it, so a new one identifies it from here on.
+  if (meta.value()) {
+    meta_ = *meta.value();
+  } else {
+    auto incarnation = storage::new_incarnation();
+    if (!incarnation.is_ok()) return incarnation.status();
+    meta_ = storage::NodeMeta{opts_.name, incarnation.value()};
+    if (Status st = storage::write_node_meta(data_dir_, meta_); !st.is_ok()) return st;
+    if (identity.value()) {
+      spdlog::info("data dir {} had no node_meta (made by an older version): created it with incarnation {}",
+                   data_dir_, meta_.incarnation);
+    } else {
+      spdlog::info("new data dir {}: incarnation {}", data_dir_, meta_.incarnation);
+    }
+  }
 
   auto hs = store_->load_hard_state();
   if (!hs.is_ok()) return hs.status();
+  if (store_->legacy_hard_state_migrated()) {
+    spdlog::info("{}: rewrote the hard state record in the checksummed format", store_->path());
+  }
   auto entries = store_->load_entries();
   if (!entries.is_ok()) return entries.status();
-  auto latest = storage::find_latest_snapshot(data_dir_);
-  if (!latest.is_ok()) return latest.status();
 
   raft::InitialState init;
   init.hard_state = hs.value();
   init.entries = std::move(entries).value();
   if (latest.value()) {
     auto loaded = storage::read_snapshot_file(*latest.value());
-    if (!loaded.is_ok()) return loaded.status();  // never fall back silently: the log behind it is gone
+    if (!loaded.is_ok()) {
+      // Never fall back silently: the log behind it is gone.
+      return Status(loaded.status().code(),
+                    loaded.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
+    }
     init.snapshot = loaded.value().meta;
     set_applied_membership(init.snapshot.membership);
     fsm_.restore(std::move(loaded.value().map), init.snapshot.index);
@@ -306,6 +380,19 @@ Status Node::Impl::open() {
   if (!identity.value()) {
     if (Status st = store_->put_meta(kIdentityKey, opts_.name); !st.is_ok()) return st;
   }
+  if (Status st = check_initial_state(init); !st.is_ok()) return st;
+
+  if (!opts_.in_memory && opts_.space_reserve_bytes > 0) {
+    if (Status st = create_reserve(); st.code() == StatusCode::kNoSpace) {
+      // A restart on a full disk must not fail: start refusing writes.
+      spdlog::warn("no space for the {}-byte space reserve ({}): starting with writes refused until space is freed",
+                   opts_.space_reserve_bytes, st.message());
+      no_space_ = true;
+      no_space_flag_ = true;
+    } else if (!st.is_ok()) {
+      return st;
+    }
+  }
 
   raft::Options ro;
   ro.id = id_;
@@ -331,9 +418,7 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
-  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step(m); }); });
-  // A node with no configuration yet must hear the leader that adds it.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
+  transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
 }
@@ -353,10 +438,26 @@ void Node::Impl::stop() {
   if (incoming_fd_ >= 0) ::close(incoming_fd_);
   incoming_fd_ = -1;
   store_.reset();
+  dir_lock_.reset();  // nothing writes the data dir any more
   if (temp_dir_) {
     std::error_code ec;
     std::filesystem::remove_all(data_dir_, ec);
   }
+}
+
+raft::NodeId Node::Impl::best_transfer_target() const {
+  raft::NodeId best = raft::kNoNode;
+  Index best_match = 0;
+  if (raft_->role() != raft::StateRole::kLeader) return best;
+  for (raft::NodeId v : raft_->membership().voters()) {
+    if (v == id_) continue;
+    auto pr = raft_->progress(v);
+    if (pr && pr->recent_active && pr->match >= best_match) {
+      best = v;
+      best_match = pr->match;
+    }
+  }
+  return best;
 }
 
 void Node::Impl::hand_off_leadership() {
@@ -366,16 +467,11 @@ void Node::Impl::hand_off_leadership() {
   auto started = std::make_shared<std::promise<bool>>();
   std::future<bool> transferring = started->get_future();
   post([this, started] {
-    raft::NodeId best = raft::kNoNode;
-    Index best_match = 0;
-    for (raft::NodeId v : raft_->membership().voters()) {
-      if (v == id_) continue;
-      auto pr = raft_->progress(v);
-      if (pr && pr->recent_active && pr->match >= best_match) {
-        best = v;
-        best_match = pr->match;
-      }
+    if (held_) {  // the core may not be called until the held Ready is persisted
+      started->set_value(false);
+      return;
     }
+    const raft::NodeId best = best_transfer_target();
     const bool ok = best != raft::kNoNode && raft_->role() == raft::StateRole::kLeader &&
                     raft_->transfer_leadership(best) == raft::Error::kOk;
     if (ok) spdlog::info("leader stopping: transferring leadership to {}", best);
@@ -404,7 +500,8 @@ void Node::Impl::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_tick, [&] { return stopping_ || !tasks_.empty(); });
+      const auto wake = held_ ? std::min(next_tick, next_persist_retry_) : next_tick;
+      cv_.wait_until(lock, wake, [&] { return stopping_ || !tasks_.empty(); });
       if (stopping_) break;
       batch.swap(tasks_);
     }
@@ -412,14 +509,32 @@ void Node::Impl::run() {
     // the next Ready together: one sync for the whole batch.
     for (auto& fn : batch) fn();
     batch.clear();
+    if (held_) {
+      // raft.h: between ready() and advance() nothing else may touch the
+      // core, so its clock stands still; waiters still time out.
+      if (Clock::now() >= next_tick) {
+        on_tick();
+        next_tick = Clock::now() + tick;
+      }
+      if (Clock::now() >= next_persist_retry_) retry_held_ready();
+      if (held_) continue;
+    }
     if (Clock::now() >= next_tick) {
       raft_->tick();
       on_tick();
       next_tick += tick;
       if (next_tick < Clock::now()) next_tick = Clock::now() + tick;  // we fell behind: do not spin
     }
-    while (raft_->has_ready()) handle_ready();
+    while (!held_ && raft_->has_ready()) handle_ready();
+    if (held_) continue;
+    if (pending_snapshot_) {
+      auto file = std::move(*pending_snapshot_);
+      pending_snapshot_.reset();
+      finish_snapshot(std::move(file));
+    }
+    check_space();
     sync_peers();
+    update_unknown_sender_policy();
     track_active_voters();
     register_api_address();
     progress_member_changes();
@@ -458,40 +573,236 @@ void Node::Impl::handle_ready() {
   // 1. A leader's appends go out first, so followers write to their disks
   // while the leader writes to its own (thesis §10.2.1; raft.h says which).
   send_messages(rd.messages, 0, rd.early_messages);
-  persist(rd);  // 2. durable before anything that depends on it (§5.2, Figure 2)
+  // 2. durable before anything that depends on it (§5.2, Figure 2).
+  PersistProgress progress;
+  Status s = persist(rd, progress);
+  if (s.code() == StatusCode::kNoSpace && enter_no_space(s)) s = persist(rd, progress);
+  if (!s.is_ok()) {
+    // Still no space: keep this Ready and retry it; it is never skipped.
+    spdlog::warn("cannot persist ({}): retrying with backoff; the node pauses Raft until it succeeds",
+                 s.message());
+    held_ = std::move(rd);
+    held_progress_ = progress;
+    persist_backoff_ms_ = kPersistRetryInitialMs;
+    next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
+    return;
+  }
+  finish_ready(rd);
+}
+
+void Node::Impl::finish_ready(raft::Ready& rd) {
   send_messages(rd.messages, rd.early_messages, rd.messages.size());  // 3.
   apply(rd);           // 4.
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
 }
 
-void Node::Impl::persist(const raft::Ready& rd) {
-  const std::string incoming = data_dir_ + "/" + kIncomingSnapshot;
-  for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
-    if (c.offset == 0 || incoming_fd_ < 0) {
+Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
+  // Every step may be redone after a failure: chunks are written at their
+  // offsets, adoption is recorded in progress, and a failed LogStore
+  // transaction leaves nothing behind.
+  const std::string incoming = data_dir_ + "/" + storage::kIncomingSnapshotName;
+  auto io_failure = [&](const char* what) {
+    const int err = errno;
+    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                  incoming + ": " + what + ": " + std::strerror(err));
+  };
+  if (!progress.snapshot_adopted) {
+    for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
+      if (c.offset == 0 || incoming_fd_ < 0) {
+        if (incoming_fd_ >= 0) ::close(incoming_fd_);
+        // Truncate only when a transfer starts at 0; a retry or a later chunk keeps what is there.
+        const int trunc = c.offset == 0 ? O_TRUNC : 0;
+        incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | trunc | O_CLOEXEC, 0644);
+        if (incoming_fd_ < 0) {
+          Status st = io_failure("open");
+          if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
+          return st;
+        }
+      }
+      size_t done = 0;
+      while (done < c.data.size()) {
+        const ssize_t n = ::pwrite(incoming_fd_, c.data.data() + done, c.data.size() - done,
+                                   static_cast<off_t>(c.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          Status st = io_failure("write");
+          if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
+          return st;
+        }
+        done += static_cast<size_t>(n);
+      }
+    }
+    if (rd.snapshot) {
       if (incoming_fd_ >= 0) ::close(incoming_fd_);
-      incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (incoming_fd_ < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": open failed"));
-    }
-    size_t done = 0;
-    while (done < c.data.size()) {
-      const ssize_t n = ::pwrite(incoming_fd_, c.data.data() + done, c.data.size() - done,
-                                 static_cast<off_t>(c.offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fatal_storage(Status(StatusCode::kIo, incoming + ": write failed"));
-      done += static_cast<size_t>(n);
+      incoming_fd_ = -1;
+      auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
+      if (!adopted.is_ok()) {
+        if (adopted.status().code() == StatusCode::kNoSpace) return adopted.status();
+        // The received snapshot cannot be verified or moved into place, and
+        // the core already counts it as installed: stop cleanly; nothing of
+        // this Ready is durable, so a restart fetches the snapshot again.
+        fatal_storage(Status(adopted.status().code(),
+                             "cannot install the leader's snapshot: " + adopted.status().message()));
+      }
+      snapshot_ = adopted.value().file;
+      installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
+      progress.snapshot_adopted = true;
     }
   }
-  if (rd.snapshot) {
-    if (incoming_fd_ >= 0) ::close(incoming_fd_);
-    incoming_fd_ = -1;
-    auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
-    if (!adopted.is_ok()) fatal_storage(adopted.status());
-    snapshot_ = adopted.value().file;
-    installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
+  if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) {
+    if (s.code() != StatusCode::kNoSpace) fatal_storage(s);
+    return s;
   }
-  if (Status s = store_->persist(rd.entries, rd.hard_state, rd.snapshot.has_value()); !s.is_ok()) fatal_storage(s);
   if (rd.snapshot) (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
+  return Status::ok();
+}
+
+void Node::Impl::step_message(const raft::Message& m) {
+  // A dropped message is a lost message, which Raft tolerates: the sender
+  // retries (the leader's stall timer and heartbeats resend entries).
+  if (held_) return;  // raft.h: the core may not be called while a Ready is outstanding
+  if (no_space_ && ((m.type == raft::MessageType::kAppend && !m.entries.empty()) ||
+                    m.type == raft::MessageType::kSnapshot)) {
+    // Out of space: take no more entries; votes, heartbeats and commits
+    // still go through, so this node keeps its term and serves reads.
+    if (dropped_for_space_++ % 1000 == 0) {
+      spdlog::warn("disk full: dropping entries from the leader until space returns ({} dropped so far)",
+                   dropped_for_space_);
+    }
+    return;
+  }
+  step(m);
+}
+
+bool Node::Impl::enter_no_space(const Status& cause) {
+  if (!no_space_) {
+    spdlog::error("disk full ({}): refusing writes until space is freed; reads continue", cause.message());
+    no_space_ = true;
+    no_space_flag_ = true;
+    next_space_check_ = Clock::now() + std::chrono::milliseconds(kSpaceCheckIntervalMs);
+  }
+  if (!reserve_held_) return false;
+  const std::string path = data_dir_ + "/" + kReserveFileName;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    spdlog::error("cannot release the space reserve {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  reserve_held_ = false;
+  spdlog::warn("released the {}-byte space reserve {} so that this node can still record votes and commits",
+               opts_.space_reserve_bytes, path);
+  return true;
+}
+
+void Node::Impl::retry_held_ready() {
+  Status s = persist(*held_, held_progress_);
+  if (!s.is_ok()) {
+    persist_backoff_ms_ = std::min(persist_backoff_ms_ * 2, kPersistRetryMaxMs);
+    next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
+    return;
+  }
+  spdlog::info("persisted the held Ready: Raft resumes");
+  raft::Ready rd = std::move(*held_);
+  held_.reset();
+  held_progress_ = PersistProgress{};
+  finish_ready(rd);
+}
+
+void Node::Impl::check_space() {
+  if (!no_space_) return;
+  const auto now = Clock::now();
+  if (now < next_space_check_) return;
+  next_space_check_ = now + std::chrono::milliseconds(kSpaceCheckIntervalMs);
+  // A leader that cannot take writes hands leadership to a voter that can
+  // (thesis §3.10), so one full disk does not stop the cluster's writes. As a
+  // follower it takes no entries meanwhile, so its log falls behind and it
+  // cannot win the leadership back until it has space again.
+  if (const raft::NodeId target = best_transfer_target(); target != raft::kNoNode) {
+    if (raft_->transfer_leadership(target) == raft::Error::kOk) {
+      spdlog::warn("disk full: handing leadership to {} so that the cluster keeps taking writes", target);
+    }
+  }
+  const uint64_t reserve = opts_.in_memory ? 0 : opts_.space_reserve_bytes;
+  const std::optional<uint64_t> avail = free_bytes(data_dir_);
+  if (!avail || *avail < reserve + kResumeHeadroomBytes) return;
+  if (reserve > 0) {
+    if (Status st = create_reserve(); !st.is_ok()) {
+      spdlog::warn("space is back but the reserve could not be re-created ({}): writes stay refused", st.message());
+      return;
+    }
+  }
+  no_space_ = false;
+  no_space_flag_ = false;
+  spdlog::info("disk space available again ({} bytes free): writes resume", *avail);
+}
+
+Status Node::Impl::create_reserve() {
+  const std::string path = data_dir_ + "/" + kReserveFileName;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo, path + ": open: " + std::strerror(err));
+  }
+  // posix_fallocate returns the error instead of setting errno.
+  int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(opts_.space_reserve_bytes));
+  if (rc == 0 && ::fsync(fd) != 0) rc = errno;
+  ::close(fd);
+  if (rc != 0) {
+    ::unlink(path.c_str());  // a partial reserve only hides how full the disk is
+    return Status(rc == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                  path + ": reserve " + std::to_string(opts_.space_reserve_bytes) + " bytes: " + std::strerror(rc));
+  }
+  if (Status st = storage::sync_dir(data_dir_); !st.is_ok()) return st;
+  reserve_held_ = true;
+  return Status::ok();
+}
+
+Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
+  // The core KV_CHECKs these (its own invariants); here they are facts about
+  // what was read from disk, so a violation is damage, reported, not a crash.
+  const std::string hint = " (see docs/operations.md, \"Damaged or missing files\")";
+  const Index snap = init.snapshot.index;
+  if (init.snapshot.term > storage::kMaxStoredTerm) {
+    return Status(StatusCode::kCorrupt,
+                  (snapshot_ ? snapshot_->path : data_dir_) + ": snapshot term is above the ceiling" + hint);
+  }
+  if (!init.entries.empty()) {
+    const Index first = init.entries.front().index;
+    if (first > snap + 1) {
+      if (snap == 0) {
+        return Status(StatusCode::kCorrupt,
+                      store_->path() + ": the log starts at index " + std::to_string(first) +
+                          " but there is no snapshot file in " + data_dir_ +
+                          " for the entries before it: the snapshot file is missing" + hint);
+      }
+      return Status(StatusCode::kCorrupt, store_->path() + ": log starts at " + std::to_string(first) +
+                                              " after snapshot " + std::to_string(snap) + ": entries are missing" +
+                                              hint);
+    }
+    for (size_t i = 1; i < init.entries.size(); ++i) {
+      if (init.entries[i].term < init.entries[i - 1].term) {
+        return Status(StatusCode::kCorrupt, store_->path() + ": log entry " +
+                                                std::to_string(init.entries[i].index) +
+                                                " has a lower term than the entry before it" + hint);
+      }
+    }
+    for (const raft::Entry& e : init.entries) {
+      if (e.index > snap && e.type == raft::EntryType::kConfig && !raft::decode_membership(e.data)) {
+        return Status(StatusCode::kCorrupt, store_->path() + ": configuration entry " + std::to_string(e.index) +
+                                                " cannot be decoded" + hint);
+      }
+    }
+  }
+  const Index last = init.entries.empty() ? snap : std::max(snap, init.entries.back().index);
+  if (init.hard_state.commit > last) {
+    return Status(StatusCode::kCorrupt,
+                  store_->path() + ": the hard state's commit index " + std::to_string(init.hard_state.commit) +
+                      " is beyond the last log entry " + std::to_string(last) +
+                      (snap == 0 ? " (no snapshot file in " + data_dir_ + ": was one deleted, or the log wiped?)"
+                                 : "") +
+                      ": committed entries are missing" + hint);
+  }
+  return Status::ok();
 }
 
 void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to) {
@@ -567,7 +878,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
-  writes_.expire(now);
+  writes_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -646,6 +957,7 @@ bool Node::Impl::recently_active(raft::NodeId id, Clock::time_point now) const {
 
 void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
   post([this, info = std::move(info), timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
     if (raft_->role() != raft::StateRole::kLeader) {
       cb(Status(StatusCode::kNotLeader, "not the leader"));
       return;
@@ -734,6 +1046,7 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
 
 void Node::Impl::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
   post([this, name, force, timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
     if (raft_->role() != raft::StateRole::kLeader) {
       cb(Status(StatusCode::kNotLeader, "not the leader"));
       return;
@@ -833,8 +1146,25 @@ void Node::Impl::sync_peers() {
     if (!now.count(gone)) transport_->remove_peer(gone);
   }
   peers_ = std::move(now);
-  // Registered first, so the leader's stream survives this.
-  transport_->set_accept_unknown_peers(raft_->membership().members.empty() && applied_membership_.members.empty());
+  update_unknown_sender_policy();  // after registering, so the leader's stream survives it
+}
+
+void Node::Impl::update_unknown_sender_policy() {
+  // Only members (and nodes being added) are heard (transport.h), with two
+  // exceptions where the node could otherwise never learn its
+  // configuration: it has none yet (the leader that adds it is unknown to
+  // it), or it has no leader or follows one it does not know. The latter is
+  // a member that lags behind configuration changes: a voter added and
+  // elected after our last entry can be leader while we have never heard
+  // of it (thesis §4.1: servers accept AppendEntries from a leader not in
+  // their configuration), and it is the only one that can bring us up to
+  // date. Such senders are never dialled; we answer on their stream.
+  const raft::NodeId leader = raft_->leader();
+  const bool accept = (raft_->membership().members.empty() && applied_membership_.members.empty()) ||
+                      leader == raft::kNoNode || (leader != id_ && !peers_.count(leader));
+  if (accept == accepting_unknown_senders_) return;
+  accepting_unknown_senders_ = accept;
+  transport_->set_accept_unknown_peers(accept);
 }
 
 // ---------------------------------------------------------------------------
@@ -842,6 +1172,7 @@ void Node::Impl::sync_peers() {
 
 void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
   post([this, c = std::move(c), timeout_ms, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
     const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
     if (!r.ok()) {
       cb(from_raft_error(r.error));
@@ -853,6 +1184,10 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
 
 void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
   post([this, timeout_ms, cb = std::move(cb)]() mutable {
+    if (held_) {
+      return cb(Status(StatusCode::kNoSpace, "no space left on device in data dir " + data_dir_ +
+                                                 ": this node cannot take part in Raft until space is freed"));
+    }
     const uint64_t id = next_read_id_++;
     if (!raft_->read_index(id)) {
       cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
@@ -866,7 +1201,8 @@ void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
 // Snapshots: the map is frozen in O(1) and written on another thread.
 
 void Node::Impl::maybe_start_snapshot() {
-  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0) return;
+  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0 || no_space_) return;
+  if (Clock::now() < next_snapshot_attempt_) return;
   const Index applied = fsm_.applied_index();
   const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
   if (applied < last_snapshot + opts_.snapshot_threshold) return;
@@ -883,9 +1219,14 @@ void Node::Impl::maybe_start_snapshot() {
 }
 
 void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
+  if (held_) {  // snapshot_taken() touches the core: finish once the Ready is persisted
+    pending_snapshot_ = std::move(file);
+    return;
+  }
   snapshot_in_progress_ = false;
   if (!file.is_ok()) {
-    spdlog::error("snapshot failed (will retry): {}", file.status().to_string());
+    spdlog::error("snapshot failed (will retry in {} ms): {}", kSnapshotRetryMs, file.status().to_string());
+    next_snapshot_attempt_ = Clock::now() + std::chrono::milliseconds(kSnapshotRetryMs);
     return;
   }
   if (snapshot_ && snapshot_->meta.index >= file.value().meta.index) {
@@ -973,6 +1314,7 @@ void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCall
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
 }
 NodeStatus Node::status() const { return impl_->status(); }
+const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 
 }  // namespace ckv::node

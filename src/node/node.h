@@ -14,6 +14,24 @@
 // First boot: with bootstrap and an empty data dir the node founds a
 // one-member cluster; without it, it waits to be added by a leader. A
 // non-empty data dir always resumes (bootstrap is then ignored).
+//
+// The data dir: locked (flock, storage/dir_lock.h) for the life of the
+// Node; identified by storage/node_meta.h (name + incarnation, created
+// with the dir); every file checked on open. Damage or a missing file makes
+// open() fail with kCorrupt naming the file (docs/operations.md says how to
+// repair each); nothing on disk can make open() abort.
+//
+// Disk full (docs/operations.md, "Disk full"): the node keeps a reserve file
+// of space_reserve_bytes in the data dir. When a persist fails with ENOSPC it
+// deletes the reserve and persists again, so the Ready in hand (votes,
+// commits, heartbeats' acks) still becomes durable; it then refuses writes
+// (kNoSpace, HTTP 507) and drops incoming entries and snapshot chunks (the
+// leader resends them later), while reads keep working. When statvfs shows
+// the reserve plus kResumeHeadroomBytes free again, it re-creates the reserve
+// and accepts writes, without a restart. If even that persist fails, the
+// Ready is held and retried with backoff (never skipped, raft.h); meanwhile
+// the core is left alone, peer messages are dropped and waiters time out.
+// Any other storage failure stops the process with kExitStorageFailure.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +53,14 @@ class Transport;
 
 namespace ckv::node {
 
+// Bytes kept free in the data dir for a full disk (see above); 0 disables.
+inline constexpr uint64_t kDefaultSpaceReserveBytes = uint64_t{64} << 20;
+// Writes resume once this much is free beyond the reserve, so they do not
+// stop again at once.
+inline constexpr uint64_t kResumeHeadroomBytes = uint64_t{8} << 20;
+// Exit status of a process stopped by a storage failure other than a full disk.
+inline constexpr int kExitStorageFailure = 3;
+
 struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
   std::string raft_address;  // host:port peers connect to
@@ -50,6 +76,7 @@ struct NodeOptions {
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
+  uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -81,6 +108,7 @@ struct NodeStatus {
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
   uint64_t snapshot_index = 0;
+  bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
   std::vector<MemberStatus> members;
 };
 
@@ -150,6 +178,9 @@ class Node {
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
+  // This data dir's incarnation (storage/node_meta.h): fixed once open()
+  // returned, so any thread may read it (e.g. for the transport's hello).
+  const std::string& incarnation() const;
   const fsm::KvStateMachine& state_machine() const;
 
  private:

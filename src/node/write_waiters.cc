@@ -42,7 +42,7 @@ void WriteWaiters::snapshot_installed(raft::Index index) {
   }
 }
 
-void WriteWaiters::expire(Clock::time_point now) {
+void WriteWaiters::expire(Clock::time_point now, const std::string& why) {
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (it->second.deadline > now) {
       ++it;
@@ -50,7 +50,7 @@ void WriteWaiters::expire(Clock::time_point now) {
     }
     Callback cb = std::move(it->second.cb);
     it = waiters_.erase(it);
-    cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown"));
+    cb(Status(StatusCode::kTimeout, "the write was not committed in time; outcome unknown" + why));
   }
 }
 

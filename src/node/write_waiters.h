@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <string>
 
 #include "common/status.h"
 #include "raft/types.h"
@@ -36,8 +37,9 @@ class WriteWaiters {
   // An installed snapshot covers every index <= index: their outcomes were
   // decided by another leader and we cannot tell which.
   void snapshot_installed(raft::Index index);
-  // Answers waiters whose deadline has passed (outcome unknown).
-  void expire(Clock::time_point now);
+  // Answers waiters whose deadline has passed (outcome unknown); why is
+  // appended to their message (e.g. that this node's disk is full).
+  void expire(Clock::time_point now, const std::string& why = "");
   // Answers everyone (shutdown): outcome unknown.
   void fail_all();
 

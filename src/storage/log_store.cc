@@ -2,6 +2,12 @@
 #include "storage/log_store.h"
 
 #include <lmdb.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
@@ -11,11 +17,21 @@ namespace ckv::storage {
 namespace {
 
 constexpr uint8_t kEntryFormat = 1;
+constexpr uint8_t kHardStateFormat = 2;       // 1 was the unchecksummed 24-byte record
+constexpr size_t kLegacyHardStateBytes = 24;  // term, vote, commit; no header
 constexpr char kHardStateKey[] = "hard_state";
+// LMDB reports a short write as EIO ("filesystem full?" in its source). If
+// the filesystem has less than this free right after such a failure, the
+// write ran out of space, not into a broken disk.
+constexpr uint64_t kShortWriteSlackBytes = uint64_t{1} << 20;
+// The smallest valid LMDB file: its two meta pages (4 KiB pages here).
+constexpr uint64_t kMinLmdbFileBytes = 2 * 4096;
 
 Status lmdb_error(const std::string& path, const char* what, int rc) {
   return Status(StatusCode::kIo, path + ": " + what + ": " + mdb_strerror(rc));
 }
+
+std::string docs_hint() { return " (see docs/operations.md, \"Damaged or missing files\")"; }
 
 MDB_val as_val(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view as_view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
@@ -56,15 +72,44 @@ class Cursor {
   MDB_cursor* c_ = nullptr;
 };
 
+}  // namespace
+
 std::string encode_hard_state(const raft::HardState& hs) {
+  std::string body;
+  put_u64le(body, hs.term);
+  put_u64le(body, hs.vote);
+  put_u64le(body, hs.commit);
   std::string out;
-  put_u64le(out, hs.term);
-  put_u64le(out, hs.vote);
-  put_u64le(out, hs.commit);
+  put_u8(out, kHardStateFormat);
+  put_u32le(out, crc32c(body));
+  out += body;
   return out;
 }
 
-}  // namespace
+Result<raft::HardState> decode_hard_state(std::string_view bytes, bool* legacy) {
+  raft::HardState hs;
+  ByteReader r(bytes);
+  *legacy = false;
+  if (bytes.size() == kLegacyHardStateBytes) {
+    // Written before hard state records had a header; read once, then rewritten.
+    *legacy = true;
+  } else {
+    uint8_t format = 0;
+    uint32_t crc = 0;
+    if (!r.u8(format) || format != kHardStateFormat || !r.u32le(crc)) {
+      return Status(StatusCode::kCorrupt, "hard state record: bad header");
+    }
+    if (crc32c(r.rest()) != crc) return Status(StatusCode::kCorrupt, "hard state record: checksum mismatch");
+  }
+  if (!r.u64le(hs.term) || !r.u64le(hs.vote) || !r.u64le(hs.commit) || !r.at_end()) {
+    return Status(StatusCode::kCorrupt, "hard state record is malformed");
+  }
+  if (hs.term > kMaxStoredTerm) {
+    return Status(StatusCode::kCorrupt, "hard state term " + std::to_string(hs.term) + " is above the ceiling " +
+                                            std::to_string(kMaxStoredTerm));
+  }
+  return hs;
+}
 
 std::string encode_entry(const raft::Entry& e) {
   std::string body;
@@ -95,6 +140,10 @@ Result<raft::Entry> decode_entry(raft::Index index, std::string_view bytes) {
   if (!r.u64le(e.term) || !r.u8(type) || type > 1) {
     return Status(StatusCode::kCorrupt, "log entry " + std::to_string(index) + ": bad body");
   }
+  if (e.term > kMaxStoredTerm) {
+    return Status(StatusCode::kCorrupt, "log entry " + std::to_string(index) + ": term " + std::to_string(e.term) +
+                                            " is above the ceiling");
+  }
   e.index = index;
   e.type = static_cast<raft::EntryType>(type);
   e.data.assign(r.rest());
@@ -114,7 +163,20 @@ LogStore::LogStore(std::string path, std::unique_ptr<Handles> h) : path_(std::mo
 LogStore::~LogStore() = default;
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& dir, const LogStoreOptions& options) {
-  const std::string path = dir + "/raft.mdb";
+  const std::string path = dir + "/" + kLogStoreFileName;
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status(StatusCode::kIo, path + ": stat: " + std::strerror(errno));
+    if (options.expect_existing) {
+      return Status(StatusCode::kCorrupt, "the log store " + path +
+                                              " is missing: this member lost its state and must be replaced" +
+                                              docs_hint());
+    }
+  } else if (options.expect_existing && static_cast<uint64_t>(st.st_size) < kMinLmdbFileBytes) {
+    // LMDB would take an empty file for a new one and start an empty log.
+    return Status(StatusCode::kCorrupt, "the log store " + path + " is truncated to " + std::to_string(st.st_size) +
+                                            " bytes: this member lost its state and must be replaced" + docs_hint());
+  }
   auto h = std::make_unique<Handles>();
   int rc = mdb_env_create(&h->env);
   if (rc != 0) return lmdb_error(path, "mdb_env_create", rc);
@@ -124,22 +186,63 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& dir, const L
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
   if (!options.sync) flags |= MDB_NOSYNC;
   if ((rc = mdb_env_open(h->env, path.c_str(), flags, 0644)) != 0) return lmdb_error(path, "open", rc);
+  {
+    // Before any page is touched (LMDB maps the file: reading a page past
+    // the end of a truncated file is SIGBUS): the file must reach LMDB's last
+    // page. mdb_env_open only read the two meta pages, with read().
+    MDB_envinfo info;
+    MDB_stat est;
+    int fd = -1;
+    if ((rc = mdb_env_info(h->env, &info)) != 0) return lmdb_error(path, "env info", rc);
+    if ((rc = mdb_env_stat(h->env, &est)) != 0) return lmdb_error(path, "env stat", rc);
+    if ((rc = mdb_env_get_fd(h->env, &fd)) != 0) return lmdb_error(path, "env fd", rc);
+    struct stat fst{};
+    if (::fstat(fd, &fst) != 0) return Status(StatusCode::kIo, path + ": fstat: " + std::strerror(errno));
+    const uint64_t need = (static_cast<uint64_t>(info.me_last_pgno) + 1) * est.ms_psize;
+    if (static_cast<uint64_t>(fst.st_size) < need) {
+      return Status(StatusCode::kCorrupt, "the log store " + path + " is truncated: " +
+                                              std::to_string(fst.st_size) + " bytes, but its pages reach " +
+                                              std::to_string(need) + docs_hint());
+    }
+  }
   Txn txn;
   if ((rc = txn.begin(h->env, 0)) != 0) return lmdb_error(path, "begin", rc);
   if ((rc = mdb_dbi_open(txn.get(), "log", MDB_CREATE, &h->log)) != 0) return lmdb_error(path, "open log db", rc);
   if ((rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &h->meta)) != 0) return lmdb_error(path, "open meta db", rc);
   if ((rc = txn.commit()) != 0) return lmdb_error(path, "commit", rc);
-  return std::unique_ptr<LogStore>(new LogStore(path, std::move(h)));
+  auto store = std::unique_ptr<LogStore>(new LogStore(path, std::move(h)));
+  store->dir_ = dir;
+  return store;
+}
+
+Status LogStore::error(const char* what, int rc) const {
+  if (rc == ENOSPC || rc == MDB_MAP_FULL) {
+    return Status(StatusCode::kNoSpace, path_ + ": " + what + ": " + std::strerror(ENOSPC) +
+                                            (rc == MDB_MAP_FULL ? " (LMDB map size reached)" : ""));
+  }
+  if (rc == EIO) {
+    struct statvfs vfs{};
+    // root may also write the filesystem's reserved blocks (f_bfree), others only f_bavail.
+    if (::statvfs(dir_.c_str(), &vfs) == 0 &&
+        static_cast<uint64_t>(::geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize <
+            kShortWriteSlackBytes) {
+      return Status(StatusCode::kNoSpace, path_ + ": " + what + ": " + std::strerror(ENOSPC) +
+                                              " (LMDB reported a short write on a full filesystem)");
+    }
+  }
+  return lmdb_error(path_, what, rc);
 }
 
 Result<raft::HardState> LogStore::load_hard_state() {
   auto v = get_meta(kHardStateKey);
   if (!v.is_ok()) return v.status();
-  raft::HardState hs;
-  if (!v.value()) return hs;
-  ByteReader r(*v.value());
-  if (!r.u64le(hs.term) || !r.u64le(hs.vote) || !r.u64le(hs.commit) || !r.at_end()) {
-    return Status(StatusCode::kCorrupt, path_ + ": hard state record is malformed");
+  if (!v.value()) return raft::HardState{};
+  bool legacy = false;
+  auto hs = decode_hard_state(*v.value(), &legacy);
+  if (!hs.is_ok()) return Status(StatusCode::kCorrupt, path_ + ": " + hs.status().message() + docs_hint());
+  if (legacy) {
+    if (Status s = persist({}, hs.value(), false); !s.is_ok()) return s;
+    migrated_hard_state_ = true;
   }
   return hs;
 }
@@ -171,28 +274,28 @@ Status LogStore::persist(const std::vector<raft::Entry>& entries, const std::opt
   if (entries.empty() && !hard_state && !drop_all) return Status::ok();
   Txn txn;
   int rc = txn.begin(h_->env, 0);
-  if (rc != 0) return lmdb_error(path_, "begin", rc);
-  if (drop_all && (rc = mdb_drop(txn.get(), h_->log, 0)) != 0) return lmdb_error(path_, "drop log", rc);
+  if (rc != 0) return error("begin", rc);
+  if (drop_all && (rc = mdb_drop(txn.get(), h_->log, 0)) != 0) return error("drop log", rc);
   if (!entries.empty()) {
     // §5.3: entries from the first new index on are replaced. (The cursor
     // closes at the end of this block, before the commit frees it.)
     Cursor cur;
-    if ((rc = cur.open(txn.get(), h_->log)) != 0) return lmdb_error(path_, "cursor", rc);
+    if ((rc = cur.open(txn.get(), h_->log)) != 0) return error("cursor", rc);
     std::string first = u64_key(entries.front().index);
     MDB_val k = as_val(first);
     MDB_val v;
     for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
-      if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return lmdb_error(path_, "truncate", rc);
+      if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return error("truncate", rc);
     }
-    if (rc != MDB_NOTFOUND) return lmdb_error(path_, "truncate scan", rc);
+    if (rc != MDB_NOTFOUND) return error("truncate scan", rc);
     for (const raft::Entry& e : entries) {
       const std::string key = u64_key(e.index);
       const std::string val = encode_entry(e);
       MDB_val mk = as_val(key);
       MDB_val mv = as_val(val);
       // Keys ascend past everything stored, so MDB_APPEND (no tree search) is valid.
-      if ((rc = mdb_put(txn.get(), h_->log, &mk, &mv, MDB_APPEND)) != 0) return lmdb_error(path_, "append", rc);
+      if ((rc = mdb_put(txn.get(), h_->log, &mk, &mv, MDB_APPEND)) != 0) return error("append", rc);
     }
   }
   if (hard_state) {
@@ -200,31 +303,31 @@ Status LogStore::persist(const std::vector<raft::Entry>& entries, const std::opt
     const std::string val = encode_hard_state(*hard_state);
     MDB_val mk = as_val(key);
     MDB_val mv = as_val(val);
-    if ((rc = mdb_put(txn.get(), h_->meta, &mk, &mv, 0)) != 0) return lmdb_error(path_, "put hard state", rc);
+    if ((rc = mdb_put(txn.get(), h_->meta, &mk, &mv, 0)) != 0) return error("put hard state", rc);
   }
-  if ((rc = txn.commit()) != 0) return lmdb_error(path_, "commit", rc);
+  if ((rc = txn.commit()) != 0) return error("commit", rc);
   return Status::ok();
 }
 
 Status LogStore::compact(raft::Index first_to_keep) {
   Txn txn;
   int rc = txn.begin(h_->env, 0);
-  if (rc != 0) return lmdb_error(path_, "begin", rc);
+  if (rc != 0) return error("begin", rc);
   {
     // The cursor must be closed before the commit: LMDB frees a write
     // transaction's cursors when it ends, and closing one after is a double free.
     Cursor cur;
-    if ((rc = cur.open(txn.get(), h_->log)) != 0) return lmdb_error(path_, "cursor", rc);
+    if ((rc = cur.open(txn.get(), h_->log)) != 0) return error("cursor", rc);
     MDB_val k;
     MDB_val v;
     for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
       if (key_u64(as_view(k)) >= first_to_keep) break;
-      if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return lmdb_error(path_, "compact", rc);
+      if ((rc = mdb_cursor_del(cur.get(), 0)) != 0) return error("compact", rc);
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(path_, "compact scan", rc);
+    if (rc != 0 && rc != MDB_NOTFOUND) return error("compact scan", rc);
   }
-  if ((rc = txn.commit()) != 0) return lmdb_error(path_, "commit", rc);
+  if ((rc = txn.commit()) != 0) return error("commit", rc);
   return Status::ok();
 }
 
@@ -243,11 +346,11 @@ Result<std::optional<std::string>> LogStore::get_meta(const std::string& key) {
 Status LogStore::put_meta(const std::string& key, const std::string& value) {
   Txn txn;
   int rc = txn.begin(h_->env, 0);
-  if (rc != 0) return lmdb_error(path_, "begin", rc);
+  if (rc != 0) return error("begin", rc);
   MDB_val k = as_val(key);
   MDB_val v = as_val(value);
-  if ((rc = mdb_put(txn.get(), h_->meta, &k, &v, 0)) != 0) return lmdb_error(path_, "put meta", rc);
-  if ((rc = txn.commit()) != 0) return lmdb_error(path_, "commit", rc);
+  if ((rc = mdb_put(txn.get(), h_->meta, &k, &v, 0)) != 0) return error("put meta", rc);
+  if ((rc = txn.commit()) != 0) return error("commit", rc);
   return Status::ok();
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "raft/message_checks.h"
 #include "raft/types.h"
 
 namespace ckv::storage {
@@ -27,7 +28,19 @@ struct LogStoreOptions {
   uint64_t map_size_bytes = uint64_t{64} << 30;
   // Tests with -inmem-like needs may turn the sync off; production never does.
   bool sync = true;
+  // The caller knows this data dir held state (its node_meta or a snapshot
+  // exists): a missing, empty or short raft.mdb is then lost state (kCorrupt),
+  // never silently a new empty log.
+  bool expect_existing = false;
 };
+
+// The highest term a stored record may hold. Terms grow by one per election;
+// nothing legitimate gets near 2^62, and a term near 2^64 could wrap when
+// incremented. (The Raft core checks messages against the same ceiling.)
+// The core's ceiling (raft/message_checks.h): a stored term above it is corruption.
+inline constexpr raft::Term kMaxStoredTerm = raft::kMaxTerm;
+
+inline constexpr char kLogStoreFileName[] = "raft.mdb";
 
 class LogStore {
  public:
@@ -37,8 +50,12 @@ class LogStore {
   LogStore(const LogStore&) = delete;
   LogStore& operator=(const LogStore&) = delete;
 
-  // Hard state as last persisted; all zero on a new store.
+  // Hard state as last persisted; all zero on a new store. kCorrupt on a
+  // checksum mismatch or a term above kMaxStoredTerm. A record in the old
+  // unchecksummed format (before format 2) is read once and rewritten in
+  // the current format; legacy_hard_state_migrated() then says so.
   Result<raft::HardState> load_hard_state();
+  bool legacy_hard_state_migrated() const { return migrated_hard_state_; }
   // Every stored entry, ascending and contiguous. A gap or a failed checksum
   // is kCorrupt naming the index and the file.
   Result<std::vector<raft::Entry>> load_entries();
@@ -62,9 +79,19 @@ class LogStore {
   struct Handles;
   LogStore(std::string path, std::unique_ptr<Handles> h);
 
+  Status error(const char* what, int rc) const;
+
   std::string path_;
+  std::string dir_;
   std::unique_ptr<Handles> h_;
+  bool migrated_hard_state_ = false;
 };
+
+// Hard state <-> stored bytes: [format u8 = 2][crc32c u32 of the rest][term u64][vote u64][commit u64].
+std::string encode_hard_state(const raft::HardState& hs);
+// kCorrupt on a bad checksum or term; the old 24-byte unchecksummed record is
+// accepted (for migration) and *legacy set.
+Result<raft::HardState> decode_hard_state(std::string_view bytes, bool* legacy);
 
 // Entry <-> stored bytes: [format u8][crc32c u32 of the rest][term u64][type u8][data].
 std::string encode_entry(const raft::Entry& e);

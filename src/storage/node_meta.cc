@@ -1,7 +1,8 @@
-// Checksummed node metadata file (see node_meta.h): u8 format, name, incarnation, CRC-32C of what precedes.
+// Reading and writing the data dir's node_meta file (see node_meta.h).
 #include "storage/node_meta.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,97 +10,132 @@
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "storage/snapshot_file.h"
 
 namespace ckv::storage {
+
 namespace {
 
-constexpr char kFileName[] = "node-meta";
-constexpr char kTempName[] = "node-meta.tmp";
+constexpr char kMagic[] = "CKVMETA";
+constexpr size_t kMagicLen = 7;
 constexpr uint8_t kFormat = 1;
-constexpr size_t kMaxFieldBytes = 4096;
-constexpr size_t kMaxFileBytes = 1 + 2 * (4 + kMaxFieldBytes) + 4;
+constexpr size_t kIncarnationBytes = 16;
+// node_meta holds a name and 32 hex chars; anything bigger is not ours.
+constexpr size_t kMaxNodeMetaBytes = 64 << 10;
+constexpr size_t kMaxNameBytes = 16 << 10;
 
 Status io_error(const std::string& path, const char* what) {
-  return Status(StatusCode::kIo, path + ": " + what + ": " + std::strerror(errno));
+  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                path + ": " + what + ": " + std::strerror(errno));
+}
+
+Status corrupt(const std::string& path, const std::string& what) {
+  return Status(StatusCode::kCorrupt, path + " is damaged: " + what);
 }
 
 Status write_all(int fd, const std::string& data, const std::string& path) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error(path, "write failed");
-    done += static_cast<size_t>(n);
+    if (n < 0) return io_error(path, "write");
+    off += static_cast<size_t>(n);
   }
   return Status::ok();
 }
 
 }  // namespace
 
+bool valid_incarnation(const std::string& s) {
+  if (s.size() != 2 * kIncarnationBytes) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+Result<std::string> new_incarnation() {
+  unsigned char raw[kIncarnationBytes];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    const ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : raw) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
+}
+
 Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
-  const std::string path = dir + "/" + kFileName;
+  const std::string path = dir + "/" + kNodeMetaFileName;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<NodeMeta>();
-    return io_error(path, "cannot open");
+    return io_error(path, "open");
   }
   std::string data;
   char buf[4096];
   for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      Status s = io_error(path, "read failed");
+      Status s = io_error(path, "read");
       ::close(fd);
       return s;
     }
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxFileBytes) break;
+    if (data.size() > kMaxNodeMetaBytes) {
+      ::close(fd);
+      return corrupt(path, "larger than " + std::to_string(kMaxNodeMetaBytes) + " bytes");
+    }
   }
   ::close(fd);
-  auto corrupt = [&](const char* why) {
-    return Status(StatusCode::kCorrupt, path + ": " + why + " (restore the file from a backup of this data dir, "
-                                                    "or remove the member and add it again with an empty data dir)");
-  };
-  if (data.size() < 4 || data.size() > kMaxFileBytes) return corrupt("wrong size");
-  ByteReader crc_reader(std::string_view(data).substr(data.size() - 4));
-  uint32_t crc = 0;
-  (void)crc_reader.u32le(crc);
-  const std::string_view body = std::string_view(data).substr(0, data.size() - 4);
-  if (crc32c(body) != crc) return corrupt("checksum mismatch");
-  ByteReader r(body);
+  ByteReader r(data);
+  std::string magic;
   uint8_t format = 0;
-  NodeMeta meta;
-  if (!r.u8(format) || format != kFormat) return corrupt("unknown format");
-  if (!r.string32(meta.name, kMaxFieldBytes) || !r.string32(meta.incarnation, kMaxFieldBytes) || !r.at_end()) {
-    return corrupt("malformed");
+  uint32_t crc = 0;
+  if (!r.bytes(kMagicLen, magic) || magic != std::string_view(kMagic, kMagicLen)) {
+    return corrupt(path, "not a node_meta file (bad magic or empty)");
   }
+  if (!r.u8(format) || format != kFormat) return corrupt(path, "unknown format " + std::to_string(format));
+  if (!r.u32le(crc)) return corrupt(path, "cut short");
+  if (crc32c(r.rest()) != crc) return corrupt(path, "checksum mismatch");
+  NodeMeta meta;
+  if (!r.string32(meta.name, kMaxNameBytes) || !r.string32(meta.incarnation, 2 * kIncarnationBytes) || !r.at_end()) {
+    return corrupt(path, "malformed body");
+  }
+  if (!valid_incarnation(meta.incarnation)) return corrupt(path, "incarnation is not 32 lowercase hex characters");
   return std::optional<NodeMeta>(std::move(meta));
 }
 
 Status write_node_meta(const std::string& dir, const NodeMeta& meta) {
-  std::string data;
+  const std::string path = dir + "/" + kNodeMetaFileName;
+  const std::string tmp = path + ".tmp";
+  std::string body;
+  put_string32(body, meta.name);
+  put_string32(body, meta.incarnation);
+  std::string data(kMagic, kMagicLen);
   put_u8(data, kFormat);
-  put_string32(data, meta.name);
-  put_string32(data, meta.incarnation);
-  put_u32le(data, crc32c(data));
-  const std::string tmp = dir + "/" + kTempName;
-  const std::string path = dir + "/" + kFileName;
+  put_u32le(data, crc32c(body));
+  data += body;
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error(tmp, "cannot create");
+  if (fd < 0) return io_error(tmp, "open");
   Status s = write_all(fd, data, tmp);
-  if (s.is_ok() && ::fsync(fd) != 0) s = io_error(tmp, "fsync failed");
-  ::close(fd);
-  if (!s.is_ok()) return s;
-  // rename() is atomic; syncing the directory makes the new name durable.
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error(path, "rename failed");
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return io_error(dir, "cannot open the data dir");
-  const int rc = ::fsync(dfd);
-  ::close(dfd);
-  if (rc != 0) return io_error(dir, "fsync failed");
-  return Status::ok();
+  if (s.is_ok() && ::fsync(fd) != 0) s = io_error(tmp, "fsync");
+  if (::close(fd) != 0 && s.is_ok()) s = io_error(tmp, "close");
+  if (s.is_ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = io_error(path, "rename");
+  if (!s.is_ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return sync_dir(dir);
 }
 
 }  // namespace ckv::storage

@@ -23,7 +23,8 @@ constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint32_t kMaxMembershipBytes = 1 << 20;
 
 Status io_error(const std::string& path, const char* what) {
-  return Status(StatusCode::kIo, path + ": " + what + ": " + std::strerror(errno));
+  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                path + ": " + what + ": " + std::strerror(errno));
 }
 
 Status corrupt(const std::string& path, const std::string& what) {
@@ -118,6 +119,14 @@ Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index ind
                                          const raft::Membership& membership, const KvMap& map) {
   const std::string final_path = dir + "/" + snapshot_name(index, term);
   const std::string tmp_path = final_path + ".tmp";
+  // A failed write (a full disk) must not leave a partial file eating the space.
+  struct RemoveOnFailure {
+    const std::string& path;
+    bool done = false;
+    ~RemoveOnFailure() {
+      if (!done) ::unlink(path.c_str());
+    }
+  } cleanup{tmp_path};
   FileWriter w(tmp_path);
   if (Status s = w.open(); !s.is_ok()) return s;
   std::string header(kMagic, kMagicLen);
@@ -135,6 +144,7 @@ Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index ind
   }
   if (Status s = w.finish(); !s.is_ok()) return s;
   if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
+  cleanup.done = true;
   if (Status s = sync_dir(dir); !s.is_ok()) return s;
   return SnapshotFile{final_path, raft::SnapshotMeta{index, term, membership, w.size()}};
 }
@@ -209,7 +219,22 @@ Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
   std::error_code ec;
   for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = de.path().filename().string();
-    if (name.rfind("snapshot-", 0) != 0 || de.path().string() == keep) continue;
+    raft::Index index = 0;
+    if (!parse_name(name, index) || de.path().string() == keep) continue;
+    std::filesystem::remove(de.path(), ec);
+    if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
+  }
+  if (ec) return Status(StatusCode::kIo, dir + ": list: " + ec.message());
+  return Status::ok();
+}
+
+Status remove_stale_temp_files(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = de.path().filename().string();
+    const bool snapshot_tmp = name.rfind("snapshot-", 0) == 0 && name.size() > 4 &&
+                              name.compare(name.size() - 4, 4, ".tmp") == 0;
+    if (!snapshot_tmp && name != kIncomingSnapshotName) continue;
     std::filesystem::remove(de.path(), ec);
     if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
   }

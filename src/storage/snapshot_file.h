@@ -8,7 +8,9 @@
 //
 // Files are named snapshot-<index, 20 digits>-<term>.snap in the data dir and
 // appear only complete: written to a .tmp file, fsynced, renamed, and the
-// directory fsynced (so the rename itself survives a crash).
+// directory fsynced (so the rename itself survives a crash). A snapshot
+// being received from the leader (InstallSnapshot, chunk by chunk) lives in
+// kIncomingSnapshotName until it is complete and adopted.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,10 @@
 namespace ckv::storage {
 
 using KvMap = std::map<std::string, std::string, std::less<>>;
+
+// Where InstallSnapshot chunks are written. Deliberately not a snapshot-*
+// name: removing old snapshots must never remove a transfer in progress.
+inline constexpr char kIncomingSnapshotName[] = "incoming-snapshot.partial";
 
 struct SnapshotFile {
   std::string path;
@@ -43,8 +49,14 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path);
 
 // The newest snapshot file in dir by index (nullopt if none). Temp files are ignored.
 Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir);
-// Deletes every snapshot file in dir other than keep, and stale temp files.
+// Deletes every complete snapshot file (snapshot-*.snap) in dir other than
+// keep. Never touches temp files: a local snapshot being written (.snap.tmp)
+// or one being received (kIncomingSnapshotName) may be in progress.
 Status remove_other_snapshots(const std::string& dir, const std::string& keep);
+// At start, before anything writes: deletes what an interrupted process left
+// behind (snapshot-*.tmp, the incoming snapshot, and the pre-fix incoming
+// name snapshot-incoming.tmp). A restarted transfer begins again at offset 0.
+Status remove_stale_temp_files(const std::string& dir);
 
 // Moves a fully received snapshot (at tmp_path) into place as a verified
 // snapshot file. Used when InstallSnapshot completes; returns the file and

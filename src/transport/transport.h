@@ -8,10 +8,12 @@
 // Who is heard: only ids registered with set_peer (the members and the nodes
 // being added, i.e. the replicated membership). Only addresses given to
 // set_peer are dialled; nothing a peer says makes the transport dial anyone.
-// The one exception is a node with no configuration yet (fresh, waiting to
-// be added): after set_accept_unknown_peers(true) it hears any sender, so
-// that the leader adding it reaches it, and answers on the stream that
-// sender opened.
+// The exception: after set_accept_unknown_peers(true) any sender is heard,
+// and answered on the stream it opened. The node turns it on while it has
+// no configuration yet (the leader adding it is unknown to it) and while it
+// has no leader or follows one it does not know (a member that missed
+// configuration changes must hear the new leader that can bring it up to
+// date; Node::Impl::update_unknown_sender_policy).
 #pragma once
 
 #include <functional>

@@ -5,6 +5,7 @@
 #include <lmdb.h>
 
 #include <filesystem>
+#include <fstream>
 
 namespace ckv::storage {
 namespace {
@@ -101,6 +102,96 @@ TEST_F(LogStoreTest, MetaRecords) {
   auto got = store->get_meta("identity");
   ASSERT_TRUE(got.is_ok());
   EXPECT_EQ(got.value(), std::optional<std::string>("node-a"));
+}
+
+// Issue 7 item 11: the hard state has a checksum, so a changed vote is caught.
+TEST_F(LogStoreTest, ChangedVoteIsCaughtByTheChecksum) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store->persist({}, HardState{5, 2, 0}, false).is_ok());
+    auto raw = store->get_meta("hard_state");
+    ASSERT_TRUE(raw.is_ok() && raw.value().has_value());
+    std::string bytes = *raw.value();
+    ASSERT_EQ(bytes.size(), 29u);  // format, crc, term, vote, commit
+    bytes[5 + 8] ^= 0x01;          // the vote's low byte: 2 -> 3
+    ASSERT_TRUE(store->put_meta("hard_state", bytes).is_ok());
+  }
+  auto store = open();
+  auto hs = store->load_hard_state();
+  ASSERT_FALSE(hs.is_ok());
+  EXPECT_EQ(hs.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(hs.status().message().find("raft.mdb"), std::string::npos) << hs.status().message();
+  EXPECT_NE(hs.status().message().find("checksum"), std::string::npos) << hs.status().message();
+}
+
+// A record in the old 24-byte format is read once and rewritten with a checksum.
+TEST_F(LogStoreTest, LegacyHardStateIsMigrated) {
+  {
+    auto store = open();
+    std::string legacy;
+    for (uint64_t v : {uint64_t{7}, uint64_t{3}, uint64_t{0}}) {
+      for (int i = 0; i < 8; ++i) legacy.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    }
+    ASSERT_TRUE(store->put_meta("hard_state", legacy).is_ok());
+  }
+  auto store = open();
+  auto hs = store->load_hard_state();
+  ASSERT_TRUE(hs.is_ok()) << hs.status().to_string();
+  EXPECT_EQ(hs.value(), (HardState{7, 3, 0}));
+  EXPECT_TRUE(store->legacy_hard_state_migrated());
+  auto raw = store->get_meta("hard_state");
+  ASSERT_TRUE(raw.is_ok() && raw.value().has_value());
+  EXPECT_EQ(*raw.value(), encode_hard_state(HardState{7, 3, 0}));
+}
+
+// Issue 7 item 3: a term near 2^64 in storage is damage, not a term to increment.
+TEST_F(LogStoreTest, TermAboveTheCeilingIsCorrupt) {
+  bool legacy = false;
+  EXPECT_EQ(decode_hard_state(encode_hard_state(HardState{kMaxStoredTerm + 1, 0, 0}), &legacy).status().code(),
+            StatusCode::kCorrupt);
+  EXPECT_TRUE(decode_hard_state(encode_hard_state(HardState{kMaxStoredTerm, 0, 0}), &legacy).is_ok());
+  EXPECT_EQ(decode_entry(1, encode_entry(Entry{~uint64_t{0}, 1, EntryType::kNormal, "x"})).status().code(),
+            StatusCode::kCorrupt);
+}
+
+// Issue 7 item 11: a truncated raft.mdb is reported before any page is read
+// (without the size check, reading the log dies of SIGBUS).
+TEST_F(LogStoreTest, TruncatedFileIsCorruptNotSigbus) {
+  const std::string path = (dir_ / "raft.mdb").string();
+  {
+    auto store = open();
+    std::vector<Entry> big;
+    for (raft::Index i = 1; i <= 200; ++i) big.push_back(Entry{1, i, EntryType::kNormal, std::string(2000, 'x')});
+    ASSERT_TRUE(store->persist(big, HardState{1, 0, 200}, false).is_ok());
+  }
+  const auto size = std::filesystem::file_size(path);
+  ASSERT_GT(size, 64u * 1024);
+  std::filesystem::resize_file(path, size / 2);
+  LogStoreOptions o;
+  o.map_size_bytes = uint64_t{1} << 30;
+  auto s = LogStore::open(dir_.string(), o);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(s.status().message().find(path), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("truncated"), std::string::npos) << s.status().message();
+}
+
+// A data dir known to hold state (node_meta exists) with its raft.mdb
+// deleted or emptied is lost state, not a new empty log.
+TEST_F(LogStoreTest, MissingOrEmptyStoreIsCorruptWhenExpected) {
+  LogStoreOptions o;
+  o.map_size_bytes = uint64_t{1} << 30;
+  o.expect_existing = true;
+  auto missing = LogStore::open(dir_.string(), o);
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(missing.status().message().find("is missing"), std::string::npos) << missing.status().message();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "raft.mdb"));  // and nothing was created
+  std::ofstream(dir_ / "raft.mdb").close();
+  auto empty = LogStore::open(dir_.string(), o);
+  ASSERT_FALSE(empty.is_ok());
+  EXPECT_EQ(empty.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(empty.status().message().find("truncated"), std::string::npos) << empty.status().message();
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
+#include "storage/log_store.h"
+#include "storage/node_meta.h"
 
 namespace ckv::node {
 namespace {
@@ -129,6 +131,35 @@ class NodeTest : public ::testing::Test {
   uint64_t snapshot_threshold_ = 8192;
 };
 
+// A member that missed configuration changes must still hear a leader it
+// has never heard of (thesis §4.1). c is cut off while d and e join; with
+// a and b gone, only c's vote can elect d or e, and only that leader can
+// bring c up to date. Before the node heard unknown senders while
+// leaderless, c refused both and the cluster never had a leader again.
+TEST_F(NodeTest, LaggingMemberHearsANewLeaderItHasNeverHeardOf) {
+  start("a", true);
+  for (const char* n : {"b", "c"}) {
+    start(n, false);
+    ASSERT_TRUE(join(n).is_ok()) << n;
+  }
+  hub_->isolate(node_id_for("c"), true);
+  for (const char* n : {"d", "e"}) {
+    start(n, false);
+    ASSERT_TRUE(join(n).is_ok()) << n;
+  }
+  ASSERT_TRUE(write(*leader(), "k", "v").is_ok());
+  kill("a");
+  kill("b");
+  hub_->isolate(node_id_for("c"), false);
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr; }, 20s)) << "no leader among c, d, e";
+  ASSERT_TRUE(write(*l, "k2", "v2", 10000).is_ok());
+  Node& c = *nodes_.at("c");
+  EXPECT_TRUE(eventually([&] { return c.status().members.size() == 5; })) << "c never learned d and e";
+  ASSERT_TRUE(barrier(c).is_ok());
+  EXPECT_EQ(c.state_machine().get("k2"), std::optional<std::string>("v2"));
+}
+
 TEST_F(NodeTest, BootstrapJoinReplicateAndReadEverywhere) {
   start("a", true);
   start("b", false);
@@ -239,6 +270,99 @@ TEST_F(NodeTest, IsolatedLeaderIsReplaced) {
   ASSERT_TRUE(eventually([&] { return barrier(*old).is_ok(); }));
   EXPECT_EQ(old->state_machine().get("before"), "1");
   EXPECT_EQ(old->state_machine().get("after"), "2");
+}
+
+// Opens a node on name's data dir without starting it; the status when it is refused.
+Status open_status(const NodeOptions& o) {
+  auto n = Node::open(o, std::make_unique<transport::MemoryTransport>(std::make_shared<transport::MemoryHub>(),
+                                                                       node_id_for(o.name)));
+  return n.is_ok() ? Status::ok() : n.status();
+}
+
+// Issue 7 item 8: a second node on a data dir in use is refused, naming the holder.
+TEST_F(NodeTest, SecondNodeOnTheSameDataDirIsRefused) {
+  start("a", true);
+  Status s = open_status(options("a", true));
+  EXPECT_EQ(s.code(), StatusCode::kConflict) << s.to_string();
+  EXPECT_NE(s.message().find("is in use by another kvnode (pid " + std::to_string(::getpid()) + ")"),
+            std::string::npos)
+      << s.message();
+  kill("a");
+  EXPECT_TRUE(open_status(options("a", true)).is_ok());  // the lock went with the node
+}
+
+// Issue 7 item 11: a hard state whose commit is beyond the log is refused at open (the core used to abort).
+TEST_F(NodeTest, CommitBeyondTheLogIsRefusedNotAborted) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
+  kill("a");
+  {
+    auto store = storage::LogStore::open((root_ / "a").string(), storage::LogStoreOptions{});
+    ASSERT_TRUE(store.is_ok());
+    auto hs = store.value()->load_hard_state();
+    ASSERT_TRUE(hs.is_ok());
+    raft::HardState bad = hs.value();
+    bad.commit = 1000;
+    ASSERT_TRUE(store.value()->persist({}, bad, false).is_ok());
+  }
+  Status s = open_status(options("a", true));
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.to_string();
+  EXPECT_NE(s.message().find("commit index 1000 is beyond the last log entry"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("raft.mdb"), std::string::npos) << s.message();
+}
+
+// Issue 7 item 11: a deleted snapshot file behind a compacted log is refused (the core used to abort).
+TEST_F(NodeTest, MissingSnapshotFileIsRefusedNotAborted) {
+  snapshot_threshold_ = 20;
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(write(*nodes_["a"], "k" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 40; }));
+  kill("a");
+  int removed = 0;
+  for (const auto& de : std::filesystem::directory_iterator(root_ / "a")) {
+    if (de.path().extension() == ".snap") removed += std::filesystem::remove(de.path()) ? 1 : 0;
+  }
+  ASSERT_GE(removed, 1);
+  Status s = open_status(options("a", true));
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.to_string();
+  EXPECT_NE(s.message().find("snapshot file is missing"), std::string::npos) << s.message();
+}
+
+// Issue 7 item 9/11: raft.mdb deleted while node_meta remains: this member lost its state.
+TEST_F(NodeTest, DeletedLogStoreIsRefused) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
+  kill("a");
+  std::filesystem::remove(root_ / "a" / "raft.mdb");
+  Status s = open_status(options("a", true));
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.to_string();
+  EXPECT_NE(s.message().find("is missing: this member lost its state"), std::string::npos) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(root_ / "a" / "raft.mdb"));  // no empty log was made in its place
+}
+
+// A data dir made before node_meta existed gets one at its first start, with its state intact.
+TEST_F(NodeTest, DataDirWithoutNodeMetaIsMigrated) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
+  kill("a");
+  auto before = storage::read_node_meta((root_ / "a").string());
+  ASSERT_TRUE(before.is_ok() && before.value().has_value());
+  std::filesystem::remove(root_ / "a" / storage::kNodeMetaFileName);
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return barrier(a).is_ok(); }));
+  EXPECT_EQ(a.state_machine().get("k"), "v");
+  auto after = storage::read_node_meta((root_ / "a").string());
+  ASSERT_TRUE(after.is_ok() && after.value().has_value());
+  EXPECT_EQ(after.value()->name, "a");
+  EXPECT_NE(after.value()->incarnation, before.value()->incarnation);
+  EXPECT_EQ(a.incarnation(), after.value()->incarnation);
+  // And it is kept from then on.
+  kill("a");
+  EXPECT_EQ(start("a", true).incarnation(), after.value()->incarnation);
 }
 
 }  // namespace

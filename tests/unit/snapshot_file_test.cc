@@ -49,8 +49,29 @@ TEST_F(SnapshotFileTest, LatestIsByIndexAndOthersAreRemoved) {
   EXPECT_EQ(latest.value(), s2.value().path);
   ASSERT_TRUE(remove_other_snapshots(dir_.string(), s2.value().path).is_ok());
   EXPECT_FALSE(std::filesystem::exists(s1.value().path));
+  EXPECT_TRUE(std::filesystem::exists(s2.value().path));
+  // Temp files may belong to a write in progress: only the start-up cleanup removes them.
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "snapshot-junk.tmp"));
+  ASSERT_TRUE(remove_stale_temp_files(dir_.string()).is_ok());
   EXPECT_FALSE(std::filesystem::exists(dir_ / "snapshot-junk.tmp"));
   EXPECT_TRUE(std::filesystem::exists(s2.value().path));
+}
+
+// Issue 7 item 14: a local snapshot finishing while the leader's snapshot is
+// still arriving in chunks must not delete the incoming file (the adopt at
+// the last chunk then failed and the node aborted).
+TEST_F(SnapshotFileTest, RemovingOldSnapshotsKeepsTheIncomingTransfer) {
+  auto incoming_src = write_snapshot_file(dir_.string(), 50, 2, members(), KvMap{{"from", "leader"}});
+  ASSERT_TRUE(incoming_src.is_ok());
+  const std::string incoming = (dir_ / kIncomingSnapshotName).string();
+  std::filesystem::rename(incoming_src.value().path, incoming);  // as if its chunks were all received
+  auto local = write_snapshot_file(dir_.string(), 20, 1, members(), KvMap{{"local", "1"}});
+  ASSERT_TRUE(local.is_ok());
+  ASSERT_TRUE(remove_other_snapshots(dir_.string(), local.value().path).is_ok());
+  ASSERT_TRUE(std::filesystem::exists(incoming));
+  auto adopted = adopt_snapshot_file(dir_.string(), incoming);
+  ASSERT_TRUE(adopted.is_ok()) << adopted.status().to_string();
+  EXPECT_EQ(adopted.value().file.meta.index, 50u);
 }
 
 // A truncated or bit-flipped file is reported as corrupt, naming the file.
