@@ -51,6 +51,12 @@ void InvariantChecker::on_start(NodeId id, const raft::Raft& r) {
   watch_[id].recorded = r.commit_index();
 }
 
+void InvariantChecker::on_crash(NodeId id, Term durable_term) {
+  for (auto it = leader_of_term_.upper_bound(durable_term); it != leader_of_term_.end();) {
+    it = it->second == id ? leader_of_term_.erase(it) : std::next(it);
+  }
+}
+
 void InvariantChecker::record_committed(Index i, const Committed& c, NodeId id) {
   if (committed_.size() <= i) committed_.resize(i + 1 + i / 2);
   Committed& have = committed_[i];

@@ -32,6 +32,12 @@ class InvariantChecker {
 
   // A node (re)started: its per-incarnation watermarks start over.
   void on_start(raft::NodeId id, const raft::Raft& r);
+  // A node crashed; durable_term is the term its disk kept. A leadership of
+  // a later term existed only in memory: a leader sends nothing before its
+  // term is durable (raft.cc send()), so nobody saw it, and the node may
+  // legally vote for another leader of that term after restarting (seed
+  // 2006248: a lone voter led term 8 for one step, lost it, voted for n2).
+  void on_crash(raft::NodeId id, raft::Term durable_term);
   // After every event that touched the node: Election Safety, commit/applied
   // monotonicity, committed-entry recording, Leader Completeness.
   void check_node(raft::NodeId id, const raft::Raft& r);

@@ -96,6 +96,7 @@ void SimNode::crash() {
   raft_.reset();
   sm_.clear();
   disk_.crash();
+  env_.checker->on_crash(id_, disk_.hard_state().term);
   pending_writes_.clear();
   pending_reads_.clear();
   crash_point_ = CrashPoint::kNone;
