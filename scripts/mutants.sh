@@ -79,6 +79,7 @@ fi
 read -r -a start_list <<<"$start_seeds"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ckv-mutants.XXXXXX")
+# shellcheck disable=SC2317  # cleanup is called by the EXIT trap
 cleanup() { if ((keep)); then echo "mutants.sh: kept $tmp"; else rm -rf "$tmp"; fi; }
 trap cleanup EXIT
 tree=$tmp/tree
