@@ -28,6 +28,56 @@ CLIENT_TIMEOUT_S = 6
 # "stale" makes the clients read with consistency=stale: a check that this
 # test and its checker can fail (expect a linearizability failure), not a mode to ship.
 READS = os.environ.get("CKV_FAULT_READS", "linearizable")
+# "classic" keeps the fixed nemesis mix of old seeds; anything else draws the mix from the seed.
+PROFILE = os.environ.get("CKV_FAULT_PROFILE", "swarm")
+
+
+class NemesisProfile:
+    """Which faults a seed injects and how hard, drawn from the seed (swarm testing, as the
+    simulator's --swarm does): some faults are switched off for a whole run and others turned
+    up, so one run explores e.g. pauses alone at a high rate, another long leader partitions."""
+
+    KINDS = ("kill", "pause", "partition", "replace")
+
+    def __init__(self, seed, mode):
+        # Its own stream: the schedule's random choices stay those of Random(seed).
+        rng = random.Random(f"nemesis-profile-{seed}")
+        self.mode = mode
+        if mode == "classic":
+            self.weights = {k: 1 for k in self.KINDS}
+            self.gap_s = (0.5, 2)
+            self.leader_bias = 0.5
+            self.down_s = (0.3, 3)
+            self.pause_s = (0.5, 4)
+            self.partition_s = (1, 4)
+            self.partition_kinds = ["halves", "isolate-leader", "bridge"]
+            return
+        # Each fault is off in a quarter of the runs; at least one stays on.
+        self.weights = {k: (0 if rng.random() < 0.25 else rng.randint(1, 4)) for k in self.KINDS}
+        if not any(self.weights.values()):
+            self.weights[rng.choice(self.KINDS)] = 1
+        lo = rng.choice([0.05, 0.2, 0.5, 1.0])  # intensity: from a storm to a drizzle
+        self.gap_s = (lo, lo * rng.choice([2, 4, 8]))
+        self.leader_bias = rng.choice([0.0, 0.3, 0.5, 0.8, 1.0])
+        lo = rng.choice([0.05, 0.3, 1.0])
+        self.down_s = (lo, lo + rng.choice([0.5, 3, 8]))  # brief blips to long outages
+        lo = rng.choice([0.1, 0.5, 1.0])
+        self.pause_s = (lo, lo + rng.choice([0.5, 4, 8]))
+        lo = rng.choice([0.2, 1.0, 3.0])
+        self.partition_s = (lo, lo + rng.choice([1, 4, 10]))  # long ones strand a leader with uncommitted writes
+        kinds = ["halves", "isolate-leader", "bridge"]
+        self.partition_kinds = [k for k in kinds if rng.random() < 0.7] or [rng.choice(kinds)]
+
+    def faults(self, partitions_available):
+        return [k for k in self.KINDS if self.weights[k] and (k != "partition" or partitions_available)]
+
+    def describe(self):
+        def r(pair):
+            return f"{pair[0]:g}-{pair[1]:g} s"
+        mix = " ".join(f"{k}={w}" for k, w in self.weights.items())
+        return (f"nemesis profile ({self.mode}): weights {mix}; gap {r(self.gap_s)}; leader bias "
+                f"{self.leader_bias:g}; down {r(self.down_s)}; pause {r(self.pause_s)}; partition "
+                f"{r(self.partition_s)} of {','.join(self.partition_kinds)}")
 
 
 def http_call(address, method, path, body, timeout):
@@ -122,7 +172,10 @@ class LinearizableUnderFaultsTest(ClusterTest):
     def setUp(self):
         super().setUp()
         self.rng = random.Random(SEED)
-        print(f"\nseed {SEED} (replay the schedule with CKV_FAULT_SEED={SEED}), {DURATION_S:.0f} s of faults")
+        self.profile = NemesisProfile(SEED, PROFILE)
+        print(f"\nseed {SEED} (replay the schedule with CKV_FAULT_SEED={SEED}"
+              f"{' CKV_FAULT_PROFILE=classic' if PROFILE == 'classic' else ''}), {DURATION_S:.0f} s of faults")
+        print(self.profile.describe())
         self.firewall = Firewall()
         self.addCleanup(self.firewall.close)
         if not self.firewall.available:
@@ -249,7 +302,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         """The leader half of the time (the interesting case), else any live member."""
         live = [n for n in self.members() if n.alive()]
         leader = self.current_leader()
-        if leader is not None and self.rng.random() < 0.5:
+        if leader is not None and self.rng.random() < self.profile.leader_bias:
             return leader
         return self.rng.choice(live)
 
@@ -257,7 +310,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         v = self.pick_victim()
         self.log_event(f"kill -9 {v.name}{' (leader)' if v is self.current_leader() else ''}")
         v.kill()
-        time.sleep(self.rng.uniform(0.3, 3))
+        time.sleep(self.rng.uniform(*self.profile.down_s))
         self.log_event(f"restart {v.name}")
         v.start()
 
@@ -266,7 +319,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         self.log_event(f"SIGSTOP {v.name}")
         v.proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(self.rng.uniform(0.5, 4))
+            time.sleep(self.rng.uniform(*self.profile.pause_s))
         finally:
             self.log_event(f"SIGCONT {v.name}")
             v.proc.send_signal(signal.SIGCONT)
@@ -274,7 +327,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
     def fault_partition(self):
         hosts = [n.host for n in self.members()]
         self.rng.shuffle(hosts)
-        kind = self.rng.choice(["halves", "isolate-leader", "bridge"])
+        kind = self.rng.choice(self.profile.partition_kinds)
         if kind == "isolate-leader":
             leader = self.current_leader()
             if leader is None:
@@ -294,7 +347,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
             self.firewall.cut_pairs([(x, y) for x in left for y in right])
             self.log_event(f"partition: bridge {self.names(left)} | {self.names([bridge])} | {self.names(right)}")
         try:
-            time.sleep(self.rng.uniform(1, 4))
+            time.sleep(self.rng.uniform(*self.profile.partition_s))
         finally:
             self.firewall.heal()
             self.log_event("heal")
@@ -351,12 +404,15 @@ class LinearizableUnderFaultsTest(ClusterTest):
         return ",".join(by_host[h] for h in hosts)
 
     def nemesis(self, stop):
-        faults = [self.fault_kill, self.fault_pause, self.fault_replace_member]
-        if self.firewall.available:
-            faults.append(self.fault_partition)
+        run = {"kill": self.fault_kill, "pause": self.fault_pause, "partition": self.fault_partition,
+               "replace": self.fault_replace_member}
+        kinds = self.profile.faults(self.firewall.available)
+        if not kinds:  # partitions alone were drawn but iptables is missing
+            kinds = ["kill"]
+        weights = [self.profile.weights[k] or 1 for k in kinds]
         while not stop.is_set():
-            self.rng.choice(faults)()
-            stop.wait(self.rng.uniform(0.5, 2))
+            run[self.rng.choices(kinds, weights)[0]]()
+            stop.wait(self.rng.uniform(*self.profile.gap_s))
 
     # --- the test ------------------------------------------------------------
 

@@ -51,6 +51,12 @@ void InvariantChecker::on_start(NodeId id, const raft::Raft& r) {
   watch_[id].recorded = r.commit_index();
 }
 
+void InvariantChecker::on_crash(NodeId id, Term durable_term) {
+  for (auto it = leader_of_term_.upper_bound(durable_term); it != leader_of_term_.end();) {
+    it = it->second == id ? leader_of_term_.erase(it) : std::next(it);
+  }
+}
+
 void InvariantChecker::record_committed(Index i, const Committed& c, NodeId id) {
   if (committed_.size() <= i) committed_.resize(i + 1 + i / 2);
   Committed& have = committed_[i];
@@ -140,6 +146,20 @@ void InvariantChecker::check_node(NodeId id, const raft::Raft& r) {
   if (commit > r.last_index()) {
     fail("Commit Safety", fmt("n%llu commit_index %llu beyond its last index %llu", ull(id),
                               ull(commit), ull(r.last_index())));
+    return;
+  }
+  if (persist_checks_ && role == StateRole::kLeader && w.role == StateRole::kLeader &&
+      w.term == term && commit > w.commit && r.term_at(commit) != term) {
+    // §5.4.2 (Figure 8): a leader commits by counting replicas only an entry
+    // of its own term; older entries commit with it, never on their own. A
+    // sitting leader's commit index moves only by that count, so the entry
+    // at its new commit index must be of its term. The cluster-wide checks
+    // catch this bug only when a later leader lacks the entry (Figure 8's
+    // exact schedule); this catches every commit that breaks the rule.
+    fail("Commit rule (§5.4.2)",
+         fmt("leader n%llu of term %llu advanced commit_index %llu -> %llu, whose entry has term "
+             "%llu",
+             ull(id), ull(term), ull(w.commit), ull(commit), ull(r.term_at(commit))));
     return;
   }
   if (commit > w.recorded) {

@@ -18,9 +18,10 @@ namespace ckv::sim {
 // and nodes that have long left the cluster.
 class InvariantChecker {
  public:
-  // persist_checks=false turns off the local persist-before-send and
-  // one-vote-per-term checks, to see whether the cluster-wide invariants alone
-  // catch a bug (used by the mutation experiments).
+  // persist_checks=false turns off the local protocol-rule checks
+  // (persist-before-send, one vote per term, the §5.4.2 commit rule), to see
+  // whether the cluster-wide invariants alone catch a bug (used by the
+  // mutation experiments).
   explicit InvariantChecker(bool persist_checks = true) : persist_checks_(persist_checks) {}
 
   bool failed() const { return !failure_.empty(); }
@@ -31,6 +32,12 @@ class InvariantChecker {
 
   // A node (re)started: its per-incarnation watermarks start over.
   void on_start(raft::NodeId id, const raft::Raft& r);
+  // A node crashed; durable_term is the term its disk kept. A leadership of
+  // a later term existed only in memory: a leader sends nothing before its
+  // term is durable (raft.cc send()), so nobody saw it, and the node may
+  // legally vote for another leader of that term after restarting (seed
+  // 2006248: a lone voter led term 8 for one step, lost it, voted for n2).
+  void on_crash(raft::NodeId id, raft::Term durable_term);
   // After every event that touched the node: Election Safety, commit/applied
   // monotonicity, committed-entry recording, Leader Completeness.
   void check_node(raft::NodeId id, const raft::Raft& r);

@@ -1,9 +1,9 @@
 // raft_sim: replays one seed with a trace, sweeps many seeds, or replays the regression list.
 //
-//   raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]
-//   raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]
+//   raft_sim --seed S [--nodes 3|5] [--steps K] [--swarm] [--quiet] [--tail N]
+//   raft_sim --seeds N [--start S | --random-start] [--nodes 3|5] [--steps K] [--swarm] [--max-failures F]
 //   raft_sim --regressions FILE
-//   raft_sim --determinism N [--start S]     (each seed twice: same run?)
+//   raft_sim --determinism N [--start S] [--swarm]     (each seed twice: same run?)
 // Exit status: 0 when every seed passed, 1 when one failed, 2 on bad usage.
 #include <chrono>
 #include <csignal>
@@ -11,12 +11,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
+#include "byzantine.h"
 #include "sim_cluster.h"
 
 namespace {
@@ -38,6 +40,10 @@ struct Args {
   std::string regressions;
   uint64_t determinism = 0;
   bool persist_checks = true;
+  bool swarm = false;
+  bool byzantine = false;
+  uint32_t forgery_mask = ~0u;
+  bool random_start = false;
 };
 
 std::string g_argv0 = "raft_sim";
@@ -60,6 +66,12 @@ std::string replay_command(const SimConfig& c) {
       g_argv0 + " --seed " + std::to_string(c.seed) + " --nodes " + std::to_string(c.nodes);
   if (c.steps != SimConfig{}.steps) cmd += " --steps " + std::to_string(c.steps);
   if (!c.persist_checks) cmd += " --no-persist-checks";
+  if (c.swarm) cmd += " --swarm";
+  if (c.byzantine) cmd += " --byzantine";
+  for (int k = 0; k < ckv::sim::kForgeryKinds; ++k) {
+    if ((c.forgery_mask & (1u << k)) == 0)
+      cmd += std::string(" --skip-forgery ") + to_string(static_cast<ckv::sim::Forgery>(k));
+  }
   return cmd;
 }
 
@@ -75,6 +87,7 @@ SimResult run_one(const SimConfig& c) {
 void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
   std::printf("FAIL seed=%llu nodes=%d steps=%d at %llu ms simulated: %s\n", ull(c.seed), c.nodes,
               c.steps, ull(r.sim_ms), r.failure.c_str());
+  if (c.swarm || c.byzantine) std::printf("  %s\n", r.profile.c_str());
   if (print_tail && !r.trace_tail.empty()) {
     std::printf("  last %zu trace lines:\n", r.trace_tail.size());
     for (const std::string& line : r.trace_tail) std::printf("    %s\n", line.c_str());
@@ -85,7 +98,7 @@ void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
 
 struct Totals {
   uint64_t runs = 0, failed = 0, events = 0, acked = 0, reads = 0, leaders = 0, crashes = 0,
-           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0;
+           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0, forged = 0;
   void add(const SimResult& r) {
     ++runs;
     if (!r.ok) ++failed;
@@ -98,6 +111,7 @@ struct Totals {
     installs += r.installs;
     conf += r.conf_changes;
     transfers += r.transfers;
+    forged += r.forged;
     sim_ms += r.sim_ms;
   }
   void print(const char* what, double wall_s) const {
@@ -106,10 +120,11 @@ struct Totals {
         "%llu events, "
         "%llu writes acked, %llu reads checked, %llu leaders, %llu crashes, %llu snapshots taken, "
         "%llu snapshots "
-        "sent, %llu membership changes, %llu transfers)\n",
+        "sent, %llu membership changes, %llu transfers%s)\n",
         what, ull(runs), ull(runs - failed), ull(failed), wall_s,
         static_cast<double>(sim_ms) / 1000.0, ull(events), ull(acked), ull(reads), ull(leaders),
-        ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers));
+        ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers),
+        forged ? (", " + std::to_string(forged) + " forged messages").c_str() : "");
   }
 };
 
@@ -147,11 +162,18 @@ bool parse_u64(const char* s, uint64_t& out) {
 int usage() {
   std::fprintf(
       stderr,
-      "usage: raft_sim --seed S [--nodes 3|5] [--steps K] [--quiet] [--tail N]\n"
-      "       raft_sim --seeds N [--start S] [--nodes 3|5] [--steps K] [--max-failures F]\n"
+      "usage: raft_sim --seed S [--nodes 3|5] [--steps K] [--swarm] [--quiet] [--tail N]\n"
+      "       raft_sim --seeds N [--start S | --random-start] [--nodes 3|5] [--steps K] [--swarm]\n"
+      "                [--max-failures F]\n"
       "       raft_sim --regressions FILE\n"
-      "       raft_sim --determinism N [--start S]\n"
+      "       raft_sim --determinism N [--start S] [--swarm]\n"
       "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
+      "--swarm: each seed draws its own fault profile (printed with a failure)\n"
+      "--byzantine: a Byzantine-lite peer forges malformed, out-of-range messages\n"
+      "--skip-forgery KIND: not this kind (huge-term, outsider, append-not-contiguous,\n"
+      "    append-beyond-log, entry-term-above-message, ack-never-sent, snapshot-garbage,\n"
+      "    commit-beyond-log); repeatable\n"
+      "--random-start: the sweep starts at a random seed, printed first (CI explores new seeds)\n"
       "Without --nodes, even seeds run 5 nodes and odd seeds 3.\n");
   return 2;
 }
@@ -183,6 +205,16 @@ int main(int argc, char** argv) {
     } else if (flag == "--determinism" && value(a.determinism)) {
     } else if (flag == "--no-persist-checks") {
       a.persist_checks = false;
+    } else if (flag == "--swarm") {
+      a.swarm = true;
+    } else if (flag == "--byzantine") {
+      a.byzantine = true;
+    } else if (flag == "--skip-forgery" && i + 1 < argc) {
+      ckv::sim::Forgery f;
+      if (!ckv::sim::parse_forgery(argv[++i], f)) return usage();
+      a.forgery_mask &= ~(1u << static_cast<uint32_t>(f));
+    } else if (flag == "--random-start") {
+      a.random_start = true;
     } else if (flag == "--quiet") {
       a.quiet = true;
     } else if (flag == "--regressions" && i + 1 < argc) {
@@ -200,6 +232,9 @@ int main(int argc, char** argv) {
     c.nodes = nodes_for(a, a.seed);
     c.steps = a.steps;
     c.persist_checks = a.persist_checks;
+    c.swarm = a.swarm;
+    c.byzantine = a.byzantine;
+    c.forgery_mask = a.forgery_mask;
     c.echo = !a.quiet;
     c.tail = a.quiet ? a.tail : 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -216,6 +251,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (a.seeds > 0) {
+    if (a.random_start) {
+      // Outside the simulation (which stays a pure function of its seed): a
+      // fresh range every run, printed first so any failure can be replayed.
+      std::random_device dev;
+      a.start = ((uint64_t{dev()} << 32) | dev()) % 1'000'000'000'000ULL + 1;
+      std::printf("raft_sim: random start seed %llu (this sweep: --seeds %llu --start %llu%s%s)\n",
+                  ull(a.start), ull(a.seeds), ull(a.start),
+                  a.nodes ? (" --nodes " + std::to_string(a.nodes)).c_str() : "",
+                  a.swarm ? " --swarm" : "");
+      std::fflush(stdout);
+    }
     std::vector<SimConfig> configs;
     for (uint64_t s = a.start; s < a.start + a.seeds; ++s) {
       SimConfig c;
@@ -223,15 +269,19 @@ int main(int argc, char** argv) {
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
       c.persist_checks = a.persist_checks;
+      c.swarm = a.swarm;
+      c.byzantine = a.byzantine;
+      c.forgery_mask = a.forgery_mask;
       configs.push_back(c);
     }
     std::string what =
         "seeds [" + std::to_string(a.start) + ", " + std::to_string(a.start + a.seeds - 1) + "]" +
-        (a.nodes ? ", " + std::to_string(a.nodes) + " nodes" : std::string(", 3 and 5 nodes"));
+        (a.nodes ? ", " + std::to_string(a.nodes) + " nodes" : std::string(", 3 and 5 nodes")) +
+        (a.swarm ? ", swarm" : "");
     return sweep(configs, a, what.c_str());
   }
   if (!a.regressions.empty()) {
-    // Format: "<seed> <nodes> [steps]  # what it caught", one per line.
+    // Format: "<seed> <nodes> [steps] [swarm]  # what it caught", one per line.
     std::ifstream in(a.regressions);
     if (!in) {
       std::fprintf(stderr, "raft_sim: cannot read %s\n", a.regressions.c_str());
@@ -244,8 +294,15 @@ int main(int argc, char** argv) {
       std::istringstream fields(line);
       SimConfig c;
       if (!(fields >> c.seed >> c.nodes)) continue;
-      int steps = 0;
-      if (fields >> steps && steps > 0) c.steps = steps;
+      std::string word;
+      while (fields >> word) {
+        uint64_t steps = 0;
+        if (word == "swarm") {
+          c.swarm = true;
+        } else if (parse_u64(word.c_str(), steps) && steps > 0) {
+          c.steps = static_cast<int>(steps);
+        }
+      }
       configs.push_back(c);
     }
     return sweep(configs, a, ("regressions in " + a.regressions).c_str());
@@ -256,6 +313,9 @@ int main(int argc, char** argv) {
       c.seed = s;
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
+      c.swarm = a.swarm;
+      c.byzantine = a.byzantine;
+      c.forgery_mask = a.forgery_mask;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
           x.writes_acked != y.writes_acked || x.failure != y.failure) {

@@ -5,6 +5,7 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "byzantine.h"
 #include "sim_trace.h"
 
 namespace ckv::sim {
@@ -36,13 +37,22 @@ SimResult run_simulation(const SimConfig& config) {
 
 SimCluster::SimCluster(const SimConfig& config)
     : config_(config),
+      profile_(config.swarm ? FaultProfile::draw(config.seed) : FaultProfile{}),
       rng_(derive_seed(config.seed, 0)),
       trace_(config.echo, config.tail),
       checker_(config.persist_checks) {
   // Small limits so that every mechanism really runs: several InstallSnapshot
   // chunks, tiny in-flight windows, one-entry appends, overload refusals.
-  options_.election_ticks = 10;
+  if (config.byzantine) {
+    // Its own stream, so that swarm profiles stay what they were.
+    SimRng b(derive_seed(config.seed, 0xb12));
+    profile_.byzantine_pm = config.swarm ? static_cast<uint32_t>(b.range(1, 60)) : 20;
+  }
+  options_.election_ticks = profile_.election_ticks;
   options_.heartbeat_ticks = static_cast<int>(rng_.pick(std::vector<uint64_t>{1, 1, 2, 3}));
+  // The core requires election_ticks > heartbeat_ticks; short swarm timeouts cap the heartbeat.
+  if (options_.heartbeat_ticks >= options_.election_ticks)
+    options_.heartbeat_ticks = options_.election_ticks - 1;
   options_.pre_vote = rng_.chance(0.85);
   options_.check_quorum = rng_.chance(0.85);
   options_.max_append_bytes = rng_.pick(std::vector<uint64_t>{1 << 20, 256, 2048});
@@ -51,6 +61,7 @@ SimCluster::SimCluster(const SimConfig& config)
   options_.snapshot_chunk_bytes = rng_.range(64, 256);
   options_.snapshot_trailing_entries = rng_.range(5, 20);
   options_.max_uncommitted_bytes = rng_.pick(std::vector<uint64_t>{64 << 20, 4096});
+  if (profile_.check_quorum >= 0) options_.check_quorum = profile_.check_quorum == 1;
 }
 
 void SimCluster::schedule(uint64_t delay_us, Event ev) {
@@ -69,8 +80,16 @@ SimNode& SimCluster::add_node(NodeId id) {
   env.now_us = &now_us_;
   env.send = [this](Message m) { send(std::move(m)); };
   env.on_write_acked = [this](uint64_t) { workload_.on_acked(); };
+  env.on_read_index = [this](NodeId node, uint64_t read_id, uint64_t start_us, NodeId leader,
+                             raft::Term term) {
+    check_read_confirmed(node, read_id, start_us, leader, term);
+  };
+  env.snapshot_gap_first = profile_.snap_gap_first;
+  env.snapshot_gap_min = profile_.snap_gap_min;
+  env.snapshot_gap_max = profile_.snap_gap_max;
   Slot& s = slots_[id];
   s.node = std::make_unique<SimNode>(id, options_, config_.seed, std::move(env));
+  if (profile_.initially_slow > 0) s.defer_ready = rng_.chance(profile_.initially_slow);
   return *s.node;
 }
 
@@ -78,7 +97,8 @@ void SimCluster::start_node(Slot& s) {
   s.node->start();
   s.ready_scheduled = false;
   // Clocks of different nodes run at slightly different rates (±5%).
-  s.tick_us = config_.tick_ms * kMs * rng_.range(95, 105) / 100;
+  s.tick_us = config_.tick_ms * kMs *
+              rng_.range(100 - profile_.tick_jitter_pct, 100 + profile_.tick_jitter_pct) / 100;
   Event tick;
   tick.type = EventType::kTick;
   tick.node = s.node->id();
@@ -92,9 +112,141 @@ void SimCluster::crash_node(Slot& s) {
   ++stats_.crashes;
 }
 
+void SimCluster::check_follower_commit(Slot& s, const Message& m, raft::Index before) {
+  const raft::Raft& r = s.node->raft();
+  if (!config_.persist_checks || r.term() != m.term || r.commit_index() <= before) return;
+  const raft::Index bound = std::min<raft::Index>(m.commit, m.log_index + m.entries.size());
+  if (r.commit_index() > bound) {
+    checker_.fail("Follower commit bound (Figure 2)",
+                  fmt("n%llu moved commit_index %llu -> %llu on an append from n%llu (prev %llu, "
+                      "%zu entries, leader commit %llu): beyond min(leaderCommit, last new entry) "
+                      "= %llu",
+                      ull(s.node->id()), ull(before), ull(r.commit_index()), ull(m.from),
+                      ull(m.log_index), m.entries.size(), ull(m.commit), ull(bound)));
+  }
+}
+
+void SimCluster::check_read_confirmed(NodeId node, uint64_t read_id, uint64_t start_us,
+                                      NodeId leader, raft::Term term) {
+  if (!config_.persist_checks) return;
+  Slot* ls = slot(leader);
+  // A leader that crashed or moved on since it answered: its configuration
+  // then is unknown here; the read is still checked for linearizability.
+  if (ls == nullptr || !ls->node->alive() || ls->node->raft().term() != term) return;
+  // The leader counted the voters of its configuration when it resolved the
+  // read; if that changed since the read began, which one it used is not
+  // known here.
+  if (ls->membership_changed_us >= start_us) return;
+  const std::vector<NodeId> voters = ls->node->raft().membership().voters();
+  size_t confirmed = 0;
+  std::string who;
+  for (NodeId v : voters) {
+    auto it = answered_.find({v, leader, term});
+    if (v == leader || (it != answered_.end() && it->second >= start_us)) {
+      ++confirmed;
+      who += fmt(" n%llu", ull(v));
+    }
+  }
+  if (confirmed < voters.size() / 2 + 1) {
+    checker_.fail("ReadIndex confirmation (§6.4)",
+                  fmt("read #%llu on n%llu (started at %llu us) got a read index from leader "
+                      "n%llu of term %llu, but only %zu of its %zu voters answered it since "
+                      "(%s )",
+                      ull(read_id), ull(node), ull(start_us), ull(leader), ull(term), confirmed,
+                      voters.size(), who.c_str()));
+  }
+}
+
+void SimCluster::check_conf_change_rule(Slot& s) {
+  const raft::Raft& r = s.node->raft();
+  if (!config_.persist_checks || r.role() != StateRole::kLeader) return;
+  if (s.lead_incarnation != s.node->incarnation() || s.lead_term != r.term()) return;
+  // The leader just appended a configuration entry (its log is the only way
+  // a sitting leader's membership changes): find it and the one before.
+  const std::vector<raft::Entry>& log = r.log_entries();
+  raft::Index newest = 0, previous = 0;
+  for (auto it = log.rbegin(); it != log.rend(); ++it) {
+    if (it->type != raft::EntryType::kConfig) continue;
+    if (newest == 0) {
+      newest = it->index;
+    } else {
+      previous = it->index;
+      break;
+    }
+  }
+  if (newest == 0) return;
+  // No earlier one in the log: it is at or below the log's start, compacted, hence committed.
+  const raft::Index commit = r.commit_index();
+  if (previous > commit) {
+    checker_.fail("One membership change at a time (§4.1)",
+                  fmt("leader n%llu of term %llu appended configuration %llu while configuration "
+                      "%llu was not committed (commit %llu)",
+                      ull(s.node->id()), ull(r.term()), ull(newest), ull(previous), ull(commit)));
+  } else if (r.term_at(commit) != r.term()) {
+    checker_.fail(
+        "Membership change after a commit in the leader's term",
+        fmt("leader n%llu of term %llu appended configuration %llu before committing an "
+            "entry of its term (commit %llu has term %llu)",
+            ull(s.node->id()), ull(r.term()), ull(newest), ull(commit), ull(r.term_at(commit))));
+  }
+}
+
+void SimCluster::check_commit_durable(Slot& s) {
+  const raft::Raft& r = s.node->raft();
+  if (r.role() != StateRole::kLeader) return;
+  const bool elected = !(s.lead_incarnation == s.node->incarnation() && s.lead_term == r.term());
+  if (elected && !liveness_ && profile_.conf_on_election > 0 &&
+      rng_.chance(profile_.conf_on_election)) {
+    // Only a wrong core accepts this before the leader's first entry commits.
+    pending_conf_leader_ = s.node->id();
+  }
+  const raft::Index c = r.commit_index();
+  const bool sitting = s.lead_incarnation == s.node->incarnation() && s.lead_term == r.term();
+  const raft::Index before = s.lead_commit;
+  s.lead_incarnation = s.node->incarnation();
+  s.lead_term = r.term();
+  s.lead_commit = c;
+  if (!sitting || c <= before) return;
+  // Whatever the leader's bookkeeping says, an entry is committed only once
+  // a majority of the voters hold it on disk: acknowledgements that were
+  // lost to a crash, counted before the sync, or counted for a node that
+  // does not vote must not count. (A snapshot at or past c also holds it.)
+  const raft::Term t = r.term_at(c);
+  const std::vector<NodeId> voters = r.membership().voters();
+  size_t holders = 0;
+  std::string who;
+  for (NodeId v : voters) {
+    Slot* vs = slot(v);
+    if (vs == nullptr) continue;
+    const SimDisk& d = vs->node->disk();
+    if (d.term_at(c) == t || d.snapshot_meta().index >= c) {
+      ++holders;
+      who += fmt(" n%llu", ull(v));
+    }
+  }
+  if (holders < voters.size() / 2 + 1) {
+    checker_.fail(
+        "Commit durability",
+        fmt("leader n%llu of term %llu committed %llu/%llu, but only %zu of its %zu "
+            "voters hold it on disk (%s )",
+            ull(s.node->id()), ull(r.term()), ull(c), ull(t), holders, voters.size(), who.c_str()));
+  }
+}
+
 void SimCluster::after_input(Slot& s) {
   if (!s.node->alive()) return;
   checker_.check_node(s.node->id(), s.node->raft());
+  if (s.node->raft().membership_version() != s.seen_membership) {
+    s.seen_membership = s.node->raft().membership_version();
+    s.membership_changed_us = now_us_;
+    check_conf_change_rule(s);
+  }
+  if (!checker_.failed()) check_commit_durable(s);
+  if (pending_conf_leader_ == s.node->id()) {
+    pending_conf_leader_ = raft::kNoNode;
+    trace_.log(now_us_, "membership change on newly elected n%llu", ull(s.node->id()));
+    do_membership(s.node.get());
+  }
   if (checker_.failed() || s.ready_scheduled || !s.node->raft().has_ready()) return;
   s.ready_scheduled = true;
   Event ev;
@@ -103,11 +255,14 @@ void SimCluster::after_input(Slot& s) {
   ev.incarnation = s.node->incarnation();
   // Usually the Ready is handled right away (still a separate event, so a
   // crash may fall in between); sometimes later, batching several inputs.
-  schedule(s.defer_ready ? rng_.range(100, 3000) : 0, std::move(ev));
+  schedule(s.defer_ready ? rng_.range(profile_.defer_min_us, profile_.defer_max_us) : 0,
+           std::move(ev));
 }
 
 void SimCluster::send(Message m) {
   if (m.to == m.from) return;
+  if (m.type == raft::MessageType::kHeartbeatResp || m.type == raft::MessageType::kAppendResp)
+    answered_[{m.from, m.to, m.term}] = now_us_;
   std::vector<uint64_t> delays = net_.plan(rng_, m.from, m.to);
   if (trace_.enabled()) {
     trace_.log(now_us_, "send %s%s", describe(m).c_str(),
@@ -135,8 +290,8 @@ SimResult SimCluster::run() {
                                            "node-" + std::to_string(i)});
   }
   next_id_ = static_cast<NodeId>(founders) + 1;
-  NetworkParams calm;
-  net_.set_params(calm);
+  net_.set_params(profile_.base_net);
+  trace_.log(now_us_, "%s", profile_.describe().c_str());
   trace_.log(
       now_us_,
       "seed %llu: %d founder(s), target %d voters, %d steps; heartbeat_ticks %d pre_vote %d "
@@ -171,11 +326,13 @@ SimResult SimCluster::run() {
   r.invariant = checker_.failed_invariant();
   r.failure = checker_.failure();
   r.trace_tail = trace_.tail();
+  r.profile = profile_.describe();
   r.events = events_;
   r.sim_ms = now_us_ / kMs;
   r.writes_acked = workload_.acked();
   r.leaders = checker_.leaders_seen();
   r.max_commit = checker_.max_committed();
+  r.forged = stats_.forged;
   for (const auto& [id, s] : slots_) {
     r.reads_served += s.node->reads_served();
     r.snapshots += s.node->snapshots_taken();
@@ -203,8 +360,13 @@ void SimCluster::handle(Event& ev) {
       }
       if (trace_.enabled()) trace_.log(now_us_, "recv %s", describe(ev.msg).c_str());
       if (ev.msg.type == raft::MessageType::kSnapshot && ev.msg.done) ++stats_.installs;
+      if (ev.msg.type == raft::MessageType::kReadIndexResp && !ev.msg.reject)
+        s->node->note_read_answer(ev.msg.context, ev.msg.from, ev.msg.term);
       s->node->heard_from(ev.msg.from);
+      const raft::Index commit_before = s->node->raft().commit_index();
       s->node->raft().step(ev.msg);
+      if (ev.msg.type == raft::MessageType::kAppend)
+        check_follower_commit(*s, ev.msg, commit_before);
       after_input(*s);
       return;
     }
@@ -240,7 +402,11 @@ void SimCluster::handle(Event& ev) {
           Event restart;
           restart.type = EventType::kRestart;
           restart.node = ev.node;
-          schedule(rng_.range(20, 1000) * kMs, std::move(restart));
+          // An armed crash restarts like any other (the classic mix keeps its old range).
+          schedule((profile_.swarm ? rng_.range(profile_.down_min_ms, profile_.down_max_ms)
+                                   : rng_.range(20, 1000)) *
+                       kMs,
+                   std::move(restart));
         }
         return;
       }
@@ -253,7 +419,7 @@ void SimCluster::handle(Event& ev) {
       if (++steps_done_ >= config_.steps) {
         begin_liveness();
       } else {
-        schedule(rng_.range(2, 15) * kMs, std::move(ev));
+        schedule(rng_.range(profile_.step_min_ms, profile_.step_max_ms) * kMs, std::move(ev));
       }
       return;
     case EventType::kRestart: {
@@ -316,7 +482,9 @@ void SimCluster::chaos_step() {
   // Per mille: mostly client traffic; faults rare enough (a crash every ~1-2 s
   // of simulated time) that the cluster also makes progress between them.
   uint64_t roll = rng_.range(0, 999);
-  if (roll < 400) {
+  const FaultProfile& p = profile_;
+  uint64_t edge = p.write_pm;
+  if (roll < edge) {
     // Mostly on a leader; sometimes anywhere, to exercise refusals.
     std::vector<Slot*> live = live_slots();
     SimNode* target = pick_leader();
@@ -327,31 +495,36 @@ void SimCluster::chaos_step() {
       trace_.log(now_us_, "client write on n%llu: %s", ull(target->id()),
                  ok ? "proposed" : "refused");
     }
-  } else if (roll < 550) {
+  } else if (roll < (edge += p.read_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
-    SimNode& n = *rng_.pick(live)->node;
+    SimNode* target = nullptr;
+    if (p.read_on_leader > 0 && rng_.chance(p.read_on_leader)) target = pick_leader();
+    if (target == nullptr) target = rng_.pick(live)->node.get();
+    SimNode& n = *target;
     bool ok = workload_.read(rng_, n, checker_.max_committed());
     trace_.log(now_us_, "client read on n%llu: %s", ull(n.id()),
                ok ? "started" : "no leader known");
-  } else if (roll < 556) {
+  } else if (roll < (edge += p.crash_pm)) {
     do_crash();
-  } else if (roll < 560) {
+  } else if (roll < (edge += p.arm_crash_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
-    SimNode& n = *rng_.pick(live)->node;
-    auto p = static_cast<CrashPoint>(rng_.range(1, 7));
-    n.arm_crash(p);
-    trace_.log(now_us_, "arm crash of n%llu at its next Ready (%s)", ull(n.id()), to_string(p));
-  } else if (roll < 568) {
+    SimNode& n = *pick_target(live)->node;
+    auto cp = static_cast<CrashPoint>(rng_.range(1, p.max_crash_point));
+    n.arm_crash(cp);
+    trace_.log(now_us_, "arm crash of n%llu at its next Ready (%s)", ull(n.id()), to_string(cp));
+  } else if (roll < (edge += p.partition_pm)) {
     do_partition();
-  } else if (roll < 573) {
+  } else if (roll < (edge += p.network_pm)) {
     do_network_change();
-  } else if (roll < 588) {
+  } else if (roll < (edge += p.membership_pm)) {
     do_membership();
-  } else if (roll < 593) {
+  } else if (roll < (edge += p.transfer_pm)) {
     do_transfer();
-  } else if (roll < 596) {
+  } else if (roll < (edge += p.byzantine_pm)) {
+    do_forge();
+  } else if (roll < (edge += p.batch_pm)) {
     std::vector<Slot*> live = live_slots();
     if (live.empty()) return;
     Slot* s = rng_.pick(live);
@@ -361,16 +534,28 @@ void SimCluster::chaos_step() {
   }
 }
 
+SimCluster::Slot* SimCluster::pick_target(const std::vector<Slot*>& live) {
+  // The classic mix (leader_bias 0) draws exactly as it always did.
+  if (profile_.leader_bias > 0 && rng_.chance(profile_.leader_bias)) {
+    for (Slot* s : live) {
+      if (s->node->raft().role() == StateRole::kLeader) return s;
+    }
+  }
+  return rng_.pick(live);
+}
+
 void SimCluster::do_crash() {
   std::vector<Slot*> live = live_slots();
   if (live.empty()) return;
-  Slot* s = rng_.pick(live);
+  Slot* s = pick_target(live);
   trace_.log(now_us_, "crash n%llu", ull(s->node->id()));
   crash_node(*s);
   Event restart;
   restart.type = EventType::kRestart;
   restart.node = s->node->id();
-  uint64_t down_ms = rng_.chance(0.2) ? rng_.range(1000, 4000) : rng_.range(20, 1000);
+  const FaultProfile& p = profile_;
+  uint64_t down_ms = rng_.chance(p.long_down) ? rng_.range(p.long_down_min_ms, p.long_down_max_ms)
+                                              : rng_.range(p.down_min_ms, p.down_max_ms);
   schedule(down_ms * kMs, std::move(restart));
 }
 
@@ -382,8 +567,15 @@ void SimCluster::do_partition() {
   if (ids.size() < 2) return;
   std::vector<std::pair<NodeId, NodeId>> links;
   NodeId a = rng_.pick(ids);
+  if (profile_.leader_bias > 0 && rng_.chance(profile_.leader_bias)) {
+    if (SimNode* l = pick_leader())
+      a = l->id();  // e.g. isolate a leader holding uncommitted entries
+  }
   const char* kind = "";
-  switch (rng_.range(0, 3)) {
+  const uint32_t* w = profile_.shape_weight;
+  uint64_t shape = rng_.range(0, w[0] + w[1] + w[2] + w[3] - 1);
+  shape = shape < w[0] ? 0 : shape < w[0] + w[1] ? 1 : shape < w[0] + w[1] + w[2] ? 2 : 3;
+  switch (shape) {
     case 0:  // isolate one node
       kind = "isolate";
       for (NodeId b : ids) {
@@ -430,7 +622,7 @@ void SimCluster::do_partition() {
   }
   for (const auto& [from, to] : links) net_.cut(from, to);
   uint64_t id = next_partition_++;
-  uint64_t heal_ms = rng_.range(50, 3000);
+  uint64_t heal_ms = rng_.range(profile_.heal_min_ms, profile_.heal_max_ms);
   trace_.log(now_us_, "partition #%llu: %s around n%llu (%zu links) for %llu ms", ull(id), kind,
              ull(a), links.size(), ull(heal_ms));
   partitions_[id] = std::move(links);
@@ -441,9 +633,9 @@ void SimCluster::do_partition() {
 }
 
 void SimCluster::do_network_change() {
-  NetworkParams p;
+  NetworkParams p = profile_.base_net;
   switch (rng_.range(0, 4)) {
-    case 0:  // calm
+    case 0:  // back to this profile's normal weather (calm in the classic mix)
       break;
     case 1:
       p.loss = rng_.pick(std::vector<double>{0.01, 0.05, 0.2});
@@ -463,13 +655,20 @@ void SimCluster::do_network_change() {
       p.long_delay = 0.02;
       break;
   }
+  if (profile_.net_scale != 1.0) {
+    const double f = profile_.net_scale;
+    p.loss = std::min(0.6, p.loss * f);
+    p.duplicate = std::min(0.6, p.duplicate * f);
+    p.max_delay_us = static_cast<uint64_t>(static_cast<double>(p.max_delay_us) * f);
+    p.long_delay = std::min(0.5, p.long_delay * f);
+  }
   trace_.log(now_us_, "network: loss %.2f dup %.2f delay %llu-%llu us stragglers %.2f", p.loss,
              p.duplicate, ull(p.min_delay_us), ull(p.max_delay_us), p.long_delay);
   net_.set_params(p);
 }
 
-void SimCluster::do_membership() {
-  SimNode* leader = pick_leader();
+void SimCluster::do_membership(SimNode* leader, int depth) {
+  if (leader == nullptr) leader = pick_leader();
   if (leader == nullptr) return;
   raft::Raft& r = leader->raft();
   const Membership m = r.membership();
@@ -483,7 +682,8 @@ void SimCluster::do_membership() {
   const char* what = "";
   for (NodeId l : learners) {
     if (r.learner_caught_up(l) &&
-        (voters.size() < target || (voters.size() <= target && rng_.chance(0.3)))) {
+        (voters.size() < target || (voters.size() <= target + profile_.over_promote &&
+                                    rng_.chance(profile_.promote_extra)))) {
       cc.type = ConfChangeType::kPromote;
       cc.node = l;
       what = "promote";
@@ -492,7 +692,7 @@ void SimCluster::do_membership() {
   }
   if (cc.node == raft::kNoNode) {
     uint64_t choice = (voters.size() < target && learners.empty()) ? 0 : rng_.range(0, 3);
-    if (choice == 0 && m.members.size() < target + 2 &&
+    if (choice == 0 && m.members.size() < target + profile_.max_extra_members &&
         (voters.size() >= target || learners.empty())) {
       cc.type = ConfChangeType::kAddLearner;
       cc.node = next_id_++;
@@ -503,7 +703,9 @@ void SimCluster::do_membership() {
       start_node(*slot(cc.node));
     } else if (choice == 1) {
       std::vector<NodeId> removable = learners;
-      if (voters.size() > std::max<size_t>(1, target - 1))
+      const size_t floor_voters =
+          profile_.min_voters_left > 0 ? profile_.min_voters_left : std::max<size_t>(1, target - 1);
+      if (voters.size() > floor_voters)
         removable.insert(removable.end(), voters.begin(), voters.end());
       if (removable.empty()) return;
       cc.type = ConfChangeType::kRemove;
@@ -529,8 +731,15 @@ void SimCluster::do_membership() {
   ++stats_.conf_changes;
   if (cc.type == ConfChangeType::kRemove)
     removals_.push_back(Removal{cc.node, res.index, res.term});
+  if (profile_.conf_crash > 0 && rng_.chance(profile_.conf_crash)) {
+    leader->arm_crash(CrashPoint::kMidEarlySend);
+    trace_.log(now_us_, "arm crash of leader n%llu right after its membership change",
+               ull(leader->id()));
+  }
   Slot* ls = slot(leader->id());
   after_input(*ls);
+  if (depth < 2 && leader->alive() && profile_.conf_burst > 0 && rng_.chance(profile_.conf_burst))
+    do_membership(leader, depth + 1);
 }
 
 void SimCluster::do_transfer() {
@@ -545,6 +754,39 @@ void SimCluster::do_transfer() {
              raft::to_string(e));
   if (e == raft::Error::kOk) ++stats_.transfers;
   after_input(*slot(leader->id()));
+}
+
+void SimCluster::do_forge() {
+  std::vector<Slot*> live = live_slots();
+  if (live.empty()) return;
+  auto kind = static_cast<Forgery>(rng_.range(0, kForgeryKinds - 1));
+  if ((config_.forgery_mask & (1u << static_cast<uint32_t>(kind))) == 0) return;
+  Slot* s = rng_.pick(live);
+  if (kind == Forgery::kAckNeverSent) {
+    // Acks count only at a leader.
+    SimNode* l = pick_leader();
+    if (l == nullptr) return;
+    s = slot(l->id());
+  }
+  const raft::Raft& r = s->node->raft();
+  ForgeTarget t;
+  t.to = s->node->id();
+  t.term = r.term();
+  t.last_index = r.last_index();
+  t.last_term = r.term_at(r.last_index());
+  t.commit = r.commit_index();
+  t.leader = r.leader();
+  t.is_leader = r.role() == StateRole::kLeader;
+  for (const raft::Member& m : r.membership().members) t.members.push_back(m.id);
+  t.outsider = 1'000'000 + rng_.range(0, 9);  // never a real id (ids count up from 1)
+  Message m = forge(rng_, kind, t);
+  ++stats_.forged;
+  trace_.log(now_us_, "byzantine: forge %s: %s", to_string(kind), describe(m).c_str());
+  Event ev;
+  ev.type = EventType::kDeliver;
+  ev.node = m.to;
+  ev.msg = std::move(m);
+  schedule(rng_.range(0, 5 * kMs), std::move(ev));
 }
 
 void SimCluster::check_removals() {

@@ -6,8 +6,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "fault_profile.h"
 #include "invariants.h"
 #include "raft/raft.h"
 #include "sim_network.h"
@@ -28,6 +30,12 @@ struct SimConfig {
   uint64_t liveness_limit_ms =
       10000;                   // after healing, a fresh write must be applied everywhere by then
   bool persist_checks = true;  // see InvariantChecker
+  // Swarm mode: the seed also draws its fault profile (fault_profile.h);
+  // off, every seed gets the classic mix.
+  bool swarm = false;
+  // The Byzantine-lite peer (byzantine.h) forges malformed messages during the fault phase.
+  bool byzantine = false;
+  uint32_t forgery_mask = ~0u;  // bit k: Forgery k may be sent (--skip-forgery clears bits)
 };
 
 struct SimResult {
@@ -35,6 +43,7 @@ struct SimResult {
   std::string invariant;  // which check failed
   std::string failure;    // the numbers that prove it
   std::deque<std::string> trace_tail;
+  std::string profile;  // FaultProfile::describe() of the run
   // What the run exercised, so a sweep can show it is not vacuous.
   uint64_t events = 0;
   uint64_t sim_ms = 0;
@@ -47,6 +56,7 @@ struct SimResult {
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
   uint64_t max_commit = 0;
+  uint64_t forged = 0;  // messages sent by the Byzantine-lite peer
 };
 
 SimResult run_simulation(const SimConfig& config);
@@ -83,6 +93,13 @@ class SimCluster {
     uint64_t readies = 0;
     uint64_t last_ready_us = 0;  // to detect a Ready loop that never drains
     uint64_t readies_at_instant = 0;
+    // Commit durability: the last (incarnation, term, commit) seen while leader.
+    uint64_t lead_incarnation = 0;
+    raft::Term lead_term = 0;
+    raft::Index lead_commit = 0;
+    // When this node's membership() last changed (version seen_membership).
+    uint64_t seen_membership = 0;
+    uint64_t membership_changed_us = 0;
   };
   struct Removal {
     raft::NodeId node;
@@ -97,14 +114,30 @@ class SimCluster {
   void start_node(Slot& s);
   void crash_node(Slot& s);
   void after_input(Slot& s);
+  // Cluster-wide: a leader's new commit index must be durable on a majority
+  // of its configuration's voters (the definition of committed, §5.3).
+  void check_commit_durable(Slot& s);
+  // Figure 2, AppendEntries rule 5: an accepted append moves the follower's
+  // commit to at most min(leaderCommit, index of the last new entry).
+  void check_follower_commit(Slot& s, const raft::Message& m, raft::Index before);
+  // Thesis §4.1 and the 2015 single-server fix: a sitting leader appends a
+  // configuration entry only when the previous one is committed and it has
+  // committed an entry of its own term.
+  void check_conf_change_rule(Slot& s);
+  // Thesis §6.4: a read index is safe only once a majority of voters answered
+  // the leader in its term after the read began (else it may be deposed).
+  void check_read_confirmed(raft::NodeId node, uint64_t read_id, uint64_t start_us,
+                            raft::NodeId leader, raft::Term term);
   void send(raft::Message m);
 
   void chaos_step();
   void do_crash();
   void do_partition();
   void do_network_change();
-  void do_membership();
+  // On leader (a random one when null); depth bounds bursts of changes.
+  void do_membership(SimNode* leader = nullptr, int depth = 0);
   void do_transfer();
+  void do_forge();
   void check_removals();
   void begin_liveness();
   void liveness_step();
@@ -114,7 +147,10 @@ class SimCluster {
   SimNode* newest_leader();  // the live leader with the highest term
   std::vector<Slot*> live_slots();
 
+  Slot* pick_target(const std::vector<Slot*>& live);  // the leader with leader_bias, else random
+
   SimConfig config_;
+  FaultProfile profile_;
   SimRng rng_;
   Trace trace_;
   InvariantChecker checker_;
@@ -134,6 +170,9 @@ class SimCluster {
   std::map<uint64_t, std::vector<std::pair<raft::NodeId, raft::NodeId>>> partitions_;
   uint64_t next_partition_ = 1;
   std::vector<Removal> removals_;
+  raft::NodeId pending_conf_leader_ = raft::kNoNode;  // conf_on_election: change on this new leader
+  // (voter, leader, term) -> when the voter last answered that leader in that term.
+  std::map<std::tuple<raft::NodeId, raft::NodeId, raft::Term>, uint64_t> answered_;
   // The liveness probe: a fresh write that must reach every member.
   raft::NodeId probe_node_ = raft::kNoNode;
   uint64_t probe_incarnation_ = 0;

@@ -35,6 +35,8 @@ const char* to_string(CrashPoint p) {
       return "before-advance";
     case CrashPoint::kMidSnapshot:
       return "mid-snapshot";
+    case CrashPoint::kMidEarlySend:
+      return "mid-early-send";
   }
   return "?";
 }
@@ -42,6 +44,7 @@ const char* to_string(CrashPoint p) {
 SimNode::SimNode(raft::NodeId id, const raft::Options& options, uint64_t sim_seed, NodeEnv env)
     : id_(id), options_(options), sim_seed_(sim_seed), env_(std::move(env)) {
   options_.id = id;
+  snapshot_gap_ = env_.snapshot_gap_first;
 }
 
 void SimNode::trace(const char* f, ...) {
@@ -93,6 +96,7 @@ void SimNode::crash() {
   raft_.reset();
   sm_.clear();
   disk_.crash();
+  env_.checker->on_crash(id_, disk_.hard_state().term);
   pending_writes_.clear();
   pending_reads_.clear();
   crash_point_ = CrashPoint::kNone;
@@ -123,6 +127,12 @@ bool SimNode::process_ready(SimRng& rng) {
 
   // 0. A leader's appends may leave before its own sync (thesis §10.2.1):
   // a crash at any point below then finds them already in the network.
+  if (crash_point_ == CrashPoint::kMidEarlySend) {
+    size_t sent = rng.range(0, rd.early_messages);
+    for (size_t k = 0; k < sent; ++k) send(rd.messages[k]);
+    crash();
+    return false;
+  }
   for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
 
   // 1. Persist, in one sync.
@@ -197,6 +207,13 @@ bool SimNode::process_ready(SimRng& rng) {
     if (it == pending_reads_.end()) continue;
     it->second.have_index = true;
     it->second.read_index = rs.index;
+    // A read without a recorded answer was resolved here, as leader in the
+    // term it began in (a leader that steps down fails its pending reads).
+    if (it->second.leader != raft::kNoNode) {
+      env_.on_read_index(id_, rs.id, it->second.start_us, it->second.leader, it->second.term);
+    } else if (it->second.started_as_leader) {
+      env_.on_read_index(id_, rs.id, it->second.start_us, id_, it->second.start_term);
+    }
     trace("read #%llu got read index %llu (applied %llu)", ull(rs.id), ull(rs.index),
           ull(sm_.applied()));
   }
@@ -311,7 +328,7 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
                                                 ull(core.term), core.membership.members.size()));
   }
   ++snapshots_taken_;
-  snapshot_gap_ = rng.range(50, 200);
+  snapshot_gap_ = rng.range(env_.snapshot_gap_min, env_.snapshot_gap_max);
   trace("snapshot at %llu/%llu (%llu bytes), keep log from %llu", ull(meta.index), ull(meta.term),
         ull(meta.size_bytes), ull(keep));
   if (crash_point_ == CrashPoint::kMidSnapshot) {
@@ -330,8 +347,17 @@ void SimNode::track_write(uint64_t write_id, Index index, raft::Term term, std::
 
 bool SimNode::start_read(uint64_t read_id, std::string key, Index min_index) {
   if (!raft_->read_index(read_id)) return false;
-  pending_reads_[read_id] = PendingRead{std::move(key), min_index, false, 0};
+  const bool leader = raft_->role() == raft::StateRole::kLeader;
+  pending_reads_[read_id] = PendingRead{
+      std::move(key), min_index, false, 0, *env_.now_us, raft::kNoNode, 0, leader, raft_->term()};
   return true;
+}
+
+void SimNode::note_read_answer(uint64_t read_id, raft::NodeId leader, raft::Term term) {
+  auto it = pending_reads_.find(read_id);
+  if (it == pending_reads_.end()) return;
+  it->second.leader = leader;
+  it->second.term = term;
 }
 
 }  // namespace ckv::sim

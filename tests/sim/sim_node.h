@@ -25,6 +25,14 @@ struct NodeEnv {
   std::function<void(raft::Message)> send;
   // A client write proposed here was applied at its index and term.
   std::function<void(uint64_t write_id)> on_write_acked;
+  // A read got its read index: started at start_us, resolved by leader in term.
+  std::function<void(raft::NodeId node, uint64_t read_id, uint64_t start_us, raft::NodeId leader,
+                     raft::Term term)>
+      on_read_index;
+  // Applied entries between snapshots: the first gap, then drawn from [min, max] after each.
+  uint64_t snapshot_gap_first = 100;
+  uint64_t snapshot_gap_min = 50;
+  uint64_t snapshot_gap_max = 200;
 };
 
 // Where inside the Ready loop an armed crash strikes, so that a crash can
@@ -38,6 +46,9 @@ enum class CrashPoint : uint8_t {
   kMidApply,       // some committed entries applied
   kBeforeAdvance,  // everything done but advance()
   kMidSnapshot,    // snapshot file written, log not yet compacted
+  // A leader sent some of its early appends (thesis §10.2.1) and died before
+  // its own sync: e.g. one follower holds an entry the leader lost.
+  kMidEarlySend,
 };
 const char* to_string(CrashPoint p);
 
@@ -64,6 +75,8 @@ class SimNode {
   // A message from `from` arrived: this incarnation's transport now has a
   // stream from it, so it can answer (the TCP hello carries its address).
   void heard_from(raft::NodeId from) { heard_from_.insert(from); }
+  // A leader answered read read_id (kReadIndexResp, not rejected) in term.
+  void note_read_answer(uint64_t read_id, raft::NodeId leader, raft::Term term);
   uint64_t unreachable_drops() const { return unreachable_drops_; }
   // Handles one Ready (raft.h steps 1-4). Returns false if the node crashed doing so.
   bool process_ready(SimRng& rng);
@@ -91,6 +104,11 @@ class SimNode {
     raft::Index min_index = 0;
     bool have_index = false;
     raft::Index read_index = 0;
+    uint64_t start_us = 0;
+    raft::NodeId leader = raft::kNoNode;  // who answered a forwarded read
+    raft::Term term = 0;
+    bool started_as_leader = false;
+    raft::Term start_term = 0;
   };
   void send(raft::Message& m);  // checks, fills snapshot bytes, hands to the network
   bool can_reach(raft::NodeId to);

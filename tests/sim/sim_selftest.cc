@@ -1,7 +1,10 @@
 // Unit tests of the simulator's own parts: the disk's crash model, the state machine's snapshots, the checker's teeth.
 #include <gtest/gtest.h>
 
+#include "byzantine.h"
+#include "fault_profile.h"
 #include "invariants.h"
+#include "raft/message_checks.h"
 #include "sim_disk.h"
 #include "sim_state_machine.h"
 
@@ -119,6 +122,61 @@ TEST(InvariantCheckerTest, CatchesStaleLinearizableRead) {
   c.check_read(1, 7, /*min_index=*/10, /*read_index=*/9, /*applied=*/9, "k", std::nullopt);
   EXPECT_TRUE(c.failed());
   EXPECT_EQ(c.failed_invariant(), "Linearizable read");
+}
+
+// Swarm profiles are a function of the seed (replay) and stay within what
+// the simulator can run: the action rates fit in 1000, ranges are ordered.
+TEST(FaultProfileTest, DrawIsDeterministicAndSane) {
+  EXPECT_FALSE(FaultProfile{}.swarm);
+  bool some_fault_off = false;
+  for (uint64_t seed = 1; seed <= 500; ++seed) {
+    FaultProfile p = FaultProfile::draw(seed);
+    EXPECT_EQ(p.describe(), FaultProfile::draw(seed).describe());
+    EXPECT_TRUE(p.swarm);
+    uint32_t total = p.write_pm + p.read_pm + p.crash_pm + p.arm_crash_pm + p.partition_pm +
+                     p.network_pm + p.membership_pm + p.transfer_pm + p.batch_pm;
+    EXPECT_LE(total, 1000u) << seed;
+    EXPECT_LE(p.step_min_ms, p.step_max_ms);
+    EXPECT_LE(p.down_min_ms, p.down_max_ms);
+    EXPECT_LE(p.heal_min_ms, p.heal_max_ms);
+    EXPECT_LE(p.defer_min_us, p.defer_max_us);
+    EXPECT_LE(p.snap_gap_min, p.snap_gap_max);
+    EXPECT_GE(p.snap_gap_min, 1u);
+    EXPECT_GE(p.election_ticks, 3);
+    EXPECT_GT(p.shape_weight[0] + p.shape_weight[1] + p.shape_weight[2] + p.shape_weight[3], 0u);
+    EXPECT_TRUE(p.min_voters_left == 0 || p.min_voters_left >= 2);
+    some_fault_off = some_fault_off || p.crash_pm == 0 || p.partition_pm == 0;
+  }
+  EXPECT_TRUE(some_fault_off);  // swarm testing switches faults off for some seeds
+  EXPECT_NE(FaultProfile::draw(1).describe(), FaultProfile::draw(2).describe());
+}
+
+// The forgeries whose invalidity shows in the message alone must fail the
+// core's shape check (raft/message_checks.h); the others are judged against
+// the receiver's state (its log, its leader's progress) inside the core.
+TEST(ByzantineTest, StatelessForgeriesFailTheShapeCheck) {
+  ForgeTarget t;
+  t.to = 1;
+  t.term = 7;
+  t.last_index = 40;
+  t.last_term = 6;
+  t.commit = 30;
+  t.leader = 2;
+  t.members = {1, 2, 3};
+  t.outsider = 1'000'000;
+  SimRng rng(42);
+  for (Forgery f : {Forgery::kHugeTerm, Forgery::kAppendNotContiguous,
+                    Forgery::kEntryTermAboveMessage, Forgery::kSnapshotGarbage}) {
+    for (int k = 0; k < 200; ++k) {
+      raft::Message m = forge(rng, f, t);
+      EXPECT_EQ(m.to, t.to);
+      EXPECT_NE(raft::check_message_shape(m), nullptr) << to_string(f) << " #" << k;
+    }
+  }
+  Forgery parsed;
+  EXPECT_TRUE(parse_forgery("commit-beyond-log", parsed));
+  EXPECT_EQ(parsed, Forgery::kCommitBeyondLog);
+  EXPECT_FALSE(parse_forgery("nonsense", parsed));
 }
 
 }  // namespace
