@@ -9,6 +9,12 @@ packages=(
   liblmdb-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   curl wrk python3 iptables
+  # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place
+  # (cmake/EtcdProtos.cmake): etcd's own, gogoproto, google/api annotations.
+  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev
+  golang-etcd-server-dev golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
+  # The reference for the etcd tests: etcdctl 3.4 and etcd itself (differential tests).
+  etcd-client etcd-server
 )
 
 missing=()

@@ -14,6 +14,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "etcd/grpc_server.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -105,6 +106,8 @@ int main(int argc, char** argv) {
          "host:port of this node's HTTP API; other members forward requests to it, so it must be "
          "reachable from them")
       ->capture_default_str();
+  app.add_option("--grpc-address", opts.grpc_address,
+                 "host:port to serve etcd's v3 gRPC API on (docs/api.md, \"etcd v3 API\"); empty: none");
   app.add_option("--data-dir", opts.data_dir,
                  "directory for the Raft log, vote and snapshots (created if missing)")
       ->capture_default_str();
@@ -189,6 +192,7 @@ int main(int argc, char** argv) {
     usage_error("missing -raft-address (e.g. -raft-address=127.0.0.1:5000)");
   check_address("raft-address", opts.raft_address);
   check_address("api-address", opts.api_address);
+  if (!opts.grpc_address.empty()) check_address("grpc-address", opts.grpc_address);
   if (!join_target.empty()) check_address("join", join_target);
   if (!opts.in_memory && opts.data_dir.empty()) usage_error("-data-dir must not be empty");
   if (opts.tick_ms <= 0) usage_error("-tick-ms must be positive");
@@ -289,13 +293,23 @@ int main(int argc, char** argv) {
   http_opts.commit_timeout_ms = commit_timeout_ms;
   http_opts.join_timeout_ms = join_timeout_ms;
   auto server = std::make_unique<ckv::http::HttpServer>(
-      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}}, http_opts);
+      *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}, opts.grpc_address}, http_opts);
 
   // Bind the API before starting Raft, so that a port in use stops us
   // before this node takes part in any election.
   if (ckv::Status s = server->start(); !s.is_ok()) {
     spdlog::critical("cannot serve the API on {}: {}", opts.api_address, s.to_string());
     return kExitRuntimeError;
+  }
+  std::unique_ptr<ckv::etcd::GrpcServer> grpc;
+  if (!opts.grpc_address.empty()) {
+    auto started = ckv::etcd::GrpcServer::start(*node, opts.grpc_address);
+    if (!started.is_ok()) {
+      spdlog::critical("{}", started.status().to_string());
+      return kExitRuntimeError;
+    }
+    grpc = std::move(started).value();
+    spdlog::info("serving etcd's gRPC API on {}", opts.grpc_address);
   }
   registrar = server.get();
   node->start();
@@ -310,6 +324,7 @@ int main(int argc, char** argv) {
   // The Node goes before the server (see server.h, "Lifecycle").
   node->stop();
   registrar = nullptr;
+  if (grpc) grpc->stop();
   server->stop();
   node.reset();
   server.reset();

@@ -10,6 +10,7 @@
 
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
+#include "http/etcd_gateway.h"
 #include "http/limits.h"
 
 namespace ckv::http {
@@ -185,6 +186,8 @@ void Api::handle(const Request& req, Reply reply) {
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
+  } else if (path.starts_with(kEtcdGatewayPrefix)) {
+    reply(etcd_gateway(req, path, [this] { return node_.status(); }, options_.grpc_address));
   } else {
     reply(error_response(404, "no such endpoint: " + path));
   }
@@ -343,6 +346,7 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
   if (!membership_fields(req, params,
                          {{"peerAddress", &info.raft_address},
                           {"apiAddress", &info.api_address},
+                          {"grpcAddress", &info.grpc_address},
                           {"id", &info.name}},
                          &error)) {
     return reply(error_response(400, error));
@@ -355,6 +359,10 @@ void Api::handle_join(const Request& req, const std::map<std::string, std::strin
   if (!info.api_address.empty() && !parse_host_port(info.api_address)) {
     return reply(
         error_response(400, "apiAddress must be host:port, got \"" + info.api_address + "\""));
+  }
+  if (!info.grpc_address.empty() && !parse_host_port(info.grpc_address)) {
+    return reply(
+        error_response(400, "grpcAddress must be host:port, got \"" + info.grpc_address + "\""));
   }
   if (route_to_leader(req, options_.join_timeout_ms, reply)) return;
   // Ask the node who it is, so that the configuration change records its
@@ -429,6 +437,7 @@ void Api::handle_status(Reply reply) {
     json member{{"id", m.info.name},
                 {"raftAddress", m.info.raft_address},
                 {"apiAddress", m.info.api_address},
+                {"grpcAddress", m.info.grpc_address},
                 {"role", m.role}};
     if (m.active) member["active"] = *m.active;
     members.push_back(std::move(member));

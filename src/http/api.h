@@ -51,6 +51,7 @@ using Reply = std::function<void(Outcome)>;
 struct ApiOptions {
   int commit_timeout_ms = 5000;  // propose and read barrier
   int join_timeout_ms = 30000;   // add_member: a learner may need a snapshot before it can vote
+  std::string grpc_address;      // this node's -grpc-address, for the /v3 gateway's member list
 };
 
 class Api {

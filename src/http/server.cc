@@ -254,7 +254,7 @@ class HttpServer::Impl {
       : node_(node),
         self_(std::move(self)),
         options_(std::move(options)),
-        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms}),
+        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
         body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
@@ -748,7 +748,9 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
 
 std::string HttpServer::Impl::join_target() const {
   return "/join?peerAddress=" + url_encode(self_.raft_address) +
-         "&apiAddress=" + url_encode(self_.api_address) + "&id=" + url_encode(self_.name);
+         "&apiAddress=" + url_encode(self_.api_address) +
+         (self_.grpc_address.empty() ? "" : "&grpcAddress=" + url_encode(self_.grpc_address)) +
+         "&id=" + url_encode(self_.name);
 }
 
 void HttpServer::Impl::register_self(const node::MemberInfo& leader) {

@@ -6,9 +6,11 @@
 namespace ckv::node {
 
 namespace {
-// 1: name, raft address, API address. 2: and the incarnation. Both decode.
+// 1: name, raft address, API address. 2: and the incarnation. 3: and the
+// gRPC address. All decode.
 constexpr uint8_t kMemberInfoFormatV1 = 1;
-constexpr uint8_t kMemberInfoFormat = 2;
+constexpr uint8_t kMemberInfoFormatV2 = 2;
+constexpr uint8_t kMemberInfoFormat = 3;
 constexpr uint32_t kMaxFieldBytes = 4096;
 
 }  // namespace
@@ -30,6 +32,7 @@ std::string encode_member_info(const MemberInfo& info) {
   put_string32(out, info.raft_address);
   put_string32(out, info.api_address);
   put_string32(out, info.incarnation);
+  put_string32(out, info.grpc_address);
   return out;
 }
 
@@ -37,12 +40,13 @@ std::optional<MemberInfo> decode_member_info(const std::string& data) {
   ByteReader r(data);
   uint8_t format = 0;
   MemberInfo info;
-  if (!r.u8(format) || (format != kMemberInfoFormatV1 && format != kMemberInfoFormat) ||
+  if (!r.u8(format) || (format != kMemberInfoFormatV1 && format != kMemberInfoFormatV2 && format != kMemberInfoFormat) ||
       !r.string32(info.name, kMaxFieldBytes) || !r.string32(info.raft_address, kMaxFieldBytes) ||
       !r.string32(info.api_address, kMaxFieldBytes)) {
     return std::nullopt;
   }
-  if (format >= 2 && !r.string32(info.incarnation, kMaxFieldBytes)) return std::nullopt;
+  if (format >= kMemberInfoFormatV2 && !r.string32(info.incarnation, kMaxFieldBytes)) return std::nullopt;
+  if (format >= kMemberInfoFormat && !r.string32(info.grpc_address, kMaxFieldBytes)) return std::nullopt;
   if (!r.at_end()) return std::nullopt;
   return info;
 }

@@ -185,7 +185,7 @@ class Node::Impl {
   }
   bool recently_active(raft::NodeId id, Clock::time_point now) const;
   MemberInfo self_info() const {
-    return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation};
+    return MemberInfo{opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation, opts_.grpc_address};
   }
 
   NodeOptions opts_;
@@ -970,7 +970,7 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
       return;
     }
     if (info.name.empty()) info.name = info.raft_address;
-    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation}) {
+    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation, &info.grpc_address}) {
       if (f->size() > kMaxMemberFieldBytes) {
         cb(Status(StatusCode::kInvalid, "member names and addresses are at most " +
                                             std::to_string(kMaxMemberFieldBytes) + " bytes"));
@@ -998,13 +998,15 @@ void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
                       "): its state was wiped; remove it and add it again (docs/operations.md)"));
         return;
       }
-      // Merge: a registration may bring the API address, a probe the
+      // Merge: a registration may bring the API and gRPC addresses, a probe the
       // incarnation of a member recorded without one; neither is ever
       // replaced by an empty value, and a recorded incarnation never changes.
       MemberInfo merged = *have;
       if (!info.api_address.empty()) merged.api_address = info.api_address;
+      if (!info.grpc_address.empty()) merged.grpc_address = info.grpc_address;
       if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
-      if (merged.api_address == have->api_address && merged.incarnation == have->incarnation) {
+      if (merged.api_address == have->api_address && merged.grpc_address == have->grpc_address &&
+          merged.incarnation == have->incarnation) {
         cc.type = raft::ConfChangeType::kPromote;  // only wait (and promote if a learner)
       } else {
         cc.type = raft::ConfChangeType::kUpdateContext;
@@ -1098,16 +1100,16 @@ void Node::Impl::probe_peer(const std::string& raft_address, int timeout_ms, Pro
       cb(r.status());
       return;
     }
-    cb(MemberInfo{r->name, r->raft_address, r->api_address, r->incarnation});
+    cb(MemberInfo{r->name, r->raft_address, r->api_address, r->incarnation, {}});
   });
 }
 
 void Node::Impl::register_api_address() {
-  if (opts_.api_address.empty()) return;
+  if (opts_.api_address.empty() && opts_.grpc_address.empty()) return;
   const raft::Member* self = raft_->membership().find(id_);
   if (self == nullptr) return;
   auto info = decode_member_info(self->context);
-  if (info && info->api_address == opts_.api_address) return;
+  if (info && info->api_address == opts_.api_address && info->grpc_address == opts_.grpc_address) return;
   const auto now = Clock::now();
   if (now - last_registration_ < std::chrono::seconds(1)) return;
   last_registration_ = now;

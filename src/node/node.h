@@ -66,6 +66,7 @@ struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
   std::string raft_address;  // host:port peers connect to
   std::string api_address;   // host:port clients (and forwarding peers) use
+  std::string grpc_address;  // host:port of the etcd gRPC API (-grpc-address); empty: none
   std::string data_dir;
   bool bootstrap = false;
   bool in_memory = false;  // no disk at all (tests); nothing survives a restart
@@ -90,6 +91,9 @@ struct MemberInfo {
   // data dir wiped: the transport refuses it (transport.h). Empty for
   // members added before incarnations existed, or that could not be probed.
   std::string incarnation;
+  // host:port of the member's etcd gRPC API (etcd's client URL); empty if it
+  // serves none or has not registered it. Registered like api_address.
+  std::string grpc_address;
 };
 
 struct MemberStatus {

@@ -106,7 +106,7 @@ class NodeTest : public ::testing::Test {
     auto who = probed.get_future().get();
     std::promise<Status> p;
     l->add_member(MemberInfo{name, name + ":5000", with_api_address ? name + ":8000" : "",
-                             who.is_ok() ? who->incarnation : ""},
+                             who.is_ok() ? who->incarnation : "", ""},
                   10000, [&](Status s) { p.set_value(s); });
     return p.get_future().get();
   }
@@ -372,7 +372,7 @@ TEST_F(NodeTest, SecondPendingLearnerIsRefused) {
   ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
   auto add = [&](const std::string& name, int timeout_ms) {
     std::promise<Status> p;
-    a.add_member(MemberInfo{name, name + ":5000", "", ""}, timeout_ms, [&](Status s) { p.set_value(s); });
+    a.add_member(MemberInfo{name, name + ":5000", "", "", ""}, timeout_ms, [&](Status s) { p.set_value(s); });
     return p.get_future().get();
   };
   EXPECT_EQ(add("dead1", 200).code(), StatusCode::kTimeout);  // a learner that never catches up

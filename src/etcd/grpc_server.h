@@ -1,0 +1,48 @@
+// The etcd v3 gRPC endpoint (-grpc-address): Cluster.MemberList and Maintenance.Status served from the node's status.
+//
+// Every other method of etcd's services (KV, Watch, Lease, Cluster,
+// Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
+// message naming the method, which is what etcd's clients handle; nothing
+// answers a fake result. docs/api.md lists what is served.
+//
+// grpc++ and the generated code stay in grpc_server.cc: this header
+// includes neither, so kvnode.cc compiles without them.
+//
+// Threading: the gRPC server runs its own threads and only calls the
+// thread-safe Node::status(). Lifecycle: stop() (or the destructor) before
+// the Node is destroyed.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "node/node.h"
+
+namespace ckv::etcd {
+
+// How long stop() lets calls in flight finish before cancelling them.
+inline constexpr int kGrpcShutdownGraceMs = 2000;
+// Largest request message accepted (etcd's default --max-request-bytes, 1.5 MiB,
+// plus its gRPC overhead allowance).
+inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
+
+class GrpcServer {
+ public:
+  // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
+  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node, const std::string& listen_address);
+  ~GrpcServer();
+  GrpcServer(const GrpcServer&) = delete;
+  GrpcServer& operator=(const GrpcServer&) = delete;
+
+  // Stops accepting calls, waits up to kGrpcShutdownGraceMs for those in flight. Idempotent.
+  void stop();
+
+  struct Impl;
+
+ private:
+  explicit GrpcServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckv::etcd

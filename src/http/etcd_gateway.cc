@@ -1,0 +1,121 @@
+// etcd's /v3/ JSON gateway (see etcd_gateway.h): routing, request body checks and protobuf's JSON mapping by hand.
+#include "http/etcd_gateway.h"
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "etcd/cluster_view.h"
+
+namespace ckv::http {
+
+namespace {
+
+using json = nlohmann::ordered_json;  // keeps rpc.proto's field order, as etcd emits it
+
+// gRPC codes the gateway reports (grpc/status.h numbering).
+constexpr int kGrpcInvalidArgument = 3;
+constexpr int kGrpcNotFound = 5;
+constexpr int kGrpcUnimplemented = 12;
+
+// Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
+// declare, besides the two we serve.
+constexpr std::string_view kUnimplementedRoutes[] = {
+    "/v3/kv/range", "/v3/kv/put", "/v3/kv/deleterange", "/v3/kv/txn", "/v3/kv/compaction", "/v3/watch",
+    "/v3/lease/grant", "/v3/lease/revoke", "/v3/kv/lease/revoke", "/v3/lease/keepalive", "/v3/lease/timetolive",
+    "/v3/kv/lease/timetolive", "/v3/lease/leases", "/v3/kv/lease/leases", "/v3/cluster/member/add",
+    "/v3/cluster/member/remove", "/v3/cluster/member/update", "/v3/cluster/member/promote", "/v3/maintenance/alarm",
+    "/v3/maintenance/defragment", "/v3/maintenance/hash", "/v3/maintenance/snapshot",
+    "/v3/maintenance/transfer-leadership", "/v3/auth/enable", "/v3/auth/disable", "/v3/auth/authenticate",
+    "/v3/auth/user/add", "/v3/auth/user/get", "/v3/auth/user/list", "/v3/auth/user/delete",
+    "/v3/auth/user/changepw", "/v3/auth/user/grant", "/v3/auth/user/revoke", "/v3/auth/role/add",
+    "/v3/auth/role/get", "/v3/auth/role/list", "/v3/auth/role/delete", "/v3/auth/role/grant",
+    "/v3/auth/role/revoke", "/v3/lock/lock", "/v3/lock/unlock", "/v3/election/campaign",
+    "/v3/election/proclaim", "/v3/election/leader", "/v3/election/observe", "/v3/election/resign"};
+
+Response gateway_error(unsigned http_status, int grpc_code, const std::string& message) {
+  Response r;
+  r.status = http_status;
+  r.body = json{{"error", message}, {"message", message}, {"code", grpc_code}}.dump();
+  return r;
+}
+
+// protobuf's JSON mapping: uint64/int64 as decimal strings; zero omitted.
+void put_u64(json& j, const char* name, uint64_t v) {
+  if (v != 0) j[name] = std::to_string(v);
+}
+
+json header_json(const etcd::Header& h) {
+  json j = json::object();
+  put_u64(j, "cluster_id", h.cluster_id);
+  put_u64(j, "member_id", h.member_id);
+  put_u64(j, "revision", h.revision);
+  put_u64(j, "raft_term", h.raft_term);
+  return j;
+}
+
+void put_strings(json& j, const char* name, const std::vector<std::string>& v) {
+  if (!v.empty()) j[name] = v;
+}
+
+}  // namespace
+
+std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address) {
+  const etcd::MemberList list = etcd::member_list_for(st, grpc_address);
+  json members = json::array();
+  for (const etcd::Member& m : list.members) {
+    json e = json::object();
+    put_u64(e, "ID", m.id);
+    if (!m.name.empty()) e["name"] = m.name;
+    put_strings(e, "peerURLs", m.peer_urls);
+    put_strings(e, "clientURLs", m.client_urls);
+    if (m.is_learner) e["isLearner"] = true;
+    members.push_back(std::move(e));
+  }
+  json out{{"header", header_json(list.header)}};
+  if (!members.empty()) out["members"] = std::move(members);
+  return out.dump();
+}
+
+std::string gateway_status_json(const node::NodeStatus& st) {
+  const etcd::MaintenanceStatus s = etcd::status_for(st);
+  json out{{"header", header_json(s.header)}};
+  if (!s.version.empty()) out["version"] = s.version;
+  put_u64(out, "dbSize", s.db_size);
+  put_u64(out, "leader", s.leader);
+  put_u64(out, "raftIndex", s.raft_index);
+  put_u64(out, "raftTerm", s.raft_term);
+  put_u64(out, "raftAppliedIndex", s.raft_applied_index);
+  put_strings(out, "errors", s.errors);
+  put_u64(out, "dbSizeInUse", s.db_size_in_use);
+  if (s.is_learner) out["isLearner"] = true;
+  return out.dump();
+}
+
+Response etcd_gateway(const Request& req, const std::string& path, const std::function<node::NodeStatus()>& status,
+                      const std::string& grpc_address) {
+  const bool served = path == "/v3/cluster/member/list" || path == "/v3/maintenance/status";
+  bool known = served;
+  for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
+  if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");
+  if (req.method != "POST") {
+    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
+    r.headers.emplace_back("Allow", "POST");
+    return r;
+  }
+  // The request messages of both served calls have no fields etcd reads, but
+  // the body must still be a JSON object (or empty), as etcd's gateway insists.
+  if (!req.body.empty()) {
+    const json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return gateway_error(400, kGrpcInvalidArgument, "the request body must be a JSON object");
+    }
+  }
+  if (!served) return gateway_error(501, kGrpcUnimplemented, "consensuskv: " + path + " is not implemented yet");
+  Response r;
+  r.body = path == "/v3/maintenance/status" ? gateway_status_json(status())
+                                            : gateway_member_list_json(status(), grpc_address);
+  return r;
+}
+
+}  // namespace ckv::http

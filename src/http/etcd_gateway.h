@@ -1,0 +1,29 @@
+// etcd's JSON gateway under /v3/ on the HTTP API port: member list and status served, the rest UNIMPLEMENTED.
+//
+// Bodies follow etcd 3.4's grpc-gateway as a real etcd emits them: field
+// names as in rpc.proto (cluster_id, dbSize, peerURLs), 64-bit integers as
+// strings, zero values and empty lists omitted; errors as
+// {"error","message","code"} with the gRPC code and grpc-gateway's HTTP
+// status (InvalidArgument 400, NotFound 404, Unimplemented 501).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "http/api.h"
+
+namespace ckv::http {
+
+inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
+
+// path starts with kEtcdGatewayPrefix; status is called only for a served
+// call (Node::status() in the server, a fixed value in tests); grpc_address
+// is this node's -grpc-address (may be empty).
+Response etcd_gateway(const Request& req, const std::string& path, const std::function<node::NodeStatus()>& status,
+                      const std::string& grpc_address);
+
+// The JSON bodies, exposed for the unit tests.
+std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address);
+std::string gateway_status_json(const node::NodeStatus& st);
+
+}  // namespace ckv::http

@@ -1,0 +1,225 @@
+"""Integration: etcdctl's `member list` and `endpoint status` against a 3-node kvnode cluster on -grpc-address, the /v3 gateway, and the same calls against a real etcd for shape."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from kvcluster import ClusterTest, free_port, request, wait_for
+
+ETCDCTL = shutil.which("etcdctl")
+ETCD = shutil.which("etcd")
+# The fields a real etcd sends that we leave at zero (so protobuf omits them):
+# no MVCC backend yet, hence no database size (docs/api.md, "etcd v3 API").
+ZERO_UNTIL_MVCC = {"dbSize", "dbSizeInUse"}
+
+
+def node_id(name):
+    """node::node_id_for: FNV-1a 64 of the name, never 0."""
+    h = 0xcbf29ce484222325
+    for b in name.encode():
+        h ^= b
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h or 1
+
+
+def etcdctl(endpoints, *args, check=True):
+    env = dict(os.environ, ETCDCTL_API="3")
+    p = subprocess.run([ETCDCTL, "--endpoints=" + ",".join(endpoints), "--dial-timeout=5s", "--command-timeout=10s",
+                        *args], env=env, capture_output=True, text=True, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError(f"etcdctl {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def shape(v):
+    """A JSON value's structure: names and types, not values."""
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return type(v).__name__
+
+
+def post(api, path, body="{}"):
+    return request("POST", api, path, body, {"Content-Type": "application/json"})
+
+
+class EtcdClusterTest(ClusterTest):
+    def start_cluster(self):
+        """Three nodes, each with -grpc-address; returns them once every member's client URL is replicated."""
+        grpc = {}
+
+        def make(name, *args):
+            g = f"127.0.0.1:{free_port()}"
+            n = self.node(name, f"-grpc-address={g}", *args)
+            grpc[n.name] = g
+            return n
+
+        n1 = make("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        n2 = make("n2", f"-join={n1.api}").start()
+        n3 = make("n3", f"-join={n1.api}").start()
+        nodes = [n1, n2, n3]
+        self.wait_voters(n1, nodes)
+        for n in nodes:
+            n.grpc = grpc[n.name]
+
+        def replicated():
+            # Every node's view lists every member's gRPC address (registered like the API address).
+            for n in nodes:
+                got = {m["raftAddress"]: m.get("grpcAddress") for m in n.status()["members"]}
+                if got != {m.raft: m.grpc for m in nodes}:
+                    return False
+            return True
+
+        wait_for(replicated, 30, "every member's gRPC address in every node's membership")
+        return nodes
+
+    def expected_members(self, nodes):
+        return sorted(({"ID": node_id(n.raft), "name": n.raft, "peerURLs": [f"http://{n.raft}"],
+                        "clientURLs": [f"http://{n.grpc}"]} for n in nodes), key=lambda m: m["ID"])
+
+    def test_member_list_and_endpoint_status_with_etcdctl(self):
+        if not ETCDCTL:
+            self.skipTest("etcdctl is not installed (Debian package etcd-client; scripts/setup.sh installs it)")
+        nodes = self.start_cluster()
+        leader = self.wait_leader(nodes)
+        term = leader.status()["term"]
+        cluster_ids = set()
+        for n in nodes:
+            # member list, JSON: every member with its id, name and URLs; the header names the node asked.
+            out = json.loads(etcdctl([n.grpc], "member", "list", "-w", "json").stdout)
+            self.assertEqual(out["members"], self.expected_members(nodes), n.name)
+            self.assertEqual(out["header"]["member_id"], node_id(n.raft))
+            self.assertEqual(out["header"]["raft_term"], term)
+            self.assertNotIn("revision", out["header"])  # as etcd's Cluster service
+            cluster_ids.add(out["header"]["cluster_id"])
+            # member list, table: etcdctl's simple format, one line per member in id order.
+            table = etcdctl([n.grpc], "member", "list").stdout.splitlines()
+            self.assertEqual(table, [f"{m['ID']:x}, started, {m['name']}, {m['peerURLs'][0]}, {m['clientURLs'][0]}, false"
+                                     for m in self.expected_members(nodes)])
+        self.assertEqual(len(cluster_ids), 1, "every node must report the same cluster_id")
+        (cluster_id,) = cluster_ids
+        self.assertNotEqual(cluster_id, 0)
+
+        # endpoint status over all three: one leader, one term, this node's indexes.
+        out = json.loads(etcdctl([n.grpc for n in nodes], "endpoint", "status", "-w", "json").stdout)
+        self.assertEqual([e["Endpoint"] for e in out], [n.grpc for n in nodes])
+        for n, e in zip(nodes, out):
+            s = e["Status"]
+            self.assertEqual(s["header"]["member_id"], node_id(n.raft))
+            self.assertEqual(s["header"]["cluster_id"], cluster_id)
+            self.assertEqual(s["leader"], node_id(leader.raft))
+            self.assertEqual(s["raftTerm"], term)
+            self.assertEqual(s["header"]["raft_term"], term)
+            self.assertEqual(s["header"]["revision"], s["raftAppliedIndex"])  # the applied index until MVCC exists
+            self.assertGreaterEqual(s["raftIndex"], s["raftAppliedIndex"])
+            self.assertGreater(s["raftAppliedIndex"], 0)
+            self.assertEqual(s["version"], "3.4.0")
+            self.assertNotIn("isLearner", s)
+        table = etcdctl([n.grpc for n in nodes], "endpoint", "status").stdout.splitlines()
+        self.assertEqual(len(table), 3)
+        for n, line in zip(nodes, table):
+            cols = line.split(", ")
+            self.assertEqual(cols[:6], [n.grpc, f"{node_id(n.raft):x}", "3.4.0", "0 B", str(n is leader).lower(),
+                                        "false"], line)
+            self.assertEqual(int(cols[6]), term)
+
+        # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
+        follower = next(n for n in nodes if n is not leader)
+        p = etcdctl([follower.grpc], "get", "foo", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.KV/Range is not implemented yet",
+                      p.stderr)
+        p = etcdctl([follower.grpc], "member", "add", "x", "--peer-urls=http://127.0.0.1:1", check=False)
+        self.assertIn("code = Unimplemented", p.stderr)
+
+    def test_gateway_member_list_and_status(self):
+        nodes = self.start_cluster()
+        leader = self.wait_leader(nodes)
+        term = leader.status()["term"]
+        for n in nodes:
+            r = post(n.api, "/v3/cluster/member/list")
+            self.assertEqual(r.status, 200, r)
+            want = [{k: (str(v) if k == "ID" else v) for k, v in m.items()} for m in self.expected_members(nodes)]
+            # etcd's gateway orders a member's fields as rpc.proto does: ID, name, peerURLs, clientURLs.
+            self.assertEqual(r.json["members"], want)
+            self.assertEqual([list(m) for m in r.json["members"]], [["ID", "name", "peerURLs", "clientURLs"]] * 3)
+            self.assertEqual(r.json["header"]["member_id"], str(node_id(n.raft)))
+            self.assertEqual(r.json["header"]["raft_term"], str(term))
+
+            r = post(n.api, "/v3/maintenance/status", "")
+            self.assertEqual(r.status, 200, r)
+            s = r.json
+            self.assertEqual(s["leader"], str(node_id(leader.raft)))
+            self.assertEqual(s["raftTerm"], str(term))
+            self.assertEqual(s["header"]["revision"], s["raftAppliedIndex"])
+            for k in ("raftIndex", "raftAppliedIndex"):
+                self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
+
+        api = nodes[1].api
+        r = post(api, "/v3/kv/put", '{"key":"Zm9v","value":"YmFy"}')
+        self.assertEqual((r.status, r.json["code"]), (501, 12), r)
+        self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
+        r = post(api, "/v3/maintenance/status", "junk")
+        self.assertEqual((r.status, r.json["code"]), (400, 3), r)
+        self.assertEqual(request("GET", api, "/v3/maintenance/status").status, 405)
+
+    def test_shape_matches_a_real_etcd(self):
+        if not ETCDCTL:
+            self.skipTest("etcdctl is not installed (Debian package etcd-client)")
+        if not ETCD:
+            self.skipTest("etcd is not installed (Debian package etcd-server): no comparison with a real etcd")
+        etcd_client = f"127.0.0.1:{free_port()}"
+        etcd_peer = f"127.0.0.1:{free_port()}"
+        etcd_dir = tempfile.mkdtemp(prefix="ckv-etcd-", dir=self.tmp)
+        log = open(os.path.join(self.tmp, "etcd.log"), "w")
+        proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={etcd_dir}/data",
+                                 f"--listen-client-urls=http://{etcd_client}",
+                                 f"--advertise-client-urls=http://{etcd_client}",
+                                 f"--listen-peer-urls=http://{etcd_peer}",
+                                 f"--initial-advertise-peer-urls=http://{etcd_peer}",
+                                 f"--initial-cluster=e1=http://{etcd_peer}"], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs.append(proc)  # killed by PID in cleanup
+        wait_for(lambda: post(etcd_client, "/v3/maintenance/status").status == 200, 30, "etcd to answer")
+
+        nodes = self.start_cluster()
+        self.wait_leader(nodes)
+        ours = nodes[1]  # a follower or the leader: the shape is the same
+        for args in (("member", "list", "-w", "json"), ("endpoint", "status", "-w", "json")):
+            theirs = json.loads(etcdctl([etcd_client], *args).stdout)
+            mine = json.loads(etcdctl([ours.grpc], *args).stdout)
+            self.assert_same_shape(shape(mine), shape(theirs), " ".join(args))
+        for args in (("member", "list"), ("endpoint", "status")):
+            theirs = etcdctl([etcd_client], *args).stdout.splitlines()[0].split(", ")
+            mine = etcdctl([ours.grpc], *args).stdout.splitlines()[0].split(", ")
+            self.assertEqual(len(mine), len(theirs), f"etcdctl {' '.join(args)} columns: {mine} vs {theirs}")
+        for path in ("/v3/cluster/member/list", "/v3/maintenance/status"):
+            theirs = post(etcd_client, path).json
+            mine = post(ours.api, path).json
+            self.assert_same_shape(shape(mine), shape(theirs), path)
+            self.assertEqual(list(mine), [k for k in theirs if k not in ZERO_UNTIL_MVCC], f"{path}: field order")
+
+    def assert_same_shape(self, mine, theirs, what):
+        """Same fields with the same types; fields in ZERO_UNTIL_MVCC may be missing on our side only."""
+        if isinstance(theirs, dict):
+            self.assertIsInstance(mine, dict, what)
+            missing = set(theirs) - set(mine) - ZERO_UNTIL_MVCC
+            extra = set(mine) - set(theirs)
+            self.assertFalse(missing or extra, f"{what}: fields missing {sorted(missing)}, extra {sorted(extra)}")
+            for k in mine:
+                self.assert_same_shape(mine[k], theirs[k], f"{what}.{k}")
+        elif isinstance(theirs, list):
+            self.assertIsInstance(mine, list, what)
+            if mine and theirs:
+                self.assert_same_shape(mine[0], theirs[0], f"{what}[0]")
+        else:
+            self.assertEqual(mine, theirs, what)
+
+
+if __name__ == "__main__":
+    unittest.main()
