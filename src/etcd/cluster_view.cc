@@ -46,11 +46,9 @@ MemberList member_list_for(const node::NodeStatus& st, const std::string& self_g
     e.id = m.id;
     e.name = m.info.name;
     if (!m.info.raft_address.empty()) e.peer_urls.push_back(url_for(m.info.raft_address));
-    if (m.id == st.id && !self_grpc_address.empty()) {
-      e.client_urls.push_back(url_for(self_grpc_address));
-    } else if (!m.info.grpc_address.empty()) {
-      e.client_urls.push_back(url_for(m.info.grpc_address));
-    }
+    // This node knows what it serves now; for the others, what they registered.
+    const std::string& grpc = m.id == st.id ? self_grpc_address : m.info.grpc_address;
+    if (!grpc.empty()) e.client_urls.push_back(url_for(grpc));
     e.is_learner = m.role == "learner";
     out.members.push_back(std::move(e));
   }

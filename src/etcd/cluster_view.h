@@ -64,7 +64,8 @@ struct MaintenanceStatus {
 // future work: docs/design-notes.md). Never 0.
 uint64_t cluster_id_for(const node::NodeStatus& st);
 
-// self_grpc_address: this node's -grpc-address (empty if it serves none).
+// self_grpc_address: this node's -grpc-address (empty if it serves none): its
+// own client URL, whatever the membership recorded for it.
 Header header_for(const node::NodeStatus& st, bool with_revision);
 MemberList member_list_for(const node::NodeStatus& st, const std::string& self_grpc_address);
 MaintenanceStatus status_for(const node::NodeStatus& st);

@@ -149,6 +149,9 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, const st
   // Plaintext for now: TLS (-cert-file, -key-file) is part of issue 8's second half.
   builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &bound_port);
   builder.SetMaxReceiveMessageSize(kMaxGrpcRequestBytes);
+  grpc::ResourceQuota quota("ckv-etcd-grpc");
+  quota.SetMaxThreads(kMaxGrpcThreads);
+  builder.SetResourceQuota(quota);
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterCallbackGenericService(&impl->rest);

@@ -27,6 +27,10 @@ inline constexpr int kGrpcShutdownGraceMs = 2000;
 // plus its gRPC overhead allowance).
 inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 
+// Threads the synchronous server may run calls on at once (grpc++'s
+// ResourceQuota); a burst beyond it waits rather than growing the process.
+inline constexpr int kMaxGrpcThreads = 64;
+
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.

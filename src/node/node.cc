@@ -1109,14 +1109,21 @@ void Node::Impl::register_api_address() {
   const raft::Member* self = raft_->membership().find(id_);
   if (self == nullptr) return;
   auto info = decode_member_info(self->context);
-  if (info && info->api_address == opts_.api_address && info->grpc_address == opts_.grpc_address) return;
+  // An empty -grpc-address never clears a registered one (add_member's merge
+  // keeps it), so only a set one can be missing; comparing an empty one
+  // would register again every second forever.
+  if (info && info->api_address == opts_.api_address &&
+      (opts_.grpc_address.empty() || info->grpc_address == opts_.grpc_address)) {
+    return;
+  }
   const auto now = Clock::now();
   if (now - last_registration_ < std::chrono::seconds(1)) return;
   last_registration_ = now;
   MemberInfo me = self_info();
   if (raft_->role() == raft::StateRole::kLeader) {
-    // Never replace a recorded incarnation (add_member's rule).
+    // Never replace a recorded incarnation, nor an address by an empty one (add_member's rules).
     if (info && !info->incarnation.empty()) me.incarnation = info->incarnation;
+    if (info && me.grpc_address.empty()) me.grpc_address = info->grpc_address;
     (void)raft_->propose_conf_change(
         raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(me)});
     return;

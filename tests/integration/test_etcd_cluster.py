@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from kvcluster import ClusterTest, free_port, request, wait_for
@@ -68,10 +69,11 @@ class EtcdClusterTest(ClusterTest):
             n.grpc = grpc[n.name]
 
         def replicated():
-            # Every node's view lists every member's gRPC address (registered like the API address).
+            # Every node's view lists every member as a voter with its gRPC address
+            # (registered like the API address).
             for n in nodes:
-                got = {m["raftAddress"]: m.get("grpcAddress") for m in n.status()["members"]}
-                if got != {m.raft: m.grpc for m in nodes}:
+                got = {m["raftAddress"]: (m["role"], m.get("grpcAddress")) for m in n.status()["members"]}
+                if got != {m.raft: ("voter", m.grpc) for m in nodes}:
                     return False
             return True
 
@@ -167,6 +169,37 @@ class EtcdClusterTest(ClusterTest):
         r = post(api, "/v3/maintenance/status", "junk")
         self.assertEqual((r.status, r.json["code"]), (400, 3), r)
         self.assertEqual(request("GET", api, "/v3/maintenance/status").status, 405)
+
+    def test_a_restart_with_another_grpc_address_re_registers_it(self):
+        nodes = self.start_cluster()
+        n1, _, n3 = nodes
+
+        def client_urls_seen_by(via):
+            r = post(via.api, "/v3/cluster/member/list")
+            return {m["name"]: m.get("clientURLs") for m in r.json["members"]} if r.status == 200 else None
+
+        # A new address replaces the old one in every member's view.
+        n3.kill()
+        n3.grpc = f"127.0.0.1:{free_port()}"
+        n3.extra_args = [a for a in n3.extra_args if not a.startswith("-grpc-address=")] + [
+            f"-grpc-address={n3.grpc}"]
+        n3.start()
+        wait_for(lambda: client_urls_seen_by(n1)[n3.raft] == [f"http://{n3.grpc}"], 30,
+                 "n1 to list n3's new gRPC address")
+
+        # Without the flag the node registers nothing new, and does not retry forever:
+        # an empty address never replaces a registered one (docs/design-notes.md).
+        n3.kill()
+        n3.extra_args = [a for a in n3.extra_args if not a.startswith("-grpc-address=")]
+        before = n3.log().count("registering API address")
+        n3.start()
+        self.wait_leader(nodes)
+        wait_for(lambda: n3.status()["appliedIndex"] >= n1.status()["commitIndex"], 20, "n3 to catch up")
+        time.sleep(3)  # registration retries once a second: three seconds would show a loop
+        self.assertLessEqual(n3.log().count("registering API address") - before, 1, n3.log()[-3000:])
+        self.assertEqual(client_urls_seen_by(n1)[n3.raft], [f"http://{n3.grpc}"])
+        self.assertNotIn("clientURLs", next(m for m in post(n3.api, "/v3/cluster/member/list").json["members"]
+                                            if m["name"] == n3.raft), "n3 serves no gRPC now: its own view says so")
 
     def test_shape_matches_a_real_etcd(self):
         if not ETCDCTL:

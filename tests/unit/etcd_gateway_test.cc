@@ -63,6 +63,13 @@ TEST(EtcdClusterView, MemberListIsSortedByIdWithUrlsAndLearners) {
   EXPECT_EQ(list.header.member_id, node::node_id_for("n2"));
   EXPECT_EQ(list.header.raft_term, 7u);
   EXPECT_EQ(list.header.revision, 0u);  // etcd's Cluster service sets no revision
+
+  // Serving no gRPC now, n2 lists no client URL for itself, whatever was recorded.
+  for (const etcd::Member& m : etcd::member_list_for(three_members(), "").members) {
+    if (m.name == "n2") {
+      EXPECT_TRUE(m.client_urls.empty());
+    }
+  }
 }
 
 TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
