@@ -148,6 +148,9 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, const st
   int bound_port = 0;
   // Plaintext for now: TLS (-cert-file, -key-file) is part of issue 8's second half.
   builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &bound_port);
+  // grpc++ binds with SO_REUSEPORT by default: a second kvnode on the same
+  // -grpc-address would then share the port silently instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxGrpcRequestBytes);
   grpc::ResourceQuota quota("ckv-etcd-grpc");
   quota.SetMaxThreads(kMaxGrpcThreads);

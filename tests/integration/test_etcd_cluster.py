@@ -201,6 +201,18 @@ class EtcdClusterTest(ClusterTest):
         self.assertNotIn("clientURLs", next(m for m in post(n3.api, "/v3/cluster/member/list").json["members"]
                                             if m["name"] == n3.raft), "n3 serves no gRPC now: its own view says so")
 
+    def test_a_taken_grpc_address_stops_the_start(self):
+        # grpc++ would share a port with SO_REUSEPORT; kvnode turns that off, so a
+        # second node on the same -grpc-address must refuse to start.
+        first = self.start_cluster()[0]
+        import kvcluster
+        p = subprocess.run([kvcluster.KVNODE, f"-raft-address=127.0.0.1:{free_port()}",
+                            f"-api-address=127.0.0.1:{free_port()}", f"-grpc-address={first.grpc}",
+                            f"-data-dir={os.path.join(self.tmp, 'second')}", "-bootstrap"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stderr[-2000:])
+        self.assertIn(f"cannot serve gRPC on {first.grpc}", p.stderr + p.stdout)
+
     def test_shape_matches_a_real_etcd(self):
         if not ETCDCTL:
             self.skipTest("etcdctl is not installed (Debian package etcd-client)")
