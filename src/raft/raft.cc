@@ -471,6 +471,14 @@ const char* Raft::Impl::step(const Message& m) {
     // commit whatever suffix we hold, which may be another term's.
     return "heartbeat commit beyond our log";
   }
+  if (m.type == MessageType::kReadIndexResp && m.term >= term_ &&
+      (m.term != term_ || m.from != leader_ || leader_ == kNoNode)) {
+    // Only the leader we follow, in our term, can answer a read (thesis
+    // §6.4): anyone else's index could be stale (Byzantine-lite swarm seed
+    // 787828383753). An answer from a leader we no longer follow is dropped
+    // too; the read then fails by its deadline and is retried.
+    return "read index answer from a node that is not our leader";
+  }
   if (m.type == MessageType::kAppend && m.term >= term_) {
     // Before it changes anything (our term, leader, election timer): an
     // append that contradicts our committed log cannot come from a leader
