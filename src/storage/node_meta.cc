@@ -1,11 +1,11 @@
 // Checksummed node metadata file (see node_meta.h): u8 format, name, incarnation, CRC-32C of what precedes.
 #include "storage/node_meta.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
@@ -59,8 +59,10 @@ Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
   }
   ::close(fd);
   auto corrupt = [&](const char* why) {
-    return Status(StatusCode::kCorrupt, path + ": " + why + " (restore the file from a backup of this data dir, "
-                                                    "or remove the member and add it again with an empty data dir)");
+    return Status(StatusCode::kCorrupt,
+                  path + ": " + why +
+                      " (restore the file from a backup of this data dir, "
+                      "or remove the member and add it again with an empty data dir)");
   };
   if (data.size() < 4 || data.size() > kMaxFileBytes) return corrupt("wrong size");
   ByteReader crc_reader(std::string_view(data).substr(data.size() - 4));
@@ -72,7 +74,8 @@ Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
   uint8_t format = 0;
   NodeMeta meta;
   if (!r.u8(format) || format != kFormat) return corrupt("unknown format");
-  if (!r.string32(meta.name, kMaxFieldBytes) || !r.string32(meta.incarnation, kMaxFieldBytes) || !r.at_end()) {
+  if (!r.string32(meta.name, kMaxFieldBytes) || !r.string32(meta.incarnation, kMaxFieldBytes) ||
+      !r.at_end()) {
     return corrupt("malformed");
   }
   return std::optional<NodeMeta>(std::move(meta));

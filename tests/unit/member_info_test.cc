@@ -1,9 +1,9 @@
 // Unit tests for src/node/member_info.h: versioned MemberInfo encoding (old encodings still decode) and the member cap.
 #include "node/member_info.h"
 
-#include <gtest/gtest.h>
-
 #include <string>
+
+#include <gtest/gtest.h>
 
 #include "common/bytes.h"
 #include "raft/types.h"
@@ -40,7 +40,8 @@ TEST(MemberInfo, FormatOneStillDecodesWithoutIncarnation) {
 
 TEST(MemberInfo, TruncationsAndUnknownFormatsAreRefused) {
   const std::string enc = encode_member_info(MemberInfo{"n1", "a:1", "b:2", "inc"});
-  for (size_t n = 0; n < enc.size(); ++n) EXPECT_FALSE(decode_member_info(enc.substr(0, n)).has_value()) << n;
+  for (size_t n = 0; n < enc.size(); ++n)
+    EXPECT_FALSE(decode_member_info(enc.substr(0, n)).has_value()) << n;
   std::string bad = enc;
   bad[0] = 3;
   EXPECT_FALSE(decode_member_info(bad).has_value());
