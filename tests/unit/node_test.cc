@@ -13,6 +13,7 @@
 
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
+#include "storage/node_meta.h"
 
 namespace ckv::node {
 namespace {
@@ -351,6 +352,29 @@ TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
   ASSERT_TRUE(join("d").is_ok());
   ASSERT_TRUE(eventually([&] { return barrier(d).is_ok(); }));
   EXPECT_EQ(d.state_machine().get("k39"), "v");
+}
+
+// Members recorded without an incarnation (added while they could not be
+// probed, or before incarnations existed) get theirs recorded by the
+// leader, so a later wipe of their data dir is caught too.
+TEST_F(NodeTest, LeaderRecordsMissingIncarnations) {
+  start("a", true);
+  start("b", false);
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
+  std::promise<Status> p;
+  l->add_member(MemberInfo{"b", "b:5000", "b:8000", ""}, 10000, [&](Status s) { p.set_value(s); });
+  ASSERT_TRUE(p.get_future().get().is_ok());
+  auto meta_b = storage::read_node_meta((root_ / "b").string());
+  ASSERT_TRUE(meta_b.is_ok() && meta_b.value().has_value());
+  auto incarnation_of = [&](const std::string& name) {
+    for (const MemberStatus& m : l->status().members) {
+      if (m.info.name == name) return m.info.incarnation;
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(eventually([&] { return incarnation_of("b") == meta_b.value()->incarnation; }));
+  EXPECT_EQ(incarnation_of("a").size(), 32u);
 }
 
 }  // namespace
