@@ -340,7 +340,7 @@ TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
   snapshot_threshold_ = 20;
   start("a", true);
   ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), std::string("k").append(std::to_string(i)), "v").is_ok());
   ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 20; }));  // configuration {a}
   start("b", false);
   ASSERT_TRUE(join("b").is_ok());  // b installs a's snapshot
