@@ -1,0 +1,23 @@
+// etcd's exact error texts and limits for the KV API, so clients that match errors by text keep working.
+#pragma once
+
+#include <cstddef>
+
+namespace ckv::mvcc {
+
+// mvcc package errors (etcd's gRPC layer prefixes them with "etcdserver: ").
+inline constexpr const char* kErrCompacted = "mvcc: required revision has been compacted";
+inline constexpr const char* kErrFutureRev = "mvcc: required revision is a future revision";
+// etcdserver / rpctypes errors, as etcd 3.4 words them.
+inline constexpr const char* kErrKeyNotFound = "etcdserver: key not found";
+inline constexpr const char* kErrValueProvided = "etcdserver: value is provided";
+inline constexpr const char* kErrLeaseProvided = "etcdserver: lease is provided";
+inline constexpr const char* kErrEmptyKey = "etcdserver: key is not provided";
+inline constexpr const char* kErrTooManyOps = "etcdserver: too many operations in txn request";
+inline constexpr const char* kErrDuplicateKey = "etcdserver: duplicate key given in txn request";
+
+// etcd's --max-txn-ops default: the most compares, or success ops, or failure
+// ops in one txn (nested txns share this budget, as in etcd).
+inline constexpr size_t kDefaultMaxTxnOps = 128;
+
+}  // namespace ckv::mvcc
