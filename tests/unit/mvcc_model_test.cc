@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -419,7 +420,37 @@ template <typename T>
   return ::testing::AssertionSuccess();
 }
 
-void run_seed(uint64_t seed) {
+// What the random runs reached, so a generator that drifts into trivial
+// cases (all misses, no errors, no compactions) fails instead of passing.
+struct Coverage {
+  int ranges_with_kvs = 0;
+  int ranges_with_more = 0;
+  int compacted_errors = 0;
+  int future_errors = 0;
+  int key_not_found_errors = 0;
+  int txns_succeeded = 0;
+  int txns_failed = 0;
+  int txn_writes = 0;
+  int compactions = 0;
+};
+
+void note_range(const Result<RangeResponse>& r, Coverage& cov) {
+  if (r.is_ok()) {
+    cov.ranges_with_kvs += !r->kvs.empty();
+    cov.ranges_with_more += r->more;
+  }
+}
+
+template <typename T>
+void note_error(const Result<T>& r, Coverage& cov) {
+  if (r.is_ok()) return;
+  const std::string& m = r.status().message();
+  cov.compacted_errors += m == kErrCompacted;
+  cov.future_errors += m == kErrFutureRev;
+  cov.key_not_found_errors += m == kErrKeyNotFound;
+}
+
+void run_seed(uint64_t seed, Coverage& cov) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun: CKV_MVCC_SEED=" + std::to_string(seed) +
                " build/unit_tests --gtest_filter='MvccModel*')");
   Gen g(seed);
@@ -431,21 +462,36 @@ void run_seed(uint64_t seed) {
     int kind = g.pick(100);
     if (kind < 30) {
       PutRequest p = g.put();
-      ASSERT_TRUE(same(s.put(p), m.put(p)));
+      auto got = s.put(p);
+      note_error(got, cov);
+      ASSERT_TRUE(same(got, m.put(p)));
     } else if (kind < 45) {
       DeleteRangeRequest d = g.del();
       ASSERT_TRUE(same(s.delete_range(d), m.del(d)));
     } else if (kind < 70) {
       RangeRequest r = g.range(cur, m.compact_rev());
-      ASSERT_TRUE(same(s.range(r), m.range(r)));
+      auto got = s.range(r);
+      note_range(got, cov);
+      note_error(got, cov);
+      ASSERT_TRUE(same(got, m.range(r)));
     } else if (kind < 95) {
       g.reset_txn();
       TxnRequest t = g.txn(cur, m.compact_rev());
       auto got = s.txn(t);
+      note_error(got, cov);
+      if (got.is_ok()) {
+        (got->succeeded ? cov.txns_succeeded : cov.txns_failed)++;
+        cov.txn_writes += got->header.revision > cur;
+        for (const auto& op : got->responses) {
+          if (auto* rr = std::get_if<RangeResponse>(&op.response)) note_range(Result<RangeResponse>(*rr), cov);
+        }
+      }
       ASSERT_TRUE(same(got, m.txn(t)));
     } else {
       int64_t at = g.rev_near(cur, m.compact_rev());
       auto got = s.compact({at, false});
+      note_error(got, cov);
+      cov.compactions += got.is_ok();
       auto want = m.compact(at);
       ASSERT_EQ(got.is_ok(), want.is_ok());
       if (!got.is_ok()) {
@@ -478,14 +524,29 @@ void run_seed(uint64_t seed) {
 }
 
 TEST(MvccModel, RandomHistoriesMatchTheReferenceModel) {
+  Coverage cov;
   if (const char* one = std::getenv("CKV_MVCC_SEED")) {
-    run_seed(std::strtoull(one, nullptr, 10));
+    run_seed(std::strtoull(one, nullptr, 10), cov);
     return;
   }
   for (uint64_t seed = 1; seed <= kSeeds; ++seed) {
-    run_seed(seed);
+    run_seed(seed, cov);
     if (::testing::Test::HasFatalFailure()) return;
   }
+  std::printf("coverage: %d ranges with kvs, %d with more, %d compacted, %d future, %d key-not-found errors, "
+              "%d/%d txns succeeded/failed, %d txns wrote, %d compactions\n",
+              cov.ranges_with_kvs, cov.ranges_with_more, cov.compacted_errors, cov.future_errors,
+              cov.key_not_found_errors, cov.txns_succeeded, cov.txns_failed, cov.txn_writes, cov.compactions);
+  constexpr int kMinEach = 50;
+  EXPECT_GT(cov.ranges_with_kvs, kMinEach);
+  EXPECT_GT(cov.ranges_with_more, kMinEach);
+  EXPECT_GT(cov.compacted_errors, kMinEach);
+  EXPECT_GT(cov.future_errors, kMinEach);
+  EXPECT_GT(cov.key_not_found_errors, kMinEach);
+  EXPECT_GT(cov.txns_succeeded, kMinEach);
+  EXPECT_GT(cov.txns_failed, kMinEach);
+  EXPECT_GT(cov.txn_writes, kMinEach);
+  EXPECT_GT(cov.compactions, kMinEach);
 }
 
 }  // namespace

@@ -12,7 +12,9 @@
 // key holds; a from-key delete plus a put in one txn is accepted, while a
 // [a, c) delete plus a put of b is a duplicate key; and a from-key delete
 // followed by a put with ignore_value of a key it removed makes etcd 3.4
-// panic ("unexpected error during txn"), where we refuse the txn instead.
+// panic ("unexpected error during txn"), where we refuse the txn instead;
+// two sibling nested txns putting x, one in success and one in failure, are a
+// duplicate; an empty op is "key not found", an empty key "key is not provided".
 #include "mvcc/store.h"
 
 #include <gtest/gtest.h>
@@ -484,11 +486,21 @@ TEST(MvccTxn, DuplicateKeyGivenInTxnRequest) {
   EXPECT_TRUE(dup(t));
   t.success = {op_delete(D("w", "y")), op_txn(inner)};
   EXPECT_TRUE(dup(t));
+  // A failure-branch put clashing with a sibling txn's success-branch put is
+  // a duplicate (etcd says so); its own success branch's puts are not.
+  TxnRequest then_x;
+  then_x.success = {op_put(P("x", "1"))};
+  TxnRequest else_x;
+  else_x.failure = {op_put(P("x", "2"))};
+  t.success = {op_txn(then_x), op_txn(else_x)};
+  EXPECT_TRUE(dup(t));
+  t.success = {op_txn(then_x), op_put(P("y", "1")), op_txn(TxnRequest{})};
+  EXPECT_FALSE(dup(t));
   // Success and failure are checked separately.
   t.success = {op_put(P("a", "1"))};
   t.failure = {op_put(P("a", "1"))};
   EXPECT_FALSE(dup(t));
-  EXPECT_EQ(s.revision(), 3);
+  EXPECT_EQ(s.revision(), 4);  // only the three accepted txns that put something wrote
 }
 
 TEST(MvccTxn, FromKeyDeleteDoesNotConflictWithPutsAsInEtcd) {
