@@ -372,6 +372,9 @@ Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
       --keep;
       if (keep->tombstone) ++keep;
       hist.erase(hist.begin(), keep);
+      // Give back what the erased history held; keys rewritten often would
+      // otherwise keep their peak capacity forever.
+      if (hist.capacity() > 2 * hist.size()) hist.shrink_to_fit();
     }
     it = hist.empty() ? index_.erase(it) : std::next(it);
   }
