@@ -1,4 +1,4 @@
-// etcd's exact error texts and limits for the KV API, so clients that match errors by text keep working.
+// etcd's exact KV error texts and limits: clients match errors by their text.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +15,8 @@ inline constexpr const char* kErrLeaseProvided = "etcdserver: lease is provided"
 inline constexpr const char* kErrEmptyKey = "etcdserver: key is not provided";
 inline constexpr const char* kErrTooManyOps = "etcdserver: too many operations in txn request";
 inline constexpr const char* kErrDuplicateKey = "etcdserver: duplicate key given in txn request";
+// lease.ErrLeaseNotFound as etcd's gRPC layer words it (StatusCode::kNotFound, gRPC NotFound).
+inline constexpr const char* kErrLeaseNotFound = "etcdserver: requested lease not found";
 
 // etcd's --max-txn-ops default: the most compares, or success ops, or failure
 // ops in one txn (nested txns share this budget, as in etcd).

@@ -1,4 +1,4 @@
-// Validation of KV requests as etcd 3.4's v3rpc layer does it: op budgets, empty keys, duplicate writes.
+// KV request validation as etcd 3.4's v3rpc does it: op budgets, empty keys, duplicate writes.
 #include "mvcc/request_checks.h"
 
 #include <algorithm>
@@ -18,7 +18,9 @@ Status invalid(const char* text) { return Status(StatusCode::kInvalid, text); }
 struct Interval {
   std::string begin;
   std::string end;  // empty: the point `begin`
-  bool contains(const std::string& k) const { return end.empty() ? k == begin : (begin <= k && k < end); }
+  bool contains(const std::string& k) const {
+    return end.empty() ? k == begin : (begin <= k && k < end);
+  }
 };
 
 bool any_contains(const std::vector<Interval>& dels, const std::string& k) {
@@ -63,9 +65,11 @@ Status check_ops(const std::vector<RequestOp>& ops, size_t budget) {
 
 // etcd's checkIntervals: returns this list's puts and deletes (for the parent
 // level to check against its own), or the duplicate-key error.
-Status check_intervals(const std::vector<RequestOp>& ops, std::set<std::string>& puts, std::vector<Interval>& dels) {
+Status check_intervals(const std::vector<RequestOp>& ops, std::set<std::string>& puts,
+                       std::vector<Interval>& dels) {
   for (const auto& op : ops) {
-    if (auto* dr = std::get_if<DeleteRangeRequest>(&op.request)) dels.push_back({dr->key, dr->range_end});
+    if (auto* dr = std::get_if<DeleteRangeRequest>(&op.request))
+      dels.push_back({dr->key, dr->range_end});
   }
   for (const auto& op : ops) {
     auto* tp = std::get_if<std::shared_ptr<const TxnRequest>>(&op.request);

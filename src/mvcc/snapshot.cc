@@ -1,4 +1,4 @@
-// The MVCC store's snapshot format: versioned, CRC-32C-checked, and a decoder that trusts nothing it reads.
+// The MVCC snapshot format: versioned, CRC-32C-checked; the decoder trusts nothing it reads.
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,7 +31,9 @@ constexpr uint32_t kSnapshotFormat = 1;
 constexpr uint8_t kFlagTombstone = 0x1;
 constexpr size_t kCrcBytes = 4;
 
-Status corrupt(const std::string& why) { return Status(StatusCode::kCorrupt, "mvcc snapshot: " + why); }
+Status corrupt(const std::string& why) {
+  return Status(StatusCode::kCorrupt, "mvcc snapshot: " + why);
+}
 
 void put_i64(std::string& out, int64_t v) { put_u64le(out, static_cast<uint64_t>(v)); }
 
@@ -84,11 +86,13 @@ class SnapshotCodec {
     if (!r.u32le(format) || format != kSnapshotFormat) return corrupt("unknown format version");
     Store s(options);
     uint64_t key_count = 0;
-    if (!get_i64(r, s.current_revision_) || !get_i64(r, s.compact_revision_) || !r.u64le(key_count)) {
+    if (!get_i64(r, s.current_revision_) || !get_i64(r, s.compact_revision_) ||
+        !r.u64le(key_count)) {
       return corrupt("truncated header");
     }
     if (s.current_revision_ < 1) return corrupt("revision below 1");
-    if (s.compact_revision_ < -1 || s.compact_revision_ > s.current_revision_) return corrupt("bad compact revision");
+    if (s.compact_revision_ < -1 || s.compact_revision_ > s.current_revision_)
+      return corrupt("bad compact revision");
 
     const std::string* prev_key = nullptr;
     for (uint64_t k = 0; k < key_count; ++k) {
@@ -123,10 +127,13 @@ class SnapshotCodec {
  private:
   // The invariants Store's writes and compaction maintain, for the version
   // `v` that follows `hist` of one key.
-  static Status check_version(const Store& s, const std::vector<KeyVersion>& hist, const KeyVersion& v) {
-    if (v.revision.main < 2 || v.revision.main > s.current_revision_) return corrupt("revision out of range");
+  static Status check_version(const Store& s, const std::vector<KeyVersion>& hist,
+                              const KeyVersion& v) {
+    if (v.revision.main < 2 || v.revision.main > s.current_revision_)
+      return corrupt("revision out of range");
     if (v.revision.sub < 0) return corrupt("negative sub-revision");
-    if (!hist.empty() && !(hist.back().revision < v.revision)) return corrupt("revisions out of order");
+    if (!hist.empty() && !(hist.back().revision < v.revision))
+      return corrupt("revisions out of order");
     // Compaction keeps at most the newest version at or below its revision,
     // and only a live one.
     if (v.revision.main <= s.compact_revision_ && (!hist.empty() || v.tombstone)) {
@@ -145,8 +152,10 @@ class SnapshotCodec {
         return corrupt("bad first version");
       }
     } else if (hist.back().tombstone) {
-      if (v.version != 1 || v.create_revision != v.revision.main) return corrupt("bad version after a delete");
-    } else if (v.version != hist.back().version + 1 || v.create_revision != hist.back().create_revision) {
+      if (v.version != 1 || v.create_revision != v.revision.main)
+        return corrupt("bad version after a delete");
+    } else if (v.version != hist.back().version + 1 ||
+               v.create_revision != hist.back().create_revision) {
       return corrupt("bad version sequence");
     }
     return Status::ok();

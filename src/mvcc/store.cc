@@ -1,4 +1,4 @@
-// The MVCC store: etcd 3.4's range, put, delete, txn and compaction semantics over a key index of histories.
+// The MVCC store: etcd 3.4's range, put, delete, txn and compaction over per-key histories.
 #include "mvcc/store.h"
 
 #include <algorithm>
@@ -13,6 +13,10 @@ namespace ckv::mvcc {
 namespace {
 
 Status invalid(const char* text) { return Status(StatusCode::kInvalid, text); }
+Status lease_not_found() { return Status(StatusCode::kNotFound, kErrLeaseNotFound); }
+bool lease_ok(int64_t lease, const LeaseLookup& lease_exists) {
+  return lease == 0 || !lease_exists || lease_exists(lease);
+}
 
 // The version of a key visible at revision `at`: the newest one with
 // main <= at, unless that is a tombstone. Histories are sorted by revision.
@@ -28,7 +32,9 @@ KeyValue to_kv(const std::string& key, const KeyVersion& v) {
   return KeyValue{key, v.create_revision, v.revision.main, v.version, v.value, v.lease};
 }
 
-bool is_from_key(const std::string& range_end) { return range_end.size() == 1 && range_end[0] == '\0'; }
+bool is_from_key(const std::string& range_end) {
+  return range_end.size() == 1 && range_end[0] == '\0';
+}
 
 // etcd's applyCompare's compareKV: compares one key's field with the target.
 bool compare_kv(const Compare& c, const KeyValue& kv) {
@@ -40,16 +46,28 @@ bool compare_kv(const Compare& c, const KeyValue& kv) {
       result = r < 0 ? -1 : (r > 0 ? 1 : 0);
       break;
     }
-    case Compare::CompareTarget::kCreate: result = cmp64(kv.create_revision, c.create_revision); break;
-    case Compare::CompareTarget::kMod: result = cmp64(kv.mod_revision, c.mod_revision); break;
-    case Compare::CompareTarget::kVersion: result = cmp64(kv.version, c.version); break;
-    case Compare::CompareTarget::kLease: result = cmp64(kv.lease, c.lease); break;
+    case Compare::CompareTarget::kCreate:
+      result = cmp64(kv.create_revision, c.create_revision);
+      break;
+    case Compare::CompareTarget::kMod:
+      result = cmp64(kv.mod_revision, c.mod_revision);
+      break;
+    case Compare::CompareTarget::kVersion:
+      result = cmp64(kv.version, c.version);
+      break;
+    case Compare::CompareTarget::kLease:
+      result = cmp64(kv.lease, c.lease);
+      break;
   }
   switch (c.result) {
-    case Compare::CompareResult::kEqual: return result == 0;
-    case Compare::CompareResult::kNotEqual: return result != 0;
-    case Compare::CompareResult::kGreater: return result > 0;
-    case Compare::CompareResult::kLess: return result < 0;
+    case Compare::CompareResult::kEqual:
+      return result == 0;
+    case Compare::CompareResult::kNotEqual:
+      return result != 0;
+    case Compare::CompareResult::kGreater:
+      return result > 0;
+    case Compare::CompareResult::kLess:
+      return result < 0;
   }
   return true;  // an unknown result holds, as in etcd
 }
@@ -90,7 +108,8 @@ class Store::WriteTxn {
     }
     if ((p.ignore_value || p.ignore_lease) && !prev) return invalid(kErrKeyNotFound);
     PutResponse resp;
-    write(p.key, p.ignore_value ? prev->value : p.value, p.ignore_lease ? prev->lease : p.lease, false);
+    write(p.key, p.ignore_value ? prev->value : p.value, p.ignore_lease ? prev->lease : p.lease,
+          false);
     if (p.prev_kv) resp.prev_kv = std::move(prev);
     resp.header.revision = begin_ + 1;
     return resp;
@@ -128,7 +147,8 @@ class Store::WriteTxn {
         KV_CHECK(nested != nullptr, "a null nested txn passed check_txn_request");
         auto nresp = std::make_shared<TxnResponse>();
         if (Status s = txn(*nested, path, at, *nresp); !s.is_ok()) return s;
-        resp.responses.emplace_back().response.emplace<std::shared_ptr<TxnResponse>>(std::move(nresp));
+        resp.responses.emplace_back().response.emplace<std::shared_ptr<TxnResponse>>(
+            std::move(nresp));
       }
     }
     return Status::ok();
@@ -182,15 +202,17 @@ const std::vector<KeyVersion>* Store::history(const std::string& key) const {
   return it == index_.end() ? nullptr : &it->second;
 }
 
-Store::RangeResult Store::range_keys(const std::string& key, const std::string& range_end, int64_t at,
-                                     int64_t cur_rev, int64_t limit, bool count_only) const {
+Store::RangeResult Store::range_keys(const std::string& key, const std::string& range_end,
+                                     int64_t at, int64_t cur_rev, int64_t limit,
+                                     bool count_only) const {
   RangeResult rr;
   rr.revision = cur_rev;
   auto emit = [&](const std::string& k, const std::vector<KeyVersion>& hist) {
     const KeyVersion* v = version_at(hist, at);
     if (v == nullptr) return;
     ++rr.count;
-    if (!count_only && (limit <= 0 || static_cast<int64_t>(rr.kvs.size()) < limit)) rr.kvs.push_back(to_kv(k, *v));
+    if (!count_only && (limit <= 0 || static_cast<int64_t>(rr.kvs.size()) < limit))
+      rr.kvs.push_back(to_kv(k, *v));
   };
   if (range_end.empty()) {
     if (auto it = index_.find(key); it != index_.end()) emit(it->first, it->second);
@@ -240,18 +262,24 @@ Result<RangeResponse> Store::range_at(const RangeRequest& r, int64_t cur_rev) co
   if (order == SortOrder::kAscend || order == SortOrder::kDescend) {
     auto less = [&](const KeyValue& a, const KeyValue& b) {
       switch (r.sort_target) {
-        case SortTarget::kKey: return a.key < b.key;
-        case SortTarget::kVersion: return a.version < b.version;
-        case SortTarget::kCreate: return a.create_revision < b.create_revision;
-        case SortTarget::kMod: return a.mod_revision < b.mod_revision;
-        case SortTarget::kValue: return a.value < b.value;
+        case SortTarget::kKey:
+          return a.key < b.key;
+        case SortTarget::kVersion:
+          return a.version < b.version;
+        case SortTarget::kCreate:
+          return a.create_revision < b.create_revision;
+        case SortTarget::kMod:
+          return a.mod_revision < b.mod_revision;
+        case SortTarget::kValue:
+          return a.value < b.value;
       }
       return false;
     };
     if (order == SortOrder::kAscend) {
       std::stable_sort(rr.kvs.begin(), rr.kvs.end(), less);
     } else {
-      std::stable_sort(rr.kvs.begin(), rr.kvs.end(), [&](const KeyValue& a, const KeyValue& b) { return less(b, a); });
+      std::stable_sort(rr.kvs.begin(), rr.kvs.end(),
+                       [&](const KeyValue& a, const KeyValue& b) { return less(b, a); });
     }
   }
 
@@ -269,8 +297,10 @@ Result<RangeResponse> Store::range_at(const RangeRequest& r, int64_t cur_rev) co
   return resp;
 }
 
-Result<PutResponse> Store::put(const PutRequest& r) {
+Result<PutResponse> Store::put(const PutRequest& r, const LeaseLookup& lease_exists) {
   if (Status s = check_put_request(r); !s.is_ok()) return s;
+  // etcd's applier asks for the lease before it looks at ignore_*.
+  if (!lease_ok(r.lease, lease_exists)) return lease_not_found();
   WriteTxn w(*this);
   auto res = w.put(r);
   if (res.is_ok()) w.commit();
@@ -293,13 +323,15 @@ bool Store::compare_holds(const Compare& c) const {
     if (c.target == Compare::CompareTarget::kValue) return false;
     return compare_kv(c, KeyValue{});
   }
-  return std::all_of(rr.kvs.begin(), rr.kvs.end(), [&](const KeyValue& kv) { return compare_kv(c, kv); });
+  return std::all_of(rr.kvs.begin(), rr.kvs.end(),
+                     [&](const KeyValue& kv) { return compare_kv(c, kv); });
 }
 
 // etcd's compareToPath: every compare, nested ones included, is evaluated
 // against the state before the txn, in pre-order.
 void Store::txn_path(const TxnRequest& r, std::vector<bool>& path) const {
-  const bool ok = std::all_of(r.compare.begin(), r.compare.end(), [&](const Compare& c) { return compare_holds(c); });
+  const bool ok = std::all_of(r.compare.begin(), r.compare.end(),
+                              [&](const Compare& c) { return compare_holds(c); });
   path.push_back(ok);
   for (const auto& op : ok ? r.success : r.failure) {
     if (auto* t = std::get_if<std::shared_ptr<const TxnRequest>>(&op.request)) txn_path(**t, path);
@@ -307,9 +339,11 @@ void Store::txn_path(const TxnRequest& r, std::vector<bool>& path) const {
 }
 
 // etcd's checkRequests over the chosen path, before anything is written: puts
-// with ignore_* need the key to exist, reads at a revision need it retained.
+// with ignore_* need the key to exist and a named lease must exist (in that
+// order, op by op), reads at a revision need it retained.
 // etcd checks every put first, then every range; so do we, for the same error.
-Status Store::check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at) const {
+Status Store::check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
+                             const LeaseLookup& lease_exists) const {
   std::vector<const RequestOp*> ops;
   auto collect = [&](auto&& self, const TxnRequest& t) -> void {
     for (const auto& op : path[at++] ? t.success : t.failure) {
@@ -323,9 +357,13 @@ Status Store::check_txn_path(const TxnRequest& r, const std::vector<bool>& path,
   collect(collect, r);
   for (const RequestOp* op : ops) {
     auto* p = std::get_if<PutRequest>(&op->request);
-    if (p == nullptr || !(p->ignore_value || p->ignore_lease)) continue;
-    auto it = index_.find(p->key);
-    if (it == index_.end() || version_at(it->second, current_revision_) == nullptr) return invalid(kErrKeyNotFound);
+    if (p == nullptr) continue;
+    if (p->ignore_value || p->ignore_lease) {
+      auto it = index_.find(p->key);
+      if (it == index_.end() || version_at(it->second, current_revision_) == nullptr)
+        return invalid(kErrKeyNotFound);
+    }
+    if (!lease_ok(p->lease, lease_exists)) return lease_not_found();
   }
   for (const RequestOp* op : ops) {
     auto* q = std::get_if<RangeRequest>(&op->request);
@@ -336,12 +374,12 @@ Status Store::check_txn_path(const TxnRequest& r, const std::vector<bool>& path,
   return Status::ok();
 }
 
-Result<TxnResponse> Store::txn(const TxnRequest& r) {
+Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exists) {
   if (Status s = check_txn_request(r, options_.max_txn_ops); !s.is_ok()) return s;
   std::vector<bool> path;
   txn_path(r, path);
   size_t at = 0;
-  if (Status s = check_txn_path(r, path, at); !s.is_ok()) return s;
+  if (Status s = check_txn_path(r, path, at, lease_exists); !s.is_ok()) return s;
 
   WriteTxn w(*this);
   TxnResponse resp;
@@ -366,8 +404,9 @@ Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
   // no versions leaves the index.
   for (auto it = index_.begin(); it != index_.end();) {
     auto& hist = it->second;
-    auto keep = std::upper_bound(hist.begin(), hist.end(), r.revision,
-                                 [](int64_t a, const KeyVersion& v) { return a < v.revision.main; });
+    auto keep =
+        std::upper_bound(hist.begin(), hist.end(), r.revision,
+                         [](int64_t a, const KeyVersion& v) { return a < v.revision.main; });
     if (keep != hist.begin()) {
       --keep;
       if (keep->tombstone) ++keep;

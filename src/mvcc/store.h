@@ -1,4 +1,4 @@
-// The MVCC key-value store: etcd 3.4's revisioned data model, pure and deterministic (no I/O, threads or clock).
+// The MVCC key-value store: etcd 3.4's revisioned data model, pure (no I/O, threads, clock).
 #pragma once
 
 // What it is: the future state machine behind the etcd KV API. One global
@@ -11,15 +11,17 @@
 // the node's apply loop owns it. Readers elsewhere need their own copy (or a
 // snapshot) until the node layer provides a frozen view.
 //
-// Leases: a put records `lease` as given. Whether the lease exists is the
-// lessor's question (etcd's "lease not found"); the caller asks it before
-// calling, so the store stays independent of lease state.
+// Leases: a put records `lease` as given. Whether a lease exists is the
+// lessor's question: put and txn take a LeaseLookup and answer etcd's
+// "requested lease not found" where etcd does (for a txn, only puts on the
+// branch its compares choose), so the store holds no lease state itself.
 //
 // Errors: Status with StatusCode::kInvalid and etcd's exact text (errors.h);
 // a failed request changes nothing.
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -51,6 +53,10 @@ struct KeyVersion {
   bool operator==(const KeyVersion&) const = default;
 };
 
+// Whether a lease id (never 0, which means "no lease") exists. An empty
+// LeaseLookup accepts every id: for callers with no lessor yet.
+using LeaseLookup = std::function<bool(int64_t lease)>;
+
 struct StoreOptions {
   size_t max_txn_ops = kDefaultMaxTxnOps;  // etcd's --max-txn-ops
 };
@@ -65,9 +71,9 @@ class Store {
   int64_t compact_revision() const { return compact_revision_; }
 
   Result<RangeResponse> range(const RangeRequest& r) const;
-  Result<PutResponse> put(const PutRequest& r);
+  Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
   Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
-  Result<TxnResponse> txn(const TxnRequest& r);
+  Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
   // Drops every version not needed to answer reads at revisions >= r.revision.
   Result<CompactionResponse> compact(const CompactionRequest& r);
 
@@ -106,14 +112,15 @@ class Store {
 
   // etcd's mvcc rangeKeys: the keys of [key, end) live at `at`, in key order,
   // at most `limit` of them (0: all); count is the number of such keys.
-  RangeResult range_keys(const std::string& key, const std::string& range_end, int64_t at, int64_t cur_rev,
-                         int64_t limit, bool count_only) const;
+  RangeResult range_keys(const std::string& key, const std::string& range_end, int64_t at,
+                         int64_t cur_rev, int64_t limit, bool count_only) const;
   // etcd's applier Range, reading at read_rev (the revision a txn sees so far).
   Result<RangeResponse> range_at(const RangeRequest& r, int64_t read_rev) const;
   // etcd's applyCompares on the current state.
   bool compare_holds(const Compare& c) const;
   void txn_path(const TxnRequest& r, std::vector<bool>& path) const;
-  Status check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at) const;
+  Status check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
+                        const LeaseLookup& lease_exists) const;
 
   friend class SnapshotCodec;
 

@@ -1,4 +1,4 @@
-// The etcd v3 KV data model as plain structs: one field per field of etcd 3.4's rpc.proto / kv.proto.
+// The etcd v3 KV data model as plain structs, one field per field of etcd 3.4's rpc.proto.
 #pragma once
 
 // Field names are etcd's so that the later gRPC/JSON mapping is one
@@ -93,7 +93,13 @@ struct DeleteRangeResponse {
 
 struct Compare {
   enum class CompareResult : int32_t { kEqual = 0, kGreater = 1, kLess = 2, kNotEqual = 3 };
-  enum class CompareTarget : int32_t { kVersion = 0, kCreate = 1, kMod = 2, kValue = 3, kLease = 4 };
+  enum class CompareTarget : int32_t {
+    kVersion = 0,
+    kCreate = 1,
+    kMod = 2,
+    kValue = 3,
+    kLease = 4
+  };
 
   CompareResult result = CompareResult::kEqual;
   CompareTarget target = CompareTarget::kVersion;
@@ -115,7 +121,8 @@ struct TxnResponse;
 // etcd rejects ("etcdserver: key not found"). A nested txn is shared because
 // requests are immutable once built.
 struct RequestOp {
-  std::variant<std::monostate, RangeRequest, PutRequest, DeleteRangeRequest, std::shared_ptr<const TxnRequest>>
+  std::variant<std::monostate, RangeRequest, PutRequest, DeleteRangeRequest,
+               std::shared_ptr<const TxnRequest>>
       request;
 };
 
@@ -126,7 +133,8 @@ struct TxnRequest {
 };
 
 struct ResponseOp {
-  std::variant<RangeResponse, PutResponse, DeleteRangeResponse, std::shared_ptr<TxnResponse>> response;
+  std::variant<RangeResponse, PutResponse, DeleteRangeResponse, std::shared_ptr<TxnResponse>>
+      response;
   bool operator==(const ResponseOp& o) const;
 };
 
@@ -159,6 +167,8 @@ struct CompactionResponse {
 inline RequestOp op_range(RangeRequest r) { return RequestOp{std::move(r)}; }
 inline RequestOp op_put(PutRequest r) { return RequestOp{std::move(r)}; }
 inline RequestOp op_delete(DeleteRangeRequest r) { return RequestOp{std::move(r)}; }
-inline RequestOp op_txn(TxnRequest r) { return RequestOp{std::make_shared<const TxnRequest>(std::move(r))}; }
+inline RequestOp op_txn(TxnRequest r) {
+  return RequestOp{std::make_shared<const TxnRequest>(std::move(r))};
+}
 
 }  // namespace ckv::mvcc

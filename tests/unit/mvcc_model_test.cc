@@ -1,4 +1,4 @@
-// Seeded randomized test: the MVCC store against an obviously-correct model that keeps every revision's full map.
+// Seeded random test: the MVCC store against a model that keeps every revision's full map.
 //
 // The model stores the complete key map of every revision (states_[rev]),
 // so a read at any revision is a lookup, and compaction only moves the
@@ -9,8 +9,6 @@
 // snapshots are taken and restored mid-history and the run continues on the
 // restored store. A failure prints the seed; rerun one seed with
 // CKV_MVCC_SEED=<seed> build/unit_tests --gtest_filter='MvccModel*'.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +18,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "mvcc/errors.h"
 #include "mvcc/store.h"
@@ -34,6 +34,9 @@ constexpr int kSnapshotEveryOps = 400;
 const std::string kAll("\0", 1);
 
 using Map = std::map<std::string, KeyValue>;
+
+// Lease 2 never exists; 0 is "no lease" and 1 exists.
+bool lease_exists(int64_t id) { return id != 2; }
 
 bool in_range(const std::string& k, const std::string& key, const std::string& end) {
   if (end.empty()) return k == key;
@@ -83,13 +86,19 @@ class Model {
         // Sortable encodings: every number here is small and non-negative.
         char buf[32];
         switch (r.sort_target) {
-          case SortTarget::kKey: return kv.key;
-          case SortTarget::kValue: return kv.value;
-          case SortTarget::kVersion: std::snprintf(buf, sizeof buf, "%020lld", (long long)kv.version); return buf;
+          case SortTarget::kKey:
+            return kv.key;
+          case SortTarget::kValue:
+            return kv.value;
+          case SortTarget::kVersion:
+            std::snprintf(buf, sizeof buf, "%020lld", (long long)kv.version);
+            return buf;
           case SortTarget::kCreate:
             std::snprintf(buf, sizeof buf, "%020lld", (long long)kv.create_revision);
             return buf;
-          case SortTarget::kMod: std::snprintf(buf, sizeof buf, "%020lld", (long long)kv.mod_revision); return buf;
+          case SortTarget::kMod:
+            std::snprintf(buf, sizeof buf, "%020lld", (long long)kv.mod_revision);
+            return buf;
         }
         return {};
       };
@@ -111,6 +120,11 @@ class Model {
   Result<RangeResponse> range(const RangeRequest& r) const { return range(r, rev(), nullptr); }
 
   Result<PutResponse> put(const PutRequest& p) {
+    // A lone put asks for its lease before anything else (then as in a txn).
+    if (p.ignore_value && !p.value.empty()) return err(kErrValueProvided);
+    if (p.ignore_lease && p.lease != 0) return err(kErrLeaseProvided);
+    if (p.lease != 0 && !lease_exists(p.lease))
+      return Status(StatusCode::kNotFound, kErrLeaseNotFound);
     TxnRequest t;
     t.success = {op_put(p)};
     auto res = txn(t);
@@ -138,7 +152,10 @@ class Model {
         if (p->key.empty()) return err(kErrEmptyKey);
         if (p->ignore_value && !p->value.empty()) return err(kErrValueProvided);
         if (p->ignore_lease && p->lease != 0) return err(kErrLeaseProvided);
-        if ((p->ignore_value || p->ignore_lease) && !before.contains(p->key)) return err(kErrKeyNotFound);
+        if ((p->ignore_value || p->ignore_lease) && !before.contains(p->key))
+          return err(kErrKeyNotFound);
+        if (p->lease != 0 && !lease_exists(p->lease))
+          return Status(StatusCode::kNotFound, kErrLeaseNotFound);
       }
     }
     for (const RequestOp* op : ops) {
@@ -180,22 +197,36 @@ class Model {
     for (const auto& kv : kvs) {
       int cmp = 0;
       switch (c.target) {
-        case Compare::CompareTarget::kVersion: cmp = (kv.version > c.version) - (kv.version < c.version); break;
+        case Compare::CompareTarget::kVersion:
+          cmp = (kv.version > c.version) - (kv.version < c.version);
+          break;
         case Compare::CompareTarget::kCreate:
           cmp = (kv.create_revision > c.create_revision) - (kv.create_revision < c.create_revision);
           break;
         case Compare::CompareTarget::kMod:
           cmp = (kv.mod_revision > c.mod_revision) - (kv.mod_revision < c.mod_revision);
           break;
-        case Compare::CompareTarget::kLease: cmp = (kv.lease > c.lease) - (kv.lease < c.lease); break;
-        case Compare::CompareTarget::kValue: cmp = (kv.value > c.value) - (kv.value < c.value); break;
+        case Compare::CompareTarget::kLease:
+          cmp = (kv.lease > c.lease) - (kv.lease < c.lease);
+          break;
+        case Compare::CompareTarget::kValue:
+          cmp = (kv.value > c.value) - (kv.value < c.value);
+          break;
       }
       bool ok = false;
       switch (c.result) {
-        case Compare::CompareResult::kEqual: ok = cmp == 0; break;
-        case Compare::CompareResult::kNotEqual: ok = cmp != 0; break;
-        case Compare::CompareResult::kGreater: ok = cmp > 0; break;
-        case Compare::CompareResult::kLess: ok = cmp < 0; break;
+        case Compare::CompareResult::kEqual:
+          ok = cmp == 0;
+          break;
+        case Compare::CompareResult::kNotEqual:
+          ok = cmp != 0;
+          break;
+        case Compare::CompareResult::kGreater:
+          ok = cmp > 0;
+          break;
+        case Compare::CompareResult::kLess:
+          ok = cmp < 0;
+          break;
       }
       if (!ok) return false;
     }
@@ -203,7 +234,8 @@ class Model {
   }
 
   static bool all_hold(const TxnRequest& t, const Map& m) {
-    return std::all_of(t.compare.begin(), t.compare.end(), [&](const Compare& c) { return holds(c, m); });
+    return std::all_of(t.compare.begin(), t.compare.end(),
+                       [&](const Compare& c) { return holds(c, m); });
   }
 
   static void collect(const TxnRequest& t, const Map& before, std::vector<const RequestOp*>& ops) {
@@ -216,7 +248,8 @@ class Model {
     }
   }
 
-  Status apply(const TxnRequest& t, const Map& before, Map& work, bool& changed, TxnResponse& resp) {
+  Status apply(const TxnRequest& t, const Map& before, Map& work, bool& changed,
+               TxnResponse& resp) {
     resp.succeeded = all_hold(t, before);  // every compare sees the pre-txn state
     const int64_t next = rev() + 1;
     for (const auto& op : resp.succeeded ? t.success : t.failure) {
@@ -229,8 +262,12 @@ class Model {
         std::optional<KeyValue> prev;
         if (it != work.end()) prev = it->second;
         if ((p->ignore_value || p->ignore_lease) && !prev) return err(kErrKeyNotFound);
-        KeyValue kv{p->key, prev ? prev->create_revision : next, next, prev ? prev->version + 1 : 1,
-                    p->ignore_value ? prev->value : p->value, p->ignore_lease ? prev->lease : p->lease};
+        KeyValue kv{p->key,
+                    prev ? prev->create_revision : next,
+                    next,
+                    prev ? prev->version + 1 : 1,
+                    p->ignore_value ? prev->value : p->value,
+                    p->ignore_lease ? prev->lease : p->lease};
         work[p->key] = kv;
         changed = true;
         PutResponse pr;
@@ -253,7 +290,8 @@ class Model {
         resp.responses.emplace_back().response.emplace<DeleteRangeResponse>(dr);
       } else {
         auto nested = std::make_shared<TxnResponse>();
-        if (Status s = apply(*std::get<std::shared_ptr<const TxnRequest>>(op.request), before, work, changed, *nested);
+        if (Status s = apply(*std::get<std::shared_ptr<const TxnRequest>>(op.request), before, work,
+                             changed, *nested);
             !s.is_ok()) {
           return s;
         }
@@ -282,9 +320,12 @@ class Gen {
   }
   std::string range_end() {
     switch (pick(4)) {
-      case 0: return "";
-      case 1: return kAll;
-      default: return key() + (chance(50) ? "" : "z");
+      case 0:
+        return "";
+      case 1:
+        return kAll;
+      default:
+        return key() + (chance(50) ? "" : "z");
     }
   }
   std::string value() {
@@ -316,7 +357,7 @@ class Gen {
     PutRequest p;
     p.key = key();
     p.value = value();
-    p.lease = pick(3);
+    p.lease = chance(8) ? 2 : pick(2);  // 2: a lease that does not exist
     p.prev_kv = chance(40);
     if (chance(10)) {
       p.ignore_value = true;
@@ -367,15 +408,17 @@ class Gen {
           branch->push_back(op_range(range(cur, compact)));
         } else if (kind == 1) {
           PutRequest p = put();
-          bool clash = puts_.contains(p.key) || std::any_of(dels_.begin(), dels_.end(), [&](auto& d) {
-                         return d.range_end != kAll && in_range(p.key, d.key, d.range_end);
-                       });
+          bool clash =
+              puts_.contains(p.key) || std::any_of(dels_.begin(), dels_.end(), [&](auto& d) {
+                return d.range_end != kAll && in_range(p.key, d.key, d.range_end);
+              });
           if (clash || ((p.ignore_value || p.ignore_lease) && from_key_delete_)) continue;
           puts_.insert(p.key);
           branch->push_back(op_put(p));
         } else if (kind == 2) {
           DeleteRangeRequest d = del();
-          bool clash = d.range_end != kAll && std::any_of(puts_.begin(), puts_.end(), [&](const std::string& k) {
+          bool clash = d.range_end != kAll &&
+                       std::any_of(puts_.begin(), puts_.end(), [&](const std::string& k) {
                          return in_range(k, d.key, d.range_end);
                        });
           if (clash) continue;
@@ -406,13 +449,13 @@ class Gen {
 template <typename T>
 ::testing::AssertionResult same(const Result<T>& got, const Result<T>& want) {
   if (got.is_ok() != want.is_ok()) {
-    return ::testing::AssertionFailure() << "store: " << got.status().to_string()
-                                         << " model: " << want.status().to_string();
+    return ::testing::AssertionFailure()
+           << "store: " << got.status().to_string() << " model: " << want.status().to_string();
   }
   if (!got.is_ok()) {
     if (got.status().message() == want.status().message()) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "store: " << got.status().message()
-                                         << " model: " << want.status().message();
+    return ::testing::AssertionFailure()
+           << "store: " << got.status().message() << " model: " << want.status().message();
   }
   if constexpr (requires { got.value() == want.value(); }) {
     if (!(got.value() == want.value())) return ::testing::AssertionFailure() << "responses differ";
@@ -428,6 +471,7 @@ struct Coverage {
   int compacted_errors = 0;
   int future_errors = 0;
   int key_not_found_errors = 0;
+  int lease_not_found_errors = 0;
   int txns_succeeded = 0;
   int txns_failed = 0;
   int txn_writes = 0;
@@ -448,6 +492,7 @@ void note_error(const Result<T>& r, Coverage& cov) {
   cov.compacted_errors += m == kErrCompacted;
   cov.future_errors += m == kErrFutureRev;
   cov.key_not_found_errors += m == kErrKeyNotFound;
+  cov.lease_not_found_errors += m == kErrLeaseNotFound;
 }
 
 void run_seed(uint64_t seed, Coverage& cov) {
@@ -462,7 +507,7 @@ void run_seed(uint64_t seed, Coverage& cov) {
     int kind = g.pick(100);
     if (kind < 30) {
       PutRequest p = g.put();
-      auto got = s.put(p);
+      auto got = s.put(p, lease_exists);
       note_error(got, cov);
       ASSERT_TRUE(same(got, m.put(p)));
     } else if (kind < 45) {
@@ -477,13 +522,14 @@ void run_seed(uint64_t seed, Coverage& cov) {
     } else if (kind < 95) {
       g.reset_txn();
       TxnRequest t = g.txn(cur, m.compact_rev());
-      auto got = s.txn(t);
+      auto got = s.txn(t, lease_exists);
       note_error(got, cov);
       if (got.is_ok()) {
         (got->succeeded ? cov.txns_succeeded : cov.txns_failed)++;
         cov.txn_writes += got->header.revision > cur;
         for (const auto& op : got->responses) {
-          if (auto* rr = std::get_if<RangeResponse>(&op.response)) note_range(Result<RangeResponse>(*rr), cov);
+          if (auto* rr = std::get_if<RangeResponse>(&op.response))
+            note_range(Result<RangeResponse>(*rr), cov);
         }
       }
       ASSERT_TRUE(same(got, m.txn(t)));
@@ -533,16 +579,20 @@ TEST(MvccModel, RandomHistoriesMatchTheReferenceModel) {
     run_seed(seed, cov);
     if (::testing::Test::HasFatalFailure()) return;
   }
-  std::printf("coverage: %d ranges with kvs, %d with more, %d compacted, %d future, %d key-not-found errors, "
-              "%d/%d txns succeeded/failed, %d txns wrote, %d compactions\n",
-              cov.ranges_with_kvs, cov.ranges_with_more, cov.compacted_errors, cov.future_errors,
-              cov.key_not_found_errors, cov.txns_succeeded, cov.txns_failed, cov.txn_writes, cov.compactions);
+  std::printf(
+      "coverage: %d ranges with kvs, %d with more, %d compacted, %d future, %d key-not-found, %d "
+      "lease-not-found errors, "
+      "%d/%d txns succeeded/failed, %d txns wrote, %d compactions\n",
+      cov.ranges_with_kvs, cov.ranges_with_more, cov.compacted_errors, cov.future_errors,
+      cov.key_not_found_errors, cov.lease_not_found_errors, cov.txns_succeeded, cov.txns_failed,
+      cov.txn_writes, cov.compactions);
   constexpr int kMinEach = 50;
   EXPECT_GT(cov.ranges_with_kvs, kMinEach);
   EXPECT_GT(cov.ranges_with_more, kMinEach);
   EXPECT_GT(cov.compacted_errors, kMinEach);
   EXPECT_GT(cov.future_errors, kMinEach);
   EXPECT_GT(cov.key_not_found_errors, kMinEach);
+  EXPECT_GT(cov.lease_not_found_errors, kMinEach);
   EXPECT_GT(cov.txns_succeeded, kMinEach);
   EXPECT_GT(cov.txns_failed, kMinEach);
   EXPECT_GT(cov.txn_writes, kMinEach);

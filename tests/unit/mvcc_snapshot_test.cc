@@ -1,8 +1,8 @@
 // MVCC snapshot codec: exact round trips, and a seeded fuzz of the decoder with hostile bytes.
-#include <gtest/gtest.h>
-
 #include <random>
 #include <string>
+
+#include <gtest/gtest.h>
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
@@ -144,11 +144,12 @@ TEST(MvccSnapshot, InvariantViolationsAreRejected) {
   KeyVersion v2{{3, 0}, false, 2, 2, 0, "b"};
   KeyVersion tomb{{4, 0}, true, 0, 0, 0, ""};
   EXPECT_TRUE(Store::decode_snapshot(one_key(4, -1, {v1, v2, tomb})).is_ok());
-  EXPECT_FALSE(Store::decode_snapshot(one_key(2, -1, {v1, v2})).is_ok());         // future revision
-  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {v2, v1})).is_ok());         // out of order
-  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {v1, v1})).is_ok());         // repeated revision
-  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {tomb})).is_ok());           // tombstone first
-  EXPECT_FALSE(Store::decode_snapshot(one_key(4, 3, {v1, v2, tomb})).is_ok());    // two below compaction
+  EXPECT_FALSE(Store::decode_snapshot(one_key(2, -1, {v1, v2})).is_ok());  // future revision
+  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {v2, v1})).is_ok());  // out of order
+  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {v1, v1})).is_ok());  // repeated revision
+  EXPECT_FALSE(Store::decode_snapshot(one_key(4, -1, {tomb})).is_ok());    // tombstone first
+  EXPECT_FALSE(
+      Store::decode_snapshot(one_key(4, 3, {v1, v2, tomb})).is_ok());  // two below compaction
   EXPECT_TRUE(Store::decode_snapshot(one_key(4, 3, {v2, tomb})).is_ok());
   KeyVersion bad_version = v2;
   bad_version.version = 5;
@@ -166,11 +167,21 @@ TEST(MvccSnapshot, FuzzedBytesNeverCrashAndAcceptedOnesAreCanonical) {
     for (int e = 0; e < edits; ++e) {
       size_t at = rng() % b.size();
       switch (rng() % 5) {
-        case 0: b[at] = static_cast<char>(rng()); break;
-        case 1: b.resize(at); break;
-        case 2: b.insert(at, 1 + rng() % 8, static_cast<char>(rng())); break;
-        case 3: b.erase(at, 1 + rng() % 16); break;
-        case 4: b[at] = static_cast<char>(b[at] ^ (1 << (rng() % 8))); break;
+        case 0:
+          b[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          b.resize(at);
+          break;
+        case 2:
+          b.insert(at, 1 + rng() % 8, static_cast<char>(rng()));
+          break;
+        case 3:
+          b.erase(at, 1 + rng() % 16);
+          break;
+        case 4:
+          b[at] = static_cast<char>(b[at] ^ (1 << (rng() % 8)));
+          break;
       }
       if (b.empty()) b.push_back('\0');
     }

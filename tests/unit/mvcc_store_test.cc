@@ -15,12 +15,11 @@
 // panic ("unexpected error during txn"), where we refuse the txn instead;
 // two sibling nested txns putting x, one in success and one in failure, are a
 // duplicate; an empty op is "key not found", an empty key "key is not provided".
-#include "mvcc/store.h"
-
 #include <gtest/gtest.h>
 
 #include "mvcc/errors.h"
 #include "mvcc/request_checks.h"
+#include "mvcc/store.h"
 
 namespace ckv::mvcc {
 namespace {
@@ -57,7 +56,9 @@ Compare C(std::string key, Compare::CompareTarget t, Compare::CompareResult res)
 
 const std::string kAll("\0", 1);
 
-void must_put(Store& s, const std::string& k, const std::string& v) { ASSERT_TRUE(s.put(P(k, v)).is_ok()); }
+void must_put(Store& s, const std::string& k, const std::string& v) {
+  ASSERT_TRUE(s.put(P(k, v)).is_ok());
+}
 
 std::vector<std::string> keys_of(const RangeResponse& r) {
   std::vector<std::string> out;
@@ -145,9 +146,10 @@ TEST(MvccRange, RangeEndConventions) {
   for (std::string k : {"a", "ab", "abc", "b", "c"}) must_put(s, k, "v");
   EXPECT_EQ(keys_of(s.range(R("ab")).value()), (std::vector<std::string>{"ab"}));
   EXPECT_EQ(keys_of(s.range(R("ab", "b")).value()), (std::vector<std::string>{"ab", "abc"}));
-  EXPECT_EQ(keys_of(s.range(R("ab", kAll)).value()), (std::vector<std::string>{"ab", "abc", "b", "c"}));
+  EXPECT_EQ(keys_of(s.range(R("ab", kAll)).value()),
+            (std::vector<std::string>{"ab", "abc", "b", "c"}));
   EXPECT_EQ(keys_of(s.range(R(kAll, kAll)).value()).size(), 5u);  // etcdctl get --from-key ''
-  EXPECT_TRUE(s.range(R("c", "a"))->kvs.empty());                  // key >= range_end: nothing
+  EXPECT_TRUE(s.range(R("c", "a"))->kvs.empty());                 // key >= range_end: nothing
   EXPECT_EQ(s.range(R("")).status().message(), kErrEmptyKey);
 }
 
@@ -325,6 +327,41 @@ TEST(MvccPut, IgnoreFlagErrorsAsEtcd) {
   EXPECT_EQ(s.put(p).status().message(), kErrKeyNotFound);  // deleted counts as missing
 }
 
+TEST(MvccPut, RequestedLeaseNotFoundBeforeKeyNotFound) {
+  Store s;
+  const LeaseLookup only_7 = [](int64_t id) { return id == 7; };
+  EXPECT_EQ(s.put(P("k", "v", 8), only_7).status().message(), kErrLeaseNotFound);
+  EXPECT_EQ(s.put(P("k", "v", 8), only_7).status().code(), StatusCode::kNotFound);
+  PutRequest iv;
+  iv.key = "missing";
+  iv.ignore_value = true;
+  iv.lease = 8;
+  EXPECT_EQ(s.put(iv, only_7).status().message(), kErrLeaseNotFound);  // etcd: lease first
+  EXPECT_TRUE(s.put(P("k", "v", 7), only_7).is_ok());
+  EXPECT_TRUE(s.put(P("k", "v", 8)).is_ok());  // no lookup: every lease accepted
+  EXPECT_EQ(s.range(R("k"))->kvs.at(0).lease, 8);
+}
+
+TEST(MvccTxn, LeaseCheckedOpByOpOnTheChosenBranchOnly) {
+  Store s;
+  const LeaseLookup none = [](int64_t) { return false; };
+  PutRequest iv;
+  iv.key = "missing";
+  iv.ignore_value = true;
+  iv.lease = 8;
+  TxnRequest t;
+  t.success = {op_put(iv)};  // within one op etcd checks ignore_* first
+  EXPECT_EQ(s.txn(t, none).status().message(), kErrKeyNotFound);
+  RangeRequest future = R("k");
+  future.revision = 99;
+  t.success = {op_range(future), op_put(P("k", "v", 3))};  // puts before ranges
+  EXPECT_EQ(s.txn(t, none).status().message(), kErrLeaseNotFound);
+  t.success = {};
+  t.failure = {op_put(P("k", "v", 3))};  // not taken: no lease needed
+  EXPECT_TRUE(s.txn(t, none).is_ok());
+  EXPECT_EQ(s.revision(), 1);
+}
+
 TEST(MvccTxn, IsOneRevisionWithSubRevisionsInOrder) {
   Store s;
   TxnRequest t;
@@ -359,7 +396,7 @@ TEST(MvccTxn, ThatChangesNothingKeepsRevision) {
 TEST(MvccTxn, CompareTargetsAndResults) {
   Store s;
   ASSERT_TRUE(s.put(P("k", "m", 4)).is_ok());  // rev 2, version 1
-  must_put(s, "k", "m");                        // rev 3, version 2, lease 0
+  must_put(s, "k", "m");                       // rev 3, version 2, lease 0
   using T = Compare::CompareTarget;
   using Res = Compare::CompareResult;
   auto holds = [&](Compare c) {
@@ -449,7 +486,7 @@ TEST(MvccTxn, FailureBranchAndNestedTxnResponses) {
   inner.failure = {op_put(P("inner", "no"))};
   TxnRequest outer;
   outer.compare = {C("k", T::kVersion, Res::kGreater)};  // version > 0: true
-  outer.compare[0].version = 5;                            // but > 5 is false
+  outer.compare[0].version = 5;                          // but > 5 is false
   outer.success = {op_put(P("wrong", "x"))};
   outer.failure = {op_put(P("k", "changed")), op_txn(inner), op_range(R("inner"))};
   auto res = s.txn(outer);
@@ -558,7 +595,8 @@ TEST(MvccTxn, ChecksBeforeApplyingAnything) {
 TEST(MvccTxn, TooManyOpsIncludingNestedBudget) {
   Store s;
   TxnRequest t;
-  for (size_t i = 0; i < kDefaultMaxTxnOps; ++i) t.success.push_back(op_range(R("k" + std::to_string(i))));
+  for (size_t i = 0; i < kDefaultMaxTxnOps; ++i)
+    t.success.push_back(op_range(R("k" + std::to_string(i))));
   EXPECT_TRUE(s.txn(t).is_ok());
   t.success.push_back(op_range(R("one-more")));
   EXPECT_EQ(s.txn(t).status().message(), kErrTooManyOps);
