@@ -14,7 +14,12 @@
 // followed by a put with ignore_value of a key it removed makes etcd 3.4
 // panic ("unexpected error during txn"), where we refuse the txn instead;
 // two sibling nested txns putting x, one in success and one in failure, are a
-// duplicate; an empty op is "key not found", an empty key "key is not provided".
+// duplicate; an empty op is "key not found", an empty key "key is not provided";
+// inside a txn that has written, a delete of nothing and a range at a past
+// revision report the txn's revision; a lone put with a missing lease fails
+// with "requested lease not found" before ignore_value's "key not found",
+// while in a txn ignore_value is checked first within an op and puts' checks
+// come before ranges' (a future-revision range then a bad lease: lease error).
 #include <gtest/gtest.h>
 
 #include "mvcc/errors.h"
@@ -378,6 +383,24 @@ TEST(MvccTxn, IsOneRevisionWithSubRevisionsInOrder) {
   EXPECT_EQ(std::get<PutResponse>(res->responses[0].response).header.revision, 2);
   EXPECT_EQ(s.history("a")->at(0).revision, (Revision{2, 0}));
   EXPECT_EQ(s.history("b")->at(0).revision, (Revision{2, 1}));
+}
+
+TEST(MvccTxn, OpsAfterAWriteReportTheTxnRevision) {
+  // etcd: once a txn has written, a delete of nothing and a range at a past
+  // revision inside it both carry the txn's new revision in their headers.
+  Store s;
+  must_put(s, "a", "1");  // 2
+  RangeRequest past = R("a");
+  past.revision = 2;
+  TxnRequest t;
+  t.success = {op_put(P("p", "x")), op_delete(D("nothing")), op_range(past)};
+  auto res = s.txn(t);
+  ASSERT_TRUE(res.is_ok());
+  EXPECT_EQ(res->header.revision, 3);
+  EXPECT_EQ(std::get<DeleteRangeResponse>(res->responses[1].response).header.revision, 3);
+  const auto& rr = std::get<RangeResponse>(res->responses[2].response);
+  EXPECT_EQ(rr.header.revision, 3);
+  EXPECT_EQ(rr.kvs.at(0), (KeyValue{"a", 2, 2, 1, "1", 0}));
 }
 
 TEST(MvccTxn, ThatChangesNothingKeepsRevision) {
