@@ -36,8 +36,29 @@ bool is_from_key(const std::string& range_end) {
   return range_end.size() == 1 && range_end[0] == '\0';
 }
 
+// Calls fn(key, version) for each key of the range live at `at`, in key
+// order: range_end empty is the single key, "\0" every key >= key, else
+// [key, range_end). Visiting rather than collecting lets compares and deletes
+// look at a large range without copying its values.
+template <typename Index, typename Fn>
+void for_each_live(const Index& index, const std::string& key, const std::string& range_end,
+                   int64_t at, Fn&& fn) {
+  if (range_end.empty()) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    if (const KeyVersion* v = version_at(it->second, at)) fn(it->first, *v);
+    return;
+  }
+  const bool to_end = is_from_key(range_end);
+  for (auto it = index.lower_bound(key); it != index.end(); ++it) {
+    if (!to_end && it->first >= range_end) break;
+    if (const KeyVersion* v = version_at(it->second, at)) fn(it->first, *v);
+  }
+}
+
 // etcd's applyCompare's compareKV: compares one key's field with the target.
-bool compare_kv(const Compare& c, const KeyValue& kv) {
+// `kv` is the key's version, or the all-zero one etcd uses for a missing key.
+bool compare_kv(const Compare& c, const KeyVersion& kv) {
   int result = 0;
   auto cmp64 = [](int64_t a, int64_t b) { return a < b ? -1 : (a > b ? 1 : 0); };
   switch (c.target) {
@@ -50,7 +71,7 @@ bool compare_kv(const Compare& c, const KeyValue& kv) {
       result = cmp64(kv.create_revision, c.create_revision);
       break;
     case Compare::CompareTarget::kMod:
-      result = cmp64(kv.mod_revision, c.mod_revision);
+      result = cmp64(kv.revision.main, c.mod_revision);
       break;
     case Compare::CompareTarget::kVersion:
       result = cmp64(kv.version, c.version);
@@ -117,10 +138,16 @@ class Store::WriteTxn {
 
   DeleteRangeResponse delete_range(const DeleteRangeRequest& d) {
     DeleteRangeResponse resp;
-    RangeResult rr = s_.range_keys(d.key, d.range_end, read_rev(), read_rev(), 0, false);
-    for (const auto& kv : rr.kvs) write(kv.key, {}, 0, true);
-    resp.deleted = static_cast<int64_t>(rr.kvs.size());
-    if (d.prev_kv) resp.prev_kvs = std::move(rr.kvs);
+    std::vector<std::string> keys;
+    for_each_live(s_.index_, d.key, d.range_end, read_rev(),
+                  [&](const std::string& k, const KeyVersion& v) {
+                    keys.push_back(k);
+                    if (d.prev_kv) resp.prev_kvs.push_back(to_kv(k, v));
+                  });
+    // Tombstones are written after the walk: writing appends to histories
+    // the walk is reading.
+    for (const auto& k : keys) write(k, {}, 0, true);
+    resp.deleted = static_cast<int64_t>(keys.size());
     resp.header.revision = (resp.deleted != 0 || changes_ > 0) ? begin_ + 1 : begin_;
     return resp;
   }
@@ -207,22 +234,12 @@ Store::RangeResult Store::range_keys(const std::string& key, const std::string& 
                                      bool count_only) const {
   RangeResult rr;
   rr.revision = cur_rev;
-  auto emit = [&](const std::string& k, const std::vector<KeyVersion>& hist) {
-    const KeyVersion* v = version_at(hist, at);
-    if (v == nullptr) return;
+  for_each_live(index_, key, range_end, at, [&](const std::string& k, const KeyVersion& v) {
     ++rr.count;
-    if (!count_only && (limit <= 0 || static_cast<int64_t>(rr.kvs.size()) < limit))
-      rr.kvs.push_back(to_kv(k, *v));
-  };
-  if (range_end.empty()) {
-    if (auto it = index_.find(key); it != index_.end()) emit(it->first, it->second);
-    return rr;
-  }
-  const bool to_end = is_from_key(range_end);
-  for (auto it = index_.lower_bound(key); it != index_.end(); ++it) {
-    if (!to_end && it->first >= range_end) break;
-    emit(it->first, it->second);
-  }
+    if (!count_only && (limit <= 0 || static_cast<int64_t>(rr.kvs.size()) < limit)) {
+      rr.kvs.push_back(to_kv(k, v));
+    }
+  });
   return rr;
 }
 
@@ -316,15 +333,18 @@ Result<DeleteRangeResponse> Store::delete_range(const DeleteRangeRequest& r) {
 }
 
 bool Store::compare_holds(const Compare& c) const {
-  RangeResult rr = range_keys(c.key, c.range_end, current_revision_, current_revision_, 0, false);
-  if (rr.kvs.empty()) {
-    // etcd: a value compare on missing keys always fails (no way to tell a
-    // missing value from an empty one); other targets compare against zeros.
-    if (c.target == Compare::CompareTarget::kValue) return false;
-    return compare_kv(c, KeyValue{});
-  }
-  return std::all_of(rr.kvs.begin(), rr.kvs.end(),
-                     [&](const KeyValue& kv) { return compare_kv(c, kv); });
+  bool any = false;
+  bool all = true;
+  for_each_live(index_, c.key, c.range_end, current_revision_,
+                [&](const std::string&, const KeyVersion& v) {
+                  any = true;
+                  if (all) all = compare_kv(c, v);
+                });
+  if (any) return all;
+  // etcd: a value compare on missing keys always fails (no way to tell a
+  // missing value from an empty one); other targets compare against zeros.
+  if (c.target == Compare::CompareTarget::kValue) return false;
+  return compare_kv(c, KeyVersion{});
 }
 
 // etcd's compareToPath: every compare, nested ones included, is evaluated
