@@ -15,6 +15,9 @@ inline constexpr const char* kErrLeaseProvided = "etcdserver: lease is provided"
 inline constexpr const char* kErrEmptyKey = "etcdserver: key is not provided";
 inline constexpr const char* kErrTooManyOps = "etcdserver: too many operations in txn request";
 inline constexpr const char* kErrDuplicateKey = "etcdserver: duplicate key given in txn request";
+// etcd 3.5's answer to a sort order or target outside the enum. etcd 3.4.23
+// ignores an unknown order and crashes (nil sorter) on an unknown target.
+inline constexpr const char* kErrInvalidSortOption = "etcdserver: invalid sort option";
 // lease.ErrLeaseNotFound as etcd's gRPC layer words it (StatusCode::kNotFound, gRPC NotFound).
 inline constexpr const char* kErrLeaseNotFound = "etcdserver: requested lease not found";
 

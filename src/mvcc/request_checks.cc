@@ -103,6 +103,15 @@ Status check_intervals(const std::vector<RequestOp>& ops, std::set<std::string>&
 
 Status check_range_request(const RangeRequest& r) {
   if (r.key.empty()) return invalid(kErrEmptyKey);
+  // Values outside the enums can arrive from the wire (protobuf keeps them).
+  const auto order = static_cast<int32_t>(r.sort_order);
+  const auto target = static_cast<int32_t>(r.sort_target);
+  if (order < static_cast<int32_t>(SortOrder::kNone) ||
+      order > static_cast<int32_t>(SortOrder::kDescend) ||
+      target < static_cast<int32_t>(SortTarget::kKey) ||
+      target > static_cast<int32_t>(SortTarget::kValue)) {
+    return invalid(kErrInvalidSortOption);
+  }
   return Status::ok();
 }
 
