@@ -52,7 +52,8 @@ MemberList member_list_for(const node::NodeStatus& st, const std::string& self_g
     e.is_learner = m.role == "learner";
     out.members.push_back(std::move(e));
   }
-  std::sort(out.members.begin(), out.members.end(), [](const Member& a, const Member& b) { return a.id < b.id; });
+  std::sort(out.members.begin(), out.members.end(),
+            [](const Member& a, const Member& b) { return a.id < b.id; });
   return out;
 }
 

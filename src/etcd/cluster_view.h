@@ -42,16 +42,16 @@ struct Member {
 };
 
 struct MemberList {
-  Header header;  // without revision, as etcd's Cluster service answers
+  Header header;                // without revision, as etcd's Cluster service answers
   std::vector<Member> members;  // sorted by id, as etcd sorts them
 };
 
 struct MaintenanceStatus {
   Header header;
   std::string version = kEtcdApiVersion;
-  uint64_t db_size = 0;         // no MVCC backend yet: 0 (docs/api.md)
-  uint64_t leader = 0;          // 0 when no leader is known
-  uint64_t raft_index = 0;      // commit index, as etcd reports it
+  uint64_t db_size = 0;     // no MVCC backend yet: 0 (docs/api.md)
+  uint64_t leader = 0;      // 0 when no leader is known
+  uint64_t raft_index = 0;  // commit index, as etcd reports it
   uint64_t raft_term = 0;
   uint64_t raft_applied_index = 0;
   std::vector<std::string> errors;  // active alarms, etcd's text ("memberID:... alarm:NOSPACE ")

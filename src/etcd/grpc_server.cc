@@ -25,7 +25,8 @@ grpc::Status unimplemented(const std::string& method_path) {
   std::string full = method_path;  // "/pkg.Service/Method" -> "pkg.Service.Method"
   if (!full.empty() && full.front() == '/') full.erase(0, 1);
   if (auto slash = full.find('/'); slash != std::string::npos) full[slash] = '.';
-  const bool known = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full) != nullptr;
+  const bool known =
+      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full) != nullptr;
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                       known ? "consensuskv: " + method_path + " is not implemented yet"
                             : "consensuskv: unknown method " + method_path);
@@ -43,7 +44,8 @@ class ClusterService final : public pb::Cluster::Service {
   ClusterService(node::Node& node, std::string self_grpc_address)
       : node_(node), self_grpc_address_(std::move(self_grpc_address)) {}
 
-  grpc::Status MemberList(grpc::ServerContext*, const pb::MemberListRequest*, pb::MemberListResponse* resp) override {
+  grpc::Status MemberList(grpc::ServerContext*, const pb::MemberListRequest*,
+                          pb::MemberListResponse* resp) override {
     const etcd::MemberList list = member_list_for(node_.status(), self_grpc_address_);
     fill_header(list.header, resp->mutable_header());
     for (const Member& m : list.members) {
@@ -56,13 +58,16 @@ class ClusterService final : public pb::Cluster::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status MemberAdd(grpc::ServerContext*, const pb::MemberAddRequest*, pb::MemberAddResponse*) override {
+  grpc::Status MemberAdd(grpc::ServerContext*, const pb::MemberAddRequest*,
+                         pb::MemberAddResponse*) override {
     return unimplemented("/etcdserverpb.Cluster/MemberAdd");
   }
-  grpc::Status MemberRemove(grpc::ServerContext*, const pb::MemberRemoveRequest*, pb::MemberRemoveResponse*) override {
+  grpc::Status MemberRemove(grpc::ServerContext*, const pb::MemberRemoveRequest*,
+                            pb::MemberRemoveResponse*) override {
     return unimplemented("/etcdserverpb.Cluster/MemberRemove");
   }
-  grpc::Status MemberUpdate(grpc::ServerContext*, const pb::MemberUpdateRequest*, pb::MemberUpdateResponse*) override {
+  grpc::Status MemberUpdate(grpc::ServerContext*, const pb::MemberUpdateRequest*,
+                            pb::MemberUpdateResponse*) override {
     return unimplemented("/etcdserverpb.Cluster/MemberUpdate");
   }
   grpc::Status MemberPromote(grpc::ServerContext*, const pb::MemberPromoteRequest*,
@@ -79,7 +84,8 @@ class MaintenanceService final : public pb::Maintenance::Service {
  public:
   explicit MaintenanceService(node::Node& node) : node_(node) {}
 
-  grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* resp) override {
+  grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,
+                      pb::StatusResponse* resp) override {
     const etcd::MaintenanceStatus s = status_for(node_.status());
     fill_header(s.header, resp->mutable_header());
     resp->set_version(s.version);
@@ -96,20 +102,23 @@ class MaintenanceService final : public pb::Maintenance::Service {
   grpc::Status Alarm(grpc::ServerContext*, const pb::AlarmRequest*, pb::AlarmResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/Alarm");
   }
-  grpc::Status Defragment(grpc::ServerContext*, const pb::DefragmentRequest*, pb::DefragmentResponse*) override {
+  grpc::Status Defragment(grpc::ServerContext*, const pb::DefragmentRequest*,
+                          pb::DefragmentResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/Defragment");
   }
   grpc::Status Hash(grpc::ServerContext*, const pb::HashRequest*, pb::HashResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/Hash");
   }
-  grpc::Status HashKV(grpc::ServerContext*, const pb::HashKVRequest*, pb::HashKVResponse*) override {
+  grpc::Status HashKV(grpc::ServerContext*, const pb::HashKVRequest*,
+                      pb::HashKVResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/HashKV");
   }
   grpc::Status Snapshot(grpc::ServerContext*, const pb::SnapshotRequest*,
                         grpc::ServerWriter<pb::SnapshotResponse>*) override {
     return unimplemented("/etcdserverpb.Maintenance/Snapshot");
   }
-  grpc::Status MoveLeader(grpc::ServerContext*, const pb::MoveLeaderRequest*, pb::MoveLeaderResponse*) override {
+  grpc::Status MoveLeader(grpc::ServerContext*, const pb::MoveLeaderRequest*,
+                          pb::MoveLeaderResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/MoveLeader");
   }
 
@@ -142,7 +151,8 @@ struct GrpcServer::Impl {
   std::once_flag stopped;
 };
 
-Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, const std::string& listen_address) {
+Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
+                                                      const std::string& listen_address) {
   auto impl = std::make_unique<Impl>(node, listen_address);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -160,7 +170,8 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, const st
   builder.RegisterCallbackGenericService(&impl->rest);
   impl->server = builder.BuildAndStart();
   if (!impl->server || bound_port == 0) {
-    return Status(StatusCode::kIo, "cannot serve gRPC on " + listen_address + " (address in use or invalid?)");
+    return Status(StatusCode::kIo,
+                  "cannot serve gRPC on " + listen_address + " (address in use or invalid?)");
   }
   return std::unique_ptr<GrpcServer>(new GrpcServer(std::move(impl)));
 }
@@ -171,7 +182,8 @@ GrpcServer::~GrpcServer() { stop(); }
 
 void GrpcServer::stop() {
   std::call_once(impl_->stopped, [this] {
-    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(kGrpcShutdownGraceMs));
+    impl_->server->Shutdown(std::chrono::system_clock::now() +
+                            std::chrono::milliseconds(kGrpcShutdownGraceMs));
     impl_->server->Wait();
   });
 }

@@ -34,7 +34,8 @@ inline constexpr int kMaxGrpcThreads = 64;
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node, const std::string& listen_address);
+  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node,
+                                                   const std::string& listen_address);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -20,18 +20,52 @@ constexpr int kGrpcUnimplemented = 12;
 
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
 // declare, besides the two we serve.
-constexpr std::string_view kUnimplementedRoutes[] = {
-    "/v3/kv/range", "/v3/kv/put", "/v3/kv/deleterange", "/v3/kv/txn", "/v3/kv/compaction", "/v3/watch",
-    "/v3/lease/grant", "/v3/lease/revoke", "/v3/kv/lease/revoke", "/v3/lease/keepalive", "/v3/lease/timetolive",
-    "/v3/kv/lease/timetolive", "/v3/lease/leases", "/v3/kv/lease/leases", "/v3/cluster/member/add",
-    "/v3/cluster/member/remove", "/v3/cluster/member/update", "/v3/cluster/member/promote", "/v3/maintenance/alarm",
-    "/v3/maintenance/defragment", "/v3/maintenance/hash", "/v3/maintenance/snapshot",
-    "/v3/maintenance/transfer-leadership", "/v3/auth/enable", "/v3/auth/disable", "/v3/auth/authenticate",
-    "/v3/auth/user/add", "/v3/auth/user/get", "/v3/auth/user/list", "/v3/auth/user/delete",
-    "/v3/auth/user/changepw", "/v3/auth/user/grant", "/v3/auth/user/revoke", "/v3/auth/role/add",
-    "/v3/auth/role/get", "/v3/auth/role/list", "/v3/auth/role/delete", "/v3/auth/role/grant",
-    "/v3/auth/role/revoke", "/v3/lock/lock", "/v3/lock/unlock", "/v3/election/campaign",
-    "/v3/election/proclaim", "/v3/election/leader", "/v3/election/observe", "/v3/election/resign"};
+constexpr std::string_view kUnimplementedRoutes[] = {"/v3/kv/range",
+                                                     "/v3/kv/put",
+                                                     "/v3/kv/deleterange",
+                                                     "/v3/kv/txn",
+                                                     "/v3/kv/compaction",
+                                                     "/v3/watch",
+                                                     "/v3/lease/grant",
+                                                     "/v3/lease/revoke",
+                                                     "/v3/kv/lease/revoke",
+                                                     "/v3/lease/keepalive",
+                                                     "/v3/lease/timetolive",
+                                                     "/v3/kv/lease/timetolive",
+                                                     "/v3/lease/leases",
+                                                     "/v3/kv/lease/leases",
+                                                     "/v3/cluster/member/add",
+                                                     "/v3/cluster/member/remove",
+                                                     "/v3/cluster/member/update",
+                                                     "/v3/cluster/member/promote",
+                                                     "/v3/maintenance/alarm",
+                                                     "/v3/maintenance/defragment",
+                                                     "/v3/maintenance/hash",
+                                                     "/v3/maintenance/snapshot",
+                                                     "/v3/maintenance/transfer-leadership",
+                                                     "/v3/auth/enable",
+                                                     "/v3/auth/disable",
+                                                     "/v3/auth/authenticate",
+                                                     "/v3/auth/user/add",
+                                                     "/v3/auth/user/get",
+                                                     "/v3/auth/user/list",
+                                                     "/v3/auth/user/delete",
+                                                     "/v3/auth/user/changepw",
+                                                     "/v3/auth/user/grant",
+                                                     "/v3/auth/user/revoke",
+                                                     "/v3/auth/role/add",
+                                                     "/v3/auth/role/get",
+                                                     "/v3/auth/role/list",
+                                                     "/v3/auth/role/delete",
+                                                     "/v3/auth/role/grant",
+                                                     "/v3/auth/role/revoke",
+                                                     "/v3/lock/lock",
+                                                     "/v3/lock/unlock",
+                                                     "/v3/election/campaign",
+                                                     "/v3/election/proclaim",
+                                                     "/v3/election/leader",
+                                                     "/v3/election/observe",
+                                                     "/v3/election/resign"};
 
 Response gateway_error(unsigned http_status, int grpc_code, const std::string& message) {
   Response r;
@@ -92,7 +126,8 @@ std::string gateway_status_json(const node::NodeStatus& st) {
   return out.dump();
 }
 
-Response etcd_gateway(const Request& req, const std::string& path, const std::function<node::NodeStatus()>& status,
+Response etcd_gateway(const Request& req, const std::string& path,
+                      const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address) {
   const bool served = path == "/v3/cluster/member/list" || path == "/v3/maintenance/status";
   bool known = served;
@@ -111,7 +146,9 @@ Response etcd_gateway(const Request& req, const std::string& path, const std::fu
       return gateway_error(400, kGrpcInvalidArgument, "the request body must be a JSON object");
     }
   }
-  if (!served) return gateway_error(501, kGrpcUnimplemented, "consensuskv: " + path + " is not implemented yet");
+  if (!served)
+    return gateway_error(501, kGrpcUnimplemented,
+                         "consensuskv: " + path + " is not implemented yet");
   Response r;
   r.body = path == "/v3/maintenance/status" ? gateway_status_json(status())
                                             : gateway_member_list_json(status(), grpc_address);

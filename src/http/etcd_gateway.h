@@ -19,7 +19,8 @@ inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
 // path starts with kEtcdGatewayPrefix; status is called only for a served
 // call (Node::status() in the server, a fixed value in tests); grpc_address
 // is this node's -grpc-address (may be empty).
-Response etcd_gateway(const Request& req, const std::string& path, const std::function<node::NodeStatus()>& status,
+Response etcd_gateway(const Request& req, const std::string& path,
+                      const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address);
 
 // The JSON bodies, exposed for the unit tests.

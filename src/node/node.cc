@@ -71,6 +71,11 @@ Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::mi
 
 uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 
+// How often a leader probes a member recorded without an incarnation, and
+// how long it waits for the answer.
+constexpr std::chrono::milliseconds kIncarnationProbeInterval{1000};
+constexpr int kIncarnationProbeTimeoutMs = 1000;
+
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
   // could acknowledge what a crash would lose. Stop instead (etcd does too),
@@ -175,6 +180,7 @@ class Node::Impl {
   // Leader only: the most caught-up voter that answered recently (kNoNode if none).
   raft::NodeId best_transfer_target() const;
   void register_api_address();
+  void record_missing_incarnations();
   void track_active_voters();
   // Not a member of its own configuration: fresh, removed, or caught up by
   // a snapshot taken before it was added (whose configuration may lack the
@@ -192,6 +198,10 @@ class Node::Impl {
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Clock::time_point last_registration_{};
+  // Leader: members recorded without an incarnation (added while they could
+  // not be probed, or before incarnations existed) are probed, one at a time.
+  Clock::time_point last_incarnation_probe_{};
+  bool incarnation_probe_in_flight_ = false;
   raft::NodeId id_ = 0;
   storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
@@ -544,6 +554,7 @@ void Node::Impl::run() {
     update_unknown_sender_policy();
     track_active_voters();
     register_api_address();
+    record_missing_incarnations();
     progress_member_changes();
     maybe_start_snapshot();
     publish_status();
@@ -1133,6 +1144,50 @@ void Node::Impl::register_api_address() {
   if (auto leader_info = decode_member_info(leader->context); leader_info && !leader_info->api_address.empty()) {
     spdlog::info("registering API address {} with leader {}", me.api_address, leader_info->name);
     register_hook_(*leader_info, me);
+  }
+}
+
+void Node::Impl::record_missing_incarnations() {
+  if (raft_->role() != raft::StateRole::kLeader || incarnation_probe_in_flight_) return;
+  const auto now = Clock::now();
+  if (now - last_incarnation_probe_ < kIncarnationProbeInterval) return;
+  for (const raft::Member& m : raft_->membership().members) {
+    auto info = decode_member_info(m.context);
+    if (!info || !info->incarnation.empty()) continue;
+    last_incarnation_probe_ = now;
+    if (m.id == id_) {
+      info->incarnation = meta_.incarnation;
+      (void)raft_->propose_conf_change(
+          raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(*info)});
+      return;
+    }
+    // Whatever answers at the member's address now is recorded: no worse
+    // than before (nothing was checked), and from then on a wiped data dir
+    // is refused (transport.h).
+    incarnation_probe_in_flight_ = true;
+    const raft::NodeId id = m.id;
+    const std::string address = info->raft_address;
+    transport_->probe(address, kIncarnationProbeTimeoutMs,
+                      [this, id, address](Result<transport::PeerIdentity> who) {
+                        post([this, id, address, who = std::move(who)] {
+                          incarnation_probe_in_flight_ = false;
+                          if (!who.is_ok() || who->id != id || who->incarnation.empty()) return;
+                          if (raft_->role() != raft::StateRole::kLeader) return;
+                          const raft::Member* now_member = raft_->membership().find(id);
+                          if (now_member == nullptr) return;
+                          auto recorded = decode_member_info(now_member->context);
+                          if (!recorded || !recorded->incarnation.empty() ||
+                              recorded->raft_address != address) {
+                            return;
+                          }
+                          recorded->incarnation = who->incarnation;
+                          spdlog::info("recording the incarnation of member {}: {}", recorded->name,
+                                       who->incarnation);
+                          (void)raft_->propose_conf_change(raft::ConfChange{
+                              raft::ConfChangeType::kUpdateContext, id, encode_member_info(*recorded)});
+                        });
+                      });
+    return;
   }
 }
 

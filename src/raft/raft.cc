@@ -132,7 +132,15 @@ class Raft::Impl {
   void become_leader();
   void campaign(bool pre_vote, bool forced);
   void reset_timers();
-  bool promotable() const { return membership_.is_voter(id_); }
+  // A voter campaigns. So does a voter whose removal is not committed yet
+  // (thesis §4.2.2: it may still be needed): removing the leader of a
+  // two-voter cluster leaves the other voter unable to win without its vote
+  // while the change is uncommitted, and a removed server that never
+  // campaigns would deadlock them both (found by swarm simulation).
+  bool promotable() const {
+    return membership_.is_voter(id_) ||
+           (commit_ < config_history_.back().first && membership_at(commit_).is_voter(id_));
+  }
   static size_t majority(size_t voters) { return voters / 2 + 1; }
   size_t quorum() const { return majority(membership_.voters().size()); }
 
@@ -339,7 +347,7 @@ void Raft::Impl::campaign(bool pre_vote, bool forced) {
   }
   const Term term = pre_vote ? term_ + 1 : term_;
   votes_[id_] = true;
-  if (quorum() <= 1) {
+  if (quorum() <= 1 && membership_.is_voter(id_)) {
     // Single voter: nobody else to ask.
     if (pre_vote) {
       campaign(false, forced);
@@ -456,6 +464,20 @@ const char* Raft::Impl::step(const Message& m) {
     // Only the leader we follow may tell us to campaign (thesis §3.10); it
     // is in our term, since we acknowledged its log before it asked.
     return "TimeoutNow from a node that is not our leader";
+  }
+  if (m.type == MessageType::kHeartbeat && m.term >= term_ && m.commit > log_.last_index()) {
+    // A leader sends min(match, commit): never beyond what we acknowledged,
+    // and acknowledged entries stay in our log. Clamping instead would
+    // commit whatever suffix we hold, which may be another term's.
+    return "heartbeat commit beyond our log";
+  }
+  if (m.type == MessageType::kReadIndexResp && m.term >= term_ &&
+      (m.term != term_ || m.from != leader_ || leader_ == kNoNode)) {
+    // Only the leader we follow, in our term, can answer a read (thesis
+    // §6.4): anyone else's index could be stale (Byzantine-lite swarm seed
+    // 787828383753). An answer from a leader we no longer follow is dropped
+    // too; the read then fails by its deadline and is retried.
+    return "read index answer from a node that is not our leader";
   }
   if (m.type == MessageType::kAppend && m.term >= term_) {
     // Before it changes anything (our term, leader, election timer): an
@@ -685,6 +707,14 @@ void Raft::Impl::append_entries_from_leader(const std::vector<Entry>& entries) {
                static_cast<ull>(leader_), static_cast<ull>(e.index), static_cast<ull>(commit_));
       log_.truncate_from(e.index);
       if (stable_ >= e.index) stable_ = e.index - 1;
+      // An acknowledgement still queued for this Ready (an earlier append
+      // in the same batch) may name entries we just removed: it would go
+      // out after the persist, claiming entries no longer stored (found by
+      // swarm seed 501862, 5 nodes). Raft's "reply after persisting" means
+      // the reply must be true of what was persisted.
+      std::erase_if(msgs_, [&](const Message& q) {
+        return q.type == MessageType::kAppendResp && !q.reject && q.index >= e.index;
+      });
       rebuild_membership_after_truncation();
     }
     log_.append(e);
@@ -698,9 +728,9 @@ void Raft::Impl::append_entries_from_leader(const std::vector<Entry>& entries) {
 }
 
 void Raft::Impl::handle_heartbeat(const Message& m) {
-  // The leader sends min(match, commit), which is known to be in our log.
-  const Index c = std::min(m.commit, log_.last_index());
-  if (c > commit_) commit_ = c;
+  // The leader sends min(match, commit), which is known to be in our log
+  // (step() drops a heartbeat whose commit is beyond it).
+  if (m.commit > commit_) commit_ = m.commit;
   Message r;
   r.type = MessageType::kHeartbeatResp;
   r.to = m.from;
@@ -727,6 +757,13 @@ void Raft::Impl::handle_snapshot(const Message& m) {
     commit_ = meta.index;
     r.done = true;
     send(std::move(r));
+    return;
+  }
+  if (pending_install_) {
+    // A snapshot completed in this Ready is not installed yet: a chunk of
+    // another one now would land in the same incoming file before the
+    // node installs it (found by swarm seed 907451). The leader resends
+    // once we are quiet (Progress::snapshot_idle_ticks).
     return;
   }
   if (m.offset == 0) incoming_ = IncomingSnapshot{meta, 0};

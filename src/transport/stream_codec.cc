@@ -58,7 +58,8 @@ Result<Hello> decode_hello(std::string_view payload) {
     return corrupt("unknown stream version " + std::to_string(version) + " (this node speaks " +
                    std::to_string(kHelloVersion) + ")");
   }
-  if (!r.u8(kind) || kind > static_cast<uint8_t>(HelloKind::kAnswer)) return corrupt("unknown hello kind");
+  if (!r.u8(kind) || kind > static_cast<uint8_t>(HelloKind::kAnswer))
+    return corrupt("unknown hello kind");
   h.kind = static_cast<HelloKind>(kind);
   if (!r.u64le(h.from) || !r.u64le(h.to) || !read_field(r, h.sender.name) ||
       !read_field(r, h.sender.raft_address) || !read_field(r, h.sender.api_address) ||
@@ -104,7 +105,8 @@ char* FrameReader::prepare(size_t n) {
   } else if (need > cap_) {
     // Double towards the frame being received, never past it: memory
     // follows bytes received, not the length a header claims.
-    const size_t limit = header_known && len <= max_frame_bytes_ ? std::max(frame_total, need) : need;
+    const size_t limit =
+        header_known && len <= max_frame_bytes_ ? std::max(frame_total, need) : need;
     reallocate(std::max(need, std::min(2 * cap_, limit)));
   } else if (start_ > 0) {
     std::memmove(data_.get(), data_.get() + start_, have);
@@ -129,7 +131,8 @@ Result<std::optional<std::string_view>> FrameReader::next() {
   const uint32_t len = header_u32(in, 0);
   if (len > max_frame_bytes_) {
     return Status(StatusCode::kTooLarge, "raft frame length " + std::to_string(len) +
-                                             " exceeds the limit of " + std::to_string(max_frame_bytes_));
+                                             " exceeds the limit of " +
+                                             std::to_string(max_frame_bytes_));
   }
   if (in.size() - kFrameHeaderBytes < len) return std::optional<std::string_view>();
   const std::string_view payload = in.substr(kFrameHeaderBytes, len);

@@ -17,10 +17,6 @@
 #include <utility>
 #include <vector>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -33,7 +29,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "common/bytes.h"
 #include "transport/message_codec.h"
@@ -286,7 +285,8 @@ class TcpTransport::Impl {
           // A peer that accepts and then closes at once (it rejected our hello,
           // or is shutting down) gets the same backoff as a refused connect,
           // not a reconnect loop.
-          if (failure.empty()) failure = "stream closed after " + std::to_string(lived.count()) + " ms";
+          if (failure.empty())
+            failure = "stream closed after " + std::to_string(lived.count()) + " ms";
         }
         ++self->owner_.counters_.connect_failures;
         if (!reported_down) {
@@ -718,7 +718,9 @@ class TcpTransport::Impl {
   // (when the transport stops first and destroys the probe) kUnavailable.
   struct ProbeState {
     explicit ProbeState(ProbeCallback c) : cb(std::move(c)) {}
-    ~ProbeState() { finish(Status(StatusCode::kUnavailable, "raft transport stopped during the probe")); }
+    ~ProbeState() {
+      finish(Status(StatusCode::kUnavailable, "raft transport stopped during the probe"));
+    }
     void finish(Result<PeerIdentity> r) {
       if (done) return;
       done = true;
@@ -749,11 +751,12 @@ class TcpTransport::Impl {
       if (frame.value()) co_return decode_hello(*frame.value());
       const size_t want = reader.next_read_bytes();
       char* p = reader.prepare(want);
-      const size_t n = co_await socket.async_read_some(asio::buffer(p, want),
-                                                       asio::redirect_error(asio::use_awaitable, ec));
+      const size_t n = co_await socket.async_read_some(
+          asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
       reader.commit(n);
       if (ec == asio::error::eof) {
-        co_return Status(StatusCode::kUnavailable, "the peer closed the stream (it refused us; see its log)");
+        co_return Status(StatusCode::kUnavailable,
+                         "the peer closed the stream (it refused us; see its log)");
       }
       if (ec) co_return Status(StatusCode::kUnavailable, ec.message());
     }
@@ -764,7 +767,8 @@ class TcpTransport::Impl {
   // do match); the pragma is confined to it.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-  asio::awaitable<void> run_probe(std::string address, int timeout_ms, std::shared_ptr<ProbeState> state) {
+  asio::awaitable<void> run_probe(std::string address, int timeout_ms,
+                                  std::shared_ptr<ProbeState> state) {
     auto hp = parse_host_port(address);
     if (!hp.is_ok()) {
       state->finish(hp.status());
@@ -795,14 +799,17 @@ class TcpTransport::Impl {
         socket.open(entry.endpoint().protocol(), ec);
         if (ec) continue;
         bind_source_address(socket, entry.endpoint(), source_address_);
-        co_await socket.async_connect(entry.endpoint(), asio::redirect_error(asio::use_awaitable, ec));
+        co_await socket.async_connect(entry.endpoint(),
+                                      asio::redirect_error(asio::use_awaitable, ec));
         if (!ec || timed_out) break;
       }
       if (ec) {
-        answer = Status(StatusCode::kUnavailable, "cannot connect to " + address + ": " + ec.message());
+        answer =
+            Status(StatusCode::kUnavailable, "cannot connect to " + address + ": " + ec.message());
       } else {
         const std::string hello = local_hello(HelloKind::kProbe, raft::kNoNode);
-        co_await asio::async_write(socket, asio::buffer(hello), asio::redirect_error(asio::use_awaitable, ec));
+        co_await asio::async_write(socket, asio::buffer(hello),
+                                   asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
           answer = Status(StatusCode::kUnavailable, address + ": " + ec.message());
         } else {
@@ -820,7 +827,8 @@ class TcpTransport::Impl {
     } else if (!answer.is_ok()) {
       state->finish(answer.status());
     } else if (answer->kind != HelloKind::kAnswer || answer->from == raft::kNoNode) {
-      state->finish(Status(StatusCode::kCorrupt, address + " did not answer like a consensuskv node"));
+      state->finish(
+          Status(StatusCode::kCorrupt, address + " did not answer like a consensuskv node"));
     } else {
       state->finish(answer->sender);
     }
@@ -887,7 +895,8 @@ class TcpTransport::Impl {
       if (inbound_.size() >= opts_.max_inbound_connections) {
         ++counters_.refused_connections;
         refusals_.warn("inbound-cap", "over " + std::to_string(opts_.max_inbound_connections) +
-                                          " inbound streams; closing a new one from " + conn->remote);
+                                          " inbound streams; closing a new one from " +
+                                          conn->remote);
         conn->socket.close(ec);
         continue;
       }
@@ -904,9 +913,10 @@ class TcpTransport::Impl {
       }
       if (waiting >= opts_.max_pending_hello_connections && oldest) {
         ++counters_.refused_connections;
-        refusals_.warn("pending-cap", "over " + std::to_string(opts_.max_pending_hello_connections) +
-                                          " connections without a hello; closing the oldest, from " +
-                                          oldest->remote);
+        refusals_.warn("pending-cap",
+                       "over " + std::to_string(opts_.max_pending_hello_connections) +
+                           " connections without a hello; closing the oldest, from " +
+                           oldest->remote);
         close_inbound(oldest);
       }
       inbound_.insert(conn);
@@ -920,7 +930,8 @@ class TcpTransport::Impl {
     conn->hello_timer.async_wait([this, conn](error_code ec) {
       if (ec || conn->state != Inbound::State::kAwaitingHello) return;
       ++counters_.hello_timeouts;
-      refusals_.warn("hello-timeout", "closing connection from " + conn->remote + ": no hello within " +
+      refusals_.warn("hello-timeout", "closing connection from " + conn->remote +
+                                          ": no hello within " +
                                           std::to_string(opts_.hello_timeout_ms) + " ms");
       close_inbound(conn);
     });
@@ -951,8 +962,8 @@ class TcpTransport::Impl {
         ++counters_.budget_closes;
         refusals_.warn("budget", "inbound buffers would exceed " +
                                      std::to_string(opts_.max_inbound_buffer_bytes) +
-                                     " bytes; closing the stream from " + biggest->remote + " holding " +
-                                     std::to_string(biggest->charged) + " bytes");
+                                     " bytes; closing the stream from " + biggest->remote +
+                                     " holding " + std::to_string(biggest->charged) + " bytes");
         close_inbound(biggest);
         if (biggest == conn) return false;
       }
@@ -999,14 +1010,15 @@ class TcpTransport::Impl {
         conn->stall_timer.async_wait([this, conn, read_no, partial](error_code tec) {
           if (tec || read_no != conn->reads || conn->state == Inbound::State::kClosing) return;
           ++counters_.rejected;
-          refusals_.warn("stall", "closing stream from " + conn->remote + ": no progress on a partial frame (" +
+          refusals_.warn("stall", "closing stream from " + conn->remote +
+                                      ": no progress on a partial frame (" +
                                       std::to_string(partial) + " bytes received) for " +
                                       std::to_string(opts_.partial_frame_stall_ms) + " ms");
           close_inbound(conn);
         });
       }
-      const size_t n =
-          co_await conn->socket.async_read_some(asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
+      const size_t n = co_await conn->socket.async_read_some(
+          asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
       ++conn->reads;
       conn->stall_timer.cancel();
       conn->reader.commit(n);
@@ -1016,9 +1028,11 @@ class TcpTransport::Impl {
     }
     if (!reject_reason.empty()) {
       ++counters_.rejected;
-      refusals_.warn("reject", "closing stream from " + conn->remote +
-                                   (conn->from != raft::kNoNode ? " (node " + std::to_string(conn->from) + ")" : "") +
-                                   ": " + reject_reason);
+      refusals_.warn(
+          "reject",
+          "closing stream from " + conn->remote +
+              (conn->from != raft::kNoNode ? " (node " + std::to_string(conn->from) + ")" : "") +
+              ": " + reject_reason);
     }
     if (conn->state != Inbound::State::kProbe || !conn->writing) {
       close_inbound(conn);
@@ -1067,8 +1081,8 @@ class TcpTransport::Impl {
       return "";
     }
     if (local_id_ != raft::kNoNode && h.to != local_id_) {
-      return "hello from node " + std::to_string(h.from) + " is addressed to node " + std::to_string(h.to) +
-             ", this is node " + std::to_string(local_id_);
+      return "hello from node " + std::to_string(h.from) + " is addressed to node " +
+             std::to_string(h.to) + ", this is node " + std::to_string(local_id_);
     }
     if (h.from == raft::kNoNode || h.from == local_id_) return "hello from an invalid node id";
     std::string expected;
@@ -1081,7 +1095,8 @@ class TcpTransport::Impl {
       if (known) expected = it->second->incarnation();
       accept_unknown = accept_unknown_;
     }
-    const std::string who = "node " + std::to_string(h.from) + (h.sender.name.empty() ? "" : " ('" + h.sender.name + "')");
+    const std::string who = "node " + std::to_string(h.from) +
+                            (h.sender.name.empty() ? "" : " ('" + h.sender.name + "')");
     if (!known && !accept_unknown) {
       ++counters_.refused_senders;
       refusals_.warn("unknown-sender", "refusing a stream from " + conn->remote + ": " + who +
@@ -1092,9 +1107,11 @@ class TcpTransport::Impl {
     if (known && !expected.empty() && h.sender.incarnation != expected) {
       ++counters_.refused_incarnations;
       refusals_.warn("incarnation-in-" + std::to_string(h.from),
-                     "refusing a stream from member " + (h.sender.name.empty() ? std::to_string(h.from) : h.sender.name) +
-                         " at " + conn->remote + ": it has a different data dir (incarnation " +
-                         (h.sender.incarnation.empty() ? "none" : h.sender.incarnation) + ", expected " + expected +
+                     "refusing a stream from member " +
+                         (h.sender.name.empty() ? std::to_string(h.from) : h.sender.name) + " at " +
+                         conn->remote + ": it has a different data dir (incarnation " +
+                         (h.sender.incarnation.empty() ? "none" : h.sender.incarnation) +
+                         ", expected " + expected +
                          "): its state was wiped; remove it and add it again (docs/operations.md)");
       close_inbound(conn);
       return "";
@@ -1112,12 +1129,14 @@ class TcpTransport::Impl {
       if (!idlest || c->last_bytes_at < idlest->last_bytes_at) idlest = c;
     }
     if (streams >= opts_.max_streams_per_sender) {
-      if (idlest && Clock::now() - idlest->last_bytes_at >= milliseconds(opts_.idle_stream_evict_ms)) {
+      if (idlest &&
+          Clock::now() - idlest->last_bytes_at >= milliseconds(opts_.idle_stream_evict_ms)) {
         close_inbound(idlest);
       } else {
         ++counters_.refused_stream_cap;
-        refusals_.warn("stream-cap", "refusing a stream from " + conn->remote + ": " + who + " already has " +
-                                         std::to_string(streams) + " live streams to this node");
+        refusals_.warn("stream-cap", "refusing a stream from " + conn->remote + ": " + who +
+                                         " already has " + std::to_string(streams) +
+                                         " live streams to this node");
         close_inbound(conn);
         return "";
       }
@@ -1132,8 +1151,7 @@ class TcpTransport::Impl {
   // I/O thread: writes a frame back on an inbound stream (the answer hello,
   // or replies of a node without routes of its own), bounded like a peer's queue.
   void reply_on(const std::shared_ptr<Inbound>& conn, std::string frame) {
-    if (conn->state == Inbound::State::kClosing ||
-        conn->out.size() >= opts_.max_queue_messages ||
+    if (conn->state == Inbound::State::kClosing || conn->out.size() >= opts_.max_queue_messages ||
         (!conn->out.empty() && conn->out_bytes + frame.size() > opts_.max_queue_bytes)) {
       ++counters_.dropped;
       return;
@@ -1159,7 +1177,8 @@ class TcpTransport::Impl {
       conn->out_bytes = 0;
       for (const std::string& f : batch) buffers.push_back(asio::buffer(f));
       error_code ec;
-      co_await asio::async_write(conn->socket, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(conn->socket, buffers,
+                                 asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
     conn->writing = false;
@@ -1184,7 +1203,8 @@ class TcpTransport::Impl {
         if (from != raft::kNoNode ? c->from == from : !keep.count(c->from)) doomed.push_back(c);
       }
       for (const auto& c : doomed) {
-        spdlog::info("raft transport: closing the stream from node {} at {}: {}", c->from, c->remote, why);
+        spdlog::info("raft transport: closing the stream from node {} at {}: {}", c->from,
+                     c->remote, why);
         close_inbound(c);
       }
     });
@@ -1221,7 +1241,7 @@ class TcpTransport::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<ip::tcp::acceptor> acceptor_;
   std::set<std::shared_ptr<Inbound>> inbound_;  // I/O thread only
-  std::atomic<size_t> inbound_buffered_{0};     // sum of Inbound::charged; written on the I/O thread
+  std::atomic<size_t> inbound_buffered_{0};  // sum of Inbound::charged; written on the I/O thread
   std::atomic<bool> closing_{false};
   std::atomic<uint16_t> listen_port_{0};
   Handler handler_;  // set by start() before the I/O thread exists, then read-only
@@ -1249,7 +1269,8 @@ uint16_t TcpTransport::listen_port() const { return impl_->listen_port(); }
 void TcpTransport::set_local_identity(const PeerIdentity& self) { impl_->set_local_identity(self); }
 void TcpTransport::start(Handler handler) { impl_->start(std::move(handler)); }
 void TcpTransport::stop() { impl_->stop(); }
-void TcpTransport::set_peer(raft::NodeId id, const std::string& address, const std::string& incarnation) {
+void TcpTransport::set_peer(raft::NodeId id, const std::string& address,
+                            const std::string& incarnation) {
   impl_->set_peer(id, address, incarnation);
 }
 void TcpTransport::remove_peer(raft::NodeId id) { impl_->remove_peer(id); }

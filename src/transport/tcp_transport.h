@@ -140,7 +140,8 @@ class TcpTransport : public Transport {
   void set_local_identity(const PeerIdentity& self) override;
   void start(Handler handler) override;
   void stop() override;
-  void set_peer(raft::NodeId id, const std::string& address, const std::string& incarnation) override;
+  void set_peer(raft::NodeId id, const std::string& address,
+                const std::string& incarnation) override;
   void remove_peer(raft::NodeId id) override;
   void set_accept_unknown_peers(bool on) override;
   void send(raft::Message m) override;

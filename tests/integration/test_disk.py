@@ -12,29 +12,10 @@ import unittest
 import uuid
 
 from kvcluster import ClusterTest, wait_for
+from raft_wire import crc32c
 
 REFUSAL_TIMEOUT_S = 20  # a refused start exits at once; this only bounds a hang
 OPERATIONS_DOC = "docs/operations.md"
-
-
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
 
 
 def hard_state_record(term, vote, commit):

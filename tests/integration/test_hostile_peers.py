@@ -7,50 +7,16 @@ import struct
 import time
 import urllib.parse
 
+import raft_wire as wire
 from kvcluster import ClusterTest, request, wait_for, free_port
+from raft_wire import frame, node_id
 
 HELLO_MAGIC = 0x54564B43
 MIB = 1 << 20
 
 
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def frame(payload):
-    return struct.pack("<II", len(payload), crc32c(payload)) + payload
-
-
-def node_id(name):
-    """FNV-1a 64 of the name, as node_id_for (anyone can compute a member's id)."""
-    h = 0xCBF29CE484222325
-    for b in name.encode():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h or 1
-
-
 def hello_v3(frm, to, name="", raft="", api="", incarnation="", kind=0):
-    p = struct.pack("<IBBQQ", HELLO_MAGIC, 3, kind, frm, to)
-    for f in (name, raft, api, incarnation):
-        b = f.encode()[:255]
-        p += bytes([len(b)]) + b
-    return frame(p)
+    return wire.hello(frm, to, name=name, raft_address=raft, api_address=api, incarnation=incarnation, kind=kind)
 
 
 def hello_v2(frm, to, raft=""):

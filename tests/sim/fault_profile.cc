@@ -110,9 +110,10 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
 
   // Membership churn: sometimes shrink to one or two voters, grow past the target.
   p.max_extra_members = rng.range(0, 3);
-  // Not down to one voter yet: removing the leader from two voters can
-  // deadlock the core (README "Known failures", seed 2000 5 swarm).
-  p.min_voters_left = rng.chance(0.5) ? 0 : rng.range(2, 3);
+  // Down to one voter too: removing the leader of two voters once
+  // deadlocked the core (seed 2000 5 swarm; fixed: a voter whose removal is
+  // uncommitted still campaigns).
+  p.min_voters_left = rng.chance(0.5) ? 0 : rng.range(1, 3);
   p.promote_extra = rng.range(0, 100) / 100.0;
   p.over_promote = rng.range(0, 2);
   p.conf_on_election = rng.chance(0.4) ? 0.0 : rng.range(10, 90) / 100.0;

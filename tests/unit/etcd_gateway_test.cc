@@ -1,9 +1,9 @@
 // Unit tests for src/etcd/cluster_view.h and src/http/etcd_gateway.h: etcd's header, member list and status, and their gateway JSON.
 #include "http/etcd_gateway.h"
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
+
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
@@ -13,7 +13,8 @@ namespace {
 
 using json = nlohmann::json;
 
-node::MemberStatus member(const std::string& name, const std::string& role, const std::string& grpc = "") {
+node::MemberStatus member(const std::string& name, const std::string& role,
+                          const std::string& grpc = "") {
   node::MemberStatus m;
   m.id = node::node_id_for(name);
   m.info = node::MemberInfo{name, name + ":5000", name + ":8000", "", grpc};
@@ -31,7 +32,8 @@ node::NodeStatus three_members() {
   st.leader_id = node::node_id_for("n1");
   st.commit_index = 42;
   st.applied_index = 40;
-  st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"), member("n3", "learner")};
+  st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"),
+                member("n3", "learner")};
   return st;
 }
 
@@ -49,14 +51,16 @@ TEST(EtcdClusterView, ClusterIdIsTheSameOnEveryNodeAndChangesWithMembership) {
 TEST(EtcdClusterView, MemberListIsSortedByIdWithUrlsAndLearners) {
   const etcd::MemberList list = etcd::member_list_for(three_members(), "127.0.0.1:2380");
   ASSERT_EQ(list.members.size(), 3u);
-  EXPECT_TRUE(std::is_sorted(list.members.begin(), list.members.end(),
-                             [](const etcd::Member& x, const etcd::Member& y) { return x.id < y.id; }));
+  EXPECT_TRUE(
+      std::is_sorted(list.members.begin(), list.members.end(),
+                     [](const etcd::Member& x, const etcd::Member& y) { return x.id < y.id; }));
   for (const etcd::Member& m : list.members) {
     EXPECT_EQ(m.peer_urls, std::vector<std::string>{"http://" + m.name + ":5000"});
     // Its own URL (n2) is what it serves now, not what the membership recorded.
-    const std::vector<std::string> want = m.name == "n1"   ? std::vector<std::string>{"http://n1:2379"}
-                                          : m.name == "n2" ? std::vector<std::string>{"http://127.0.0.1:2380"}
-                                                           : std::vector<std::string>{};
+    const std::vector<std::string> want =
+        m.name == "n1"   ? std::vector<std::string>{"http://n1:2379"}
+        : m.name == "n2" ? std::vector<std::string>{"http://127.0.0.1:2380"}
+                         : std::vector<std::string>{};
     EXPECT_EQ(m.client_urls, want) << m.name;
     EXPECT_EQ(m.is_learner, m.name == "n3");
   }
@@ -105,7 +109,8 @@ TEST(EtcdGatewayJson, MemberListMatchesEtcdsFieldNames) {
   ASSERT_EQ(j["members"].size(), 3u);
   for (const json& m : j["members"]) {
     ASSERT_TRUE(m["ID"].is_string());
-    EXPECT_EQ(std::stoull(m["ID"].get<std::string>()), node::node_id_for(m["name"].get<std::string>()));
+    EXPECT_EQ(std::stoull(m["ID"].get<std::string>()),
+              node::node_id_for(m["name"].get<std::string>()));
     EXPECT_TRUE(m["peerURLs"].is_array());
     EXPECT_EQ(m.contains("isLearner"), m["name"] == "n3");
     EXPECT_EQ(m.contains("clientURLs"), m["name"] != "n3");
@@ -114,7 +119,8 @@ TEST(EtcdGatewayJson, MemberListMatchesEtcdsFieldNames) {
 
 Response call(const std::string& method, const std::string& path, const std::string& body = "") {
   Request req{method, path, body, false};
-  return etcd_gateway(req, path, [] { return three_members(); }, "127.0.0.1:2380");
+  return etcd_gateway(
+      req, path, [] { return three_members(); }, "127.0.0.1:2380");
 }
 
 TEST(EtcdGateway, RoutesServedUnimplementedUnknownAndBadBodies) {
@@ -124,7 +130,8 @@ TEST(EtcdGateway, RoutesServedUnimplementedUnknownAndBadBodies) {
   const Response unimpl = call("POST", "/v3/kv/range", R"({"key":"Zm9v"})");
   EXPECT_EQ(unimpl.status, 501u);
   EXPECT_EQ(json::parse(unimpl.body)["code"], 12);
-  EXPECT_NE(json::parse(unimpl.body)["message"].get<std::string>().find("/v3/kv/range"), std::string::npos);
+  EXPECT_NE(json::parse(unimpl.body)["message"].get<std::string>().find("/v3/kv/range"),
+            std::string::npos);
 
   EXPECT_EQ(call("POST", "/v3/no/such").status, 404u);
   EXPECT_EQ(json::parse(call("POST", "/v3/no/such").body)["code"], 5);

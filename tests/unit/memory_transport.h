@@ -106,7 +106,9 @@ class MemoryHub {
 
 class MemoryTransport : public Transport {
  public:
-  MemoryTransport(std::shared_ptr<MemoryHub> hub, raft::NodeId self) : hub_(std::move(hub)) { self_.id = self; }
+  MemoryTransport(std::shared_ptr<MemoryHub> hub, raft::NodeId self) : hub_(std::move(hub)) {
+    self_.id = self;
+  }
   ~MemoryTransport() override { stop(); }
   void set_local_identity(const PeerIdentity& self) override { self_ = self; }
   void start(Handler handler) override { hub_->attach(self_, std::move(handler)); }
@@ -117,7 +119,9 @@ class MemoryTransport : public Transport {
   void remove_peer(raft::NodeId id) override { hub_->remove_peer(self_.id, id); }
   void set_accept_unknown_peers(bool on) override { hub_->set_accept_unknown(self_.id, on); }
   void send(raft::Message m) override { hub_->deliver(std::move(m)); }
-  void probe(const std::string& address, int, ProbeCallback cb) override { cb(hub_->probe(address)); }
+  void probe(const std::string& address, int, ProbeCallback cb) override {
+    cb(hub_->probe(address));
+  }
 
  private:
   std::shared_ptr<MemoryHub> hub_;

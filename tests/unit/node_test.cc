@@ -463,7 +463,7 @@ TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
   snapshot_threshold_ = 20;
   start("a", true);
   ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), std::string("k").append(std::to_string(i)), "v").is_ok());
   ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 20; }));  // configuration {a}
   start("b", false);
   ASSERT_TRUE(join("b").is_ok());  // b installs a's snapshot
@@ -475,6 +475,29 @@ TEST_F(NodeTest, NodeCaughtUpFromASnapshotWithoutItsLeaderStillJoins) {
   ASSERT_TRUE(join("d").is_ok());
   ASSERT_TRUE(eventually([&] { return barrier(d).is_ok(); }));
   EXPECT_EQ(d.state_machine().get("k39"), "v");
+}
+
+// Members recorded without an incarnation (added while they could not be
+// probed, or before incarnations existed) get theirs recorded by the
+// leader, so a later wipe of their data dir is caught too.
+TEST_F(NodeTest, LeaderRecordsMissingIncarnations) {
+  start("a", true);
+  start("b", false);
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
+  std::promise<Status> p;
+  l->add_member(MemberInfo{"b", "b:5000", "b:8000", "", ""}, 10000, [&](Status s) { p.set_value(s); });
+  ASSERT_TRUE(p.get_future().get().is_ok());
+  auto meta_b = storage::read_node_meta((root_ / "b").string());
+  ASSERT_TRUE(meta_b.is_ok() && meta_b.value().has_value());
+  auto incarnation_of = [&](const std::string& name) {
+    for (const MemberStatus& m : l->status().members) {
+      if (m.info.name == name) return m.info.incarnation;
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(eventually([&] { return incarnation_of("b") == meta_b.value()->incarnation; }));
+  EXPECT_EQ(incarnation_of("a").size(), 32u);
 }
 
 }  // namespace

@@ -370,6 +370,31 @@ TEST(RaftRemove, RemovedLeaderDoesNotCountItselfForNewConfig) {
   EXPECT_NE(net.raft(1).role(), StateRole::kLeader);
 }
 
+// Thesis §4.2.2: a server outside its latest configuration still starts
+// elections while that configuration is uncommitted, "as it might still be
+// needed". Here the leader of {1, 2} removes itself and crashes before 2
+// hears of it: 2 (still in {1, 2}) needs 1's vote, which 1 refuses because
+// 2's log lacks the change; if 1 never campaigned, neither could ever lead
+// (swarm seed 2000, 5 nodes).
+TEST(RaftRemove, LeaderThatRemovedItselfAndCrashedStillFinishesTheChange) {
+  Network net(2);
+  elect_1(net);
+  net.drop(of_type(MessageType::kAppend, 1, 2));
+  ProposeResult r = net.raft(1).propose_conf_change(remove(1));
+  ASSERT_TRUE(r.ok()) << to_string(r.error);
+  net.deliver_all();
+  EXPECT_LT(net.raft(2).last_index(), r.index);
+  net.restart(1);
+  net.clear_drops();
+  ASSERT_GE(net.tick_all_until(
+                [&] { return net.raft(2).role() == StateRole::kLeader && net.raft(2).commit_index() >= r.index; },
+                1000),
+            0)
+      << "no leader ever finished removing node 1";
+  EXPECT_FALSE(net.raft(2).membership().contains(1));
+  EXPECT_NE(net.raft(1).role(), StateRole::kLeader);
+}
+
 // Thesis §4.2.3: a removed server never hears of its removal (C_new excludes it) and times out; even without
 // pre-vote its higher-term vote requests cannot depose the leader, because voters within their lease ignore them.
 TEST(RaftRemove, RemovedServerCannotDisruptEvenWithoutPreVote) {

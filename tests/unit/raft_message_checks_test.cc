@@ -190,6 +190,30 @@ TEST(RaftHostileMessages, TimeoutNowFromANodeThatIsNotOurLeaderIsDropped) {
   EXPECT_EQ(c.net.raft(2).term(), c.term);
 }
 
+// Thesis §6.4: a follower's read index comes from its leader. An index
+// from anyone else may be stale, and the read would miss acknowledged
+// writes (Byzantine-lite swarm seed 787828383753).
+TEST(RaftHostileMessages, ReadIndexAnswerFromANodeThatIsNotOurLeaderIsDropped) {
+  Committed3 c;
+  ASSERT_TRUE(c.net.raft(2).read_index(42));
+  (void)c.net.take_queue();  // the real request is lost
+  Message m;
+  m.type = MessageType::kReadIndexResp;
+  m.to = 2;
+  m.term = c.term;
+  m.context = 42;
+  m.index = 1;  // stale
+  for (NodeId from : {NodeId{3}, kOutsider}) {
+    m.from = from;
+    EXPECT_NE(c.net.inject(m), nullptr) << from;
+  }
+  m.from = 1;  // the leader
+  m.index = c.commit;
+  EXPECT_EQ(c.net.inject(m), nullptr);
+  ASSERT_EQ(c.net.peer(2).read_states.size(), 1u);
+  EXPECT_EQ(c.net.peer(2).read_states[0].index, c.commit);
+}
+
 TEST(RaftHostileMessages, ReadIndexFromANonMemberIsDropped) {
   Committed3 c;
   Message m;

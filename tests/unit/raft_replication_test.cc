@@ -41,6 +41,28 @@ void expect_same_log(Network& net, NodeId a, NodeId b) {
   EXPECT_EQ(la, lb) << "nodes " << a << " and " << b;
 }
 
+// Figure 2, "respond after persisting": an acknowledgement must be true of
+// what was persisted. Two appends stepped before one Ready, the second from
+// a newer leader that truncates what the first added, used to send the first
+// one's ack for entries no longer stored (swarm seed 501862, 5 nodes).
+TEST(RaftReplication, AckQueuedBeforeATruncationIsNotSent) {
+  Network net(3);
+  elect_1(net);
+  const Term t = net.raft(1).term();
+  const Index last = net.raft(2).last_index();
+  const size_t since = net.sent().size();
+  Raft& f = net.raft(2);
+  EXPECT_EQ(f.step(make_append(1, 2, t, last, t, {entry_at(last + 1, t), entry_at(last + 2, t)}, 0)), nullptr);
+  EXPECT_EQ(f.step(make_append(3, 2, t + 1, last, t, {entry_at(last + 1, t + 1)}, 0)), nullptr);
+  net.flush(2);
+  for (const Message& m : net.sent_matching(of_type(MessageType::kAppendResp, 2, kNoNode), since)) {
+    if (!m.reject) {
+      EXPECT_LE(m.index, net.raft(2).last_index()) << "ack to " << m.to << " names an entry no longer stored";
+    }
+  }
+  EXPECT_EQ(net.raft(2).term_at(last + 1), t + 1);
+}
+
 // ---------------------------------------------------------------------------
 // §5.3 Basic replication.
 

@@ -86,6 +86,35 @@ TEST(RaftCompaction, SlightlyLaggingFollowerCatchesUpFromLog) {
 // InstallSnapshot.
 
 // §7: a follower behind the leader's compacted log receives the snapshot in several chunks, installs it and catches up.
+// raft.h Ready contract: one Ready installs at most one snapshot, and holds
+// no chunk of another. A chunk of a second snapshot that arrived after the
+// first completed, before the Ready was taken, used to be written into the
+// incoming file the first one was about to be installed from (swarm seed
+// 907451): the fixture's MemStorage reports that mix-up.
+TEST(RaftInstallSnapshot, ChunkOfANewerSnapshotWaitsUntilTheCompletedOneIsInstalled) {
+  Network net(3);
+  elect_1(net);
+  const Term t = net.raft(1).term();
+  auto chunk = [&](Index index, const std::string& data, bool done) {
+    Message m;
+    m.type = MessageType::kSnapshot;
+    m.from = 1;
+    m.to = 2;
+    m.term = t;
+    m.snapshot = SnapshotMeta{index, t, voters({1, 2, 3}), data.size()};
+    m.data = data;
+    m.data_length = data.size();
+    m.done = done;
+    return m;
+  };
+  EXPECT_EQ(net.raft(2).step(chunk(100, "1:a", true)), nullptr);
+  EXPECT_EQ(net.raft(2).step(chunk(200, "1:b2:cc", false)), nullptr);
+  net.flush(2);
+  EXPECT_EQ(net.storage(2).snapshot.index, 100u);
+  EXPECT_EQ(net.storage(2).snapshot_data, "1:a");
+  EXPECT_EQ(net.fsm(2).commands, (std::vector<std::string>{"a"}));
+}
+
 TEST(RaftInstallSnapshot, ChunkedSnapshotCatchesUpLaggingFollower) {
   Network net(3, small_snapshots);
   elect_1(net);

@@ -473,7 +473,9 @@ std::string hello_from(raft::NodeId from, raft::NodeId to, const std::string& ra
   h.kind = kind;
   h.from = from;
   h.to = to;
-  h.sender.name = "n" + std::to_string(from);
+  // append, not "n" + to_string: GCC 12 at -O3 reports a false -Wrestrict on the latter.
+  h.sender.name = "n";
+  h.sender.name += std::to_string(from);
   h.sender.raft_address = raft_address;
   h.sender.incarnation = incarnation;
   return encode_hello_frame(h);

@@ -7,8 +7,6 @@
 // frame plus one read. The default run takes a few seconds; on failure the
 // seed is printed, and CKV_FUZZ_SEED=<seed> (and CKV_FUZZ_ITERATIONS=<n>)
 // replays or extends it.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +15,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "common/bytes.h"
 #include "raft/messages.h"
@@ -88,12 +88,14 @@ std::vector<std::string> valid_payloads(std::mt19937_64& rng) {
     m.commit = rng();
     m.reject = rng() % 2;
     for (uint64_t i = 0, n = rng() % 4; i < n; ++i) {
-      m.entries.push_back(raft::Entry{rng() % 9, rng() % 100, raft::EntryType::kNormal, std::string(rng() % 64, 'e')});
+      m.entries.push_back(raft::Entry{rng() % 9, rng() % 100, raft::EntryType::kNormal,
+                                      std::string(rng() % 64, 'e')});
     }
     if (rng() % 2) {
       raft::Membership conf;
       conf.members.push_back(raft::Member{1 + rng() % 50, raft::MemberRole::kVoter, "ctx"});
-      m.entries.push_back(raft::Entry{1, 7, raft::EntryType::kConfig, raft::encode_membership(conf)});
+      m.entries.push_back(
+          raft::Entry{1, 7, raft::EntryType::kConfig, raft::encode_membership(conf)});
       m.snapshot.membership = conf;
     }
     m.data = std::string(rng() % 128, 'd');
@@ -152,8 +154,8 @@ std::string mutate(const std::string& input, std::mt19937_64& rng) {
 
 void expect_bounded_allocation(size_t largest, size_t input_bytes, uint64_t seed, int iter) {
   EXPECT_LE(largest, kAllocationFactor * input_bytes + kAllocationSlackBytes)
-      << "an allocation of " << largest << " bytes for " << input_bytes << " bytes of input (seed " << seed
-      << ", iteration " << iter << "; replay with CKV_FUZZ_SEED=" << seed << ")";
+      << "an allocation of " << largest << " bytes for " << input_bytes << " bytes of input (seed "
+      << seed << ", iteration " << iter << "; replay with CKV_FUZZ_SEED=" << seed << ")";
 }
 
 TEST(WireFuzz, DecodeMessageNeverCrashesOrOverAllocates) {
@@ -262,7 +264,8 @@ TEST(WireFuzz, FrameReaderStaysBoundedOnHostileStreams) {
         // The CRC passed: decoding may still refuse it, but must not crash.
         (void)decode_message(*frame.value());
       }
-      EXPECT_LE(reader.buffered_bytes(), kFrameHeaderBytes + kLimit + FrameReader::kMaxReadGrowBytes)
+      EXPECT_LE(reader.buffered_bytes(),
+                kFrameHeaderBytes + kLimit + FrameReader::kMaxReadGrowBytes)
           << "seed " << seed << ", stream " << iter;
       EXPECT_LE(reader.capacity_bytes(),
                 2 * (kFrameHeaderBytes + kLimit + FrameReader::kMaxReadGrowBytes))
@@ -289,7 +292,8 @@ TEST(WireFuzz, NextFrameNeverCrashes) {
     AllocationProbe probe;
     auto frame = next_frame(input);
     if (frame.is_ok() && frame.value()) {
-      EXPECT_LE(frame.value()->frame_bytes, input.size()) << "seed " << seed << ", iteration " << iter;
+      EXPECT_LE(frame.value()->frame_bytes, input.size())
+          << "seed " << seed << ", iteration " << iter;
     }
     EXPECT_LE(probe.largest(), kAllocationSlackBytes) << "seed " << seed << ", iteration " << iter;
     if (::testing::Test::HasFailure()) {

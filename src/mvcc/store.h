@@ -1,0 +1,133 @@
+// The MVCC key-value store: etcd 3.4's revisioned data model, pure (no I/O, threads, clock).
+#pragma once
+
+// What it is: the future state machine behind the etcd KV API. One global
+// revision (an empty store is at revision 1, as etcd); each write request or
+// txn that changes something takes the next revision, and its changes are
+// numbered by sub-revision in order. Every version of every key since the
+// compacted revision is kept, so reads at past revisions are exact.
+//
+// Ownership and threads: a Store is a plain value. It is not thread safe;
+// the node's apply loop owns it. Readers elsewhere need their own copy (or a
+// snapshot) until the node layer provides a frozen view.
+//
+// Leases: a put records `lease` as given. Whether a lease exists is the
+// lessor's question: put and txn take a LeaseLookup and answer etcd's
+// "requested lease not found" where etcd does (for a txn, only puts on the
+// branch its compares choose), so the store holds no lease state itself.
+//
+// Errors: Status with StatusCode::kInvalid and etcd's exact text (errors.h);
+// a failed request changes nothing.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "mvcc/errors.h"
+#include "mvcc/types.h"
+
+namespace ckv::mvcc {
+
+// etcd's revision: main is the store revision of a write, sub the index of
+// the change within it (a txn's third write is {rev, 2}).
+struct Revision {
+  int64_t main = 0;
+  int64_t sub = 0;
+  auto operator<=>(const Revision&) const = default;
+};
+
+// One version of one key. A tombstone marks a delete; it ends the key's
+// current life ("generation" in etcd), and the next put starts at version 1.
+struct KeyVersion {
+  Revision revision;
+  bool tombstone = false;
+  int64_t create_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  std::string value;
+  bool operator==(const KeyVersion&) const = default;
+};
+
+// Whether a lease id (never 0, which means "no lease") exists. An empty
+// LeaseLookup accepts every id: for callers with no lessor yet.
+using LeaseLookup = std::function<bool(int64_t lease)>;
+
+struct StoreOptions {
+  size_t max_txn_ops = kDefaultMaxTxnOps;  // etcd's --max-txn-ops
+};
+
+class Store {
+ public:
+  explicit Store(StoreOptions options = {});
+
+  // The store's current revision: 1 when empty, then that of the last change.
+  int64_t revision() const { return current_revision_; }
+  // The revision of the last compaction; -1 before the first (as etcd's compactMainRev).
+  int64_t compact_revision() const { return compact_revision_; }
+
+  Result<RangeResponse> range(const RangeRequest& r) const;
+  Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
+  Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
+  Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
+  // Drops every version not needed to answer reads at revisions >= r.revision.
+  Result<CompactionResponse> compact(const CompactionRequest& r);
+
+  // The whole store (revisions, compaction point, every retained version) as a
+  // versioned, CRC-32C-checked byte string; restore gives a store that answers
+  // every request identically.
+  std::string encode_snapshot() const;
+  static Result<Store> decode_snapshot(std::string_view bytes, StoreOptions options = {});
+
+  // Keys with at least one retained version (live or tombstoned), and all
+  // retained versions: what the store's memory grows with.
+  size_t key_count() const { return index_.size(); }
+  size_t version_count() const;
+
+  // Every retained version of `key`, oldest first (tests and debugging).
+  const std::vector<KeyVersion>* history(const std::string& key) const;
+
+  bool operator==(const Store& o) const {
+    return current_revision_ == o.current_revision_ && compact_revision_ == o.compact_revision_ &&
+           index_ == o.index_;
+  }
+
+ private:
+  // The key index: every key's versions, oldest first, in key order. See
+  // docs/design-notes.md ("MVCC store") for why a sorted map of per-key
+  // histories rather than etcd's B-tree plus revision-keyed backend.
+  using Index = std::map<std::string, std::vector<KeyVersion>, std::less<>>;
+
+  class WriteTxn;
+
+  struct RangeResult {
+    std::vector<KeyValue> kvs;
+    int64_t count = 0;
+    int64_t revision = 0;
+  };
+
+  // etcd's mvcc rangeKeys: the keys of [key, end) live at `at`, in key order,
+  // at most `limit` of them (0: all); count is the number of such keys.
+  RangeResult range_keys(const std::string& key, const std::string& range_end, int64_t at,
+                         int64_t cur_rev, int64_t limit, bool count_only) const;
+  // etcd's applier Range, reading at read_rev (the revision a txn sees so far).
+  Result<RangeResponse> range_at(const RangeRequest& r, int64_t read_rev) const;
+  // etcd's applyCompares on the current state.
+  bool compare_holds(const Compare& c) const;
+  void txn_path(const TxnRequest& r, std::vector<bool>& path) const;
+  Status check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
+                        const LeaseLookup& lease_exists) const;
+
+  friend class SnapshotCodec;
+
+  StoreOptions options_;
+  int64_t current_revision_ = 1;
+  int64_t compact_revision_ = -1;
+  Index index_;
+};
+
+}  // namespace ckv::mvcc
