@@ -1171,6 +1171,8 @@ void Node::Impl::record_missing_incarnations() {
                       [this, id, address](Result<transport::PeerIdentity> who) {
                         post([this, id, address, who = std::move(who)] {
                           incarnation_probe_in_flight_ = false;
+                          // raft.h: no core call while a Ready is held; no proposal while out of space.
+                          if (held_ || no_space_) return;
                           if (!who.is_ok() || who->id != id || who->incarnation.empty()) return;
                           if (raft_->role() != raft::StateRole::kLeader) return;
                           const raft::Member* now_member = raft_->membership().find(id);

@@ -17,7 +17,9 @@ void WriteWaiters::add(raft::Index index, raft::Term term, Clock::time_point dea
   if (auto old = waiters_.find(index); old != waiters_.end()) {
     Callback stale = std::move(old->second.cb);
     waiters_.erase(old);
-    stale(not_applied());
+    stale(Status(StatusCode::kTimeout,
+                 "leadership changed and this node proposed another write at the same log position; "
+                 "the outcome of this one is unknown"));
   }
   waiters_.emplace(index, Waiter{term, deadline, std::move(cb)});
 }

@@ -28,9 +28,10 @@ class WriteWaiters {
   using Callback = std::function<void(Result<uint64_t>)>;  // the applied index
 
   // Waits for the entry proposed at (index, term). A waiter left at index by
-  // an earlier term of ours is answered "not applied" first: we could only
-  // propose at that index again after our log lost the old entry there, and
-  // a committed entry is never removed (Leader Completeness, §5.4.3).
+  // an earlier term of ours is answered first, with "outcome unknown": our
+  // log lost the old entry (we could not propose at its index otherwise), so
+  // it was not committed then, but another node may still hold it and a
+  // later leader may commit it.
   void add(raft::Index index, raft::Term term, Clock::time_point deadline, Callback cb);
   // The entry at index with this term has been applied.
   void applied(raft::Index index, raft::Term term);

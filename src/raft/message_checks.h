@@ -30,7 +30,8 @@ inline constexpr Index kMaxIndex = Index{1} << 62;
 // one per election, and pre-vote keeps partitioned nodes from inflating
 // theirs, so an honest peer is never a million terms ahead; a forged message
 // that jumped to near kMaxTerm could otherwise leave the cluster unable to
-// ever elect again.
+// ever elect again. (With pre-vote off, which kvnode never does, a node
+// partitioned through a million elections would be locked out.)
 inline constexpr Term kMaxTermJump = Term{1} << 20;
 
 // nullptr when m is well-formed as far as can be told without the core's

@@ -404,7 +404,9 @@ void Raft::Impl::tick() {
           active++;
         }
       }
-      if (membership_.is_voter(id_) && active < quorum()) {
+      // Also a leader that is not a voter (removing itself, or elected while
+      // its removal was uncommitted): without a quorum it must not lead on.
+      if (active < quorum()) {
         become_follower(term_, kNoNode);
         return;
       }
@@ -460,9 +462,12 @@ const char* Raft::Impl::step(const Message& m) {
   if (m.from == id_) return "message claims to come from this node";
   if (m.to != id_) return "message addressed to another node";
   if (m.term > term_ && m.term - term_ > kMaxTermJump) return "term jumps implausibly far ahead";
-  if (m.type == MessageType::kTimeoutNow && m.term >= term_ && (m.term != term_ || m.from != leader_)) {
-    // Only the leader we follow may tell us to campaign (thesis §3.10); it
-    // is in our term, since we acknowledged its log before it asked.
+  if (m.type == MessageType::kTimeoutNow && m.term >= term_ &&
+      (m.term != term_ || (leader_ != kNoNode && m.from != leader_))) {
+    // Only the leader of our term may tell us to campaign (thesis §3.10):
+    // it is in our term, since we acknowledged its log before it asked. We
+    // may not know it as leader yet (just restarted, or a pre-candidate):
+    // then take it, since a forgery can do no more than start an election.
     return "TimeoutNow from a node that is not our leader";
   }
   if (m.type == MessageType::kHeartbeat && m.term >= term_ && m.commit > log_.last_index()) {

@@ -659,7 +659,8 @@ void SimCluster::do_network_change() {
     const double f = profile_.net_scale;
     p.loss = std::min(0.6, p.loss * f);
     p.duplicate = std::min(0.6, p.duplicate * f);
-    p.max_delay_us = static_cast<uint64_t>(static_cast<double>(p.max_delay_us) * f);
+    // Scaled down, the maximum may not fall below the minimum (SimRng::range).
+    p.max_delay_us = std::max(p.min_delay_us, static_cast<uint64_t>(static_cast<double>(p.max_delay_us) * f));
     p.long_delay = std::min(0.5, p.long_delay * f);
   }
   trace_.log(now_us_, "network: loss %.2f dup %.2f delay %llu-%llu us stragglers %.2f", p.loss,

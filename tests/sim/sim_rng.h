@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 namespace ckv::sim {
@@ -28,7 +29,11 @@ class SimRng {
 
   uint64_t next() { return splitmix64(state_); }
   // Uniform in [lo, hi], both inclusive (modulo bias is irrelevant here).
-  uint64_t range(uint64_t lo, uint64_t hi) { return lo + next() % (hi - lo + 1); }
+  // [lo, hi]; hi < lo is a simulator bug (it would divide by zero or wrap).
+  uint64_t range(uint64_t lo, uint64_t hi) {
+    if (hi < lo) std::abort();
+    return lo + next() % (hi - lo + 1);
+  }
   bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
   template <class T>
   const T& pick(const std::vector<T>& v) {

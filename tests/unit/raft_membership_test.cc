@@ -395,6 +395,20 @@ TEST(RaftRemove, LeaderThatRemovedItselfAndCrashedStillFinishesTheChange) {
   EXPECT_NE(net.raft(1).role(), StateRole::kLeader);
 }
 
+// Thesis §6.2 check-quorum applies to a leader that is not a voter too (it
+// is removing itself, or was elected while its removal was uncommitted):
+// cut off, it must step down rather than lead, unable to commit, forever.
+TEST(RaftRemove, IsolatedLeaderThatIsNotAVoterStepsDown) {
+  Network net(3);
+  elect_1(net);
+  net.drop(of_type(MessageType::kAppend, 1, kNoNode));
+  ProposeResult r = net.raft(1).propose_conf_change(remove(1));
+  ASSERT_TRUE(r.ok()) << to_string(r.error);
+  net.deliver_all();
+  net.isolate(1);
+  EXPECT_TRUE(net.tick_node_until(1, [&] { return net.raft(1).role() != StateRole::kLeader; }, 100));
+}
+
 // Thesis §4.2.3: a removed server never hears of its removal (C_new excludes it) and times out; even without
 // pre-vote its higher-term vote requests cannot depose the leader, because voters within their lease ignore them.
 TEST(RaftRemove, RemovedServerCannotDisruptEvenWithoutPreVote) {

@@ -214,6 +214,19 @@ TEST(RaftHostileMessages, ReadIndexAnswerFromANodeThatIsNotOurLeaderIsDropped) {
   EXPECT_EQ(c.net.peer(2).read_states[0].index, c.commit);
 }
 
+// Thesis §3.10: a follower that has just restarted does not know its leader
+// yet, but the leader's TimeoutNow (in our term) must still start the
+// election; dropping it stalled proposals for a whole transfer timeout.
+TEST(RaftHostileMessages, TimeoutNowFromTheLeaderIsTakenBeforeWeKnowItAsLeader) {
+  Network net(3);
+  elect_1(net);
+  net.restart(2);
+  ASSERT_EQ(net.raft(2).leader(), kNoNode);
+  ASSERT_EQ(net.raft(1).transfer_leadership(2), Error::kOk);
+  net.deliver_all();
+  EXPECT_EQ(net.leader(), 2u);
+}
+
 TEST(RaftHostileMessages, ReadIndexFromANonMemberIsDropped) {
   Committed3 c;
   Message m;

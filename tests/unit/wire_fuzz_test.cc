@@ -42,6 +42,15 @@ thread_local size_t g_largest_allocation = 0;
 }
 [[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete(void* p, size_t) noexcept { std::free(p); }
+// The nothrow forms too (std::stable_sort's temporary buffer uses them): a
+// replaced operator delete must free what every operator new of this binary
+// returned, or ASan reports an alloc-dealloc mismatch in unrelated tests.
+[[gnu::noinline]] void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  if (g_tracking && n > g_largest_allocation) g_largest_allocation = n;
+  return std::malloc(n == 0 ? 1 : n);
+}
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+// Arrays go through operator new / delete above by default ([new.delete.array]).
 
 namespace ckv::transport {
 namespace {
