@@ -42,12 +42,18 @@ struct Committed3 {
   }
 };
 
-Message heartbeat(NodeId from, NodeId to, Term term, Index commit) {
+// The envelope every forged message below starts from.
+Message message(MessageType type, NodeId from, NodeId to, Term term) {
   Message m;
-  m.type = MessageType::kHeartbeat;
+  m.type = type;
   m.from = from;
   m.to = to;
   m.term = term;
+  return m;
+}
+
+Message heartbeat(NodeId from, NodeId to, Term term, Index commit) {
+  Message m = message(MessageType::kHeartbeat, from, to, term);
   m.commit = commit;
   return m;
 }
@@ -153,11 +159,7 @@ TEST(RaftHostileMessages, AckOfAnIndexBeyondTheLeadersLogIsDropped) {
   Committed3 c;
   EXPECT_NE(c.net.inject(make_append_resp(2, 1, c.term, Index{1} << 40)), nullptr);
   EXPECT_NE(c.net.inject(make_append_resp(2, 1, c.term, Index{1} << 40, /*reject=*/true)), nullptr);
-  Message snap;
-  snap.type = MessageType::kSnapshotResp;
-  snap.from = 2;
-  snap.to = 1;
-  snap.term = c.term;
+  Message snap = message(MessageType::kSnapshotResp, 2, 1, c.term);
   snap.index = Index{1} << 40;
   snap.done = true;
   EXPECT_NE(c.net.inject(snap), nullptr);
@@ -169,23 +171,14 @@ TEST(RaftHostileMessages, AckOfAnIndexBeyondTheLeadersLogIsDropped) {
 
 TEST(RaftHostileMessages, HeartbeatAckForAReadRoundNeverSentIsDropped) {
   Committed3 c;
-  Message m;
-  m.type = MessageType::kHeartbeatResp;
-  m.from = 2;
-  m.to = 1;
-  m.term = c.term;
+  Message m = message(MessageType::kHeartbeatResp, 2, 1, c.term);
   m.context = 1'000'000;
   EXPECT_NE(c.net.inject(m), nullptr);
 }
 
 TEST(RaftHostileMessages, TimeoutNowFromANodeThatIsNotOurLeaderIsDropped) {
   Committed3 c;
-  Message m;
-  m.type = MessageType::kTimeoutNow;
-  m.from = 3;
-  m.to = 2;
-  m.term = c.term;
-  EXPECT_NE(c.net.inject(m), nullptr);
+  EXPECT_NE(c.net.inject(message(MessageType::kTimeoutNow, 3, 2, c.term)), nullptr);
   EXPECT_EQ(c.net.raft(2).role(), StateRole::kFollower);
   EXPECT_EQ(c.net.raft(2).term(), c.term);
 }
@@ -197,10 +190,7 @@ TEST(RaftHostileMessages, ReadIndexAnswerFromANodeThatIsNotOurLeaderIsDropped) {
   Committed3 c;
   ASSERT_TRUE(c.net.raft(2).read_index(42));
   (void)c.net.take_queue();  // the real request is lost
-  Message m;
-  m.type = MessageType::kReadIndexResp;
-  m.to = 2;
-  m.term = c.term;
+  Message m = message(MessageType::kReadIndexResp, kNoNode, 2, c.term);
   m.context = 42;
   m.index = 1;  // stale
   for (NodeId from : {NodeId{3}, kOutsider}) {
@@ -229,11 +219,7 @@ TEST(RaftHostileMessages, TimeoutNowFromTheLeaderIsTakenBeforeWeKnowItAsLeader) 
 
 TEST(RaftHostileMessages, ReadIndexFromANonMemberIsDropped) {
   Committed3 c;
-  Message m;
-  m.type = MessageType::kReadIndex;
-  m.from = kOutsider;
-  m.to = 1;
-  m.term = c.term;
+  Message m = message(MessageType::kReadIndex, kOutsider, 1, c.term);
   m.context = 7;
   EXPECT_NE(c.net.inject(m), nullptr);
 }
@@ -301,11 +287,7 @@ TEST(RaftMessageShape, RefusesEachImpossibleClaim) {
   reject.hint_index = 11;
   EXPECT_NE(check_message_shape(reject), nullptr);
 
-  Message snap;
-  snap.type = MessageType::kSnapshot;
-  snap.from = 1;
-  snap.to = 2;
-  snap.term = 5;
+  Message snap = message(MessageType::kSnapshot, 1, 2, 5);
   snap.snapshot = SnapshotMeta{10, 4, voters({1, 2}), 100};
   snap.offset = 90;
   snap.data = std::string(10, 'x');
