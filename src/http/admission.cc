@@ -42,13 +42,7 @@ uint64_t ConnectionAdmission::admit_locked(const std::string& ip, Admitted pool)
     ++clients_;
     ++per_ip_[ip].clients;
   }
-  c.waiting_since = next_seq_++;
-  if (pool == Admitted::kMember) {
-    waiting_members_.emplace(c.waiting_since, id);
-  } else {
-    waiting_clients_.emplace(c.waiting_since, id);
-    per_ip_[ip].waiting.emplace(c.waiting_since, id);
-  }
+  enqueue(id, c);
   return id;
 }
 
@@ -74,6 +68,16 @@ void ConnectionAdmission::unqueue(Conn& c) {
   c.waiting_since = 0;
 }
 
+void ConnectionAdmission::enqueue(uint64_t id, Conn& c) {
+  c.waiting_since = next_seq_++;
+  if (c.pool == Admitted::kMember) {
+    waiting_members_.emplace(c.waiting_since, id);
+  } else {
+    waiting_clients_.emplace(c.waiting_since, id);
+    per_ip_[c.ip].waiting.emplace(c.waiting_since, id);
+  }
+}
+
 void ConnectionAdmission::busy(uint64_t id) {
   std::lock_guard lock(mu_);
   auto it = conns_.find(id);
@@ -86,13 +90,7 @@ void ConnectionAdmission::waiting(uint64_t id) {
   if (it == conns_.end()) return;
   Conn& c = it->second;
   unqueue(c);
-  c.waiting_since = next_seq_++;
-  if (c.pool == Admitted::kMember) {
-    waiting_members_.emplace(c.waiting_since, id);
-  } else {
-    waiting_clients_.emplace(c.waiting_since, id);
-    per_ip_[c.ip].waiting.emplace(c.waiting_since, id);
-  }
+  enqueue(id, c);
 }
 
 void ConnectionAdmission::release(uint64_t id) {

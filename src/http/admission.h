@@ -93,6 +93,8 @@ class ConnectionAdmission {
   // Oldest waiting connection in q: unqueued and marked evicted; 0 if none.
   uint64_t take_oldest(WaitQueue& q);
   void unqueue(Conn& c);
+  // Queues c (not queued now) as the newest waiting connection of its pool.
+  void enqueue(uint64_t id, Conn& c);
   uint64_t admit_locked(const std::string& ip, Admitted pool);
 
   const AdmissionLimits limits_;

@@ -291,6 +291,11 @@ class HttpServer::Impl {
   asio::awaitable<void> refuse(tcp::socket socket, Response answer);
   asio::awaitable<void> member_hosts_loop();
   bool is_member_host(const std::string& ip) const;
+  // Why a connection over -http-max-connections is refused (the 503's text).
+  std::string too_many_connections() const {
+    return "too many connections (limit " + std::to_string(options_.max_connections) +
+           ", -http-max-connections)";
+  }
   asio::awaitable<Response> forward(const Forward& f, bhttp::verb method, const Request& r);
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
@@ -407,8 +412,7 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     }
     const std::string why =
         pool == Admitted::kRefusedTotal
-            ? "too many connections (limit " + std::to_string(options_.max_connections) +
-                  ", -http-max-connections)"
+            ? too_many_connections()
             : "too many connections from " + ip + " (limit " +
                   std::to_string(options_.max_connections_per_ip) +
                   " per address, -http-max-connections-per-ip)";
@@ -622,10 +626,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     // A reserved slot (admission.h) serves forwarded requests only: anyone
     // else from a member's host would be taking the members' capacity.
     if (pool == Admitted::kMember && !forwarded) {
-      (void)co_await send(error_response(503, "too many connections (limit " +
-                                                  std::to_string(options_.max_connections) +
-                                                  ", -http-max-connections)"),
-                          version, false);
+      (void)co_await send(error_response(503, too_many_connections()), version, false);
       co_await drain_and_close(stream);
       co_return;
     }

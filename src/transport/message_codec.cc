@@ -156,15 +156,15 @@ Result<std::string> encode_message_frame(const raft::Message& m) {
   return out;
 }
 
-Result<std::optional<FrameView>> next_frame(std::string_view in) {
+Result<std::optional<FrameView>> next_frame(std::string_view in, uint32_t max_frame_bytes) {
   ByteReader r(in);
   uint32_t len = 0;
   uint32_t crc = 0;
   if (!r.u32le(len) || !r.u32le(crc)) return std::optional<FrameView>();
-  if (len > kMaxFrameBytes) {
+  if (len > max_frame_bytes) {
     return Status(StatusCode::kTooLarge, "raft frame length " + std::to_string(len) +
                                              " exceeds the limit of " +
-                                             std::to_string(kMaxFrameBytes));
+                                             std::to_string(max_frame_bytes));
   }
   if (r.remaining() < len) return std::optional<FrameView>();
   std::string_view payload = r.rest().substr(0, len);

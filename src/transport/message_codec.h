@@ -62,10 +62,11 @@ struct FrameView {
 };
 
 // Looks for a complete frame at the front of in. Returns:
-//   an error (kTooLarge for a length over kMaxFrameBytes, kCorrupt for a CRC
+//   an error (kTooLarge for a length over max_frame_bytes, kCorrupt for a CRC
 //   mismatch): the stream is unusable and must be closed;
 //   nullopt: more bytes are needed (in is a valid prefix so far);
 //   a FrameView: the payload passed its CRC.
-Result<std::optional<FrameView>> next_frame(std::string_view in);
+Result<std::optional<FrameView>> next_frame(std::string_view in,
+                                            uint32_t max_frame_bytes = kMaxFrameBytes);
 
 }  // namespace ckv::transport

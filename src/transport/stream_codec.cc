@@ -127,20 +127,11 @@ void FrameReader::commit(size_t got) {
 
 Result<std::optional<std::string_view>> FrameReader::next() {
   const std::string_view in(data_.get() + start_, size_ - start_ - pending_);
-  if (in.size() < kFrameHeaderBytes) return std::optional<std::string_view>();
-  const uint32_t len = header_u32(in, 0);
-  if (len > max_frame_bytes_) {
-    return Status(StatusCode::kTooLarge, "raft frame length " + std::to_string(len) +
-                                             " exceeds the limit of " +
-                                             std::to_string(max_frame_bytes_));
-  }
-  if (in.size() - kFrameHeaderBytes < len) return std::optional<std::string_view>();
-  const std::string_view payload = in.substr(kFrameHeaderBytes, len);
-  if (crc32c(payload) != header_u32(in, 4)) {
-    return Status(StatusCode::kCorrupt, "raft frame checksum mismatch");
-  }
-  start_ += kFrameHeaderBytes + len;
-  return std::optional<std::string_view>(payload);
+  auto frame = next_frame(in, max_frame_bytes_);
+  if (!frame.is_ok()) return frame.status();
+  if (!frame.value()) return std::optional<std::string_view>();
+  start_ += frame.value()->frame_bytes;
+  return std::optional<std::string_view>(frame.value()->payload);
 }
 
 }  // namespace ckv::transport
