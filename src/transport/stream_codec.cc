@@ -23,12 +23,6 @@ bool read_field(ByteReader& r, std::string& out) {
   return r.u8(n) && r.bytes(n, out);
 }
 
-uint32_t header_u32(std::string_view s, size_t at) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(s[at + i])} << (8 * i);
-  return v;
-}
-
 }  // namespace
 
 std::string encode_hello_frame(const Hello& h) {
@@ -73,12 +67,19 @@ Result<Hello> decode_hello(std::string_view payload) {
 
 size_t FrameReader::next_read_bytes() const {
   const size_t have = buffered_bytes();
-  if (have < kFrameHeaderBytes) return kReadChunkBytes;
-  const size_t len = header_u32(std::string_view(data_.get() + start_, have), 0);
-  if (len > max_frame_bytes_) return kReadChunkBytes;  // next() reports it
-  const size_t frame_total = kFrameHeaderBytes + len;
+  const std::optional<uint32_t> len = pending_length();
+  if (!len || *len > max_frame_bytes_) return kReadChunkBytes;  // too long: next() reports it
+  const size_t frame_total = kFrameHeaderBytes + *len;
   if (frame_total <= have) return kReadChunkBytes;
   return std::clamp(frame_total - have, kReadChunkBytes, kMaxReadGrowBytes);
+}
+
+std::optional<uint32_t> FrameReader::pending_length() const {
+  if (buffered_bytes() < kFrameHeaderBytes) return std::nullopt;
+  ByteReader r(std::string_view(data_.get() + start_, kFrameHeaderBytes));
+  uint32_t len = 0;
+  (void)r.u32le(len);  // the header is here: it cannot fail
+  return len;
 }
 
 void FrameReader::reallocate(size_t cap) {
@@ -93,10 +94,9 @@ void FrameReader::reallocate(size_t cap) {
 
 char* FrameReader::prepare(size_t n) {
   const size_t have = buffered_bytes();
-  const bool header_known = have >= kFrameHeaderBytes;
-  const size_t len = header_known ? header_u32(std::string_view(data_.get() + start_, have), 0) : 0;
-  const size_t frame_total = kFrameHeaderBytes + len;
-  const bool large_frame_pending = header_known && frame_total > kReadChunkBytes;
+  const std::optional<uint32_t> len = pending_length();
+  const size_t frame_total = kFrameHeaderBytes + len.value_or(0);
+  const bool large_frame_pending = len && frame_total > kReadChunkBytes;
   const size_t need = have + n;
   if (cap_ > kShrinkAboveBytes && !large_frame_pending) {
     // A large frame was consumed: give its memory back instead of keeping
@@ -106,7 +106,7 @@ char* FrameReader::prepare(size_t n) {
     // Double towards the frame being received, never past it: memory
     // follows bytes received, not the length a header claims.
     const size_t limit =
-        header_known && len <= max_frame_bytes_ ? std::max(frame_total, need) : need;
+        len && *len <= max_frame_bytes_ ? std::max(frame_total, need) : need;
     reallocate(std::max(need, std::min(2 * cap_, limit)));
   } else if (start_ > 0) {
     std::memmove(data_.get(), data_.get() + start_, have);

@@ -99,6 +99,8 @@ class FrameReader {
   static constexpr size_t kShrinkAboveBytes = 4 * kMaxReadGrowBytes;
 
  private:
+  // The payload length the frame at the front claims, once its header is here.
+  std::optional<uint32_t> pending_length() const;
   void reallocate(size_t cap);
 
   std::unique_ptr<char[]> data_;  // uninitialized until written: pages cost only once touched
