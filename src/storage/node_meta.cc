@@ -24,24 +24,8 @@ constexpr size_t kIncarnationBytes = 16;
 constexpr size_t kMaxNodeMetaBytes = 64 << 10;
 constexpr size_t kMaxNameBytes = 16 << 10;
 
-Status io_error(const std::string& path, const char* what) {
-  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                path + ": " + what + ": " + std::strerror(errno));
-}
-
 Status corrupt(const std::string& path, const std::string& what) {
   return Status(StatusCode::kCorrupt, path + " is damaged: " + what);
-}
-
-Status write_all(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error(path, "write");
-    off += static_cast<size_t>(n);
-  }
-  return Status::ok();
 }
 
 }  // namespace

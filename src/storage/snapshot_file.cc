@@ -22,11 +22,6 @@ constexpr size_t kMagicLen = 8;
 constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint32_t kMaxMembershipBytes = 1 << 20;
 
-Status io_error(const std::string& path, const char* what) {
-  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                path + ": " + what + ": " + std::strerror(errno));
-}
-
 Status corrupt(const std::string& path, const std::string& what) {
   return Status(StatusCode::kCorrupt, "snapshot file " + path + " is corrupt: " + what);
 }
@@ -75,15 +70,7 @@ class FileWriter {
 
  private:
   Status flush() {
-    size_t off = 0;
-    while (off < buf_.size()) {
-      const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return io_error(path_, "write");
-      }
-      off += static_cast<size_t>(n);
-    }
+    if (Status s = write_all(fd_, buf_, path_); !s.is_ok()) return s;
     buf_.clear();
     return Status::ok();
   }
@@ -106,6 +93,22 @@ bool parse_name(const std::string& name, raft::Index& index) {
 }
 
 }  // namespace
+
+Status io_error(const std::string& path, const char* what) {
+  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                path + ": " + what + ": " + std::strerror(errno));
+}
+
+Status write_all(int fd, std::string_view data, const std::string& path) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "write");
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
 
 Status sync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
