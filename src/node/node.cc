@@ -202,6 +202,8 @@ class Node::Impl {
   // not be probed, or before incarnations existed) are probed, one at a time.
   Clock::time_point last_incarnation_probe_{};
   bool incarnation_probe_in_flight_ = false;
+  // The membership version in which every member had an incarnation (0: none yet; the core starts at 1).
+  uint64_t incarnations_complete_version_ = 0;
   raft::NodeId id_ = 0;
   storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
@@ -1149,6 +1151,9 @@ void Node::Impl::register_api_address() {
 
 void Node::Impl::record_missing_incarnations() {
   if (raft_->role() != raft::StateRole::kLeader || incarnation_probe_in_flight_) return;
+  // run() calls this every iteration: with every incarnation recorded (the
+  // usual case) the members are decoded again only once the membership changes.
+  if (raft_->membership_version() == incarnations_complete_version_) return;
   const auto now = Clock::now();
   if (now - last_incarnation_probe_ < kIncarnationProbeInterval) return;
   for (const raft::Member& m : raft_->membership().members) {
@@ -1191,6 +1196,7 @@ void Node::Impl::record_missing_incarnations() {
                       });
     return;
   }
+  incarnations_complete_version_ = raft_->membership_version();
 }
 
 void Node::Impl::sync_peers() {
