@@ -198,6 +198,8 @@ class Node::Impl {
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Clock::time_point last_registration_{};
+  // The membership version in which our recorded addresses matched (0: none yet; the core starts at 1).
+  uint64_t registered_version_ = 0;
   // Leader: members recorded without an incarnation (added while they could
   // not be probed, or before incarnations existed) are probed, one at a time.
   Clock::time_point last_incarnation_probe_{};
@@ -1119,6 +1121,9 @@ void Node::Impl::probe_peer(const std::string& raft_address, int timeout_ms, Pro
 
 void Node::Impl::register_api_address() {
   if (opts_.api_address.empty() && opts_.grpc_address.empty()) return;
+  // run() calls this every iteration: once the recorded addresses match,
+  // our context is decoded again only after the membership changes.
+  if (raft_->membership_version() == registered_version_) return;
   const raft::Member* self = raft_->membership().find(id_);
   if (self == nullptr) return;
   auto info = decode_member_info(self->context);
@@ -1127,6 +1132,7 @@ void Node::Impl::register_api_address() {
   // would register again every second forever.
   if (info && info->api_address == opts_.api_address &&
       (opts_.grpc_address.empty() || info->grpc_address == opts_.grpc_address)) {
+    registered_version_ = raft_->membership_version();
     return;
   }
   const auto now = Clock::now();
