@@ -218,12 +218,14 @@ Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir) 
   return best;
 }
 
-Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
+namespace {
+
+// Removes every entry of dir for which doomed(its path) is true.
+template <typename Pred>
+Status remove_in_dir(const std::string& dir, Pred doomed) {
   std::error_code ec;
   for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = de.path().filename().string();
-    raft::Index index = 0;
-    if (!parse_name(name, index) || de.path().string() == keep) continue;
+    if (!doomed(de.path())) continue;
     std::filesystem::remove(de.path(), ec);
     if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
   }
@@ -231,18 +233,22 @@ Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
   return Status::ok();
 }
 
+}  // namespace
+
+Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
+  return remove_in_dir(dir, [&](const std::filesystem::path& p) {
+    raft::Index index = 0;
+    return parse_name(p.filename().string(), index) && p.string() != keep;
+  });
+}
+
 Status remove_stale_temp_files(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = de.path().filename().string();
+  return remove_in_dir(dir, [](const std::filesystem::path& p) {
+    const std::string name = p.filename().string();
     const bool snapshot_tmp = name.rfind("snapshot-", 0) == 0 && name.size() > 4 &&
                               name.compare(name.size() - 4, 4, ".tmp") == 0;
-    if (!snapshot_tmp && name != kIncomingSnapshotName) continue;
-    std::filesystem::remove(de.path(), ec);
-    if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
-  }
-  if (ec) return Status(StatusCode::kIo, dir + ": list: " + ec.message());
-  return Status::ok();
+    return snapshot_tmp || name == kIncomingSnapshotName;
+  });
 }
 
 Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {
