@@ -624,11 +624,6 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
   // offsets, adoption is recorded in progress, and a failed LogStore
   // transaction leaves nothing behind.
   const std::string incoming = data_dir_ + "/" + storage::kIncomingSnapshotName;
-  auto io_failure = [&](const char* what) {
-    const int err = errno;
-    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                  incoming + ": " + what + ": " + std::strerror(err));
-  };
   if (!progress.snapshot_adopted) {
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
       if (c.offset == 0 || incoming_fd_ < 0) {
@@ -637,7 +632,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
         const int trunc = c.offset == 0 ? O_TRUNC : 0;
         incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | trunc | O_CLOEXEC, 0644);
         if (incoming_fd_ < 0) {
-          Status st = io_failure("open");
+          Status st = storage::io_error(incoming, "open");
           if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
           return st;
         }
@@ -648,7 +643,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
                                    static_cast<off_t>(c.offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-          Status st = io_failure("write");
+          Status st = storage::io_error(incoming, "write");
           if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
           return st;
         }
@@ -761,10 +756,7 @@ void Node::Impl::check_space() {
 Status Node::Impl::create_reserve() {
   const std::string path = data_dir_ + "/" + kReserveFileName;
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    const int err = errno;
-    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo, path + ": open: " + std::strerror(err));
-  }
+  if (fd < 0) return storage::io_error(path, "open");
   // posix_fallocate returns the error instead of setting errno.
   int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(opts_.space_reserve_bytes));
   if (rc == 0 && ::fsync(fd) != 0) rc = errno;
