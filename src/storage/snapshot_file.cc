@@ -110,6 +110,18 @@ Status write_all(int fd, std::string_view data, const std::string& path) {
   return Status::ok();
 }
 
+Status read_all(int fd, const std::string& path, std::string& out, size_t max_bytes) {
+  char buf[1 << 16];
+  while (out.size() <= max_bytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "read");
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return Status::ok();
+}
+
 Status sync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error(dir, "open dir");
@@ -157,18 +169,9 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return io_error(path, "open");
-    char buf[1 << 16];
-    for (;;) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        return io_error(path, "read");
-      }
-      if (n == 0) break;
-      data.append(buf, static_cast<size_t>(n));
-    }
+    Status s = read_all(fd, path, data);
     ::close(fd);
+    if (!s.is_ok()) return s;
   }
   if (data.size() < kMagicLen + 4 || data.compare(0, kMagicLen, kMagic, kMagicLen) != 0) {
     return corrupt(path, "not a snapshot file (bad magic or too short)");

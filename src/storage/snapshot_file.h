@@ -76,5 +76,8 @@ Status sync_dir(const std::string& dir);
 // writes all of data to fd, retrying on EINTR.
 Status io_error(const std::string& path, const char* what);
 Status write_all(int fd, std::string_view data, const std::string& path);
+// Appends what fd holds from its offset to the end to out, retrying on
+// EINTR; stops early once out is longer than max_bytes (the caller checks).
+Status read_all(int fd, const std::string& path, std::string& out, size_t max_bytes = SIZE_MAX);
 
 }  // namespace ckv::storage
