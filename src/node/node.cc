@@ -775,11 +775,8 @@ Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
   // The core KV_CHECKs these (its own invariants); here they are facts about
   // what was read from disk, so a violation is damage, reported, not a crash.
   const std::string hint = " (see docs/operations.md, \"Damaged or missing files\")";
+  // (A snapshot term above the ceiling is refused by read_snapshot_file, like the log store's records.)
   const Index snap = init.snapshot.index;
-  if (init.snapshot.term > storage::kMaxStoredTerm) {
-    return Status(StatusCode::kCorrupt,
-                  (snapshot_ ? snapshot_->path : data_dir_) + ": snapshot term is above the ceiling" + hint);
-  }
   if (!init.entries.empty()) {
     const Index first = init.entries.front().index;
     if (first > snap + 1) {

@@ -12,6 +12,7 @@
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "storage/log_store.h"
 
 namespace ckv::storage {
 
@@ -187,6 +188,11 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   uint64_t count = 0;
   if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.string32(mbytes, kMaxMembershipBytes) || !r.u64le(count)) {
     return corrupt(path, "bad header");
+  }
+  // Like the log store's records (log_store.h): a stored term above the ceiling is damage.
+  if (out.meta.term > kMaxStoredTerm) {
+    return corrupt(path, "term " + std::to_string(out.meta.term) + " is above the ceiling " +
+                             std::to_string(kMaxStoredTerm));
   }
   auto membership = raft::decode_membership(mbytes);
   if (!membership) return corrupt(path, "bad membership");
