@@ -120,7 +120,7 @@ class Node::Impl {
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
-    s.no_space = no_space_flag_.load();
+    s.no_space = no_space_.load();
     return s;
   }
 
@@ -246,9 +246,8 @@ class Node::Impl {
   // A local snapshot that finished while a Ready was held: completed after.
   std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
 
-  // Disk full (node.h, "Disk full"). Raft-thread state, except the flag.
-  bool no_space_ = false;
-  std::atomic<bool> no_space_flag_{false};  // for status()
+  // Disk full (node.h, "Disk full"). Raft-thread state, except that status() reads no_space_.
+  std::atomic<bool> no_space_{false};  // written by the Raft thread only
   bool reserve_held_ = false;
   std::optional<raft::Ready> held_;  // persist failed for want of space; retried, never skipped
   PersistProgress held_progress_;
@@ -409,7 +408,6 @@ Status Node::Impl::open() {
       spdlog::warn("no space for the {}-byte space reserve ({}): starting with writes refused until space is freed",
                    opts_.space_reserve_bytes, st.message());
       no_space_ = true;
-      no_space_flag_ = true;
     } else if (!st.is_ok()) {
       return st;
     }
@@ -696,7 +694,6 @@ bool Node::Impl::enter_no_space(const Status& cause) {
   if (!no_space_) {
     spdlog::error("disk full ({}): refusing writes until space is freed; reads continue", cause.message());
     no_space_ = true;
-    no_space_flag_ = true;
     next_space_check_ = Clock::now() + std::chrono::milliseconds(kSpaceCheckIntervalMs);
   }
   if (!reserve_held_) return false;
@@ -749,7 +746,6 @@ void Node::Impl::check_space() {
     }
   }
   no_space_ = false;
-  no_space_flag_ = false;
   spdlog::info("disk space available again ({} bytes free): writes resume", *avail);
 }
 
