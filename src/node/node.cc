@@ -120,7 +120,7 @@ class Node::Impl {
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
-    s.no_space = no_space_flag_.load();
+    s.no_space = no_space_.load();
     return s;
   }
 
@@ -198,10 +198,14 @@ class Node::Impl {
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Clock::time_point last_registration_{};
+  // The membership version in which our recorded addresses matched (0: none yet; the core starts at 1).
+  uint64_t registered_version_ = 0;
   // Leader: members recorded without an incarnation (added while they could
   // not be probed, or before incarnations existed) are probed, one at a time.
   Clock::time_point last_incarnation_probe_{};
   bool incarnation_probe_in_flight_ = false;
+  // The membership version in which every member had an incarnation (0: none yet; the core starts at 1).
+  uint64_t incarnations_complete_version_ = 0;
   raft::NodeId id_ = 0;
   storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
@@ -242,9 +246,8 @@ class Node::Impl {
   // A local snapshot that finished while a Ready was held: completed after.
   std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
 
-  // Disk full (node.h, "Disk full"). Raft-thread state, except the flag.
-  bool no_space_ = false;
-  std::atomic<bool> no_space_flag_{false};  // for status()
+  // Disk full (node.h, "Disk full"). Raft-thread state, except that status() reads no_space_.
+  std::atomic<bool> no_space_{false};  // written by the Raft thread only
   bool reserve_held_ = false;
   std::optional<raft::Ready> held_;  // persist failed for want of space; retried, never skipped
   PersistProgress held_progress_;
@@ -405,7 +408,6 @@ Status Node::Impl::open() {
       spdlog::warn("no space for the {}-byte space reserve ({}): starting with writes refused until space is freed",
                    opts_.space_reserve_bytes, st.message());
       no_space_ = true;
-      no_space_flag_ = true;
     } else if (!st.is_ok()) {
       return st;
     }
@@ -620,11 +622,6 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
   // offsets, adoption is recorded in progress, and a failed LogStore
   // transaction leaves nothing behind.
   const std::string incoming = data_dir_ + "/" + storage::kIncomingSnapshotName;
-  auto io_failure = [&](const char* what) {
-    const int err = errno;
-    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                  incoming + ": " + what + ": " + std::strerror(err));
-  };
   if (!progress.snapshot_adopted) {
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {
       if (c.offset == 0 || incoming_fd_ < 0) {
@@ -633,7 +630,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
         const int trunc = c.offset == 0 ? O_TRUNC : 0;
         incoming_fd_ = ::open(incoming.c_str(), O_WRONLY | O_CREAT | trunc | O_CLOEXEC, 0644);
         if (incoming_fd_ < 0) {
-          Status st = io_failure("open");
+          Status st = storage::io_error(incoming, "open");
           if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
           return st;
         }
@@ -644,7 +641,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
                                    static_cast<off_t>(c.offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-          Status st = io_failure("write");
+          Status st = storage::io_error(incoming, "write");
           if (st.code() != StatusCode::kNoSpace) fatal_storage(st);
           return st;
         }
@@ -697,7 +694,6 @@ bool Node::Impl::enter_no_space(const Status& cause) {
   if (!no_space_) {
     spdlog::error("disk full ({}): refusing writes until space is freed; reads continue", cause.message());
     no_space_ = true;
-    no_space_flag_ = true;
     next_space_check_ = Clock::now() + std::chrono::milliseconds(kSpaceCheckIntervalMs);
   }
   if (!reserve_held_) return false;
@@ -750,17 +746,13 @@ void Node::Impl::check_space() {
     }
   }
   no_space_ = false;
-  no_space_flag_ = false;
   spdlog::info("disk space available again ({} bytes free): writes resume", *avail);
 }
 
 Status Node::Impl::create_reserve() {
   const std::string path = data_dir_ + "/" + kReserveFileName;
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    const int err = errno;
-    return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo, path + ": open: " + std::strerror(err));
-  }
+  if (fd < 0) return storage::io_error(path, "open");
   // posix_fallocate returns the error instead of setting errno.
   int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(opts_.space_reserve_bytes));
   if (rc == 0 && ::fsync(fd) != 0) rc = errno;
@@ -779,11 +771,8 @@ Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
   // The core KV_CHECKs these (its own invariants); here they are facts about
   // what was read from disk, so a violation is damage, reported, not a crash.
   const std::string hint = " (see docs/operations.md, \"Damaged or missing files\")";
+  // (A snapshot term above the ceiling is refused by read_snapshot_file, like the log store's records.)
   const Index snap = init.snapshot.index;
-  if (init.snapshot.term > storage::kMaxStoredTerm) {
-    return Status(StatusCode::kCorrupt,
-                  (snapshot_ ? snapshot_->path : data_dir_) + ": snapshot term is above the ceiling" + hint);
-  }
   if (!init.entries.empty()) {
     const Index first = init.entries.front().index;
     if (first > snap + 1) {
@@ -1117,6 +1106,9 @@ void Node::Impl::probe_peer(const std::string& raft_address, int timeout_ms, Pro
 
 void Node::Impl::register_api_address() {
   if (opts_.api_address.empty() && opts_.grpc_address.empty()) return;
+  // run() calls this every iteration: once the recorded addresses match,
+  // our context is decoded again only after the membership changes.
+  if (raft_->membership_version() == registered_version_) return;
   const raft::Member* self = raft_->membership().find(id_);
   if (self == nullptr) return;
   auto info = decode_member_info(self->context);
@@ -1125,6 +1117,7 @@ void Node::Impl::register_api_address() {
   // would register again every second forever.
   if (info && info->api_address == opts_.api_address &&
       (opts_.grpc_address.empty() || info->grpc_address == opts_.grpc_address)) {
+    registered_version_ = raft_->membership_version();
     return;
   }
   const auto now = Clock::now();
@@ -1149,6 +1142,9 @@ void Node::Impl::register_api_address() {
 
 void Node::Impl::record_missing_incarnations() {
   if (raft_->role() != raft::StateRole::kLeader || incarnation_probe_in_flight_) return;
+  // run() calls this every iteration: with every incarnation recorded (the
+  // usual case) the members are decoded again only once the membership changes.
+  if (raft_->membership_version() == incarnations_complete_version_) return;
   const auto now = Clock::now();
   if (now - last_incarnation_probe_ < kIncarnationProbeInterval) return;
   for (const raft::Member& m : raft_->membership().members) {
@@ -1191,6 +1187,7 @@ void Node::Impl::record_missing_incarnations() {
                       });
     return;
   }
+  incarnations_complete_version_ = raft_->membership_version();
 }
 
 void Node::Impl::sync_peers() {

@@ -24,24 +24,8 @@ constexpr size_t kIncarnationBytes = 16;
 constexpr size_t kMaxNodeMetaBytes = 64 << 10;
 constexpr size_t kMaxNameBytes = 16 << 10;
 
-Status io_error(const std::string& path, const char* what) {
-  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                path + ": " + what + ": " + std::strerror(errno));
-}
-
 Status corrupt(const std::string& path, const std::string& what) {
   return Status(StatusCode::kCorrupt, path + " is damaged: " + what);
-}
-
-Status write_all(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error(path, "write");
-    off += static_cast<size_t>(n);
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -80,23 +64,12 @@ Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
     return io_error(path, "open");
   }
   std::string data;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status s = io_error(path, "read");
-      ::close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxNodeMetaBytes) {
-      ::close(fd);
-      return corrupt(path, "larger than " + std::to_string(kMaxNodeMetaBytes) + " bytes");
-    }
-  }
+  Status s = read_all(fd, path, data, kMaxNodeMetaBytes);
   ::close(fd);
+  if (!s.is_ok()) return s;
+  if (data.size() > kMaxNodeMetaBytes) {
+    return corrupt(path, "larger than " + std::to_string(kMaxNodeMetaBytes) + " bytes");
+  }
   ByteReader r(data);
   std::string magic;
   uint8_t format = 0;

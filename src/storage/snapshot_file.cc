@@ -12,6 +12,7 @@
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "storage/log_store.h"
 
 namespace ckv::storage {
 
@@ -21,11 +22,6 @@ constexpr char kMagic[] = "CKVSNAP1";
 constexpr size_t kMagicLen = 8;
 constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint32_t kMaxMembershipBytes = 1 << 20;
-
-Status io_error(const std::string& path, const char* what) {
-  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
-                path + ": " + what + ": " + std::strerror(errno));
-}
 
 Status corrupt(const std::string& path, const std::string& what) {
   return Status(StatusCode::kCorrupt, "snapshot file " + path + " is corrupt: " + what);
@@ -75,15 +71,7 @@ class FileWriter {
 
  private:
   Status flush() {
-    size_t off = 0;
-    while (off < buf_.size()) {
-      const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return io_error(path_, "write");
-      }
-      off += static_cast<size_t>(n);
-    }
+    if (Status s = write_all(fd_, buf_, path_); !s.is_ok()) return s;
     buf_.clear();
     return Status::ok();
   }
@@ -106,6 +94,34 @@ bool parse_name(const std::string& name, raft::Index& index) {
 }
 
 }  // namespace
+
+Status io_error(const std::string& path, const char* what) {
+  return Status(errno == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIo,
+                path + ": " + what + ": " + std::strerror(errno));
+}
+
+Status write_all(int fd, std::string_view data, const std::string& path) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "write");
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status read_all(int fd, const std::string& path, std::string& out, size_t max_bytes) {
+  char buf[1 << 16];
+  while (out.size() <= max_bytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "read");
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return Status::ok();
+}
 
 Status sync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -154,18 +170,9 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return io_error(path, "open");
-    char buf[1 << 16];
-    for (;;) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        return io_error(path, "read");
-      }
-      if (n == 0) break;
-      data.append(buf, static_cast<size_t>(n));
-    }
+    Status s = read_all(fd, path, data);
     ::close(fd);
+    if (!s.is_ok()) return s;
   }
   if (data.size() < kMagicLen + 4 || data.compare(0, kMagicLen, kMagic, kMagicLen) != 0) {
     return corrupt(path, "not a snapshot file (bad magic or too short)");
@@ -181,6 +188,11 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   uint64_t count = 0;
   if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.string32(mbytes, kMaxMembershipBytes) || !r.u64le(count)) {
     return corrupt(path, "bad header");
+  }
+  // Like the log store's records (log_store.h): a stored term above the ceiling is damage.
+  if (out.meta.term > kMaxStoredTerm) {
+    return corrupt(path, "term " + std::to_string(out.meta.term) + " is above the ceiling " +
+                             std::to_string(kMaxStoredTerm));
   }
   auto membership = raft::decode_membership(mbytes);
   if (!membership) return corrupt(path, "bad membership");
@@ -215,12 +227,14 @@ Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir) 
   return best;
 }
 
-Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
+namespace {
+
+// Removes every entry of dir for which doomed(its path) is true.
+template <typename Pred>
+Status remove_in_dir(const std::string& dir, Pred doomed) {
   std::error_code ec;
   for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = de.path().filename().string();
-    raft::Index index = 0;
-    if (!parse_name(name, index) || de.path().string() == keep) continue;
+    if (!doomed(de.path())) continue;
     std::filesystem::remove(de.path(), ec);
     if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
   }
@@ -228,18 +242,22 @@ Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
   return Status::ok();
 }
 
+}  // namespace
+
+Status remove_other_snapshots(const std::string& dir, const std::string& keep) {
+  return remove_in_dir(dir, [&](const std::filesystem::path& p) {
+    raft::Index index = 0;
+    return parse_name(p.filename().string(), index) && p.string() != keep;
+  });
+}
+
 Status remove_stale_temp_files(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = de.path().filename().string();
+  return remove_in_dir(dir, [](const std::filesystem::path& p) {
+    const std::string name = p.filename().string();
     const bool snapshot_tmp = name.rfind("snapshot-", 0) == 0 && name.size() > 4 &&
                               name.compare(name.size() - 4, 4, ".tmp") == 0;
-    if (!snapshot_tmp && name != kIncomingSnapshotName) continue;
-    std::filesystem::remove(de.path(), ec);
-    if (ec) return Status(StatusCode::kIo, de.path().string() + ": remove: " + ec.message());
-  }
-  if (ec) return Status(StatusCode::kIo, dir + ": list: " + ec.message());
-  return Status::ok();
+    return snapshot_tmp || name == kIncomingSnapshotName;
+  });
 }
 
 Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "raft/types.h"
@@ -70,5 +71,13 @@ Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::s
 
 // fsyncs a directory so that renames and creations in it are durable.
 Status sync_dir(const std::string& dir);
+// The data dir's file helpers, shared with node_meta.cc. io_error reads
+// errno: kNoSpace for ENOSPC, else kIo, "path: what: strerror". write_all
+// writes all of data to fd, retrying on EINTR.
+Status io_error(const std::string& path, const char* what);
+Status write_all(int fd, std::string_view data, const std::string& path);
+// Appends what fd holds from its offset to the end to out, retrying on
+// EINTR; stops early once out is longer than max_bytes (the caller checks).
+Status read_all(int fd, const std::string& path, std::string& out, size_t max_bytes = SIZE_MAX);
 
 }  // namespace ckv::storage

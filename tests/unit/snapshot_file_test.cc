@@ -1,5 +1,6 @@
 // Snapshot files: round trip, atomic naming, and a clear error naming the file when corrupt.
 #include "storage/snapshot_file.h"
+#include "storage/log_store.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -27,6 +28,16 @@ class SnapshotFileTest : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
+
+TEST_F(SnapshotFileTest, TermAboveTheCeilingIsCorrupt) {
+  auto written = write_snapshot_file(dir_.string(), 42, kMaxStoredTerm + 1, members(), KvMap{{"a", "1"}});
+  ASSERT_TRUE(written.is_ok()) << written.status().to_string();
+  auto loaded = read_snapshot_file(written.value().path);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(loaded.status().message().find("above the ceiling"), std::string::npos) << loaded.status().message();
+  EXPECT_NE(loaded.status().message().find(written.value().path), std::string::npos);
+}
 
 TEST_F(SnapshotFileTest, RoundTrip) {
   KvMap map{{"a", "1"}, {"b", std::string(100000, 'x')}, {"", ""}};
