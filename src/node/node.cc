@@ -905,6 +905,7 @@ void Node::Impl::on_tick() {
 
 void Node::Impl::progress_member_changes() {
   const auto now = Clock::now();
+  bool published = false;
   for (auto it = member_waiters_.begin(); it != member_waiters_.end();) {
     MemberWaiter& w = *it;
     bool done = w.removal ? !applied_membership_.contains(w.id) : applied_membership_.is_voter(w.id);
@@ -913,6 +914,10 @@ void Node::Impl::progress_member_changes() {
       done = info && info->api_address == w.api_address;
     }
     if (done) {
+      // A caller that reads status() after its change returns must see it
+      // (the loop publishes only at the end of this pass otherwise).
+      if (!published) publish_status();
+      published = true;
       w.cb(Status::ok());
       it = member_waiters_.erase(it);
       continue;
