@@ -12,11 +12,12 @@ Admission ConnectionAdmission::admit(const std::string& ip, bool from_member_hos
   const bool pool_full = clients_ >= limits_.max_connections;
   const bool share_full = mine >= limits_.max_connections_per_ip;
   if (!pool_full && !share_full) return {Admitted::kClient, admit_locked(ip, Admitted::kClient), 0};
-  if (from_member_host && members_ < limits_.member_connections)
-    return {Admitted::kMember, admit_locked(ip, Admitted::kMember), 0};
   // Full: make room by evicting the longest-waiting connection of the scope
   // that is full. The address's own share first: an address over its share
-  // pushes out its own connections, not another address's.
+  // pushes out its own connections, not another address's. This comes
+  // before the reserve even for a member's host: a reserved slot serves
+  // forwarded requests only, and what this connection will send is not
+  // known yet (on loopback every local client is "on a member's host").
   uint64_t victim = 0;
   if (share_full && it != per_ip_.end()) {
     victim = take_oldest(it->second.waiting);
@@ -24,6 +25,8 @@ Admission ConnectionAdmission::admit(const std::string& ip, bool from_member_hos
     victim = take_oldest(waiting_clients_);
   }
   if (victim != 0) return {Admitted::kClient, admit_locked(ip, Admitted::kClient), victim};
+  if (from_member_host && members_ < limits_.member_connections)
+    return {Admitted::kMember, admit_locked(ip, Admitted::kMember), 0};
   if (from_member_host && limits_.member_connections > 0) {
     victim = take_oldest(waiting_members_);
     if (victim != 0) return {Admitted::kMember, admit_locked(ip, Admitted::kMember), victim};

@@ -97,6 +97,23 @@ TEST(ConnectionAdmission, AddressOverItsShareEvictsItsOwnConnectionsOnly) {
   EXPECT_EQ(a.admit("127.0.0.1", false).evict, slow2.id);
 }
 
+TEST(ConnectionAdmission, MemberHostEvictsAWaitingClientBeforeTakingTheReserve) {
+  // A reserved slot serves forwarded requests only, and admission cannot
+  // know yet what the connection will send: a client on a member's host
+  // (on loopback, every local client) must push out a slow connection, not
+  // land in the reserve and be refused for not being forwarded.
+  ConnectionAdmission a(AdmissionLimits{2, 2, /*member_connections=*/4});
+  const Admission slow = a.admit("127.0.0.2", false);  // waiting: head never completes
+  admit_busy(a, "127.0.0.3");
+  const Admission local = a.admit("127.0.0.1", /*from_member_host=*/true);
+  EXPECT_EQ(local.pool, Admitted::kClient);
+  EXPECT_EQ(local.evict, slow.id);
+  EXPECT_EQ(a.members(), 0);
+  // With nothing left to evict, the reserve it is.
+  a.busy(local.id);
+  EXPECT_EQ(a.admit("127.0.0.1", true).pool, Admitted::kMember);
+}
+
 TEST(ConnectionAdmission, FullReserveEvictsItsLongestWaiting) {
   ConnectionAdmission a(AdmissionLimits{1, 1, 1});
   admit_busy(a, "10.0.0.9", true);
