@@ -155,6 +155,8 @@ class TlsTest(ClusterTest):
                 data = s.recv(4096)
             except ConnectionResetError:
                 data = b""
+            except TimeoutError:
+                self.fail(f"{address} kept a connection whose handshake never finished open past its deadline")
             elapsed = time.monotonic() - start
         finally:
             s.close()
