@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -77,6 +78,18 @@ void check_address(const char* flag, const std::string& value) {
     usage_error(std::string("-") + flag + " must be host:port (port 1-65535), got \"" + value +
                 "\"");
   }
+}
+
+// Whether host (of a host:port) can only be reached from this machine:
+// "localhost", 127.0.0.0/8, ::1. A name other than localhost may resolve
+// anywhere, so it is not.
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 }  // namespace
@@ -262,6 +275,16 @@ int main(int argc, char** argv) {
     for (const std::string& w : t.warnings) spdlog::warn("client TLS: {}", w);
   }
   const char* api_scheme = client_tls.value() ? "https" : "http";
+  // Raft streams are plaintext and unauthenticated (mutual TLS between
+  // peers is issue 11): anyone who reaches the raft port can inject
+  // well-formed messages. Fine on loopback; elsewhere the operator is told.
+  if (auto hp = ckv::http::parse_host_port(opts.raft_address); hp && !is_loopback_host(hp->host)) {
+    spdlog::warn(
+        "raft address {} is not loopback, and raft traffic is plaintext and unauthenticated: "
+        "anyone who can reach it can forge raft messages; keep it on a private network "
+        "(docs/operations.md, \"TLS certificates\")",
+        opts.raft_address);
+  }
 
   // Signals: blocked here, before any thread exists, so every thread inherits
   // the mask and only sigwait() below sees SIGINT/SIGTERM.

@@ -224,6 +224,17 @@ class TlsTest(ClusterTest):
         err = self.refusal(lambda: request("GET", follower.api, "/status", tls=old, timeout=10), ssl.SSLError)
         self.assertIn("PROTOCOL_VERSION", str(err))  # the node's alert: "protocol version"
 
+    def test_a_plaintext_raft_address_off_loopback_is_warned_about(self):
+        warning = "is not loopback, and raft traffic is plaintext and unauthenticated"
+        local = self.node("local", "-bootstrap").start()
+        everywhere = self.node("everywhere", "-bootstrap")
+        everywhere.raft = f"0.0.0.0:{free_port('0.0.0.0')}"
+        everywhere.start()
+        wait_for(lambda: "serving the API" in everywhere.log(), 10, "everywhere to finish starting")
+        self.assertIn(f"raft address {everywhere.raft} {warning}", everywhere.log())
+        wait_for(lambda: "serving the API" in local.log(), 10, "local to finish starting")
+        self.assertNotIn(warning, local.log())
+
     def run_kvnode(self, *args):
         d = os.path.join(self.tmp, f"data-{len(os.listdir(self.tmp))}")
         p = subprocess.run([self.kvnode(), f"-raft-address=127.0.0.1:{free_port()}",
