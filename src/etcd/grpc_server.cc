@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/cluster_view.h"
+#include "etcd/grpc_tls.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 
 namespace ckv::etcd {
@@ -151,21 +152,6 @@ struct GrpcServer::Impl {
   std::once_flag stopped;
 };
 
-namespace {
-
-// grpc's TLS is OpenSSL's too, at TLS 1.2 or later by default, like the HTTP API's.
-std::shared_ptr<grpc::ServerCredentials> credentials_for(const std::optional<tls::TlsMaterial>& tls) {
-  if (!tls) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions ssl(tls->verify_clients
-                                            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  ssl.pem_root_certs = tls->trusted_ca_pem;
-  ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
-  return grpc::SslServerCredentials(ssl);
-}
-
-}  // namespace
-
 Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
@@ -173,7 +159,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
   auto impl = std::make_unique<Impl>(node, listen_address);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen_address, credentials_for(tls), &bound_port);
+  builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, handshake_timeout_ms);
   // grpc++ binds with SO_REUSEPORT by default: a second kvnode on the same
   // -grpc-address would then share the port silently instead of failing.
