@@ -224,6 +224,42 @@ class TlsTest(ClusterTest):
         err = self.refusal(lambda: request("GET", follower.api, "/status", tls=old, timeout=10), ssl.SSLError)
         self.assertIn("PROTOCOL_VERSION", str(err))  # the node's alert: "protocol version"
 
+    def test_a_connection_over_the_limits_gets_its_503_over_tls(self):
+        big_value_bytes = 8 << 20  # more than loopback's socket buffers hold: the answer's write blocks
+        n = self.node("n1", "-bootstrap", f"-cert-file={self.f('member.crt')}", f"-key-file={self.f('member.key')}",
+                      "-http-max-connections-per-ip=1", f"-max-body-bytes={big_value_bytes + 1024}")
+        n.tls = self.client_context()
+        n.start()
+        self.wait_leader([n])
+        self.assertEqual(n.set("big", "v" * big_value_bytes, timeout=30).status, 200)
+        host, port = n.api.split(":")
+        ctx = self.client_context()
+
+        def connect_from(source):
+            raw = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+            return ctx.wrap_socket(raw, server_hostname=host)
+
+        # 127.0.0.2's one slot, busy: its answer is being written to a reader that stopped reading.
+        reader = connect_from("127.0.0.2")
+        self.addCleanup(reader.close)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.sendall(b"GET /get?key=big&consistency=stale HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(reader.recv(12), b"HTTP/1.1 200")
+
+        def refused():
+            with connect_from("127.0.0.2") as s:
+                s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            return head.startswith(b"HTTP/1.1 503") and json.loads(body)
+
+        body = wait_for(refused, 10, "127.0.0.2's second connection to be refused, over TLS")
+        self.assertIn("too many connections from 127.0.0.2", body["error"])
+        # Another address is served meanwhile.
+        self.assertEqual(n.status()["isLeader"], True)
+
     def test_a_plaintext_raft_address_off_loopback_is_warned_about(self):
         warning = "is not loopback, and raft traffic is plaintext and unauthenticated"
         local = self.node("local", "-bootstrap").start()
