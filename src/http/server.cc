@@ -411,7 +411,8 @@ class HttpServer::Impl {
                                 Admission admitted, std::chrono::steady_clock::time_point head_deadline);
   // False when the connection is done (failed, timed out, or answered as
   // plaintext HTTP sent to the TLS port).
-  asio::awaitable<bool> tls_handshake(TlsStream& stream, const std::string& ip,
+  asio::awaitable<bool> tls_handshake(TlsStream& stream, const Connection& conn,
+                                      const std::string& ip,
                                       std::chrono::steady_clock::time_point deadline);
   // The request loop, the same for plain and TLS streams.
   template <typename Stream>
@@ -733,7 +734,8 @@ void HttpServer::Impl::log_tls_refusal(const std::string& ip, const std::string&
   spdlog::warn("http: refused a TLS connection from {}: {} ({} refused since start)", ip, why, n);
 }
 
-asio::awaitable<bool> HttpServer::Impl::tls_handshake(TlsStream& stream, const std::string& ip,
+asio::awaitable<bool> HttpServer::Impl::tls_handshake(TlsStream& stream, const Connection& conn,
+                                                      const std::string& ip,
                                                       std::chrono::steady_clock::time_point deadline) {
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   // The handshake is part of the first request's head deadline: a client
@@ -744,6 +746,8 @@ asio::awaitable<bool> HttpServer::Impl::tls_handshake(TlsStream& stream, const s
   co_await stream.async_handshake(asio::ssl::stream_base::server,
                                   asio::redirect_error(kUseAwaitable, ec));
   if (!ec) co_return true;
+  // Evicted for a newer client (admission.h): already counted and logged there.
+  if (conn.evicted) co_return false;
   if (ec == beast::error::timeout) {
     spdlog::debug("http: closing a connection from {}: TLS handshake not done within {} ms", ip,
                   options_.header_timeout_ms);
@@ -780,7 +784,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     }
   } slot{*this, admitted.id};
   if (auto* tls = std::get_if<TlsStream>(&conn->stream)) {
-    if (!co_await tls_handshake(*tls, ip, head_deadline) || conn->evicted) co_return;
+    if (!co_await tls_handshake(*tls, *conn, ip, head_deadline) || conn->evicted) co_return;
   }
   co_await std::visit(
       [&](auto& stream) { return serve_requests(stream, *conn, ip, admitted, head_deadline); },
