@@ -11,8 +11,10 @@ import unittest
 import urllib.error
 
 from kvcluster import ClusterTest, free_port, request, wait_for
+from test_etcd_cluster import node_id
 
 ETCDCTL = shutil.which("etcdctl")
+CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -168,6 +170,10 @@ class TlsTest(ClusterTest):
         nodes = self.start_cluster(client_cert_auth=False)
         leader, follower = self.check_reads_and_forwarded_writes(nodes)
         self.check_etcdctl(nodes, cert=None)
+        # The /v3 gateway is on the same (TLS) port.
+        r = request("POST", follower.api, "/v3/maintenance/status", "{}", tls=follower.tls)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["leader"], str(node_id(leader.raft)))
 
         # Plain HTTP to the TLS port: a plain-HTTP 400 with a JSON body saying why, then closed.
         r = request("GET", follower.api, "/status")
@@ -197,6 +203,15 @@ class TlsTest(ClusterTest):
         # Members present their certificates to each other: forwarding and -join worked.
         leader, follower = self.check_reads_and_forwarded_writes(nodes)
         self.check_etcdctl(nodes, cert="client")
+        if CURL:  # curl, as docs/operations.md shows it
+            def curl(*args):
+                return subprocess.run([CURL, "-sS", "--max-time", "10", "--cacert", self.f("ca.crt"), *args,
+                                       f"https://{follower.api}/get?key=greeting"],
+                                      capture_output=True, text=True, timeout=30)
+            p = curl("--cert", self.f("client.crt"), "--key", self.f("client.key"))
+            self.assertEqual((p.returncode, json.loads(p.stdout or "null")), (0, {"greeting": "hello over tls"}),
+                             p.stderr)
+            self.assertNotEqual(curl().returncode, 0)  # no client certificate
 
         # No client certificate: refused in the handshake (TLS 1.3 reports it at the first read).
         for cert, alert in ((None, "CERTIFICATE_REQUIRED"), ("stranger", "UNKNOWN_CA")):
