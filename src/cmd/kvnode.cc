@@ -11,9 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <arpa/inet.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "etcd/grpc_server.h"
 #include "http/address.h"
@@ -186,9 +186,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   // Client TLS, etcd's flags and meaning (tls/tls_files.h, docs/api.md "TLS").
   ckv::tls::TlsFlags tls_flags;
-  app.add_option("--cert-file", tls_flags.cert_file,
-                 "PEM certificate (chain) for the client listeners: with -key-file, the HTTP API and "
-                 "the gRPC port serve only TLS, and this node reaches other members' APIs over TLS");
+  app.add_option(
+      "--cert-file", tls_flags.cert_file,
+      "PEM certificate (chain) for the client listeners: with -key-file, the HTTP API and "
+      "the gRPC port serve only TLS, and this node reaches other members' APIs over TLS");
   app.add_option("--key-file", tls_flags.key_file, "PEM private key of -cert-file (unencrypted)");
   app.add_option("--trusted-ca-file", tls_flags.trusted_ca_file,
                  "PEM CA bundle that client certificates must chain to; as in etcd, giving it "
@@ -260,18 +261,21 @@ int main(int argc, char** argv) {
   // the cluster. A flag combination that makes no sense is a usage error.
   auto client_tls = ckv::tls::load_client_tls(tls_flags);
   if (!client_tls.is_ok()) {
-    if (client_tls.status().code() == ckv::StatusCode::kInvalid) usage_error(client_tls.status().message());
+    if (client_tls.status().code() == ckv::StatusCode::kInvalid)
+      usage_error(client_tls.status().message());
     spdlog::critical("client TLS: {}", client_tls.status().message());
     return kExitRuntimeError;
   }
   if (client_tls.value()) {
     const ckv::tls::TlsMaterial& t = *client_tls.value();
-    spdlog::info("client TLS: cert-file={} ({}), key-file={}, trusted-ca-file={}, client certificates {}",
-                 tls_flags.cert_file, t.leaf_subject, tls_flags.key_file,
-                 tls_flags.trusted_ca_file.empty() ? "<none: system store>" : tls_flags.trusted_ca_file,
-                 t.verify_clients ? (tls_flags.client_cert_auth ? "required (-client-cert-auth)"
-                                                                : "required (-trusted-ca-file given, as etcd)")
-                                  : "not requested");
+    spdlog::info(
+        "client TLS: cert-file={} ({}), key-file={}, trusted-ca-file={}, client certificates {}",
+        tls_flags.cert_file, t.leaf_subject, tls_flags.key_file,
+        tls_flags.trusted_ca_file.empty() ? "<none: system store>" : tls_flags.trusted_ca_file,
+        t.verify_clients
+            ? (tls_flags.client_cert_auth ? "required (-client-cert-auth)"
+                                          : "required (-trusted-ca-file given, as etcd)")
+            : "not requested");
     for (const std::string& w : t.warnings) spdlog::warn("client TLS: {}", w);
   }
   const char* api_scheme = client_tls.value() ? "https" : "http";

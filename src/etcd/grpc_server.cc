@@ -11,8 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/cluster_view.h"
-#include "etcd/grpc_tls.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_tls.h"
 
 namespace ckv::etcd {
 

@@ -6,11 +6,12 @@
 
 namespace ckv::etcd {
 
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const std::optional<tls::TlsMaterial>& tls) {
+std::shared_ptr<grpc::ServerCredentials> server_credentials(
+    const std::optional<tls::TlsMaterial>& tls) {
   if (!tls) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions ssl(tls->verify_clients
-                                            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions ssl(
+      tls->verify_clients ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_root_certs = tls->trusted_ca_pem;
   ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
   return grpc::SslServerCredentials(ssl);

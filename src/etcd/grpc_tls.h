@@ -25,7 +25,8 @@ namespace ckv::etcd {
 // Plaintext without tls; else TLS (grpc's minimum is TLS 1.2) with our
 // certificate, requiring and verifying client certificates when
 // tls->verify_clients.
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const std::optional<tls::TlsMaterial>& tls);
+std::shared_ptr<grpc::ServerCredentials> server_credentials(
+    const std::optional<tls::TlsMaterial>& tls);
 
 // For channels to other members' gRPC addresses (see above).
 std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(

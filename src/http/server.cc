@@ -219,7 +219,8 @@ asio::awaitable<Result<std::unique_ptr<AnyStream>>> connect_upstream(
     if (!ec || ec == beast::error::timeout) break;
   }
   if (ec)
-    co_return Status(StatusCode::kUnavailable, "cannot connect to " + address + ": " + ec.message());
+    co_return Status(StatusCode::kUnavailable,
+                     "cannot connect to " + address + ": " + ec.message());
   auto stream = std::make_unique<AnyStream>(make_stream(std::move(tcp), tls));
   if (auto* s = std::get_if<TlsStream>(stream.get())) {
     // The member's certificate must name the host we dialled (an IP SAN
@@ -278,7 +279,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              std::string target, std::string body, bool forwarded,
                                              milliseconds timeout, uint64_t max_reply_bytes,
                                              std::optional<asio::ip::address> source,
-                                             asio::ssl::context* tls, UpstreamPool* pool = nullptr) {
+                                             asio::ssl::context* tls,
+                                             UpstreamPool* pool = nullptr) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
@@ -401,14 +403,15 @@ class HttpServer::Impl {
   struct Connection {
     Connection(tcp::socket socket, asio::ssl::context* tls)
         : stream(make_stream(beast::tcp_stream(std::move(socket)), tls)) {}
-    AnyStream stream;  // TLS when the server has a certificate
+    AnyStream stream;      // TLS when the server has a certificate
     bool busy = false;     // a request is being handled: never evicted
     bool evicted = false;  // closed by evict(): what was read is not handled
   };
   // head_deadline: when the TLS handshake and the first request head must be
   // in (-http-header-timeout-ms from accept).
   asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip,
-                                Admission admitted, std::chrono::steady_clock::time_point head_deadline);
+                                Admission admitted,
+                                std::chrono::steady_clock::time_point head_deadline);
   // False when the connection is done (failed, timed out, or answered as
   // plaintext HTTP sent to the TLS port).
   asio::awaitable<bool> tls_handshake(TlsStream& stream, const Connection& conn,
@@ -463,7 +466,7 @@ class HttpServer::Impl {
   // members' certificates and presents ours (docs/api.md, "TLS").
   std::optional<asio::ssl::context> server_tls_;
   std::optional<asio::ssl::context> client_tls_;
-  std::atomic<int64_t> tls_log_at_ms_{0};        // when log_tls_refusal last logged
+  std::atomic<int64_t> tls_log_at_ms_{0};       // when log_tls_refusal last logged
   std::atomic<uint64_t> tls_refused_total_{0};  // handshakes refused since start
   UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
   tcp::acceptor acceptor_;
@@ -702,8 +705,8 @@ asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket, Response answ
     std::atomic<int>& n;
     ~Running() { --n; }
   } running{refusing_};
-  AnyStream stream = make_stream(beast::tcp_stream(std::move(socket)),
-                                 server_tls_ ? &*server_tls_ : nullptr);
+  AnyStream stream =
+      make_stream(beast::tcp_stream(std::move(socket)), server_tls_ ? &*server_tls_ : nullptr);
   beast::tcp_stream& tcp = tcp_layer(stream);
   // Handshake and answer together within the refusal timeout: a TLS client
   // gets a readable 503 too, and a refusal costs a bounded time.
@@ -725,18 +728,18 @@ asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket, Response answ
 
 void HttpServer::Impl::log_tls_refusal(const std::string& ip, const std::string& why) {
   const uint64_t n = ++tls_refused_total_;
-  const int64_t now_ms = std::chrono::duration_cast<milliseconds>(
-                             std::chrono::steady_clock::now().time_since_epoch())
-                             .count();
+  const int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
   int64_t last = tls_log_at_ms_.load();
   if (now_ms - last < kTlsLogIntervalMs && last != 0) return;
   if (!tls_log_at_ms_.compare_exchange_strong(last, now_ms)) return;  // another thread logs
   spdlog::warn("http: refused a TLS connection from {}: {} ({} refused since start)", ip, why, n);
 }
 
-asio::awaitable<bool> HttpServer::Impl::tls_handshake(TlsStream& stream, const Connection& conn,
-                                                      const std::string& ip,
-                                                      std::chrono::steady_clock::time_point deadline) {
+asio::awaitable<bool> HttpServer::Impl::tls_handshake(
+    TlsStream& stream, const Connection& conn, const std::string& ip,
+    std::chrono::steady_clock::time_point deadline) {
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   // The handshake is part of the first request's head deadline: a client
   // that connects and never finishes it holds its slot no longer than one
@@ -768,9 +771,9 @@ asio::awaitable<bool> HttpServer::Impl::tls_handshake(TlsStream& stream, const C
   co_return false;
 }
 
-asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn, std::string ip,
-                                                Admission admitted,
-                                                std::chrono::steady_clock::time_point head_deadline) {
+asio::awaitable<void> HttpServer::Impl::session(
+    std::shared_ptr<Connection> conn, std::string ip, Admission admitted,
+    std::chrono::steady_clock::time_point head_deadline) {
   // Releases the connection slot however the coroutine ends.
   struct Slot {
     Impl& server;
@@ -974,9 +977,9 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
   const uint64_t max_reply_bytes =
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
-  auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
-                           milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           client_tls(), &upstreams_);
+  auto up =
+      co_await fetch(f.api_address, method, r.target, r.body, true, milliseconds(f.timeout_ms),
+                     max_reply_bytes, source_address_, client_tls(), &upstreams_);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

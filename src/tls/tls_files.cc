@@ -42,7 +42,8 @@ std::string openssl_error() {
 
 Result<std::string> read_file(const char* flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(StatusCode::kIo, std::string("-") + flag + " " + path + ": cannot open it");
+  if (!in)
+    return Status(StatusCode::kIo, std::string("-") + flag + " " + path + ": cannot open it");
   std::string data;
   char buf[4096];
   while (in.read(buf, sizeof buf) || in.gcount() > 0) {
@@ -53,7 +54,8 @@ Result<std::string> read_file(const char* flag, const std::string& path) {
                                               " bytes, not a PEM file");
     }
   }
-  if (in.bad()) return Status(StatusCode::kIo, std::string("-") + flag + " " + path + ": read failed");
+  if (in.bad())
+    return Status(StatusCode::kIo, std::string("-") + flag + " " + path + ": read failed");
   return data;
 }
 
@@ -88,13 +90,14 @@ Result<std::optional<TlsMaterial>> load_client_tls(const TlsFlags& flags) {
                    !flags.trusted_ca_file.empty() || flags.client_cert_auth;
   if (!any) return std::optional<TlsMaterial>();
   if (flags.cert_file.empty() != flags.key_file.empty()) {
-    return Status(StatusCode::kInvalid, "-cert-file and -key-file go together: give both or neither");
+    return Status(StatusCode::kInvalid,
+                  "-cert-file and -key-file go together: give both or neither");
   }
   if (flags.cert_file.empty()) {
-    return Status(StatusCode::kInvalid, std::string(flags.client_cert_auth ? "-client-cert-auth"
-                                                                            : "-trusted-ca-file") +
-                                            " needs -cert-file and -key-file (the client "
-                                            "listeners serve TLS only with a certificate)");
+    return Status(StatusCode::kInvalid,
+                  std::string(flags.client_cert_auth ? "-client-cert-auth" : "-trusted-ca-file") +
+                      " needs -cert-file and -key-file (the client "
+                      "listeners serve TLS only with a certificate)");
   }
   if (flags.client_cert_auth && flags.trusted_ca_file.empty()) {
     return Status(StatusCode::kInvalid,

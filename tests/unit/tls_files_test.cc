@@ -1,8 +1,6 @@
 // Unit tests for src/tls/tls_files.h: which flag combinations and files load_client_tls accepts, and its messages.
 #include "tls/tls_files.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -12,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <unistd.h>
 
 namespace ckv::tls {
 namespace {
@@ -154,9 +153,11 @@ TEST_F(TlsFilesTest, FlagCombinationsThatMakeNoSenseAreUsageErrors) {
 TEST_F(TlsFilesTest, UnreadableAndUnparsableFilesNameTheFlagAndFile) {
   TlsFlags f = flags();
   f.cert_file = path("missing.pem");
-  expect_error(load_client_tls(f), StatusCode::kIo, "-cert-file " + f.cert_file + ": cannot open it");
+  expect_error(load_client_tls(f), StatusCode::kIo,
+               "-cert-file " + f.cert_file + ": cannot open it");
   f = flags();
-  f.cert_file = write("garbage.pem", "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n");
+  f.cert_file =
+      write("garbage.pem", "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n");
   expect_error(load_client_tls(f), StatusCode::kCorrupt, "no PEM certificate in it");
   f = flags();
   f.key_file = path("cert.pem");  // a certificate is not a key
