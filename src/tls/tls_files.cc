@@ -11,22 +11,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "tls/openssl_ptr.h"
+
 namespace ckv::tls {
 
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
 
 // OpenSSL's reason for the last failure on this thread, and the queue cleared.
 std::string openssl_error() {

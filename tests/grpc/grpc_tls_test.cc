@@ -9,10 +9,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
+
+#include "support/test_certs.h"
 
 namespace ckv::etcd {
 namespace {
@@ -21,79 +19,15 @@ namespace {
 // the test, not of the handshake (loopback handshakes take milliseconds).
 constexpr auto kConnectDeadline = std::chrono::seconds(10);
 
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-
-std::string pem(X509* x) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(b, x);
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(b, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(b);
-  return out;
-}
-
-std::string pem(EVP_PKEY* k) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(b, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(b);
-  return out;
-}
-
-struct Identity {
-  KeyPtr key;
-  X509Ptr cert;
-};
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  ASSERT_NE(ext, nullptr) << value;
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-// A certificate named cn, signed by issuer (self-signed when null), valid
-// for an hour; a CA when ca, else a member's (127.0.0.1, both usages).
-Identity make_identity(const char* cn, const Identity* issuer, bool ca) {
-  Identity id{KeyPtr(EVP_EC_gen("P-256")), X509Ptr(X509_new())};
-  X509* x = id.cert.get();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 2);
-  X509_gmtime_adj(X509_getm_notBefore(x), -60);
-  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-  X509_set_pubkey(x, id.key.get());
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
-  X509* issuer_cert = issuer != nullptr ? issuer->cert.get() : x;
-  X509_set_issuer_name(x, X509_get_subject_name(issuer_cert));
-  if (ca) {
-    add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(x, issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(x, issuer_cert, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
-    add_ext(x, issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth");
-  }
-  X509_sign(x, issuer != nullptr ? issuer->key.get() : id.key.get(), EVP_sha256());
-  return id;
-}
+using tls::testing::Identity;
+using tls::testing::make_identity;
+using tls::testing::pem_of;
 
 tls::TlsMaterial material(const Identity& member, const Identity* trusted_ca, bool verify_clients) {
   tls::TlsMaterial m;
-  m.cert_chain_pem = pem(member.cert.get());
-  m.private_key_pem = pem(member.key.get());
-  if (trusted_ca != nullptr) m.trusted_ca_pem = pem(trusted_ca->cert.get());
+  m.cert_chain_pem = pem_of(member.cert.get());
+  m.private_key_pem = pem_of(member.key.get());
+  if (trusted_ca != nullptr) m.trusted_ca_pem = pem_of(trusted_ca->cert.get());
   m.verify_clients = verify_clients;
   return m;
 }

@@ -213,6 +213,15 @@ class ClusterTest(unittest.TestCase):
         self.nodes.append(n)
         return n
 
+    def start_joined(self, make, count=3):
+        """Starts make("n1", "-bootstrap"), then n2..n<count> with -join=n1's API (make(name, *args) returns an
+        unstarted Node); returns them once n1 lists them all as voters with their API addresses."""
+        n1 = make("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        nodes = [n1] + [make(f"n{i}", f"-join={n1.api}").start() for i in range(2, count + 1)]
+        self.wait_voters(n1, nodes)
+        return nodes
+
     # --- waiting helpers -------------------------------------------------
 
     def wait_leader(self, nodes, timeout=20):

@@ -103,13 +103,7 @@ class TlsTest(ClusterTest):
             n.grpc, n.tls, n.env = g, admin, env
             return n
 
-        n1 = make("n1", "-bootstrap").start()
-        self.wait_leader([n1])
-        n2 = make("n2", f"-join={n1.api}").start()
-        n3 = make("n3", f"-join={n1.api}").start()
-        nodes = [n1, n2, n3]
-        self.wait_voters(n1, nodes)
-        return nodes
+        return self.start_joined(make)
 
     def etcdctl(self, node, *args, cert=None, check=True):
         tls = ["--cacert", self.f("ca.crt")]

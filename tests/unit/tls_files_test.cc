@@ -1,73 +1,23 @@
 // Unit tests for src/tls/tls_files.h: which flag combinations and files load_client_tls accepts, and its messages.
 #include "tls/tls_files.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <unistd.h>
+
+#include "support/test_certs.h"
 
 namespace ckv::tls {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-
-KeyPtr new_key() { return KeyPtr(EVP_EC_gen("P-256")); }
-
-// A self-signed certificate for key, valid from now + not_before_s to now + not_after_s.
-X509Ptr self_signed(EVP_PKEY* key, long not_before_s, long not_after_s) {
-  X509Ptr x(X509_new());
-  X509_set_version(x.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 1);
-  X509_gmtime_adj(X509_getm_notBefore(x.get()), not_before_s);
-  X509_gmtime_adj(X509_getm_notAfter(x.get()), not_after_s);
-  X509_set_pubkey(x.get(), key);
-  X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("unit"), -1, -1, 0);
-  X509_set_issuer_name(x.get(), name);
-  X509_sign(x.get(), key, EVP_sha256());
-  return x;
-}
-
-std::string pem_of(X509* x) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(b, x);
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(b, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(b);
-  return out;
-}
-
-std::string pem_of(EVP_PKEY* k, const char* password = nullptr) {
-  BIO* b = BIO_new(BIO_s_mem());
-  if (password != nullptr) {
-    PEM_write_bio_PrivateKey(b, k, EVP_aes_128_cbc(), nullptr, 0, nullptr,
-                             const_cast<char*>(password));
-  } else {
-    PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-  }
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(b, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(b);
-  return out;
-}
+using testing::make_identity;
+using testing::pem_of;
 
 class TlsFilesTest : public ::testing::Test {
  protected:
@@ -76,8 +26,9 @@ class TlsFilesTest : public ::testing::Test {
            ("ckv-tls-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
-    key_ = new_key();
-    cert_ = self_signed(key_.get(), 0, 3600);
+    testing::Identity id = make_identity("unit", nullptr, false);
+    key_ = std::move(id.key);
+    cert_ = std::move(id.cert);
     write("cert.pem", pem_of(cert_.get()));
     write("key.pem", pem_of(key_.get()));
     write("ca.pem", pem_of(cert_.get()));
@@ -179,24 +130,30 @@ TEST_F(TlsFilesTest, AnEncryptedKeyIsRefusedInsteadOfPrompting) {
 }
 
 TEST_F(TlsFilesTest, AKeyThatIsNotTheCertificatesIsRefused) {
-  KeyPtr other = new_key();
+  testing::Identity other = make_identity("other", nullptr, false);
   TlsFlags f = flags();
-  f.key_file = write("other.pem", pem_of(other.get()));
+  f.key_file = write("other.pem", pem_of(other.key.get()));
   expect_error(load_client_tls(f), StatusCode::kCorrupt,
                "-key-file " + f.key_file + " is not the key of the certificate in -cert-file " +
                    f.cert_file);
 }
 
 TEST_F(TlsFilesTest, ExpiredAndNotYetValidCertificatesLoadWithAWarning) {
-  X509Ptr expired = self_signed(key_.get(), -7200, -3600);
+  // Certificates for the same key as key.pem, valid only in the past or the future.
+  auto reissued = [&](long not_before_s, long not_after_s) {
+    X509Ptr x(X509_dup(cert_.get()));
+    X509_gmtime_adj(X509_getm_notBefore(x.get()), not_before_s);
+    X509_gmtime_adj(X509_getm_notAfter(x.get()), not_after_s);
+    X509_sign(x.get(), key_.get(), EVP_sha256());
+    return pem_of(x.get());
+  };
   TlsFlags f = flags();
-  f.cert_file = write("expired.pem", pem_of(expired.get()));
+  f.cert_file = write("expired.pem", reissued(-7200, -3600));
   auto r = load_client_tls(f);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(r.value()->warnings.size(), 1u);
   EXPECT_NE(r.value()->warnings[0].find("has expired"), std::string::npos);
-  X509Ptr future = self_signed(key_.get(), 3600, 7200);
-  f.cert_file = write("future.pem", pem_of(future.get()));
+  f.cert_file = write("future.pem", reissued(3600, 7200));
   r = load_client_tls(f);
   ASSERT_TRUE(r.is_ok());
   ASSERT_EQ(r.value()->warnings.size(), 1u);
