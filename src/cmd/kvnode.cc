@@ -165,7 +165,9 @@ int main(int argc, char** argv) {
                  "forward from their hosts")
       ->capture_default_str();
   app.add_option("--http-header-timeout-ms", http_opts.header_timeout_ms,
-                 "a request's line and headers must arrive within this (else the connection closes)")
+                 "a request's line and headers must arrive within this (else the connection closes); the "
+                 "first request's deadline runs from accept and includes the TLS handshake; also how "
+                 "long a gRPC connection may take to finish its handshake")
       ->capture_default_str();
   app.add_option("--http-idle-timeout-ms", http_opts.idle_timeout_ms,
                  "a kept-alive connection with no request for this long is closed")
