@@ -12,6 +12,7 @@
 
 #include "etcd/cluster_view.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_tls.h"
 
 namespace ckv::etcd {
 
@@ -152,12 +153,14 @@ struct GrpcServer::Impl {
 };
 
 Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
-                                                      const std::string& listen_address) {
+                                                      const std::string& listen_address,
+                                                      const std::optional<tls::TlsMaterial>& tls,
+                                                      int handshake_timeout_ms) {
   auto impl = std::make_unique<Impl>(node, listen_address);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  // Plaintext for now: TLS (-cert-file, -key-file) is part of issue 8's second half.
-  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, handshake_timeout_ms);
   // grpc++ binds with SO_REUSEPORT by default: a second kvnode on the same
   // -grpc-address would then share the port silently instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

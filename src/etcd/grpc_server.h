@@ -14,10 +14,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
 #include "node/node.h"
+#include "tls/tls_files.h"
 
 namespace ckv::etcd {
 
@@ -31,11 +33,20 @@ inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 // ResourceQuota); a burst beyond it waits rather than growing the process.
 inline constexpr int kMaxGrpcThreads = 64;
 
+// A connection must finish its handshake (TLS and HTTP/2's preface) within
+// this, as the HTTP API's first request head must (kvnode passes
+// -http-header-timeout-ms); grpc's own default is 120 s.
+inline constexpr int kDefaultGrpcHandshakeTimeoutMs = 10'000;
+
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node,
-                                                   const std::string& listen_address);
+  // tls: serve only TLS with this certificate, requiring and verifying client
+  // certificates when tls->verify_clients (tls/tls_files.h).
+  static Result<std::unique_ptr<GrpcServer>> start(
+      node::Node& node, const std::string& listen_address,
+      const std::optional<tls::TlsMaterial>& tls = std::nullopt,
+      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
