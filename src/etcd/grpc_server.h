@@ -1,4 +1,4 @@
-// The etcd v3 gRPC endpoint (-grpc-address): Cluster.MemberList and Maintenance.Status served from the node's status.
+// The etcd v3 gRPC endpoint (-grpc-address): the Cluster service (member list and changes) and Maintenance.Status.
 //
 // Every other method of etcd's services (KV, Watch, Lease, Cluster,
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
@@ -8,8 +8,12 @@
 // grpc++ and the generated code stay in grpc_server.cc: this header
 // includes neither, so kvnode.cc compiles without them.
 //
-// Threading: the gRPC server runs its own threads and only calls the
-// thread-safe Node::status(). Lifecycle: stop() (or the destructor) before
+// Cluster's member changes run on the leader (etcd/member_ops.h); a follower
+// forwards them to the leader's gRPC address and answers once its own view
+// shows the change.
+//
+// Threading: the gRPC server runs its own threads and only calls Node's
+// thread-safe calls, blocking a handler thread until the node calls back. Lifecycle: stop() (or the destructor) before
 // the Node is destroyed.
 #pragma once
 

@@ -32,20 +32,39 @@ node::NodeStatus three_members() {
   st.leader_id = node::node_id_for("n1");
   st.commit_index = 42;
   st.applied_index = 40;
+  st.cluster_id = 0xc1c2c3c4c5c6c7c8ULL;
   st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"),
                 member("n3", "learner")};
   return st;
 }
 
-TEST(EtcdClusterView, ClusterIdIsTheSameOnEveryNodeAndChangesWithMembership) {
-  node::NodeStatus a = three_members();
-  node::NodeStatus b = a;
-  std::reverse(b.members.begin(), b.members.end());
-  b.id = node::node_id_for("n1");
-  EXPECT_EQ(etcd::cluster_id_for(a), etcd::cluster_id_for(b));
-  EXPECT_NE(etcd::cluster_id_for(a), 0u);
-  b.members.push_back(member("n4", "learner"));
-  EXPECT_NE(etcd::cluster_id_for(a), etcd::cluster_id_for(b));
+TEST(EtcdClusterView, HeaderCarriesTheNodesClusterId) {
+  node::NodeStatus st = three_members();
+  st.cluster_id = 0x1234567890abcdefULL;
+  EXPECT_EQ(etcd::header_for(st, false).cluster_id, st.cluster_id);
+  EXPECT_EQ(etcd::member_list_for(st, "").header.cluster_id, st.cluster_id);
+  st.members.push_back(member("n4", "learner"));  // a membership change does not change it
+  EXPECT_EQ(etcd::status_for(st).header.cluster_id, st.cluster_id);
+}
+
+// etcd's learner is one only MemberPromote promotes; ours that the leader
+// promotes by itself shows as a voter. A member that never answered shows
+// without a name, which etcdctl prints as "unstarted".
+TEST(EtcdClusterView, LearnersAndUnstartedMembersAsEtcdShowsThem) {
+  node::NodeStatus st = three_members();
+  st.members[2].info.promote_when_caught_up = true;  // n3: joining as a voter
+  node::MemberStatus fresh = member("n5", "learner");
+  fresh.info.api_address.clear();  // added by address, never heard from
+  st.members.push_back(fresh);
+  for (const etcd::Member& m : etcd::member_list_for(st, "").members) {
+    EXPECT_FALSE(m.is_learner && m.id == node::node_id_for("n3"));
+    if (m.id == node::node_id_for("n5")) {
+      EXPECT_TRUE(m.is_learner);
+      EXPECT_EQ(m.name, "");
+    } else {
+      EXPECT_NE(m.name, "");
+    }
+  }
 }
 
 TEST(EtcdClusterView, MemberListIsSortedByIdWithUrlsAndLearners) {
@@ -81,7 +100,7 @@ TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
   const std::string body = gateway_status_json(st);
   const json j = json::parse(body);
   EXPECT_EQ(j["header"]["member_id"], std::to_string(node::node_id_for("n2")));
-  EXPECT_EQ(j["header"]["cluster_id"], std::to_string(etcd::cluster_id_for(st)));
+  EXPECT_EQ(j["header"]["cluster_id"], std::to_string(st.cluster_id));
   EXPECT_EQ(j["header"]["revision"], "40");  // the applied index until the MVCC store exists
   EXPECT_EQ(j["header"]["raft_term"], "7");
   EXPECT_EQ(j["version"], etcd::kEtcdApiVersion);
