@@ -191,6 +191,12 @@ class Node::Impl {
   void record_cluster_id();
   // Answers cb and returns true when this node cannot make a membership change now.
   bool refuse_membership_call(const MemberCallback& cb);
+  // A membership call is an attempt that returns true once it answered or
+  // registered its waiter, false when the core refused its proposal for now
+  // (proposal_refused): it is then tried again on every pass of the loop.
+  // The attempt answers cb; a call still deferred when the node stops is answered there.
+  void run_membership_call(MemberCallback cb, std::function<bool(const MemberCallback&)> attempt);
+  bool proposal_refused(raft::Error e, const MemberCallback& cb);
   void maybe_start_snapshot();
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
@@ -258,6 +264,11 @@ class Node::Impl {
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
   std::vector<MemberWaiter> member_waiters_;
+  struct DeferredCall {
+    std::function<bool(const MemberCallback&)> attempt;
+    MemberCallback cb;
+  };
+  std::vector<DeferredCall> deferred_membership_calls_;  // run_membership_call
   raft::Membership applied_membership_;  // configuration as of the applied index
   uint64_t applied_membership_version_ = 0;
   uint64_t synced_membership_version_ = 0;
@@ -607,9 +618,14 @@ void Node::Impl::run() {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"),
          MemberRefusal::kNone);
   }
+  for (auto& d : deferred_membership_calls_) {
+    d.cb(Status(StatusCode::kUnavailable, "node is shutting down; the membership change was not made"),
+         MemberRefusal::kNone);
+  }
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
+  deferred_membership_calls_.clear();
 }
 
 void Node::Impl::step(const raft::Message& m) {
@@ -938,6 +954,20 @@ void Node::Impl::on_tick() {
 }
 
 // ---------------------------------------------------------------------------
+namespace {
+
+bool answer(const Node::MemberCallback& cb, Status s, MemberRefusal why) {
+  cb(std::move(s), why);
+  return true;
+}
+
+Status membership_timeout() {
+  return Status(StatusCode::kTimeout,
+                "membership change did not complete in time; it may still complete");
+}
+
+}  // namespace
+
 // Membership: learner first, voter once caught up (thesis §4.2.1).
 
 void Node::Impl::progress_member_changes() {
@@ -955,12 +985,15 @@ void Node::Impl::progress_member_changes() {
       continue;
     }
     if (w.deadline <= now) {
-      w.cb(Status(StatusCode::kTimeout, "membership change did not complete in time; it may still complete"),
-           MemberRefusal::kNone);
+      w.cb(membership_timeout(), MemberRefusal::kNone);
       it = member_waiters_.erase(it);
       continue;
     }
     ++it;
+  }
+  // Calls the core refused for now are tried again (each answers by its deadline).
+  for (auto it = deferred_membership_calls_.begin(); it != deferred_membership_calls_.end();) {
+    it = it->attempt(it->cb) ? deferred_membership_calls_.erase(it) : it + 1;
   }
   promote_caught_up_learners(now);
 }
@@ -976,7 +1009,8 @@ void Node::Impl::promote_caught_up_learners(Clock::time_point now) {
     // Strict reconfiguration: promote only if the larger configuration
     // still has a quorum of recently active voters, so a join cannot stall commits.
     if (promotion_keeps_active_quorum(now)) {
-      (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, member.id, {}});
+      (void)raft_->propose_conf_change(
+          raft::ConfChange{raft::ConfChangeType::kPromote, member.id, {}});
     }
     return;  // one change at a time (thesis §4.1)
   }
@@ -1005,8 +1039,8 @@ void Node::Impl::record_cluster_id() {
     if (!info || info->cluster_id != 0) continue;
     last_cluster_id_attempt_ = now;
     info->cluster_id = cluster_id;
-    const raft::ProposeResult r = raft_->propose_conf_change(
-        raft::ConfChange{raft::ConfChangeType::kUpdateContext, member.id, encode_member_info(*info)});
+    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{
+        raft::ConfChangeType::kUpdateContext, member.id, encode_member_info(*info)});
     if (r.ok()) spdlog::info("recording cluster id {:016x} for member {}", cluster_id, info->name);
     return;  // the rest after this change (or, if refused, on a later pass)
   }
@@ -1035,6 +1069,25 @@ bool Node::Impl::recently_active(raft::NodeId id, Clock::time_point now) const {
   return it != last_active_.end() && now - it->second <= window;
 }
 
+void Node::Impl::run_membership_call(MemberCallback cb,
+                                     std::function<bool(const MemberCallback&)> attempt) {
+  post([this, attempt = std::move(attempt), cb = std::move(cb)]() mutable {
+    if (!attempt(cb))
+      deferred_membership_calls_.push_back(DeferredCall{std::move(attempt), std::move(cb)});
+  });
+}
+
+bool Node::Impl::proposal_refused(raft::Error e, const MemberCallback& cb) {
+  // Another change not yet committed (thesis §4.1: one at a time), a new
+  // leader that has not committed an entry of its term, a transfer under
+  // way: all pass soon, so the call waits (run_membership_call) rather than fails.
+  if (e == raft::Error::kConfChangeInProgress || e == raft::Error::kNotReady ||
+      e == raft::Error::kTransferInProgress) {
+    return false;
+  }
+  return answer(cb, from_raft_error(e), MemberRefusal::kNone);
+}
+
 // Checks shared by every membership call: posted to the Raft thread, leader only, space left.
 bool Node::Impl::refuse_membership_call(const MemberCallback& cb) {
   if (no_space_) {
@@ -1049,256 +1102,313 @@ bool Node::Impl::refuse_membership_call(const MemberCallback& cb) {
 }
 
 void Node::Impl::add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb) {
-  post([this, info = std::move(info), mode, timeout_ms, cb = std::move(cb)]() mutable {
-    if (refuse_membership_call(cb)) return;
-    auto refuse = [&cb](StatusCode code, std::string message, MemberRefusal why) {
-      cb(Status(code, std::move(message)), why);
-    };
-    if (info.name.empty()) info.name = info.raft_address;
-    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation, &info.grpc_address}) {
-      if (f->size() > kMaxMemberFieldBytes) {
-        return refuse(StatusCode::kInvalid,
-                      "member names and addresses are at most " + std::to_string(kMaxMemberFieldBytes) + " bytes",
-                      MemberRefusal::kNone);
-      }
-    }
-    const bool etcd_add = mode != AddMode::kJoin;
-    const raft::NodeId id = node_id_for(info.name);
-    const raft::Membership& m = raft_->membership();
-    info.cluster_id = cluster_id_of(m);  // new members inherit the cluster's identity
-    info.promote_when_caught_up = mode != AddMode::kLearner;
-    raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
-    bool propose = true;
-    ConfigurationCheck done;
-    if (const raft::Member* existing = m.find(id)) {
-      auto have = decode_member_info(existing->context);
-      if (!have || have->name != info.name) {
-        return refuse(StatusCode::kConflict, "node id collision for name '" + info.name + "'", MemberRefusal::kIdTaken);
-      }
-      if (etcd_add) {
-        return refuse(StatusCode::kConflict, "member '" + info.name + "' exists already",
-                      have->raft_address == info.raft_address ? MemberRefusal::kAddressTaken : MemberRefusal::kIdTaken);
-      }
-      if (have->raft_address != info.raft_address) {
-        return refuse(StatusCode::kConflict,
-                      "member '" + info.name + "' already exists with raft address " + have->raft_address +
-                          "; remove it first",
-                      MemberRefusal::kIdTaken);
-      }
-      if (!info.incarnation.empty() && !have->incarnation.empty() && info.incarnation != have->incarnation) {
-        return refuse(StatusCode::kConflict,
-                      "member '" + info.name + "' at " + info.raft_address +
-                          " answered with a different data dir (incarnation " + info.incarnation + ", expected " +
-                          have->incarnation + "): its state was wiped; remove it and add it again (docs/operations.md)",
-                      MemberRefusal::kNone);
-      }
-      // Merge: a registration may bring the API and gRPC addresses, a probe the
-      // incarnation of a member recorded without one; neither is ever
-      // replaced by an empty value, and a recorded incarnation never changes.
-      MemberInfo merged = *have;
-      if (!info.api_address.empty()) merged.api_address = info.api_address;
-      if (!info.grpc_address.empty()) merged.grpc_address = info.grpc_address;
-      if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
-      if (merged.cluster_id == 0) merged.cluster_id = info.cluster_id;
-      if (merged.api_address == have->api_address && merged.grpc_address == have->grpc_address &&
-          merged.incarnation == have->incarnation && merged.cluster_id == have->cluster_id) {
-        propose = false;  // only wait (a learner to be promoted is promoted by promote_caught_up_learners)
-      } else {
-        cc.type = raft::ConfChangeType::kUpdateContext;
-        cc.context = encode_member_info(merged);
-      }
-      // An explicit learner (etcd's --learner) is made a voter only by
-      // promote_member: its own registration (a /join with its addresses)
-      // must not promote it, so that join is answered once they are recorded.
-      const bool explicit_learner = existing->role == raft::MemberRole::kLearner && !have->promote_when_caught_up;
-      const std::string api = info.api_address;
-      done = [id, api, explicit_learner](const raft::Membership& applied) {
-        if (explicit_learner ? !applied.contains(id) : !applied.is_voter(id)) return false;
-        if (api.empty()) return true;
-        auto recorded = decode_member_info(applied.find(id)->context);
-        return recorded && recorded->api_address == api;
-      };
-    } else {
-      for (const raft::Member& other : m.members) {
-        auto o = decode_member_info(other.context);
-        if (o && o->raft_address == info.raft_address) {
-          return refuse(StatusCode::kConflict, "raft address " + info.raft_address + " belongs to member '" + o->name + "'",
-                        MemberRefusal::kAddressTaken);
-        }
-      }
-      // Item 5 of issue 7: past the decoder's cap the configuration entry
-      // would be unreadable on every node.
-      if (m.members.size() >= kMaxMembers) {
-        return refuse(StatusCode::kConflict,
-                      "the cluster already has " + std::to_string(m.members.size()) +
-                          " members, the most a configuration may hold",
-                      MemberRefusal::kNone);
-      }
-      std::string pending_names, explicit_names;
-      size_t pending = 0, explicit_learners = 0;
-      for (const raft::Member& other : m.members) {
-        if (other.role != raft::MemberRole::kLearner) continue;
-        auto o = decode_member_info(other.context);
-        const std::string name = o ? o->name : std::to_string(other.id);
-        if (!o || o->promote_when_caught_up) {
-          ++pending;
-          pending_names += (pending_names.empty() ? "" : ", ") + name;
-        } else {
-          ++explicit_learners;
-          explicit_names += (explicit_names.empty() ? "" : ", ") + name;
-        }
-      }
-      if (mode == AddMode::kLearner && explicit_learners >= kMaxLearners) {
-        return refuse(StatusCode::kUnavailable,
-                      "learner " + explicit_names + " is not promoted yet (at most " + std::to_string(kMaxLearners) +
-                          " learner at a time); promote or remove it first",
-                      MemberRefusal::kTooManyLearners);
-      }
-      if (mode != AddMode::kLearner && pending >= kMaxPendingLearners) {
-        return refuse(StatusCode::kUnavailable,
-                      "learner " + pending_names + " is not promoted yet (at most " +
-                          std::to_string(kMaxPendingLearners) + " learner at a time); retry once it is a voter, or remove it",
-                      MemberRefusal::kPendingLearner);
-      }
-      if (etcd_add) {
-        // etcd's strict reconfiguration refuses any add while a voter is
-        // unreachable; the same here, so etcd's clients see the same rule.
-        const auto now = Clock::now();
-        for (raft::NodeId v : m.voters()) {
-          if (!recently_active(v, now)) {
-            return refuse(StatusCode::kUnavailable,
-                          "voter " + std::to_string(v) + " has not answered lately; bring it back or remove it first",
-                          MemberRefusal::kUnhealthy);
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb),
+      [this, info = std::move(info), mode, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        auto refuse = [&cb](StatusCode code, std::string message, MemberRefusal why) {
+          return answer(cb, Status(code, std::move(message)), why);
+        };
+        if (info.name.empty()) info.name = info.raft_address;
+        for (const std::string* f : {&info.name, &info.raft_address, &info.api_address,
+                                     &info.incarnation, &info.grpc_address}) {
+          if (f->size() > kMaxMemberFieldBytes) {
+            return refuse(StatusCode::kInvalid,
+                          "member names and addresses are at most " +
+                              std::to_string(kMaxMemberFieldBytes) + " bytes",
+                          MemberRefusal::kNone);
           }
         }
-      }
-      const std::string api = info.api_address;
-      if (mode == AddMode::kJoin) {
-        done = [id, api](const raft::Membership& applied) {
-          if (!applied.is_voter(id)) return false;
-          if (api.empty()) return true;
-          auto recorded = decode_member_info(applied.find(id)->context);
-          return recorded && recorded->api_address == api;
-        };
-      } else {
-        done = [id](const raft::Membership& applied) { return applied.contains(id); };
-      }
-    }
-    if (propose) {
-      const raft::ProposeResult r = raft_->propose_conf_change(cc);
-      if (!r.ok()) return cb(from_raft_error(r.error), MemberRefusal::kNone);
-    }
-    member_waiters_.push_back(MemberWaiter{std::move(done), deadline_after(timeout_ms), std::move(cb)});
-  });
+        const bool etcd_add = mode != AddMode::kJoin;
+        const raft::NodeId id = node_id_for(info.name);
+        const raft::Membership& m = raft_->membership();
+        info.cluster_id = cluster_id_of(m);  // new members inherit the cluster's identity
+        info.promote_when_caught_up = mode != AddMode::kLearner;
+        raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
+        bool propose = true;
+        ConfigurationCheck done;
+        if (const raft::Member* existing = m.find(id)) {
+          auto have = decode_member_info(existing->context);
+          if (!have || have->name != info.name) {
+            return refuse(StatusCode::kConflict, "node id collision for name '" + info.name + "'",
+                          MemberRefusal::kIdTaken);
+          }
+          if (etcd_add) {
+            return refuse(StatusCode::kConflict, "member '" + info.name + "' exists already",
+                          have->raft_address == info.raft_address ? MemberRefusal::kAddressTaken
+                                                                  : MemberRefusal::kIdTaken);
+          }
+          if (have->raft_address != info.raft_address) {
+            return refuse(StatusCode::kConflict,
+                          "member '" + info.name + "' already exists with raft address " +
+                              have->raft_address + "; remove it first",
+                          MemberRefusal::kIdTaken);
+          }
+          if (!info.incarnation.empty() && !have->incarnation.empty() &&
+              info.incarnation != have->incarnation) {
+            return refuse(
+                StatusCode::kConflict,
+                "member '" + info.name + "' at " + info.raft_address +
+                    " answered with a different data dir (incarnation " + info.incarnation +
+                    ", expected " + have->incarnation +
+                    "): its state was wiped; remove it and add it again (docs/operations.md)",
+                MemberRefusal::kNone);
+          }
+          // Merge: a registration may bring the API and gRPC addresses, a probe the
+          // incarnation of a member recorded without one; neither is ever
+          // replaced by an empty value, and a recorded incarnation never changes.
+          MemberInfo merged = *have;
+          if (!info.api_address.empty()) merged.api_address = info.api_address;
+          if (!info.grpc_address.empty()) merged.grpc_address = info.grpc_address;
+          if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
+          if (merged.cluster_id == 0) merged.cluster_id = info.cluster_id;
+          if (merged.api_address == have->api_address &&
+              merged.grpc_address == have->grpc_address &&
+              merged.incarnation == have->incarnation && merged.cluster_id == have->cluster_id) {
+            propose =
+                false;  // only wait (a learner to be promoted is promoted by promote_caught_up_learners)
+          } else {
+            cc.type = raft::ConfChangeType::kUpdateContext;
+            cc.context = encode_member_info(merged);
+          }
+          // An explicit learner (etcd's --learner) is made a voter only by
+          // promote_member: its own registration (a /join with its addresses)
+          // must not promote it, so that join is answered once they are recorded.
+          const bool explicit_learner =
+              existing->role == raft::MemberRole::kLearner && !have->promote_when_caught_up;
+          const std::string api = info.api_address;
+          done = [id, api, explicit_learner](const raft::Membership& applied) {
+            if (explicit_learner ? !applied.contains(id) : !applied.is_voter(id)) return false;
+            if (api.empty()) return true;
+            auto recorded = decode_member_info(applied.find(id)->context);
+            return recorded && recorded->api_address == api;
+          };
+        } else {
+          for (const raft::Member& other : m.members) {
+            auto o = decode_member_info(other.context);
+            if (o && o->raft_address == info.raft_address) {
+              return refuse(
+                  StatusCode::kConflict,
+                  "raft address " + info.raft_address + " belongs to member '" + o->name + "'",
+                  MemberRefusal::kAddressTaken);
+            }
+          }
+          // Item 5 of issue 7: past the decoder's cap the configuration entry
+          // would be unreadable on every node.
+          if (m.members.size() >= kMaxMembers) {
+            return refuse(StatusCode::kConflict,
+                          "the cluster already has " + std::to_string(m.members.size()) +
+                              " members, the most a configuration may hold",
+                          MemberRefusal::kNone);
+          }
+          std::string pending_names, explicit_names;
+          size_t pending = 0, explicit_learners = 0;
+          for (const raft::Member& other : m.members) {
+            if (other.role != raft::MemberRole::kLearner) continue;
+            auto o = decode_member_info(other.context);
+            const std::string name = o ? o->name : std::to_string(other.id);
+            if (!o || o->promote_when_caught_up) {
+              ++pending;
+              pending_names += (pending_names.empty() ? "" : ", ") + name;
+            } else {
+              ++explicit_learners;
+              explicit_names += (explicit_names.empty() ? "" : ", ") + name;
+            }
+          }
+          if (mode == AddMode::kLearner && explicit_learners >= kMaxLearners) {
+            return refuse(StatusCode::kUnavailable,
+                          "learner " + explicit_names + " is not promoted yet (at most " +
+                              std::to_string(kMaxLearners) +
+                              " learner at a time); promote or remove it first",
+                          MemberRefusal::kTooManyLearners);
+          }
+          if (mode != AddMode::kLearner && pending >= kMaxPendingLearners) {
+            return refuse(StatusCode::kUnavailable,
+                          "learner " + pending_names + " is not promoted yet (at most " +
+                              std::to_string(kMaxPendingLearners) +
+                              " learner at a time); retry once it is a voter, or remove it",
+                          MemberRefusal::kPendingLearner);
+          }
+          if (etcd_add) {
+            // etcd's strict reconfiguration refuses any add while a voter is
+            // unreachable; the same here, so etcd's clients see the same rule.
+            const auto now = Clock::now();
+            for (raft::NodeId v : m.voters()) {
+              if (!recently_active(v, now)) {
+                return refuse(StatusCode::kUnavailable,
+                              "voter " + std::to_string(v) +
+                                  " has not answered lately; bring it back or remove it first",
+                              MemberRefusal::kUnhealthy);
+              }
+            }
+          }
+          const std::string api = info.api_address;
+          if (mode == AddMode::kJoin) {
+            done = [id, api](const raft::Membership& applied) {
+              if (!applied.is_voter(id)) return false;
+              if (api.empty()) return true;
+              auto recorded = decode_member_info(applied.find(id)->context);
+              return recorded && recorded->api_address == api;
+            };
+          } else {
+            done = [id](const raft::Membership& applied) { return applied.contains(id); };
+          }
+        }
+        if (propose) {
+          const raft::ProposeResult r = raft_->propose_conf_change(cc);
+          if (!r.ok()) return proposal_refused(r.error, cb);
+        }
+        member_waiters_.push_back(MemberWaiter{std::move(done), deadline, cb});
+        return true;
+      });
 }
 
 void Node::Impl::promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb) {
-  post([this, id, timeout_ms, cb = std::move(cb)]() mutable {
-    if (refuse_membership_call(cb)) return;
-    const raft::Member* member = raft_->membership().find(id);
-    if (member == nullptr) {
-      return cb(Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)), MemberRefusal::kNotFound);
-    }
-    if (member->role == raft::MemberRole::kVoter) {
-      return cb(Status(StatusCode::kConflict, "member " + std::to_string(id) + " is a voter already"),
-                MemberRefusal::kNotLearner);
-    }
-    if (!raft_->learner_caught_up(id)) {
-      return cb(Status(StatusCode::kUnavailable, "learner " + std::to_string(id) +
-                                                     " has not caught up with the leader (or did not answer lately)"),
-                MemberRefusal::kLearnerBehind);
-    }
-    if (!promotion_keeps_active_quorum(Clock::now())) {
-      return cb(Status(StatusCode::kUnavailable,
-                       "too few recently active voters: the larger configuration would have no active quorum"),
-                MemberRefusal::kNotEnoughActive);
-    }
-    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, id, {}});
-    if (!r.ok()) return cb(from_raft_error(r.error), MemberRefusal::kNone);
-    member_waiters_.push_back(MemberWaiter{[id](const raft::Membership& applied) { return applied.is_voter(id); },
-                                           deadline_after(timeout_ms), std::move(cb)});
-  });
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb), [this, id, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        const raft::Member* member = raft_->membership().find(id);
+        if (member == nullptr) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        if (member->role == raft::MemberRole::kVoter) {
+          return answer(
+              cb,
+              Status(StatusCode::kConflict, "member " + std::to_string(id) + " is a voter already"),
+              MemberRefusal::kNotLearner);
+        }
+        if (!raft_->learner_caught_up(id)) {
+          return answer(cb,
+                        Status(StatusCode::kUnavailable,
+                               "learner " + std::to_string(id) +
+                                   " has not caught up with the leader (or did not answer lately)"),
+                        MemberRefusal::kLearnerBehind);
+        }
+        if (!promotion_keeps_active_quorum(Clock::now())) {
+          return answer(cb,
+                        Status(StatusCode::kUnavailable,
+                               "too few recently active voters: the larger configuration would "
+                               "have no active quorum"),
+                        MemberRefusal::kNotEnoughActive);
+        }
+        const raft::ProposeResult r =
+            raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, id, {}});
+        if (!r.ok()) return proposal_refused(r.error, cb);
+        member_waiters_.push_back(MemberWaiter{
+            [id](const raft::Membership& applied) { return applied.is_voter(id); }, deadline, cb});
+        return true;
+      });
 }
 
-void Node::Impl::update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms, MemberCallback cb) {
-  post([this, id, raft_address = std::move(raft_address), timeout_ms, cb = std::move(cb)]() mutable {
-    if (refuse_membership_call(cb)) return;
-    if (raft_address.size() > kMaxMemberFieldBytes) {
-      return cb(Status(StatusCode::kInvalid, "member names and addresses are at most " +
-                                                 std::to_string(kMaxMemberFieldBytes) + " bytes"),
-                MemberRefusal::kNone);
-    }
-    const raft::Membership& m = raft_->membership();
-    const raft::Member* member = m.find(id);
-    auto info = member ? decode_member_info(member->context) : std::nullopt;
-    if (!info) {
-      return cb(Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)), MemberRefusal::kNotFound);
-    }
-    for (const raft::Member& other : m.members) {
-      if (other.id == id) continue;
-      auto o = decode_member_info(other.context);
-      if (o && o->raft_address == raft_address) {
-        return cb(Status(StatusCode::kConflict, "raft address " + raft_address + " belongs to member '" + o->name + "'"),
-                  MemberRefusal::kAddressTaken);
-      }
-    }
-    if (info->raft_address != raft_address) {
-      info->raft_address = raft_address;
-      if (info->cluster_id == 0) info->cluster_id = cluster_id_of(m);
-      const raft::ProposeResult r = raft_->propose_conf_change(
-          raft::ConfChange{raft::ConfChangeType::kUpdateContext, id, encode_member_info(*info)});
-      if (!r.ok()) return cb(from_raft_error(r.error), MemberRefusal::kNone);
-    }
-    member_waiters_.push_back(MemberWaiter{
-        [id, raft_address](const raft::Membership& applied) {
-          const raft::Member* now = applied.find(id);
-          auto recorded = now ? decode_member_info(now->context) : std::nullopt;
-          return recorded && recorded->raft_address == raft_address;
-        },
-        deadline_after(timeout_ms), std::move(cb)});
-  });
+void Node::Impl::update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms,
+                                       MemberCallback cb) {
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb),
+      [this, id, raft_address = std::move(raft_address),
+       deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        if (raft_address.size() > kMaxMemberFieldBytes) {
+          return answer(
+              cb,
+              Status(StatusCode::kInvalid, "member names and addresses are at most " +
+                                               std::to_string(kMaxMemberFieldBytes) + " bytes"),
+              MemberRefusal::kNone);
+        }
+        const raft::Membership& m = raft_->membership();
+        const raft::Member* member = m.find(id);
+        auto info = member ? decode_member_info(member->context) : std::nullopt;
+        if (!info) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        for (const raft::Member& other : m.members) {
+          if (other.id == id) continue;
+          auto o = decode_member_info(other.context);
+          if (o && o->raft_address == raft_address) {
+            return answer(cb,
+                          Status(StatusCode::kConflict, "raft address " + raft_address +
+                                                            " belongs to member '" + o->name + "'"),
+                          MemberRefusal::kAddressTaken);
+          }
+        }
+        if (info->raft_address != raft_address) {
+          info->raft_address = raft_address;
+          if (info->cluster_id == 0) info->cluster_id = cluster_id_of(m);
+          const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{
+              raft::ConfChangeType::kUpdateContext, id, encode_member_info(*info)});
+          if (!r.ok()) return proposal_refused(r.error, cb);
+        }
+        member_waiters_.push_back(
+            MemberWaiter{[id, raft_address](const raft::Membership& applied) {
+                           const raft::Member* now = applied.find(id);
+                           auto recorded = now ? decode_member_info(now->context) : std::nullopt;
+                           return recorded && recorded->raft_address == raft_address;
+                         },
+                         deadline, cb});
+        return true;
+      });
 }
 
 void Node::Impl::remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb) {
-  post([this, id, force, timeout_ms, cb = std::move(cb)]() mutable {
-    if (refuse_membership_call(cb)) return;
-    const raft::Membership& m = raft_->membership();
-    const raft::Member* member = m.find(id);
-    if (member == nullptr) {
-      return cb(Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)), MemberRefusal::kNotFound);
-    }
-    if (!force && m.is_voter(id)) {
-      // etcd's --strict-reconfig-check: the voters left must still have a
-      // quorum that answers, or the cluster stops committing after the change.
-      const auto now = Clock::now();
-      size_t left = 0;
-      size_t active = 0;
-      for (raft::NodeId v : m.voters()) {
-        if (v == id) continue;
-        ++left;
-        active += recently_active(v, now) ? 1 : 0;
-      }
-      if (left > 0 && active < quorum_of(left)) {
-        auto info = decode_member_info(member->context);
-        const std::string name = info ? info->name : std::to_string(id);
-        return cb(Status(StatusCode::kUnavailable,
-                         "removing '" + name + "' would leave " + std::to_string(active) + " recently active voters of " +
-                             std::to_string(left) + ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
-                             "; bring members back first, or pass force=true to remove it anyway"),
-                  MemberRefusal::kUnhealthy);
-      }
-    }
-    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
-    if (!r.ok()) return cb(from_raft_error(r.error), MemberRefusal::kNone);
-    member_waiters_.push_back(MemberWaiter{[id](const raft::Membership& applied) { return !applied.contains(id); },
-                                           deadline_after(timeout_ms), std::move(cb)});
-  });
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb), [this, id, force, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        const raft::Membership& m = raft_->membership();
+        const raft::Member* member = m.find(id);
+        if (member == nullptr) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        if (!force && m.is_voter(id)) {
+          // etcd's --strict-reconfig-check: the voters left must still have a
+          // quorum that answers, or the cluster stops committing after the change.
+          const auto now = Clock::now();
+          size_t left = 0;
+          size_t active = 0;
+          for (raft::NodeId v : m.voters()) {
+            if (v == id) continue;
+            ++left;
+            active += recently_active(v, now) ? 1 : 0;
+          }
+          if (left > 0 && active < quorum_of(left)) {
+            auto info = decode_member_info(member->context);
+            const std::string name = info ? info->name : std::to_string(id);
+            return answer(
+                cb,
+                Status(StatusCode::kUnavailable,
+                       "removing '" + name + "' would leave " + std::to_string(active) +
+                           " recently active voters of " + std::to_string(left) +
+                           ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
+                           "; bring members back first, or pass force=true to remove it anyway"),
+                MemberRefusal::kUnhealthy);
+          }
+        }
+        const raft::ProposeResult r =
+            raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
+        if (!r.ok()) return proposal_refused(r.error, cb);
+        member_waiters_.push_back(MemberWaiter{
+            [id](const raft::Membership& applied) { return !applied.contains(id); }, deadline, cb});
+        return true;
+      });
 }
 
 void Node::Impl::wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb) {
   post([this, check = std::move(check), timeout_ms, cb = std::move(cb)]() mutable {
-    member_waiters_.push_back(MemberWaiter{std::move(check), deadline_after(timeout_ms),
-                                           [cb = std::move(cb)](Status s, MemberRefusal) { cb(std::move(s)); }});
+    member_waiters_.push_back(
+        MemberWaiter{std::move(check), deadline_after(timeout_ms),
+                     [cb = std::move(cb)](Status s, MemberRefusal) { cb(std::move(s)); }});
   });
 }
 

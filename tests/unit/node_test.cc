@@ -669,6 +669,29 @@ TEST_F(NodeTest, MemberAddedAsVoterIsPromotedOnceCaughtUp) {
   hub_->isolate(node_id_for("c"), false);
 }
 
+// Raft makes one membership change at a time (thesis §4.1): a call made
+// while another is uncommitted waits for it instead of failing. Before, the
+// second call failed with "a membership change is not yet committed" (the
+// etcd test saw it as a MemberAdd right after a registration).
+TEST_F(NodeTest, MembershipCallWaitsForTheChangeBeforeIt) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  std::promise<Outcome> added, moved;
+  a.add_member(MemberInfo{"b", "b:5000", "", "", ""}, AddMode::kLearner, 5000,
+               [&](Status s, MemberRefusal why) { added.set_value(Outcome{std::move(s), why}); });
+  a.update_member_address(node_id_for("b"), "b:6000", 5000,
+                          [&](Status s, MemberRefusal why) { moved.set_value(Outcome{std::move(s), why}); });
+  const Outcome first = added.get_future().get();
+  const Outcome second = moved.get_future().get();
+  EXPECT_TRUE(first.status.is_ok()) << first.status.to_string();
+  EXPECT_TRUE(second.status.is_ok()) << second.status.to_string();
+  for (const MemberStatus& m : a.status().members) {
+    if (m.info.name == "b") {
+      EXPECT_EQ(m.info.raft_address, "b:6000");
+    }
+  }
+}
+
 // A follower answers a change the leader made only once its own status shows it.
 TEST_F(NodeTest, FollowerWaitsForItsConfigurationToShowAChange) {
   start("a", true);
