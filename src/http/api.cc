@@ -394,9 +394,16 @@ void Api::add_member(node::MemberInfo info, Reply reply) {
           {"raftAddress", info.raft_address},
           {"apiAddress", info.api_address},
           {"role", "voter"}};
+  const raft::NodeId id = node::node_id_for(info.name);
   node_.add_member(
       std::move(info), options_.join_timeout_ms,
-      [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+      [this, id, reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+        // An explicit learner (etcd's --learner) is answered as one: /join does not promote it.
+        if (s.is_ok()) {
+          for (const node::MemberStatus& m : node_.status().members) {
+            if (m.id == id) ok["role"] = m.role;
+          }
+        }
         reply(membership_response(s, ok, "the member did not become a voter in time: "));
       });
 }
