@@ -72,6 +72,12 @@ Member from_pb(const pb::Member& m) {
   return out;
 }
 
+// The leader's members, as a follower relays them if its own view lags.
+template <typename Response>
+void copy_members(const Response& up, MemberReply* got) {
+  for (const pb::Member& m : up.members()) got->list.members.push_back(from_pb(m));
+}
+
 template <typename Response>
 void fill_list(const MemberList& list, Response* resp) {
   fill_header(list.header, resp->mutable_header());
@@ -105,6 +111,7 @@ class ClusterService final : public pb::Cluster::Service {
       pb::MemberAddResponse up;
       grpc::Status st = stub.MemberAdd(c, *req, &up);
       if (st.ok()) got->member = from_pb(up.member());
+      copy_members(up, got);
       return st;
     });
     if (!out.error.ok()) return to_grpc(out.error);
@@ -117,9 +124,11 @@ class ClusterService final : public pb::Cluster::Service {
     MemberRequest r;
     r.call = MemberCall::kRemove;
     r.id = req->id();
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply*) {
+    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
       pb::MemberRemoveResponse up;
-      return stub.MemberRemove(c, *req, &up);
+      grpc::Status st = stub.MemberRemove(c, *req, &up);
+      copy_members(up, got);
+      return st;
     });
   }
   grpc::Status MemberUpdate(grpc::ServerContext* ctx, const pb::MemberUpdateRequest* req,
@@ -128,9 +137,11 @@ class ClusterService final : public pb::Cluster::Service {
     r.call = MemberCall::kUpdate;
     r.id = req->id();
     r.peer_urls.assign(req->peerurls().begin(), req->peerurls().end());
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply*) {
+    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
       pb::MemberUpdateResponse up;
-      return stub.MemberUpdate(c, *req, &up);
+      grpc::Status st = stub.MemberUpdate(c, *req, &up);
+      copy_members(up, got);
+      return st;
     });
   }
   grpc::Status MemberPromote(grpc::ServerContext* ctx, const pb::MemberPromoteRequest* req,
@@ -138,9 +149,11 @@ class ClusterService final : public pb::Cluster::Service {
     MemberRequest r;
     r.call = MemberCall::kPromote;
     r.id = req->id();
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply*) {
+    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
       pb::MemberPromoteResponse up;
-      return stub.MemberPromote(c, *req, &up);
+      grpc::Status st = stub.MemberPromote(c, *req, &up);
+      copy_members(up, got);
+      return st;
     });
   }
 

@@ -206,7 +206,10 @@ void wait_until_shown(node::Node& node, const MemberRequest& req, MemberReply le
   node.wait_for_configuration(
       shown(req, id, std::move(address)), timeout_ms, [&node, held, self_grpc_address, id, cb](Status s) {
         if (!s.is_ok()) {
-          // Done on the leader, not shown here in time: the leader's answer stands.
+          // Done on the leader, not shown here in time: the leader's list
+          // stands, under our header (etcdctl compares the member ids of
+          // MemberAdd's and MemberList's headers to know they came from one node).
+          held->list.header = member_list_for(node.status(), self_grpc_address).header;
           return cb(std::move(*held));
         }
         MemberReply r = reply_with_list(node.status(), self_grpc_address);
