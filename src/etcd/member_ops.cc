@@ -105,6 +105,12 @@ std::string raft_address_from_peer_urls(const std::vector<std::string>& urls, Et
     return {};
   }
   rest.remove_prefix(kScheme.size());
+  // Before any probe or lookup of it: the transport hello carries at most this.
+  if (rest.size() > node::kMaxMemberFieldBytes) {
+    *err = error(grpc_code::kInvalidArgument, "consensuskv: a peer URL's host:port is at most " +
+                                                  std::to_string(node::kMaxMemberFieldBytes) + " bytes");
+    return {};
+  }
   if (rest.ends_with("/")) rest.remove_suffix(1);  // "http://h:p/" is h:p, as Go's URL parser has it
   if (!http::parse_host_port(rest)) {
     *err = error(grpc_code::kInvalidArgument, kErrInvalidPeerUrls);

@@ -182,7 +182,8 @@ TEST(EtcdMemberOps, PeerUrlsMapToOneRaftAddress) {
   EXPECT_EQ(etcd::raft_address_from_peer_urls({}, &err), "");
   EXPECT_EQ(err.message, etcd::kErrInvalidPeerUrls);
   for (const std::vector<std::string>& ours :
-       {std::vector<std::string>{"http://a:1", "http://b:2"}, std::vector<std::string>{"https://a:1"}}) {
+       {std::vector<std::string>{"http://a:1", "http://b:2"}, std::vector<std::string>{"https://a:1"},
+        std::vector<std::string>{"http://" + std::string(node::kMaxMemberFieldBytes, 'h') + ":1"}}) {
     err = {};
     EXPECT_EQ(etcd::raft_address_from_peer_urls(ours, &err), "");
     EXPECT_EQ(err.code, etcd::grpc_code::kInvalidArgument);
