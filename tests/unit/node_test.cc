@@ -692,6 +692,32 @@ TEST_F(NodeTest, MembershipCallWaitsForTheChangeBeforeIt) {
   }
 }
 
+// The intent to promote is replicated (MemberInfo::promote_when_caught_up):
+// a member added as a voter by one leader is promoted by the next once it
+// catches up. Before, only the leader holding the /join's waiter promoted.
+TEST_F(NodeTest, NextLeaderPromotesAMemberAddedAsAVoter) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* first = leader();
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(eventually([&] { return all_active(*first); }));
+  ASSERT_TRUE(add(*first, "d", AddMode::kVoterAsync).status.is_ok());
+  std::string first_name;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() == first) first_name = name;
+  }
+  kill(first_name);  // hands leadership to another voter
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  start("d", false);
+  ASSERT_TRUE(eventually([&] {
+    Node* l = leader();
+    return l != nullptr && role_of(*l, "d") == "voter";
+  }));
+}
+
 // A follower answers a change the leader made only once its own status shows it.
 TEST_F(NodeTest, FollowerWaitsForItsConfigurationToShowAChange) {
   start("a", true);
