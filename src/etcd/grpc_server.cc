@@ -107,13 +107,14 @@ class ClusterService final : public pb::Cluster::Service {
     r.call = MemberCall::kAdd;
     r.peer_urls.assign(req->peerurls().begin(), req->peerurls().end());
     r.is_learner = req->islearner();
-    const MemberReply out = call(ctx, r, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
-      pb::MemberAddResponse up;
-      grpc::Status st = stub.MemberAdd(c, *req, &up);
-      if (st.ok()) got->member = from_pb(up.member());
-      copy_members(up, got);
-      return st;
-    });
+    const MemberReply out =
+        call(ctx, r, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+          pb::MemberAddResponse up;
+          grpc::Status st = stub.MemberAdd(c, *req, &up);
+          if (st.ok()) got->member = from_pb(up.member());
+          copy_members(up, got);
+          return st;
+        });
     if (!out.error.ok()) return to_grpc(out.error);
     fill_list(out.list, resp);
     fill_member(out.member, resp->mutable_member());
@@ -124,12 +125,13 @@ class ClusterService final : public pb::Cluster::Service {
     MemberRequest r;
     r.call = MemberCall::kRemove;
     r.id = req->id();
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
-      pb::MemberRemoveResponse up;
-      grpc::Status st = stub.MemberRemove(c, *req, &up);
-      copy_members(up, got);
-      return st;
-    });
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberRemoveResponse up;
+                    grpc::Status st = stub.MemberRemove(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
   grpc::Status MemberUpdate(grpc::ServerContext* ctx, const pb::MemberUpdateRequest* req,
                             pb::MemberUpdateResponse* resp) override {
@@ -137,31 +139,35 @@ class ClusterService final : public pb::Cluster::Service {
     r.call = MemberCall::kUpdate;
     r.id = req->id();
     r.peer_urls.assign(req->peerurls().begin(), req->peerurls().end());
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
-      pb::MemberUpdateResponse up;
-      grpc::Status st = stub.MemberUpdate(c, *req, &up);
-      copy_members(up, got);
-      return st;
-    });
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberUpdateResponse up;
+                    grpc::Status st = stub.MemberUpdate(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
   grpc::Status MemberPromote(grpc::ServerContext* ctx, const pb::MemberPromoteRequest* req,
                              pb::MemberPromoteResponse* resp) override {
     MemberRequest r;
     r.call = MemberCall::kPromote;
     r.id = req->id();
-    return simple(ctx, r, resp, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
-      pb::MemberPromoteResponse up;
-      grpc::Status st = stub.MemberPromote(c, *req, &up);
-      copy_members(up, got);
-      return st;
-    });
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberPromoteResponse up;
+                    grpc::Status st = stub.MemberPromote(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
 
  private:
-  using Forward = std::function<grpc::Status(pb::Cluster::Stub&, grpc::ClientContext*, MemberReply*)>;
+  using Forward =
+      std::function<grpc::Status(pb::Cluster::Stub&, grpc::ClientContext*, MemberReply*)>;
 
   template <typename Response>
-  grpc::Status simple(grpc::ServerContext* ctx, const MemberRequest& r, Response* resp, const Forward& forward) {
+  grpc::Status simple(grpc::ServerContext* ctx, const MemberRequest& r, Response* resp,
+                      const Forward& forward) {
     const MemberReply out = call(ctx, r, forward);
     if (!out.error.ok()) return to_grpc(out.error);
     fill_list(out.list, resp);
@@ -170,8 +176,8 @@ class ClusterService final : public pb::Cluster::Service {
 
   // The call's deadline, capped at kMemberCallTimeoutMs.
   static int timeout_ms_for(const grpc::ServerContext* ctx) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(ctx->deadline() -
-                                                                            std::chrono::system_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        ctx->deadline() - std::chrono::system_clock::now());
     return static_cast<int>(std::clamp<int64_t>(left.count(), 1, kMemberCallTimeoutMs));
   }
 
@@ -181,7 +187,8 @@ class ClusterService final : public pb::Cluster::Service {
     auto done = std::make_shared<std::promise<MemberReply>>();
     std::future<MemberReply> reply = done->get_future();
     start([done](MemberReply r) { done->set_value(std::move(r)); });
-    if (reply.wait_for(std::chrono::milliseconds(timeout_ms + kCallbackGraceMs)) != std::future_status::ready) {
+    if (reply.wait_for(std::chrono::milliseconds(timeout_ms + kCallbackGraceMs)) !=
+        std::future_status::ready) {
       MemberReply r;
       r.error = EtcdError{grpc_code::kUnavailable, "etcdserver: request timed out"};
       return r;
@@ -208,8 +215,9 @@ class ClusterService final : public pb::Cluster::Service {
     }
     if (st.leader.grpc_address.empty()) {
       failed.error = EtcdError{grpc_code::kUnavailable,
-                               "consensuskv: the leader " + st.leader.name + " serves no gRPC API (or has not "
-                               "registered its -grpc-address yet); retry, or ask the leader"};
+                               "consensuskv: the leader " + st.leader.name +
+                                   " serves no gRPC API (or has not "
+                                   "registered its -grpc-address yet); retry, or ask the leader"};
       return failed;
     }
     grpc::ClientContext up;
@@ -223,7 +231,8 @@ class ClusterService final : public pb::Cluster::Service {
       return failed;
     }
     return wait(timeout_ms, [&](MemberReplyCallback cb) {
-      wait_until_shown(node_, req, std::move(leader_reply), self_grpc_address_, timeout_ms, std::move(cb));
+      wait_until_shown(node_, req, std::move(leader_reply), self_grpc_address_, timeout_ms,
+                       std::move(cb));
     });
   }
 

@@ -18,33 +18,49 @@ EtcdError error(int code, std::string message) { return EtcdError{code, std::mov
 EtcdError etcd_error_for(const Status& s, node::MemberRefusal why) {
   using R = node::MemberRefusal;
   switch (why) {
-    case R::kNotFound: return error(grpc_code::kNotFound, kErrMemberNotFound);
-    case R::kAddressTaken: return error(grpc_code::kFailedPrecondition, "etcdserver: Peer URLs already exists");
-    case R::kIdTaken: return error(grpc_code::kFailedPrecondition, "etcdserver: member ID already exist");
+    case R::kNotFound:
+      return error(grpc_code::kNotFound, kErrMemberNotFound);
+    case R::kAddressTaken:
+      return error(grpc_code::kFailedPrecondition, "etcdserver: Peer URLs already exists");
+    case R::kIdTaken:
+      return error(grpc_code::kFailedPrecondition, "etcdserver: member ID already exist");
     case R::kTooManyLearners:
-      return error(grpc_code::kFailedPrecondition, "etcdserver: too many learner members in cluster");
+      return error(grpc_code::kFailedPrecondition,
+                   "etcdserver: too many learner members in cluster");
     // A member added as a voter that has not caught up is what etcd calls
     // an unstarted voter; with one pending, etcd refuses another voter so.
     case R::kPendingLearner:
     // etcd sends this one as codes.Unknown: its error table lacks it.
     case R::kNotEnoughActive:
-      return error(grpc_code::kUnknown, "etcdserver: re-configuration failed due to not enough started members");
-    case R::kUnhealthy: return error(grpc_code::kUnavailable, "etcdserver: unhealthy cluster");
-    case R::kNotLearner: return error(grpc_code::kFailedPrecondition, "etcdserver: can only promote a learner member");
+      return error(grpc_code::kUnknown,
+                   "etcdserver: re-configuration failed due to not enough started members");
+    case R::kUnhealthy:
+      return error(grpc_code::kUnavailable, "etcdserver: unhealthy cluster");
+    case R::kNotLearner:
+      return error(grpc_code::kFailedPrecondition, "etcdserver: can only promote a learner member");
     case R::kLearnerBehind:
       return error(grpc_code::kFailedPrecondition,
                    "etcdserver: can only promote a learner member which is in sync with leader");
-    case R::kNone: break;
+    case R::kNone:
+      break;
   }
   switch (s.code()) {
-    case StatusCode::kOk: return EtcdError{};
-    case StatusCode::kNotLeader: return error(grpc_code::kUnavailable, kErrLeaderChanged);
-    case StatusCode::kTimeout: return error(grpc_code::kUnavailable, "etcdserver: request timed out");
-    case StatusCode::kNoSpace: return error(grpc_code::kResourceExhausted, "etcdserver: mvcc: database space exceeded");
-    case StatusCode::kInvalid: return error(grpc_code::kInvalidArgument, "consensuskv: " + s.message());
-    case StatusCode::kConflict: return error(grpc_code::kFailedPrecondition, "consensuskv: " + s.message());
-    case StatusCode::kUnavailable: return error(grpc_code::kUnavailable, "consensuskv: " + s.message());
-    default: return error(grpc_code::kUnknown, "consensuskv: " + s.message());
+    case StatusCode::kOk:
+      return EtcdError{};
+    case StatusCode::kNotLeader:
+      return error(grpc_code::kUnavailable, kErrLeaderChanged);
+    case StatusCode::kTimeout:
+      return error(grpc_code::kUnavailable, "etcdserver: request timed out");
+    case StatusCode::kNoSpace:
+      return error(grpc_code::kResourceExhausted, "etcdserver: mvcc: database space exceeded");
+    case StatusCode::kInvalid:
+      return error(grpc_code::kInvalidArgument, "consensuskv: " + s.message());
+    case StatusCode::kConflict:
+      return error(grpc_code::kFailedPrecondition, "consensuskv: " + s.message());
+    case StatusCode::kUnavailable:
+      return error(grpc_code::kUnavailable, "consensuskv: " + s.message());
+    default:
+      return error(grpc_code::kUnknown, "consensuskv: " + s.message());
   }
 }
 
@@ -57,11 +73,15 @@ const node::MemberStatus* find(const node::NodeStatus& st, uint64_t id) {
 
 // The condition on the applied configuration that shows req is done; id is
 // the member's (for MemberAdd, the new member's).
-node::Node::ConfigurationCheck shown(const MemberRequest& req, uint64_t id, std::string raft_address) {
+node::Node::ConfigurationCheck shown(const MemberRequest& req, uint64_t id,
+                                     std::string raft_address) {
   switch (req.call) {
-    case MemberCall::kAdd: return [id](const raft::Membership& m) { return m.contains(id); };
-    case MemberCall::kRemove: return [id](const raft::Membership& m) { return !m.contains(id); };
-    case MemberCall::kPromote: return [id](const raft::Membership& m) { return m.is_voter(id); };
+    case MemberCall::kAdd:
+      return [id](const raft::Membership& m) { return m.contains(id); };
+    case MemberCall::kRemove:
+      return [id](const raft::Membership& m) { return !m.contains(id); };
+    case MemberCall::kPromote:
+      return [id](const raft::Membership& m) { return m.is_voter(id); };
     case MemberCall::kUpdate:
       return [id, raft_address = std::move(raft_address)](const raft::Membership& m) {
         const raft::Member* member = m.find(id);
@@ -108,10 +128,12 @@ std::string raft_address_from_peer_urls(const std::vector<std::string>& urls, Et
   // Before any probe or lookup of it: the transport hello carries at most this.
   if (rest.size() > node::kMaxMemberFieldBytes) {
     *err = error(grpc_code::kInvalidArgument, "consensuskv: a peer URL's host:port is at most " +
-                                                  std::to_string(node::kMaxMemberFieldBytes) + " bytes");
+                                                  std::to_string(node::kMaxMemberFieldBytes) +
+                                                  " bytes");
     return {};
   }
-  if (rest.ends_with("/")) rest.remove_suffix(1);  // "http://h:p/" is h:p, as Go's URL parser has it
+  if (rest.ends_with("/"))
+    rest.remove_suffix(1);  // "http://h:p/" is h:p, as Go's URL parser has it
   if (!http::parse_host_port(rest)) {
     *err = error(grpc_code::kInvalidArgument, kErrInvalidPeerUrls);
     return {};
@@ -125,8 +147,9 @@ MemberReply reply_with_list(const node::NodeStatus& st, const std::string& self_
   return r;
 }
 
-void change_membership(node::Node& node, const MemberRequest& req, const std::string& self_grpc_address,
-                       int timeout_ms, MemberReplyCallback cb) {
+void change_membership(node::Node& node, const MemberRequest& req,
+                       const std::string& self_grpc_address, int timeout_ms,
+                       MemberReplyCallback cb) {
   auto fail = [&cb](EtcdError e) {
     MemberReply r;
     r.error = std::move(e);
@@ -152,7 +175,8 @@ void change_membership(node::Node& node, const MemberRequest& req, const std::st
     case MemberCall::kAdd: {
       std::string address = raft_address_from_peer_urls(req.peer_urls, &err);
       if (address.empty()) return fail(std::move(err));
-      const node::AddMode mode = req.is_learner ? node::AddMode::kLearner : node::AddMode::kVoterAsync;
+      const node::AddMode mode =
+          req.is_learner ? node::AddMode::kLearner : node::AddMode::kVoterAsync;
       // Ask whoever listens there who it is (a node started before the add
       // has its own name and incarnation); nobody there: named by its address.
       node.probe_peer(address, kMemberAddProbeTimeoutMs,
@@ -176,7 +200,8 @@ void change_membership(node::Node& node, const MemberRequest& req, const std::st
       size_t voters = 0;
       for (const node::MemberStatus& x : st.members) voters += x.role == "voter" ? 1 : 0;
       // The last voter: etcd's strict check refuses it (nobody would be left to commit).
-      if (m->role == "voter" && voters == 1) return fail(etcd_error_for(Status(), node::MemberRefusal::kUnhealthy));
+      if (m->role == "voter" && voters == 1)
+        return fail(etcd_error_for(Status(), node::MemberRefusal::kUnhealthy));
       node.remove_member(req.id, false, timeout_ms, answer(req.id));
       return;
     }
@@ -201,7 +226,8 @@ void change_membership(node::Node& node, const MemberRequest& req, const std::st
 }
 
 void wait_until_shown(node::Node& node, const MemberRequest& req, MemberReply leader_reply,
-                      const std::string& self_grpc_address, int timeout_ms, MemberReplyCallback cb) {
+                      const std::string& self_grpc_address, int timeout_ms,
+                      MemberReplyCallback cb) {
   const uint64_t id = req.call == MemberCall::kAdd ? leader_reply.member.id : req.id;
   std::string address;
   if (req.call == MemberCall::kUpdate) {
@@ -210,7 +236,8 @@ void wait_until_shown(node::Node& node, const MemberRequest& req, MemberReply le
   }
   auto held = std::make_shared<MemberReply>(std::move(leader_reply));
   node.wait_for_configuration(
-      shown(req, id, std::move(address)), timeout_ms, [&node, held, self_grpc_address, id, cb](Status s) {
+      shown(req, id, std::move(address)), timeout_ms,
+      [&node, held, self_grpc_address, id, cb](Status s) {
         if (!s.is_ok()) {
           // Done on the leader, not shown here in time: the leader's list
           // stands, under our header (etcdctl compares the member ids of

@@ -77,8 +77,8 @@ struct MemberRequest {
 
 struct MemberReply {
   EtcdError error;
-  Member member;     // MemberAdd: the new member
-  MemberList list;   // the header and the members once the change shows here
+  Member member;    // MemberAdd: the new member
+  MemberList list;  // the header and the members once the change shows here
 };
 using MemberReplyCallback = std::function<void(MemberReply)>;
 
@@ -88,8 +88,9 @@ std::string raft_address_from_peer_urls(const std::vector<std::string>& urls, Et
 
 // On the leader: makes the change and answers with the list as this node
 // shows it then. self_grpc_address: this node's -grpc-address.
-void change_membership(node::Node& node, const MemberRequest& req, const std::string& self_grpc_address,
-                       int timeout_ms, MemberReplyCallback cb);
+void change_membership(node::Node& node, const MemberRequest& req,
+                       const std::string& self_grpc_address, int timeout_ms,
+                       MemberReplyCallback cb);
 
 // On a follower, after the leader answered req with `leader_reply` (ok):
 // waits until this node's configuration shows the change, then answers with
