@@ -76,9 +76,6 @@ uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 // how long it waits for the answer.
 constexpr std::chrono::milliseconds kIncarnationProbeInterval{1000};
 constexpr int kIncarnationProbeTimeoutMs = 1000;
-// How soon a leader tries again to record the cluster id in a member after
-// the core refused the change (another one in progress).
-constexpr std::chrono::milliseconds kClusterIdRetryInterval{100};
 
 // A founding member's random, nonzero cluster id (docs/design-notes.md, "Cluster identity").
 Result<uint64_t> new_cluster_id() {
@@ -188,7 +185,9 @@ class Node::Impl {
   void progress_member_changes();
   void promote_caught_up_learners(Clock::time_point now);
   bool promotion_keeps_active_quorum(Clock::time_point now) const;
-  void record_cluster_id();
+  // Before removing `leaving`: true if a member that stays records the
+  // cluster id; else proposes recording it in one and returns false.
+  bool cluster_id_survives_removal(raft::NodeId leaving);
   // Answers cb and returns true when this node cannot make a membership change now.
   bool refuse_membership_call(const MemberCallback& cb);
   // A membership call is an attempt that returns true once it answered or
@@ -238,10 +237,6 @@ class Node::Impl {
   bool incarnation_probe_in_flight_ = false;
   // The membership version in which every member had an incarnation (0: none yet; the core starts at 1).
   uint64_t incarnations_complete_version_ = 0;
-  // Leader: members recorded without the cluster id (before format 4) get it,
-  // one change at a time; the version in which every member had it (0: none yet).
-  uint64_t cluster_ids_complete_version_ = 0;
-  Clock::time_point last_cluster_id_attempt_{};
   raft::NodeId id_ = 0;
   storage::NodeMeta meta_;  // this data dir's name and incarnation
   std::string data_dir_;
@@ -603,7 +598,6 @@ void Node::Impl::run() {
     track_active_voters();
     register_api_address();
     record_missing_incarnations();
-    record_cluster_id();
     progress_member_changes();
     maybe_start_snapshot();
     publish_status();
@@ -1024,27 +1018,30 @@ bool Node::Impl::promotion_keeps_active_quorum(Clock::time_point now) const {
   return active >= quorum_of(voters.size() + 1);
 }
 
-void Node::Impl::record_cluster_id() {
-  // Every member's info carries the cluster id, so it survives the removal
-  // of any of them; members recorded before format 4 get it here, one
-  // configuration change at a time (docs/design-notes.md, "Cluster identity").
-  if (raft_->role() != raft::StateRole::kLeader || no_space_) return;
-  if (raft_->membership_version() == cluster_ids_complete_version_) return;
-  const auto now = Clock::now();
-  if (now - last_cluster_id_attempt_ < kClusterIdRetryInterval) return;
+bool Node::Impl::cluster_id_survives_removal(raft::NodeId leaving) {
+  // A configuration's id is that of its lowest-id member that records one;
+  // one recorded before format 4 derives it from its member ids, which a
+  // removal changes. So before the removal the id is recorded in a member
+  // that stays (this one, unless it is the one leaving), and the removal
+  // follows once that is committed (docs/design-notes.md, "Cluster identity").
+  // Only then, not at once for every member: a node of an older version
+  // cannot read format 4, and a cluster being upgraded changes no members.
   const raft::Membership& m = raft_->membership();
-  const uint64_t cluster_id = cluster_id_of(m);
+  const raft::Member* keeper = nullptr;
   for (const raft::Member& member : m.members) {
+    if (member.id == leaving) continue;
     auto info = decode_member_info(member.context);
-    if (!info || info->cluster_id != 0) continue;
-    last_cluster_id_attempt_ = now;
-    info->cluster_id = cluster_id;
-    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{
-        raft::ConfChangeType::kUpdateContext, member.id, encode_member_info(*info)});
-    if (r.ok()) spdlog::info("recording cluster id {:016x} for member {}", cluster_id, info->name);
-    return;  // the rest after this change (or, if refused, on a later pass)
+    if (info && info->cluster_id != 0) return true;
+    if (keeper == nullptr || member.id == id_) keeper = &member;
   }
-  cluster_ids_complete_version_ = raft_->membership_version();
+  if (keeper == nullptr) return true;  // nobody stays: nothing to keep
+  auto info = decode_member_info(keeper->context);
+  if (!info) return true;  // undecodable: nothing we could record it in
+  info->cluster_id = cluster_id_of(m);
+  const raft::ProposeResult r = raft_->propose_conf_change(
+      raft::ConfChange{raft::ConfChangeType::kUpdateContext, keeper->id, encode_member_info(*info)});
+  if (r.ok()) spdlog::info("recording cluster id {:016x} in member {} before a removal", info->cluster_id, info->name);
+  return false;
 }
 
 void Node::Impl::track_active_voters() {
@@ -1395,6 +1392,8 @@ void Node::Impl::remove_member(raft::NodeId id, bool force, int timeout_ms, Memb
                 MemberRefusal::kUnhealthy);
           }
         }
+        // Retried (run_membership_call) once the recorded id is committed.
+        if (!cluster_id_survives_removal(id)) return false;
         const raft::ProposeResult r =
             raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
         if (!r.ok()) return proposal_refused(r.error, cb);

@@ -576,32 +576,57 @@ TEST_F(NodeTest, ClusterIdIsFixedAtBootstrapAndSharedByEveryMember) {
 }
 
 // A data dir written before format 4 has no cluster id: every node derives
-// the old header value from the member ids, and the leader records it in
-// every member, so it stays put when the membership changes.
-TEST_F(NodeTest, ClusterIdOfAnOlderDataDirIsDerivedOnceAndRecorded) {
-  std::string v3;  // a's MemberInfo as format 3 wrote it
-  put_u8(v3, 3);
-  for (const char* f : {"a", "a:5000", "a:8000", "", ""}) put_string32(v3, f);
+// the old header value from the member ids, nothing is rewritten at once (a
+// node of the older version could not read format 4), members added later
+// record it, and before a removal it is recorded in a member that stays, so
+// the id never moves.
+TEST_F(NodeTest, ClusterIdOfAnOlderDataDirIsDerivedAndKeptAcrossChanges) {
   raft::Membership m;
-  m.members.push_back(raft::Member{node_id_for("a"), raft::MemberRole::kVoter, v3});
+  for (const char* name : {"a", "b"}) {
+    std::string v3;  // the MemberInfo as format 3 wrote it
+    put_u8(v3, 3);
+    for (const std::string& f : {std::string(name), std::string(name) + ":5000", std::string(name) + ":8000",
+                                 std::string(), std::string()}) {
+      put_string32(v3, f);
+    }
+    m.members.push_back(raft::Member{node_id_for(name), raft::MemberRole::kVoter, v3});
+  }
+  m = *raft::decode_membership(raft::encode_membership(m));  // sorted by id
   const uint64_t derived = cluster_id_of(m);
-  {
-    std::filesystem::create_directories(root_ / "a");
-    auto store = storage::LogStore::open((root_ / "a").string(), storage::LogStoreOptions{});
+  for (const char* name : {"a", "b"}) {
+    std::filesystem::create_directories(root_ / name);
+    auto store = storage::LogStore::open((root_ / name).string(), storage::LogStoreOptions{});
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     const raft::InitialState init = raft::bootstrap_state(m);
     ASSERT_TRUE(store.value()->persist(init.entries, init.hard_state, false).is_ok());
   }
-  Node& a = start("a", false);
-  EXPECT_EQ(a.status().cluster_id, derived);
-  ASSERT_TRUE(eventually([&] {
-    auto members = a.status().members;
-    return members.size() == 1 && members[0].info.cluster_id == derived;
-  }));
+  start("a", false);
   start("b", false);
-  ASSERT_TRUE(join("b").is_ok());
-  EXPECT_EQ(a.status().cluster_id, derived);  // the derivation would now give another value
-  ASSERT_TRUE(eventually([&] { return nodes_["b"]->status().cluster_id == derived; }));
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Node* l = leader();
+  EXPECT_EQ(l->status().cluster_id, derived);
+  for (const MemberStatus& x : l->status().members) EXPECT_EQ(x.info.cluster_id, 0u) << x.info.name;
+  Node& c = start("c", false);
+  ASSERT_TRUE(join("c").is_ok());
+  EXPECT_EQ(l->status().cluster_id, derived);  // derived from {a, b, c} it would be another value
+  ASSERT_TRUE(eventually([&] { return c.status().cluster_id == derived; }));
+  const std::string other = l == nodes_["a"].get() ? "b" : "a";
+  const std::string self = other == "a" ? "b" : "a";
+  ASSERT_TRUE(eventually([&] { return all_active(*l); }));
+  const Outcome removed = remove(*l, other);
+  ASSERT_TRUE(removed.status.is_ok()) << removed.status.to_string();
+  EXPECT_EQ(l->status().cluster_id, derived);
+  ASSERT_TRUE(eventually([&] { return all_active(*l); }));
+  ASSERT_TRUE(remove(*l, "c").status.is_ok());
+  // Alone now, and its own info records the id ({self} would derive another one).
+  const std::vector<MemberStatus> left = l->status().members;
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].info.name, self);
+  EXPECT_EQ(left[0].info.cluster_id, derived);
+  EXPECT_EQ(l->status().cluster_id, derived);
+  raft::Membership alone;
+  alone.members.push_back(raft::Member{node_id_for(self), raft::MemberRole::kVoter, ""});
+  EXPECT_NE(cluster_id_of(alone), derived);
 }
 
 // etcd's MemberAdd --learner: the learner is answered at once, is never
