@@ -1,6 +1,6 @@
-// The etcd v3 gRPC endpoint (-grpc-address): Cluster.MemberList and Maintenance.Status served from the node's status.
+// The etcd v3 gRPC endpoint (-grpc-address): the Cluster service (member list and changes) and Maintenance.Status.
 //
-// Every other method of etcd's services (KV, Watch, Lease, Cluster,
+// Every other method of etcd's services (KV, Watch, Lease, the rest of
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
 // message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
@@ -8,9 +8,14 @@
 // grpc++ and the generated code stay in grpc_server.cc: this header
 // includes neither, so kvnode.cc compiles without them.
 //
-// Threading: the gRPC server runs its own threads and only calls the
-// thread-safe Node::status(). Lifecycle: stop() (or the destructor) before
-// the Node is destroyed.
+// Cluster's member changes run on the leader (etcd/member_ops.h); a follower
+// forwards them to the leader's gRPC address and answers once its own view
+// shows the change.
+//
+// Threading: the gRPC server runs its own threads and only calls Node's
+// thread-safe calls, blocking a handler thread until the node calls back
+// (bounded by the call's deadline). Lifecycle: stop() (or the destructor)
+// before the Node is destroyed.
 #pragma once
 
 #include <memory>

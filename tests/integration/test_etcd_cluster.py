@@ -131,8 +131,6 @@ class EtcdClusterTest(ClusterTest):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.KV/Range is not implemented yet",
                       p.stderr)
-        p = etcdctl([follower.grpc], "member", "add", "x", "--peer-urls=http://127.0.0.1:1", check=False)
-        self.assertIn("code = Unimplemented", p.stderr)
 
     def test_gateway_member_list_and_status(self):
         nodes = self.start_cluster()
