@@ -94,8 +94,13 @@ grpc::Status to_grpc(const EtcdError& e) {
 // answers once its own view shows the change, with its own header (as etcd).
 class ClusterService final : public pb::Cluster::Service {
  public:
-  ClusterService(node::Node& node, std::string self_grpc_address)
-      : node_(node), self_grpc_address_(std::move(self_grpc_address)) {}
+  // member_credentials: for calls to other members' gRPC ports (grpc_tls.h):
+  // TLS when this node serves TLS, as every member then does.
+  ClusterService(node::Node& node, std::string self_grpc_address,
+                 std::shared_ptr<grpc::ChannelCredentials> member_credentials)
+      : node_(node),
+        self_grpc_address_(std::move(self_grpc_address)),
+        member_credentials_(std::move(member_credentials)) {}
 
   grpc::Status MemberList(grpc::ServerContext*, const pb::MemberListRequest*,
                           pb::MemberListResponse* resp) override {
@@ -242,14 +247,14 @@ class ClusterService final : public pb::Cluster::Service {
     auto it = channels_.find(address);
     if (it != channels_.end()) return it->second;
     if (channels_.size() >= kMaxForwardChannels) channels_.clear();
-    // Plaintext, as the listener (TLS for client listeners: issue 8's second half).
-    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    auto channel = grpc::CreateChannel(address, member_credentials_);
     channels_.emplace(address, channel);
     return channel;
   }
 
   node::Node& node_;
   const std::string self_grpc_address_;
+  const std::shared_ptr<grpc::ChannelCredentials> member_credentials_;
   std::mutex channels_mu_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
@@ -317,7 +322,8 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 }  // namespace
 
 struct GrpcServer::Impl {
-  Impl(node::Node& node, std::string address) : cluster(node, address), maintenance(node) {}
+  Impl(node::Node& node, std::string address, const std::optional<tls::TlsMaterial>& tls)
+      : cluster(node, std::move(address), member_channel_credentials(tls)), maintenance(node) {}
   ClusterService cluster;
   MaintenanceService maintenance;
   UnimplementedService rest;
@@ -329,7 +335,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms) {
-  auto impl = std::make_unique<Impl>(node, listen_address);
+  auto impl = std::make_unique<Impl>(node, listen_address, tls);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
