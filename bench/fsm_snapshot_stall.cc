@@ -44,13 +44,15 @@ Command put(std::string key, std::string value, std::string idempotency_key = ""
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 // The writer compacts to the current revision this often, as auto-compaction
-// would, so history stays bounded; compactions are timed apart from puts.
+// would, so history stays bounded. A compaction drops its versions in steps
+// (KvStateMachine::compact_step), which the writer runs after every put as
+// the node's loop does; the longest step is reported apart from the puts.
 constexpr uint64_t kCompactEveryWrites = 50'000;
 
 struct WriterStats {
   uint64_t writes = 0;
   std::vector<float> apply_us;  // every put's apply time
-  Clock::duration max_compaction{};
+  Clock::duration max_compaction{};  // the longest compaction apply or step
   uint64_t compactions = 0;
 
   double percentile_ms(double p) {
@@ -96,12 +98,14 @@ WriterStats run_writer(ckv::fsm::KvStateMachine& sm, std::atomic<bool>& stop, ui
       st.max_compaction = std::max(st.max_compaction, Clock::now() - c0);
       st.compactions++;
     }
+    const auto s0 = Clock::now();
+    if (sm.compact_step()) st.max_compaction = std::max(st.max_compaction, Clock::now() - s0);
   }
   return st;
 }
 
 void report(const char* what, WriterStats& st) {
-  std::printf("%s: %llu puts; apply p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms; %llu compactions, longest %.1f ms\n",
+  std::printf("%s: %llu puts; apply p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms; %llu compactions, longest step %.2f ms\n",
               what, static_cast<unsigned long long>(st.writes), st.percentile_ms(0.5), st.percentile_ms(0.99),
               st.percentile_ms(0.999), st.max_ms(), static_cast<unsigned long long>(st.compactions),
               ms(st.max_compaction));
