@@ -193,7 +193,7 @@ TEST(EtcdMemberOps, PeerUrlsMapToOneRaftAddress) {
 
 TEST(EtcdGatewayMembers, RequestFieldsAsProtobufsJsonMapping) {
   auto parse = [](const std::string& body, etcd::MemberRequest* out, const std::string& method = "POST") {
-    Request req{method, "/v3/cluster/member/add", body, false};
+    Request req{method, "/v3/cluster/member/add", body, false, std::nullopt};
     return parse_gateway_member_request(req, etcd::MemberCall::kAdd, out);
   };
   etcd::MemberRequest r;

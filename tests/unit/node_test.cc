@@ -738,6 +738,46 @@ TEST_F(NodeTest, MembershipCallWaitsForTheChangeBeforeIt) {
 // a member added as a voter by one leader is promoted by the next once it
 // catches up. Before, only the leader holding the /join's waiter promoted.
 TEST_F(NodeTest, NextLeaderPromotesAMemberAddedAsAVoter) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* first = leader();
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(eventually([&] { return all_active(*first); }));
+  ASSERT_TRUE(add(*first, "d", AddMode::kVoterAsync).status.is_ok());
+  std::string first_name;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() == first) first_name = name;
+  }
+  kill(first_name);  // hands leadership to another voter
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  start("d", false);
+  ASSERT_TRUE(eventually([&] {
+    Node* l = leader();
+    return l != nullptr && role_of(*l, "d") == "voter";
+  }));
+}
+
+// A follower answers a change the leader made only once its own status shows it.
+TEST_F(NodeTest, FollowerWaitsForItsConfigurationToShowAChange) {
+  start("a", true);
+  Node& b = start("b", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(eventually([&] { return all_active(*nodes_["a"]); }));
+  ASSERT_TRUE(add(*leader(), "c", AddMode::kLearner).status.is_ok());
+  std::promise<Status> seen;
+  const raft::NodeId c = node_id_for("c");
+  b.wait_for_configuration([c](const raft::Membership& applied) { return applied.is_learner(c); }, 5000,
+                           [&](Status s) { seen.set_value(std::move(s)); });
+  ASSERT_TRUE(seen.get_future().get().is_ok());
+  EXPECT_EQ(role_of(b, "c"), "learner");
+  std::promise<Status> never;
+  b.wait_for_configuration([](const raft::Membership&) { return false; }, 50,
+                           [&](Status s) { never.set_value(std::move(s)); });
+  EXPECT_EQ(never.get_future().get().code(), StatusCode::kTimeout);
+}
 
 // -auto-compaction-mode=periodic: the leader proposes compactions, and
 // every replica applies them at the same index.
@@ -823,41 +863,6 @@ TEST_F(NodeTest, RetryWithTheSameIdempotencyKeyAfterALeaderChangeIsNotAppliedAga
   start("c", false);
   ASSERT_TRUE(join("b").is_ok());
   ASSERT_TRUE(join("c").is_ok());
-  Node* first = leader();
-  ASSERT_NE(first, nullptr);
-  ASSERT_TRUE(eventually([&] { return all_active(*first); }));
-  ASSERT_TRUE(add(*first, "d", AddMode::kVoterAsync).status.is_ok());
-  std::string first_name;
-  for (auto& [name, n] : nodes_) {
-    if (n.get() == first) first_name = name;
-  }
-  kill(first_name);  // hands leadership to another voter
-  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
-  start("d", false);
-  ASSERT_TRUE(eventually([&] {
-    Node* l = leader();
-    return l != nullptr && role_of(*l, "d") == "voter";
-  }));
-}
-
-// A follower answers a change the leader made only once its own status shows it.
-TEST_F(NodeTest, FollowerWaitsForItsConfigurationToShowAChange) {
-  start("a", true);
-  Node& b = start("b", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(eventually([&] { return all_active(*nodes_["a"]); }));
-  ASSERT_TRUE(add(*leader(), "c", AddMode::kLearner).status.is_ok());
-  std::promise<Status> seen;
-  const raft::NodeId c = node_id_for("c");
-  b.wait_for_configuration([c](const raft::Membership& applied) { return applied.is_learner(c); }, 5000,
-                           [&](Status s) { seen.set_value(std::move(s)); });
-  ASSERT_TRUE(seen.get_future().get().is_ok());
-  EXPECT_EQ(role_of(b, "c"), "learner");
-  std::promise<Status> never;
-  b.wait_for_configuration([](const raft::Membership&) { return false; }, 50,
-                           [&](Status s) { never.set_value(std::move(s)); });
-  EXPECT_EQ(never.get_future().get().code(), StatusCode::kTimeout);
-
   Node* old = leader();
   ASSERT_NE(old, nullptr);
   auto first = write(*old, "k", "v1", 5000, "client-7:req-1");
