@@ -170,6 +170,10 @@ int main(int argc, char** argv) {
                  "can still record votes and commits while it refuses writes (0: none; see "
                  "docs/operations.md)")
       ->capture_default_str();
+  app.add_option("--wal-segment-bytes", opts.wal_segment_bytes,
+                 "size each WAL segment file is preallocated to; a batch that does not fit starts a new one "
+                 "(4096 to 16 GiB; see docs/operations.md)")
+      ->capture_default_str();
   ckv::transport::TcpTransportOptions transport_opts;
   app.add_option("--raft-inbound-buffer-bytes", transport_opts.max_inbound_buffer_bytes,
                  "most bytes all inbound raft streams together may buffer (partial frames); over it "
