@@ -154,8 +154,9 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
   const bool have_meta = ::stat(meta_path.c_str(), &st) == 0;
   if (!have_meta && errno != ENOENT) return io_error(meta_path, "stat");
   if (!have_meta && options.expect_existing) {
-    return Status(StatusCode::kCorrupt, "the log " + w->dir_ + " is missing (no " + meta_path +
-                                            "): this member lost its state and must be replaced" + docs_hint());
+    return Status(StatusCode::kCorrupt, "the log store " + w->dir_ +
+                                            " is missing: this member lost its state and must be replaced (" +
+                                            meta_path + " does not exist)" + docs_hint());
   }
   if (::mkdir(w->dir_.c_str(), 0755) != 0 && errno != EEXIST) return io_error(w->dir_, "mkdir");
 
@@ -289,19 +290,20 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
     if (last) {
       out.end_offset = scan.end_offset;
       if (scan.torn && repair) {
-        // Cut the incomplete batch off and re-zero the space, before
-        // anything is appended: its leftovers must never follow a new batch.
+        // Cut the incomplete batch off (zero it) before anything is
+        // appended: its leftovers must never follow a new batch.
         uint64_t dirty_end = file.size();
         while (dirty_end > scan.end_offset && file[dirty_end - 1] == 0) --dirty_end;
         repaired_bytes_ = dirty_end - scan.end_offset;
         spdlog::warn("{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was never "
                      "acknowledged (a crash during its write)",
                      path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
+        // Zeros written over the dirty bytes only: those blocks exist, so
+        // this works on a full disk too (a restart there must not fail).
         const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
         if (fd < 0) return io_error(path, "open");
-        Status s;
-        if (::ftruncate(fd, static_cast<off_t>(scan.end_offset)) != 0) s = io_error(path, "ftruncate");
-        if (s.is_ok()) s = preallocate(fd, std::max<uint64_t>(info.prealloc_bytes, scan.end_offset), path);
+        size_t written = 0;
+        Status s = pwrite_all(fd, std::string(repaired_bytes_, '\0'), scan.end_offset, path, &written);
         if (s.is_ok() && ::fdatasync(fd) != 0) s = io_error(path, "fdatasync");
         ::close(fd);
         if (!s.is_ok()) return s;
