@@ -34,10 +34,12 @@ class LogStorage {
   // contiguous. Damage is kCorrupt naming the file (and offset where there is one).
   virtual Result<std::vector<raft::Entry>> load_entries() = 0;
 
-  // Durable when it returns OK, in this order: if drop_all, delete every
-  // entry (an installed snapshot replaces the log, §7); delete entries with
-  // index >= entries.front().index (a leader overwrote them, §5.3); append
-  // entries; store the hard state if given. kNoSpace when the disk is full
+  // Durable when it returns OK (except a change of the hard state's commit
+  // index alone, which a crash may lose until the next durable call:
+  // commitIndex is volatile, Raft paper Figure 2). In this order: if
+  // drop_all, delete every entry (an installed snapshot replaces the log,
+  // §7); delete entries with index >= entries.front().index (a leader
+  // overwrote them, §5.3); append entries; store the hard state if given. kNoSpace when the disk is full
   // (nothing of it is then durable; the caller may retry the same call).
   virtual Status persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
                          bool drop_all) = 0;

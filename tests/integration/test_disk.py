@@ -223,6 +223,17 @@ class DiskTest(ClusterTest):
         for i in range(80):
             self.write_with_retry([n1], f"k{i}", f"v{i}")
         wait_for(lambda: n1.status()["snapshotIndex"] >= 40, 20, "a snapshot past index 40")
+
+        def settled():
+            # One snapshot, finished (the node took it: its index is the status's), and no
+            # next one due; else a snapshot being written at the kill leaves two files.
+            st = n1.status()
+            snaps = glob.glob(os.path.join(n1.data_dir, "snapshot-*.snap"))
+            return (len(snaps) == 1 and not glob.glob(os.path.join(n1.data_dir, "*.tmp")) and
+                    int(os.path.basename(snaps[0]).split("-")[1]) == st["snapshotIndex"] and
+                    st["appliedIndex"] - st["snapshotIndex"] < 20)
+
+        wait_for(settled, 20, "the last snapshot to finish")
         n1.kill(signal.SIGTERM)
         (snap,) = glob.glob(os.path.join(n1.data_dir, "snapshot-*.snap"))
         saved = snap + ".saved"

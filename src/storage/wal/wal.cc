@@ -394,8 +394,14 @@ Status Wal::persist(const std::vector<raft::Entry>& entries, const std::optional
     }
     return s;
   }
-  // The one sync of this batch (raft.h: persist before send).
-  if (options_.sync && ::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
+  // The one sync of this batch (raft.h: persist before send). A batch that
+  // changes only the commit index is written but not synced: commitIndex is
+  // volatile state (Raft paper, Figure 2), a restart takes the snapshot's
+  // index or learns it from the leader (etcd's MustSync makes the same
+  // choice); the next synced batch makes it durable along with its own.
+  const bool must_sync = !entries.empty() || drop_all ||
+                         (hard_state && (hard_state->term != hard_state_.term || hard_state->vote != hard_state_.vote));
+  if (options_.sync && must_sync && ::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
   offset_ += batch_.size();
   ++next_seq_;
   Segment& cur = segments_.back();

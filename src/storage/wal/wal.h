@@ -8,7 +8,8 @@
 // in wal_format.h.
 //
 // Costs: persist() is one pwrite and one fdatasync (the segment is
-// preallocated, so the sync writes no size change). Only a roll-over to a
+// preallocated, so the sync writes no size change); a persist that only
+// moves the commit index is one pwrite and no sync (log_storage.h). Only a roll-over to a
 // new segment (when a batch does not fit) and compact() add syncs: the new
 // file, the directory, and the metadata file.
 //
