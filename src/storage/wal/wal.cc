@@ -87,6 +87,28 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes) {
   return data;
 }
 
+// A segment is read whole, with its size known: one buffer, no regrowth.
+Result<std::string> read_segment(const std::string& path, uint64_t size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path, "open");
+  std::string data(size, '\0');
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, data.data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = io_error(path, "read");
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;  // shrank since the stat: what is left is what counts
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  data.resize(done);
+  return data;
+}
+
 }  // namespace
 
 struct Wal::Segment {
@@ -244,7 +266,7 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
       return corrupt(path, "is truncated: " + std::to_string(st.st_size) + " bytes, but it was made with " +
                                std::to_string(info.prealloc_bytes));
     }
-    auto data = read_file(path, SIZE_MAX);
+    auto data = read_segment(path, static_cast<uint64_t>(st.st_size));
     if (!data.is_ok()) return data.status();
     const std::string& file = data.value();
     auto header = wal::decode_segment_header(file);
@@ -253,7 +275,7 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
       return corrupt(path, "offset 0: holds segment " + std::to_string(header.value().seq) + ", not " +
                                std::to_string(info.seq));
     }
-    auto scanned = wal::scan_segment(file, expect_seq, last);
+    auto scanned = wal::scan_segment(file, expect_seq, last, meta_.first_index);
     if (!scanned.is_ok()) return corrupt(path, scanned.status().message());
     wal::SegmentScan& scan = scanned.value();
     if (!last && scan.last_seq == 0) return corrupt(path, "holds no complete batch, but a newer segment exists");
@@ -331,6 +353,11 @@ Result<std::vector<raft::Entry>> Wal::load_entries() {
 }
 
 Status Wal::roll_segment() {
+  if (segments_.size() >= wal::kMaxMetaSegments) {
+    return Status(StatusCode::kIo, dir_ + ": " + std::to_string(segments_.size()) +
+                                       " segments, the most the metadata file lists: the log is not being "
+                                       "compacted (are snapshots failing?)");
+  }
   const uint64_t seq = segments_.back().seq + 1;
   auto fd = create_segment(seq);
   if (!fd.is_ok()) return fd.status();

@@ -96,7 +96,8 @@ Parsed read_frame(std::string_view file, uint64_t pos, uint32_t salt) {
 
 // Decodes an intact frame's body. An intact frame with a bad body was
 // written that way (or forged): never a torn write, always kCorrupt.
-Status decode_record(std::string_view body, uint64_t offset, Record& r, uint64_t& commit_seq, uint64_t& commit_start) {
+Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_data_from, Record& r,
+                     uint64_t& commit_seq, uint64_t& commit_start) {
   ByteReader rd(body);
   uint8_t type = 0;
   (void)rd.u8(type);
@@ -118,7 +119,7 @@ Status decode_record(std::string_view body, uint64_t offset, Record& r, uint64_t
                                       std::to_string(kMaxStoredTerm));
       }
       r.entry.type = static_cast<raft::EntryType>(etype);
-      r.entry.data.assign(rd.rest());
+      if (r.entry.index >= keep_data_from) r.entry.data.assign(rd.rest());
       r.type = RecordType::kEntry;
       return Status::ok();
     }
@@ -238,7 +239,7 @@ void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_
   finish_record(out, at, salt);
 }
 
-Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last) {
+Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last, raft::Index keep_data_from) {
   auto header = decode_segment_header(file);
   if (!header.is_ok()) return corrupt_at(0, header.status().message());
   const uint32_t salt = header.value().salt;
@@ -253,7 +254,7 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
     Record r;
     uint64_t seq = 0;
     uint64_t start = 0;
-    if (Status s = decode_record(p.body, pos, r, seq, start); !s.is_ok()) return s;
+    if (Status s = decode_record(p.body, pos, keep_data_from, r, seq, start); !s.is_ok()) return s;
     if (r.type == RecordType::kCommit) {
       const uint64_t want = scan.last_seq != 0 ? scan.last_seq + 1 : expect_seq;
       if (want != 0 && seq != want) {

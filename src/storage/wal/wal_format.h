@@ -110,8 +110,11 @@ struct SegmentScan {
 // Scans one segment's bytes (the whole file, header included). expect_seq:
 // the seq its first batch must have (0: any, the oldest segment). last:
 // whether this is the newest segment (the only one that may have a torn
-// tail). kCorrupt messages start with "offset N: ".
-Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last);
+// tail). Entries below keep_data_from are checked but their data is not
+// copied (they are compacted; replay needs only their index and term).
+// kCorrupt messages start with "offset N: ".
+Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last,
+                                 raft::Index keep_data_from = 0);
 
 // The metadata file (wal/meta): the source of truth for which segments exist.
 //   "CKVWALMT" | format u8 (1) | crc32c u32 of the body | body:
@@ -127,7 +130,9 @@ struct WalMeta {
   std::map<std::string, std::string> records;  // get_meta / put_meta
 };
 inline constexpr size_t kMaxMetaFileBytes = size_t{1} << 20;
-inline constexpr size_t kMaxMetaSegments = 1 << 16;
+// 16 bytes each: the list stays well inside kMaxMetaFileBytes. At 64 MiB a
+// segment that is 2 TiB of uncompacted log.
+inline constexpr size_t kMaxMetaSegments = size_t{1} << 15;
 std::string encode_meta(const WalMeta& m);
 Result<WalMeta> decode_meta(std::string_view bytes);
 
