@@ -49,9 +49,8 @@ until [[ $(curl -fsS "http://127.0.0.1:${ports[3]}/status" | grep -o '"voter"' |
 api="http://127.0.0.1:${ports[3]}"
 wrk -t1 -c"$conns" -d2s -s bench/wrk/set.lua "$api" -- warm >/dev/null  # warm-up
 leader=${pids[0]}
-tids=$(ls /proc/"$leader"/task | sed 's/^/-p /' | tr '\n' ' ')
-# shellcheck disable=SC2086
-strace -c -f -e trace=fdatasync,fsync,write,pwrite64,pwritev,writev $tids -o "$tmp/strace.txt" &
+# -p attaches every thread of the process; -f follows threads started later.
+strace -c -f -e trace=fdatasync,fsync,write,pwrite64,pwritev,writev -p "$leader" -o "$tmp/strace.txt" 2>/dev/null &
 spid=$!
 sleep 0.5
 out=$(wrk -t1 -c"$conns" -d"${duration}s" -s bench/wrk/set.lua "$api" -- m)
