@@ -99,6 +99,30 @@ TEST_F(WalTest, PersistedStateSurvivesReopen) {
   EXPECT_EQ(w->repaired_bytes(), 0u);
 }
 
+// One fdatasync per persist() (issue 10), none when only the commit index
+// moves (volatile, Figure 2), one again for a vote or term change or a
+// batch that rolls over to a new segment.
+TEST_F(WalTest, OneSyncPerPersistNoneForCommitOnly) {
+  auto w = open();
+  ASSERT_TRUE(w->persist(entries(1, 3, 1), HardState{1, 1, 0}, false).is_ok());
+  EXPECT_EQ(w->batch_syncs(), 1u);
+  ASSERT_TRUE(w->persist({}, HardState{1, 1, 3}, false).is_ok());
+  EXPECT_EQ(w->batch_syncs(), 1u);
+  ASSERT_TRUE(w->persist({}, HardState{2, 1, 3}, false).is_ok());
+  EXPECT_EQ(w->batch_syncs(), 2u);
+  ASSERT_TRUE(w->persist({}, HardState{2, 3, 3}, false).is_ok());
+  EXPECT_EQ(w->batch_syncs(), 3u);
+  ASSERT_TRUE(w->persist({}, std::nullopt, true).is_ok());
+  EXPECT_EQ(w->batch_syncs(), 4u);
+  const size_t segments = w->segment_count();
+  ASSERT_TRUE(w->persist(entries(10, 30, 2, 300), std::nullopt, false).is_ok());
+  EXPECT_GT(w->segment_count(), segments);
+  EXPECT_EQ(w->batch_syncs(), 5u);
+  w.reset();
+  w = open();
+  EXPECT_EQ(w->load_hard_state().value(), (HardState{2, 3, 3}));
+}
+
 // §5.3: a conflicting suffix is replaced; the truncate record replays it after a restart.
 TEST_F(WalTest, TruncationIsReplayed) {
   auto want = entries(1, 5, 1);

@@ -428,7 +428,10 @@ Status Wal::persist(const std::vector<raft::Entry>& entries, const std::optional
   // choice); the next synced batch makes it durable along with its own.
   const bool must_sync = !entries.empty() || drop_all ||
                          (hard_state && (hard_state->term != hard_state_.term || hard_state->vote != hard_state_.vote));
-  if (options_.sync && must_sync && ::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
+  if (options_.sync && must_sync) {
+    ++batch_syncs_;
+    if (::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
+  }
   offset_ += batch_.size();
   ++next_seq_;
   Segment& cur = segments_.back();

@@ -65,6 +65,9 @@ class Wal final : public LogStorage {
   size_t segment_count() const;
   // Bytes cut off the newest segment by open() (0: the tail was clean).
   uint64_t repaired_bytes() const { return repaired_bytes_; }
+  // fdatasync calls made by persist() for its batches so far (segment
+  // creation and the metadata file are not counted): at most one per call.
+  uint64_t batch_syncs() const { return batch_syncs_; }
 
  private:
   struct Segment;
@@ -90,6 +93,7 @@ class Wal final : public LogStorage {
   std::optional<std::vector<raft::Entry>> loaded_;  // open()'s replay, handed out once by load_entries()
   std::string batch_;              // reused batch buffer
   uint64_t repaired_bytes_ = 0;
+  uint64_t batch_syncs_ = 0;
 };
 
 }  // namespace ckv::storage
