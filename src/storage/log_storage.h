@@ -41,8 +41,8 @@ class LogStorage {
   // §7); delete entries with index >= entries.front().index (a leader
   // overwrote them, §5.3); append entries; store the hard state if given. kNoSpace when the disk is full
   // (nothing of it is then durable; the caller may retry the same call).
-  virtual Status persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
-                         bool drop_all) = 0;
+  virtual Status persist(const std::vector<raft::Entry>& entries,
+                         const std::optional<raft::HardState>& hard_state, bool drop_all) = 0;
   // Entries with index < first_to_keep are no longer needed (after a snapshot).
   virtual Status compact(raft::Index first_to_keep) = 0;
 

@@ -1,12 +1,12 @@
 // Opening the WAL, and the one-time migration of an LMDB raft.mdb into it (see open_log.h).
 #include "storage/open_log.h"
 
+#include <cerrno>
+#include <filesystem>
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <filesystem>
 
 #include "storage/log_store.h"
 #include "storage/snapshot_file.h"
@@ -16,7 +16,7 @@ namespace ckv::storage {
 namespace {
 
 bool exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -34,7 +34,8 @@ Status retire_lmdb(const std::string& data_dir) {
   if (::rename(mdb.c_str(), retired.c_str()) != 0) return io_error(mdb, "rename");
   ::unlink((mdb + "-lock").c_str());  // LMDB's reader table: no data
   if (Status s = sync_dir(data_dir); !s.is_ok()) return s;
-  spdlog::info("{}: migrated to the WAL; kept the old file as {} (not read again; may be deleted)", mdb, retired);
+  spdlog::info("{}: migrated to the WAL; kept the old file as {} (not read again; may be deleted)",
+               mdb, retired);
   return Status::ok();
 }
 
@@ -88,7 +89,8 @@ Status migrate(const std::string& data_dir, const WalOptions& options) {
 
 }  // namespace
 
-Result<std::unique_ptr<LogStorage>> open_log_storage(const std::string& data_dir, const WalOptions& options) {
+Result<std::unique_ptr<LogStorage>> open_log_storage(const std::string& data_dir,
+                                                     const WalOptions& options) {
   const std::string mdb = data_dir + "/" + kLmdbFileName;
   const std::string wal_meta = data_dir + "/" + kWalDirName + "/meta";
   if (exists(mdb)) {

@@ -26,6 +26,7 @@ inline constexpr char kWalMigratingDirName[] = "wal.migrating";
 
 // Opens <data_dir>/wal (options.expect_existing as in WalOptions), migrating
 // <data_dir>/raft.mdb first when there is one.
-Result<std::unique_ptr<LogStorage>> open_log_storage(const std::string& data_dir, const WalOptions& options);
+Result<std::unique_ptr<LogStorage>> open_log_storage(const std::string& data_dir,
+                                                     const WalOptions& options);
 
 }  // namespace ckv::storage

@@ -1,10 +1,10 @@
 // CRC-32C: known answers (RFC 3720 B.4 and the "123456789" check value), and the hardware path equal to the table.
 #include "common/crc32c.h"
 
-#include <gtest/gtest.h>
-
 #include <random>
 #include <string>
+
+#include <gtest/gtest.h>
 
 namespace ckv {
 namespace {

@@ -1,9 +1,9 @@
 // Migration of a data dir written by the LMDB log store into the WAL: once, complete, and safe to interrupt at each step.
 #include "storage/open_log.h"
 
-#include <gtest/gtest.h>
-
 #include <filesystem>
+
+#include <gtest/gtest.h>
 
 #include "storage/log_store.h"
 
@@ -31,14 +31,16 @@ class OpenLogTest : public ::testing::Test {
     auto store = LogStore::open(dir_.string(), LogStoreOptions{uint64_t{1} << 30, true, false});
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     ASSERT_TRUE(store.value()->persist(log_, HardState{3, 2, 55}, false).is_ok());
-    ASSERT_TRUE(store.value()->persist(entries(41, 60, 3), std::nullopt, false).is_ok());  // §5.3 overwrite
+    ASSERT_TRUE(
+        store.value()->persist(entries(41, 60, 3), std::nullopt, false).is_ok());  // §5.3 overwrite
     ASSERT_TRUE(store.value()->compact(11).is_ok());
     ASSERT_TRUE(store.value()->put_meta("identity", "n1").is_ok());
   }
   static std::vector<Entry> entries(raft::Index from, raft::Index to, raft::Term term) {
     std::vector<Entry> out;
     for (raft::Index i = from; i <= to; ++i) {
-      out.push_back(Entry{term, i, i % 10 == 0 ? EntryType::kConfig : EntryType::kNormal, "v" + std::to_string(i)});
+      out.push_back(Entry{term, i, i % 10 == 0 ? EntryType::kConfig : EntryType::kNormal,
+                          "v" + std::to_string(i)});
     }
     return out;
   }

@@ -1,11 +1,11 @@
 // The WAL: replay after restart, truncation and drop-all records, roll-over and compaction, torn tails cut at every byte, damage refused.
 #include "storage/wal/wal.h"
 
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include <gtest/gtest.h>
 
 #include "storage/wal/wal_format.h"
 
@@ -29,7 +29,8 @@ class WalTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  Result<std::unique_ptr<Wal>> try_open(uint64_t segment_bytes = kSmallSegmentBytes, bool expect_existing = false) {
+  Result<std::unique_ptr<Wal>> try_open(uint64_t segment_bytes = kSmallSegmentBytes,
+                                        bool expect_existing = false) {
     WalOptions o;
     o.segment_bytes = segment_bytes;
     o.expect_existing = expect_existing;
@@ -46,7 +47,8 @@ class WalTest : public ::testing::Test {
     return es.is_ok() ? es.value() : std::vector<Entry>{};
   }
 
-  static std::vector<Entry> entries(raft::Index from, raft::Index to, raft::Term term, size_t bytes = 0) {
+  static std::vector<Entry> entries(raft::Index from, raft::Index to, raft::Term term,
+                                    size_t bytes = 0) {
     std::vector<Entry> out;
     for (raft::Index i = from; i <= to; ++i) {
       std::string data = "v" + std::to_string(i);
@@ -73,7 +75,8 @@ class WalTest : public ::testing::Test {
     size_t pos = wal::kSegmentHeaderBytes;
     while (pos + wal::kRecordHeaderBytes <= file.size()) {
       uint32_t len = 0;
-      for (int i = 3; i >= 0; --i) len = (len << 8) | static_cast<unsigned char>(file[pos + static_cast<size_t>(i)]);
+      for (int i = 3; i >= 0; --i)
+        len = (len << 8) | static_cast<unsigned char>(file[pos + static_cast<size_t>(i)]);
       if (len == 0) break;
       pos += wal::kRecordHeaderBytes + len;
     }
@@ -135,7 +138,8 @@ TEST_F(WalTest, TruncationIsReplayed) {
   }
   auto w = open();
   EXPECT_EQ(load(*w), want);
-  ASSERT_TRUE(w->persist(entries(8, 8, 2), std::nullopt, false).is_ok());  // appends after the replayed tail
+  ASSERT_TRUE(w->persist(entries(8, 8, 2), std::nullopt, false)
+                  .is_ok());  // appends after the replayed tail
   want.push_back(entries(8, 8, 2)[0]);
   EXPECT_EQ(load(*w), want);
 }
@@ -157,10 +161,12 @@ TEST_F(WalTest, DropAllIsReplayed) {
 TEST_F(WalTest, BatchesRollOverToNewSegments) {
   {
     auto w = open();
-    for (raft::Index i = 1; i <= 100; ++i) ASSERT_TRUE(w->persist(entries(i, i, 1, 200), HardState{1, 0, i}, false).is_ok());
+    for (raft::Index i = 1; i <= 100; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 200), HardState{1, 0, i}, false).is_ok());
     EXPECT_GT(w->segment_count(), 4u);
     // A batch bigger than a whole segment goes into one segment, which grows.
-    ASSERT_TRUE(w->persist(entries(101, 101, 1, 3 * kSmallSegmentBytes), std::nullopt, false).is_ok());
+    ASSERT_TRUE(
+        w->persist(entries(101, 101, 1, 3 * kSmallSegmentBytes), std::nullopt, false).is_ok());
   }
   EXPECT_TRUE(std::filesystem::exists(segment(1)));
   auto w = open();
@@ -175,7 +181,8 @@ TEST_F(WalTest, BatchesRollOverToNewSegments) {
 TEST_F(WalTest, CompactionDeletesWholeSegments) {
   auto w = open();
   ASSERT_TRUE(w->persist({}, HardState{4, 7, 0}, false).is_ok());  // only in segment 1
-  for (raft::Index i = 1; i <= 100; ++i) ASSERT_TRUE(w->persist(entries(i, i, 4, 200), std::nullopt, false).is_ok());
+  for (raft::Index i = 1; i <= 100; ++i)
+    ASSERT_TRUE(w->persist(entries(i, i, 4, 200), std::nullopt, false).is_ok());
   const size_t before = w->segment_count();
   ASSERT_TRUE(w->compact(90).is_ok());
   EXPECT_LT(w->segment_count(), before);
@@ -186,7 +193,8 @@ TEST_F(WalTest, CompactionDeletesWholeSegments) {
   EXPECT_EQ(load(*w), entries(90, 100, 4, 200));
   EXPECT_EQ(w->load_hard_state().value(), (HardState{4, 7, 0}));
   size_t files = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir_ / "wal")) files += f.path().extension() == ".wal";
+  for (const auto& f : std::filesystem::directory_iterator(dir_ / "wal"))
+    files += f.path().extension() == ".wal";
   EXPECT_EQ(files, w->segment_count());
 }
 
@@ -214,7 +222,8 @@ TEST_F(WalTest, MissingWalIsCorruptWhenExpected) {
 TEST_F(WalTest, MissingOrTruncatedSegmentIsCorrupt) {
   {
     auto w = open();
-    for (raft::Index i = 1; i <= 40; ++i) ASSERT_TRUE(w->persist(entries(i, i, 1, 200), std::nullopt, false).is_ok());
+    for (raft::Index i = 1; i <= 40; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 200), std::nullopt, false).is_ok());
   }
   const std::string saved = read(segment(1));
   for (uint64_t size : {kSmallSegmentBytes / 2, uint64_t{100}, uint64_t{0}}) {
@@ -222,7 +231,8 @@ TEST_F(WalTest, MissingOrTruncatedSegmentIsCorrupt) {
     auto w = try_open();
     ASSERT_FALSE(w.is_ok()) << size;
     EXPECT_EQ(w.status().code(), StatusCode::kCorrupt);
-    EXPECT_NE(w.status().message().find(segment(1).string()), std::string::npos) << w.status().message();
+    EXPECT_NE(w.status().message().find(segment(1).string()), std::string::npos)
+        << w.status().message();
     EXPECT_NE(w.status().message().find("truncated"), std::string::npos) << w.status().message();
   }
   std::filesystem::remove(segment(1));
@@ -242,11 +252,14 @@ TEST_F(WalTest, TermAboveTheCeilingIsCorrupt) {
   auto w = try_open();
   ASSERT_FALSE(w.is_ok());
   EXPECT_EQ(w.status().code(), StatusCode::kCorrupt);
-  EXPECT_NE(w.status().message().find("above the ceiling"), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find("above the ceiling"), std::string::npos)
+      << w.status().message();
   std::filesystem::remove_all(dir_ / "wal");
   {
     auto w2 = open();
-    ASSERT_TRUE(w2->persist({Entry{kMaxStoredTerm + 1, 1, EntryType::kNormal, "x"}}, std::nullopt, false).is_ok());
+    ASSERT_TRUE(
+        w2->persist({Entry{kMaxStoredTerm + 1, 1, EntryType::kNormal, "x"}}, std::nullopt, false)
+            .is_ok());
   }
   EXPECT_EQ(try_open().status().code(), StatusCode::kCorrupt);
 }
@@ -256,12 +269,13 @@ TEST_F(WalTest, TermAboveTheCeilingIsCorrupt) {
 TEST_F(WalTest, DamageBeforeTheLastBatchIsRefusedAtEveryByte) {
   {
     auto w = open();
-    for (raft::Index i = 1; i <= 8; ++i) ASSERT_TRUE(w->persist(entries(i, i, 1, 20), HardState{1, 1, i}, false).is_ok());
+    for (raft::Index i = 1; i <= 8; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 20), HardState{1, 1, i}, false).is_ok());
   }
   std::string file = read(segment(1));
   const size_t end = data_end(file);
-  const size_t last_batch = end - (wal::entry_record_bytes(entries(8, 8, 1, 20)[0]) + wal::kHardStateRecordBytes +
-                                   wal::kCommitRecordBytes);
+  const size_t last_batch = end - (wal::entry_record_bytes(entries(8, 8, 1, 20)[0]) +
+                                   wal::kHardStateRecordBytes + wal::kCommitRecordBytes);
   for (size_t at = 0; at < last_batch; ++at) {
     std::string bad = file;
     bad[at] ^= 0x20;
@@ -286,13 +300,15 @@ TEST_F(WalTest, FlippedByteInACompleteLastBatchIsRefused) {
   }
   std::string file = read(segment(1));
   const size_t end = data_end(file);
-  const size_t vote = end - wal::kCommitRecordBytes - wal::kHardStateRecordBytes + wal::kRecordHeaderBytes + 1 + 8;
+  const size_t vote =
+      end - wal::kCommitRecordBytes - wal::kHardStateRecordBytes + wal::kRecordHeaderBytes + 1 + 8;
   file[vote] ^= 0x01;
   write(segment(1), file);
   auto w = try_open();
   ASSERT_FALSE(w.is_ok());
   EXPECT_EQ(w.status().code(), StatusCode::kCorrupt);
-  EXPECT_NE(w.status().message().find("checksum mismatch"), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find("checksum mismatch"), std::string::npos)
+      << w.status().message();
 }
 
 // The crash-point test: the last batch cut at every byte offset, the rest
@@ -314,13 +330,15 @@ TEST_F(WalTest, TornLastBatchIsCutAtEveryByteOffset) {
   for (int garbage = 0; garbage < 2; ++garbage) {
     for (size_t cut = start; cut <= end; ++cut) {
       std::string torn = full.substr(0, cut);
-      for (size_t i = cut; i < full.size(); ++i) torn.push_back(garbage ? static_cast<char>(rng()) : '\0');
+      for (size_t i = cut; i < full.size(); ++i)
+        torn.push_back(garbage ? static_cast<char>(rng()) : '\0');
       // The byte at the cut must differ from what the complete write had (a
       // random byte matches it 1 time in 256, and the batch is then whole).
       if (garbage && cut < end && torn[cut] == full[cut]) torn[cut] = static_cast<char>(~full[cut]);
       write(segment(1), torn);
       auto w = try_open();
-      ASSERT_TRUE(w.is_ok()) << "cut at " << cut << (garbage ? " + garbage: " : ": ") << w.status().to_string();
+      ASSERT_TRUE(w.is_ok()) << "cut at " << cut << (garbage ? " + garbage: " : ": ")
+                             << w.status().to_string();
       auto want = entries(1, 3, 1, 100);
       HardState hs{1, 1, 2};
       // Cut inside the commit record's zero high bytes, zero-filled: the
@@ -331,9 +349,12 @@ TEST_F(WalTest, TornLastBatchIsCutAtEveryByteOffset) {
         hs = HardState{2, 1, 3};
       }
       const auto got_entries = load(*w.value());
-      ASSERT_EQ(got_entries, want) << "cut at " << cut << (garbage ? " + garbage" : "") << ": " << got_entries.size() << " entries, want " << want.size() << ", end " << end;
+      ASSERT_EQ(got_entries, want)
+          << "cut at " << cut << (garbage ? " + garbage" : "") << ": " << got_entries.size()
+          << " entries, want " << want.size() << ", end " << end;
       ASSERT_EQ(w.value()->load_hard_state().value(), hs) << "cut at " << cut;
-      ASSERT_EQ(w.value()->repaired_bytes() > 0, (cut > start && !whole) || garbage) << "cut at " << cut;
+      ASSERT_EQ(w.value()->repaired_bytes() > 0, (cut > start && !whole) || garbage)
+          << "cut at " << cut;
       if (cut % 7 == 0 || cut == end) {
         const raft::Index next = want.back().index + 1;
         ASSERT_TRUE(w.value()->persist(entries(next, next, 3), std::nullopt, false).is_ok());
@@ -370,7 +391,8 @@ TEST_F(WalTest, LastBatchWithAnUnwrittenBlockIsTorn) {
 TEST_F(WalTest, FuzzedSegmentsReplayAllOrAllButTheLastBatch) {
   {
     auto w = open();
-    for (raft::Index i = 1; i <= 10; ++i) ASSERT_TRUE(w->persist(entries(i, i, 1, 30), HardState{1, 0, i}, false).is_ok());
+    for (raft::Index i = 1; i <= 10; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 30), HardState{1, 0, i}, false).is_ok());
   }
   const std::string file = read(segment(1));
   const size_t end = data_end(file);
@@ -382,7 +404,9 @@ TEST_F(WalTest, FuzzedSegmentsReplayAllOrAllButTheLastBatch) {
     const size_t at = rng() % (end + 64);
     const size_t len = 1 + rng() % 64;
     for (size_t i = at; i < std::min(bad.size(), at + (kind == 0 ? 1 : len)); ++i) {
-      bad[i] = kind == 0 ? static_cast<char>(bad[i] ^ (1 << (rng() % 8))) : kind == 1 ? '\0' : static_cast<char>(rng());
+      bad[i] = kind == 0   ? static_cast<char>(bad[i] ^ (1 << (rng() % 8)))
+               : kind == 1 ? '\0'
+                           : static_cast<char>(rng());
     }
     write(segment(1), bad);
     auto w = try_open();
@@ -423,7 +447,8 @@ TEST_F(WalTest, MetaFileRoundTripAndDamage) {
     bad[i] ^= 0x04;
     EXPECT_FALSE(wal::decode_meta(bad).is_ok()) << i;
   }
-  for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(wal::decode_meta(bytes.substr(0, n)).is_ok()) << n;
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(wal::decode_meta(bytes.substr(0, n)).is_ok()) << n;
 }
 
 }  // namespace

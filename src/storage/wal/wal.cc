@@ -1,17 +1,17 @@
 // The write-ahead log's files: opening and replaying segments, appending batches, rolling over, compacting (see wal.h).
 #include "storage/wal/wal.h"
 
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cinttypes>
-#include <cstdio>
-#include <cstring>
 
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
@@ -33,7 +33,8 @@ Status corrupt(const std::string& path, const std::string& what) {
 // The seq of a segment file name, or 0 when name is not one.
 uint64_t segment_seq_of(const std::string& name) {
   const size_t suffix = sizeof(kSegmentSuffix) - 1;
-  if (name.size() != kSegmentNameDigits + suffix || name.compare(kSegmentNameDigits, suffix, kSegmentSuffix) != 0) {
+  if (name.size() != kSegmentNameDigits + suffix ||
+      name.compare(kSegmentNameDigits, suffix, kSegmentSuffix) != 0) {
     return 0;
   }
   uint64_t v = 0;
@@ -56,7 +57,8 @@ Status preallocate(int fd, uint64_t bytes, const std::string& path) {
   return Status::ok();
 }
 
-Status pwrite_all(int fd, std::string_view data, uint64_t offset, const std::string& path, size_t* written) {
+Status pwrite_all(int fd, std::string_view data, uint64_t offset, const std::string& path,
+                  size_t* written) {
   *written = 0;
   while (*written < data.size()) {
     const ssize_t n = ::pwrite(fd, data.data() + *written, data.size() - *written,
@@ -73,7 +75,8 @@ Result<uint32_t> random_salt() {
   for (;;) {
     const ssize_t n = ::getrandom(&salt, sizeof salt, 0);
     if (n == static_cast<ssize_t>(sizeof salt)) return salt;
-    if (n < 0 && errno != EINTR) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+    if (n < 0 && errno != EINTR)
+      return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
   }
 }
 
@@ -123,7 +126,7 @@ struct Wal::Replayed {
   raft::HardState hard_state;
   std::vector<raft::Entry> log;  // unfiltered
   uint64_t next_seq = 1;
-  uint64_t end_offset = 0;       // in the newest segment
+  uint64_t end_offset = 0;  // in the newest segment
   std::vector<Segment> segments;
 };
 
@@ -141,7 +144,9 @@ std::string Wal::segment_path(uint64_t seq) const {
 
 size_t Wal::segment_count() const { return segments_.size(); }
 
-Status Wal::write_meta() { return write_file_atomically(dir_, kMetaFileName, wal::encode_meta(meta_)); }
+Status Wal::write_meta() {
+  return write_file_atomically(dir_, kMetaFileName, wal::encode_meta(meta_));
+}
 
 Result<int> Wal::create_segment(uint64_t seq) {
   const std::string path = segment_path(seq);
@@ -152,7 +157,8 @@ Result<int> Wal::create_segment(uint64_t seq) {
   if (fd < 0) return io_error(path, "create");
   size_t written = 0;
   Status s = preallocate(fd, options_.segment_bytes, path);
-  if (s.is_ok()) s = pwrite_all(fd, wal::encode_segment_header({seq, salt.value()}), 0, path, &written);
+  if (s.is_ok())
+    s = pwrite_all(fd, wal::encode_segment_header({seq, salt.value()}), 0, path, &written);
   if (s.is_ok() && ::fdatasync(fd) != 0) s = io_error(path, "fdatasync");
   if (s.is_ok()) s = sync_dir(dir_);
   if (!s.is_ok()) {
@@ -165,20 +171,23 @@ Result<int> Wal::create_segment(uint64_t seq) {
 }
 
 Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOptions& options) {
-  if (options.segment_bytes < wal::kMinSegmentBytes || options.segment_bytes > wal::kMaxSegmentBytes) {
-    return Status(StatusCode::kInvalid, "WAL segment size " + std::to_string(options.segment_bytes) +
-                                            " is outside [" + std::to_string(wal::kMinSegmentBytes) + ", " +
-                                            std::to_string(wal::kMaxSegmentBytes) + "]");
+  if (options.segment_bytes < wal::kMinSegmentBytes ||
+      options.segment_bytes > wal::kMaxSegmentBytes) {
+    return Status(StatusCode::kInvalid,
+                  "WAL segment size " + std::to_string(options.segment_bytes) + " is outside [" +
+                      std::to_string(wal::kMinSegmentBytes) + ", " +
+                      std::to_string(wal::kMaxSegmentBytes) + "]");
   }
   auto w = std::unique_ptr<Wal>(new Wal(data_dir + "/" + kWalDirName, options));
   const std::string meta_path = w->dir_ + "/" + kMetaFileName;
-  struct stat st{};
+  struct stat st {};
   const bool have_meta = ::stat(meta_path.c_str(), &st) == 0;
   if (!have_meta && errno != ENOENT) return io_error(meta_path, "stat");
   if (!have_meta && options.expect_existing) {
-    return Status(StatusCode::kCorrupt, "the log store " + w->dir_ +
-                                            " is missing: this member lost its state and must be replaced (" +
-                                            meta_path + " does not exist)" + docs_hint());
+    return Status(StatusCode::kCorrupt,
+                  "the log store " + w->dir_ +
+                      " is missing: this member lost its state and must be replaced (" + meta_path +
+                      " does not exist)" + docs_hint());
   }
   if (::mkdir(w->dir_.c_str(), 0755) != 0 && errno != EEXIST) return io_error(w->dir_, "mkdir");
 
@@ -199,11 +208,14 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
       const uint64_t seq = segment_seq_of(name);
       bool stray = name == std::string(kMetaFileName) + ".tmp";
       if (seq != 0) {
-        stray = listed.segments.empty() || seq < listed.segments.front().seq || seq > listed.segments.back().seq;
+        stray = listed.segments.empty() || seq < listed.segments.front().seq ||
+                seq > listed.segments.back().seq;
       }
       if (stray) {
-        spdlog::info("{}: removing {} (left by an interrupted roll-over or compaction; never acknowledged data)",
-                     w->dir_, name);
+        spdlog::info(
+            "{}: removing {} (left by an interrupted roll-over or compaction; never acknowledged "
+            "data)",
+            w->dir_, name);
         if (::unlink((w->dir_ + "/" + name).c_str()) != 0) {
           ::closedir(d);
           return io_error(w->dir_ + "/" + name, "unlink");
@@ -257,13 +269,14 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
     const wal::SegmentInfo& info = meta_.segments[i];
     const bool last = i + 1 == meta_.segments.size();
     const std::string path = segment_path(info.seq);
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
       if (errno == ENOENT) return corrupt(path, "is missing, but " + dir_ + "/meta lists it");
       return io_error(path, "stat");
     }
     if (static_cast<uint64_t>(st.st_size) < info.prealloc_bytes) {
-      return corrupt(path, "is truncated: " + std::to_string(st.st_size) + " bytes, but it was made with " +
+      return corrupt(path, "is truncated: " + std::to_string(st.st_size) +
+                               " bytes, but it was made with " +
                                std::to_string(info.prealloc_bytes));
     }
     auto data = read_segment(path, static_cast<uint64_t>(st.st_size));
@@ -272,13 +285,14 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
     auto header = wal::decode_segment_header(file);
     if (!header.is_ok()) return corrupt(path, "offset 0: " + header.status().message());
     if (header.value().seq != info.seq) {
-      return corrupt(path, "offset 0: holds segment " + std::to_string(header.value().seq) + ", not " +
-                               std::to_string(info.seq));
+      return corrupt(path, "offset 0: holds segment " + std::to_string(header.value().seq) +
+                               ", not " + std::to_string(info.seq));
     }
     auto scanned = wal::scan_segment(file, expect_seq, last, meta_.first_index);
     if (!scanned.is_ok()) return corrupt(path, scanned.status().message());
     wal::SegmentScan& scan = scanned.value();
-    if (!last && scan.last_seq == 0) return corrupt(path, "holds no complete batch, but a newer segment exists");
+    if (!last && scan.last_seq == 0)
+      return corrupt(path, "holds no complete batch, but a newer segment exists");
     Segment seg{info.seq, header.value().salt, info.prealloc_bytes, scan.last_seq != 0, 0};
     for (wal::Record& rec : scan.records) {
       switch (rec.type) {
@@ -317,15 +331,17 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
         uint64_t dirty_end = file.size();
         while (dirty_end > scan.end_offset && file[dirty_end - 1] == 0) --dirty_end;
         repaired_bytes_ = dirty_end - scan.end_offset;
-        spdlog::warn("{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was never "
-                     "acknowledged (a crash during its write)",
-                     path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
+        spdlog::warn(
+            "{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was never "
+            "acknowledged (a crash during its write)",
+            path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
         // Zeros written over the dirty bytes only: those blocks exist, so
         // this works on a full disk too (a restart there must not fail).
         const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
         if (fd < 0) return io_error(path, "open");
         size_t written = 0;
-        Status s = pwrite_all(fd, std::string(repaired_bytes_, '\0'), scan.end_offset, path, &written);
+        Status s =
+            pwrite_all(fd, std::string(repaired_bytes_, '\0'), scan.end_offset, path, &written);
         if (s.is_ok() && ::fdatasync(fd) != 0) s = io_error(path, "fdatasync");
         ::close(fd);
         if (!s.is_ok()) return s;
@@ -354,9 +370,10 @@ Result<std::vector<raft::Entry>> Wal::load_entries() {
 
 Status Wal::roll_segment() {
   if (segments_.size() >= wal::kMaxMetaSegments) {
-    return Status(StatusCode::kIo, dir_ + ": " + std::to_string(segments_.size()) +
-                                       " segments, the most the metadata file lists: the log is not being "
-                                       "compacted (are snapshots failing?)");
+    return Status(StatusCode::kIo,
+                  dir_ + ": " + std::to_string(segments_.size()) +
+                      " segments, the most the metadata file lists: the log is not being "
+                      "compacted (are snapshots failing?)");
   }
   const uint64_t seq = segments_.back().seq + 1;
   auto fd = create_segment(seq);
@@ -375,25 +392,30 @@ Status Wal::roll_segment() {
   return Status::ok();
 }
 
-Status Wal::persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
-                    bool drop_all) {
+Status Wal::persist(const std::vector<raft::Entry>& entries,
+                    const std::optional<raft::HardState>& hard_state, bool drop_all) {
   if (entries.empty() && !hard_state && !drop_all) return Status::ok();
   for (size_t i = 1; i < entries.size(); ++i) {
     if (entries[i].index != entries[i - 1].index + 1) {
-      return Status(StatusCode::kInvalid, dir_ + ": persist: entries " + std::to_string(entries[i - 1].index) +
-                                              " and " + std::to_string(entries[i].index) + " are not contiguous");
+      return Status(StatusCode::kInvalid,
+                    dir_ + ": persist: entries " + std::to_string(entries[i - 1].index) + " and " +
+                        std::to_string(entries[i].index) + " are not contiguous");
     }
   }
   const bool empty = drop_all || log_empty_;
-  if (!entries.empty() && (entries.front().index == 0 || (!empty && entries.front().index > last_index_ + 1))) {
-    return Status(StatusCode::kInvalid, dir_ + ": persist: entry " + std::to_string(entries.front().index) +
-                                            " would leave a gap after " + std::to_string(last_index_));
+  if (!entries.empty() &&
+      (entries.front().index == 0 || (!empty && entries.front().index > last_index_ + 1))) {
+    return Status(StatusCode::kInvalid,
+                  dir_ + ": persist: entry " + std::to_string(entries.front().index) +
+                      " would leave a gap after " + std::to_string(last_index_));
   }
   const bool truncate = !entries.empty() && !empty && entries.front().index <= last_index_;
   size_t bytes = wal::kCommitRecordBytes + (drop_all ? wal::kDropAllRecordBytes : 0) +
-                 (truncate ? wal::kTruncateRecordBytes : 0) + (hard_state ? wal::kHardStateRecordBytes : 0);
+                 (truncate ? wal::kTruncateRecordBytes : 0) +
+                 (hard_state ? wal::kHardStateRecordBytes : 0);
   for (const raft::Entry& e : entries) bytes += wal::entry_record_bytes(e);
-  if (segments_.back().has_batch && offset_ + bytes + wal::kHardStateRecordBytes > segments_.back().prealloc_bytes) {
+  if (segments_.back().has_batch &&
+      offset_ + bytes + wal::kHardStateRecordBytes > segments_.back().prealloc_bytes) {
     if (Status s = roll_segment(); !s.is_ok()) return s;
   }
   const Segment& seg = segments_.back();
@@ -406,7 +428,8 @@ Status Wal::persist(const std::vector<raft::Entry>& entries, const std::optional
   if (drop_all) wal::append_drop_all_record(batch_, salt);
   if (truncate) wal::append_truncate_record(batch_, salt, entries.front().index);
   for (const raft::Entry& e : entries) wal::append_entry_record(batch_, salt, e);
-  if (hard_state || carry_hard_state) wal::append_hard_state_record(batch_, salt, hard_state ? *hard_state : hard_state_);
+  if (hard_state || carry_hard_state)
+    wal::append_hard_state_record(batch_, salt, hard_state ? *hard_state : hard_state_);
   wal::append_commit_record(batch_, salt, next_seq_, offset_);
 
   const std::string path = segment_path(seg.seq);
@@ -427,7 +450,8 @@ Status Wal::persist(const std::vector<raft::Entry>& entries, const std::optional
   // index or learns it from the leader (etcd's MustSync makes the same
   // choice); the next synced batch makes it durable along with its own.
   const bool must_sync = !entries.empty() || drop_all ||
-                         (hard_state && (hard_state->term != hard_state_.term || hard_state->vote != hard_state_.vote));
+                         (hard_state && (hard_state->term != hard_state_.term ||
+                                         hard_state->vote != hard_state_.vote));
   if (options_.sync && must_sync) {
     ++batch_syncs_;
     if (::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
@@ -461,7 +485,8 @@ Status Wal::compact(raft::Index first_to_keep) {
   }
   const wal::WalMeta before = meta_;
   meta_.first_index = first_to_keep;
-  meta_.segments.erase(meta_.segments.begin(), meta_.segments.begin() + static_cast<std::ptrdiff_t>(drop));
+  meta_.segments.erase(meta_.segments.begin(),
+                       meta_.segments.begin() + static_cast<std::ptrdiff_t>(drop));
   // The metadata file first: once it no longer lists a segment, a crash
   // before the unlink leaves a stray file that open() removes.
   if (Status s = write_meta(); !s.is_ok()) {
@@ -471,7 +496,8 @@ Status Wal::compact(raft::Index first_to_keep) {
   loaded_.reset();
   for (size_t i = 0; i < drop; ++i) {
     const std::string path = segment_path(segments_[i].seq);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) spdlog::warn("{}", io_error(path, "unlink").message());
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      spdlog::warn("{}", io_error(path, "unlink").message());
   }
   segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(drop));
   if (drop > 0) return sync_dir(dir_);

@@ -52,8 +52,8 @@ class Wal final : public LogStorage {
 
   Result<raft::HardState> load_hard_state() override;
   Result<std::vector<raft::Entry>> load_entries() override;
-  Status persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
-                 bool drop_all) override;
+  Status persist(const std::vector<raft::Entry>& entries,
+                 const std::optional<raft::HardState>& hard_state, bool drop_all) override;
   // Deletes whole segments whose entries are all below first_to_keep (never
   // the newest), and records first_to_keep in the metadata file.
   Status compact(raft::Index first_to_keep) override;
@@ -88,10 +88,11 @@ class Wal final : public LogStorage {
   uint64_t offset_ = 0;            // where the next batch goes in it
   uint64_t next_seq_ = 1;          // the next batch's seq
   raft::HardState hard_state_;
-  bool log_empty_ = true;          // unfiltered log (before the compaction point filter)
+  bool log_empty_ = true;  // unfiltered log (before the compaction point filter)
   raft::Index last_index_ = 0;
-  std::optional<std::vector<raft::Entry>> loaded_;  // open()'s replay, handed out once by load_entries()
-  std::string batch_;              // reused batch buffer
+  std::optional<std::vector<raft::Entry>>
+      loaded_;         // open()'s replay, handed out once by load_entries()
+  std::string batch_;  // reused batch buffer
   uint64_t repaired_bytes_ = 0;
   uint64_t batch_syncs_ = 0;
 };

@@ -20,12 +20,14 @@ constexpr size_t kMaxMetaKeyBytes = 4096;
 
 uint32_t get_u32(std::string_view s, size_t at) {
   uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
+  for (int i = 3; i >= 0; --i)
+    v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
   return v;
 }
 uint64_t get_u64(std::string_view s, size_t at) {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
+  for (int i = 7; i >= 0; --i)
+    v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
   return v;
 }
 void set_u32(std::string& s, size_t at, uint32_t v) {
@@ -124,8 +126,8 @@ Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_da
       return Status::ok();
     }
     case RecordType::kHardState:
-      if (!rd.u64le(r.hard_state.term) || !rd.u64le(r.hard_state.vote) || !rd.u64le(r.hard_state.commit) ||
-          !rd.at_end()) {
+      if (!rd.u64le(r.hard_state.term) || !rd.u64le(r.hard_state.vote) ||
+          !rd.u64le(r.hard_state.commit) || !rd.at_end()) {
         return corrupt_at(offset, "hard state record is malformed");
       }
       if (r.hard_state.term > kMaxStoredTerm) {
@@ -135,7 +137,8 @@ Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_da
       r.type = RecordType::kHardState;
       return Status::ok();
     case RecordType::kTruncate:
-      if (!rd.u64le(r.from) || !rd.at_end() || r.from == 0) return corrupt_at(offset, "truncate record is malformed");
+      if (!rd.u64le(r.from) || !rd.at_end() || r.from == 0)
+        return corrupt_at(offset, "truncate record is malformed");
       r.type = RecordType::kTruncate;
       return Status::ok();
     case RecordType::kDropAll:
@@ -153,10 +156,12 @@ Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_da
 }
 
 // An intact commit record at pos, if there is one: (seq, batch start).
-std::optional<std::pair<uint64_t, uint64_t>> commit_at(std::string_view file, uint64_t pos, uint32_t salt) {
+std::optional<std::pair<uint64_t, uint64_t>> commit_at(std::string_view file, uint64_t pos,
+                                                       uint32_t salt) {
   if (file.size() - pos < kCommitRecordBytes) return std::nullopt;
   if (get_u32(file, pos) != kCommitRecordBytes - kRecordHeaderBytes ||
-      static_cast<uint8_t>(file[pos + kRecordHeaderBytes]) != static_cast<uint8_t>(RecordType::kCommit)) {
+      static_cast<uint8_t>(file[pos + kRecordHeaderBytes]) !=
+          static_cast<uint8_t>(RecordType::kCommit)) {
     return std::nullopt;
   }
   Parsed p = read_frame(file, pos, salt);
@@ -188,7 +193,8 @@ std::string encode_segment_header(const SegmentHeader& h) {
 
 Result<SegmentHeader> decode_segment_header(std::string_view bytes) {
   if (bytes.size() < kSegmentHeaderBytes) {
-    return Status(StatusCode::kCorrupt, "segment header cut short (" + std::to_string(bytes.size()) + " bytes)");
+    return Status(StatusCode::kCorrupt,
+                  "segment header cut short (" + std::to_string(bytes.size()) + " bytes)");
   }
   if (bytes.substr(0, kMagicBytes) != std::string_view(kSegmentMagic, kMagicBytes)) {
     return Status(StatusCode::kCorrupt, "not a WAL segment (bad magic)");
@@ -197,7 +203,8 @@ Result<SegmentHeader> decode_segment_header(std::string_view bytes) {
     return Status(StatusCode::kCorrupt, "segment header checksum mismatch");
   }
   if (get_u32(bytes, 8) != kSegmentFormat) {
-    return Status(StatusCode::kCorrupt, "unknown segment format " + std::to_string(get_u32(bytes, 8)));
+    return Status(StatusCode::kCorrupt,
+                  "unknown segment format " + std::to_string(get_u32(bytes, 8)));
   }
   return SegmentHeader{get_u64(bytes, 12), get_u32(bytes, 20)};
 }
@@ -211,7 +218,9 @@ void append_entry_record(std::string& out, uint32_t salt, const raft::Entry& e) 
   finish_record(out, at, salt);
 }
 
-size_t entry_record_bytes(const raft::Entry& e) { return kRecordHeaderBytes + 1 + 17 + e.data.size(); }
+size_t entry_record_bytes(const raft::Entry& e) {
+  return kRecordHeaderBytes + 1 + 17 + e.data.size();
+}
 
 void append_hard_state_record(std::string& out, uint32_t salt, const raft::HardState& hs) {
   const size_t at = begin_record(out, RecordType::kHardState);
@@ -239,7 +248,8 @@ void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_
   finish_record(out, at, salt);
 }
 
-Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last, raft::Index keep_data_from) {
+Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last,
+                                 raft::Index keep_data_from) {
   auto header = decode_segment_header(file);
   if (!header.is_ok()) return corrupt_at(0, header.status().message());
   const uint32_t salt = header.value().salt;
@@ -258,12 +268,13 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
     if (r.type == RecordType::kCommit) {
       const uint64_t want = scan.last_seq != 0 ? scan.last_seq + 1 : expect_seq;
       if (want != 0 && seq != want) {
-        return corrupt_at(pos, "batch " + std::to_string(seq) + " where batch " + std::to_string(want) +
-                                   " was expected: batches are missing");
+        return corrupt_at(pos, "batch " + std::to_string(seq) + " where batch " +
+                                   std::to_string(want) + " was expected: batches are missing");
       }
       if (start != batch_start) {
-        return corrupt_at(pos, "commit record of batch " + std::to_string(seq) + " names a batch at offset " +
-                                   std::to_string(start) + ", not " + std::to_string(batch_start));
+        return corrupt_at(pos, "commit record of batch " + std::to_string(seq) +
+                                   " names a batch at offset " + std::to_string(start) + ", not " +
+                                   std::to_string(batch_start));
       }
       if (scan.first_seq == 0) scan.first_seq = seq;
       scan.last_seq = seq;
@@ -283,8 +294,9 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
   std::optional<uint64_t> own_commit;  // the commit record of the batch reading stopped in
   for (uint64_t o = pos + 1; o + kCommitRecordBytes <= file.size(); ++o) {
     // Only a commit record's length byte can start one (0x11): skip the rest fast.
-    const void* hit = std::memchr(file.data() + o, static_cast<int>(kCommitRecordBytes - kRecordHeaderBytes),
-                                  file.size() - kCommitRecordBytes + 1 - o);
+    const void* hit =
+        std::memchr(file.data() + o, static_cast<int>(kCommitRecordBytes - kRecordHeaderBytes),
+                    file.size() - kCommitRecordBytes + 1 - o);
     if (hit == nullptr) break;
     o = static_cast<uint64_t>(static_cast<const char*>(hit) - file.data());
     auto c = commit_at(file, o, salt);
@@ -294,14 +306,17 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
       continue;
     }
     const std::string why = p.read == Read::kBad ? p.why : "unexpected zeros";
-    return corrupt_at(pos, why + ", but an intact later batch (" + std::to_string(c->first) + ") follows at offset " +
-                               std::to_string(o) + ": the log is damaged before its end");
+    return corrupt_at(pos, why + ", but an intact later batch (" + std::to_string(c->first) +
+                               ") follows at offset " + std::to_string(o) +
+                               ": the log is damaged before its end");
   }
   if (clean && !own_commit) return scan;
   scan.stop_offset = pos;
   scan.stop_reason = p.read == Read::kBad ? p.why : "zeros inside a batch";
   if (!last) {
-    return corrupt_at(pos, scan.stop_reason + " in a segment that is not the newest (its batches were all synced)");
+    return corrupt_at(
+        pos,
+        scan.stop_reason + " in a segment that is not the newest (its batches were all synced)");
   }
   if (own_commit) {
     // The batch's own commit reached the disk, so its write did: a bad
@@ -309,8 +324,9 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
     const bool zero_header = pos + kRecordHeaderBytes <= file.size() && get_u32(file, pos) == 0 &&
                              get_u32(file, pos + 4) == 0;
     if (!zero_header && !has_unwritten_block(file, pos, *own_commit)) {
-      return corrupt_at(pos, scan.stop_reason + " inside batch " + std::to_string(want == 0 ? 0 : want) +
-                                 ", whose commit record at offset " + std::to_string(*own_commit) + " is intact");
+      return corrupt_at(
+          pos, scan.stop_reason + " inside batch " + std::to_string(want == 0 ? 0 : want) +
+                   ", whose commit record at offset " + std::to_string(*own_commit) + " is intact");
     }
   }
   scan.torn = true;
@@ -339,7 +355,8 @@ std::string encode_meta(const WalMeta& m) {
 
 Result<WalMeta> decode_meta(std::string_view bytes) {
   auto bad = [](const std::string& what) { return Status(StatusCode::kCorrupt, what); };
-  if (bytes.size() > kMaxMetaFileBytes) return bad("larger than " + std::to_string(kMaxMetaFileBytes) + " bytes");
+  if (bytes.size() > kMaxMetaFileBytes)
+    return bad("larger than " + std::to_string(kMaxMetaFileBytes) + " bytes");
   ByteReader r(bytes);
   std::string magic;
   uint8_t format = 0;
@@ -347,12 +364,14 @@ Result<WalMeta> decode_meta(std::string_view bytes) {
   if (!r.bytes(kMagicBytes, magic) || magic != std::string_view(kMetaMagic, kMagicBytes)) {
     return bad("not a WAL metadata file (bad magic or empty)");
   }
-  if (!r.u8(format) || format != kMetaFormat) return bad("unknown format " + std::to_string(format));
+  if (!r.u8(format) || format != kMetaFormat)
+    return bad("unknown format " + std::to_string(format));
   if (!r.u32le(crc)) return bad("cut short");
   if (crc32c(r.rest()) != crc) return bad("checksum mismatch");
   WalMeta m;
   uint32_t n = 0;
-  if (!r.u64le(m.first_index) || !r.u32le(n) || n == 0 || n > kMaxMetaSegments) return bad("bad segment list");
+  if (!r.u64le(m.first_index) || !r.u32le(n) || n == 0 || n > kMaxMetaSegments)
+    return bad("bad segment list");
   for (uint32_t i = 0; i < n; ++i) {
     SegmentInfo s;
     if (!r.u64le(s.seq) || !r.u64le(s.prealloc_bytes)) return bad("segment list cut short");
@@ -360,7 +379,8 @@ Result<WalMeta> decode_meta(std::string_view bytes) {
       return bad("segment list is not contiguous at segment " + std::to_string(s.seq));
     }
     if (s.prealloc_bytes < kMinSegmentBytes || s.prealloc_bytes > kMaxSegmentBytes) {
-      return bad("segment " + std::to_string(s.seq) + " has an out-of-range size " + std::to_string(s.prealloc_bytes));
+      return bad("segment " + std::to_string(s.seq) + " has an out-of-range size " +
+                 std::to_string(s.prealloc_bytes));
     }
     m.segments.push_back(s);
   }
@@ -368,7 +388,8 @@ Result<WalMeta> decode_meta(std::string_view bytes) {
   for (uint32_t i = 0; i < n; ++i) {
     std::string k;
     std::string v;
-    if (!r.string32(k, kMaxMetaKeyBytes) || !r.string32(v, kMaxMetaFileBytes)) return bad("records cut short");
+    if (!r.string32(k, kMaxMetaKeyBytes) || !r.string32(v, kMaxMetaFileBytes))
+      return bad("records cut short");
     m.records[k] = std::move(v);
   }
   if (!r.at_end()) return bad("trailing bytes");

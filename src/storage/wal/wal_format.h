@@ -65,7 +65,13 @@ inline constexpr uint32_t kMaxRecordBytes = uint32_t{1} << 30;
 // all zero inside a batch means pages of it never reached the disk.
 inline constexpr size_t kUnwrittenBlockBytes = 512;
 
-enum class RecordType : uint8_t { kEntry = 1, kHardState = 2, kTruncate = 3, kDropAll = 4, kCommit = 5 };
+enum class RecordType : uint8_t {
+  kEntry = 1,
+  kHardState = 2,
+  kTruncate = 3,
+  kDropAll = 4,
+  kCommit = 5
+};
 
 struct SegmentHeader {
   uint64_t seq = 0;
@@ -91,20 +97,21 @@ inline constexpr size_t kCommitRecordBytes = kRecordHeaderBytes + 1 + 16;
 // One decoded record of a complete batch.
 struct Record {
   RecordType type = RecordType::kEntry;
-  uint64_t offset = 0;      // where it starts in the segment
-  raft::Entry entry;        // kEntry
+  uint64_t offset = 0;         // where it starts in the segment
+  raft::Entry entry;           // kEntry
   raft::HardState hard_state;  // kHardState
-  raft::Index from = 0;     // kTruncate
+  raft::Index from = 0;        // kTruncate
 };
 
 struct SegmentScan {
   std::vector<Record> records;  // of complete batches, in order (commit records left out)
   uint64_t first_seq = 0;       // seq of the first and last complete batch; 0 when none
   uint64_t last_seq = 0;
-  uint64_t end_offset = kSegmentHeaderBytes;  // just after the last complete batch: appends continue here
-  bool torn = false;            // bytes after end_offset belong to an incomplete last batch
-  uint64_t stop_offset = 0;     // where reading stopped
-  std::string stop_reason;      // why (for the repair log line); empty at a clean end
+  uint64_t end_offset =
+      kSegmentHeaderBytes;   // just after the last complete batch: appends continue here
+  bool torn = false;         // bytes after end_offset belong to an incomplete last batch
+  uint64_t stop_offset = 0;  // where reading stopped
+  std::string stop_reason;   // why (for the repair log line); empty at a clean end
 };
 
 // Scans one segment's bytes (the whole file, header included). expect_seq:
@@ -125,8 +132,8 @@ struct SegmentInfo {
   uint64_t prealloc_bytes = 0;
 };
 struct WalMeta {
-  raft::Index first_index = 0;  // compaction point: entries below it are gone
-  std::vector<SegmentInfo> segments;  // ascending seq, contiguous
+  raft::Index first_index = 0;                 // compaction point: entries below it are gone
+  std::vector<SegmentInfo> segments;           // ascending seq, contiguous
   std::map<std::string, std::string> records;  // get_meta / put_meta
 };
 inline constexpr size_t kMaxMetaFileBytes = size_t{1} << 20;
