@@ -1,11 +1,13 @@
 // The WAL: replay after restart, truncation and drop-all records, roll-over and compaction, torn tails cut at every byte, damage refused.
 #include "storage/wal/wal.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include "storage/wal/wal_format.h"
 
@@ -124,6 +126,59 @@ TEST_F(WalTest, OneSyncPerPersistNoneForCommitOnly) {
   w.reset();
   w = open();
   EXPECT_EQ(w->load_hard_state().value(), (HardState{2, 3, 3}));
+}
+
+// A full disk (a small tmpfs; needs root, else skipped): a new segment
+// cannot be made, so a small batch goes into the current segment's last
+// block; when even that is full, a batch that only moves the commit index
+// is dropped (volatile, like a crash losing it), anything else is kNoSpace
+// and nothing of it counts; once space returns, writing resumes.
+TEST_F(WalTest, FullDiskUsesTheLastBlockThenDropsOnlyCommitOnlyBatches) {
+  const std::filesystem::path mnt = dir_ / "small";
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  WalOptions o;
+  o.segment_bytes = kSmallSegmentBytes;
+  auto w = Wal::open(mnt.string(), o);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  // One batch bigger than a segment: the file ends inside a partly used page.
+  ASSERT_TRUE(w.value()->persist(entries(1, 1, 1, 2 * kSmallSegmentBytes), HardState{1, 1, 0}, false).is_ok());
+  {
+    std::ofstream filler(mnt / "filler", std::ios::binary);
+    const std::string page(4096, 'f');
+    while (filler.write(page.data(), static_cast<std::streamsize>(page.size())) && filler.flush()) {
+    }
+  }
+  {
+    std::ofstream filler(mnt / "filler2", std::ios::binary);
+    while (filler.put('f') && filler.flush()) {
+    }
+  }
+  // A vote change fits in the last page of the current segment.
+  ASSERT_TRUE(w.value()->persist({}, HardState{2, 3, 1}, false).is_ok());
+  // Commit-only batches: written while the page has room, then dropped, never an error.
+  for (raft::Index c = 1; c <= 200; ++c) {
+    ASSERT_TRUE(w.value()->persist({}, HardState{2, 3, c}, false).is_ok()) << c;
+  }
+  // A term change or an entry with the disk really full: kNoSpace.
+  Status s = w.value()->persist(entries(2, 2, 2, 100), HardState{3, 0, 200}, false);
+  ASSERT_EQ(s.code(), StatusCode::kNoSpace) << s.to_string();
+  EXPECT_NE(s.message().find("No space left on device"), std::string::npos) << s.message();
+  std::filesystem::remove(mnt / "filler");
+  ASSERT_TRUE(w.value()->persist(entries(2, 2, 2, 100), HardState{3, 0, 200}, false).is_ok());
+  w.value().reset();
+  auto again = Wal::open(mnt.string(), o);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  auto want = entries(1, 1, 1, 2 * kSmallSegmentBytes);
+  want.push_back(entries(2, 2, 2, 100)[0]);
+  EXPECT_EQ(load(*again.value()), want);
+  EXPECT_EQ(again.value()->load_hard_state().value(), (HardState{3, 0, 200}));
 }
 
 // §5.3: a conflicting suffix is replaced; the truncate record replays it after a restart.

@@ -414,9 +414,30 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
                  (truncate ? wal::kTruncateRecordBytes : 0) +
                  (hard_state ? wal::kHardStateRecordBytes : 0);
   for (const raft::Entry& e : entries) bytes += wal::entry_record_bytes(e);
+  // Decided before anything is written (it compares with the stored state).
+  // A batch that changes only the commit index is written but not synced:
+  // commitIndex is volatile state (Raft paper, Figure 2), a restart takes
+  // the snapshot's index or learns it from the leader (etcd's MustSync makes
+  // the same choice); the next synced batch makes it durable with its own.
+  const bool must_sync = !entries.empty() || drop_all ||
+                         (hard_state && (hard_state->term != hard_state_.term ||
+                                         hard_state->vote != hard_state_.vote));
+  // On a full disk such a batch is dropped rather than failed: losing it is
+  // what a crash may do anyway, and a follower that must not take entries
+  // (disk full) still has to follow the leader's commit index.
+  auto dropped_for_space = [&](const Status& s) {
+    if (must_sync || s.code() != StatusCode::kNoSpace) return false;
+    if (hard_state) hard_state_ = *hard_state;  // carried by the next segment's first batch
+    return true;
+  };
   if (segments_.back().has_batch &&
       offset_ + bytes + wal::kHardStateRecordBytes > segments_.back().prealloc_bytes) {
-    if (Status s = roll_segment(); !s.is_ok()) return s;
+    if (Status s = roll_segment(); !s.is_ok()) {
+      // No room for a new segment: the batch may still fit past the end of
+      // this one, in the file's last allocated block (a small hard state
+      // does). If it needs new blocks, that write fails with ENOSPC below.
+      if (s.code() != StatusCode::kNoSpace) return s;
+    }
   }
   const Segment& seg = segments_.back();
   // Each segment's first batch carries the hard state, so that compaction,
@@ -442,16 +463,10 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
       size_t ignored = 0;
       (void)pwrite_all(fd_, zeros, offset_, path, &ignored);
     }
+    if (dropped_for_space(s)) return Status::ok();
     return s;
   }
-  // The one sync of this batch (raft.h: persist before send). A batch that
-  // changes only the commit index is written but not synced: commitIndex is
-  // volatile state (Raft paper, Figure 2), a restart takes the snapshot's
-  // index or learns it from the leader (etcd's MustSync makes the same
-  // choice); the next synced batch makes it durable along with its own.
-  const bool must_sync = !entries.empty() || drop_all ||
-                         (hard_state && (hard_state->term != hard_state_.term ||
-                                         hard_state->vote != hard_state_.vote));
+  // The one sync of this batch (raft.h: persist before send).
   if (options_.sync && must_sync) {
     ++batch_syncs_;
     if (::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
