@@ -11,6 +11,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # strace: bench/write_syscalls.sh counts the leader's syscalls per write.
   curl wrk python3 iptables strace
+  # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
+  libssl-dev openssl
   # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place
   # (cmake/EtcdProtos.cmake): etcd's own, gogoproto, google/api annotations.
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev

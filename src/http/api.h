@@ -20,6 +20,10 @@
 
 #include "node/node.h"
 
+namespace ckv::etcd {
+enum class MemberCall : uint8_t;
+}
+
 namespace ckv::http {
 
 // Set on a request one node forwards to another, so that a request is
@@ -69,6 +73,8 @@ class Api {
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                      Reply reply);
   void handle_status(Reply reply);
+  // etcd's /v3/cluster/member/{add,remove,promote,update} (etcd_gateway.h).
+  void handle_gateway_member_change(const Request& req, etcd::MemberCall call, Reply reply);
   void add_member(node::MemberInfo info, Reply reply);
   void propose(fsm::Command c, Reply reply);
   // Writes and joins go to the leader. Returns true (and replies) when this
