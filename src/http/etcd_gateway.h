@@ -1,10 +1,10 @@
-// etcd's JSON gateway under /v3/ on the HTTP API port: member list and status served, the rest UNIMPLEMENTED.
+// etcd's JSON gateway under /v3/ on the HTTP API port: member list and status here, KV in etcd_kv_gateway.h, the rest UNIMPLEMENTED.
 //
 // Bodies follow etcd 3.4's grpc-gateway as a real etcd emits them: field
 // names as in rpc.proto (cluster_id, dbSize, peerURLs), 64-bit integers as
 // strings, zero values and empty lists omitted; errors as
 // {"error","message","code"} with the gRPC code and grpc-gateway's HTTP
-// status (InvalidArgument 400, NotFound 404, Unimplemented 501).
+// status (gateway_http_status: InvalidArgument 400, NotFound 404, Unimplemented 501).
 #pragma once
 
 #include <functional>
@@ -22,6 +22,16 @@ inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
 Response etcd_gateway(const Request& req, const std::string& path,
                       const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address);
+
+// Whether path is one of KV's five routes (/v3/kv/range, put, deleterange, txn, compaction).
+bool is_etcd_kv_route(const std::string& path);
+
+// grpc-gateway's HTTP status for a gRPC code (its runtime.HTTPStatusFromCode,
+// as the etcd 3.4 Debian ships is built with: OutOfRange 400,
+// Unavailable 503, FailedPrecondition 412, ResourceExhausted 429, ...).
+unsigned gateway_http_status(int grpc_code);
+// {"error": message, "message": message, "code": grpc_code} with that status.
+Response gateway_error(unsigned http_status, int grpc_code, const std::string& message);
 
 // The JSON bodies, exposed for the unit tests.
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address);

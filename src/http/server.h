@@ -24,6 +24,10 @@
 #include "common/status.h"
 #include "node/node.h"
 
+namespace ckv::etcd {
+class KvService;
+}
+
 namespace ckv::http {
 
 inline constexpr uint64_t kDefaultMaxBodyBytes = 3 << 19;  // 1.5 MiB, etcd's request limit
@@ -71,6 +75,7 @@ struct ServerOptions {
   int header_timeout_ms = kDefaultHeaderTimeoutMs;
   int idle_timeout_ms = kDefaultIdleTimeoutMs;
   int body_timeout_ms = kDefaultBodyTimeoutMs;
+  etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
 };
 
 class HttpServer {
