@@ -1,27 +1,79 @@
-// Client commands as they travel in the Raft log: encoding and decoding.
+// Client commands as they travel in the Raft log, and their results: the versioned binary codecs.
+//
+// A Command is one etcd KV write (put, delete range, txn, compaction) plus
+// the envelope the node adds: an optional idempotency key (exactly-once
+// retries, Raft thesis §6.3) and the proposer's wall clock, which is the
+// only clock the idempotency window ever reads (apply reads none, so every
+// replica decides the same).
+//
+// Log format 2 (all integers little-endian; strings are u32 length + bytes):
+//   u8 2, string idempotency_key, i64 proposed_at_ms, u8 request kind, request
+// Request kinds: 1 put, 2 delete range, 3 txn, 4 compaction. A txn holds its
+// compares and ops; ops are u8 kind (0 none, 1 range, 2 put, 3 delete,
+// 4 nested txn) and their fields (see command.cc). Nesting is bounded by
+// kMaxTxnNestingDepth so that a hostile entry cannot recurse the decoder
+// off the stack.
+//
+// Log format 1 (entries written before the MVCC store, still in users'
+// logs): u8 1, u8 type (1 set, 2 delete), u32 key length, key, value to the
+// end. It decodes as a put or a single-key delete range without a key.
+//
+// Decoding never trusts a count it read: containers grow only as their
+// bytes are consumed. nullopt means the bytes are not a command this
+// version can read; the node stops on such an entry (never skips it:
+// skipping diverges replicas, DESIGN.md "The state machine").
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
+
+#include "mvcc/types.h"
 
 namespace ckv::fsm {
 
-enum class CommandType : uint8_t { kSet = 1, kDelete = 2 };
+using Request = std::variant<mvcc::PutRequest, mvcc::DeleteRangeRequest, mvcc::TxnRequest,
+                             mvcc::CompactionRequest>;
 
 struct Command {
-  CommandType type = CommandType::kSet;
-  std::string key;
-  std::string value;  // kSet only
-
-  bool operator==(const Command&) const = default;
+  Request request;
+  std::string idempotency_key;  // empty: none
+  // The proposer's unix wall clock in ms, stamped by Node::propose; the
+  // idempotency window's only clock: apply never reads one.
+  int64_t proposed_at_ms = 0;
 };
 
-// [format u8][type u8][key length u32][key][value]; the value runs to the end.
+using Response = std::variant<mvcc::PutResponse, mvcc::DeleteRangeResponse, mvcc::TxnResponse,
+                              mvcc::CompactionResponse>;
+
+// The deepest txn nesting a command may carry (a txn directly in a command
+// is depth 1). etcd bounds nesting only through --max-txn-ops (128 ops in
+// all), which no deeper txn can satisfy; the node refuses deeper txns before
+// proposing them, and the decoder refuses them in the log.
+inline constexpr size_t kMaxTxnNestingDepth = 128;
+// Longest idempotency key a command carries (bytes). The HTTP and gRPC
+// layers refuse longer ones; the decoder refuses them in the log.
+inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
+
+// The nesting depth of a request's txns (0 for anything but a txn).
+size_t txn_depth(const Request& r);
+
+// Format 2. The command must satisfy txn_depth <= kMaxTxnNestingDepth and
+// the key limit (Node::propose checks both); a null nested txn encodes as an
+// op without a request.
 std::string encode_command(const Command& c);
-// nullopt on malformed input (the log's CRC makes that a programming error
-// or a foreign entry, which the state machine skips with a log line).
 std::optional<Command> decode_command(std::string_view data);
+
+// Responses, for the idempotency table (in snapshots): u8 format 1, u8 kind
+// (1 put, 2 delete, 3 txn, 4 compaction), then the fields. Same rules as above.
+std::string encode_response(const Response& r);
+std::optional<Response> decode_response(std::string_view data);
+
+// Encoders of the legacy format 1, for tests of the upgrade path only.
+std::string encode_legacy_set(std::string_view key, std::string_view value);
+std::string encode_legacy_delete(std::string_view key);
 
 }  // namespace ckv::fsm

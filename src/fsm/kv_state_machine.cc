@@ -1,68 +1,132 @@
-// The replicated key-value map (see kv_state_machine.h).
+// The replicated state machine (see kv_state_machine.h).
 #include "fsm/kv_state_machine.h"
 
 #include <mutex>
 #include <thread>
+#include <utility>
 
+#include "common/bytes.h"
 #include "common/check.h"
+#include "common/crc32c.h"
 
 namespace ckv::fsm {
 
-void KvStateMachine::apply(uint64_t index, const Command& c) {
+namespace {
+
+// Payload layout: u8 kPayloadFormat, u64 table length, the encoded
+// idempotency table, u32 CRC-32C of the table, then the MVCC store's
+// snapshot (mvcc/snapshot.cc, with its own CRC) to the end. The file around
+// it has a CRC too; these make the payload check itself wherever it travels.
+constexpr uint8_t kPayloadFormat = 1;
+
+Status corrupt(const std::string& why) { return Status(StatusCode::kCorrupt, "state machine snapshot: " + why); }
+
+// No lessor yet (leases come with the Lease service): every lease id is
+// unknown, so a put naming one fails with etcd's "requested lease not found".
+bool no_lease_exists(int64_t) { return false; }
+
+std::string payload_header(std::string_view table) {
+  std::string out;
+  put_u8(out, kPayloadFormat);
+  put_u64le(out, table.size());
+  out.append(table);
+  put_u32le(out, crc32c(table));
+  return out;
+}
+
+}  // namespace
+
+ApplyResult KvStateMachine::apply(uint64_t index, const Command& c) {
   waiting_writers_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(mu_);
   waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
-  if (index <= applied_) return;
+  if (index <= applied_) {
+    ApplyResult replay;
+    replay.status = Status(StatusCode::kInvalid, "log index " + std::to_string(index) + " was applied already");
+    return replay;
+  }
   applied_ = index;
-  const bool existed = contains_locked(c.key);
-  if (c.type == CommandType::kSet) {
-    if (!existed) live_size_++;
-  } else if (existed) {
-    live_size_--;
-  }
-  if (phase_ == Phase::kSnapshotting) {
-    // The base is frozen for the snapshot writer.
-    if (c.type == CommandType::kSet) {
-      overlay_.insert_or_assign(c.key, c.value);
-    } else {
-      overlay_.insert_or_assign(c.key, std::nullopt);
+  // Expiry first, on the proposers' clock (idempotency_table.h): a retry
+  // proposed after the window is applied again, on every replica alike.
+  table_.advance_clock(c.proposed_at_ms);
+  if (!c.idempotency_key.empty()) {
+    if (const IdempotencyTable::Entry* e = table_.find(c.idempotency_key)) {
+      ApplyResult dup;
+      dup.duplicate = true;
+      dup.status = e->status;
+      if (e->status.is_ok()) {
+        auto resp = decode_response(e->response);
+        // decode() checked every stored response and insert() stores only encodings.
+        KV_CHECK(resp.has_value(), "undecodable response in the idempotency table");
+        dup.response = std::move(*resp);
+      }
+      return dup;
     }
-    return;
   }
-  if (phase_ == Phase::kFolding) {
-    // Newer than anything in the overlay: write through and drop the stale overlay entry.
-    auto it = overlay_.find(c.key);
-    if (it != overlay_.end()) overlay_.erase(it);
+  ApplyResult out = execute(c);
+  if (!c.idempotency_key.empty()) {
+    table_.insert(c.idempotency_key,
+                  IdempotencyTable::Entry{c.proposed_at_ms, out.status,
+                                          out.status.is_ok() ? encode_response(out.response) : std::string()});
   }
-  if (c.type == CommandType::kSet) {
-    base_.insert_or_assign(c.key, c.value);
-  } else {
-    base_.erase(c.key);
-  }
+  return out;
 }
 
-bool KvStateMachine::contains_locked(std::string_view key) const {
-  if (phase_ != Phase::kNormal) {
-    auto it = overlay_.find(key);
-    if (it != overlay_.end()) return it->second.has_value();
+ApplyResult KvStateMachine::execute(const Command& c) {
+  ApplyResult out;
+  // On failure the response is the request's kind with the store's revision.
+  auto take = [&](auto&& result) {
+    using R = std::decay_t<decltype(result.value())>;
+    if (result.is_ok()) {
+      out.response = std::move(result).value();
+    } else {
+      out.status = result.status();
+      R empty;
+      empty.header.revision = store_.revision();
+      out.response = std::move(empty);
+    }
+  };
+  if (auto* p = std::get_if<mvcc::PutRequest>(&c.request)) {
+    take(store_.put(*p, no_lease_exists));
+  } else if (auto* d = std::get_if<mvcc::DeleteRangeRequest>(&c.request)) {
+    take(store_.delete_range(*d));
+  } else if (auto* t = std::get_if<mvcc::TxnRequest>(&c.request)) {
+    take(store_.txn(*t, no_lease_exists));
+  } else {
+    take(store_.compact(std::get<mvcc::CompactionRequest>(c.request)));
   }
-  return base_.find(key) != base_.end();
+  return out;
 }
 
 void KvStateMachine::skip(uint64_t index) {
+  waiting_writers_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(mu_);
+  waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
   if (index > applied_) applied_ = index;
 }
 
-std::optional<std::string> KvStateMachine::get(std::string_view key) const {
+Result<mvcc::RangeResponse> KvStateMachine::range(const mvcc::RangeRequest& r) const {
   std::shared_lock lock(mu_);
-  if (phase_ != Phase::kNormal) {
-    auto it = overlay_.find(key);
-    if (it != overlay_.end()) return it->second;
-  }
-  auto it = base_.find(key);
-  if (it == base_.end()) return std::nullopt;
-  return it->second;
+  return store_.range(r);
+}
+
+std::optional<std::string> KvStateMachine::get(std::string_view key) const {
+  mvcc::RangeRequest r;
+  r.key.assign(key);
+  std::shared_lock lock(mu_);
+  auto res = store_.range(r);
+  if (!res.is_ok() || res.value().kvs.empty()) return std::nullopt;
+  return std::move(res.value().kvs.front().value);
+}
+
+int64_t KvStateMachine::revision() const {
+  std::shared_lock lock(mu_);
+  return store_.revision();
+}
+
+int64_t KvStateMachine::compact_revision() const {
+  std::shared_lock lock(mu_);
+  return store_.compact_revision();
 }
 
 uint64_t KvStateMachine::applied_index() const {
@@ -70,58 +134,113 @@ uint64_t KvStateMachine::applied_index() const {
   return applied_;
 }
 
-size_t KvStateMachine::size() const {
+size_t KvStateMachine::key_count() const {
   std::shared_lock lock(mu_);
-  return live_size_;
+  return store_.key_count();
 }
 
-KvStateMachine::SnapshotView KvStateMachine::begin_snapshot() {
+size_t KvStateMachine::version_count() const {
+  std::shared_lock lock(mu_);
+  return store_.version_count();
+}
+
+size_t KvStateMachine::idempotency_entries() const {
+  std::shared_lock lock(mu_);
+  return table_.size();
+}
+
+std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   std::unique_lock lock(mu_);
-  KV_CHECK(phase_ == Phase::kNormal, "a snapshot is already in progress");
-  phase_ = Phase::kSnapshotting;
-  return SnapshotView{&base_, applied_};
+  KV_CHECK(!snapshotting_, "a snapshot is already in progress");
+  snapshotting_ = true;
+  auto job = std::make_unique<SnapshotJob>();
+  job->index = applied_;
+  job->revision = store_.revision();
+  job->cursor = store_.begin_snapshot_stream();
+  // Bounded (IdempotencyTable::kMaxEntries, kMaxBytes): copied here, on
+  // the Raft thread, rather than streamed.
+  job->table = table_.encode();
+  return job;
+}
+
+Status KvStateMachine::write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const {
+  if (Status s = sink(payload_header(job.table)); !s.is_ok()) return s;
+  std::string chunk;
+  for (bool more = true; more;) {
+    // std::shared_mutex is not fair: re-locking at once could win against
+    // the Raft thread blocked on it every time. Let a waiting writer in
+    // first, within a bound.
+    for (int spins = 0; spins < kMaxSnapshotYields && waiting_writers_.load(std::memory_order_relaxed) > 0; ++spins) {
+      std::this_thread::yield();
+    }
+    chunk.clear();
+    {
+      std::shared_lock lock(mu_);
+      more = store_.next_snapshot_chunk(job.cursor, kSnapshotChunkKeys, chunk);
+    }
+    if (Status s = sink(chunk); !s.is_ok()) return s;
+  }
+  return Status::ok();
 }
 
 void KvStateMachine::end_snapshot() {
-  {
-    std::unique_lock lock(mu_);
-    KV_CHECK(phase_ == Phase::kSnapshotting, "no snapshot in progress");
-    phase_ = Phase::kFolding;
-  }
-  for (;;) {
-    // std::shared_mutex is not fair: re-locking at once would win against a
-    // writer blocked on it every time and starve it for the whole fold. Let
-    // a waiting writer (the Raft thread) in first, within a bound.
-    for (int spins = 0; spins < kMaxFoldYields && waiting_writers_.load(std::memory_order_relaxed) > 0; ++spins) {
-      std::this_thread::yield();
-    }
-    std::unique_lock lock(mu_);
-    for (size_t n = 0; n < kFoldBatch && !overlay_.empty(); ++n) {
-      auto node = overlay_.extract(overlay_.begin());
-      if (node.mapped()) {
-        base_.insert_or_assign(std::move(node.key()), std::move(*node.mapped()));
-      } else {
-        base_.erase(node.key());
-      }
-    }
-    if (overlay_.empty()) {
-      phase_ = Phase::kNormal;
-      return;
-    }
-  }
+  waiting_writers_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lock(mu_);
+  waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
+  KV_CHECK(snapshotting_, "no snapshot in progress");
+  snapshotting_ = false;
+  store_.end_snapshot_stream();
 }
 
-void KvStateMachine::restore(Map map, uint64_t index) {
-  Map old;
+std::string KvStateMachine::encode_payload() const {
+  std::shared_lock lock(mu_);
+  return payload_header(table_.encode()) + store_.encode_snapshot();
+}
+
+Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
+  ByteReader r(payload);
+  uint8_t format = 0;
+  uint64_t table_len = 0;
+  if (!r.u8(format)) return corrupt("empty payload");
+  if (format != kPayloadFormat) return corrupt("unknown payload format " + std::to_string(format));
+  if (!r.u64le(table_len) || r.remaining() < 4 || table_len > r.remaining() - 4) {
+    return corrupt("truncated idempotency table");
+  }
+  const std::string_view rest = r.rest();
+  const std::string_view table_bytes = rest.substr(0, table_len);
+  ByteReader crc_reader(rest.substr(table_len, 4));
+  uint32_t crc = 0;
+  if (!crc_reader.u32le(crc) || crc != crc32c(table_bytes)) return corrupt("idempotency table checksum mismatch");
+  auto table = IdempotencyTable::decode(table_bytes);
+  if (!table) return corrupt("bad idempotency table");
+  auto store = mvcc::Store::decode_snapshot(rest.substr(table_len + 4));
+  if (!store.is_ok()) return corrupt(store.status().message());
+  return RestoredState{std::move(store).value(), std::move(*table)};
+}
+
+void KvStateMachine::restore(RestoredState state, uint64_t index) {
   {
     std::unique_lock lock(mu_);
-    KV_CHECK(phase_ == Phase::kNormal, "restore during a snapshot");
-    old.swap(base_);
-    base_ = std::move(map);
-    live_size_ = base_.size();
+    KV_CHECK(!snapshotting_, "restore during a snapshot");
+    std::swap(store_, state.store);
+    std::swap(table_, state.table);
     applied_ = index;
   }
-  // `old` is freed here, outside the lock: freeing a million keys takes a while.
+  // The old state (in `state` now) is freed here, outside the lock: freeing
+  // a million keys takes a while.
+}
+
+void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map, uint64_t index) {
+  RestoredState state;
+  for (const auto& [k, v] : map) {
+    mvcc::PutRequest p;
+    p.key = k;
+    p.value = v;
+    // An empty key cannot be put (etcd's rule); CKVSNAP1 never held one
+    // from the seed API, which refuses them.
+    (void)state.store.put(p);
+  }
+  restore(std::move(state), index);
 }
 
 }  // namespace ckv::fsm

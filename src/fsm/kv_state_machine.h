@@ -1,76 +1,121 @@
-// The replicated key-value map: applies committed commands, serves reads, takes snapshots without stalling writes.
+// The replicated state machine: applies committed commands to the MVCC store, serves reads, streams snapshots.
 //
-// Thread safety: apply(), skip(), restore() and begin_snapshot() are called by
-// the Raft thread; end_snapshot() by the snapshot writer thread; get() and
-// size() from any thread. Readers share a lock and never wait for each other;
-// a writer holds the lock for one map operation.
+// What it holds: the etcd MVCC store (src/mvcc/store.h: every key's
+// versions since the compacted revision) and the idempotency table
+// (idempotency_table.h), both replicated: every node applies the same
+// commands in log order and gets the same state and the same results.
+// Apply is deterministic: it reads no clock (the idempotency window uses
+// the proposers' clocks carried in the commands), no randomness, no I/O.
 //
-// Snapshots (why writes do not stall): begin_snapshot() freezes the base map
-// in O(1) and from then on writes go to an overlay (tombstones for deletes)
-// while the writer thread serializes the frozen base without any lock.
-// end_snapshot(), on that same thread, folds the overlay back in batches of
-// kFoldBatch keys, releasing the lock between batches; meanwhile new writes
-// go straight to the base and drop their key from the overlay, so the
-// overlay never hides a newer value, and a writer blocked on the lock goes
-// before the next batch. The longest a write can wait is one batch
-// (bench/fsm_snapshot_stall: 1M keys, longest write during a snapshot
-// ~0.6 ms).
+// Thread safety: apply(), skip(), restore*() and begin_snapshot() run on
+// the Raft thread (the only writer); write_snapshot() and end_snapshot() on
+// the snapshot writer thread; every read (range, get, revision, ...) from
+// any thread. Readers share a lock with each other and with the snapshot
+// writer; apply() holds it exclusively for one command.
+//
+// Snapshots never stall writes or reads for long: begin_snapshot() records
+// the store's revision and copies the (bounded) idempotency table; the
+// snapshot thread then streams the store in chunks of kSnapshotChunkKeys
+// keys, each under the shared lock, while the Raft thread goes on applying
+// between chunks (mvcc::Store::SnapshotCursor says why that is consistent).
+// A write waits for at most one chunk (bench/fsm_snapshot_stall measures
+// it; docs/design-notes.md has the numbers).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 
+#include "common/status.h"
 #include "fsm/command.h"
+#include "fsm/idempotency_table.h"
+#include "mvcc/store.h"
 
 namespace ckv::fsm {
 
+// What applying one command produced.
+struct ApplyResult {
+  Status status;      // the request's own outcome (etcd's error text); ok: response is set
+  Response response;  // its header.revision is the store's
+  bool duplicate = false;  // answered from the idempotency table, not applied again
+};
+
+// The whole replicated state as read from a snapshot: decoded and checked
+// before anything is replaced, so a bad snapshot changes nothing.
+struct RestoredState {
+  mvcc::Store store;
+  IdempotencyTable table;
+};
+
 class KvStateMachine {
  public:
-  using Map = std::map<std::string, std::string, std::less<>>;
+  // Keys per snapshot chunk: the longest a write can wait for the snapshot thread.
+  static constexpr size_t kSnapshotChunkKeys = 256;
+  // How often the snapshot thread lets a waiting writer go first before
+  // taking the lock for its next chunk (std::shared_mutex is not fair).
+  static constexpr int kMaxSnapshotYields = 10000;
 
-  // Applies one committed command. index must grow; re-applying an index at
-  // or below applied_index() is ignored (replay after restart is idempotent).
-  void apply(uint64_t index, const Command& c);
-  // Records that index was applied without changing the map (no-ops, config entries).
+  // Applies one committed command at index (which must grow; an index at
+  // or below applied_index() is a replay and changes nothing: its result is
+  // kInvalid "already applied").
+  ApplyResult apply(uint64_t index, const Command& c);
+  // Records that index was applied without changing the store (no-ops, config entries).
   void skip(uint64_t index);
 
+  // Reads of the current state (the etcd Range semantics of mvcc::Store).
+  Result<mvcc::RangeResponse> range(const mvcc::RangeRequest& r) const;
+  // The current value of key (the seed API's /get).
   std::optional<std::string> get(std::string_view key) const;
+  int64_t revision() const;
+  int64_t compact_revision() const;
   uint64_t applied_index() const;
-  size_t size() const;
+  // Keys with retained versions (live or deleted) and all retained versions:
+  // what memory grows with.
+  size_t key_count() const;
+  size_t version_count() const;  // a pass over all keys
+  size_t idempotency_entries() const;
 
-  // A consistent, immutable view for a snapshot writer on another thread.
-  // Valid until end_snapshot(); at most one at a time: call begin_snapshot()
-  // again only after end_snapshot() returned.
-  struct SnapshotView {
-    const Map* map;
-    uint64_t index;
+  // Snapshots. begin_snapshot() (Raft thread) captures the state at
+  // applied_index(); write_snapshot() (snapshot thread) passes the payload
+  // to sink in pieces; end_snapshot() (snapshot thread, also after a failed
+  // write) finishes, running any compaction deferred meanwhile. At most one
+  // at a time; no restore meanwhile.
+  struct SnapshotJob {
+    uint64_t index = 0;
+    int64_t revision = 0;
+    mvcc::Store::SnapshotCursor cursor;
+    std::string table;  // the encoded idempotency table at index
   };
-  SnapshotView begin_snapshot();
+  std::unique_ptr<SnapshotJob> begin_snapshot();
+  Status write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const;
   void end_snapshot();
-  static constexpr size_t kFoldBatch = 256;
-  static constexpr int kMaxFoldYields = 10000;
 
-  // Replaces all state (InstallSnapshot or restart). No snapshot may be in progress.
-  void restore(Map map, uint64_t index);
+  // The payload write_snapshot() writes, decoded and checked (kCorrupt with the reason).
+  static Result<RestoredState> decode_payload(std::string_view payload);
+  // The payload for the current state in one string (tests, small states).
+  std::string encode_payload() const;
+  // Replaces all state (InstallSnapshot or restart).
+  void restore(RestoredState state, uint64_t index);
+  // From a CKVSNAP1 snapshot (the key-value map before the MVCC store): each
+  // key a put, in key order, into an empty store; no idempotency entries.
+  void restore_legacy(const std::map<std::string, std::string, std::less<>>& map, uint64_t index);
 
  private:
-  bool contains_locked(std::string_view key) const;  // requires mu_
+  ApplyResult execute(const Command& c);  // requires mu_ exclusively
 
   mutable std::shared_mutex mu_;
-  std::atomic<int> waiting_writers_{0};  // apply() calls blocked on mu_; the fold lets them in first
-  Map base_;
-  // While a snapshot is being written: key -> new value, or nullopt if deleted.
-  std::map<std::string, std::optional<std::string>, std::less<>> overlay_;
-  enum class Phase : unsigned char { kNormal, kSnapshotting, kFolding };
-  Phase phase_ = Phase::kNormal;
+  // apply() calls blocked on mu_: the snapshot thread lets them in first.
+  mutable std::atomic<int> waiting_writers_{0};
+  mvcc::Store store_;
+  IdempotencyTable table_;
   uint64_t applied_ = 0;
-  size_t live_size_ = 0;
+  bool snapshotting_ = false;
 };
 
 }  // namespace ckv::fsm

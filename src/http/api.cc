@@ -89,6 +89,31 @@ bool key_too_long(const std::string& key, std::string* error) {
   return true;
 }
 
+// The Idempotency-Key header, if any: at most fsm::kMaxIdempotencyKeyBytes
+// of printable ASCII (it is logged and stored; control bytes have no place
+// in either). False with *error set when present but invalid.
+bool idempotency_key(const Request& req, std::string* key, std::string* error) {
+  if (!req.idempotency_key) return true;
+  const std::string& k = *req.idempotency_key;
+  if (k.empty()) {
+    *error = std::string(kIdempotencyKeyHeader) + " must not be empty";
+    return false;
+  }
+  if (k.size() > fsm::kMaxIdempotencyKeyBytes) {
+    *error = std::string(kIdempotencyKeyHeader) + " is " + std::to_string(k.size()) + " bytes, over the limit of " +
+             std::to_string(fsm::kMaxIdempotencyKeyBytes) + " bytes";
+    return false;
+  }
+  for (unsigned char c : k) {
+    if (c < 0x20 || c > 0x7e) {
+      *error = std::string(kIdempotencyKeyHeader) + " must be printable ASCII";
+      return false;
+    }
+  }
+  *key = k;
+  return true;
+}
+
 Response method_not_allowed(const char* allow) {
   Response r = error_response(405, std::string("method not allowed; use ") + allow);
   r.headers.emplace_back("Allow", allow);
@@ -220,9 +245,14 @@ void Api::handle_set(const Request& req, Reply reply) {
   if (j) key = string_field(*j, "key", false, &error);
   if (key && !key_too_long(*key, &error)) value = string_field(*j, "value", true, &error);
   if (!value) return reply(error_response(400, error));
+  fsm::Command c;
+  if (!idempotency_key(req, &c.idempotency_key, &error)) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
-  propose(fsm::Command{fsm::CommandType::kSet, std::move(*key), std::move(*value)},
-          std::move(reply));
+  mvcc::PutRequest put;
+  put.key = std::move(*key);
+  put.value = std::move(*value);
+  c.request = std::move(put);
+  propose(std::move(c), std::move(reply));
 }
 
 void Api::handle_delete(const Request& req, Reply reply) {
@@ -231,18 +261,27 @@ void Api::handle_delete(const Request& req, Reply reply) {
   std::optional<std::string> key;
   if (j) key = string_field(*j, "key", false, &error);
   if (!key || key_too_long(*key, &error)) return reply(error_response(400, error));
+  fsm::Command c;
+  if (!idempotency_key(req, &c.idempotency_key, &error)) return reply(error_response(400, error));
   if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
-  propose(fsm::Command{fsm::CommandType::kDelete, std::move(*key), {}}, std::move(reply));
+  mvcc::DeleteRangeRequest del;
+  del.key = std::move(*key);
+  c.request = std::move(del);
+  propose(std::move(c), std::move(reply));
 }
 
 void Api::propose(fsm::Command c, Reply reply) {
   // Built before the command moves into the Node; answered only once the
   // entry is committed and applied here (node.h), so a read that follows sees it.
-  json body = c.type == fsm::CommandType::kSet ? json{{"key", c.key}, {"value", c.value}}
-                                               : json{{"key", c.key}, {"deleted", true}};
+  json body;
+  if (const auto* put = std::get_if<mvcc::PutRequest>(&c.request)) {
+    body = json{{"key", put->key}, {"value", put->value}};
+  } else {
+    body = json{{"key", std::get<mvcc::DeleteRangeRequest>(c.request).key}, {"deleted", true}};
+  }
   node_.propose(
       std::move(c), options_.commit_timeout_ms,
-      [reply = std::move(reply), body = std::move(body)](Result<uint64_t> r) mutable {
+      [reply = std::move(reply), body = std::move(body)](Result<node::WriteResult> r) mutable {
         if (!r.is_ok()) {
           const Status& s = r.status();
           if (s.code() == StatusCode::kTimeout) {
@@ -256,7 +295,10 @@ void Api::propose(fsm::Command c, Reply reply) {
           }
           return;
         }
-        body["index"] = r.value();
+        // The request's own outcome: a seed-API put or delete cannot fail
+        // in the store today (its key is checked above), but say so if it does.
+        if (!r.value().status.is_ok()) return reply(error_response(r.value().status));
+        body["index"] = r.value().index;
         reply(json_response(200, body));
       });
 }
@@ -454,6 +496,8 @@ void Api::handle_status(Reply reply) {
                                 {"appliedIndex", st.applied_index},
                                 {"lastIndex", st.last_index},
                                 {"snapshotIndex", st.snapshot_index},
+                                {"revision", st.revision},
+                                {"compactRevision", st.compact_revision},
                                 {"noSpace", st.no_space},
                                 {"members", members}}));
 }

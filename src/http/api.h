@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,7 +37,13 @@ struct Request {
   std::string target;  // "/get?key=k"
   std::string body;
   bool forwarded = false;  // kForwardedHeader was present
+  // The Idempotency-Key header's value, if the request had one (validated
+  // by the endpoints that take it: /set and /delete); forwarded with the request.
+  std::optional<std::string> idempotency_key;
 };
+
+// The request header that makes a write exactly-once across retries (docs/api.md).
+inline constexpr const char* kIdempotencyKeyHeader = "Idempotency-Key";
 
 struct Response {
   unsigned status = 200;
@@ -76,6 +83,8 @@ class Api {
                      Reply reply);
   void handle_status(Reply reply);
   void add_member(node::MemberInfo info, Reply reply);
+  // Proposes a seed-API write (a put or a single-key delete) and answers
+  // with the reference's body once it is applied here.
   void propose(fsm::Command c, Reply reply);
   // Writes and joins go to the leader. Returns true (and replies) when this
   // node is not the leader: a Forward, or 503 when no leader is known or

@@ -22,9 +22,13 @@ uint64_t append_overhead_bytes() {
   return transport::encode_message(m).size();
 }
 
-// Bytes a command takes besides its key and value (format, type, key length).
+// Bytes a /set's command takes besides its key and value: the envelope
+// with the longest idempotency key, and the put's fixed fields.
 uint64_t command_overhead_bytes() {
-  return fsm::encode_command(fsm::Command{fsm::CommandType::kSet, {}, {}}).size();
+  fsm::Command c;
+  c.request = mvcc::PutRequest{};
+  c.idempotency_key.assign(fsm::kMaxIdempotencyKeyBytes, 'k');
+  return fsm::encode_command(c).size();
 }
 
 }  // namespace

@@ -166,7 +166,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              std::string target, std::string body, bool forwarded,
                                              milliseconds timeout, uint64_t max_reply_bytes,
                                              std::optional<asio::ip::address> source,
-                                             UpstreamPool* pool = nullptr) {
+                                             UpstreamPool* pool = nullptr,
+                                             const std::optional<std::string>& idempotency_key = std::nullopt) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   auto ex = co_await asio::this_coro::executor;
@@ -208,6 +209,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   req.set(bhttp::field::user_agent, "consensuskv");
   req.set(bhttp::field::content_type, "application/json");
   if (forwarded) req.set(kForwardedHeader, "1");
+  // The leader decides on the key; without it a retried forward could apply twice.
+  if (idempotency_key) req.set(kIdempotencyKeyHeader, *idempotency_key);
   req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
@@ -690,6 +693,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     r.target = std::string(req.target());
     r.body = std::move(req.body());  // moved, not copied: the budget counts it once
     r.forwarded = forwarded;
+    if (auto it = req.find(kIdempotencyKeyHeader); it != req.end()) r.idempotency_key = std::string(it->value());
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     stream.expires_never();
@@ -725,7 +729,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           &upstreams_);
+                           &upstreams_, r.idempotency_key);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

@@ -1,10 +1,13 @@
 // The MVCC snapshot format: versioned, CRC-32C-checked; the decoder trusts nothing it reads.
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/bytes.h"
+#include "common/check.h"
 #include "common/crc32c.h"
 #include "mvcc/store.h"
 
@@ -49,17 +52,66 @@ bool get_i64(ByteReader& r, int64_t& v) {
 // Friend of Store: reads and writes its private index.
 class SnapshotCodec {
  public:
-  static std::string encode(const Store& s) {
-    std::string out;
-    put_u32le(out, kSnapshotMagic);
-    put_u32le(out, kSnapshotFormat);
-    put_i64(out, s.current_revision_);
-    put_i64(out, s.compact_revision_);
-    put_u64le(out, s.index_.size());
-    for (const auto& [key, hist] : s.index_) {
+  // The versions of hist that a snapshot at revision `rev` with compaction
+  // point `compact` holds, [first, last): none above rev, and below compact
+  // only what compaction keeps (see Store::compact_physically). Usually all
+  // of them; less only for keys written after a stream began, or while a
+  // compaction is deferred.
+  static std::pair<size_t, size_t> retained(const std::vector<KeyVersion>& hist, int64_t rev,
+                                            int64_t compact) {
+    auto after = [&](int64_t at) {
+      return static_cast<size_t>(
+          std::upper_bound(hist.begin(), hist.end(), at,
+                           [](int64_t a, const KeyVersion& v) { return a < v.revision.main; }) -
+          hist.begin());
+    };
+    const size_t last = after(rev);
+    size_t first = 0;
+    if (const size_t upto = after(compact); upto > 0) {
+      first = hist[upto - 1].tombstone ? upto : upto - 1;
+    }
+    return {std::min(first, last), last};
+  }
+
+  static Store::SnapshotCursor cursor(const Store& s) {
+    Store::SnapshotCursor c;
+    c.revision = s.current_revision_;
+    c.compact_revision = s.compact_revision_;
+    if (s.deferred_compaction_ < 0) {
+      c.key_count = s.index_.size();  // after a physical compaction every key holds something
+    } else {
+      for (const auto& [key, hist] : s.index_) {
+        auto [first, last] = retained(hist, c.revision, c.compact_revision);
+        c.key_count += first < last ? 1 : 0;
+      }
+    }
+    return c;
+  }
+
+  static bool next_chunk(const Store& s, Store::SnapshotCursor& c, size_t max_keys, std::string& out) {
+    if (c.done) return false;
+    const size_t start = out.size();
+    Store::Index::const_iterator it;
+    if (!c.header_written) {
+      put_u32le(out, kSnapshotMagic);
+      put_u32le(out, kSnapshotFormat);
+      put_i64(out, c.revision);
+      put_i64(out, c.compact_revision);
+      put_u64le(out, c.key_count);
+      c.header_written = true;
+      it = s.index_.begin();
+    } else {
+      it = s.index_.upper_bound(c.last_key);
+    }
+    Store::Index::const_iterator last_written = s.index_.end();
+    for (size_t n = 0; it != s.index_.end() && n < std::max<size_t>(max_keys, 1); ++it) {
+      const auto& [key, hist] = *it;
+      auto [first, last] = retained(hist, c.revision, c.compact_revision);
+      if (first == last) continue;  // created after the stream began
       put_string32(out, key);
-      put_u32le(out, static_cast<uint32_t>(hist.size()));
-      for (const KeyVersion& v : hist) {
+      put_u32le(out, static_cast<uint32_t>(last - first));
+      for (size_t i = first; i < last; ++i) {
+        const KeyVersion& v = hist[i];
         put_i64(out, v.revision.main);
         put_i64(out, v.revision.sub);
         put_u8(out, v.tombstone ? kFlagTombstone : 0);
@@ -68,8 +120,27 @@ class SnapshotCodec {
         put_i64(out, v.lease);
         put_string32(out, v.value);
       }
+      ++n;
+      ++c.keys_written;
+      last_written = it;
     }
-    put_u32le(out, crc32c(out));
+    if (last_written != s.index_.end()) c.last_key = last_written->first;
+    c.crc = crc32c(c.crc, out.data() + start, out.size() - start);
+    if (it != s.index_.end()) return true;
+    // store.h: keys present at the start keep their versions at or below
+    // it, and keys added later have none, so exactly key_count were written.
+    KV_CHECK(c.keys_written == c.key_count, "snapshot stream wrote %llu keys, expected %llu",
+             static_cast<unsigned long long>(c.keys_written), static_cast<unsigned long long>(c.key_count));
+    put_u32le(out, c.crc);
+    c.done = true;
+    return false;
+  }
+
+  static std::string encode(const Store& s) {
+    std::string out;
+    Store::SnapshotCursor c = cursor(s);
+    while (next_chunk(s, c, SIZE_MAX, out)) {
+    }
     return out;
   }
 
@@ -163,6 +234,23 @@ class SnapshotCodec {
 };
 
 std::string Store::encode_snapshot() const { return SnapshotCodec::encode(*this); }
+
+Store::SnapshotCursor Store::begin_snapshot_stream() {
+  KV_CHECK(!streaming_, "a snapshot stream is already open");
+  streaming_ = true;
+  return SnapshotCodec::cursor(*this);
+}
+
+bool Store::next_snapshot_chunk(SnapshotCursor& c, size_t max_keys, std::string& out) const {
+  return SnapshotCodec::next_chunk(*this, c, max_keys, out);
+}
+
+void Store::end_snapshot_stream() {
+  KV_CHECK(streaming_, "no snapshot stream is open");
+  streaming_ = false;
+  if (deferred_compaction_ >= 0) compact_physically(deferred_compaction_);
+  deferred_compaction_ = -1;
+}
 
 Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options) {
   return SnapshotCodec::decode(bytes, options);

@@ -418,6 +418,20 @@ Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exi
 Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
   if (r.revision <= compact_revision_) return invalid(kErrCompacted);
   if (r.revision > current_revision_) return invalid(kErrFutureRev);
+  compact_revision_ = r.revision;
+  if (streaming_) {
+    // A snapshot stream reads the versions this would drop (store.h): they
+    // go when it ends. Reads below compact_revision_ fail from now on.
+    deferred_compaction_ = r.revision;
+  } else {
+    compact_physically(r.revision);
+  }
+  CompactionResponse resp;
+  resp.header.revision = current_revision_;
+  return resp;
+}
+
+void Store::compact_physically(int64_t revision) {
   // Per key, keep the newest version at or below the revision (reads at it
   // need that one) and everything newer; if that newest version is a
   // tombstone the key was absent there, so it goes too, and a key left with
@@ -425,7 +439,7 @@ Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
   for (auto it = index_.begin(); it != index_.end();) {
     auto& hist = it->second;
     auto keep =
-        std::upper_bound(hist.begin(), hist.end(), r.revision,
+        std::upper_bound(hist.begin(), hist.end(), revision,
                          [](int64_t a, const KeyVersion& v) { return a < v.revision.main; });
     if (keep != hist.begin()) {
       --keep;
@@ -437,10 +451,6 @@ Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
     }
     it = hist.empty() ? index_.erase(it) : std::next(it);
   }
-  compact_revision_ = r.revision;
-  CompactionResponse resp;
-  resp.header.revision = current_revision_;
-  return resp;
 }
 
 }  // namespace ckv::mvcc

@@ -83,6 +83,35 @@ class Store {
   std::string encode_snapshot() const;
   static Result<Store> decode_snapshot(std::string_view bytes, StoreOptions options = {});
 
+  // The same bytes, streamed in chunks while writes go on, so that a
+  // snapshot never stalls writes for longer than one chunk. The store is
+  // still not thread safe: the caller runs next_snapshot_chunk() under a
+  // shared lock and every write under an exclusive one
+  // (fsm/kv_state_machine.h). Why it is consistent without a copy: the
+  // stream writes the store as of its start revision R, and a write only
+  // ever appends versions above R (or pops them again on rollback), so
+  // each key's versions at or below R stay put. The one write that removes
+  // old versions, compaction, is deferred while a stream is open: it takes
+  // effect for reads at once (compact_revision() moves, reads below it
+  // fail), and drops the versions when end_snapshot_stream() runs. At most
+  // one stream at a time.
+  struct SnapshotCursor {
+    int64_t revision = 0;          // R: what the stream captures
+    int64_t compact_revision = 0;  // as of R
+    uint64_t key_count = 0;        // keys with versions to write
+    uint64_t keys_written = 0;
+    std::string last_key;          // resume after this key
+    bool header_written = false;
+    bool done = false;
+    uint32_t crc = 0;              // running CRC-32C of the bytes so far
+  };
+  SnapshotCursor begin_snapshot_stream();
+  // Appends the next chunk (at most max_keys keys, >= 1) to out; returns
+  // false once the last chunk, with the CRC trailer, has been appended.
+  bool next_snapshot_chunk(SnapshotCursor& c, size_t max_keys, std::string& out) const;
+  // Ends the stream and runs the compaction deferred meanwhile, if any.
+  void end_snapshot_stream();
+
   // Keys with at least one retained version (live or tombstoned), and all
   // retained versions: what the store's memory grows with.
   size_t key_count() const { return index_.size(); }
@@ -91,6 +120,8 @@ class Store {
   // Every retained version of `key`, oldest first (tests and debugging).
   const std::vector<KeyVersion>* history(const std::string& key) const;
 
+  // Equal state: same revisions and the same retained versions (a deferred
+  // compaction counts as done only once it ran).
   bool operator==(const Store& o) const {
     return current_revision_ == o.current_revision_ && compact_revision_ == o.compact_revision_ &&
            index_ == o.index_;
@@ -124,10 +155,15 @@ class Store {
 
   friend class SnapshotCodec;
 
+  // Drops the versions a compaction at `revision` makes unreadable.
+  void compact_physically(int64_t revision);
+
   StoreOptions options_;
   int64_t current_revision_ = 1;
   int64_t compact_revision_ = -1;
   Index index_;
+  bool streaming_ = false;                 // a snapshot stream is open: compaction is deferred
+  int64_t deferred_compaction_ = -1;       // revision of the newest deferred compaction; -1: none
 };
 
 }  // namespace ckv::mvcc

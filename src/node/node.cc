@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -21,6 +22,7 @@
 
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
+#include "mvcc/errors.h"
 #include "node/member_info.h"
 #include "node/write_waiters.h"
 #include "raft/raft.h"
@@ -163,6 +165,8 @@ class Node::Impl {
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
   void apply(const raft::Ready& rd);
   void apply_entry(const raft::Entry& e);
+  // Restores the state machine from a snapshot read at open (either format).
+  Status restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path);
   void on_tick();
   void progress_member_changes();
   void maybe_start_snapshot();
@@ -238,7 +242,7 @@ class Node::Impl {
   // progress (strict reconfiguration); cleared on losing leadership.
   std::map<raft::NodeId, Clock::time_point> last_active_;
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
-  std::optional<storage::KvMap> installed_map_;    // a received snapshot's map, between persist and apply
+  std::optional<fsm::RestoredState> installed_state_;  // a received snapshot's state, between persist and apply
   bool snapshot_in_progress_ = false;
   std::thread snapshot_thread_;
   int incoming_fd_ = -1;
@@ -361,7 +365,7 @@ Status Node::Impl::open() {
     }
     init.snapshot = loaded.value().meta;
     set_applied_membership(init.snapshot.membership);
-    fsm_.restore(std::move(loaded.value().map), init.snapshot.index);
+    if (Status st = restore_state_machine(loaded.value(), *latest.value()); !st.is_ok()) return st;
     snapshot_ = storage::SnapshotFile{*latest.value(), init.snapshot};
     (void)storage::remove_other_snapshots(data_dir_, *latest.value());
     const Index s = init.snapshot.index;
@@ -651,7 +655,23 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
     if (rd.snapshot) {
       if (incoming_fd_ >= 0) ::close(incoming_fd_);
       incoming_fd_ = -1;
-      auto adopted = storage::adopt_snapshot_file(data_dir_, incoming);
+      // Decoded before the file is moved into place: a snapshot the state
+      // machine cannot read must not become this node's snapshot.
+      std::optional<fsm::RestoredState> decoded;
+      auto adopted = storage::adopt_snapshot_file(data_dir_, incoming, [&](const storage::LoadedSnapshot& l) {
+        if (l.legacy_map) {
+          fsm::KvStateMachine legacy;
+          legacy.restore_legacy(*l.legacy_map, l.meta.index);
+          auto state = fsm::KvStateMachine::decode_payload(legacy.encode_payload());
+          if (!state.is_ok()) return state.status();
+          decoded = std::move(state).value();
+          return Status::ok();
+        }
+        auto state = fsm::KvStateMachine::decode_payload(l.payload);
+        if (!state.is_ok()) return state.status();
+        decoded = std::move(state).value();
+        return Status::ok();
+      });
       if (!adopted.is_ok()) {
         if (adopted.status().code() == StatusCode::kNoSpace) return adopted.status();
         // The received snapshot cannot be verified or moved into place, and
@@ -661,7 +681,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
                              "cannot install the leader's snapshot: " + adopted.status().message()));
       }
       snapshot_ = adopted.value().file;
-      installed_map_ = std::move(adopted.value().map);  // restored in apply(), after the sends
+      installed_state_ = std::move(decoded);  // restored in apply(), after the sends
       progress.snapshot_adopted = true;
     }
   }
@@ -833,11 +853,11 @@ void Node::Impl::apply(const raft::Ready& rd) {
   if (rd.snapshot) {
     // The state machine cannot be replaced under a snapshot writer.
     if (snapshot_thread_.joinable()) snapshot_thread_.join();
-    KV_CHECK(installed_map_.has_value(), "snapshot %llu installed without its map",
+    KV_CHECK(installed_state_.has_value(), "snapshot %llu installed without its state",
              static_cast<unsigned long long>(rd.snapshot->index));
     set_applied_membership(snapshot_->meta.membership);
-    fsm_.restore(std::move(*installed_map_), rd.snapshot->index);
-    installed_map_.reset();
+    fsm_.restore(std::move(*installed_state_), rd.snapshot->index);
+    installed_state_.reset();
     spdlog::info("installed the leader's snapshot at index {} ({} bytes)", rd.snapshot->index,
                  snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
@@ -868,12 +888,47 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
   } else if (e.data.empty()) {
     fsm_.skip(e.index);  // a leader's no-op
   } else if (auto c = fsm::decode_command(e.data)) {
-    fsm_.apply(e.index, *c);
+    fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    if (writes_.waiting_at(e.index)) {
+      writes_.applied(e.index, e.term, WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
+    }
+    return;
   } else {
-    spdlog::error("skipping undecodable command at index {}", e.index);
-    fsm_.skip(e.index);
+    // DESIGN.md: never skip an entry (the others apply it: skipping
+    // diverges this replica); never guess. A newer version wrote it, or
+    // the log is damaged past its checksums: stop, and let an operator
+    // upgrade or replace this member (docs/operations.md).
+    spdlog::critical(
+        "cannot decode the committed entry at index {} (term {}, {} bytes, format byte {}): stopping "
+        "rather than skipping it, which would make this replica diverge (see docs/operations.md, "
+        "\"Undecodable log entry\")",
+        e.index, e.term, e.data.size(), static_cast<unsigned>(static_cast<uint8_t>(e.data[0])));
+    if (auto logger = spdlog::default_logger()) logger->flush();
+    std::_Exit(kExitUndecodableEntry);
   }
-  writes_.applied(e.index, e.term);
+  writes_.applied(e.index, e.term, WriteResult{});
+}
+
+Status Node::Impl::restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path) {
+  const std::string hint = " (see docs/operations.md, \"Damaged or missing files\")";
+  if (loaded.legacy_map) {
+    // A data dir from before the MVCC store: its map becomes one put per
+    // key; the next snapshot is written in the new format.
+    const size_t keys = loaded.legacy_map->size();
+    fsm_.restore_legacy(*loaded.legacy_map, loaded.meta.index);
+    spdlog::info("converted snapshot {} (format CKVSNAP1, {} keys) into the MVCC store at revision {}; "
+                 "the next snapshot is written as CKVSNAP2",
+                 path, keys, fsm_.revision());
+    return Status::ok();
+  }
+  auto state = fsm::KvStateMachine::decode_payload(loaded.payload);
+  if (!state.is_ok()) {
+    return Status(StatusCode::kCorrupt, "snapshot file " + path + " is corrupt: " + state.status().message() + hint);
+  }
+  loaded.payload.clear();
+  loaded.payload.shrink_to_fit();
+  fsm_.restore(std::move(state).value(), loaded.meta.index);
+  return Status::ok();
 }
 
 void Node::Impl::answer_reads_up_to(Index applied) {
@@ -1246,9 +1301,27 @@ void Node::Impl::update_unknown_sender_policy() {
 // Client requests.
 
 void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
-  post([this, c = std::move(c), timeout_ms, cb = std::move(cb)]() mutable {
+  // Checked here, not in the log: every entry must decode on every node.
+  // (The answer still comes on the Raft thread, as every callback does.)
+  std::optional<Status> refused;
+  if (fsm::txn_depth(c.request) > fsm::kMaxTxnNestingDepth) {
+    refused = Status(StatusCode::kInvalid, mvcc::kErrTooManyOps);  // deeper needs more than etcd's 128 ops
+  } else if (c.idempotency_key.size() > fsm::kMaxIdempotencyKeyBytes) {
+    refused = Status(StatusCode::kInvalid, "idempotency key is " + std::to_string(c.idempotency_key.size()) +
+                                               " bytes, over the limit of " +
+                                               std::to_string(fsm::kMaxIdempotencyKeyBytes));
+  }
+  if (refused) {
+    post([cb = std::move(cb), st = std::move(*refused)] { cb(st); });
+    return;
+  }
+  // The idempotency window's clock (fsm/idempotency_table.h): the proposer's, carried in the entry.
+  c.proposed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  post([this, data = fsm::encode_command(c), timeout_ms, cb = std::move(cb)]() mutable {
     if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
-    const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
+    const raft::ProposeResult r = raft_->propose(std::move(data));
     if (!r.ok()) {
       cb(from_raft_error(r.error));
       return;
@@ -1273,7 +1346,7 @@ void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
 }
 
 // ---------------------------------------------------------------------------
-// Snapshots: the map is frozen in O(1) and written on another thread.
+// Snapshots: the store is streamed by another thread while writes go on.
 
 void Node::Impl::maybe_start_snapshot() {
   if (snapshot_in_progress_ || opts_.snapshot_threshold == 0 || no_space_) return;
@@ -1283,12 +1356,14 @@ void Node::Impl::maybe_start_snapshot() {
   if (applied < last_snapshot + opts_.snapshot_threshold) return;
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   snapshot_in_progress_ = true;
-  const fsm::KvStateMachine::SnapshotView view = fsm_.begin_snapshot();
-  const raft::Term term = raft_->term_at(view.index);
+  std::shared_ptr<fsm::KvStateMachine::SnapshotJob> job = fsm_.begin_snapshot();
+  const raft::Term term = raft_->term_at(job->index);
   const raft::Membership membership = applied_membership_;
-  snapshot_thread_ = std::thread([this, view, term, membership] {
-    auto file = storage::write_snapshot_file(data_dir_, view.index, term, membership, *view.map);
-    fsm_.end_snapshot();  // folds the writes made meanwhile, in small batches
+  snapshot_thread_ = std::thread([this, job, term, membership] {
+    // Streams the store in chunks under a shared lock: writes go on between them (kv_state_machine.h).
+    auto file = storage::write_snapshot_file(data_dir_, job->index, term, membership,
+                                             [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });
+    fsm_.end_snapshot();  // runs a compaction deferred meanwhile
     post([this, file = std::move(file)]() mutable { finish_snapshot(std::move(file)); });
   });
 }
@@ -1333,6 +1408,8 @@ void Node::Impl::publish_status() {
   s.applied_index = fsm_.applied_index();
   s.last_index = raft_->last_index();
   s.snapshot_index = raft_->snapshot().index;
+  s.revision = fsm_.revision();
+  s.compact_revision = fsm_.compact_revision();
   for (const raft::Member& m : raft_->membership().members) {
     MemberStatus ms;
     ms.id = m.id;

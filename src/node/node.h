@@ -43,6 +43,7 @@
 
 #include "common/status.h"
 #include "fsm/command.h"
+#include "node/write_result.h"
 #include "raft/types.h"
 
 namespace ckv::fsm {
@@ -61,6 +62,10 @@ inline constexpr uint64_t kDefaultSpaceReserveBytes = uint64_t{64} << 20;
 inline constexpr uint64_t kResumeHeadroomBytes = uint64_t{8} << 20;
 // Exit status of a process stopped by a storage failure other than a full disk.
 inline constexpr int kExitStorageFailure = 3;
+// Exit status of a process stopped by a committed entry it cannot decode (a
+// newer version's command, or damage): applying past it would diverge from
+// the other replicas (DESIGN.md, "The state machine"); docs/operations.md.
+inline constexpr int kExitUndecodableEntry = 4;
 
 struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
@@ -116,6 +121,8 @@ struct NodeStatus {
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
   uint64_t snapshot_index = 0;
+  int64_t revision = 0;          // the MVCC store's current revision (1 when empty)
+  int64_t compact_revision = 0;  // the store's last compaction (-1: none yet)
   bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
   std::vector<MemberStatus> members;
 };
@@ -145,7 +152,10 @@ class Node {
   // (at most once a second until the membership shows it) so that the HTTP
   // layer can send a /join with its addresses to the leader's API.
   using RegisterHook = std::function<void(const MemberInfo& leader, const MemberInfo& self)>;
-  using WriteCallback = std::function<void(Result<uint64_t>)>;  // the applied index
+  // Outer error: the replication outcome (kNotLeader, kUnavailable,
+  // kTimeout, kNoSpace, kInvalid for a command the log cannot carry); ok:
+  // the entry was applied here, and WriteResult says what it did.
+  using WriteCallback = std::function<void(Result<WriteResult>)>;
   using DoneCallback = std::function<void(Status)>;
   using ProbeCallback = std::function<void(Result<MemberInfo>)>;
 
@@ -161,9 +171,15 @@ class Node {
   // (bounded wait), then the Raft thread and transport stop.
   void stop();
 
-  // Replicates c; the callback gets the index once it is committed AND
-  // applied here (so a read that follows sees it), or kNotLeader /
-  // kUnavailable / kTimeout (the outcome is then unknown).
+  // Replicates c (stamping c.proposed_at_ms with this node's unix wall
+  // clock); the callback gets the result of applying it on THIS node once
+  // it is committed and applied here (so a read that follows sees it), or
+  // kNotLeader / kUnavailable / kTimeout (the outcome is then unknown) /
+  // kNoSpace. Refused with kInvalid before proposing: txns nested deeper
+  // than fsm::kMaxTxnNestingDepth, idempotency keys over
+  // fsm::kMaxIdempotencyKeyBytes. A command with an idempotency key that
+  // was applied before (within the table's window) is answered with the
+  // first result and duplicate = true, not applied again.
   void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
   // Linearizable read barrier (thesis §6.4 ReadIndex): the callback gets OK
   // once this node's state machine has applied everything committed before

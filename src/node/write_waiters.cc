@@ -24,13 +24,14 @@ void WriteWaiters::add(raft::Index index, raft::Term term, Clock::time_point dea
   waiters_.emplace(index, Waiter{term, deadline, std::move(cb)});
 }
 
-void WriteWaiters::applied(raft::Index index, raft::Term term) {
+void WriteWaiters::applied(raft::Index index, raft::Term term, WriteResult result) {
   auto it = waiters_.find(index);
   if (it == waiters_.end()) return;
   Waiter w = std::move(it->second);
   waiters_.erase(it);
   if (w.term == term) {
-    w.cb(index);
+    result.index = index;
+    w.cb(std::move(result));
   } else {
     w.cb(not_applied());  // another leader's entry took this index
   }

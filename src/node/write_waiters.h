@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "node/write_result.h"
 #include "raft/types.h"
 
 namespace ckv::node {
@@ -25,7 +26,7 @@ namespace ckv::node {
 class WriteWaiters {
  public:
   using Clock = std::chrono::steady_clock;
-  using Callback = std::function<void(Result<uint64_t>)>;  // the applied index
+  using Callback = std::function<void(Result<WriteResult>)>;
 
   // Waits for the entry proposed at (index, term). A waiter left at index by
   // an earlier term of ours is answered first, with "outcome unknown": our
@@ -33,8 +34,11 @@ class WriteWaiters {
   // it was not committed then, but another node may still hold it and a
   // later leader may commit it.
   void add(raft::Index index, raft::Term term, Clock::time_point deadline, Callback cb);
-  // The entry at index with this term has been applied.
-  void applied(raft::Index index, raft::Term term);
+  // The entry at index with this term has been applied, with this result
+  // (index is filled in). A waiter there from another term is told its
+  // write was not applied: another leader's entry took the index.
+  void applied(raft::Index index, raft::Term term, WriteResult result);
+  bool waiting_at(raft::Index index) const { return waiters_.count(index) != 0; }
   // An installed snapshot covers every index <= index: their outcomes were
   // decided by another leader and we cannot tell which.
   void snapshot_installed(raft::Index index);

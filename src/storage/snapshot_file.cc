@@ -18,7 +18,8 @@ namespace ckv::storage {
 
 namespace {
 
-constexpr char kMagic[] = "CKVSNAP1";
+constexpr char kMagic[] = "CKVSNAP2";
+constexpr char kLegacyMagic[] = "CKVSNAP1";
 constexpr size_t kMagicLen = 8;
 constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint32_t kMaxMembershipBytes = 1 << 20;
@@ -131,8 +132,13 @@ Status sync_dir(const std::string& dir) {
   return rc != 0 ? io_error(dir, "fsync dir") : Status::ok();
 }
 
-Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
-                                         const raft::Membership& membership, const KvMap& map) {
+namespace {
+
+// The atomic write (snapshot_file.h): .tmp, fsync, rename, fsync dir. body
+// writes everything after the header.
+Result<SnapshotFile> write_file(const std::string& dir, raft::Index index, raft::Term term,
+                                const raft::Membership& membership, const char* magic,
+                                const std::function<Status(FileWriter&)>& body) {
   const std::string final_path = dir + "/" + snapshot_name(index, term);
   const std::string tmp_path = final_path + ".tmp";
   // A failed write (a full disk) must not leave a partial file eating the space.
@@ -145,24 +151,40 @@ Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index ind
   } cleanup{tmp_path};
   FileWriter w(tmp_path);
   if (Status s = w.open(); !s.is_ok()) return s;
-  std::string header(kMagic, kMagicLen);
+  std::string header(magic, kMagicLen);
   put_u64le(header, index);
   put_u64le(header, term);
   put_string32(header, raft::encode_membership(membership));
-  put_u64le(header, map.size());
   if (Status s = w.write(header); !s.is_ok()) return s;
-  std::string rec;
-  for (const auto& [k, v] : map) {
-    rec.clear();
-    put_string32(rec, k);
-    put_string32(rec, v);
-    if (Status s = w.write(rec); !s.is_ok()) return s;
-  }
+  if (Status s = body(w); !s.is_ok()) return s;
   if (Status s = w.finish(); !s.is_ok()) return s;
   if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
   cleanup.done = true;
   if (Status s = sync_dir(dir); !s.is_ok()) return s;
   return SnapshotFile{final_path, raft::SnapshotMeta{index, term, membership, w.size()}};
+}
+
+}  // namespace
+
+Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
+                                         const raft::Membership& membership, const PayloadWriter& payload) {
+  return write_file(dir, index, term, membership, kMagic,
+                    [&](FileWriter& w) { return payload([&](std::string_view piece) { return w.write(piece); }); });
+}
+
+Result<SnapshotFile> write_legacy_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
+                                                const raft::Membership& membership, const KvMap& map) {
+  return write_file(dir, index, term, membership, kLegacyMagic, [&](FileWriter& w) {
+    std::string rec;
+    put_u64le(rec, map.size());
+    for (const auto& [k, v] : map) {
+      put_string32(rec, k);
+      put_string32(rec, v);
+      if (Status s = w.write(rec); !s.is_ok()) return s;
+      rec.clear();
+    }
+    return w.write(rec);
+  });
 }
 
 Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
@@ -174,7 +196,9 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
     ::close(fd);
     if (!s.is_ok()) return s;
   }
-  if (data.size() < kMagicLen + 4 || data.compare(0, kMagicLen, kMagic, kMagicLen) != 0) {
+  const bool current = data.size() >= kMagicLen && data.compare(0, kMagicLen, kMagic, kMagicLen) == 0;
+  const bool legacy = data.size() >= kMagicLen && data.compare(0, kMagicLen, kLegacyMagic, kMagicLen) == 0;
+  if (data.size() < kMagicLen + 4 || (!current && !legacy)) {
     return corrupt(path, "not a snapshot file (bad magic or too short)");
   }
   ByteReader tail(std::string_view(data).substr(data.size() - 4));
@@ -185,8 +209,7 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   ByteReader r(std::string_view(data).substr(kMagicLen, data.size() - kMagicLen - 4));
   LoadedSnapshot out;
   std::string mbytes;
-  uint64_t count = 0;
-  if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.string32(mbytes, kMaxMembershipBytes) || !r.u64le(count)) {
+  if (!r.u64le(out.meta.index) || !r.u64le(out.meta.term) || !r.string32(mbytes, kMaxMembershipBytes)) {
     return corrupt(path, "bad header");
   }
   // Like the log store's records (log_store.h): a stored term above the ceiling is damage.
@@ -198,13 +221,20 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   if (!membership) return corrupt(path, "bad membership");
   out.meta.membership = std::move(*membership);
   out.meta.size_bytes = data.size();
+  if (current) {
+    out.payload.assign(r.rest());
+    return out;
+  }
+  uint64_t count = 0;
+  if (!r.u64le(count)) return corrupt(path, "bad header");
+  KvMap& map = out.legacy_map.emplace();
   for (uint64_t i = 0; i < count; ++i) {
     std::string k;
     std::string v;
     if (!r.string32(k) || !r.string32(v)) {
       return corrupt(path, "record " + std::to_string(i) + " of " + std::to_string(count) + " is cut short");
     }
-    out.map.emplace_hint(out.map.end(), std::move(k), std::move(v));
+    map.emplace_hint(map.end(), std::move(k), std::move(v));
   }
   if (!r.at_end()) return corrupt(path, "trailing bytes after the last record");
   return out;
@@ -260,9 +290,15 @@ Status remove_stale_temp_files(const std::string& dir) {
   });
 }
 
-Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path) {
+Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path,
+                                            const SnapshotVerifier& verify) {
   auto loaded = read_snapshot_file(tmp_path);
   if (!loaded.is_ok()) return loaded.status();
+  if (verify) {
+    if (Status s = verify(loaded.value()); !s.is_ok()) {
+      return Status(s.code(), "snapshot file " + tmp_path + ": " + s.message());
+    }
+  }
   const raft::SnapshotMeta& meta = loaded.value().meta;
   const std::string final_path = dir + "/" + snapshot_name(meta.index, meta.term);
   {
@@ -274,7 +310,7 @@ Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::s
   }
   if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return io_error(final_path, "rename");
   if (Status s = sync_dir(dir); !s.is_ok()) return s;
-  return AdoptedSnapshot{SnapshotFile{final_path, meta}, std::move(loaded.value().map)};
+  return AdoptedSnapshot{SnapshotFile{final_path, meta}, std::move(loaded).value()};
 }
 
 }  // namespace ckv::storage

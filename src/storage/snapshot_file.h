@@ -1,10 +1,16 @@
-// Snapshot files: the key-value map at one log index, written atomically and checked on read.
+// Snapshot files: the state machine's payload at one log index, written atomically and checked on read.
 //
-// Format (little-endian): "CKVSNAP1", index u64, term u64, membership length
-// u32 + membership bytes (raft::encode_membership), record count u64, then per
-// record key length u32, key, value length u32, value; finally the CRC-32C of
-// everything before it (u32). The same bytes travel in InstallSnapshot chunks,
-// so a follower verifies exactly what the leader wrote.
+// Format CKVSNAP2 (little-endian): "CKVSNAP2", index u64, term u64,
+// membership length u32 + membership bytes (raft::encode_membership), the
+// state machine's payload (opaque here: fsm/kv_state_machine.h), and finally
+// the CRC-32C of everything before it (u32). The same bytes travel in
+// InstallSnapshot chunks, so a follower verifies exactly what the leader wrote.
+//
+// Format CKVSNAP1 (written before the MVCC store, still in users' data
+// dirs; read, never written by the node): the same header with magic
+// "CKVSNAP1", then record count u64 and per record key length u32, key,
+// value length u32, value; then the CRC. It is read as a key-value map that
+// the node converts (each key a put) and logs.
 //
 // Files are named snapshot-<index, 20 digits>-<term>.snap in the data dir and
 // appear only complete: written to a .tmp file, fsynced, renamed, and the
@@ -36,16 +42,25 @@ struct SnapshotFile {
   raft::SnapshotMeta meta;  // meta.size_bytes is the file size
 };
 
-// Writes map as the snapshot at (index, term, membership) into dir.
+// Produces a snapshot's payload by calling sink with each piece in order;
+// returns the first failure (its own, or the sink's: a full disk).
+using PayloadSink = std::function<Status(std::string_view)>;
+using PayloadWriter = std::function<Status(const PayloadSink& sink)>;
+
+// Writes the snapshot at (index, term, membership) into dir as CKVSNAP2.
 Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
-                                         const raft::Membership& membership, const KvMap& map);
+                                         const raft::Membership& membership, const PayloadWriter& payload);
+// Writes map as a CKVSNAP1 file: only for tests of the upgrade path.
+Result<SnapshotFile> write_legacy_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
+                                                const raft::Membership& membership, const KvMap& map);
 
 struct LoadedSnapshot {
   raft::SnapshotMeta meta;
-  KvMap map;
+  std::string payload;              // CKVSNAP2: the state machine's payload
+  std::optional<KvMap> legacy_map;  // CKVSNAP1: its key-value map (payload empty)
 };
-// Reads and verifies a snapshot file; kCorrupt (naming the file) on a bad
-// magic, truncation or checksum mismatch.
+// Reads and verifies a snapshot file of either format; kCorrupt (naming the
+// file) on a bad magic, truncation or checksum mismatch.
 Result<LoadedSnapshot> read_snapshot_file(const std::string& path);
 
 // The newest snapshot file in dir by index (nullopt if none). Temp files are ignored.
@@ -61,13 +76,17 @@ Status remove_stale_temp_files(const std::string& dir);
 
 // Moves a fully received snapshot (at tmp_path) into place as a verified
 // snapshot file. Used when InstallSnapshot completes; returns the file and
-// the map it holds (verifying means reading it all, so the caller restores
-// its state machine from this instead of reading the file again).
+// what it holds (verifying means reading it all, so the caller restores
+// its state machine from this instead of reading the file again). verify,
+// when given, checks the contents first (the state machine decodes its
+// payload): on its failure nothing is moved.
 struct AdoptedSnapshot {
   SnapshotFile file;
-  KvMap map;
+  LoadedSnapshot snapshot;
 };
-Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path);
+using SnapshotVerifier = std::function<Status(const LoadedSnapshot&)>;
+Result<AdoptedSnapshot> adopt_snapshot_file(const std::string& dir, const std::string& tmp_path,
+                                            const SnapshotVerifier& verify = nullptr);
 
 // fsyncs a directory so that renames and creations in it are durable.
 Status sync_dir(const std::string& dir);

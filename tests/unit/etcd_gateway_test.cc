@@ -118,7 +118,7 @@ TEST(EtcdGatewayJson, MemberListMatchesEtcdsFieldNames) {
 }
 
 Response call(const std::string& method, const std::string& path, const std::string& body = "") {
-  Request req{method, path, body, false};
+  Request req{method, path, body, false, std::nullopt};
   return etcd_gateway(
       req, path, [] { return three_members(); }, "127.0.0.1:2380");
 }

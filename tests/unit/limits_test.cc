@@ -30,8 +30,13 @@ TEST(HttpLimits, LargestReplicableBodyFitsOneFrameAndNoMore) {
   EXPECT_FALSE(check_max_body_bytes(limit + 1, uint64_t{1} << 40).is_ok());
   // A body of that size yields a command of at most that size plus its
   // encoding; as an Append it must frame, one byte more must not.
-  const std::string command =
-      fsm::encode_command(fsm::Command{fsm::CommandType::kSet, "", std::string(limit, 'v')});
+  fsm::Command c;
+  mvcc::PutRequest put;
+  put.value.assign(limit, 'v');
+  c.request = std::move(put);
+  c.idempotency_key.assign(fsm::kMaxIdempotencyKeyBytes, 'i');
+  c.proposed_at_ms = 1'700'000'000'000;
+  const std::string command = fsm::encode_command(c);
   raft::Message m;
   m.type = raft::MessageType::kAppend;
   m.entries.push_back(raft::Entry{1, 1, raft::EntryType::kNormal, command});
@@ -44,7 +49,7 @@ TEST(HttpLimits, UncommittedLimitBindsWhenSmaller) {
   const uint64_t uncommitted = 1 << 20;
   const uint64_t limit = max_replicable_body_bytes(uncommitted);
   EXPECT_LT(limit, uncommitted);
-  EXPECT_GT(limit, uncommitted - 64);
+  EXPECT_GT(limit, uncommitted - 512);  // the command envelope, with the longest idempotency key
   EXPECT_TRUE(check_max_body_bytes(limit, uncommitted).is_ok());
   Status s = check_max_body_bytes(limit + 1, uncommitted);
   EXPECT_EQ(s.code(), StatusCode::kInvalid);

@@ -111,9 +111,20 @@ class NodeTest : public ::testing::Test {
     return p.get_future().get();
   }
 
-  Result<uint64_t> write(Node& n, const std::string& k, const std::string& v, int timeout_ms = 5000) {
-    std::promise<Result<uint64_t>> p;
-    n.propose(fsm::Command{fsm::CommandType::kSet, k, v}, timeout_ms, [&](Result<uint64_t> r) { p.set_value(std::move(r)); });
+  Result<WriteResult> write(Node& n, const std::string& k, const std::string& v, int timeout_ms = 5000,
+                            const std::string& idempotency_key = "") {
+    fsm::Command c;
+    mvcc::PutRequest put;
+    put.key = k;
+    put.value = v;
+    c.request = std::move(put);
+    c.idempotency_key = idempotency_key;
+    return propose(n, std::move(c), timeout_ms);
+  }
+
+  Result<WriteResult> propose(Node& n, fsm::Command c, int timeout_ms = 5000) {
+    std::promise<Result<WriteResult>> p;
+    n.propose(std::move(c), timeout_ms, [&](Result<WriteResult> r) { p.set_value(std::move(r)); });
     return p.get_future().get();
   }
 

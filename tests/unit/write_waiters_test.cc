@@ -11,9 +11,9 @@ namespace {
 using Clock = WriteWaiters::Clock;
 
 struct Outcome {
-  std::optional<Result<uint64_t>> got;
+  std::optional<Result<WriteResult>> got;
   WriteWaiters::Callback cb() {
-    return [this](Result<uint64_t> r) { got.emplace(std::move(r)); };
+    return [this](Result<WriteResult> r) { got.emplace(std::move(r)); };
   }
 };
 
@@ -23,10 +23,13 @@ TEST(WriteWaiters, SameTermAtTheIndexIsSuccess) {
   WriteWaiters w;
   Outcome o;
   w.add(5, 2, kLater, o.cb());
-  w.applied(5, 2);
+  WriteResult r;
+  r.duplicate = true;
+  w.applied(5, 2, std::move(r));
   ASSERT_TRUE(o.got.has_value());
   ASSERT_TRUE(o.got->is_ok());
-  EXPECT_EQ(o.got->value(), 5u);
+  EXPECT_EQ(o.got->value().index, 5u);
+  EXPECT_TRUE(o.got->value().duplicate);  // the state machine's result is handed over
   EXPECT_EQ(w.size(), 0u);
 }
 
@@ -34,7 +37,7 @@ TEST(WriteWaiters, AnotherTermAtTheIndexIsADefiniteFailure) {
   WriteWaiters w;
   Outcome o;
   w.add(5, 2, kLater, o.cb());
-  w.applied(5, 3);
+  w.applied(5, 3, WriteResult{});
   ASSERT_TRUE(o.got.has_value());
   EXPECT_EQ(o.got->status().code(), StatusCode::kUnavailable);
 }
@@ -53,7 +56,7 @@ TEST(WriteWaiters, ReusedIndexAnswersTheOldWaiterAndKeepsTheNewOne) {
   ASSERT_TRUE(old_write.got.has_value());
   EXPECT_EQ(old_write.got->status().code(), StatusCode::kTimeout);
   EXPECT_FALSE(new_write.got.has_value());
-  w.applied(5, 4);
+  w.applied(5, 4, WriteResult{});
   ASSERT_TRUE(new_write.got.has_value());
   EXPECT_TRUE(new_write.got->is_ok());
 }

@@ -1,0 +1,90 @@
+// The replicated idempotency table: the first result of each keyed write, so a retry is answered, not applied again.
+//
+// Why in the state machine (Raft thesis §6.3): a client whose write timed
+// out cannot tell whether it was applied; if it retries, only the
+// replicated state can say "this was applied already, here is what it
+// returned" on every node and after any leader change. etcd has no such
+// table (a retried put may apply twice); ours is keyed by the client's
+// idempotency key (HTTP header Idempotency-Key, gRPC metadata
+// idempotency-key).
+//
+// Time: entries expire once the table's clock is more than kRetentionMs past
+// the proposed_at_ms of the write that made them. The clock is the largest
+// proposed_at_ms of any applied command (proposers' wall clocks, carried in
+// the log), never the applying node's: every replica expires the same
+// entries at the same log index. Space: at most kMaxEntries entries and
+// kMaxBytes of stored results; beyond either, the oldest entries (in apply
+// order) go first.
+//
+// Not thread safe: the state machine's lock covers it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/status.h"
+
+namespace ckv::fsm {
+
+class IdempotencyTable {
+ public:
+  // How long a retry is recognised (ms of the proposers' clocks).
+  static constexpr int64_t kRetentionMs = int64_t{10} * 60 * 1000;
+  static constexpr size_t kMaxEntries = 100'000;
+  // Bytes of keys, messages and encoded responses held at most.
+  static constexpr size_t kMaxBytes = size_t{64} << 20;
+
+  struct Entry {
+    int64_t proposed_at_ms = 0;
+    Status status;         // the write's own outcome
+    std::string response;  // encode_response() of its response when status is ok
+  };
+
+  // Moves the clock forward to proposed_at_ms (never back) and drops the
+  // entries that expired at the front.
+  void advance_clock(int64_t proposed_at_ms);
+  // The unexpired entry for key, or nullptr.
+  const Entry* find(const std::string& key) const;
+  // Records the first result for key (replacing an expired entry), then
+  // evicts the oldest entries beyond the caps.
+  void insert(const std::string& key, Entry entry);
+
+  size_t size() const { return entries_.size(); }
+  size_t bytes() const { return bytes_; }
+  int64_t clock_ms() const { return clock_ms_; }
+
+  // For snapshots: versioned, every entry in apply order; decode validates
+  // every field and the caps, so a restored table is one insert() could build.
+  std::string encode() const;
+  static std::optional<IdempotencyTable> decode(std::string_view data);
+
+  bool operator==(const IdempotencyTable& o) const { return encode() == o.encode(); }
+
+ private:
+  struct Stored {
+    Entry entry;
+    uint64_t seq = 0;  // which element of order_ is this entry's
+  };
+  static size_t cost(const std::string& key, const Entry& e) {
+    return key.size() + e.status.message().size() + e.response.size();
+  }
+  bool expired(const Entry& e) const { return e.proposed_at_ms < clock_ms_ - kRetentionMs; }
+  // Drops the front of order_ while it is stale, expired, or over a cap.
+  void evict();
+
+  std::unordered_map<std::string, Stored> entries_;
+  // Keys in apply order, with the seq they were inserted under. An element
+  // whose seq no longer matches its entry (the key expired and was written
+  // again) is stale and skipped.
+  std::deque<std::pair<uint64_t, std::string>> order_;
+  uint64_t next_seq_ = 0;
+  int64_t clock_ms_ = 0;
+  size_t bytes_ = 0;
+};
+
+}  // namespace ckv::fsm
