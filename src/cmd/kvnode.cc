@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/grpc_server.h"
+#include "etcd/kv_service.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -288,6 +289,9 @@ int main(int argc, char** argv) {
     return kExitRuntimeError;
   }
 
+  // etcd's KV request layer, shared by the gRPC service and the /v3/kv gateway.
+  auto kv = std::make_unique<ckv::etcd::KvService>(*node, ckv::etcd::KvServiceOptions{commit_timeout_ms});
+  http_opts.kv = kv.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
@@ -303,7 +307,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
-    auto started = ckv::etcd::GrpcServer::start(*node, opts.grpc_address);
+    auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address);
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -326,6 +330,7 @@ int main(int argc, char** argv) {
   registrar = nullptr;
   if (grpc) grpc->stop();
   server->stop();
+  kv->stop();  // after both front ends: they call it until they stop
   node.reset();
   server.reset();
   spdlog::info("stopped");

@@ -9,7 +9,7 @@
 //   cluster_id   FNV-1a 64 over the sorted ids of the current members (see
 //                cluster_id_for); etcd hashes its initial members the same way
 //   member_id    the node's 64-bit Raft id (node::node_id_for(name))
-//   revision     the applied index, until the MVCC store gives a revision
+//   revision     the MVCC store's current revision (1 when empty, as etcd)
 //   raft_term    the node's current term
 #pragma once
 

@@ -12,6 +12,7 @@
 
 #include "etcd/cluster_view.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/kv_grpc_service.h"
 
 namespace ckv::etcd {
 
@@ -126,7 +127,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   node::Node& node_;
 };
 
-// Every method no service above registers (KV, Watch, Lease, Auth, the
+// Every method no service above registers (Watch, Lease, Auth, the
 // election and lock services, anything unknown): UNIMPLEMENTED, named.
 class UnimplementedService final : public grpc::CallbackGenericService {
  public:
@@ -143,7 +144,9 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 }  // namespace
 
 struct GrpcServer::Impl {
-  Impl(node::Node& node, std::string address) : cluster(node, address), maintenance(node) {}
+  Impl(node::Node& node, KvService& kv_service, std::string address)
+      : kv(make_kv_grpc_service(kv_service)), cluster(node, address), maintenance(node) {}
+  std::unique_ptr<grpc::Service> kv;
   ClusterService cluster;
   MaintenanceService maintenance;
   UnimplementedService rest;
@@ -151,9 +154,9 @@ struct GrpcServer::Impl {
   std::once_flag stopped;
 };
 
-Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
+Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvService& kv,
                                                       const std::string& listen_address) {
-  auto impl = std::make_unique<Impl>(node, listen_address);
+  auto impl = std::make_unique<Impl>(node, kv, listen_address);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   // Plaintext for now: TLS (-cert-file, -key-file) is part of issue 8's second half.
@@ -165,6 +168,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
   grpc::ResourceQuota quota("ckv-etcd-grpc");
   quota.SetMaxThreads(kMaxGrpcThreads);
   builder.SetResourceQuota(quota);
+  builder.RegisterService(impl->kv.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterCallbackGenericService(&impl->rest);

@@ -1,4 +1,4 @@
-// The etcd v3 gRPC endpoint (-grpc-address): Cluster.MemberList and Maintenance.Status served from the node's status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Cluster.MemberList and Maintenance.Status.
 //
 // Every other method of etcd's services (KV, Watch, Lease, Cluster,
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
@@ -21,6 +21,8 @@
 
 namespace ckv::etcd {
 
+class KvService;
+
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
 // Largest request message accepted (etcd's default --max-request-bytes, 1.5 MiB,
@@ -34,7 +36,8 @@ inline constexpr int kMaxGrpcThreads = 64;
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node,
+  // kv serves the KV service and must outlive the server.
+  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node, KvService& kv,
                                                    const std::string& listen_address);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;

@@ -211,6 +211,8 @@ void Api::handle(const Request& req, Reply reply) {
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
+  } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
+    etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {
     reply(etcd_gateway(req, path, [this] { return node_.status(); }, options_.grpc_address));
   } else {

@@ -2,11 +2,14 @@
 #include "http/etcd_gateway.h"
 
 #include <iterator>
+#include <utility>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
+#include "etcd/kv_service.h"
+#include "http/etcd_kv_json.h"
 
 namespace ckv::http {
 
@@ -153,6 +156,61 @@ std::string gateway_status_json(const node::NodeStatus& st) {
   put_u64(out, "dbSizeInUse", s.db_size_in_use);
   if (s.is_learner) out["isLearner"] = true;
   return out.dump();
+}
+
+namespace {
+
+Response kv_error(const Status& s) {
+  const GrpcError e = grpc_error_for(s);
+  return gateway_error(gateway_http_status(e.code), e.code, e.message);
+}
+
+template <typename T>
+etcd::KvDone<T> answer_with(Reply reply) {
+  return [reply = std::move(reply)](Result<etcd::KvAnswer<T>> r) {
+    if (!r.is_ok()) return reply(kv_error(r.status()));
+    Response resp;
+    resp.body = to_json(r.value().body, r.value().header);
+    reply(std::move(resp));
+  };
+}
+
+// Parses the body with from_json, then calls (kv.*method)(request, call, done).
+template <typename Resp, typename Parse, typename Method>
+void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method method,
+              Reply reply) {
+  auto parsed = from_json(req.body);
+  if (!parsed.is_ok()) return reply(kv_error(parsed.status()));
+  // A gateway call is a client's, never a member's forward: on a follower
+  // the request layer forwards it to the leader over gRPC itself.
+  etcd::KvCall call;
+  if (req.idempotency_key) call.idempotency_key = *req.idempotency_key;
+  (kv.*method)(std::move(parsed).value(), std::move(call), answer_with<Resp>(std::move(reply)));
+}
+
+}  // namespace
+
+void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
+                     Reply reply) {
+  if (req.method != "POST") {
+    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
+    r.headers.emplace_back("Allow", "POST");
+    return reply(std::move(r));
+  }
+  using K = etcd::KvService;
+  if (path == "/v3/kv/range") {
+    serve_kv<mvcc::RangeResponse>(req, kv, range_request_from_json, &K::range, std::move(reply));
+  } else if (path == "/v3/kv/put") {
+    serve_kv<mvcc::PutResponse>(req, kv, put_request_from_json, &K::put, std::move(reply));
+  } else if (path == "/v3/kv/deleterange") {
+    serve_kv<mvcc::DeleteRangeResponse>(req, kv, delete_range_request_from_json,
+                                        &K::delete_range, std::move(reply));
+  } else if (path == "/v3/kv/txn") {
+    serve_kv<mvcc::TxnResponse>(req, kv, txn_request_from_json, &K::txn, std::move(reply));
+  } else {
+    serve_kv<mvcc::CompactionResponse>(req, kv, compaction_request_from_json, &K::compact,
+                                       std::move(reply));
+  }
 }
 
 Response etcd_gateway(const Request& req, const std::string& path,

@@ -12,6 +12,10 @@
 
 #include "http/api.h"
 
+namespace ckv::etcd {
+class KvService;
+}
+
 namespace ckv::http {
 
 inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
@@ -25,6 +29,13 @@ Response etcd_gateway(const Request& req, const std::string& path,
 
 // Whether path is one of KV's five routes (/v3/kv/range, put, deleterange, txn, compaction).
 bool is_etcd_kv_route(const std::string& path);
+
+// Serves a KV route (is_etcd_kv_route(path)) on the request layer, bodies
+// as etcd_kv_json.h maps them. reply is called exactly once, inline or on
+// the request layer's worker thread (kv_service.h). An Idempotency-Key
+// header becomes the write's idempotency key, as on the seed API.
+void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
+                     Reply reply);
 
 // grpc-gateway's HTTP status for a gRPC code (its runtime.HTTPStatusFromCode,
 // as the etcd 3.4 Debian ships is built with: OutOfRange 400,

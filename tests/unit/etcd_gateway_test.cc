@@ -32,6 +32,7 @@ node::NodeStatus three_members() {
   st.leader_id = node::node_id_for("n1");
   st.commit_index = 42;
   st.applied_index = 40;
+  st.revision = 17;
   st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"),
                 member("n3", "learner")};
   return st;
@@ -82,7 +83,7 @@ TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
   const json j = json::parse(body);
   EXPECT_EQ(j["header"]["member_id"], std::to_string(node::node_id_for("n2")));
   EXPECT_EQ(j["header"]["cluster_id"], std::to_string(etcd::cluster_id_for(st)));
-  EXPECT_EQ(j["header"]["revision"], "40");  // the applied index until the MVCC store exists
+  EXPECT_EQ(j["header"]["revision"], "17");  // the store's revision, not the applied index
   EXPECT_EQ(j["header"]["raft_term"], "7");
   EXPECT_EQ(j["version"], etcd::kEtcdApiVersion);
   EXPECT_EQ(j["leader"], std::to_string(node::node_id_for("n1")));
