@@ -132,9 +132,9 @@ class EtcdClusterTest(ClusterTest):
 
         # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
         follower = next(n for n in nodes if n is not leader)
-        p = etcdctl([follower.grpc], "get", "foo", check=False)
+        p = etcdctl([follower.grpc], "lease", "grant", "10", check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.KV/Range is not implemented yet",
+        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Lease/LeaseGrant is not implemented yet",
                       p.stderr)
         p = etcdctl([follower.grpc], "member", "add", "x", "--peer-urls=http://127.0.0.1:1", check=False)
         self.assertIn("code = Unimplemented", p.stderr)
@@ -163,7 +163,7 @@ class EtcdClusterTest(ClusterTest):
                 self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
 
         api = nodes[1].api
-        r = post(api, "/v3/kv/put", '{"key":"Zm9v","value":"YmFy"}')
+        r = post(api, "/v3/lease/grant", '{"TTL":"5"}')
         self.assertEqual((r.status, r.json["code"]), (501, 12), r)
         self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
         r = post(api, "/v3/maintenance/status", "junk")
