@@ -1,0 +1,262 @@
+// Unit tests for src/etcd/kv_service.h on real in-process Nodes: validation, reads, writes, idempotency, routing without a leader's gRPC address, stop.
+#include "etcd/kv_service.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "etcd/kv_convert.h"
+#include "fsm/kv_state_machine.h"
+#include "memory_transport.h"
+#include "mvcc/errors.h"
+
+namespace ckv::etcd {
+namespace {
+
+using namespace std::chrono_literals;
+
+mvcc::PutRequest put_req(std::string k, std::string v, int64_t lease = 0, bool prev_kv = false) {
+  mvcc::PutRequest r;
+  r.key = std::move(k);
+  r.value = std::move(v);
+  r.lease = lease;
+  r.prev_kv = prev_kv;
+  return r;
+}
+
+mvcc::CompactionRequest compaction(int64_t rev) {
+  mvcc::CompactionRequest r;
+  r.revision = rev;
+  return r;
+}
+
+class KvServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("ckv_kvsvc_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+  }
+  void TearDown() override {
+    services_.clear();
+    for (auto& n : nodes_) n->stop();
+    nodes_.clear();
+    std::filesystem::remove_all(root_);
+  }
+
+  node::Node& start(const std::string& name, bool bootstrap) {
+    node::NodeOptions o;
+    o.name = name;
+    o.raft_address = name + ":5000";
+    o.api_address = name + ":8000";
+    o.data_dir = (root_ / name).string();
+    o.bootstrap = bootstrap;
+    o.tick_ms = 10;
+    o.election_ticks = 10;
+    o.heartbeat_ticks = 1;
+    auto t = std::make_unique<transport::MemoryTransport>(hub_, node::node_id_for(name));
+    auto n = node::Node::open(o, std::move(t));
+    EXPECT_TRUE(n.is_ok()) << n.status().to_string();
+    nodes_.push_back(std::move(n).value());
+    nodes_.back()->start();
+    services_.push_back(std::make_unique<KvService>(*nodes_.back(), KvServiceOptions{2000}));
+    return *nodes_.back();
+  }
+
+  template <typename F>
+  bool eventually(F f, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (f()) return true;
+      std::this_thread::sleep_for(5ms);
+    }
+    return f();
+  }
+
+  // Calls (kv.*method)(request, call, done) and waits for done.
+  template <typename Resp, typename Req, typename Method>
+  Result<KvAnswer<Resp>> call(KvService& kv, Method method, Req r, KvCall c = {}) {
+    std::promise<Result<KvAnswer<Resp>>> p;
+    (kv.*method)(std::move(r), std::move(c),
+                 [&p](Result<KvAnswer<Resp>> a) { p.set_value(std::move(a)); });
+    auto f = p.get_future();
+    EXPECT_EQ(f.wait_for(10s), std::future_status::ready);
+    return f.get();
+  }
+
+  Result<KvAnswer<mvcc::PutResponse>> put(KvService& kv, std::string k, std::string v,
+                                          KvCall c = {}) {
+    mvcc::PutRequest r;
+    r.key = std::move(k);
+    r.value = std::move(v);
+    return call<mvcc::PutResponse>(kv, &KvService::put, std::move(r), std::move(c));
+  }
+
+  Result<KvAnswer<mvcc::RangeResponse>> get(KvService& kv, std::string k, bool serializable,
+                                            int64_t rev = 0) {
+    mvcc::RangeRequest r;
+    r.key = std::move(k);
+    r.serializable = serializable;
+    r.revision = rev;
+    return call<mvcc::RangeResponse>(kv, &KvService::range, std::move(r));
+  }
+
+  node::Node& single() {
+    node::Node& n = start("n1", true);
+    EXPECT_TRUE(eventually([&] { return n.status().state == "leader"; }));
+    return n;
+  }
+
+  std::filesystem::path root_;
+  std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
+  std::vector<std::unique_ptr<node::Node>> nodes_;
+  std::vector<std::unique_ptr<KvService>> services_;
+};
+
+TEST_F(KvServiceTest, InvalidRequestsAreAnsweredInlineWithEtcdsText) {
+  single();
+  KvService& kv = *services_[0];
+  bool answered = false;
+  Status got;
+  kv.put(mvcc::PutRequest{}, {}, [&](Result<KvAnswer<mvcc::PutResponse>> r) {
+    answered = true;
+    got = r.status();
+  });
+  EXPECT_TRUE(answered) << "validation must answer before anything is proposed";
+  EXPECT_EQ(got.message(), mvcc::kErrEmptyKey);
+
+  mvcc::TxnRequest big;
+  for (int i = 0; i < 129; ++i) big.success.push_back(mvcc::op_put(put_req("k" + std::to_string(i), "v")));
+  EXPECT_EQ(call<mvcc::TxnResponse>(kv, &KvService::txn, big).status().message(),
+            mvcc::kErrTooManyOps);
+  EXPECT_EQ(get(kv, "", false).status().message(), mvcc::kErrEmptyKey);
+
+  // Idempotency keys as the seed API's header: bounded, printable.
+  KvCall long_key;
+  long_key.idempotency_key.assign(fsm::kMaxIdempotencyKeyBytes + 1, 'x');
+  EXPECT_EQ(put(kv, "k", "v", long_key).status().code(), StatusCode::kInvalid);
+  KvCall binary_key;
+  binary_key.idempotency_key = std::string("a\nb");
+  EXPECT_EQ(put(kv, "k", "v", binary_key).status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(nodes_[0]->state_machine().revision(), 1) << "nothing may have been applied";
+}
+
+TEST_F(KvServiceTest, WritesAndReadsCarryTheStoreRevisionAndTheNodesHeader) {
+  node::Node& n = single();
+  KvService& kv = *services_[0];
+  auto w = put(kv, "a", "1");
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(w->body.header.revision, 2);
+  EXPECT_EQ(w->header.revision, 2u);
+  EXPECT_EQ(w->header.member_id, n.status().id);
+  EXPECT_EQ(w->header.cluster_id, cluster_id_for(n.status()));
+  EXPECT_EQ(w->header.raft_term, n.status().term);
+
+  for (bool serializable : {false, true}) {
+    auto r = get(kv, "a", serializable);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    ASSERT_EQ(r->body.kvs.size(), 1u);
+    EXPECT_EQ(r->body.kvs[0].value, "1");
+    EXPECT_EQ(r->header.revision, 2u);
+  }
+  EXPECT_TRUE(put(kv, "a", "2").is_ok());
+
+  const mvcc::PutRequest with_lease = put_req("b", "v", 42);
+  auto leased = call<mvcc::PutResponse>(kv, &KvService::put, with_lease);
+  EXPECT_EQ(leased.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(leased.status().message(), mvcc::kErrLeaseNotFound);
+
+  // A txn: compare on the value, then read and write in one revision.
+  mvcc::TxnRequest t;
+  mvcc::Compare c;
+  c.key = "a";
+  c.target = mvcc::Compare::CompareTarget::kValue;
+  c.value = "2";
+  t.compare.push_back(c);
+  mvcc::RangeRequest ra;
+  ra.key = "a";
+  t.success.push_back(mvcc::op_range(ra));
+  t.success.push_back(mvcc::op_put(put_req("c", "3")));
+  auto tr = call<mvcc::TxnResponse>(kv, &KvService::txn, t);
+  ASSERT_TRUE(tr.is_ok()) << tr.status().to_string();
+  EXPECT_TRUE(tr->body.succeeded);
+  EXPECT_EQ(tr->header.revision, 4u);
+
+  // Compaction, then reads below it fail as etcd's do; the compacted revision itself reads.
+  auto cr = call<mvcc::CompactionResponse>(kv, &KvService::compact, compaction(3));
+  ASSERT_TRUE(cr.is_ok()) << cr.status().to_string();
+  EXPECT_EQ(get(kv, "a", false, 2).status().message(), mvcc::kErrCompacted);
+  EXPECT_TRUE(get(kv, "a", false, 3).is_ok());
+  EXPECT_EQ(get(kv, "a", true, 99).status().message(), mvcc::kErrFutureRev);
+  EXPECT_EQ(to_grpc_status(get(kv, "a", false, 2).status()).error_code(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(call<mvcc::CompactionResponse>(kv, &KvService::compact, compaction(3))
+                .status()
+                .message(),
+            mvcc::kErrCompacted);
+}
+
+TEST_F(KvServiceTest, ARetryWithTheSameIdempotencyKeyReturnsTheFirstResult) {
+  single();
+  KvService& kv = *services_[0];
+  KvCall c;
+  c.idempotency_key = "req-1";
+  const mvcc::PutRequest r = put_req("k", "v", 0, /*prev_kv=*/true);
+  auto first = call<mvcc::PutResponse>(kv, &KvService::put, r, c);
+  auto again = call<mvcc::PutResponse>(kv, &KvService::put, r, c);
+  ASSERT_TRUE(first.is_ok() && again.is_ok());
+  EXPECT_EQ(again->body, first->body);  // no prev_kv: the retry was not applied
+  EXPECT_EQ(nodes_[0]->state_machine().revision(), 2);
+  // The same key naming another kind of request cannot be answered with its result.
+  auto other = call<mvcc::DeleteRangeResponse>(kv, &KvService::delete_range,
+                                               mvcc::DeleteRangeRequest{"k", "", false}, c);
+  EXPECT_EQ(other.status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(nodes_[0]->state_machine().revision(), 2);
+}
+
+TEST_F(KvServiceTest, AFollowerWithoutTheLeadersGrpcAddressAnswersNoLeader) {
+  node::Node& leader = single();
+  node::Node& follower = start("n2", false);
+  std::promise<Status> added;
+  leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
+                    10000, [&](Status s) { added.set_value(s); });
+  ASSERT_TRUE(added.get_future().get().is_ok());
+  ASSERT_TRUE(eventually([&] { return follower.status().leader_id == leader.status().id; }));
+  KvService& kv = *services_[1];
+  ASSERT_TRUE(put(*services_[0], "a", "1").is_ok());
+
+  // No -grpc-address on the leader: nowhere to forward to.
+  auto w = put(kv, "b", "2");
+  EXPECT_EQ(w.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(to_grpc_status(w.status()).error_message(), "etcdserver: no leader");
+  // A call a member forwarded is never forwarded again.
+  KvCall forwarded;
+  forwarded.forwarded = true;
+  auto f = put(kv, "b", "2", forwarded);
+  EXPECT_EQ(to_grpc_status(f.status()).error_message(), "etcdserver: leader changed");
+  EXPECT_EQ(to_grpc_status(f.status()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // Linearizable reads need no forwarding: the follower's read barrier sees the leader's write.
+  auto r = get(kv, "a", false);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(r->body.kvs.size(), 1u);
+  EXPECT_EQ(r->header.member_id, follower.status().id);
+}
+
+TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {
+  single();
+  KvService& kv = *services_[0];
+  kv.stop();
+  kv.stop();  // idempotent
+  auto w = put(kv, "k", "v");
+  EXPECT_EQ(to_grpc_status(w.status()).error_message(), "etcdserver: server stopped");
+  EXPECT_EQ(to_grpc_status(get(kv, "k", false).status()).error_message(),
+            "etcdserver: server stopped");
+}
+
+}  // namespace
+}  // namespace ckv::etcd
