@@ -23,37 +23,41 @@ void IdempotencyTable::advance_clock(int64_t proposed_at_ms) {
 }
 
 const IdempotencyTable::Entry* IdempotencyTable::find(const std::string& key) const {
-  auto it = entries_.find(key);
-  if (it == entries_.end() || expired(it->second.entry)) return nullptr;
-  return &it->second.entry;
+  auto it = seq_.find(key);
+  if (it == seq_.end()) return nullptr;
+  const Entry& e = slot(it->second).entry;
+  return expired(e) ? nullptr : &e;
+}
+
+void IdempotencyTable::push(std::string key, Entry entry) {
+  bytes_ += cost(key, entry);
+  seq_[key] = front_seq_ + log_.size();
+  log_.push_back(Slot{std::move(key), std::move(entry), true});
 }
 
 void IdempotencyTable::insert(const std::string& key, Entry entry) {
-  auto it = entries_.find(key);
-  if (it != entries_.end()) {
-    // Only an expired entry is replaced (find() hid it); its element in
-    // order_ becomes stale.
-    bytes_ -= cost(key, it->second.entry);
-    entries_.erase(it);
+  if (auto it = seq_.find(key); it != seq_.end()) {
+    // Only an expired entry is replaced (find() hid it): its slot dies.
+    Slot& old = slot(it->second);
+    bytes_ -= cost(old.key, old.entry);
+    old = Slot{{}, {}, false};
+    seq_.erase(it);
   }
-  const uint64_t seq = next_seq_++;
-  bytes_ += cost(key, entry);
-  entries_.emplace(key, Stored{std::move(entry), seq});
-  order_.emplace_back(seq, key);
+  push(key, std::move(entry));
   evict();
 }
 
 void IdempotencyTable::evict() {
-  while (!order_.empty()) {
-    const auto& [seq, key] = order_.front();
-    auto it = entries_.find(key);
-    if (it != entries_.end() && it->second.seq == seq) {
-      const bool over_cap = entries_.size() > kMaxEntries || bytes_ > kMaxBytes;
-      if (!over_cap && !expired(it->second.entry)) return;
-      bytes_ -= cost(key, it->second.entry);
-      entries_.erase(it);
+  while (!log_.empty()) {
+    Slot& front = log_.front();
+    if (front.live) {
+      const bool over_cap = seq_.size() > kMaxEntries || bytes_ > kMaxBytes;
+      if (!over_cap && !expired(front.entry)) return;
+      bytes_ -= cost(front.key, front.entry);
+      seq_.erase(front.key);
     }
-    order_.pop_front();
+    log_.pop_front();
+    ++front_seq_;
   }
 }
 
@@ -62,14 +66,14 @@ void IdempotencyTable::evict() {
 // string32 encoded response (empty unless the status is ok).
 std::string IdempotencyTable::encode() const {
   std::string out;
+  out.reserve(13 + bytes_ + seq_.size() * 21);
   put_u8(out, kTableFormat);
   put_u64le(out, static_cast<uint64_t>(clock_ms_));
-  put_u32le(out, static_cast<uint32_t>(entries_.size()));
-  for (const auto& [seq, key] : order_) {
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.seq != seq) continue;  // stale
-    const Entry& e = it->second.entry;
-    put_string32(out, key);
+  put_u32le(out, static_cast<uint32_t>(seq_.size()));
+  for (const Slot& s : log_) {
+    if (!s.live) continue;
+    const Entry& e = s.entry;
+    put_string32(out, s.key);
     put_u64le(out, static_cast<uint64_t>(e.proposed_at_ms));
     put_u8(out, static_cast<uint8_t>(e.status.code()));
     put_string32(out, e.status.message());
@@ -103,11 +107,8 @@ std::optional<IdempotencyTable> IdempotencyTable::decode(std::string_view data) 
     }
     Entry e{static_cast<int64_t>(at), status_code == StatusCode::kOk ? Status::ok() : Status(status_code, message),
             std::move(response)};
-    if (t.entries_.count(key) != 0) return std::nullopt;
-    const uint64_t seq = t.next_seq_++;
-    t.bytes_ += cost(key, e);
-    t.order_.emplace_back(seq, key);
-    t.entries_.emplace(std::move(key), Stored{std::move(e), seq});
+    if (t.seq_.count(key) != 0) return std::nullopt;
+    t.push(std::move(key), std::move(e));
   }
   if (t.bytes_ > kMaxBytes || !r.at_end()) return std::nullopt;
   return t;

@@ -54,7 +54,7 @@ class IdempotencyTable {
   // evicts the oldest entries beyond the caps.
   void insert(const std::string& key, Entry entry);
 
-  size_t size() const { return entries_.size(); }
+  size_t size() const { return seq_.size(); }
   size_t bytes() const { return bytes_; }
   int64_t clock_ms() const { return clock_ms_; }
 
@@ -66,23 +66,28 @@ class IdempotencyTable {
   bool operator==(const IdempotencyTable& o) const { return encode() == o.encode(); }
 
  private:
-  struct Stored {
+  // One insert, in apply order. A slot goes dead when its key expired and
+  // was written again (the new slot is at the back); dead slots hold no
+  // strings and are dropped when they reach the front.
+  struct Slot {
+    std::string key;
     Entry entry;
-    uint64_t seq = 0;  // which element of order_ is this entry's
+    bool live = true;
   };
   static size_t cost(const std::string& key, const Entry& e) {
     return key.size() + e.status.message().size() + e.response.size();
   }
   bool expired(const Entry& e) const { return e.proposed_at_ms < clock_ms_ - kRetentionMs; }
-  // Drops the front of order_ while it is stale, expired, or over a cap.
+  Slot& slot(uint64_t seq) { return log_[static_cast<size_t>(seq - front_seq_)]; }
+  const Slot& slot(uint64_t seq) const { return log_[static_cast<size_t>(seq - front_seq_)]; }
+  // Drops the front of log_ while it is dead, expired, or over a cap.
   void evict();
+  void push(std::string key, Entry entry);
 
-  std::unordered_map<std::string, Stored> entries_;
-  // Keys in apply order, with the seq they were inserted under. An element
-  // whose seq no longer matches its entry (the key expired and was written
-  // again) is stale and skipped.
-  std::deque<std::pair<uint64_t, std::string>> order_;
-  uint64_t next_seq_ = 0;
+  // Contiguous in apply order, so a snapshot copies it without lookups.
+  std::deque<Slot> log_;
+  uint64_t front_seq_ = 0;                          // the seq of log_.front()
+  std::unordered_map<std::string, uint64_t> seq_;  // key -> seq of its live slot
   int64_t clock_ms_ = 0;
   size_t bytes_ = 0;
 };

@@ -98,6 +98,25 @@ ApplyResult KvStateMachine::execute(const Command& c) {
   return out;
 }
 
+mvcc::StoreOptions KvStateMachine::store_options() {
+  mvcc::StoreOptions o;
+  o.incremental_compaction = true;
+  return o;
+}
+
+KvStateMachine::KvStateMachine() : store_(store_options()) {}
+
+bool KvStateMachine::compact_step() {
+  // Only this (the Raft) thread starts or finishes a compaction pass, so
+  // the check needs no lock. (While a snapshot is written the step does
+  // nothing and says so: the caller asks again after it ended.)
+  if (!store_.compaction_pending()) return false;
+  waiting_writers_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lock(mu_);
+  waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
+  return store_.compact_step(kCompactionStepKeys);
+}
+
 void KvStateMachine::skip(uint64_t index) {
   waiting_writers_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(mu_);
@@ -213,7 +232,7 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   if (!crc_reader.u32le(crc) || crc != crc32c(table_bytes)) return corrupt("idempotency table checksum mismatch");
   auto table = IdempotencyTable::decode(table_bytes);
   if (!table) return corrupt("bad idempotency table");
-  auto store = mvcc::Store::decode_snapshot(rest.substr(table_len + 4));
+  auto store = mvcc::Store::decode_snapshot(rest.substr(table_len + 4), store_options());
   if (!store.is_ok()) return corrupt(store.status().message());
   return RestoredState{std::move(store).value(), std::move(*table)};
 }
@@ -231,7 +250,7 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
 }
 
 void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map, uint64_t index) {
-  RestoredState state;
+  RestoredState state{mvcc::Store(store_options()), IdempotencyTable()};
   for (const auto& [k, v] : map) {
     mvcc::PutRequest p;
     p.key = k;

@@ -55,6 +55,7 @@ struct RestoredState {
 
 class KvStateMachine {
  public:
+  KvStateMachine();
   // Keys per snapshot chunk: the longest a write can wait for the snapshot thread.
   static constexpr size_t kSnapshotChunkKeys = 256;
   // How often the snapshot thread lets a waiting writer go first before
@@ -67,6 +68,15 @@ class KvStateMachine {
   ApplyResult apply(uint64_t index, const Command& c);
   // Records that index was applied without changing the store (no-ops, config entries).
   void skip(uint64_t index);
+  // A compaction only moves compact_revision() when applied; the versions
+  // it makes unreadable are dropped here, kCompactionStepKeys keys per call
+  // under the exclusive lock, so neither reads nor writes wait for a pass
+  // over the whole store (1M keys: ~60 ms). Raft thread; true while keys
+  // remain (call again soon). Pauses while a snapshot is being written.
+  bool compact_step();
+  static constexpr size_t kCompactionStepKeys = 1024;
+  // How the state machine's stores are configured (incremental compaction).
+  static mvcc::StoreOptions store_options();
 
   // Reads of the current state (the etcd Range semantics of mvcc::Store).
   Result<mvcc::RangeResponse> range(const mvcc::RangeRequest& r) const;
@@ -84,7 +94,7 @@ class KvStateMachine {
   // Snapshots. begin_snapshot() (Raft thread) captures the state at
   // applied_index(); write_snapshot() (snapshot thread) passes the payload
   // to sink in pieces; end_snapshot() (snapshot thread, also after a failed
-  // write) finishes, running any compaction deferred meanwhile. At most one
+  // write) finishes; a compaction's pass resumes. At most one
   // at a time; no restore meanwhile.
   struct SnapshotJob {
     uint64_t index = 0;

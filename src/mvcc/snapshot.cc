@@ -54,9 +54,9 @@ class SnapshotCodec {
  public:
   // The versions of hist that a snapshot at revision `rev` with compaction
   // point `compact` holds, [first, last): none above rev, and below compact
-  // only what compaction keeps (see Store::compact_physically). Usually all
-  // of them; less only for keys written after a stream began, or while a
-  // compaction is deferred.
+  // only what compaction keeps (see Store::compact_key). Usually all of
+  // them; less only for keys written after a stream began, or while a
+  // compaction's versions are still being dropped.
   static std::pair<size_t, size_t> retained(const std::vector<KeyVersion>& hist, int64_t rev,
                                             int64_t compact) {
     auto after = [&](int64_t at) {
@@ -77,19 +77,33 @@ class SnapshotCodec {
     Store::SnapshotCursor c;
     c.revision = s.current_revision_;
     c.compact_revision = s.compact_revision_;
-    if (s.deferred_compaction_ < 0) {
-      c.key_count = s.index_.size();  // after a physical compaction every key holds something
-    } else {
-      for (const auto& [key, hist] : s.index_) {
-        auto [first, last] = retained(hist, c.revision, c.compact_revision);
-        c.key_count += first < last ? 1 : 0;
-      }
+    if (s.pending_compaction_ < 0) {
+      c.key_count = s.index_.size();  // with no versions left to drop every key holds something
+      c.counted = true;
     }
     return c;
   }
 
+  // Counts the keys a snapshot holds, max_keys at a time; true when done.
+  static bool count_chunk(const Store& s, Store::SnapshotCursor& c, size_t max_keys) {
+    auto it = c.count_started ? s.index_.upper_bound(c.count_resume) : s.index_.begin();
+    c.count_started = true;
+    for (size_t n = 0; it != s.index_.end() && n < max_keys; ++it, ++n) {
+      auto [first, last] = retained(it->second, c.revision, c.compact_revision);
+      c.key_count += first < last ? 1 : 0;
+      c.count_resume = it->first;
+    }
+    c.counted = it == s.index_.end();
+    return c.counted;
+  }
+
   static bool next_chunk(const Store& s, Store::SnapshotCursor& c, size_t max_keys, std::string& out) {
     if (c.done) return false;
+    if (!c.counted) {
+      // Appends nothing: the header needs the count first.
+      count_chunk(s, c, std::max<size_t>(max_keys, 1));
+      return true;
+    }
     const size_t start = out.size();
     Store::Index::const_iterator it;
     if (!c.header_written) {
@@ -139,6 +153,7 @@ class SnapshotCodec {
   static std::string encode(const Store& s) {
     std::string out;
     Store::SnapshotCursor c = cursor(s);
+    while (!c.counted) count_chunk(s, c, SIZE_MAX);
     while (next_chunk(s, c, SIZE_MAX, out)) {
     }
     return out;
@@ -248,8 +263,10 @@ bool Store::next_snapshot_chunk(SnapshotCursor& c, size_t max_keys, std::string&
 void Store::end_snapshot_stream() {
   KV_CHECK(streaming_, "no snapshot stream is open");
   streaming_ = false;
-  if (deferred_compaction_ >= 0) compact_physically(deferred_compaction_);
-  deferred_compaction_ = -1;
+  if (!options_.incremental_compaction) {
+    while (compact_step(SIZE_MAX)) {
+    }
+  }
 }
 
 Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options) {

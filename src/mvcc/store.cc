@@ -418,39 +418,54 @@ Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exi
 Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
   if (r.revision <= compact_revision_) return invalid(kErrCompacted);
   if (r.revision > current_revision_) return invalid(kErrFutureRev);
+  // Reads below the revision fail from now on; the versions they would
+  // have needed go in a pass over all keys, restarted for the newest
+  // compaction (a key done for an older one still holds what this drops).
   compact_revision_ = r.revision;
-  if (streaming_) {
-    // A snapshot stream reads the versions this would drop (store.h): they
-    // go when it ends. Reads below compact_revision_ fail from now on.
-    deferred_compaction_ = r.revision;
-  } else {
-    compact_physically(r.revision);
+  pending_compaction_ = r.revision;
+  compact_started_ = false;
+  compact_resume_.clear();
+  if (!options_.incremental_compaction) {
+    while (compact_step(SIZE_MAX)) {
+    }
   }
   CompactionResponse resp;
   resp.header.revision = current_revision_;
   return resp;
 }
 
-void Store::compact_physically(int64_t revision) {
-  // Per key, keep the newest version at or below the revision (reads at it
-  // need that one) and everything newer; if that newest version is a
-  // tombstone the key was absent there, so it goes too, and a key left with
-  // no versions leaves the index.
-  for (auto it = index_.begin(); it != index_.end();) {
-    auto& hist = it->second;
-    auto keep =
-        std::upper_bound(hist.begin(), hist.end(), revision,
-                         [](int64_t a, const KeyVersion& v) { return a < v.revision.main; });
-    if (keep != hist.begin()) {
-      --keep;
-      if (keep->tombstone) ++keep;
-      hist.erase(hist.begin(), keep);
-      // Give back what the erased history held; keys rewritten often would
-      // otherwise keep their peak capacity forever.
-      if (hist.capacity() > 2 * hist.size()) hist.shrink_to_fit();
-    }
-    it = hist.empty() ? index_.erase(it) : std::next(it);
+bool Store::compact_step(size_t max_keys) {
+  // A snapshot stream reads the versions a pass would drop (store.h).
+  if (pending_compaction_ < 0 || streaming_) return false;
+  auto it = compact_started_ ? index_.upper_bound(compact_resume_) : index_.begin();
+  compact_started_ = true;
+  for (size_t n = 0; it != index_.end() && n < max_keys; ++n) {
+    compact_resume_ = it->first;
+    it = compact_key(it, pending_compaction_);
   }
+  if (it != index_.end()) return true;
+  pending_compaction_ = -1;
+  compact_resume_.clear();
+  return false;
+}
+
+Store::Index::iterator Store::compact_key(Index::iterator it, int64_t revision) {
+  // Keep the newest version at or below the revision (reads at it need
+  // that one) and everything newer; if that newest version is a tombstone
+  // the key was absent there, so it goes too, and a key left with no
+  // versions leaves the index.
+  auto& hist = it->second;
+  auto keep = std::upper_bound(hist.begin(), hist.end(), revision,
+                               [](int64_t a, const KeyVersion& v) { return a < v.revision.main; });
+  if (keep != hist.begin()) {
+    --keep;
+    if (keep->tombstone) ++keep;
+    hist.erase(hist.begin(), keep);
+    // Give back what the erased history held; keys rewritten often would
+    // otherwise keep their peak capacity forever.
+    if (hist.capacity() > 2 * hist.size()) hist.shrink_to_fit();
+  }
+  return hist.empty() ? index_.erase(it) : std::next(it);
 }
 
 }  // namespace ckv::mvcc

@@ -59,6 +59,12 @@ using LeaseLookup = std::function<bool(int64_t lease)>;
 
 struct StoreOptions {
   size_t max_txn_ops = kDefaultMaxTxnOps;  // etcd's --max-txn-ops
+  // false: compact() drops old versions before it returns. true: it only
+  // moves compact_revision() (reads below it fail at once) and the caller
+  // drops the versions in steps with compact_step(), so a compaction of a
+  // large store never holds its writer for one long pass (the node's state
+  // machine does this).
+  bool incremental_compaction = false;
 };
 
 class Store {
@@ -74,8 +80,15 @@ class Store {
   Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
   Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
   Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
-  // Drops every version not needed to answer reads at revisions >= r.revision.
+  // Drops every version not needed to answer reads at revisions >= r.revision
+  // (with incremental_compaction: in later compact_step() calls).
   Result<CompactionResponse> compact(const CompactionRequest& r);
+  // Drops the old versions of at most max_keys more keys for the last
+  // compaction; true while keys remain. Nothing while a snapshot stream is
+  // open. Answers never depend on it: versions below compact_revision()
+  // are unreadable whether or not they are gone yet.
+  bool compact_step(size_t max_keys);
+  bool compaction_pending() const { return pending_compaction_ >= 0; }
 
   // The whole store (revisions, compaction point, every retained version) as a
   // versioned, CRC-32C-checked byte string; restore gives a store that answers
@@ -93,12 +106,17 @@ class Store {
   // each key's versions at or below R stay put. The one write that removes
   // old versions, compaction, is deferred while a stream is open: it takes
   // effect for reads at once (compact_revision() moves, reads below it
-  // fail), and drops the versions when end_snapshot_stream() runs. At most
+  // fail), and drops the versions after end_snapshot_stream(). At most
   // one stream at a time.
   struct SnapshotCursor {
     int64_t revision = 0;          // R: what the stream captures
     int64_t compact_revision = 0;  // as of R
     uint64_t key_count = 0;        // keys with versions to write
+    // While a compaction's versions are still being dropped, some keys may
+    // hold nothing for the snapshot: the first chunks only count them.
+    bool counted = false;
+    std::string count_resume;      // counting resumes after this key
+    bool count_started = false;
     uint64_t keys_written = 0;
     std::string last_key;          // resume after this key
     bool header_written = false;
@@ -106,10 +124,12 @@ class Store {
     uint32_t crc = 0;              // running CRC-32C of the bytes so far
   };
   SnapshotCursor begin_snapshot_stream();
-  // Appends the next chunk (at most max_keys keys, >= 1) to out; returns
-  // false once the last chunk, with the CRC trailer, has been appended.
+  // Appends the next chunk (at most max_keys keys, >= 1; possibly nothing
+  // while counting) to out; returns false once the last chunk, with the
+  // CRC trailer, has been appended.
   bool next_snapshot_chunk(SnapshotCursor& c, size_t max_keys, std::string& out) const;
-  // Ends the stream and runs the compaction deferred meanwhile, if any.
+  // Ends the stream; a compaction deferred meanwhile proceeds (at once
+  // without incremental_compaction, else by compact_step()).
   void end_snapshot_stream();
 
   // Keys with at least one retained version (live or tombstoned), and all
@@ -120,8 +140,8 @@ class Store {
   // Every retained version of `key`, oldest first (tests and debugging).
   const std::vector<KeyVersion>* history(const std::string& key) const;
 
-  // Equal state: same revisions and the same retained versions (a deferred
-  // compaction counts as done only once it ran).
+  // Equal state: same revisions and the same retained versions (a
+  // compaction counts as done only once its versions are dropped).
   bool operator==(const Store& o) const {
     return current_revision_ == o.current_revision_ && compact_revision_ == o.compact_revision_ &&
            index_ == o.index_;
@@ -155,15 +175,19 @@ class Store {
 
   friend class SnapshotCodec;
 
-  // Drops the versions a compaction at `revision` makes unreadable.
-  void compact_physically(int64_t revision);
+  // Drops the versions of one key that a compaction at `revision` makes
+  // unreadable; returns the iterator after it (the key may be erased).
+  std::map<std::string, std::vector<KeyVersion>, std::less<>>::iterator compact_key(
+      std::map<std::string, std::vector<KeyVersion>, std::less<>>::iterator it, int64_t revision);
 
   StoreOptions options_;
   int64_t current_revision_ = 1;
   int64_t compact_revision_ = -1;
   Index index_;
-  bool streaming_ = false;                 // a snapshot stream is open: compaction is deferred
-  int64_t deferred_compaction_ = -1;       // revision of the newest deferred compaction; -1: none
+  bool streaming_ = false;            // a snapshot stream is open: dropping versions waits
+  int64_t pending_compaction_ = -1;   // versions below this may still be present; -1: none
+  std::string compact_resume_;        // the pass resumes after this key
+  bool compact_started_ = false;      // false: the pass starts at the first key
 };
 
 }  // namespace ckv::mvcc

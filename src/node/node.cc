@@ -520,10 +520,12 @@ void Node::Impl::run() {
   const auto tick = std::chrono::milliseconds(opts_.tick_ms);
   auto next_tick = Clock::now() + tick;
   std::deque<std::function<void()>> batch;
+  bool compacting = false;
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      const auto wake = held_ ? std::min(next_tick, next_persist_retry_) : next_tick;
+      // A compaction still dropping versions (kv_state_machine.h) goes on at once.
+      const auto wake = compacting && !held_ ? Clock::now() : held_ ? std::min(next_tick, next_persist_retry_) : next_tick;
       cv_.wait_until(lock, wake, [&] { return stopping_ || !tasks_.empty(); });
       if (stopping_) break;
       batch.swap(tasks_);
@@ -563,6 +565,7 @@ void Node::Impl::run() {
     record_missing_incarnations();
     progress_member_changes();
     maybe_start_snapshot();
+    compacting = fsm_.compact_step();
     publish_status();
   }
   // Fail whoever still waits: the node is going away.

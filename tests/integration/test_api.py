@@ -121,6 +121,75 @@ class JoinTest(ClusterTest):
         self.assertEqual(n3.get("k").json, {"k": "v"})
 
 
+class IdempotencyTest(ClusterTest):
+    """Issue 8: a write with an Idempotency-Key is applied once, however often and wherever it is retried."""
+
+    def keyed(self, node, path, body, key):
+        return request("POST", node.api, path, json.dumps(body),
+                       {"Content-Type": "application/json", "Idempotency-Key": key}, timeout=10)
+
+    def revision(self, leader):
+        # A linearizable read first: the leader has then applied everything committed.
+        leader.get("barrier")
+        return leader.status()["revision"]
+
+    def test_retried_writes_apply_once_across_a_leader_change(self):
+        n1 = self.node("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        n2 = self.node("n2").start()
+        n3 = self.node("n3").start()
+        for n in (n2, n3):
+            self.assertEqual(n1.join(n, with_api=True).status, 200)
+        self.wait_voters(n1, [n1, n2, n3])
+
+        # First attempt through a follower (forwarded with its header), retries through the others.
+        r = self.keyed(n2, "/set", {"key": "k", "value": "first"}, "client-1:req-1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["key"], r.json["value"]), ("k", "first"))
+        applied = self.revision(n1)
+        for via in (n1, n3):
+            retry = self.keyed(via, "/set", {"key": "k", "value": "first"}, "client-1:req-1")
+            self.assertEqual(retry.status, 200, retry)
+        self.assertEqual(self.revision(n1), applied, "a retry must not create a revision")
+        # The key names the request: a "retry" with another body still returns the first result.
+        self.assertEqual(self.keyed(n3, "/set", {"key": "k", "value": "other"}, "client-1:req-1").status, 200)
+        self.assertEqual(n3.get("k").json, {"k": "first"})
+        self.assertEqual(self.revision(n1), applied)
+
+        # A keyed delete, then the key is written again: retrying the delete deletes nothing.
+        self.assertEqual(self.keyed(n3, "/delete", {"key": "k"}, "client-1:req-2").status, 200)
+        self.assertEqual(n1.set("k", "again").status, 200)
+        self.assertEqual(self.keyed(n2, "/delete", {"key": "k"}, "client-1:req-2").status, 200)
+        self.assertEqual(n2.get("k").json, {"k": "again"})
+
+        # After a leader change the table is still there (it is replicated state, thesis §6.3).
+        before = self.revision(n1)
+        n1.kill(signal.SIGTERM)  # a graceful stop hands leadership over
+        leader = self.wait_leader([n2, n3])
+        self.assertEqual(self.revision(leader), before)
+        for via in (n2, n3):
+            retry = self.keyed(via, "/set", {"key": "k", "value": "first"}, "client-1:req-1")
+            self.assertEqual(retry.status, 200, retry)
+        self.assertEqual(self.revision(leader), before)
+        self.assertEqual(n2.get("k").json, {"k": "again"})
+        # A new key is a new write.
+        self.assertEqual(self.keyed(n3, "/set", {"key": "k", "value": "new"}, "client-1:req-3").status, 200)
+        self.assertEqual(self.revision(leader), before + 1)
+
+    def test_bad_idempotency_keys_are_refused(self):
+        n1 = self.node("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        for bad, why in (("x" * 257, "over the limit of 256"), ("", "must not be empty"),
+                         ("a\x01b", "bad value"),  # Beast's parser refuses control bytes first
+                         ("caf\u00e9".encode("utf-8").decode("latin-1"), "printable ASCII")):
+            for path, body in (("/set", {"key": "k", "value": "v"}), ("/delete", {"key": "k"})):
+                r = self.keyed(n1, path, body, bad)
+                self.assertEqual(r.status, 400, (path, bad, r))
+                self.assertIn(why, r.json["error"])
+        self.assertEqual(n1.get("k").status, 404, "a refused write changes nothing")
+        self.assertEqual(self.keyed(n1, "/set", {"key": "k", "value": "v"}, "x" * 256).status, 200)
+
+
 class BadInputTest(ClusterTest):
     def test_bad_input_changes_nothing(self):
         n = self.node("n1", "-bootstrap", "-max-body-bytes=1024").start()

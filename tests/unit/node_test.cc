@@ -11,10 +11,14 @@
 #include <future>
 #include <thread>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
 #include "storage/log_store.h"
 #include "storage/node_meta.h"
+#include "storage/snapshot_file.h"
 
 namespace ckv::node {
 namespace {
@@ -514,6 +518,190 @@ TEST_F(NodeTest, LeaderRecordsMissingIncarnations) {
   };
   ASSERT_TRUE(eventually([&] { return incarnation_of("b") == meta_b.value()->incarnation; }));
   EXPECT_EQ(incarnation_of("a").size(), 32u);
+}
+
+// Every revision a node can answer, as the etcd Range it would return (or its error).
+std::vector<std::string> answers_at_every_revision(const Node& n) {
+  std::vector<std::string> out;
+  const fsm::KvStateMachine& sm = n.state_machine();
+  for (int64_t rev = 0; rev <= sm.revision() + 1; ++rev) {
+    mvcc::RangeRequest r;
+    r.key = "k";
+    r.range_end = "l";
+    r.revision = rev;
+    auto res = sm.range(r);
+    std::string line = std::to_string(rev) + ":";
+    if (!res.is_ok()) {
+      line += "error " + res.status().message();
+    } else {
+      for (const mvcc::KeyValue& kv : res.value().kvs) {
+        line += " " + kv.key + "=" + kv.value + "@" + std::to_string(kv.create_revision) + "/" +
+                std::to_string(kv.mod_revision) + "/" + std::to_string(kv.version);
+      }
+    }
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+// Issue 8: revisions are replicated state. A node brought up by
+// InstallSnapshot, and the same node restarted from it, answer every
+// revision query (history, deletes, a compaction) exactly as the leader.
+TEST_F(NodeTest, SnapshotInstalledAndRestartedNodesAnswerEveryRevisionAsTheLeader) {
+  snapshot_threshold_ = 20;
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 15; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v" + std::to_string(round)).is_ok());
+  }
+  fsm::Command del;
+  del.request = mvcc::DeleteRangeRequest{"k1", "k2", false};  // k1, k10..k14
+  ASSERT_TRUE(propose(*leader(), del).is_ok());
+  fsm::Command compact;
+  compact.request = mvcc::CompactionRequest{10, true};
+  auto compacted = propose(*leader(), compact);
+  ASSERT_TRUE(compacted.is_ok() && compacted.value().status.is_ok());
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i % 5), "late").is_ok());
+  ASSERT_TRUE(eventually([&] { return leader()->status().snapshot_index >= 60; }));
+  start("c", false);
+  ASSERT_TRUE(join("c").is_ok());
+  Node& c = *nodes_["c"];
+  ASSERT_TRUE(barrier(c).is_ok());
+  EXPECT_GT(c.status().snapshot_index, 0u);  // by InstallSnapshot, not the log
+  const std::vector<std::string> want = answers_at_every_revision(*nodes_["a"]);
+  EXPECT_EQ(c.state_machine().revision(), nodes_["a"]->state_machine().revision());
+  EXPECT_EQ(c.status().compact_revision, 10);
+  EXPECT_EQ(answers_at_every_revision(c), want);
+  kill("c");
+  Node& c2 = start("c", false);
+  ASSERT_TRUE(eventually([&] { return barrier(c2).is_ok(); }));
+  EXPECT_EQ(answers_at_every_revision(c2), want);
+  EXPECT_EQ(c2.status().revision, nodes_["a"]->status().revision);
+}
+
+// Issue 8, exactly-once retries (thesis §6.3): a retry after a leader
+// change, on another node, returns the first result and adds no revision.
+TEST_F(NodeTest, RetryWithTheSameIdempotencyKeyAfterALeaderChangeIsNotAppliedAgain) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* old = leader();
+  ASSERT_NE(old, nullptr);
+  auto first = write(*old, "k", "v1", 5000, "client-7:req-1");
+  ASSERT_TRUE(first.is_ok() && first.value().status.is_ok());
+  EXPECT_FALSE(first.value().duplicate);
+  const int64_t first_rev = std::get<mvcc::PutResponse>(first.value().response).header.revision;
+  hub_->isolate(old->status().id, true);
+  Node* fresh = nullptr;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& [name, n] : nodes_) {
+      if (n.get() != old && n->status().state == "leader") fresh = n.get();
+    }
+    return fresh != nullptr;
+  }));
+  ASSERT_TRUE(barrier(*fresh).is_ok());
+  const int64_t before = fresh->state_machine().revision();
+  auto retry = write(*fresh, "k", "v1", 5000, "client-7:req-1");
+  ASSERT_TRUE(retry.is_ok()) << retry.status().to_string();
+  EXPECT_TRUE(retry.value().duplicate);
+  EXPECT_TRUE(retry.value().status.is_ok());
+  EXPECT_EQ(std::get<mvcc::PutResponse>(retry.value().response).header.revision, first_rev);
+  EXPECT_EQ(fresh->state_machine().revision(), before);
+  hub_->isolate(old->status().id, false);
+  ASSERT_TRUE(eventually([&] { return barrier(*old).is_ok(); }));
+  EXPECT_EQ(old->state_machine().revision(), before);
+}
+
+// Appends committed entries with these payloads after the last entry of
+// name's log (which must be stopped), in its last term.
+void append_committed(const std::filesystem::path& dir, const std::vector<std::string>& payloads,
+                      raft::Index* last_before = nullptr, raft::Term* term_out = nullptr) {
+  auto store = storage::LogStore::open(dir.string(), storage::LogStoreOptions{});
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  auto hs = store.value()->load_hard_state();
+  auto entries = store.value()->load_entries();
+  ASSERT_TRUE(hs.is_ok() && entries.is_ok() && !entries.value().empty());
+  raft::Index last = entries.value().back().index;
+  const raft::Term term = entries.value().back().term;
+  if (last_before != nullptr) *last_before = last;
+  if (term_out != nullptr) *term_out = term;
+  std::vector<raft::Entry> add;
+  for (const std::string& p : payloads) add.push_back(raft::Entry{term, ++last, raft::EntryType::kNormal, p});
+  raft::HardState committed = hs.value();
+  committed.commit = last;
+  Status persisted = store.value()->persist(add, committed, false);
+  ASSERT_TRUE(persisted.is_ok()) << persisted.to_string();
+}
+
+// DESIGN.md: "an entry a node cannot decode stops it (never skip: skipping
+// diverges replicas)". Before, the node logged and skipped it.
+TEST_F(NodeTest, UndecodableCommittedEntryStopsTheNodeWithItsExitCode) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
+  kill("a");
+  append_committed(root_ / "a", {std::string("\x07future command", 15)});
+  EXPECT_EXIT(
+      {
+        spdlog::set_default_logger(spdlog::stderr_color_mt("death"));
+        start("a", true);
+        // Applying the committed entry ends the process; give up after a deadline.
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(kExitUndecodableEntry), "cannot decode the committed entry at index");
+}
+
+// A data dir from before the MVCC store: a CKVSNAP1 snapshot and format-1
+// log entries after it. Both are read; the next snapshot is CKVSNAP2.
+TEST_F(NodeTest, DataDirFromBeforeTheMvccStoreIsConverted) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
+  kill("a");
+  raft::Index last = 0;
+  raft::Term term = 0;
+  append_committed(root_ / "a", {fsm::encode_legacy_set("after", "2"), fsm::encode_legacy_delete("legacy-gone")},
+                   &last, &term);
+  // The snapshot at the log's old last entry, as the previous version wrote them.
+  std::optional<raft::Membership> real;
+  {
+    auto store = storage::LogStore::open((root_ / "a").string(), storage::LogStoreOptions{});
+    ASSERT_TRUE(store.is_ok());
+    auto entries = store.value()->load_entries();
+    ASSERT_TRUE(entries.is_ok());
+    for (const raft::Entry& e : entries.value()) {
+      if (e.type == raft::EntryType::kConfig && e.index <= last) real = raft::decode_membership(e.data);
+    }
+  }
+  ASSERT_TRUE(real.has_value());
+  ASSERT_TRUE(storage::write_legacy_snapshot_file((root_ / "a").string(), last, term, *real,
+                                                  {{"legacy", "1"}, {"legacy-gone", "x"}})
+                  .is_ok());
+  snapshot_threshold_ = 3;
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return barrier(a).is_ok(); }));
+  EXPECT_EQ(a.state_machine().get("legacy"), "1");
+  EXPECT_EQ(a.state_machine().get("after"), "2");
+  EXPECT_EQ(a.state_machine().get("legacy-gone"), std::nullopt);
+  EXPECT_EQ(a.state_machine().get("k"), std::nullopt);  // it was in the log before the snapshot, not in its map
+  EXPECT_EQ(a.status().revision, 5);  // two legacy keys, then a put and a delete
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(write(a, "n" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return a.status().snapshot_index > last; }));
+  kill("a");
+  auto latest = storage::find_latest_snapshot((root_ / "a").string());
+  ASSERT_TRUE(latest.is_ok() && latest.value().has_value());
+  auto loaded = storage::read_snapshot_file(*latest.value());
+  ASSERT_TRUE(loaded.is_ok());
+  EXPECT_FALSE(loaded.value().legacy_map.has_value());  // written as CKVSNAP2
+  Node& again = start("a", true);
+  ASSERT_TRUE(eventually([&] { return barrier(again).is_ok(); }));
+  EXPECT_EQ(again.state_machine().get("legacy"), "1");
+  EXPECT_EQ(again.state_machine().get("n4"), "v");
 }
 
 }  // namespace
