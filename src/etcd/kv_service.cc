@@ -28,6 +28,11 @@ namespace {
 // call (a txn's ranges can be large; grpc's default of 4 MiB is too small
 // for what a leader may legitimately send back).
 constexpr int kMaxForwardedResponseBytes = 256 << 20;
+// Reconnect backoff of a channel to a leader. grpc's defaults (1 s, growing
+// to 120 s) would leave a follower unable to forward for minutes after the
+// leader it knows restarted a few times; a leader is worth retrying soon.
+constexpr int kLeaderReconnectMinBackoffMs = 100;
+constexpr int kLeaderReconnectMaxBackoffMs = 1000;
 
 // Runs tasks on a few threads, so Node callbacks (on the Raft thread) only
 // hand their result off. Tasks posted after stop() run inline: by then the
@@ -300,6 +305,9 @@ class KvService::Impl {
     }
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxForwardedResponseBytes);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kLeaderReconnectMinBackoffMs);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kLeaderReconnectMinBackoffMs);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kLeaderReconnectMaxBackoffMs);
     auto channel =
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     lru_.push_front(address);
@@ -316,7 +324,8 @@ class KvService::Impl {
                Invoke invoke) {
     auto fc = std::make_shared<ForwardCall<PbReq, PbResp>>();
     fc->req = std::move(req);
-    fc->ctx.AddMetadata(kForwardedMetadata, node_.status().name);
+    // A fixed value: metadata must be printable ASCII, which member names need not be.
+    fc->ctx.AddMetadata(kForwardedMetadata, "1");
     if (!call.idempotency_key.empty()) {
       fc->ctx.AddMetadata(kIdempotencyKeyMetadata, call.idempotency_key);
     }

@@ -50,7 +50,7 @@ namespace ckv::etcd {
 
 // gRPC metadata a follower sets on a call it forwards to the leader; a node
 // receiving it never forwards again (a stale view cannot bounce a call
-// around the cluster). Its value is the forwarding member's name, for logs.
+// around the cluster). Its value is "1".
 inline constexpr const char* kForwardedMetadata = "ckv-forwarded";
 // gRPC metadata naming a write's idempotency key (Command::idempotency_key):
 // a retry with the same key returns the first result without applying again.

@@ -189,7 +189,7 @@ void Api::handle(const Request& req, Reply reply) {
     reply(error_response(400, "malformed URL escape in the request target"));
     return;
   }
-  const std::string& path = target->path;
+  const std::string path = etcd_gateway_path(target->path);
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
   if (path == "/set") {

@@ -87,6 +87,12 @@ void put_strings(json& j, const char* name, const std::vector<std::string>& v) {
 
 }  // namespace
 
+std::string etcd_gateway_path(const std::string& path) {
+  const std::string_view beta = kEtcdGatewayBetaPrefix;
+  if (!path.starts_with(beta)) return path;
+  return kEtcdGatewayPrefix + path.substr(beta.size());
+}
+
 bool is_etcd_kv_route(const std::string& path) {
   return path == "/v3/kv/range" || path == "/v3/kv/put" || path == "/v3/kv/deleterange" ||
          path == "/v3/kv/txn" || path == "/v3/kv/compaction";

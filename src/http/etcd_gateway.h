@@ -19,6 +19,11 @@ class KvService;
 namespace ckv::http {
 
 inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
+// etcd 3.4 serves every gateway route under this deprecated prefix as well.
+inline constexpr const char* kEtcdGatewayBetaPrefix = "/v3beta/";
+
+// "/v3beta/kv/range" -> "/v3/kv/range" (as etcd 3.4 aliases them); any other path unchanged.
+std::string etcd_gateway_path(const std::string& path);
 
 // path starts with kEtcdGatewayPrefix; status is called only for a served
 // call (Node::status() in the server, a fixed value in tests); grpc_address

@@ -257,6 +257,14 @@ class EtcdKvTest(ClusterTest):
             self.assertEqual((mine.status, mine.json["code"]), (theirs.status, theirs.json["code"]), body)
         self.assertEqual(request("GET", follower.api, "/v3/kv/range").status,
                          request("GET", etcd, "/v3/kv/range").status)
+        # etcd 3.4 still serves the deprecated /v3beta/ prefix (not /v3alpha/).
+        for address in (etcd, follower.api):
+            self.assertEqual(post(address, "/v3beta/kv/put", {"key": b64("beta"), "value": b64("v")}).status, 200)
+        for path in ("/v3beta/kv/range", "/v3alpha/kv/range"):
+            theirs, mine = post(etcd, path, {"key": b64("beta")}), post(follower.api, path, {"key": b64("beta")})
+            self.assertEqual(mine.status, theirs.status, path)
+            if theirs.status == 200:
+                self.assertEqual(mine.json["kvs"][0]["value"], theirs.json["kvs"][0]["value"], path)
 
     def test_a_follower_reads_its_own_writes_and_retries_are_applied_once(self):
         nodes, leader, follower = self.start_cluster()

@@ -145,5 +145,13 @@ TEST(EtcdGateway, RoutesServedUnimplementedUnknownAndBadBodies) {
   }
 }
 
+TEST(EtcdGateway, TheDeprecatedV3betaPrefixIsAnAliasAsInEtcd34) {
+  EXPECT_EQ(etcd_gateway_path("/v3beta/kv/range"), "/v3/kv/range");
+  EXPECT_EQ(etcd_gateway_path("/v3beta/maintenance/status"), "/v3/maintenance/status");
+  EXPECT_EQ(etcd_gateway_path("/v3/kv/put"), "/v3/kv/put");
+  EXPECT_EQ(etcd_gateway_path("/v3alpha/kv/range"), "/v3alpha/kv/range");  // etcd 3.4: 404
+  EXPECT_EQ(etcd_gateway_path("/set"), "/set");
+}
+
 }  // namespace
 }  // namespace ckv::http
