@@ -327,10 +327,12 @@ int main(int argc, char** argv) {
   // an answer while the HTTP threads still run; then the HTTP threads stop.
   // The Node goes before the server (see server.h, "Lifecycle").
   node->stop();
+  // Right after the Node: it answers KV calls the stopped Node never will
+  // ("etcdserver: server stopped"), so the front ends can finish every call.
+  kv->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();
   server->stop();
-  kv->stop();  // after both front ends: they call it until they stop
   node.reset();
   server.reset();
   spdlog::info("stopped");

@@ -2,6 +2,7 @@
 #include "etcd/kv_service.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -88,6 +89,21 @@ class WorkPool {
   std::vector<std::thread> threads_;
 };
 
+// A call's `done`, callable once: by whoever answers first, the call's own
+// path or stop() (see KvService::Impl::track).
+template <typename T>
+class OnceDone {
+ public:
+  explicit OnceDone(KvDone<T> done) : done_(std::move(done)) {}
+  void fire(Result<KvAnswer<T>> r) {
+    if (!fired_.exchange(true)) done_(std::move(r));
+  }
+
+ private:
+  KvDone<T> done_;
+  std::atomic<bool> fired_{false};
+};
+
 // One forwarded call's state: grpc++ needs the context, request and
 // response alive until its callback runs.
 template <typename PbReq, typename PbResp>
@@ -127,26 +143,62 @@ class KvService::Impl {
   ~Impl() { stop(); }
 
   void stop() {
-    std::unique_lock lock(mu_);
-    if (stopped_) return;
-    stopped_ = true;
+    std::vector<std::pair<grpc::ClientContext*, std::shared_ptr<void>>> cancel;
+    std::unordered_map<uint64_t, std::function<void()>> unanswered;
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+      cancel.assign(in_flight_.begin(), in_flight_.end());
+      unanswered.swap(pending_);
+    }
+    // A stopped Node never runs the callbacks of what was posted to it:
+    // answer every call still waiting (kv_service.h, stop()).
+    for (auto& [id, answer_stopped] : unanswered) answer_stopped();
     // Forwarded calls answer their callers with "cancelled" (outcome unknown).
-    for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
-    forwards_done_.wait(lock, [this] { return in_flight_.empty(); });
-    lock.unlock();
+    // Outside mu_: a cancelled call's callback takes it. The shared pointers
+    // keep each context alive until it is cancelled.
+    for (auto& [ctx, keep_alive] : cancel) ctx->TryCancel();
+    cancel.clear();
+    {
+      std::unique_lock lock(mu_);
+      forwards_done_.wait(lock, [this] { return in_flight_.empty(); });
+    }
     pool_.stop();
   }
 
-  bool stopped() {
-    std::lock_guard lock(mu_);
-    return stopped_;
+  // Wraps done so that stop() can answer the call if nothing else does;
+  // null (and done answered "server stopped") once stopped.
+  template <typename T>
+  KvDone<T> track(KvDone<T> done) {
+    auto once = std::make_shared<OnceDone<T>>(std::move(done));
+    uint64_t id = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (!stopped_) {
+        id = next_pending_id_++;
+        pending_.emplace(id, [once] { once->fire(Status(StatusCode::kUnavailable, kErrStopped)); });
+      }
+    }
+    if (id == 0) {
+      once->fire(Status(StatusCode::kUnavailable, kErrStopped));
+      return nullptr;
+    }
+    return [this, once, id](Result<KvAnswer<T>> r) {
+      {
+        std::lock_guard lock(mu_);
+        pending_.erase(id);
+      }
+      once->fire(std::move(r));
+    };
   }
 
   // ---- range ----------------------------------------------------------------
 
   void range(mvcc::RangeRequest r, KvCall call, KvDone<mvcc::RangeResponse> done) {
     if (Status s = mvcc::check_range_request(r); !s.is_ok()) return done(s);
-    if (stopped()) return done(Status(StatusCode::kUnavailable, kErrStopped));
+    done = track(std::move(done));
+    if (!done) return;
     if (r.serializable) return done(read_range(r));
     // Linearizable (thesis §6.4): the barrier returns once this node has
     // applied everything committed when the read arrived; only then read.
@@ -228,7 +280,8 @@ class KvService::Impl {
   void write(Req r, KvCall call, KvDone<Resp> done, const Status& checked, Invoke invoke) {
     if (!checked.is_ok()) return done(checked);
     if (Status k = check_idempotency_key(call.idempotency_key); !k.is_ok()) return done(k);
-    if (stopped()) return done(Status(StatusCode::kUnavailable, kErrStopped));
+    done = track(std::move(done));
+    if (!done) return;
     const node::NodeStatus st = node_.status();
     if (st.leader_id != raft::kNoNode && st.leader_id == st.id) {
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
@@ -335,7 +388,7 @@ class KvService::Impl {
     {
       std::lock_guard lock(mu_);
       if (stopped_) return done(Status(StatusCode::kUnavailable, kErrStopped));
-      in_flight_.push_back(&fc->ctx);
+      in_flight_.emplace(&fc->ctx, fc);
     }
     std::shared_ptr<pb::KV::Stub> stub = stub_for(leader);
     // The callback runs on a grpc++ thread, never the Raft thread.
@@ -358,7 +411,7 @@ class KvService::Impl {
   void finish_forward(grpc::ClientContext* ctx, F&& answer) {
     answer();
     std::lock_guard lock(mu_);
-    in_flight_.remove(ctx);
+    in_flight_.erase(ctx);
     if (in_flight_.empty()) forwards_done_.notify_all();
   }
 
@@ -391,7 +444,11 @@ class KvService::Impl {
 
   std::mutex mu_;
   bool stopped_ = false;
-  std::list<grpc::ClientContext*> in_flight_;
+  // Calls not answered yet, each with how to answer it "server stopped".
+  std::unordered_map<uint64_t, std::function<void()>> pending_;
+  uint64_t next_pending_id_ = 1;
+  // Forwarded calls not yet answered, each with what keeps its context alive.
+  std::unordered_map<grpc::ClientContext*, std::shared_ptr<void>> in_flight_;
   std::condition_variable forwards_done_;
   std::unordered_map<std::string, Cached> stubs_;
   std::list<std::string> lru_;  // most recently used first

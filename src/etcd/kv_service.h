@@ -32,8 +32,9 @@
 // `done` is called exactly once: inline (a request that fails validation, a
 // serializable read) or on one of this layer's worker threads, never on the
 // Raft thread (Node's callbacks are handed off to the workers). Lifecycle:
-// stop() (or the destructor) before the Node is destroyed; calls after
-// stop() are answered "etcdserver: server stopped".
+// stop() (or the destructor) after Node::stop() and before the Node is
+// destroyed: a stopped Node never calls back, so stop() answers every call
+// still waiting, and every later call, "etcdserver: server stopped".
 #pragma once
 
 #include <cstddef>
@@ -101,8 +102,9 @@ class KvService {
   void txn(mvcc::TxnRequest r, KvCall call, KvDone<mvcc::TxnResponse> done);
   void compact(mvcc::CompactionRequest r, KvCall call, KvDone<mvcc::CompactionResponse> done);
 
-  // Answers what is in flight with "etcdserver: server stopped" where it
-  // can, joins the workers. Idempotent.
+  // Answers every call not answered yet with "etcdserver: server stopped"
+  // (Unavailable; a write's outcome is then unknown, as on etcd), cancels
+  // forwarded calls and waits for them, joins the workers. Idempotent.
   void stop();
 
   class Impl;

@@ -258,5 +258,26 @@ TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {
             "etcdserver: server stopped");
 }
 
+// A Node that has stopped never runs the callbacks of calls posted to it;
+// stop() must answer them, or their clients (and grpc++'s shutdown) wait forever.
+TEST_F(KvServiceTest, StopAnswersCallsTheStoppedNodeWillNeverAnswer) {
+  single();
+  KvService& kv = *services_[0];
+  nodes_[0]->stop();
+  std::promise<Status> write, read;
+  kv.put(put_req("k", "v"), {},
+         [&](Result<KvAnswer<mvcc::PutResponse>> r) { write.set_value(r.status()); });
+  mvcc::RangeRequest rr;
+  rr.key = "k";
+  kv.range(rr, {}, [&](Result<KvAnswer<mvcc::RangeResponse>> r) { read.set_value(r.status()); });
+  kv.stop();
+  auto w = write.get_future();
+  auto r = read.get_future();
+  ASSERT_EQ(w.wait_for(5s), std::future_status::ready) << "the write was never answered";
+  ASSERT_EQ(r.wait_for(5s), std::future_status::ready) << "the read was never answered";
+  EXPECT_EQ(to_grpc_status(w.get()).error_message(), "etcdserver: server stopped");
+  EXPECT_EQ(to_grpc_status(r.get()).error_message(), "etcdserver: server stopped");
+}
+
 }  // namespace
 }  // namespace ckv::etcd
