@@ -120,6 +120,13 @@ def kv_script(p, base):
         (["get", f"{p}/", "--prefix", "-w", "json"], None),
         (["put", f"{p}/z", "last"], None),                                     # base+10
         (["del", f"{p}/y", "--from-key", "--prev-kv"], None),                  # base+11
+        (["put", f"{p}/r1", "x"], None),                                       # base+12
+        (["put", f"{p}/r2", "y"], None),                                       # base+13
+        (["get", f"{p}/r1", f"{p}/r3", "-w", "json"], None),                   # [key, range_end)
+        (["get", f"{p}/r1", f"{p}/r2"], None),
+        (["get", f"{p}/", "--prefix", f"--rev={r(12)}", "--keys-only", "-w", "json"], None),
+        (["del", f"{p}/r1", f"{p}/r2", "--prev-kv"], None),                    # base+14: r1 only
+        (["get", f"{p}/", "--prefix", "--keys-only"], None),
     ]
 
 
