@@ -385,11 +385,14 @@ class KvService::Impl {
     fc->ctx.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(options_.request_timeout_ms +
                                                    kForwardDeadlineMarginMs));
+    bool stopping = false;
     {
       std::lock_guard lock(mu_);
-      if (stopped_) return done(Status(StatusCode::kUnavailable, kErrStopped));
-      in_flight_.emplace(&fc->ctx, fc);
+      stopping = stopped_;
+      if (!stopping) in_flight_.emplace(&fc->ctx, fc);
     }
+    // Outside mu_: done (track's wrapper) takes it.
+    if (stopping) return done(Status(StatusCode::kUnavailable, kErrStopped));
     std::shared_ptr<pb::KV::Stub> stub = stub_for(leader);
     // The callback runs on a grpc++ thread, never the Raft thread.
     invoke(stub.get(), &fc->ctx, &fc->req, &fc->resp,
