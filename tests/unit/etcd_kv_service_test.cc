@@ -1,7 +1,10 @@
 // Unit tests for src/etcd/kv_service.h on real in-process Nodes: validation, reads, writes, idempotency, routing without a leader's gRPC address, stop.
 #include "etcd/kv_service.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -9,6 +12,7 @@
 #include <future>
 #include <thread>
 
+#include "etcd/grpc_server.h"
 #include "etcd/kv_convert.h"
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
@@ -43,14 +47,17 @@ class KvServiceTest : public ::testing::Test {
     std::filesystem::remove_all(root_);
   }
   void TearDown() override {
+    for (auto& g : grpc_) g->stop();
+    grpc_.clear();
     services_.clear();
     for (auto& n : nodes_) n->stop();
     nodes_.clear();
     std::filesystem::remove_all(root_);
   }
 
-  node::Node& start(const std::string& name, bool bootstrap) {
+  node::Node& start(const std::string& name, bool bootstrap, const std::string& grpc_address = "") {
     node::NodeOptions o;
+    o.grpc_address = grpc_address;
     o.name = name;
     o.raft_address = name + ":5000";
     o.api_address = name + ":8000";
@@ -116,7 +123,21 @@ class KvServiceTest : public ::testing::Test {
   std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
   std::vector<std::unique_ptr<node::Node>> nodes_;
   std::vector<std::unique_ptr<KvService>> services_;
+  std::vector<std::unique_ptr<GrpcServer>> grpc_;
 };
+
+// A loopback port nobody listens on now (the kernel's choice for port 0).
+int unused_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
 
 TEST_F(KvServiceTest, InvalidRequestsAreAnsweredInlineWithEtcdsText) {
   single();
@@ -256,6 +277,57 @@ TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {
   EXPECT_EQ(to_grpc_status(w.status()).error_message(), "etcdserver: server stopped");
   EXPECT_EQ(to_grpc_status(get(kv, "k", false).status()).error_message(),
             "etcdserver: server stopped");
+}
+
+// A follower forwards writes to the leader's gRPC API, answers with its own
+// header once it has applied them, and relays the leader's errors unchanged.
+TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeaderOverGrpc) {
+  const std::string grpc_address = "127.0.0.1:" + std::to_string(unused_loopback_port());
+  node::Node& leader = start("n1", true, grpc_address);
+  ASSERT_TRUE(eventually([&] { return leader.status().state == "leader"; }));
+  auto server = GrpcServer::start(leader, *services_[0], grpc_address);
+  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+  grpc_.push_back(std::move(server).value());
+  node::Node& follower = start("n2", false);
+  std::promise<Status> added;
+  leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
+                    10000, [&](Status s) { added.set_value(s); });
+  ASSERT_TRUE(added.get_future().get().is_ok());
+  // The leader registers its own gRPC address; the follower learns it from the membership.
+  ASSERT_TRUE(eventually([&] { return follower.status().leader.grpc_address == grpc_address; }));
+  KvService& kv = *services_[1];
+
+  for (int i = 0; i < 5; ++i) {
+    auto w = put(kv, "k", std::to_string(i));
+    ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+    EXPECT_EQ(w->header.member_id, follower.status().id);  // the follower's own header, as etcd's
+    EXPECT_EQ(w->header.revision, static_cast<uint64_t>(w->body.header.revision));
+    // Answered once applied here: a serializable read on the follower sees it at once.
+    auto r = get(kv, "k", true);
+    ASSERT_TRUE(r.is_ok());
+    ASSERT_EQ(r->body.kvs.size(), 1u);
+    EXPECT_EQ(r->body.kvs[0].value, std::to_string(i));
+  }
+
+  // Idempotency keys travel with the forward: a retry is answered, not applied again.
+  KvCall c;
+  c.idempotency_key = "fwd-1";
+  const mvcc::PutRequest once = put_req("once", "v", 0, /*prev_kv=*/true);
+  auto first = call<mvcc::PutResponse>(kv, &KvService::put, once, c);
+  auto again = call<mvcc::PutResponse>(kv, &KvService::put, once, c);
+  ASSERT_TRUE(first.is_ok() && again.is_ok());
+  EXPECT_EQ(again->body, first->body);
+  EXPECT_FALSE(again->body.prev_kv.has_value());
+
+  // The leader's errors reach the client in etcd's words.
+  auto leased = call<mvcc::PutResponse>(kv, &KvService::put, put_req("b", "v", 42));
+  EXPECT_EQ(leased.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(leased.status().message(), mvcc::kErrLeaseNotFound);
+  ASSERT_TRUE(call<mvcc::CompactionResponse>(kv, &KvService::compact, compaction(3)).is_ok());
+  auto old = call<mvcc::CompactionResponse>(kv, &KvService::compact, compaction(2));
+  EXPECT_EQ(to_grpc_status(old.status()).error_message(),
+            "etcdserver: mvcc: required revision has been compacted");
+  EXPECT_EQ(to_grpc_status(old.status()).error_code(), grpc::StatusCode::OUT_OF_RANGE);
 }
 
 // A Node that has stopped never runs the callbacks of calls posted to it;
