@@ -299,6 +299,33 @@ class EtcdKvTest(ClusterTest):
         r = post(follower.api, "/v3/kv/put", {"key": b64("k"), "value": b64("v")}, {"Idempotency-Key": "x" * 300})
         self.assertEqual(r.status, 400, r)
 
+    def test_writes_through_followers_follow_a_new_leader(self):
+        nodes, leader, follower = self.start_cluster()
+        p = run_etcdctl(follower.grpc, ["put", "before", "1"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        leader.kill()
+        rest = [n for n in nodes if n is not leader]
+        new_leader = self.wait_leader(rest)
+        other = next(n for n in rest if n is not new_leader)
+        # The surviving follower forwards to the new leader (another channel). Until it has
+        # one, a call fails Unavailable with one of etcd's texts ("no leader", "request timed
+        # out, possibly due to connection lost"), which clients retry.
+        def put_via_follower():
+            p = run_etcdctl(other.grpc, ["put", "after", "2"])
+            if p.returncode != 0:
+                self.assertIn("code = Unavailable desc = etcdserver: ", p.stderr)
+            return p.returncode == 0
+        wait_for(put_via_follower, 20, "a put through the surviving follower")
+        leader.start()
+        # The old leader, now a follower, reads both writes linearizably and forwards its own.
+        wait_for(lambda: run_etcdctl(leader.grpc, ["get", "after", "--print-value-only"]).stdout == "2\n", 20,
+                 "the restarted node to read the write made while it was down")
+        wait_for(lambda: run_etcdctl(leader.grpc, ["put", "third", "3"]).returncode == 0, 20,
+                 "a put through the restarted node")
+        for n in nodes:
+            p = run_etcdctl(n.grpc, ["get", "", "--from-key", "--keys-only"])
+            self.assertEqual(p.stdout.split(), ["after", "before", "third"], n.name)
+
 
 if __name__ == "__main__":
     unittest.main()
