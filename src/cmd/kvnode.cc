@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   int commit_timeout_ms = 5000;
   int join_timeout_ms = 30000;
   ckv::http::ServerOptions http_opts;
+  std::string auto_compaction_mode = "periodic";
+  std::string auto_compaction_retention = "0";
 
   CLI::App app{
       "kvnode: a consensuskv server (Raft replication + HTTP API on one process).\n"
@@ -178,6 +180,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  app.add_option("--auto-compaction-mode", auto_compaction_mode,
+                 "etcd's: 'periodic' (retention is a time) or 'revision' (retention is a revision count)")
+      ->capture_default_str();
+  app.add_option("--auto-compaction-retention", auto_compaction_retention,
+                 "etcd's: history the leader keeps by compacting; periodic: hours (\"1\") or a duration "
+                 "(\"30m\", \"1h30m\"); revision: a count (\"1000\"); 0: off")
+      ->capture_default_str();
 
   std::vector<std::string> args = normalize_go_flags(argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
@@ -221,6 +230,12 @@ int main(int argc, char** argv) {
                 " (the largest raft frame)");
   }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
+  if (auto compaction = ckv::node::parse_auto_compaction(auto_compaction_mode, auto_compaction_retention);
+      compaction.is_ok()) {
+    opts.auto_compaction = compaction.value();
+  } else {
+    usage_error(compaction.status().message());
+  }
   const auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off")
     usage_error("unknown -log-level " + log_level);

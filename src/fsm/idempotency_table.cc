@@ -25,22 +25,22 @@ void IdempotencyTable::advance_clock(int64_t proposed_at_ms) {
 const IdempotencyTable::Entry* IdempotencyTable::find(const std::string& key) const {
   auto it = seq_.find(key);
   if (it == seq_.end()) return nullptr;
-  const Entry& e = slot(it->second).entry;
+  const Entry& e = slot(it->second).stored->entry;
   return expired(e) ? nullptr : &e;
 }
 
 void IdempotencyTable::push(std::string key, Entry entry) {
   bytes_ += cost(key, entry);
   seq_[key] = front_seq_ + log_.size();
-  log_.push_back(Slot{std::move(key), std::move(entry), true});
+  log_.push_back(Slot{std::make_shared<const Stored>(Stored{std::move(key), std::move(entry)})});
 }
 
 void IdempotencyTable::insert(const std::string& key, Entry entry) {
   if (auto it = seq_.find(key); it != seq_.end()) {
     // Only an expired entry is replaced (find() hid it): its slot dies.
     Slot& old = slot(it->second);
-    bytes_ -= cost(old.key, old.entry);
-    old = Slot{{}, {}, false};
+    bytes_ -= cost(old.stored->key, old.stored->entry);
+    old.stored.reset();
     seq_.erase(it);
   }
   push(key, std::move(entry));
@@ -50,11 +50,11 @@ void IdempotencyTable::insert(const std::string& key, Entry entry) {
 void IdempotencyTable::evict() {
   while (!log_.empty()) {
     Slot& front = log_.front();
-    if (front.live) {
+    if (front.stored) {
       const bool over_cap = seq_.size() > kMaxEntries || bytes_ > kMaxBytes;
-      if (!over_cap && !expired(front.entry)) return;
-      bytes_ -= cost(front.key, front.entry);
-      seq_.erase(front.key);
+      if (!over_cap && !expired(front.stored->entry)) return;
+      bytes_ -= cost(front.stored->key, front.stored->entry);
+      seq_.erase(front.stored->key);
     }
     log_.pop_front();
     ++front_seq_;
@@ -64,16 +64,24 @@ void IdempotencyTable::evict() {
 // Layout: u8 format, i64 clock_ms, u32 count, then per entry in apply order:
 // string32 key, i64 proposed_at_ms, u8 status code, string32 message,
 // string32 encoded response (empty unless the status is ok).
-std::string IdempotencyTable::encode() const {
-  std::string out;
-  out.reserve(13 + bytes_ + seq_.size() * 21);
-  put_u8(out, kTableFormat);
-  put_u64le(out, static_cast<uint64_t>(clock_ms_));
-  put_u32le(out, static_cast<uint32_t>(seq_.size()));
+IdempotencyTable::Frozen IdempotencyTable::freeze() const {
+  Frozen f;
+  f.clock_ms = clock_ms_;
+  f.entries.reserve(seq_.size());
   for (const Slot& s : log_) {
-    if (!s.live) continue;
-    const Entry& e = s.entry;
-    put_string32(out, s.key);
+    if (s.stored) f.entries.push_back(s.stored);
+  }
+  return f;
+}
+
+std::string IdempotencyTable::Frozen::encode() const {
+  std::string out;
+  put_u8(out, kTableFormat);
+  put_u64le(out, static_cast<uint64_t>(clock_ms));
+  put_u32le(out, static_cast<uint32_t>(entries.size()));
+  for (const auto& stored : entries) {
+    const Entry& e = stored->entry;
+    put_string32(out, stored->key);
     put_u64le(out, static_cast<uint64_t>(e.proposed_at_ms));
     put_u8(out, static_cast<uint8_t>(e.status.code()));
     put_string32(out, e.status.message());

@@ -22,10 +22,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 
@@ -58,9 +60,24 @@ class IdempotencyTable {
   size_t bytes() const { return bytes_; }
   int64_t clock_ms() const { return clock_ms_; }
 
+  // One entry as stored: immutable once inserted, shared with frozen copies.
+  struct Stored {
+    std::string key;
+    Entry entry;
+  };
+  // The table at one moment, for a snapshot written on another thread:
+  // freezing copies one pointer per entry (the entries are immutable and
+  // shared), so the Raft thread never encodes the table itself.
+  struct Frozen {
+    int64_t clock_ms = 0;
+    std::vector<std::shared_ptr<const Stored>> entries;  // apply order
+    std::string encode() const;
+  };
+  Frozen freeze() const;
+
   // For snapshots: versioned, every entry in apply order; decode validates
   // every field and the caps, so a restored table is one insert() could build.
-  std::string encode() const;
+  std::string encode() const { return freeze().encode(); }
   static std::optional<IdempotencyTable> decode(std::string_view data);
 
   bool operator==(const IdempotencyTable& o) const { return encode() == o.encode(); }
@@ -68,11 +85,9 @@ class IdempotencyTable {
  private:
   // One insert, in apply order. A slot goes dead when its key expired and
   // was written again (the new slot is at the back); dead slots hold no
-  // strings and are dropped when they reach the front.
+  // entry and are dropped when they reach the front.
   struct Slot {
-    std::string key;
-    Entry entry;
-    bool live = true;
+    std::shared_ptr<const Stored> stored;  // null: dead
   };
   static size_t cost(const std::string& key, const Entry& e) {
     return key.size() + e.status.message().size() + e.response.size();

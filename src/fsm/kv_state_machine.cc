@@ -176,14 +176,14 @@ std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   job->index = applied_;
   job->revision = store_.revision();
   job->cursor = store_.begin_snapshot_stream();
-  // Bounded (IdempotencyTable::kMaxEntries, kMaxBytes): copied here, on
-  // the Raft thread, rather than streamed.
-  job->table = table_.encode();
+  // Bounded (IdempotencyTable::kMaxEntries): one pointer per entry copied
+  // here, on the Raft thread; the snapshot thread encodes them.
+  job->table = table_.freeze();
   return job;
 }
 
 Status KvStateMachine::write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const {
-  if (Status s = sink(payload_header(job.table)); !s.is_ok()) return s;
+  if (Status s = sink(payload_header(job.table.encode())); !s.is_ok()) return s;
   std::string chunk;
   for (bool more = true; more;) {
     // std::shared_mutex is not fair: re-locking at once could win against

@@ -14,7 +14,8 @@
 // writer; apply() holds it exclusively for one command.
 //
 // Snapshots never stall writes or reads for long: begin_snapshot() records
-// the store's revision and copies the (bounded) idempotency table; the
+// the store's revision and freezes the (bounded) idempotency table, one
+// shared pointer per entry; the
 // snapshot thread then streams the store in chunks of kSnapshotChunkKeys
 // keys, each under the shared lock, while the Raft thread goes on applying
 // between chunks (mvcc::Store::SnapshotCursor says why that is consistent).
@@ -100,7 +101,7 @@ class KvStateMachine {
     uint64_t index = 0;
     int64_t revision = 0;
     mvcc::Store::SnapshotCursor cursor;
-    std::string table;  // the encoded idempotency table at index
+    IdempotencyTable::Frozen table;  // the idempotency table at index (encoded by the snapshot thread)
   };
   std::unique_ptr<SnapshotJob> begin_snapshot();
   Status write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const;

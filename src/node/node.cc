@@ -106,7 +106,10 @@ std::optional<uint64_t> free_bytes(const std::string& dir) {
 class Node::Impl {
  public:
   Impl(NodeOptions o, std::unique_ptr<transport::Transport> t, RegisterHook hook)
-      : opts_(std::move(o)), transport_(std::move(t)), register_hook_(std::move(hook)) {}
+      : opts_(std::move(o)),
+        transport_(std::move(t)),
+        register_hook_(std::move(hook)),
+        compactor_(opts_.auto_compaction) {}
   ~Impl() { stop(); }
 
   Status open();
@@ -170,6 +173,8 @@ class Node::Impl {
   void on_tick();
   void progress_member_changes();
   void maybe_start_snapshot();
+  // Leader: proposes the compaction the compactor's schedule says is due.
+  void maybe_auto_compact();
   void finish_snapshot(Result<storage::SnapshotFile> file);
   void sync_peers();
   void update_unknown_sender_policy();
@@ -201,6 +206,7 @@ class Node::Impl {
   NodeOptions opts_;
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
+  Compactor compactor_;  // Raft thread
   Clock::time_point last_registration_{};
   // The membership version in which our recorded addresses matched (0: none yet; the core starts at 1).
   uint64_t registered_version_ = 0;
@@ -547,6 +553,7 @@ void Node::Impl::run() {
     if (Clock::now() >= next_tick) {
       raft_->tick();
       on_tick();
+      maybe_auto_compact();
       next_tick += tick;
       if (next_tick < Clock::now()) next_tick = Clock::now() + tick;  // we fell behind: do not spin
     }
@@ -1369,6 +1376,27 @@ void Node::Impl::maybe_start_snapshot() {
     fsm_.end_snapshot();  // runs a compaction deferred meanwhile
     post([this, file = std::move(file)]() mutable { finish_snapshot(std::move(file)); });
   });
+}
+
+void Node::Impl::maybe_auto_compact() {
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();  // monotonic
+  const bool leader = raft_->role() == raft::StateRole::kLeader && !no_space_;
+  const std::optional<int64_t> rev = compactor_.tick(now_ms, fsm_.revision(), fsm_.compact_revision(), leader);
+  if (!rev) return;
+  // A replicated command like a client's Compact, so every replica compacts
+  // at the same log index; its answer (nobody waits) is only logged if bad.
+  fsm::Command c;
+  c.request = mvcc::CompactionRequest{*rev, false};
+  c.proposed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
+  if (r.ok()) {
+    spdlog::info("auto-compaction: compacting to revision {} (log index {})", *rev, r.index);
+  } else {
+    spdlog::warn("auto-compaction: could not propose a compaction to revision {}: {}", *rev, raft::to_string(r.error));
+  }
 }
 
 void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {

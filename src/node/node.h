@@ -43,6 +43,7 @@
 
 #include "common/status.h"
 #include "fsm/command.h"
+#include "node/compactor.h"
 #include "node/write_result.h"
 #include "raft/types.h"
 
@@ -84,6 +85,9 @@ struct NodeOptions {
   uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
   uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
+  // -auto-compaction-mode / -auto-compaction-retention (node/compactor.h):
+  // the leader proposes compactions on this schedule. Off by default, as etcd.
+  AutoCompactionOptions auto_compaction;
 };
 
 // The replicated description of one member (carried in raft::Member::context).

@@ -176,6 +176,21 @@ class IdempotencyTest(ClusterTest):
         self.assertEqual(self.keyed(n3, "/set", {"key": "k", "value": "new"}, "client-1:req-3").status, 200)
         self.assertEqual(self.revision(leader), before + 1)
 
+    def test_auto_compaction_on_a_running_cluster(self):
+        """-auto-compaction-retention=1s (periodic): the leader compacts to about a second ago, on every node."""
+        n1 = self.node("n1", "-bootstrap", "-auto-compaction-retention=1s").start()
+        self.wait_leader([n1])
+        n2 = self.node("n2", "-auto-compaction-retention=1s").start()
+        self.assertEqual(n1.join(n2, with_api=True).status, 200)
+        self.wait_voters(n1, [n1, n2])
+        for i in range(10):
+            self.assertEqual(n1.set("k", str(i)).status, 200)
+        written = self.revision(n1)
+        for n in (n1, n2):
+            wait_for(lambda: n.get("k").status == 200 and n.status()["compactRevision"] >= written, 15,
+                     f"{n.name} to compact to {written}")
+        self.assertIn("auto-compaction: compacting to revision", n1.log())
+
     def test_bad_idempotency_keys_are_refused(self):
         n1 = self.node("n1", "-bootstrap").start()
         self.wait_leader([n1])
@@ -274,10 +289,19 @@ class FlagsTest(ClusterTest):
             p = self.run_kvnode(*args)
             self.assertEqual(p.returncode, 2, f"{args}: {p.stderr}")
             self.assertIn("kvnode:", p.stderr)
+        # etcd's auto-compaction flags, with etcd's words for bad values.
+        for args, why in ((["-auto-compaction-retention=abc"], 'time: invalid duration "abc"'),
+                          (["-auto-compaction-mode=weekly", "-auto-compaction-retention=1"],
+                           'unknown auto-compaction-mode "weekly"'),
+                          (["-auto-compaction-mode=revision", "-auto-compaction-retention=1h"], "revision count")):
+            p = self.run_kvnode("-raft-address=127.0.0.1:5000", *args)
+            self.assertEqual(p.returncode, 2, f"{args}: {p.stderr}")
+            self.assertIn(why, p.stderr)
         p = self.run_kvnode("--help")
         self.assertEqual(p.returncode, 0)
         for flag in ("raft-address", "api-address", "data-dir", "bootstrap", "join", "inmem", "id",
-                     "snapshot-threshold", "snapshot-trailing", "max-body-bytes", "commit-timeout-ms"):
+                     "snapshot-threshold", "snapshot-trailing", "max-body-bytes", "commit-timeout-ms",
+                     "auto-compaction-mode", "auto-compaction-retention"):
             self.assertIn(flag, p.stdout)
         self.assertEqual(self.run_kvnode("-help").returncode, 0)
 

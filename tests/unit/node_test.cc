@@ -52,6 +52,7 @@ class NodeTest : public ::testing::Test {
     o.snapshot_threshold = snapshot_threshold_;
     o.snapshot_trailing = 5;
     o.snapshot_chunk_bytes = 512;
+    o.auto_compaction = auto_compaction_;
     return o;
   }
 
@@ -144,6 +145,7 @@ class NodeTest : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Node>> nodes_;
   std::filesystem::path root_;
   uint64_t snapshot_threshold_ = 8192;
+  AutoCompactionOptions auto_compaction_;
 };
 
 // A member that missed configuration changes must still hear a leader it
@@ -518,6 +520,23 @@ TEST_F(NodeTest, LeaderRecordsMissingIncarnations) {
   };
   ASSERT_TRUE(eventually([&] { return incarnation_of("b") == meta_b.value()->incarnation; }));
   EXPECT_EQ(incarnation_of("a").size(), 32u);
+}
+
+// -auto-compaction-mode=periodic: the leader proposes compactions, and
+// every replica applies them at the same index.
+TEST_F(NodeTest, AutoCompactionBoundsHistoryOnEveryNode) {
+  auto_compaction_ = parse_auto_compaction("periodic", "300ms").value();
+  start("a", true);
+  start("b", false);
+  ASSERT_TRUE(join("b").is_ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(write(*leader(), "k", std::to_string(i)).is_ok());
+  const int64_t written = leader()->state_machine().revision();
+  ASSERT_TRUE(eventually([&] { return leader()->status().compact_revision >= written; }, 10s));
+  for (auto& [name, n] : nodes_) {
+    ASSERT_TRUE(barrier(*n).is_ok());
+    EXPECT_GE(n->status().compact_revision, written) << name;
+    ASSERT_TRUE(eventually([&] { return n->state_machine().version_count() == 1; })) << name;  // k's newest only
+  }
 }
 
 // Every revision a node can answer, as the etcd Range it would return (or its error).
