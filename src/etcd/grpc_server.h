@@ -25,8 +25,9 @@ class KvService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
-// Largest request message accepted (etcd's default --max-request-bytes, 1.5 MiB,
-// plus its gRPC overhead allowance).
+// Largest request message grpc++ accepts (etcd's default --max-request-bytes,
+// 1.5 MiB, plus its gRPC overhead allowance); writes are held to 1.5 MiB
+// itself (kv_grpc_service.h, kMaxRequestBytes), as etcd does.
 inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 
 // Threads the synchronous server may run calls on at once (grpc++'s

@@ -36,6 +36,14 @@ KvDone<T> finish_with(grpc::ServerUnaryReactor* reactor, PbResp* resp) {
   };
 }
 
+// etcd refuses a write whose request exceeds --max-request-bytes before proposing it.
+template <typename PbReq>
+bool too_large(const PbReq& req, grpc::ServerUnaryReactor* reactor) {
+  if (req.ByteSizeLong() <= kMaxRequestBytes) return false;
+  reactor->Finish(to_grpc_status(Status(StatusCode::kTooLarge, kErrRequestTooLarge)));
+  return true;
+}
+
 class KvGrpcService final : public pb::KV::CallbackService {
  public:
   explicit KvGrpcService(KvService& kv) : kv_(kv) {}
@@ -50,6 +58,7 @@ class KvGrpcService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
                                 pb::PutResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (too_large(*req, reactor)) return reactor;
     kv_.put(from_pb(*req), call_from(ctx), finish_with<mvcc::PutResponse>(reactor, resp));
     return reactor;
   }
@@ -58,6 +67,7 @@ class KvGrpcService final : public pb::KV::CallbackService {
                                         const pb::DeleteRangeRequest* req,
                                         pb::DeleteRangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (too_large(*req, reactor)) return reactor;
     kv_.delete_range(from_pb(*req), call_from(ctx),
                      finish_with<mvcc::DeleteRangeResponse>(reactor, resp));
     return reactor;
@@ -66,6 +76,7 @@ class KvGrpcService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
                                 pb::TxnResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (too_large(*req, reactor)) return reactor;
     kv_.txn(from_pb(*req), call_from(ctx), finish_with<mvcc::TxnResponse>(reactor, resp));
     return reactor;
   }

@@ -127,6 +127,9 @@ def kv_script(p, base):
         (["get", f"{p}/", "--prefix", f"--rev={r(12)}", "--keys-only", "-w", "json"], None),
         (["del", f"{p}/r1", f"{p}/r2", "--prev-kv"], None),                    # base+14: r1 only
         (["get", f"{p}/", "--prefix", "--keys-only"], None),
+        (["put", f"{p}/big"], "x" * (1400 << 10)),                            # base+15: under 1.5 MiB
+        (["del", f"{p}/big"], None),                                           # base+16
+        (["put", f"{p}/big"], "x" * (1600 << 10)),                            # error: request is too large
     ]
 
 

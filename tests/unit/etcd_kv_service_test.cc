@@ -12,8 +12,12 @@
 #include <future>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_server.h"
 #include "etcd/kv_convert.h"
+#include "etcd/kv_grpc_service.h"
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
 #include "mvcc/errors.h"
@@ -328,6 +332,23 @@ TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeaderOverGrpc) {
   EXPECT_EQ(to_grpc_status(old.status()).error_message(),
             "etcdserver: mvcc: required revision has been compacted");
   EXPECT_EQ(to_grpc_status(old.status()).error_code(), grpc::StatusCode::OUT_OF_RANGE);
+
+  // A client of the leader's gRPC API: writes over etcd's 1.5 MiB are refused as etcd does.
+  auto stub = pb::KV::NewStub(grpc::CreateChannel(grpc_address, grpc::InsecureChannelCredentials()));
+  for (const size_t bytes : {size_t{1400} << 10, size_t{1600} << 10}) {
+    pb::PutRequest req;
+    req.set_key("big");
+    req.set_value(std::string(bytes, 'x'));
+    pb::PutResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status g = stub->Put(&ctx, req, &resp);
+    if (bytes < kMaxRequestBytes) {
+      EXPECT_TRUE(g.ok()) << g.error_message();
+    } else {
+      EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_EQ(g.error_message(), "etcdserver: request is too large");
+    }
+  }
 }
 
 // A Node that has stopped never runs the callbacks of calls posted to it;
