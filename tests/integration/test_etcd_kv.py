@@ -127,8 +127,11 @@ def kv_script(p, base):
         (["get", f"{p}/", "--prefix", f"--rev={r(12)}", "--keys-only", "-w", "json"], None),
         (["del", f"{p}/r1", f"{p}/r2", "--prev-kv"], None),                    # base+14: r1 only
         (["get", f"{p}/", "--prefix", "--keys-only"], None),
-        (["put", f"{p}/big"], "x" * (1400 << 10)),                            # base+15: under 1.5 MiB
-        (["del", f"{p}/big"], None),                                           # base+16
+        (["get", f"{p}/", "--prefix", "--order=DESCEND", "--limit=2", "--keys-only"], None),
+        (["txn"], f'version("{p}/new") = "0"\ncreate("{p}/new") = "0"\n\nput {p}/new made\n\n\n'),  # base+15
+        (["txn"], f'version("{p}/new") = "0"\n\nput {p}/new again\n\nget {p}/new\n\n'),  # fails: exists
+        (["put", f"{p}/big"], "x" * (1400 << 10)),                            # base+16: under 1.5 MiB
+        (["del", f"{p}/big"], None),                                           # base+17
         (["put", f"{p}/big"], "x" * (1600 << 10)),                            # error: request is too large
     ]
 
@@ -159,6 +162,10 @@ def gateway_script(p, base):
         ("/v3/kv/range", {"key": b64(f"{p}/b"), "revision": r(1000)}),          # 400, OutOfRange
         ("/v3/kv/range", {}),                                                    # 400, key is not provided
         ("/v3/kv/put", {"key": b64(f"{p}/l"), "value": b64("v"), "lease": "123"}),  # 404, lease not found
+        ("/v3/kv/txn", {"compare": [{"key": b64(f"{p}/a"), "target": "LEASE", "result": "EQUAL", "lease": "0"},
+                                    {"key": b64(f"{p}/none"), "target": "CREATE", "result": "EQUAL",
+                                     "create_revision": "0"}],
+                        "failure": [{"request_range": {"key": b64(f"{p}/a")}}]}),  # read-only: base+3 still
         ("/v3/kv/txn", txn),                                                     # base+4
         ("/v3/kv/txn", txn),                                                     # compares fail: base+5
         ("/v3/kv/deleterange", {"key": b64(f"{p}/f"), "prev_kv": True}),        # base+6
