@@ -349,6 +349,30 @@ TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeaderOverGrpc) {
       EXPECT_EQ(g.error_message(), "etcdserver: request is too large");
     }
   }
+
+  // Nested txns: 40 levels are served; deeper than protobuf's recursion limit (100
+  // messages: a level is two, TxnRequest and RequestOp) is refused by grpc++'s parser
+  // (etcd, in Go, has no such limit below its 128-op budget); neither harms the server.
+  for (const int depth : {40, 200}) {
+    pb::TxnRequest outer;
+    pb::TxnRequest* level = &outer;
+    for (int i = 1; i < depth; ++i) level = level->add_success()->mutable_request_txn();
+    level->add_success()->mutable_request_put()->set_key("deep");
+    pb::TxnResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status g = stub->Txn(&ctx, outer, &resp);
+    if (depth == 40) {
+      EXPECT_TRUE(g.ok()) << static_cast<int>(g.error_code()) << " " << g.error_message();
+    } else {
+      EXPECT_FALSE(g.ok());
+    }
+  }
+  pb::RangeRequest rr;
+  rr.set_key("deep");
+  pb::RangeResponse rresp;
+  grpc::ClientContext rctx;
+  ASSERT_TRUE(stub->Range(&rctx, rr, &rresp).ok());
+  EXPECT_EQ(rresp.kvs_size(), 1);
 }
 
 // A Node that has stopped never runs the callbacks of calls posted to it;
