@@ -43,7 +43,8 @@ void put_range(std::string& out, const mvcc::RangeRequest& r) {
   put_i64(out, r.revision);
   put_i32(out, static_cast<int32_t>(r.sort_order));
   put_i32(out, static_cast<int32_t>(r.sort_target));
-  put_u8(out, static_cast<uint8_t>((r.serializable ? kRangeSerializable : 0) | (r.keys_only ? kRangeKeysOnly : 0) |
+  put_u8(out, static_cast<uint8_t>((r.serializable ? kRangeSerializable : 0) |
+                                   (r.keys_only ? kRangeKeysOnly : 0) |
                                    (r.count_only ? kRangeCountOnly : 0)));
   put_i64(out, r.min_mod_revision);
   put_i64(out, r.max_mod_revision);
@@ -55,7 +56,8 @@ void put_put(std::string& out, const mvcc::PutRequest& p) {
   put_string32(out, p.key);
   put_string32(out, p.value);
   put_i64(out, p.lease);
-  put_u8(out, static_cast<uint8_t>((p.prev_kv ? kPutPrevKv : 0) | (p.ignore_value ? kPutIgnoreValue : 0) |
+  put_u8(out, static_cast<uint8_t>((p.prev_kv ? kPutPrevKv : 0) |
+                                   (p.ignore_value ? kPutIgnoreValue : 0) |
                                    (p.ignore_lease ? kPutIgnoreLease : 0)));
 }
 
@@ -73,11 +75,21 @@ void put_compare(std::string& out, const mvcc::Compare& c) {
   put_string32(out, c.range_end);
   // Only the target_union alternative the target names (the store reads no other).
   switch (c.target) {
-    case T::kVersion: put_i64(out, c.version); break;
-    case T::kCreate: put_i64(out, c.create_revision); break;
-    case T::kMod: put_i64(out, c.mod_revision); break;
-    case T::kValue: put_string32(out, c.value); break;
-    case T::kLease: put_i64(out, c.lease); break;
+    case T::kVersion:
+      put_i64(out, c.version);
+      break;
+    case T::kCreate:
+      put_i64(out, c.create_revision);
+      break;
+    case T::kMod:
+      put_i64(out, c.mod_revision);
+      break;
+    case T::kValue:
+      put_string32(out, c.value);
+      break;
+    case T::kLease:
+      put_i64(out, c.lease);
+      break;
   }
 }
 
@@ -95,7 +107,8 @@ void put_ops(std::string& out, const std::vector<mvcc::RequestOp>& ops) {
     } else if (auto* d = std::get_if<mvcc::DeleteRangeRequest>(&op.request)) {
       put_u8(out, kOpDelete);
       put_delete(out, *d);
-    } else if (auto* t = std::get_if<std::shared_ptr<const mvcc::TxnRequest>>(&op.request); t && *t) {
+    } else if (auto* t = std::get_if<std::shared_ptr<const mvcc::TxnRequest>>(&op.request);
+               t && *t) {
       put_u8(out, kOpTxn);
       put_txn(out, **t);
     } else {
@@ -195,9 +208,10 @@ bool get_bool(ByteReader& r, bool& v) {
 bool get_range(ByteReader& r, mvcc::RangeRequest& q) {
   int32_t order = 0, target = 0;
   uint8_t flags = 0;
-  if (!r.string32(q.key) || !r.string32(q.range_end) || !get_i64(r, q.limit) || !get_i64(r, q.revision) ||
-      !get_i32(r, order) || !get_i32(r, target) || !r.u8(flags) || (flags & ~kRangeFlags) != 0 ||
-      !get_i64(r, q.min_mod_revision) || !get_i64(r, q.max_mod_revision) || !get_i64(r, q.min_create_revision) ||
+  if (!r.string32(q.key) || !r.string32(q.range_end) || !get_i64(r, q.limit) ||
+      !get_i64(r, q.revision) || !get_i32(r, order) || !get_i32(r, target) || !r.u8(flags) ||
+      (flags & ~kRangeFlags) != 0 || !get_i64(r, q.min_mod_revision) ||
+      !get_i64(r, q.max_mod_revision) || !get_i64(r, q.min_create_revision) ||
       !get_i64(r, q.max_create_revision)) {
     return false;
   }
@@ -224,7 +238,9 @@ bool get_put(ByteReader& r, mvcc::PutRequest& p) {
 
 bool get_delete(ByteReader& r, mvcc::DeleteRangeRequest& d) {
   uint8_t flags = 0;
-  if (!r.string32(d.key) || !r.string32(d.range_end) || !r.u8(flags) || (flags & ~kDeletePrevKv) != 0) return false;
+  if (!r.string32(d.key) || !r.string32(d.range_end) || !r.u8(flags) ||
+      (flags & ~kDeletePrevKv) != 0)
+    return false;
   d.prev_kv = flags == kDeletePrevKv;
   return true;
 }
@@ -232,15 +248,21 @@ bool get_delete(ByteReader& r, mvcc::DeleteRangeRequest& d) {
 bool get_compare(ByteReader& r, mvcc::Compare& c) {
   using T = mvcc::Compare::CompareTarget;
   int32_t result = 0, target = 0;
-  if (!get_i32(r, result) || !get_i32(r, target) || !r.string32(c.key) || !r.string32(c.range_end)) return false;
+  if (!get_i32(r, result) || !get_i32(r, target) || !r.string32(c.key) || !r.string32(c.range_end))
+    return false;
   c.result = static_cast<mvcc::Compare::CompareResult>(result);
   c.target = static_cast<T>(target);
   switch (c.target) {
-    case T::kVersion: return get_i64(r, c.version);
-    case T::kCreate: return get_i64(r, c.create_revision);
-    case T::kMod: return get_i64(r, c.mod_revision);
-    case T::kValue: return r.string32(c.value);
-    case T::kLease: return get_i64(r, c.lease);
+    case T::kVersion:
+      return get_i64(r, c.version);
+    case T::kCreate:
+      return get_i64(r, c.create_revision);
+    case T::kMod:
+      return get_i64(r, c.mod_revision);
+    case T::kValue:
+      return r.string32(c.value);
+    case T::kLease:
+      return get_i64(r, c.lease);
   }
   return true;  // a target outside the enum carries no value (as encoded)
 }
@@ -255,7 +277,8 @@ bool get_ops(ByteReader& r, std::vector<mvcc::RequestOp>& ops, size_t depth) {
     if (!r.u8(kind)) return false;
     mvcc::RequestOp& op = ops.emplace_back();
     switch (kind) {
-      case kOpNone: break;
+      case kOpNone:
+        break;
       case kOpRange:
         if (!get_range(r, op.request.emplace<mvcc::RangeRequest>())) return false;
         break;
@@ -272,7 +295,8 @@ bool get_ops(ByteReader& r, std::vector<mvcc::RequestOp>& ops, size_t depth) {
         op.request = std::shared_ptr<const mvcc::TxnRequest>(std::move(nested));
         break;
       }
-      default: return false;
+      default:
+        return false;
     }
   }
   return true;
@@ -323,7 +347,8 @@ bool get_txn_response(ByteReader& r, mvcc::TxnResponse& t, size_t depth) {
     switch (kind) {
       case kRespRange: {
         auto& q = op.response.emplace<mvcc::RangeResponse>();
-        if (!get_i64(r, q.header.revision) || !get_kvs(r, q.kvs) || !get_bool(r, q.more) || !get_i64(r, q.count))
+        if (!get_i64(r, q.header.revision) || !get_kvs(r, q.kvs) || !get_bool(r, q.more) ||
+            !get_i64(r, q.count))
           return false;
         break;
       }
@@ -340,8 +365,11 @@ bool get_txn_response(ByteReader& r, mvcc::TxnResponse& t, size_t depth) {
         op.response = std::move(nested);
         break;
       }
-      case kRespNullTxn: op.response = std::shared_ptr<mvcc::TxnResponse>(); break;
-      default: return false;
+      case kRespNullTxn:
+        op.response = std::shared_ptr<mvcc::TxnResponse>();
+        break;
+      default:
+        return false;
     }
   }
   return true;
@@ -419,20 +447,28 @@ std::optional<Command> decode_command(std::string_view data) {
   if (format != kCommandFormat) return std::nullopt;
   Command c;
   uint8_t kind = 0;
-  if (!r.string32(c.idempotency_key, kMaxIdempotencyKeyBytes) || !get_i64(r, c.proposed_at_ms) || !r.u8(kind)) {
+  if (!r.string32(c.idempotency_key, kMaxIdempotencyKeyBytes) || !get_i64(r, c.proposed_at_ms) ||
+      !r.u8(kind)) {
     return std::nullopt;
   }
   bool ok = false;
   switch (kind) {
-    case kKindPut: ok = get_put(r, c.request.emplace<mvcc::PutRequest>()); break;
-    case kKindDelete: ok = get_delete(r, c.request.emplace<mvcc::DeleteRangeRequest>()); break;
-    case kKindTxn: ok = get_txn(r, c.request.emplace<mvcc::TxnRequest>(), 1); break;
+    case kKindPut:
+      ok = get_put(r, c.request.emplace<mvcc::PutRequest>());
+      break;
+    case kKindDelete:
+      ok = get_delete(r, c.request.emplace<mvcc::DeleteRangeRequest>());
+      break;
+    case kKindTxn:
+      ok = get_txn(r, c.request.emplace<mvcc::TxnRequest>(), 1);
+      break;
     case kKindCompaction: {
       auto& k = c.request.emplace<mvcc::CompactionRequest>();
       ok = get_i64(r, k.revision) && get_bool(r, k.physical);
       break;
     }
-    default: break;
+    default:
+      break;
   }
   if (!ok || !r.at_end()) return std::nullopt;
   return c;
@@ -464,11 +500,20 @@ std::optional<Response> decode_response(std::string_view data) {
   Response resp;
   bool ok = false;
   switch (kind) {
-    case kKindPut: ok = get_put_response(r, resp.emplace<mvcc::PutResponse>()); break;
-    case kKindDelete: ok = get_delete_response(r, resp.emplace<mvcc::DeleteRangeResponse>()); break;
-    case kKindTxn: ok = get_txn_response(r, resp.emplace<mvcc::TxnResponse>(), 1); break;
-    case kKindCompaction: ok = get_i64(r, resp.emplace<mvcc::CompactionResponse>().header.revision); break;
-    default: break;
+    case kKindPut:
+      ok = get_put_response(r, resp.emplace<mvcc::PutResponse>());
+      break;
+    case kKindDelete:
+      ok = get_delete_response(r, resp.emplace<mvcc::DeleteRangeResponse>());
+      break;
+    case kKindTxn:
+      ok = get_txn_response(r, resp.emplace<mvcc::TxnResponse>(), 1);
+      break;
+    case kKindCompaction:
+      ok = get_i64(r, resp.emplace<mvcc::CompactionResponse>().header.revision);
+      break;
+    default:
+      break;
   }
   if (!ok || !r.at_end()) return std::nullopt;
   return resp;

@@ -95,7 +95,8 @@ std::optional<IdempotencyTable> IdempotencyTable::decode(std::string_view data) 
   uint8_t format = 0;
   uint64_t clock = 0;
   uint32_t count = 0;
-  if (!r.u8(format) || format != kTableFormat || !r.u64le(clock) || !r.u32le(count) || count > kMaxEntries) {
+  if (!r.u8(format) || format != kTableFormat || !r.u64le(clock) || !r.u32le(count) ||
+      count > kMaxEntries) {
     return std::nullopt;
   }
   IdempotencyTable t;
@@ -110,10 +111,12 @@ std::optional<IdempotencyTable> IdempotencyTable::decode(std::string_view data) 
     }
     const auto status_code = static_cast<StatusCode>(code);
     // An ok entry holds a response that decodes; a failed one holds none.
-    if (status_code == StatusCode::kOk ? (!message.empty() || !decode_response(response)) : !response.empty()) {
+    if (status_code == StatusCode::kOk ? (!message.empty() || !decode_response(response))
+                                       : !response.empty()) {
       return std::nullopt;
     }
-    Entry e{static_cast<int64_t>(at), status_code == StatusCode::kOk ? Status::ok() : Status(status_code, message),
+    Entry e{static_cast<int64_t>(at),
+            status_code == StatusCode::kOk ? Status::ok() : Status(status_code, message),
             std::move(response)};
     if (t.seq_.count(key) != 0) return std::nullopt;
     t.push(std::move(key), std::move(e));

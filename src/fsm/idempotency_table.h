@@ -101,7 +101,7 @@ class IdempotencyTable {
 
   // Contiguous in apply order, so a snapshot copies it without lookups.
   std::deque<Slot> log_;
-  uint64_t front_seq_ = 0;                          // the seq of log_.front()
+  uint64_t front_seq_ = 0;                         // the seq of log_.front()
   std::unordered_map<std::string, uint64_t> seq_;  // key -> seq of its live slot
   int64_t clock_ms_ = 0;
   size_t bytes_ = 0;

@@ -19,7 +19,9 @@ namespace {
 // it has a CRC too; these make the payload check itself wherever it travels.
 constexpr uint8_t kPayloadFormat = 1;
 
-Status corrupt(const std::string& why) { return Status(StatusCode::kCorrupt, "state machine snapshot: " + why); }
+Status corrupt(const std::string& why) {
+  return Status(StatusCode::kCorrupt, "state machine snapshot: " + why);
+}
 
 // No lessor yet (leases come with the Lease service): every lease id is
 // unknown, so a put naming one fails with etcd's "requested lease not found".
@@ -42,7 +44,8 @@ ApplyResult KvStateMachine::apply(uint64_t index, const Command& c) {
   waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
   if (index <= applied_) {
     ApplyResult replay;
-    replay.status = Status(StatusCode::kInvalid, "log index " + std::to_string(index) + " was applied already");
+    replay.status =
+        Status(StatusCode::kInvalid, "log index " + std::to_string(index) + " was applied already");
     return replay;
   }
   applied_ = index;
@@ -66,8 +69,9 @@ ApplyResult KvStateMachine::apply(uint64_t index, const Command& c) {
   ApplyResult out = execute(c);
   if (!c.idempotency_key.empty()) {
     table_.insert(c.idempotency_key,
-                  IdempotencyTable::Entry{c.proposed_at_ms, out.status,
-                                          out.status.is_ok() ? encode_response(out.response) : std::string()});
+                  IdempotencyTable::Entry{
+                      c.proposed_at_ms, out.status,
+                      out.status.is_ok() ? encode_response(out.response) : std::string()});
   }
   return out;
 }
@@ -182,14 +186,17 @@ std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   return job;
 }
 
-Status KvStateMachine::write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const {
+Status KvStateMachine::write_snapshot(SnapshotJob& job,
+                                      const std::function<Status(std::string_view)>& sink) const {
   if (Status s = sink(payload_header(job.table.encode())); !s.is_ok()) return s;
   std::string chunk;
   for (bool more = true; more;) {
     // std::shared_mutex is not fair: re-locking at once could win against
     // the Raft thread blocked on it every time. Let a waiting writer in
     // first, within a bound.
-    for (int spins = 0; spins < kMaxSnapshotYields && waiting_writers_.load(std::memory_order_relaxed) > 0; ++spins) {
+    for (int spins = 0;
+         spins < kMaxSnapshotYields && waiting_writers_.load(std::memory_order_relaxed) > 0;
+         ++spins) {
       std::this_thread::yield();
     }
     chunk.clear();
@@ -229,7 +236,8 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   const std::string_view table_bytes = rest.substr(0, table_len);
   ByteReader crc_reader(rest.substr(table_len, 4));
   uint32_t crc = 0;
-  if (!crc_reader.u32le(crc) || crc != crc32c(table_bytes)) return corrupt("idempotency table checksum mismatch");
+  if (!crc_reader.u32le(crc) || crc != crc32c(table_bytes))
+    return corrupt("idempotency table checksum mismatch");
   auto table = IdempotencyTable::decode(table_bytes);
   if (!table) return corrupt("bad idempotency table");
   auto store = mvcc::Store::decode_snapshot(rest.substr(table_len + 4), store_options());
@@ -249,7 +257,8 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
   // a million keys takes a while.
 }
 
-void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map, uint64_t index) {
+void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map,
+                                    uint64_t index) {
   RestoredState state{mvcc::Store(store_options()), IdempotencyTable()};
   for (const auto& [k, v] : map) {
     mvcc::PutRequest p;

@@ -42,8 +42,8 @@ namespace ckv::fsm {
 
 // What applying one command produced.
 struct ApplyResult {
-  Status status;      // the request's own outcome (etcd's error text); ok: response is set
-  Response response;  // its header.revision is the store's
+  Status status;           // the request's own outcome (etcd's error text); ok: response is set
+  Response response;       // its header.revision is the store's
   bool duplicate = false;  // answered from the idempotency table, not applied again
 };
 
@@ -101,10 +101,12 @@ class KvStateMachine {
     uint64_t index = 0;
     int64_t revision = 0;
     mvcc::Store::SnapshotCursor cursor;
-    IdempotencyTable::Frozen table;  // the idempotency table at index (encoded by the snapshot thread)
+    IdempotencyTable::Frozen
+        table;  // the idempotency table at index (encoded by the snapshot thread)
   };
   std::unique_ptr<SnapshotJob> begin_snapshot();
-  Status write_snapshot(SnapshotJob& job, const std::function<Status(std::string_view)>& sink) const;
+  Status write_snapshot(SnapshotJob& job,
+                        const std::function<Status(std::string_view)>& sink) const;
   void end_snapshot();
 
   // The payload write_snapshot() writes, decoded and checked (kCorrupt with the reason).

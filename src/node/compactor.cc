@@ -21,8 +21,9 @@ double unit_ms(const std::string& s, size_t i, size_t* len) {
     double ms;
   };
   // Longest names first, so "ms" is not read as "m".
-  static const Unit kUnits[] = {{"ns", 1e-6}, {"us", 1e-3}, {"\xC2\xB5s", 1e-3}, {"\xCE\xBCs", 1e-3},
-                                {"ms", 1.0},  {"s", 1e3},   {"m", 60e3},         {"h", 3600e3}};
+  static const Unit kUnits[] = {{"ns", 1e-6},        {"us", 1e-3}, {"\xC2\xB5s", 1e-3},
+                                {"\xCE\xBCs", 1e-3}, {"ms", 1.0},  {"s", 1e3},
+                                {"m", 60e3},         {"h", 3600e3}};
   for (const Unit& u : kUnits) {
     const std::string name(u.name);
     if (s.compare(i, name.size(), name) == 0) {
@@ -53,7 +54,8 @@ Result<int64_t> parse_go_duration_ms(const std::string& s) {
       while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
     }
     // A number needs a digit before or after the point.
-    if (int_end == start && i <= int_end + 1) return retention_error("time: invalid duration " + quoted);
+    if (int_end == start && i <= int_end + 1)
+      return retention_error("time: invalid duration " + quoted);
     const double value = std::stod(s.substr(start, i - start));
     size_t len = 0;
     const double ms = unit_ms(s, i, &len);
@@ -71,27 +73,32 @@ Result<int64_t> parse_go_duration_ms(const std::string& s) {
   return negative ? -ms : ms;
 }
 
-Result<AutoCompactionOptions> parse_auto_compaction(const std::string& mode, const std::string& retention) {
+Result<AutoCompactionOptions> parse_auto_compaction(const std::string& mode,
+                                                    const std::string& retention) {
   AutoCompactionOptions o;
   if (mode != "periodic" && mode != "revision") {
     return Status(StatusCode::kInvalid, "unknown auto-compaction-mode \"" + mode + "\"");
   }
   const std::string r = retention.empty() ? "0" : retention;
   // A bare non-negative integer: hours (periodic) or revisions (revision), as etcd's strconv.Atoi branch.
-  const bool integer = !r.empty() && r.size() <= 18 &&
-                       std::all_of(r.begin(), r.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  const bool integer = !r.empty() && r.size() <= 18 && std::all_of(r.begin(), r.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c));
+  });
   if (mode == "revision") {
     if (!integer) {
-      return Status(StatusCode::kInvalid, "-auto-compaction-retention in revision mode must be a revision count, got \"" +
-                                              r + "\"");
+      return Status(StatusCode::kInvalid,
+                    "-auto-compaction-retention in revision mode must be a revision count, got \"" +
+                        r + "\"");
     }
     o.retention_revisions = std::stoll(r);
-    o.mode = o.retention_revisions > 0 ? AutoCompactionOptions::Mode::kRevision : AutoCompactionOptions::Mode::kOff;
+    o.mode = o.retention_revisions > 0 ? AutoCompactionOptions::Mode::kRevision
+                                       : AutoCompactionOptions::Mode::kOff;
     return o;
   }
   if (integer) {
     const int64_t hours = std::stoll(r);
-    if (hours > std::numeric_limits<int64_t>::max() / (int64_t{3600} * 1000)) return retention_error("too long");
+    if (hours > std::numeric_limits<int64_t>::max() / (int64_t{3600} * 1000))
+      return retention_error("too long");
     o.retention_ms = hours * 3600 * 1000;
   } else {
     auto ms = parse_go_duration_ms(r);
@@ -100,21 +107,26 @@ Result<AutoCompactionOptions> parse_auto_compaction(const std::string& mode, con
     o.retention_ms = ms.value();
   }
   // A retention under a millisecond rounds to 0 here: off, as 0 is.
-  o.mode = o.retention_ms > 0 ? AutoCompactionOptions::Mode::kPeriodic : AutoCompactionOptions::Mode::kOff;
+  o.mode = o.retention_ms > 0 ? AutoCompactionOptions::Mode::kPeriodic
+                              : AutoCompactionOptions::Mode::kOff;
   return o;
 }
 
-std::optional<int64_t> Compactor::tick(int64_t now_ms, int64_t revision, int64_t compact_revision, bool leader) {
+std::optional<int64_t> Compactor::tick(int64_t now_ms, int64_t revision, int64_t compact_revision,
+                                       bool leader) {
   switch (o_.mode) {
-    case AutoCompactionOptions::Mode::kOff: return std::nullopt;
-    case AutoCompactionOptions::Mode::kPeriodic: return tick_periodic(now_ms, revision, compact_revision, leader);
-    case AutoCompactionOptions::Mode::kRevision: return tick_revision(now_ms, revision, compact_revision, leader);
+    case AutoCompactionOptions::Mode::kOff:
+      return std::nullopt;
+    case AutoCompactionOptions::Mode::kPeriodic:
+      return tick_periodic(now_ms, revision, compact_revision, leader);
+    case AutoCompactionOptions::Mode::kRevision:
+      return tick_revision(now_ms, revision, compact_revision, leader);
   }
   return std::nullopt;
 }
 
-std::optional<int64_t> Compactor::tick_periodic(int64_t now_ms, int64_t revision, int64_t compact_revision,
-                                                bool leader) {
+std::optional<int64_t> Compactor::tick_periodic(int64_t now_ms, int64_t revision,
+                                                int64_t compact_revision, bool leader) {
   const int64_t compact_interval = std::min(o_.retention_ms, kMaxCompactIntervalMs);
   const int64_t sample_interval = std::max<int64_t>(1, compact_interval / kSamplesPerPeriod);
   const size_t keep = static_cast<size_t>(o_.retention_ms / sample_interval + 1);
@@ -141,8 +153,8 @@ std::optional<int64_t> Compactor::tick_periodic(int64_t now_ms, int64_t revision
   return out;
 }
 
-std::optional<int64_t> Compactor::tick_revision(int64_t now_ms, int64_t revision, int64_t compact_revision,
-                                                bool leader) {
+std::optional<int64_t> Compactor::tick_revision(int64_t now_ms, int64_t revision,
+                                                int64_t compact_revision, bool leader) {
   if (!started_) {
     started_ = true;
     next_check_ms_ = now_ms + kRevisionCheckIntervalMs;
@@ -151,7 +163,8 @@ std::optional<int64_t> Compactor::tick_revision(int64_t now_ms, int64_t revision
   if (now_ms < next_check_ms_) return std::nullopt;
   next_check_ms_ = now_ms + kRevisionCheckIntervalMs;
   const int64_t target = revision - o_.retention_revisions;
-  if (!leader || target <= 0 || target == last_revision_ || target <= compact_revision) return std::nullopt;
+  if (!leader || target <= 0 || target == last_revision_ || target <= compact_revision)
+    return std::nullopt;
   last_revision_ = target;
   return target;
 }

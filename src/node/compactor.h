@@ -39,7 +39,8 @@ struct AutoCompactionOptions {
 // etcd's wording on anything else. Where we differ: etcd 3.4 also takes a
 // duration in revision mode (read as that many nanoseconds' worth of
 // revisions); we refuse it.
-Result<AutoCompactionOptions> parse_auto_compaction(const std::string& mode, const std::string& retention);
+Result<AutoCompactionOptions> parse_auto_compaction(const std::string& mode,
+                                                    const std::string& retention);
 
 // A Go time.ParseDuration subset that covers what operators write: one or
 // more <decimal number><unit>, units ns, us (µs), ms, s, m, h, optional sign.
@@ -60,11 +61,14 @@ class Compactor {
   // Called regularly (every Raft tick). Returns the revision the leader
   // should compact to now, if any: only when leader, and never one at or
   // below compact_revision (that one is done already).
-  std::optional<int64_t> tick(int64_t now_ms, int64_t revision, int64_t compact_revision, bool leader);
+  std::optional<int64_t> tick(int64_t now_ms, int64_t revision, int64_t compact_revision,
+                              bool leader);
 
  private:
-  std::optional<int64_t> tick_periodic(int64_t now_ms, int64_t revision, int64_t compact_revision, bool leader);
-  std::optional<int64_t> tick_revision(int64_t now_ms, int64_t revision, int64_t compact_revision, bool leader);
+  std::optional<int64_t> tick_periodic(int64_t now_ms, int64_t revision, int64_t compact_revision,
+                                       bool leader);
+  std::optional<int64_t> tick_revision(int64_t now_ms, int64_t revision, int64_t compact_revision,
+                                       bool leader);
 
   AutoCompactionOptions o_;
   bool started_ = false;

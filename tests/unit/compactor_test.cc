@@ -32,9 +32,11 @@ TEST(AutoCompactionFlags, EtcdSyntax) {
             "error parsing CompactionRetention: time: unknown unit in duration \"10x\"");
   EXPECT_EQ(parse_auto_compaction("periodic", "-1").status().message(),
             "error parsing CompactionRetention: time: missing unit in duration \"-1\"");
-  EXPECT_EQ(parse_auto_compaction("weekly", "1").status().message(), "unknown auto-compaction-mode \"weekly\"");
+  EXPECT_EQ(parse_auto_compaction("weekly", "1").status().message(),
+            "unknown auto-compaction-mode \"weekly\"");
   EXPECT_FALSE(parse_auto_compaction("periodic", "-1h").is_ok());
-  EXPECT_FALSE(parse_auto_compaction("revision", "1h").is_ok());  // etcd reads it as 3.6e12 revisions; we refuse
+  EXPECT_FALSE(parse_auto_compaction("revision", "1h")
+                   .is_ok());  // etcd reads it as 3.6e12 revisions; we refuse
   EXPECT_FALSE(parse_auto_compaction("periodic", "99999999999999999999h").is_ok());
 }
 
@@ -57,8 +59,10 @@ TEST(Compactor, PeriodicCompactsToTheRevisionOfOneRetentionAgo) {
   }
   ASSERT_EQ(compactions.size(), 3u);
   EXPECT_EQ(compactions[0], (std::pair<int64_t, int64_t>{kHourMs, 1}));
-  EXPECT_EQ(compactions[1], (std::pair<int64_t, int64_t>{2 * kHourMs, 1 + (kHourMs - sample) / 1000}));
-  EXPECT_EQ(compactions[2], (std::pair<int64_t, int64_t>{3 * kHourMs, 1 + (2 * kHourMs - sample) / 1000}));
+  EXPECT_EQ(compactions[1],
+            (std::pair<int64_t, int64_t>{2 * kHourMs, 1 + (kHourMs - sample) / 1000}));
+  EXPECT_EQ(compactions[2],
+            (std::pair<int64_t, int64_t>{3 * kHourMs, 1 + (2 * kHourMs - sample) / 1000}));
 }
 
 // Retention over an hour: compact every hour, to the revision of one retention ago.
@@ -86,27 +90,34 @@ TEST(Compactor, PeriodicWithLongRetentionCompactsHourly) {
 TEST(Compactor, FollowersSampleButNeverPropose) {
   Compactor c(parse_auto_compaction("periodic", "10m").value());
   const int64_t period = 10 * 60 * 1000;
-  for (int64_t t = 0; t < 3 * period; t += 1000) EXPECT_FALSE(c.tick(t, 1 + t / 1000, -1, false).has_value());
+  for (int64_t t = 0; t < 3 * period; t += 1000)
+    EXPECT_FALSE(c.tick(t, 1 + t / 1000, -1, false).has_value());
   std::optional<int64_t> got;
-  for (int64_t t = 3 * period; t < 3 * period + period / 5 && !got; t += 1000) got = c.tick(t, 1 + t / 1000, -1, true);
+  for (int64_t t = 3 * period; t < 3 * period + period / 5 && !got; t += 1000)
+    got = c.tick(t, 1 + t / 1000, -1, true);
   ASSERT_TRUE(got.has_value());
-  EXPECT_NEAR(static_cast<double>(*got), 1 + 2 * period / 1000, period / 10 / 1000 + 1);  // about one period ago
+  EXPECT_NEAR(static_cast<double>(*got), 1 + 2 * period / 1000,
+              period / 10 / 1000 + 1);  // about one period ago
 }
 
 TEST(Compactor, RevisionModeEveryFiveMinutesKeepsTheLastN) {
   Compactor c(parse_auto_compaction("revision", "100").value());
-  EXPECT_FALSE(c.tick(0, 50, -1, true).has_value());                   // starts the clock
+  EXPECT_FALSE(c.tick(0, 50, -1, true).has_value());  // starts the clock
   EXPECT_FALSE(c.tick(Compactor::kRevisionCheckIntervalMs - 1, 500, -1, true).has_value());
   EXPECT_EQ(c.tick(Compactor::kRevisionCheckIntervalMs, 500, -1, true), 400);
-  EXPECT_FALSE(c.tick(2 * Compactor::kRevisionCheckIntervalMs, 500, 400, true).has_value());  // nothing new
-  EXPECT_FALSE(c.tick(3 * Compactor::kRevisionCheckIntervalMs, 90, 400, true).has_value());   // would be <= 0
-  EXPECT_FALSE(c.tick(4 * Compactor::kRevisionCheckIntervalMs, 900, 400, false).has_value());  // not leader
+  EXPECT_FALSE(
+      c.tick(2 * Compactor::kRevisionCheckIntervalMs, 500, 400, true).has_value());  // nothing new
+  EXPECT_FALSE(
+      c.tick(3 * Compactor::kRevisionCheckIntervalMs, 90, 400, true).has_value());  // would be <= 0
+  EXPECT_FALSE(
+      c.tick(4 * Compactor::kRevisionCheckIntervalMs, 900, 400, false).has_value());  // not leader
   EXPECT_EQ(c.tick(5 * Compactor::kRevisionCheckIntervalMs, 900, 400, true), 800);
 }
 
 TEST(Compactor, OffNeverCompacts) {
   Compactor c(AutoCompactionOptions{});
-  for (int64_t t = 0; t < 100 * kHourMs; t += kHourMs) EXPECT_FALSE(c.tick(t, 1000 + t, -1, true).has_value());
+  for (int64_t t = 0; t < 100 * kHourMs; t += kHourMs)
+    EXPECT_FALSE(c.tick(t, 1000 + t, -1, true).has_value());
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // The replicated state machine: command and response codecs (fuzzed), apply over the MVCC store, idempotency, snapshots.
 #include "fsm/kv_state_machine.h"
 
-#include <gtest/gtest.h>
-
 #include <random>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "mvcc/errors.h"
 
@@ -145,9 +145,11 @@ TEST(CommandCodec, LegacyFormatDecodesAsPutAndSingleKeyDelete) {
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(std::get<mvcc::DeleteRangeRequest>(d->request).key, "foo");
   EXPECT_TRUE(std::get<mvcc::DeleteRangeRequest>(d->request).range_end.empty());
-  EXPECT_FALSE(decode_command(std::string("\x01\x09\x00\x00\x00\x00", 6)).has_value());  // unknown type
+  EXPECT_FALSE(
+      decode_command(std::string("\x01\x09\x00\x00\x00\x00", 6)).has_value());  // unknown type
   EXPECT_FALSE(decode_command(encode_legacy_delete("foo") + "x").has_value());
-  EXPECT_FALSE(decode_command(encode_legacy_set("abcdef", "v").substr(0, 8)).has_value());  // key cut short
+  EXPECT_FALSE(
+      decode_command(encode_legacy_set("abcdef", "v").substr(0, 8)).has_value());  // key cut short
 }
 
 TEST(CommandCodec, RefusesTxnsNestedPastTheLimit) {
@@ -165,7 +167,11 @@ TEST(CommandCodec, RefusesTxnsNestedPastTheLimit) {
   hostile += std::string(4, '\0');  // no idempotency key
   hostile += std::string(8, '\0');  // proposed_at_ms
   hostile += '\x03';                // txn
-  const std::string level("\x00\x00\x00\x00" "\x01\x00\x00\x00" "\x04", 9);  // 0 compares, 1 success op: a txn
+  const std::string level(
+      "\x00\x00\x00\x00"
+      "\x01\x00\x00\x00"
+      "\x04",
+      9);  // 0 compares, 1 success op: a txn
   for (int i = 0; i < 1'000'000; ++i) hostile += level;
   EXPECT_FALSE(decode_command(hostile).has_value());
 }
@@ -210,9 +216,15 @@ TEST(CommandCodec, FuzzedInputNeverCrashesAndAcceptedInputIsCanonical) {
     for (int e = 0; e < edits; ++e) {
       const size_t at = rng() % s.size();
       switch (rng() % 3) {
-        case 0: s[at] = static_cast<char>(rng()); break;
-        case 1: s.erase(at, 1 + rng() % 8); break;
-        default: s.insert(at, 1 + rng() % 8, static_cast<char>(rng())); break;
+        case 0:
+          s[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          s.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          s.insert(at, 1 + rng() % 8, static_cast<char>(rng()));
+          break;
       }
       if (s.empty()) s = "\x02";
     }
@@ -245,7 +257,8 @@ TEST(ResponseCodec, RoundTripsAndFuzzes) {
   t.request = txn;
   ApplyResult r = sm.apply(3, t);
   ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
-  std::vector<std::string> seeds{encode_response(r.response), encode_response(sm.apply(4, del("a")).response),
+  std::vector<std::string> seeds{encode_response(r.response),
+                                 encode_response(sm.apply(4, del("a")).response),
                                  encode_response(sm.apply(5, put("b", "2")).response),
                                  encode_response(sm.apply(6, compact(3)).response)};
   for (const std::string& s : seeds) {
@@ -293,7 +306,8 @@ TEST(KvStateMachine, AppliesOverTheMvccStoreWithRevisions) {
   ASSERT_TRUE(sm.apply(5, compact(4)).status.is_ok());
   EXPECT_EQ(sm.compact_revision(), 4);
   auto gone = sm.range(range_req("a", "", 2));
-  EXPECT_EQ(gone.status().message(), mvcc::kErrCompacted);  // at once, before the versions are dropped
+  EXPECT_EQ(gone.status().message(),
+            mvcc::kErrCompacted);     // at once, before the versions are dropped
   EXPECT_EQ(sm.version_count(), 4u);  // a@2, a@3, b@4, b's tombstone @5
   EXPECT_FALSE(sm.compact_step());    // one step covers both keys
   EXPECT_EQ(sm.version_count(), 3u);  // a@2 is gone; b@4 is still visible at 4
@@ -335,7 +349,7 @@ TEST(KvStateMachine, RetryWithTheSameIdempotencyKeyIsNotAppliedAgain) {
   EXPECT_TRUE(retry.duplicate);
   ASSERT_TRUE(retry.status.is_ok());
   EXPECT_EQ(std::get<mvcc::PutResponse>(retry.response).header.revision, 2);  // the first one's
-  EXPECT_EQ(sm.revision(), 3);  // no new revision
+  EXPECT_EQ(sm.revision(), 3);                                                // no new revision
   EXPECT_EQ(sm.get("k"), "v1");
   // A different key is a different request.
   EXPECT_FALSE(sm.apply(4, put("k", "v2", "req-2", t0 + 20)).duplicate);
@@ -374,7 +388,8 @@ TEST(KvStateMachine, IdempotencyEntriesExpireAfterTheRetentionWindow) {
 TEST(IdempotencyTable, EvictsOldestFirstAtTheCountCap) {
   IdempotencyTable t;
   for (size_t i = 0; i < IdempotencyTable::kMaxEntries + 10; ++i) {
-    t.insert("key" + std::to_string(i), IdempotencyTable::Entry{1, Status::ok(), encode_response(mvcc::PutResponse{})});
+    t.insert("key" + std::to_string(i),
+             IdempotencyTable::Entry{1, Status::ok(), encode_response(mvcc::PutResponse{})});
   }
   EXPECT_EQ(t.size(), IdempotencyTable::kMaxEntries);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(t.find("key" + std::to_string(i)), nullptr);
@@ -389,11 +404,13 @@ TEST(IdempotencyTable, DecodeRefusesWhatInsertCannotBuild) {
   IdempotencyTable t;
   t.advance_clock(50);
   t.insert("a", IdempotencyTable::Entry{40, Status::ok(), encode_response(mvcc::PutResponse{})});
-  t.insert("b", IdempotencyTable::Entry{45, Status(StatusCode::kInvalid, "etcdserver: key not found"), ""});
+  t.insert("b", IdempotencyTable::Entry{
+                    45, Status(StatusCode::kInvalid, "etcdserver: key not found"), ""});
   const std::string good = t.encode();
   ASSERT_TRUE(IdempotencyTable::decode(good).has_value());
   EXPECT_FALSE(IdempotencyTable::decode(good + "x").has_value());
-  for (size_t n = 0; n < good.size(); ++n) EXPECT_FALSE(IdempotencyTable::decode(good.substr(0, n))) << n;
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_FALSE(IdempotencyTable::decode(good.substr(0, n))) << n;
   IdempotencyTable dup;
   dup.insert("a", IdempotencyTable::Entry{1, Status::ok(), encode_response(mvcc::PutResponse{})});
   std::string twice = dup.encode();
@@ -412,7 +429,8 @@ uint64_t fill(KvStateMachine& sm, int keys) {
     for (int i = 0; i < keys; ++i) {
       ++index;
       const std::string idem = i % 10 == 0 ? "id" + std::to_string(round * keys + i) : "";
-      sm.apply(index, put("k" + std::to_string(i), "v" + std::to_string(round), idem, 1000 + static_cast<int64_t>(index)));
+      sm.apply(index, put("k" + std::to_string(i), "v" + std::to_string(round), idem,
+                          1000 + static_cast<int64_t>(index)));
     }
   }
   sm.apply(++index, compact(keys + 2));
@@ -474,7 +492,10 @@ TEST(KvStateMachine, CorruptPayloadsAreRefusedWithAReason) {
   EXPECT_EQ(KvStateMachine::decode_payload("").status().code(), StatusCode::kCorrupt);
   std::string wrong_format = good;
   wrong_format[0] = 9;
-  EXPECT_NE(KvStateMachine::decode_payload(wrong_format).status().message().find("unknown payload format"),
+  EXPECT_NE(KvStateMachine::decode_payload(wrong_format)
+                .status()
+                .message()
+                .find("unknown payload format"),
             std::string::npos);
   std::mt19937_64 rng(3);
   for (int i = 0; i < 2000; ++i) {
@@ -505,7 +526,8 @@ TEST(KvStateMachine, StreamedSnapshotIsTheStateAtItsStartWhileWritesContinue) {
   ASSERT_TRUE(start_state.is_ok());
   reference.restore(std::move(start_state).value(), index);
   for (int i = 0; i < 3000; ++i) {
-    Command c = i % 5 == 0 ? del("k" + std::to_string(i)) : put("k" + std::to_string(i), "during", "", 9000);
+    Command c = i % 5 == 0 ? del("k" + std::to_string(i))
+                           : put("k" + std::to_string(i), "during", "", 9000);
     if (i == 1500) c = compact(sm.revision());
     if (i == 2000) c = put("new-key", "n", "new-id", 9000);
     ++index;

@@ -633,6 +633,35 @@ TEST_F(NodeTest, RetryWithTheSameIdempotencyKeyAfterALeaderChangeIsNotAppliedAga
   EXPECT_EQ(old->state_machine().revision(), before);
 }
 
+// What the decoder would refuse never enters the log: every node must be
+// able to decode every committed entry (or it stops, below).
+TEST_F(NodeTest, ProposeRefusesCommandsTheLogCannotCarry) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  mvcc::TxnRequest deep;
+  for (size_t i = 1; i < fsm::kMaxTxnNestingDepth + 1; ++i) {
+    mvcc::TxnRequest outer;
+    outer.success.push_back(mvcc::op_txn(std::move(deep)));
+    deep = std::move(outer);
+  }
+  fsm::Command c;
+  c.request = deep;
+  ASSERT_EQ(fsm::txn_depth(c.request), fsm::kMaxTxnNestingDepth + 1);
+  const uint64_t last = leader()->status().last_index;
+  auto r = propose(*leader(), c);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(r.status().message(), mvcc::kErrTooManyOps);
+  auto long_key = write(*leader(), "k", "v", 5000, std::string(fsm::kMaxIdempotencyKeyBytes + 1, 'i'));
+  EXPECT_EQ(long_key.status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(leader()->status().last_index, last);  // nothing was proposed
+  // At the limit it is fine (the store answers: the nested txns are empty).
+  mvcc::TxnRequest at_limit = *std::get<std::shared_ptr<const mvcc::TxnRequest>>(deep.success[0].request);
+  c.request = at_limit;
+  ASSERT_EQ(fsm::txn_depth(c.request), fsm::kMaxTxnNestingDepth);
+  auto ok = propose(*leader(), c);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
 // Appends committed entries with these payloads after the last entry of
 // name's log (which must be stopped), in its last term.
 void append_committed(const std::filesystem::path& dir, const std::vector<std::string>& payloads,
