@@ -9,6 +9,8 @@ packages=(
   liblmdb-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   curl wrk python3 iptables
+  # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
+  libssl-dev openssl
   # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place
   # (cmake/EtcdProtos.cmake): etcd's own, gogoproto, google/api annotations.
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev

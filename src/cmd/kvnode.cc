@@ -9,10 +9,11 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <arpa/inet.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "etcd/grpc_server.h"
 #include "etcd/kv_service.h"
@@ -20,6 +21,7 @@
 #include "http/limits.h"
 #include "http/server.h"
 #include "node/node.h"
+#include "tls/tls_files.h"
 #include "transport/message_codec.h"
 #include "transport/tcp_transport.h"
 
@@ -77,6 +79,18 @@ void check_address(const char* flag, const std::string& value) {
     usage_error(std::string("-") + flag + " must be host:port (port 1-65535), got \"" + value +
                 "\"");
   }
+}
+
+// Whether host (of a host:port) can only be reached from this machine:
+// "localhost", 127.0.0.0/8, ::1. A name other than localhost may resolve
+// anywhere, so it is not.
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 }  // namespace
@@ -154,7 +168,9 @@ int main(int argc, char** argv) {
                  "forward from their hosts")
       ->capture_default_str();
   app.add_option("--http-header-timeout-ms", http_opts.header_timeout_ms,
-                 "a request's line and headers must arrive within this (else the connection closes)")
+                 "a request's line and headers must arrive within this (else the connection closes); the "
+                 "first request's deadline runs from accept and includes the TLS handshake; also how "
+                 "long a gRPC connection may take to finish its handshake")
       ->capture_default_str();
   app.add_option("--http-idle-timeout-ms", http_opts.idle_timeout_ms,
                  "a kept-alive connection with no request for this long is closed")
@@ -173,6 +189,19 @@ int main(int argc, char** argv) {
                  "can still record votes and commits while it refuses writes (0: none; see "
                  "docs/operations.md)")
       ->capture_default_str();
+  // Client TLS, etcd's flags and meaning (tls/tls_files.h, docs/api.md "TLS").
+  ckv::tls::TlsFlags tls_flags;
+  app.add_option(
+      "--cert-file", tls_flags.cert_file,
+      "PEM certificate (chain) for the client listeners: with -key-file, the HTTP API and "
+      "the gRPC port serve only TLS, and this node reaches other members' APIs over TLS");
+  app.add_option("--key-file", tls_flags.key_file, "PEM private key of -cert-file (unencrypted)");
+  app.add_option("--trusted-ca-file", tls_flags.trusted_ca_file,
+                 "PEM CA bundle that client certificates must chain to; as in etcd, giving it "
+                 "requires client certificates. Also verifies other members' API certificates "
+                 "(default: the system store)");
+  app.add_flag("--client-cert-auth", tls_flags.client_cert_auth,
+               "require a client certificate signed by -trusted-ca-file on the client listeners");
   ckv::transport::TcpTransportOptions transport_opts;
   app.add_option("--raft-inbound-buffer-bytes", transport_opts.max_inbound_buffer_bytes,
                  "most bytes all inbound raft streams together may buffer (partial frames); over it "
@@ -245,6 +274,40 @@ int main(int argc, char** argv) {
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
 
+  // Read and checked before the data dir is touched: a bad file stops the
+  // start with the flag and file named, before this node takes any part in
+  // the cluster. A flag combination that makes no sense is a usage error.
+  auto client_tls = ckv::tls::load_client_tls(tls_flags);
+  if (!client_tls.is_ok()) {
+    if (client_tls.status().code() == ckv::StatusCode::kInvalid)
+      usage_error(client_tls.status().message());
+    spdlog::critical("client TLS: {}", client_tls.status().message());
+    return kExitRuntimeError;
+  }
+  if (client_tls.value()) {
+    const ckv::tls::TlsMaterial& t = *client_tls.value();
+    spdlog::info(
+        "client TLS: cert-file={} ({}), key-file={}, trusted-ca-file={}, client certificates {}",
+        tls_flags.cert_file, t.leaf_subject, tls_flags.key_file,
+        tls_flags.trusted_ca_file.empty() ? "<none: system store>" : tls_flags.trusted_ca_file,
+        t.verify_clients
+            ? (tls_flags.client_cert_auth ? "required (-client-cert-auth)"
+                                          : "required (-trusted-ca-file given, as etcd)")
+            : "not requested");
+    for (const std::string& w : t.warnings) spdlog::warn("client TLS: {}", w);
+  }
+  const char* api_scheme = client_tls.value() ? "https" : "http";
+  // Raft streams are plaintext and unauthenticated (mutual TLS between
+  // peers is issue 11): anyone who reaches the raft port can inject
+  // well-formed messages. Fine on loopback; elsewhere the operator is told.
+  if (auto hp = ckv::http::parse_host_port(opts.raft_address); hp && !is_loopback_host(hp->host)) {
+    spdlog::warn(
+        "raft address {} is not loopback, and raft traffic is plaintext and unauthenticated: "
+        "anyone who can reach it can forge raft messages; keep it on a private network "
+        "(docs/operations.md, \"TLS certificates\")",
+        opts.raft_address);
+  }
+
   // Signals: blocked here, before any thread exists, so every thread inherits
   // the mask and only sigwait() below sees SIGINT/SIGTERM.
   sigset_t stop_signals;
@@ -305,12 +368,14 @@ int main(int argc, char** argv) {
   }
 
   // etcd's KV request layer, shared by the gRPC service and the /v3/kv gateway.
-  auto kv = std::make_unique<ckv::etcd::KvService>(*node, ckv::etcd::KvServiceOptions{commit_timeout_ms});
+  auto kv = std::make_unique<ckv::etcd::KvService>(
+      *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value()});
   http_opts.kv = kv.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
   http_opts.join_timeout_ms = join_timeout_ms;
+  http_opts.tls = client_tls.value();
   auto server = std::make_unique<ckv::http::HttpServer>(
       *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}, opts.grpc_address}, http_opts);
 
@@ -322,17 +387,18 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
-    auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address);
+    auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
+                                                http_opts.header_timeout_ms);
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
     }
     grpc = std::move(started).value();
-    spdlog::info("serving etcd's gRPC API on {}", opts.grpc_address);
+    spdlog::info("serving etcd's gRPC API on {}://{}", api_scheme, opts.grpc_address);
   }
   registrar = server.get();
   node->start();
-  spdlog::info("serving the API on http://{}", opts.api_address);
+  spdlog::info("serving the API on {}://{}", api_scheme, opts.api_address);
   if (!join_target.empty()) server->join_via(join_target);
 
   int sig = 0;

@@ -6,8 +6,8 @@
 // library and the unit tests include this without the generated code.
 //
 // Where a value comes from (docs/api.md, "etcd v3 API"):
-//   cluster_id   FNV-1a 64 over the sorted ids of the current members (see
-//                cluster_id_for); etcd hashes its initial members the same way
+//   cluster_id   NodeStatus::cluster_id: chosen when the cluster was founded,
+//                never changed (docs/design-notes.md, "Cluster identity")
 //   member_id    the node's 64-bit Raft id (node::node_id_for(name))
 //   revision     the MVCC store's current revision (1 when empty, as etcd)
 //   raft_term    the node's current term
@@ -59,10 +59,11 @@ struct MaintenanceStatus {
   bool is_learner = false;
 };
 
-// Stable for a given membership on every node and across restarts; it
-// changes when members are added or removed (a replicated cluster id is
-// future work: docs/design-notes.md). Never 0.
-uint64_t cluster_id_for(const node::NodeStatus& st);
+// What etcd calls a learner: a non-voting member that only MemberPromote
+// makes a voter. A learner the leader promotes by itself once it has caught
+// up (/join, MemberAdd without isLearner) is a voter to etcd's clients, as an
+// etcd member added as a voter is from the start (etcd/member_ops.h).
+bool is_learner_for_etcd(const node::MemberStatus& m);
 
 // self_grpc_address: this node's -grpc-address (empty if it serves none): its
 // own client URL, whatever the membership recorded for it.

@@ -1,7 +1,11 @@
 // etcd v3 gRPC services over grpc++'s synchronous API, mapping cluster_view.h onto etcd's generated messages.
 #include "etcd/grpc_server.h"
 
+#include <algorithm>
 #include <chrono>
+#include <future>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -11,7 +15,9 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/cluster_view.h"
+#include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
 
 namespace ckv::etcd {
@@ -40,45 +46,218 @@ void fill_header(const Header& h, pb::ResponseHeader* out) {
   out->set_raft_term(h.raft_term);
 }
 
+// Metadata on a member call one node forwards to the leader: the receiver
+// answers it itself or fails, never forwards it again (no loops on a stale view).
+constexpr char kForwardedMetadata[] = "ckv-forwarded";
+// Channels to leaders kept for forwarding; past it the cache starts over
+// (the leader's address changes only with the leadership).
+constexpr size_t kMaxForwardChannels = 8;
+// Time beyond the call's own deadline that a handler waits for the node's
+// callback before it gives up (the node always calls back unless stopping).
+constexpr int kCallbackGraceMs = 1000;
+
+void fill_member(const Member& m, pb::Member* out) {
+  out->set_id(m.id);
+  out->set_name(m.name);
+  for (const std::string& u : m.peer_urls) out->add_peerurls(u);
+  for (const std::string& u : m.client_urls) out->add_clienturls(u);
+  out->set_islearner(m.is_learner);
+}
+
+Member from_pb(const pb::Member& m) {
+  Member out;
+  out.id = m.id();
+  out.name = m.name();
+  out.peer_urls.assign(m.peerurls().begin(), m.peerurls().end());
+  out.client_urls.assign(m.clienturls().begin(), m.clienturls().end());
+  out.is_learner = m.islearner();
+  return out;
+}
+
+// The leader's members, as a follower relays them if its own view lags.
+template <typename Response>
+void copy_members(const Response& up, MemberReply* got) {
+  for (const pb::Member& m : up.members()) got->list.members.push_back(from_pb(m));
+}
+
+template <typename Response>
+void fill_list(const MemberList& list, Response* resp) {
+  fill_header(list.header, resp->mutable_header());
+  for (const Member& m : list.members) fill_member(m, resp->add_members());
+}
+
+grpc::Status to_grpc(const EtcdError& e) {
+  return e.ok() ? grpc::Status::OK : grpc::Status(static_cast<grpc::StatusCode>(e.code), e.message);
+}
+
+// Cluster: MemberList from this node's view; member changes on the leader
+// (etcd/member_ops.h), forwarded there over gRPC by a follower, which then
+// answers once its own view shows the change, with its own header (as etcd).
 class ClusterService final : public pb::Cluster::Service {
  public:
-  ClusterService(node::Node& node, std::string self_grpc_address)
-      : node_(node), self_grpc_address_(std::move(self_grpc_address)) {}
+  // member_credentials: for calls to other members' gRPC ports (grpc_tls.h):
+  // TLS when this node serves TLS, as every member then does.
+  ClusterService(node::Node& node, std::string self_grpc_address,
+                 std::shared_ptr<grpc::ChannelCredentials> member_credentials)
+      : node_(node),
+        self_grpc_address_(std::move(self_grpc_address)),
+        member_credentials_(std::move(member_credentials)) {}
 
   grpc::Status MemberList(grpc::ServerContext*, const pb::MemberListRequest*,
                           pb::MemberListResponse* resp) override {
-    const etcd::MemberList list = member_list_for(node_.status(), self_grpc_address_);
-    fill_header(list.header, resp->mutable_header());
-    for (const Member& m : list.members) {
-      pb::Member* out = resp->add_members();
-      out->set_id(m.id);
-      out->set_name(m.name);
-      for (const std::string& u : m.peer_urls) out->add_peerurls(u);
-      for (const std::string& u : m.client_urls) out->add_clienturls(u);
-      out->set_islearner(m.is_learner);
-    }
+    fill_list(member_list_for(node_.status(), self_grpc_address_), resp);
     return grpc::Status::OK;
   }
-  grpc::Status MemberAdd(grpc::ServerContext*, const pb::MemberAddRequest*,
-                         pb::MemberAddResponse*) override {
-    return unimplemented("/etcdserverpb.Cluster/MemberAdd");
+  grpc::Status MemberAdd(grpc::ServerContext* ctx, const pb::MemberAddRequest* req,
+                         pb::MemberAddResponse* resp) override {
+    MemberRequest r;
+    r.call = MemberCall::kAdd;
+    r.peer_urls.assign(req->peerurls().begin(), req->peerurls().end());
+    r.is_learner = req->islearner();
+    const MemberReply out =
+        call(ctx, r, [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+          pb::MemberAddResponse up;
+          grpc::Status st = stub.MemberAdd(c, *req, &up);
+          if (st.ok()) got->member = from_pb(up.member());
+          copy_members(up, got);
+          return st;
+        });
+    if (!out.error.ok()) return to_grpc(out.error);
+    fill_list(out.list, resp);
+    fill_member(out.member, resp->mutable_member());
+    return grpc::Status::OK;
   }
-  grpc::Status MemberRemove(grpc::ServerContext*, const pb::MemberRemoveRequest*,
-                            pb::MemberRemoveResponse*) override {
-    return unimplemented("/etcdserverpb.Cluster/MemberRemove");
+  grpc::Status MemberRemove(grpc::ServerContext* ctx, const pb::MemberRemoveRequest* req,
+                            pb::MemberRemoveResponse* resp) override {
+    MemberRequest r;
+    r.call = MemberCall::kRemove;
+    r.id = req->id();
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberRemoveResponse up;
+                    grpc::Status st = stub.MemberRemove(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
-  grpc::Status MemberUpdate(grpc::ServerContext*, const pb::MemberUpdateRequest*,
-                            pb::MemberUpdateResponse*) override {
-    return unimplemented("/etcdserverpb.Cluster/MemberUpdate");
+  grpc::Status MemberUpdate(grpc::ServerContext* ctx, const pb::MemberUpdateRequest* req,
+                            pb::MemberUpdateResponse* resp) override {
+    MemberRequest r;
+    r.call = MemberCall::kUpdate;
+    r.id = req->id();
+    r.peer_urls.assign(req->peerurls().begin(), req->peerurls().end());
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberUpdateResponse up;
+                    grpc::Status st = stub.MemberUpdate(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
-  grpc::Status MemberPromote(grpc::ServerContext*, const pb::MemberPromoteRequest*,
-                             pb::MemberPromoteResponse*) override {
-    return unimplemented("/etcdserverpb.Cluster/MemberPromote");
+  grpc::Status MemberPromote(grpc::ServerContext* ctx, const pb::MemberPromoteRequest* req,
+                             pb::MemberPromoteResponse* resp) override {
+    MemberRequest r;
+    r.call = MemberCall::kPromote;
+    r.id = req->id();
+    return simple(ctx, r, resp,
+                  [&](pb::Cluster::Stub& stub, grpc::ClientContext* c, MemberReply* got) {
+                    pb::MemberPromoteResponse up;
+                    grpc::Status st = stub.MemberPromote(c, *req, &up);
+                    copy_members(up, got);
+                    return st;
+                  });
   }
 
  private:
+  using Forward =
+      std::function<grpc::Status(pb::Cluster::Stub&, grpc::ClientContext*, MemberReply*)>;
+
+  template <typename Response>
+  grpc::Status simple(grpc::ServerContext* ctx, const MemberRequest& r, Response* resp,
+                      const Forward& forward) {
+    const MemberReply out = call(ctx, r, forward);
+    if (!out.error.ok()) return to_grpc(out.error);
+    fill_list(out.list, resp);
+    return grpc::Status::OK;
+  }
+
+  // The call's deadline, capped at kMemberCallTimeoutMs.
+  static int timeout_ms_for(const grpc::ServerContext* ctx) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        ctx->deadline() - std::chrono::system_clock::now());
+    return static_cast<int>(std::clamp<int64_t>(left.count(), 1, kMemberCallTimeoutMs));
+  }
+
+  // Runs start(cb) and waits for cb's reply (the node always calls back; the
+  // grace only guards a node that is stopping).
+  MemberReply wait(int timeout_ms, const std::function<void(MemberReplyCallback)>& start) {
+    auto done = std::make_shared<std::promise<MemberReply>>();
+    std::future<MemberReply> reply = done->get_future();
+    start([done](MemberReply r) { done->set_value(std::move(r)); });
+    if (reply.wait_for(std::chrono::milliseconds(timeout_ms + kCallbackGraceMs)) !=
+        std::future_status::ready) {
+      MemberReply r;
+      r.error = EtcdError{grpc_code::kUnavailable, "etcdserver: request timed out"};
+      return r;
+    }
+    return reply.get();
+  }
+
+  MemberReply call(grpc::ServerContext* ctx, const MemberRequest& req, const Forward& forward) {
+    const int timeout_ms = timeout_ms_for(ctx);
+    const node::NodeStatus st = node_.status();
+    MemberReply failed;
+    if (st.leader_id == raft::kNoNode) {
+      failed.error = EtcdError{grpc_code::kUnavailable, kErrNoLeader};
+      return failed;
+    }
+    if (st.leader_id == st.id) {
+      return wait(timeout_ms, [&](MemberReplyCallback cb) {
+        change_membership(node_, req, self_grpc_address_, timeout_ms, std::move(cb));
+      });
+    }
+    if (ctx->client_metadata().count(kForwardedMetadata) != 0) {
+      failed.error = EtcdError{grpc_code::kUnavailable, kErrLeaderChanged};
+      return failed;
+    }
+    if (st.leader.grpc_address.empty()) {
+      failed.error = EtcdError{grpc_code::kUnavailable,
+                               "consensuskv: the leader " + st.leader.name +
+                                   " serves no gRPC API (or has not "
+                                   "registered its -grpc-address yet); retry, or ask the leader"};
+      return failed;
+    }
+    grpc::ClientContext up;
+    up.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+    up.AddMetadata(kForwardedMetadata, "1");
+    pb::Cluster::Stub stub(channel_to(st.leader.grpc_address));
+    MemberReply leader_reply;
+    const grpc::Status s = forward(stub, &up, &leader_reply);
+    if (!s.ok()) {
+      failed.error = EtcdError{static_cast<int>(s.error_code()), s.error_message()};
+      return failed;
+    }
+    return wait(timeout_ms, [&](MemberReplyCallback cb) {
+      wait_until_shown(node_, req, std::move(leader_reply), self_grpc_address_, timeout_ms,
+                       std::move(cb));
+    });
+  }
+
+  std::shared_ptr<grpc::Channel> channel_to(const std::string& address) {
+    std::lock_guard lock(channels_mu_);
+    auto it = channels_.find(address);
+    if (it != channels_.end()) return it->second;
+    if (channels_.size() >= kMaxForwardChannels) channels_.clear();
+    auto channel = grpc::CreateChannel(address, member_credentials_);
+    channels_.emplace(address, channel);
+    return channel;
+  }
+
   node::Node& node_;
   const std::string self_grpc_address_;
+  const std::shared_ptr<grpc::ChannelCredentials> member_credentials_;
+  std::mutex channels_mu_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 
 class MaintenanceService final : public pb::Maintenance::Service {
@@ -144,8 +323,11 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 }  // namespace
 
 struct GrpcServer::Impl {
-  Impl(node::Node& node, KvService& kv_service, std::string address)
-      : kv(make_kv_grpc_service(kv_service)), cluster(node, address), maintenance(node) {}
+  Impl(node::Node& node, KvService& kv_service, std::string address,
+       const std::optional<tls::TlsMaterial>& tls)
+      : kv(make_kv_grpc_service(kv_service)),
+        cluster(node, std::move(address), member_channel_credentials(tls)),
+        maintenance(node) {}
   std::unique_ptr<grpc::Service> kv;
   ClusterService cluster;
   MaintenanceService maintenance;
@@ -155,12 +337,14 @@ struct GrpcServer::Impl {
 };
 
 Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvService& kv,
-                                                      const std::string& listen_address) {
-  auto impl = std::make_unique<Impl>(node, kv, listen_address);
+                                                      const std::string& listen_address,
+                                                      const std::optional<tls::TlsMaterial>& tls,
+                                                      int handshake_timeout_ms) {
+  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  // Plaintext for now: TLS (-cert-file, -key-file) is part of issue 8's second half.
-  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, handshake_timeout_ms);
   // grpc++ binds with SO_REUSEPORT by default: a second kvnode on the same
   // -grpc-address would then share the port silently instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -1,6 +1,6 @@
-// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Cluster.MemberList and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
 //
-// Every other method of etcd's services (KV, Watch, Lease, Cluster,
+// Every other method of etcd's services (KV, Watch, Lease, the rest of
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
 // message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
@@ -8,16 +8,23 @@
 // grpc++ and the generated code stay in grpc_server.cc: this header
 // includes neither, so kvnode.cc compiles without them.
 //
-// Threading: the gRPC server runs its own threads and only calls the
-// thread-safe Node::status(). Lifecycle: stop() (or the destructor) before
-// the Node is destroyed.
+// Cluster's member changes run on the leader (etcd/member_ops.h); a follower
+// forwards them to the leader's gRPC address and answers once its own view
+// shows the change.
+//
+// Threading: the gRPC server runs its own threads and only calls Node's
+// thread-safe calls, blocking a handler thread until the node calls back
+// (bounded by the call's deadline). Lifecycle: stop() (or the destructor)
+// before the Node is destroyed.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
 #include "node/node.h"
+#include "tls/tls_files.h"
 
 namespace ckv::etcd {
 
@@ -34,12 +41,21 @@ inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 // ResourceQuota); a burst beyond it waits rather than growing the process.
 inline constexpr int kMaxGrpcThreads = 64;
 
+// A connection must finish its handshake (TLS and HTTP/2's preface) within
+// this, as the HTTP API's first request head must (kvnode passes
+// -http-header-timeout-ms); grpc's own default is 120 s.
+inline constexpr int kDefaultGrpcHandshakeTimeoutMs = 10'000;
+
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  // kv serves the KV service and must outlive the server.
-  static Result<std::unique_ptr<GrpcServer>> start(node::Node& node, KvService& kv,
-                                                   const std::string& listen_address);
+  // kv serves the KV service and must outlive the server. tls: serve only
+  // TLS with this certificate, requiring and verifying client certificates
+  // when tls->verify_clients (tls/tls_files.h).
+  static Result<std::unique_ptr<GrpcServer>> start(
+      node::Node& node, KvService& kv, const std::string& listen_address,
+      const std::optional<tls::TlsMaterial>& tls = std::nullopt,
+      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

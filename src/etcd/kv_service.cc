@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_tls.h"
 #include "etcd/kv_convert.h"
 #include "fsm/kv_state_machine.h"
 #include "mvcc/request_checks.h"
@@ -138,7 +139,10 @@ Status check_idempotency_key(const std::string& key) {
 class KvService::Impl {
  public:
   Impl(node::Node& node, KvServiceOptions options)
-      : node_(node), options_(options), pool_(options.workers) {}
+      : node_(node),
+        options_(std::move(options)),
+        credentials_(member_channel_credentials(options_.tls)),
+        pool_(options_.workers) {}
 
   ~Impl() { stop(); }
 
@@ -361,8 +365,7 @@ class KvService::Impl {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kLeaderReconnectMinBackoffMs);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kLeaderReconnectMinBackoffMs);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kLeaderReconnectMaxBackoffMs);
-    auto channel =
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel(address, credentials_, args);
     lru_.push_front(address);
     Cached& c = stubs_[address];
     c.stub = std::shared_ptr<pb::KV::Stub>(pb::KV::NewStub(channel));
@@ -443,6 +446,8 @@ class KvService::Impl {
 
   node::Node& node_;
   const KvServiceOptions options_;
+  // TLS when this node serves TLS (every member of a cluster does or none).
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   WorkPool pool_;
 
   std::mutex mu_;
@@ -458,7 +463,7 @@ class KvService::Impl {
 };
 
 KvService::KvService(node::Node& node, KvServiceOptions options)
-    : impl_(std::make_unique<Impl>(node, options)) {}
+    : impl_(std::make_unique<Impl>(node, std::move(options))) {}
 KvService::~KvService() { impl_->stop(); }
 
 void KvService::range(mvcc::RangeRequest r, KvCall call, KvDone<mvcc::RangeResponse> done) {

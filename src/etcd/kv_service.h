@@ -40,12 +40,14 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
 #include "etcd/cluster_view.h"
 #include "mvcc/types.h"
 #include "node/node.h"
+#include "tls/tls_files.h"
 
 namespace ckv::etcd {
 
@@ -71,6 +73,9 @@ inline constexpr int kForwardDeadlineMarginMs = 2000;
 struct KvServiceOptions {
   int request_timeout_ms = 5000;  // propose, read barrier and forwarding (-commit-timeout-ms)
   int workers = kDefaultKvWorkers;
+  // This node's client TLS (-cert-file ...): set, forwards to the leader's
+  // gRPC API go over TLS (etcd/grpc_tls.h, member_channel_credentials).
+  std::optional<tls::TlsMaterial> tls;
 };
 
 // Per-call context from the front end.

@@ -213,6 +213,8 @@ void Api::handle(const Request& req, Reply reply) {
     handle_status(std::move(reply));
   } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
     etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
+  } else if (auto call = gateway_member_change(path)) {
+    handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {
     reply(etcd_gateway(req, path, [this] { return node_.status(); }, options_.grpc_address));
   } else {
@@ -436,9 +438,16 @@ void Api::add_member(node::MemberInfo info, Reply reply) {
           {"raftAddress", info.raft_address},
           {"apiAddress", info.api_address},
           {"role", "voter"}};
+  const raft::NodeId id = node::node_id_for(info.name);
   node_.add_member(
       std::move(info), options_.join_timeout_ms,
-      [reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+      [this, id, reply = std::move(reply), ok = std::move(ok)](const Status& s) mutable {
+        // An explicit learner (etcd's --learner) is answered as one: /join does not promote it.
+        if (s.is_ok()) {
+          for (const node::MemberStatus& m : node_.status().members) {
+            if (m.id == id) ok["role"] = m.role;
+          }
+        }
         reply(membership_response(s, ok, "the member did not become a voter in time: "));
       });
 }
@@ -472,6 +481,28 @@ void Api::handle_remove(const Request& req, const std::map<std::string, std::str
                         reply(membership_response(
                             s, ok, "the removal did not commit in time; it may still: "));
                       });
+}
+
+void Api::handle_gateway_member_change(const Request& req, etcd::MemberCall call, Reply reply) {
+  etcd::MemberRequest r;
+  if (auto bad = parse_gateway_member_request(req, call, &r)) return reply(std::move(*bad));
+  // Only the leader changes the membership (etcd/member_ops.h); errors in etcd's words.
+  const node::NodeStatus st = node_.status();
+  if (st.leader_id == raft::kNoNode) {
+    return reply(gateway_error_response(etcd::grpc_code::kUnavailable, etcd::kErrNoLeader));
+  }
+  if (st.leader_id != st.id) {
+    if (req.forwarded) return reply(gateway_error_response(etcd::grpc_code::kUnavailable, etcd::kErrLeaderChanged));
+    if (st.leader.api_address.empty()) {
+      return reply(gateway_error_response(etcd::grpc_code::kUnavailable,
+                                          "consensuskv: the leader has not registered its API address yet; retry"));
+    }
+    return reply(Forward{st.leader.api_address, etcd::kMemberCallTimeoutMs + 2000});
+  }
+  etcd::change_membership(node_, r, options_.grpc_address, etcd::kMemberCallTimeoutMs,
+                          [reply = std::move(reply), call](etcd::MemberReply out) mutable {
+                            reply(gateway_member_reply(out, call));
+                          });
 }
 
 void Api::handle_status(Reply reply) {

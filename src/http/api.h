@@ -24,6 +24,7 @@
 
 namespace ckv::etcd {
 class KvService;
+enum class MemberCall : uint8_t;
 }
 
 namespace ckv::http {
@@ -82,6 +83,8 @@ class Api {
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                      Reply reply);
   void handle_status(Reply reply);
+  // etcd's /v3/cluster/member/{add,remove,promote,update} (etcd_gateway.h).
+  void handle_gateway_member_change(const Request& req, etcd::MemberCall call, Reply reply);
   void add_member(node::MemberInfo info, Reply reply);
   // Proposes a seed-API write (a put or a single-key delete) and answers
   // with the reference's body once it is applied here.

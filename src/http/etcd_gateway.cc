@@ -10,6 +10,7 @@
 #include "etcd/cluster_view.h"
 #include "etcd/kv_service.h"
 #include "http/etcd_kv_json.h"
+#include "etcd/member_ops.h"
 
 namespace ckv::http {
 
@@ -23,8 +24,8 @@ constexpr int kGrpcNotFound = 5;
 constexpr int kGrpcUnimplemented = 12;
 
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
-// declare, besides those we serve.
-// KV's routes are etcd_kv_gateway.h's.
+// declare, besides those we serve (member list, status, the member changes;
+// KV's routes are is_etcd_kv_route's).
 constexpr std::string_view kUnimplementedRoutes[] = {"/v3/watch",
                                                      "/v3/lease/grant",
                                                      "/v3/lease/revoke",
@@ -34,10 +35,6 @@ constexpr std::string_view kUnimplementedRoutes[] = {"/v3/watch",
                                                      "/v3/kv/lease/timetolive",
                                                      "/v3/lease/leases",
                                                      "/v3/kv/lease/leases",
-                                                     "/v3/cluster/member/add",
-                                                     "/v3/cluster/member/remove",
-                                                     "/v3/cluster/member/update",
-                                                     "/v3/cluster/member/promote",
                                                      "/v3/maintenance/alarm",
                                                      "/v3/maintenance/defragment",
                                                      "/v3/maintenance/hash",
@@ -85,6 +82,45 @@ void put_strings(json& j, const char* name, const std::vector<std::string>& v) {
   if (!v.empty()) j[name] = v;
 }
 
+json member_json(const etcd::Member& m) {
+  json e = json::object();
+  put_u64(e, "ID", m.id);
+  if (!m.name.empty()) e["name"] = m.name;
+  put_strings(e, "peerURLs", m.peer_urls);
+  put_strings(e, "clientURLs", m.client_urls);
+  if (m.is_learner) e["isLearner"] = true;
+  return e;
+}
+
+json members_json(const etcd::MemberList& list) {
+  json out{{"header", header_json(list.header)}};
+  json members = json::array();
+  for (const etcd::Member& m : list.members) members.push_back(member_json(m));
+  if (!members.empty()) out["members"] = std::move(members);
+  return out;
+}
+
+
+// A member id as protobuf's JSON mapping accepts a uint64: a number or a decimal string.
+bool read_member_id(const json& j, uint64_t* id) {
+  if (j.is_number_unsigned()) {
+    *id = j.get<uint64_t>();
+    return true;
+  }
+  if (!j.is_string()) return false;
+  const std::string& s = j.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  *id = v;
+  return true;
+}
+
 }  // namespace
 
 std::string etcd_gateway_path(const std::string& path) {
@@ -97,6 +133,11 @@ bool is_etcd_kv_route(const std::string& path) {
   return path == "/v3/kv/range" || path == "/v3/kv/put" || path == "/v3/kv/deleterange" ||
          path == "/v3/kv/txn" || path == "/v3/kv/compaction";
 }
+
+namespace {
+// The member changes' name for the one table below.
+unsigned http_status_for_grpc(int code) { return gateway_http_status(code); }
+}  // namespace
 
 unsigned gateway_http_status(int grpc_code) {
   // grpc-gateway v1 runtime/errors.go, indexed by gRPC code (grpc/status.h numbering).
@@ -133,20 +174,7 @@ Response gateway_error(unsigned http_status, int grpc_code, const std::string& m
 }
 
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address) {
-  const etcd::MemberList list = etcd::member_list_for(st, grpc_address);
-  json members = json::array();
-  for (const etcd::Member& m : list.members) {
-    json e = json::object();
-    put_u64(e, "ID", m.id);
-    if (!m.name.empty()) e["name"] = m.name;
-    put_strings(e, "peerURLs", m.peer_urls);
-    put_strings(e, "clientURLs", m.client_urls);
-    if (m.is_learner) e["isLearner"] = true;
-    members.push_back(std::move(e));
-  }
-  json out{{"header", header_json(list.header)}};
-  if (!members.empty()) out["members"] = std::move(members);
-  return out.dump();
+  return members_json(etcd::member_list_for(st, grpc_address)).dump();
 }
 
 std::string gateway_status_json(const node::NodeStatus& st) {
@@ -247,6 +275,63 @@ Response etcd_gateway(const Request& req, const std::string& path,
   r.body = path == "/v3/maintenance/status" ? gateway_status_json(status())
                                             : gateway_member_list_json(status(), grpc_address);
   return r;
+}
+
+std::optional<etcd::MemberCall> gateway_member_change(const std::string& path) {
+  if (path == "/v3/cluster/member/add") return etcd::MemberCall::kAdd;
+  if (path == "/v3/cluster/member/remove") return etcd::MemberCall::kRemove;
+  if (path == "/v3/cluster/member/promote") return etcd::MemberCall::kPromote;
+  if (path == "/v3/cluster/member/update") return etcd::MemberCall::kUpdate;
+  return std::nullopt;
+}
+
+std::optional<Response> parse_gateway_member_request(const Request& req, etcd::MemberCall call,
+                                                     etcd::MemberRequest* out) {
+  if (req.method != "POST") {
+    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
+    r.headers.emplace_back("Allow", "POST");
+    return r;
+  }
+  out->call = call;
+  if (req.body.empty()) return std::nullopt;  // every field at its zero value
+  const json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return gateway_error(400, kGrpcInvalidArgument, "the request body must be a JSON object");
+  }
+  // Unknown fields are ignored, as etcd's gateway does.
+  if (auto it = body.find("ID"); it != body.end() && !it->is_null() && !read_member_id(*it, &out->id)) {
+    return gateway_error(400, kGrpcInvalidArgument, "\"ID\" must be an unsigned 64-bit integer or a decimal string");
+  }
+  if (auto it = body.find("peerURLs"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
+    for (const json& u : *it) {
+      if (!u.is_string()) return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
+      out->peer_urls.push_back(u.get<std::string>());
+    }
+  }
+  if (auto it = body.find("isLearner"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return gateway_error(400, kGrpcInvalidArgument, "\"isLearner\" must be true or false");
+    out->is_learner = it->get<bool>();
+  }
+  return std::nullopt;
+}
+
+Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call) {
+  if (!r.error.ok()) return gateway_error(http_status_for_grpc(r.error.code), r.error.code, r.error.message);
+  json out = members_json(r.list);
+  if (call == etcd::MemberCall::kAdd) {
+    // rpc.proto's order: header, member, members.
+    json ordered{{"header", out["header"]}, {"member", member_json(r.member)}};
+    if (out.contains("members")) ordered["members"] = out["members"];
+    out = std::move(ordered);
+  }
+  Response resp;
+  resp.body = out.dump();
+  return resp;
+}
+
+Response gateway_error_response(int grpc_code, const std::string& message) {
+  return gateway_error(http_status_for_grpc(grpc_code), grpc_code, message);
 }
 
 }  // namespace ckv::http

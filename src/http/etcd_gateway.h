@@ -1,4 +1,4 @@
-// etcd's JSON gateway under /v3/ on the HTTP API port: member list and status here, KV in etcd_kv_gateway.h, the rest UNIMPLEMENTED.
+// etcd's JSON gateway under /v3/ on the HTTP API port: member list, member changes and status here, KV through etcd_kv_gateway (etcd_kv_json.h's mapping), the rest UNIMPLEMENTED.
 //
 // Bodies follow etcd 3.4's grpc-gateway as a real etcd emits them: field
 // names as in rpc.proto (cluster_id, dbSize, peerURLs), 64-bit integers as
@@ -8,7 +8,10 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
+
+#include "etcd/member_ops.h"
 
 #include "http/api.h"
 
@@ -48,6 +51,17 @@ void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvServic
 unsigned gateway_http_status(int grpc_code);
 // {"error": message, "message": message, "code": grpc_code} with that status.
 Response gateway_error(unsigned http_status, int grpc_code, const std::string& message);
+// The member changes (/v3/cluster/member/add, remove, promote, update) are
+// answered asynchronously by Api (api.cc), through etcd::change_membership on
+// the leader; a follower forwards them to the leader's API unchanged, so
+// the answer carries the leader's header (etcd's follower would put its own).
+std::optional<etcd::MemberCall> gateway_member_change(const std::string& path);
+// Reads the call's fields (ID, peerURLs, isLearner) as protobuf's JSON
+// mapping has them; returns the error response for a bad request.
+std::optional<Response> parse_gateway_member_request(const Request& req, etcd::MemberCall call,
+                                                     etcd::MemberRequest* out);
+Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call);
+Response gateway_error_response(int grpc_code, const std::string& message);
 
 // The JSON bodies, exposed for the unit tests.
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
+#include <variant>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -21,12 +22,15 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -72,6 +76,13 @@ constexpr milliseconds kMemberHostsRefresh{1'000};
 constexpr std::chrono::seconds kMemberHostsReresolve{30};
 // Refused and evicted connections are logged on the first and then every this many.
 constexpr uint64_t kRefusalLogEvery = 1000;
+// Refused TLS handshakes (wrong CA, no client certificate, plain HTTP) are
+// logged at most this often, with the count since start.
+constexpr int64_t kTlsLogIntervalMs = 1'000;
+// Ending a TLS connection: how long to wait for the client's close_notify.
+constexpr milliseconds kTlsShutdownTimeout{1'000};
+// The answer to plain HTTP sent to the TLS port (Go's net/http says the same).
+constexpr const char* kPlainHttpToTls = "Client sent an HTTP request to an HTTPS server.";
 
 // The text form admission compares: IPv4-mapped IPv6 (a dual-stack
 // listener's view of an IPv4 client) as plain IPv4.
@@ -103,23 +114,40 @@ struct UpstreamReply {
   std::string retry_after;
 };
 
+// A connection to a client or to another member's API: plain TCP, or TLS
+// over TCP when the node serves TLS (-cert-file). Code that reads and writes
+// HTTP is a template over the two (one request loop, one client exchange);
+// deadlines, shutdown and eviction work on the TCP layer underneath.
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using AnyStream = std::variant<PlainStream, TlsStream>;
+
+beast::tcp_stream& tcp_layer(AnyStream& s) {
+  return std::visit([](auto& x) -> beast::tcp_stream& { return beast::get_lowest_layer(x); }, s);
+}
+
+AnyStream make_stream(beast::tcp_stream tcp, asio::ssl::context* tls) {
+  if (tls != nullptr) return AnyStream(std::in_place_type<TlsStream>, std::move(tcp), *tls);
+  return AnyStream(std::in_place_type<PlainStream>, std::move(tcp));
+}
+
 // Idle keep-alive connections to other nodes' APIs, so that forwarded
-// requests do not pay a TCP handshake each (a follower forwarding every
-// write otherwise ran at about half the leader's rate). Shared by the io
-// threads, hence the mutex; held only to move a stream in or out.
+// requests do not pay a TCP (and TLS) handshake each (a follower forwarding
+// every write otherwise ran at about half the leader's rate). Shared by the
+// io threads, hence the mutex; held only to move a stream in or out.
 class UpstreamPool {
  public:
-  std::optional<beast::tcp_stream> take(const std::string& address) {
+  std::unique_ptr<AnyStream> take(const std::string& address) {
     std::lock_guard lock(mu_);
     auto it = idle_.find(address);
-    if (it == idle_.end()) return std::nullopt;
+    if (it == idle_.end()) return nullptr;
     auto& streams = it->second;
-    std::optional<beast::tcp_stream> found;
+    std::unique_ptr<AnyStream> found;
     while (!streams.empty() && !found) {
       Idle c = std::move(streams.back());
       streams.pop_back();
-      if (std::chrono::steady_clock::now() - c.since < kMaxIdle && still_open(c.stream)) {
-        found.emplace(std::move(c.stream));
+      if (std::chrono::steady_clock::now() - c.since < kMaxIdle && still_open(*c.stream)) {
+        found = std::move(c.stream);
       }
     }
     // No empty entries: addresses of past leaders do not pile up.
@@ -127,7 +155,7 @@ class UpstreamPool {
     return found;
   }
 
-  void give_back(const std::string& address, beast::tcp_stream stream) {
+  void give_back(const std::string& address, std::unique_ptr<AnyStream> stream) {
     std::lock_guard lock(mu_);
     auto& streams = idle_[address];
     if (streams.size() >= kMaxIdlePerAddress) return;  // closed on destruction
@@ -141,15 +169,17 @@ class UpstreamPool {
   static constexpr size_t kMaxIdlePerAddress = 64;
 
   struct Idle {
-    beast::tcp_stream stream;
+    std::unique_ptr<AnyStream> stream;
     std::chrono::steady_clock::time_point since;
   };
 
   // A connection the other side closed (it restarted, or timed us out) reads
-  // as EOF or an error at once; an idle healthy one would block.
-  static bool still_open(beast::tcp_stream& stream) {
+  // as EOF or an error at once (over TLS: a close_notify record, also data);
+  // an idle healthy one would block.
+  static bool still_open(AnyStream& stream) {
     char byte = 0;
-    const ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    const ssize_t n =
+        ::recv(tcp_layer(stream).socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
@@ -157,51 +187,110 @@ class UpstreamPool {
   std::map<std::string, std::vector<Idle>> idle_;
 };
 
+// A new connection to another node's API (TCP, then TLS when tls is set,
+// verifying that the certificate is valid for the address's host).
+// kUnavailable: nothing was sent. The stream's deadline is already running.
+asio::awaitable<Result<std::unique_ptr<AnyStream>>> connect_upstream(
+    const std::string& address, const HostPort& hp, milliseconds timeout,
+    std::optional<asio::ip::address> source, asio::ssl::context* tls) {
+  auto ex = co_await asio::this_coro::executor;
+  beast::error_code ec;
+  beast::tcp_stream tcp(ex);
+  tcp.expires_after(timeout);
+  tcp::resolver resolver(ex);
+  auto endpoints = co_await resolver.async_resolve(hp.host, std::to_string(hp.port),
+                                                   asio::redirect_error(kUseAwaitable, ec));
+  if (ec)
+    co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
+  ec = asio::error::host_not_found;
+  for (const auto& entry : endpoints) {
+    const tcp::endpoint ep = entry.endpoint();
+    beast::error_code ignored;
+    tcp.socket().close(ignored);
+    tcp.socket().open(ep.protocol(), ec);
+    if (ec) continue;
+    // Only where the kernel would route from it anyway: a loopback source
+    // cannot reach another machine, nor another family's address.
+    if (source && source->is_v4() == ep.address().is_v4() &&
+        source->is_loopback() == ep.address().is_loopback()) {
+      tcp.socket().bind(tcp::endpoint(*source, 0), ignored);
+    }
+    co_await tcp.async_connect(ep, asio::redirect_error(kUseAwaitable, ec));
+    if (!ec || ec == beast::error::timeout) break;
+  }
+  if (ec)
+    co_return Status(StatusCode::kUnavailable,
+                     "cannot connect to " + address + ": " + ec.message());
+  auto stream = std::make_unique<AnyStream>(make_stream(std::move(tcp), tls));
+  if (auto* s = std::get_if<TlsStream>(stream.get())) {
+    // The member's certificate must name the host we dialled (an IP SAN
+    // for an IP address), as a browser or etcd's client checks it.
+    s->set_verify_mode(asio::ssl::verify_peer);
+    s->set_verify_callback(asio::ssl::host_name_verification(hp.host));
+    beast::error_code not_ip;
+    asio::ip::make_address(hp.host, not_ip);
+    // SNI carries host names only (RFC 6066 §3).
+    if (not_ip) SSL_set_tlsext_host_name(s->native_handle(), hp.host.c_str());
+    co_await s->async_handshake(asio::ssl::stream_base::client,
+                                asio::redirect_error(kUseAwaitable, ec));
+    if (ec) {
+      co_return Status(StatusCode::kUnavailable,
+                       "TLS handshake with " + address + " failed: " + ec.message());
+    }
+  }
+  co_return stream;
+}
+
+// Sends req on stream and reads the answer; see fetch() for the codes.
+template <typename Stream>
+asio::awaitable<Result<UpstreamReply>> exchange(Stream& stream, const std::string& address,
+                                                bhttp::request<bhttp::string_body>& req,
+                                                uint64_t max_reply_bytes, bool& reusable) {
+  beast::error_code ec;
+  const size_t sent = co_await bhttp::async_write(stream, req, asio::redirect_error(kUseAwaitable, ec));
+  if (ec) {
+    // Nothing written means nothing to process: safe to call it refused.
+    if (sent == 0)
+      co_return Status(StatusCode::kUnavailable, "sending to " + address + " failed: " + ec.message());
+    co_return Status(StatusCode::kTimeout, "sending to " + address + " failed: " + ec.message());
+  }
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(max_reply_bytes);
+  co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
+  if (ec) co_return Status(StatusCode::kTimeout, "no answer from " + address + ": " + ec.message());
+  UpstreamReply reply;
+  reply.status = parser.get().result_int();
+  reply.body = std::move(parser.get().body());
+  if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
+    reply.retry_after = std::string(it->value());
+  }
+  reusable = parser.get().keep_alive() && buffer.size() == 0;
+  co_return reply;
+}
+
 // One request to another node's API. kUnavailable: it cannot have been
 // processed (no connection, or nothing was sent); kTimeout: it was sent and
 // may have been. With a pool, a kept-alive connection is reused and kept.
 // source: the local address to connect from (this node's API host), so that
 // the leader sees a member's host and may use its reserved slots (admission.h).
+// tls: when this node serves TLS, every member's API does (docs/api.md, "TLS").
 asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb method,
                                              std::string target, std::string body, bool forwarded,
                                              milliseconds timeout, uint64_t max_reply_bytes,
                                              std::optional<asio::ip::address> source,
+                                             asio::ssl::context* tls,
                                              UpstreamPool* pool = nullptr,
                                              const std::optional<std::string>& idempotency_key = std::nullopt) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
-  auto ex = co_await asio::this_coro::executor;
-  beast::error_code ec;
-  std::optional<beast::tcp_stream> pooled =
-      pool != nullptr ? pool->take(address) : std::optional<beast::tcp_stream>();
-  const bool reused = pooled.has_value();
-  beast::tcp_stream stream = reused ? std::move(*pooled) : beast::tcp_stream(ex);
-  stream.expires_after(timeout);
-  if (!reused) {
-    tcp::resolver resolver(ex);
-    auto endpoints = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
-                                                     asio::redirect_error(kUseAwaitable, ec));
-    if (ec)
-      co_return Status(StatusCode::kUnavailable, "cannot resolve " + address + ": " + ec.message());
-    ec = asio::error::host_not_found;
-    for (const auto& entry : endpoints) {
-      const tcp::endpoint ep = entry.endpoint();
-      beast::error_code ignored;
-      stream.socket().close(ignored);
-      stream.socket().open(ep.protocol(), ec);
-      if (ec) continue;
-      // Only where the kernel would route from it anyway: a loopback source
-      // cannot reach another machine, nor another family's address.
-      if (source && source->is_v4() == ep.address().is_v4() &&
-          source->is_loopback() == ep.address().is_loopback()) {
-        stream.socket().bind(tcp::endpoint(*source, 0), ignored);
-      }
-      co_await stream.async_connect(ep, asio::redirect_error(kUseAwaitable, ec));
-      if (!ec || ec == beast::error::timeout) break;
-    }
-    if (ec)
-      co_return Status(StatusCode::kUnavailable,
-                       "cannot connect to " + address + ": " + ec.message());
+  std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
+  if (stream) {
+    tcp_layer(*stream).expires_after(timeout);
+  } else {
+    auto connected = co_await connect_upstream(address, *hp, timeout, source, tls);
+    if (!connected.is_ok()) co_return connected.status();
+    stream = std::move(connected).value();
   }
 
   bhttp::request<bhttp::string_body> req{method, target, 11};
@@ -214,32 +303,66 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
-  const size_t sent = co_await bhttp::async_write(stream, req, asio::redirect_error(kUseAwaitable, ec));
-  if (ec) {
-    // Nothing written means nothing to process: safe to call it refused.
-    if (sent == 0)
-      co_return Status(StatusCode::kUnavailable, "sending to " + address + " failed: " + ec.message());
-    co_return Status(StatusCode::kTimeout, "sending to " + address + " failed: " + ec.message());
-  }
-
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(max_reply_bytes);
-  co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
-  if (ec) co_return Status(StatusCode::kTimeout, "no answer from " + address + ": " + ec.message());
-  UpstreamReply reply;
-  reply.status = parser.get().result_int();
-  reply.body = std::move(parser.get().body());
-  if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
-    reply.retry_after = std::string(it->value());
-  }
-  if (pool != nullptr && parser.get().keep_alive() && buffer.size() == 0) {
-    stream.expires_never();
+  bool reusable = false;
+  Result<UpstreamReply> reply = co_await std::visit(
+      [&](auto& s) { return exchange(s, address, req, max_reply_bytes, reusable); }, *stream);
+  if (reply.is_ok() && pool != nullptr && reusable) {
+    tcp_layer(*stream).expires_never();
     pool->give_back(address, std::move(stream));
   } else {
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::error_code ec;
+    tcp_layer(*stream).socket().shutdown(tcp::socket::shutdown_both, ec);
   }
   co_return reply;
+}
+
+// An OpenSSL context from checked PEM text (tls/tls_files.h). Both sides:
+// TLS 1.2 or later (etcd's minimum too), no renegotiation (a client could
+// make the server repeat its costliest step at will), no compression
+// (CRIME), and our certificate (a server's, and the client certificate
+// this node presents to other members, as etcd does with its own). Server:
+// client certificates required and verified when verify_clients. Client:
+// the members' certificates verified against the trusted CA, else the
+// system store.
+Result<asio::ssl::context> make_tls_context(const tls::TlsMaterial& m,
+                                            asio::ssl::context::method method) {
+  const bool server = method == asio::ssl::context::tls_server;
+  asio::ssl::context ctx(method);
+  SSL_CTX* native = ctx.native_handle();
+  beast::error_code ec;
+  auto failed = [&](const std::string& what) {
+    return Status(StatusCode::kInvalid, std::string(server ? "TLS server" : "TLS client") +
+                                            " setup: " + what + ": " + ec.message());
+  };
+  if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
+    return Status(StatusCode::kInvalid, "OpenSSL refuses TLS 1.2 as the minimum version");
+  }
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  ctx.use_certificate_chain(asio::buffer(m.cert_chain_pem), ec);
+  if (ec) return failed("the certificate in -cert-file " + m.cert_file);
+  ctx.use_private_key(asio::buffer(m.private_key_pem), asio::ssl::context::pem, ec);
+  if (ec) return failed("the key in -key-file");
+  if (!m.trusted_ca_pem.empty()) {
+    ctx.add_certificate_authority(asio::buffer(m.trusted_ca_pem), ec);
+    if (ec) return failed("the CA in -trusted-ca-file");
+  } else if (!server) {
+    ctx.set_default_verify_paths(ec);
+    if (ec) return failed("the system's CA store");
+  }
+  if (server) {
+    if (m.verify_clients) {
+      ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+      if (ec) return failed("client certificate verification");
+      // OpenSSL refuses to resume a session whose client was verified
+      // unless the context names itself (SSL_CTX_set_session_id_context(3)).
+      static constexpr unsigned char kSessionContext[] = "consensuskv-api";
+      SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+    }
+  } else {
+    ctx.set_verify_mode(asio::ssl::verify_peer, ec);
+    if (ec) return failed("server certificate verification");
+  }
+  return ctx;
 }
 
 bool is_voter(const node::NodeStatus& st) {
@@ -281,13 +404,30 @@ class HttpServer::Impl {
   // One served connection. Its strand alone touches it; evict() reaches it
   // through connections_ by posting to that strand.
   struct Connection {
-    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-    beast::tcp_stream stream;
+    Connection(tcp::socket socket, asio::ssl::context* tls)
+        : stream(make_stream(beast::tcp_stream(std::move(socket)), tls)) {}
+    AnyStream stream;      // TLS when the server has a certificate
     bool busy = false;     // a request is being handled: never evicted
     bool evicted = false;  // closed by evict(): what was read is not handled
   };
+  // head_deadline: when the TLS handshake and the first request head must be
+  // in (-http-header-timeout-ms from accept).
   asio::awaitable<void> session(std::shared_ptr<Connection> conn, std::string ip,
-                                Admission admitted);
+                                Admission admitted,
+                                std::chrono::steady_clock::time_point head_deadline);
+  // False when the connection is done (failed, timed out, or answered as
+  // plaintext HTTP sent to the TLS port).
+  asio::awaitable<bool> tls_handshake(TlsStream& stream, const Connection& conn,
+                                      const std::string& ip,
+                                      std::chrono::steady_clock::time_point deadline);
+  // The request loop, the same for plain and TLS streams.
+  template <typename Stream>
+  asio::awaitable<void> serve_requests(Stream& stream, Connection& conn, const std::string& ip,
+                                       const Admission& admitted,
+                                       std::chrono::steady_clock::time_point head_deadline);
+  // A TLS problem worth an operator's attention, at most once a second
+  // (a scan or a misconfigured client would otherwise fill the log).
+  void log_tls_refusal(const std::string& ip, const std::string& why);
   // Closes the connection with this admission id if it is still waiting for
   // a request (admission.h, "Eviction"). Any thread.
   void evict(uint64_t id);
@@ -300,6 +440,7 @@ class HttpServer::Impl {
            ", -http-max-connections)";
   }
   asio::awaitable<Response> forward(const Forward& f, bhttp::verb method, const Request& r);
+  asio::ssl::context* client_tls() { return client_tls_ ? &*client_tls_ : nullptr; }
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
   std::string join_target() const;
@@ -324,6 +465,12 @@ class HttpServer::Impl {
   std::mutex connections_mu_;
   std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections_;
   asio::io_context ioc_;
+  // From options_.tls (start()); the client context verifies other
+  // members' certificates and presents ours (docs/api.md, "TLS").
+  std::optional<asio::ssl::context> server_tls_;
+  std::optional<asio::ssl::context> client_tls_;
+  std::atomic<int64_t> tls_log_at_ms_{0};       // when log_tls_refusal last logged
+  std::atomic<uint64_t> tls_refused_total_{0};  // handshakes refused since start
   UpstreamPool upstreams_;  // after ioc_: its sockets must close before the context goes
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
@@ -333,6 +480,14 @@ class HttpServer::Impl {
 };
 
 Status HttpServer::Impl::start() {
+  if (options_.tls) {
+    auto server = make_tls_context(*options_.tls, asio::ssl::context::tls_server);
+    if (!server.is_ok()) return server.status();
+    auto client = make_tls_context(*options_.tls, asio::ssl::context::tls_client);
+    if (!client.is_ok()) return client.status();
+    server_tls_.emplace(std::move(server).value());
+    client_tls_.emplace(std::move(client).value());
+  }
   auto hp = parse_host_port(options_.listen_address);
   if (!hp)
     return Status(StatusCode::kInvalid,
@@ -394,7 +549,8 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     if (pool == Admitted::kClient || pool == Admitted::kMember) {
       // Registered before the session runs, so that it can be evicted from
       // the start; the victim's slot frees once its session ends.
-      auto conn = std::make_shared<Connection>(std::move(socket));
+      auto conn =
+          std::make_shared<Connection>(std::move(socket), server_tls_ ? &*server_tls_ : nullptr);
       {
         std::lock_guard lock(connections_mu_);
         connections_.emplace(admitted.id, conn);
@@ -410,7 +566,10 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
         }
         evict(admitted.evict);
       }
-      asio::co_spawn(strand, session(std::move(conn), std::move(ip), admitted), asio::detached);
+      const auto head_deadline =
+          std::chrono::steady_clock::now() + milliseconds(options_.header_timeout_ms);
+      asio::co_spawn(strand, session(std::move(conn), std::move(ip), admitted, head_deadline),
+                     asio::detached);
       continue;
     }
     const std::string why =
@@ -437,13 +596,13 @@ void HttpServer::Impl::evict(uint64_t id) {
     if (auto it = connections_.find(id); it != connections_.end()) conn = it->second.lock();
   }
   if (!conn) return;  // ended meanwhile: its slot is free already
-  asio::post(conn->stream.get_executor(), [conn] {
+  asio::post(tcp_layer(conn->stream).get_executor(), [conn] {
     // On the connection's strand: either its request head completed first
     // (busy: keep it; it waits again later and can be evicted then) or the
     // session sees `evicted` before handling anything it read.
     if (conn->busy) return;
     conn->evicted = true;
-    conn->stream.close();
+    tcp_layer(conn->stream).close();
   });
 }
 
@@ -512,16 +671,34 @@ BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
 // Closing a socket with unread input makes the kernel send a reset, and a
 // client still sending its (refused) body may then never see our answer.
 // So: stop sending, read and drop what still comes, bounded in time and bytes.
-asio::awaitable<void> drain_and_close(beast::tcp_stream& stream) {
+// Over TLS the bytes read are records to decrypt and drop, the same way.
+template <typename Stream>
+asio::awaitable<void> drain_and_close(Stream& stream) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.expires_after(kDrainTimeout);
+  tcp.socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp.expires_after(kDrainTimeout);
   std::vector<char> sink(64 * 1024);
   for (size_t total = 0; !ec && total < kMaxDrainBytes;) {
     total += co_await stream.async_read_some(asio::buffer(sink),
                                              asio::redirect_error(kUseAwaitable, ec));
   }
-  stream.socket().close(ec);
+  tcp.socket().close(ec);
+}
+
+// Ends a connection we are done with. Over TLS a close_notify goes first
+// (so the client can tell our end from a cut connection), waiting at most
+// kTlsShutdownTimeout for the client's own.
+asio::awaitable<void> finish(PlainStream& stream) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  co_return;
+}
+asio::awaitable<void> finish(TlsStream& stream) {
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(kTlsShutdownTimeout);
+  co_await stream.async_shutdown(asio::redirect_error(kUseAwaitable, ec));
+  beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace
@@ -531,17 +708,75 @@ asio::awaitable<void> HttpServer::Impl::refuse(tcp::socket socket, Response answ
     std::atomic<int>& n;
     ~Running() { --n; }
   } running{refusing_};
-  beast::tcp_stream stream(std::move(socket));
-  stream.expires_after(kRefusalWriteTimeout);
+  AnyStream stream =
+      make_stream(beast::tcp_stream(std::move(socket)), server_tls_ ? &*server_tls_ : nullptr);
+  beast::tcp_stream& tcp = tcp_layer(stream);
+  // Handshake and answer together within the refusal timeout: a TLS client
+  // gets a readable 503 too, and a refusal costs a bounded time.
+  tcp.expires_after(kRefusalWriteTimeout);
   beast::error_code ec;
+  if (auto* tls = std::get_if<TlsStream>(&stream)) {
+    co_await tls->async_handshake(asio::ssl::stream_base::server,
+                                  asio::redirect_error(kUseAwaitable, ec));
+    if (ec) co_return;  // closed on return
+  }
   auto res = to_beast(answer, 11, false);
-  co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  co_await std::visit(
+      [&](auto& s) -> asio::awaitable<void> {
+        co_await bhttp::async_write(s, res, asio::redirect_error(kUseAwaitable, ec));
+      },
+      stream);
+  tcp.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn, std::string ip,
-                                                Admission admitted) {
-  const Admitted pool = admitted.pool;
+void HttpServer::Impl::log_tls_refusal(const std::string& ip, const std::string& why) {
+  const uint64_t n = ++tls_refused_total_;
+  const int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+  int64_t last = tls_log_at_ms_.load();
+  if (now_ms - last < kTlsLogIntervalMs && last != 0) return;
+  if (!tls_log_at_ms_.compare_exchange_strong(last, now_ms)) return;  // another thread logs
+  spdlog::warn("http: refused a TLS connection from {}: {} ({} refused since start)", ip, why, n);
+}
+
+asio::awaitable<bool> HttpServer::Impl::tls_handshake(
+    TlsStream& stream, const Connection& conn, const std::string& ip,
+    std::chrono::steady_clock::time_point deadline) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  // The handshake is part of the first request's head deadline: a client
+  // that connects and never finishes it holds its slot no longer than one
+  // that never sends a request line (slowloris over TLS).
+  tcp.expires_at(deadline);
+  beast::error_code ec;
+  co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                  asio::redirect_error(kUseAwaitable, ec));
+  if (!ec) co_return true;
+  // Evicted for a newer client (admission.h): already counted and logged there.
+  if (conn.evicted) co_return false;
+  if (ec == beast::error::timeout) {
+    spdlog::debug("http: closing a connection from {}: TLS handshake not done within {} ms", ip,
+                  options_.header_timeout_ms);
+    co_return false;
+  }
+  if (ec.category() == asio::error::get_ssl_category() &&
+      ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
+    // Plain HTTP sent to the TLS port: answer in plain HTTP, as Go's
+    // servers do, so that curl shows why instead of an empty reply.
+    log_tls_refusal(ip, "plaintext HTTP request on the TLS port");
+    auto res = to_beast(error_response(400, kPlainHttpToTls), 11, false);
+    tcp.expires_after(kRefusalWriteTimeout);
+    co_await bhttp::async_write(tcp, res, asio::redirect_error(kUseAwaitable, ec));
+    if (!ec) co_await drain_and_close(tcp);
+    co_return false;
+  }
+  log_tls_refusal(ip, "TLS handshake failed: " + ec.message());
+  co_return false;
+}
+
+asio::awaitable<void> HttpServer::Impl::session(
+    std::shared_ptr<Connection> conn, std::string ip, Admission admitted,
+    std::chrono::steady_clock::time_point head_deadline) {
   // Releases the connection slot however the coroutine ends.
   struct Slot {
     Impl& server;
@@ -554,7 +789,21 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
       server.admission_.release(id);
     }
   } slot{*this, admitted.id};
-  beast::tcp_stream& stream = conn->stream;
+  if (auto* tls = std::get_if<TlsStream>(&conn->stream)) {
+    if (!co_await tls_handshake(*tls, *conn, ip, head_deadline) || conn->evicted) co_return;
+  }
+  co_await std::visit(
+      [&](auto& stream) { return serve_requests(stream, *conn, ip, admitted, head_deadline); },
+      conn->stream);
+}
+
+template <typename Stream>
+asio::awaitable<void> HttpServer::Impl::serve_requests(
+    Stream& stream, Connection& conn, const std::string& ip, const Admission& admitted,
+    std::chrono::steady_clock::time_point head_deadline) {
+  const Admitted pool = admitted.pool;
+  // Deadlines and shutdown act on the TCP layer (under TLS, too).
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   beast::error_code ec;
   auto too_large = [this] {
@@ -564,7 +813,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
   };
   auto send = [&](const Response& r, unsigned version, bool keep_alive) -> asio::awaitable<bool> {
     auto res = to_beast(r, version, keep_alive);
-    stream.expires_after(kWriteTimeout);
+    tcp.expires_after(kWriteTimeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
     co_return !ec && keep_alive;
   };
@@ -577,22 +826,27 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     parser.header_limit(kMaxRequestHeadBytes);
     if (!first) {
       // Evictable again (admission.h) until the next request head is in.
-      conn->busy = false;
+      conn.busy = false;
       admission_.waiting(admitted.id);
     }
     if (!first && buffer.size() == 0) {
       // Kept alive between requests: idle until the next one starts.
-      stream.expires_after(milliseconds(options_.idle_timeout_ms));
+      tcp.expires_after(milliseconds(options_.idle_timeout_ms));
       const size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
                                                        asio::redirect_error(kUseAwaitable, ec));
       buffer.commit(n);
       if (ec) break;  // idle timeout, or the client closed: nothing to answer
     }
     // One deadline for the whole head, however it trickles in (slowloris):
-    // for a first request it runs from accept, so connecting and sending
-    // nothing does not hold a slot for the idle timeout either. On expiry
-    // Beast closes the socket; there is no one worth answering.
-    stream.expires_after(milliseconds(options_.header_timeout_ms));
+    // for a first request it runs from accept (a TLS handshake included), so
+    // connecting and sending nothing does not hold a slot for the idle
+    // timeout either. On expiry Beast closes the socket; there is no one
+    // worth answering.
+    if (first) {
+      tcp.expires_at(head_deadline);
+    } else {
+      tcp.expires_after(milliseconds(options_.header_timeout_ms));
+    }
     co_await bhttp::async_read_header(stream, buffer, parser,
                                       asio::redirect_error(kUseAwaitable, ec));
     if (ec == beast::error::timeout) {
@@ -600,7 +854,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
                     ip, options_.header_timeout_ms);
       break;
     }
-    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn->evicted) break;
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn.evicted) break;
     // Beast already refuses a Content-Length over the limit here, before
     // reading the body (the client may be waiting for "100 Continue").
     if (ec == bhttp::error::body_limit) {
@@ -658,13 +912,13 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     if (auto it = parser.get().find(bhttp::field::expect);
         it != parser.get().end() && beast::iequals(it->value(), "100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-      stream.expires_after(kWriteTimeout);
+      tcp.expires_after(kWriteTimeout);
       co_await bhttp::async_write(stream, cont, asio::redirect_error(kUseAwaitable, ec));
       if (ec) break;
     }
     if (!parser.is_done()) {
       // One deadline for the whole body, like the head's.
-      stream.expires_after(milliseconds(options_.body_timeout_ms));
+      tcp.expires_after(milliseconds(options_.body_timeout_ms));
       co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
       if (ec == bhttp::error::body_limit) {  // chunked: the size shows only while reading
         (void)co_await send(too_large(), version, false);
@@ -682,8 +936,8 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     // The request is all in: from here the server works and the client
     // waits, so the connection may no longer be evicted (admission.h).
     // Evicted just now: what was read is not handled.
-    if (conn->evicted) break;
-    conn->busy = true;
+    if (conn.evicted) break;
+    conn.busy = true;
     admission_.busy(admitted.id);
     bhttp::request<bhttp::string_body>& req = parser.get();
     const bool keep_alive = req.keep_alive();
@@ -696,7 +950,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     if (auto it = req.find(kIdempotencyKeyHeader); it != req.end()) r.idempotency_key = std::string(it->value());
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
-    stream.expires_never();
+    tcp.expires_never();
     Outcome outcome = co_await from_callback<Outcome>(
         [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
     Response response;
@@ -707,7 +961,7 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> conn
     }
     if (!co_await send(response, version, keep_alive)) break;
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  co_await finish(stream);
 }
 
 asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::verb method,
@@ -729,7 +983,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           &upstreams_, r.idempotency_key);
+                           client_tls(), &upstreams_, r.idempotency_key);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,
@@ -766,7 +1020,7 @@ void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
 asio::awaitable<void> HttpServer::Impl::register_once(std::string leader_api_address) {
   auto up = co_await fetch(leader_api_address, bhttp::verb::post, join_target(), "", false,
                            milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
-                           source_address_);
+                           source_address_, client_tls());
   if (up.is_ok() && up->status == 200) {
     spdlog::info("registered API address {} with the leader at {}", self_.api_address,
                  leader_api_address);
@@ -792,7 +1046,7 @@ asio::awaitable<void> HttpServer::Impl::join_loop(std::string target) {
     }
     auto up = co_await fetch(target, bhttp::verb::post, join_target(), "", false,
                              milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
-                             source_address_);
+                             source_address_, client_tls());
     if (up.is_ok() && up->status == 200) {
       spdlog::info("joined the cluster via {}", target);
       co_return;

@@ -19,10 +19,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
 #include "node/node.h"
+#include "tls/tls_files.h"
 
 namespace ckv::etcd {
 class KvService;
@@ -76,6 +78,12 @@ struct ServerOptions {
   int idle_timeout_ms = kDefaultIdleTimeoutMs;
   int body_timeout_ms = kDefaultBodyTimeoutMs;
   etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
+  // Set: the API serves only TLS, and this node reaches other members' APIs
+  // (forwarding, registration, -join) over TLS too, verifying their
+  // certificates against tls->trusted_ca_pem (else the system store) and
+  // presenting its own certificate (docs/api.md, "TLS"). A cluster's APIs
+  // are all TLS or all plain.
+  std::optional<tls::TlsMaterial> tls;
 };
 
 class HttpServer {

@@ -7,11 +7,16 @@ namespace ckv::node {
 
 namespace {
 // 1: name, raft address, API address. 2: and the incarnation. 3: and the
-// gRPC address. All decode.
+// gRPC address. 4: and the cluster id and flags. All decode.
 constexpr uint8_t kMemberInfoFormatV1 = 1;
 constexpr uint8_t kMemberInfoFormatV2 = 2;
-constexpr uint8_t kMemberInfoFormat = 3;
+constexpr uint8_t kMemberInfoFormatV3 = 3;
+constexpr uint8_t kMemberInfoFormat = 4;
 constexpr uint32_t kMaxFieldBytes = 4096;
+// Format 4's flags byte. Unknown bits are refused: a later version may give
+// one a meaning an older node must not ignore.
+constexpr uint8_t kFlagPromoteWhenCaughtUp = 1;
+constexpr uint8_t kKnownFlags = kFlagPromoteWhenCaughtUp;
 
 }  // namespace
 
@@ -25,6 +30,25 @@ raft::NodeId node_id_for(const std::string& name) {
   return h == raft::kNoNode ? 1 : h;
 }
 
+uint64_t cluster_id_of(const raft::Membership& m) {
+  // Members are sorted by id, so the first recorded id is the lowest-id member's.
+  for (const raft::Member& member : m.members) {
+    auto info = decode_member_info(member.context);
+    if (info && info->cluster_id != 0) return info->cluster_id;
+  }
+  if (m.members.empty()) return 0;
+  // Recorded before format 4: FNV-1a 64 over the sorted ids' little-endian
+  // bytes, the id headers showed before, so clients see no change.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const raft::Member& member : m.members) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (member.id >> (8 * i)) & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h == 0 ? 1 : h;
+}
+
 std::string encode_member_info(const MemberInfo& info) {
   std::string out;
   put_u8(out, kMemberInfoFormat);
@@ -33,6 +57,8 @@ std::string encode_member_info(const MemberInfo& info) {
   put_string32(out, info.api_address);
   put_string32(out, info.incarnation);
   put_string32(out, info.grpc_address);
+  put_u64le(out, info.cluster_id);
+  put_u8(out, info.promote_when_caught_up ? kFlagPromoteWhenCaughtUp : 0);
   return out;
 }
 
@@ -40,13 +66,22 @@ std::optional<MemberInfo> decode_member_info(const std::string& data) {
   ByteReader r(data);
   uint8_t format = 0;
   MemberInfo info;
-  if (!r.u8(format) || (format != kMemberInfoFormatV1 && format != kMemberInfoFormatV2 && format != kMemberInfoFormat) ||
+  if (!r.u8(format) || format < kMemberInfoFormatV1 || format > kMemberInfoFormat ||
       !r.string32(info.name, kMaxFieldBytes) || !r.string32(info.raft_address, kMaxFieldBytes) ||
       !r.string32(info.api_address, kMaxFieldBytes)) {
     return std::nullopt;
   }
   if (format >= kMemberInfoFormatV2 && !r.string32(info.incarnation, kMaxFieldBytes)) return std::nullopt;
-  if (format >= kMemberInfoFormat && !r.string32(info.grpc_address, kMaxFieldBytes)) return std::nullopt;
+  if (format >= kMemberInfoFormatV3 && !r.string32(info.grpc_address, kMaxFieldBytes)) return std::nullopt;
+  if (format >= kMemberInfoFormat) {
+    uint8_t flags = 0;
+    if (!r.u64le(info.cluster_id) || !r.u8(flags) || (flags & ~kKnownFlags) != 0) return std::nullopt;
+    info.promote_when_caught_up = (flags & kFlagPromoteWhenCaughtUp) != 0;
+  } else {
+    // Before format 4 every learner came from /join, which promotes it once
+    // it has caught up; explicit learners (etcd's --learner) came with format 4.
+    info.promote_when_caught_up = true;
+  }
   if (!r.at_end()) return std::nullopt;
   return info;
 }

@@ -1,4 +1,4 @@
-// Encoding of MemberInfo (name, addresses, incarnation; versioned) into raft::Member::context, and name -> NodeId.
+// Encoding of MemberInfo (name, addresses, incarnation, cluster id, flags; versioned) into raft::Member::context, and name -> NodeId.
 #pragma once
 
 #include <optional>

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -78,6 +79,22 @@ uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 constexpr std::chrono::milliseconds kIncarnationProbeInterval{1000};
 constexpr int kIncarnationProbeTimeoutMs = 1000;
 
+// A founding member's random, nonzero cluster id (docs/design-notes.md, "Cluster identity").
+Result<uint64_t> new_cluster_id() {
+  uint64_t id = 0;
+  while (id == 0) {
+    size_t got = 0;
+    auto* raw = reinterpret_cast<unsigned char*>(&id);
+    while (got < sizeof id) {
+      const ssize_t n = ::getrandom(raw + got, sizeof id - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+      got += static_cast<size_t>(n);
+    }
+  }
+  return id;
+}
+
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
   // could acknowledge what a crash would lose. Stop instead (etcd does too),
@@ -119,8 +136,11 @@ class Node::Impl {
 
   void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
   void read_barrier(int timeout_ms, DoneCallback cb);
-  void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
-  void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  void add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb);
+  void promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb);
+  void update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms, MemberCallback cb);
+  void remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb);
+  void wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb);
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
@@ -139,11 +159,9 @@ class Node::Impl {
     DoneCallback cb;
   };
   struct MemberWaiter {
-    raft::NodeId id;
-    bool removal;
-    std::string api_address;  // when set, also wait until the member's API address is this
+    ConfigurationCheck done;  // on the applied configuration
     Clock::time_point deadline;
-    DoneCallback cb;
+    MemberCallback cb;
   };
 
   // Which parts of one Ready's persist are durable already, so that a
@@ -172,6 +190,19 @@ class Node::Impl {
   Status restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path);
   void on_tick();
   void progress_member_changes();
+  void promote_caught_up_learners(Clock::time_point now);
+  bool promotion_keeps_active_quorum(Clock::time_point now) const;
+  // Before removing `leaving`: true if a member that stays records the
+  // cluster id; else proposes recording it in one and returns false.
+  bool cluster_id_survives_removal(raft::NodeId leaving);
+  // Answers cb and returns true when this node cannot make a membership change now.
+  bool refuse_membership_call(const MemberCallback& cb);
+  // A membership call is an attempt that returns true once it answered or
+  // registered its waiter, false when the core refused its proposal for now
+  // (proposal_refused): it is then tried again on every pass of the loop.
+  // The attempt answers cb; a call still deferred when the node stops is answered there.
+  void run_membership_call(MemberCallback cb, std::function<bool(const MemberCallback&)> attempt);
+  bool proposal_refused(raft::Error e, const MemberCallback& cb);
   void maybe_start_snapshot();
   // Leader: proposes the compaction the compactor's schedule says is due.
   void maybe_auto_compact();
@@ -238,6 +269,11 @@ class Node::Impl {
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
   std::vector<MemberWaiter> member_waiters_;
+  struct DeferredCall {
+    std::function<bool(const MemberCallback&)> attempt;
+    MemberCallback cb;
+  };
+  std::vector<DeferredCall> deferred_membership_calls_;  // run_membership_call
   raft::Membership applied_membership_;  // configuration as of the applied index
   uint64_t applied_membership_version_ = 0;
   uint64_t synced_membership_version_ = 0;
@@ -395,12 +431,17 @@ Status Node::Impl::open() {
 
   const bool fresh = init.hard_state == raft::HardState{} && init.entries.empty() && init.snapshot.index == 0;
   if (fresh && opts_.bootstrap) {
+    // The cluster's identity is chosen here, once, and travels in the
+    // founder's MemberInfo; the leader copies it into every member it adds.
+    auto cluster_id = new_cluster_id();
+    if (!cluster_id.is_ok()) return cluster_id.status();
+    MemberInfo founder = self_info();
+    founder.cluster_id = cluster_id.value();
     raft::Membership m;
-    m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter,
-                                     encode_member_info(self_info())});
+    m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter, encode_member_info(founder)});
     init = raft::bootstrap_state(m);
     if (Status st = store_->persist(init.entries, init.hard_state, false); !st.is_ok()) return st;
-    spdlog::info("bootstrapped a new cluster in {} as {}", data_dir_, opts_.name);
+    spdlog::info("bootstrapped a new cluster {:016x} in {} as {}", founder.cluster_id, data_dir_, opts_.name);
   } else if (fresh) {
     spdlog::info("empty data dir {}: waiting to be added to a cluster", data_dir_);
   } else {
@@ -582,11 +623,17 @@ void Node::Impl::run() {
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
-    m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"));
+    m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"),
+         MemberRefusal::kNone);
+  }
+  for (auto& d : deferred_membership_calls_) {
+    d.cb(Status(StatusCode::kUnavailable, "node is shutting down; the membership change was not made"),
+         MemberRefusal::kNone);
   }
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
+  deferred_membership_calls_.clear();
 }
 
 void Node::Impl::step(const raft::Message& m) {
@@ -966,6 +1013,20 @@ void Node::Impl::on_tick() {
 }
 
 // ---------------------------------------------------------------------------
+namespace {
+
+bool answer(const Node::MemberCallback& cb, Status s, MemberRefusal why) {
+  cb(std::move(s), why);
+  return true;
+}
+
+Status membership_timeout() {
+  return Status(StatusCode::kTimeout,
+                "membership change did not complete in time; it may still complete");
+}
+
+}  // namespace
+
 // Membership: learner first, voter once caught up (thesis §4.2.1).
 
 void Node::Impl::progress_member_changes() {
@@ -973,41 +1034,79 @@ void Node::Impl::progress_member_changes() {
   bool published = false;
   for (auto it = member_waiters_.begin(); it != member_waiters_.end();) {
     MemberWaiter& w = *it;
-    bool done = w.removal ? !applied_membership_.contains(w.id) : applied_membership_.is_voter(w.id);
-    if (done && !w.removal && !w.api_address.empty()) {
-      auto info = decode_member_info(applied_membership_.find(w.id)->context);
-      done = info && info->api_address == w.api_address;
-    }
-    if (done) {
+    if (w.done(applied_membership_)) {
       // A caller that reads status() after its change returns must see it
       // (the loop publishes only at the end of this pass otherwise).
       if (!published) publish_status();
       published = true;
-      w.cb(Status::ok());
+      w.cb(Status::ok(), MemberRefusal::kNone);
       it = member_waiters_.erase(it);
       continue;
     }
     if (w.deadline <= now) {
-      w.cb(Status(StatusCode::kTimeout, "membership change did not complete in time; it may still complete"));
+      w.cb(membership_timeout(), MemberRefusal::kNone);
       it = member_waiters_.erase(it);
       continue;
     }
-    if (raft_->role() == raft::StateRole::kLeader) {
-      const raft::Membership& m = raft_->membership();
-      if (!w.removal && m.is_learner(w.id) && raft_->learner_caught_up(w.id)) {
-        // Strict reconfiguration: promote only if the larger configuration
-        // still has a quorum of recently active voters (the learner is:
-        // it just caught up), so a join cannot stall commits.
-        const std::vector<raft::NodeId> voters = m.voters();
-        size_t active = 1;
-        for (raft::NodeId v : voters) active += recently_active(v, now) ? 1 : 0;
-        if (active >= quorum_of(voters.size() + 1)) {
-          (void)raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, w.id, {}});
-        }
-      }
-    }
     ++it;
   }
+  // Calls the core refused for now are tried again (each answers by its deadline).
+  for (auto it = deferred_membership_calls_.begin(); it != deferred_membership_calls_.end();) {
+    it = it->attempt(it->cb) ? deferred_membership_calls_.erase(it) : it + 1;
+  }
+  promote_caught_up_learners(now);
+}
+
+void Node::Impl::promote_caught_up_learners(Clock::time_point now) {
+  // The intent is replicated (MemberInfo::promote_when_caught_up), so any
+  // leader finishes a join that an earlier leader began.
+  if (raft_->role() != raft::StateRole::kLeader) return;
+  for (const raft::Member& member : raft_->membership().members) {
+    if (member.role != raft::MemberRole::kLearner || !raft_->learner_caught_up(member.id)) continue;
+    auto info = decode_member_info(member.context);
+    if (!info || !info->promote_when_caught_up) continue;
+    // Strict reconfiguration: promote only if the larger configuration
+    // still has a quorum of recently active voters, so a join cannot stall commits.
+    if (promotion_keeps_active_quorum(now)) {
+      (void)raft_->propose_conf_change(
+          raft::ConfChange{raft::ConfChangeType::kPromote, member.id, {}});
+    }
+    return;  // one change at a time (thesis §4.1)
+  }
+}
+
+bool Node::Impl::promotion_keeps_active_quorum(Clock::time_point now) const {
+  // The learner counts as active: it has just caught up.
+  const std::vector<raft::NodeId> voters = raft_->membership().voters();
+  size_t active = 1;
+  for (raft::NodeId v : voters) active += recently_active(v, now) ? 1 : 0;
+  return active >= quorum_of(voters.size() + 1);
+}
+
+bool Node::Impl::cluster_id_survives_removal(raft::NodeId leaving) {
+  // A configuration's id is that of its lowest-id member that records one;
+  // one recorded before format 4 derives it from its member ids, which a
+  // removal changes. So before the removal the id is recorded in a member
+  // that stays (this one, unless it is the one leaving), and the removal
+  // follows once that is committed (docs/design-notes.md, "Cluster identity").
+  // Only then, not at once for every member: a node of an older version
+  // cannot read format 4, and a cluster being upgraded changes no members.
+  const raft::Membership& m = raft_->membership();
+  const raft::Member* keeper = nullptr;
+  for (const raft::Member& member : m.members) {
+    if (member.id == leaving) continue;
+    auto info = decode_member_info(member.context);
+    if (info && info->cluster_id != 0) return true;
+    if (keeper == nullptr || member.id == id_) keeper = &member;
+  }
+  if (keeper == nullptr) return true;  // nobody stays: nothing to keep
+  auto info = decode_member_info(keeper->context);
+  if (!info) return true;  // undecodable: nothing we could record it in
+  info->cluster_id = cluster_id_of(m);
+  const raft::ProposeResult r = raft_->propose_conf_change(
+      raft::ConfChange{raft::ConfChangeType::kUpdateContext, keeper->id, encode_member_info(*info)});
+  if (r.ok()) spdlog::info("recording cluster id {:016x} in member {} before a removal", info->cluster_id, info->name);
+  return false;
 }
 
 void Node::Impl::track_active_voters() {
@@ -1032,135 +1131,348 @@ bool Node::Impl::recently_active(raft::NodeId id, Clock::time_point now) const {
   return it != last_active_.end() && now - it->second <= window;
 }
 
-void Node::Impl::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
-  post([this, info = std::move(info), timeout_ms, cb = std::move(cb)]() mutable {
-    if (no_space_) return cb(no_space_status(data_dir_));
-    if (raft_->role() != raft::StateRole::kLeader) {
-      cb(Status(StatusCode::kNotLeader, "not the leader"));
-      return;
-    }
-    if (info.name.empty()) info.name = info.raft_address;
-    for (const std::string* f : {&info.name, &info.raft_address, &info.api_address, &info.incarnation, &info.grpc_address}) {
-      if (f->size() > kMaxMemberFieldBytes) {
-        cb(Status(StatusCode::kInvalid, "member names and addresses are at most " +
-                                            std::to_string(kMaxMemberFieldBytes) + " bytes"));
-        return;
-      }
-    }
-    const raft::NodeId id = node_id_for(info.name);
-    const raft::Membership& m = raft_->membership();
-    raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
-    if (const raft::Member* existing = m.find(id)) {
-      auto have = decode_member_info(existing->context);
-      if (!have || have->name != info.name) {
-        cb(Status(StatusCode::kConflict, "node id collision for name '" + info.name + "'"));
-        return;
-      }
-      if (have->raft_address != info.raft_address) {
-        cb(Status(StatusCode::kConflict, "member '" + info.name + "' already exists with raft address " +
-                                             have->raft_address + "; remove it first"));
-        return;
-      }
-      if (!info.incarnation.empty() && !have->incarnation.empty() && info.incarnation != have->incarnation) {
-        cb(Status(StatusCode::kConflict,
-                  "member '" + info.name + "' at " + info.raft_address + " answered with a different data dir (incarnation " +
-                      info.incarnation + ", expected " + have->incarnation +
-                      "): its state was wiped; remove it and add it again (docs/operations.md)"));
-        return;
-      }
-      // Merge: a registration may bring the API and gRPC addresses, a probe the
-      // incarnation of a member recorded without one; neither is ever
-      // replaced by an empty value, and a recorded incarnation never changes.
-      MemberInfo merged = *have;
-      if (!info.api_address.empty()) merged.api_address = info.api_address;
-      if (!info.grpc_address.empty()) merged.grpc_address = info.grpc_address;
-      if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
-      if (merged.api_address == have->api_address && merged.grpc_address == have->grpc_address &&
-          merged.incarnation == have->incarnation) {
-        cc.type = raft::ConfChangeType::kPromote;  // only wait (and promote if a learner)
-      } else {
-        cc.type = raft::ConfChangeType::kUpdateContext;
-        cc.context = encode_member_info(merged);
-      }
-    } else {
-      for (const raft::Member& other : m.members) {
-        auto o = decode_member_info(other.context);
-        if (o && o->raft_address == info.raft_address) {
-          cb(Status(StatusCode::kConflict, "raft address " + info.raft_address + " belongs to member '" + o->name + "'"));
-          return;
-        }
-      }
-      // Item 5 of issue 7: past the decoder's cap the configuration entry
-      // would be unreadable on every node.
-      if (m.members.size() >= kMaxMembers) {
-        cb(Status(StatusCode::kConflict, "the cluster already has " + std::to_string(m.members.size()) +
-                                             " members, the most a configuration may hold"));
-        return;
-      }
-      size_t learners = 0;
-      std::string learner_names;
-      for (const raft::Member& other : m.members) {
-        if (other.role != raft::MemberRole::kLearner) continue;
-        ++learners;
-        auto o = decode_member_info(other.context);
-        learner_names += (learner_names.empty() ? "" : ", ") + (o ? o->name : std::to_string(other.id));
-      }
-      if (learners >= kMaxPendingLearners) {
-        cb(Status(StatusCode::kUnavailable, "learner " + learner_names +
-                                                " is not promoted yet (at most " + std::to_string(kMaxPendingLearners) +
-                                                " learner at a time); retry once it is a voter, or remove it"));
-        return;
-      }
-    }
-    if (cc.type != raft::ConfChangeType::kPromote) {
-      const raft::ProposeResult r = raft_->propose_conf_change(cc);
-      if (!r.ok()) {
-        cb(from_raft_error(r.error));
-        return;
-      }
-    }
-    member_waiters_.push_back(MemberWaiter{id, false, info.api_address, deadline_after(timeout_ms), std::move(cb)});
+void Node::Impl::run_membership_call(MemberCallback cb,
+                                     std::function<bool(const MemberCallback&)> attempt) {
+  post([this, attempt = std::move(attempt), cb = std::move(cb)]() mutable {
+    if (!attempt(cb))
+      deferred_membership_calls_.push_back(DeferredCall{std::move(attempt), std::move(cb)});
   });
 }
 
-void Node::Impl::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
-  post([this, name, force, timeout_ms, cb = std::move(cb)]() mutable {
-    if (no_space_) return cb(no_space_status(data_dir_));
-    if (raft_->role() != raft::StateRole::kLeader) {
-      cb(Status(StatusCode::kNotLeader, "not the leader"));
-      return;
-    }
-    const raft::NodeId id = node_id_for(name);
-    const raft::Membership& m = raft_->membership();
-    if (!m.contains(id)) {
-      cb(Status::ok());  // already gone: idempotent
-      return;
-    }
-    if (!force && m.is_voter(id)) {
-      // etcd's --strict-reconfig-check: the voters left must still have a
-      // quorum that answers, or the cluster stops committing after the change.
-      const auto now = Clock::now();
-      size_t left = 0;
-      size_t active = 0;
-      for (raft::NodeId v : m.voters()) {
-        if (v == id) continue;
-        ++left;
-        active += recently_active(v, now) ? 1 : 0;
-      }
-      if (left > 0 && active < quorum_of(left)) {
-        cb(Status(StatusCode::kUnavailable,
-                  "removing '" + name + "' would leave " + std::to_string(active) + " recently active voters of " +
-                      std::to_string(left) + ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
-                      "; bring members back first, or pass force=true to remove it anyway"));
-        return;
-      }
-    }
-    const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
-    if (!r.ok()) {
-      cb(from_raft_error(r.error));
-      return;
-    }
-    member_waiters_.push_back(MemberWaiter{id, true, {}, deadline_after(timeout_ms), std::move(cb)});
+bool Node::Impl::proposal_refused(raft::Error e, const MemberCallback& cb) {
+  // Another change not yet committed (thesis §4.1: one at a time), a new
+  // leader that has not committed an entry of its term, a transfer under
+  // way: all pass soon, so the call waits (run_membership_call) rather than fails.
+  if (e == raft::Error::kConfChangeInProgress || e == raft::Error::kNotReady ||
+      e == raft::Error::kTransferInProgress) {
+    return false;
+  }
+  return answer(cb, from_raft_error(e), MemberRefusal::kNone);
+}
+
+// Checks shared by every membership call: posted to the Raft thread, leader only, space left.
+bool Node::Impl::refuse_membership_call(const MemberCallback& cb) {
+  if (no_space_) {
+    cb(no_space_status(data_dir_), MemberRefusal::kNone);
+    return true;
+  }
+  if (raft_->role() != raft::StateRole::kLeader) {
+    cb(Status(StatusCode::kNotLeader, "not the leader"), MemberRefusal::kNone);
+    return true;
+  }
+  return false;
+}
+
+void Node::Impl::add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb) {
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb),
+      [this, info = std::move(info), mode, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        auto refuse = [&cb](StatusCode code, std::string message, MemberRefusal why) {
+          return answer(cb, Status(code, std::move(message)), why);
+        };
+        if (info.name.empty()) info.name = info.raft_address;
+        for (const std::string* f : {&info.name, &info.raft_address, &info.api_address,
+                                     &info.incarnation, &info.grpc_address}) {
+          if (f->size() > kMaxMemberFieldBytes) {
+            return refuse(StatusCode::kInvalid,
+                          "member names and addresses are at most " +
+                              std::to_string(kMaxMemberFieldBytes) + " bytes",
+                          MemberRefusal::kNone);
+          }
+        }
+        const bool etcd_add = mode != AddMode::kJoin;
+        const raft::NodeId id = node_id_for(info.name);
+        const raft::Membership& m = raft_->membership();
+        info.cluster_id = cluster_id_of(m);  // new members inherit the cluster's identity
+        info.promote_when_caught_up = mode != AddMode::kLearner;
+        raft::ConfChange cc{raft::ConfChangeType::kAddLearner, id, encode_member_info(info)};
+        bool propose = true;
+        ConfigurationCheck done;
+        if (const raft::Member* existing = m.find(id)) {
+          auto have = decode_member_info(existing->context);
+          if (!have || have->name != info.name) {
+            return refuse(StatusCode::kConflict, "node id collision for name '" + info.name + "'",
+                          MemberRefusal::kIdTaken);
+          }
+          if (etcd_add) {
+            return refuse(StatusCode::kConflict, "member '" + info.name + "' exists already",
+                          have->raft_address == info.raft_address ? MemberRefusal::kAddressTaken
+                                                                  : MemberRefusal::kIdTaken);
+          }
+          if (have->raft_address != info.raft_address) {
+            return refuse(StatusCode::kConflict,
+                          "member '" + info.name + "' already exists with raft address " +
+                              have->raft_address + "; remove it first",
+                          MemberRefusal::kIdTaken);
+          }
+          if (!info.incarnation.empty() && !have->incarnation.empty() &&
+              info.incarnation != have->incarnation) {
+            return refuse(
+                StatusCode::kConflict,
+                "member '" + info.name + "' at " + info.raft_address +
+                    " answered with a different data dir (incarnation " + info.incarnation +
+                    ", expected " + have->incarnation +
+                    "): its state was wiped; remove it and add it again (docs/operations.md)",
+                MemberRefusal::kNone);
+          }
+          // Merge: a registration may bring the API and gRPC addresses, a probe the
+          // incarnation of a member recorded without one; neither is ever
+          // replaced by an empty value, and a recorded incarnation never changes.
+          MemberInfo merged = *have;
+          if (!info.api_address.empty()) merged.api_address = info.api_address;
+          if (!info.grpc_address.empty()) merged.grpc_address = info.grpc_address;
+          if (merged.incarnation.empty()) merged.incarnation = info.incarnation;
+          if (merged.cluster_id == 0) merged.cluster_id = info.cluster_id;
+          if (merged.api_address == have->api_address &&
+              merged.grpc_address == have->grpc_address &&
+              merged.incarnation == have->incarnation && merged.cluster_id == have->cluster_id) {
+            propose =
+                false;  // only wait (a learner to be promoted is promoted by promote_caught_up_learners)
+          } else {
+            cc.type = raft::ConfChangeType::kUpdateContext;
+            cc.context = encode_member_info(merged);
+          }
+          // An explicit learner (etcd's --learner) is made a voter only by
+          // promote_member: its own registration (a /join with its addresses)
+          // must not promote it, so that join is answered once they are recorded.
+          const bool explicit_learner =
+              existing->role == raft::MemberRole::kLearner && !have->promote_when_caught_up;
+          const std::string api = info.api_address;
+          done = [id, api, explicit_learner](const raft::Membership& applied) {
+            if (explicit_learner ? !applied.contains(id) : !applied.is_voter(id)) return false;
+            if (api.empty()) return true;
+            auto recorded = decode_member_info(applied.find(id)->context);
+            return recorded && recorded->api_address == api;
+          };
+        } else {
+          for (const raft::Member& other : m.members) {
+            auto o = decode_member_info(other.context);
+            if (o && o->raft_address == info.raft_address) {
+              return refuse(
+                  StatusCode::kConflict,
+                  "raft address " + info.raft_address + " belongs to member '" + o->name + "'",
+                  MemberRefusal::kAddressTaken);
+            }
+          }
+          // Item 5 of issue 7: past the decoder's cap the configuration entry
+          // would be unreadable on every node.
+          if (m.members.size() >= kMaxMembers) {
+            return refuse(StatusCode::kConflict,
+                          "the cluster already has " + std::to_string(m.members.size()) +
+                              " members, the most a configuration may hold",
+                          MemberRefusal::kNone);
+          }
+          std::string pending_names, explicit_names;
+          size_t pending = 0, explicit_learners = 0;
+          for (const raft::Member& other : m.members) {
+            if (other.role != raft::MemberRole::kLearner) continue;
+            auto o = decode_member_info(other.context);
+            const std::string name = o ? o->name : std::to_string(other.id);
+            if (!o || o->promote_when_caught_up) {
+              ++pending;
+              pending_names += (pending_names.empty() ? "" : ", ") + name;
+            } else {
+              ++explicit_learners;
+              explicit_names += (explicit_names.empty() ? "" : ", ") + name;
+            }
+          }
+          if (mode == AddMode::kLearner && explicit_learners >= kMaxLearners) {
+            return refuse(StatusCode::kUnavailable,
+                          "learner " + explicit_names + " is not promoted yet (at most " +
+                              std::to_string(kMaxLearners) +
+                              " learner at a time); promote or remove it first",
+                          MemberRefusal::kTooManyLearners);
+          }
+          if (mode != AddMode::kLearner && pending >= kMaxPendingLearners) {
+            return refuse(StatusCode::kUnavailable,
+                          "learner " + pending_names + " is not promoted yet (at most " +
+                              std::to_string(kMaxPendingLearners) +
+                              " learner at a time); retry once it is a voter, or remove it",
+                          MemberRefusal::kPendingLearner);
+          }
+          if (etcd_add) {
+            // etcd's strict reconfiguration refuses any add while a voter is
+            // unreachable; the same here, so etcd's clients see the same rule.
+            const auto now = Clock::now();
+            for (raft::NodeId v : m.voters()) {
+              if (!recently_active(v, now)) {
+                return refuse(StatusCode::kUnavailable,
+                              "voter " + std::to_string(v) +
+                                  " has not answered lately; bring it back or remove it first",
+                              MemberRefusal::kUnhealthy);
+              }
+            }
+          }
+          const std::string api = info.api_address;
+          if (mode == AddMode::kJoin) {
+            done = [id, api](const raft::Membership& applied) {
+              if (!applied.is_voter(id)) return false;
+              if (api.empty()) return true;
+              auto recorded = decode_member_info(applied.find(id)->context);
+              return recorded && recorded->api_address == api;
+            };
+          } else {
+            done = [id](const raft::Membership& applied) { return applied.contains(id); };
+          }
+        }
+        if (propose) {
+          const raft::ProposeResult r = raft_->propose_conf_change(cc);
+          if (!r.ok()) return proposal_refused(r.error, cb);
+        }
+        member_waiters_.push_back(MemberWaiter{std::move(done), deadline, cb});
+        return true;
+      });
+}
+
+void Node::Impl::promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb) {
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb), [this, id, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        const raft::Member* member = raft_->membership().find(id);
+        if (member == nullptr) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        if (member->role == raft::MemberRole::kVoter) {
+          return answer(
+              cb,
+              Status(StatusCode::kConflict, "member " + std::to_string(id) + " is a voter already"),
+              MemberRefusal::kNotLearner);
+        }
+        if (!raft_->learner_caught_up(id)) {
+          return answer(cb,
+                        Status(StatusCode::kUnavailable,
+                               "learner " + std::to_string(id) +
+                                   " has not caught up with the leader (or did not answer lately)"),
+                        MemberRefusal::kLearnerBehind);
+        }
+        if (!promotion_keeps_active_quorum(Clock::now())) {
+          return answer(cb,
+                        Status(StatusCode::kUnavailable,
+                               "too few recently active voters: the larger configuration would "
+                               "have no active quorum"),
+                        MemberRefusal::kNotEnoughActive);
+        }
+        const raft::ProposeResult r =
+            raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kPromote, id, {}});
+        if (!r.ok()) return proposal_refused(r.error, cb);
+        member_waiters_.push_back(MemberWaiter{
+            [id](const raft::Membership& applied) { return applied.is_voter(id); }, deadline, cb});
+        return true;
+      });
+}
+
+void Node::Impl::update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms,
+                                       MemberCallback cb) {
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb),
+      [this, id, raft_address = std::move(raft_address),
+       deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        if (raft_address.size() > kMaxMemberFieldBytes) {
+          return answer(
+              cb,
+              Status(StatusCode::kInvalid, "member names and addresses are at most " +
+                                               std::to_string(kMaxMemberFieldBytes) + " bytes"),
+              MemberRefusal::kNone);
+        }
+        const raft::Membership& m = raft_->membership();
+        const raft::Member* member = m.find(id);
+        auto info = member ? decode_member_info(member->context) : std::nullopt;
+        if (!info) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        for (const raft::Member& other : m.members) {
+          if (other.id == id) continue;
+          auto o = decode_member_info(other.context);
+          if (o && o->raft_address == raft_address) {
+            return answer(cb,
+                          Status(StatusCode::kConflict, "raft address " + raft_address +
+                                                            " belongs to member '" + o->name + "'"),
+                          MemberRefusal::kAddressTaken);
+          }
+        }
+        if (info->raft_address != raft_address) {
+          info->raft_address = raft_address;
+          if (info->cluster_id == 0) info->cluster_id = cluster_id_of(m);
+          const raft::ProposeResult r = raft_->propose_conf_change(raft::ConfChange{
+              raft::ConfChangeType::kUpdateContext, id, encode_member_info(*info)});
+          if (!r.ok()) return proposal_refused(r.error, cb);
+        }
+        member_waiters_.push_back(
+            MemberWaiter{[id, raft_address](const raft::Membership& applied) {
+                           const raft::Member* now = applied.find(id);
+                           auto recorded = now ? decode_member_info(now->context) : std::nullopt;
+                           return recorded && recorded->raft_address == raft_address;
+                         },
+                         deadline, cb});
+        return true;
+      });
+}
+
+void Node::Impl::remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb) {
+  const auto deadline = deadline_after(timeout_ms);
+  run_membership_call(
+      std::move(cb), [this, id, force, deadline](const MemberCallback& cb) mutable -> bool {
+        if (Clock::now() >= deadline) return answer(cb, membership_timeout(), MemberRefusal::kNone);
+        if (refuse_membership_call(cb)) return true;
+        const raft::Membership& m = raft_->membership();
+        const raft::Member* member = m.find(id);
+        if (member == nullptr) {
+          return answer(cb,
+                        Status(StatusCode::kNotFound, "no member with id " + std::to_string(id)),
+                        MemberRefusal::kNotFound);
+        }
+        if (!force && m.is_voter(id)) {
+          // etcd's --strict-reconfig-check: the voters left must still have a
+          // quorum that answers, or the cluster stops committing after the change.
+          const auto now = Clock::now();
+          size_t left = 0;
+          size_t active = 0;
+          for (raft::NodeId v : m.voters()) {
+            if (v == id) continue;
+            ++left;
+            active += recently_active(v, now) ? 1 : 0;
+          }
+          if (left > 0 && active < quorum_of(left)) {
+            auto info = decode_member_info(member->context);
+            const std::string name = info ? info->name : std::to_string(id);
+            return answer(
+                cb,
+                Status(StatusCode::kUnavailable,
+                       "removing '" + name + "' would leave " + std::to_string(active) +
+                           " recently active voters of " + std::to_string(left) +
+                           ", fewer than their quorum of " + std::to_string(quorum_of(left)) +
+                           "; bring members back first, or pass force=true to remove it anyway"),
+                MemberRefusal::kUnhealthy);
+          }
+        }
+        // Retried (run_membership_call) once the recorded id is committed.
+        if (!cluster_id_survives_removal(id)) return false;
+        const raft::ProposeResult r =
+            raft_->propose_conf_change(raft::ConfChange{raft::ConfChangeType::kRemove, id, {}});
+        if (!r.ok()) return proposal_refused(r.error, cb);
+        member_waiters_.push_back(MemberWaiter{
+            [id](const raft::Membership& applied) { return !applied.contains(id); }, deadline, cb});
+        return true;
+      });
+}
+
+void Node::Impl::wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb) {
+  post([this, check = std::move(check), timeout_ms, cb = std::move(cb)]() mutable {
+    member_waiters_.push_back(
+        MemberWaiter{std::move(check), deadline_after(timeout_ms),
+                     [cb = std::move(cb)](Status s, MemberRefusal) { cb(std::move(s)); }});
   });
 }
 
@@ -1198,6 +1510,10 @@ void Node::Impl::register_api_address() {
     // Never replace a recorded incarnation, nor an address by an empty one (add_member's rules).
     if (info && !info->incarnation.empty()) me.incarnation = info->incarnation;
     if (info && me.grpc_address.empty()) me.grpc_address = info->grpc_address;
+    if (info) {
+      me.cluster_id = info->cluster_id;
+      me.promote_when_caught_up = info->promote_when_caught_up;
+    }
     (void)raft_->propose_conf_change(
         raft::ConfChange{raft::ConfChangeType::kUpdateContext, id_, encode_member_info(me)});
     return;
@@ -1431,6 +1747,7 @@ void Node::Impl::publish_status() {
   const auto now = Clock::now();
   NodeStatus s;
   s.id = id_;
+  s.cluster_id = cluster_id_of(raft_->membership());
   s.name = opts_.name;
   s.state = raft::to_string(raft_->role());
   s.term = raft_->term();
@@ -1491,9 +1808,30 @@ void Node::start() { impl_->start(); }
 void Node::stop() { impl_->stop(); }
 void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
 void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
-void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) { impl_->add_member(std::move(info), timeout_ms, std::move(cb)); }
+void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
+  impl_->add_member(std::move(info), AddMode::kJoin, timeout_ms,
+                    [cb = std::move(cb)](Status s, MemberRefusal) { cb(std::move(s)); });
+}
+void Node::add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb) {
+  impl_->add_member(std::move(info), mode, timeout_ms, std::move(cb));
+}
+void Node::promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb) {
+  impl_->promote_member(id, timeout_ms, std::move(cb));
+}
+void Node::update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms, MemberCallback cb) {
+  impl_->update_member_address(id, std::move(raft_address), timeout_ms, std::move(cb));
+}
 void Node::remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb) {
-  impl_->remove_member(name, force, timeout_ms, std::move(cb));
+  // Removing a member that is gone already succeeds: /remove is idempotent.
+  impl_->remove_member(node_id_for(name), force, timeout_ms, [cb = std::move(cb)](Status s, MemberRefusal why) {
+    cb(why == MemberRefusal::kNotFound ? Status::ok() : std::move(s));
+  });
+}
+void Node::remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb) {
+  impl_->remove_member(id, force, timeout_ms, std::move(cb));
+}
+void Node::wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb) {
+  impl_->wait_for_configuration(std::move(check), timeout_ms, std::move(cb));
 }
 void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));

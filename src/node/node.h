@@ -103,6 +103,16 @@ struct MemberInfo {
   // host:port of the member's etcd gRPC API (etcd's client URL); empty if it
   // serves none or has not registered it. Registered like api_address.
   std::string grpc_address;
+  // The cluster's identity (docs/design-notes.md, "Cluster identity"):
+  // chosen at random when the cluster is founded and copied by the leader
+  // into the info of every member it adds, so that any member's info
+  // carries it. 0 when recorded before format 4 (the leader fills it in).
+  uint64_t cluster_id = 0;
+  // A learner that the leader promotes to voter once it has caught up (/join,
+  // or etcd's MemberAdd without isLearner); false for a learner that only an
+  // explicit promotion makes a voter (etcd's --learner). Learners recorded
+  // before format 4 all came from /join, so they decode as true.
+  bool promote_when_caught_up = false;
 };
 
 struct MemberStatus {
@@ -116,6 +126,8 @@ struct MemberStatus {
 
 struct NodeStatus {
   raft::NodeId id = 0;
+  // cluster_id_of(latest configuration); 0 while this node has none.
+  uint64_t cluster_id = 0;
   std::string name;
   std::string state;  // follower, pre-candidate, candidate, leader
   uint64_t term = 0;
@@ -135,9 +147,11 @@ struct NodeStatus {
 // refuses more (raft/types.cc), so a change past it would leave every node
 // unable to read its own configuration (member_info_test checks the two agree).
 inline constexpr size_t kMaxMembers = 1024;
-// Learners that may wait for promotion at once (etcd allows 1): a second
-// join waits until the first learner is a voter or removed.
+// Learners that may wait for automatic promotion at once: a second join
+// waits until the first learner is a voter or removed.
 inline constexpr size_t kMaxPendingLearners = 1;
+// Explicit learners (AddMode::kLearner) a cluster may hold, as etcd's maxLearners.
+inline constexpr size_t kMaxLearners = 1;
 // Longest name or address a member may have: the transport hello carries
 // each in at most this many bytes (transport/stream_codec.h).
 inline constexpr size_t kMaxMemberFieldBytes = 255;
@@ -146,6 +160,36 @@ inline constexpr size_t kMaxMemberFieldBytes = 255;
 // the name (never 0); a join with a name whose id is taken by another name is
 // refused (kConflict).
 raft::NodeId node_id_for(const std::string& name);
+
+// The cluster id a configuration carries: that of its lowest-id member that
+// records one. A configuration recorded before format 4 carries none; its id
+// is then derived from the member ids (FNV-1a 64 over the sorted ids, what
+// the header showed before), until the leader records that in every member
+// (docs/design-notes.md, "Cluster identity"). 0 only for no members.
+uint64_t cluster_id_of(const raft::Membership& m);
+
+// How add_member adds a new member (all start as learners, thesis §4.2.1).
+enum class AddMode : uint8_t {
+  kJoin,          // promoted once caught up; answered once it is a voter (/join)
+  kVoterAsync,    // promoted once caught up; answered once the add is applied (etcd's MemberAdd)
+  kLearner,       // stays a learner until promote_member; answered once applied (etcd's --learner)
+};
+
+// Why a membership change was refused, for callers that must say it in
+// another system's words (the etcd API maps each to etcd's error). kNone for
+// failures that are not refusals (timeouts, lost leadership, a full disk).
+enum class MemberRefusal : uint8_t {
+  kNone,
+  kNotFound,          // no member with that id
+  kAddressTaken,      // another member has that raft address
+  kIdTaken,           // the name is taken, or hashes to a taken id
+  kTooManyLearners,   // kMaxLearners explicit learners already
+  kPendingLearner,    // kMaxPendingLearners learners already wait for promotion
+  kUnhealthy,         // a voter is not recently active / the change would leave too few
+  kNotLearner,        // promote of a voter
+  kLearnerBehind,     // promote of a learner that has not caught up
+  kNotEnoughActive,   // promotion would leave the larger configuration without an active quorum
+};
 
 class Node {
  public:
@@ -162,6 +206,9 @@ class Node {
   using WriteCallback = std::function<void(Result<WriteResult>)>;
   using DoneCallback = std::function<void(Status)>;
   using ProbeCallback = std::function<void(Result<MemberInfo>)>;
+  using MemberCallback = std::function<void(Status, MemberRefusal)>;
+  // A condition on this node's applied configuration (wait_for_configuration).
+  using ConfigurationCheck = std::function<bool(const raft::Membership& applied)>;
 
   static Result<std::unique_ptr<Node>> open(const NodeOptions& options,
                                             std::unique_ptr<transport::Transport> transport,
@@ -197,10 +244,33 @@ class Node {
   // wiped). The promotion waits until the new configuration would have a
   // quorum of recently active voters (strict reconfiguration).
   void add_member(MemberInfo info, int timeout_ms, DoneCallback cb);
+  // The same with a mode (AddMode) and the refusal reason. kVoterAsync and
+  // kLearner are etcd's MemberAdd: a member that exists already is refused
+  // (kIdTaken, kAddressTaken), and so is any add while a voter is not
+  // recently active (kUnhealthy, as etcd's strict reconfiguration). With
+  // kJoin an existing explicit learner only has its addresses merged and is
+  // answered at once: only promote_member makes it a voter.
+  void add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb);
+  // Leader only: makes a caught-up learner a voter; calls back once applied.
+  // Refused: kNotFound, kNotLearner, kLearnerBehind (it lacks committed
+  // entries or did not answer lately), kNotEnoughActive (the larger
+  // configuration would lack a quorum of recently active voters).
+  void promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb);
+  // Leader only: records a new raft address for a member (etcd's
+  // MemberUpdate); the member must then listen there. Its name, hence its id,
+  // stays. Refused: kNotFound, kAddressTaken.
+  void update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms, MemberCallback cb);
   // Leader only. Unless force, refused (kUnavailable) when the voters left
   // would have fewer recently active members than their quorum (etcd's
   // --strict-reconfig-check): the cluster would stop committing.
   void remove_member(const std::string& name, bool force, int timeout_ms, DoneCallback cb);
+  // The same by id, with the refusal reason (kNotFound if not a member,
+  // kUnhealthy for the quorum check above).
+  void remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb);
+  // Any node: calls back (kOk) once this node's applied configuration
+  // satisfies check, with status() showing it, or kTimeout. A follower that
+  // had the leader make a change uses it to answer only once it shows it too.
+  void wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb);
   // Asks the node listening at raft_address who it is (its transport hello):
   // name, addresses, incarnation. The callback runs on a transport thread.
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);

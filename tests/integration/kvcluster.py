@@ -89,12 +89,14 @@ class Reply:
         return f"Reply({self.status}, {self.raw[:300]!r})"
 
 
-def request(method, address, path, body=None, headers=None, timeout=15):
-    """One HTTP request; returns Reply for any status (4xx/5xx too). Raises OSError when no answer."""
+def request(method, address, path, body=None, headers=None, timeout=15, tls=None):
+    """One HTTP request (HTTPS with tls, an ssl.SSLContext); returns Reply for any status (4xx/5xx too).
+    Raises OSError when no answer (ssl.SSLError is one)."""
     data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(f"http://{address}{path}", data=data, method=method, headers=headers or {})
+    scheme = "https" if tls is not None else "http"
+    req = urllib.request.Request(f"{scheme}://{address}{path}", data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
             return Reply(r.status, dict(r.headers), r.read().decode())
     except urllib.error.HTTPError as e:
         return Reply(e.code, dict(e.headers), e.read().decode())
@@ -114,6 +116,8 @@ class Node:
         self.proc = None
         self.log_path = os.path.join(harness.tmp, f"{name}.log")
         self.starts = 0
+        self.tls = None  # an ssl.SSLContext: the node serves HTTPS (-cert-file), and this is how to reach it
+        self.env = None  # the process's environment (None: this one's)
 
     def args(self):
         return [KVNODE, f"-raft-address={self.raft}", f"-api-address={self.api}",
@@ -125,7 +129,7 @@ class Node:
         log = open(self.log_path, "a")
         log.write(f"==== start #{self.starts}: {' '.join(self.args())}\n")
         log.flush()
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         self.harness.procs.append(self.proc)
         try:
@@ -145,19 +149,19 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def status(self):
-        r = request("GET", self.api, "/status", timeout=5)
+        r = request("GET", self.api, "/status", timeout=5, tls=self.tls)
         return r.json if r.status == 200 else None
 
     def set(self, key, value, timeout=15):
         return request("POST", self.api, "/set", json.dumps({"key": key, "value": value}),
-                       {"Content-Type": "application/json"}, timeout)
+                       {"Content-Type": "application/json"}, timeout, tls=self.tls)
 
     def delete(self, key, timeout=15):
-        return request("POST", self.api, "/delete", json.dumps({"key": key}), timeout=timeout)
+        return request("POST", self.api, "/delete", json.dumps({"key": key}), timeout=timeout, tls=self.tls)
 
     def get(self, key, consistency=None, timeout=15):
         q = urllib.parse.urlencode({"key": key} | ({"consistency": consistency} if consistency else {}))
-        return request("GET", self.api, "/get?" + q, timeout=timeout)
+        return request("GET", self.api, "/get?" + q, timeout=timeout, tls=self.tls)
 
     def join(self, other, method="GET", with_api=False, name=None):
         """Asks this node to add `other` (as the README does: peerAddress only by default)."""
@@ -167,7 +171,7 @@ class Node:
         if name:
             q["id"] = name
         return request(method, self.api, "/join?" + urllib.parse.urlencode(q), b"" if method == "POST" else None,
-                       timeout=40)
+                       timeout=40, tls=self.tls)
 
     def log(self):
         try:
@@ -208,6 +212,15 @@ class ClusterTest(unittest.TestCase):
         n = Node(self, name, extra_args, host)
         self.nodes.append(n)
         return n
+
+    def start_joined(self, make, count=3):
+        """Starts make("n1", "-bootstrap"), then n2..n<count> with -join=n1's API (make(name, *args) returns an
+        unstarted Node); returns them once n1 lists them all as voters with their API addresses."""
+        n1 = make("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        nodes = [n1] + [make(f"n{i}", f"-join={n1.api}").start() for i in range(2, count + 1)]
+        self.wait_voters(n1, nodes)
+        return nodes
 
     # --- waiting helpers -------------------------------------------------
 

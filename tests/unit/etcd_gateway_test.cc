@@ -1,4 +1,4 @@
-// Unit tests for src/etcd/cluster_view.h and src/http/etcd_gateway.h: etcd's header, member list and status, and their gateway JSON.
+// Unit tests for src/etcd/cluster_view.h, src/etcd/member_ops.h and src/http/etcd_gateway.h: etcd's header, member list, status, member calls and their gateway JSON.
 #include "http/etcd_gateway.h"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
+#include "etcd/member_ops.h"
 
 namespace ckv::http {
 namespace {
@@ -33,20 +34,39 @@ node::NodeStatus three_members() {
   st.commit_index = 42;
   st.applied_index = 40;
   st.revision = 17;
+  st.cluster_id = 0xc1c2c3c4c5c6c7c8ULL;
   st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"),
                 member("n3", "learner")};
   return st;
 }
 
-TEST(EtcdClusterView, ClusterIdIsTheSameOnEveryNodeAndChangesWithMembership) {
-  node::NodeStatus a = three_members();
-  node::NodeStatus b = a;
-  std::reverse(b.members.begin(), b.members.end());
-  b.id = node::node_id_for("n1");
-  EXPECT_EQ(etcd::cluster_id_for(a), etcd::cluster_id_for(b));
-  EXPECT_NE(etcd::cluster_id_for(a), 0u);
-  b.members.push_back(member("n4", "learner"));
-  EXPECT_NE(etcd::cluster_id_for(a), etcd::cluster_id_for(b));
+TEST(EtcdClusterView, HeaderCarriesTheNodesClusterId) {
+  node::NodeStatus st = three_members();
+  st.cluster_id = 0x1234567890abcdefULL;
+  EXPECT_EQ(etcd::header_for(st, false).cluster_id, st.cluster_id);
+  EXPECT_EQ(etcd::member_list_for(st, "").header.cluster_id, st.cluster_id);
+  st.members.push_back(member("n4", "learner"));  // a membership change does not change it
+  EXPECT_EQ(etcd::status_for(st).header.cluster_id, st.cluster_id);
+}
+
+// etcd's learner is one only MemberPromote promotes; ours that the leader
+// promotes by itself shows as a voter. A member that never answered shows
+// without a name, which etcdctl prints as "unstarted".
+TEST(EtcdClusterView, LearnersAndUnstartedMembersAsEtcdShowsThem) {
+  node::NodeStatus st = three_members();
+  st.members[2].info.promote_when_caught_up = true;  // n3: joining as a voter
+  node::MemberStatus fresh = member("n5", "learner");
+  fresh.info.api_address.clear();  // added by address, never heard from
+  st.members.push_back(fresh);
+  for (const etcd::Member& m : etcd::member_list_for(st, "").members) {
+    EXPECT_FALSE(m.is_learner && m.id == node::node_id_for("n3"));
+    if (m.id == node::node_id_for("n5")) {
+      EXPECT_TRUE(m.is_learner);
+      EXPECT_EQ(m.name, "");
+    } else {
+      EXPECT_NE(m.name, "");
+    }
+  }
 }
 
 TEST(EtcdClusterView, MemberListIsSortedByIdWithUrlsAndLearners) {
@@ -82,7 +102,7 @@ TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
   const std::string body = gateway_status_json(st);
   const json j = json::parse(body);
   EXPECT_EQ(j["header"]["member_id"], std::to_string(node::node_id_for("n2")));
-  EXPECT_EQ(j["header"]["cluster_id"], std::to_string(etcd::cluster_id_for(st)));
+  EXPECT_EQ(j["header"]["cluster_id"], std::to_string(st.cluster_id));
   EXPECT_EQ(j["header"]["revision"], "17");  // the store's revision, not the applied index
   EXPECT_EQ(j["header"]["raft_term"], "7");
   EXPECT_EQ(j["version"], etcd::kEtcdApiVersion);
@@ -151,6 +171,90 @@ TEST(EtcdGateway, TheDeprecatedV3betaPrefixIsAnAliasAsInEtcd34) {
   EXPECT_EQ(etcd_gateway_path("/v3/kv/put"), "/v3/kv/put");
   EXPECT_EQ(etcd_gateway_path("/v3alpha/kv/range"), "/v3alpha/kv/range");  // etcd 3.4: 404
   EXPECT_EQ(etcd_gateway_path("/set"), "/set");
+}
+
+// A member is its raft address: one http:// peer URL, host:port, nothing
+// after it. etcd's own rejects get etcd's text; ours (several URLs, https) say why.
+TEST(EtcdMemberOps, PeerUrlsMapToOneRaftAddress) {
+  etcd::EtcdError err;
+  EXPECT_EQ(etcd::raft_address_from_peer_urls({"http://127.0.0.1:5000"}, &err), "127.0.0.1:5000");
+  EXPECT_EQ(etcd::raft_address_from_peer_urls({"http://[::1]:5000/"}, &err), "[::1]:5000");
+  EXPECT_EQ(etcd::raft_address_from_peer_urls({"http://node-4.example:5000"}, &err), "node-4.example:5000");
+  for (const char* bad : {"foo", "127.0.0.1:5000", "http://127.0.0.1", "http://127.0.0.1:5000/path", "ftp://h:1",
+                          "http://h:0", "http://h:99999", "http://:5000", "http://a b:1", "unix://x:1", ""}) {
+    err = {};
+    EXPECT_EQ(etcd::raft_address_from_peer_urls({bad}, &err), "") << bad;
+    EXPECT_EQ(err.code, etcd::grpc_code::kInvalidArgument) << bad;
+    EXPECT_EQ(err.message, etcd::kErrInvalidPeerUrls) << bad;
+  }
+  err = {};
+  EXPECT_EQ(etcd::raft_address_from_peer_urls({}, &err), "");
+  EXPECT_EQ(err.message, etcd::kErrInvalidPeerUrls);
+  for (const std::vector<std::string>& ours :
+       {std::vector<std::string>{"http://a:1", "http://b:2"}, std::vector<std::string>{"https://a:1"},
+        std::vector<std::string>{"http://" + std::string(node::kMaxMemberFieldBytes, 'h') + ":1"}}) {
+    err = {};
+    EXPECT_EQ(etcd::raft_address_from_peer_urls(ours, &err), "");
+    EXPECT_EQ(err.code, etcd::grpc_code::kInvalidArgument);
+    EXPECT_NE(err.message.find("consensuskv: "), std::string::npos) << err.message;
+  }
+}
+
+TEST(EtcdGatewayMembers, RequestFieldsAsProtobufsJsonMapping) {
+  auto parse = [](const std::string& body, etcd::MemberRequest* out, const std::string& method = "POST") {
+    Request req{method, "/v3/cluster/member/add", body, false, std::nullopt};
+    return parse_gateway_member_request(req, etcd::MemberCall::kAdd, out);
+  };
+  etcd::MemberRequest r;
+  EXPECT_FALSE(parse(R"({"peerURLs":["http://a:1"],"isLearner":true,"unknown":[1]})", &r).has_value());
+  EXPECT_EQ(r.peer_urls, std::vector<std::string>{"http://a:1"});
+  EXPECT_TRUE(r.is_learner);
+  for (const char* id : {R"({"ID":"18446744073709551615"})", R"({"ID":18446744073709551615})"}) {
+    r = {};
+    EXPECT_FALSE(parse(id, &r).has_value()) << id;
+    EXPECT_EQ(r.id, UINT64_MAX) << id;
+  }
+  r = {};
+  EXPECT_FALSE(parse("", &r).has_value());  // every field at its zero value
+  EXPECT_EQ(r.id, 0u);
+  for (const char* bad : {R"({"ID":"x"})", R"({"ID":-1})", R"({"ID":"18446744073709551616"})", R"({"ID":1.5})",
+                          R"({"peerURLs":"http://a:1"})", R"({"peerURLs":[1]})", R"({"isLearner":"yes"})", "junk",
+                          "[]"}) {
+    r = {};
+    const std::optional<Response> refused = parse(bad, &r);
+    ASSERT_TRUE(refused.has_value()) << bad;
+    EXPECT_EQ(refused->status, 400u) << bad;
+    EXPECT_EQ(json::parse(refused->body)["code"], 3) << bad;
+  }
+  const std::optional<Response> get = parse("", &r, "GET");
+  ASSERT_TRUE(get.has_value());
+  EXPECT_EQ(get->status, 405u);
+}
+
+TEST(EtcdGatewayMembers, RepliesInRpcProtoOrderAndErrorsWithGatewayStatuses) {
+  etcd::MemberReply ok = etcd::reply_with_list(three_members(), "");
+  ok.member = ok.list.members.front();
+  const Response added = gateway_member_reply(ok, etcd::MemberCall::kAdd);
+  EXPECT_EQ(added.status, 200u);
+  const json j = json::parse(added.body);
+  EXPECT_LT(added.body.find("\"header\""), added.body.find("\"member\""));
+  EXPECT_LT(added.body.find("\"member\""), added.body.find("\"members\""));
+  EXPECT_EQ(j["members"].size(), 3u);
+  EXPECT_FALSE(json::parse(gateway_member_reply(ok, etcd::MemberCall::kRemove).body).contains("member"));
+  const std::pair<int, unsigned> statuses[] = {{etcd::grpc_code::kNotFound, 404},
+                                               {etcd::grpc_code::kFailedPrecondition, 412},
+                                               {etcd::grpc_code::kUnknown, 500},
+                                               {etcd::grpc_code::kUnavailable, 503},
+                                               {etcd::grpc_code::kInvalidArgument, 400}};
+  for (const auto& [code, http] : statuses) {
+    etcd::MemberReply failed;
+    failed.error = etcd::EtcdError{code, "etcdserver: member not found"};
+    const Response r = gateway_member_reply(failed, etcd::MemberCall::kPromote);
+    EXPECT_EQ(r.status, http) << code;
+    EXPECT_EQ(json::parse(r.body), (json{{"error", "etcdserver: member not found"},
+                                         {"message", "etcdserver: member not found"},
+                                         {"code", code}}));
+  }
 }
 
 }  // namespace

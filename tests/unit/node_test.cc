@@ -14,8 +14,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/bytes.h"
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
+#include "node/member_info.h"
+#include "raft/raft.h"
 #include "storage/log_store.h"
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
@@ -137,6 +140,42 @@ class NodeTest : public ::testing::Test {
     std::promise<Status> p;
     n.read_barrier(5000, [&](Status s) { p.set_value(s); });
     return p.get_future().get();
+  }
+
+  // add_member / promote_member / remove_member by id with their refusal, synchronously.
+  struct Outcome {
+    Status status;
+    MemberRefusal why = MemberRefusal::kNone;
+  };
+  Outcome add(Node& l, const std::string& name, AddMode mode, int timeout_ms = 5000) {
+    std::promise<Outcome> p;
+    l.add_member(MemberInfo{name, name + ":5000", "", "", ""}, mode, timeout_ms,
+                 [&](Status s, MemberRefusal why) { p.set_value(Outcome{std::move(s), why}); });
+    return p.get_future().get();
+  }
+  Outcome promote(Node& l, const std::string& name) {
+    std::promise<Outcome> p;
+    l.promote_member(node_id_for(name), 5000, [&](Status s, MemberRefusal why) { p.set_value(Outcome{std::move(s), why}); });
+    return p.get_future().get();
+  }
+  Outcome remove(Node& l, const std::string& name) {
+    std::promise<Outcome> p;
+    l.remove_member(node_id_for(name), false, 5000,
+                    [&](Status s, MemberRefusal why) { p.set_value(Outcome{std::move(s), why}); });
+    return p.get_future().get();
+  }
+  std::string role_of(Node& n, const std::string& name) {
+    for (const MemberStatus& m : n.status().members) {
+      if (m.info.name == name) return m.role;
+    }
+    return "";
+  }
+  // The leader counts a voter as active only once it answered (strict reconfiguration).
+  bool all_active(Node& l) {
+    for (const MemberStatus& m : l.status().members) {
+      if (m.role == "voter" && !(m.active && *m.active)) return false;
+    }
+    return true;
   }
 
   std::mutex mu_;  // guards nodes_ against the registration hook
@@ -520,6 +559,224 @@ TEST_F(NodeTest, LeaderRecordsMissingIncarnations) {
   };
   ASSERT_TRUE(eventually([&] { return incarnation_of("b") == meta_b.value()->incarnation; }));
   EXPECT_EQ(incarnation_of("a").size(), 32u);
+}
+
+// The cluster id is chosen once, at bootstrap, and never changes: members
+// added later inherit it, and it survives the founder's removal, restarts
+// and a snapshot install (docs/design-notes.md, "Cluster identity").
+TEST_F(NodeTest, ClusterIdIsFixedAtBootstrapAndSharedByEveryMember) {
+  snapshot_threshold_ = 20;
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  const uint64_t id = a.status().cluster_id;
+  ASSERT_NE(id, 0u);
+  start("b", false);
+  ASSERT_TRUE(join("b").is_ok());
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return nodes_["a"]->status().snapshot_index >= 20; }));
+  Node& c = start("c", false);
+  ASSERT_TRUE(join("c").is_ok());  // c installs a snapshot
+  for (auto& [name, n] : nodes_) {
+    ASSERT_TRUE(eventually([&] { return n->status().cluster_id == id; })) << name;
+    for (const MemberStatus& m : n->status().members) EXPECT_EQ(m.info.cluster_id, id) << m.info.name;
+  }
+  // Without the founder: still the same id, also after a restart.
+  ASSERT_TRUE(eventually([&] { return all_active(*leader()); }));
+  ASSERT_TRUE(remove(*leader(), "a").status.is_ok());
+  kill("a");
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  EXPECT_EQ(c.status().cluster_id, id);
+  kill("c");
+  EXPECT_EQ(start("c", false).status().cluster_id, id);
+  // Another bootstrap founds another cluster.
+  EXPECT_NE(start("z", true).status().cluster_id, id);
+}
+
+// A data dir written before format 4 has no cluster id: every node derives
+// the old header value from the member ids, nothing is rewritten at once (a
+// node of the older version could not read format 4), members added later
+// record it, and before a removal it is recorded in a member that stays, so
+// the id never moves.
+TEST_F(NodeTest, ClusterIdOfAnOlderDataDirIsDerivedAndKeptAcrossChanges) {
+  raft::Membership m;
+  for (const char* name : {"a", "b"}) {
+    std::string v3;  // the MemberInfo as format 3 wrote it
+    put_u8(v3, 3);
+    for (const std::string& f : {std::string(name), std::string(name) + ":5000", std::string(name) + ":8000",
+                                 std::string(), std::string()}) {
+      put_string32(v3, f);
+    }
+    m.members.push_back(raft::Member{node_id_for(name), raft::MemberRole::kVoter, v3});
+  }
+  m = *raft::decode_membership(raft::encode_membership(m));  // sorted by id
+  const uint64_t derived = cluster_id_of(m);
+  for (const char* name : {"a", "b"}) {
+    std::filesystem::create_directories(root_ / name);
+    auto store = storage::LogStore::open((root_ / name).string(), storage::LogStoreOptions{});
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    const raft::InitialState init = raft::bootstrap_state(m);
+    ASSERT_TRUE(store.value()->persist(init.entries, init.hard_state, false).is_ok());
+  }
+  start("a", false);
+  start("b", false);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Node* l = leader();
+  EXPECT_EQ(l->status().cluster_id, derived);
+  for (const MemberStatus& x : l->status().members) EXPECT_EQ(x.info.cluster_id, 0u) << x.info.name;
+  Node& c = start("c", false);
+  ASSERT_TRUE(join("c").is_ok());
+  EXPECT_EQ(l->status().cluster_id, derived);  // derived from {a, b, c} it would be another value
+  ASSERT_TRUE(eventually([&] { return c.status().cluster_id == derived; }));
+  const std::string other = l == nodes_["a"].get() ? "b" : "a";
+  const std::string self = other == "a" ? "b" : "a";
+  ASSERT_TRUE(eventually([&] { return all_active(*l); }));
+  const Outcome removed = remove(*l, other);
+  ASSERT_TRUE(removed.status.is_ok()) << removed.status.to_string();
+  EXPECT_EQ(l->status().cluster_id, derived);
+  ASSERT_TRUE(eventually([&] { return all_active(*l); }));
+  ASSERT_TRUE(remove(*l, "c").status.is_ok());
+  // Alone now, and its own info records the id ({self} would derive another one).
+  const std::vector<MemberStatus> left = l->status().members;
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].info.name, self);
+  EXPECT_EQ(left[0].info.cluster_id, derived);
+  EXPECT_EQ(l->status().cluster_id, derived);
+  raft::Membership alone;
+  alone.members.push_back(raft::Member{node_id_for(self), raft::MemberRole::kVoter, ""});
+  EXPECT_NE(cluster_id_of(alone), derived);
+}
+
+// etcd's MemberAdd --learner: the learner is answered at once, is never
+// promoted by itself, and becomes a voter only through promote_member; its
+// own registration (a /join with its addresses) does not promote it.
+TEST_F(NodeTest, ExplicitLearnerWaitsForAnExplicitPromotion) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Outcome added = add(a, "b", AddMode::kLearner);
+  ASSERT_TRUE(added.status.is_ok()) << added.status.to_string();
+  EXPECT_EQ(role_of(a, "b"), "learner");
+  EXPECT_EQ(add(a, "c", AddMode::kLearner).why, MemberRefusal::kTooManyLearners);
+  EXPECT_EQ(promote(a, "b").why, MemberRefusal::kLearnerBehind);  // not started: nothing replicated
+  EXPECT_EQ(promote(a, "a").why, MemberRefusal::kNotLearner);
+  EXPECT_EQ(promote(a, "nobody").why, MemberRefusal::kNotFound);
+  Node& b = start("b", false);
+  // Registered (its API address recorded) and caught up, it is still a learner.
+  ASSERT_TRUE(eventually([&] {
+    for (const MemberStatus& m : a.status().members) {
+      if (m.info.name == "b") return m.info.api_address == "b:8000";
+    }
+    return false;
+  }));
+  ASSERT_TRUE(write(a, "k", "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return b.state_machine().get("k") == "v"; }));
+  EXPECT_EQ(role_of(a, "b"), "learner");
+  Outcome promoted;
+  ASSERT_TRUE(eventually([&] {
+    promoted = promote(a, "b");
+    return promoted.why != MemberRefusal::kLearnerBehind;
+  }));
+  ASSERT_TRUE(promoted.status.is_ok()) << promoted.status.to_string();
+  EXPECT_EQ(role_of(a, "b"), "voter");
+  EXPECT_EQ(promote(a, "b").why, MemberRefusal::kNotLearner);
+  // etcd's MemberAdd refuses a member that exists, by address or by name.
+  EXPECT_EQ(add(a, "b", AddMode::kVoterAsync).why, MemberRefusal::kAddressTaken);
+}
+
+// etcd's MemberAdd without --learner: answered once the add is applied; the
+// leader promotes it once it has caught up, with nobody waiting for it.
+TEST_F(NodeTest, MemberAddedAsVoterIsPromotedOnceCaughtUp) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Outcome added = add(a, "b", AddMode::kVoterAsync);
+  ASSERT_TRUE(added.status.is_ok()) << added.status.to_string();
+  EXPECT_EQ(role_of(a, "b"), "learner");
+  // A second one waits for the first (kMaxPendingLearners).
+  EXPECT_EQ(add(a, "c", AddMode::kVoterAsync).why, MemberRefusal::kPendingLearner);
+  start("b", false);
+  ASSERT_TRUE(eventually([&] { return role_of(a, "b") == "voter"; }));
+  ASSERT_TRUE(add(a, "c", AddMode::kVoterAsync).status.is_ok());
+  start("c", false);
+  ASSERT_TRUE(eventually([&] { return role_of(a, "c") == "voter"; }));
+  // With c cut off (a and b keep the quorum), an add is refused as etcd's "unhealthy cluster".
+  ASSERT_EQ(leader(), &a);
+  hub_->isolate(node_id_for("c"), true);
+  ASSERT_TRUE(eventually([&] {
+    for (const MemberStatus& m : a.status().members) {
+      if (m.info.name == "c") return m.active.has_value() && !*m.active;
+    }
+    return false;
+  }));
+  ASSERT_EQ(leader(), &a);
+  EXPECT_EQ(add(a, "d", AddMode::kLearner).why, MemberRefusal::kUnhealthy);
+  hub_->isolate(node_id_for("c"), false);
+}
+
+// Raft makes one membership change at a time (thesis §4.1): a call made
+// while another is uncommitted waits for it instead of failing. Before, the
+// second call failed with "a membership change is not yet committed" (the
+// etcd test saw it as a MemberAdd right after a registration).
+TEST_F(NodeTest, MembershipCallWaitsForTheChangeBeforeIt) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  std::promise<Outcome> added, moved;
+  a.add_member(MemberInfo{"b", "b:5000", "", "", ""}, AddMode::kLearner, 5000,
+               [&](Status s, MemberRefusal why) { added.set_value(Outcome{std::move(s), why}); });
+  a.update_member_address(node_id_for("b"), "b:6000", 5000,
+                          [&](Status s, MemberRefusal why) { moved.set_value(Outcome{std::move(s), why}); });
+  const Outcome first = added.get_future().get();
+  const Outcome second = moved.get_future().get();
+  EXPECT_TRUE(first.status.is_ok()) << first.status.to_string();
+  EXPECT_TRUE(second.status.is_ok()) << second.status.to_string();
+  for (const MemberStatus& m : a.status().members) {
+    if (m.info.name == "b") {
+      EXPECT_EQ(m.info.raft_address, "b:6000");
+    }
+  }
+}
+
+// The intent to promote is replicated (MemberInfo::promote_when_caught_up):
+// a member added as a voter by one leader is promoted by the next once it
+// catches up. Before, only the leader holding the /join's waiter promoted.
+TEST_F(NodeTest, NextLeaderPromotesAMemberAddedAsAVoter) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* first = leader();
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(eventually([&] { return all_active(*first); }));
+  ASSERT_TRUE(add(*first, "d", AddMode::kVoterAsync).status.is_ok());
+  std::string first_name;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() == first) first_name = name;
+  }
+  kill(first_name);  // hands leadership to another voter
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  start("d", false);
+  ASSERT_TRUE(eventually([&] {
+    Node* l = leader();
+    return l != nullptr && role_of(*l, "d") == "voter";
+  }));
+}
+
+// A follower answers a change the leader made only once its own status shows it.
+TEST_F(NodeTest, FollowerWaitsForItsConfigurationToShowAChange) {
+  start("a", true);
+  Node& b = start("b", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(eventually([&] { return all_active(*nodes_["a"]); }));
+  ASSERT_TRUE(add(*leader(), "c", AddMode::kLearner).status.is_ok());
+  std::promise<Status> seen;
+  const raft::NodeId c = node_id_for("c");
+  b.wait_for_configuration([c](const raft::Membership& applied) { return applied.is_learner(c); }, 5000,
+                           [&](Status s) { seen.set_value(std::move(s)); });
+  ASSERT_TRUE(seen.get_future().get().is_ok());
+  EXPECT_EQ(role_of(b, "c"), "learner");
+  std::promise<Status> never;
+  b.wait_for_configuration([](const raft::Membership&) { return false; }, 50,
+                           [&](Status s) { never.set_value(std::move(s)); });
+  EXPECT_EQ(never.get_future().get().code(), StatusCode::kTimeout);
 }
 
 // -auto-compaction-mode=periodic: the leader proposes compactions, and

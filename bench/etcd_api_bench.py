@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The etcd v3 API benchmark: the same gRPC KV loads against a 3-node etcd 3.4 and a 3-node consensuskv in one run, as ratios.
+
+Usage:
+    bench/etcd_api_bench.py [--kvnode build/kvnode] [--load build/bench/etcd_kv_load]
+                            [--duration 10] [--only put_c1,...] [--out result.json]
+
+Both clusters run on loopback with data dirs on disk (a temp dir, removed at
+the end), one after the other (never both loaded at once: the machine has
+2 cores). Every process started is killed by PID at the end, also on
+Ctrl-C. Each load is etcd_kv_load (bench/etcd_kv_load.cc): a closed loop of
+N clients, each with one request in flight, 256-byte values, over 8 gRPC
+connections. The table's `x etcd` column is consensuskv's throughput
+divided by etcd's in the same run: the machine is shared and noisy, so only
+ratios from one run mean anything.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+# (name, op, clients, endpoints: "leader" or "all", serializable)
+LOADS = [
+    ("put_c1", "put", 1, "leader", False),
+    ("put_c64", "put", 64, "leader", False),
+    ("put_c256", "put", 256, "leader", False),
+    ("put_any_c64", "put", 64, "all", False),
+    ("range_lin_c64", "range", 64, "leader", False),
+    ("range_lin_any_c64", "range", 64, "all", False),
+    ("range_ser_any_c64", "range", 64, "all", True),
+]
+KEYS = 10000
+VALUE_BYTES = 256
+START_TIMEOUT_S = 30
+
+
+def free_ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Cluster:
+    """Processes started by this script, killed by PID in stop()."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []
+        self.grpc = []  # client endpoints, host:port
+
+    def spawn(self, name, argv):
+        log = open(os.path.join(self.tmp, name + ".log"), "wb")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+def etcdctl_ok(endpoints, *args):
+    r = subprocess.run(["etcdctl", "--endpoints=" + ",".join(endpoints), "--command-timeout=2s", *args],
+                       env=dict(os.environ, ETCDCTL_API="3"), capture_output=True, text=True)
+    return r.returncode == 0, r.stdout
+
+
+def wait_for(what, pred):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    sys.exit(f"etcd_api_bench: timed out waiting for {what}")
+
+
+def leader_endpoint(endpoints):
+    """The client endpoint whose member is the leader, by `etcdctl endpoint status`."""
+    ok, out = etcdctl_ok(endpoints, "endpoint", "status", "-w", "json")
+    if not ok:
+        return None
+    try:
+        rows = json.loads(out)
+    except ValueError:
+        return None
+    for row in rows:
+        st = row.get("Status", {})
+        if st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):
+            return row["Endpoint"]
+    return None
+
+
+def start_etcd(tmp):
+    c = Cluster(tmp)
+    ports = free_ports(6)
+    peers = [f"127.0.0.1:{p}" for p in ports[:3]]
+    c.grpc = [f"127.0.0.1:{p}" for p in ports[3:]]
+    initial = ",".join(f"e{i}=http://{peers[i]}" for i in range(3))
+    for i in range(3):
+        c.spawn(f"etcd{i}", [
+            "etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"etcd{i}"),
+            "--listen-peer-urls", f"http://{peers[i]}", "--initial-advertise-peer-urls", f"http://{peers[i]}",
+            "--listen-client-urls", f"http://{c.grpc[i]}", "--advertise-client-urls", f"http://{c.grpc[i]}",
+            "--initial-cluster", initial, "--initial-cluster-state", "new", "--log-level", "error",
+        ])
+    return c
+
+
+def start_kvnode(tmp, kvnode):
+    c = Cluster(tmp)
+    ports = free_ports(9)
+    raft = [f"127.0.0.1:{p}" for p in ports[:3]]
+    api = [f"127.0.0.1:{p}" for p in ports[3:6]]
+    c.grpc = [f"127.0.0.1:{p}" for p in ports[6:]]
+    for i in range(3):
+        extra = ["-bootstrap=true"] if i == 0 else [f"-join={api[0]}"]
+        c.spawn(f"kvnode{i}", [
+            kvnode, f"-id=n{i}", f"-raft-address={raft[i]}", f"-api-address={api[i]}",
+            f"-grpc-address={c.grpc[i]}", f"-data-dir={os.path.join(tmp, f'n{i}')}", "-log-level=warn", *extra,
+        ])
+    return c
+
+
+def member_count(endpoints):
+    ok, out = etcdctl_ok(endpoints[:1], "member", "list", "-w", "json")
+    if not ok:
+        return 0
+    members = json.loads(out).get("members", [])
+    return len([m for m in members if not m.get("isLearner")])
+
+
+def run_load(load_bin, endpoints, op, clients, serializable, duration):
+    argv = [load_bin, "--endpoints=" + ",".join(endpoints), f"--op={op}", f"--clients={clients}",
+            f"--keys={KEYS}", f"--value-bytes={VALUE_BYTES}", f"--duration-s={duration}",
+            f"--warmup-s={max(1.0, min(3.0, duration / 5))}"]
+    if serializable:
+        argv.append("--serializable")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def bench_cluster(label, cluster, load_bin, loads, duration):
+    wait_for(f"{label}: 3 voters", lambda: member_count(cluster.grpc) == 3)
+    leader = wait_for(f"{label}: a leader", lambda: leader_endpoint(cluster.grpc))
+    # Every key the range loads read exists (a range of an absent key is cheaper).
+    pre = subprocess.run([load_bin, "--endpoints=" + leader, "--op=preload", "--clients=64",
+                          f"--keys={KEYS}", f"--value-bytes={VALUE_BYTES}"],
+                         capture_output=True, text=True, check=True)
+    if json.loads(pre.stdout)["errors"]:
+        sys.exit(f"etcd_api_bench: {label}: preload failed: {pre.stdout}")
+    results = {}
+    for name, op, clients, where, serializable in loads:
+        endpoints = [leader] if where == "leader" else cluster.grpc
+        results[name] = run_load(load_bin, endpoints, op, clients, serializable, duration)
+        r = results[name]
+        print(f"  {label:10} {name:20} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+              f"  errors {r['errors']}" + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kvnode", default="build/kvnode")
+    ap.add_argument("--load", default="build/bench/etcd_kv_load")
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--only", default="", help="comma-separated load names")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    for path in (args.kvnode, args.load):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"etcd_api_bench: {path} is not built (cmake --build build --target kvnode etcd_kv_load)")
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        sys.exit("etcd_api_bench: etcd and etcdctl are needed (scripts/setup.sh installs them)")
+    loads = [l for l in LOADS if not args.only or l[0] in args.only.split(",")]
+    tmp = tempfile.mkdtemp(prefix="ckv-etcd-bench-", dir=os.environ.get("CKV_BENCH_DIR", "/var/tmp"))
+    clusters = []
+
+    def cleanup(*_):
+        for c in clusters:
+            c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
+    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
+    results = {}
+    try:
+        for label, start in (("etcd", lambda: start_etcd(os.path.join(tmp, "etcd"))),
+                             ("consensuskv", lambda: start_kvnode(os.path.join(tmp, "ckv"), args.kvnode))):
+            os.makedirs(os.path.join(tmp, label if label == "etcd" else "ckv"), exist_ok=True)
+            c = start()
+            clusters.append(c)
+            results[label] = bench_cluster(label, c, args.load, loads, args.duration)
+            c.stop()
+    finally:
+        cleanup()
+    print(f"\n{'load':20} {'etcd/s':>10} {'ckv/s':>10} {'x etcd':>7} {'etcd p99':>9} {'ckv p99':>9}")
+    for name, *_ in loads:
+        e, k = results["etcd"][name], results["consensuskv"][name]
+        ratio = k["rps"] / e["rps"] if e["rps"] else float("nan")
+        print(f"{name:20} {e['rps']:10.0f} {k['rps']:10.0f} {ratio:7.2f} {e['p99_ms']:8.2f}ms {k['p99_ms']:8.2f}ms")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
