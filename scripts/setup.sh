@@ -6,9 +6,11 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   clang clang-tidy clang-format
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # liblmdb-dev: only to read and migrate data dirs from before the WAL (src/storage/open_log.h).
   liblmdb-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  curl wrk python3 iptables
+  # strace: bench/write_syscalls.sh counts the leader's syscalls per write.
+  curl wrk python3 iptables strace
   # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
   libssl-dev openssl
   # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place

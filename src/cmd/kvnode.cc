@@ -189,6 +189,10 @@ int main(int argc, char** argv) {
                  "can still record votes and commits while it refuses writes (0: none; see "
                  "docs/operations.md)")
       ->capture_default_str();
+  app.add_option("--wal-segment-bytes", opts.wal_segment_bytes,
+                 "size each WAL segment file is preallocated to; a batch that does not fit starts a new one "
+                 "(4096 to 16 GiB; see docs/operations.md)")
+      ->capture_default_str();
   // Client TLS, etcd's flags and meaning (tls/tls_files.h, docs/api.md "TLS").
   ckv::tls::TlsFlags tls_flags;
   app.add_option(

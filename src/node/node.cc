@@ -28,7 +28,7 @@
 #include "node/write_waiters.h"
 #include "raft/raft.h"
 #include "storage/dir_lock.h"
-#include "storage/log_store.h"
+#include "storage/open_log.h"
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 #include "transport/transport.h"
@@ -252,7 +252,7 @@ class Node::Impl {
   std::string data_dir_;
   bool temp_dir_ = false;
   std::unique_ptr<storage::DirLock> dir_lock_;  // held until the Node is destroyed
-  std::unique_ptr<storage::LogStore> store_;
+  std::unique_ptr<storage::LogStorage> store_;
   std::unique_ptr<raft::Raft> raft_;
 
   // Work queue of the Raft thread.
@@ -353,12 +353,13 @@ Status Node::Impl::open() {
   auto latest = storage::find_latest_snapshot(data_dir_);
   if (!latest.is_ok()) return latest.status();
 
-  storage::LogStoreOptions store_options;
+  storage::WalOptions store_options;
   store_options.sync = !opts_.in_memory;
+  store_options.segment_bytes = opts_.wal_segment_bytes;
   // node_meta is written after the log store is created, and snapshots only
   // exist beside a log: either one means the log store held this member's state.
   store_options.expect_existing = meta.value().has_value() || latest.value().has_value();
-  auto store = storage::LogStore::open(data_dir_, store_options);
+  auto store = storage::open_log_storage(data_dir_, store_options);
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
 
@@ -389,9 +390,6 @@ Status Node::Impl::open() {
 
   auto hs = store_->load_hard_state();
   if (!hs.is_ok()) return hs.status();
-  if (store_->legacy_hard_state_migrated()) {
-    spdlog::info("{}: rewrote the hard state record in the checksummed format", store_->path());
-  }
   auto entries = store_->load_entries();
   if (!entries.is_ok()) return entries.status();
 
@@ -680,8 +678,8 @@ void Node::Impl::finish_ready(raft::Ready& rd) {
 
 Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
   // Every step may be redone after a failure: chunks are written at their
-  // offsets, adoption is recorded in progress, and a failed LogStore
-  // transaction leaves nothing behind.
+  // offsets, adoption is recorded in progress, and a failed WAL
+  // write leaves no intact batch behind.
   const std::string incoming = data_dir_ + "/" + storage::kIncomingSnapshotName;
   if (!progress.snapshot_adopted) {
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) {

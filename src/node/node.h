@@ -1,7 +1,7 @@
 // A consensuskv node: owns the Raft core, its storage and the state machine, on one Raft thread.
 //
 // The Raft thread drives the pure core (src/raft) in the order raft.h
-// prescribes: persist (LogStore, one sync per batch) -> send (Transport) ->
+// prescribes: persist (the WAL, one fdatasync per batch) -> send (Transport) ->
 // apply (KvStateMachine) -> advance. Everything else talks to it by posting
 // work: propose(), read_barrier(), add_member() are thread-safe and return at
 // once; their callbacks run later ON THE RAFT THREAD and must only hand the
@@ -85,6 +85,7 @@ struct NodeOptions {
   uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
   uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
+  uint64_t wal_segment_bytes = uint64_t{64} << 20;  // preallocated size of a WAL segment (storage/wal/wal.h)
   // -auto-compaction-mode / -auto-compaction-retention (node/compactor.h):
   // the leader proposes compactions on this schedule. Off by default, as etcd.
   AutoCompactionOptions auto_compaction;

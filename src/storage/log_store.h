@@ -1,4 +1,9 @@
-// Durable Raft log and hard state in LMDB: one transaction and one sync per Ready.
+// The previous Raft log store, in LMDB: kept to read (and migrate) data dirs written before the WAL.
+//
+// Since the WAL (wal/wal.h) the node no longer writes raft.mdb: open_log.h
+// migrates an existing one into the WAL once, at start. This class stays
+// as the reader for that migration and as the unit tests' way to make an
+// old-format data dir; it implements LogStorage so both can be tested alike.
 //
 // Layout: one LMDB environment in a single file (<dir>/raft.mdb, plus its
 // lock file). Database "log": 8-byte big-endian index -> encoded entry with a
@@ -18,8 +23,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "raft/message_checks.h"
 #include "raft/types.h"
+#include "storage/log_storage.h"
 
 namespace ckv::storage {
 
@@ -34,19 +39,13 @@ struct LogStoreOptions {
   bool expect_existing = false;
 };
 
-// The highest term a stored record may hold. Terms grow by one per election;
-// nothing legitimate gets near 2^62, and a term near 2^64 could wrap when
-// incremented. (The Raft core checks messages against the same ceiling.)
-// The core's ceiling (raft/message_checks.h): a stored term above it is corruption.
-inline constexpr raft::Term kMaxStoredTerm = raft::kMaxTerm;
-
 inline constexpr char kLogStoreFileName[] = "raft.mdb";
 
-class LogStore {
+class LogStore final : public LogStorage {
  public:
   // Opens or creates <dir>/raft.mdb. dir must exist.
   static Result<std::unique_ptr<LogStore>> open(const std::string& dir, const LogStoreOptions& options);
-  ~LogStore();
+  ~LogStore() override;
   LogStore(const LogStore&) = delete;
   LogStore& operator=(const LogStore&) = delete;
 
@@ -54,26 +53,26 @@ class LogStore {
   // checksum mismatch or a term above kMaxStoredTerm. A record in the old
   // unchecksummed format (before format 2) is read once and rewritten in
   // the current format; legacy_hard_state_migrated() then says so.
-  Result<raft::HardState> load_hard_state();
+  Result<raft::HardState> load_hard_state() override;
   bool legacy_hard_state_migrated() const { return migrated_hard_state_; }
   // Every stored entry, ascending and contiguous. A gap or a failed checksum
   // is kCorrupt naming the index and the file.
-  Result<std::vector<raft::Entry>> load_entries();
+  Result<std::vector<raft::Entry>> load_entries() override;
 
   // In one transaction and one sync, in this order: if drop_all, delete every
   // entry (an installed snapshot replaces the log); delete entries with index
   // >= entries.front().index (a leader overwrote them, §5.3); append entries;
   // store the hard state if given.
   Status persist(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hard_state,
-                 bool drop_all);
+                 bool drop_all) override;
   // Deletes entries with index < first_to_keep (after a snapshot).
-  Status compact(raft::Index first_to_keep);
+  Status compact(raft::Index first_to_keep) override;
 
   // Small named records kept beside the log (e.g. the node's identity).
-  Result<std::optional<std::string>> get_meta(const std::string& key);
-  Status put_meta(const std::string& key, const std::string& value);
+  Result<std::optional<std::string>> get_meta(const std::string& key) override;
+  Status put_meta(const std::string& key, const std::string& value) override;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const override { return path_; }
 
  private:
   struct Handles;

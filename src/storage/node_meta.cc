@@ -88,16 +88,9 @@ Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
   return std::optional<NodeMeta>(std::move(meta));
 }
 
-Status write_node_meta(const std::string& dir, const NodeMeta& meta) {
-  const std::string path = dir + "/" + kNodeMetaFileName;
+Status write_file_atomically(const std::string& dir, const std::string& name, std::string_view data) {
+  const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
-  std::string body;
-  put_string32(body, meta.name);
-  put_string32(body, meta.incarnation);
-  std::string data(kMagic, kMagicLen);
-  put_u8(data, kFormat);
-  put_u32le(data, crc32c(body));
-  data += body;
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return io_error(tmp, "open");
   Status s = write_all(fd, data, tmp);
@@ -109,6 +102,17 @@ Status write_node_meta(const std::string& dir, const NodeMeta& meta) {
     return s;
   }
   return sync_dir(dir);
+}
+
+Status write_node_meta(const std::string& dir, const NodeMeta& meta) {
+  std::string body;
+  put_string32(body, meta.name);
+  put_string32(body, meta.incarnation);
+  std::string data(kMagic, kMagicLen);
+  put_u8(data, kFormat);
+  put_u32le(data, crc32c(body));
+  data += body;
+  return write_file_atomically(dir, kNodeMetaFileName, data);
 }
 
 }  // namespace ckv::storage

@@ -16,6 +16,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -32,6 +33,11 @@ struct NodeMeta {
 Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir);
 // Atomic: write temp, fsync, rename, fsync dir.
 Status write_node_meta(const std::string& dir, const NodeMeta& meta);
+
+// Replaces <dir>/<name> with data atomically: writes <name>.tmp, fsyncs it,
+// renames it over <name>, fsyncs dir. A crash leaves the old or the new file,
+// never a mix (the .tmp is removed by the next writer or at start).
+Status write_file_atomically(const std::string& dir, const std::string& name, std::string_view data);
 
 // A fresh incarnation: 16 bytes from getrandom(), as 32 lowercase hex chars.
 Result<std::string> new_incarnation();

@@ -20,6 +20,7 @@
 #include "node/member_info.h"
 #include "raft/raft.h"
 #include "storage/log_store.h"
+#include "storage/wal/wal.h"
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 
@@ -354,7 +355,7 @@ TEST_F(NodeTest, CommitBeyondTheLogIsRefusedNotAborted) {
   ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
   kill("a");
   {
-    auto store = storage::LogStore::open((root_ / "a").string(), storage::LogStoreOptions{});
+    auto store = storage::Wal::open((root_ / "a").string(), storage::WalOptions{});
     ASSERT_TRUE(store.is_ok());
     auto hs = store.value()->load_hard_state();
     ASSERT_TRUE(hs.is_ok());
@@ -365,7 +366,7 @@ TEST_F(NodeTest, CommitBeyondTheLogIsRefusedNotAborted) {
   Status s = open_status(options("a", true));
   EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.to_string();
   EXPECT_NE(s.message().find("commit index 1000 is beyond the last log entry"), std::string::npos) << s.message();
-  EXPECT_NE(s.message().find("raft.mdb"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find((root_ / "a" / "wal").string()), std::string::npos) << s.message();
 }
 
 // Issue 7 item 11: a deleted snapshot file behind a compacted log is refused (the core used to abort).
@@ -386,17 +387,17 @@ TEST_F(NodeTest, MissingSnapshotFileIsRefusedNotAborted) {
   EXPECT_NE(s.message().find("snapshot file is missing"), std::string::npos) << s.message();
 }
 
-// Issue 7 item 9/11: raft.mdb deleted while node_meta remains: this member lost its state.
+// Issue 7 item 9/11: the log deleted while node_meta remains: this member lost its state.
 TEST_F(NodeTest, DeletedLogStoreIsRefused) {
   start("a", true);
   ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
   ASSERT_TRUE(write(*nodes_["a"], "k", "v").is_ok());
   kill("a");
-  std::filesystem::remove(root_ / "a" / "raft.mdb");
+  std::filesystem::remove_all(root_ / "a" / "wal");
   Status s = open_status(options("a", true));
   EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.to_string();
   EXPECT_NE(s.message().find("is missing: this member lost its state"), std::string::npos) << s.message();
-  EXPECT_FALSE(std::filesystem::exists(root_ / "a" / "raft.mdb"));  // no empty log was made in its place
+  EXPECT_FALSE(std::filesystem::exists(root_ / "a" / "wal"));  // no empty log was made in its place
 }
 
 // A data dir made before node_meta existed gets one at its first start, with its state intact.

@@ -1,0 +1,538 @@
+// The write-ahead log's files: opening and replaying segments, appending batches, rolling over, compacting (see wal.h).
+#include "storage/wal/wal.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/node_meta.h"
+#include "storage/snapshot_file.h"
+
+namespace ckv::storage {
+
+namespace {
+
+constexpr char kMetaFileName[] = "meta";
+constexpr char kSegmentSuffix[] = ".wal";
+constexpr size_t kSegmentNameDigits = 16;
+
+std::string docs_hint() { return " (see docs/operations.md, \"Damaged or missing files\")"; }
+
+Status corrupt(const std::string& path, const std::string& what) {
+  return Status(StatusCode::kCorrupt, path + ": " + what + docs_hint());
+}
+
+// The seq of a segment file name, or 0 when name is not one.
+uint64_t segment_seq_of(const std::string& name) {
+  const size_t suffix = sizeof(kSegmentSuffix) - 1;
+  if (name.size() != kSegmentNameDigits + suffix ||
+      name.compare(kSegmentNameDigits, suffix, kSegmentSuffix) != 0) {
+    return 0;
+  }
+  uint64_t v = 0;
+  for (size_t i = 0; i < kSegmentNameDigits; ++i) {
+    const char c = name[i];
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+// Reserves the segment's blocks so appends never allocate (and a full disk
+// shows at roll-over, not in the middle of a batch). Filesystems without
+// fallocate get a sparse file of the same size, which reads as zeros too.
+Status preallocate(int fd, uint64_t bytes, const std::string& path) {
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) == 0) return Status::ok();
+  if (errno != EOPNOTSUPP && errno != ENOSYS) return io_error(path, "fallocate");
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return io_error(path, "ftruncate");
+  return Status::ok();
+}
+
+Status pwrite_all(int fd, std::string_view data, uint64_t offset, const std::string& path,
+                  size_t* written) {
+  *written = 0;
+  while (*written < data.size()) {
+    const ssize_t n = ::pwrite(fd, data.data() + *written, data.size() - *written,
+                               static_cast<off_t>(offset + *written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(path, "write");
+    *written += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Result<uint32_t> random_salt() {
+  uint32_t salt = 0;
+  for (;;) {
+    const ssize_t n = ::getrandom(&salt, sizeof salt, 0);
+    if (n == static_cast<ssize_t>(sizeof salt)) return salt;
+    if (n < 0 && errno != EINTR)
+      return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+  }
+}
+
+Result<std::string> read_file(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path, "open");
+  std::string data;
+  Status s = read_all(fd, path, data, max_bytes);
+  ::close(fd);
+  if (!s.is_ok()) return s;
+  return data;
+}
+
+// A segment is read whole, with its size known: one buffer, no regrowth.
+Result<std::string> read_segment(const std::string& path, uint64_t size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path, "open");
+  std::string data(size, '\0');
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, data.data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = io_error(path, "read");
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;  // shrank since the stat: what is left is what counts
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  data.resize(done);
+  return data;
+}
+
+}  // namespace
+
+struct Wal::Segment {
+  uint64_t seq = 0;
+  uint32_t salt = 0;
+  uint64_t prealloc_bytes = 0;
+  bool has_batch = false;
+  raft::Index max_index = 0;  // highest entry index ever written to it (0: none)
+};
+
+struct Wal::Replayed {
+  raft::HardState hard_state;
+  std::vector<raft::Entry> log;  // unfiltered
+  uint64_t next_seq = 1;
+  uint64_t end_offset = 0;  // in the newest segment
+  std::vector<Segment> segments;
+};
+
+Wal::Wal(std::string dir, WalOptions options) : dir_(std::move(dir)), options_(options) {}
+
+Wal::~Wal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string Wal::segment_path(uint64_t seq) const {
+  char name[kSegmentNameDigits + 1];
+  std::snprintf(name, sizeof name, "%016" PRIx64, seq);
+  return dir_ + "/" + name + kSegmentSuffix;
+}
+
+size_t Wal::segment_count() const { return segments_.size(); }
+
+Status Wal::write_meta() {
+  return write_file_atomically(dir_, kMetaFileName, wal::encode_meta(meta_));
+}
+
+Result<int> Wal::create_segment(uint64_t seq) {
+  const std::string path = segment_path(seq);
+  auto salt = random_salt();
+  if (!salt.is_ok()) return salt.status();
+  // O_EXCL: a leftover of the same name was removed at open; finding one now is a bug, not a file to reuse.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error(path, "create");
+  size_t written = 0;
+  Status s = preallocate(fd, options_.segment_bytes, path);
+  if (s.is_ok())
+    s = pwrite_all(fd, wal::encode_segment_header({seq, salt.value()}), 0, path, &written);
+  if (s.is_ok() && ::fdatasync(fd) != 0) s = io_error(path, "fdatasync");
+  if (s.is_ok()) s = sync_dir(dir_);
+  if (!s.is_ok()) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return s;
+  }
+  segments_.push_back(Segment{seq, salt.value(), options_.segment_bytes, false, 0});
+  return fd;
+}
+
+Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOptions& options) {
+  if (options.segment_bytes < wal::kMinSegmentBytes ||
+      options.segment_bytes > wal::kMaxSegmentBytes) {
+    return Status(StatusCode::kInvalid,
+                  "WAL segment size " + std::to_string(options.segment_bytes) + " is outside [" +
+                      std::to_string(wal::kMinSegmentBytes) + ", " +
+                      std::to_string(wal::kMaxSegmentBytes) + "]");
+  }
+  auto w = std::unique_ptr<Wal>(new Wal(data_dir + "/" + kWalDirName, options));
+  const std::string meta_path = w->dir_ + "/" + kMetaFileName;
+  struct stat st {};
+  const bool have_meta = ::stat(meta_path.c_str(), &st) == 0;
+  if (!have_meta && errno != ENOENT) return io_error(meta_path, "stat");
+  if (!have_meta && options.expect_existing) {
+    return Status(StatusCode::kCorrupt,
+                  "the log store " + w->dir_ +
+                      " is missing: this member lost its state and must be replaced (" + meta_path +
+                      " does not exist)" + docs_hint());
+  }
+  if (::mkdir(w->dir_.c_str(), 0755) != 0 && errno != EEXIST) return io_error(w->dir_, "mkdir");
+
+  // What a crash can leave: a segment made but not yet listed (roll-over),
+  // one unlisted but not yet deleted (compaction), a metadata temp file.
+  // None holds an acknowledged byte (a segment is written only once listed).
+  wal::WalMeta listed;
+  if (have_meta) {
+    auto data = read_file(meta_path, wal::kMaxMetaFileBytes + 1);
+    if (!data.is_ok()) return data.status();
+    auto m = wal::decode_meta(data.value());
+    if (!m.is_ok()) return corrupt(meta_path, "is damaged: " + m.status().message());
+    listed = std::move(m).value();
+  }
+  if (DIR* d = ::opendir(w->dir_.c_str())) {
+    while (const dirent* ent = ::readdir(d)) {
+      const std::string name = ent->d_name;
+      const uint64_t seq = segment_seq_of(name);
+      bool stray = name == std::string(kMetaFileName) + ".tmp";
+      if (seq != 0) {
+        stray = listed.segments.empty() || seq < listed.segments.front().seq ||
+                seq > listed.segments.back().seq;
+      }
+      if (stray) {
+        spdlog::info(
+            "{}: removing {} (left by an interrupted roll-over or compaction; never acknowledged "
+            "data)",
+            w->dir_, name);
+        if (::unlink((w->dir_ + "/" + name).c_str()) != 0) {
+          ::closedir(d);
+          return io_error(w->dir_ + "/" + name, "unlink");
+        }
+      }
+    }
+    ::closedir(d);
+  } else {
+    return io_error(w->dir_, "opendir");
+  }
+
+  if (!have_meta) {
+    // A new log: its first segment, then the metadata file naming it; only
+    // then does the WAL exist (a crash before leaves a stray file, removed above).
+    auto fd = w->create_segment(1);
+    if (!fd.is_ok()) return fd.status();
+    w->fd_ = fd.value();
+    w->offset_ = wal::kSegmentHeaderBytes;
+    w->meta_.segments.push_back({1, options.segment_bytes});
+    if (Status s = w->write_meta(); !s.is_ok()) return s;
+    if (Status s = sync_dir(data_dir); !s.is_ok()) return s;  // the wal directory's own entry
+    w->loaded_.emplace();
+    return w;
+  }
+
+  w->meta_ = std::move(listed);
+  auto r = w->replay(true);
+  if (!r.is_ok()) return r.status();
+  Replayed& rp = r.value();
+  w->segments_ = std::move(rp.segments);
+  w->hard_state_ = rp.hard_state;
+  w->log_empty_ = rp.log.empty();
+  w->last_index_ = rp.log.empty() ? 0 : rp.log.back().index;
+  w->next_seq_ = rp.next_seq;
+  w->offset_ = rp.end_offset;
+  const std::string last = w->segment_path(w->segments_.back().seq);
+  w->fd_ = ::open(last.c_str(), O_RDWR | O_CLOEXEC);
+  if (w->fd_ < 0) return io_error(last, "open");
+  std::vector<raft::Entry> kept;
+  for (raft::Entry& e : rp.log) {
+    if (e.index >= w->meta_.first_index) kept.push_back(std::move(e));
+  }
+  w->loaded_ = std::move(kept);
+  return w;
+}
+
+Result<Wal::Replayed> Wal::replay(bool repair) {
+  Replayed out;
+  uint64_t expect_seq = 0;
+  for (size_t i = 0; i < meta_.segments.size(); ++i) {
+    const wal::SegmentInfo& info = meta_.segments[i];
+    const bool last = i + 1 == meta_.segments.size();
+    const std::string path = segment_path(info.seq);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return corrupt(path, "is missing, but " + dir_ + "/meta lists it");
+      return io_error(path, "stat");
+    }
+    if (static_cast<uint64_t>(st.st_size) < info.prealloc_bytes) {
+      return corrupt(path, "is truncated: " + std::to_string(st.st_size) +
+                               " bytes, but it was made with " +
+                               std::to_string(info.prealloc_bytes));
+    }
+    auto data = read_segment(path, static_cast<uint64_t>(st.st_size));
+    if (!data.is_ok()) return data.status();
+    const std::string& file = data.value();
+    auto header = wal::decode_segment_header(file);
+    if (!header.is_ok()) return corrupt(path, "offset 0: " + header.status().message());
+    if (header.value().seq != info.seq) {
+      return corrupt(path, "offset 0: holds segment " + std::to_string(header.value().seq) +
+                               ", not " + std::to_string(info.seq));
+    }
+    auto scanned = wal::scan_segment(file, expect_seq, last, meta_.first_index);
+    if (!scanned.is_ok()) return corrupt(path, scanned.status().message());
+    wal::SegmentScan& scan = scanned.value();
+    if (!last && scan.last_seq == 0)
+      return corrupt(path, "holds no complete batch, but a newer segment exists");
+    Segment seg{info.seq, header.value().salt, info.prealloc_bytes, scan.last_seq != 0, 0};
+    for (wal::Record& rec : scan.records) {
+      switch (rec.type) {
+        case wal::RecordType::kEntry:
+          if (!out.log.empty() && rec.entry.index != out.log.back().index + 1) {
+            return corrupt(path, "offset " + std::to_string(rec.offset) + ": entry " +
+                                     std::to_string(rec.entry.index) + " does not follow entry " +
+                                     std::to_string(out.log.back().index) + ": the log has a gap");
+          }
+          seg.max_index = std::max(seg.max_index, rec.entry.index);
+          out.log.push_back(std::move(rec.entry));
+          break;
+        case wal::RecordType::kHardState:
+          out.hard_state = rec.hard_state;
+          break;
+        case wal::RecordType::kTruncate:
+          while (!out.log.empty() && out.log.back().index >= rec.from) out.log.pop_back();
+          break;
+        case wal::RecordType::kDropAll:
+          out.log.clear();
+          break;
+        case wal::RecordType::kCommit:
+          break;  // never in records
+      }
+    }
+    if (scan.last_seq != 0) {
+      expect_seq = scan.last_seq + 1;
+      out.next_seq = expect_seq;
+    }
+    out.segments.push_back(seg);
+    if (last) {
+      out.end_offset = scan.end_offset;
+      if (scan.torn && repair) {
+        // Cut the incomplete batch off (zero it) before anything is
+        // appended: its leftovers must never follow a new batch.
+        uint64_t dirty_end = file.size();
+        while (dirty_end > scan.end_offset && file[dirty_end - 1] == 0) --dirty_end;
+        repaired_bytes_ = dirty_end - scan.end_offset;
+        spdlog::warn(
+            "{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was never "
+            "acknowledged (a crash during its write)",
+            path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
+        // Zeros written over the dirty bytes only: those blocks exist, so
+        // this works on a full disk too (a restart there must not fail).
+        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) return io_error(path, "open");
+        size_t written = 0;
+        Status s =
+            pwrite_all(fd, std::string(repaired_bytes_, '\0'), scan.end_offset, path, &written);
+        if (s.is_ok() && ::fdatasync(fd) != 0) s = io_error(path, "fdatasync");
+        ::close(fd);
+        if (!s.is_ok()) return s;
+      }
+    }
+  }
+  return out;
+}
+
+Result<raft::HardState> Wal::load_hard_state() { return hard_state_; }
+
+Result<std::vector<raft::Entry>> Wal::load_entries() {
+  if (loaded_) {
+    std::vector<raft::Entry> out = std::move(*loaded_);
+    loaded_.reset();
+    return out;
+  }
+  auto r = replay(false);
+  if (!r.is_ok()) return r.status();
+  std::vector<raft::Entry> kept;
+  for (raft::Entry& e : r.value().log) {
+    if (e.index >= meta_.first_index) kept.push_back(std::move(e));
+  }
+  return kept;
+}
+
+Status Wal::roll_segment() {
+  if (segments_.size() >= wal::kMaxMetaSegments) {
+    return Status(StatusCode::kIo,
+                  dir_ + ": " + std::to_string(segments_.size()) +
+                      " segments, the most the metadata file lists: the log is not being "
+                      "compacted (are snapshots failing?)");
+  }
+  const uint64_t seq = segments_.back().seq + 1;
+  auto fd = create_segment(seq);
+  if (!fd.is_ok()) return fd.status();
+  meta_.segments.push_back({seq, options_.segment_bytes});
+  if (Status s = write_meta(); !s.is_ok()) {
+    meta_.segments.pop_back();
+    segments_.pop_back();
+    ::close(fd.value());
+    ::unlink(segment_path(seq).c_str());
+    return s;
+  }
+  ::close(fd_);
+  fd_ = fd.value();
+  offset_ = wal::kSegmentHeaderBytes;
+  return Status::ok();
+}
+
+Status Wal::persist(const std::vector<raft::Entry>& entries,
+                    const std::optional<raft::HardState>& hard_state, bool drop_all) {
+  if (entries.empty() && !hard_state && !drop_all) return Status::ok();
+  for (size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].index != entries[i - 1].index + 1) {
+      return Status(StatusCode::kInvalid,
+                    dir_ + ": persist: entries " + std::to_string(entries[i - 1].index) + " and " +
+                        std::to_string(entries[i].index) + " are not contiguous");
+    }
+  }
+  const bool empty = drop_all || log_empty_;
+  if (!entries.empty() &&
+      (entries.front().index == 0 || (!empty && entries.front().index > last_index_ + 1))) {
+    return Status(StatusCode::kInvalid,
+                  dir_ + ": persist: entry " + std::to_string(entries.front().index) +
+                      " would leave a gap after " + std::to_string(last_index_));
+  }
+  const bool truncate = !entries.empty() && !empty && entries.front().index <= last_index_;
+  size_t bytes = wal::kCommitRecordBytes + (drop_all ? wal::kDropAllRecordBytes : 0) +
+                 (truncate ? wal::kTruncateRecordBytes : 0) +
+                 (hard_state ? wal::kHardStateRecordBytes : 0);
+  for (const raft::Entry& e : entries) bytes += wal::entry_record_bytes(e);
+  // Decided before anything is written (it compares with the stored state).
+  // A batch that changes only the commit index is written but not synced:
+  // commitIndex is volatile state (Raft paper, Figure 2), a restart takes
+  // the snapshot's index or learns it from the leader (etcd's MustSync makes
+  // the same choice); the next synced batch makes it durable with its own.
+  const bool must_sync = !entries.empty() || drop_all ||
+                         (hard_state && (hard_state->term != hard_state_.term ||
+                                         hard_state->vote != hard_state_.vote));
+  // On a full disk such a batch is dropped rather than failed: losing it is
+  // what a crash may do anyway, and a follower that must not take entries
+  // (disk full) still has to follow the leader's commit index.
+  auto dropped_for_space = [&](const Status& s) {
+    if (must_sync || s.code() != StatusCode::kNoSpace) return false;
+    if (hard_state) hard_state_ = *hard_state;  // carried by the next segment's first batch
+    return true;
+  };
+  if (segments_.back().has_batch &&
+      offset_ + bytes + wal::kHardStateRecordBytes > segments_.back().prealloc_bytes) {
+    if (Status s = roll_segment(); !s.is_ok()) {
+      // No room for a new segment: the batch may still fit past the end of
+      // this one, in the file's last allocated block (a small hard state
+      // does). If it needs new blocks, that write fails with ENOSPC below.
+      if (s.code() != StatusCode::kNoSpace) return s;
+    }
+  }
+  const Segment& seg = segments_.back();
+  // Each segment's first batch carries the hard state, so that compaction,
+  // which deletes whole older segments, never deletes the only copy.
+  const bool carry_hard_state = !hard_state && !seg.has_batch && hard_state_ != raft::HardState{};
+  const uint32_t salt = seg.salt;
+  batch_.clear();
+  batch_.reserve(bytes + wal::kHardStateRecordBytes);
+  if (drop_all) wal::append_drop_all_record(batch_, salt);
+  if (truncate) wal::append_truncate_record(batch_, salt, entries.front().index);
+  for (const raft::Entry& e : entries) wal::append_entry_record(batch_, salt, e);
+  if (hard_state || carry_hard_state)
+    wal::append_hard_state_record(batch_, salt, hard_state ? *hard_state : hard_state_);
+  wal::append_commit_record(batch_, salt, next_seq_, offset_);
+
+  const std::string path = segment_path(seg.seq);
+  size_t written = 0;
+  if (Status s = pwrite_all(fd_, batch_, offset_, path, &written); !s.is_ok()) {
+    // Nothing of it counts (no intact commit record); zero what was written
+    // so a retry with other contents never leaves a stale record behind it.
+    if (written > 0) {
+      const std::string zeros(written, '\0');
+      size_t ignored = 0;
+      (void)pwrite_all(fd_, zeros, offset_, path, &ignored);
+    }
+    if (dropped_for_space(s)) return Status::ok();
+    return s;
+  }
+  // The one sync of this batch (raft.h: persist before send).
+  if (options_.sync && must_sync) {
+    ++batch_syncs_;
+    if (::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
+  }
+  offset_ += batch_.size();
+  ++next_seq_;
+  Segment& cur = segments_.back();
+  cur.has_batch = true;
+  if (drop_all) {
+    log_empty_ = true;
+    last_index_ = 0;
+  }
+  if (!entries.empty()) {
+    log_empty_ = false;
+    last_index_ = entries.back().index;
+    cur.max_index = std::max(cur.max_index, last_index_);
+  }
+  if (hard_state) hard_state_ = *hard_state;
+  loaded_.reset();
+  return Status::ok();
+}
+
+Status Wal::compact(raft::Index first_to_keep) {
+  if (first_to_keep <= meta_.first_index) return Status::ok();
+  size_t drop = 0;
+  raft::Index max_seen = 0;
+  for (size_t i = 0; i + 1 < segments_.size(); ++i) {
+    max_seen = std::max(max_seen, segments_[i].max_index);
+    if (max_seen >= first_to_keep) break;
+    drop = i + 1;
+  }
+  const wal::WalMeta before = meta_;
+  meta_.first_index = first_to_keep;
+  meta_.segments.erase(meta_.segments.begin(),
+                       meta_.segments.begin() + static_cast<std::ptrdiff_t>(drop));
+  // The metadata file first: once it no longer lists a segment, a crash
+  // before the unlink leaves a stray file that open() removes.
+  if (Status s = write_meta(); !s.is_ok()) {
+    meta_ = before;
+    return s;
+  }
+  loaded_.reset();
+  for (size_t i = 0; i < drop; ++i) {
+    const std::string path = segment_path(segments_[i].seq);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      spdlog::warn("{}", io_error(path, "unlink").message());
+  }
+  segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(drop));
+  if (drop > 0) return sync_dir(dir_);
+  return Status::ok();
+}
+
+Result<std::optional<std::string>> Wal::get_meta(const std::string& key) {
+  auto it = meta_.records.find(key);
+  if (it == meta_.records.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+
+Status Wal::put_meta(const std::string& key, const std::string& value) {
+  const wal::WalMeta before = meta_;
+  meta_.records[key] = value;
+  if (Status s = write_meta(); !s.is_ok()) {
+    meta_ = before;
+    return s;
+  }
+  return Status::ok();
+}
+
+}  // namespace ckv::storage
