@@ -22,6 +22,7 @@
 #include "storage/log_store.h"
 #include "storage/wal/wal.h"
 #include "storage/node_meta.h"
+#include "storage/open_log.h"
 #include "storage/snapshot_file.h"
 
 namespace ckv::node {
@@ -924,7 +925,7 @@ TEST_F(NodeTest, ProposeRefusesCommandsTheLogCannotCarry) {
 // name's log (which must be stopped), in its last term.
 void append_committed(const std::filesystem::path& dir, const std::vector<std::string>& payloads,
                       raft::Index* last_before = nullptr, raft::Term* term_out = nullptr) {
-  auto store = storage::LogStore::open(dir.string(), storage::LogStoreOptions{});
+  auto store = storage::open_log_storage(dir.string(), storage::WalOptions{});
   ASSERT_TRUE(store.is_ok()) << store.status().to_string();
   auto hs = store.value()->load_hard_state();
   auto entries = store.value()->load_entries();
@@ -976,7 +977,7 @@ TEST_F(NodeTest, DataDirFromBeforeTheMvccStoreIsConverted) {
   // The snapshot at the log's old last entry, as the previous version wrote them.
   std::optional<raft::Membership> real;
   {
-    auto store = storage::LogStore::open((root_ / "a").string(), storage::LogStoreOptions{});
+    auto store = storage::open_log_storage((root_ / "a").string(), storage::WalOptions{});
     ASSERT_TRUE(store.is_ok());
     auto entries = store.value()->load_entries();
     ASSERT_TRUE(entries.is_ok());
