@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 
 #include "etcd/grpc_server.h"
+#include "etcd/kv_service.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -370,6 +371,10 @@ int main(int argc, char** argv) {
     return kExitRuntimeError;
   }
 
+  // etcd's KV request layer, shared by the gRPC service and the /v3/kv gateway.
+  auto kv = std::make_unique<ckv::etcd::KvService>(
+      *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value()});
+  http_opts.kv = kv.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
@@ -386,7 +391,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
-    auto started = ckv::etcd::GrpcServer::start(*node, opts.grpc_address, client_tls.value(),
+    auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
                                                 http_opts.header_timeout_ms);
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
@@ -407,6 +412,9 @@ int main(int argc, char** argv) {
   // an answer while the HTTP threads still run; then the HTTP threads stop.
   // The Node goes before the server (see server.h, "Lifecycle").
   node->stop();
+  // Right after the Node: it answers KV calls the stopped Node never will
+  // ("etcdserver: server stopped"), so the front ends can finish every call.
+  kv->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();
   server->stop();

@@ -20,7 +20,7 @@ Header header_for(const node::NodeStatus& st, bool with_revision) {
   Header h;
   h.cluster_id = st.cluster_id;
   h.member_id = st.id;
-  h.revision = with_revision ? st.applied_index : 0;
+  h.revision = with_revision ? static_cast<uint64_t>(st.revision) : 0;
   h.raft_term = st.term;
   return h;
 }

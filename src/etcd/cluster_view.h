@@ -9,7 +9,7 @@
 //   cluster_id   NodeStatus::cluster_id: chosen when the cluster was founded,
 //                never changed (docs/design-notes.md, "Cluster identity")
 //   member_id    the node's 64-bit Raft id (node::node_id_for(name))
-//   revision     the applied index, until the MVCC store gives a revision
+//   revision     the MVCC store's current revision (1 when empty, as etcd)
 //   raft_term    the node's current term
 #pragma once
 

@@ -18,6 +18,7 @@
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_tls.h"
+#include "etcd/kv_grpc_service.h"
 
 namespace ckv::etcd {
 
@@ -305,7 +306,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   node::Node& node_;
 };
 
-// Every method no service above registers (KV, Watch, Lease, Auth, the
+// Every method no service above registers (Watch, Lease, Auth, the
 // election and lock services, anything unknown): UNIMPLEMENTED, named.
 class UnimplementedService final : public grpc::CallbackGenericService {
  public:
@@ -322,8 +323,12 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 }  // namespace
 
 struct GrpcServer::Impl {
-  Impl(node::Node& node, std::string address, const std::optional<tls::TlsMaterial>& tls)
-      : cluster(node, std::move(address), member_channel_credentials(tls)), maintenance(node) {}
+  Impl(node::Node& node, KvService& kv_service, std::string address,
+       const std::optional<tls::TlsMaterial>& tls)
+      : kv(make_kv_grpc_service(kv_service)),
+        cluster(node, std::move(address), member_channel_credentials(tls)),
+        maintenance(node) {}
+  std::unique_ptr<grpc::Service> kv;
   ClusterService cluster;
   MaintenanceService maintenance;
   UnimplementedService rest;
@@ -331,11 +336,11 @@ struct GrpcServer::Impl {
   std::once_flag stopped;
 };
 
-Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
+Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvService& kv,
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms) {
-  auto impl = std::make_unique<Impl>(node, listen_address, tls);
+  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
@@ -347,6 +352,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node,
   grpc::ResourceQuota quota("ckv-etcd-grpc");
   quota.SetMaxThreads(kMaxGrpcThreads);
   builder.SetResourceQuota(quota);
+  builder.RegisterService(impl->kv.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterCallbackGenericService(&impl->rest);

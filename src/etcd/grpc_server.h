@@ -1,4 +1,4 @@
-// The etcd v3 gRPC endpoint (-grpc-address): the Cluster service (member list and changes) and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
 //
 // Every other method of etcd's services (KV, Watch, Lease, the rest of
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
@@ -28,10 +28,13 @@
 
 namespace ckv::etcd {
 
+class KvService;
+
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
-// Largest request message accepted (etcd's default --max-request-bytes, 1.5 MiB,
-// plus its gRPC overhead allowance).
+// Largest request message grpc++ accepts (etcd's default --max-request-bytes,
+// 1.5 MiB, plus its gRPC overhead allowance); writes are held to 1.5 MiB
+// itself (kv_grpc_service.h, kMaxRequestBytes), as etcd does.
 inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 
 // Threads the synchronous server may run calls on at once (grpc++'s
@@ -46,10 +49,11 @@ inline constexpr int kDefaultGrpcHandshakeTimeoutMs = 10'000;
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  // tls: serve only TLS with this certificate, requiring and verifying client
-  // certificates when tls->verify_clients (tls/tls_files.h).
+  // kv serves the KV service and must outlive the server. tls: serve only
+  // TLS with this certificate, requiring and verifying client certificates
+  // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
-      node::Node& node, const std::string& listen_address,
+      node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs);
   ~GrpcServer();

@@ -36,28 +36,6 @@ Response json_response(unsigned status, const json& body) {
   return r;
 }
 
-bool json_too_deep(std::string_view body) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 // Parses a request body that must be a JSON object. An empty body is an
 // empty object when allow_empty (a POST /join may carry everything in the query).
 std::optional<json> parse_object(const std::string& body, bool allow_empty, std::string* error) {
@@ -66,7 +44,7 @@ std::optional<json> parse_object(const std::string& body, bool allow_empty, std:
     *error = "request body must be a JSON object";
     return std::nullopt;
   }
-  if (json_too_deep(body)) {
+  if (json_deeper_than(body, kMaxJsonDepth)) {
     *error = "JSON nested too deeply";
     return std::nullopt;
   }
@@ -144,6 +122,28 @@ Response method_not_allowed(const char* allow) {
 
 }  // namespace
 
+bool json_deeper_than(std::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 unsigned http_status_for(StatusCode code) {
   switch (code) {
     case StatusCode::kOk:
@@ -189,7 +189,7 @@ void Api::handle(const Request& req, Reply reply) {
     reply(error_response(400, "malformed URL escape in the request target"));
     return;
   }
-  const std::string& path = target->path;
+  const std::string path = etcd_gateway_path(target->path);
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
   if (path == "/set") {
@@ -211,6 +211,8 @@ void Api::handle(const Request& req, Reply reply) {
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
+  } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
+    etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {
     handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {

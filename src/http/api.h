@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "node/node.h"
 
 namespace ckv::etcd {
+class KvService;
 enum class MemberCall : uint8_t;
 }
 
@@ -63,6 +65,7 @@ struct ApiOptions {
   int commit_timeout_ms = 5000;  // propose and read barrier
   int join_timeout_ms = 30000;   // add_member: a learner may need a snapshot before it can vote
   std::string grpc_address;      // this node's -grpc-address, for the /v3 gateway's member list
+  etcd::KvService* kv = nullptr;  // the /v3/kv/* gateway's request layer; null: those routes answer 501
 };
 
 class Api {
@@ -94,6 +97,10 @@ class Api {
   node::Node& node_;
   const ApiOptions options_;
 };
+
+// Whether JSON text nests objects and arrays more than max_depth deep (a
+// linear scan, so a hostile body is refused before any parser recurses).
+bool json_deeper_than(std::string_view body, int max_depth);
 
 // The one place a StatusCode becomes an HTTP status (DESIGN.md, "Conventions").
 unsigned http_status_for(StatusCode code);

@@ -1,11 +1,15 @@
 // etcd's /v3/ JSON gateway (see etcd_gateway.h): routing, request body checks and protobuf's JSON mapping by hand.
 #include "http/etcd_gateway.h"
 
+#include <iterator>
+#include <utility>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
+#include "etcd/kv_service.h"
+#include "http/etcd_kv_json.h"
 #include "etcd/member_ops.h"
 
 namespace ckv::http {
@@ -20,13 +24,9 @@ constexpr int kGrpcNotFound = 5;
 constexpr int kGrpcUnimplemented = 12;
 
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
-// declare, besides those we serve (member list, status, the member changes).
-constexpr std::string_view kUnimplementedRoutes[] = {"/v3/kv/range",
-                                                     "/v3/kv/put",
-                                                     "/v3/kv/deleterange",
-                                                     "/v3/kv/txn",
-                                                     "/v3/kv/compaction",
-                                                     "/v3/watch",
+// declare, besides those we serve (member list, status, the member changes;
+// KV's routes are is_etcd_kv_route's).
+constexpr std::string_view kUnimplementedRoutes[] = {"/v3/watch",
                                                      "/v3/lease/grant",
                                                      "/v3/lease/revoke",
                                                      "/v3/kv/lease/revoke",
@@ -64,13 +64,6 @@ constexpr std::string_view kUnimplementedRoutes[] = {"/v3/kv/range",
                                                      "/v3/election/observe",
                                                      "/v3/election/resign"};
 
-Response gateway_error(unsigned http_status, int grpc_code, const std::string& message) {
-  Response r;
-  r.status = http_status;
-  r.body = json{{"error", message}, {"message", message}, {"code", grpc_code}}.dump();
-  return r;
-}
-
 // protobuf's JSON mapping: uint64/int64 as decimal strings; zero omitted.
 void put_u64(json& j, const char* name, uint64_t v) {
   if (v != 0) j[name] = std::to_string(v);
@@ -107,20 +100,6 @@ json members_json(const etcd::MemberList& list) {
   return out;
 }
 
-// grpc-gateway's HTTP status for a gRPC code (runtime.HTTPStatusFromCode).
-unsigned http_status_for_grpc(int code) {
-  switch (code) {
-    case etcd::grpc_code::kOk: return 200;
-    case etcd::grpc_code::kInvalidArgument: return 400;
-    case etcd::grpc_code::kDeadlineExceeded: return 504;
-    case etcd::grpc_code::kNotFound: return 404;
-    case etcd::grpc_code::kResourceExhausted: return 429;
-    case etcd::grpc_code::kFailedPrecondition: return 412;
-    case etcd::grpc_code::kUnimplemented: return 501;
-    case etcd::grpc_code::kUnavailable: return 503;
-    default: return 500;
-  }
-}
 
 // A member id as protobuf's JSON mapping accepts a uint64: a number or a decimal string.
 bool read_member_id(const json& j, uint64_t* id) {
@@ -144,6 +123,56 @@ bool read_member_id(const json& j, uint64_t* id) {
 
 }  // namespace
 
+std::string etcd_gateway_path(const std::string& path) {
+  const std::string_view beta = kEtcdGatewayBetaPrefix;
+  if (!path.starts_with(beta)) return path;
+  return kEtcdGatewayPrefix + path.substr(beta.size());
+}
+
+bool is_etcd_kv_route(const std::string& path) {
+  return path == "/v3/kv/range" || path == "/v3/kv/put" || path == "/v3/kv/deleterange" ||
+         path == "/v3/kv/txn" || path == "/v3/kv/compaction";
+}
+
+namespace {
+// The member changes' name for the one table below.
+unsigned http_status_for_grpc(int code) { return gateway_http_status(code); }
+}  // namespace
+
+unsigned gateway_http_status(int grpc_code) {
+  // grpc-gateway v1 runtime/errors.go, indexed by gRPC code (grpc/status.h numbering).
+  constexpr unsigned kHttpForCode[] = {
+      200,  // OK
+      408,  // CANCELLED
+      500,  // UNKNOWN
+      400,  // INVALID_ARGUMENT
+      504,  // DEADLINE_EXCEEDED
+      404,  // NOT_FOUND
+      409,  // ALREADY_EXISTS
+      403,  // PERMISSION_DENIED
+      429,  // RESOURCE_EXHAUSTED
+      412,  // FAILED_PRECONDITION
+      409,  // ABORTED
+      400,  // OUT_OF_RANGE
+      501,  // UNIMPLEMENTED
+      500,  // INTERNAL
+      503,  // UNAVAILABLE
+      500,  // DATA_LOSS
+      401,  // UNAUTHENTICATED
+  };
+  if (grpc_code < 0 || static_cast<size_t>(grpc_code) >= std::size(kHttpForCode)) return 500;
+  return kHttpForCode[grpc_code];
+}
+
+Response gateway_error(unsigned http_status, int grpc_code, const std::string& message) {
+  Response r;
+  r.status = http_status;
+  // Invalid UTF-8 (a parser quoting the body) must not throw: replace it on output.
+  r.body = json{{"error", message}, {"message", message}, {"code", grpc_code}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address) {
   return members_json(etcd::member_list_for(st, grpc_address)).dump();
 }
@@ -163,11 +192,67 @@ std::string gateway_status_json(const node::NodeStatus& st) {
   return out.dump();
 }
 
+namespace {
+
+Response kv_error(const Status& s) {
+  const GrpcError e = grpc_error_for(s);
+  return gateway_error(gateway_http_status(e.code), e.code, e.message);
+}
+
+template <typename T>
+etcd::KvDone<T> answer_with(Reply reply) {
+  return [reply = std::move(reply)](Result<etcd::KvAnswer<T>> r) {
+    if (!r.is_ok()) return reply(kv_error(r.status()));
+    Response resp;
+    resp.body = to_json(r.value().body, r.value().header);
+    reply(std::move(resp));
+  };
+}
+
+// Parses the body with from_json, then calls (kv.*method)(request, call, done).
+template <typename Resp, typename Parse, typename Method>
+void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method method,
+              Reply reply) {
+  auto parsed = from_json(req.body);
+  if (!parsed.is_ok()) return reply(kv_error(parsed.status()));
+  // A gateway call is a client's, never a member's forward: on a follower
+  // the request layer forwards it to the leader over gRPC itself.
+  etcd::KvCall call;
+  if (req.idempotency_key) call.idempotency_key = *req.idempotency_key;
+  (kv.*method)(std::move(parsed).value(), std::move(call), answer_with<Resp>(std::move(reply)));
+}
+
+}  // namespace
+
+void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
+                     Reply reply) {
+  if (req.method != "POST") {
+    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
+    r.headers.emplace_back("Allow", "POST");
+    return reply(std::move(r));
+  }
+  using K = etcd::KvService;
+  if (path == "/v3/kv/range") {
+    serve_kv<mvcc::RangeResponse>(req, kv, range_request_from_json, &K::range, std::move(reply));
+  } else if (path == "/v3/kv/put") {
+    serve_kv<mvcc::PutResponse>(req, kv, put_request_from_json, &K::put, std::move(reply));
+  } else if (path == "/v3/kv/deleterange") {
+    serve_kv<mvcc::DeleteRangeResponse>(req, kv, delete_range_request_from_json,
+                                        &K::delete_range, std::move(reply));
+  } else if (path == "/v3/kv/txn") {
+    serve_kv<mvcc::TxnResponse>(req, kv, txn_request_from_json, &K::txn, std::move(reply));
+  } else {
+    serve_kv<mvcc::CompactionResponse>(req, kv, compaction_request_from_json, &K::compact,
+                                       std::move(reply));
+  }
+}
+
 Response etcd_gateway(const Request& req, const std::string& path,
                       const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address) {
   const bool served = path == "/v3/cluster/member/list" || path == "/v3/maintenance/status";
-  bool known = served;
+  // KV routes get here only when no request layer is configured (tests).
+  bool known = served || is_etcd_kv_route(path);
   for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
   if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");
   if (req.method != "POST") {

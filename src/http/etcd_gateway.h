@@ -1,10 +1,10 @@
-// etcd's JSON gateway under /v3/ on the HTTP API port: member list, member changes and status served, the rest UNIMPLEMENTED.
+// etcd's JSON gateway under /v3/ on the HTTP API port: member list, member changes and status here, KV through etcd_kv_gateway (etcd_kv_json.h's mapping), the rest UNIMPLEMENTED.
 //
 // Bodies follow etcd 3.4's grpc-gateway as a real etcd emits them: field
 // names as in rpc.proto (cluster_id, dbSize, peerURLs), 64-bit integers as
 // strings, zero values and empty lists omitted; errors as
 // {"error","message","code"} with the gRPC code and grpc-gateway's HTTP
-// status (InvalidArgument 400, NotFound 404, Unimplemented 501).
+// status (gateway_http_status: InvalidArgument 400, NotFound 404, Unimplemented 501).
 #pragma once
 
 #include <functional>
@@ -15,9 +15,18 @@
 
 #include "http/api.h"
 
+namespace ckv::etcd {
+class KvService;
+}
+
 namespace ckv::http {
 
 inline constexpr const char* kEtcdGatewayPrefix = "/v3/";
+// etcd 3.4 serves every gateway route under this deprecated prefix as well.
+inline constexpr const char* kEtcdGatewayBetaPrefix = "/v3beta/";
+
+// "/v3beta/kv/range" -> "/v3/kv/range" (as etcd 3.4 aliases them); any other path unchanged.
+std::string etcd_gateway_path(const std::string& path);
 
 // path starts with kEtcdGatewayPrefix; status is called only for a served
 // call (Node::status() in the server, a fixed value in tests); grpc_address
@@ -26,6 +35,22 @@ Response etcd_gateway(const Request& req, const std::string& path,
                       const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address);
 
+// Whether path is one of KV's five routes (/v3/kv/range, put, deleterange, txn, compaction).
+bool is_etcd_kv_route(const std::string& path);
+
+// Serves a KV route (is_etcd_kv_route(path)) on the request layer, bodies
+// as etcd_kv_json.h maps them. reply is called exactly once, inline or on
+// the request layer's worker thread (kv_service.h). An Idempotency-Key
+// header becomes the write's idempotency key, as on the seed API.
+void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
+                     Reply reply);
+
+// grpc-gateway's HTTP status for a gRPC code (its runtime.HTTPStatusFromCode,
+// as the etcd 3.4 Debian ships is built with: OutOfRange 400,
+// Unavailable 503, FailedPrecondition 412, ResourceExhausted 429, ...).
+unsigned gateway_http_status(int grpc_code);
+// {"error": message, "message": message, "code": grpc_code} with that status.
+Response gateway_error(unsigned http_status, int grpc_code, const std::string& message);
 // The member changes (/v3/cluster/member/add, remove, promote, update) are
 // answered asynchronously by Api (api.cc), through etcd::change_membership on
 // the leader; a follower forwards them to the leader's API unchanged, so

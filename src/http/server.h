@@ -26,6 +26,10 @@
 #include "node/node.h"
 #include "tls/tls_files.h"
 
+namespace ckv::etcd {
+class KvService;
+}
+
 namespace ckv::http {
 
 inline constexpr uint64_t kDefaultMaxBodyBytes = 3 << 19;  // 1.5 MiB, etcd's request limit
@@ -73,6 +77,7 @@ struct ServerOptions {
   int header_timeout_ms = kDefaultHeaderTimeoutMs;
   int idle_timeout_ms = kDefaultIdleTimeoutMs;
   int body_timeout_ms = kDefaultBodyTimeoutMs;
+  etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their
   // certificates against tls->trusted_ca_pem (else the system store) and

@@ -13,7 +13,9 @@ DEFAULT_EXPLAIN_MAX_STEPS = 100_000
 # A 2,000-op prefix would drown the CI log; the ops just before the violation are the useful ones.
 DEFAULT_PREFIX_LINES = 40
 
-FUNCTIONS = ("set", "delete", "get")
+# "cas" is a compare-and-set: it wrote `value` because the register held `expected` (a
+# failed compare is recorded as the get of the value it saw).
+FUNCTIONS = ("set", "delete", "get", "cas")
 TYPES = ("ok", "fail", "info")
 
 
@@ -77,6 +79,8 @@ def format_op(op: dict, t0: float = 0.0) -> str:
         what = "get" if op.get("type") != "ok" else f"get -> {_format_value(op.get('value'))}"
     elif f == "set":
         what = f"set {op.get('value')!r}"
+    elif f == "cas":
+        what = f"cas {_format_value(op.get('expected'))} -> {op.get('value')!r}"
     else:
         what = str(f)
     ret = op.get("ret") if op.get("type") != "info" else None
@@ -103,17 +107,26 @@ def summarize(ops: list[dict]) -> str:
 class _Op:
     """A record reduced to what the search needs; `record` is kept for explanations."""
 
-    __slots__ = ("record", "f", "value", "call", "ret", "is_info", "effect")
+    __slots__ = ("record", "f", "value", "expected", "call", "ret", "is_info", "effect")
 
     def __init__(self, record: dict):
         self.record = record
         self.f = record["f"]
         self.value = record.get("value")
+        self.expected = record.get("expected")  # cas only: the value it required
         self.call = float(record["call"])
         self.is_info = record["type"] == "info"
         # Unknown-outcome writes have no deadline: they may take effect arbitrarily late.
         self.ret = float("inf") if self.is_info else float(record["ret"])
-        self.effect = self.value if self.f == "set" else None
+        self.effect = self.value if self.f in ("set", "cas") else None
+
+    def reads(self) -> bool:
+        """Whether the op constrains the register's value when it takes effect (a get, a cas's compare)."""
+        return self.f in ("get", "cas")
+
+    @property
+    def read_value(self) -> Any:
+        return self.value if self.f == "get" else self.expected
 
 
 def _validate(record: dict) -> None:
@@ -123,6 +136,8 @@ def _validate(record: dict) -> None:
         raise ValueError(f"unknown type in {record!r}")
     if record.get("call") is None:
         raise ValueError(f"missing call time in {record!r}")
+    if record["f"] == "cas" and "expected" not in record:
+        raise ValueError(f"cas without an expected value: {record!r}")
     if record["type"] == "ok":
         if record.get("ret") is None:
             raise ValueError(f"ok op without a return time: {record!r}")
@@ -154,6 +169,7 @@ class _UnreadValue:
 
 
 _UNREAD = _UnreadValue()
+_ANY = object()  # an info group's expected value when it is not a cas
 
 # Successor kinds.
 _PLACE_OK, _APPLY_INFO, _ABSORB_BLIND = "ok", "info", "absorb"
@@ -169,6 +185,8 @@ class _InfoGroup:
     """
 
     effect: Any
+    # What a cas group requires the register to hold (_ANY for sets and deletes).
+    expected: Any
     calls: list[float]
     bits: list[int]
     # Index (in call order) of the last ok get that reads `effect`: past it, applying the group is pointless.
@@ -228,44 +246,55 @@ class _KeySearch:
         self.calls = [op.call for op in self.ops]
         self.rets = [op.ret for op in self.ops]
         self.ret_order = sorted(range(self.n), key=lambda i: self.rets[i])
-        self.readers = self._indices_by_value(lambda op: op.f == "get")
-        self.writers = self._indices_by_value(lambda op: op.f != "get")
+        # A cas reads its expected value (it can only take effect on it) and writes its own.
+        self.readers = self._indices_by_value(lambda op: op.reads(), lambda op: op.read_value)
+        self.writers = self._indices_by_value(lambda op: op.f != "get", lambda op: op.effect)
         self.last_reader = {value: indices[-1] for value, indices in self.readers.items()}
         # Reads the orphan check protects; see _explain for why some are exempted.
         self.guarded_readers = {value: [i for i in indices if self.calls[i] < exempt_reads_from]
                                 for value, indices in self.readers.items()}
         # A blind write's value is never read, so all that matters is that some write follows it.
-        self.blind = [op.f != "get" and op.effect not in self.last_reader for op in self.ops]
+        # Values an info cas compares against: read, in effect, if that cas applies. (Every info
+        # cas counts: a superset only makes the search keep more states apart.)
+        self.info_expected = {op.expected for op in info_writes if op.f == "cas"}
+        # A cas is never blind: its compare constrains where it can go.
+        self.blind = [op.f in ("set", "delete") and op.effect not in self.last_reader
+                      and op.effect not in self.info_expected for op in self.ops]
         self.required = self.n - sum(self.blind)
         self.info_ops, self.groups = self._group_info_writes(info_writes)
-        self.group_of = {group.effect: group for group in self.groups}
+        self.groups_of: dict[Any, list[_InfoGroup]] = defaultdict(list)
+        for group in self.groups:
+            self.groups_of[group.effect].append(group)
         self._alive_cache: dict[int, list[_InfoGroup]] = {}
         self._live_bits_cache: dict[int, int] = {}
         self._visited: dict[tuple, list[int]] = {}
 
-    def _indices_by_value(self, wanted) -> dict[Any, list[int]]:
-        """Call-order indices of the wanted ok ops, per value read or written (ascending)."""
+    def _indices_by_value(self, wanted, value_of) -> dict[Any, list[int]]:
+        """Call-order indices of the wanted ok ops, per value_of(op) (ascending)."""
         indices: dict[Any, list[int]] = defaultdict(list)
         for index, op in enumerate(self.ops):
             if wanted(op):
-                indices[op.value if op.f == "get" else op.effect].append(index)
+                indices[value_of(op)].append(index)
         return dict(indices)
 
     def _group_info_writes(self, info_writes: list[_Op]) -> tuple[list[_Op], list[_InfoGroup]]:
-        by_effect: dict[Any, list[_Op]] = defaultdict(list)
+        by_effect: dict[tuple, list[_Op]] = defaultdict(list)
         for op in info_writes:
-            # An info write whose value no ok read returned can never help explain a read.
-            if op.effect in self.last_reader:
-                by_effect[op.effect].append(op)
+            # An info write whose value no ok read returned (nor an info cas compares against) can
+            # never help explain a read.
+            if op.effect in self.last_reader or op.effect in self.info_expected:
+                by_effect[(op.effect, op.expected if op.f == "cas" else _ANY)].append(op)
         info_ops: list[_Op] = []
         groups = []
-        for effect, members in by_effect.items():
+        for (effect, expected), members in by_effect.items():
             members.sort(key=lambda op: op.call)
             bits = []
             for op in members:
                 bits.append(1 << len(info_ops))
                 info_ops.append(op)
-            groups.append(_InfoGroup(effect, [op.call for op in members], bits, self.last_reader[effect]))
+            # Needed by an info cas only: no deadline, like the cas itself.
+            groups.append(_InfoGroup(effect, expected, [op.call for op in members], bits,
+                                     self.n if effect in self.info_expected else self.last_reader[effect]))
         groups.sort(key=lambda g: g.calls[0])
         return info_ops, groups
 
@@ -310,8 +339,8 @@ class _KeySearch:
             return False
         if self._first_unlinearized(self.writers.get(value, []), base, window) is not None:
             return False
-        group = self.group_of.get(value)
-        return group is None or all(info_mask & bit for bit in group.bits)
+        # An unapplied cas group might not be applicable; counting it as a possible writer only prunes less.
+        return all(info_mask & bit for group in self.groups_of.get(value, []) for bit in group.bits)
 
     def _frontier_at(self, ret_ptr: int) -> float:
         return self.rets[self.ret_order[ret_ptr]] if ret_ptr < self.n else float("inf")
@@ -325,7 +354,8 @@ class _KeySearch:
         return ret_ptr
 
     def _canonical_state(self, state: Any, base: int) -> Any:
-        if state is not _UNREAD and self.last_reader.get(state, -1) < base:
+        # A value an info cas compares against stays concrete: that cas may still apply to it.
+        if state is not _UNREAD and state not in self.info_expected and self.last_reader.get(state, -1) < base:
             return _UNREAD
         return state
 
@@ -334,6 +364,7 @@ class _KeySearch:
         frontier = self.frontier(frame)
         state = frame.state
         writes = []
+        fitting_cas = []
         blind_enabled = False
         for index in range(frame.base, self.n):
             if self.calls[index] > frontier:
@@ -348,10 +379,17 @@ class _KeySearch:
                     # placing an op earlier only relaxes the others' frontier.
                     yield _PLACE_OK, op, index, state
                     return
+            elif op.f == "cas":
+                if op.expected == state:  # never equal to _UNREAD: its expected value counts as read
+                    fitting_cas.append(index)
             elif self.blind[index]:
                 blind_enabled = True
             else:
                 writes.append(index)
+        # A cas that fits must be tried before blind writes are absorbed: after a blind write the
+        # register holds a value nobody reads, which no cas expects, so none could follow it.
+        for index in fitting_cas:
+            yield _PLACE_OK, self.ops[index], index, self.ops[index].effect
         if blind_enabled:
             # No read fits, so a write comes next; blind writes can always go just before it (earlier
             # only relaxes the frontier, and the next write hides their value), so do that for all of
@@ -364,6 +402,8 @@ class _KeySearch:
             # Applying a write that leaves the register unchanged only yields a dominated configuration.
             if group.effect == state:
                 continue
+            if group.expected is not _ANY and group.expected != state:
+                continue  # a cas applies only to the value it compared
             member = self._next_unapplied(group, frame.info_mask)
             if member is not None and group.calls[member] <= frontier:
                 bit = group.bits[member]
@@ -504,7 +544,7 @@ def _prefix_lines(prefix: list[_Op], t0: float, limit: int) -> list[str]:
 def _writers_of(value: Any, records: list[dict], t0: float) -> str:
     if value is None:
         return ""
-    writers = [r for r in records if r["f"] == "set" and r.get("value") == value]
+    writers = [r for r in records if r["f"] in ("set", "cas") and r.get("value") == value]
     if not writers:
         return f"; no set on this key ever wrote {value!r}"
     return f"; {value!r} was written by " + ", ".join(format_op(r, t0) for r in writers)
@@ -514,6 +554,9 @@ def _blocked_reason(op: _Op, state: Any, blind: bool, records: list[dict], t0: f
     if op.f == "get" and op.value != state:
         return (f"reads {_format_value(op.value)} but the register holds {_format_value(state)}"
                 + _writers_of(op.value, records, t0))
+    if op.f == "cas" and op.expected != state:
+        return (f"compares against {_format_value(op.expected)} but the register holds {_format_value(state)}"
+                + _writers_of(op.expected, records, t0))
     if blind:
         return "no read returned its value, so it needs another write to follow it, and none can"
     return ("could be placed here, but every continuation after it dead-ends"

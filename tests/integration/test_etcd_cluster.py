@@ -112,7 +112,7 @@ class EtcdClusterTest(ClusterTest):
             self.assertEqual(s["leader"], node_id(leader.raft))
             self.assertEqual(s["raftTerm"], term)
             self.assertEqual(s["header"]["raft_term"], term)
-            self.assertEqual(s["header"]["revision"], s["raftAppliedIndex"])  # the applied index until MVCC exists
+            self.assertEqual(s["header"]["revision"], 1)  # the store's revision: no writes yet, as a fresh etcd
             self.assertGreaterEqual(s["raftIndex"], s["raftAppliedIndex"])
             self.assertGreater(s["raftAppliedIndex"], 0)
             self.assertEqual(s["version"], "3.4.0")
@@ -127,9 +127,9 @@ class EtcdClusterTest(ClusterTest):
 
         # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
         follower = next(n for n in nodes if n is not leader)
-        p = etcdctl([follower.grpc], "get", "foo", check=False)
+        p = etcdctl([follower.grpc], "lease", "grant", "10", check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.KV/Range is not implemented yet",
+        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Lease/LeaseGrant is not implemented yet",
                       p.stderr)
 
     def test_gateway_member_list_and_status(self):
@@ -151,12 +151,12 @@ class EtcdClusterTest(ClusterTest):
             s = r.json
             self.assertEqual(s["leader"], str(node_id(leader.raft)))
             self.assertEqual(s["raftTerm"], str(term))
-            self.assertEqual(s["header"]["revision"], s["raftAppliedIndex"])
+            self.assertEqual(s["header"]["revision"], "1")  # the store's revision: no writes yet
             for k in ("raftIndex", "raftAppliedIndex"):
                 self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
 
         api = nodes[1].api
-        r = post(api, "/v3/kv/put", '{"key":"Zm9v","value":"YmFy"}')
+        r = post(api, "/v3/lease/grant", '{"TTL":"5"}')
         self.assertEqual((r.status, r.json["code"]), (501, 12), r)
         self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
         r = post(api, "/v3/maintenance/status", "junk")

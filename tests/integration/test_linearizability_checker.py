@@ -30,6 +30,11 @@ class History:
     def get(self, process, value, call, ret, type_="ok", key="k"):
         return self.add(process, "get", value, type_, call, ret, key)
 
+    def cas(self, process, expected, value, call, ret, type_="ok", key="k"):
+        self.add(process, "cas", value, type_, call, None if type_ == "info" else ret, key)
+        self.ops[-1]["expected"] = expected
+        return self
+
 
 def simulate_register(n_ops, n_processes, info_write_fraction, seed):
     """A history from a simulated linearizable register.
@@ -124,8 +129,10 @@ def brute_force_linearizable(ops):
         for o in order:
             if o["f"] == "get" and o["value"] != register:
                 return False
+            if o["f"] == "cas" and o["expected"] != register:
+                return False
             if o["f"] != "get":
-                register = o["value"] if o["f"] == "set" else None
+                register = o["value"] if o["f"] in ("set", "cas") else None
         return True
 
     for size in range(len(info) + 1):
@@ -140,17 +147,19 @@ def random_tiny_history(rng, unique_values):
     ops = []
     for process in range(rng.randint(1, 6)):
         call = rng.randint(0, 10)
-        f = rng.choice(["set", "set", "get", "get", "delete"])
+        f = rng.choice(["set", "set", "get", "get", "delete", "cas"])
         type_ = rng.choice(["ok"] * 5 + ["info", "fail"])
         values = [f"u{p}" for p in range(6)] if unique_values else ["a", "b", "c"]
         if f == "get":
             value = rng.choice(values + [None])
-        elif f == "set":
+        elif f in ("set", "cas"):
             value = f"u{process}" if unique_values else rng.choice(values)
         else:
             value = None
         ops.append({"process": process, "key": "k", "f": f, "value": value, "type": type_,
                     "call": call, "ret": None if type_ == "info" else call + rng.randint(0, 4)})
+        if f == "cas":
+            ops[-1]["expected"] = rng.choice(values)
     return ops
 
 
@@ -283,6 +292,38 @@ class IndeterminateAndFailedOpsTest(CheckerTestCase):
     def test_failed_set_not_read_passes(self):
         h = History().set(1, "a", 0, 1).set(1, "b", 2, 3, type_="fail").get(2, "a", 4, 5)
         self.assertLinearizable(h.ops)
+
+
+class CompareAndSetTest(CheckerTestCase):
+    def test_cas_on_the_value_it_saw_passes(self):
+        self.assertLinearizable(History().set(1, "a", 0, 1).cas(2, "a", "b", 2, 3).get(3, "b", 4, 5).ops)
+
+    def test_cas_on_a_value_the_register_never_held_fails(self):
+        self.assertNotLinearizable(History().set(1, "a", 0, 1).cas(2, "x", "b", 2, 3).ops)
+
+    def test_two_cas_from_the_same_value_cannot_both_win(self):
+        self.assertNotLinearizable(History().set(1, "a", 0, 1).cas(2, "a", "b", 2, 5).cas(3, "a", "c", 2, 5).ops)
+
+    def test_chained_concurrent_cas_pass_in_one_order(self):
+        self.assertLinearizable(History().set(1, "a", 0, 1).cas(2, "b", "c", 2, 5).cas(3, "a", "b", 2, 5)
+                                .get(4, "c", 6, 7).ops)
+
+    def test_cas_goes_before_a_concurrent_blind_write(self):
+        # set z is never read (a blind write); only "cas, then set z" explains both acknowledgements.
+        self.assertLinearizable(History().set(1, "a", 0, 1).set(2, "z", 2, 5).cas(3, "a", "b", 2, 5).ops)
+
+    def test_cas_after_an_overwrite_of_its_expected_value_fails(self):
+        self.assertNotLinearizable(History().set(1, "a", 0, 1).set(2, "z", 2, 3).cas(3, "a", "b", 4, 5).ops)
+
+    def test_info_cas_explains_a_read_only_where_its_compare_held(self):
+        self.assertLinearizable(History().set(1, "a", 0, 1).cas(2, "a", "b", 2, None, "info")
+                                .get(3, "b", 4, 5).ops)
+        self.assertNotLinearizable(History().set(1, "a", 0, 1).cas(2, "x", "b", 2, None, "info")
+                                   .get(3, "b", 4, 5).ops)
+
+    def test_format_op_shows_the_compare(self):
+        op = History().cas(4, "a", "b", 1.0, 1.5).ops[0]
+        self.assertEqual(format_op(op, t0=1.0), "p4 cas 'a' -> 'b' ok [0.000000s .. 0.500000s]")
 
 
 class IndependentKeysTest(CheckerTestCase):

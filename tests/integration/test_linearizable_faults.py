@@ -1,5 +1,6 @@
 """Integration, Jepsen-style: concurrent clients on a 5-node cluster under kill -9, pauses, partitions and membership changes; the history must be linearizable."""
 
+import base64
 import http.client
 import json
 import os
@@ -14,7 +15,7 @@ import unittest
 import urllib.parse
 
 import linearizability
-from kvcluster import ClusterTest, wait_for
+from kvcluster import ClusterTest, free_port, wait_for
 
 # The default run is short enough for CI; scripts/test.sh --long sets more.
 DURATION_S = float(os.environ.get("CKV_FAULT_SECONDS", "40"))
@@ -190,6 +191,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
     # --- cluster -------------------------------------------------------------
 
     def new_node(self, *args, named=True):
+        # Every node serves etcd's gRPC API: a follower forwards the clients' compare-and-set
+        # txns (sent to its /v3/kv/txn gateway) to the leader's gRPC address.
         """named=False leaves the node's id at its default, its raft address, as the reference's
         /join?peerAddress= expects (the test still calls it nX)."""
         with self.members_lock:
@@ -201,6 +204,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
             # Frequent snapshots and a short log tail: restarted and new members catch up
             # through InstallSnapshot, and compaction runs while the faults do.
             return self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}",
+                             f"-grpc-address={host}:{free_port(host)}",
                              "-snapshot-threshold=500", "-snapshot-trailing=100", *args, host=host)
 
     def members(self):
@@ -243,10 +247,17 @@ class LinearizableUnderFaultsTest(ClusterTest):
         rng = random.Random(SEED * 1000 + index)
         process = index
         seq = 0
+        seen = {}  # key -> the last value this client read there: what its compare-and-set expects
         while not stop.is_set():
             target = rng.choice(self.members())
             key = rng.choice(KEYS)
             roll = rng.random()
+            if roll < 0.15 and seen.get(key) is not None:
+                outcome = self.cas(process, key, seen, f"{index}-{seq}", target)
+                seq += 1
+                if outcome == "info":
+                    process += CLIENTS  # as below: the old process may still have its op in flight
+                continue
             if roll < 0.4:
                 f, value = "set", f"{index}-{seq}"
                 seq += 1
@@ -266,11 +277,63 @@ class LinearizableUnderFaultsTest(ClusterTest):
             op["type"], read = self.classify(f, key, result, target)
             if f == "get":
                 op["value"] = read
+                if op["type"] == "ok":
+                    seen[key] = read
             self.history.add(op)
             if op["type"] == "info":
                 process += CLIENTS  # the old process may still have its op in flight (Jepsen's rule)
             if result[0] == "refused":
                 time.sleep(0.02)  # a dead node refuses at once: do not spin on it
+
+    def cas(self, process, key, seen, value, target):
+        """Compare-and-set through etcd's gateway: a txn that puts `value` if the key still holds
+        the value this client last saw, else reads it. Recorded as a cas when it succeeded and as
+        a get of what it found when the compare failed (the checker's CAS register)."""
+        expected = seen[key]
+        k = base64.b64encode(key.encode()).decode()
+        body = json.dumps({
+            "compare": [{"key": k, "target": "VALUE", "result": "EQUAL",
+                         "value": base64.b64encode(expected.encode()).decode()}],
+            "success": [{"request_put": {"key": k, "value": base64.b64encode(value.encode()).decode()}}],
+            "failure": [{"request_range": {"key": k}}]})
+        call = time.monotonic()
+        result = http_call(target.api, "POST", "/v3/kv/txn", body, CLIENT_TIMEOUT_S)
+        ret = time.monotonic()
+        op = {"process": process, "key": key, "f": "cas", "value": value, "expected": expected, "call": call,
+              "ret": ret, "node": target.name}
+        if result[0] == "refused":
+            op["type"] = "fail"
+        elif result[0] == "lost":
+            op["type"] = "info"
+        elif result[1] == 200:
+            answer = json.loads(result[2])
+            op["type"] = "ok"
+            if answer.get("succeeded"):
+                seen[key] = value
+            else:
+                kvs = answer["responses"][0]["response_range"].get("kvs", [])
+                read = base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+                op.update(f="get", value=read)
+                del op["expected"]
+                seen[key] = read
+        else:
+            # etcd's gateway errors: only a timeout leaves the outcome open; "no leader", "leader
+            # changed" (503) and a full disk (429) mean nothing was applied.
+            try:
+                message = json.loads(result[2]).get("message", "")
+            except ValueError:
+                message = ""
+            if result[1] == 503 and message.startswith("etcdserver: request timed out"):
+                op["type"] = "info"
+            elif result[1] in (503, 429):
+                op["type"] = "fail"
+            else:
+                self.history.flag(f"{target.name}: cas {key} answered {result[1]} {result[2][:200]!r}")
+                op["type"] = "info"
+        self.history.add(op)
+        if result[0] == "refused":
+            time.sleep(0.02)
+        return op["type"]
 
     def classify(self, f, key, result, target):
         """Maps one HTTP outcome to (ok | fail | info, value read)."""

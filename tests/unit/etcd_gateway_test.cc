@@ -33,6 +33,7 @@ node::NodeStatus three_members() {
   st.leader_id = node::node_id_for("n1");
   st.commit_index = 42;
   st.applied_index = 40;
+  st.revision = 17;
   st.cluster_id = 0xc1c2c3c4c5c6c7c8ULL;
   st.members = {member("n1", "voter", "n1:2379"), member("n2", "voter", "stale:1"),
                 member("n3", "learner")};
@@ -102,7 +103,7 @@ TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
   const json j = json::parse(body);
   EXPECT_EQ(j["header"]["member_id"], std::to_string(node::node_id_for("n2")));
   EXPECT_EQ(j["header"]["cluster_id"], std::to_string(st.cluster_id));
-  EXPECT_EQ(j["header"]["revision"], "40");  // the applied index until the MVCC store exists
+  EXPECT_EQ(j["header"]["revision"], "17");  // the store's revision, not the applied index
   EXPECT_EQ(j["header"]["raft_term"], "7");
   EXPECT_EQ(j["version"], etcd::kEtcdApiVersion);
   EXPECT_EQ(j["leader"], std::to_string(node::node_id_for("n1")));
@@ -162,6 +163,14 @@ TEST(EtcdGateway, RoutesServedUnimplementedUnknownAndBadBodies) {
     EXPECT_EQ(r.status, 400u) << bad;
     EXPECT_EQ(json::parse(r.body)["code"], 3) << bad;
   }
+}
+
+TEST(EtcdGateway, TheDeprecatedV3betaPrefixIsAnAliasAsInEtcd34) {
+  EXPECT_EQ(etcd_gateway_path("/v3beta/kv/range"), "/v3/kv/range");
+  EXPECT_EQ(etcd_gateway_path("/v3beta/maintenance/status"), "/v3/maintenance/status");
+  EXPECT_EQ(etcd_gateway_path("/v3/kv/put"), "/v3/kv/put");
+  EXPECT_EQ(etcd_gateway_path("/v3alpha/kv/range"), "/v3alpha/kv/range");  // etcd 3.4: 404
+  EXPECT_EQ(etcd_gateway_path("/set"), "/set");
 }
 
 // A member is its raft address: one http:// peer URL, host:port, nothing
