@@ -136,6 +136,14 @@ class TlsTest(ClusterTest):
         for n in nodes:
             table = self.etcdctl(n, "endpoint", "status", cert=cert).stdout
             self.assertTrue(table.startswith(f"https://{n.grpc}, "), table)
+        # KV writes on every member: a follower forwards them to the leader's
+        # gRPC port over TLS (member channel credentials), then every member
+        # reads them back linearizably.
+        for i, n in enumerate(nodes):
+            self.assertEqual(self.etcdctl(n, "put", f"tls-key-{i}", f"v{i}", cert=cert).stdout.strip(), "OK")
+        for n in nodes:
+            got = self.etcdctl(n, "get", "tls-key-", "--prefix", "--print-value-only", cert=cert).stdout.split()
+            self.assertEqual(got, [f"v{i}" for i in range(len(nodes))], n.name)
 
     def assert_closed_at_deadline(self, address, first_bytes=b""):
         """Connects, sends first_bytes (a start of a handshake, or nothing) and never more: the node
