@@ -301,6 +301,7 @@ int main(int argc, char** argv) {
     for (const std::string& w : t.warnings) spdlog::warn("client TLS: {}", w);
   }
   const char* api_scheme = client_tls.value() ? "https" : "http";
+  opts.client_tls = client_tls.value().has_value();
   // Raft streams are plaintext and unauthenticated (mutual TLS between
   // peers is issue 11): anyone who reaches the raft port can inject
   // well-formed messages. Fine on loopback; elsewhere the operator is told.

@@ -8,7 +8,9 @@ namespace ckv::etcd {
 
 namespace {
 
-std::string url_for(const std::string& host_port) { return "http://" + host_port; }
+std::string url_for(const char* scheme, const std::string& host_port) {
+  return std::string(scheme) + "://" + host_port;
+}
 
 }  // namespace
 
@@ -35,10 +37,13 @@ MemberList member_list_for(const node::NodeStatus& st, const std::string& self_g
     // etcdctl shows a nameless one as "unstarted". Ours has started once it
     // answered a probe (its incarnation) or registered its API address.
     if (!m.info.incarnation.empty() || !m.info.api_address.empty()) e.name = m.info.name;
-    if (!m.info.raft_address.empty()) e.peer_urls.push_back(url_for(m.info.raft_address));
+    // Raft is plaintext (peer TLS: issue 11); clients reach members as this
+    // node's listeners serve, since a cluster's client listeners all serve
+    // TLS or none do.
+    if (!m.info.raft_address.empty()) e.peer_urls.push_back(url_for("http", m.info.raft_address));
     // This node knows what it serves now; for the others, what they registered.
     const std::string& grpc = m.id == st.id ? self_grpc_address : m.info.grpc_address;
-    if (!grpc.empty()) e.client_urls.push_back(url_for(grpc));
+    if (!grpc.empty()) e.client_urls.push_back(url_for(st.client_tls ? "https" : "http", grpc));
     e.is_learner = is_learner_for_etcd(m);
     out.members.push_back(std::move(e));
   }

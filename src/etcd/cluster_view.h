@@ -37,7 +37,7 @@ struct Member {
   uint64_t id = 0;
   std::string name;
   std::vector<std::string> peer_urls;    // "http://<raft address>"
-  std::vector<std::string> client_urls;  // "http://<gRPC address>" where known
+  std::vector<std::string> client_urls;  // "http(s)://<gRPC address>" where known (https: NodeStatus::client_tls)
   bool is_learner = false;
 };
 

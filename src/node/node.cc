@@ -1754,6 +1754,7 @@ void Node::Impl::publish_status() {
   s.applied_index = fsm_.applied_index();
   s.last_index = raft_->last_index();
   s.snapshot_index = raft_->snapshot().index;
+  s.client_tls = opts_.client_tls;
   s.revision = fsm_.revision();
   s.compact_revision = fsm_.compact_revision();
   for (const raft::Member& m : raft_->membership().members) {

@@ -73,6 +73,9 @@ struct NodeOptions {
   std::string raft_address;  // host:port peers connect to
   std::string api_address;   // host:port clients (and forwarding peers) use
   std::string grpc_address;  // host:port of the etcd gRPC API (-grpc-address); empty: none
+  // The client listeners serve TLS (-cert-file): every member's do, so
+  // members' client URLs are https (docs/api.md, "TLS"). Reported only.
+  bool client_tls = false;
   std::string data_dir;
   bool bootstrap = false;
   bool in_memory = false;  // no disk at all (tests); nothing survives a restart
@@ -141,6 +144,7 @@ struct NodeStatus {
   int64_t revision = 0;          // the MVCC store's current revision (1 when empty)
   int64_t compact_revision = 0;  // the store's last compaction (-1: none yet)
   bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
+  bool client_tls = false;  // NodeOptions::client_tls
   std::vector<MemberStatus> members;
 };
 

@@ -133,6 +133,9 @@ class TlsTest(ClusterTest):
             return
         out = json.loads(self.etcdctl(nodes[1], "member", "list", "-w", "json", cert=cert).stdout)
         self.assertEqual(sorted(m["name"] for m in out["members"]), sorted(n.raft for n in nodes))
+        # Clients that dial the member list (etcdctl --cluster) must get https.
+        self.assertEqual(sorted(u for m in out["members"] for u in m.get("clientURLs", [])),
+                         sorted(f"https://{n.grpc}" for n in nodes))
         for n in nodes:
             table = self.etcdctl(n, "endpoint", "status", cert=cert).stdout
             self.assertTrue(table.startswith(f"https://{n.grpc}, "), table)

@@ -97,6 +97,21 @@ TEST(EtcdClusterView, MemberListIsSortedByIdWithUrlsAndLearners) {
   }
 }
 
+// Under client TLS every member's client listeners serve TLS, so clients
+// that dial the member list (etcdctl --cluster, clientv3 autosync) must get
+// https URLs; raft stays plaintext (peer TLS is issue 11).
+TEST(EtcdClusterView, ClientUrlsAreHttpsWhenTheClientListenersServeTls) {
+  node::NodeStatus st = three_members();
+  st.client_tls = true;
+  for (const etcd::Member& m : etcd::member_list_for(st, "127.0.0.1:2380").members) {
+    EXPECT_EQ(m.peer_urls, std::vector<std::string>{"http://" + m.name + ":5000"});
+    for (const std::string& u : m.client_urls) EXPECT_EQ(u.rfind("https://", 0), 0u) << u;
+    if (m.name == "n2") {
+      EXPECT_EQ(m.client_urls, std::vector<std::string>{"https://127.0.0.1:2380"});
+    }
+  }
+}
+
 TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
   node::NodeStatus st = three_members();
   const std::string body = gateway_status_json(st);
