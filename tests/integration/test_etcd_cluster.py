@@ -48,6 +48,21 @@ def post(api, path, body="{}"):
     return request("POST", api, path, body, {"Content-Type": "application/json"})
 
 
+def start_real_etcd(test):
+    """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port."""
+    client, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    data = tempfile.mkdtemp(prefix="ckv-etcd-", dir=test.tmp)
+    log = open(os.path.join(test.tmp, "etcd.log"), "w")
+    proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls=http://{client}",
+                             f"--advertise-client-urls=http://{client}", f"--listen-peer-urls=http://{peer}",
+                             f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    test.procs.append(proc)  # killed by PID in cleanup
+    wait_for(lambda: post(client, "/v3/maintenance/status").status == 200, 30, "etcd to answer")
+    return client, peer
+
+
 class EtcdClusterTest(ClusterTest):
     def start_cluster(self):
         """Three nodes, each with -grpc-address; returns them once every member's client URL is replicated."""
@@ -211,19 +226,7 @@ class EtcdClusterTest(ClusterTest):
             self.skipTest("etcdctl is not installed (Debian package etcd-client)")
         if not ETCD:
             self.skipTest("etcd is not installed (Debian package etcd-server): no comparison with a real etcd")
-        etcd_client = f"127.0.0.1:{free_port()}"
-        etcd_peer = f"127.0.0.1:{free_port()}"
-        etcd_dir = tempfile.mkdtemp(prefix="ckv-etcd-", dir=self.tmp)
-        log = open(os.path.join(self.tmp, "etcd.log"), "w")
-        proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={etcd_dir}/data",
-                                 f"--listen-client-urls=http://{etcd_client}",
-                                 f"--advertise-client-urls=http://{etcd_client}",
-                                 f"--listen-peer-urls=http://{etcd_peer}",
-                                 f"--initial-advertise-peer-urls=http://{etcd_peer}",
-                                 f"--initial-cluster=e1=http://{etcd_peer}"], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs.append(proc)  # killed by PID in cleanup
-        wait_for(lambda: post(etcd_client, "/v3/maintenance/status").status == 200, 30, "etcd to answer")
+        etcd_client, _ = start_real_etcd(self)
 
         nodes = self.start_cluster()
         self.wait_leader(nodes)

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import unittest
 
 import test_etcd_cluster as etcd_cluster  # a module attribute: its tests are not collected again here
@@ -195,17 +194,7 @@ class EtcdKvTest(ClusterTest):
         return nodes, leader, follower
 
     def start_etcd(self):
-        client, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        data = tempfile.mkdtemp(prefix="ckv-etcd-", dir=self.tmp)
-        log = open(os.path.join(self.tmp, "etcd.log"), "w")
-        proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls=http://{client}",
-                                 f"--advertise-client-urls=http://{client}", f"--listen-peer-urls=http://{peer}",
-                                 f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}"],
-                                stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs.append(proc)  # killed by PID in cleanup
-        wait_for(lambda: post(client, "/v3/maintenance/status", "{}").status == 200, 30, "etcd to answer")
-        return client
+        return etcd_cluster.start_real_etcd(self)[0]
 
     def store_revision(self, endpoint):
         p = run_etcdctl(endpoint, ["get", "nothing-here", "-w", "json"])

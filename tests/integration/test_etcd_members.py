@@ -1,11 +1,8 @@
 """Integration: etcdctl member add (--learner) / promote / update / remove against a kvnode cluster through leader and follower, the new node serving, and errors compared with a real etcd."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import tempfile
 import unittest
 
 import kvcluster
@@ -220,19 +217,7 @@ class EtcdMembersTest(ClusterTest):
         """Differential: one etcdctl sequence on a real 1-member etcd and on a 1-member kvnode cluster, ids normalized."""
         if not ETCD:
             self.skipTest("etcd is not installed (Debian package etcd-server): no comparison with a real etcd")
-        etcd_client = f"127.0.0.1:{free_port()}"
-        etcd_peer = f"127.0.0.1:{free_port()}"
-        etcd_dir = tempfile.mkdtemp(prefix="ckv-etcd-", dir=self.tmp)
-        log = open(os.path.join(self.tmp, "etcd.log"), "w")
-        proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={etcd_dir}/data",
-                                 f"--listen-client-urls=http://{etcd_client}",
-                                 f"--advertise-client-urls=http://{etcd_client}",
-                                 f"--listen-peer-urls=http://{etcd_peer}",
-                                 f"--initial-advertise-peer-urls=http://{etcd_peer}",
-                                 f"--initial-cluster=e1=http://{etcd_peer}"], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs.append(proc)  # killed by PID in cleanup
-        wait_for(lambda: post(etcd_client, "/v3/maintenance/status").status == 200, 30, "etcd to answer")
+        etcd_client, etcd_peer = test_etcd_cluster.start_real_etcd(self)
 
         n1 = self.new_node("n1")
         n1.extra_args.append("-bootstrap")
