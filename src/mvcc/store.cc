@@ -101,7 +101,7 @@ bool compare_kv(const Compare& c, const KeyVersion& kv) {
 // by popping those versions, which are always the newest of their keys.
 class Store::WriteTxn {
  public:
-  explicit WriteTxn(Store& s) : s_(s), begin_(s.current_revision_) {}
+  explicit WriteTxn(Store& s) : s_(s), begin_(s.current_revision_) { s_.last_events_.clear(); }
   WriteTxn(const WriteTxn&) = delete;
   WriteTxn& operator=(const WriteTxn&) = delete;
   ~WriteTxn() {
@@ -188,18 +188,28 @@ class Store::WriteTxn {
     KeyVersion v;
     v.revision = Revision{rev, changes_++};
     v.tombstone = tombstone;
+    const KeyVersion* live = hist.empty() || hist.back().tombstone ? nullptr : &hist.back();
+    Event& ev = s_.last_events_.emplace_back();
+    ev.type = tombstone ? Event::Type::kDelete : Event::Type::kPut;
+    if (live) ev.prev_kv = to_kv(key, *live);
     if (!tombstone) {
-      const KeyVersion* live = hist.empty() || hist.back().tombstone ? nullptr : &hist.back();
       v.create_revision = live ? live->create_revision : rev;
       v.version = live ? live->version + 1 : 1;
       v.lease = lease;
       v.value = std::move(value);
+    }
+    if (tombstone) {
+      ev.kv.key = key;
+      ev.kv.mod_revision = rev;
+    } else {
+      ev.kv = to_kv(key, v);
     }
     hist.push_back(std::move(v));
     touched_.push_back(key);
   }
 
   void rollback() {
+    s_.last_events_.clear();
     for (const auto& key : touched_) {
       auto it = s_.index_.find(key);
       if (it == s_.index_.end()) continue;  // already undone through an earlier duplicate
@@ -416,6 +426,7 @@ Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exi
 }
 
 Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
+  last_events_.clear();
   if (r.revision <= compact_revision_) return invalid(kErrCompacted);
   if (r.revision > current_revision_) return invalid(kErrFutureRev);
   // Reads below the revision fail from now on; the versions they would

@@ -80,6 +80,13 @@ class Store {
   Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
   Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
   Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
+  // The changes made by the last put(), delete_range() or txn() call (a
+  // compact() clears them), in
+  // sub-revision order (all at revision()); empty if it failed or changed
+  // nothing. Each write replaces the list: the node's apply loop reads it
+  // right after the write (watchers, lease attachment).
+  const std::vector<Event>& last_events() const { return last_events_; }
+
   // Drops every version not needed to answer reads at revisions >= r.revision
   // (with incremental_compaction: in later compact_step() calls).
   Result<CompactionResponse> compact(const CompactionRequest& r);
@@ -184,6 +191,7 @@ class Store {
   int64_t current_revision_ = 1;
   int64_t compact_revision_ = -1;
   Index index_;
+  std::vector<Event> last_events_;  // of the last write (last_events())
   bool streaming_ = false;            // a snapshot stream is open: dropping versions waits
   int64_t pending_compaction_ = -1;   // versions below this may still be present; -1: none
   std::string compact_resume_;        // the pass resumes after this key

@@ -29,6 +29,18 @@ struct KeyValue {
   bool operator==(const KeyValue&) const = default;
 };
 
+// mvccpb.Event: one change made by one write, as watchers and the lessor see
+// it. A delete's kv carries only key and mod_revision (the tombstone's
+// revision), as etcd's; prev_kv is the key's live version just before the
+// change (absent if the key did not exist).
+struct Event {
+  enum class Type : int32_t { kPut = 0, kDelete = 1 };
+  Type type = Type::kPut;
+  KeyValue kv;
+  std::optional<KeyValue> prev_kv;
+  bool operator==(const Event&) const = default;
+};
+
 struct ResponseHeader {
   int64_t revision = 0;
   bool operator==(const ResponseHeader&) const = default;

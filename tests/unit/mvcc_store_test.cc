@@ -722,3 +722,70 @@ TEST(MvccCompact, KeepsNewestVersionAtOrBelowPlusLaterAndDropsTombstonedKeys) {
 
 }  // namespace
 }  // namespace ckv::mvcc
+
+namespace ckv::mvcc {
+namespace {
+
+// last_events(): what watchers and the lessor see of each write.
+TEST(MvccEvents, PutRecordsTheNewVersionAndThePreviousOne) {
+  Store s;
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());
+  ASSERT_EQ(s.last_events().size(), 1U);
+  const Event& first = s.last_events()[0];
+  EXPECT_EQ(first.type, Event::Type::kPut);
+  EXPECT_EQ(first.kv, (KeyValue{"a", 2, 2, 1, "1", 0}));
+  EXPECT_FALSE(first.prev_kv.has_value());
+
+  ASSERT_TRUE(s.put(P("a", "2", 0)).is_ok());
+  ASSERT_EQ(s.last_events().size(), 1U);
+  EXPECT_EQ(s.last_events()[0].kv, (KeyValue{"a", 2, 3, 2, "2", 0}));
+  EXPECT_EQ(s.last_events()[0].prev_kv, (KeyValue{"a", 2, 2, 1, "1", 0}));
+}
+
+TEST(MvccEvents, DeleteCarriesOnlyKeyAndModRevisionAsEtcd) {
+  Store s;
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());
+  ASSERT_TRUE(s.put(P("b", "2", 0)).is_ok());
+  ASSERT_TRUE(s.delete_range(D("a", "c")).is_ok());
+  ASSERT_EQ(s.last_events().size(), 2U);
+  for (const Event& e : s.last_events()) {
+    EXPECT_EQ(e.type, Event::Type::kDelete);
+    EXPECT_EQ(e.kv.mod_revision, 4);
+    EXPECT_EQ(e.kv.create_revision, 0);
+    EXPECT_EQ(e.kv.version, 0);
+    EXPECT_TRUE(e.kv.value.empty());
+    ASSERT_TRUE(e.prev_kv.has_value());
+    EXPECT_EQ(e.prev_kv->key, e.kv.key);
+  }
+  EXPECT_EQ(s.last_events()[0].kv.key, "a");
+  EXPECT_EQ(s.last_events()[1].kv.key, "b");
+}
+
+TEST(MvccEvents, AWriteThatChangesNothingOrFailsLeavesNoEvents) {
+  Store s;
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());
+  ASSERT_TRUE(s.delete_range(D("zzz")).is_ok());  // deletes nothing
+  EXPECT_TRUE(s.last_events().empty());
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());
+  PutRequest bad = P("missing", "", 0);
+  bad.ignore_value = true;  // etcd: key not found
+  EXPECT_FALSE(s.put(bad).is_ok());
+  EXPECT_TRUE(s.last_events().empty());
+}
+
+TEST(MvccEvents, ATxnsChangesShareOneRevisionInOpOrder) {
+  Store s;
+  TxnRequest t;
+  t.success.push_back(RequestOp{P("x", "1", 0)});
+  t.success.push_back(RequestOp{P("y", "2", 0)});
+  t.success.push_back(RequestOp{D("zzz")});
+  ASSERT_TRUE(s.txn(t).is_ok());
+  ASSERT_EQ(s.last_events().size(), 2U);
+  EXPECT_EQ(s.last_events()[0].kv.key, "x");
+  EXPECT_EQ(s.last_events()[1].kv.key, "y");
+  EXPECT_EQ(s.last_events()[0].kv.mod_revision, 2);
+  EXPECT_EQ(s.last_events()[1].kv.mod_revision, 2);
+}
+
+}  // namespace
+}  // namespace ckv::mvcc
