@@ -201,28 +201,13 @@ class KvService::Impl {
 
   void range(mvcc::RangeRequest r, KvCall call, KvDone<mvcc::RangeResponse> done) {
     if (Status s = mvcc::check_range_request(r); !s.is_ok()) return done(s);
-    done = track(std::move(done));
-    if (!done) return;
-    if (r.serializable) return done(read_range(r));
-    // Linearizable (thesis §6.4): the barrier returns once this node has
-    // applied everything committed when the read arrived; only then read.
-    node_.read_barrier(options_.request_timeout_ms, [this, r = std::move(r), call = std::move(call),
-                                                     done = std::move(done)](Status s) mutable {
-      pool_.post([this, s, r = std::move(r), call = std::move(call),
-                  done = std::move(done)]() mutable {
-        if (s.code() == StatusCode::kNoSpace && !call.forwarded) {
-          // A follower whose disk is full cannot take part in ReadIndex;
-          // the leader can answer the read (docs/design-notes.md, "Disk full").
-          const node::NodeStatus st = node_.status();
-          if (st.leader_id != raft::kNoNode && st.leader_id != st.id &&
-              !st.leader.grpc_address.empty()) {
-            return forward_range(st.leader.grpc_address, r, call, std::move(done));
-          }
-        }
-        if (!s.is_ok()) return done(s);
-        done(read_range(r));
-      });
-    });
+    const bool serializable = r.serializable;
+    read<mvcc::RangeRequest, mvcc::RangeResponse, pb::RangeRequest, pb::RangeResponse>(
+        std::move(r), std::move(call), std::move(done), serializable,
+        [this](const mvcc::RangeRequest& q) { return answer_read(node_.state_machine().range(q)); },
+        [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::RangeRequest* q,
+           pb::RangeResponse* a,
+           std::function<void(grpc::Status)> cb) { stub->async()->Range(c, q, a, std::move(cb)); });
   }
 
   // ---- writes ---------------------------------------------------------------
@@ -249,10 +234,25 @@ class KvService::Impl {
 
   void txn(mvcc::TxnRequest r, KvCall call, KvDone<mvcc::TxnResponse> done) {
     const Status s = mvcc::check_txn_request(r);
+    auto invoke = [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::TxnRequest* q,
+                     pb::TxnResponse* a, std::function<void(grpc::Status)> cb) {
+      stub->async()->Txn(c, q, a, std::move(cb));
+    };
+    if (s.is_ok() && mvcc::is_txn_read_only(r)) {
+      // etcd's Txn: a txn that writes nothing is served like a Range, with no
+      // log entry; linearizable unless every op is a serializable range.
+      // The idempotency key is still checked, though a read has nothing to dedupe.
+      if (Status k = check_idempotency_key(call.idempotency_key); !k.is_ok()) return done(k);
+      const bool serializable = mvcc::is_txn_serializable(r);
+      return read<mvcc::TxnRequest, mvcc::TxnResponse, pb::TxnRequest, pb::TxnResponse>(
+          std::move(r), std::move(call), std::move(done), serializable,
+          [this](const mvcc::TxnRequest& q) {
+            return answer_read(node_.state_machine().read_txn(q));
+          },
+          invoke);
+    }
     write<mvcc::TxnRequest, mvcc::TxnResponse, pb::TxnRequest, pb::TxnResponse>(
-        std::move(r), std::move(call), std::move(done), s,
-        [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::TxnRequest* q, pb::TxnResponse* a,
-           std::function<void(grpc::Status)> cb) { stub->async()->Txn(c, q, a, std::move(cb)); });
+        std::move(r), std::move(call), std::move(done), s, invoke);
   }
 
   void compact(mvcc::CompactionRequest r, KvCall call, KvDone<mvcc::CompactionResponse> done) {
@@ -272,11 +272,46 @@ class KvService::Impl {
     return h;
   }
 
-  Result<KvAnswer<mvcc::RangeResponse>> read_range(const mvcc::RangeRequest& r) const {
-    Result<mvcc::RangeResponse> res = node_.state_machine().range(r);
+  // A read's answer under this node's header, at the revision it was read at.
+  template <typename Resp>
+  Result<KvAnswer<Resp>> answer_read(Result<Resp> res) const {
     if (!res.is_ok()) return res.status();
     const int64_t rev = res->header.revision;
-    return KvAnswer<mvcc::RangeResponse>{header_at(rev), std::move(res).value()};
+    return KvAnswer<Resp>{header_at(rev), std::move(res).value()};
+  }
+
+  // Reads (Range, read-only Txn): `serializable` reads this node's state at
+  // once; otherwise (thesis §6.4, ReadIndex) the barrier returns once this
+  // node has applied everything committed when the read arrived, and only
+  // then read_now runs (on a worker, under the state machine's shared lock).
+  template <typename Req, typename Resp, typename PbReq, typename PbResp, typename Read,
+            typename Invoke>
+  void read(Req r, KvCall call, KvDone<Resp> done, bool serializable, Read read_now,
+            Invoke invoke) {
+    done = track(std::move(done));
+    if (!done) return;
+    if (serializable) return done(read_now(r));
+    node_.read_barrier(options_.request_timeout_ms, [this, r = std::move(r), call = std::move(call),
+                                                     done = std::move(done), read_now,
+                                                     invoke](Status s) mutable {
+      pool_.post([this, s, r = std::move(r), call = std::move(call), done = std::move(done),
+                  read_now, invoke]() mutable {
+        if (s.code() == StatusCode::kNoSpace && !call.forwarded) {
+          // A follower whose disk is full cannot take part in ReadIndex;
+          // the leader can answer the read (docs/design-notes.md, "Disk full").
+          const node::NodeStatus st = node_.status();
+          if (st.leader_id != raft::kNoNode && st.leader_id != st.id &&
+              !st.leader.grpc_address.empty()) {
+            PbReq req;
+            to_pb(r, &req);
+            return forward<Resp, PbReq, PbResp>(st.leader.grpc_address, std::move(req), call,
+                                                std::move(done), invoke);
+          }
+        }
+        if (!s.is_ok()) return done(s);
+        done(read_now(r));
+      });
+    });
   }
 
   // Validated writes: propose on the leader, forward from a follower.
@@ -336,17 +371,6 @@ class KvService::Impl {
     }
     const int64_t rev = body->header.revision;
     done(KvAnswer<Resp>{header_at(rev), std::move(*body)});
-  }
-
-  void forward_range(const std::string& leader, const mvcc::RangeRequest& r, const KvCall& call,
-                     KvDone<mvcc::RangeResponse> done) {
-    pb::RangeRequest req;
-    to_pb(r, &req);
-    forward<mvcc::RangeResponse, pb::RangeRequest, pb::RangeResponse>(
-        leader, std::move(req), call, std::move(done),
-        [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::RangeRequest* q,
-           pb::RangeResponse* a,
-           std::function<void(grpc::Status)> cb) { stub->async()->Range(c, q, a, std::move(cb)); });
   }
 
   std::shared_ptr<pb::KV::Stub> stub_for(const std::string& address) {

@@ -18,8 +18,12 @@
 //           read here that follows sees it, as on etcd). A follower that
 //           knows no leader, or no gRPC address for it, answers etcd's
 //           "etcdserver: no leader" (Unavailable): clients retry.
-//   txn     proposed like a write, read-only or not (one code path; a
-//           read-only txn costs a log entry).
+//   txn     one that writes is proposed like a write; one that writes
+//           nothing (mvcc::is_txn_read_only, etcd's isTxnReadonly) is served
+//           like a range, with no log entry: the read barrier unless every
+//           op is a serializable range (etcd's isTxnSerializable), then
+//           evaluated on this node's state under its shared lock, so its
+//           compares and ranges see one revision.
 // Every answer carries this node's header: cluster_id, member_id and
 // raft_term from cluster_view.h, and the revision of the store the answer
 // was computed from (for a write, the revision it created or saw).

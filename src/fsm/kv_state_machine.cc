@@ -133,6 +133,11 @@ Result<mvcc::RangeResponse> KvStateMachine::range(const mvcc::RangeRequest& r) c
   return store_.range(r);
 }
 
+Result<mvcc::TxnResponse> KvStateMachine::read_txn(const mvcc::TxnRequest& r) const {
+  std::shared_lock lock(mu_);
+  return store_.read_txn(r);
+}
+
 std::optional<std::string> KvStateMachine::get(std::string_view key) const {
   mvcc::RangeRequest r;
   r.key.assign(key);

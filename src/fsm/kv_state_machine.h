@@ -81,6 +81,10 @@ class KvStateMachine {
 
   // Reads of the current state (the etcd Range semantics of mvcc::Store).
   Result<mvcc::RangeResponse> range(const mvcc::RangeRequest& r) const;
+  // A txn that writes nothing (mvcc::is_txn_read_only), evaluated on the
+  // current state under the shared lock: its compares and ranges all see
+  // one revision, and no log entry is needed (mvcc::Store::read_txn).
+  Result<mvcc::TxnResponse> read_txn(const mvcc::TxnRequest& r) const;
   // The current value of key (the seed API's /get).
   std::optional<std::string> get(std::string_view key) const;
   int64_t revision() const;

@@ -137,4 +137,29 @@ Status check_txn_request(const TxnRequest& r, size_t max_txn_ops) {
   return Status::ok();
 }
 
+bool is_txn_read_only(const TxnRequest& r) {
+  for (const auto* branch : {&r.success, &r.failure}) {
+    for (const RequestOp& op : *branch) {
+      if (std::holds_alternative<PutRequest>(op.request) ||
+          std::holds_alternative<DeleteRangeRequest>(op.request)) {
+        return false;
+      }
+      if (auto* t = std::get_if<std::shared_ptr<const TxnRequest>>(&op.request)) {
+        if (*t != nullptr && !is_txn_read_only(**t)) return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool is_txn_serializable(const TxnRequest& r) {
+  for (const auto* branch : {&r.success, &r.failure}) {
+    for (const RequestOp& op : *branch) {
+      const auto* range = std::get_if<RangeRequest>(&op.request);
+      if (range == nullptr || !range->serializable) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace ckv::mvcc

@@ -25,4 +25,13 @@ Status check_delete_request(const DeleteRangeRequest& r);
 // applied in order; see Store::txn for the one case where it cannot be.
 Status check_txn_request(const TxnRequest& r, size_t max_txn_ops = kDefaultMaxTxnOps);
 
+// etcd's isTxnReadonly: no put or delete in either branch, nested txns
+// included. Such a txn changes nothing whichever branch its compares choose,
+// so it is served like a Range, without a log entry (Store::read_txn).
+bool is_txn_read_only(const TxnRequest& r);
+// etcd's isTxnSerializable: every op of both branches is a serializable
+// Range (a nested txn is not; a txn without ops is). A read-only txn that is
+// also serializable is answered from this node's state without a read barrier.
+bool is_txn_serializable(const TxnRequest& r);
+
 }  // namespace ckv::mvcc

@@ -425,6 +425,47 @@ Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exi
   return resp;
 }
 
+Result<TxnResponse> Store::read_txn(const TxnRequest& r) const {
+  if (!is_txn_read_only(r)) {
+    return Status(StatusCode::kInvalid, "consensuskv: read_txn of a txn that writes");
+  }
+  // The same checks, in the same order, as txn(): the same errors.
+  if (Status s = check_txn_request(r, options_.max_txn_ops); !s.is_ok()) return s;
+  std::vector<bool> path;
+  txn_path(r, path);
+  size_t at = 0;
+  if (Status s = check_txn_path(r, path, at, {}); !s.is_ok()) return s;
+  TxnResponse resp;
+  at = 0;
+  if (Status s = read_txn_ops(r, path, at, resp); !s.is_ok()) return s;
+  resp.header.revision = current_revision_;
+  return resp;
+}
+
+Status Store::read_txn_ops(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
+                           TxnResponse& resp) const {
+  KV_CHECK(at < path.size(), "txn path too short: %zu of %zu", at, path.size());
+  resp.succeeded = path[at++];
+  const auto& ops = resp.succeeded ? r.success : r.failure;
+  resp.responses.reserve(ops.size());
+  for (const auto& op : ops) {
+    if (auto* rr = std::get_if<RangeRequest>(&op.request)) {
+      // What WriteTxn::range reads in a txn that has not written: the current revision.
+      auto res = range_at(*rr, current_revision_);
+      if (!res.is_ok()) return res.status();
+      resp.responses.emplace_back().response.emplace<RangeResponse>(std::move(res).value());
+    } else {
+      const auto& nested = std::get<std::shared_ptr<const TxnRequest>>(op.request);
+      KV_CHECK(nested != nullptr, "a null nested txn passed check_txn_request");
+      auto nresp = std::make_shared<TxnResponse>();
+      if (Status s = read_txn_ops(*nested, path, at, *nresp); !s.is_ok()) return s;
+      resp.responses.emplace_back().response.emplace<std::shared_ptr<TxnResponse>>(
+          std::move(nresp));
+    }
+  }
+  return Status::ok();
+}
+
 Result<CompactionResponse> Store::compact(const CompactionRequest& r) {
   last_events_.clear();
   if (r.revision <= compact_revision_) return invalid(kErrCompacted);

@@ -80,6 +80,12 @@ class Store {
   Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
   Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
   Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
+  // A txn that writes nothing (is_txn_read_only), evaluated on the current
+  // state without changing anything: the same answer txn() gives for it,
+  // compares and ranges all at revision(). Const, so readers may run it under
+  // a shared lock (etcd serves such txns like a Range, not through Raft).
+  // A txn that writes is kInvalid here (a caller's mistake, never applied).
+  Result<TxnResponse> read_txn(const TxnRequest& r) const;
   // The changes made by the last put(), delete_range() or txn() call (a
   // compact() clears them), in
   // sub-revision order (all at revision()); empty if it failed or changed
@@ -179,6 +185,9 @@ class Store {
   void txn_path(const TxnRequest& r, std::vector<bool>& path) const;
   Status check_txn_path(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
                         const LeaseLookup& lease_exists) const;
+  // read_txn's walk of the chosen branches (WriteTxn::txn without writes).
+  Status read_txn_ops(const TxnRequest& r, const std::vector<bool>& path, size_t& at,
+                      TxnResponse& resp) const;
 
   friend class SnapshotCodec;
 

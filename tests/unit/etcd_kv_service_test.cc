@@ -229,6 +229,84 @@ TEST_F(KvServiceTest, WritesAndReadsCarryTheStoreRevisionAndTheNodesHeader) {
             mvcc::kErrCompacted);
 }
 
+// etcd serves a txn that writes nothing like a Range (isTxnReadonly): no log
+// entry, linearizable (a read barrier) unless every op is a serializable
+// range, and the same answer a proposed txn gave.
+TEST_F(KvServiceTest, ReadOnlyTxnsAreAnsweredWithoutALogEntry) {
+  node::Node& n = single();
+  KvService& kv = *services_[0];
+  ASSERT_TRUE(put(kv, "a", "1").is_ok());
+  ASSERT_TRUE(put(kv, "b", "2").is_ok());
+  // Once the leader has recorded its own addresses (a configuration entry of
+  // its own), nothing else appends to the log unless a client writes.
+  // (Node::status() is published once per loop, so it may lag an answered
+  // write: wait for the revision the writes made.)
+  auto settled_at = [&](int64_t revision) {
+    return eventually([&] {
+      const node::NodeStatus st = n.status();
+      return st.revision == revision && st.applied_index == st.last_index &&
+             st.members.size() == 1 && st.members[0].info.api_address == "n1:8000";
+    });
+  };
+  ASSERT_TRUE(settled_at(3));
+  const uint64_t last = n.status().last_index;
+
+  mvcc::Compare a_is_1;
+  a_is_1.key = "a";
+  a_is_1.target = mvcc::Compare::CompareTarget::kValue;
+  a_is_1.value = "1";
+  mvcc::Compare b_is_x = a_is_1;
+  b_is_x.key = "b";
+  b_is_x.value = "x";
+  mvcc::RangeRequest b;
+  b.key = "b";
+  mvcc::RangeRequest all;
+  all.key = "a";
+  all.range_end = "c";
+  mvcc::TxnRequest inner;
+  inner.compare = {b_is_x};
+  inner.failure = {mvcc::op_range(b)};
+  mvcc::TxnRequest t;
+  t.compare = {a_is_1};
+  t.success = {mvcc::op_range(all), mvcc::op_txn(inner)};
+  auto r = call<mvcc::TxnResponse>(kv, &KvService::txn, t);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->body.succeeded);
+  EXPECT_EQ(r->header.revision, 3u);
+  EXPECT_EQ(r->header.member_id, n.status().id);
+  EXPECT_EQ(std::get<mvcc::RangeResponse>(r->body.responses.at(0).response).kvs.size(), 2u);
+  const auto& nested = std::get<std::shared_ptr<mvcc::TxnResponse>>(r->body.responses.at(1).response);
+  EXPECT_FALSE(nested->succeeded);
+  EXPECT_EQ(std::get<mvcc::RangeResponse>(nested->responses.at(0).response).kvs.at(0).value, "2");
+
+  // Serializable: every op a serializable range.
+  mvcc::TxnRequest local;
+  all.serializable = true;
+  local.success = {mvcc::op_range(all)};
+  auto l = call<mvcc::TxnResponse>(kv, &KvService::txn, local);
+  ASSERT_TRUE(l.is_ok()) << l.status().to_string();
+  EXPECT_EQ(std::get<mvcc::RangeResponse>(l->body.responses.at(0).response).count, 2);
+  // The store's errors, as a proposed txn answered them.
+  mvcc::TxnRequest future = local;
+  std::get<mvcc::RangeRequest>(future.success[0].request).revision = 99;
+  EXPECT_EQ(call<mvcc::TxnResponse>(kv, &KvService::txn, future).status().message(),
+            mvcc::kErrFutureRev);
+
+  // A txn that writes (here only in a nested failure branch) is still
+  // proposed, even when the branch that runs writes nothing.
+  mvcc::TxnRequest writes = t;
+  mvcc::TxnRequest nested_put;
+  nested_put.failure = {mvcc::op_put(put_req("c", "3"))};
+  writes.success.push_back(mvcc::op_txn(nested_put));
+  auto w = call<mvcc::TxnResponse>(kv, &KvService::txn, writes);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(w->header.revision, 3u);  // the nested txn's success branch ran: no write
+  ASSERT_TRUE(put(kv, "z", "marker").is_ok());
+  ASSERT_TRUE(settled_at(4));
+  // Entries since `last`: the writing txn and the marker put, nothing for the reads.
+  EXPECT_EQ(n.status().last_index, last + 2) << "a read-only txn went through the log";
+}
+
 TEST_F(KvServiceTest, ARetryWithTheSameIdempotencyKeyReturnsTheFirstResult) {
   single();
   KvService& kv = *services_[0];
@@ -273,6 +351,15 @@ TEST_F(KvServiceTest, AFollowerWithoutTheLeadersGrpcAddressAnswersNoLeader) {
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(r->body.kvs.size(), 1u);
   EXPECT_EQ(r->header.member_id, follower.status().id);
+  // So do read-only txns: read on the follower, nothing to forward.
+  mvcc::TxnRequest t;
+  mvcc::RangeRequest ra;
+  ra.key = "a";
+  t.success.push_back(mvcc::op_range(ra));
+  auto tr = call<mvcc::TxnResponse>(kv, &KvService::txn, t);
+  ASSERT_TRUE(tr.is_ok()) << tr.status().to_string();
+  EXPECT_EQ(std::get<mvcc::RangeResponse>(tr->body.responses.at(0).response).kvs.size(), 1u);
+  EXPECT_EQ(tr->header.member_id, follower.status().id);
 }
 
 TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {

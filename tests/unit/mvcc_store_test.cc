@@ -541,6 +541,94 @@ TEST(MvccTxn, FailureBranchAndNestedTxnResponses) {
   EXPECT_EQ(s.revision(), 3);
 }
 
+// A txn that writes nothing is evaluated without a write (the node serves it
+// like a Range, with no log entry): read_txn must answer exactly what txn()
+// answers for it, errors included, and change nothing.
+TEST(MvccTxn, ReadTxnAnswersAsTxnForReadOnlyTxns) {
+  Store s;
+  must_put(s, "a", "1");
+  must_put(s, "b", "2");
+  must_put(s, "a", "3");
+  using T = Compare::CompareTarget;
+  using Res = Compare::CompareResult;
+  Compare a_is_3 = C("a", T::kValue, Res::kEqual);
+  a_is_3.value = "3";
+  Compare b_newer = C("b", T::kMod, Res::kGreater);
+  b_newer.mod_revision = 3;  // b's is 3: false
+  TxnRequest inner;
+  inner.compare = {b_newer};
+  inner.success = {op_range(R("a"))};
+  inner.failure = {op_range(R("b")), op_range(R("a", kAll))};
+  RangeRequest old_a = R("a");
+  old_a.revision = 2;
+  TxnRequest outer;
+  outer.compare = {a_is_3};
+  outer.success = {op_range(old_a), op_txn(inner), op_range(R("", kAll))};
+  outer.success.back().request = [] {
+    RangeRequest all = R("a", kAll);
+    all.count_only = true;
+    return all;
+  }();
+  outer.failure = {op_range(R("zz"))};
+  TxnRequest failing = outer;
+  failing.compare[0].value = "1";
+  TxnRequest future = outer;
+  std::get<RangeRequest>(future.success[0].request).revision = 99;
+  TxnRequest empty;  // compares only
+  empty.compare = {a_is_3};
+  for (const TxnRequest* t : {&outer, &failing, &future, &empty}) {
+    ASSERT_TRUE(is_txn_read_only(*t));
+    Store copy = s;
+    const auto read = s.read_txn(*t);
+    const auto applied = copy.txn(*t);
+    ASSERT_EQ(read.is_ok(), applied.is_ok()) << applied.status().to_string();
+    if (read.is_ok()) {
+      EXPECT_EQ(read.value(), applied.value());
+    } else {
+      EXPECT_EQ(read.status().message(), applied.status().message());
+    }
+    EXPECT_EQ(s.revision(), 4);
+    EXPECT_TRUE(s == copy);
+  }
+  const auto got = s.read_txn(outer);
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_TRUE(got->succeeded);
+  EXPECT_EQ(got->header.revision, 4);
+  EXPECT_EQ(std::get<RangeResponse>(got->responses[0].response).kvs.at(0).value, "1");
+  const auto& n = std::get<std::shared_ptr<TxnResponse>>(got->responses[1].response);
+  EXPECT_FALSE(n->succeeded);
+  EXPECT_EQ(std::get<RangeResponse>(n->responses[0].response).kvs.at(0).value, "2");
+  EXPECT_EQ(std::get<RangeResponse>(got->responses[2].response).count, 2);
+  EXPECT_EQ(s.read_txn(future).status().message(), kErrFutureRev);
+
+  // A txn that writes, anywhere (a nested failure branch), is not read_txn's.
+  TxnRequest writes = outer;
+  TxnRequest nested_put;
+  nested_put.failure = {op_put(P("x", "y"))};
+  writes.failure.push_back(op_txn(nested_put));
+  EXPECT_FALSE(is_txn_read_only(writes));
+  EXPECT_EQ(s.read_txn(writes).status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(s.range(R("x"))->count, 0);
+}
+
+// etcd's isTxnSerializable: every op of both branches a serializable range.
+TEST(MvccTxn, SerializableOnlyWhenEveryOpIsASerializableRange) {
+  RangeRequest ser = R("a");
+  ser.serializable = true;
+  TxnRequest t;
+  EXPECT_TRUE(is_txn_serializable(t));  // no ops: etcd says serializable too
+  t.success = {op_range(ser)};
+  t.failure = {op_range(ser)};
+  EXPECT_TRUE(is_txn_serializable(t));
+  t.failure.push_back(op_range(R("b")));
+  EXPECT_FALSE(is_txn_serializable(t));
+  TxnRequest nested;
+  nested.success = {op_range(ser)};
+  t.failure = {op_txn(nested)};
+  EXPECT_FALSE(is_txn_serializable(t));  // a nested txn is not a range
+  EXPECT_TRUE(is_txn_read_only(t));
+}
+
 TEST(MvccTxn, DuplicateKeyGivenInTxnRequest) {
   Store s;
   auto dup = [&](TxnRequest t) { return s.txn(t).status().message() == kErrDuplicateKey; };
