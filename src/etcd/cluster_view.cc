@@ -59,6 +59,8 @@ MaintenanceStatus status_for(const node::NodeStatus& st) {
   s.raft_index = st.commit_index;
   s.raft_term = st.term;
   s.raft_applied_index = st.applied_index;
+  s.db_size = st.data_dir_bytes;
+  s.db_size_in_use = st.state_machine_bytes;
   if (st.no_space) s.errors.push_back("memberID:" + std::to_string(st.id) + " alarm:NOSPACE ");
   for (const node::MemberStatus& m : st.members) {
     if (m.id == st.id) s.is_learner = is_learner_for_etcd(m);

@@ -49,13 +49,13 @@ struct MemberList {
 struct MaintenanceStatus {
   Header header;
   std::string version = kEtcdApiVersion;
-  uint64_t db_size = 0;     // no MVCC backend yet: 0 (docs/api.md)
+  uint64_t db_size = 0;     // NodeStatus::data_dir_bytes: the data dir on disk (docs/api.md)
   uint64_t leader = 0;      // 0 when no leader is known
   uint64_t raft_index = 0;  // commit index, as etcd reports it
   uint64_t raft_term = 0;
   uint64_t raft_applied_index = 0;
   std::vector<std::string> errors;  // active alarms, etcd's text ("memberID:... alarm:NOSPACE ")
-  uint64_t db_size_in_use = 0;
+  uint64_t db_size_in_use = 0;  // NodeStatus::state_machine_bytes: the state in memory, estimated
   bool is_learner = false;
 };
 

@@ -177,6 +177,11 @@ size_t KvStateMachine::idempotency_entries() const {
   return table_.size();
 }
 
+uint64_t KvStateMachine::estimated_bytes() const {
+  std::shared_lock lock(mu_);
+  return store_.estimated_bytes() + table_.bytes();
+}
+
 std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   std::unique_lock lock(mu_);
   KV_CHECK(!snapshotting_, "a snapshot is already in progress");

@@ -95,6 +95,10 @@ class KvStateMachine {
   size_t key_count() const;
   size_t version_count() const;  // a pass over all keys
   size_t idempotency_entries() const;
+  // Estimated bytes of the replicated state in memory: the MVCC store's
+  // estimate (mvcc::Store::estimated_bytes) plus the idempotency table's
+  // keys and results. Maintenance.Status reports it as dbSizeInUse.
+  uint64_t estimated_bytes() const;
 
   // Snapshots. begin_snapshot() (Raft thread) captures the state at
   // applied_index(); write_snapshot() (snapshot thread) passes the payload

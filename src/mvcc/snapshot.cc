@@ -200,8 +200,10 @@ class SnapshotCodec {
         if ((flags & ~kFlagTombstone) != 0) return corrupt("unknown flags");
         v.tombstone = (flags & kFlagTombstone) != 0;
         if (Status st = check_version(s, hist, v); !st.is_ok()) return st;
+        s.bytes_ += Store::version_cost(v);
         hist.push_back(std::move(v));
       }
+      s.bytes_ += Store::key_cost(key);
       auto [it, inserted] = s.index_.emplace(std::move(key), std::move(hist));
       (void)inserted;  // keys are strictly increasing, so always inserted
       prev_key = &it->first;

@@ -185,6 +185,7 @@ class Store::WriteTxn {
   void write(const std::string& key, std::string value, int64_t lease, bool tombstone) {
     const int64_t rev = begin_ + 1;
     auto& hist = s_.index_[key];
+    if (hist.empty()) s_.bytes_ += key_cost(key);  // a new key (empty histories are erased)
     KeyVersion v;
     v.revision = Revision{rev, changes_++};
     v.tombstone = tombstone;
@@ -204,6 +205,7 @@ class Store::WriteTxn {
     } else {
       ev.kv = to_kv(key, v);
     }
+    s_.bytes_ += version_cost(v);
     hist.push_back(std::move(v));
     touched_.push_back(key);
   }
@@ -214,8 +216,14 @@ class Store::WriteTxn {
       auto it = s_.index_.find(key);
       if (it == s_.index_.end()) continue;  // already undone through an earlier duplicate
       auto& hist = it->second;
-      while (!hist.empty() && hist.back().revision.main == begin_ + 1) hist.pop_back();
-      if (hist.empty()) s_.index_.erase(it);
+      while (!hist.empty() && hist.back().revision.main == begin_ + 1) {
+        s_.bytes_ -= version_cost(hist.back());
+        hist.pop_back();
+      }
+      if (hist.empty()) {
+        s_.bytes_ -= key_cost(it->first);
+        s_.index_.erase(it);
+      }
     }
   }
 
@@ -512,12 +520,15 @@ Store::Index::iterator Store::compact_key(Index::iterator it, int64_t revision) 
   if (keep != hist.begin()) {
     --keep;
     if (keep->tombstone) ++keep;
+    for (auto v = hist.begin(); v != keep; ++v) bytes_ -= version_cost(*v);
     hist.erase(hist.begin(), keep);
     // Give back what the erased history held; keys rewritten often would
     // otherwise keep their peak capacity forever.
     if (hist.capacity() > 2 * hist.size()) hist.shrink_to_fit();
   }
-  return hist.empty() ? index_.erase(it) : std::next(it);
+  if (!hist.empty()) return std::next(it);
+  bytes_ -= key_cost(it->first);
+  return index_.erase(it);
 }
 
 }  // namespace ckv::mvcc

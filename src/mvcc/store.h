@@ -149,6 +149,20 @@ class Store {
   // retained versions: what the store's memory grows with.
   size_t key_count() const { return index_.size(); }
   size_t version_count() const;
+  // An estimate of the memory the retained state takes, in bytes, kept up
+  // to date by every write, rollback, compaction step and snapshot decode
+  // (O(1) to read): each key's bytes plus kKeyOverheadBytes, each retained
+  // version's value bytes plus kVersionOverheadBytes. What etcd's
+  // dbSizeInUse reports for its backend (docs/api.md, Maintenance.Status).
+  // It leaves out the allocator's own overhead and vector growth slack
+  // (measured: ~20% more, docs/design-notes.md "Memory, measured").
+  uint64_t estimated_bytes() const { return bytes_; }
+  // The fixed parts of the estimate: a key's map node (tree links, the key
+  // string, its history vector), and one version record (revision, flags,
+  // create revision, version, lease, the value string).
+  static constexpr uint64_t kKeyOverheadBytes =
+      32 + sizeof(std::string) + sizeof(std::vector<KeyVersion>);
+  static constexpr uint64_t kVersionOverheadBytes = sizeof(KeyVersion);
 
   // Every retained version of `key`, oldest first (tests and debugging).
   const std::vector<KeyVersion>* history(const std::string& key) const;
@@ -201,6 +215,11 @@ class Store {
   int64_t compact_revision_ = -1;
   Index index_;
   std::vector<Event> last_events_;  // of the last write (last_events())
+  uint64_t bytes_ = 0;              // estimated_bytes()
+  static uint64_t key_cost(const std::string& key) { return kKeyOverheadBytes + key.size(); }
+  static uint64_t version_cost(const KeyVersion& v) {
+    return kVersionOverheadBytes + v.value.size();
+  }
   bool streaming_ = false;            // a snapshot stream is open: dropping versions waits
   int64_t pending_compaction_ = -1;   // versions below this may still be present; -1: none
   std::string compact_resume_;        // the pass resumes after this key

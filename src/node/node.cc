@@ -43,6 +43,23 @@ using raft::Index;
 constexpr char kIdentityKey[] = "identity";
 constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
 constexpr char kReserveFileName[] = "space-reserve";
+
+// NodeStatus::data_dir_bytes: the sizes of the regular files under dir, the
+// space reserve excluded (a fixed allowance, not data). Errors (a file
+// removed during the walk) skip that file: this is a gauge, not a check.
+uint64_t data_dir_bytes(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  uint64_t total = 0;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code fec;
+    if (!it->is_regular_file(fec) || fec) continue;
+    if (it.depth() == 0 && it->path().filename() == kReserveFileName) continue;
+    const uintmax_t n = it->file_size(fec);
+    if (!fec) total += n;
+  }
+  return total;
+}
 // A persist that failed for want of space is retried after this, doubling
 // up to the maximum: often enough to resume soon after space returns.
 constexpr int kPersistRetryInitialMs = 10;
@@ -239,6 +256,9 @@ class Node::Impl {
   RegisterHook register_hook_;
   Compactor compactor_;  // Raft thread
   Clock::time_point last_registration_{};
+  // NodeStatus::data_dir_bytes, as of the last scan (publish_status).
+  uint64_t data_dir_bytes_ = 0;
+  std::optional<Clock::time_point> last_data_dir_scan_;
   // The membership version in which our recorded addresses matched (0: none yet; the core starts at 1).
   uint64_t registered_version_ = 0;
   // Leader: members recorded without an incarnation (added while they could
@@ -1757,6 +1777,13 @@ void Node::Impl::publish_status() {
   s.client_tls = opts_.client_tls;
   s.revision = fsm_.revision();
   s.compact_revision = fsm_.compact_revision();
+  s.state_machine_bytes = fsm_.estimated_bytes();
+  if (!last_data_dir_scan_ ||
+      now - *last_data_dir_scan_ >= std::chrono::milliseconds(kDataDirScanIntervalMs)) {
+    last_data_dir_scan_ = now;
+    data_dir_bytes_ = data_dir_bytes(data_dir_);
+  }
+  s.data_dir_bytes = data_dir_bytes_;
   for (const raft::Member& m : raft_->membership().members) {
     MemberStatus ms;
     ms.id = m.id;

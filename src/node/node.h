@@ -145,8 +145,18 @@ struct NodeStatus {
   int64_t compact_revision = 0;  // the store's last compaction (-1: none yet)
   bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
   bool client_tls = false;  // NodeOptions::client_tls
+  // Bytes of the files in the data dir (WAL segments at their allocated
+  // size, snapshots, metadata), the space reserve excluded; rescanned at
+  // most every kDataDirScanIntervalMs (-inmem: its temp dir). etcd's dbSize.
+  uint64_t data_dir_bytes = 0;
+  // fsm::KvStateMachine::estimated_bytes(): the state held in memory. etcd's dbSizeInUse.
+  uint64_t state_machine_bytes = 0;
   std::vector<MemberStatus> members;
 };
+
+// How often the Raft thread re-measures NodeStatus::data_dir_bytes (a walk
+// of the data dir's few files); between scans the last value stands.
+inline constexpr int kDataDirScanIntervalMs = 1000;
 
 // The most members a configuration may hold: raft::decode_membership
 // refuses more (raft/types.cc), so a change past it would leave every node

@@ -12,9 +12,6 @@ from kvcluster import ClusterTest, free_port, request, wait_for
 
 ETCDCTL = shutil.which("etcdctl")
 ETCD = shutil.which("etcd")
-# The fields a real etcd sends that we leave at zero (so protobuf omits them):
-# no MVCC backend yet, hence no database size (docs/api.md, "etcd v3 API").
-ZERO_UNTIL_MVCC = {"dbSize", "dbSizeInUse"}
 
 
 def node_id(name):
@@ -132,12 +129,18 @@ class EtcdClusterTest(ClusterTest):
             self.assertGreater(s["raftAppliedIndex"], 0)
             self.assertEqual(s["version"], "3.4.0")
             self.assertNotIn("isLearner", s)
+            # dbSize: the data dir on disk (WAL segments are preallocated: at least one);
+            # dbSizeInUse: the state machine's estimate in memory (the members' records).
+            self.assertGreaterEqual(s["dbSize"], 4096, s)
+            self.assertNotIn("dbSizeInUse", s)  # nothing stored yet: 0, omitted
+            self.assertNotIn("errors", s)
         table = etcdctl([n.grpc for n in nodes], "endpoint", "status").stdout.splitlines()
         self.assertEqual(len(table), 3)
         for n, line in zip(nodes, table):
             cols = line.split(", ")
-            self.assertEqual(cols[:6], [n.grpc, f"{node_id(n.raft):x}", "3.4.0", "0 B", str(n is leader).lower(),
-                                        "false"], line)
+            self.assertEqual(cols[:3] + cols[4:6], [n.grpc, f"{node_id(n.raft):x}", "3.4.0", str(n is leader).lower(),
+                                                     "false"], line)
+            self.assertRegex(cols[3], r"^[0-9.]+ [kMG]B$", line)  # a size, as etcd's (e.g. "20 kB")
             self.assertEqual(int(cols[6]), term)
 
         # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
@@ -231,6 +234,9 @@ class EtcdClusterTest(ClusterTest):
         nodes = self.start_cluster()
         self.wait_leader(nodes)
         ours = nodes[1]  # a follower or the leader: the shape is the same
+        # One key each, so that every size (dbSizeInUse too) is non-zero on both sides.
+        etcdctl([etcd_client], "put", "shape", "v")
+        etcdctl([ours.grpc], "put", "shape", "v")
         for args in (("member", "list", "-w", "json"), ("endpoint", "status", "-w", "json")):
             theirs = json.loads(etcdctl([etcd_client], *args).stdout)
             mine = json.loads(etcdctl([ours.grpc], *args).stdout)
@@ -243,13 +249,13 @@ class EtcdClusterTest(ClusterTest):
             theirs = post(etcd_client, path).json
             mine = post(ours.api, path).json
             self.assert_same_shape(shape(mine), shape(theirs), path)
-            self.assertEqual(list(mine), [k for k in theirs if k not in ZERO_UNTIL_MVCC], f"{path}: field order")
+            self.assertEqual(list(mine), list(theirs), f"{path}: field order")
 
     def assert_same_shape(self, mine, theirs, what):
-        """Same fields with the same types; fields in ZERO_UNTIL_MVCC may be missing on our side only."""
+        """Same fields with the same types."""
         if isinstance(theirs, dict):
             self.assertIsInstance(mine, dict, what)
-            missing = set(theirs) - set(mine) - ZERO_UNTIL_MVCC
+            missing = set(theirs) - set(mine)
             extra = set(mine) - set(theirs)
             self.assertFalse(missing or extra, f"{what}: fields missing {sorted(missing)}, extra {sorted(extra)}")
             for k in mine:

@@ -134,7 +134,11 @@ TEST(EtcdGatewayJson, StatusUsesProtoNamesStringsAndOmitsZeros) {
 
   st.no_space = true;
   st.leader_id = 0;
+  st.data_dir_bytes = 67112960;
+  st.state_machine_bytes = 4096;
   const json full = json::parse(gateway_status_json(st));
+  EXPECT_EQ(full["dbSize"], "67112960");  // the data dir on disk
+  EXPECT_EQ(full["dbSizeInUse"], "4096");  // the state in memory
   EXPECT_EQ(full["errors"], json::array({"memberID:" + std::to_string(st.id) + " alarm:NOSPACE "}));
   EXPECT_FALSE(full.contains("leader"));
 }

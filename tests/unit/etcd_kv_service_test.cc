@@ -307,6 +307,31 @@ TEST_F(KvServiceTest, ReadOnlyTxnsAreAnsweredWithoutALogEntry) {
   EXPECT_EQ(n.status().last_index, last + 2) << "a read-only txn went through the log";
 }
 
+// Maintenance.Status's dbSize and dbSizeInUse come from NodeStatus: the data
+// dir's bytes on disk and the state machine's estimate in memory.
+TEST_F(KvServiceTest, StatusReportsTheDataDirAndStateMachineSizes) {
+  node::Node& n = single();
+  KvService& kv = *services_[0];
+  ASSERT_TRUE(eventually([&] { return n.status().data_dir_bytes > 0; }));
+  const node::NodeStatus before = n.status();
+  ASSERT_TRUE(put(kv, "big", std::string(100000, 'v')).is_ok());
+  ASSERT_TRUE(eventually([&] {
+    return n.status().state_machine_bytes >= before.state_machine_bytes + 100000;
+  }));
+  EXPECT_EQ(n.status().state_machine_bytes, n.state_machine().estimated_bytes());
+  // The WAL preallocates its segments, so the value may fit in what was
+  // there already: the size never shrinks for it, and counts whole files.
+  uint64_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root_ / "n1")) {
+    if (e.is_regular_file() && e.path().filename() != "space-reserve") files += e.file_size();
+  }
+  ASSERT_TRUE(eventually([&] { return n.status().data_dir_bytes == files; }, 3s))
+      << n.status().data_dir_bytes << " vs " << files;
+  const etcd::MaintenanceStatus ms = etcd::status_for(n.status());
+  EXPECT_EQ(ms.db_size, n.status().data_dir_bytes);
+  EXPECT_EQ(ms.db_size_in_use, n.status().state_machine_bytes);
+}
+
 TEST_F(KvServiceTest, ARetryWithTheSameIdempotencyKeyReturnsTheFirstResult) {
   single();
   KvService& kv = *services_[0];

@@ -780,6 +780,53 @@ TEST(MvccCompact, ErrorsForCompactedAndFutureRevisions) {
   EXPECT_EQ(s.compact_revision(), 2);
 }
 
+// Maintenance.Status reports the estimate as dbSizeInUse: it must follow
+// every change of the retained versions (writes, a rolled-back txn,
+// compaction, a snapshot round trip), not only grow.
+TEST(MvccSize, EstimatedBytesFollowTheRetainedVersions) {
+  Store s;
+  EXPECT_EQ(s.estimated_bytes(), 0u);
+  auto expected = [&](const std::vector<std::string>& keys) {
+    uint64_t n = 0;
+    for (const auto& k : keys) {
+      const auto* h = s.history(k);
+      if (h == nullptr) continue;
+      n += Store::kKeyOverheadBytes + k.size();
+      for (const KeyVersion& v : *h) n += Store::kVersionOverheadBytes + v.value.size();
+    }
+    return n;
+  };
+  const std::vector<std::string> keys = {"a", "bb", "ccc"};
+  must_put(s, "a", std::string(1000, 'x'));
+  must_put(s, "bb", "2");
+  must_put(s, "a", "short");
+  EXPECT_EQ(s.estimated_bytes(), expected(keys));
+  EXPECT_GT(s.estimated_bytes(), 1000u);
+  ASSERT_TRUE(s.delete_range(D("bb")).is_ok());  // a tombstone is a version too
+  EXPECT_EQ(s.estimated_bytes(), expected(keys));
+  // A txn that fails mid-apply is rolled back: its versions leave the count.
+  const uint64_t before = s.estimated_bytes();
+  TxnRequest t;
+  t.success = {op_put(P("ccc", "new")), op_delete(D("a", kAll))};
+  PutRequest keep = P("a", "");
+  keep.ignore_value = true;
+  t.success.push_back(op_put(keep));
+  EXPECT_FALSE(s.txn(t).is_ok());
+  EXPECT_EQ(s.estimated_bytes(), before);
+  EXPECT_EQ(s.history("ccc"), nullptr);
+  // Compaction drops the old versions and the tombstoned key.
+  ASSERT_TRUE(s.compact(CompactionRequest{s.revision(), false}).is_ok());
+  EXPECT_EQ(s.history("bb"), nullptr);
+  EXPECT_EQ(s.estimated_bytes(), expected(keys));
+  EXPECT_LT(s.estimated_bytes(), 1000u);
+  // A restored store counts what it holds.
+  must_put(s, "ccc", "3");
+  auto back = Store::decode_snapshot(s.encode_snapshot());
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->estimated_bytes(), s.estimated_bytes());
+  EXPECT_EQ(s.estimated_bytes(), expected(keys));
+}
+
 TEST(MvccCompact, KeepsNewestVersionAtOrBelowPlusLaterAndDropsTombstonedKeys) {
   Store s;
   must_put(s, "a", "1");                        // 2
