@@ -497,7 +497,21 @@ void Api::handle_gateway_member_change(const Request& req, etcd::MemberCall call
       return reply(gateway_error_response(etcd::grpc_code::kUnavailable,
                                           "consensuskv: the leader has not registered its API address yet; retry"));
     }
-    return reply(Forward{st.leader.api_address, etcd::kMemberCallTimeoutMs + 2000});
+    // etcd's follower answers a member call with its own header once its
+    // own list shows the change (member_ops.h, wait_until_shown), as the
+    // gRPC service does; the leader's answer is relayed only if it failed.
+    Forward f{st.leader.api_address, etcd::kMemberCallTimeoutMs + 2000, nullptr};
+    f.then = [this, r, call](Response leader, Reply done) {
+      std::optional<etcd::MemberReply> up;
+      if (leader.status == 200) up = parse_gateway_member_reply(leader.body);
+      if (!up) return done(std::move(leader));
+      etcd::wait_until_shown(node_, r, std::move(*up), options_.grpc_address,
+                             etcd::kMemberCallTimeoutMs,
+                             [done = std::move(done), call](etcd::MemberReply out) mutable {
+                               done(gateway_member_reply(out, call));
+                             });
+    };
+    return reply(std::move(f));
   }
   etcd::change_membership(node_, r, options_.grpc_address, etcd::kMemberCallTimeoutMs,
                           [reply = std::move(reply), call](etcd::MemberReply out) mutable {

@@ -53,13 +53,18 @@ struct Response {
 };
 
 // "Send this request, unchanged, to the leader's API and relay its answer."
+struct Forward;
+using Outcome = std::variant<Response, Forward>;
+using Reply = std::function<void(Outcome)>;
+
 struct Forward {
   std::string api_address;  // host:port of the leader's HTTP API
   int timeout_ms = 0;       // how long to wait for the leader's answer
+  // Set: the leader's answer (or the forwarding error) goes here instead of
+  // to the client, and this answers the client (once, with a Response), e.g.
+  // under this node's own header. Unset: relayed as is.
+  std::function<void(Response leader_answer, Reply reply)> then = nullptr;
 };
-
-using Outcome = std::variant<Response, Forward>;
-using Reply = std::function<void(Outcome)>;
 
 struct ApiOptions {
   int commit_timeout_ms = 5000;  // propose and read barrier

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
+#include "etcd/kv_grpc_service.h"
 #include "etcd/kv_service.h"
 #include "http/etcd_kv_json.h"
 #include "etcd/member_ops.h"
@@ -21,6 +22,7 @@ using json = nlohmann::ordered_json;  // keeps rpc.proto's field order, as etcd 
 // gRPC codes the gateway reports (grpc/status.h numbering).
 constexpr int kGrpcInvalidArgument = 3;
 constexpr int kGrpcNotFound = 5;
+constexpr int kGrpcResourceExhausted = 8;
 constexpr int kGrpcUnimplemented = 12;
 
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
@@ -129,15 +131,20 @@ std::string etcd_gateway_path(const std::string& path) {
   return kEtcdGatewayPrefix + path.substr(beta.size());
 }
 
+bool is_etcd_gateway_target(std::string_view target) {
+  return target.starts_with(kEtcdGatewayPrefix) || target.starts_with(kEtcdGatewayBetaPrefix);
+}
+
+Response etcd_gateway_message_too_large(uint64_t bytes) {
+  return gateway_error(gateway_http_status(kGrpcResourceExhausted), kGrpcResourceExhausted,
+                       "grpc: received message larger than max (" + std::to_string(bytes) +
+                           " vs. " + std::to_string(kEtcdGatewayMaxMessageBytes) + ")");
+}
+
 bool is_etcd_kv_route(const std::string& path) {
   return path == "/v3/kv/range" || path == "/v3/kv/put" || path == "/v3/kv/deleterange" ||
          path == "/v3/kv/txn" || path == "/v3/kv/compaction";
 }
-
-namespace {
-// The member changes' name for the one table below.
-unsigned http_status_for_grpc(int code) { return gateway_http_status(code); }
-}  // namespace
 
 unsigned gateway_http_status(int grpc_code) {
   // grpc-gateway v1 runtime/errors.go, indexed by gRPC code (grpc/status.h numbering).
@@ -210,11 +217,22 @@ etcd::KvDone<T> answer_with(Reply reply) {
 }
 
 // Parses the body with from_json, then calls (kv.*method)(request, call, done).
+// Sizes are checked on the request's protobuf encoding, as etcd's gRPC
+// server sees it behind its gateway (kEtcdGatewayMaxMessageBytes); a write
+// also against --max-request-bytes, as kv_grpc_service.cc checks it.
 template <typename Resp, typename Parse, typename Method>
 void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method method,
-              Reply reply) {
-  auto parsed = from_json(req.body);
+              bool write, Reply reply) {
+  size_t encoded_bytes = 0;
+  auto parsed = from_json(req.body, &encoded_bytes);
   if (!parsed.is_ok()) return reply(kv_error(parsed.status()));
+  if (encoded_bytes > kEtcdGatewayMaxMessageBytes) {
+    return reply(etcd_gateway_message_too_large(encoded_bytes));
+  }
+  if (write && encoded_bytes > etcd::kMaxRequestBytes) {
+    // kTooLarge is etcd's "etcdserver: request is too large" (kv_convert.h's table).
+    return reply(kv_error(Status(StatusCode::kTooLarge, "request over --max-request-bytes")));
+  }
   // A gateway call is a client's, never a member's forward: on a follower
   // the request layer forwards it to the leader over gRPC itself.
   etcd::KvCall call;
@@ -233,16 +251,17 @@ void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvServic
   }
   using K = etcd::KvService;
   if (path == "/v3/kv/range") {
-    serve_kv<mvcc::RangeResponse>(req, kv, range_request_from_json, &K::range, std::move(reply));
+    serve_kv<mvcc::RangeResponse>(req, kv, range_request_from_json, &K::range, false,
+                                  std::move(reply));
   } else if (path == "/v3/kv/put") {
-    serve_kv<mvcc::PutResponse>(req, kv, put_request_from_json, &K::put, std::move(reply));
+    serve_kv<mvcc::PutResponse>(req, kv, put_request_from_json, &K::put, true, std::move(reply));
   } else if (path == "/v3/kv/deleterange") {
     serve_kv<mvcc::DeleteRangeResponse>(req, kv, delete_range_request_from_json,
-                                        &K::delete_range, std::move(reply));
+                                        &K::delete_range, true, std::move(reply));
   } else if (path == "/v3/kv/txn") {
-    serve_kv<mvcc::TxnResponse>(req, kv, txn_request_from_json, &K::txn, std::move(reply));
+    serve_kv<mvcc::TxnResponse>(req, kv, txn_request_from_json, &K::txn, true, std::move(reply));
   } else {
-    serve_kv<mvcc::CompactionResponse>(req, kv, compaction_request_from_json, &K::compact,
+    serve_kv<mvcc::CompactionResponse>(req, kv, compaction_request_from_json, &K::compact, false,
                                        std::move(reply));
   }
 }
@@ -317,7 +336,7 @@ std::optional<Response> parse_gateway_member_request(const Request& req, etcd::M
 }
 
 Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call) {
-  if (!r.error.ok()) return gateway_error(http_status_for_grpc(r.error.code), r.error.code, r.error.message);
+  if (!r.error.ok()) return gateway_error(gateway_http_status(r.error.code), r.error.code, r.error.message);
   json out = members_json(r.list);
   if (call == etcd::MemberCall::kAdd) {
     // rpc.proto's order: header, member, members.
@@ -330,8 +349,54 @@ Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call)
   return resp;
 }
 
+namespace {
+
+bool read_strings(const json& j, const char* name, std::vector<std::string>* out) {
+  auto it = j.find(name);
+  if (it == j.end()) return true;  // empty lists are omitted
+  if (!it->is_array()) return false;
+  for (const json& u : *it) {
+    if (!u.is_string()) return false;
+    out->push_back(u.get<std::string>());
+  }
+  return true;
+}
+
+// member_json read back (zero values omitted, ids as decimal strings).
+bool read_member(const json& j, etcd::Member* m) {
+  if (!j.is_object()) return false;
+  if (auto it = j.find("ID"); it != j.end() && !read_member_id(*it, &m->id)) return false;
+  if (auto it = j.find("name"); it != j.end()) {
+    if (!it->is_string()) return false;
+    m->name = it->get<std::string>();
+  }
+  if (auto it = j.find("isLearner"); it != j.end()) {
+    if (!it->is_boolean()) return false;
+    m->is_learner = it->get<bool>();
+  }
+  return read_strings(j, "peerURLs", &m->peer_urls) &&
+         read_strings(j, "clientURLs", &m->client_urls);
+}
+
+}  // namespace
+
+std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& body) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  etcd::MemberReply r;
+  if (auto it = j.find("member"); it != j.end() && !read_member(*it, &r.member)) return std::nullopt;
+  if (auto it = j.find("members"); it != j.end()) {
+    if (!it->is_array()) return std::nullopt;
+    for (const json& m : *it) {
+      if (!read_member(m, &r.list.members.emplace_back())) return std::nullopt;
+    }
+  }
+  // The header is replaced by this node's (wait_until_shown): not read.
+  return r;
+}
+
 Response gateway_error_response(int grpc_code, const std::string& message) {
-  return gateway_error(http_status_for_grpc(grpc_code), grpc_code, message);
+  return gateway_error(gateway_http_status(grpc_code), grpc_code, message);
 }
 
 }  // namespace ckv::http

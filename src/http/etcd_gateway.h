@@ -7,9 +7,11 @@
 // status (gateway_http_status: InvalidArgument 400, NotFound 404, Unimplemented 501).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "etcd/member_ops.h"
 
@@ -27,6 +29,24 @@ inline constexpr const char* kEtcdGatewayBetaPrefix = "/v3beta/";
 
 // "/v3beta/kv/range" -> "/v3/kv/range" (as etcd 3.4 aliases them); any other path unchanged.
 std::string etcd_gateway_path(const std::string& path);
+// Whether a request target (path and query) is the gateway's (/v3/ or /v3beta/).
+bool is_etcd_gateway_target(std::string_view target);
+
+// Request sizes on the gateway, as etcd 3.4's: its gateway has no body limit
+// of its own and hands every request to its gRPC server, which takes
+// messages up to --max-request-bytes (1.5 MiB) plus 512 KiB (etcd's
+// grpcOverheadBytes; our kMaxGrpcRequestBytes, grpc_server.h) and answers a
+// bigger one RESOURCE_EXHAUSTED "grpc: received message larger than max
+// (N vs. 2097152)", which the gateway turns into 429. A write under that but
+// over 1.5 MiB gets "etcdserver: request is too large" (400), as over gRPC.
+inline constexpr uint64_t kEtcdGatewayMaxMessageBytes = (uint64_t{3} << 19) + (512 << 10);
+// The largest /v3/ body read (-max-body-bytes if larger): the JSON of the
+// largest message etcd takes, its bytes as base64 (4/3), with room for field
+// names. A body declared larger is answered like a message over
+// kEtcdGatewayMaxMessageBytes without being read (N is then the body's length).
+inline constexpr uint64_t kEtcdGatewayMaxBodyBytes = uint64_t{4} << 20;
+// etcd's 429 for a message of `bytes` over kEtcdGatewayMaxMessageBytes.
+Response etcd_gateway_message_too_large(uint64_t bytes);
 
 // path starts with kEtcdGatewayPrefix; status is called only for a served
 // call (Node::status() in the server, a fixed value in tests); grpc_address
@@ -53,14 +73,17 @@ unsigned gateway_http_status(int grpc_code);
 Response gateway_error(unsigned http_status, int grpc_code, const std::string& message);
 // The member changes (/v3/cluster/member/add, remove, promote, update) are
 // answered asynchronously by Api (api.cc), through etcd::change_membership on
-// the leader; a follower forwards them to the leader's API unchanged, so
-// the answer carries the leader's header (etcd's follower would put its own).
+// the leader; a follower forwards them to the leader's API and answers, once
+// its own view shows the change, with its own header (as etcd's follower).
 std::optional<etcd::MemberCall> gateway_member_change(const std::string& path);
 // Reads the call's fields (ID, peerURLs, isLearner) as protobuf's JSON
 // mapping has them; returns the error response for a bad request.
 std::optional<Response> parse_gateway_member_request(const Request& req, etcd::MemberCall call,
                                                      etcd::MemberRequest* out);
 Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call);
+// The leader's successful reply (gateway_member_reply's JSON) read back, for
+// a follower that answers under its own header; nullopt if it is not one.
+std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& body);
 Response gateway_error_response(int grpc_code, const std::string& message);
 
 // The JSON bodies, exposed for the unit tests.

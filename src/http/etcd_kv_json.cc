@@ -86,9 +86,10 @@ std::string print(const Message& m) {
 }
 
 template <typename Mvcc, typename Pb>
-Result<Mvcc> from_json(std::string_view body) {
+Result<Mvcc> from_json(std::string_view body, size_t* encoded_bytes) {
   Pb msg;
   if (Status s = parse(body, &msg); !s.is_ok()) return s;
+  if (encoded_bytes != nullptr) *encoded_bytes = msg.ByteSizeLong();
   return etcd::from_pb(msg);
 }
 
@@ -101,20 +102,20 @@ std::string json_of(const Mvcc& r, const etcd::Header& h) {
 
 }  // namespace
 
-Result<mvcc::RangeRequest> range_request_from_json(std::string_view body) {
-  return from_json<mvcc::RangeRequest, pb::RangeRequest>(body);
+Result<mvcc::RangeRequest> range_request_from_json(std::string_view body, size_t* encoded_bytes) {
+  return from_json<mvcc::RangeRequest, pb::RangeRequest>(body, encoded_bytes);
 }
-Result<mvcc::PutRequest> put_request_from_json(std::string_view body) {
-  return from_json<mvcc::PutRequest, pb::PutRequest>(body);
+Result<mvcc::PutRequest> put_request_from_json(std::string_view body, size_t* encoded_bytes) {
+  return from_json<mvcc::PutRequest, pb::PutRequest>(body, encoded_bytes);
 }
-Result<mvcc::DeleteRangeRequest> delete_range_request_from_json(std::string_view body) {
-  return from_json<mvcc::DeleteRangeRequest, pb::DeleteRangeRequest>(body);
+Result<mvcc::DeleteRangeRequest> delete_range_request_from_json(std::string_view body, size_t* encoded_bytes) {
+  return from_json<mvcc::DeleteRangeRequest, pb::DeleteRangeRequest>(body, encoded_bytes);
 }
-Result<mvcc::TxnRequest> txn_request_from_json(std::string_view body) {
-  return from_json<mvcc::TxnRequest, pb::TxnRequest>(body);
+Result<mvcc::TxnRequest> txn_request_from_json(std::string_view body, size_t* encoded_bytes) {
+  return from_json<mvcc::TxnRequest, pb::TxnRequest>(body, encoded_bytes);
 }
-Result<mvcc::CompactionRequest> compaction_request_from_json(std::string_view body) {
-  return from_json<mvcc::CompactionRequest, pb::CompactionRequest>(body);
+Result<mvcc::CompactionRequest> compaction_request_from_json(std::string_view body, size_t* encoded_bytes) {
+  return from_json<mvcc::CompactionRequest, pb::CompactionRequest>(body, encoded_bytes);
 }
 
 std::string to_json(const mvcc::RangeResponse& r, const etcd::Header& h) {

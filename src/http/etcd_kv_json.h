@@ -11,6 +11,7 @@
 // compiles it: this header has none. Routing is etcd_gateway.h's.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -22,11 +23,18 @@ namespace ckv::http {
 
 // Parsing fails with kInvalid and the parser's message; an empty body is the
 // empty message, as etcd's gateway reads it.
-Result<mvcc::RangeRequest> range_request_from_json(std::string_view body);
-Result<mvcc::PutRequest> put_request_from_json(std::string_view body);
-Result<mvcc::DeleteRangeRequest> delete_range_request_from_json(std::string_view body);
-Result<mvcc::TxnRequest> txn_request_from_json(std::string_view body);
-Result<mvcc::CompactionRequest> compaction_request_from_json(std::string_view body);
+// encoded_bytes (if set) gets the request's protobuf encoding size, what
+// etcd's gRPC server would have received from its gateway.
+Result<mvcc::RangeRequest> range_request_from_json(std::string_view body,
+                                                   size_t* encoded_bytes = nullptr);
+Result<mvcc::PutRequest> put_request_from_json(std::string_view body,
+                                               size_t* encoded_bytes = nullptr);
+Result<mvcc::DeleteRangeRequest> delete_range_request_from_json(std::string_view body,
+                                                                size_t* encoded_bytes = nullptr);
+Result<mvcc::TxnRequest> txn_request_from_json(std::string_view body,
+                                               size_t* encoded_bytes = nullptr);
+Result<mvcc::CompactionRequest> compaction_request_from_json(std::string_view body,
+                                                             size_t* encoded_bytes = nullptr);
 
 std::string to_json(const mvcc::RangeResponse& r, const etcd::Header& h);
 std::string to_json(const mvcc::PutResponse& r, const etcd::Header& h);

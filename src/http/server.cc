@@ -37,6 +37,7 @@
 #include "http/address.h"
 #include "http/admission.h"
 #include "http/api.h"
+#include "http/etcd_gateway.h"
 #include "http/limits.h"
 
 namespace ckv::http {
@@ -820,7 +821,9 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
 
   for (bool first = true;; first = false) {
     bhttp::request_parser<bhttp::string_body> parser;
-    parser.body_limit(options_.max_body_bytes);
+    // The largest any route takes; once the head says which route, its own
+    // limit applies (body_limit_for, below) before the body is read.
+    parser.body_limit(std::max(options_.max_body_bytes, kEtcdGatewayMaxBodyBytes));
     // Keys travel in the URL of /get: room for the longest key URL-encoded
     // (limits.h), not Beast's 8 KiB, so any key written can be read.
     parser.header_limit(kMaxRequestHeadBytes);
@@ -857,8 +860,21 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn.evicted) break;
     // Beast already refuses a Content-Length over the limit here, before
     // reading the body (the client may be waiting for "100 Continue").
-    if (ec == bhttp::error::body_limit) {
-      (void)co_await send(too_large(), parser.get().version(), false);
+    // (The request line is parsed before the fields, so the target is known.)
+    const bool gateway = is_etcd_gateway_target(
+        std::string_view(parser.get().target().data(), parser.get().target().size()));
+    const uint64_t body_limit = gateway
+                                    ? std::max(options_.max_body_bytes, kEtcdGatewayMaxBodyBytes)
+                                    : options_.max_body_bytes;
+    // Over its route's limit: the seed API's 413, or on the /v3/ gateway what
+    // etcd's answers for a message its gRPC server refuses (etcd_gateway.h).
+    auto refuse_body = [&](uint64_t bytes) {
+      return gateway ? etcd_gateway_message_too_large(bytes) : too_large();
+    };
+    if (ec == bhttp::error::body_limit ||
+        (!ec && parser.content_length() && *parser.content_length() > body_limit)) {
+      (void)co_await send(refuse_body(parser.content_length().value_or(body_limit + 1)),
+                          parser.get().version(), false);
       co_await drain_and_close(stream);
       co_return;
     }
@@ -891,7 +907,7 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     // "100 Continue" invites it) and given back once this request is answered.
     uint64_t budgeted = 0;
     if (!parser.is_done() && !(forwarded && is_member_host(ip))) {
-      const uint64_t declared = parser.content_length().value_or(options_.max_body_bytes);
+      const uint64_t declared = parser.content_length().value_or(body_limit);
       if (!body_budget_.try_take(declared)) {
         (void)co_await send(
             error_response(503, "too many request bytes in flight (limit " +
@@ -917,11 +933,13 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
       if (ec) break;
     }
     if (!parser.is_done()) {
+      // Before any body byte is parsed (Beast allows no later change).
+      parser.body_limit(body_limit);
       // One deadline for the whole body, like the head's.
       tcp.expires_after(milliseconds(options_.body_timeout_ms));
       co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(kUseAwaitable, ec));
       if (ec == bhttp::error::body_limit) {  // chunked: the size shows only while reading
-        (void)co_await send(too_large(), version, false);
+        (void)co_await send(refuse_body(body_limit + 1), version, false);
         co_await drain_and_close(stream);
         co_return;
       }
@@ -956,6 +974,14 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     Response response;
     if (auto* f = std::get_if<Forward>(&outcome)) {
       response = co_await forward(*f, req.method(), r);
+      if (f->then) {
+        Outcome after = co_await from_callback<Outcome>(
+            [&f, &response](Reply reply) { f->then(std::move(response), std::move(reply)); });
+        // Forward::then answers with a Response; a second forward is not a thing.
+        response = std::holds_alternative<Response>(after)
+                       ? std::move(std::get<Response>(after))
+                       : error_response(500, "consensuskv: a forwarded answer was forwarded again");
+      }
     } else {
       response = std::move(std::get<Response>(outcome));
     }

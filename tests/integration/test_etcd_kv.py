@@ -272,6 +272,32 @@ class EtcdKvTest(ClusterTest):
             if theirs.status == 200:
                 self.assertEqual(mine.json["kvs"][0]["value"], theirs.json["kvs"][0]["value"], path)
 
+    def test_gateway_request_sizes_match_a_real_etcd(self):
+        """etcd's gateway has no body limit of its own: a put is refused by its gRPC server's limits
+        (1.5 MiB --max-request-bytes: 400; 2 MiB messages: 429), never with 413."""
+        if not ETCD:
+            self.skipTest("etcd is not installed (Debian etcd-server)")
+        etcd = self.start_etcd()
+        nodes, leader, follower = self.start_cluster()
+        for kib in (1400, 1600, 2100):
+            body = {"key": b64("big"), "value": base64.b64encode(b"x" * (kib << 10)).decode()}
+            theirs, mine = post(etcd, "/v3/kv/put", body), post(follower.api, "/v3/kv/put", body)
+            self.assertEqual(mine.status, theirs.status, f"{kib} KiB: {mine.raw[:200]}")
+            if theirs.status == 200:
+                continue
+            self.assertEqual(mine.json, theirs.json, f"{kib} KiB")  # error, message and code, byte for byte
+        self.assertEqual(post(leader.api, "/v3/kv/range", {"key": b64("big")}).json["kvs"][0]["value"],
+                         base64.b64encode(b"x" * (1400 << 10)).decode())
+        # A body too large to hold the largest message etcd takes is refused before it is read:
+        # etcd's status and code (its text counts the message's bytes, ours the body's).
+        body = json.dumps({"key": b64("big"), "value": base64.b64encode(b"x" * (3400 << 10)).decode()})
+        theirs, mine = post(etcd, "/v3/kv/put", body), post(follower.api, "/v3/kv/put", body)
+        self.assertEqual((mine.status, mine.json["code"]), (theirs.status, theirs.json["code"]), mine.raw[:200])
+        self.assertIn("grpc: received message larger than max (", mine.json["error"])
+        # The seed API keeps its own limit (-max-body-bytes) and status.
+        r = request("POST", follower.api, "/set", json.dumps({"key": "k", "value": "x" * (1600 << 10)}))
+        self.assertEqual(r.status, 413, r)
+
     def test_a_follower_reads_its_own_writes_and_retries_are_applied_once(self):
         nodes, leader, follower = self.start_cluster()
         # etcd answers a write through a follower once that follower applied it: a

@@ -185,6 +185,8 @@ class EtcdMembersTest(ClusterTest):
         self.assertEqual(r.json["member"], {"ID": str(node_id(address)), "peerURLs": [f"http://{address}"],
                                             "isLearner": True})
         self.assertIn(r.json["member"], r.json["members"])
+        # As etcd's follower: its own header (the member asked), not the leader's it forwarded to.
+        self.assertEqual(r.json["header"]["member_id"], str(node_id(follower.raft)), r)
         r = post(leader.api, "/v3/cluster/member/promote", json.dumps({"ID": str(node_id(address))}))
         self.assertEqual((r.status, r.json["code"], r.json["message"]),
                          (412, 9, "etcdserver: can only promote a learner member which is in sync with leader"), r)
@@ -198,9 +200,15 @@ class EtcdMembersTest(ClusterTest):
         self.assertEqual(r.status, 200, r)
         self.assertIn({"ID": str(node_id(address)), "peerURLs": [f"http://{moved}"], "isLearner": True},
                       r.json["members"])
+        self.assertEqual(r.json["header"]["member_id"], str(node_id(follower.raft)), r)
+        # The gRPC service answers the same way (etcdctl -w json shows the header).
+        p = etcdctl([follower.grpc], "member", "update", f"{node_id(address):x}", f"--peer-urls=http://{address}",
+                    "-w", "json")
+        self.assertEqual(json.loads(p.stdout)["header"]["member_id"], node_id(follower.raft), p.stdout)
         r = post_change(follower.api, "/v3/cluster/member/remove", json.dumps({"ID": str(node_id(address))}))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(len(r.json["members"]), 3)
+        self.assertEqual(r.json["header"]["member_id"], str(node_id(follower.raft)), r)
         for path, body, want in [("/v3/cluster/member/remove", '{"ID":"1234"}', (404, 5, "etcdserver: member not found")),
                                  ("/v3/cluster/member/add", '{"peerURLs":["foo"]}',
                                   (400, 3, "etcdserver: given member URLs are invalid")),

@@ -260,6 +260,23 @@ TEST(EtcdGatewayMembers, RepliesInRpcProtoOrderAndErrorsWithGatewayStatuses) {
   EXPECT_LT(added.body.find("\"member\""), added.body.find("\"members\""));
   EXPECT_EQ(j["members"].size(), 3u);
   EXPECT_FALSE(json::parse(gateway_member_reply(ok, etcd::MemberCall::kRemove).body).contains("member"));
+  // A follower reads the leader's reply back to answer under its own header.
+  ok.member.is_learner = true;
+  const auto back = parse_gateway_member_reply(gateway_member_reply(ok, etcd::MemberCall::kAdd).body);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->member.id, ok.member.id);
+  EXPECT_EQ(back->member.name, ok.member.name);
+  EXPECT_EQ(back->member.peer_urls, ok.member.peer_urls);
+  EXPECT_TRUE(back->member.is_learner);
+  ASSERT_EQ(back->list.members.size(), ok.list.members.size());
+  for (size_t i = 0; i < ok.list.members.size(); ++i) {
+    EXPECT_EQ(back->list.members[i].id, ok.list.members[i].id);
+    EXPECT_EQ(back->list.members[i].client_urls, ok.list.members[i].client_urls);
+  }
+  for (const char* bad : {"junk", "[]", R"({"members":{}})", R"({"member":{"ID":"x"}})",
+                          R"({"members":[{"peerURLs":[1]}]})"}) {
+    EXPECT_FALSE(parse_gateway_member_reply(bad).has_value()) << bad;
+  }
   const std::pair<int, unsigned> statuses[] = {{etcd::grpc_code::kNotFound, 404},
                                                {etcd::grpc_code::kFailedPrecondition, 412},
                                                {etcd::grpc_code::kUnknown, 500},
