@@ -4,6 +4,13 @@
 Usage:
     bench/etcd_api_bench.py [--kvnode build/kvnode] [--load build/bench/etcd_kv_load]
                             [--duration 10] [--only put_c1,...] [--out result.json]
+    bench/etcd_api_bench.py --vs-seed [--kvnode ...] [--load ...] [--duration 10]
+
+--vs-seed runs no etcd: on ONE 3-node consensuskv cluster it alternates the
+seed API (wrk, bench/wrk/set.lua and get.lua, through the leader) with the
+same operations over gRPC (etcd_kv_load: Put, linearizable Range) at 1 and
+64 clients, 16-byte values on both sides, and prints gRPC / seed ratios
+(issue 8: gRPC may be at most 10% slower than the seed API).
 
 Both clusters run on loopback with data dirs on disk (a temp dir, removed at
 the end), one after the other (never both loaded at once: the machine has
@@ -39,6 +46,16 @@ LOADS = [
 KEYS = 10000
 VALUE_BYTES = 256
 START_TIMEOUT_S = 30
+# --vs-seed: (name, api, op, clients), run in this order so that each seed
+# load and its gRPC twin are measured back to back (the machine drifts).
+SEED_LOADS = [
+    ("set_c1", "seed", "put", 1), ("put_c1", "grpc", "put", 1),
+    ("set_c64", "seed", "put", 64), ("put_c64", "grpc", "put", 64),
+    ("get_c1", "seed", "range", 1), ("range_lin_c1", "grpc", "range", 1),
+    ("get_c64", "seed", "range", 64), ("range_lin_c64", "grpc", "range", 64),
+]
+SEED_VALUE_BYTES = 16  # what bench/wrk/set.lua writes
+WRK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk")
 
 
 def free_ports(n):
@@ -130,6 +147,7 @@ def start_kvnode(tmp, kvnode):
     raft = [f"127.0.0.1:{p}" for p in ports[:3]]
     api = [f"127.0.0.1:{p}" for p in ports[3:6]]
     c.grpc = [f"127.0.0.1:{p}" for p in ports[6:]]
+    c.api = api
     for i in range(3):
         extra = ["-bootstrap=true"] if i == 0 else [f"-join={api[0]}"]
         c.spawn(f"kvnode{i}", [
@@ -176,6 +194,74 @@ def bench_cluster(label, cluster, load_bin, loads, duration):
     return results
 
 
+def wrk_ms(v):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if v.endswith(unit):
+            return float(v[:-len(unit)]) * factor
+    return float(v) * 3600000.0  # "h"
+
+
+def run_wrk(url, clients, duration, script, *script_args):
+    """wrk's rate, p50/p99 and errors (non-2xx answers and socket errors), as run_load's JSON."""
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency",
+                          "-s", os.path.join(WRK_DIR, script), url, "--", *script_args],
+                         capture_output=True, text=True, check=True).stdout
+    r = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "errors": 0, "first_error": ""}
+    for line in out.splitlines():
+        f = line.split()
+        if line.startswith("Requests/sec:"):
+            r["rps"] = float(f[1])
+        elif f[:1] == ["50%"]:
+            r["p50_ms"] = wrk_ms(f[1])
+        elif f[:1] == ["99%"]:
+            r["p99_ms"] = wrk_ms(f[1])
+        elif "Non-2xx or 3xx responses:" in line:
+            r["errors"] += int(f[-1])
+            r["first_error"] = line.strip()
+        elif line.strip().startswith("Socket errors:"):
+            r["errors"] += sum(int(x.strip(",")) for x in f[3::2])
+            r["first_error"] = line.strip()
+    return r
+
+
+def bench_vs_seed(cluster, load_bin, duration):
+    """SEED_LOADS on one consensuskv cluster, through its leader."""
+    wait_for("3 voters", lambda: member_count(cluster.grpc) == 3)
+    leader = wait_for("a leader", lambda: leader_endpoint(cluster.grpc))
+    api = cluster.api[cluster.grpc.index(leader)]
+    # Keys r0..r<KEYS-1>: what get.lua reads over /get and etcd_kv_load's
+    # --key-prefix=r reads over gRPC (one store behind both APIs).
+    pre = subprocess.run([load_bin, "--endpoints=" + leader, "--op=preload", "--clients=64", f"--keys={KEYS}",
+                          f"--value-bytes={SEED_VALUE_BYTES}", "--key-prefix=r"],
+                         capture_output=True, text=True, check=True)
+    if json.loads(pre.stdout)["errors"]:
+        sys.exit(f"etcd_api_bench: preload failed: {pre.stdout}")
+    warmup = max(1, min(3, int(duration / 5)))
+    results = {}
+    for name, which, op, clients in SEED_LOADS:
+        if which == "seed":
+            script, script_args = ("set.lua", [name]) if op == "put" else ("get.lua", [str(KEYS)])
+            url = f"http://{api}"
+            run_wrk(url, clients, warmup, script, *([name + "-warm"] if op == "put" else script_args))
+            r = run_wrk(url, clients, int(duration), script, *script_args)
+        else:
+            argv = [load_bin, "--endpoints=" + leader, f"--op={op}", f"--clients={clients}", f"--keys={KEYS}",
+                    f"--value-bytes={SEED_VALUE_BYTES}", "--key-prefix=r", f"--duration-s={duration}",
+                    f"--warmup-s={warmup}"]
+            r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        results[name] = r
+        print(f"  {which:5} {name:16} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+              f"  errors {r['errors']}" + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
+    print(f"\n{'gRPC vs seed':28} {'seed/s':>10} {'gRPC/s':>10} {'gRPC/seed':>10}")
+    for i in range(0, len(SEED_LOADS), 2):
+        seed, grpc = SEED_LOADS[i][0], SEED_LOADS[i + 1][0]
+        a, b = results[seed]["rps"], results[grpc]["rps"]
+        ratio = b / a if a else float("nan")
+        flag = "" if ratio >= 0.9 else "  <- more than 10% slower"
+        print(f"{grpc + ' / ' + seed:28} {a:10.0f} {b:10.0f} {ratio:10.2f}{flag}")
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kvnode", default="build/kvnode")
@@ -183,6 +269,8 @@ def main():
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--only", default="", help="comma-separated load names")
     ap.add_argument("--out", default="")
+    ap.add_argument("--vs-seed", action="store_true",
+                    help="compare gRPC with the seed API on one consensuskv cluster (no etcd)")
     args = ap.parse_args()
     for path in (args.kvnode, args.load):
         if not os.access(path, os.X_OK):
@@ -201,6 +289,20 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
     signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
     results = {}
+    if args.vs_seed:
+        if shutil.which("wrk") is None:
+            sys.exit("etcd_api_bench: wrk is needed for --vs-seed (scripts/setup.sh installs it)")
+        try:
+            os.makedirs(os.path.join(tmp, "ckv"), exist_ok=True)
+            c = start_kvnode(os.path.join(tmp, "ckv"), args.kvnode)
+            clusters.append(c)
+            results = bench_vs_seed(c, args.load, args.duration)
+        finally:
+            cleanup()
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+        return
     try:
         for label, start in (("etcd", lambda: start_etcd(os.path.join(tmp, "etcd"))),
                              ("consensuskv", lambda: start_kvnode(os.path.join(tmp, "ckv"), args.kvnode))):
