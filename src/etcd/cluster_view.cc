@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <string>
 
+#include "etcd/member_ops.h"  // kErrNoLeader
+
 namespace ckv::etcd {
 
 namespace {
@@ -61,6 +63,8 @@ MaintenanceStatus status_for(const node::NodeStatus& st) {
   s.raft_applied_index = st.applied_index;
   s.db_size = st.data_dir_bytes;
   s.db_size_in_use = st.state_machine_bytes;
+  // etcd 3.4's maintenanceServer.Status: "no leader" first, then each alarm.
+  if (st.leader_id == raft::kNoNode) s.errors.push_back(kErrNoLeader);
   if (st.no_space) s.errors.push_back("memberID:" + std::to_string(st.id) + " alarm:NOSPACE ");
   for (const node::MemberStatus& m : st.members) {
     if (m.id == st.id) s.is_learner = is_learner_for_etcd(m);

@@ -54,7 +54,9 @@ struct MaintenanceStatus {
   uint64_t raft_index = 0;  // commit index, as etcd reports it
   uint64_t raft_term = 0;
   uint64_t raft_applied_index = 0;
-  std::vector<std::string> errors;  // active alarms, etcd's text ("memberID:... alarm:NOSPACE ")
+  // etcd's: "etcdserver: no leader" while none is known, then the active
+  // alarms ("memberID:... alarm:NOSPACE ")
+  std::vector<std::string> errors;
   uint64_t db_size_in_use = 0;  // NodeStatus::state_machine_bytes: the state in memory, estimated
   bool is_learner = false;
 };
