@@ -24,6 +24,7 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "mvcc/errors.h"
+#include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "node/write_waiters.h"
 #include "raft/raft.h"
@@ -186,6 +187,7 @@ class Node::Impl {
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
   void apply(const raft::Ready& rd);
   void apply_entry(const raft::Entry& e);
+  [[noreturn]] void stop_on_undecodable(const raft::Entry& e);
   // Restores the state machine from a snapshot read at open (either format).
   Status restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path);
   void on_tick();
@@ -265,6 +267,12 @@ class Node::Impl {
 
   // Raft-thread state.
   WriteWaiters writes_;
+  // Writes this node forwarded to the leader (forward_waiters.h), matched by
+  // the origin tag of the entries; boot_id_ tells this process's tags from
+  // an earlier one's (sequence numbers restart with the process).
+  ForwardWaiters forwards_{opts_.max_forwarded_writes, opts_.max_forwarded_write_bytes};
+  uint64_t boot_id_ = 0;
+  uint64_t next_forward_seq_ = 1;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
@@ -462,6 +470,12 @@ Status Node::Impl::open() {
     }
   }
 
+  // Random, so that a restarted process never takes an earlier one's
+  // committed-but-unapplied tagged entries for its own.
+  auto boot = new_cluster_id();
+  if (!boot.is_ok()) return boot.status();
+  boot_id_ = boot.value();
+
   raft::Options ro;
   ro.id = id_;
   ro.election_ticks = opts_.election_ticks;
@@ -472,6 +486,8 @@ Status Node::Impl::open() {
   ro.snapshot_chunk_bytes = opts_.snapshot_chunk_bytes;
   ro.snapshot_trailing_entries = opts_.snapshot_trailing;
   ro.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
+  ro.max_forwarded_bytes_per_peer = opts_.max_forwarded_bytes_per_peer;
+  ro.max_forwarded_entries_per_peer = opts_.max_forwarded_entries_per_peer;
   raft_ = std::make_unique<raft::Raft>(ro, init);
   transport_->set_local_identity(
       transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation});
@@ -617,6 +633,7 @@ void Node::Impl::run() {
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
   writes_.fail_all();
+  forwards_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
@@ -918,8 +935,22 @@ void Node::Impl::apply(const raft::Ready& rd) {
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
     writes_.snapshot_installed(rd.snapshot->index);
+    forwards_.snapshot_installed();
   }
   for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
+  for (const raft::ForwardRefusal& f : rd.refused_forwards) {
+    // The leader did not append it: a definite "not applied", safe to retry.
+    if (f.error == raft::Error::kNotLeader) {
+      forwards_.refused(f.forward_id, Status(StatusCode::kNotLeader,
+                                             "leadership changed before the write reached the leader; it was not applied"));
+    } else if (f.error == raft::Error::kOverloaded) {
+      forwards_.refused(f.forward_id, Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
+    } else {
+      forwards_.refused(f.forward_id, Status(StatusCode::kUnavailable, std::string("the leader refused the write (") +
+                                                                           raft::to_string(f.error) +
+                                                                           "); it was not applied"));
+    }
+  }
   for (const raft::ReadState& rs : rd.read_states) {
     auto it = reads_.find(rs.id);
     if (it == reads_.end()) continue;  // timed out already
@@ -942,6 +973,19 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     fsm_.skip(e.index);
   } else if (e.data.empty()) {
     fsm_.skip(e.index);  // a leader's no-op
+  } else if (const std::optional<Tagged> tagged = decode_tagged(e.data)) {
+    // A write some follower forwarded (forward_waiters.h): its command
+    // follows the tag; the follower that sent it waits for it.
+    std::optional<fsm::Command> c = fsm::decode_command(tagged->command);
+    if (!c) stop_on_undecodable(e);
+    fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    if (tagged->origin.node == id_ && tagged->origin.boot == boot_id_) {
+      forwards_.applied(tagged->origin.seq,
+                        WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
+    }
+    // Our own (leader) waiter at this index, if any, was for another entry.
+    writes_.applied(e.index, e.term, WriteResult{});
+    return;
   } else if (auto c = fsm::decode_command(e.data)) {
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
     if (writes_.waiting_at(e.index)) {
@@ -949,19 +993,23 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     }
     return;
   } else {
-    // DESIGN.md: never skip an entry (the others apply it: skipping
-    // diverges this replica); never guess. A newer version wrote it, or
-    // the log is damaged past its checksums: stop, and let an operator
-    // upgrade or replace this member (docs/operations.md).
-    spdlog::critical(
-        "cannot decode the committed entry at index {} (term {}, {} bytes, format byte {}): stopping "
-        "rather than skipping it, which would make this replica diverge (see docs/operations.md, "
-        "\"Undecodable log entry\")",
-        e.index, e.term, e.data.size(), static_cast<unsigned>(static_cast<uint8_t>(e.data[0])));
-    if (auto logger = spdlog::default_logger()) logger->flush();
-    std::_Exit(kExitUndecodableEntry);
+    stop_on_undecodable(e);
   }
   writes_.applied(e.index, e.term, WriteResult{});
+}
+
+void Node::Impl::stop_on_undecodable(const raft::Entry& e) {
+  // DESIGN.md: never skip an entry (the others apply it: skipping
+  // diverges this replica); never guess. A newer version wrote it, or
+  // the log is damaged past its checksums: stop, and let an operator
+  // upgrade or replace this member (docs/operations.md).
+  spdlog::critical(
+      "cannot decode the committed entry at index {} (term {}, {} bytes, format byte {}): stopping "
+      "rather than skipping it, which would make this replica diverge (see docs/operations.md, "
+      "\"Undecodable log entry\")",
+      e.index, e.term, e.data.size(), static_cast<unsigned>(static_cast<uint8_t>(e.data[0])));
+  if (auto logger = spdlog::default_logger()) logger->flush();
+  std::_Exit(kExitUndecodableEntry);
 }
 
 Status Node::Impl::restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path) {
@@ -996,6 +1044,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
   writes_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
+  forwards_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -1645,12 +1694,39 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
                          .count();
   post([this, data = fsm::encode_command(c), timeout_ms, cb = std::move(cb)]() mutable {
     if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
-    const raft::ProposeResult r = raft_->propose(std::move(data));
-    if (!r.ok()) {
-      cb(from_raft_error(r.error));
+    if (raft_->role() == raft::StateRole::kLeader) {
+      const raft::ProposeResult r = raft_->propose(std::move(data));
+      if (!r.ok()) {
+        cb(from_raft_error(r.error));
+        return;
+      }
+      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
       return;
     }
-    writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
+    // A follower forwards the write to the leader as a Raft proposal (thesis
+    // §6.2; docs/design-notes.md, "Forwarded writes"), tagged so that it
+    // recognises the entry when it applies it.
+    if (raft_->leader() == raft::kNoNode) {
+      return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
+    }
+    const uint64_t bytes = kOriginTagBytes + data.size();
+    if (!forwards_.has_room(bytes)) {
+      return cb(Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
+    }
+    const uint64_t seq = next_forward_seq_++;
+    const raft::ProposeResult r = raft_->forward_proposal(encode_tagged(Origin{id_, boot_id_, seq}, data));
+    if (!r.ok()) {
+      if (r.error == raft::Error::kNotLeader) {
+        return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
+      }
+      return cb(from_raft_error(r.error));
+    }
+    if (r.forward_id == 0) {
+      // forward_proposal appends on a leader; not reached (checked above), but an index waiter is then right.
+      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
+      return;
+    }
+    forwards_.add(seq, r.forward_id, bytes, deadline_after(timeout_ms), std::move(cb));
   });
 }
 

@@ -88,6 +88,7 @@ class Raft::Impl {
   void tick();
   const char* step(const Message& m);
   ProposeResult propose(EntryType type, std::string data);
+  ProposeResult forward_proposal(std::string data);
   ProposeResult propose_conf_change(const ConfChange& cc);
   bool read_index(uint64_t id);
   Error transfer_leadership(NodeId target);
@@ -155,6 +156,11 @@ class Raft::Impl {
   void handle_append_response(const Message& m, Progress& pr);
   void handle_heartbeat_response(const Message& m, Progress& pr);
   void handle_snapshot_response(const Message& m, Progress& pr);
+  // Forwarded proposals (thesis §6.2; raft.h, forward_proposal).
+  const char* handle_forwarded_proposal(const Message& m);
+  const char* handle_proposal_refusal(const Message& m);
+  void refuse_forwarded_proposal(const Message& m, Error why);
+  void forget_forwarded();
   void send(Message m);
 
   // Replication (leader).
@@ -210,6 +216,24 @@ class Raft::Impl {
   std::vector<Message> msgs_;        // only after
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
+
+  // Follower: ids of forwarded proposals, counting up from 1 (a refusal
+  // naming one never sent is a forgery); refusals for the next Ready.
+  uint64_t next_forward_id_ = 1;
+  std::vector<ForwardRefusal> refused_forwards_;
+  // Leader: forwarded proposals not committed yet, in log order, and what
+  // each follower holds of Options::max_forwarded_*_per_peer.
+  struct ForwardedEntry {
+    Index index;
+    NodeId from;
+    uint64_t bytes;
+  };
+  struct ForwardBudget {
+    uint64_t bytes = 0;
+    uint64_t entries = 0;
+  };
+  std::deque<ForwardedEntry> forwarded_;
+  std::map<NodeId, ForwardBudget> forward_budget_;
 };
 
 // ---------------------------------------------------------------------------
@@ -288,6 +312,7 @@ void Raft::Impl::become_follower(Term term, NodeId leader) {
   role_ = StateRole::kFollower;
   leader_ = leader;
   lead_transferee_ = kNoNode;
+  forget_forwarded();
   votes_.clear();
   need_flush_ = false;
   reset_timers();
@@ -325,6 +350,7 @@ void Raft::Impl::become_leader() {
   }
   pending_conf_index_ = config_history_.back().first;
   uncommitted_bytes_ = 0;
+  forget_forwarded();
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
   read_round_sent_ = true;
@@ -450,10 +476,13 @@ void Raft::Impl::send(Message m) {
   // The leader's own term and vote must already be durable: a one-voter
   // cluster becomes leader within one step, before the Ready that persists
   // its new term, and a crash then could let it lead that term twice.
-  const bool early = role_ == StateRole::kLeader && term_ == persisted_hs_.term &&
-                     vote_ == persisted_hs_.vote &&
-                     (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
-                      m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow);
+  // A forwarded proposal and its refusal claim nothing about our log or
+  // vote, so they never wait for a persist either.
+  const bool early = m.type == MessageType::kProp || m.type == MessageType::kPropResp ||
+                     (role_ == StateRole::kLeader && term_ == persisted_hs_.term &&
+                      vote_ == persisted_hs_.vote &&
+                      (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                       m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow));
   (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
@@ -462,6 +491,12 @@ const char* Raft::Impl::step(const Message& m) {
   if (m.from == id_) return "message claims to come from this node";
   if (m.to != id_) return "message addressed to another node";
   if (m.term > term_ && m.term - term_ > kMaxTermJump) return "term jumps implausibly far ahead";
+  // Forwarded proposals stand outside the term rules (as etcd's MsgProp):
+  // a leader appends one as its own proposal in its own term, whatever the
+  // sender's, and a refusal is true in any term. Neither may move our term,
+  // leader or election timer.
+  if (m.type == MessageType::kProp) return handle_forwarded_proposal(m);
+  if (m.type == MessageType::kPropResp) return handle_proposal_refusal(m);
   if (m.type == MessageType::kTimeoutNow && m.term >= term_ &&
       (m.term != term_ || (leader_ != kNoNode && m.from != leader_))) {
     // Only the leader of our term may tell us to campaign (thesis §3.10):
@@ -1037,6 +1072,15 @@ void Raft::Impl::on_commit_advanced(Index old_commit) {
     const uint64_t n = log_.at(i).data.size();
     uncommitted_bytes_ = n > uncommitted_bytes_ ? 0 : uncommitted_bytes_ - n;
   }
+  while (!forwarded_.empty() && forwarded_.front().index <= commit_) {
+    const ForwardedEntry& f = forwarded_.front();
+    auto it = forward_budget_.find(f.from);
+    if (it != forward_budget_.end()) {
+      it->second.bytes -= f.bytes;
+      if (--it->second.entries == 0) forward_budget_.erase(it);
+    }
+    forwarded_.pop_front();
+  }
   if (commit_ >= term_start_index_ && !reads_awaiting_commit_.empty()) {
     auto waiting = std::move(reads_awaiting_commit_);
     reads_awaiting_commit_.clear();
@@ -1073,6 +1117,79 @@ ProposeResult Raft::Impl::propose(EntryType type, std::string data) {
   log_.append(Entry{term_, res.index, type, std::move(data)});
   need_flush_ = true;
   return res;
+}
+
+ProposeResult Raft::Impl::forward_proposal(std::string data) {
+  if (role_ == StateRole::kLeader) return propose(EntryType::kNormal, std::move(data));
+  ProposeResult res;
+  if (data.empty()) {
+    res.error = Error::kInvalid;
+    return res;
+  }
+  if (role_ != StateRole::kFollower || leader_ == kNoNode) {
+    res.error = Error::kNotLeader;
+    return res;
+  }
+  Message m;
+  m.type = MessageType::kProp;
+  m.to = leader_;
+  m.context = next_forward_id_++;
+  m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
+  res.forward_id = m.context;
+  send(std::move(m));
+  return res;
+}
+
+const char* Raft::Impl::handle_forwarded_proposal(const Message& m) {
+  // Only a member may add to our log: a removed node cannot inject entries
+  // (a learner may: it serves clients like any member).
+  if (!membership_.contains(m.from)) return "forwarded proposal from a non-member";
+  if (role_ != StateRole::kLeader) {
+    // One hop only: a stale view of who leads must not bounce a proposal
+    // around the cluster. The follower answers its client "not applied".
+    refuse_forwarded_proposal(m, Error::kNotLeader);
+    return nullptr;
+  }
+  const std::string& data = m.entries.front().data;
+  ForwardBudget& budget = forward_budget_[m.from];
+  if (budget.entries >= opts_.max_forwarded_entries_per_peer ||
+      (budget.bytes > 0 && budget.bytes + data.size() > opts_.max_forwarded_bytes_per_peer)) {
+    if (budget.entries == 0) forward_budget_.erase(m.from);
+    refuse_forwarded_proposal(m, Error::kOverloaded);
+    return nullptr;
+  }
+  const ProposeResult r = propose(EntryType::kNormal, data);
+  if (!r.ok()) {
+    if (budget.entries == 0) forward_budget_.erase(m.from);
+    refuse_forwarded_proposal(m, r.error);
+    return nullptr;
+  }
+  budget.bytes += data.size();
+  budget.entries += 1;
+  forwarded_.push_back(ForwardedEntry{r.index, m.from, data.size()});
+  return nullptr;
+}
+
+void Raft::Impl::refuse_forwarded_proposal(const Message& m, Error why) {
+  Message r;
+  r.type = MessageType::kPropResp;
+  r.to = m.from;
+  r.context = m.context;
+  r.reject = true;
+  r.index = static_cast<uint64_t>(why);
+  send(std::move(r));
+}
+
+const char* Raft::Impl::handle_proposal_refusal(const Message& m) {
+  if (m.context >= next_forward_id_) return "refusal of a proposal this node never forwarded";
+  if (!membership_.contains(m.from) && m.from != leader_) return "proposal refusal from a non-member";
+  refused_forwards_.push_back(ForwardRefusal{m.context, static_cast<Error>(m.index)});
+  return nullptr;
+}
+
+void Raft::Impl::forget_forwarded() {
+  forwarded_.clear();
+  forward_budget_.clear();
 }
 
 ProposeResult Raft::Impl::propose_conf_change(const ConfChange& cc) {
@@ -1359,7 +1476,7 @@ bool Raft::Impl::has_ready() const {
   if (!chunks_.empty() || pending_install_ || !msgs_.empty() || !early_msgs_.empty()) return true;
   if (log_.last_index() > stable_) return true;
   if (commit_ > applied_) return true;
-  return !read_states_.empty() || !failed_reads_.empty();
+  return !read_states_.empty() || !failed_reads_.empty() || !refused_forwards_.empty();
 }
 
 Ready Raft::Impl::ready() {
@@ -1387,6 +1504,8 @@ Ready Raft::Impl::ready() {
   read_states_.clear();
   rd.failed_reads = std::move(failed_reads_);
   failed_reads_.clear();
+  rd.refused_forwards = std::move(refused_forwards_);
+  refused_forwards_.clear();
   return rd;
 }
 
@@ -1410,6 +1529,7 @@ Raft::~Raft() = default;
 void Raft::tick() { impl_->tick(); }
 const char* Raft::step(const Message& m) { return impl_->step(m); }
 ProposeResult Raft::propose(std::string data) { return impl_->propose(EntryType::kNormal, std::move(data)); }
+ProposeResult Raft::forward_proposal(std::string data) { return impl_->forward_proposal(std::move(data)); }
 ProposeResult Raft::propose_conf_change(const ConfChange& cc) { return impl_->propose_conf_change(cc); }
 bool Raft::read_index(uint64_t id) { return impl_->read_index(id); }
 Error Raft::transfer_leadership(NodeId target) { return impl_->transfer_leadership(target); }

@@ -66,6 +66,12 @@ struct Options {
   // Proposals beyond this many uncommitted bytes are refused (kOverloaded),
   // so a leader that cannot commit does not buffer without bound.
   uint64_t max_uncommitted_bytes = 64 << 20;
+  // A leader's budget for the proposals one follower forwarded (kProp) and
+  // that are not committed yet: beyond either, that follower's next
+  // forwards are refused (kOverloaded) so that no one member can take the
+  // whole uncommitted budget from the others.
+  uint64_t max_forwarded_bytes_per_peer = 32 << 20;
+  uint64_t max_forwarded_entries_per_peer = 4096;
 };
 
 struct InitialState {
@@ -95,13 +101,25 @@ enum class Error : uint8_t {
   kInvalid,  // e.g. removing the last voter, id 0
   kMembershipFull,  // the configuration already has kMaxMembers members
 };
+// The last Error value: a forwarded proposal's refusal carries one (kPropResp.index).
+inline constexpr Error kLastError = Error::kMembershipFull;
 const char* to_string(Error e);
 
 struct ProposeResult {
   Error error = Error::kOk;
   Index index = 0;  // where the entry was appended; it is applied once committed at this index and term
   Term term = 0;
+  // forward_proposal() on a follower: the proposal went to the leader under
+  // this id (index and term stay 0). 0 when it was appended here.
+  uint64_t forward_id = 0;
   bool ok() const { return error == Error::kOk; }
+};
+
+// A leader, or a node that turned out not to be one, refused a proposal we
+// forwarded (forward_proposal): it was not appended and will never be applied.
+struct ForwardRefusal {
+  uint64_t forward_id = 0;
+  Error error = Error::kNotLeader;
 };
 
 // A linearizable read may be served once the state machine has applied index.
@@ -123,13 +141,15 @@ struct Ready {
   std::vector<Entry> entries;                  // persist (truncating from entries[0].index)
   // Send after persisting, except the first early_messages: a leader's
   // appends, heartbeats, snapshot chunks and TimeoutNow, which may be sent
-  // before or while this Ready is persisted (thesis §10.2.1). Sending all
-  // after persisting is also correct, only slower.
+  // before or while this Ready is persisted (thesis §10.2.1), and forwarded
+  // proposals and their refusals, which depend on nothing durable. Sending
+  // all after persisting is also correct, only slower.
   std::vector<Message> messages;
   size_t early_messages = 0;
   std::vector<Entry> committed_entries;        // apply in order after persisting
   std::vector<ReadState> read_states;
   std::vector<uint64_t> failed_reads;  // read ids that cannot be served here (lost leadership)
+  std::vector<ForwardRefusal> refused_forwards;  // forward_proposal ids the leader refused
 };
 
 // What a leader knows of one member's replication, for the node layer's
@@ -159,6 +179,19 @@ class Raft {
   const char* step(const Message& m);
   // Appends an application command (leader only).
   ProposeResult propose(std::string data);
+  // Any role: a leader appends data as propose() does. A follower that
+  // knows its leader sends it in a kProp message (thesis §6.2: a server that
+  // is not the leader passes the request on; etcd's MsgProp forwarding), and
+  // the leader appends it as its own proposal in its own term; the result
+  // carries a forward_id. Nothing reports success: the proposer tags data so
+  // that it recognises the entry when it applies it, and a proposal that a
+  // deposed leader appended but never committed is simply never applied
+  // (nothing re-sends it, so it cannot be applied twice). A refusal by the
+  // leader (not leader any more, transfer, overload) comes back in
+  // Ready::refused_forwards. kNotLeader at once when no leader is known
+  // (a candidate knows none); kInvalid for empty data (the no-op is the
+  // leader's alone).
+  ProposeResult forward_proposal(std::string data);
   // Appends a one-server membership change (leader only; one at a time,
   // and only after the leader committed an entry of its own term).
   ProposeResult propose_conf_change(const ConfChange& cc);

@@ -82,6 +82,8 @@ void SimNode::start() {
   raft_ = std::make_unique<raft::Raft>(o, st);
   crash_point_ = CrashPoint::kNone;
   pending_writes_.clear();
+  pending_forwards_.clear();
+  pending_forward_ids_.clear();
   pending_reads_.clear();
   trace("start #%llu: term %llu vote %llu commit %llu snapshot %llu/%llu log (%llu, %llu]",
         ull(incarnation_), ull(st.hard_state.term), ull(st.hard_state.vote),
@@ -98,6 +100,8 @@ void SimNode::crash() {
   disk_.crash();
   env_.checker->on_crash(id_, disk_.hard_state().term);
   pending_writes_.clear();
+  pending_forwards_.clear();
+  pending_forward_ids_.clear();
   pending_reads_.clear();
   crash_point_ = CrashPoint::kNone;
 }
@@ -221,6 +225,14 @@ bool SimNode::process_ready(SimRng& rng) {
     pending_reads_.erase(id);
     trace("read #%llu failed", ull(id));
   }
+  for (const raft::ForwardRefusal& f : rd.refused_forwards) {
+    auto it = pending_forward_ids_.find(f.forward_id);
+    if (it == pending_forward_ids_.end()) continue;
+    trace("forward %llu refused by the leader: %s", ull(f.forward_id), raft::to_string(f.error));
+    env_.checker->on_forward_refused(id_, it->second);
+    pending_forwards_.erase(it->second);
+    pending_forward_ids_.erase(it);
+  }
   serve_reads();
   if (crash_point_ == CrashPoint::kBeforeAdvance) {
     crash();
@@ -281,6 +293,12 @@ void SimNode::apply(const Entry& e) {
       env_.on_write_acked(it->second.write_id);
     }
     pending_writes_.erase(it);
+  }
+  if (auto f = pending_forwards_.find(e.data); f != pending_forwards_.end()) {
+    trace("ack forwarded write #%llu at %llu/%llu", ull(f->second), ull(e.index), ull(e.term));
+    env_.checker->on_write_acked(f->second, e.index, e.term, raft_->term());
+    env_.on_write_acked(f->second);
+    pending_forwards_.erase(f);  // its forward id stays: a late refusal of it would be a lie, checked above
   }
 }
 
@@ -343,6 +361,11 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
 
 void SimNode::track_write(uint64_t write_id, Index index, raft::Term term, std::string data) {
   pending_writes_[index] = PendingWrite{write_id, term, std::move(data)};
+}
+
+void SimNode::track_forwarded_write(uint64_t write_id, uint64_t forward_id, std::string data) {
+  pending_forward_ids_[forward_id] = data;
+  pending_forwards_[std::move(data)] = write_id;
 }
 
 bool SimNode::start_read(uint64_t read_id, std::string key, Index min_index) {
