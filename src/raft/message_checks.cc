@@ -72,6 +72,7 @@ const char* check_message_shape(const Message& m) {
       // One client command, as the follower's core builds it: the leader
       // gives it an index and term when it appends it.
       if (m.context == 0) return "forwarded proposal without an id";
+      if (m.log_index == 0) return "forwarded proposal without an epoch";
       if (m.entries.size() != 1) return "forwarded proposal must carry exactly one entry";
       const Entry& e = m.entries[0];
       if (e.index != 0 || e.term != 0) return "forwarded proposal names a log position";

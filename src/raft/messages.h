@@ -26,11 +26,12 @@ enum class MessageType : uint8_t {
   // A follower forwards a client's command to its leader, which appends it as
   // its own proposal (thesis §6.2: clients may contact any server; etcd's
   // MsgProp). One kNormal entry with data only (index and term 0), context =
-  // the follower's forward id. Success is never answered: the follower sees
-  // the entry when it applies it (the node layer tags the data).
+  // the follower's forward id, log_index = its epoch (random per
+  // incarnation), term = its term. Success is never answered: the follower
+  // sees the entry when it applies it (the node layer tags the data).
   kProp = 13,
   // The leader (or a node that is not one) refused a forwarded proposal: it
-  // was not appended. context = the forward id, index = the raft::Error.
+  // was not appended. context and log_index as in the kProp, index = the raft::Error.
   kPropResp = 14,
 };
 

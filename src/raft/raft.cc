@@ -14,6 +14,14 @@ namespace ckv::raft {
 
 namespace {
 
+// A leader remembers the last this many forward ids of each sender's epoch;
+// an older id is dropped as a possible duplicate (its proposer times out).
+constexpr uint64_t kForwardDedupWindow = 4096;
+// Epochs (follower restarts) a leader tracks per sender in one term; beyond
+// that the sender's forwards are dropped until the term changes, rather than
+// forgetting an epoch whose duplicates could then be appended again.
+constexpr size_t kMaxForwardEpochsPerPeer = 16;
+
 using ull = unsigned long long;
 
 // Marks a RequestVote sent because of TimeoutNow: voters must not ignore it
@@ -217,8 +225,10 @@ class Raft::Impl {
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
 
-  // Follower: ids of forwarded proposals, counting up from 1 (a refusal
-  // naming one never sent is a forgery); refusals for the next Ready.
+  // Follower: this incarnation's forward epoch (random, below 2^62, carried
+  // in kProp.log_index) and the ids of its forwards, counting up from 1 (a
+  // refusal naming one never sent is a forgery); refusals for the next Ready.
+  uint64_t forward_epoch_ = 1;
   uint64_t next_forward_id_ = 1;
   std::vector<ForwardRefusal> refused_forwards_;
   // Leader: forwarded proposals not committed yet, in log order, and what
@@ -234,6 +244,14 @@ class Raft::Impl {
   };
   std::deque<ForwardedEntry> forwarded_;
   std::map<NodeId, ForwardBudget> forward_budget_;
+  // Leader: every forward seen in this term, per sender and epoch, so that
+  // a duplicated kProp (the network may duplicate; Raft tolerates that for
+  // every other message) is appended once (see handle_forwarded_proposal).
+  struct SeenForwards {
+    uint64_t max_id = 0;
+    std::set<uint64_t> ids;  // those within kForwardDedupWindow of max_id
+  };
+  std::map<NodeId, std::map<uint64_t, SeenForwards>> seen_forwards_;
 };
 
 // ---------------------------------------------------------------------------
@@ -288,6 +306,10 @@ Raft::Impl::Impl(const Options& o, const InitialState& s) : opts_(o), id_(o.id),
   }
   membership_ = config_history_.back().second;
   membership_version_ = 1;
+  // From its own stream of the seed, so that the election timeouts' stays as
+  // it was; the seed differs per incarnation (the node mixes in its clock).
+  SplitMix epoch_rng(opts_.random_seed ^ 0x9e3779b97f4a7c15ULL);
+  forward_epoch_ = (epoch_rng.next() >> 2) | 1;  // nonzero, below kMaxIndex
   reset_timers();
 }
 
@@ -351,6 +373,7 @@ void Raft::Impl::become_leader() {
   pending_conf_index_ = config_history_.back().first;
   uncommitted_bytes_ = 0;
   forget_forwarded();
+  seen_forwards_.clear();  // only forwards sent in this term are taken
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
   read_round_sent_ = true;
@@ -1133,6 +1156,7 @@ ProposeResult Raft::Impl::forward_proposal(std::string data) {
   Message m;
   m.type = MessageType::kProp;
   m.to = leader_;
+  m.log_index = forward_epoch_;
   m.context = next_forward_id_++;
   m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
   res.forward_id = m.context;
@@ -1144,11 +1168,33 @@ const char* Raft::Impl::handle_forwarded_proposal(const Message& m) {
   // Only a member may add to our log: a removed node cannot inject entries
   // (a learner may: it serves clients like any member).
   if (!membership_.contains(m.from)) return "forwarded proposal from a non-member";
+  // A refusal tells the follower "not applied", so it must be certain even
+  // for a duplicated or late kProp: only a leader of the term the proposal
+  // was sent in, remembering every forward it saw in that term, or a node
+  // that never led that term (it never voted for itself in it), may refuse.
+  // Anything else is dropped: the proposer times out, outcome unknown.
   if (role_ != StateRole::kLeader) {
     // One hop only: a stale view of who leads must not bounce a proposal
-    // around the cluster. The follower answers its client "not applied".
-    refuse_forwarded_proposal(m, Error::kNotLeader);
+    // around the cluster.
+    if (m.term == term_ && vote_ != id_) refuse_forwarded_proposal(m, Error::kNotLeader);
     return nullptr;
+  }
+  if (m.term != term_) return nullptr;  // sent in another term: perhaps a copy of one appended then
+  auto& epochs = seen_forwards_[m.from];
+  auto ep = epochs.find(m.log_index);
+  if (ep == epochs.end()) {
+    if (epochs.size() >= kMaxForwardEpochsPerPeer) return "forwarding member restarted too often in this term";
+    ep = epochs.emplace(m.log_index, SeenForwards{}).first;
+  }
+  SeenForwards& seen = ep->second;
+  const uint64_t id = m.context;
+  if (id <= seen.max_id && (id + kForwardDedupWindow <= seen.max_id || seen.ids.count(id) != 0)) {
+    return nullptr;  // a duplicate (or too old to tell): appended or answered already
+  }
+  seen.ids.insert(id);
+  if (id > seen.max_id) {
+    seen.max_id = id;
+    while (!seen.ids.empty() && *seen.ids.begin() + kForwardDedupWindow <= seen.max_id) seen.ids.erase(seen.ids.begin());
   }
   const std::string& data = m.entries.front().data;
   ForwardBudget& budget = forward_budget_[m.from];
@@ -1175,13 +1221,16 @@ void Raft::Impl::refuse_forwarded_proposal(const Message& m, Error why) {
   r.type = MessageType::kPropResp;
   r.to = m.from;
   r.context = m.context;
+  r.log_index = m.log_index;  // the proposer's epoch
   r.reject = true;
   r.index = static_cast<uint64_t>(why);
   send(std::move(r));
 }
 
 const char* Raft::Impl::handle_proposal_refusal(const Message& m) {
-  if (m.context >= next_forward_id_) return "refusal of a proposal this node never forwarded";
+  if (m.context >= next_forward_id_ || m.log_index != forward_epoch_) {
+    return "refusal of a proposal this node never forwarded";
+  }
   if (!membership_.contains(m.from) && m.from != leader_) return "proposal refusal from a non-member";
   refused_forwards_.push_back(ForwardRefusal{m.context, static_cast<Error>(m.index)});
   return nullptr;

@@ -186,9 +186,11 @@ class Raft {
   // carries a forward_id. Nothing reports success: the proposer tags data so
   // that it recognises the entry when it applies it, and a proposal that a
   // deposed leader appended but never committed is simply never applied
-  // (nothing re-sends it, so it cannot be applied twice). A refusal by the
-  // leader (not leader any more, transfer, overload) comes back in
-  // Ready::refused_forwards. kNotLeader at once when no leader is known
+  // (nothing re-sends it, and the leader drops copies the network made, so
+  // it cannot be applied twice). A refusal (not the leader, transfer,
+  // overload) comes back in Ready::refused_forwards; it is sent only where it
+  // is certain, and a forward that reaches a node in another term is dropped
+  // unanswered (the caller's deadline decides: outcome unknown). kNotLeader at once when no leader is known
   // (a candidate knows none); kInvalid for empty data (the no-op is the
   // leader's alone).
   ProposeResult forward_proposal(std::string data);

@@ -16,12 +16,13 @@ size_t times_applied(Network& net, NodeId id, const std::string& command) {
   return static_cast<size_t>(std::count(c.begin(), c.end(), command));
 }
 
-Message forwarded(NodeId from, NodeId to, Term term, uint64_t id, std::string data) {
+Message forwarded(NodeId from, NodeId to, Term term, uint64_t id, std::string data, uint64_t epoch = 7) {
   Message m;
   m.type = MessageType::kProp;
   m.from = from;
   m.to = to;
   m.term = term;
+  m.log_index = epoch;
   m.context = id;
   m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
   return m;
@@ -124,22 +125,66 @@ TEST(RaftForward, ProposalFromANonMemberIsDroppedWithAReason) {
   EXPECT_EQ(net.count_sent(of_type(MessageType::kPropResp), mark), 0u);
 }
 
-// Forwarded proposals stand outside the term rules: a member's at a higher
-// term neither deposes the leader nor is refused as stale; it is appended.
-TEST(RaftForward, ForwardedProposalNeitherMovesTermsNorIsStale) {
+// Forwarded proposals stand outside the term rules: one sent in another
+// term neither deposes the leader nor moves its term; it is dropped
+// unanswered (it may be a late copy of one appended in that term, so "not
+// applied" could be a lie): the proposer times out, outcome unknown.
+TEST(RaftForward, ForwardedProposalOfAnotherTermMovesNothingAndIsDropped) {
   Network net(3);
   elect_1(net);
   const Term t = net.raft(1).term();
+  const Index last = net.raft(1).last_index();
+  const size_t mark = net.sent_mark();
   EXPECT_EQ(net.inject(forwarded(2, 1, t + 5, 1, "later")), nullptr);
   EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
   EXPECT_EQ(net.raft(1).term(), t);
   EXPECT_EQ(net.inject(forwarded(3, 1, t - 1, 1, "older")), nullptr);
-  EXPECT_EQ(net.raft(1).term_at(net.raft(1).last_index()), t);
+  EXPECT_EQ(net.raft(1).last_index(), last);
+  EXPECT_EQ(net.count_sent(of_type(MessageType::kPropResp), mark), 0u);
+  EXPECT_EQ(net.inject(forwarded(3, 1, t, 2, "now")), nullptr);
+  EXPECT_EQ(net.raft(1).last_index(), last + 1);
+  net.deliver_all();
+}
+
+// The network may duplicate a kProp (Raft tolerates duplicates of every
+// other message): the leader appends it once, and does not answer the copy.
+TEST(RaftForward, DuplicatedForwardIsAppendedOnce) {
+  Network net(3);
+  elect_1(net);
+  const Term t = net.raft(1).term();
+  const Index last = net.raft(1).last_index();
+  const Message m = forwarded(2, 1, t, 5, "dup");
+  EXPECT_EQ(net.inject(m), nullptr);
+  EXPECT_EQ(net.inject(m), nullptr);
+  EXPECT_EQ(net.raft(1).last_index(), last + 1);
+  // Another incarnation of node 2 (another epoch) starts its ids again: not a duplicate.
+  EXPECT_EQ(net.inject(forwarded(2, 1, t, 5, "other incarnation", 8)), nullptr);
+  EXPECT_EQ(net.raft(1).last_index(), last + 2);
+  // Ids older than the window cannot be told from copies: dropped too.
+  EXPECT_EQ(net.inject(forwarded(2, 1, t, 5 + 5000, "far ahead")), nullptr);
+  EXPECT_EQ(net.inject(forwarded(2, 1, t, 6, "too old to tell")), nullptr);
+  EXPECT_EQ(net.raft(1).last_index(), last + 3);
   net.deliver_all();
   net.tick(1);
   net.deliver_all();
-  EXPECT_EQ(times_applied(net, 2, "later"), 1u);
-  EXPECT_EQ(times_applied(net, 2, "older"), 1u);
+  EXPECT_EQ(times_applied(net, 3, "dup"), 1u);
+  EXPECT_EQ(times_applied(net, 3, "too old to tell"), 0u);
+}
+
+// A node refuses as a non-leader only for its own term, and only if it never
+// led it; a former leader of the term drops the copy instead (it may have
+// appended the original, so "not applied" could be false).
+TEST(RaftForward, FormerLeaderOfTheTermDropsRatherThanRefuses) {
+  Network net(3);
+  elect_1(net);
+  const Term t = net.raft(1).term();
+  net.isolate(1);
+  ASSERT_TRUE(net.tick_until_role(1, StateRole::kFollower, 100));  // check-quorum: steps down, still in term t
+  ASSERT_EQ(net.raft(1).term(), t);
+  const size_t mark = net.sent_mark();
+  EXPECT_EQ(net.raft(1).step(forwarded(2, 1, t, 9, "late copy")), nullptr);
+  net.flush(1);
+  EXPECT_EQ(net.count_sent(of_type(MessageType::kPropResp), mark), 0u);
 }
 
 // Options::max_forwarded_entries_per_peer: one follower's uncommitted

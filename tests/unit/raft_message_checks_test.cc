@@ -251,9 +251,13 @@ TEST(RaftHostileMessages, AddingALearnerBeyondTheMemberCapIsRefused) {
 TEST(RaftMessageShape, ForwardedProposalsAndRefusalsAreChecked) {
   Message prop = message(MessageType::kProp, 2, 1, 5);
   prop.context = 7;
+  prop.log_index = 12345;  // the sender's epoch
   prop.entries.push_back(Entry{0, 0, EntryType::kNormal, "cmd"});
   EXPECT_EQ(check_message_shape(prop), nullptr);
   auto bad = prop;
+  bad.log_index = 0;
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal without an epoch");
+  bad = prop;
   bad.context = 0;
   EXPECT_STREQ(check_message_shape(bad), "forwarded proposal without an id");
   bad = prop;
