@@ -66,6 +66,7 @@ Status from_raft_error(raft::Error e) {
     case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
     case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
     case raft::Error::kMembershipFull: return Status(StatusCode::kConflict, raft::to_string(e));
+    case raft::Error::kNoSpace: return Status(StatusCode::kNoSpace, raft::to_string(e));
   }
   return Status(StatusCode::kUnavailable, "unknown raft error");
 }
@@ -779,6 +780,9 @@ void Node::Impl::step_message(const raft::Message& m) {
     }
     return;
   }
+  // A full leader refuses its followers' forwarded writes as it refuses its
+  // own clients' (node.h, "Disk full"): appending them would stall its persist.
+  if (m.type == raft::MessageType::kProp) raft_->set_writes_refused(no_space_);
   step(m);
 }
 
@@ -943,6 +947,11 @@ void Node::Impl::apply(const raft::Ready& rd) {
     if (f.error == raft::Error::kNotLeader) {
       forwards_.refused(f.forward_id, Status(StatusCode::kNotLeader,
                                              "leadership changed before the write reached the leader; it was not applied"));
+    } else if (f.error == raft::Error::kNoSpace) {
+      // As when the full leader answered a forwarded HTTP write: 507, not applied.
+      forwards_.refused(f.forward_id, Status(StatusCode::kNoSpace,
+                                             "the leader's disk is full (no space left on device): writes are refused "
+                                             "until space is freed; the write was not applied"));
     } else if (f.error == raft::Error::kOverloaded) {
       forwards_.refused(f.forward_id, Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
     } else {

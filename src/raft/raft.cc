@@ -74,6 +74,7 @@ const char* to_string(Error e) {
     case Error::kNotLearner: return "not a learner";
     case Error::kInvalid: return "invalid request";
     case Error::kMembershipFull: return "the cluster already has the maximum number of members";
+    case Error::kNoSpace: return "the leader refuses writes: its disk is full";
   }
   return "unknown";
 }
@@ -252,6 +253,9 @@ class Raft::Impl {
     std::set<uint64_t> ids;  // those within kForwardDedupWindow of max_id
   };
   std::map<NodeId, std::map<uint64_t, SeenForwards>> seen_forwards_;
+
+ public:
+  bool writes_refused_ = false;  // set_writes_refused
 };
 
 // ---------------------------------------------------------------------------
@@ -1196,6 +1200,10 @@ const char* Raft::Impl::handle_forwarded_proposal(const Message& m) {
     seen.max_id = id;
     while (!seen.ids.empty() && *seen.ids.begin() + kForwardDedupWindow <= seen.max_id) seen.ids.erase(seen.ids.begin());
   }
+  if (writes_refused_) {
+    refuse_forwarded_proposal(m, Error::kNoSpace);
+    return nullptr;
+  }
   const std::string& data = m.entries.front().data;
   ForwardBudget& budget = forward_budget_[m.from];
   if (budget.entries >= opts_.max_forwarded_entries_per_peer ||
@@ -1579,6 +1587,7 @@ void Raft::tick() { impl_->tick(); }
 const char* Raft::step(const Message& m) { return impl_->step(m); }
 ProposeResult Raft::propose(std::string data) { return impl_->propose(EntryType::kNormal, std::move(data)); }
 ProposeResult Raft::forward_proposal(std::string data) { return impl_->forward_proposal(std::move(data)); }
+void Raft::set_writes_refused(bool refused) { impl_->writes_refused_ = refused; }
 ProposeResult Raft::propose_conf_change(const ConfChange& cc) { return impl_->propose_conf_change(cc); }
 bool Raft::read_index(uint64_t id) { return impl_->read_index(id); }
 Error Raft::transfer_leadership(NodeId target) { return impl_->transfer_leadership(target); }

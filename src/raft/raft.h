@@ -100,9 +100,10 @@ enum class Error : uint8_t {
   kNotLearner,
   kInvalid,  // e.g. removing the last voter, id 0
   kMembershipFull,  // the configuration already has kMaxMembers members
+  kNoSpace,         // a forwarded proposal reached a leader that refuses writes (set_writes_refused)
 };
 // The last Error value: a forwarded proposal's refusal carries one (kPropResp.index).
-inline constexpr Error kLastError = Error::kMembershipFull;
+inline constexpr Error kLastError = Error::kNoSpace;
 const char* to_string(Error e);
 
 struct ProposeResult {
@@ -194,6 +195,10 @@ class Raft {
   // (a candidate knows none); kInvalid for empty data (the no-op is the
   // leader's alone).
   ProposeResult forward_proposal(std::string data);
+  // Leader: while set, proposals forwarded by followers are refused with
+  // kNoSpace (the caller's disk is full and it refuses its own clients'
+  // writes itself; appending them would only stall its persist).
+  void set_writes_refused(bool refused);
   // Appends a one-server membership change (leader only; one at a time,
   // and only after the leader committed an entry of its own term).
   ProposeResult propose_conf_change(const ConfChange& cc);

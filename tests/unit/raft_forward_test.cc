@@ -215,6 +215,27 @@ TEST(RaftForward, PerFollowerBudgetRefusesBeyondItAndCommitFreesIt) {
   EXPECT_EQ(times_applied(net, 3, "p3"), 0u);
 }
 
+// raft.h set_writes_refused: a leader whose disk is full refuses forwarded
+// writes (kNoSpace) instead of appending what it cannot persist; the
+// follower answers its client 507 / "database space exceeded", not applied.
+TEST(RaftForward, LeaderThatRefusesWritesRefusesForwardsWithNoSpace) {
+  Network net(3);
+  elect_1(net);
+  const Index last = net.raft(1).last_index();
+  net.raft(1).set_writes_refused(true);
+  const ProposeResult r = net.raft(2).forward_proposal("x");
+  ASSERT_TRUE(r.ok());
+  net.deliver_all();
+  EXPECT_EQ(net.raft(1).last_index(), last);
+  ASSERT_EQ(net.peer(2).refused_forwards.size(), 1u);
+  EXPECT_EQ(net.peer(2).refused_forwards[0].forward_id, r.forward_id);
+  EXPECT_EQ(net.peer(2).refused_forwards[0].error, Error::kNoSpace);
+  net.raft(1).set_writes_refused(false);
+  ASSERT_TRUE(net.raft(2).forward_proposal("y").ok());
+  net.deliver_all();
+  EXPECT_EQ(net.raft(1).last_index(), last + 1);
+}
+
 // A refusal is only believed for a proposal this node forwarded.
 TEST(RaftForward, RefusalOfAProposalNeverForwardedIsDropped) {
   Network net(3);
