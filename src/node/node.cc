@@ -170,12 +170,13 @@ class Node::Impl {
   // retry after ENOSPC redoes only the rest (adopting twice would fail).
   struct PersistProgress {
     bool snapshot_adopted = false;
+    size_t applied_early = 0;  // committed entries applied before the persist (handle_ready)
   };
 
   void run();
   void step(const raft::Message& m);
   void handle_ready();
-  void finish_ready(raft::Ready& rd);
+  void finish_ready(raft::Ready& rd, size_t applied_early);
   Status persist(const raft::Ready& rd, PersistProgress& progress);
   void step_message(const raft::Message& m);
   // Disk full (node.h): enter the mode (releasing the reserve: true if it
@@ -186,7 +187,8 @@ class Node::Impl {
   Status create_reserve();
   Status check_initial_state(const raft::InitialState& init) const;
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
-  void apply(const raft::Ready& rd);
+  // Applies rd's committed entries from the first_entry-th on.
+  void apply(const raft::Ready& rd, size_t first_entry);
   void apply_entry(const raft::Entry& e);
   [[noreturn]] void stop_on_undecodable(const raft::Entry& e);
   // Restores the state machine from a snapshot read at open (either format).
@@ -670,8 +672,22 @@ void Node::Impl::handle_ready() {
   // 1. A leader's appends go out first, so followers write to their disks
   // while the leader writes to its own (thesis §10.2.1; raft.h says which).
   send_messages(rd.messages, 0, rd.early_messages);
-  // 2. durable before anything that depends on it (§5.2, Figure 2).
+  // Committed entries that an earlier Ready persisted are durable here and
+  // on a quorum: apply them now, not after this Ready's fsync, so that their
+  // clients do not also wait for the next batch's sync (etcd applies while
+  // its WAL writes, too). A leader commits only what it persisted, so all of
+  // its committed entries qualify; a follower's may arrive in this very
+  // Ready, and those wait. Not with a snapshot in the Ready (it replaces the
+  // state they would be applied to).
   PersistProgress progress;
+  if (!rd.snapshot) {
+    const Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+    while (progress.applied_early < rd.committed_entries.size() &&
+           rd.committed_entries[progress.applied_early].index < first_new) {
+      apply_entry(rd.committed_entries[progress.applied_early++]);
+    }
+  }
+  // 2. durable before anything that depends on it (§5.2, Figure 2).
   Status s = persist(rd, progress);
   if (s.code() == StatusCode::kNoSpace && enter_no_space(s)) s = persist(rd, progress);
   if (!s.is_ok()) {
@@ -684,12 +700,12 @@ void Node::Impl::handle_ready() {
     next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
     return;
   }
-  finish_ready(rd);
+  finish_ready(rd, progress.applied_early);
 }
 
-void Node::Impl::finish_ready(raft::Ready& rd) {
+void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
   send_messages(rd.messages, rd.early_messages, rd.messages.size());  // 3.
-  apply(rd);           // 4.
+  apply(rd, applied_early);  // 4.
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
 }
@@ -814,8 +830,9 @@ void Node::Impl::retry_held_ready() {
   spdlog::info("persisted the held Ready: Raft resumes");
   raft::Ready rd = std::move(*held_);
   held_.reset();
+  const size_t applied_early = held_progress_.applied_early;
   held_progress_ = PersistProgress{};
-  finish_ready(rd);
+  finish_ready(rd, applied_early);
 }
 
 void Node::Impl::check_space() {
@@ -925,7 +942,7 @@ void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, si
   }
 }
 
-void Node::Impl::apply(const raft::Ready& rd) {
+void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
   if (rd.snapshot) {
     // The state machine cannot be replaced under a snapshot writer.
     if (snapshot_thread_.joinable()) snapshot_thread_.join();
@@ -941,7 +958,7 @@ void Node::Impl::apply(const raft::Ready& rd) {
     writes_.snapshot_installed(rd.snapshot->index);
     forwards_.snapshot_installed();
   }
-  for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
+  for (size_t k = first_entry; k < rd.committed_entries.size(); ++k) apply_entry(rd.committed_entries[k]);
   for (const raft::ForwardRefusal& f : rd.refused_forwards) {
     // The leader did not append it: a definite "not applied", safe to retry.
     if (f.error == raft::Error::kNotLeader) {

@@ -23,7 +23,10 @@
 //       2. send rd.messages (fill kSnapshot data from the current snapshot first).
 //       3. if rd.snapshot: restore the state machine from it; then apply
 //          rd.committed_entries in order; answer rd.read_states once the state
-//          machine has applied up to their index.
+//          machine has applied up to their index. (Without rd.snapshot, the
+//          committed entries below rd.entries[0].index were persisted by an
+//          earlier Ready: they may be applied before step 1, as etcd applies
+//          while it writes its WAL. A leader's are always all of them.)
 //       4. advance(rd).
 //   Between ready() and advance() the caller must not call anything else.
 //

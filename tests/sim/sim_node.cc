@@ -139,6 +139,16 @@ bool SimNode::process_ready(SimRng& rng) {
   }
   for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
 
+  // 0b. As the node does (raft.h step 3): committed entries an earlier Ready
+  // persisted are applied before this Ready's sync.
+  size_t applied_early = 0;
+  if (!rd.snapshot) {
+    const raft::Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+    while (applied_early < rd.committed_entries.size() && rd.committed_entries[applied_early].index < first_new) {
+      apply(rd.committed_entries[applied_early++]);
+    }
+  }
+
   // 1. Persist, in one sync.
   for (const raft::SnapshotChunk& c : rd.snapshot_chunks) disk_.stage_chunk(c);
   if (rd.snapshot) disk_.stage_install_snapshot(*rd.snapshot);
@@ -200,8 +210,8 @@ bool SimNode::process_ready(SimRng& rng) {
   }
   size_t to_apply = rd.committed_entries.size();
   bool crash_mid_apply = crash_point_ == CrashPoint::kMidApply;
-  if (crash_mid_apply) to_apply = rng.range(0, to_apply);
-  for (size_t k = 0; k < to_apply; ++k) apply(rd.committed_entries[k]);
+  if (crash_mid_apply) to_apply = rng.range(applied_early, to_apply);
+  for (size_t k = applied_early; k < to_apply; ++k) apply(rd.committed_entries[k]);
   if (crash_mid_apply) {
     crash();
     return false;
