@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "mvcc/errors.h"
+#include "node/forward_waiters.h"
 
 namespace ckv::etcd {
 
@@ -55,6 +56,8 @@ constexpr EtcdError kEtcdErrors[] = {
     {kErrRequestTooLarge, StatusCode::kTooLarge, grpc::StatusCode::INVALID_ARGUMENT,
      kErrRequestTooLarge},
     {kErrStopped, StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE, kErrStopped},
+    {node::kErrTooManyForwardedWrites, StatusCode::kUnavailable, grpc::StatusCode::RESOURCE_EXHAUSTED,
+     kErrTooManyRequests},
 };
 
 constexpr std::string_view kEtcdPrefix = "etcdserver: ";

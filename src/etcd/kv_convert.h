@@ -90,5 +90,7 @@ inline constexpr const char* kErrTimeoutConnectionLost =
 inline constexpr const char* kErrNoSpace = "etcdserver: mvcc: database space exceeded";
 inline constexpr const char* kErrRequestTooLarge = "etcdserver: request is too large";
 inline constexpr const char* kErrStopped = "etcdserver: server stopped";
+// A follower with too many writes forwarded to the leader (rpctypes ErrGRPCTooManyRequests).
+inline constexpr const char* kErrTooManyRequests = "etcdserver: too many requests";
 
 }  // namespace ckv::etcd

@@ -1,4 +1,4 @@
-// The KV request layer (see kv_service.h): validation, read barrier, proposals on the leader, gRPC forwarding from followers.
+// The KV request layer (see kv_service.h): validation, read barrier, proposals on any node, gRPC forwarding from full followers.
 #include "etcd/kv_service.h"
 
 #include <algorithm>
@@ -326,13 +326,19 @@ class KvService::Impl {
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
     if (call.forwarded) {
-      // A member forwarded this because it thought we lead; we never forward
-      // again, so a stale view cannot bounce a call around. The client retries.
+      // An older member forwarded this over gRPC because it thought we lead;
+      // we never forward again, so a stale view cannot bounce a call around.
       return done(Status(StatusCode::kNotLeader, kErrLeaderChanged));
     }
-    if (st.leader_id == raft::kNoNode || st.leader.grpc_address.empty()) {
-      return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    if (st.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    if (!st.no_space) {
+      // A follower proposes too: the node forwards the write to the leader
+      // as a Raft proposal and answers once it applied it here (node.h).
+      return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
+    // A full follower takes no entries, so it could never apply a write it
+    // proposed: the leader answers it over gRPC, as before (design notes, "Disk full").
+    if (st.leader.grpc_address.empty()) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
     PbReq req;
     to_pb(r, &req);
     forward<Resp, PbReq, PbResp>(st.leader.grpc_address, std::move(req), call, std::move(done),

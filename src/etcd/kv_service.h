@@ -10,14 +10,16 @@
 //           node's state machine now; otherwise (etcd's default,
 //           linearizable) pass the read barrier first (thesis §6.4,
 //           ReadIndex) so the read sees every write acknowledged before it.
-//   writes  validate (request_checks.h), then on the leader Node::propose
-//           and answer with the applied result; on a follower forward the
-//           call to the leader's gRPC address (its MemberInfo.grpc_address)
-//           with kForwardedMetadata set, so it is forwarded at most once,
-//           and answer once this node has applied it too (so a serializable
-//           read here that follows sees it, as on etcd). A follower that
-//           knows no leader, or no gRPC address for it, answers etcd's
-//           "etcdserver: no leader" (Unavailable): clients retry.
+//   writes  validate (request_checks.h), then Node::propose on any node
+//           and answer with the result of applying it HERE (so a
+//           serializable read here that follows sees it, as on etcd): a
+//           follower's node forwards the proposal to the leader over the
+//           peer transport (node/forward_waiters.h). A follower that knows
+//           no leader answers etcd's "etcdserver: no leader" (Unavailable):
+//           clients retry. Only a follower whose disk is full (it takes no
+//           entries, so it could not apply its own) forwards the call to
+//           the leader's gRPC address (MemberInfo.grpc_address) with
+//           kForwardedMetadata set, so it is forwarded at most once.
 //   txn     one that writes is proposed like a write; one that writes
 //           nothing (mvcc::is_txn_read_only, etcd's isTxnReadonly) is served
 //           like a range, with no log entry: the read barrier unless every

@@ -242,6 +242,18 @@ bool Api::route_to_leader(const Request& req, int timeout_ms, const Reply& reply
   return true;
 }
 
+bool Api::route_write(const Request& req, const Reply& reply, std::string* leader_api) {
+  const node::NodeStatus st = node_.status();
+  if (st.leader_id != raft::kNoNode && st.leader_id == st.id) return false;
+  // A full follower takes no entries, so it could never apply (and answer)
+  // a write it forwarded as a proposal: the leader answers it over HTTP.
+  if (st.no_space || st.leader_id == raft::kNoNode || req.forwarded) {
+    return route_to_leader(req, options_.commit_timeout_ms, reply);
+  }
+  *leader_api = st.leader.api_address;
+  return false;
+}
+
 void Api::handle_set(const Request& req, Reply reply) {
   std::string error;
   auto j = parse_object(req.body, false, &error);
@@ -251,12 +263,13 @@ void Api::handle_set(const Request& req, Reply reply) {
   if (!value) return reply(error_response(400, error));
   fsm::Command c;
   if (!idempotency_key(req, &c.idempotency_key, &error)) return reply(error_response(400, error));
-  if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
+  std::string leader_api;
+  if (route_write(req, reply, &leader_api)) return;
   mvcc::PutRequest put;
   put.key = std::move(*key);
   put.value = std::move(*value);
   c.request = std::move(put);
-  propose(std::move(c), std::move(reply));
+  propose(std::move(c), std::move(reply), std::move(leader_api));
 }
 
 void Api::handle_delete(const Request& req, Reply reply) {
@@ -267,14 +280,15 @@ void Api::handle_delete(const Request& req, Reply reply) {
   if (!key || key_too_long(*key, &error)) return reply(error_response(400, error));
   fsm::Command c;
   if (!idempotency_key(req, &c.idempotency_key, &error)) return reply(error_response(400, error));
-  if (route_to_leader(req, options_.commit_timeout_ms, reply)) return;
+  std::string leader_api;
+  if (route_write(req, reply, &leader_api)) return;
   mvcc::DeleteRangeRequest del;
   del.key = std::move(*key);
   c.request = std::move(del);
-  propose(std::move(c), std::move(reply));
+  propose(std::move(c), std::move(reply), std::move(leader_api));
 }
 
-void Api::propose(fsm::Command c, Reply reply) {
+void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
   // Built before the command moves into the Node; answered only once the
   // entry is committed and applied here (node.h), so a read that follows sees it.
   json body;
@@ -285,25 +299,31 @@ void Api::propose(fsm::Command c, Reply reply) {
   }
   node_.propose(
       std::move(c), options_.commit_timeout_ms,
-      [reply = std::move(reply), body = std::move(body)](Result<node::WriteResult> r) mutable {
+      [reply = std::move(reply), body = std::move(body),
+       leader_api = std::move(leader_api)](Result<node::WriteResult> r) mutable {
+        auto answer = [&](Response out) {
+          // As when followers proxied writes over HTTP: say which leader took it.
+          if (!leader_api.empty()) out.headers.emplace_back("X-Ckv-Leader", leader_api);
+          reply(std::move(out));
+        };
         if (!r.is_ok()) {
           const Status& s = r.status();
           if (s.code() == StatusCode::kTimeout) {
-            reply(error_response(
+            answer(error_response(
                 504, "the write did not complete in time; outcome unknown: " + s.message()));
           } else if (s.code() == StatusCode::kNotLeader) {
             // Leadership moved between our check and the proposal.
-            reply(error_response(503, "leadership changed; retry"));
+            answer(error_response(503, "leadership changed; retry"));
           } else {
-            reply(error_response(s));
+            answer(error_response(s));
           }
           return;
         }
         // The request's own outcome: a seed-API put or delete cannot fail
         // in the store today (its key is checked above), but say so if it does.
-        if (!r.value().status.is_ok()) return reply(error_response(r.value().status));
+        if (!r.value().status.is_ok()) return answer(error_response(r.value().status));
         body["index"] = r.value().index;
-        reply(json_response(200, body));
+        answer(json_response(200, body));
       });
 }
 

@@ -93,8 +93,18 @@ class Api {
   void add_member(node::MemberInfo info, Reply reply);
   // Proposes a seed-API write (a put or a single-key delete) and answers
   // with the reference's body once it is applied here.
-  void propose(fsm::Command c, Reply reply);
-  // Writes and joins go to the leader. Returns true (and replies) when this
+  // leader_api, when set, is the leader's API address a follower names in
+  // X-Ckv-Leader (the write went to that leader as a Raft proposal).
+  void propose(fsm::Command c, Reply reply, std::string leader_api = {});
+  // /set and /delete run on any node: a follower forwards them to the
+  // leader as Raft proposals (node.h propose). Returns true (and replies)
+  // when this node must not propose: 503 with no known leader, 421 for a
+  // request an older member forwarded over HTTP that we cannot serve, or a
+  // Forward over HTTP when this follower's disk is full (it could not apply
+  // the write, so the leader answers it, as before). Else sets *leader_api
+  // on a follower.
+  bool route_write(const Request& req, const Reply& reply, std::string* leader_api);
+  // Joins and removals go to the leader. Returns true (and replies) when this
   // node is not the leader: a Forward, or 503 when no leader is known or
   // the request was forwarded once already.
   bool route_to_leader(const Request& req, int timeout_ms, const Reply& reply);

@@ -24,6 +24,7 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "mvcc/errors.h"
+#include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "node/write_waiters.h"
 #include "raft/raft.h"
@@ -82,6 +83,7 @@ Status from_raft_error(raft::Error e) {
     case raft::Error::kNotLearner: return Status(StatusCode::kConflict, raft::to_string(e));
     case raft::Error::kInvalid: return Status(StatusCode::kInvalid, raft::to_string(e));
     case raft::Error::kMembershipFull: return Status(StatusCode::kConflict, raft::to_string(e));
+    case raft::Error::kNoSpace: return Status(StatusCode::kNoSpace, raft::to_string(e));
   }
   return Status(StatusCode::kUnavailable, "unknown raft error");
 }
@@ -185,12 +187,13 @@ class Node::Impl {
   // retry after ENOSPC redoes only the rest (adopting twice would fail).
   struct PersistProgress {
     bool snapshot_adopted = false;
+    size_t applied_early = 0;  // committed entries applied before the persist (handle_ready)
   };
 
   void run();
   void step(const raft::Message& m);
   void handle_ready();
-  void finish_ready(raft::Ready& rd);
+  void finish_ready(raft::Ready& rd, size_t applied_early);
   Status persist(const raft::Ready& rd, PersistProgress& progress);
   void step_message(const raft::Message& m);
   // Disk full (node.h): enter the mode (releasing the reserve: true if it
@@ -201,8 +204,10 @@ class Node::Impl {
   Status create_reserve();
   Status check_initial_state(const raft::InitialState& init) const;
   void send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to);
-  void apply(const raft::Ready& rd);
+  // Applies rd's committed entries from the first_entry-th on.
+  void apply(const raft::Ready& rd, size_t first_entry);
   void apply_entry(const raft::Entry& e);
+  [[noreturn]] void stop_on_undecodable(const raft::Entry& e);
   // Restores the state machine from a snapshot read at open (either format).
   Status restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path);
   void on_tick();
@@ -285,6 +290,12 @@ class Node::Impl {
 
   // Raft-thread state.
   WriteWaiters writes_;
+  // Writes this node forwarded to the leader (forward_waiters.h), matched by
+  // the origin tag of the entries; boot_id_ tells this process's tags from
+  // an earlier one's (sequence numbers restart with the process).
+  ForwardWaiters forwards_{opts_.max_forwarded_writes, opts_.max_forwarded_write_bytes};
+  uint64_t boot_id_ = 0;
+  uint64_t next_forward_seq_ = 1;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
@@ -482,6 +493,12 @@ Status Node::Impl::open() {
     }
   }
 
+  // Random, so that a restarted process never takes an earlier one's
+  // committed-but-unapplied tagged entries for its own.
+  auto boot = new_cluster_id();
+  if (!boot.is_ok()) return boot.status();
+  boot_id_ = boot.value();
+
   raft::Options ro;
   ro.id = id_;
   ro.election_ticks = opts_.election_ticks;
@@ -492,6 +509,8 @@ Status Node::Impl::open() {
   ro.snapshot_chunk_bytes = opts_.snapshot_chunk_bytes;
   ro.snapshot_trailing_entries = opts_.snapshot_trailing;
   ro.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
+  ro.max_forwarded_bytes_per_peer = opts_.max_forwarded_bytes_per_peer;
+  ro.max_forwarded_entries_per_peer = opts_.max_forwarded_entries_per_peer;
   raft_ = std::make_unique<raft::Raft>(ro, init);
   transport_->set_local_identity(
       transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation});
@@ -637,6 +656,7 @@ void Node::Impl::run() {
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
   writes_.fail_all();
+  forwards_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   // A proposed membership change may still commit under the next leader.
@@ -672,8 +692,22 @@ void Node::Impl::handle_ready() {
   // 1. A leader's appends go out first, so followers write to their disks
   // while the leader writes to its own (thesis §10.2.1; raft.h says which).
   send_messages(rd.messages, 0, rd.early_messages);
-  // 2. durable before anything that depends on it (§5.2, Figure 2).
+  // Committed entries that an earlier Ready persisted are durable here and
+  // on a quorum: apply them now, not after this Ready's fsync, so that their
+  // clients do not also wait for the next batch's sync (etcd applies while
+  // its WAL writes, too). A leader commits only what it persisted, so all of
+  // its committed entries qualify; a follower's may arrive in this very
+  // Ready, and those wait. Not with a snapshot in the Ready (it replaces the
+  // state they would be applied to).
   PersistProgress progress;
+  if (!rd.snapshot) {
+    const Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+    while (progress.applied_early < rd.committed_entries.size() &&
+           rd.committed_entries[progress.applied_early].index < first_new) {
+      apply_entry(rd.committed_entries[progress.applied_early++]);
+    }
+  }
+  // 2. durable before anything that depends on it (§5.2, Figure 2).
   Status s = persist(rd, progress);
   if (s.code() == StatusCode::kNoSpace && enter_no_space(s)) s = persist(rd, progress);
   if (!s.is_ok()) {
@@ -686,12 +720,12 @@ void Node::Impl::handle_ready() {
     next_persist_retry_ = Clock::now() + std::chrono::milliseconds(persist_backoff_ms_);
     return;
   }
-  finish_ready(rd);
+  finish_ready(rd, progress.applied_early);
 }
 
-void Node::Impl::finish_ready(raft::Ready& rd) {
+void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
   send_messages(rd.messages, rd.early_messages, rd.messages.size());  // 3.
-  apply(rd);           // 4.
+  apply(rd, applied_early);  // 4.
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
 }
@@ -782,6 +816,9 @@ void Node::Impl::step_message(const raft::Message& m) {
     }
     return;
   }
+  // A full leader refuses its followers' forwarded writes as it refuses its
+  // own clients' (node.h, "Disk full"): appending them would stall its persist.
+  if (m.type == raft::MessageType::kProp) raft_->set_writes_refused(no_space_);
   step(m);
 }
 
@@ -813,8 +850,9 @@ void Node::Impl::retry_held_ready() {
   spdlog::info("persisted the held Ready: Raft resumes");
   raft::Ready rd = std::move(*held_);
   held_.reset();
+  const size_t applied_early = held_progress_.applied_early;
   held_progress_ = PersistProgress{};
-  finish_ready(rd);
+  finish_ready(rd, applied_early);
 }
 
 void Node::Impl::check_space() {
@@ -924,7 +962,7 @@ void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, si
   }
 }
 
-void Node::Impl::apply(const raft::Ready& rd) {
+void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
   if (rd.snapshot) {
     // The state machine cannot be replaced under a snapshot writer.
     if (snapshot_thread_.joinable()) snapshot_thread_.join();
@@ -938,8 +976,27 @@ void Node::Impl::apply(const raft::Ready& rd) {
     // Writes we were waiting for at or below the snapshot were decided by
     // the new leader; we cannot tell which, so their outcome is unknown.
     writes_.snapshot_installed(rd.snapshot->index);
+    forwards_.snapshot_installed();
   }
-  for (const raft::Entry& e : rd.committed_entries) apply_entry(e);
+  for (size_t k = first_entry; k < rd.committed_entries.size(); ++k) apply_entry(rd.committed_entries[k]);
+  for (const raft::ForwardRefusal& f : rd.refused_forwards) {
+    // The leader did not append it: a definite "not applied", safe to retry.
+    if (f.error == raft::Error::kNotLeader) {
+      forwards_.refused(f.forward_id, Status(StatusCode::kNotLeader,
+                                             "leadership changed before the write reached the leader; it was not applied"));
+    } else if (f.error == raft::Error::kNoSpace) {
+      // As when the full leader answered a forwarded HTTP write: 507, not applied.
+      forwards_.refused(f.forward_id, Status(StatusCode::kNoSpace,
+                                             "the leader's disk is full (no space left on device): writes are refused "
+                                             "until space is freed; the write was not applied"));
+    } else if (f.error == raft::Error::kOverloaded) {
+      forwards_.refused(f.forward_id, Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
+    } else {
+      forwards_.refused(f.forward_id, Status(StatusCode::kUnavailable, std::string("the leader refused the write (") +
+                                                                           raft::to_string(f.error) +
+                                                                           "); it was not applied"));
+    }
+  }
   for (const raft::ReadState& rs : rd.read_states) {
     auto it = reads_.find(rs.id);
     if (it == reads_.end()) continue;  // timed out already
@@ -962,6 +1019,19 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     fsm_.skip(e.index);
   } else if (e.data.empty()) {
     fsm_.skip(e.index);  // a leader's no-op
+  } else if (const std::optional<Tagged> tagged = decode_tagged(e.data)) {
+    // A write some follower forwarded (forward_waiters.h): its command
+    // follows the tag; the follower that sent it waits for it.
+    std::optional<fsm::Command> c = fsm::decode_command(tagged->command);
+    if (!c) stop_on_undecodable(e);
+    fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    if (tagged->origin.node == id_ && tagged->origin.boot == boot_id_) {
+      forwards_.applied(tagged->origin.seq,
+                        WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
+    }
+    // Our own (leader) waiter at this index, if any, was for another entry.
+    writes_.applied(e.index, e.term, WriteResult{});
+    return;
   } else if (auto c = fsm::decode_command(e.data)) {
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
     if (writes_.waiting_at(e.index)) {
@@ -969,19 +1039,23 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     }
     return;
   } else {
-    // DESIGN.md: never skip an entry (the others apply it: skipping
-    // diverges this replica); never guess. A newer version wrote it, or
-    // the log is damaged past its checksums: stop, and let an operator
-    // upgrade or replace this member (docs/operations.md).
-    spdlog::critical(
-        "cannot decode the committed entry at index {} (term {}, {} bytes, format byte {}): stopping "
-        "rather than skipping it, which would make this replica diverge (see docs/operations.md, "
-        "\"Undecodable log entry\")",
-        e.index, e.term, e.data.size(), static_cast<unsigned>(static_cast<uint8_t>(e.data[0])));
-    if (auto logger = spdlog::default_logger()) logger->flush();
-    std::_Exit(kExitUndecodableEntry);
+    stop_on_undecodable(e);
   }
   writes_.applied(e.index, e.term, WriteResult{});
+}
+
+void Node::Impl::stop_on_undecodable(const raft::Entry& e) {
+  // DESIGN.md: never skip an entry (the others apply it: skipping
+  // diverges this replica); never guess. A newer version wrote it, or
+  // the log is damaged past its checksums: stop, and let an operator
+  // upgrade or replace this member (docs/operations.md).
+  spdlog::critical(
+      "cannot decode the committed entry at index {} (term {}, {} bytes, format byte {}): stopping "
+      "rather than skipping it, which would make this replica diverge (see docs/operations.md, "
+      "\"Undecodable log entry\")",
+      e.index, e.term, e.data.size(), static_cast<unsigned>(static_cast<uint8_t>(e.data[0])));
+  if (auto logger = spdlog::default_logger()) logger->flush();
+  std::_Exit(kExitUndecodableEntry);
 }
 
 Status Node::Impl::restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path) {
@@ -1016,6 +1090,7 @@ void Node::Impl::answer_reads_up_to(Index applied) {
 void Node::Impl::on_tick() {
   const auto now = Clock::now();
   writes_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
+  forwards_.expire(now, no_space_ ? " (this node's disk is full: no space left on device)" : "");
   auto expire = [&](auto& m) {
     for (auto it = m.begin(); it != m.end();) {
       if (it->second.deadline <= now) {
@@ -1665,12 +1740,39 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
                          .count();
   post([this, data = fsm::encode_command(c), timeout_ms, cb = std::move(cb)]() mutable {
     if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
-    const raft::ProposeResult r = raft_->propose(std::move(data));
-    if (!r.ok()) {
-      cb(from_raft_error(r.error));
+    if (raft_->role() == raft::StateRole::kLeader) {
+      const raft::ProposeResult r = raft_->propose(std::move(data));
+      if (!r.ok()) {
+        cb(from_raft_error(r.error));
+        return;
+      }
+      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
       return;
     }
-    writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
+    // A follower forwards the write to the leader as a Raft proposal (thesis
+    // §6.2; docs/design-notes.md, "Forwarded writes"), tagged so that it
+    // recognises the entry when it applies it.
+    if (raft_->leader() == raft::kNoNode) {
+      return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
+    }
+    const uint64_t bytes = kOriginTagBytes + data.size();
+    if (!forwards_.has_room(bytes)) {
+      return cb(Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
+    }
+    const uint64_t seq = next_forward_seq_++;
+    const raft::ProposeResult r = raft_->forward_proposal(encode_tagged(Origin{id_, boot_id_, seq}, data));
+    if (!r.ok()) {
+      if (r.error == raft::Error::kNotLeader) {
+        return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
+      }
+      return cb(from_raft_error(r.error));
+    }
+    if (r.forward_id == 0) {
+      // forward_proposal appends on a leader; not reached (checked above), but an index waiter is then right.
+      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
+      return;
+    }
+    forwards_.add(seq, r.forward_id, bytes, deadline_after(timeout_ms), std::move(cb));
   });
 }
 

@@ -68,6 +68,11 @@ inline constexpr int kExitStorageFailure = 3;
 // the other replicas (DESIGN.md, "The state machine"); docs/operations.md.
 inline constexpr int kExitUndecodableEntry = 4;
 
+// A follower's limits on writes forwarded to the leader and not yet applied
+// (NodeOptions::max_forwarded_writes, max_forwarded_write_bytes).
+inline constexpr uint64_t kDefaultMaxForwardedWrites = 4096;
+inline constexpr uint64_t kDefaultMaxForwardedWriteBytes = uint64_t{64} << 20;
+
 struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
   std::string raft_address;  // host:port peers connect to
@@ -86,6 +91,15 @@ struct NodeOptions {
   uint64_t snapshot_trailing = 10240;  // entries kept after a snapshot
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t max_uncommitted_bytes = 64 << 20;
+  // Writes a follower forwards to the leader as Raft proposals and has not
+  // applied yet (count, and bytes of their entries): beyond either, a write
+  // is refused at once (kUnavailable, kErrTooManyForwardedWrites) rather
+  // than queued without bound. And the leader's budget per follower for
+  // forwarded entries not committed yet (raft::Options).
+  uint64_t max_forwarded_writes = kDefaultMaxForwardedWrites;
+  uint64_t max_forwarded_write_bytes = kDefaultMaxForwardedWriteBytes;
+  uint64_t max_forwarded_bytes_per_peer = uint64_t{32} << 20;
+  uint64_t max_forwarded_entries_per_peer = 4096;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
   uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
   uint64_t wal_segment_bytes = uint64_t{64} << 20;  // preallocated size of a WAL segment (storage/wal/wal.h)
@@ -241,7 +255,11 @@ class Node {
   // clock); the callback gets the result of applying it on THIS node once
   // it is committed and applied here (so a read that follows sees it), or
   // kNotLeader / kUnavailable / kTimeout (the outcome is then unknown) /
-  // kNoSpace. Refused with kInvalid before proposing: txns nested deeper
+  // kNoSpace. Any node: a follower forwards c to the leader as a Raft
+  // proposal over the peer transport (node/forward_waiters.h), and answers
+  // kUnavailable at once when it knows no leader or already has
+  // max_forwarded_writes in flight (kErrTooManyForwardedWrites), kNotLeader
+  // when the node it took for the leader refused it (not applied). Refused with kInvalid before proposing: txns nested deeper
   // than fsm::kMaxTxnNestingDepth, idempotency keys over
   // fsm::kMaxIdempotencyKeyBytes. A command with an idempotency key that
   // was applied before (within the table's window) is answered with the

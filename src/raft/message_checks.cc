@@ -1,6 +1,8 @@
 // Stateless validation of peer messages (see message_checks.h).
 #include "raft/message_checks.h"
 
+#include "raft/raft.h"
+
 namespace ckv::raft {
 
 namespace {
@@ -66,6 +68,24 @@ const char* check_message_shape(const Message& m) {
       }
       return nullptr;
     }
+    case MessageType::kProp: {
+      // One client command, as the follower's core builds it: the leader
+      // gives it an index and term when it appends it.
+      if (m.context == 0) return "forwarded proposal without an id";
+      if (m.log_index == 0) return "forwarded proposal without an epoch";
+      if (m.entries.size() != 1) return "forwarded proposal must carry exactly one entry";
+      const Entry& e = m.entries[0];
+      if (e.index != 0 || e.term != 0) return "forwarded proposal names a log position";
+      if (e.type != EntryType::kNormal) return "forwarded proposal is not a normal entry";
+      if (e.data.empty()) return "forwarded proposal is empty (only a leader appends a no-op)";
+      if (e.data.size() > kMaxForwardedProposalBytes) return "forwarded proposal is too large";
+      return nullptr;
+    }
+    case MessageType::kPropResp:
+      if (m.context == 0) return "proposal refusal without an id";
+      if (!m.reject) return "proposal answer that is not a refusal";
+      if (m.index == 0 || m.index > static_cast<uint64_t>(kLastError)) return "proposal refusal with an unknown reason";
+      return nullptr;
     case MessageType::kPreVoteResp:
     case MessageType::kVoteResp:
     case MessageType::kHeartbeatResp:

@@ -33,6 +33,10 @@ inline constexpr Index kMaxIndex = Index{1} << 62;
 // ever elect again. (With pre-vote off, which kvnode never does, a node
 // partitioned through a million elections would be locked out.)
 inline constexpr Term kMaxTermJump = Term{1} << 20;
+// The largest command a follower may forward in one kProp (bytes): what one
+// transport frame can carry. The leader's per-follower budget
+// (Options::max_forwarded_bytes_per_peer) bounds what it holds at once.
+inline constexpr uint64_t kMaxForwardedProposalBytes = uint64_t{64} << 20;
 
 // nullptr when m is well-formed as far as can be told without the core's
 // state; otherwise a static string naming what is wrong.

@@ -18,6 +18,8 @@ const char* to_string(MessageType t) {
     case MessageType::kTimeoutNow: return "TimeoutNow";
     case MessageType::kReadIndex: return "ReadIndex";
     case MessageType::kReadIndexResp: return "ReadIndexResp";
+    case MessageType::kProp: return "Prop";
+    case MessageType::kPropResp: return "PropResp";
   }
   return "Unknown";
 }

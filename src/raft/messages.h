@@ -23,6 +23,16 @@ enum class MessageType : uint8_t {
   kTimeoutNow = 10,   // leadership transfer: start an election now (thesis §3.10)
   kReadIndex = 11,    // follower asks the leader for a read index (thesis §6.4)
   kReadIndexResp = 12,
+  // A follower forwards a client's command to its leader, which appends it as
+  // its own proposal (thesis §6.2: clients may contact any server; etcd's
+  // MsgProp). One kNormal entry with data only (index and term 0), context =
+  // the follower's forward id, log_index = its epoch (random per
+  // incarnation), term = its term. Success is never answered: the follower
+  // sees the entry when it applies it (the node layer tags the data).
+  kProp = 13,
+  // The leader (or a node that is not one) refused a forwarded proposal: it
+  // was not appended. context and log_index as in the kProp, index = the raft::Error.
+  kPropResp = 14,
 };
 
 const char* to_string(MessageType t);
@@ -55,7 +65,8 @@ struct Message {
 
   // kHeartbeat/kHeartbeatResp: ReadIndex round. kReadIndex/kReadIndexResp:
   // the requester's read id; kReadIndexResp.index is the read index and
-  // reject means the leader could not serve it.
+  // reject means the leader could not serve it. kProp/kPropResp: the
+  // forward id (see above).
   uint64_t context = 0;
 
   // kSnapshot: snapshot identifies the snapshot; data holds bytes

@@ -14,6 +14,14 @@ namespace ckv::raft {
 
 namespace {
 
+// A leader remembers the last this many forward ids of each sender's epoch;
+// an older id is dropped as a possible duplicate (its proposer times out).
+constexpr uint64_t kForwardDedupWindow = 4096;
+// Epochs (follower restarts) a leader tracks per sender in one term; beyond
+// that the sender's forwards are dropped until the term changes, rather than
+// forgetting an epoch whose duplicates could then be appended again.
+constexpr size_t kMaxForwardEpochsPerPeer = 16;
+
 using ull = unsigned long long;
 
 // Marks a RequestVote sent because of TimeoutNow: voters must not ignore it
@@ -66,6 +74,7 @@ const char* to_string(Error e) {
     case Error::kNotLearner: return "not a learner";
     case Error::kInvalid: return "invalid request";
     case Error::kMembershipFull: return "the cluster already has the maximum number of members";
+    case Error::kNoSpace: return "the leader refuses writes: its disk is full";
   }
   return "unknown";
 }
@@ -88,6 +97,7 @@ class Raft::Impl {
   void tick();
   const char* step(const Message& m);
   ProposeResult propose(EntryType type, std::string data);
+  ProposeResult forward_proposal(std::string data);
   ProposeResult propose_conf_change(const ConfChange& cc);
   bool read_index(uint64_t id);
   Error transfer_leadership(NodeId target);
@@ -155,6 +165,11 @@ class Raft::Impl {
   void handle_append_response(const Message& m, Progress& pr);
   void handle_heartbeat_response(const Message& m, Progress& pr);
   void handle_snapshot_response(const Message& m, Progress& pr);
+  // Forwarded proposals (thesis §6.2; raft.h, forward_proposal).
+  const char* handle_forwarded_proposal(const Message& m);
+  const char* handle_proposal_refusal(const Message& m);
+  void refuse_forwarded_proposal(const Message& m, Error why);
+  void forget_forwarded();
   void send(Message m);
 
   // Replication (leader).
@@ -210,6 +225,37 @@ class Raft::Impl {
   std::vector<Message> msgs_;        // only after
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
+
+  // Follower: this incarnation's forward epoch (random, below 2^62, carried
+  // in kProp.log_index) and the ids of its forwards, counting up from 1 (a
+  // refusal naming one never sent is a forgery); refusals for the next Ready.
+  uint64_t forward_epoch_ = 1;
+  uint64_t next_forward_id_ = 1;
+  std::vector<ForwardRefusal> refused_forwards_;
+  // Leader: forwarded proposals not committed yet, in log order, and what
+  // each follower holds of Options::max_forwarded_*_per_peer.
+  struct ForwardedEntry {
+    Index index;
+    NodeId from;
+    uint64_t bytes;
+  };
+  struct ForwardBudget {
+    uint64_t bytes = 0;
+    uint64_t entries = 0;
+  };
+  std::deque<ForwardedEntry> forwarded_;
+  std::map<NodeId, ForwardBudget> forward_budget_;
+  // Leader: every forward seen in this term, per sender and epoch, so that
+  // a duplicated kProp (the network may duplicate; Raft tolerates that for
+  // every other message) is appended once (see handle_forwarded_proposal).
+  struct SeenForwards {
+    uint64_t max_id = 0;
+    std::set<uint64_t> ids;  // those within kForwardDedupWindow of max_id
+  };
+  std::map<NodeId, std::map<uint64_t, SeenForwards>> seen_forwards_;
+
+ public:
+  bool writes_refused_ = false;  // set_writes_refused
 };
 
 // ---------------------------------------------------------------------------
@@ -264,6 +310,10 @@ Raft::Impl::Impl(const Options& o, const InitialState& s) : opts_(o), id_(o.id),
   }
   membership_ = config_history_.back().second;
   membership_version_ = 1;
+  // From its own stream of the seed, so that the election timeouts' stays as
+  // it was; the seed differs per incarnation (the node mixes in its clock).
+  SplitMix epoch_rng(opts_.random_seed ^ 0x9e3779b97f4a7c15ULL);
+  forward_epoch_ = (epoch_rng.next() >> 2) | 1;  // nonzero, below kMaxIndex
   reset_timers();
 }
 
@@ -288,6 +338,7 @@ void Raft::Impl::become_follower(Term term, NodeId leader) {
   role_ = StateRole::kFollower;
   leader_ = leader;
   lead_transferee_ = kNoNode;
+  forget_forwarded();
   votes_.clear();
   need_flush_ = false;
   reset_timers();
@@ -325,6 +376,8 @@ void Raft::Impl::become_leader() {
   }
   pending_conf_index_ = config_history_.back().first;
   uncommitted_bytes_ = 0;
+  forget_forwarded();
+  seen_forwards_.clear();  // only forwards sent in this term are taken
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
   read_round_sent_ = true;
@@ -450,10 +503,13 @@ void Raft::Impl::send(Message m) {
   // The leader's own term and vote must already be durable: a one-voter
   // cluster becomes leader within one step, before the Ready that persists
   // its new term, and a crash then could let it lead that term twice.
-  const bool early = role_ == StateRole::kLeader && term_ == persisted_hs_.term &&
-                     vote_ == persisted_hs_.vote &&
-                     (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
-                      m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow);
+  // A forwarded proposal and its refusal claim nothing about our log or
+  // vote, so they never wait for a persist either.
+  const bool early = m.type == MessageType::kProp || m.type == MessageType::kPropResp ||
+                     (role_ == StateRole::kLeader && term_ == persisted_hs_.term &&
+                      vote_ == persisted_hs_.vote &&
+                      (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                       m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow));
   (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
@@ -462,6 +518,12 @@ const char* Raft::Impl::step(const Message& m) {
   if (m.from == id_) return "message claims to come from this node";
   if (m.to != id_) return "message addressed to another node";
   if (m.term > term_ && m.term - term_ > kMaxTermJump) return "term jumps implausibly far ahead";
+  // Forwarded proposals stand outside the term rules (as etcd's MsgProp):
+  // a leader appends one as its own proposal in its own term, whatever the
+  // sender's, and a refusal is true in any term. Neither may move our term,
+  // leader or election timer.
+  if (m.type == MessageType::kProp) return handle_forwarded_proposal(m);
+  if (m.type == MessageType::kPropResp) return handle_proposal_refusal(m);
   if (m.type == MessageType::kTimeoutNow && m.term >= term_ &&
       (m.term != term_ || (leader_ != kNoNode && m.from != leader_))) {
     // Only the leader of our term may tell us to campaign (thesis §3.10):
@@ -1037,6 +1099,15 @@ void Raft::Impl::on_commit_advanced(Index old_commit) {
     const uint64_t n = log_.at(i).data.size();
     uncommitted_bytes_ = n > uncommitted_bytes_ ? 0 : uncommitted_bytes_ - n;
   }
+  while (!forwarded_.empty() && forwarded_.front().index <= commit_) {
+    const ForwardedEntry& f = forwarded_.front();
+    auto it = forward_budget_.find(f.from);
+    if (it != forward_budget_.end()) {
+      it->second.bytes -= f.bytes;
+      if (--it->second.entries == 0) forward_budget_.erase(it);
+    }
+    forwarded_.pop_front();
+  }
   if (commit_ >= term_start_index_ && !reads_awaiting_commit_.empty()) {
     auto waiting = std::move(reads_awaiting_commit_);
     reads_awaiting_commit_.clear();
@@ -1073,6 +1144,109 @@ ProposeResult Raft::Impl::propose(EntryType type, std::string data) {
   log_.append(Entry{term_, res.index, type, std::move(data)});
   need_flush_ = true;
   return res;
+}
+
+ProposeResult Raft::Impl::forward_proposal(std::string data) {
+  if (role_ == StateRole::kLeader) return propose(EntryType::kNormal, std::move(data));
+  ProposeResult res;
+  if (data.empty()) {
+    res.error = Error::kInvalid;
+    return res;
+  }
+  if (role_ != StateRole::kFollower || leader_ == kNoNode) {
+    res.error = Error::kNotLeader;
+    return res;
+  }
+  Message m;
+  m.type = MessageType::kProp;
+  m.to = leader_;
+  m.log_index = forward_epoch_;
+  m.context = next_forward_id_++;
+  m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
+  res.forward_id = m.context;
+  send(std::move(m));
+  return res;
+}
+
+const char* Raft::Impl::handle_forwarded_proposal(const Message& m) {
+  // Only a member may add to our log: a removed node cannot inject entries
+  // (a learner may: it serves clients like any member).
+  if (!membership_.contains(m.from)) return "forwarded proposal from a non-member";
+  // A refusal tells the follower "not applied", so it must be certain even
+  // for a duplicated or late kProp: only a leader of the term the proposal
+  // was sent in, remembering every forward it saw in that term, or a node
+  // that never led that term (it never voted for itself in it), may refuse.
+  // Anything else is dropped: the proposer times out, outcome unknown.
+  if (role_ != StateRole::kLeader) {
+    // One hop only: a stale view of who leads must not bounce a proposal
+    // around the cluster.
+    if (m.term == term_ && vote_ != id_) refuse_forwarded_proposal(m, Error::kNotLeader);
+    return nullptr;
+  }
+  if (m.term != term_) return nullptr;  // sent in another term: perhaps a copy of one appended then
+  auto& epochs = seen_forwards_[m.from];
+  auto ep = epochs.find(m.log_index);
+  if (ep == epochs.end()) {
+    if (epochs.size() >= kMaxForwardEpochsPerPeer) return "forwarding member restarted too often in this term";
+    ep = epochs.emplace(m.log_index, SeenForwards{}).first;
+  }
+  SeenForwards& seen = ep->second;
+  const uint64_t id = m.context;
+  if (id <= seen.max_id && (id + kForwardDedupWindow <= seen.max_id || seen.ids.count(id) != 0)) {
+    return nullptr;  // a duplicate (or too old to tell): appended or answered already
+  }
+  seen.ids.insert(id);
+  if (id > seen.max_id) {
+    seen.max_id = id;
+    while (!seen.ids.empty() && *seen.ids.begin() + kForwardDedupWindow <= seen.max_id) seen.ids.erase(seen.ids.begin());
+  }
+  if (writes_refused_) {
+    refuse_forwarded_proposal(m, Error::kNoSpace);
+    return nullptr;
+  }
+  const std::string& data = m.entries.front().data;
+  ForwardBudget& budget = forward_budget_[m.from];
+  if (budget.entries >= opts_.max_forwarded_entries_per_peer ||
+      (budget.bytes > 0 && budget.bytes + data.size() > opts_.max_forwarded_bytes_per_peer)) {
+    if (budget.entries == 0) forward_budget_.erase(m.from);
+    refuse_forwarded_proposal(m, Error::kOverloaded);
+    return nullptr;
+  }
+  const ProposeResult r = propose(EntryType::kNormal, data);
+  if (!r.ok()) {
+    if (budget.entries == 0) forward_budget_.erase(m.from);
+    refuse_forwarded_proposal(m, r.error);
+    return nullptr;
+  }
+  budget.bytes += data.size();
+  budget.entries += 1;
+  forwarded_.push_back(ForwardedEntry{r.index, m.from, data.size()});
+  return nullptr;
+}
+
+void Raft::Impl::refuse_forwarded_proposal(const Message& m, Error why) {
+  Message r;
+  r.type = MessageType::kPropResp;
+  r.to = m.from;
+  r.context = m.context;
+  r.log_index = m.log_index;  // the proposer's epoch
+  r.reject = true;
+  r.index = static_cast<uint64_t>(why);
+  send(std::move(r));
+}
+
+const char* Raft::Impl::handle_proposal_refusal(const Message& m) {
+  if (m.context >= next_forward_id_ || m.log_index != forward_epoch_) {
+    return "refusal of a proposal this node never forwarded";
+  }
+  if (!membership_.contains(m.from) && m.from != leader_) return "proposal refusal from a non-member";
+  refused_forwards_.push_back(ForwardRefusal{m.context, static_cast<Error>(m.index)});
+  return nullptr;
+}
+
+void Raft::Impl::forget_forwarded() {
+  forwarded_.clear();
+  forward_budget_.clear();
 }
 
 ProposeResult Raft::Impl::propose_conf_change(const ConfChange& cc) {
@@ -1359,7 +1533,7 @@ bool Raft::Impl::has_ready() const {
   if (!chunks_.empty() || pending_install_ || !msgs_.empty() || !early_msgs_.empty()) return true;
   if (log_.last_index() > stable_) return true;
   if (commit_ > applied_) return true;
-  return !read_states_.empty() || !failed_reads_.empty();
+  return !read_states_.empty() || !failed_reads_.empty() || !refused_forwards_.empty();
 }
 
 Ready Raft::Impl::ready() {
@@ -1387,6 +1561,8 @@ Ready Raft::Impl::ready() {
   read_states_.clear();
   rd.failed_reads = std::move(failed_reads_);
   failed_reads_.clear();
+  rd.refused_forwards = std::move(refused_forwards_);
+  refused_forwards_.clear();
   return rd;
 }
 
@@ -1410,6 +1586,8 @@ Raft::~Raft() = default;
 void Raft::tick() { impl_->tick(); }
 const char* Raft::step(const Message& m) { return impl_->step(m); }
 ProposeResult Raft::propose(std::string data) { return impl_->propose(EntryType::kNormal, std::move(data)); }
+ProposeResult Raft::forward_proposal(std::string data) { return impl_->forward_proposal(std::move(data)); }
+void Raft::set_writes_refused(bool refused) { impl_->writes_refused_ = refused; }
 ProposeResult Raft::propose_conf_change(const ConfChange& cc) { return impl_->propose_conf_change(cc); }
 bool Raft::read_index(uint64_t id) { return impl_->read_index(id); }
 Error Raft::transfer_leadership(NodeId target) { return impl_->transfer_leadership(target); }

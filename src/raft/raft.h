@@ -23,7 +23,10 @@
 //       2. send rd.messages (fill kSnapshot data from the current snapshot first).
 //       3. if rd.snapshot: restore the state machine from it; then apply
 //          rd.committed_entries in order; answer rd.read_states once the state
-//          machine has applied up to their index.
+//          machine has applied up to their index. (Without rd.snapshot, the
+//          committed entries below rd.entries[0].index were persisted by an
+//          earlier Ready: they may be applied before step 1, as etcd applies
+//          while it writes its WAL. A leader's are always all of them.)
 //       4. advance(rd).
 //   Between ready() and advance() the caller must not call anything else.
 //
@@ -66,6 +69,12 @@ struct Options {
   // Proposals beyond this many uncommitted bytes are refused (kOverloaded),
   // so a leader that cannot commit does not buffer without bound.
   uint64_t max_uncommitted_bytes = 64 << 20;
+  // A leader's budget for the proposals one follower forwarded (kProp) and
+  // that are not committed yet: beyond either, that follower's next
+  // forwards are refused (kOverloaded) so that no one member can take the
+  // whole uncommitted budget from the others.
+  uint64_t max_forwarded_bytes_per_peer = 32 << 20;
+  uint64_t max_forwarded_entries_per_peer = 4096;
 };
 
 struct InitialState {
@@ -94,14 +103,27 @@ enum class Error : uint8_t {
   kNotLearner,
   kInvalid,  // e.g. removing the last voter, id 0
   kMembershipFull,  // the configuration already has kMaxMembers members
+  kNoSpace,         // a forwarded proposal reached a leader that refuses writes (set_writes_refused)
 };
+// The last Error value: a forwarded proposal's refusal carries one (kPropResp.index).
+inline constexpr Error kLastError = Error::kNoSpace;
 const char* to_string(Error e);
 
 struct ProposeResult {
   Error error = Error::kOk;
   Index index = 0;  // where the entry was appended; it is applied once committed at this index and term
   Term term = 0;
+  // forward_proposal() on a follower: the proposal went to the leader under
+  // this id (index and term stay 0). 0 when it was appended here.
+  uint64_t forward_id = 0;
   bool ok() const { return error == Error::kOk; }
+};
+
+// A leader, or a node that turned out not to be one, refused a proposal we
+// forwarded (forward_proposal): it was not appended and will never be applied.
+struct ForwardRefusal {
+  uint64_t forward_id = 0;
+  Error error = Error::kNotLeader;
 };
 
 // A linearizable read may be served once the state machine has applied index.
@@ -123,13 +145,15 @@ struct Ready {
   std::vector<Entry> entries;                  // persist (truncating from entries[0].index)
   // Send after persisting, except the first early_messages: a leader's
   // appends, heartbeats, snapshot chunks and TimeoutNow, which may be sent
-  // before or while this Ready is persisted (thesis §10.2.1). Sending all
-  // after persisting is also correct, only slower.
+  // before or while this Ready is persisted (thesis §10.2.1), and forwarded
+  // proposals and their refusals, which depend on nothing durable. Sending
+  // all after persisting is also correct, only slower.
   std::vector<Message> messages;
   size_t early_messages = 0;
   std::vector<Entry> committed_entries;        // apply in order after persisting
   std::vector<ReadState> read_states;
   std::vector<uint64_t> failed_reads;  // read ids that cannot be served here (lost leadership)
+  std::vector<ForwardRefusal> refused_forwards;  // forward_proposal ids the leader refused
 };
 
 // What a leader knows of one member's replication, for the node layer's
@@ -159,6 +183,25 @@ class Raft {
   const char* step(const Message& m);
   // Appends an application command (leader only).
   ProposeResult propose(std::string data);
+  // Any role: a leader appends data as propose() does. A follower that
+  // knows its leader sends it in a kProp message (thesis §6.2: a server that
+  // is not the leader passes the request on; etcd's MsgProp forwarding), and
+  // the leader appends it as its own proposal in its own term; the result
+  // carries a forward_id. Nothing reports success: the proposer tags data so
+  // that it recognises the entry when it applies it, and a proposal that a
+  // deposed leader appended but never committed is simply never applied
+  // (nothing re-sends it, and the leader drops copies the network made, so
+  // it cannot be applied twice). A refusal (not the leader, transfer,
+  // overload) comes back in Ready::refused_forwards; it is sent only where it
+  // is certain, and a forward that reaches a node in another term is dropped
+  // unanswered (the caller's deadline decides: outcome unknown). kNotLeader at once when no leader is known
+  // (a candidate knows none); kInvalid for empty data (the no-op is the
+  // leader's alone).
+  ProposeResult forward_proposal(std::string data);
+  // Leader: while set, proposals forwarded by followers are refused with
+  // kNoSpace (the caller's disk is full and it refuses its own clients'
+  // writes itself; appending them would only stall its persist).
+  void set_writes_refused(bool refused);
   // Appends a one-server membership change (leader only; one at a time,
   // and only after the leader committed an entry of its own term).
   ProposeResult propose_conf_change(const ConfChange& cc);

@@ -13,7 +13,7 @@ namespace {
 constexpr uint8_t kFlagReject = 1u << 0;
 constexpr uint8_t kFlagDone = 1u << 1;
 constexpr uint8_t kKnownFlags = kFlagReject | kFlagDone;
-constexpr uint8_t kMaxMessageType = static_cast<uint8_t>(raft::MessageType::kReadIndexResp);
+constexpr uint8_t kMaxMessageType = static_cast<uint8_t>(raft::MessageType::kPropResp);
 constexpr uint8_t kMaxEntryType = static_cast<uint8_t>(raft::EntryType::kConfig);
 // Smallest encoded entry (term, index, type, length, no data): a claimed
 // entry count is capped by remaining / this, so a garbled count cannot make

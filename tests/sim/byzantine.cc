@@ -96,13 +96,19 @@ Message forge(SimRng& rng, Forgery kind, const ForgeTarget& t) {
       static const MessageType kTypes[] = {MessageType::kAppendResp,   MessageType::kHeartbeatResp,
                                            MessageType::kSnapshotResp, MessageType::kVoteResp,
                                            MessageType::kPreVoteResp,  MessageType::kReadIndexResp,
-                                           MessageType::kTimeoutNow,   MessageType::kReadIndex};
-      m.type = kTypes[rng.range(0, 7)];
+                                           MessageType::kTimeoutNow,   MessageType::kReadIndex,
+                                           MessageType::kProp};
+      m.type = kTypes[rng.range(0, 8)];
       m.from = t.outsider;
       m.term = t.term + rng.range(0, 1);
       m.index = rng.range(0, t.last_index + 2);
       m.reject = rng.chance(0.3);
       m.context = rng.range(0, 5);
+      if (m.type == MessageType::kProp) {
+        // Well-formed, so that only "from a non-member" can stop it injecting an entry.
+        m.context = rng.range(1, 5);
+        m.entries = {Entry{0, 0, raft::EntryType::kNormal, "set k" + std::to_string(rng.range(0, 11)) + " forged"}};
+      }
       break;
     }
     case Forgery::kAppendNotContiguous: {

@@ -25,6 +25,8 @@ struct FaultProfile {
 
   // Chaos step: per-mille chance of each action (the rest of 1000 does nothing).
   uint32_t write_pm = 400;
+  // Chance that a write goes to a random live node rather than a leader.
+  double write_anywhere = 0.3;
   uint32_t read_pm = 150;
   uint32_t crash_pm = 6;
   uint32_t arm_crash_pm = 4;  // a crash armed to strike inside the node's next Ready

@@ -401,6 +401,20 @@ void InvariantChecker::on_apply(NodeId id, const raft::Raft& r, const Entry& e,
         } else {
           hist[i] = std::nullopt;
         }
+        if (cmd->op == Command::Op::kSet && !cmd->value.empty() && cmd->value[0] == 'w') {
+          // Each workload write is proposed once, at a leader or forwarded by
+          // a follower, and nothing re-sends it: applied at one index at most.
+          auto [at, fresh] = applied_write_index_.emplace(cmd->value, i);
+          if (!fresh && at->second != i) {
+            fail("At-most-once apply", fmt("write %s applied at %llu and again at %llu", cmd->value.c_str(),
+                                           ull(at->second), ull(i)));
+            return;
+          }
+        }
+      }
+      if (auto r = refused_forwards_.find(e.data); r != refused_forwards_.end()) {
+        fail("Forward refusal", fmt("n%llu applies %llu/%llu, a proposal the leader refused when n%llu forwarded it",
+                                    ull(id), ull(i), ull(e.term), ull(r->second)));
       }
     }
     return;
@@ -435,6 +449,18 @@ void InvariantChecker::on_restore(NodeId id, const raft::SnapshotMeta& meta, uin
 void InvariantChecker::on_write_acked(uint64_t write_id, Index index, Term term,
                                       Term observed_in_term) {
   acked_[index] = Acked{term, observed_in_term, write_id};
+}
+
+void InvariantChecker::on_forward_refused(NodeId id, const std::string& data) {
+  // Only workload sets are unique ("del k" repeats): those are checked.
+  auto cmd = parse_command(data);
+  if (!cmd || cmd->op != Command::Op::kSet || cmd->value.empty() || cmd->value[0] != 'w') return;
+  if (auto at = applied_write_index_.find(cmd->value); at != applied_write_index_.end()) {
+    fail("Forward refusal", fmt("n%llu was told its forwarded write %s was refused, but it was applied at %llu",
+                                ull(id), cmd->value.c_str(), ull(at->second)));
+    return;
+  }
+  refused_forwards_.emplace(data, id);
 }
 
 void InvariantChecker::check_read(NodeId id, uint64_t read_id, Index min_index, Index read_index,

@@ -60,6 +60,9 @@ class InvariantChecker {
   // A client write was acknowledged: it must be in every later leader's log.
   void on_write_acked(uint64_t write_id, raft::Index index, raft::Term term,
                       raft::Term observed_in_term);
+  // The leader refused a proposal node id forwarded (raft.h forward_proposal):
+  // that command must never be applied, before or after.
+  void on_forward_refused(raft::NodeId id, const std::string& data);
   // A linearizable read was served on node id at applied index `applied`.
   void check_read(raft::NodeId id, uint64_t read_id, raft::Index min_index, raft::Index read_index,
                   raft::Index applied, const std::string& key,
@@ -130,6 +133,10 @@ class InvariantChecker {
   std::map<raft::Index, Acked> acked_;
   // Committed writes per key: index -> value (nullopt = deleted), for read checks.
   std::map<std::string, std::map<raft::Index, std::optional<std::string>>> key_history_;
+  // At most once: the index where each workload write's unique value
+  // ("w<id>") was applied, and the data of forwarded proposals a leader refused.
+  std::map<std::string, raft::Index> applied_write_index_;
+  std::map<std::string, raft::NodeId> refused_forwards_;
 };
 
 }  // namespace ckv::sim

@@ -485,10 +485,11 @@ void SimCluster::chaos_step() {
   const FaultProfile& p = profile_;
   uint64_t edge = p.write_pm;
   if (roll < edge) {
-    // Mostly on a leader; sometimes anywhere, to exercise refusals.
+    // Mostly on a leader; often anywhere: followers forward to their
+    // leader (raft.h forward_proposal), and nodes without one refuse.
     std::vector<Slot*> live = live_slots();
     SimNode* target = pick_leader();
-    if ((target == nullptr || rng_.chance(0.05)) && !live.empty())
+    if ((target == nullptr || rng_.chance(p.write_anywhere)) && !live.empty())
       target = rng_.pick(live)->node.get();
     if (target != nullptr) {
       bool ok = workload_.write(rng_, *target);

@@ -82,6 +82,8 @@ void SimNode::start() {
   raft_ = std::make_unique<raft::Raft>(o, st);
   crash_point_ = CrashPoint::kNone;
   pending_writes_.clear();
+  pending_forwards_.clear();
+  pending_forward_ids_.clear();
   pending_reads_.clear();
   trace("start #%llu: term %llu vote %llu commit %llu snapshot %llu/%llu log (%llu, %llu]",
         ull(incarnation_), ull(st.hard_state.term), ull(st.hard_state.vote),
@@ -98,6 +100,8 @@ void SimNode::crash() {
   disk_.crash();
   env_.checker->on_crash(id_, disk_.hard_state().term);
   pending_writes_.clear();
+  pending_forwards_.clear();
+  pending_forward_ids_.clear();
   pending_reads_.clear();
   crash_point_ = CrashPoint::kNone;
 }
@@ -134,6 +138,16 @@ bool SimNode::process_ready(SimRng& rng) {
     return false;
   }
   for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
+
+  // 0b. As the node does (raft.h step 3): committed entries an earlier Ready
+  // persisted are applied before this Ready's sync.
+  size_t applied_early = 0;
+  if (!rd.snapshot) {
+    const raft::Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+    while (applied_early < rd.committed_entries.size() && rd.committed_entries[applied_early].index < first_new) {
+      apply(rd.committed_entries[applied_early++]);
+    }
+  }
 
   // 1. Persist, in one sync.
   for (const raft::SnapshotChunk& c : rd.snapshot_chunks) disk_.stage_chunk(c);
@@ -196,8 +210,8 @@ bool SimNode::process_ready(SimRng& rng) {
   }
   size_t to_apply = rd.committed_entries.size();
   bool crash_mid_apply = crash_point_ == CrashPoint::kMidApply;
-  if (crash_mid_apply) to_apply = rng.range(0, to_apply);
-  for (size_t k = 0; k < to_apply; ++k) apply(rd.committed_entries[k]);
+  if (crash_mid_apply) to_apply = rng.range(applied_early, to_apply);
+  for (size_t k = applied_early; k < to_apply; ++k) apply(rd.committed_entries[k]);
   if (crash_mid_apply) {
     crash();
     return false;
@@ -220,6 +234,14 @@ bool SimNode::process_ready(SimRng& rng) {
   for (uint64_t id : rd.failed_reads) {
     pending_reads_.erase(id);
     trace("read #%llu failed", ull(id));
+  }
+  for (const raft::ForwardRefusal& f : rd.refused_forwards) {
+    auto it = pending_forward_ids_.find(f.forward_id);
+    if (it == pending_forward_ids_.end()) continue;
+    trace("forward %llu refused by the leader: %s", ull(f.forward_id), raft::to_string(f.error));
+    env_.checker->on_forward_refused(id_, it->second);
+    pending_forwards_.erase(it->second);
+    pending_forward_ids_.erase(it);
   }
   serve_reads();
   if (crash_point_ == CrashPoint::kBeforeAdvance) {
@@ -282,6 +304,12 @@ void SimNode::apply(const Entry& e) {
     }
     pending_writes_.erase(it);
   }
+  if (auto f = pending_forwards_.find(e.data); f != pending_forwards_.end()) {
+    trace("ack forwarded write #%llu at %llu/%llu", ull(f->second), ull(e.index), ull(e.term));
+    env_.checker->on_write_acked(f->second, e.index, e.term, raft_->term());
+    env_.on_write_acked(f->second);
+    pending_forwards_.erase(f);  // its forward id stays: a late refusal of it would be a lie, checked above
+  }
 }
 
 void SimNode::serve_reads() {
@@ -343,6 +371,11 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
 
 void SimNode::track_write(uint64_t write_id, Index index, raft::Term term, std::string data) {
   pending_writes_[index] = PendingWrite{write_id, term, std::move(data)};
+}
+
+void SimNode::track_forwarded_write(uint64_t write_id, uint64_t forward_id, std::string data) {
+  pending_forward_ids_[forward_id] = data;
+  pending_forwards_[std::move(data)] = write_id;
 }
 
 bool SimNode::start_read(uint64_t read_id, std::string key, Index min_index) {

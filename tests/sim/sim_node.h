@@ -87,6 +87,11 @@ class SimNode {
   // Client side. A write proposed here is acknowledged when this incarnation
   // applies an entry at its index with its term.
   void track_write(uint64_t write_id, raft::Index index, raft::Term term, std::string data);
+  // A write forwarded to the leader (forward_id from forward_proposal) is
+  // acknowledged when this incarnation applies an entry with its data (the
+  // data is unique); a refusal by the leader drops it, and it must never be
+  // applied (InvariantChecker::on_forward_refused).
+  void track_forwarded_write(uint64_t write_id, uint64_t forward_id, std::string data);
   // Starts a linearizable read; min_index = highest index committed anywhere
   // when the read began. False when the core knows no leader to ask.
   bool start_read(uint64_t read_id, std::string key, raft::Index min_index);
@@ -132,6 +137,8 @@ class SimNode {
   CrashPoint crash_point_ = CrashPoint::kNone;
   uint64_t snapshot_gap_ = 100;  // applied entries between our snapshots, re-drawn after each
   std::map<raft::Index, PendingWrite> pending_writes_;
+  std::map<std::string, uint64_t> pending_forwards_;          // data -> write id
+  std::map<uint64_t, std::string> pending_forward_ids_;       // forward id -> data
   std::map<uint64_t, PendingRead> pending_reads_;
   uint64_t reads_served_ = 0;
   uint64_t snapshots_taken_ = 0;

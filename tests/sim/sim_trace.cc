@@ -80,6 +80,8 @@ std::string describe(const raft::Message& m) {
     case MessageType::kReadIndex:
     case MessageType::kReadIndexResp:
     case MessageType::kHeartbeatResp:
+    case MessageType::kProp:
+    case MessageType::kPropResp:
       std::snprintf(buf + n, sizeof buf - n, " ctx=%llu index=%llu%s", u(m.context), u(m.index),
                     m.reject ? " REJECT" : "");
       break;

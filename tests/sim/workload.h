@@ -1,4 +1,4 @@
-// The simulated client: writes proposed on leaders and linearizable reads, with unique values so reads can be checked.
+// The simulated client: writes proposed on leaders or forwarded by followers, and linearizable reads, with unique values so reads can be checked.
 #pragma once
 
 #include <cstdint>
@@ -11,9 +11,10 @@ namespace ckv::sim {
 
 class Workload {
  public:
-  // Proposes "set k w<id>" (sometimes "del k") on node; the node acknowledges
-  // it once applied at the returned index and term. Returns false if the
-  // core refused it (not leader, transfer, overload...).
+  // Proposes "set k w<id>" (sometimes "del k") on node; a leader
+  // acknowledges it once applied at the returned index and term, a follower
+  // (which forwards it to its leader) once it applies an entry with its data.
+  // Returns false if the core refused it (no leader known, transfer, overload...).
   bool write(SimRng& rng, SimNode& node);
   // Starts a linearizable read of a random key on node; min_index is the
   // highest index known committed anywhere right now.
@@ -22,6 +23,7 @@ class Workload {
 
   uint64_t proposed() const { return proposed_; }
   uint64_t refused() const { return refused_; }
+  uint64_t forwarded() const { return forwarded_; }
   uint64_t acked() const { return acked_; }
   uint64_t reads_started() const { return reads_started_; }
 
@@ -33,6 +35,7 @@ class Workload {
   uint64_t next_read_id_ = 1;
   uint64_t proposed_ = 0;
   uint64_t refused_ = 0;
+  uint64_t forwarded_ = 0;
   uint64_t acked_ = 0;
   uint64_t reads_started_ = 0;
 };

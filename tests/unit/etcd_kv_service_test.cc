@@ -350,7 +350,10 @@ TEST_F(KvServiceTest, ARetryWithTheSameIdempotencyKeyReturnsTheFirstResult) {
   EXPECT_EQ(nodes_[0]->state_machine().revision(), 2);
 }
 
-TEST_F(KvServiceTest, AFollowerWithoutTheLeadersGrpcAddressAnswersNoLeader) {
+// Followers forward writes as Raft proposals (node/forward_waiters.h), so a
+// leader without -grpc-address (nothing to forward a gRPC call to) no longer
+// makes a follower's writes fail with "no leader", as they did before.
+TEST_F(KvServiceTest, AFollowerWritesWithoutTheLeadersGrpcAddress) {
   node::Node& leader = single();
   node::Node& follower = start("n2", false);
   std::promise<Status> added;
@@ -361,11 +364,12 @@ TEST_F(KvServiceTest, AFollowerWithoutTheLeadersGrpcAddressAnswersNoLeader) {
   KvService& kv = *services_[1];
   ASSERT_TRUE(put(*services_[0], "a", "1").is_ok());
 
-  // No -grpc-address on the leader: nowhere to forward to.
+  // No -grpc-address on the leader: the write goes over the peer transport.
   auto w = put(kv, "b", "2");
-  EXPECT_EQ(w.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(to_grpc_status(w.status()).error_message(), "etcdserver: no leader");
-  // A call a member forwarded is never forwarded again.
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(w->header.member_id, follower.status().id);
+  EXPECT_EQ(follower.state_machine().get("b"), std::optional<std::string>("2"));
+  // A call an older member forwarded over gRPC is never forwarded again.
   KvCall forwarded;
   forwarded.forwarded = true;
   auto f = put(kv, "b", "2", forwarded);
@@ -398,9 +402,10 @@ TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {
             "etcdserver: server stopped");
 }
 
-// A follower forwards writes to the leader's gRPC API, answers with its own
-// header once it has applied them, and relays the leader's errors unchanged.
-TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeaderOverGrpc) {
+// A follower forwards writes to the leader (as Raft proposals), answers with
+// its own header once it has applied them, and with its own apply's errors,
+// which are the leader's (the same command on the same state).
+TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeader) {
   const std::string grpc_address = "127.0.0.1:" + std::to_string(unused_loopback_port());
   node::Node& leader = start("n1", true, grpc_address);
   ASSERT_TRUE(eventually([&] { return leader.status().state == "leader"; }));
@@ -428,7 +433,7 @@ TEST_F(KvServiceTest, AFollowerForwardsWritesToTheLeaderOverGrpc) {
     EXPECT_EQ(r->body.kvs[0].value, std::to_string(i));
   }
 
-  // Idempotency keys travel with the forward: a retry is answered, not applied again.
+  // Idempotency keys travel in the proposal: a retry is answered, not applied again.
   KvCall c;
   c.idempotency_key = "fwd-1";
   const mvcc::PutRequest once = put_req("once", "v", 0, /*prev_kv=*/true);

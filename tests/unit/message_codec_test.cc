@@ -16,7 +16,7 @@ namespace {
 
 using raft::MessageType;
 
-constexpr uint8_t kLastType = static_cast<uint8_t>(MessageType::kReadIndexResp);
+constexpr uint8_t kLastType = static_cast<uint8_t>(MessageType::kPropResp);
 
 // Every field set to a distinct, non-default value, so a field that is
 // dropped or swapped by the codec shows up as a mismatch.

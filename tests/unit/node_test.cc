@@ -17,6 +17,7 @@
 #include "common/bytes.h"
 #include "fsm/kv_state_machine.h"
 #include "memory_transport.h"
+#include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "raft/raft.h"
 #include "storage/log_store.h"
@@ -58,6 +59,7 @@ class NodeTest : public ::testing::Test {
     o.snapshot_trailing = 5;
     o.snapshot_chunk_bytes = 512;
     o.auto_compaction = auto_compaction_;
+    o.max_forwarded_writes = max_forwarded_writes_;
     return o;
   }
 
@@ -186,6 +188,7 @@ class NodeTest : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Node>> nodes_;
   std::filesystem::path root_;
   uint64_t snapshot_threshold_ = 8192;
+  uint64_t max_forwarded_writes_ = kDefaultMaxForwardedWrites;
   AutoCompactionOptions auto_compaction_;
 };
 
@@ -253,14 +256,115 @@ TEST_F(NodeTest, JoinedByRaftAddressOnlyRegistersItsApiAddress) {
   EXPECT_GE(registrations_.load(), 1);
 }
 
-TEST_F(NodeTest, FollowerRefusesWritesWithNotLeader) {
+// Forwarded writes (node/forward_waiters.h): a follower's write goes to the
+// leader as a Raft proposal and is answered once the follower ITSELF applied
+// it, with its own result, so a read there that follows sees it.
+TEST_F(NodeTest, FollowerWriteIsForwardedAndAnsweredOnItsOwnApply) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* l = leader();
+  ASSERT_NE(l, nullptr);
+  Node* follower = nullptr;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() != l) follower = n.get();
+  }
+  ASSERT_TRUE(eventually([&] { return follower->status().leader_id == l->status().id; }));
+  auto r = write(*follower, "k", "v", 5000, "key-1");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_GT(r->index, 0u);
+  ASSERT_TRUE(r->status.is_ok());
+  EXPECT_FALSE(r->duplicate);
+  // Applied here before the answer: no barrier needed to read it back.
+  EXPECT_GE(follower->state_machine().applied_index(), r->index);
+  EXPECT_EQ(follower->state_machine().get("k"), std::optional<std::string>("v"));
+  const auto* put = std::get_if<mvcc::PutResponse>(&r->response);
+  ASSERT_NE(put, nullptr);
+  EXPECT_EQ(put->header.revision, follower->state_machine().revision());
+  // The same idempotency key on the leader: the first result, not applied again.
+  auto again = write(*l, "k", "other", 5000, "key-1");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_TRUE(again->duplicate);
+  ASSERT_TRUE(barrier(*l).is_ok());
+  EXPECT_EQ(l->state_machine().get("k"), std::optional<std::string>("v"));
+  // A write at the leader answers by index as before; both kinds mix.
+  ASSERT_TRUE(write(*l, "k2", "v2").is_ok());
+  ASSERT_TRUE(write(*follower, "k3", "v3").is_ok());
+  EXPECT_EQ(follower->state_machine().get("k2"), std::optional<std::string>("v2"));
+}
+
+// A follower whose leader is gone cannot know whether its forwarded
+// proposal was appended: the waiter times out with "outcome unknown"
+// (504 / etcd's "request timed out"), and nothing re-sends the proposal.
+TEST_F(NodeTest, FollowerWhoseLeaderDiesTimesOutAsUnknown) {
+  start("a", true);
+  start("b", false);
+  start("c", false);
+  ASSERT_TRUE(join("b").is_ok());
+  ASSERT_TRUE(join("c").is_ok());
+  Node* old = leader();
+  ASSERT_NE(old, nullptr);
+  Node* follower = nullptr;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() != old) follower = n.get();
+  }
+  ASSERT_TRUE(eventually([&] { return follower->status().leader_id == old->status().id; }));
+  hub_->isolate(old->status().id, true);
+  // Within the election timeout the follower still takes the old node for its leader.
+  auto lost = write(*follower, "lost", "x", 300);
+  ASSERT_FALSE(lost.is_ok());
+  EXPECT_EQ(lost.status().code(), StatusCode::kTimeout) << lost.status().to_string();
+  EXPECT_NE(lost.status().message().find("outcome unknown"), std::string::npos) << lost.status().message();
+  // The others elect a leader; the follower's writes work again and the lost one never appears.
+  ASSERT_TRUE(eventually([&] {
+    const NodeStatus st = follower->status();
+    return st.leader_id != 0 && st.leader_id != old->status().id;
+  }));
+  ASSERT_TRUE(eventually([&] { return write(*follower, "after", "y", 1000).is_ok(); }));
+  hub_->isolate(old->status().id, false);
+  ASSERT_TRUE(eventually([&] { return barrier(*old).is_ok(); }));
+  for (auto& [name, n] : nodes_) {
+    ASSERT_TRUE(barrier(*n).is_ok()) << name;
+    EXPECT_EQ(n->state_machine().get("lost"), std::nullopt) << name;
+    EXPECT_EQ(n->state_machine().get("after"), std::optional<std::string>("y")) << name;
+  }
+}
+
+// NodeOptions::max_forwarded_writes: beyond it a follower refuses at once
+// rather than queueing without bound; a follower with no leader refuses at once too.
+TEST_F(NodeTest, FollowerBoundsItsForwardedWritesAndRefusesWithoutALeader) {
+  max_forwarded_writes_ = 2;
   start("a", true);
   start("b", false);
   ASSERT_TRUE(join("b").is_ok());
-  Node& follower = *nodes_["b"];
-  ASSERT_TRUE(eventually([&] { return follower.status().leader_id != 0; }));
-  auto r = write(follower, "k", "v");
-  EXPECT_EQ(r.status().code(), StatusCode::kNotLeader);
+  Node& a = *nodes_["a"];
+  Node& b = *nodes_["b"];
+  ASSERT_TRUE(eventually([&] { return b.status().leader_id == a.status().id && a.status().state == "leader"; }));
+  hub_->isolate(a.status().id, true);  // b's forwards go unanswered; with two voters nobody else can lead
+  std::vector<std::promise<Result<WriteResult>>> got(3);
+  for (int i = 0; i < 3; ++i) {
+    fsm::Command c;
+    c.request = mvcc::PutRequest{"k" + std::to_string(i), "v"};
+    b.propose(std::move(c), 2000, [&, i](Result<WriteResult> r) { got[i].set_value(std::move(r)); });
+  }
+  auto third = got[2].get_future();
+  ASSERT_EQ(third.wait_for(1s), std::future_status::ready) << "the write over the limit waited";
+  Result<WriteResult> r = third.get();
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), kErrTooManyForwardedWrites);
+  for (int i = 0; i < 2; ++i) {
+    Result<WriteResult> w = got[i].get_future().get();
+    EXPECT_EQ(w.status().code(), StatusCode::kTimeout) << w.status().to_string();
+  }
+  // Once b no longer knows a leader, a write is refused at once, not timed out.
+  ASSERT_TRUE(eventually([&] { return b.status().leader_id == 0; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto none = write(b, "k", "v", 5000);
+  EXPECT_EQ(none.status().code(), StatusCode::kUnavailable) << none.status().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  hub_->isolate(a.status().id, false);
 }
 
 // Acknowledged writes survive a restart of every node from its data dir.

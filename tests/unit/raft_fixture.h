@@ -258,6 +258,7 @@ struct Peer {
   std::vector<ReadState>
       read_states;  // every read state the node produced (since its last restart)
   std::vector<uint64_t> failed_reads;
+  std::vector<ForwardRefusal> refused_forwards;  // every Ready::refused_forwards (since its last restart)
   std::set<StateRole> roles_seen;  // every role observed after a tick/step
   Term max_term_seen = 0;
   int readies = 0;      // how many Ready values were handled
@@ -388,6 +389,7 @@ class Network {
     for (const Entry& e : rd.committed_entries) apply(id, e);
     for (const ReadState& rs : rd.read_states) p.read_states.push_back(rs);
     for (uint64_t f : rd.failed_reads) p.failed_reads.push_back(f);
+    for (const ForwardRefusal& f : rd.refused_forwards) p.refused_forwards.push_back(f);
     // 4. Advance.
     p.raft->advance(rd);
     observe(id);
@@ -545,6 +547,7 @@ class Network {
     p.storage.incoming_data.clear();
     p.read_states.clear();
     p.failed_reads.clear();
+    p.refused_forwards.clear();
     p.wedged = false;
     p.raft = std::make_unique<Raft>(p.options, p.storage.initial_state());
     restore_fsm(id);

@@ -245,6 +245,64 @@ TEST(RaftHostileMessages, AddingALearnerBeyondTheMemberCapIsRefused) {
 // ---------------------------------------------------------------------------
 // Shape checks, one per rule.
 
+// A forwarded proposal is one client command and nothing more (raft.h
+// forward_proposal); a forged or oversized one is refused before the leader
+// could append it, and a refusal must name a reason the core knows.
+TEST(RaftMessageShape, ForwardedProposalsAndRefusalsAreChecked) {
+  Message prop = message(MessageType::kProp, 2, 1, 5);
+  prop.context = 7;
+  prop.log_index = 12345;  // the sender's epoch
+  prop.entries.push_back(Entry{0, 0, EntryType::kNormal, "cmd"});
+  EXPECT_EQ(check_message_shape(prop), nullptr);
+  auto bad = prop;
+  bad.log_index = 0;
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal without an epoch");
+  bad = prop;
+  bad.context = 0;
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal without an id");
+  bad = prop;
+  bad.entries.push_back(bad.entries[0]);
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal must carry exactly one entry");
+  bad = prop;
+  bad.entries.clear();
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal must carry exactly one entry");
+  bad = prop;
+  bad.entries[0].index = 12;  // a follower cannot choose where the leader appends
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal names a log position");
+  bad = prop;
+  bad.entries[0].term = 5;
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal names a log position");
+  bad = prop;
+  bad.entries[0].type = EntryType::kConfig;  // membership changes are the leader's
+  bad.entries[0].data = encode_membership(voters({1, 2, 9}));
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal is not a normal entry");
+  bad = prop;
+  bad.entries[0].data.clear();
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal is empty (only a leader appends a no-op)");
+  bad = prop;
+  bad.entries[0].data.assign(kMaxForwardedProposalBytes + 1, 'x');
+  EXPECT_STREQ(check_message_shape(bad), "forwarded proposal is too large");
+  bad.entries[0].data.resize(kMaxForwardedProposalBytes);
+  EXPECT_EQ(check_message_shape(bad), nullptr);
+
+  Message refusal = message(MessageType::kPropResp, 1, 2, 5);
+  refusal.context = 7;
+  refusal.reject = true;
+  refusal.index = static_cast<uint64_t>(Error::kOverloaded);
+  EXPECT_EQ(check_message_shape(refusal), nullptr);
+  bad = refusal;
+  bad.reject = false;
+  EXPECT_STREQ(check_message_shape(bad), "proposal answer that is not a refusal");
+  bad = refusal;
+  bad.index = 0;  // kOk is no refusal
+  EXPECT_STREQ(check_message_shape(bad), "proposal refusal with an unknown reason");
+  bad.index = static_cast<uint64_t>(kLastError) + 1;
+  EXPECT_STREQ(check_message_shape(bad), "proposal refusal with an unknown reason");
+  bad = refusal;
+  bad.context = 0;
+  EXPECT_STREQ(check_message_shape(bad), "proposal refusal without an id");
+}
+
 TEST(RaftMessageShape, RefusesEachImpossibleClaim) {
   auto append = make_append(1, 2, 5, 3, 4, {Entry{5, 4, EntryType::kNormal, "x"}}, 3);
   EXPECT_EQ(check_message_shape(append), nullptr);
@@ -332,6 +390,8 @@ class FuzzCluster {
         node(1 + rng_() % 3).tick();
       } else if (dice < 6) {
         for (auto& n : nodes_) (void)n->propose("v" + std::to_string(i));
+      } else if (dice < 7) {
+        for (auto& n : nodes_) (void)n->forward_proposal("w" + std::to_string(i));
       } else {
         deliver_one();
       }
@@ -359,7 +419,7 @@ class FuzzCluster {
     const NodeId to = 1 + rng_() % 3;
     Raft& r = node(to);
     Message m;
-    m.type = static_cast<MessageType>(rng_() % (static_cast<int>(MessageType::kReadIndexResp) + 1));
+    m.type = static_cast<MessageType>(rng_() % (static_cast<int>(MessageType::kPropResp) + 1));
     m.from = rng_() % 5 == 0 ? kOutsider : 1 + rng_() % 3;
     m.to = to;
     m.term = pick_u64(r.term());

@@ -164,13 +164,13 @@ TEST(RaftNames, ToStringIsDistinctForEveryValue) {
   }
   EXPECT_EQ(roles.size(), 4u);
   std::set<std::string> types;
-  for (int t = 0; t <= static_cast<int>(MessageType::kReadIndexResp); ++t) {
+  for (int t = 0; t <= static_cast<int>(MessageType::kPropResp); ++t) {
     const char* s = to_string(static_cast<MessageType>(t));
     ASSERT_NE(s, nullptr);
     EXPECT_NE(std::string(s), "");
     types.insert(s);
   }
-  EXPECT_EQ(types.size(), 13u);
+  EXPECT_EQ(types.size(), 15u);
 }
 
 }  // namespace

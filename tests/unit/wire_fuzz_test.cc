@@ -86,7 +86,7 @@ class AllocationProbe {
 // Messages of every type with varied contents: the valid inputs mutations start from.
 std::vector<std::string> valid_payloads(std::mt19937_64& rng) {
   std::vector<std::string> out;
-  const auto last = static_cast<uint8_t>(raft::MessageType::kReadIndexResp);
+  const auto last = static_cast<uint8_t>(raft::MessageType::kPropResp);
   for (uint8_t t = 0; t <= last; ++t) {
     raft::Message m;
     m.type = static_cast<raft::MessageType>(t);
