@@ -40,12 +40,6 @@ watch::WatchSpec spec_from(const pb::WatchCreateRequest& r) {
   return s;
 }
 
-void event_to_pb(const mvcc::Event& e, ::mvccpb::Event* out) {
-  out->set_type(e.type == mvcc::Event::Type::kPut ? ::mvccpb::Event::PUT : ::mvccpb::Event::DELETE);
-  to_pb(e.kv, out->mutable_kv());
-  if (e.prev_kv) to_pb(*e.prev_kv, out->mutable_prev_kv());
-}
-
 class Service;
 
 class Reactor final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse> {
@@ -218,7 +212,7 @@ void Reactor::to_responses(watch::Delivery d) {
   base.set_compact_revision(d.compact_revision);
   if (!d.cancel_reason.empty()) base.set_cancel_reason(d.cancel_reason);
   pb::WatchResponse whole = base;
-  for (const mvcc::Event& e : d.events) event_to_pb(e, whole.add_events());
+  for (const mvcc::Event& e : d.events) to_pb(e, whole.add_events());
   // etcd's sendFragments: only when asked, over the limit, and with more than one event.
   if (!d.fragment || d.events.size() < 2 || whole.ByteSizeLong() < kWatchFragmentBytes) {
     out_.push_back(std::move(whole));
@@ -229,7 +223,7 @@ void Reactor::to_responses(watch::Delivery d) {
     pb::WatchResponse part = base;
     part.set_fragment(true);
     while (i < d.events.size()) {
-      event_to_pb(d.events[i], part.add_events());
+      to_pb(d.events[i], part.add_events());
       if (part.events_size() > 1 && part.ByteSizeLong() >= kWatchFragmentBytes) {
         part.mutable_events()->RemoveLast();
         break;

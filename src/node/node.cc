@@ -129,7 +129,7 @@ class Node::Impl {
         register_hook_(std::move(hook)),
         compactor_(opts_.auto_compaction) {
     // In the body: hub_ and fsm_ are declared before opts_.
-    hub_ = std::make_unique<watch::Hub>(
+    hub_ = std::make_shared<watch::Hub>(
         [this](const std::function<void(const mvcc::Store&)>& fn) { fsm_.with_store(fn); },
         opts_.watch);
     // Every applied write reaches the watchers (watch_hub.h), from the Raft thread.
@@ -166,7 +166,7 @@ class Node::Impl {
 
   fsm::KvStateMachine fsm_;
   // After fsm_ (its reader uses it); the Raft thread stops before it goes.
-  std::unique_ptr<watch::Hub> hub_;
+  std::shared_ptr<watch::Hub> hub_;
 
  private:
   struct ReadWaiter {

@@ -317,7 +317,7 @@ std::unique_ptr<Stream> Hub::open_stream(std::function<void()> wake) {
   auto state = std::make_shared<Stream::State>();
   state->wake = std::move(wake);
   streams_.push_back(state);
-  return std::unique_ptr<Stream>(new Stream(*this, std::move(state)));
+  return std::unique_ptr<Stream>(new Stream(shared_from_this(), std::move(state)));
 }
 
 Stream::~Stream() { close(); }
@@ -393,7 +393,10 @@ int64_t Stream::create(const WatchSpec& in, int64_t requested_id) {
     ++hub_.watchers_;
     hub_.index_add(w);
     d.watch_id = chosen;
-    hub_.enqueue(s, w, std::move(d), 0);
+    // In the control queue, which next() empties before any watcher's
+    // queue: the created response precedes the watcher's events, and a
+    // cancel right after cannot drop it.
+    hub_.enqueue_control(s, std::move(d));
     // While the shared lock is held the store is at store.revision(): a
     // watcher from the next one is synced now; an older start replays.
     const int64_t start = spec.start_revision > 0 ? spec.start_revision : store.revision() + 1;

@@ -142,12 +142,17 @@ class Stream {
  private:
   friend class Hub;
   struct State;
-  Stream(Hub& hub, std::shared_ptr<State> state) : hub_(hub), state_(std::move(state)) {}
+  Stream(std::shared_ptr<Hub> hub, std::shared_ptr<State> state)
+      : hub_ptr_(std::move(hub)), hub_(*hub_ptr_), state_(std::move(state)) {}
+  // A stream keeps the hub's memory alive (a front end may destroy its
+  // streams after the Node is gone); the hub's threads have stopped by then.
+  std::shared_ptr<Hub> hub_ptr_;
   Hub& hub_;
   std::shared_ptr<State> state_;
 };
 
-class Hub {
+// Always owned by a shared_ptr (open_stream shares it with the streams).
+class Hub : public std::enable_shared_from_this<Hub> {
  public:
   Hub(StoreReader reader, HubOptions options = {});
   ~Hub();

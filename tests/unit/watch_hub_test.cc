@@ -22,10 +22,14 @@ constexpr auto kDeadline = std::chrono::seconds(10);
 class FakeFsm {
  public:
   explicit FakeFsm(HubOptions o = {})
-      : hub([this](const std::function<void(const mvcc::Store&)>& fn) {
-          std::shared_lock l(mu);
-          fn(store);
-        }, o) {}
+      : hub_ptr(std::make_shared<Hub>(
+            [this](const std::function<void(const mvcc::Store&)>& fn) {
+              std::shared_lock l(mu);
+              fn(store);
+            },
+            o)),
+        hub(*hub_ptr) {}
+  ~FakeFsm() { hub.stop(); }
 
   int64_t put(const std::string& k, const std::string& v) {
     std::unique_lock l(mu);
@@ -64,7 +68,8 @@ class FakeFsm {
 
   std::shared_mutex mu;
   mvcc::Store store;
-  Hub hub;  // after store and mu: destroyed first
+  std::shared_ptr<Hub> hub_ptr;  // after store and mu: stopped first
+  Hub& hub;
 };
 
 // A stream plus a waiter on its wake callback.
@@ -123,16 +128,35 @@ TEST(WatchHub, CreatedComesFirstAndIdsAreChosenAsEtcd) {
   std::vector<Delivery> got;
   while (auto d = c.stream->next()) got.push_back(*d);
   ASSERT_EQ(got.size(), 5U);
-  // The refusals go ahead of the watchers' queues; each watcher's own created first.
-  EXPECT_TRUE(got[0].created && got[0].canceled);
-  EXPECT_EQ(got[0].watch_id, -1);
-  EXPECT_EQ(got[0].cancel_reason, kErrDuplicateWatchId);
-  EXPECT_EQ(got[1].cancel_reason, kErrEmptyWatcherRange);
-  for (size_t i = 2; i < 5; ++i) {
+  // In the order of the requests, as etcd's control stream sends them.
+  for (size_t i : {0U, 1U, 2U}) {
     EXPECT_TRUE(got[i].created);
     EXPECT_FALSE(got[i].canceled);
     EXPECT_EQ(got[i].revision, 1);
   }
+  EXPECT_EQ(got[1].watch_id, 5);
+  EXPECT_TRUE(got[3].created && got[3].canceled);
+  EXPECT_EQ(got[3].watch_id, -1);
+  EXPECT_EQ(got[3].cancel_reason, kErrDuplicateWatchId);
+  EXPECT_EQ(got[4].cancel_reason, kErrEmptyWatcherRange);
+}
+
+// A cancel right after the create used to drop the created response with
+// the watcher's queue: the client never heard of the watch it cancelled.
+TEST(WatchHub, ACancelRightAfterTheCreateStillSendsCreatedFirst) {
+  FakeFsm f;
+  f.put("k", "1");
+  Client c(f.hub);
+  const int64_t id = c.stream->create(spec("k", "", 1), 0);
+  ASSERT_TRUE(c.stream->cancel(id));
+  auto created = c.stream->next();
+  ASSERT_TRUE(created.has_value());
+  EXPECT_TRUE(created->created);
+  EXPECT_EQ(created->watch_id, id);
+  auto canceled = c.stream->next();
+  ASSERT_TRUE(canceled.has_value());
+  EXPECT_TRUE(canceled->canceled);
+  EXPECT_FALSE(canceled->created);
 }
 
 TEST(WatchHub, MatchesKeysPrefixesFromKeyAndRangesWithFilters) {
@@ -308,6 +332,8 @@ TEST(WatchHub, CancelDropsPendingAndAnswersOnce) {
   f.put("k", "1");
   EXPECT_TRUE(c.stream->cancel(id));
   EXPECT_FALSE(c.stream->cancel(id));
+  auto created = c.next();
+  ASSERT_TRUE(created.has_value() && created->created);
   auto d = c.next();
   ASSERT_TRUE(d.has_value());
   EXPECT_TRUE(d->canceled);
