@@ -1,6 +1,7 @@
 """Integration: etcd's Watch (etcdctl watch: key, prefix, range, --rev, --prev-kv, -i, compaction) on a 3-node kvnode cluster, through a follower, compared with a real etcd; a watcher resuming on another member after kill -9."""
 
 import base64
+import http.client
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import unittest
 
 import test_etcd_cluster as etcd_cluster  # a module attribute: its tests are not collected again here
 from kvcluster import ClusterTest, request, wait_for
+from test_etcd_kv import normalize_json
 
 ETCDCTL = shutil.which("etcdctl")
 ETCD = shutil.which("etcd")
@@ -81,6 +83,35 @@ def writes(p):
         (["put", f"{p}/b", "again"], None),
         (["txn"], f"\nput {p}/a end\nput {p}/c end\n\n\n"),
     ]
+
+
+class GatewayWatch:
+    """POST /v3/watch with a body of WatchRequests; a thread reads the streamed {"result": ...} lines."""
+
+    def __init__(self, address, body):
+        host, port = address.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.conn.request("POST", "/v3/watch", body, {"Content-Type": "application/json"})
+        self.resp = self.conn.getresponse()
+        self.results = []
+        self.lock = threading.Lock()
+        if self.resp.status == 200:
+            threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        try:
+            for line in self.resp:
+                with self.lock:
+                    self.results.append(json.loads(line))
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):  # closed by close()
+            pass
+
+    def got(self):
+        with self.lock:
+            return list(self.results)
+
+    def close(self):
+        self.conn.close()
 
 
 class EtcdWatchTest(ClusterTest):
@@ -193,6 +224,55 @@ class EtcdWatchTest(ClusterTest):
         w.wait_for_line(f"progress notify: {rev}", 2)
         w.send("bogus")
         wait_for(lambda: any("Invalid command bogus" in e for e in w.errors()), 10, "etcdctl's complaint")
+
+    def gateway_run(self, api, grpc, p):
+        """A /v3/watch stream with a prefix watch (prev_kv) and a key watch with a chosen id, from the next
+        revision on, while etcdctl writes; returns (base revision, the normalized result lines)."""
+        base = store_revision(grpc)
+        b = lambda k: base64.b64encode(k.encode()).decode()  # noqa: E731
+        body = (json.dumps({"create_request": {"key": b(f"{p}/"), "range_end": b(f"{p}0"), "prev_kv": True,
+                                               "start_revision": str(base + 1)}}) + "\n" +
+                json.dumps({"create_request": {"key": b(f"{p}/a"), "watch_id": 7, "start_revision": str(base + 1),
+                                               "filters": ["NODELETE"]}}))
+        g = GatewayWatch(api, body)
+        if g.resp.status != 200:
+            self.fail(f"/v3/watch answered {g.resp.status}: {g.resp.read()}")
+        self.assertEqual(g.resp.getheader("Content-Type"), "application/json")
+        for args, stdin in writes(p):
+            r = etcdctl(grpc, args, stdin)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        end = b("end")
+        wait_for(lambda: sum(1 for x in g.got() for e in x["result"].get("events", [])
+                             if e["kv"].get("value") == end) >= 3, 30, f"the last writes on /v3/watch ({g.got()})")
+        g.close()
+        # Per watch id, in order (the two watchers' responses may interleave differently).
+        by_id = {}
+        for x in g.got():
+            res = normalize_json(x["result"], base)
+            by_id.setdefault(res.get("watch_id", "0"), []).append(json.dumps(res, sort_keys=False))
+        return base, by_id
+
+    def test_gateway_watch_streams_as_a_real_etcds(self):
+        nodes, leader, follower = self.start_cluster()
+        _, mine = self.gateway_run(follower.api, leader.grpc, "g")
+        self.assertEqual(len(mine["0"]), 1 + len(writes("x")), mine["0"])  # created, then one line per write
+        self.assertEqual(len(mine["7"]), 1 + 3, mine["7"])  # created, the three puts of g/a (its delete filtered)
+        if ETCD:
+            client, _ = etcd_cluster.start_real_etcd(self)
+            _, theirs = self.gateway_run(client, client, "g")
+            self.assertEqual(mine, theirs)
+        # A body the gateway cannot read: etcd's 500 with code 2.
+        bad = GatewayWatch(follower.api, "garbage")
+        self.assertEqual(bad.resp.status, 500)
+        self.assertEqual(json.loads(bad.resp.read())["code"], 2)
+        # A stream whose client left frees its place: more streams one after the other than the server
+        # serves at once (kMaxGatewayWatchStreams, 256) are all served.
+        body = json.dumps({"create_request": {"key": base64.b64encode(b"g/a").decode()}})
+        for i in range(260):
+            g = GatewayWatch(follower.api, body)
+            self.assertEqual(g.resp.status, 200, f"stream {i}")
+            wait_for(lambda: g.got(), 10, f"stream {i}'s created response")
+            g.close()
 
     def test_a_watcher_resumes_on_another_member_after_its_member_is_killed(self):
         nodes, leader, follower = self.start_cluster()
