@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -92,6 +93,7 @@ class GatewayWatch:
         host, port = address.rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
         self.conn.request("POST", "/v3/watch", body, {"Content-Type": "application/json"})
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         self.results = []
         self.lock = threading.Lock()
@@ -111,6 +113,11 @@ class GatewayWatch:
             return list(self.results)
 
     def close(self):
+        # shutdown() first: it ends the reader thread's blocked recv (closing alone would wait for it).
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.conn.close()
 
 
