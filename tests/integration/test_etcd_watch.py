@@ -200,6 +200,9 @@ class EtcdWatchTest(ClusterTest):
         # A start revision below the compacted one: etcd's cancel, and etcdctl exits.
         r = etcdctl(leader.grpc, ["compaction", str(marker_rev + 3)])
         self.assertEqual(r.returncode, 0, r.stderr)
+        # The follower serves watches from its own applied state: wait until it has applied the compaction.
+        wait_for(lambda: all(n.status()["compactRevision"] == marker_rev + 3 for n in nodes), 20,
+                 "every member to apply the compaction")
         for at in (follower.grpc, leader.grpc):
             old = Watch(self, at, ["w/a", f"--rev={marker_rev + 1}"])
             self.assertEqual(old.wait_exit(), 5)  # etcdctl's ExitInterrupted: "watch is canceled by the server"
