@@ -284,6 +284,25 @@ class EtcdWatchTest(ClusterTest):
             wait_for(lambda: g.got(), 10, f"stream {i}'s created response")
             g.close()
 
+    def test_progress_notify_at_the_flags_interval(self):
+        n = self.node("p1", "-bootstrap", "-experimental-watch-progress-notify-interval=300ms").start()
+        self.wait_leader([n])
+        key = base64.b64encode(b"p/a").decode()
+        g = GatewayWatch(n.api, json.dumps({"create_request": {"key": key, "progress_notify": True}}))
+        r = request("POST", n.api, "/v3/kv/put", json.dumps({"key": base64.b64encode(b"p/other").decode(),
+                                                            "value": ""}))
+        self.assertEqual(r.status, 200, r.raw)
+        rev = r.json["header"]["revision"]
+        # Idle: a response with no events at the current revision, every interval (etcd's progress notify).
+        wait_for(lambda: sum(1 for x in g.got() if x["result"]["header"]["revision"] == rev) >= 2, 10,
+                 f"two progress notifications at revision {rev} ({g.got()})")
+        got = g.got()
+        g.close()
+        self.assertTrue(got[0]["result"].get("created"))
+        for x in got[1:]:
+            self.assertNotIn("events", x["result"])
+            self.assertNotIn("watch_id", x["result"])  # watch id 0, omitted as etcd's gateway omits zeros
+
     def test_a_watcher_resumes_on_another_member_after_its_member_is_killed(self):
         nodes, leader, follower = self.start_cluster()
         endpoints = ",".join(n.grpc for n in nodes)
