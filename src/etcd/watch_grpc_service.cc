@@ -2,10 +2,12 @@
 #include "etcd/watch_grpc_service.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 #include <vector>
 #include <utility>
 
@@ -64,6 +66,11 @@ class Reactor final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::Watch
   Service& svc_;
   grpc::CallbackServerContext* ctx_;
   std::unique_ptr<watch::Stream> stream_;
+
+ public:
+  bool require_leader_ = false;  // opened with "hasleader" (set in start(), read by the monitor under the service's mu_)
+
+ private:
   pb::WatchRequest req_;
   std::mutex mu_;  // the fields below; taken before the hub's lock (pump -> next)
   bool writing_ = false;
@@ -74,7 +81,8 @@ class Reactor final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::Watch
 
 class Service final : public pb::Watch::CallbackService, public WatchGrpcService {
  public:
-  explicit Service(node::Node& node) : node_(node) {}
+  explicit Service(node::Node& node) : node_(node), monitor_([this] { monitor_leader(); }) {}
+  ~Service() override { shutdown(); }
 
   grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
       grpc::CallbackServerContext* ctx) override {
@@ -98,6 +106,12 @@ class Service final : public pb::Watch::CallbackService, public WatchGrpcService
   grpc::Service* service() override { return this; }
 
   void shutdown() override {
+    {
+      std::lock_guard l(monitor_mu_);
+      monitor_stop_ = true;
+    }
+    monitor_cv_.notify_all();
+    if (monitor_.joinable() && monitor_.get_id() != std::this_thread::get_id()) monitor_.join();
     // mu_ is recursive and the set is copied: should grpc++ run a
     // reactor's OnDone inline from Finish, it re-enters done() on this
     // thread; other reactors cannot go meanwhile (their OnDone waits for mu_).
@@ -134,21 +148,54 @@ class Service final : public pb::Watch::CallbackService, public WatchGrpcService
   }
 
  private:
+  // etcd's monitorLeader: streams opened with "hasleader" end with "etcdserver:
+  // no leader" once this member has known no leader for kWatchNoLeaderCancelMs,
+  // so that clients move to a member that still hears writes.
+  void monitor_leader() {
+    // A flag and a time, not an optional: GCC 12 warns (falsely) on the optional.
+    bool leaderless = false;
+    std::chrono::steady_clock::time_point leaderless_since{};
+    std::unique_lock ml(monitor_mu_);
+    while (!monitor_stop_) {
+      monitor_cv_.wait_for(ml, std::chrono::milliseconds(kWatchLeaderCheckMs));
+      if (monitor_stop_) break;
+      ml.unlock();
+      const auto now = std::chrono::steady_clock::now();
+      if (node_.status().leader_id != raft::kNoNode) {
+        leaderless = false;
+      } else if (!leaderless) {
+        leaderless = true;
+        leaderless_since = now;
+      } else if (now - leaderless_since >= std::chrono::milliseconds(kWatchNoLeaderCancelMs)) {
+        std::lock_guard l(mu_);
+        const std::vector<Reactor*> open(live_.begin(), live_.end());
+        for (Reactor* r : open) {
+          if (r->require_leader_) r->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kErrNoLeader));
+        }
+      }
+      ml.lock();
+    }
+  }
+
   node::Node& node_;
   std::recursive_mutex mu_;
   bool stopped_ = false;
   std::set<Reactor*> live_;
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;
   std::mutex header_mu_;
   Header header_;
   std::chrono::steady_clock::time_point header_at_{};
+  std::thread monitor_;  // last: started once everything above exists
 };
 
 Reactor::Reactor(Service& svc, grpc::CallbackServerContext* ctx) : svc_(svc), ctx_(ctx) {}
 
 std::optional<grpc::Status> Reactor::start() {
   const auto& md = ctx_->client_metadata();
-  if (md.find(kRequireLeaderMetadata) != md.end() &&
-      svc_.node().status().leader_id == raft::kNoNode) {
+  require_leader_ = md.find(kRequireLeaderMetadata) != md.end();
+  if (require_leader_ && svc_.node().status().leader_id == raft::kNoNode) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, kErrNoLeader);
   }
   stream_ = svc_.node().watch_hub().open_stream([this] { pump(); });

@@ -10,7 +10,9 @@
 // As etcd 3.4: a client's half-close keeps the stream (and its watchers)
 // alive until the call ends; a stream opened with etcd's "hasleader"
 // metadata (clientv3.WithRequireLeader, as etcdctl watch does) while this
-// member knows no leader is refused with "etcdserver: no leader".
+// member knows no leader is refused with "etcdserver: no leader", and such
+// streams end with it once the member has had no leader for
+// kWatchNoLeaderCancelMs (etcd's monitorLeader), so clients move on.
 //
 // Lifecycle: shutdown() finishes every open stream (UNAVAILABLE, etcd's
 // "etcdserver: server stopped") so that stopping the gRPC server never
@@ -34,6 +36,11 @@ inline constexpr size_t kWatchFragmentBytes = size_t{3} << 19;
 // How long a response header's raft_term may be stale: the member's
 // status is read at most this often for all streams together.
 inline constexpr int kWatchHeaderRefreshMs = 100;
+// etcd's monitorLeader: a member that has known no leader for this long
+// (etcd: 3 election timeouts, 1 s each by default) ends its "hasleader"
+// streams with "etcdserver: no leader"; checked every kWatchLeaderCheckMs.
+inline constexpr int kWatchNoLeaderCancelMs = 3000;
+inline constexpr int kWatchLeaderCheckMs = 200;
 
 class WatchGrpcService {
  public:

@@ -303,6 +303,20 @@ class EtcdWatchTest(ClusterTest):
             self.assertNotIn("events", x["result"])
             self.assertNotIn("watch_id", x["result"])  # watch id 0, omitted as etcd's gateway omits zeros
 
+    def test_a_member_without_a_leader_ends_require_leader_watches(self):
+        nodes, leader, follower = self.start_cluster()
+        w = Watch(self, follower.grpc, ["x"])  # etcdctl watches WithRequireLeader
+        r = etcdctl(leader.grpc, ["put", "x", "1"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        w.wait_for_line("1")
+        for n in nodes:
+            if n is not follower:
+                n.kill()
+        # etcd's monitorLeader: the stream ends with "no leader" (after 3 s without one) and etcdctl exits.
+        self.assertEqual(w.wait_exit(timeout=15), 5)  # without the monitor it lasted ~30 s
+        wait_for(lambda: w.errors(), 10, "etcdctl's message")
+        self.assertEqual(w.errors()[0], "watch was canceled (etcdserver: no leader)")
+
     def test_a_watcher_resumes_on_another_member_after_its_member_is_killed(self):
         nodes, leader, follower = self.start_cluster()
         endpoints = ",".join(n.grpc for n in nodes)
