@@ -293,6 +293,12 @@ void to_pb(const mvcc::CompactionRequest& r, pb::CompactionRequest* out) {
 
 // ---- responses -------------------------------------------------------------
 
+void to_pb(const mvcc::Event& e, ::mvccpb::Event* out) {
+  out->set_type(e.type == mvcc::Event::Type::kPut ? ::mvccpb::Event::PUT : ::mvccpb::Event::DELETE);
+  to_pb(e.kv, out->mutable_kv());
+  if (e.prev_kv) to_pb(*e.prev_kv, out->mutable_prev_kv());
+}
+
 void to_pb(const mvcc::KeyValue& kv, ::mvccpb::KeyValue* out) {
   out->set_key(kv.key);
   out->set_create_revision(kv.create_revision);

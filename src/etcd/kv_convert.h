@@ -47,6 +47,8 @@ void to_pb(const mvcc::CompactionRequest& r, pb::CompactionRequest* out);
 // own header.revision is the one sent). Responses nested in a txn carry only
 // their revision, as etcd's do.
 void to_pb(const mvcc::KeyValue& kv, ::mvccpb::KeyValue* out);
+// A watch event (the Watch service and the /v3/watch gateway).
+void to_pb(const mvcc::Event& e, ::mvccpb::Event* out);
 void to_pb(const mvcc::RangeResponse& r, const Header* header, pb::RangeResponse* out);
 void to_pb(const mvcc::PutResponse& r, const Header* header, pb::PutResponse* out);
 void to_pb(const mvcc::DeleteRangeResponse& r, const Header* header, pb::DeleteRangeResponse* out);

@@ -1,4 +1,4 @@
-// etcd's JSON gateway bodies for KV (/v3/kv/*): protobuf's JSON mapping of rpc.proto's messages to and from mvcc structs.
+// etcd's JSON gateway bodies for KV (/v3/kv/*) and Watch (/v3/watch): protobuf's JSON mapping of rpc.proto's messages to and from mvcc structs.
 //
 // As etcd 3.4's grpc-gateway reads and writes them: the original field names
 // ("range_end", "prev_kv"), bytes as standard base64, 64-bit integers as
@@ -14,10 +14,12 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "etcd/cluster_view.h"
 #include "mvcc/types.h"
+#include "watch/watch_hub.h"
 
 namespace ckv::http {
 
@@ -41,6 +43,21 @@ std::string to_json(const mvcc::PutResponse& r, const etcd::Header& h);
 std::string to_json(const mvcc::DeleteRangeResponse& r, const etcd::Header& h);
 std::string to_json(const mvcc::TxnResponse& r, const etcd::Header& h);
 std::string to_json(const mvcc::CompactionResponse& r, const etcd::Header& h);
+
+// /v3/watch: the body is a stream of WatchRequest objects (grpc-gateway
+// reads them one after the other; whitespace between them is allowed).
+struct WatchCall {
+  enum class Kind { kNone, kCreate, kCancel, kProgress };
+  Kind kind = Kind::kNone;  // kNone: a request with nothing set (etcd ignores it)
+  watch::WatchSpec spec;    // kCreate
+  int64_t watch_id = 0;     // kCreate (0: the stream picks), kCancel
+};
+// At most kMaxWatchCallsPerBody requests; kInvalid with the parser's text otherwise.
+inline constexpr size_t kMaxWatchCallsPerBody = 1024;
+Result<std::vector<WatchCall>> watch_calls_from_json(std::string_view body);
+// One line of the streamed answer: {"result": WatchResponse}, as etcd's gateway writes it
+// (the caller adds the newline).
+std::string watch_result_json(const watch::Delivery& d, const etcd::Header& h);
 
 // The gRPC code and text for s (kv_convert.h's to_grpc_status: THE mapping),
 // so the gateway answers {"error","message","code"} as etcd's does.

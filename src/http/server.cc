@@ -38,7 +38,9 @@
 #include "http/admission.h"
 #include "http/api.h"
 #include "http/etcd_gateway.h"
+#include "http/etcd_kv_json.h"
 #include "http/limits.h"
+#include "watch/watch_hub.h"
 
 namespace ckv::http {
 
@@ -64,6 +66,10 @@ constexpr milliseconds kWriteTimeout{30'000};
 // closed), so a flood of connections costs little more than the accepts.
 constexpr milliseconds kRefusalWriteTimeout{1'000};
 constexpr int kMaxConcurrentRefusals = 64;
+// /v3/watch streams served at once (each holds its connection's slot, which
+// counts against -http-max-connections, for as long as the client listens);
+// more are answered 503.
+constexpr int kMaxGatewayWatchStreams = 256;
 // After refusing a body (413): how long and how much of the rest to read
 // and drop so that the client sees the answer instead of a reset.
 constexpr milliseconds kDrainTimeout{2'000};
@@ -441,6 +447,11 @@ class HttpServer::Impl {
            ", -http-max-connections)";
   }
   asio::awaitable<Response> forward(const Forward& f, bhttp::verb method, const Request& r);
+  // etcd's streaming POST /v3/watch (docs/api.md): the WatchRequests in the
+  // body, then {"result": WatchResponse} lines in a chunked response until
+  // the client goes away. The connection ends with it.
+  template <typename Stream>
+  asio::awaitable<void> serve_watch(Stream& stream, const Request& r, unsigned version);
   asio::ssl::context* client_tls() { return client_tls_ ? &*client_tls_ : nullptr; }
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
@@ -458,6 +469,7 @@ class HttpServer::Impl {
   std::atomic<uint64_t> refused_total_{0};  // connections refused since start
   std::atomic<uint64_t> evicted_total_{0};  // connections evicted since start
   std::atomic<int> forwards_in_flight_{0};  // bounded by kMaxForwardsInFlight
+  std::atomic<int> watch_streams_{0};       // bounded by kMaxGatewayWatchStreams
   std::optional<asio::ip::address> source_address_;  // this node's API host, if an IP
   // Canonical IPs of the members' raft and API hosts (admission.h).
   mutable std::mutex member_hosts_mu_;
@@ -799,6 +811,115 @@ asio::awaitable<void> HttpServer::Impl::session(
 }
 
 template <typename Stream>
+asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Request& r,
+                                                    unsigned version) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  auto answer = [&](const Response& res) -> asio::awaitable<void> {
+    auto out = to_beast(res, version, false);
+    tcp.expires_after(kWriteTimeout);
+    co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
+  };
+  auto calls = watch_calls_from_json(r.body);
+  if (!calls.is_ok()) {
+    // etcd's gateway answers a body it cannot read with 500 and code 2 (Unknown).
+    co_await answer(gateway_error(500, 2, calls.status().message()));
+    co_return;
+  }
+  struct Counted {
+    std::atomic<int>& n;
+    ~Counted() { n.fetch_sub(1); }
+  } counted{watch_streams_};
+  if (watch_streams_.fetch_add(1) >= kMaxGatewayWatchStreams) {
+    co_await answer(gateway_error(503, 14,
+                                  "too many /v3/watch streams (limit " +
+                                      std::to_string(kMaxGatewayWatchStreams) + "); retry"));
+    co_return;
+  }
+  // Everything below runs on the connection's strand: the hub's wake (from
+  // its notifier thread) posts here and cancels the wait.
+  auto ex = co_await asio::this_coro::executor;
+  struct Signals {
+    explicit Signals(const asio::any_io_executor& e) : timer(e) {}
+    asio::steady_timer timer;
+    bool woken = false;
+    bool client_gone = false;
+    bool reader_done = false;
+  };
+  auto sig = std::make_shared<Signals>(ex);
+  std::unique_ptr<watch::Stream> ws =
+      node_.watch_hub().open_stream([ex, weak = std::weak_ptr<Signals>(sig)] {
+        asio::post(ex, [weak] {
+          if (auto s = weak.lock()) {
+            s->woken = true;
+            s->timer.cancel();
+          }
+        });
+      });
+  if (!ws) {
+    co_await answer(gateway_error(503, 14, "too many watch streams on this member; retry"));
+    co_return;
+  }
+  for (const WatchCall& c : calls.value()) {
+    if (c.kind == WatchCall::Kind::kCreate) ws->create(c.spec, c.watch_id);
+    if (c.kind == WatchCall::Kind::kCancel) ws->cancel(c.watch_id);
+    if (c.kind == WatchCall::Kind::kProgress) ws->request_progress();
+  }
+  bhttp::response<bhttp::empty_body> head{bhttp::status::ok, version};
+  head.set(bhttp::field::content_type, "application/json");
+  head.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  tcp.expires_after(kWriteTimeout);
+  co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(kUseAwaitable, ec));
+  if (ec) co_return;
+  tcp.expires_never();
+  // A reader on the same strand notices the client closing (grpc-gateway's
+  // stream ends with the request); what else it sends is ignored.
+  asio::co_spawn(
+      ex,
+      [&stream, sig]() -> asio::awaitable<void> {
+        char sink[512];
+        beast::error_code rec;
+        while (!rec) {
+          co_await stream.async_read_some(asio::buffer(sink),
+                                          asio::redirect_error(kUseAwaitable, rec));
+        }
+        sig->client_gone = true;
+        sig->reader_done = true;
+        sig->timer.cancel();
+      },
+      asio::detached);
+  while (!sig->client_gone) {
+    sig->woken = false;
+    std::optional<watch::Delivery> d = ws->next();
+    if (!d) {
+      if (sig->woken || sig->client_gone) continue;
+      sig->timer.expires_at(asio::steady_timer::time_point::max());
+      co_await sig->timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+      continue;
+    }
+    const etcd::Header h = etcd::header_for(node_.status(), false);
+    const std::string line = watch_result_json(*d, h) + "\n";
+    // A client that stops reading: its watchers fall back to catching up
+    // from history (bounded queues, watch_hub.h); this write waits for it
+    // at most kWriteTimeout, then the connection goes.
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(line)),
+                               asio::redirect_error(kUseAwaitable, ec));
+    tcp.expires_never();
+    if (ec) break;
+  }
+  ws->close();
+  // The reader holds the stream: end it and wait for it before returning.
+  tcp.socket().shutdown(tcp::socket::shutdown_both, ec);
+  tcp.cancel();
+  while (!sig->reader_done) {
+    sig->timer.expires_at(asio::steady_timer::time_point::max());
+    co_await sig->timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+  }
+}
+
+template <typename Stream>
 asio::awaitable<void> HttpServer::Impl::serve_requests(
     Stream& stream, Connection& conn, const std::string& ip, const Admission& admitted,
     std::chrono::steady_clock::time_point head_deadline) {
@@ -969,6 +1090,11 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     tcp.expires_never();
+    if (r.method == "POST" &&
+        etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/watch") {
+      co_await serve_watch(stream, r, version);
+      break;
+    }
     Outcome outcome = co_await from_callback<Outcome>(
         [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
     Response response;

@@ -189,5 +189,56 @@ TEST(EtcdKvJson, ErrorsHaveEtcdsCodeTextAndHttpStatus) {
   EXPECT_EQ(gateway_http_status(-1), 500u);
 }
 
+
+// /v3/watch bodies: a stream of WatchRequest objects, as grpc-gateway reads them.
+TEST(EtcdWatchJson, ReadsEveryRequestOfTheBodyInOrder) {
+  auto calls = watch_calls_from_json(
+      R"({"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"5","prev_kv":true,)"
+      R"("filters":["NOPUT"],"watch_id":7,"unknown":1}} {"progress_request":{}})"
+      "\n{\"cancel_request\":{\"watch_id\":\"7\"}}{}");
+  ASSERT_TRUE(calls.is_ok()) << calls.status().message();
+  ASSERT_EQ(calls.value().size(), 4U);
+  const WatchCall& c = calls.value()[0];
+  EXPECT_EQ(c.kind, WatchCall::Kind::kCreate);
+  EXPECT_EQ(c.spec.key, "foo");
+  EXPECT_EQ(c.spec.range_end, "fop");
+  EXPECT_EQ(c.spec.start_revision, 5);
+  EXPECT_TRUE(c.spec.prev_kv);
+  EXPECT_TRUE(c.spec.no_put);
+  EXPECT_FALSE(c.spec.no_delete);
+  EXPECT_EQ(c.watch_id, 7);
+  EXPECT_EQ(calls.value()[1].kind, WatchCall::Kind::kProgress);
+  EXPECT_EQ(calls.value()[2].kind, WatchCall::Kind::kCancel);
+  EXPECT_EQ(calls.value()[2].watch_id, 7);
+  EXPECT_EQ(calls.value()[3].kind, WatchCall::Kind::kNone);
+  EXPECT_TRUE(watch_calls_from_json("").is_ok());
+}
+
+TEST(EtcdWatchJson, RefusesWhatIsNotAStreamOfObjects) {
+  for (const char* bad : {"garbage", "{\"create_request\":", "[1]", "{} 3", R"({"create_request":{"key":1}})"}) {
+    auto calls = watch_calls_from_json(bad);
+    EXPECT_FALSE(calls.is_ok()) << bad;
+  }
+  std::string many;
+  for (size_t i = 0; i <= kMaxWatchCallsPerBody; ++i) many += "{}";
+  EXPECT_FALSE(watch_calls_from_json(many).is_ok());
+}
+
+TEST(EtcdWatchJson, ResultLinesAreEtcdsGatewayFormat) {
+  watch::Delivery d;
+  d.watch_id = 7;
+  d.revision = 4;
+  mvcc::Event e;
+  e.type = mvcc::Event::Type::kDelete;
+  e.kv.key = "foo";
+  e.kv.mod_revision = 4;
+  d.events.push_back(e);
+  etcd::Header h{1, 2, 0, 3};
+  // Checked against etcd 3.4.23's gateway (curl, 2026-12-01).
+  EXPECT_EQ(watch_result_json(d, h),
+            R"({"result":{"header":{"cluster_id":"1","member_id":"2","revision":"4","raft_term":"3"},)"
+            R"("watch_id":"7","events":[{"type":"DELETE","kv":{"key":"Zm9v","mod_revision":"4"}}]}})");
+}
+
 }  // namespace
 }  // namespace ckv::http
