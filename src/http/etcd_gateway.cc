@@ -10,6 +10,7 @@
 #include "etcd/cluster_view.h"
 #include "etcd/kv_service.h"
 #include "http/etcd_kv_json.h"
+#include "http/etcd_lease_json.h"
 #include "etcd/member_ops.h"
 
 namespace ckv::http {
@@ -27,14 +28,6 @@ constexpr int kGrpcUnimplemented = 12;
 // declare, besides those we serve (member list, status, the member changes;
 // KV's routes are is_etcd_kv_route's).
 constexpr std::string_view kUnimplementedRoutes[] = {"/v3/watch",
-                                                     "/v3/lease/grant",
-                                                     "/v3/lease/revoke",
-                                                     "/v3/kv/lease/revoke",
-                                                     "/v3/lease/keepalive",
-                                                     "/v3/lease/timetolive",
-                                                     "/v3/kv/lease/timetolive",
-                                                     "/v3/lease/leases",
-                                                     "/v3/kv/lease/leases",
                                                      "/v3/maintenance/alarm",
                                                      "/v3/maintenance/defragment",
                                                      "/v3/maintenance/hash",
@@ -252,7 +245,7 @@ Response etcd_gateway(const Request& req, const std::string& path,
                       const std::string& grpc_address) {
   const bool served = path == "/v3/cluster/member/list" || path == "/v3/maintenance/status";
   // KV routes get here only when no request layer is configured (tests).
-  bool known = served || is_etcd_kv_route(path);
+  bool known = served || is_etcd_kv_route(path) || is_etcd_lease_route(path);
   for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
   if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");
   if (req.method != "POST") {

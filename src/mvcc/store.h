@@ -80,6 +80,14 @@ class Store {
   Result<PutResponse> put(const PutRequest& r, const LeaseLookup& lease_exists = {});
   Result<DeleteRangeResponse> delete_range(const DeleteRangeRequest& r);
   Result<TxnResponse> txn(const TxnRequest& r, const LeaseLookup& lease_exists = {});
+  // Deletes each live key of `keys` (absent ones are skipped) in ONE
+  // revision, in the order given, so watchers see them as one revision's
+  // events: a lease revoke's write (lease/lessor.h). Changes nothing (and
+  // takes no revision) when none is live; like delete_range otherwise.
+  DeleteRangeResponse delete_keys(const std::vector<std::string>& keys);
+  // Calls fn(key, lease) for every live key that carries a lease, in key
+  // order: what a restored lease table rebuilds its attachments from.
+  void for_each_leased_key(const std::function<void(const std::string&, int64_t)>& fn) const;
   // The changes made by the last put(), delete_range() or txn() call (a
   // compact() clears them), in
   // sub-revision order (all at revision()); empty if it failed or changed
