@@ -142,9 +142,9 @@ class EtcdClusterTest(ClusterTest):
 
         # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
         follower = next(n for n in nodes if n is not leader)
-        p = etcdctl([follower.grpc], "lease", "grant", "10", check=False)
+        p = etcdctl([follower.grpc], "user", "list", check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Lease/LeaseGrant is not implemented yet",
+        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Auth/UserList is not implemented yet",
                       p.stderr)
 
     def test_gateway_member_list_and_status(self):
