@@ -58,11 +58,17 @@ void LeaseExpiry::revoked(int64_t id) {
   leases_.erase(it);
 }
 
-std::optional<int64_t> LeaseExpiry::renew(int64_t id, int64_t now_ms) {
+std::optional<int64_t> LeaseExpiry::renew(int64_t id, int64_t asked_ms) {
   if (!primary_) return std::nullopt;
   auto it = leases_.find(id);
-  if (it == leases_.end() || now_ms >= it->second.expiry_ms) return std::nullopt;
-  set_expiry(id, it->second, deadline(now_ms, it->second.ttl_sec));
+  // Expired when asked, or its revoke is proposed already: renewing now
+  // would tell the client "alive" while the revoke is on its way.
+  if (it == leases_.end() || asked_ms >= it->second.expiry_ms || it->second.retry_at_ms != 0) {
+    return std::nullopt;
+  }
+  // Never shortens: a later keepalive may have been confirmed first.
+  const int64_t next = deadline(asked_ms, it->second.ttl_sec);
+  if (next > it->second.expiry_ms) set_expiry(id, it->second, next);
   return it->second.ttl_sec;
 }
 

@@ -13,7 +13,13 @@
 //                         leader's deadlines were (etcd's lessor.Promote).
 //   demote()              on losing leadership (or a term change): forget all.
 //   granted / revoked     as grants and revokes are applied.
-//   renew(id, now)        a keepalive: deadline = now + TTL, no log write.
+//   renew(id, asked)      a keepalive the node received at `asked`, once it
+//                         has confirmed it still leads (a ReadIndex round,
+//                         thesis §6.4; no log write): deadline = asked + TTL.
+//                         Why `asked`, not the confirmation's time: a new
+//                         leader's votes come after the confirming quorum's
+//                         answers, so its promotion (and the full TTL it
+//                         grants) is later than `asked` (docs/api.md).
 //   due(now)              leases to propose as revokes now: expired, not
 //                         proposed within kRevokeRetryMs, at most
 //                         kRevokeRatePerSec per second (token bucket).
@@ -52,10 +58,10 @@ class LeaseExpiry {
   void granted(int64_t id, int64_t ttl_sec, int64_t now_ms);
   void revoked(int64_t id);
 
-  // The TTL granted (seconds), or nullopt: not primary, no such lease, or
-  // expired already (its revoke is on the way; etcd answers the client
-  // that the lease is gone once the revoke is applied).
-  std::optional<int64_t> renew(int64_t id, int64_t now_ms);
+  // The TTL granted (seconds), or nullopt: not primary, no such lease,
+  // expired at asked_ms, or its revoke proposed already (the client is told
+  // the lease is gone, as etcd tells it once the revoke is applied).
+  std::optional<int64_t> renew(int64_t id, int64_t asked_ms);
   // Milliseconds until expiry (0 once expired), nullopt if unknown or not primary.
   std::optional<int64_t> remaining_ms(int64_t id, int64_t now_ms) const;
 

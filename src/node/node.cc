@@ -1034,6 +1034,9 @@ namespace {
 int64_t monotonic_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
 }
+// How long a keepalive waits for the ReadIndex round that confirms this
+// node still leads; the caller retries (lease_service.h) within its deadline.
+constexpr int kLeaseConfirmTimeoutMs = 2000;
 }  // namespace
 
 void Node::Impl::note_lease_command(const fsm::Command& c, const fsm::ApplyResult& r) {
@@ -1084,17 +1087,36 @@ bool Node::Impl::drive_lease_expiry() {
 }
 
 void Node::Impl::lease_call(int64_t id, bool renew, LeaseCallback cb) {
-  post([this, id, renew, cb = std::move(cb)] {
+  post([this, id, renew, cb = std::move(cb)]() mutable {
     if (raft_->role() != raft::StateRole::kLeader) {
       return cb(Status(StatusCode::kNotLeader, "not the leader"));
     }
     if (!drive_lease_expiry()) {
       return cb(Status(StatusCode::kUnavailable, "the leader has not applied an entry of its term yet"));
     }
-    const int64_t now = monotonic_ms();
-    std::optional<int64_t> v = renew ? lease_expiry_.renew(id, now) : lease_expiry_.remaining_ms(id, now);
-    if (!v) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
-    cb(*v);
+    const int64_t asked = monotonic_ms();
+    if (!renew) {
+      std::optional<int64_t> left = lease_expiry_.remaining_ms(id, asked);
+      if (!left) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
+      return cb(*left);
+    }
+    // A deposed leader that has not noticed yet must not acknowledge a
+    // keepalive (a new leader may expire the lease meanwhile): confirm
+    // leadership with a ReadIndex round first (thesis §6.4, as etcd 3.5's
+    // ensureLeadership), then renew from the time the keepalive arrived.
+    const uint64_t read_id = next_read_id_++;
+    if (!raft_->read_index(read_id)) return cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
+    const raft::Term term = raft_->term();
+    reads_.emplace(read_id, ReadWaiter{deadline_after(kLeaseConfirmTimeoutMs),
+                                       [this, id, asked, term, cb = std::move(cb)](Status s) {
+                                         if (!s.is_ok()) return cb(s);
+                                         if (lease_primary_term_ != term || !lease_expiry_.primary()) {
+                                           return cb(Status(StatusCode::kNotLeader, "leadership changed"));
+                                         }
+                                         std::optional<int64_t> ttl = lease_expiry_.renew(id, asked);
+                                         if (!ttl) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
+                                         cb(*ttl);
+                                       }});
   });
 }
 

@@ -171,7 +171,7 @@ class EtcdClusterTest(ClusterTest):
                 self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
 
         api = nodes[1].api
-        r = post(api, "/v3/lease/grant", '{"TTL":"5"}')
+        r = post(api, "/v3/auth/user/list", '{}')
         self.assertEqual((r.status, r.json["code"]), (501, 12), r)
         self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
         r = post(api, "/v3/maintenance/status", "junk")

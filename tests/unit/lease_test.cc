@@ -118,7 +118,9 @@ TEST(LeaseTable, EncodingRoundTripsAndTheDecoderRefusesWhatGrantCannotBuild) {
   for (int i = 0; i < 5000; ++i) {
     std::string s = bytes;
     s[rng() % s.size()] = static_cast<char>(rng());
-    if (auto d = LeaseTable::decode(s)) EXPECT_EQ(d->encode(), s);  // accepted means canonical
+    if (auto d = LeaseTable::decode(s)) {
+      EXPECT_EQ(d->encode(), s);  // accepted means canonical
+    }
   }
 }
 
@@ -130,7 +132,9 @@ TEST(LeaseExpiry, NothingExpiresBeforeTheLeadersClockPassesTheTtl) {
   EXPECT_TRUE(e.due(1000).empty());
   EXPECT_TRUE(e.due(5999).empty());
   EXPECT_EQ(e.due(6000), (std::vector<int64_t>{1}));
-  EXPECT_TRUE(e.due(10999).empty());  // 1's revoke is in flight: not proposed twice
+  EXPECT_TRUE(e.due(6001).empty());  // 1's revoke is in flight: not proposed twice
+  e.revoked(1);                      // and applied
+  EXPECT_TRUE(e.due(10999).empty());
   EXPECT_EQ(e.due(11000), (std::vector<int64_t>{2}));
 }
 
@@ -163,6 +167,21 @@ TEST(LeaseExpiry, KeepalivesRenewInMemoryAndAnExpiredLeaseIsNotRenewed) {
   EXPECT_EQ(e.due(5000), (std::vector<int64_t>{1}));
   e.revoked(1);
   EXPECT_EQ(e.remaining_ms(1, 5000), std::nullopt);
+}
+
+TEST(LeaseExpiry, ARenewalNeverShortensAndIsRefusedOnceTheRevokeIsProposed) {
+  LeaseExpiry e;
+  e.promote(0, {{1, 3}});
+  EXPECT_EQ(e.renew(1, 2000), 3);  // confirmed first: expires at 5000
+  EXPECT_EQ(e.renew(1, 1000), 3);  // asked earlier, confirmed later: keeps 5000
+  EXPECT_EQ(e.remaining_ms(1, 4000), 1000);
+  EXPECT_EQ(e.due(5000), (std::vector<int64_t>{1}));
+  // Asked before the expiry but confirmed after the revoke was proposed:
+  // "alive" would be a lie, the revoke is on its way.
+  EXPECT_EQ(e.renew(1, 4999), std::nullopt);
+  e.revoke_failed(1);  // the proposal failed: the lease lives on and can be renewed
+  EXPECT_EQ(e.renew(1, 4999), 3);
+  EXPECT_TRUE(e.due(7998).empty());
 }
 
 TEST(LeaseExpiry, GrantsCountOnlyOnThePrimaryAndDemoteForgetsAll) {
