@@ -222,6 +222,12 @@ int main(int argc, char** argv) {
                  "(\"30m\", \"1h30m\"); revision: a count (\"1000\"); 0: off")
       ->capture_default_str();
 
+  std::string watch_progress_interval = "10m";
+  app.add_option("--experimental-watch-progress-notify-interval", watch_progress_interval,
+                 "etcd's: how often watchers created with progress_notify hear the revision when idle "
+                 "(a duration: \"10m\", \"5s\", \"500ms\")")
+      ->capture_default_str();
+
   std::vector<std::string> args = normalize_go_flags(argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
   try {
@@ -264,6 +270,13 @@ int main(int argc, char** argv) {
                 " (the largest raft frame)");
   }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
+  if (auto interval = ckv::node::parse_go_duration_ms(watch_progress_interval);
+      interval.is_ok() && interval.value() > 0) {
+    opts.watch.progress_notify_interval_ms = interval.value();
+  } else {
+    usage_error("bad -experimental-watch-progress-notify-interval " + watch_progress_interval +
+                " (a positive duration, e.g. 10m)");
+  }
   if (auto compaction = ckv::node::parse_auto_compaction(auto_compaction_mode, auto_compaction_retention);
       compaction.is_ok()) {
     opts.auto_compaction = compaction.value();

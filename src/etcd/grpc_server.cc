@@ -20,6 +20,7 @@
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
+#include "etcd/watch_grpc_service.h"
 
 namespace ckv::etcd {
 
@@ -307,7 +308,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   node::Node& node_;
 };
 
-// Every method no service above registers (Watch, Lease, Auth, the
+// Every method no service above registers (Lease, Auth, the
 // election and lock services, anything unknown): UNIMPLEMENTED, named.
 class UnimplementedService final : public grpc::CallbackGenericService {
  public:
@@ -328,11 +329,13 @@ struct GrpcServer::Impl {
        const std::optional<tls::TlsMaterial>& tls)
       : kv(make_kv_grpc_service(kv_service)),
         cluster(node, std::move(address), member_channel_credentials(tls)),
-        maintenance(node) {}
+        maintenance(node),
+        watch(WatchGrpcService::create(node)) {}
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
+  std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
   UnimplementedService rest;
   std::unique_ptr<grpc::Server> server;
   std::once_flag stopped;
@@ -360,6 +363,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   if (impl->lease) builder.RegisterService(impl->lease.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
+  builder.RegisterService(impl->watch->service());
   builder.RegisterCallbackGenericService(&impl->rest);
   impl->server = builder.BuildAndStart();
   if (!impl->server || bound_port == 0) {
@@ -375,6 +379,7 @@ GrpcServer::~GrpcServer() { stop(); }
 
 void GrpcServer::stop() {
   std::call_once(impl_->stopped, [this] {
+    impl_->watch->shutdown();  // watch streams never end by themselves
     impl_->server->Shutdown(std::chrono::system_clock::now() +
                             std::chrono::milliseconds(kGrpcShutdownGraceMs));
     impl_->server->Wait();

@@ -1,6 +1,6 @@
-// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
 //
-// Every other method of etcd's services (KV, Watch, the rest of
+// Every other method of etcd's services (KV, the rest of
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
 // message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.

@@ -82,6 +82,11 @@ ApplyResult KvStateMachine::apply(uint64_t index, const Command& c) {
     }
   }
   ApplyResult out = execute(c);
+  // Watchers see the write before the lock is released, so a watcher
+  // replaying history under the shared lock never misses it.
+  if (hooks_.on_events && !store_.last_events().empty()) {
+    hooks_.on_events(store_.revision(), store_.last_events());
+  }
   if (!c.idempotency_key.empty()) {
     table_.insert(c.idempotency_key,
                   IdempotencyTable::Entry{
@@ -166,6 +171,11 @@ void KvStateMachine::skip(uint64_t index) {
   std::unique_lock lock(mu_);
   waiting_writers_.fetch_sub(1, std::memory_order_relaxed);
   if (index > applied_) applied_ = index;
+}
+
+void KvStateMachine::with_store(const std::function<void(const mvcc::Store&)>& fn) const {
+  std::shared_lock lock(mu_);
+  fn(store_);
 }
 
 Result<mvcc::RangeResponse> KvStateMachine::range(const mvcc::RangeRequest& r) const {
@@ -315,6 +325,7 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
     std::swap(table_, state.table);
     std::swap(leases_, state.leases);
     applied_ = index;
+    if (hooks_.on_restore) hooks_.on_restore(store_.revision());
   }
   // The old state (in `state` now) is freed here, outside the lock: freeing
   // a million keys takes a while.

@@ -32,6 +32,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "fsm/command.h"
@@ -81,6 +82,20 @@ class KvStateMachine {
   static constexpr size_t kCompactionStepKeys = 1024;
   // How the state machine's stores are configured (incremental compaction).
   static mvcc::StoreOptions store_options();
+
+  // Watchers (src/watch/watch_hub.h). Set before the node starts applying;
+  // both run on the Raft thread while apply()/restore() hold the lock
+  // exclusively, so they must not block: on_events after each applied write
+  // that changed something (its store revision and Store::last_events()),
+  // on_restore after a snapshot replaced the store.
+  struct WatchHooks {
+    std::function<void(int64_t revision, const std::vector<mvcc::Event>& events)> on_events;
+    std::function<void(int64_t revision)> on_restore;
+  };
+  void set_watch_hooks(WatchHooks hooks) { hooks_ = std::move(hooks); }
+  // Runs fn with the store under the shared lock: no write is applied
+  // while it runs (watchers replay history this way without a seam).
+  void with_store(const std::function<void(const mvcc::Store&)>& fn) const;
 
   // Reads of the current state (the etcd Range semantics of mvcc::Store).
   Result<mvcc::RangeResponse> range(const mvcc::RangeRequest& r) const;
@@ -138,6 +153,7 @@ class KvStateMachine {
   lease::LeaseTable leases_;
   uint64_t applied_ = 0;
   bool snapshotting_ = false;
+  WatchHooks hooks_;
 };
 
 }  // namespace ckv::fsm

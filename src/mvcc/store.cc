@@ -337,7 +337,105 @@ Result<RangeResponse> Store::range_at(const RangeRequest& r, int64_t cur_rev) co
   return resp;
 }
 
+namespace {
+
+// Calls fn(key, history) for every key of the range with retained versions
+// (live or not), in key order; range_end as for_each_live's.
+template <typename Index, typename Fn>
+void for_each_history(const Index& index, const std::string& key, const std::string& range_end,
+                      Fn&& fn) {
+  if (range_end.empty()) {
+    auto it = index.find(key);
+    if (it != index.end()) fn(it->first, it->second);
+    return;
+  }
+  const bool to_end = is_from_key(range_end);
+  for (auto it = index.lower_bound(key); it != index.end(); ++it) {
+    if (!to_end && it->first >= range_end) break;
+    fn(it->first, it->second);
+  }
+}
+
+// The versions of hist with main revision in [from, to], as iterators.
+template <typename Hist>
+auto versions_in(const Hist& hist, int64_t from, int64_t to) {
+  auto lo = std::lower_bound(hist.begin(), hist.end(), from,
+                             [](const KeyVersion& v, int64_t r) { return v.revision.main < r; });
+  auto hi = std::upper_bound(lo, hist.end(), to,
+                             [](int64_t r, const KeyVersion& v) { return r < v.revision.main; });
+  return std::pair{lo, hi};
+}
+
+}  // namespace
+
+Result<Store::EventPage> Store::events_between(const std::string& key,
+                                               const std::string& range_end, int64_t from,
+                                               int64_t to, size_t max_events) const {
+  if (from < compact_revision_) return invalid(kErrCompacted);
+  EventPage page;
+  from = std::max<int64_t>(from, 1);
+  to = std::min(to, current_revision_);
+  max_events = std::max<size_t>(max_events, 1);
+  if (from > to) {
+    page.next = std::max(from, to + 1);
+    return page;
+  }
+  // Pass 1: the max_events + 1 smallest revisions in the span (a bounded
+  // max-heap), to find where the page must end without collecting it all.
+  std::vector<int64_t> heap;
+  heap.reserve(max_events + 1);
+  for_each_history(index_, key, range_end, [&](const std::string&, const auto& hist) {
+    auto [lo, hi] = versions_in(hist, from, to);
+    for (auto it = lo; it != hi; ++it) {
+      const int64_t r = it->revision.main;
+      if (heap.size() <= max_events) {
+        heap.push_back(r);
+        std::push_heap(heap.begin(), heap.end());
+      } else if (r < heap.front()) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = r;
+        std::push_heap(heap.begin(), heap.end());
+      } else {
+        break;  // this key's later versions are larger still
+      }
+    }
+  });
+  int64_t upto = to;
+  if (heap.size() > max_events) {
+    // heap holds the max_events + 1 smallest; every event below its top
+    // is among them, so [from, top - 1] fits, unless all are at top: one
+    // revision larger than the page, which comes whole.
+    const int64_t top = heap.front();
+    const bool any_below = std::any_of(heap.begin(), heap.end(), [&](int64_t r) { return r < top; });
+    upto = any_below ? top - 1 : top;
+  }
+  // Pass 2: the events of [from, upto], ordered by (main, sub).
+  std::vector<std::pair<Revision, Event>> picked;
+  for_each_history(index_, key, range_end, [&](const std::string& k, const auto& hist) {
+    auto [lo, hi] = versions_in(hist, from, upto);
+    for (auto it = lo; it != hi; ++it) {
+      Event ev;
+      ev.type = it->tombstone ? Event::Type::kDelete : Event::Type::kPut;
+      if (it->tombstone) {
+        ev.kv.key = k;
+        ev.kv.mod_revision = it->revision.main;
+      } else {
+        ev.kv = to_kv(k, *it);
+      }
+      if (it != hist.begin() && !std::prev(it)->tombstone) ev.prev_kv = to_kv(k, *std::prev(it));
+      picked.emplace_back(it->revision, std::move(ev));
+    }
+  });
+  std::sort(picked.begin(), picked.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  page.events.reserve(picked.size());
+  for (auto& [rev, ev] : picked) page.events.push_back(std::move(ev));
+  page.next = upto + 1;
+  return page;
+}
+
 Result<PutResponse> Store::put(const PutRequest& r, const LeaseLookup& lease_exists) {
+  last_events_.clear();  // a request refused by the checks below changes nothing
   if (Status s = check_put_request(r); !s.is_ok()) return s;
   // etcd's applier asks for the lease before it looks at ignore_*.
   if (!lease_ok(r.lease, lease_exists)) return lease_not_found();
@@ -348,6 +446,7 @@ Result<PutResponse> Store::put(const PutRequest& r, const LeaseLookup& lease_exi
 }
 
 Result<DeleteRangeResponse> Store::delete_range(const DeleteRangeRequest& r) {
+  last_events_.clear();  // a request refused by the checks below changes nothing
   if (Status s = check_delete_request(r); !s.is_ok()) return s;
   WriteTxn w(*this);
   DeleteRangeResponse resp = w.delete_range(r);
@@ -431,6 +530,7 @@ Status Store::check_txn_path(const TxnRequest& r, const std::vector<bool>& path,
 }
 
 Result<TxnResponse> Store::txn(const TxnRequest& r, const LeaseLookup& lease_exists) {
+  last_events_.clear();  // a request refused by the checks below changes nothing
   if (Status s = check_txn_request(r, options_.max_txn_ops); !s.is_ok()) return s;
   std::vector<bool> path;
   txn_path(r, path);

@@ -95,6 +95,24 @@ class Store {
   // right after the write (watchers, lease attachment).
   const std::vector<Event>& last_events() const { return last_events_; }
 
+  // A page of history for watchers (src/watch/): the events of the keys in
+  // [key, range_end) (range_end as RangeRequest's: empty is the single key,
+  // "\0" every key >= key) made at revisions [from, to], in revision order
+  // and within a revision in sub-revision order, each carrying prev_kv as
+  // last_events() does (absent where compaction dropped it). Bounded: at
+  // most max_events (>= 1) events, cut at a revision boundary, except that
+  // one revision always comes whole (a txn's events are never split).
+  // `next` is the first revision the page does not cover (to + 1 once the
+  // whole span is covered). Cost: a pass over the range's keys plus
+  // O(max_events log max_events). kErrCompacted if from < compact_revision()
+  // (etcd's watcher rule: reading at exactly the compacted revision works).
+  struct EventPage {
+    std::vector<Event> events;
+    int64_t next = 0;
+  };
+  Result<EventPage> events_between(const std::string& key, const std::string& range_end,
+                                   int64_t from, int64_t to, size_t max_events) const;
+
   // Drops every version not needed to answer reads at revisions >= r.revision
   // (with incremental_compaction: in later compact_step() calls).
   Result<CompactionResponse> compact(const CompactionRequest& r);

@@ -33,6 +33,7 @@
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 #include "transport/transport.h"
+#include "watch/watch_hub.h"
 
 namespace ckv::node {
 
@@ -127,8 +128,20 @@ class Node::Impl {
       : opts_(std::move(o)),
         transport_(std::move(t)),
         register_hook_(std::move(hook)),
-        compactor_(opts_.auto_compaction) {}
-  ~Impl() { stop(); }
+        compactor_(opts_.auto_compaction) {
+    // In the body: hub_ and fsm_ are declared before opts_.
+    hub_ = std::make_unique<watch::Hub>(
+        [this](const std::function<void(const mvcc::Store&)>& fn) { fsm_.with_store(fn); },
+        opts_.watch);
+    // Every applied write reaches the watchers (watch_hub.h), from the Raft thread.
+    fsm_.set_watch_hooks(fsm::KvStateMachine::WatchHooks{
+        [h = hub_.get()](int64_t rev, const std::vector<mvcc::Event>& ev) { h->publish(rev, ev); },
+        [h = hub_.get()](int64_t rev) { h->restored(rev); }});
+  }
+  ~Impl() {
+    stop();
+    hub_->stop();
+  }
 
   Status open();
   void start();
@@ -154,6 +167,8 @@ class Node::Impl {
   const std::string& incarnation() const { return meta_.incarnation; }
 
   fsm::KvStateMachine fsm_;
+  // After fsm_ (its reader uses it); the Raft thread stops before it goes.
+  std::unique_ptr<watch::Hub> hub_;
 
  private:
   struct ReadWaiter {
@@ -1950,5 +1965,6 @@ void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCall
 NodeStatus Node::status() const { return impl_->status(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
+watch::Hub& Node::watch_hub() { return *impl_->hub_; }
 
 }  // namespace ckv::node

@@ -46,12 +46,16 @@
 #include "node/compactor.h"
 #include "node/write_result.h"
 #include "raft/types.h"
+#include "watch/watch_hub.h"
 
 namespace ckv::fsm {
 class KvStateMachine;
 }
 namespace ckv::transport {
 class Transport;
+}
+namespace ckv::watch {
+class Hub;
 }
 
 namespace ckv::node {
@@ -92,6 +96,8 @@ struct NodeOptions {
   // -auto-compaction-mode / -auto-compaction-retention (node/compactor.h):
   // the leader proposes compactions on this schedule. Off by default, as etcd.
   AutoCompactionOptions auto_compaction;
+  // Watch limits and the progress notification interval (watch/watch_hub.h).
+  watch::HubOptions watch;
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -300,6 +306,9 @@ class Node {
   // returned, so any thread may read it (e.g. for the transport's hello).
   const std::string& incarnation() const;
   const fsm::KvStateMachine& state_machine() const;
+  // The watchers of this node's applied state (watch/watch_hub.h): fed by
+  // every applied write, on followers too. Lives as long as the Node.
+  watch::Hub& watch_hub();
 
  private:
   class Impl;

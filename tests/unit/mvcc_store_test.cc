@@ -787,5 +787,103 @@ TEST(MvccEvents, ATxnsChangesShareOneRevisionInOpOrder) {
   EXPECT_EQ(s.last_events()[1].kv.mod_revision, 2);
 }
 
+
+// A request refused by the checks before any write (empty key, unknown
+// lease, bad txn) used to leave the previous write's events in place, so
+// the state machine would have published them to watchers a second time.
+TEST(MvccEvents, ARequestRefusedBeforeWritingLeavesNoEvents) {
+  Store s;
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());
+  ASSERT_EQ(s.last_events().size(), 1U);
+  EXPECT_FALSE(s.put(P("", "x", 0)).is_ok());  // etcd: key is not provided
+  EXPECT_TRUE(s.last_events().empty());
+  ASSERT_TRUE(s.put(P("a", "2", 0)).is_ok());
+  EXPECT_FALSE(s.put(P("b", "x", 7), [](int64_t) { return false; }).is_ok());  // lease not found
+  EXPECT_TRUE(s.last_events().empty());
+  ASSERT_TRUE(s.put(P("a", "3", 0)).is_ok());
+  EXPECT_FALSE(s.delete_range(D("")).is_ok());
+  EXPECT_TRUE(s.last_events().empty());
+  ASSERT_TRUE(s.put(P("a", "4", 0)).is_ok());
+  TxnRequest t;
+  t.success.push_back(RequestOp{P("x", "1", 0)});
+  t.success.push_back(RequestOp{P("x", "2", 0)});  // duplicate key
+  EXPECT_FALSE(s.txn(t).is_ok());
+  EXPECT_TRUE(s.last_events().empty());
+}
+
+// events_between(): the history a watcher replays.
+TEST(MvccEventsBetween, ReplaysPutsAndDeletesInRevisionOrderWithPrevKv) {
+  Store s;
+  ASSERT_TRUE(s.put(P("b", "1", 0)).is_ok());      // 2
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());      // 3
+  ASSERT_TRUE(s.put(P("b", "2", 0)).is_ok());      // 4
+  ASSERT_TRUE(s.delete_range(D("a")).is_ok());     // 5
+  ASSERT_TRUE(s.put(P("zz", "outside", 0)).is_ok());  // 6
+  auto page = s.events_between("a", "c", 1, 100, 100);
+  ASSERT_TRUE(page.is_ok());
+  const auto& ev = page.value().events;
+  ASSERT_EQ(ev.size(), 4U);
+  EXPECT_EQ(ev[0].kv, (KeyValue{"b", 2, 2, 1, "1", 0}));
+  EXPECT_FALSE(ev[0].prev_kv.has_value());
+  EXPECT_EQ(ev[1].kv.key, "a");
+  EXPECT_EQ(ev[2].kv, (KeyValue{"b", 2, 4, 2, "2", 0}));
+  EXPECT_EQ(ev[2].prev_kv, (KeyValue{"b", 2, 2, 1, "1", 0}));
+  EXPECT_EQ(ev[3].type, Event::Type::kDelete);
+  EXPECT_EQ(ev[3].kv, (KeyValue{"a", 0, 5, 0, "", 0}));
+  EXPECT_EQ(ev[3].prev_kv, (KeyValue{"a", 3, 3, 1, "1", 0}));
+  EXPECT_EQ(page.value().next, 7);  // to is capped at the current revision
+
+  // The same events as last_events() gave live, for a single key and from-key.
+  auto single = s.events_between("b", "", 3, 4, 100);
+  ASSERT_TRUE(single.is_ok());
+  ASSERT_EQ(single.value().events.size(), 1U);
+  EXPECT_EQ(single.value().events[0].kv.mod_revision, 4);
+  auto from_key = s.events_between("b", std::string(1, '\0'), 5, 6, 100);
+  ASSERT_TRUE(from_key.is_ok());
+  ASSERT_EQ(from_key.value().events.size(), 1U);
+  EXPECT_EQ(from_key.value().events[0].kv.key, "zz");
+}
+
+TEST(MvccEventsBetween, PagesEndAtARevisionBoundaryAndNeverSplitATxn) {
+  Store s;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(s.put(P("k" + std::to_string(i), "v", 0)).is_ok());  // 2..6
+  TxnRequest t;  // 7: three events
+  for (int i = 0; i < 3; ++i) t.success.push_back(RequestOp{P("t" + std::to_string(i), "v", 0)});
+  ASSERT_TRUE(s.txn(t).is_ok());
+  ASSERT_TRUE(s.put(P("k9", "v", 0)).is_ok());  // 8
+  std::vector<int64_t> seen;
+  int64_t from = 2;
+  int pages = 0;
+  while (from <= s.revision()) {
+    auto page = s.events_between("", std::string(1, '\0'), from, s.revision(), 2);
+    ASSERT_TRUE(page.is_ok());
+    ASSERT_GT(page.value().next, from);
+    ASSERT_FALSE(page.value().events.empty());
+    // a page never holds part of a revision: it ends right before next
+    EXPECT_EQ(page.value().events.back().kv.mod_revision, page.value().next - 1);
+    for (const auto& e : page.value().events) seen.push_back(e.kv.mod_revision);
+    from = page.value().next;
+    ++pages;
+  }
+  EXPECT_EQ(seen, (std::vector<int64_t>{2, 3, 4, 5, 6, 7, 7, 7, 8}));
+  EXPECT_EQ(pages, 5);  // {2,3} {4,5} {6} {7,7,7: whole, over the bound} {8}
+}
+
+TEST(MvccEventsBetween, BelowTheCompactedRevisionIsCompactedAtItWorks) {
+  Store s;
+  ASSERT_TRUE(s.put(P("a", "1", 0)).is_ok());  // 2
+  ASSERT_TRUE(s.put(P("a", "2", 0)).is_ok());  // 3
+  ASSERT_TRUE(s.put(P("a", "3", 0)).is_ok());  // 4
+  ASSERT_TRUE(s.compact(CompactionRequest{3, true}).is_ok());
+  auto below = s.events_between("a", "", 2, 4, 10);
+  ASSERT_FALSE(below.is_ok());
+  EXPECT_EQ(below.status().message(), kErrCompacted);
+  auto at = s.events_between("a", "", 3, 4, 10);
+  ASSERT_TRUE(at.is_ok());
+  ASSERT_EQ(at.value().events.size(), 2U);
+  EXPECT_FALSE(at.value().events[0].prev_kv.has_value());  // revision 2 is gone
+  EXPECT_EQ(at.value().events[1].prev_kv->value, "2");
+}
+
 }  // namespace
 }  // namespace ckv::mvcc
