@@ -120,6 +120,7 @@ ApplyResult KvStateMachine::execute(const Command& c) {
   } else if (auto* k = std::get_if<mvcc::CompactionRequest>(&c.request)) {
     take(store_.compact(*k));
   } else if (auto* g = std::get_if<lease::GrantRequest>(&c.request)) {
+    store_.clear_last_events();  // a grant writes no key
     lease::GrantResponse resp;
     resp.header.revision = store_.revision();
     out.status = leases_.grant(g->id, g->ttl);
@@ -136,6 +137,7 @@ ApplyResult KvStateMachine::execute(const Command& c) {
     if (auto keys = leases_.revoke(id)) {
       resp.header.revision = store_.delete_keys(*keys).header.revision;
     } else {
+      store_.clear_last_events();
       out.status = Status(StatusCode::kNotFound, lease::kErrLeaseNotFound);
       resp.header.revision = store_.revision();
     }

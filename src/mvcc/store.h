@@ -94,6 +94,10 @@ class Store {
   // nothing. Each write replaces the list: the node's apply loop reads it
   // right after the write (watchers, lease attachment).
   const std::vector<Event>& last_events() const { return last_events_; }
+  // For a replicated command that writes nothing here (a lease grant, a
+  // revoke of an unknown lease): last_events() is then empty, not the
+  // previous write's (watchers would get those twice).
+  void clear_last_events() { last_events_.clear(); }
 
   // A page of history for watchers (src/watch/): the events of the keys in
   // [key, range_end) (range_end as RangeRequest's: empty is the single key,

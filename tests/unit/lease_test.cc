@@ -351,3 +351,29 @@ TEST(StoreDeleteKeys, DeletesTheLiveKeysInOneRevisionAndSkipsTheRest) {
 
 }  // namespace
 }  // namespace ckv::lease
+
+namespace ckv::lease {
+namespace {
+
+// A grant writes nothing to the store: the watch hook must not see the
+// previous write's events again (they would reach watchers twice).
+TEST(LeaseStateMachine, AGrantOrAFailedRevokePublishesNoEvents) {
+  fsm::KvStateMachine sm;
+  std::vector<int64_t> published;
+  fsm::KvStateMachine::WatchHooks hooks;
+  hooks.on_events = [&](int64_t rev, const std::vector<mvcc::Event>&) { published.push_back(rev); };
+  sm.set_watch_hooks(hooks);
+  ASSERT_TRUE(sm.apply(1, put("k", "v", 0)).status.is_ok());
+  ASSERT_TRUE(sm.apply(2, cmd(GrantRequest{5, 10})).status.is_ok());
+  EXPECT_FALSE(sm.apply(3, cmd(RevokeRequest{6})).status.is_ok());
+  ASSERT_TRUE(sm.apply(4, cmd(RevokeRequest{5})).status.is_ok());  // no keys: no revision
+  EXPECT_EQ(published, (std::vector<int64_t>{2}));
+  ASSERT_TRUE(sm.apply(5, cmd(GrantRequest{7, 10})).status.is_ok());
+  ASSERT_TRUE(sm.apply(6, put("a", "1", 7)).status.is_ok());
+  ASSERT_TRUE(sm.apply(7, put("b", "1", 7)).status.is_ok());
+  ASSERT_TRUE(sm.apply(8, cmd(RevokeRequest{7})).status.is_ok());
+  EXPECT_EQ(published, (std::vector<int64_t>{2, 3, 4, 5}));  // the revoke's two deletes: one revision
+}
+
+}  // namespace
+}  // namespace ckv::lease
