@@ -4,7 +4,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import unittest
 
@@ -44,6 +46,26 @@ def normalize(text, ids):
     # etcd lists a lease's keys in its map's order (random); ours are sorted.
     return re.sub(r"attached keys\(\[([^\]]*)\]\)", lambda m: f"attached keys([{' '.join(sorted(m.group(1).split()))}])",
                   text)
+
+
+class Lines:
+    """A process whose output lines are collected by a thread, so a test can wait for one without blocking."""
+
+    def __init__(self, test, args):
+        env = dict(os.environ, ETCDCTL_API="3")
+        self.proc = subprocess.Popen([ETCDCTL, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        test.procs.append(self.proc)  # killed by PID in cleanup
+        self.lines = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, pred, timeout, what):
+        return wait_for(lambda: next((x for x in self.lines if pred(x)), None), timeout, what)
 
 
 class EtcdLeaseTest(ClusterTest):
@@ -190,6 +212,57 @@ class EtcdLeaseTest(ClusterTest):
         mine = self.gateway_script(follower.api)
         for i, (m, t) in enumerate(zip(mine, theirs)):
             self.assertEqual(m, t, f"gateway step {i}")
+
+
+    # ---- client recipes over txn, lease and watch: lock and election ----------------
+
+    def keys_under(self, node, prefix):
+        p = run_etcdctl(node.grpc, ["get", prefix, "--prefix", "--keys-only", "--consistency=s"])
+        return [k for k in p.stdout.splitlines() if k]
+
+    def test_lock_contention_between_two_etcdctl_processes(self):
+        if not ETCDCTL:
+            self.skipTest("etcdctl is not installed")
+        nodes, leader, follower = self.start_cluster()
+        first = Lines(self, [f"--endpoints={follower.grpc}", "lock", "--ttl=2", "L"])
+        held = first.wait_line(lambda x: x.startswith("L/"), 20, "the first etcdctl to hold the lock")
+        second = Lines(self, [f"--endpoints={leader.grpc}", "lock", "--ttl=2", "L"])
+        # The second waits: its key exists (behind the first's), and it has not said it holds the lock.
+        wait_for(lambda: len(self.keys_under(follower, "L/")) == 2, 20, "the second etcdctl's lock key")
+        self.assertEqual(second.lines, [], "the second etcdctl claims a lock the first holds")
+        self.assertIsNone(second.proc.poll())
+        # SIGTERM: etcdctl unlocks (deletes its key, revokes its session's lease); the waiter gets the lock.
+        first.proc.send_signal(signal.SIGTERM)
+        got = second.wait_line(lambda x: x.startswith("L/"), 20, "the second etcdctl to get the lock")
+        self.assertNotEqual(got, held)
+        # kill -9 of the holder: no unlock; its session lease expires (TTL 2 s) and the lock passes on.
+        third = Lines(self, [f"--endpoints={follower.grpc}", "lock", "--ttl=2", "L"])
+        wait_for(lambda: len(self.keys_under(follower, "L/")) == 2, 20, "the third etcdctl's lock key")
+        self.assertEqual(third.lines, [])
+        second.proc.kill()
+        third.wait_line(lambda x: x.startswith("L/"), 30, "the lock to pass on once the killed holder's lease expired")
+        # etcdctl lock NAME cmd: the command runs while the lock is held, then the lock is released.
+        third.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: self.keys_under(follower, "L/") == [], 20, "the lock to be free")
+        p = run_etcdctl(follower.grpc, ["lock", "L", "--", "sh", "-c", "echo ran; exit 0"])
+        self.assertEqual((p.returncode, p.stdout), (0, "ran\n"), p.stderr)
+        self.assertEqual(self.keys_under(follower, "L/"), [])
+
+    def test_elect_and_observe(self):
+        if not ETCDCTL:
+            self.skipTest("etcdctl is not installed")
+        nodes, leader, follower = self.start_cluster()
+        a = Lines(self, [f"--endpoints={follower.grpc}", "elect", "E", "pa"])
+        a.wait_line(lambda x: x == "pa", 20, "pa to be elected")
+        b = Lines(self, [f"--endpoints={leader.grpc}", "elect", "E", "pb"])
+        wait_for(lambda: len(self.keys_under(follower, "E/")) == 2, 20, "pb's campaign key")
+        self.assertEqual(b.lines, [], "pb elected while pa leads")
+        watcher = Lines(self, [f"--endpoints={follower.grpc}", "elect", "-l", "E"])
+        watcher.wait_line(lambda x: x == "pa", 20, "the observer to see pa")
+        a.proc.send_signal(signal.SIGTERM)  # resigns
+        b.wait_line(lambda x: x == "pb", 20, "pb to be elected once pa resigned")
+        watcher.wait_line(lambda x: x == "pb", 20, "the observer to see pb")
+        self.assertEqual([x for x in watcher.lines if not x.startswith("E/")], ["pa", "pb"])
 
 
 if __name__ == "__main__":
