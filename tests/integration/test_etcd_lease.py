@@ -1,5 +1,6 @@
 """Integration: etcd's Lease API (etcdctl lease grant/keep-alive/timetolive/revoke/list, put --lease, the /v3/lease gateway) on a 3-node kvnode cluster, through a follower and the leader, expiry after the TTL, a keepalive surviving a leader kill -9, and a real etcd for comparison."""
 
+import base64
 import json
 import os
 import re
@@ -32,6 +33,10 @@ def granted_id(p):
     m = re.match(r"lease ([0-9a-f]{16}) granted with TTL\((\d+)s\)", p.stdout)
     assert m, f"no lease granted: {p.stdout!r} {p.stderr!r}"
     return m.group(1), int(m.group(2))
+
+
+def base64_decode(s):
+    return base64.b64decode(s).decode()
 
 
 def errors(p):
@@ -213,6 +218,27 @@ class EtcdLeaseTest(ClusterTest):
         for i, (m, t) in enumerate(zip(mine, theirs)):
             self.assertEqual(m, t, f"gateway step {i}")
 
+
+    def test_a_watcher_sees_a_revoke_as_one_revision_of_deletes(self):
+        if not ETCDCTL:
+            self.skipTest("etcdctl is not installed")
+        nodes, leader, follower = self.start_cluster()
+        lid, _ = granted_id(run_etcdctl(leader.grpc, ["lease", "grant", "60"]))
+        for k in ("W/a", "W/b", "W/c"):
+            self.assertEqual(run_etcdctl(leader.grpc, ["put", f"--lease={lid}", k, "v"]).returncode, 0)
+        rev = json.loads(run_etcdctl(leader.grpc, ["get", "W/a", "-w", "json"]).stdout)["header"]["revision"]
+        watcher = Lines(self, [f"--endpoints={follower.grpc}", "watch", "--prefix", "W/", f"--rev={rev + 1}",
+                               "-w", "json"])
+        wait_for(lambda: run_etcdctl(follower.grpc, ["get", "W/c", "--consistency=s", "--print-value-only"]).stdout
+                 == "v\n", 10, "the follower to have the keys")
+        # Nothing happened after rev yet; the revoke is the next revision.
+        self.assertEqual(run_etcdctl(follower.grpc, ["lease", "revoke", lid]).returncode, 0)
+        line = watcher.wait_line(lambda x: x.startswith("{") and '"Events"' in x, 20, "the revoke's watch response")
+        resp = json.loads(line)
+        events = resp["Events"]
+        self.assertEqual([(e.get("type"), base64_decode(e["kv"]["key"])) for e in events],
+                         [(1, "W/a"), (1, "W/b"), (1, "W/c")])  # DELETE = 1, key order, one response
+        self.assertEqual({e["kv"]["mod_revision"] for e in events}, {rev + 1})
 
     # ---- client recipes over txn, lease and watch: lock and election ----------------
 
