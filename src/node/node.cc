@@ -976,7 +976,6 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     fsm_.skip(e.index);  // a leader's no-op
   } else if (auto c = fsm::decode_command(e.data)) {
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
-    applied_term_ = e.term;
     note_lease_command(*c, r);
     if (writes_.waiting_at(e.index)) {
       writes_.applied(e.index, e.term, WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
