@@ -17,6 +17,7 @@
 
 #include "etcd/grpc_server.h"
 #include "etcd/kv_service.h"
+#include "etcd/lease_service.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -389,6 +390,13 @@ int main(int argc, char** argv) {
   auto kv = std::make_unique<ckv::etcd::KvService>(
       *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value()});
   http_opts.kv = kv.get();
+  // etcd's Lease request layer, shared the same way.
+  ckv::etcd::LeaseServiceOptions lease_opts;
+  lease_opts.request_timeout_ms = commit_timeout_ms;
+  lease_opts.min_ttl_sec = ckv::etcd::min_lease_ttl_sec(opts.tick_ms * opts.election_ticks);
+  lease_opts.tls = client_tls.value();
+  auto lease = std::make_unique<ckv::etcd::LeaseService>(*node, lease_opts);
+  http_opts.lease = lease.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
@@ -406,7 +414,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
-                                                http_opts.header_timeout_ms);
+                                                http_opts.header_timeout_ms, lease.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -429,6 +437,7 @@ int main(int argc, char** argv) {
   // Right after the Node: it answers KV calls the stopped Node never will
   // ("etcdserver: server stopped"), so the front ends can finish every call.
   kv->stop();
+  lease->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();
   server->stop();

@@ -19,6 +19,7 @@
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
+#include "etcd/lease_grpc_service.h"
 #include "etcd/watch_grpc_service.h"
 
 namespace ckv::etcd {
@@ -331,6 +332,7 @@ struct GrpcServer::Impl {
         maintenance(node),
         watch(WatchGrpcService::create(node)) {}
   std::unique_ptr<grpc::Service> kv;
+  std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
   std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
@@ -342,8 +344,10 @@ struct GrpcServer::Impl {
 Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvService& kv,
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
-                                                      int handshake_timeout_ms) {
+                                                      int handshake_timeout_ms,
+                                                      LeaseService* lease) {
   auto impl = std::make_unique<Impl>(node, kv, listen_address, tls);
+  if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
@@ -356,6 +360,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   quota.SetMaxThreads(kMaxGrpcThreads);
   builder.SetResourceQuota(quota);
   builder.RegisterService(impl->kv.get());
+  if (impl->lease) builder.RegisterService(impl->lease.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterService(impl->watch->service());

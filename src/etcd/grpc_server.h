@@ -1,6 +1,6 @@
-// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
 //
-// Every other method of etcd's services (KV, Lease, the rest of
+// Every other method of etcd's services (KV, the rest of
 // Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
 // message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
@@ -29,6 +29,7 @@
 namespace ckv::etcd {
 
 class KvService;
+class LeaseService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
@@ -49,13 +50,14 @@ inline constexpr int kDefaultGrpcHandshakeTimeoutMs = 10'000;
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
-  // kv serves the KV service and must outlive the server. tls: serve only
+  // kv serves the KV service and must outlive the server; so must lease
+  // (the Lease service; null: Lease's methods answer UNIMPLEMENTED). tls: serve only
   // TLS with this certificate, requiring and verifying client certificates
   // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
       node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
-      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs);
+      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

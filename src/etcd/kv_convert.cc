@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "lease/types.h"
 #include "mvcc/errors.h"
 #include "node/forward_waiters.h"
 
@@ -47,6 +48,10 @@ constexpr EtcdError kEtcdErrors[] = {
      mvcc::kErrInvalidSortOption},
     {mvcc::kErrLeaseNotFound, StatusCode::kNotFound, grpc::StatusCode::NOT_FOUND,
      mvcc::kErrLeaseNotFound},
+    {lease::kErrLeaseExists, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     lease::kErrLeaseExists},
+    {lease::kErrLeaseTtlTooLarge, StatusCode::kInvalid, grpc::StatusCode::OUT_OF_RANGE,
+     lease::kErrLeaseTtlTooLarge},
     {kErrNoLeader, StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE, kErrNoLeader},
     {kErrLeaderChanged, StatusCode::kNotLeader, grpc::StatusCode::UNAVAILABLE, kErrLeaderChanged},
     {kErrTimeout, StatusCode::kTimeout, grpc::StatusCode::UNAVAILABLE, kErrTimeout},

@@ -17,7 +17,14 @@ constexpr uint8_t kCommandFormat = 2;
 constexpr uint8_t kResponseFormat = 1;
 
 enum : uint8_t { kLegacySet = 1, kLegacyDelete = 2 };
-enum : uint8_t { kKindPut = 1, kKindDelete = 2, kKindTxn = 3, kKindCompaction = 4 };
+enum : uint8_t {
+  kKindPut = 1,
+  kKindDelete = 2,
+  kKindTxn = 3,
+  kKindCompaction = 4,
+  kKindLeaseGrant = 5,
+  kKindLeaseRevoke = 6,
+};
 enum : uint8_t { kOpNone = 0, kOpRange = 1, kOpPut = 2, kOpDelete = 3, kOpTxn = 4 };
 // Response ops: a null nested txn response (never produced by the store) is kRespNullTxn.
 enum : uint8_t { kRespRange = 1, kRespPut = 2, kRespDelete = 3, kRespTxn = 4, kRespNullTxn = 5 };
@@ -430,11 +437,17 @@ std::string encode_command(const Command& c) {
   } else if (auto* t = std::get_if<mvcc::TxnRequest>(&c.request)) {
     put_u8(out, kKindTxn);
     put_txn(out, *t);
-  } else {
-    const auto& k = std::get<mvcc::CompactionRequest>(c.request);
+  } else if (auto* k = std::get_if<mvcc::CompactionRequest>(&c.request)) {
     put_u8(out, kKindCompaction);
-    put_i64(out, k.revision);
-    put_u8(out, k.physical ? 1 : 0);
+    put_i64(out, k->revision);
+    put_u8(out, k->physical ? 1 : 0);
+  } else if (auto* g = std::get_if<lease::GrantRequest>(&c.request)) {
+    put_u8(out, kKindLeaseGrant);
+    put_i64(out, g->id);
+    put_i64(out, g->ttl);
+  } else {
+    put_u8(out, kKindLeaseRevoke);
+    put_i64(out, std::get<lease::RevokeRequest>(c.request).id);
   }
   return out;
 }
@@ -467,6 +480,14 @@ std::optional<Command> decode_command(std::string_view data) {
       ok = get_i64(r, k.revision) && get_bool(r, k.physical);
       break;
     }
+    case kKindLeaseGrant: {
+      auto& g = c.request.emplace<lease::GrantRequest>();
+      ok = get_i64(r, g.id) && get_i64(r, g.ttl);
+      break;
+    }
+    case kKindLeaseRevoke:
+      ok = get_i64(r, c.request.emplace<lease::RevokeRequest>().id);
+      break;
     default:
       break;
   }
@@ -486,9 +507,17 @@ std::string encode_response(const Response& resp) {
   } else if (auto* t = std::get_if<mvcc::TxnResponse>(&resp)) {
     put_u8(out, kKindTxn);
     put_txn_response(out, *t);
-  } else {
+  } else if (auto* k = std::get_if<mvcc::CompactionResponse>(&resp)) {
     put_u8(out, kKindCompaction);
-    put_i64(out, std::get<mvcc::CompactionResponse>(resp).header.revision);
+    put_i64(out, k->header.revision);
+  } else if (auto* g = std::get_if<lease::GrantResponse>(&resp)) {
+    put_u8(out, kKindLeaseGrant);
+    put_i64(out, g->header.revision);
+    put_i64(out, g->id);
+    put_i64(out, g->ttl);
+  } else {
+    put_u8(out, kKindLeaseRevoke);
+    put_i64(out, std::get<lease::RevokeResponse>(resp).header.revision);
   }
   return out;
 }
@@ -511,6 +540,14 @@ std::optional<Response> decode_response(std::string_view data) {
       break;
     case kKindCompaction:
       ok = get_i64(r, resp.emplace<mvcc::CompactionResponse>().header.revision);
+      break;
+    case kKindLeaseGrant: {
+      auto& g = resp.emplace<lease::GrantResponse>();
+      ok = get_i64(r, g.header.revision) && get_i64(r, g.id) && get_i64(r, g.ttl);
+      break;
+    }
+    case kKindLeaseRevoke:
+      ok = get_i64(r, resp.emplace<lease::RevokeResponse>().header.revision);
       break;
     default:
       break;

@@ -8,7 +8,8 @@
 //
 // Log format 2 (all integers little-endian; strings are u32 length + bytes):
 //   u8 2, string idempotency_key, i64 proposed_at_ms, u8 request kind, request
-// Request kinds: 1 put, 2 delete range, 3 txn, 4 compaction. A txn holds its
+// Request kinds: 1 put, 2 delete range, 3 txn, 4 compaction, 5 lease grant
+// (i64 id, i64 ttl), 6 lease revoke (i64 id). A txn holds its
 // compares and ops; ops are u8 kind (0 none, 1 range, 2 put, 3 delete,
 // 4 nested txn) and their fields (see command.cc). Nesting is bounded by
 // kMaxTxnNestingDepth so that a hostile entry cannot recurse the decoder
@@ -31,12 +32,13 @@
 #include <string_view>
 #include <variant>
 
+#include "lease/types.h"
 #include "mvcc/types.h"
 
 namespace ckv::fsm {
 
 using Request = std::variant<mvcc::PutRequest, mvcc::DeleteRangeRequest, mvcc::TxnRequest,
-                             mvcc::CompactionRequest>;
+                             mvcc::CompactionRequest, lease::GrantRequest, lease::RevokeRequest>;
 
 struct Command {
   Request request;
@@ -47,7 +49,7 @@ struct Command {
 };
 
 using Response = std::variant<mvcc::PutResponse, mvcc::DeleteRangeResponse, mvcc::TxnResponse,
-                              mvcc::CompactionResponse>;
+                              mvcc::CompactionResponse, lease::GrantResponse, lease::RevokeResponse>;
 
 // The deepest txn nesting a command may carry (a txn directly in a command
 // is depth 1). etcd bounds nesting only through --max-txn-ops (128 ops in
@@ -68,7 +70,8 @@ std::string encode_command(const Command& c);
 std::optional<Command> decode_command(std::string_view data);
 
 // Responses, for the idempotency table (in snapshots): u8 format 1, u8 kind
-// (1 put, 2 delete, 3 txn, 4 compaction), then the fields. Same rules as above.
+// (1 put, 2 delete, 3 txn, 4 compaction, 5 lease grant: i64 revision, i64
+// id, i64 ttl; 6 lease revoke: i64 revision), then the fields. Same rules as above.
 std::string encode_response(const Response& r);
 std::optional<Response> decode_response(std::string_view data);
 

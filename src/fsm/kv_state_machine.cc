@@ -14,26 +14,41 @@ namespace ckv::fsm {
 namespace {
 
 // Payload layout: u8 kPayloadFormat, u64 table length, the encoded
-// idempotency table, u32 CRC-32C of the table, then the MVCC store's
-// snapshot (mvcc/snapshot.cc, with its own CRC) to the end. The file around
-// it has a CRC too; these make the payload check itself wherever it travels.
-constexpr uint8_t kPayloadFormat = 1;
+// idempotency table, u32 CRC-32C of the table, then (format 2) u64 lease
+// table length, the encoded lease table (lease/lessor.h), u32 CRC-32C of it,
+// then the MVCC store's snapshot (mvcc/snapshot.cc, with its own CRC) to
+// the end. The file around it has a CRC too; these make the payload check
+// itself wherever it travels. Format 1 (before leases) is still read: no leases.
+constexpr uint8_t kPayloadFormatNoLeases = 1;
+constexpr uint8_t kPayloadFormat = 2;
 
 Status corrupt(const std::string& why) {
   return Status(StatusCode::kCorrupt, "state machine snapshot: " + why);
 }
 
-// No lessor yet (leases come with the Lease service): every lease id is
-// unknown, so a put naming one fails with etcd's "requested lease not found".
-bool no_lease_exists(int64_t) { return false; }
-
-std::string payload_header(std::string_view table) {
+std::string payload_header(std::string_view table, std::string_view leases) {
   std::string out;
   put_u8(out, kPayloadFormat);
   put_u64le(out, table.size());
   out.append(table);
   put_u32le(out, crc32c(table));
+  put_u64le(out, leases.size());
+  out.append(leases);
+  put_u32le(out, crc32c(leases));
   return out;
+}
+
+// A length-prefixed, checksummed section of the payload; false if truncated or damaged.
+bool read_section(ByteReader& r, std::string_view& out) {
+  uint64_t len = 0;
+  if (!r.u64le(len) || r.remaining() < 4 || len > r.remaining() - 4) return false;
+  const std::string_view rest = r.rest();
+  out = rest.substr(0, len);
+  ByteReader crc_reader(rest.substr(len, 4));
+  uint32_t crc = 0;
+  if (!crc_reader.u32le(crc) || crc != crc32c(out)) return false;
+  r = ByteReader(rest.substr(len + 4));
+  return true;
 }
 
 }  // namespace
@@ -95,15 +110,42 @@ ApplyResult KvStateMachine::execute(const Command& c) {
       out.response = std::move(empty);
     }
   };
+  const mvcc::LeaseLookup lease_exists = [this](int64_t id) { return leases_.exists(id); };
   if (auto* p = std::get_if<mvcc::PutRequest>(&c.request)) {
-    take(store_.put(*p, no_lease_exists));
+    take(store_.put(*p, lease_exists));
   } else if (auto* d = std::get_if<mvcc::DeleteRangeRequest>(&c.request)) {
     take(store_.delete_range(*d));
   } else if (auto* t = std::get_if<mvcc::TxnRequest>(&c.request)) {
-    take(store_.txn(*t, no_lease_exists));
+    take(store_.txn(*t, lease_exists));
+  } else if (auto* k = std::get_if<mvcc::CompactionRequest>(&c.request)) {
+    take(store_.compact(*k));
+  } else if (auto* g = std::get_if<lease::GrantRequest>(&c.request)) {
+    store_.clear_last_events();  // a grant writes no key
+    lease::GrantResponse resp;
+    resp.header.revision = store_.revision();
+    out.status = leases_.grant(g->id, g->ttl);
+    if (out.status.is_ok()) {
+      resp.id = g->id;
+      resp.ttl = g->ttl;
+    }
+    out.response = resp;
+    return out;
   } else {
-    take(store_.compact(std::get<mvcc::CompactionRequest>(c.request)));
+    // A revoke deletes the lease's keys in one revision (store.h, delete_keys).
+    const int64_t id = std::get<lease::RevokeRequest>(c.request).id;
+    lease::RevokeResponse resp;
+    if (auto keys = leases_.revoke(id)) {
+      resp.header.revision = store_.delete_keys(*keys).header.revision;
+    } else {
+      store_.clear_last_events();
+      out.status = Status(StatusCode::kNotFound, lease::kErrLeaseNotFound);
+      resp.header.revision = store_.revision();
+    }
+    out.response = resp;
+    return out;
   }
+  // Keys follow their puts and deletes to and from leases.
+  if (out.status.is_ok()) leases_.apply_events(store_.last_events());
   return out;
 }
 
@@ -192,6 +234,16 @@ uint64_t KvStateMachine::estimated_bytes() const {
   return store_.estimated_bytes() + table_.bytes();
 }
 
+std::optional<lease::LeaseInfo> KvStateMachine::lease_info(int64_t id) const {
+  std::shared_lock lock(mu_);
+  return leases_.info(id);
+}
+
+std::vector<std::pair<int64_t, int64_t>> KvStateMachine::lease_ttls() const {
+  std::shared_lock lock(mu_);
+  return leases_.ttls();
+}
+
 std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   std::unique_lock lock(mu_);
   KV_CHECK(!snapshotting_, "a snapshot is already in progress");
@@ -203,12 +255,13 @@ std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   // Bounded (IdempotencyTable::kMaxEntries): one pointer per entry copied
   // here, on the Raft thread; the snapshot thread encodes them.
   job->table = table_.freeze();
+  job->leases = leases_.encode();
   return job;
 }
 
 Status KvStateMachine::write_snapshot(SnapshotJob& job,
                                       const std::function<Status(std::string_view)>& sink) const {
-  if (Status s = sink(payload_header(job.table.encode())); !s.is_ok()) return s;
+  if (Status s = sink(payload_header(job.table.encode(), job.leases)); !s.is_ok()) return s;
   std::string chunk;
   for (bool more = true; more;) {
     // std::shared_mutex is not fair: re-locking at once could win against
@@ -240,29 +293,40 @@ void KvStateMachine::end_snapshot() {
 
 std::string KvStateMachine::encode_payload() const {
   std::shared_lock lock(mu_);
-  return payload_header(table_.encode()) + store_.encode_snapshot();
+  return payload_header(table_.encode(), leases_.encode()) + store_.encode_snapshot();
 }
 
 Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   ByteReader r(payload);
   uint8_t format = 0;
-  uint64_t table_len = 0;
   if (!r.u8(format)) return corrupt("empty payload");
-  if (format != kPayloadFormat) return corrupt("unknown payload format " + std::to_string(format));
-  if (!r.u64le(table_len) || r.remaining() < 4 || table_len > r.remaining() - 4) {
-    return corrupt("truncated idempotency table");
+  if (format != kPayloadFormat && format != kPayloadFormatNoLeases) {
+    return corrupt("unknown payload format " + std::to_string(format));
   }
-  const std::string_view rest = r.rest();
-  const std::string_view table_bytes = rest.substr(0, table_len);
-  ByteReader crc_reader(rest.substr(table_len, 4));
-  uint32_t crc = 0;
-  if (!crc_reader.u32le(crc) || crc != crc32c(table_bytes))
-    return corrupt("idempotency table checksum mismatch");
+  std::string_view table_bytes;
+  if (!read_section(r, table_bytes)) return corrupt("truncated or damaged idempotency table");
   auto table = IdempotencyTable::decode(table_bytes);
   if (!table) return corrupt("bad idempotency table");
-  auto store = mvcc::Store::decode_snapshot(rest.substr(table_len + 4), store_options());
+  lease::LeaseTable leases;
+  if (format == kPayloadFormat) {
+    std::string_view lease_bytes;
+    if (!read_section(r, lease_bytes)) return corrupt("truncated or damaged lease table");
+    auto decoded = lease::LeaseTable::decode(lease_bytes);
+    if (!decoded) return corrupt("bad lease table");
+    leases = std::move(*decoded);
+  }
+  auto store = mvcc::Store::decode_snapshot(r.rest(), store_options());
   if (!store.is_ok()) return corrupt(store.status().message());
-  return RestoredState{std::move(store).value(), std::move(*table)};
+  // Attachments are derived from the keys (lessor.h, encode()). A key naming
+  // a lease the table lacks cannot be written (puts check the table), so
+  // such a key is damage the checksums missed.
+  bool orphan = false;
+  store.value().for_each_leased_key([&](const std::string& key, int64_t id) {
+    if (!leases.exists(id)) orphan = true;
+    leases.attach(id, key);
+  });
+  if (orphan && format == kPayloadFormat) return corrupt("a key is attached to a lease the snapshot lacks");
+  return RestoredState{std::move(store).value(), std::move(*table), std::move(leases)};
 }
 
 void KvStateMachine::restore(RestoredState state, uint64_t index) {
@@ -271,6 +335,7 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
     KV_CHECK(!snapshotting_, "restore during a snapshot");
     std::swap(store_, state.store);
     std::swap(table_, state.table);
+    std::swap(leases_, state.leases);
     applied_ = index;
     if (hooks_.on_restore) hooks_.on_restore(store_.revision());
   }
@@ -280,7 +345,7 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
 
 void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map,
                                     uint64_t index) {
-  RestoredState state{mvcc::Store(store_options()), IdempotencyTable()};
+  RestoredState state{mvcc::Store(store_options()), IdempotencyTable(), lease::LeaseTable()};
   for (const auto& [k, v] : map) {
     mvcc::PutRequest p;
     p.key = k;

@@ -37,6 +37,7 @@
 #include "common/status.h"
 #include "fsm/command.h"
 #include "fsm/idempotency_table.h"
+#include "lease/lessor.h"
 #include "mvcc/store.h"
 
 namespace ckv::fsm {
@@ -53,6 +54,8 @@ struct ApplyResult {
 struct RestoredState {
   mvcc::Store store;
   IdempotencyTable table;
+  // Leases and TTLs from the payload; attachments rebuilt from the store's live keys.
+  lease::LeaseTable leases;
 };
 
 class KvStateMachine {
@@ -114,6 +117,10 @@ class KvStateMachine {
   // estimate (mvcc::Store::estimated_bytes) plus the idempotency table's
   // keys and results. Maintenance.Status reports it as dbSizeInUse.
   uint64_t estimated_bytes() const;
+  // The replicated lease table (lease/lessor.h): one lease with its keys,
+  // every lease id with its granted TTL (id order).
+  std::optional<lease::LeaseInfo> lease_info(int64_t id) const;
+  std::vector<std::pair<int64_t, int64_t>> lease_ttls() const;
 
   // Snapshots. begin_snapshot() (Raft thread) captures the state at
   // applied_index(); write_snapshot() (snapshot thread) passes the payload
@@ -126,6 +133,7 @@ class KvStateMachine {
     mvcc::Store::SnapshotCursor cursor;
     IdempotencyTable::Frozen
         table;  // the idempotency table at index (encoded by the snapshot thread)
+    std::string leases;  // the lease table at index, encoded (16 bytes a lease)
   };
   std::unique_ptr<SnapshotJob> begin_snapshot();
   Status write_snapshot(SnapshotJob& job,
@@ -150,6 +158,7 @@ class KvStateMachine {
   mutable std::atomic<int> waiting_writers_{0};
   mvcc::Store store_;
   IdempotencyTable table_;
+  lease::LeaseTable leases_;
   uint64_t applied_ = 0;
   bool snapshotting_ = false;
   WatchHooks hooks_;

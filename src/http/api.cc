@@ -11,6 +11,7 @@
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
 #include "http/etcd_gateway.h"
+#include "http/etcd_lease_json.h"
 #include "http/limits.h"
 
 namespace ckv::http {
@@ -213,6 +214,8 @@ void Api::handle(const Request& req, Reply reply) {
     handle_status(std::move(reply));
   } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
     etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
+  } else if (options_.lease != nullptr && is_etcd_lease_route(path)) {
+    etcd_lease_gateway(req, path, *options_.lease, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {
     handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {

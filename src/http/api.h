@@ -24,6 +24,7 @@
 
 namespace ckv::etcd {
 class KvService;
+class LeaseService;
 enum class MemberCall : uint8_t;
 }
 
@@ -71,6 +72,7 @@ struct ApiOptions {
   int join_timeout_ms = 30000;   // add_member: a learner may need a snapshot before it can vote
   std::string grpc_address;      // this node's -grpc-address, for the /v3 gateway's member list
   etcd::KvService* kv = nullptr;  // the /v3/kv/* gateway's request layer; null: those routes answer 501
+  etcd::LeaseService* lease = nullptr;  // the /v3/lease/* gateway's request layer; null: 501
 };
 
 class Api {

@@ -2,16 +2,17 @@
 #include "http/etcd_gateway.h"
 
 #include <iterator>
-#include <utility>
 #include <string_view>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "etcd/cluster_view.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/kv_service.h"
-#include "http/etcd_kv_json.h"
 #include "etcd/member_ops.h"
+#include "http/etcd_kv_json.h"
+#include "http/etcd_lease_json.h"
 
 namespace ckv::http {
 
@@ -28,16 +29,7 @@ constexpr int kGrpcUnimplemented = 12;
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
 // declare, besides those we serve (member list, status, the member changes;
 // KV's routes are is_etcd_kv_route's).
-constexpr std::string_view kUnimplementedRoutes[] = {"/v3/watch",
-                                                     "/v3/lease/grant",
-                                                     "/v3/lease/revoke",
-                                                     "/v3/kv/lease/revoke",
-                                                     "/v3/lease/keepalive",
-                                                     "/v3/lease/timetolive",
-                                                     "/v3/kv/lease/timetolive",
-                                                     "/v3/lease/leases",
-                                                     "/v3/kv/lease/leases",
-                                                     "/v3/maintenance/alarm",
+constexpr std::string_view kUnimplementedRoutes[] = {"/v3/maintenance/alarm",
                                                      "/v3/maintenance/defragment",
                                                      "/v3/maintenance/hash",
                                                      "/v3/maintenance/snapshot",
@@ -101,7 +93,6 @@ json members_json(const etcd::MemberList& list) {
   if (!members.empty()) out["members"] = std::move(members);
   return out;
 }
-
 
 // A member id as protobuf's JSON mapping accepts a uint64: a number or a decimal string.
 bool read_member_id(const json& j, uint64_t* id) {
@@ -221,8 +212,8 @@ etcd::KvDone<T> answer_with(Reply reply) {
 // server sees it behind its gateway (kEtcdGatewayMaxMessageBytes); a write
 // also against --max-request-bytes, as kv_grpc_service.cc checks it.
 template <typename Resp, typename Parse, typename Method>
-void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method method,
-              bool write, Reply reply) {
+void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method method, bool write,
+              Reply reply) {
   size_t encoded_bytes = 0;
   auto parsed = from_json(req.body, &encoded_bytes);
   if (!parsed.is_ok()) return reply(kv_error(parsed.status()));
@@ -256,8 +247,8 @@ void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvServic
   } else if (path == "/v3/kv/put") {
     serve_kv<mvcc::PutResponse>(req, kv, put_request_from_json, &K::put, true, std::move(reply));
   } else if (path == "/v3/kv/deleterange") {
-    serve_kv<mvcc::DeleteRangeResponse>(req, kv, delete_range_request_from_json,
-                                        &K::delete_range, true, std::move(reply));
+    serve_kv<mvcc::DeleteRangeResponse>(req, kv, delete_range_request_from_json, &K::delete_range,
+                                        true, std::move(reply));
   } else if (path == "/v3/kv/txn") {
     serve_kv<mvcc::TxnResponse>(req, kv, txn_request_from_json, &K::txn, true, std::move(reply));
   } else {
@@ -271,7 +262,9 @@ Response etcd_gateway(const Request& req, const std::string& path,
                       const std::string& grpc_address) {
   const bool served = path == "/v3/cluster/member/list" || path == "/v3/maintenance/status";
   // KV routes get here only when no request layer is configured (tests).
-  bool known = served || is_etcd_kv_route(path);
+  // A POST /v3/watch is streamed by the server (server.cc, serve_watch)
+  // and reaches this only with another method (405) or without a hub (501).
+  bool known = served || is_etcd_kv_route(path) || is_etcd_lease_route(path) || path == "/v3/watch";
   for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
   if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");
   if (req.method != "POST") {
@@ -318,25 +311,31 @@ std::optional<Response> parse_gateway_member_request(const Request& req, etcd::M
     return gateway_error(400, kGrpcInvalidArgument, "the request body must be a JSON object");
   }
   // Unknown fields are ignored, as etcd's gateway does.
-  if (auto it = body.find("ID"); it != body.end() && !it->is_null() && !read_member_id(*it, &out->id)) {
-    return gateway_error(400, kGrpcInvalidArgument, "\"ID\" must be an unsigned 64-bit integer or a decimal string");
+  if (auto it = body.find("ID");
+      it != body.end() && !it->is_null() && !read_member_id(*it, &out->id)) {
+    return gateway_error(400, kGrpcInvalidArgument,
+                         "\"ID\" must be an unsigned 64-bit integer or a decimal string");
   }
   if (auto it = body.find("peerURLs"); it != body.end() && !it->is_null()) {
-    if (!it->is_array()) return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
+    if (!it->is_array())
+      return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
     for (const json& u : *it) {
-      if (!u.is_string()) return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
+      if (!u.is_string())
+        return gateway_error(400, kGrpcInvalidArgument, "\"peerURLs\" must be a list of strings");
       out->peer_urls.push_back(u.get<std::string>());
     }
   }
   if (auto it = body.find("isLearner"); it != body.end() && !it->is_null()) {
-    if (!it->is_boolean()) return gateway_error(400, kGrpcInvalidArgument, "\"isLearner\" must be true or false");
+    if (!it->is_boolean())
+      return gateway_error(400, kGrpcInvalidArgument, "\"isLearner\" must be true or false");
     out->is_learner = it->get<bool>();
   }
   return std::nullopt;
 }
 
 Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call) {
-  if (!r.error.ok()) return gateway_error(gateway_http_status(r.error.code), r.error.code, r.error.message);
+  if (!r.error.ok())
+    return gateway_error(gateway_http_status(r.error.code), r.error.code, r.error.message);
   json out = members_json(r.list);
   if (call == etcd::MemberCall::kAdd) {
     // rpc.proto's order: header, member, members.
@@ -384,7 +383,8 @@ std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& b
   const json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   etcd::MemberReply r;
-  if (auto it = j.find("member"); it != j.end() && !read_member(*it, &r.member)) return std::nullopt;
+  if (auto it = j.find("member"); it != j.end() && !read_member(*it, &r.member))
+    return std::nullopt;
   if (auto it = j.find("members"); it != j.end()) {
     if (!it->is_array()) return std::nullopt;
     for (const json& m : *it) {

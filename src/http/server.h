@@ -28,6 +28,7 @@
 
 namespace ckv::etcd {
 class KvService;
+class LeaseService;
 }
 
 namespace ckv::http {
@@ -78,6 +79,7 @@ struct ServerOptions {
   int idle_timeout_ms = kDefaultIdleTimeoutMs;
   int body_timeout_ms = kDefaultBodyTimeoutMs;
   etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
+  etcd::LeaseService* lease = nullptr;  // serves /v3/lease/* (must outlive the server); null: 501
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their
   // certificates against tls->trusted_ca_pem (else the system store) and

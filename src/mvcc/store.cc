@@ -152,6 +152,19 @@ class Store::WriteTxn {
     return resp;
   }
 
+  // Single-key deletes of each live key of `keys`, at one revision.
+  DeleteRangeResponse delete_keys(const std::vector<std::string>& keys) {
+    DeleteRangeResponse resp;
+    for (const auto& k : keys) {
+      auto it = s_.index_.find(k);
+      if (it == s_.index_.end() || version_at(it->second, read_rev()) == nullptr) continue;
+      write(k, {}, 0, true);
+      ++resp.deleted;
+    }
+    resp.header.revision = resp.deleted != 0 ? begin_ + 1 : begin_;
+    return resp;
+  }
+
   // etcd's applyTxn: runs the branch `path` chose, nested txns in pre-order.
   Status txn(const TxnRequest& r, const std::vector<bool>& path, size_t& at, TxnResponse& resp) {
     KV_CHECK(at < path.size(), "txn path too short: %zu of %zu", at, path.size());
@@ -447,6 +460,19 @@ Result<DeleteRangeResponse> Store::delete_range(const DeleteRangeRequest& r) {
   DeleteRangeResponse resp = w.delete_range(r);
   w.commit();
   return resp;
+}
+
+DeleteRangeResponse Store::delete_keys(const std::vector<std::string>& keys) {
+  WriteTxn w(*this);
+  DeleteRangeResponse resp = w.delete_keys(keys);
+  w.commit();
+  return resp;
+}
+
+void Store::for_each_leased_key(const std::function<void(const std::string&, int64_t)>& fn) const {
+  for (const auto& [key, hist] : index_) {
+    if (!hist.empty() && !hist.back().tombstone && hist.back().lease != 0) fn(key, hist.back().lease);
+  }
 }
 
 bool Store::compare_holds(const Compare& c) const {

@@ -86,12 +86,24 @@ class Store {
   // a shared lock (etcd serves such txns like a Range, not through Raft).
   // A txn that writes is kInvalid here (a caller's mistake, never applied).
   Result<TxnResponse> read_txn(const TxnRequest& r) const;
+  // Deletes each live key of `keys` (absent ones are skipped) in ONE
+  // revision, in the order given, so watchers see them as one revision's
+  // events: a lease revoke's write (lease/lessor.h). Changes nothing (and
+  // takes no revision) when none is live; like delete_range otherwise.
+  DeleteRangeResponse delete_keys(const std::vector<std::string>& keys);
+  // Calls fn(key, lease) for every live key that carries a lease, in key
+  // order: what a restored lease table rebuilds its attachments from.
+  void for_each_leased_key(const std::function<void(const std::string&, int64_t)>& fn) const;
   // The changes made by the last put(), delete_range() or txn() call (a
   // compact() clears them), in
   // sub-revision order (all at revision()); empty if it failed or changed
   // nothing. Each write replaces the list: the node's apply loop reads it
   // right after the write (watchers, lease attachment).
   const std::vector<Event>& last_events() const { return last_events_; }
+  // For a replicated command that writes nothing here (a lease grant, a
+  // revoke of an unknown lease): last_events() is then empty, not the
+  // previous write's (watchers would get those twice).
+  void clear_last_events() { last_events_.clear(); }
 
   // A page of history for watchers (src/watch/): the events of the keys in
   // [key, range_end) (range_end as RangeRequest's: empty is the single key,

@@ -23,6 +23,7 @@
 
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
+#include "lease/expiry.h"
 #include "mvcc/errors.h"
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
@@ -168,6 +169,7 @@ class Node::Impl {
 
   void propose(fsm::Command c, int timeout_ms, WriteCallback cb);
   void read_barrier(int timeout_ms, DoneCallback cb);
+  void lease_call(int64_t id, bool renew, LeaseCallback cb);
   void add_member(MemberInfo info, AddMode mode, int timeout_ms, MemberCallback cb);
   void promote_member(raft::NodeId id, int timeout_ms, MemberCallback cb);
   void update_member_address(raft::NodeId id, std::string raft_address, int timeout_ms, MemberCallback cb);
@@ -226,6 +228,11 @@ class Node::Impl {
   // Restores the state machine from a snapshot read at open (either format).
   Status restore_state_machine(storage::LoadedSnapshot& loaded, const std::string& path);
   void on_tick();
+  // Leases (node.h): promotes or demotes the expiry clock with leadership
+  // and proposes the revokes of expired leases. True while primary.
+  bool drive_lease_expiry();
+  // After applying a committed command: the expiry clock follows grants and revokes.
+  void note_lease_command(const fsm::Command& c, const fsm::ApplyResult& r);
   void progress_member_changes();
   void promote_caught_up_learners(Clock::time_point now);
   bool promotion_keeps_active_quorum(Clock::time_point now) const;
@@ -275,6 +282,11 @@ class Node::Impl {
   std::unique_ptr<transport::Transport> transport_;
   RegisterHook register_hook_;
   Compactor compactor_;  // Raft thread
+  // Leases (node.h). Raft thread. The term of the last applied entry, and
+  // the term in which the expiry clock was promoted (0: not primary).
+  lease::LeaseExpiry lease_expiry_;
+  raft::Term applied_term_ = 0;
+  raft::Term lease_primary_term_ = 0;
   Clock::time_point last_registration_{};
   // NodeStatus::data_dir_bytes, as of the last scan (publish_status).
   uint64_t data_dir_bytes_ = 0;
@@ -986,6 +998,10 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
     set_applied_membership(snapshot_->meta.membership);
     fsm_.restore(std::move(*installed_state_), rd.snapshot->index);
     installed_state_.reset();
+    applied_term_ = rd.snapshot->term;
+    // Every lease may have changed: promote again with full TTLs (never shorter).
+    lease_expiry_.demote();
+    lease_primary_term_ = 0;
     spdlog::info("installed the leader's snapshot at index {} ({} bytes)", rd.snapshot->index,
                  snapshot_->meta.size_bytes);
     // Writes we were waiting for at or below the snapshot were decided by
@@ -1027,6 +1043,7 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
 }
 
 void Node::Impl::apply_entry(const raft::Entry& e) {
+  applied_term_ = e.term;
   if (e.type == raft::EntryType::kConfig) {
     auto m = raft::decode_membership(e.data);
     KV_CHECK(m.has_value(), "undecodable configuration at index %llu", static_cast<unsigned long long>(e.index));
@@ -1049,6 +1066,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     return;
   } else if (auto c = fsm::decode_command(e.data)) {
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    note_lease_command(*c, r);
     if (writes_.waiting_at(e.index)) {
       writes_.applied(e.index, e.term, WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
     }
@@ -1118,6 +1136,97 @@ void Node::Impl::on_tick() {
   };
   expire(reads_);
   expire(reads_waiting_apply_);
+  drive_lease_expiry();
+}
+
+namespace {
+int64_t monotonic_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+// How long a keepalive waits for the ReadIndex round that confirms this
+// node still leads; the caller retries (lease_service.h) within its deadline.
+constexpr int kLeaseConfirmTimeoutMs = 2000;
+}  // namespace
+
+void Node::Impl::note_lease_command(const fsm::Command& c, const fsm::ApplyResult& r) {
+  if (!r.status.is_ok() || r.duplicate) return;
+  if (auto* g = std::get_if<lease::GrantRequest>(&c.request)) {
+    lease_expiry_.granted(g->id, g->ttl, monotonic_ms());
+  } else if (auto* v = std::get_if<lease::RevokeRequest>(&c.request)) {
+    lease_expiry_.revoked(v->id);
+  }
+}
+
+bool Node::Impl::drive_lease_expiry() {
+  const raft::Term term = raft_->term();
+  const bool leader = raft_->role() == raft::StateRole::kLeader;
+  if (!leader || (lease_primary_term_ != 0 && lease_primary_term_ != term)) {
+    // A leader of another term may have renewed leases since: forget our deadlines.
+    if (lease_expiry_.primary()) lease_expiry_.demote();
+    lease_primary_term_ = 0;
+    if (!leader) return false;
+  }
+  const int64_t now = monotonic_ms();
+  if (!lease_expiry_.primary()) {
+    // Primary only once an entry of this term is applied (its no-op): every
+    // lease granted in earlier terms is in the table by then.
+    if (applied_term_ != term) return false;
+    lease_expiry_.promote(now, fsm_.lease_ttls());
+    lease_primary_term_ = term;
+    spdlog::info("lease primary in term {}: {} leases, each expiring after its full TTL", term,
+                 lease_expiry_.size());
+  }
+  if (no_space_) return true;  // a revoke could not be proposed; deadlines keep
+  for (int64_t id : lease_expiry_.due(now)) {
+    fsm::Command c;
+    c.request = lease::RevokeRequest{id};
+    c.proposed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    const raft::ProposeResult r = raft_->propose(fsm::encode_command(c));
+    if (r.ok()) {
+      spdlog::debug("lease {:016x} expired: proposed its revoke at index {}", static_cast<uint64_t>(id), r.index);
+    } else {
+      spdlog::warn("lease {:016x} expired but its revoke could not be proposed: {}; retrying",
+                   static_cast<uint64_t>(id), raft::to_string(r.error));
+      lease_expiry_.revoke_failed(id);
+    }
+  }
+  return true;
+}
+
+void Node::Impl::lease_call(int64_t id, bool renew, LeaseCallback cb) {
+  post([this, id, renew, cb = std::move(cb)]() mutable {
+    if (raft_->role() != raft::StateRole::kLeader) {
+      return cb(Status(StatusCode::kNotLeader, "not the leader"));
+    }
+    if (!drive_lease_expiry()) {
+      return cb(Status(StatusCode::kUnavailable, "the leader has not applied an entry of its term yet"));
+    }
+    const int64_t asked = monotonic_ms();
+    if (!renew) {
+      std::optional<int64_t> left = lease_expiry_.remaining_ms(id, asked);
+      if (!left) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
+      return cb(*left);
+    }
+    // A deposed leader that has not noticed yet must not acknowledge a
+    // keepalive (a new leader may expire the lease meanwhile): confirm
+    // leadership with a ReadIndex round first (thesis §6.4, as etcd 3.5's
+    // ensureLeadership), then renew from the time the keepalive arrived.
+    const uint64_t read_id = next_read_id_++;
+    if (!raft_->read_index(read_id)) return cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
+    const raft::Term term = raft_->term();
+    reads_.emplace(read_id, ReadWaiter{deadline_after(kLeaseConfirmTimeoutMs),
+                                       [this, id, asked, term, cb = std::move(cb)](Status s) {
+                                         if (!s.is_ok()) return cb(s);
+                                         if (lease_primary_term_ != term || !lease_expiry_.primary()) {
+                                           return cb(Status(StatusCode::kNotLeader, "leadership changed"));
+                                         }
+                                         std::optional<int64_t> ttl = lease_expiry_.renew(id, asked);
+                                         if (!ttl) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
+                                         cb(*ttl);
+                                       }});
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -1951,6 +2060,8 @@ void Node::start() { impl_->start(); }
 void Node::stop() { impl_->stop(); }
 void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
 void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
+void Node::lease_renew(int64_t id, LeaseCallback cb) { impl_->lease_call(id, true, std::move(cb)); }
+void Node::lease_remaining(int64_t id, LeaseCallback cb) { impl_->lease_call(id, false, std::move(cb)); }
 void Node::add_member(MemberInfo info, int timeout_ms, DoneCallback cb) {
   impl_->add_member(std::move(info), AddMode::kJoin, timeout_ms,
                     [cb = std::move(cb)](Status s, MemberRefusal) { cb(std::move(s)); });

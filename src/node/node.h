@@ -242,6 +242,8 @@ class Node {
   using DoneCallback = std::function<void(Status)>;
   using ProbeCallback = std::function<void(Result<MemberInfo>)>;
   using MemberCallback = std::function<void(Status, MemberRefusal)>;
+  // A lease answer: seconds (lease_renew) or milliseconds (lease_remaining).
+  using LeaseCallback = std::function<void(Result<int64_t>)>;
   // A condition on this node's applied configuration (wait_for_configuration).
   using ConfigurationCheck = std::function<bool(const raft::Membership& applied)>;
 
@@ -275,6 +277,19 @@ class Node {
   // once this node's state machine has applied everything committed before
   // the call; then read state_machine() directly.
   void read_barrier(int timeout_ms, DoneCallback cb);
+  // Leases (docs/api.md, "Leases"): only the leader keeps lease deadlines
+  // (lease/expiry.h), on its monotonic clock, and expires a lease by
+  // proposing its revoke (at most lease::kRevokeRatePerSec a second). It
+  // becomes the lease primary once it has applied an entry of its own term,
+  // and then gives every lease its full TTL. These answer on the Raft thread:
+  //   lease_renew      a keepalive, in memory (no log write): the granted TTL
+  //                    in seconds;
+  //   lease_remaining  the time left, in milliseconds;
+  // both kNotFound for a lease that does not exist or has expired,
+  // kNotLeader on a follower, kUnavailable on a leader not yet primary
+  // (the caller retries within its deadline, as etcd's LeaseRenew does).
+  void lease_renew(int64_t id, LeaseCallback cb);
+  void lease_remaining(int64_t id, LeaseCallback cb);
   // Leader only: adds the member as a learner, promotes it once caught up,
   // calls back when it is a voter. Idempotent for the same name and address.
   // Refused: past kMaxMembers (kConflict), while kMaxPendingLearners other

@@ -41,6 +41,7 @@ struct Args {
   uint64_t determinism = 0;
   bool persist_checks = true;
   bool swarm = false;
+  bool leases = false;
   bool byzantine = false;
   uint32_t forgery_mask = ~0u;
   bool random_start = false;
@@ -67,6 +68,7 @@ std::string replay_command(const SimConfig& c) {
   if (c.steps != SimConfig{}.steps) cmd += " --steps " + std::to_string(c.steps);
   if (!c.persist_checks) cmd += " --no-persist-checks";
   if (c.swarm) cmd += " --swarm";
+  if (c.leases) cmd += " --leases";
   if (c.byzantine) cmd += " --byzantine";
   for (int k = 0; k < ckv::sim::kForgeryKinds; ++k) {
     if ((c.forgery_mask & (1u << k)) == 0)
@@ -98,7 +100,8 @@ void report_failure(const SimConfig& c, const SimResult& r, bool print_tail) {
 
 struct Totals {
   uint64_t runs = 0, failed = 0, events = 0, acked = 0, reads = 0, leaders = 0, crashes = 0,
-           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0, forged = 0;
+           snapshots = 0, installs = 0, conf = 0, transfers = 0, sim_ms = 0, forged = 0,
+           lease_acks = 0, lease_revokes = 0;
   void add(const SimResult& r) {
     ++runs;
     if (!r.ok) ++failed;
@@ -112,6 +115,8 @@ struct Totals {
     conf += r.conf_changes;
     transfers += r.transfers;
     forged += r.forged;
+    lease_acks += r.lease_acks;
+    lease_revokes += r.lease_revokes;
     sim_ms += r.sim_ms;
   }
   void print(const char* what, double wall_s) const {
@@ -124,7 +129,11 @@ struct Totals {
         what, ull(runs), ull(runs - failed), ull(failed), wall_s,
         static_cast<double>(sim_ms) / 1000.0, ull(events), ull(acked), ull(reads), ull(leaders),
         ull(crashes), ull(snapshots), ull(installs), ull(conf), ull(transfers),
-        forged ? (", " + std::to_string(forged) + " forged messages").c_str() : "");
+        (std::string(forged ? ", " + std::to_string(forged) + " forged messages" : "") +
+         (lease_acks + lease_revokes ? ", " + std::to_string(lease_acks) + " keepalives acknowledged, " +
+                                           std::to_string(lease_revokes) + " leases expired"
+                                     : ""))
+            .c_str());
   }
 };
 
@@ -169,6 +178,7 @@ int usage() {
       "       raft_sim --determinism N [--start S] [--swarm]\n"
       "--no-persist-checks: only the cluster-wide invariants (for mutation experiments)\n"
       "--swarm: each seed draws its own fault profile (printed with a failure)\n"
+      "--leases: clients grant leases and keep some alive; checks no lease expires while kept alive\n"
       "--byzantine: a Byzantine-lite peer forges malformed, out-of-range messages\n"
       "--skip-forgery KIND: not this kind (huge-term, outsider, append-not-contiguous,\n"
       "    append-beyond-log, entry-term-above-message, ack-never-sent, snapshot-garbage,\n"
@@ -207,6 +217,8 @@ int main(int argc, char** argv) {
       a.persist_checks = false;
     } else if (flag == "--swarm") {
       a.swarm = true;
+    } else if (flag == "--leases") {
+      a.leases = true;
     } else if (flag == "--byzantine") {
       a.byzantine = true;
     } else if (flag == "--skip-forgery" && i + 1 < argc) {
@@ -233,6 +245,7 @@ int main(int argc, char** argv) {
     c.steps = a.steps;
     c.persist_checks = a.persist_checks;
     c.swarm = a.swarm;
+    c.leases = a.leases;
     c.byzantine = a.byzantine;
     c.forgery_mask = a.forgery_mask;
     c.echo = !a.quiet;
@@ -270,6 +283,7 @@ int main(int argc, char** argv) {
       c.steps = a.steps;
       c.persist_checks = a.persist_checks;
       c.swarm = a.swarm;
+      c.leases = a.leases;
       c.byzantine = a.byzantine;
       c.forgery_mask = a.forgery_mask;
       configs.push_back(c);
@@ -314,11 +328,12 @@ int main(int argc, char** argv) {
       c.nodes = nodes_for(a, s);
       c.steps = a.steps;
       c.swarm = a.swarm;
+      c.leases = a.leases;
       c.byzantine = a.byzantine;
       c.forgery_mask = a.forgery_mask;
       SimResult x = run_one(c), y = run_one(c);
       if (x.events != y.events || x.sim_ms != y.sim_ms || x.max_commit != y.max_commit ||
-          x.writes_acked != y.writes_acked || x.failure != y.failure) {
+          x.writes_acked != y.writes_acked || x.lease_acks != y.lease_acks || x.failure != y.failure) {
         std::printf("FAIL seed=%llu is not deterministic: %llu vs %llu events, %llu vs %llu ms\n",
                     ull(s), ull(x.events), ull(y.events), ull(x.sim_ms), ull(y.sim_ms));
         return 1;

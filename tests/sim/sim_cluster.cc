@@ -84,6 +84,11 @@ SimNode& SimCluster::add_node(NodeId id) {
                              raft::Term term) {
     check_read_confirmed(node, read_id, start_us, leader, term);
   };
+  env.leases = config_.leases;
+  env.on_lease_ack = [this](uint64_t lease, uint64_t asked_ms) { on_lease_ack(lease, asked_ms); };
+  env.on_lease_applied = [this](NodeId node, const Command& op, raft::Index index) {
+    on_lease_applied(node, op, index);
+  };
   env.snapshot_gap_first = profile_.snap_gap_first;
   env.snapshot_gap_min = profile_.snap_gap_min;
   env.snapshot_gap_max = profile_.snap_gap_max;
@@ -333,6 +338,8 @@ SimResult SimCluster::run() {
   r.leaders = checker_.leaders_seen();
   r.max_commit = checker_.max_committed();
   r.forged = stats_.forged;
+  r.lease_acks = stats_.lease_acks;
+  r.lease_revokes = stats_.lease_revokes;
   for (const auto& [id, s] : slots_) {
     r.reads_served += s.node->reads_served();
     r.snapshots += s.node->snapshots_taken();
@@ -346,6 +353,7 @@ void SimCluster::handle(Event& ev) {
       Slot* s = slot(ev.node);
       if (s == nullptr || !s->node->alive() || s->node->incarnation() != ev.incarnation) return;
       s->node->raft().tick();
+      if (config_.leases) s->node->drive_leases();
       after_input(*s);
       schedule(s->tick_us, std::move(ev));
       return;
@@ -479,6 +487,7 @@ SimNode* SimCluster::newest_leader() {
 
 void SimCluster::chaos_step() {
   check_removals();
+  if (config_.leases && rng_.chance(0.15)) return lease_step();
   // Per mille: mostly client traffic; faults rare enough (a crash every ~1-2 s
   // of simulated time) that the cluster also makes progress between them.
   uint64_t roll = rng_.range(0, 999);
@@ -532,6 +541,76 @@ void SimCluster::chaos_step() {
     s->defer_ready = !s->defer_ready;
     trace_.log(now_us_, "n%llu %s its Readies", ull(s->node->id()),
                s->defer_ready ? "batches" : "stops batching");
+  }
+}
+
+// Leases: a client grants (on a leader), keeps its leases alive through
+// whichever node it reaches (only a primary leader can acknowledge, after
+// confirming it leads), and sometimes stops, so that leases expire too.
+void SimCluster::lease_step() {
+  const uint64_t roll = rng_.range(0, 99);
+  std::vector<uint64_t> kept;
+  for (const auto& [id, c] : lease_clients_) {
+    if (c.kept && !c.revoked) kept.push_back(id);
+  }
+  if (roll < 15 || kept.empty()) {
+    SimNode* leader = pick_leader();
+    if (leader == nullptr || kept.size() >= 6) return;
+    const uint64_t id = next_lease_++;
+    const int64_t ttl_s = static_cast<int64_t>(rng_.range(1, 2));
+    const bool ok = leader->grant(id, ttl_s);
+    trace_.log(now_us_, "client grants lease %llu (ttl %llds) on n%llu: %s", ull(id),
+               static_cast<long long>(ttl_s), ull(leader->id()), ok ? "proposed" : "refused");
+    if (ok) lease_clients_[id] = LeaseClient{ttl_s, now_us_ / kMs, 0, true, false, 0};
+  } else if (roll < 95) {
+    const uint64_t id = rng_.pick(kept);
+    std::vector<Slot*> live = live_slots();
+    if (live.empty()) return;
+    SimNode* target = rng_.chance(0.8) ? pick_leader() : nullptr;
+    if (target == nullptr) target = rng_.pick(live)->node.get();
+    const bool ok = target->keepalive(id);
+    trace_.log(now_us_, "client keepalive of lease %llu on n%llu: %s", ull(id), ull(target->id()),
+               ok ? "confirming" : "not primary");
+  } else {
+    const uint64_t id = rng_.pick(kept);
+    lease_clients_[id].kept = false;
+    trace_.log(now_us_, "client stops keeping lease %llu alive", ull(id));
+  }
+}
+
+void SimCluster::on_lease_ack(uint64_t lease, uint64_t asked_ms) {
+  auto it = lease_clients_.find(lease);
+  if (it == lease_clients_.end()) return;
+  LeaseClient& c = it->second;
+  ++stats_.lease_acks;
+  c.last_ack_asked_ms = std::max(c.last_ack_asked_ms, asked_ms);
+  if (c.revoked && c.revoke_proposed_ms < asked_ms + static_cast<uint64_t>(c.ttl_s) * 1000) {
+    checker_.fail("Lease expiry", fmt("lease %llu: a keepalive that arrived at %llu ms was acknowledged, "
+                                      "but its revoke was proposed at %llu ms, within the TTL of %llds",
+                                      ull(lease), ull(asked_ms), ull(c.revoke_proposed_ms),
+                                      static_cast<long long>(c.ttl_s)));
+  }
+}
+
+void SimCluster::on_lease_applied(NodeId node, const Command& op, raft::Index index) {
+  if (op.op != Command::Op::kLeaseRevoke) return;
+  auto it = lease_clients_.find(op.lease);
+  if (it == lease_clients_.end() || it->second.revoked) return;
+  LeaseClient& c = it->second;
+  c.revoked = true;
+  c.revoke_proposed_ms = op.proposed_ms;
+  ++stats_.lease_revokes;
+  // Every revoke here is an expiry: the primary that proposed it must have
+  // seen no acknowledged keepalive (nor the grant) within the TTL.
+  const uint64_t alive = std::max(c.alive_since_ms, c.last_ack_asked_ms);
+  trace_.log(now_us_, "lease %llu revoked at index %llu (applied first on n%llu; proposed at %llu ms, "
+             "alive since %llu ms, ttl %llds)", ull(op.lease), ull(index), ull(node), ull(op.proposed_ms),
+             ull(alive), static_cast<long long>(c.ttl_s));
+  if (op.proposed_ms < alive + static_cast<uint64_t>(c.ttl_s) * 1000) {
+    checker_.fail("Lease expiry", fmt("lease %llu was revoked by a revoke proposed at %llu ms, but it was "
+                                      "granted or kept alive at %llu ms with a TTL of %llds",
+                                      ull(op.lease), ull(op.proposed_ms), ull(alive),
+                                      static_cast<long long>(c.ttl_s)));
   }
 }
 

@@ -36,6 +36,9 @@ struct SimConfig {
   // The Byzantine-lite peer (byzantine.h) forges malformed messages during the fault phase.
   bool byzantine = false;
   uint32_t forgery_mask = ~0u;  // bit k: Forgery k may be sent (--skip-forgery clears bits)
+  // Leases (--leases): clients grant leases and keep some alive on whichever
+  // node leads; expiry only through the log (see README.md, "Leases").
+  bool leases = false;
 };
 
 struct SimResult {
@@ -57,6 +60,8 @@ struct SimResult {
   uint64_t transfers = 0;
   uint64_t max_commit = 0;
   uint64_t forged = 0;  // messages sent by the Byzantine-lite peer
+  uint64_t lease_acks = 0;     // keepalives acknowledged (--leases)
+  uint64_t lease_revokes = 0;  // leases revoked by expiry (first apply)
 };
 
 SimResult run_simulation(const SimConfig& config);
@@ -139,6 +144,10 @@ class SimCluster {
   void do_transfer();
   void do_forge();
   void check_removals();
+  // --leases: one client lease action (grant, keepalive, stop keeping alive).
+  void lease_step();
+  void on_lease_ack(uint64_t lease, uint64_t asked_ms);
+  void on_lease_applied(raft::NodeId node, const Command& op, raft::Index index);
   void begin_liveness();
   void liveness_step();
   std::string cluster_state() const;
@@ -180,6 +189,17 @@ class SimCluster {
   raft::Term probe_term_ = 0;
   uint64_t probe_count_ = 0;
   SimResult stats_;
+  // --leases: what the clients know of each lease they were granted.
+  struct LeaseClient {
+    int64_t ttl_s = 0;
+    uint64_t alive_since_ms = 0;     // the grant's proposal
+    uint64_t last_ack_asked_ms = 0;  // the latest acknowledged keepalive's arrival
+    bool kept = true;                // the client still sends keepalives
+    bool revoked = false;            // a revoke was applied somewhere
+    uint64_t revoke_proposed_ms = 0;
+  };
+  std::map<uint64_t, LeaseClient> lease_clients_;
+  uint64_t next_lease_ = 1;
 };
 
 }  // namespace ckv::sim

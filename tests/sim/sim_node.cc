@@ -103,7 +103,56 @@ void SimNode::crash() {
   pending_forwards_.clear();
   pending_forward_ids_.clear();
   pending_reads_.clear();
+  reset_leases();
   crash_point_ = CrashPoint::kNone;
+}
+
+void SimNode::reset_leases() {
+  expiry_.demote();
+  lease_term_ = 0;
+  keepalives_.clear();
+}
+
+void SimNode::drive_leases() {
+  if (!env_.leases || !alive()) return;
+  const raft::Term term = raft_->term();
+  const bool leader = raft_->role() == raft::StateRole::kLeader;
+  if (!leader || (lease_term_ != 0 && lease_term_ != term)) {
+    if (expiry_.primary()) trace("lease clock demoted");
+    expiry_.demote();
+    lease_term_ = 0;
+    if (!leader) return;
+  }
+  if (!expiry_.primary()) {
+    if (sm_.applied_term() != term) return;
+    std::vector<std::pair<int64_t, int64_t>> ttls;
+    for (const auto& [id, ttl] : sm_.leases()) ttls.emplace_back(static_cast<int64_t>(id), ttl);
+    expiry_.promote(static_cast<int64_t>(now_ms()), ttls);
+    lease_term_ = term;
+    trace("lease primary in term %llu with %zu leases", ull(term), ttls.size());
+  }
+  for (int64_t id : expiry_.due(static_cast<int64_t>(now_ms()))) {
+    const raft::ProposeResult r = raft_->propose(encode_lease_revoke(static_cast<uint64_t>(id), now_ms()));
+    trace("lease %lld expired: revoke %s", static_cast<long long>(id), r.ok() ? "proposed" : "refused");
+    if (!r.ok()) expiry_.revoke_failed(id);
+  }
+}
+
+bool SimNode::keepalive(uint64_t lease) {
+  if (!env_.leases || !alive()) return false;
+  drive_leases();
+  if (!expiry_.primary()) return false;
+  const uint64_t read_id = kKeepaliveReadBit | ++next_keepalive_;
+  if (!raft_->read_index(read_id)) return false;
+  keepalives_[read_id] = PendingKeepalive{lease, now_ms(), raft_->term()};
+  return true;
+}
+
+bool SimNode::grant(uint64_t lease, int64_t ttl_s) {
+  if (!env_.leases || !alive()) return false;
+  drive_leases();
+  if (!expiry_.primary()) return false;
+  return raft_->propose(encode_lease_grant(lease, ttl_s, now_ms())).ok();
 }
 
 void SimNode::fill_snapshot_data(Message& m) {
@@ -205,6 +254,7 @@ bool SimNode::process_ready(SimRng& rng) {
                                                   ull(id_), ull(meta.index), ull(meta.term)));
     } else {
       trace("restored snapshot %llu/%llu", ull(meta.index), ull(meta.term));
+      reset_leases();  // every lease may have changed: promote again, with full TTLs
       env_.checker->on_restore(id_, meta, sm_.digest());
     }
   }
@@ -217,6 +267,18 @@ bool SimNode::process_ready(SimRng& rng) {
     return false;
   }
   for (const raft::ReadState& rs : rd.read_states) {
+    if (auto k = keepalives_.find(rs.id); k != keepalives_.end()) {
+      // Leadership confirmed for the term the keepalive arrived in: renew
+      // from its arrival (lease/expiry.h), if still primary in that term.
+      const PendingKeepalive ka = k->second;
+      keepalives_.erase(k);
+      if (lease_term_ == ka.term && expiry_.primary() &&
+          expiry_.renew(static_cast<int64_t>(ka.lease), static_cast<int64_t>(ka.asked_ms))) {
+        trace("keepalive of lease %llu (asked at %llu ms) acknowledged", ull(ka.lease), ull(ka.asked_ms));
+        env_.on_lease_ack(ka.lease, ka.asked_ms);
+      }
+      continue;
+    }
     auto it = pending_reads_.find(rs.id);
     if (it == pending_reads_.end()) continue;
     it->second.have_index = true;
@@ -232,6 +294,7 @@ bool SimNode::process_ready(SimRng& rng) {
           ull(sm_.applied()));
   }
   for (uint64_t id : rd.failed_reads) {
+    keepalives_.erase(id);
     pending_reads_.erase(id);
     trace("read #%llu failed", ull(id));
   }
@@ -289,6 +352,15 @@ void SimNode::apply(const Entry& e) {
   }
   sm_.apply(e);
   env_.checker->on_apply(id_, *raft_, e, sm_.digest());
+  if (env_.leases && sm_.last_lease_op()) {
+    const Command& op = *sm_.last_lease_op();
+    if (op.op == Command::Op::kLeaseGrant) {
+      expiry_.granted(static_cast<int64_t>(op.lease), op.ttl_s, static_cast<int64_t>(now_ms()));
+    } else {
+      expiry_.revoked(static_cast<int64_t>(op.lease));
+    }
+    env_.on_lease_applied(id_, op, e.index);
+  }
   auto it = pending_writes_.find(e.index);
   if (it != pending_writes_.end()) {
     if (it->second.term == e.term) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "invariants.h"
+#include "lease/expiry.h"
 #include "raft/raft.h"
 #include "sim_disk.h"
 #include "sim_rng.h"
@@ -29,6 +30,12 @@ struct NodeEnv {
   std::function<void(raft::NodeId node, uint64_t read_id, uint64_t start_us, raft::NodeId leader,
                      raft::Term term)>
       on_read_index;
+  // Leases (--leases): the node drives a lease::LeaseExpiry as node.cc does.
+  bool leases = false;
+  // A keepalive for `lease` that arrived at asked_ms was confirmed (ReadIndex) and renewed.
+  std::function<void(uint64_t lease, uint64_t asked_ms)> on_lease_ack;
+  // A lease grant or revoke took effect on `node` at index.
+  std::function<void(raft::NodeId node, const Command& op, raft::Index index)> on_lease_applied;
   // Applied entries between snapshots: the first gap, then drawn from [min, max] after each.
   uint64_t snapshot_gap_first = 100;
   uint64_t snapshot_gap_min = 50;
@@ -96,6 +103,15 @@ class SimNode {
   // when the read began. False when the core knows no leader to ask.
   bool start_read(uint64_t read_id, std::string key, raft::Index min_index);
   uint64_t reads_served() const { return reads_served_; }
+
+  // Leases (--leases), as node.cc: drive_leases() on every tick promotes the
+  // expiry clock once this leader applied an entry of its term, demotes it
+  // with leadership, and proposes the revokes due; keepalive() starts the
+  // ReadIndex round that confirms leadership before renewing (false: not
+  // primary); grant() proposes a grant on a primary.
+  void drive_leases();
+  bool keepalive(uint64_t lease);
+  bool grant(uint64_t lease, int64_t ttl_s);
   uint64_t snapshots_taken() const { return snapshots_taken_; }
 
  private:
@@ -121,6 +137,21 @@ class SimNode {
   void serve_reads();
   void fill_snapshot_data(raft::Message& m);
   void trace(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+  struct PendingKeepalive {
+    uint64_t lease = 0;
+    uint64_t asked_ms = 0;
+    raft::Term term = 0;
+  };
+  // Read ids with this bit are keepalive confirmations, not client reads.
+  static constexpr uint64_t kKeepaliveReadBit = uint64_t{1} << 63;
+  uint64_t now_ms() const { return *env_.now_us / 1000; }
+  void reset_leases();
+
+  lease::LeaseExpiry expiry_;
+  raft::Term lease_term_ = 0;  // the term the expiry clock was promoted in
+  std::map<uint64_t, PendingKeepalive> keepalives_;
+  uint64_t next_keepalive_ = 0;
 
   raft::NodeId id_;
   // The node layer's address book (node.cc sync_peers), per incarnation:

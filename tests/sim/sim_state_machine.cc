@@ -1,6 +1,7 @@
 // Command encoding, apply, and snapshot (de)serialisation of the simulated key-value state machine.
 #include "sim_state_machine.h"
 
+#include <cstdio>
 #include <cstring>
 
 namespace ckv::sim {
@@ -9,6 +10,12 @@ std::string encode_set(const std::string& key, const std::string& value) {
   return "set " + key + " " + value;
 }
 std::string encode_del(const std::string& key) { return "del " + key; }
+std::string encode_lease_grant(uint64_t id, int64_t ttl_s, uint64_t proposed_ms) {
+  return "lgrant " + std::to_string(id) + " " + std::to_string(ttl_s) + " " + std::to_string(proposed_ms);
+}
+std::string encode_lease_revoke(uint64_t id, uint64_t proposed_ms) {
+  return "lrevoke " + std::to_string(id) + " " + std::to_string(proposed_ms);
+}
 
 std::optional<Command> parse_command(const std::string& data) {
   Command c;
@@ -18,6 +25,19 @@ std::optional<Command> parse_command(const std::string& data) {
     c.op = Command::Op::kSet;
     c.key = data.substr(4, sp - 4);
     c.value = data.substr(sp + 1);
+    return c;
+  }
+  if (data.rfind("lgrant ", 0) == 0 || data.rfind("lrevoke ", 0) == 0) {
+    const bool grant = data[1] == 'g';
+    c.op = grant ? Command::Op::kLeaseGrant : Command::Op::kLeaseRevoke;
+    unsigned long long id = 0, ttl = 0, at = 0;
+    const int want = grant ? 3 : 2;
+    const int got = grant ? std::sscanf(data.c_str(), "lgrant %llu %llu %llu", &id, &ttl, &at)
+                          : std::sscanf(data.c_str(), "lrevoke %llu %llu", &id, &at);
+    if (got != want) return std::nullopt;
+    c.lease = id;
+    c.ttl_s = static_cast<int64_t>(ttl);
+    c.proposed_ms = at;
     return c;
   }
   if (data.rfind("del ", 0) == 0) {
@@ -49,6 +69,10 @@ uint64_t pair_hash(const std::string& k, const std::string& v) {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   return h ^ (h >> 33);
+}
+
+uint64_t lease_hash(uint64_t id, int64_t ttl) {
+  return pair_hash("\x01lease" + std::to_string(id), std::to_string(ttl));
 }
 
 void put_u64(std::string& out, uint64_t v) {
@@ -94,17 +118,27 @@ void SimStateMachine::apply(const raft::Entry& e) {
     if (auto m = raft::decode_membership(e.data)) membership_ = *m;
     return;
   }
+  last_lease_op_.reset();
   auto cmd = parse_command(e.data);
   if (!cmd) return;  // the leader's no-op
   if (cmd->op == Command::Op::kSet) {
     put(cmd->key, cmd->value);
-  } else {
+  } else if (cmd->op == Command::Op::kDel) {
     put(cmd->key, std::nullopt);
+  } else if (cmd->op == Command::Op::kLeaseGrant) {
+    if (leases_.emplace(cmd->lease, cmd->ttl_s).second) {
+      digest_ += lease_hash(cmd->lease, cmd->ttl_s);
+      last_lease_op_ = cmd;
+    }
+  } else if (auto it = leases_.find(cmd->lease); it != leases_.end()) {
+    digest_ -= lease_hash(it->first, it->second);
+    leases_.erase(it);
+    last_lease_op_ = cmd;
   }
 }
 
 std::string SimStateMachine::serialize() const {
-  std::string out = "ckvsim1";
+  std::string out = leases_.empty() ? "ckvsim1" : "ckvsim2";
   put_u64(out, applied_);
   put_u64(out, applied_term_);
   put_u64(out, kv_.size());
@@ -112,11 +146,19 @@ std::string SimStateMachine::serialize() const {
     put_str(out, k);
     put_str(out, v);
   }
+  if (!leases_.empty()) {
+    put_u64(out, leases_.size());
+    for (const auto& [id, ttl] : leases_) {
+      put_u64(out, id);
+      put_u64(out, static_cast<uint64_t>(ttl));
+    }
+  }
   return out;
 }
 
 bool SimStateMachine::restore(const std::string& bytes, const raft::SnapshotMeta& meta) {
-  if (bytes.rfind("ckvsim1", 0) != 0) return false;
+  const bool with_leases = bytes.rfind("ckvsim2", 0) == 0;
+  if (bytes.rfind("ckvsim1", 0) != 0 && !with_leases) return false;
   size_t pos = 7;
   SimStateMachine next;
   uint64_t count = 0;
@@ -128,6 +170,17 @@ bool SimStateMachine::restore(const std::string& bytes, const raft::SnapshotMeta
     std::string k, v;
     if (!get_str(bytes, pos, k) || !get_str(bytes, pos, v)) return false;
     next.put(k, v);
+  }
+  if (with_leases) {
+    uint64_t n = 0;
+    if (!get_u64(bytes, pos, n)) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t id = 0, ttl = 0;
+      if (!get_u64(bytes, pos, id) || !get_u64(bytes, pos, ttl)) return false;
+      if (next.leases_.emplace(id, static_cast<int64_t>(ttl)).second) {
+        next.digest_ += lease_hash(id, static_cast<int64_t>(ttl));
+      }
+    }
   }
   if (pos != bytes.size() || next.applied_ != meta.index || next.applied_term_ != meta.term)
     return false;

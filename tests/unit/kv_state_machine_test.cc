@@ -105,6 +105,9 @@ std::vector<Command> sample_commands() {
   t.idempotency_key = "txn";
   out.push_back(t);
   out.push_back(compact(42));
+  out.push_back(Command{lease::GrantRequest{0x1234'5678'9abc'def0, 90}, "grant-1", 7});
+  out.push_back(Command{lease::GrantRequest{-5, 0}, "", 0});  // ids are any nonzero int64 a client names
+  out.push_back(Command{lease::RevokeRequest{0x1234'5678'9abc'def0}, "", 8});
   return out;
 }
 
@@ -260,7 +263,9 @@ TEST(ResponseCodec, RoundTripsAndFuzzes) {
   std::vector<std::string> seeds{encode_response(r.response),
                                  encode_response(sm.apply(4, del("a")).response),
                                  encode_response(sm.apply(5, put("b", "2")).response),
-                                 encode_response(sm.apply(6, compact(3)).response)};
+                                 encode_response(sm.apply(6, compact(3)).response),
+                                 encode_response(sm.apply(7, Command{lease::GrantRequest{77, 30}, "", 0}).response),
+                                 encode_response(sm.apply(8, Command{lease::RevokeRequest{77}, "", 0}).response)};
   for (const std::string& s : seeds) {
     auto back = decode_response(s);
     ASSERT_TRUE(back.has_value());
