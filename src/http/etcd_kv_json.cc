@@ -6,86 +6,28 @@
 #include <utility>
 #include <vector>
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/util/json_util.h>
-#include <nlohmann/json.hpp>
+#include <google/protobuf/message.h>
 
 #include "etcd/kv_convert.h"
 #include "http/api.h"
+#include "http/gateway_pb_json.h"
 
 namespace ckv::http {
 
 namespace {
 
 namespace pb = etcdserverpb;
-namespace pbutil = google::protobuf::util;
-using json = nlohmann::json;
-
-bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
 
 // JSON nesting a KV request may use: protobuf's parser stops at 100 nested
 // messages, and each nested txn costs 3 JSON levels per 2 message levels
 // ({"success":[{"request_txn":{...). Deeper is refused before any parser runs.
 constexpr int kMaxKvJsonDepth = 160;
 
-// jsonpb's AllowUnknownFields: members no field of d names (by its proto or
-// JSON name) are dropped, recursively into message fields. protobuf's own
-// ignore_unknown_fields would also turn an unknown enum name into the
-// default value, which etcd refuses ("unknown value ... for enum"), so the
-// pruned text is then parsed strictly.
-void drop_unknown_fields(json& j, const google::protobuf::Descriptor* d) {
-  if (!j.is_object()) return;
-  for (auto it = j.begin(); it != j.end();) {
-    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(it.key());
-    for (int i = 0; f == nullptr && i < d->field_count(); ++i) {
-      if (d->field(i)->json_name() == it.key()) f = d->field(i);
-    }
-    if (f == nullptr) {
-      it = j.erase(it);
-      continue;
-    }
-    if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
-      if (f->is_repeated() && it->is_array()) {
-        for (json& e : *it) drop_unknown_fields(e, f->message_type());
-      } else {
-        drop_unknown_fields(*it, f->message_type());
-      }
-    }
-    ++it;
-  }
+Status parse(std::string_view body, google::protobuf::Message* out) {
+  return parse_gateway_json(body, kMaxKvJsonDepth, out);
 }
 
-// As etcd's grpc-gateway (runtime.JSONPb{OrigName: true} over golang/protobuf's
-// jsonpb): unknown fields are ignored, an empty body is the empty message.
-template <typename Message>
-Status parse(std::string_view body, Message* out) {
-  if (blank(body)) return Status::ok();
-  if (json_deeper_than(body, kMaxKvJsonDepth)) {
-    return Status(StatusCode::kInvalid, "JSON nested more than " +
-                                            std::to_string(kMaxKvJsonDepth) + " levels deep");
-  }
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status(StatusCode::kInvalid, "malformed JSON");
-  if (!j.is_object()) {
-    return Status(StatusCode::kInvalid, "the request body must be a JSON object");
-  }
-  drop_unknown_fields(j, Message::descriptor());
-  const auto st = pbutil::JsonStringToMessage(j.dump(), out, pbutil::JsonParseOptions());
-  if (!st.ok()) return Status(StatusCode::kInvalid, std::string(st.message()));
-  return Status::ok();
-}
-
-template <typename Message>
-std::string print(const Message& m) {
-  pbutil::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;    // OrigName: "prev_kv", not "prevKv"
-  opts.always_print_primitive_fields = false;  // EmitDefaults false: zero values omitted
-  std::string out;
-  // Printing a well-formed message cannot fail; an empty body would be the
-  // only symptom if it ever did, and the caller sends what it got.
-  (void)pbutil::MessageToJsonString(m, &out, opts);
-  return out;
-}
+std::string print(const google::protobuf::Message& m) { return print_gateway_json(m); }
 
 template <typename Mvcc, typename Pb>
 Result<Mvcc> from_json(std::string_view body, size_t* encoded_bytes) {

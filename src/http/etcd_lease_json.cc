@@ -3,57 +3,30 @@
 
 #include <utility>
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/util/json_util.h>
-#include <nlohmann/json.hpp>
+#include <google/protobuf/message.h>
 
 #include "etcd/lease_convert.h"
 #include "etcd/lease_service.h"
 #include "http/etcd_gateway.h"
 #include "http/etcd_kv_json.h"
+#include "http/gateway_pb_json.h"
 
 namespace ckv::http {
 
 namespace {
 
 namespace pb = etcdserverpb;
-namespace pbutil = google::protobuf::util;
-using json = nlohmann::json;
 
 constexpr int kGrpcUnknown = 2;
 constexpr int kGrpcUnimplemented = 12;
 // The lease messages are flat: a body nested deeper is refused before parsing.
 constexpr int kMaxLeaseJsonDepth = 8;
 
-// As etcd's gateway: an empty body is the empty message, unknown members
-// are ignored (the messages are flat: top-level members only), the rest is
-// parsed strictly by protobuf.
-template <typename Message>
-Status parse(std::string_view body, Message* out) {
-  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return Status::ok();
-  if (json_deeper_than(body, kMaxLeaseJsonDepth)) return Status(StatusCode::kInvalid, "JSON nested too deeply");
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status(StatusCode::kInvalid, "malformed JSON");
-  if (!j.is_object()) return Status(StatusCode::kInvalid, "the request body must be a JSON object");
-  const google::protobuf::Descriptor* d = Message::descriptor();
-  for (auto it = j.begin(); it != j.end();) {
-    bool known = d->FindFieldByName(it.key()) != nullptr;
-    for (int i = 0; !known && i < d->field_count(); ++i) known = d->field(i)->json_name() == it.key();
-    it = known ? std::next(it) : j.erase(it);
-  }
-  const auto st = pbutil::JsonStringToMessage(j.dump(), out, pbutil::JsonParseOptions());
-  if (!st.ok()) return Status(StatusCode::kInvalid, std::string(st.message()));
-  return Status::ok();
+Status parse(std::string_view body, google::protobuf::Message* out) {
+  return parse_gateway_json(body, kMaxLeaseJsonDepth, out);
 }
 
-template <typename Message>
-std::string print(const Message& m) {
-  pbutil::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;  // "ID", "TTL", "grantedTTL"
-  std::string out;
-  (void)pbutil::MessageToJsonString(m, &out, opts);
-  return out;
-}
+std::string print(const google::protobuf::Message& m) { return print_gateway_json(m); }
 
 Response error_of(const Status& s) {
   const GrpcError e = grpc_error_for(s);

@@ -616,6 +616,21 @@ TEST_F(NodeTest, RemovalThatWouldLoseQuorumNeedsForce) {
   // never got the change) can win the next election and drop it; whether it
   // does was a race against the machine's load.
   hub_->isolate(node_id_for(down), false);
+  // ... and follows the leader again, caught up, before the removal: until
+  // the leader hears from it, the configuration {leader, down} fails the
+  // leader's check-quorum round, and a `down` that has not heard from a
+  // leader grants the removed member's (pre-)votes (thesis §4.2.3); either
+  // way the removal could be lost to an election (1 run in 25 under load).
+  const raft::NodeId leader_id = l->status().id;
+  const uint64_t committed = l->status().commit_index;
+  ASSERT_TRUE(eventually([&] {
+    const NodeStatus st = nodes_[down]->status();
+    if (st.leader_id != leader_id || st.applied_index < committed) return false;
+    for (const MemberStatus& m : l->status().members) {
+      if (m.info.name == down) return m.active.has_value() && *m.active;
+    }
+    return false;
+  }));
   std::promise<Status> forced;
   l->remove_member(other, true, 10000, [&](Status s) { forced.set_value(s); });
   EXPECT_TRUE(forced.get_future().get().is_ok());
