@@ -305,7 +305,10 @@ class EtcdWatchTest(ClusterTest):
 
     def test_a_member_without_a_leader_ends_require_leader_watches(self):
         nodes, leader, follower = self.start_cluster()
-        w = Watch(self, follower.grpc, ["x"])  # etcdctl watches WithRequireLeader
+        # From the next revision: the put below may land before etcdctl has
+        # created its watch (seen once in CI), and must still be seen.
+        base = store_revision(leader.grpc)
+        w = Watch(self, follower.grpc, ["x", f"--rev={base + 1}"])  # etcdctl watches WithRequireLeader
         r = etcdctl(leader.grpc, ["put", "x", "1"])
         self.assertEqual(r.returncode, 0, r.stderr)
         w.wait_for_line("1")
