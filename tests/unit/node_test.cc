@@ -109,6 +109,15 @@ class NodeTest : public ::testing::Test {
     return nullptr;
   }
 
+  // The three-voter cluster most tests start from: a bootstraps, b and c join.
+  void start_three_voters() {
+    start("a", true);
+    start("b", false);
+    start("c", false);
+    ASSERT_TRUE(join("b").is_ok());
+    ASSERT_TRUE(join("c").is_ok());
+  }
+
   Status join(const std::string& name, bool with_api_address = true) {
     Node* l = nullptr;
     EXPECT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
@@ -222,11 +231,7 @@ TEST_F(NodeTest, LaggingMemberHearsANewLeaderItHasNeverHeardOf) {
 }
 
 TEST_F(NodeTest, BootstrapJoinReplicateAndReadEverywhere) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* l = leader();
   ASSERT_NE(l, nullptr);
   EXPECT_EQ(l->status().members.size(), 3u);
@@ -260,11 +265,7 @@ TEST_F(NodeTest, JoinedByRaftAddressOnlyRegistersItsApiAddress) {
 // leader as a Raft proposal and is answered once the follower ITSELF applied
 // it, with its own result, so a read there that follows sees it.
 TEST_F(NodeTest, FollowerWriteIsForwardedAndAnsweredOnItsOwnApply) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* l = leader();
   ASSERT_NE(l, nullptr);
   Node* follower = nullptr;
@@ -299,11 +300,7 @@ TEST_F(NodeTest, FollowerWriteIsForwardedAndAnsweredOnItsOwnApply) {
 // proposal was appended: the waiter times out with "outcome unknown"
 // (504 / etcd's "request timed out"), and nothing re-sends the proposal.
 TEST_F(NodeTest, FollowerWhoseLeaderDiesTimesOutAsUnknown) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* old = leader();
   ASSERT_NE(old, nullptr);
   Node* follower = nullptr;
@@ -369,11 +366,7 @@ TEST_F(NodeTest, FollowerBoundsItsForwardedWritesAndRefusesWithoutALeader) {
 
 // Acknowledged writes survive a restart of every node from its data dir.
 TEST_F(NodeTest, RestartResumesFromDisk) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
   for (const char* n : {"a", "b", "c"}) kill(n);
   start("a", true);  // same command incl. bootstrap: resumes
@@ -409,11 +402,7 @@ TEST_F(NodeTest, SnapshotsCompactAndNewNodeCatchesUp) {
 
 // A leader that loses its majority stops acknowledging; the majority elects a new leader.
 TEST_F(NodeTest, IsolatedLeaderIsReplaced) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* old = leader();
   ASSERT_NE(old, nullptr);
   ASSERT_TRUE(write(*old, "before", "1").is_ok());
@@ -552,11 +541,7 @@ TEST_F(NodeTest, SecondPendingLearnerIsRefused) {
 // the transport refuses it, so it never acts as the member it was, and
 // joining it again is refused until it is removed.
 TEST_F(NodeTest, WipedMemberIsRefusedUntilRemovedAndAddedAgain) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   ASSERT_TRUE(write(*leader(), "before", "1").is_ok());
   if (leader() == nodes_["c"].get()) {
     // Keep the test about a follower: hand leadership away by isolating c.
@@ -585,11 +570,7 @@ TEST_F(NodeTest, WipedMemberIsRefusedUntilRemovedAndAddedAgain) {
 // removing a live follower would leave one active voter of two: refused
 // unless forced; forced, it commits once the unreachable one is back.
 TEST_F(NodeTest, RemovalThatWouldLoseQuorumNeedsForce) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* l = leader();
   ASSERT_NE(l, nullptr);
   std::vector<std::string> others;
@@ -859,11 +840,7 @@ TEST_F(NodeTest, MembershipCallWaitsForTheChangeBeforeIt) {
 // a member added as a voter by one leader is promoted by the next once it
 // catches up. Before, only the leader holding the /join's waiter promoted.
 TEST_F(NodeTest, NextLeaderPromotesAMemberAddedAsAVoter) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* first = leader();
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(eventually([&] { return all_active(*first); }));
@@ -979,11 +956,7 @@ TEST_F(NodeTest, SnapshotInstalledAndRestartedNodesAnswerEveryRevisionAsTheLeade
 // Issue 8, exactly-once retries (thesis §6.3): a retry after a leader
 // change, on another node, returns the first result and adds no revision.
 TEST_F(NodeTest, RetryWithTheSameIdempotencyKeyAfterALeaderChangeIsNotAppliedAgain) {
-  start("a", true);
-  start("b", false);
-  start("c", false);
-  ASSERT_TRUE(join("b").is_ok());
-  ASSERT_TRUE(join("c").is_ok());
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* old = leader();
   ASSERT_NE(old, nullptr);
   auto first = write(*old, "k", "v1", 5000, "client-7:req-1");
