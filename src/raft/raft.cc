@@ -21,6 +21,8 @@ constexpr uint64_t kForwardDedupWindow = 4096;
 // that the sender's forwards are dropped until the term changes, rather than
 // forgetting an epoch whose duplicates could then be appended again.
 constexpr size_t kMaxForwardEpochsPerPeer = 16;
+// A follower's reads waiting for the leader's answer (reads_at_leader_).
+constexpr size_t kMaxReadsAtLeader = 65536;
 
 using ull = unsigned long long;
 
@@ -176,6 +178,8 @@ class Raft::Impl {
   bool send_append(NodeId to, Progress& pr, bool send_if_empty);
   void send_snapshot_chunk(NodeId to, Progress& pr);
   void send_heartbeat(NodeId to, Progress& pr, uint64_t context);
+  // Every change of leader_ goes through here (reads_at_leader_).
+  void set_leader(NodeId leader);
   void broadcast_heartbeat(uint64_t context);
   void flush();
   bool maybe_commit();
@@ -225,6 +229,12 @@ class Raft::Impl {
   std::vector<Message> msgs_;        // only after
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
+  // Follower: ids of reads sent to leader_ (kReadIndex) and not answered.
+  // When leader_ changes they fail at once (Ready::failed_reads) instead of
+  // waiting out the caller's deadline for an answer that may never come
+  // (the leader died or was deposed). At most kMaxReadsAtLeader: past it the
+  // oldest fails, as its caller has timed out long since.
+  std::set<uint64_t> reads_at_leader_;
 
   // Follower: this incarnation's forward epoch (random, below 2^62, carried
   // in kProp.log_index) and the ids of its forwards, counting up from 1 (a
@@ -336,7 +346,7 @@ void Raft::Impl::become_follower(Term term, NodeId leader) {
     vote_ = kNoNode;
   }
   role_ = StateRole::kFollower;
-  leader_ = leader;
+  set_leader(leader);
   lead_transferee_ = kNoNode;
   forget_forwarded();
   votes_.clear();
@@ -348,7 +358,7 @@ void Raft::Impl::become_pre_candidate() {
   // Thesis §9.6: a pre-candidate does not touch its term or vote, so a node
   // that cannot win (partitioned, stale log) cannot disrupt the cluster.
   role_ = StateRole::kPreCandidate;
-  leader_ = kNoNode;
+  set_leader(kNoNode);
   votes_.clear();
   reset_timers();
 }
@@ -357,7 +367,7 @@ void Raft::Impl::become_candidate() {
   role_ = StateRole::kCandidate;
   term_ += 1;
   vote_ = id_;
-  leader_ = kNoNode;
+  set_leader(kNoNode);
   votes_.clear();
   reset_timers();
 }
@@ -365,7 +375,7 @@ void Raft::Impl::become_candidate() {
 void Raft::Impl::become_leader() {
   KV_CHECK(role_ == StateRole::kCandidate, "only a candidate becomes leader (role %s)", to_string(role_));
   role_ = StateRole::kLeader;
-  leader_ = id_;
+  set_leader(id_);
   lead_transferee_ = kNoNode;
   reset_timers();
   progress_.clear();
@@ -434,7 +444,7 @@ void Raft::Impl::tick() {
       } else {
         // Learners and non-members never campaign, but must not keep
         // reporting a leader they stopped hearing from.
-        leader_ = kNoNode;
+        set_leader(kNoNode);
         election_elapsed_ = 0;
       }
     }
@@ -612,19 +622,19 @@ const char* Raft::Impl::step(const Message& m) {
   switch (m.type) {
     case MessageType::kAppend:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_append(m);
       break;
     case MessageType::kHeartbeat:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_heartbeat(m);
       break;
     case MessageType::kSnapshot:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_snapshot(m);
       break;
@@ -644,6 +654,9 @@ const char* Raft::Impl::step(const Message& m) {
       break;
     }
     case MessageType::kReadIndexResp:
+      // Only an answer to a read still waiting on this leader: one failed
+      // when the leader changed has been reported already.
+      if (reads_at_leader_.erase(m.context) == 0) break;
       if (m.reject) {
         failed_reads_.push_back(m.context);
       } else {
@@ -1413,12 +1426,24 @@ bool Raft::Impl::read_index(uint64_t id) {
     return true;
   }
   if (leader_ == kNoNode) return false;
+  if (reads_at_leader_.size() >= kMaxReadsAtLeader) {
+    failed_reads_.push_back(*reads_at_leader_.begin());
+    reads_at_leader_.erase(reads_at_leader_.begin());
+  }
+  reads_at_leader_.insert(id);
   Message m;
   m.type = MessageType::kReadIndex;
   m.to = leader_;
   m.context = id;
   send(std::move(m));
   return true;
+}
+
+void Raft::Impl::set_leader(NodeId leader) {
+  if (leader == leader_) return;
+  failed_reads_.insert(failed_reads_.end(), reads_at_leader_.begin(), reads_at_leader_.end());
+  reads_at_leader_.clear();
+  leader_ = leader;
 }
 
 void Raft::Impl::start_read(NodeId requester, uint64_t id) {

@@ -329,6 +329,29 @@ TEST_F(NodeTest, FollowerWhoseLeaderDiesTimesOutAsUnknown) {
   }
 }
 
+// A linearizable read a follower sent to a leader that then dies is asked
+// again of the next leader and succeeds within its deadline; it used to wait
+// the whole deadline for the dead leader's answer and fail.
+TEST_F(NodeTest, FollowerReadWhoseLeaderDiesIsAskedOfTheNextLeader) {
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
+  Node* old = leader();
+  ASSERT_NE(old, nullptr);
+  Node* follower = nullptr;
+  for (auto& [name, n] : nodes_) {
+    if (n.get() != old) follower = n.get();
+  }
+  ASSERT_TRUE(eventually([&] { return follower->status().leader_id == old->status().id; }));
+  ASSERT_TRUE(write(*old, "k", "v").is_ok());
+  hub_->isolate(old->status().id, true);
+  std::promise<Status> p;
+  follower->read_barrier(15000, [&](Status s) { p.set_value(s); });
+  const Status s = p.get_future().get();
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  EXPECT_NE(follower->status().leader_id, old->status().id);
+  EXPECT_EQ(follower->state_machine().get("k"), std::optional<std::string>("v"));
+  hub_->isolate(old->status().id, false);
+}
+
 // NodeOptions::max_forwarded_writes: beyond it a follower refuses at once
 // rather than queueing without bound; a follower with no leader refuses at once too.
 TEST_F(NodeTest, FollowerBoundsItsForwardedWritesAndRefusesWithoutALeader) {
