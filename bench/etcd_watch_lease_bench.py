@@ -183,11 +183,13 @@ def main():
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores, shared)")
     rows = {
         "watch": [("event latency p50 ms", "p50_ms"), ("event latency p99 ms", "p99_ms"),
+                  ("put (commit) p50 ms", "put_p50_ms"), ("put (commit) p99 ms", "put_p99_ms"),
                   ("events delivered / expected", None), ("starved watchers", "short_watchers"),
                   ("server CPU (cores)", "server_cpu_cores"), ("server RSS MiB", "server_rss_mib"),
                   ("server peak RSS MiB", "server_peak_rss_mib")],
         "leases": [("keepalives answered / s", "keepalives_per_s"), ("keepalive p50 ms", "p50_ms"),
-                   ("keepalive p99 ms", "p99_ms"), ("expired answers", "expired_answers"),
+                   ("keepalive p99 ms", "p99_ms"), ("unanswered at the end", "backlog"),
+                   ("expired answers", "expired_answers"),
                    ("keys left / leases", None), ("server CPU (cores)", "server_cpu_cores"),
                    ("server RSS MiB", "server_rss_mib"), ("server peak RSS MiB", "server_peak_rss_mib")],
     }

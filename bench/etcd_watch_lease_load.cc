@@ -327,6 +327,8 @@ int run_watch(const Options& o) {
   std::vector<int64_t> puts_of_key(static_cast<size_t>(o.keys), 0);
   std::atomic<int64_t> put_errors{0};
   std::atomic<int64_t> puts_in_flight{0};
+  std::mutex put_lat_mu;
+  std::vector<double> put_latencies_ms;  // of the window's puts: how much of an event's latency is the commit
   const Clock::time_point start = Clock::now();
   const Clock::time_point measure_from = start + seconds(o.warmup_s);
   const Clock::time_point stop_at = measure_from + seconds(o.duration_s);
@@ -351,7 +353,8 @@ int run_watch(const Options& o) {
       req.set_key(o.key_prefix + std::to_string(key));
       const int64_t t = now_ns();
       req.set_value(std::to_string(t));
-      if (t >= window_from && t < window_to) {
+      const bool in_window = t >= window_from && t < window_to;
+      if (in_window) {
         ++puts_of_key[static_cast<size_t>(key)];
         ++window_puts;
       }
@@ -360,8 +363,12 @@ int run_watch(const Options& o) {
           [&](grpc::ClientContext* c, const pb::PutRequest* q, pb::PutResponse* p, auto cb) {
             kv->async()->Put(c, q, p, std::move(cb));
           },
-          req, [&](const grpc::Status& s, const pb::PutResponse&) {
+          req, [&, t, in_window](const grpc::Status& s, const pb::PutResponse&) {
             if (!s.ok()) ++put_errors;
+            if (s.ok() && in_window) {
+              std::lock_guard lock(put_lat_mu);
+              put_latencies_ms.push_back(static_cast<double>(now_ns() - t) / 1e6);
+            }
             --puts_in_flight;
           });
     }
@@ -405,15 +412,17 @@ int run_watch(const Options& o) {
   const double n = static_cast<double>(all.size());
   const double p50 = percentile(all, 0.50);
   const double p99 = percentile(all, 0.99);
+  const double put_p50 = percentile(put_latencies_ms, 0.50);
+  const double put_p99 = percentile(put_latencies_ms, 0.99);
   std::printf(
       "{\"op\":\"watch\",\"watchers\":%d,\"streams\":%d,\"keys\":%d,\"rate\":%d,\"create_s\":%.2f,"
       "\"puts\":%lld,\"put_errors\":%lld,\"events_expected\":%lld,\"events_delivered\":%.0f,"
       "\"events_per_s\":%.0f,\"short_watchers\":%lld,\"canceled\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-      "\"max_ms\":%.3f}\n",
+      "\"max_ms\":%.3f,\"put_p50_ms\":%.3f,\"put_p99_ms\":%.3f}\n",
       o.watchers, o.streams, o.keys, o.rate, create_s, static_cast<long long>(window_puts),
       static_cast<long long>(put_errors.load()), static_cast<long long>(expected), n, n / o.duration_s,
       static_cast<long long>(short_watchers), static_cast<long long>(canceled), p50, p99,
-      all.empty() ? 0.0 : all.back());
+      all.empty() ? 0.0 : all.back(), put_p50, put_p99);
   return 0;
 }
 
@@ -448,10 +457,15 @@ int run_leases(const Options& o) {
   std::unordered_map<int64_t, size_t> index_of;
   for (size_t i = 0; i < ids.size(); ++i) index_of[ids[i]] = i;
   // Keepalives start before the keys are attached: the TTL may be short.
-  std::vector<std::atomic<int64_t>> sent_at(ids.size());
+  // Send times of each lease's unanswered keepalives: a lease's answers come
+  // in the order of its requests, so each answer is timed against its own
+  // request even when the server falls seconds behind.
+  std::mutex lat_mu;
+  std::vector<std::deque<int64_t>> sent_at(ids.size());
+  int64_t total_sent = 0;
+  int64_t total_answered = 0;
   std::atomic<int64_t> answered{0};
   std::atomic<int64_t> expired_answers{0};
-  std::mutex lat_mu;
   std::vector<double> latencies_ms;
   std::atomic<bool> in_window{false};
   std::vector<std::unique_ptr<Stream<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>>> streams;
@@ -462,11 +476,15 @@ int run_leases(const Options& o) {
           auto it = index_of.find(r.id());
           if (it == index_of.end()) return;
           if (r.ttl() <= 0) ++expired_answers;
+          std::lock_guard lock(lat_mu);
+          std::deque<int64_t>& q = sent_at[it->second];
+          if (q.empty()) return;
+          const int64_t sent = q.front();
+          q.pop_front();
+          ++total_answered;
           if (!in_window.load()) return;
           ++answered;
-          const double ms = static_cast<double>(now - sent_at[it->second].load()) / 1e6;
-          std::lock_guard lock(lat_mu);
-          latencies_ms.push_back(ms);
+          latencies_ms.push_back(static_cast<double>(now - sent) / 1e6);
         }));
     auto& st = *streams.back();
     lease->async()->LeaseKeepAlive(&st.ctx, &st);
@@ -485,7 +503,11 @@ int run_leases(const Options& o) {
         const size_t i = static_cast<size_t>(sent % o.leases);
         pb::LeaseKeepAliveRequest req;
         req.set_id(ids[i]);
-        sent_at[i] = now_ns();
+        {
+          std::lock_guard lock(lat_mu);
+          sent_at[i].push_back(now_ns());
+          ++total_sent;
+        }
         streams[i % streams.size()]->send(std::move(req));
         if (in_window.load()) ++keepalives_sent;
       }
@@ -521,6 +543,11 @@ int run_leases(const Options& o) {
   std::this_thread::sleep_for(seconds(o.duration_s));
   in_window = false;
   phase("measured");
+  int64_t backlog = 0;  // keepalives sent and not answered yet, at the end of the window
+  {
+    std::lock_guard lock(lat_mu);
+    backlog = total_sent - total_answered;
+  }
   const int64_t expired_in_window = expired_answers.load() - expired_before;
   // Count the keys while keepalives still run: every one must be there.
   int64_t keys_left = -1;
@@ -547,10 +574,11 @@ int run_leases(const Options& o) {
   std::printf(
       "{\"op\":\"leases\",\"leases\":%d,\"streams\":%d,\"ttl\":%d,\"setup_s\":%.2f,\"keepalives_sent\":%lld,"
       "\"keepalives_answered\":%lld,\"keepalives_per_s\":%.0f,\"expired_answers\":%lld,\"keys_left\":%lld,"
-      "\"streams_broken\":%s,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+      "\"backlog\":%lld,\"streams_broken\":%s,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
       o.leases, o.streams, o.ttl, setup_s, static_cast<long long>(keepalives_sent.load()),
       static_cast<long long>(answered.load()), static_cast<double>(answered.load()) / o.duration_s,
-      static_cast<long long>(expired_in_window), static_cast<long long>(keys_left), broken ? "true" : "false",
+      static_cast<long long>(expired_in_window), static_cast<long long>(keys_left),
+      static_cast<long long>(backlog), broken ? "true" : "false",
       p50, p99);
   return 0;
 }
