@@ -4,7 +4,7 @@
 Usage:
     bench/etcd_watch_lease_bench.py [--kvnode build/kvnode] [--load build/bench/etcd_watch_lease_load]
                                     [--duration 20] [--only watch,leases] [--watchers 10000] [--leases 10000]
-                                    [--out result.json]
+                                    [--members 3] [--out result.json]
 
 Each load runs against a fresh single-member server (etcd first, then kvnode, never both at
 once: the machine has 2 cores), data dir on disk in a temp dir under /var/tmp (CKV_BENCH_DIR to
@@ -14,6 +14,10 @@ measured window on its stdout, and this script reads the server's CPU time (utim
 /proc/PID/stat) at both ends of it and its VmRSS and VmHWM (peak) at the end. CPU is reported as
 cores busy (CPU seconds / wall seconds). The generator runs on the same machine and takes CPU
 too: compare the two servers' numbers from one run, not across runs.
+
+--members 3 starts 3-member clusters instead (bench/etcd_api_bench.py's) and points the load at a
+follower, so keepalives are forwarded to the leader and watchers are served from a follower's
+applied state; CPU and memory are then the sum over the three members.
 """
 
 import argparse
@@ -26,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import etcd_api_bench
 
 START_TIMEOUT_S = 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -106,21 +112,36 @@ def wait_ready(server):
     sys.exit("etcd_watch_lease_bench: the server did not take a put in time")
 
 
+class Members:
+    """A 3-member cluster of etcd_api_bench.py, seen through one follower's endpoint."""
+
+    def __init__(self, cluster, label):
+        self.cluster = cluster
+        etcd_api_bench.wait_for(f"{label}: 3 voters", lambda: etcd_api_bench.member_count(cluster.grpc) == 3)
+        leader = etcd_api_bench.wait_for(f"{label}: a leader", lambda: etcd_api_bench.leader_endpoint(cluster.grpc))
+        self.endpoint = next(e for e in cluster.grpc if e != leader)
+        self.pids = [p.pid for p in cluster.procs]
+        self.proc = cluster.procs[cluster.grpc.index(self.endpoint)]
+
+    def stop(self):
+        self.cluster.stop()
+
+
 def run_load(load_bin, server, args):
     """Runs the generator; samples the server's CPU over the window it marks. Returns its JSON plus ours."""
     p = subprocess.Popen([load_bin, f"--endpoint={server.endpoint}", *args], stdout=subprocess.PIPE, text=True)
-    pid = server.proc.pid
+    pids = getattr(server, "pids", [server.proc.pid])
     result = {}
     for line in p.stdout:
         msg = json.loads(line)
         if msg.get("phase") == "measure":
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            cpu0, t0 = sum(cpu_seconds(pid) for pid in pids), time.monotonic()
         elif msg.get("phase") == "measured":
-            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            cpu1, t1 = sum(cpu_seconds(pid) for pid in pids), time.monotonic()
             result["server_cpu_cores"] = (cpu1 - cpu0) / (t1 - t0)
-            mem = memory_kib(pid)
-            result["server_rss_mib"] = mem["VmRSS"] / 1024
-            result["server_peak_rss_mib"] = mem["VmHWM"] / 1024
+            mems = [memory_kib(pid) for pid in pids]
+            result["server_rss_mib"] = sum(m["VmRSS"] for m in mems) / 1024
+            result["server_peak_rss_mib"] = sum(m["VmHWM"] for m in mems) / 1024
         else:
             result.update(msg)
     if p.wait() != 0:
@@ -140,6 +161,7 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--ttl", type=int, default=5)
+    ap.add_argument("--members", type=int, choices=(1, 3), default=1)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     for path in (args.kvnode, args.load):
@@ -170,8 +192,14 @@ def main():
             for label in ("etcd", "consensuskv"):
                 d = os.path.join(tmp, f"{name}-{label}")
                 os.makedirs(d)
-                s = start_etcd(d) if label == "etcd" else start_kvnode(d, args.kvnode)
-                servers.append(s)
+                if args.members == 3:
+                    c = etcd_api_bench.start_etcd(d) if label == "etcd" else etcd_api_bench.start_kvnode(d, args.kvnode)
+                    servers.append(c)
+                    s = Members(c, label)
+                    servers[-1] = s
+                else:
+                    s = start_etcd(d) if label == "etcd" else start_kvnode(d, args.kvnode)
+                    servers.append(s)
                 wait_ready(s)
                 r = run_load(args.load, s, loads[name] + common)
                 s.stop()
@@ -190,7 +218,7 @@ def main():
         "leases": [("keepalives answered / s", "keepalives_per_s"), ("keepalive p50 ms", "p50_ms"),
                    ("keepalive p99 ms", "p99_ms"), ("unanswered at the end", "backlog"),
                    ("expired answers", "expired_answers"),
-                   ("keys left / leases", None), ("server CPU (cores)", "server_cpu_cores"),
+                   ("puts refused (lease gone)", "attach_errors"), ("keys left / leases", None), ("server CPU (cores)", "server_cpu_cores"),
                    ("server RSS MiB", "server_rss_mib"), ("server peak RSS MiB", "server_peak_rss_mib")],
     }
     for name, rs in results.items():
@@ -199,7 +227,7 @@ def main():
         for what, field in rows[name]:
             if field is None:
                 a, b = (("events_delivered", "events_expected") if name == "watch" else ("keys_left", "leases"))
-                print(f"{what:34} {e[a]:>6.0f}/{e[b]:<6.0f}{k[a]:>6.0f}/{k[b]:<6.0f}")
+                print(f"{what:34} {f'{e[a]:.0f}/{e[b]:.0f}':>12} {f'{k[a]:.0f}/{k[b]:.0f}':>12}")
                 continue
             ratio = k[field] / e[field] if e[field] else float("nan")
             print(f"{what:34} {e[field]:12.2f} {k[field]:12.2f} {ratio:9.2f}")

@@ -148,11 +148,11 @@ class Gate {
     if (!ok) ++failed_;
     cv_.notify_all();
   }
-  // Waits for every call (each has kCallDeadline); false if one failed.
-  bool drain() {
+  // Waits for every call (each has kCallDeadline); returns how many failed.
+  int drain() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return in_flight_ == 0; });
-    return failed_ == 0;
+    return failed_;
   }
 
  private:
@@ -317,7 +317,7 @@ int run_watch(const Options& o) {
     if (Clock::now() - setup_start > kSetupTimeout) {
       std::fprintf(stderr, "etcd_watch_lease_load: only %lld of %d watchers created\n",
                    static_cast<long long>(created()), o.watchers);
-      return 1;
+      std::_Exit(1);  // live streams: no orderly teardown on a failed setup
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -449,8 +449,8 @@ int run_leases(const Options& o) {
             gate.leave(s.ok() && r.error().empty());
           });
     }
-    if (!gate.drain()) {
-      std::fprintf(stderr, "etcd_watch_lease_load: lease grants failed\n");
+    if (const int failed = gate.drain(); failed > 0) {
+      std::fprintf(stderr, "etcd_watch_lease_load: %d lease grants failed\n", failed);
       return 1;
     }
   }
@@ -514,6 +514,9 @@ int run_leases(const Options& o) {
       std::this_thread::sleep_for(kPacerTick);
     }
   });
+  // A put fails when its lease expired first (a server whose keepalives
+  // fall behind by a TTL while the keys are written): counted, not fatal.
+  int attach_errors = 0;
   {
     Gate gate;
     for (int i = 0; i < o.leases; ++i) {
@@ -528,12 +531,7 @@ int run_leases(const Options& o) {
           },
           req, [&](const grpc::Status& s, const pb::PutResponse&) { gate.leave(s.ok()); });
     }
-    if (!gate.drain()) {
-      stop = true;
-      scheduler.join();
-      std::fprintf(stderr, "etcd_watch_lease_load: puts with a lease failed\n");
-      return 1;
-    }
+    attach_errors = gate.drain();
   }
   const double setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
   std::this_thread::sleep_for(seconds(o.warmup_s));
@@ -573,9 +571,9 @@ int run_leases(const Options& o) {
   const double p99 = percentile(latencies_ms, 0.99);
   std::printf(
       "{\"op\":\"leases\",\"leases\":%d,\"streams\":%d,\"ttl\":%d,\"setup_s\":%.2f,\"keepalives_sent\":%lld,"
-      "\"keepalives_answered\":%lld,\"keepalives_per_s\":%.0f,\"expired_answers\":%lld,\"keys_left\":%lld,"
+      "\"attach_errors\":%d,\"keepalives_answered\":%lld,\"keepalives_per_s\":%.0f,\"expired_answers\":%lld,\"keys_left\":%lld,"
       "\"backlog\":%lld,\"streams_broken\":%s,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-      o.leases, o.streams, o.ttl, setup_s, static_cast<long long>(keepalives_sent.load()),
+      o.leases, o.streams, o.ttl, setup_s, static_cast<long long>(keepalives_sent.load()), attach_errors,
       static_cast<long long>(answered.load()), static_cast<double>(answered.load()) / o.duration_s,
       static_cast<long long>(expired_in_window), static_cast<long long>(keys_left),
       static_cast<long long>(backlog), broken ? "true" : "false",
