@@ -24,29 +24,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import etcd_api_bench
 
 START_TIMEOUT_S = 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_ports(n):
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def cpu_seconds(pid):
@@ -81,7 +66,7 @@ class Server:
 
 
 def start_etcd(tmp):
-    peer, client = free_ports(2)
+    peer, client = etcd_api_bench.free_ports(2)
     return Server(tmp, "etcd", [
         "etcd", "--name", "e0", "--data-dir", os.path.join(tmp, "etcd"),
         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
@@ -91,7 +76,7 @@ def start_etcd(tmp):
 
 
 def start_kvnode(tmp, kvnode):
-    raft, api, grpc = free_ports(3)
+    raft, api, grpc = etcd_api_bench.free_ports(3)
     return Server(tmp, "kvnode", [
         kvnode, "-id=n0", f"-raft-address=127.0.0.1:{raft}", f"-api-address=127.0.0.1:{api}",
         f"-grpc-address=127.0.0.1:{grpc}", f"-data-dir={os.path.join(tmp, 'n0')}", "-log-level=warn",
@@ -176,16 +161,8 @@ def main():
         "leases": ["--op=leases", f"--leases={args.leases}", f"--streams={args.streams}", f"--ttl={args.ttl}"],
     }
     common = [f"--duration-s={args.duration}", f"--warmup-s={max(1.0, min(3.0, args.duration / 5))}"]
-    tmp = tempfile.mkdtemp(prefix="ckv-watch-lease-bench-", dir=os.environ.get("CKV_BENCH_DIR", "/var/tmp"))
     servers = []
-
-    def cleanup(*_):
-        for s in servers:
-            s.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
-    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
+    tmp, cleanup = etcd_api_bench.scratch_dir("ckv-watch-lease-bench-", servers)
     results = {}
     try:
         for name in args.only.split(","):
