@@ -193,6 +193,15 @@ class Node::Impl {
   struct ReadWaiter {
     Clock::time_point deadline;
     DoneCallback cb;
+    // Asked again of the next leader when the one asked changes first
+    // (reads_to_retry_). Not a keepalive's leadership check: only this node,
+    // as leader in the term it was asked in, may answer that one.
+    bool retry = true;
+    // Who led, in which term, when it was last asked: a retry waits for a
+    // change of either, else a deposed leader's refusals would bounce it
+    // back and forth until the follower's election timer fires.
+    raft::NodeId asked_leader = raft::kNoNode;
+    raft::Term asked_term = 0;
   };
   struct MemberWaiter {
     ConfigurationCheck done;  // on the applied configuration
@@ -212,6 +221,9 @@ class Node::Impl {
   void handle_ready();
   void finish_ready(raft::Ready& rd, size_t applied_early);
   void retry_failed_reads();
+  // Starts a ReadIndex round for w (raft.h read_index) and takes w; false,
+  // leaving w as it was, when no leader is known.
+  bool ask_read(ReadWaiter& w);
   Status persist(const raft::Ready& rd, PersistProgress& progress);
   void step_message(const raft::Message& m);
   // Disk full (node.h): enter the mode (releasing the reserve: true if it
@@ -767,17 +779,24 @@ void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
 }
 
 void Node::Impl::retry_failed_reads() {
-  if (reads_to_retry_.empty() || raft_->leader() == raft::kNoNode) return;
+  const raft::NodeId leader = raft_->leader();
+  if (reads_to_retry_.empty() || leader == raft::kNoNode) return;
   std::vector<ReadWaiter> retry = std::move(reads_to_retry_);
   reads_to_retry_.clear();
   for (ReadWaiter& w : retry) {
-    const uint64_t id = next_read_id_++;
-    if (!raft_->read_index(id)) {
+    if ((w.asked_leader == leader && w.asked_term == raft_->term()) || !ask_read(w)) {
       reads_to_retry_.push_back(std::move(w));
-      continue;
     }
-    reads_.emplace(id, std::move(w));
   }
+}
+
+bool Node::Impl::ask_read(ReadWaiter& w) {
+  const uint64_t id = next_read_id_++;
+  if (!raft_->read_index(id)) return false;
+  w.asked_leader = raft_->leader();
+  w.asked_term = raft_->term();
+  reads_.emplace(id, std::move(w));
+  return true;
 }
 
 Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
@@ -1062,7 +1081,7 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
     if (it == reads_.end()) continue;
     ReadWaiter w = std::move(it->second);
     reads_.erase(it);
-    if (Clock::now() < w.deadline) {
+    if (w.retry && Clock::now() < w.deadline) {
       reads_to_retry_.push_back(std::move(w));
     } else {
       w.cb(Status(StatusCode::kUnavailable, "leadership changed during the read; retry"));
@@ -1250,19 +1269,22 @@ void Node::Impl::lease_call(int64_t id, bool renew, LeaseCallback cb) {
     // keepalive (a new leader may expire the lease meanwhile): confirm
     // leadership with a ReadIndex round first (thesis §6.4, as etcd 3.5's
     // ensureLeadership), then renew from the time the keepalive arrived.
-    const uint64_t read_id = next_read_id_++;
-    if (!raft_->read_index(read_id)) return cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
     const raft::Term term = raft_->term();
-    reads_.emplace(read_id, ReadWaiter{deadline_after(kLeaseConfirmTimeoutMs),
-                                       [this, id, asked, term, cb = std::move(cb)](Status s) {
-                                         if (!s.is_ok()) return cb(s);
-                                         if (lease_primary_term_ != term || !lease_expiry_.primary()) {
-                                           return cb(Status(StatusCode::kNotLeader, "leadership changed"));
-                                         }
-                                         std::optional<int64_t> ttl = lease_expiry_.renew(id, asked);
-                                         if (!ttl) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
-                                         cb(*ttl);
-                                       }});
+    ReadWaiter w{deadline_after(kLeaseConfirmTimeoutMs), [this, id, asked, term, cb](Status s) {
+                   if (!s.is_ok()) return cb(s);
+                   // Still the leader of the term it was asked in, and its
+                   // lease primary: a round confirmed through another leader
+                   // would prove nothing about this node's lease table.
+                   if (raft_->role() != raft::StateRole::kLeader || raft_->term() != term ||
+                       lease_primary_term_ != term || !lease_expiry_.primary()) {
+                     return cb(Status(StatusCode::kNotLeader, "leadership changed"));
+                   }
+                   std::optional<int64_t> ttl = lease_expiry_.renew(id, asked);
+                   if (!ttl) return cb(Status(StatusCode::kNotFound, lease::kErrLeaseNotFound));
+                   cb(*ttl);
+                 }};
+    w.retry = false;
+    if (!ask_read(w)) return cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
   });
 }
 
@@ -1943,12 +1965,8 @@ void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
       return cb(Status(StatusCode::kNoSpace, "no space left on device in data dir " + data_dir_ +
                                                  ": this node cannot take part in Raft until space is freed"));
     }
-    const uint64_t id = next_read_id_++;
-    if (!raft_->read_index(id)) {
-      cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
-      return;
-    }
-    reads_.emplace(id, ReadWaiter{deadline_after(timeout_ms), std::move(cb)});
+    ReadWaiter w{deadline_after(timeout_ms), std::move(cb)};
+    if (!ask_read(w)) w.cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
   });
 }
 

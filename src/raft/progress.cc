@@ -1,6 +1,8 @@
 // Per-follower replication progress (see progress.h).
 #include "raft/progress.h"
 
+#include <algorithm>
+
 namespace ckv::raft {
 
 void Progress::become_probe() {
@@ -9,6 +11,8 @@ void Progress::become_probe() {
   inflight.clear();
   stall_ticks = 0;
   next = match + 1;
+  // What was sent past match may have been lost: tell the commit again.
+  commit_sent = std::min(commit_sent, match);
 }
 
 void Progress::become_replicate() {
@@ -17,6 +21,8 @@ void Progress::become_replicate() {
   inflight.clear();
   stall_ticks = 0;
   next = match + 1;
+  // What was sent past match may have been lost: tell the commit again.
+  commit_sent = std::min(commit_sent, match);
 }
 
 void Progress::become_snapshot(Index index) {

@@ -180,6 +180,9 @@ class Raft::Impl {
   void send_heartbeat(NodeId to, Progress& pr, uint64_t context);
   // Every change of leader_ goes through here (reads_at_leader_).
   void set_leader(NodeId leader);
+  // Fails the reads sent to leader_: it changed, or its term did (a leader
+  // of a later term drops a read sent in an earlier one without answering).
+  void fail_reads_at_leader();
   void broadcast_heartbeat(uint64_t context);
   void flush();
   bool maybe_commit();
@@ -344,6 +347,7 @@ void Raft::Impl::become_follower(Term term, NodeId leader) {
     KV_CHECK(term > term_, "term going back from %llu to %llu", static_cast<ull>(term_), static_cast<ull>(term));
     term_ = term;
     vote_ = kNoNode;
+    fail_reads_at_leader();
   }
   role_ = StateRole::kFollower;
   set_leader(leader);
@@ -1441,9 +1445,13 @@ bool Raft::Impl::read_index(uint64_t id) {
 
 void Raft::Impl::set_leader(NodeId leader) {
   if (leader == leader_) return;
+  fail_reads_at_leader();
+  leader_ = leader;
+}
+
+void Raft::Impl::fail_reads_at_leader() {
   failed_reads_.insert(failed_reads_.end(), reads_at_leader_.begin(), reads_at_leader_.end());
   reads_at_leader_.clear();
-  leader_ = leader;
 }
 
 void Raft::Impl::start_read(NodeId requester, uint64_t id) {

@@ -150,6 +150,23 @@ TEST(RaftReadIndex, FollowerReadFailsWhenItsLeaderChanges) {
   EXPECT_FALSE(read_state(net, 2, 7).has_value());
 }
 
+// The same node leading again in a later term drops reads sent to it in the
+// earlier one without an answer: the follower fails them when the term
+// changes, though its leader's id did not.
+TEST(RaftReadIndex, FollowerReadFailsWhenItsLeaderLeadsAgainInALaterTerm) {
+  Network net(3);
+  elect_1(net);
+  ASSERT_TRUE(net.raft(2).read_index(8));
+  net.flush(2);
+  (void)net.take_queue();  // the kReadIndex, dropped by a leader that moved on
+  const Term t = net.raft(2).term();
+  const Index last = net.raft(2).last_index();
+  net.inject(make_append(1, 2, t + 1, last, net.raft(2).term_at(last), {}, net.raft(2).commit_index()));
+  ASSERT_EQ(net.raft(2).leader(), 1u);
+  ASSERT_EQ(net.raft(2).term(), t + 1);
+  EXPECT_TRUE(failed(net, 2, 8));
+}
+
 // Thesis §6.4.1: the follower's read index is the leader's commit index even when the follower itself lags behind it.
 TEST(RaftReadIndex, FollowerReadIndexCoversWritesItHasNotApplied) {
   Network net(3);
