@@ -264,6 +264,7 @@ class LeaseKeeper(Workload):
         self.reads = []
         self.expiries = []
         self.grants = 0
+        self.granted = []  # every lease id granted, attached or not (an attach may commit unanswered)
         self.stop_reads = threading.Event()
         self.reader = None
 
@@ -294,6 +295,7 @@ class LeaseKeeper(Workload):
             lease_id, ttl = got[1]["ID"], int(got[1]["TTL"])
             with self.lock:
                 self.grants += 1
+                self.granted.append(str(lease_id))
                 self.renewals.append({"gen": gen, "send": send, "ret": time.monotonic(), "ttl": ttl})
             key = f"{self.prefix}{gen}"
             put = {"key": b64(key), "value": b64(f"gen-{gen}"), "lease": lease_id}
@@ -355,11 +357,21 @@ class LeaseKeeper(Workload):
             return max((r for r in self.renewals if self.key and r["gen"] == self.key[0]),
                        key=lambda r: r["send"], default=None)
 
-    def seen_absent_since(self, t):
-        """Whether a read called after t found the current key absent."""
+    def seen_absent_between(self, t, until):
+        """Whether a read called in [t, until] found the current key absent (one called later
+        would not show that it went by `until`)."""
         with self.lock:
             gen = self.key[0] if self.key else None
-            return any(rd["gen"] == gen and rd["call"] >= t and rd["present"] is False for rd in self.reads)
+            return any(rd["gen"] == gen and t <= rd["call"] <= until and rd["present"] is False for rd in self.reads)
+
+    def leases_left(self, node):
+        """The granted leases `node` still lists (LeaseLeases), or None without an answer."""
+        r = http_call(node.api, "POST", "/v3/lease/leases", "{}", READ_TIMEOUT_S)
+        if r[0] != "reply" or r[1] != 200:
+            return None
+        listed = {str(lease["ID"]) for lease in json.loads(r[2]).get("leases", [])}
+        with self.lock:
+            return [lease for lease in self.granted if lease in listed]
 
     def finish(self):
         self.stop.set()

@@ -16,7 +16,7 @@ import urllib.parse
 
 import fault_checks
 import linearizability
-from fault_workloads import LeaseKeeper, Revoker, Watcher, http_call, range_state, truth_watch
+from fault_workloads import LEASE_TTL_S, LeaseKeeper, Revoker, Watcher, http_call, range_state, truth_watch
 from kvcluster import ClusterTest, free_port, wait_for
 
 # The default run is short enough for CI; scripts/test.sh --long sets more.
@@ -553,18 +553,24 @@ class LinearizableUnderFaultsTest(ClusterTest):
         """With its keepalives stopped, the kept-alive key must go within its TTL (+ slack)."""
         keeper.stop.set()
         keeper.thread.join(timeout=30)
+        stopped = time.monotonic()
         last = keeper.last_renewal()
-        if last is None:
-            keeper.finish()
-            return
-        deadline = last["ret"] + last["ttl"] + LEASE_EXPIRY_SLACK_S
         try:
-            wait_for(lambda: keeper.seen_absent_since(last["send"]), max(1.0, deadline - time.monotonic()),
-                     f"the key of lease generation {last['gen']} to expire within {last['ttl']} s + "
-                     f"{LEASE_EXPIRY_SLACK_S} s of its last keepalive (seed {SEED})")
+            if last is not None:
+                deadline = last["ret"] + last["ttl"] + LEASE_EXPIRY_SLACK_S
+                wait_for(lambda: keeper.seen_absent_between(last["send"], deadline),
+                         max(1.0, deadline - time.monotonic()),
+                         f"the key of lease generation {last['gen']} to expire within {last['ttl']} s + "
+                         f"{LEASE_EXPIRY_SLACK_S} s of its last keepalive (seed {SEED})")
+                self.log_event(f"lease generation {last['gen']} expired after its keepalives stopped")
+            # Every lease it granted goes too, also one whose attaching put was not answered
+            # but committed: its expiry must not land after the final state is read below.
+            node = self.members()[0]
+            wait_for(lambda: keeper.leases_left(node) == [],
+                     max(1.0, stopped + LEASE_TTL_S + LEASE_EXPIRY_SLACK_S - time.monotonic()),
+                     f"every lease the keeper granted to expire once its keepalives stopped (seed {SEED})")
         finally:
             keeper.finish()
-        self.log_event(f"lease generation {last['gen']} expired after its keepalives stopped")
 
     def check_watches_and_leases(self, watchers, keeper, revoker):
         """The watchers' histories against the store's, checked first on its own (fault_checks)."""
