@@ -46,8 +46,9 @@ Result<std::shared_ptr<PeerTlsContext>> PeerTlsContext::create(const tls::PeerTl
   return c;
 }
 
-RaftStream::RaftStream(asio::io_context& io, std::shared_ptr<PeerTlsContext> tls) : socket_(io) {
-  if (tls) tls_.emplace(socket_, tls->native());
+RaftStream::RaftStream(asio::io_context& io, std::shared_ptr<PeerTlsContext> tls)
+    : socket_(io), tls_context_(std::move(tls)) {
+  if (tls_context_) tls_.emplace(socket_, tls_context_->native());
 }
 
 asio::awaitable<error_code> RaftStream::handshake(Role role) {
@@ -59,9 +60,9 @@ asio::awaitable<error_code> RaftStream::handshake(Role role) {
   co_return ec;
 }
 
-X509* RaftStream::peer_certificate() const {
+X509* RaftStream::peer_certificate() {
   if (!tls_) return nullptr;
-  auto* handle = const_cast<ssl::stream<asio::ip::tcp::socket&>&>(*tls_).native_handle();
+  SSL* handle = tls_->native_handle();
   if (SSL_get_verify_result(handle) != X509_V_OK) return nullptr;
   return SSL_get0_peer_certificate(handle);
 }

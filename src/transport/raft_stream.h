@@ -77,7 +77,7 @@ class RaftStream {
   boost::asio::awaitable<boost::system::error_code> handshake(Role role);
   // The peer's certificate once the handshake verified it; null for plain
   // TCP. Owned by the stream.
-  X509* peer_certificate() const;
+  X509* peer_certificate();
 
   boost::asio::awaitable<size_t> read_some(boost::asio::mutable_buffer b, boost::system::error_code& ec);
   // Writes all of buffers (by value: the list lives in the coroutine frame;
@@ -89,6 +89,7 @@ class RaftStream {
 
  private:
   boost::asio::ip::tcp::socket socket_;
+  std::shared_ptr<PeerTlsContext> tls_context_;  // kept alive as long as a session made from it
   std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   std::string gather_;  // TLS writes: the batch in one piece
 };

@@ -537,7 +537,7 @@ class TcpTransport::Impl {
       : local_id_(local_id),
         listen_address_(std::move(listen_address)),
         source_address_(source_address_for(listen_address_)),
-        opts_(options),
+        opts_(std::move(options)),
         io_(std::make_unique<asio::io_context>(1)),
         acceptor_(std::make_unique<ip::tcp::acceptor>(*io_)) {
     local_.id = local_id_;
@@ -602,7 +602,7 @@ class TcpTransport::Impl {
     std::snprintf(text, sizeof text, "cluster id mismatch: local %016llx, remote %016llx from ",
                   static_cast<unsigned long long>(local),
                   static_cast<unsigned long long>(h.sender.cluster_id));
-    const std::string why = text + remote + " (node " + std::to_string(h.from) +
+    std::string why = text + remote + " (node " + std::to_string(h.from) +
                             (h.sender.name.empty() ? "" : " '" + h.sender.name + "'") +
                             "): it belongs to another cluster; refusing its stream";
     refusals_.warn(log_kind, why);
@@ -1385,7 +1385,7 @@ class TcpTransport::Impl {
 
 TcpTransport::TcpTransport(raft::NodeId local_id, std::string listen_address,
                            TcpTransportOptions options)
-    : impl_(std::make_unique<Impl>(local_id, std::move(listen_address), options)) {}
+    : impl_(std::make_unique<Impl>(local_id, std::move(listen_address), std::move(options))) {}
 
 TcpTransport::~TcpTransport() { stop(); }
 
