@@ -157,5 +157,32 @@ TEST_F(PeerTlsTransport, HandshakeThatNeverStartsIsClosedAtTheHelloTimeout) {
   ::close(fd);
 }
 
+// Connections stuck before or in their handshake hold pending-hello slots,
+// so at the cap the oldest is closed and a member still gets through.
+TEST_F(PeerTlsTransport, StalledHandshakesCannotExhaustTheConnectionLimit) {
+  TcpTransportOptions o = tls_options(member_b_, ca_);
+  o.max_inbound_connections = 16;
+  o.max_pending_hello_connections = 4;
+  o.hello_timeout_ms = 60000;  // only the caps can free the slots here
+  TestNode b(2, 0, o);
+  TestNode a(1, 0, tls_options(member_a_, ca_));
+  std::vector<int> idle;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(b.transport.listen_port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    // Half a TLS record header: a handshake that starts and never finishes.
+    ASSERT_EQ(::send(fd, "\x16\x03\x01", 3, MSG_NOSIGNAL), 3);
+    idle.push_back(fd);
+  }
+  EXPECT_TRUE(eventually([&] { return b.transport.stats().connections_refused >= 36; }));
+  pair_up(a, b);
+  EXPECT_TRUE(delivered(a, b)) << "a member could not get through the stalled handshakes";
+  for (int fd : idle) ::close(fd);
+}
+
 }  // namespace
 }  // namespace ckv::transport
