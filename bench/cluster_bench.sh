@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Load benchmark of a real cluster: starts a fresh 3-node kvnode cluster on loopback and measures it with wrk.
 #
-# Usage: bench/cluster_bench.sh [--kvnode PATH] [--duration SECONDS] [--keys N] [--out FILE]
+# Usage: bench/cluster_bench.sh [--kvnode PATH] [--duration SECONDS] [--keys N] [--out FILE] [--peer-tls]
 #   --kvnode PATH      kvnode binary (default: build/kvnode if present, else build-core/kvnode)
 #   --duration SECONDS length of each measured load (default 10); each has a warm-up before it
 #   --keys N           keys preloaded for the read loads (default 10000)
 #   --out FILE         also write the results as JSON to FILE
+#   --peer-tls         members talk mutual TLS (-peer-*, a CA made with openssl for this run)
 # Prints one row per load (req/s, ratio to the GET /status baseline, p50/p99,
 # errors), then the derived ratios, resident memory and a follower's restart
 # time. Exits non-zero if the cluster does not come up or any request fails.
@@ -14,13 +15,14 @@
 set -euo pipefail
 
 usage() {
-  sed -n '4,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '4,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 kvnode=
 duration=10
 keys=10000
 out=
+peer_tls=0
 while (($#)); do
   case $1 in
     --kvnode) kvnode=${2:?--kvnode needs a path}; shift 2 ;;
@@ -31,6 +33,7 @@ while (($#)); do
     --keys=*) keys=${1#*=}; shift ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --out=*) out=${1#*=}; shift ;;
+    --peer-tls) peer_tls=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "cluster_bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -111,6 +114,21 @@ for s in socks:
     s.close()  # before printing: kvnode may bind as soon as the line is read
 print(" ".join(map(str, ports)))')
 ((${#ports[@]} == 6)) || die "found no free loopback ports"
+# --peer-tls: one CA and one member certificate for 127.0.0.1 (all three
+# members share the host, so they share the certificate; docs/security.md).
+peer_tls_args=()
+if ((peer_tls)); then
+  command -v openssl >/dev/null || die "--peer-tls needs openssl (scripts/setup.sh installs it)"
+  (cd "$tmp" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt \
+      -days 2 -subj /CN=bench-ca &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout peer.key -out peer.csr \
+      -subj /CN=peer &&
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >peer.ext &&
+    openssl x509 -req -in peer.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out peer.crt -days 2 \
+      -extfile peer.ext) >/dev/null 2>&1 || die "openssl could not make the peer certificates"
+  peer_tls_args=(-peer-cert-file="$tmp/peer.crt" -peer-key-file="$tmp/peer.key" -peer-trusted-ca-file="$tmp/ca.crt")
+fi
 raft_addr=(- "127.0.0.1:${ports[0]}" "127.0.0.1:${ports[1]}" "127.0.0.1:${ports[2]}")
 api_addr=(- "127.0.0.1:${ports[3]}" "127.0.0.1:${ports[4]}" "127.0.0.1:${ports[5]}")
 
@@ -119,6 +137,7 @@ api_addr=(- "127.0.0.1:${ports[3]}" "127.0.0.1:${ports[4]}" "127.0.0.1:${ports[5
 start_node() {  # n
   local n=$1 extra=(-join="${api_addr[1]}")
   ((n == 1)) && extra=(-bootstrap=true)
+  ((peer_tls)) && extra+=("${peer_tls_args[@]}")
   "$kvnode" -id="n$n" -raft-address="${raft_addr[n]}" -api-address="${api_addr[n]}" \
     -data-dir="$tmp/n$n" "${extra[@]}" >>"$tmp/n$n.log" 2>&1 &
   pids[n]=$!

@@ -207,6 +207,21 @@ int main(int argc, char** argv) {
                  "(default: the system store)");
   app.add_flag("--client-cert-auth", tls_flags.client_cert_auth,
                "require a client certificate signed by -trusted-ca-file on the client listeners");
+  // Peer TLS, etcd's flags (tls/tls_files.h, docs/security.md "Peer TLS").
+  ckv::tls::PeerTlsFlags peer_tls_flags;
+  app.add_option("--peer-cert-file", peer_tls_flags.cert_file,
+                 "PEM certificate (chain) this node presents on every raft connection, dialled or "
+                 "accepted; its SANs must name the host of this node's raft address");
+  app.add_option("--peer-key-file", peer_tls_flags.key_file, "PEM private key of -peer-cert-file (unencrypted)");
+  app.add_option("--peer-trusted-ca-file", peer_tls_flags.trusted_ca_file,
+                 "PEM CA bundle every peer's certificate must chain to; with -peer-cert-file and "
+                 "-peer-key-file (all three or none) every raft connection is mutual TLS 1.2+");
+  app.add_option("--peer-cert-allowed-cn", peer_tls_flags.allowed_cn,
+                 "also require this CN in every peer's certificate (etcd's; empty: any CN)");
+  CLI::Option* peer_cert_auth_flag =
+      app.add_flag("--peer-client-cert-auth", peer_tls_flags.client_cert_auth,
+                   "etcd's; always on with peer TLS (every raft connection is mutual), accepted for "
+                   "etcd command lines; =false is refused");
   ckv::transport::TcpTransportOptions transport_opts;
   app.add_option("--raft-inbound-buffer-bytes", transport_opts.max_inbound_buffer_bytes,
                  "most bytes all inbound raft streams together may buffer (partial frames); over it "
@@ -238,6 +253,7 @@ int main(int argc, char** argv) {
     usage_error(e.what());
   }
 
+  peer_tls_flags.client_cert_auth_given = peer_cert_auth_flag->count() > 0;
   if (opts.raft_address.empty())
     usage_error("missing -raft-address (e.g. -raft-address=127.0.0.1:5000)");
   check_address("raft-address", opts.raft_address);
@@ -316,14 +332,27 @@ int main(int argc, char** argv) {
   }
   const char* api_scheme = client_tls.value() ? "https" : "http";
   opts.client_tls = client_tls.value().has_value();
-  // Raft streams are plaintext and unauthenticated (mutual TLS between
-  // peers is issue 11): anyone who reaches the raft port can inject
-  // well-formed messages. Fine on loopback; elsewhere the operator is told.
-  if (auto hp = ckv::http::parse_host_port(opts.raft_address); hp && !is_loopback_host(hp->host)) {
+  auto peer_tls = ckv::tls::load_peer_tls(peer_tls_flags);
+  if (!peer_tls.is_ok()) {
+    if (peer_tls.status().code() == ckv::StatusCode::kInvalid) usage_error(peer_tls.status().message());
+    spdlog::critical("peer TLS: {}", peer_tls.status().message());
+    return kExitRuntimeError;
+  }
+  if (peer_tls.value()) {
+    const ckv::tls::PeerTlsMaterial& t = *peer_tls.value();
+    spdlog::info("peer TLS: every raft connection is mutual TLS; peer-cert-file={} ({}), "
+                 "peer-key-file={}, peer-trusted-ca-file={}, peer-cert-allowed-cn={}",
+                 peer_tls_flags.cert_file, t.leaf_subject, peer_tls_flags.key_file,
+                 peer_tls_flags.trusted_ca_file, t.allowed_cn.empty() ? "<any>" : t.allowed_cn);
+    for (const std::string& w : t.warnings) spdlog::warn("peer TLS: {}", w);
+    transport_opts.peer_tls = *peer_tls.value();
+  } else if (auto hp = ckv::http::parse_host_port(opts.raft_address); hp && !is_loopback_host(hp->host)) {
+    // Without peer TLS anyone who reaches the raft port can inject
+    // well-formed messages. Fine on loopback; elsewhere the operator is told.
     spdlog::warn(
         "raft address {} is not loopback, and raft traffic is plaintext and unauthenticated: "
-        "anyone who can reach it can forge raft messages; keep it on a private network "
-        "(docs/operations.md, \"TLS certificates\")",
+        "anyone who can reach it can forge raft messages; use -peer-cert-file, -peer-key-file and "
+        "-peer-trusted-ca-file, or keep it on a private network (docs/security.md, \"Peer TLS\")",
         opts.raft_address);
   }
 

@@ -557,8 +557,8 @@ Status Node::Impl::open() {
   ro.max_forwarded_bytes_per_peer = opts_.max_forwarded_bytes_per_peer;
   ro.max_forwarded_entries_per_peer = opts_.max_forwarded_entries_per_peer;
   raft_ = std::make_unique<raft::Raft>(ro, init);
-  transport_->set_local_identity(
-      transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address, meta_.incarnation});
+  transport_->set_local_identity(transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address,
+                                                         meta_.incarnation, cluster_id_of(raft_->membership())});
   // Entries up to the snapshot are in the state machine; later committed
   // ones come back as committed entries in the first Ready.
   publish_status();
@@ -1859,6 +1859,10 @@ void Node::Impl::sync_peers() {
   }
   synced_membership_version_ = raft_->membership_version();
   synced_applied_membership_version_ = applied_membership_version_;
+  // Before the peers: a stream to a new peer already says which cluster
+  // this is. A node waiting to be added gets its cluster's id here, from
+  // the first configuration it is sent (docs/security.md).
+  transport_->set_cluster_id(cluster_id_of(raft_->membership()));
   // Raft uses the latest configuration from the moment it is appended, but a
   // member it drops must stay reachable until the change is applied: a
   // leader that removes itself keeps replicating (thesis §4.2.2) and needs

@@ -1,4 +1,4 @@
-// Client TLS settings (etcd's -cert-file, -key-file, -trusted-ca-file, -client-cert-auth): checked once at start and held as PEM text.
+// TLS settings, checked once at start and held as PEM text: the client listeners' (etcd's -cert-file, -key-file, -trusted-ca-file, -client-cert-auth) and the raft port's (-peer-*).
 //
 // kvnode reads and checks the files once, before it serves anything, and
 // both client listeners (the HTTP API in http/server.cc, the gRPC port in
@@ -57,5 +57,36 @@ struct TlsMaterial {
 // cannot be read, kCorrupt for one that does not parse or a key that does
 // not match the certificate; the message names the flag and the file.
 Result<std::optional<TlsMaterial>> load_client_tls(const TlsFlags& flags);
+
+// Peer TLS (etcd's -peer-cert-file, -peer-key-file, -peer-trusted-ca-file,
+// -peer-cert-allowed-cn, -peer-client-cert-auth): every raft connection,
+// dialled or accepted, is mutual TLS 1.2+ against the trusted CA, so the
+// three files go together (docs/security.md, "Peer TLS"). etcd's
+// -peer-client-cert-auth is accepted and always true here.
+struct PeerTlsFlags {
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+  std::string allowed_cn;  // empty: any CN
+  bool client_cert_auth = false;
+  bool client_cert_auth_given = false;  // the flag was on the command line
+};
+
+struct PeerTlsMaterial {
+  std::string cert_chain_pem;  // leaf first, then intermediates
+  std::string private_key_pem;
+  std::string trusted_ca_pem;
+  std::string allowed_cn;      // a peer's certificate must have this CN (empty: any)
+  std::string leaf_subject;    // for the start log
+  std::vector<std::string> warnings;
+};
+
+// nullopt: no peer TLS flag given (plaintext raft). kInvalid for a usage
+// error (not all three files, -peer-cert-allowed-cn alone,
+// -peer-client-cert-auth=false); kIo / kCorrupt as load_client_tls, and
+// kCorrupt for a certificate outside its validity period (peers would
+// refuse it). A certificate that does not verify against the trusted CA is
+// a warning (a CA rotation in progress).
+Result<std::optional<PeerTlsMaterial>> load_peer_tls(const PeerTlsFlags& flags);
 
 }  // namespace ckv::tls

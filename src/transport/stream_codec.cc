@@ -36,6 +36,7 @@ std::string encode_hello_frame(const Hello& h) {
   put_field(payload, h.sender.raft_address);
   put_field(payload, h.sender.api_address);
   put_field(payload, h.sender.incarnation);
+  put_u64le(payload, h.sender.cluster_id);
   std::string out;
   (void)append_frame(payload, out);  // at most kMaxHelloPayloadBytes, far below kMaxFrameBytes
   return out;
@@ -57,7 +58,7 @@ Result<Hello> decode_hello(std::string_view payload) {
   h.kind = static_cast<HelloKind>(kind);
   if (!r.u64le(h.from) || !r.u64le(h.to) || !read_field(r, h.sender.name) ||
       !read_field(r, h.sender.raft_address) || !read_field(r, h.sender.api_address) ||
-      !read_field(r, h.sender.incarnation)) {
+      !read_field(r, h.sender.incarnation) || !r.u64le(h.sender.cluster_id)) {
     return corrupt("truncated");
   }
   if (!r.at_end()) return corrupt("trailing bytes");

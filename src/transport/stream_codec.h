@@ -11,6 +11,7 @@
 //   u32 magic (kHelloMagic) | u8 version | u8 kind (HelloKind)
 //   u64 from | u64 to (kNoNode in a probe: the dialer does not know yet)
 //   then name, raft address, API address, incarnation: each u8 length + bytes
+//   u64 cluster id (0: the sender has no configuration yet; version 4)
 // Nothing may follow. Everything here is pure and thread-safe, and decoders
 // never allocate more than their input describes (fuzzed in
 // tests/unit/stream_codec_test.cc).
@@ -30,11 +31,12 @@
 namespace ckv::transport {
 
 inline constexpr uint32_t kHelloMagic = 0x54564b43;  // "CKVT" little-endian
-// 3: identity fields and the acceptor's answer. Version 2 peers are refused
-// with "unknown stream version" (a cluster upgrades all its nodes together).
-inline constexpr uint8_t kHelloVersion = 3;
+// 3: identity fields and the acceptor's answer. 4: the cluster id. Other
+// versions are refused with "unknown stream version" (a cluster upgrades
+// all its nodes together: docs/security.md, "Mixed versions").
+inline constexpr uint8_t kHelloVersion = 4;
 inline constexpr size_t kMaxHelloFieldBytes = 255;  // each of name, addresses, incarnation
-inline constexpr size_t kMinHelloPayloadBytes = 4 + 1 + 1 + 8 + 8 + 4;
+inline constexpr size_t kMinHelloPayloadBytes = 4 + 1 + 1 + 8 + 8 + 4 + 8;
 inline constexpr size_t kMaxHelloPayloadBytes = kMinHelloPayloadBytes + 4 * kMaxHelloFieldBytes;
 
 enum class HelloKind : uint8_t {

@@ -1,4 +1,4 @@
-// Boost.Asio implementation of TcpTransport: accept loop, per-peer writer coroutines with backoff, frame reader.
+// Boost.Asio implementation of TcpTransport: accept loop, per-peer writer coroutines with backoff, frame reader, over plain or TLS streams.
 #include "transport/tcp_transport.h"
 
 // <utility> (below) must precede Asio: Boost 1.74's awaitable.hpp uses
@@ -28,14 +28,15 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include "common/bytes.h"
+#include "tls/peer_cert.h"
 #include "transport/message_codec.h"
+#include "transport/raft_stream.h"
 #include "transport/stream_codec.h"
 
 namespace ckv::transport {
@@ -128,7 +129,7 @@ class TcpTransport::Impl {
     std::atomic<uint64_t> sent{0}, dropped{0}, received{0}, rejected{0}, connects{0},
         connect_failures{0}, refused_connections{0}, hello_timeouts{0}, refused_senders{0},
         refused_incarnations{0}, refused_stream_cap{0}, budget_closes{0}, foreign_messages{0},
-        probes_answered{0};
+        probes_answered{0}, tls_failed{0}, certificates_refused{0}, clusters_refused{0};
   };
 
   // Logs refusals at most once per kRefusalLogInterval and kind, so that a
@@ -176,7 +177,6 @@ class TcpTransport::Impl {
           address_(std::move(address)),
           incarnation_(std::move(incarnation)),
           resolver_(*owner.io_),
-          socket_(*owner.io_),
           wake_(*owner.io_),
           backoff_timer_(*owner.io_),
           connect_timer_(*owner.io_),
@@ -218,8 +218,7 @@ class TcpTransport::Impl {
       closed_ = true;
       disable();
       ++generation_;
-      error_code ignored;
-      socket_.close(ignored);
+      close_stream();
       resolver_.cancel();
       wake_.cancel();
       backoff_timer_.cancel();
@@ -230,9 +229,9 @@ class TcpTransport::Impl {
     // repeat (I/O thread).
     static asio::awaitable<void> run(std::shared_ptr<Peer> self) {
       auto hp = parse_host_port(self->address_);
-      if (!hp.is_ok()) {
+      if (!hp.is_ok() || !self->owner_.tls_status_.is_ok()) {
         spdlog::error("raft peer {}: {}; messages to it are dropped", self->id_,
-                      hp.status().message());
+                      (hp.is_ok() ? self->owner_.tls_status_ : hp.status()).message());
         self->disable();
         co_return;
       }
@@ -251,17 +250,18 @@ class TcpTransport::Impl {
         } else {
           ++self->owner_.counters_.connects;
           error_code ignored;
-          self->socket_.set_option(ip::tcp::no_delay(true), ignored);
+          ip::tcp::socket& socket = self->stream_->socket();
+          socket.set_option(ip::tcp::no_delay(true), ignored);
           // Unacknowledged data for this long ends the stream, and we
           // reconnect. Without it a stream that lived through a partition
           // waits out TCP's exponential retransmission backoff (seconds to
           // minutes) after the network heals; heartbeats keep data in flight,
           // so a healthy stream never idles into it.
           const unsigned user_timeout_ms = o.user_timeout_ms;
-          ::setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
+          ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
                        &user_timeout_ms, sizeof(user_timeout_ms));
           const auto up_since = std::chrono::steady_clock::now();
-          failure = co_await handshake(self);
+          failure = co_await handshake(self, host);
           if (failure.empty()) {
             if (reported_down) {
               spdlog::info("raft peer {} at {} connected", self->id_, self->address_);
@@ -271,9 +271,9 @@ class TcpTransport::Impl {
             asio::co_spawn(*self->owner_.io_, read_replies(self, conn), asio::detached);
             co_await write_loop(self);
           }
-          // Invalidate the reader of the stream that just ended before reusing socket_.
+          // Invalidate the reader of the stream that just ended before the next one.
           ++self->generation_;
-          self->socket_.close(ignored);
+          self->close_stream();
           if (self->closed_) break;
           const auto lived =
               std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - up_since);
@@ -294,8 +294,7 @@ class TcpTransport::Impl {
                        self->id_, self->address_, failure, o.backoff_max_ms);
           reported_down = true;
         }
-        error_code ignored;
-        self->socket_.close(ignored);
+        self->close_stream();
         // Unreachable: drop instead of queueing stale messages behind a dead
         // link; Raft resends whatever still matters once we reconnect.
         {
@@ -313,7 +312,20 @@ class TcpTransport::Impl {
     }
 
    private:
-    // Resolves and connects socket_, giving up after connect_timeout_ms.
+    void close_stream() {
+      if (stream_) stream_->close();
+    }
+
+    // Closes the current stream when the timer armed for `attempt` fires
+    // first (a connect, a TLS handshake or an answer that takes too long).
+    void arm_deadline(uint64_t attempt, milliseconds after) {
+      connect_timer_.expires_after(after);
+      connect_timer_.async_wait([self = shared_from_this(), attempt](error_code tec) {
+        if (!tec && attempt == self->generation_) self->close_stream();
+      });
+    }
+
+    // Resolves and connects a new stream_, giving up after connect_timeout_ms.
     static asio::awaitable<error_code> connect(std::shared_ptr<Peer> self, const std::string& host,
                                                const std::string& port) {
       const TcpTransportOptions& o = self->owner_.opts_;
@@ -322,16 +334,13 @@ class TcpTransport::Impl {
           co_await self->resolver_.async_resolve(host, port, ip::tcp::resolver::numeric_service,
                                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec || self->closed_) co_return ec;
+      // A fresh stream per attempt: a TLS session is not reusable, and a
+      // reader of the previous stream may still hold that one.
+      self->stream_ = std::make_shared<RaftStream>(*self->owner_.io_, self->owner_.tls_);
       const uint64_t attempt = ++self->generation_;
       const auto deadline = std::chrono::steady_clock::now() + milliseconds(o.connect_timeout_ms);
-      self->connect_timer_.expires_at(deadline);
-      self->connect_timer_.async_wait([self, attempt](error_code tec) {
-        // Closing the socket makes the pending connect fail with operation_aborted.
-        if (!tec && attempt == self->generation_) {
-          error_code ignored;
-          self->socket_.close(ignored);
-        }
-      });
+      // Closing the socket makes the pending connect fail with operation_aborted.
+      self->arm_deadline(attempt, milliseconds(o.connect_timeout_ms));
       ec = asio::error::host_not_found;
       for (const auto& entry : endpoints) {
         if (self->closed_) break;
@@ -342,46 +351,68 @@ class TcpTransport::Impl {
           ec = asio::error::timed_out;
           break;
         }
+        ip::tcp::socket& socket = self->stream_->socket();
         error_code ignored;
-        self->socket_.close(ignored);
-        self->socket_.open(entry.endpoint().protocol(), ec);
+        socket.close(ignored);
+        socket.open(entry.endpoint().protocol(), ec);
         if (ec) continue;
-        bind_source_address(self->socket_, entry.endpoint(), self->owner_.source_address_);
-        co_await self->socket_.async_connect(entry.endpoint(),
-                                             asio::redirect_error(asio::use_awaitable, ec));
+        bind_source_address(socket, entry.endpoint(), self->owner_.source_address_);
+        co_await socket.async_connect(entry.endpoint(),
+                                      asio::redirect_error(asio::use_awaitable, ec));
         if (!ec || ec == asio::error::operation_aborted) break;
       }
       self->connect_timer_.cancel();
       co_return ec;
     }
 
-    // Sends our hello and reads the answer; "" when the peer is who the
-    // membership says (id, and incarnation when one is recorded), else why
-    // not. Nothing is sent to a peer before this passes.
-    static asio::awaitable<std::string> handshake(std::shared_ptr<Peer> self) {
+    // With peer TLS, the TLS handshake and the check that the certificate
+    // names the host we dialled; then sends our hello and reads the answer.
+    // "" when the peer is who the membership says (certificate, id, cluster,
+    // and incarnation when one is recorded), else why not. Nothing is sent
+    // to a peer before this passes. hello_timeout_ms bounds it all.
+    static asio::awaitable<std::string> handshake(std::shared_ptr<Peer> self, std::string host) {
       Impl& owner = self->owner_;
+      std::shared_ptr<RaftStream> stream = self->stream_;
+      self->arm_deadline(++self->generation_, milliseconds(owner.opts_.hello_timeout_ms));
+      std::string why = co_await exchange_hellos(self, *stream, host);
+      self->connect_timer_.cancel();
+      co_return why;
+    }
+
+    static asio::awaitable<std::string> exchange_hellos(std::shared_ptr<Peer> self,
+                                                       RaftStream& stream, const std::string& host) {
+      Impl& owner = self->owner_;
+      error_code ec = co_await stream.handshake(RaftStream::Role::kDialer);
+      if (ec) {
+        ++owner.counters_.tls_failed;
+        const std::string text = "TLS handshake with " + self->address_ + " failed: " + ec.message();
+        owner.refusals_.warn("tls-out-" + std::to_string(self->id_), text);
+        co_return text;
+      }
+      if (stream.is_tls()) {
+        if (Status st = tls::check_peer_certificate(stream.peer_certificate(), host,
+                                                    owner.tls_->allowed_cn());
+            !st.is_ok()) {
+          ++owner.counters_.certificates_refused;
+          const std::string text = "refusing the node at " + self->address_ + " (peer " +
+                                   std::to_string(self->id_) + "): " + st.message();
+          owner.refusals_.warn("cert-out-" + std::to_string(self->id_), text);
+          co_return text;
+        }
+      }
       const std::string hello = owner.local_hello(HelloKind::kStream, self->id_);
-      error_code ec;
-      co_await asio::async_write(self->socket_, asio::buffer(hello),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      const std::vector<asio::const_buffer> out{asio::buffer(hello)};
+      co_await stream.write(out, ec);
       if (ec) co_return "sending the hello failed: " + ec.message();
       self->reader_ = FrameReader(kMaxHelloPayloadBytes);
-      const uint64_t attempt = ++self->generation_;
-      self->connect_timer_.expires_after(milliseconds(owner.opts_.hello_timeout_ms));
-      self->connect_timer_.async_wait([self, attempt](error_code tec) {
-        if (!tec && attempt == self->generation_) {
-          error_code ignored;
-          self->socket_.close(ignored);
-        }
-      });
-      auto answer = co_await read_hello(self->socket_, self->reader_);
-      self->connect_timer_.cancel();
+      auto answer = co_await read_hello(stream, self->reader_);
       if (!answer.is_ok()) {
         co_return "no valid answer to our hello (waited up to " +
             std::to_string(owner.opts_.hello_timeout_ms) + " ms): " + answer.status().message();
       }
       const Hello& h = answer.value();
       if (h.kind != HelloKind::kAnswer) co_return std::string("the peer did not answer our hello");
+      if (std::string why = owner.check_cluster_id(h, self->address_, "cluster-out-" + std::to_string(self->id_)); !why.empty()) co_return why;
       if (h.from != self->id_) {
         co_return "the node at " + self->address_ + " is node " + std::to_string(h.from) + " ('" +
             h.sender.name + "'), not node " + std::to_string(self->id_);
@@ -407,7 +438,8 @@ class TcpTransport::Impl {
       const TcpTransportOptions& o = self->owner_.opts_;
       std::vector<std::string> batch;
       std::vector<asio::const_buffer> buffers;
-      while (!self->closed_ && self->socket_.is_open()) {
+      std::shared_ptr<RaftStream> stream = self->stream_;
+      while (!self->closed_ && stream->is_open()) {
         if (batch.empty()) {
           std::lock_guard lock(self->mu_);
           size_t bytes = 0;
@@ -430,8 +462,7 @@ class TcpTransport::Impl {
         buffers.clear();
         for (const std::string& f : batch) buffers.push_back(asio::buffer(f));
         error_code ec;
-        co_await asio::async_write(self->socket_, buffers,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+        co_await stream->write(buffers, ec);
         if (ec) {
           self->owner_.counters_.dropped += batch.size();
           break;
@@ -449,27 +480,20 @@ class TcpTransport::Impl {
     // or reset); noticing that here, not at the next write, lets an idle
     // peer reconnect before Raft needs it.
     static asio::awaitable<void> read_replies(std::shared_ptr<Peer> self, uint64_t conn) {
-      error_code ec;
+      // This stream's own: the stream, and the reader with whatever followed
+      // the answer hello, so a newer stream never shares either with us.
+      std::shared_ptr<RaftStream> stream = self->stream_;
+      FrameReader reader = std::move(self->reader_);
       std::string why;
       while (why.empty() && conn == self->generation_) {
-        for (;;) {
-          auto frame = self->reader_.next();
-          if (!frame.is_ok()) {
-            why = frame.status().message();
-            break;
-          }
-          if (!frame.value()) break;
-          why = self->owner_.deliver(*frame.value(), self->id_);
-          if (!why.empty()) break;
+        auto frame = co_await read_frame(*stream, reader);
+        if (conn != self->generation_) co_return;  // a newer stream is the peer's now
+        if (!frame.is_ok()) {
+          // The stream ending is not a refusal; anything else is.
+          if (frame.status().code() != StatusCode::kUnavailable) why = frame.status().message();
+          break;
         }
-        if (!why.empty()) break;
-        const size_t want = self->reader_.next_read_bytes();
-        char* p = self->reader_.prepare(want);
-        const size_t n = co_await self->socket_.async_read_some(
-            asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
-        if (conn != self->generation_) co_return;  // socket_ belongs to a newer stream now
-        self->reader_.commit(n);
-        if (ec) break;
+        why = self->owner_.deliver(frame.value(), self->id_);
       }
       if (!why.empty()) {
         ++self->owner_.counters_.rejected;
@@ -478,8 +502,7 @@ class TcpTransport::Impl {
                                         self->address_ + ": " + why);
       }
       if (conn == self->generation_) {
-        error_code ignored;
-        self->socket_.close(ignored);
+        self->close_stream();
         self->wake_.cancel();
       }
     }
@@ -495,11 +518,11 @@ class TcpTransport::Impl {
     const std::string address_;
     const std::string incarnation_;  // what the peer must answer with; empty: not checked
     ip::tcp::resolver resolver_;
-    ip::tcp::socket socket_;
+    std::shared_ptr<RaftStream> stream_;  // the current connection; a new one per connect attempt
     asio::steady_timer wake_;  // the idle writer waits on it; cancel() wakes it
     asio::steady_timer backoff_timer_;
-    asio::steady_timer connect_timer_;  // bounds the connect, then the wait for the answer
-    FrameReader reader_;                // what the peer sends back on the current stream
+    asio::steady_timer connect_timer_;  // bounds the connect, then the TLS handshake and the answer
+    FrameReader reader_;  // the answer hello's reader; read_replies takes it over
     uint64_t generation_ = 0;  // bumps per connect attempt and stream end; stale handlers compare
     std::atomic<bool> closed_{false};
 
@@ -514,12 +537,22 @@ class TcpTransport::Impl {
       : local_id_(local_id),
         listen_address_(std::move(listen_address)),
         source_address_(source_address_for(listen_address_)),
-        opts_(options),
+        opts_(std::move(options)),
         io_(std::make_unique<asio::io_context>(1)),
         acceptor_(std::make_unique<ip::tcp::acceptor>(*io_)) {
     local_.id = local_id_;
     local_.name = std::to_string(local_id_);
     local_.raft_address = listen_address_;
+    if (opts_.peer_tls) {
+      // Never plaintext instead: a context OpenSSL refuses leaves the
+      // transport unable to listen or dial (listen() says why).
+      auto ctx = PeerTlsContext::create(*opts_.peer_tls);
+      if (ctx.is_ok()) {
+        tls_ = std::move(ctx).value();
+      } else {
+        tls_status_ = ctx.status();
+      }
+    }
   }
 
   ~Impl() { stop(); }
@@ -538,8 +571,42 @@ class TcpTransport::Impl {
 
   void set_local_identity(const PeerIdentity& self) {
     std::lock_guard lock(mu_);
+    const uint64_t cluster_id = local_.cluster_id;
     local_ = self;
     local_.id = local_id_;
+    if (local_.cluster_id == 0) local_.cluster_id = cluster_id;
+  }
+
+  void set_cluster_id(uint64_t cluster_id) {
+    std::lock_guard lock(mu_);
+    if (local_.cluster_id != cluster_id && cluster_id != 0) {
+      spdlog::info("raft transport: this node belongs to cluster {:016x}", cluster_id);
+    }
+    local_.cluster_id = cluster_id;
+  }
+
+  uint64_t local_cluster_id() const {
+    std::lock_guard lock(mu_);
+    return local_.cluster_id;
+  }
+
+  // "" when the hello's cluster may talk to ours: the same, or either side
+  // has none yet (a node waiting to be added takes its cluster's id from the
+  // configuration it is sent). Else the refusal, logged (both sides check).
+  // log_kind: the refusal log's rate-limit key.
+  std::string check_cluster_id(const Hello& h, const std::string& remote, const std::string& log_kind) {
+    const uint64_t local = local_cluster_id();
+    if (local == 0 || h.sender.cluster_id == 0 || h.sender.cluster_id == local) return "";
+    ++counters_.clusters_refused;
+    char text[160];
+    std::snprintf(text, sizeof text, "cluster id mismatch: local %016llx, remote %016llx from ",
+                  static_cast<unsigned long long>(local),
+                  static_cast<unsigned long long>(h.sender.cluster_id));
+    std::string why = text + remote + " (node " + std::to_string(h.from) +
+                            (h.sender.name.empty() ? "" : " '" + h.sender.name + "'") +
+                            "): it belongs to another cluster; refusing its stream";
+    refusals_.warn(log_kind, why);
+    return why;
   }
 
   void start(Handler handler) {
@@ -687,6 +754,9 @@ class TcpTransport::Impl {
     s.buffer_budget_closes = counters_.budget_closes.load();
     s.foreign_messages = counters_.foreign_messages.load();
     s.probes_answered = counters_.probes_answered.load();
+    s.tls_handshakes_failed = counters_.tls_failed.load();
+    s.certificates_refused = counters_.certificates_refused.load();
+    s.cluster_ids_refused = counters_.clusters_refused.load();
     s.inbound_buffered_bytes = inbound_buffered_.load();
     return s;
   }
@@ -695,9 +765,9 @@ class TcpTransport::Impl {
   // One accepted stream (I/O thread only).
   struct Inbound {
     enum class State { kAwaitingHello, kStream, kProbe, kClosing };
-    explicit Inbound(asio::io_context& io)
-        : socket(io), hello_timer(io), stall_timer(io), reader(kMaxHelloPayloadBytes) {}
-    ip::tcp::socket socket;
+    Inbound(asio::io_context& io, std::shared_ptr<PeerTlsContext> tls)
+        : stream(io, std::move(tls)), hello_timer(io), stall_timer(io), reader(kMaxHelloPayloadBytes) {}
+    RaftStream stream;
     asio::steady_timer hello_timer;
     asio::steady_timer stall_timer;  // bounds a read that would leave a partial frame buffered
     uint64_t reads = 0;              // bumps per read, so a stale stall timer does nothing
@@ -742,24 +812,17 @@ class TcpTransport::Impl {
     return encode_hello_frame(h);
   }
 
-  // Reads frames until the first one, which must be a hello.
-  static asio::awaitable<Result<Hello>> read_hello(ip::tcp::socket& socket, FrameReader& reader) {
-    error_code ec;
-    for (;;) {
-      auto frame = reader.next();
-      if (!frame.is_ok()) co_return frame.status();
-      if (frame.value()) co_return decode_hello(*frame.value());
-      const size_t want = reader.next_read_bytes();
-      char* p = reader.prepare(want);
-      const size_t n = co_await socket.async_read_some(
-          asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
-      reader.commit(n);
-      if (ec == asio::error::eof) {
+  // Reads the first frame, which must be a hello.
+  static asio::awaitable<Result<Hello>> read_hello(RaftStream& stream, FrameReader& reader) {
+    auto frame = co_await read_frame(stream, reader);
+    if (!frame.is_ok()) {
+      if (frame.status().message() == kStreamClosedMessage) {
         co_return Status(StatusCode::kUnavailable,
-                         "the peer closed the stream (it refused us; see its log)");
+                         std::string(kStreamClosedMessage) + " (it refused us; see its log)");
       }
-      if (ec) co_return Status(StatusCode::kUnavailable, ec.message());
+      co_return frame.status();
     }
+    co_return decode_hello(frame.value());
   }
 
   // GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame
@@ -770,13 +833,14 @@ class TcpTransport::Impl {
   asio::awaitable<void> run_probe(std::string address, int timeout_ms,
                                   std::shared_ptr<ProbeState> state) {
     auto hp = parse_host_port(address);
-    if (!hp.is_ok()) {
-      state->finish(hp.status());
+    if (!hp.is_ok() || !tls_status_.is_ok()) {
+      state->finish(hp.is_ok() ? tls_status_ : hp.status());
       co_return;
     }
     const std::string host = hp->host.empty() ? "127.0.0.1" : hp->host;
     ip::tcp::resolver resolver(*io_);
-    ip::tcp::socket socket(*io_);
+    RaftStream stream(*io_, tls_);
+    ip::tcp::socket& socket = stream.socket();
     asio::steady_timer timer(*io_);
     bool timed_out = false;
     timer.expires_after(milliseconds(timeout_ms));
@@ -807,15 +871,7 @@ class TcpTransport::Impl {
         answer =
             Status(StatusCode::kUnavailable, "cannot connect to " + address + ": " + ec.message());
       } else {
-        const std::string hello = local_hello(HelloKind::kProbe, raft::kNoNode);
-        co_await asio::async_write(socket, asio::buffer(hello),
-                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-          answer = Status(StatusCode::kUnavailable, address + ": " + ec.message());
-        } else {
-          FrameReader reader(kMaxHelloPayloadBytes);
-          answer = co_await read_hello(socket, reader);
-        }
+        answer = co_await probe_on(stream, address, host);
       }
     }
     timer.cancel();
@@ -835,10 +891,35 @@ class TcpTransport::Impl {
   }
 #pragma GCC diagnostic pop
 
+  // A connected probe: the TLS handshake and certificate check (the
+  // certificate must name the host probed), then the probe hello and its answer.
+  asio::awaitable<Result<Hello>> probe_on(RaftStream& stream, const std::string& address,
+                                          const std::string& host) {
+    error_code ec = co_await stream.handshake(RaftStream::Role::kDialer);
+    if (ec) {
+      ++counters_.tls_failed;
+      co_return Status(StatusCode::kUnavailable,
+                       "TLS handshake with " + address + " failed: " + ec.message());
+    }
+    if (stream.is_tls()) {
+      if (Status st = tls::check_peer_certificate(stream.peer_certificate(), host, tls_->allowed_cn());
+          !st.is_ok()) {
+        ++counters_.certificates_refused;
+        co_return Status(StatusCode::kUnavailable, "the node at " + address + ": " + st.message());
+      }
+    }
+    const std::string hello = local_hello(HelloKind::kProbe, raft::kNoNode);
+    const std::vector<asio::const_buffer> out{asio::buffer(hello)};
+    co_await stream.write(out, ec);
+    if (ec) co_return Status(StatusCode::kUnavailable, address + ": " + ec.message());
+    FrameReader reader(kMaxHelloPayloadBytes);
+    co_return co_await read_hello(stream, reader);
+  }
+
   Status listen_locked() {
     if (listening_) return Status::ok();
     if (stopped_) return Status(StatusCode::kUnavailable, "raft transport is stopped");
-    listen_status_ = bind_and_listen();
+    listen_status_ = tls_status_.is_ok() ? bind_and_listen() : tls_status_;
     listening_ = listen_status_.is_ok();
     return listen_status_;
   }
@@ -880,9 +961,10 @@ class TcpTransport::Impl {
   asio::awaitable<void> accept_loop() {
     asio::steady_timer pause(*io_);
     while (!closing_) {
-      auto conn = std::make_shared<Inbound>(*io_);
+      auto conn = std::make_shared<Inbound>(*io_, tls_);
       error_code ec;
-      co_await acceptor_->async_accept(conn->socket, asio::redirect_error(asio::use_awaitable, ec));
+      co_await acceptor_->async_accept(conn->stream.socket(),
+                                       asio::redirect_error(asio::use_awaitable, ec));
       if (closing_) break;
       if (ec) {
         spdlog::warn("raft transport accept failed: {}", ec.message());
@@ -890,14 +972,14 @@ class TcpTransport::Impl {
         co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
-      conn->remote = endpoint_text(conn->socket);
+      conn->remote = endpoint_text(conn->stream.socket());
       conn->accepted_at = conn->last_bytes_at = Clock::now();
       if (inbound_.size() >= opts_.max_inbound_connections) {
         ++counters_.refused_connections;
         refusals_.warn("inbound-cap", "over " + std::to_string(opts_.max_inbound_connections) +
                                           " inbound streams; closing a new one from " +
                                           conn->remote);
-        conn->socket.close(ec);
+        conn->stream.close();
         continue;
       }
       // Connections that have not said hello yet have their own, smaller
@@ -930,8 +1012,8 @@ class TcpTransport::Impl {
     conn->hello_timer.async_wait([this, conn](error_code ec) {
       if (ec || conn->state != Inbound::State::kAwaitingHello) return;
       ++counters_.hello_timeouts;
-      refusals_.warn("hello-timeout", "closing connection from " + conn->remote +
-                                          ": no hello within " +
+      refusals_.warn("hello-timeout", "closing connection from " + conn->remote + ": no " +
+                                          (tls_ ? "TLS handshake and hello" : "hello") + " within " +
                                           std::to_string(opts_.hello_timeout_ms) + " ms");
       close_inbound(conn);
     });
@@ -941,10 +1023,9 @@ class TcpTransport::Impl {
   // releases what it holds.
   void close_inbound(const std::shared_ptr<Inbound>& conn) {
     conn->state = Inbound::State::kClosing;
-    error_code ignored;
     conn->hello_timer.cancel();
     conn->stall_timer.cancel();
-    conn->socket.close(ignored);
+    conn->stream.close();
   }
 
   // Accounts for a stream about to hold `bytes` in its buffer. Over the
@@ -974,37 +1055,26 @@ class TcpTransport::Impl {
     return true;
   }
 
-  // Reads frames off one inbound stream and hands decoded messages to the handler.
+  // The TLS handshake (with peer TLS), then frames off one inbound stream:
+  // the hello, then messages handed to the handler.
   asio::awaitable<void> read_loop(std::shared_ptr<Inbound> conn) {
     std::string reject_reason;
-    error_code ec;
-    while (!closing_ && reject_reason.empty() && conn->state != Inbound::State::kClosing) {
-      while (reject_reason.empty()) {
-        auto frame = conn->reader.next();
-        if (!frame.is_ok()) {
-          reject_reason = conn->state == Inbound::State::kAwaitingHello
-                              ? "first frame is not a hello: " + frame.status().message()
-                              : frame.status().message();
-          break;
-        }
-        if (!frame.value()) break;  // need more bytes
-        const std::string_view payload = *frame.value();
-        if (conn->state == Inbound::State::kAwaitingHello) {
-          reject_reason = accept_hello(payload, conn);
-          continue;
-        }
-        if (conn->state != Inbound::State::kStream) break;  // a probe says nothing more
-        reject_reason = deliver(payload, conn->from);
-      }
-      if (!reject_reason.empty() || conn->state == Inbound::State::kClosing) break;
-      const size_t want = conn->reader.next_read_bytes();
-      if (!charge(conn, conn->reader.buffered_bytes() + want)) break;
+    const error_code tls_ec = co_await conn->stream.handshake(RaftStream::Role::kAcceptor);
+    if (tls_ec && conn->state != Inbound::State::kClosing) {
+      // (A connection the hello timer or the pending cap closed was logged there.)
+      ++counters_.tls_failed;
+      refusals_.warn("tls-in", "closing connection from " + conn->remote +
+                                   ": TLS handshake failed: " + tls_ec.message());
+    }
+    ReadHooks hooks;
+    uint64_t read_no = 0;
+    hooks.before_read = [&](size_t want) {
+      if (!charge(conn, conn->reader.buffered_bytes() + want)) return false;
       // A partial frame holds memory only while it makes progress: a stream
       // that stops halfway through a frame is closed (a member's sender gives
       // up on a stuck stream after user_timeout_ms anyway).
       const size_t partial = conn->reader.buffered_bytes();
-      char* p = conn->reader.prepare(want);
-      const uint64_t read_no = ++conn->reads;
+      read_no = ++conn->reads;
       if (partial > 0) {
         conn->stall_timer.expires_after(milliseconds(opts_.partial_frame_stall_ms));
         conn->stall_timer.async_wait([this, conn, read_no, partial](error_code tec) {
@@ -1017,14 +1087,32 @@ class TcpTransport::Impl {
           close_inbound(conn);
         });
       }
-      const size_t n = co_await conn->socket.async_read_some(
-          asio::buffer(p, want), asio::redirect_error(asio::use_awaitable, ec));
+      return true;
+    };
+    hooks.after_read = [&](size_t got) {
       ++conn->reads;
       conn->stall_timer.cancel();
-      conn->reader.commit(n);
-      if (n > 0) conn->last_bytes_at = Clock::now();
-      if (ec) break;
+      if (got > 0) conn->last_bytes_at = Clock::now();
       (void)charge(conn, conn->reader.buffered_bytes());  // shrinking never fails
+    };
+    while (!tls_ec && !closing_ && reject_reason.empty() &&
+           conn->state != Inbound::State::kClosing) {
+      auto frame = co_await read_frame(conn->stream, conn->reader, &hooks);
+      if (!frame.is_ok()) {
+        // The stream ending (or closed for the budget, already logged) is no refusal.
+        if (frame.status().code() != StatusCode::kUnavailable) {
+          reject_reason = conn->state == Inbound::State::kAwaitingHello
+                              ? "first frame is not a hello: " + frame.status().message()
+                              : frame.status().message();
+        }
+        break;
+      }
+      if (conn->state == Inbound::State::kAwaitingHello) {
+        reject_reason = accept_hello(frame.value(), conn);
+        continue;
+      }
+      if (conn->state != Inbound::State::kStream) continue;  // a probe says nothing more
+      reject_reason = deliver(frame.value(), conn->from);
     }
     if (!reject_reason.empty()) {
       ++counters_.rejected;
@@ -1080,19 +1168,32 @@ class TcpTransport::Impl {
       reply_on(conn, local_hello(HelloKind::kAnswer, h.from));
       return "";
     }
+    // First, so that a node of another cluster on a reused address is told
+    // so, whatever else about it is wrong too. Answered like a probe (what
+    // the answer says, a probe reveals anyway), then closed: the dialer
+    // learns which cluster it reached and logs the mismatch on its side too.
+    if (!check_cluster_id(h, conn->remote, "cluster-in").empty()) {
+      conn->state = Inbound::State::kProbe;
+      reply_on(conn, local_hello(HelloKind::kAnswer, h.from));
+      return "";
+    }
     if (local_id_ != raft::kNoNode && h.to != local_id_) {
       return "hello from node " + std::to_string(h.from) + " is addressed to node " +
              std::to_string(h.to) + ", this is node " + std::to_string(local_id_);
     }
     if (h.from == raft::kNoNode || h.from == local_id_) return "hello from an invalid node id";
     std::string expected;
+    std::string member_address;
     bool known = false;
     bool accept_unknown = false;
     {
       std::lock_guard lock(mu_);
       auto it = peers_.find(h.from);
       known = it != peers_.end();
-      if (known) expected = it->second->incarnation();
+      if (known) {
+        expected = it->second->incarnation();
+        member_address = it->second->address();
+      }
       accept_unknown = accept_unknown_;
     }
     const std::string who = "node " + std::to_string(h.from) +
@@ -1101,6 +1202,13 @@ class TcpTransport::Impl {
       ++counters_.refused_senders;
       refusals_.warn("unknown-sender", "refusing a stream from " + conn->remote + ": " + who +
                                            " is not a member of this node's configuration");
+      close_inbound(conn);
+      return "";
+    }
+    // The certificate, not the hello, says who this is: it must name the
+    // member's recorded raft address (a sender outside the configuration:
+    // the address it claims, which only its certificate can back).
+    if (tls_ && !certificate_names(conn, who, known ? member_address : h.sender.raft_address)) {
       close_inbound(conn);
       return "";
     }
@@ -1148,6 +1256,23 @@ class TcpTransport::Impl {
     return "";
   }
 
+  // Peer TLS: whether the stream's verified certificate names the host of
+  // raft_address, the address of the member `who` claims to be; logs why not.
+  bool certificate_names(const std::shared_ptr<Inbound>& conn, const std::string& who,
+                         const std::string& raft_address) {
+    auto hp = parse_host_port(raft_address);
+    Status st = hp.is_ok() ? tls::check_peer_certificate(conn->stream.peer_certificate(),
+                                                         hp->host.empty() ? "127.0.0.1" : hp->host,
+                                                         tls_->allowed_cn())
+                           : Status(StatusCode::kInvalid, "no raft address to check it against");
+    if (st.is_ok()) return true;
+    ++counters_.certificates_refused;
+    refusals_.warn("cert-in", "refusing a stream from " + conn->remote + " claiming to be " + who +
+                                  " at " + (raft_address.empty() ? "?" : raft_address) + ": " +
+                                  st.message());
+    return false;
+  }
+
   // I/O thread: writes a frame back on an inbound stream (the answer hello,
   // or replies of a node without routes of its own), bounded like a peer's queue.
   void reply_on(const std::shared_ptr<Inbound>& conn, std::string frame) {
@@ -1167,7 +1292,7 @@ class TcpTransport::Impl {
   asio::awaitable<void> reply_writer(std::shared_ptr<Inbound> conn) {
     std::vector<std::string> batch;
     std::vector<asio::const_buffer> buffers;
-    while (!conn->out.empty() && conn->socket.is_open()) {
+    while (!conn->out.empty() && conn->stream.is_open()) {
       batch.clear();
       buffers.clear();
       while (!conn->out.empty()) {
@@ -1177,8 +1302,7 @@ class TcpTransport::Impl {
       conn->out_bytes = 0;
       for (const std::string& f : batch) buffers.push_back(asio::buffer(f));
       error_code ec;
-      co_await asio::async_write(conn->socket, buffers,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      co_await conn->stream.write(buffers, ec);
       if (ec) break;
     }
     conn->writing = false;
@@ -1235,6 +1359,8 @@ class TcpTransport::Impl {
   const TcpTransportOptions opts_;
   Counters counters_;
   RefusalLog refusals_;
+  std::shared_ptr<PeerTlsContext> tls_;  // null: plaintext streams
+  Status tls_status_;                    // why tls_ could not be made (then nothing listens or dials)
 
   // Declared before everything holding sockets or timers, so destroyed last.
   std::unique_ptr<asio::io_context> io_;
@@ -1259,7 +1385,7 @@ class TcpTransport::Impl {
 
 TcpTransport::TcpTransport(raft::NodeId local_id, std::string listen_address,
                            TcpTransportOptions options)
-    : impl_(std::make_unique<Impl>(local_id, std::move(listen_address), options)) {}
+    : impl_(std::make_unique<Impl>(local_id, std::move(listen_address), std::move(options))) {}
 
 TcpTransport::~TcpTransport() { stop(); }
 
@@ -1267,6 +1393,7 @@ Status TcpTransport::listen() { return impl_->listen(); }
 Status TcpTransport::listen_status() const { return impl_->listen_status(); }
 uint16_t TcpTransport::listen_port() const { return impl_->listen_port(); }
 void TcpTransport::set_local_identity(const PeerIdentity& self) { impl_->set_local_identity(self); }
+void TcpTransport::set_cluster_id(uint64_t cluster_id) { impl_->set_cluster_id(cluster_id); }
 void TcpTransport::start(Handler handler) { impl_->start(std::move(handler)); }
 void TcpTransport::stop() { impl_->stop(); }
 void TcpTransport::set_peer(raft::NodeId id, const std::string& address,

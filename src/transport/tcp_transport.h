@@ -15,12 +15,23 @@
 // off exponentially from backoff_initial_ms to backoff_max_ms. Each write
 // gathers many queued frames into one system call.
 //
+// Peer TLS (options.peer_tls): each connection is a RaftStream
+// (raft_stream.h), plain TCP or mutual TLS with the same interface. With
+// TLS the dialer checks, right after the handshake, that the acceptor's
+// certificate names the host of the address it dialled; the acceptor
+// checks, once the hello says who the dialer claims to be, that its
+// certificate names the host of that member's raft address (tls/peer_cert.h).
+// A failed handshake counts like a missing hello: hello_timeout_ms runs from
+// accept and covers the handshake, and a connection in its handshake holds
+// one of the max_pending_hello_connections slots.
+//
 // Stream: the dialer sends a hello (stream_codec.h: who it is, whom it wants,
 // its addresses and data-dir incarnation); the acceptor checks it and
 // answers with its own, and only then does the dialer send messages. The
 // dialer checks the answer too: a peer that is another node, or a member
 // whose incarnation differs from the membership's (its data dir was wiped),
-// gets nothing. A receiver closes a stream whose hello is wrong, addressed
+// gets nothing; nor does a peer whose answer names another cluster (both
+// sides check: Transport::set_cluster_id). A receiver closes a stream whose hello is wrong, addressed
 // to another node id, from a sender that is not a registered peer
 // (transport.h, "Who is heard"), whose frame fails its CRC or size limit,
 // whose message does not decode or claims another sender.
@@ -44,10 +55,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
 #include "raft/types.h"
+#include "tls/tls_files.h"
 #include "transport/transport.h"
 
 namespace ckv::transport {
@@ -92,6 +105,10 @@ struct TcpTransportOptions {
   // An inbound stream that holds part of a frame and receives nothing for
   // this long is closed, so a stalled partial frame cannot pin memory.
   uint32_t partial_frame_stall_ms = 10000;
+  // Peer TLS (tls/tls_files.h): every stream, dialled, accepted or probed,
+  // is mutual TLS and the peer's certificate must name the member its hello
+  // claims (tls/peer_cert.h). nullopt: plaintext.
+  std::optional<tls::PeerTlsMaterial> peer_tls;
 };
 
 // Counters for tests and status pages; monotonic since construction.
@@ -110,6 +127,9 @@ struct TcpTransportStats {
   uint64_t stream_cap_refused = 0;    // a sender over max_streams_per_sender live streams
   uint64_t buffer_budget_closes = 0;  // streams closed to keep within max_inbound_buffer_bytes
   uint64_t foreign_messages = 0;      // a message whose sender is not the stream's
+  uint64_t tls_handshakes_failed = 0;  // peer TLS: a handshake that failed (no or an untrusted certificate, not TLS)
+  uint64_t certificates_refused = 0;   // peer TLS: a verified certificate that does not name the member
+  uint64_t cluster_ids_refused = 0;    // a hello or answer naming another cluster
   uint64_t probes_answered = 0;
   uint64_t inbound_buffered_bytes = 0;  // now, not monotonic
 };
@@ -125,7 +145,7 @@ class TcpTransport : public Transport {
   TcpTransport& operator=(const TcpTransport&) = delete;
 
   // Binds and listens. Call before start() to learn about a bad address or a
-  // port in use (kInvalid / kIo); start() calls it otherwise, and then a
+  // port in use (kInvalid / kIo), or peer TLS material OpenSSL refuses (kCorrupt); start() calls it otherwise, and then a
   // failure leaves the transport sending but not receiving, reported by
   // listen_status().
   Status listen();
@@ -138,6 +158,7 @@ class TcpTransport : public Transport {
   // Until set_local_identity() the hello names the node by its id and
   // listen address, with no API address or incarnation.
   void set_local_identity(const PeerIdentity& self) override;
+  void set_cluster_id(uint64_t cluster_id) override;
   void start(Handler handler) override;
   void stop() override;
   void set_peer(raft::NodeId id, const std::string& address,

@@ -36,6 +36,9 @@ struct PeerIdentity {
   std::string raft_address;
   std::string api_address;
   std::string incarnation;  // empty: unknown (old data, or a test)
+  // node::cluster_id_of its latest configuration; 0 while it has none (a
+  // node waiting to be added). See Transport::set_cluster_id.
+  uint64_t cluster_id = 0;
 };
 
 class Transport {
@@ -46,6 +49,13 @@ class Transport {
 
   // What this node tells peers in its hello. Call before start().
   virtual void set_local_identity(const PeerIdentity& self) = 0;
+  // The cluster this node belongs to (any time; 0: none yet). A stream whose
+  // other end names another nonzero cluster id is refused on both sides
+  // ("cluster id mismatch"), so nodes of two clusters that reuse each
+  // other's addresses never exchange a message; a node with none (waiting
+  // to be added) accepts any and takes its cluster's from the configuration
+  // it is sent (docs/security.md, "Cluster identity on the wire").
+  virtual void set_cluster_id(uint64_t cluster_id) = 0;
   // Starts listening on the local raft address and delivering to handler
   // (called on a transport thread; the handler must only enqueue).
   virtual void start(Handler handler) = 0;

@@ -102,6 +102,60 @@ def request(method, address, path, body=None, headers=None, timeout=15, tls=None
         return Reply(e.code, dict(e.headers), e.read().decode())
 
 
+OPENSSL = shutil.which("openssl")
+
+
+def run_openssl(*args, cwd):
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class PeerPki:
+    """Certificates for peer mutual TLS (-peer-cert-file, -peer-key-file, -peer-trusted-ca-file),
+    made with openssl at run time in `directory` (never committed): one CA per name asked for, and
+    a member certificate per host whose SAN is that host's IP (docs/security.md, "Peer TLS")."""
+
+    def __init__(self, directory):
+        if not OPENSSL:
+            raise unittest.SkipTest("openssl is not installed (scripts/setup.sh installs it)")
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.cas = set()
+        self.certs = {}
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def ca(self, name="ca"):
+        """A self-signed CA: returns the path of its certificate."""
+        if name not in self.cas:
+            run_openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
+                        cwd=self.dir)
+            self.cas.add(name)
+        return self.path(f"{name}.crt")
+
+    def member(self, host, ca="ca", cn=None):
+        """A certificate (path, key path) for a member on `host`, signed by `ca`: SAN IP:host, usable as
+        server and client certificate (every raft connection is mutual)."""
+        key = (host, ca, cn)
+        if key not in self.certs:
+            self.ca(ca)
+            name = f"{ca}-{host}-{cn or 'member'}"
+            with open(self.path(f"{name}.ext"), "w") as f:
+                f.write(f"subjectAltName=IP:{host}\nextendedKeyUsage=serverAuth,clientAuth\n")
+            run_openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn or host}", cwd=self.dir)
+            run_openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+                        "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+                        cwd=self.dir)
+            self.certs[key] = (self.path(f"{name}.crt"), self.path(f"{name}.key"))
+        return self.certs[key]
+
+    def args(self, host, ca="ca", trusted_ca="ca"):
+        cert, key = self.member(host, ca)
+        return [f"-peer-cert-file={cert}", f"-peer-key-file={key}", f"-peer-trusted-ca-file={self.ca(trusted_ca)}"]
+
+
 class Node:
     """One kvnode process. args are reused by restart(), like an operator re-running the same command."""
 
@@ -138,6 +192,9 @@ class Node:
             code = self.proc.poll()
             raise AssertionError(f"{e}\n{self.name} {'exited with ' + str(code) if code is not None else 'is running'};"
                                  f" its log:\n{self.log()[-4000:]}") from None
+        if any(str(a).startswith("-peer-cert-file") for a in self.extra_args):
+            # A test meant to run with peer mTLS must not pass in plaintext.
+            assert "peer TLS: every raft connection is mutual TLS" in self.log(), f"{self.name} started without peer TLS"
         return self
 
     def kill(self, sig=signal.SIGKILL):
@@ -190,7 +247,17 @@ class ClusterTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="ckv-it-")
         self.procs = []
         self.nodes = []
+        self.peer_pki = None  # a PeerPki once enable_peer_tls(): node() then starts nodes with peer mTLS
         self.addCleanup(self._cleanup)
+        if os.environ.get("CKV_PEER_TLS") == "1":
+            print("\npeer mutual TLS on (CKV_PEER_TLS=1)")
+            self.enable_peer_tls()
+
+    def enable_peer_tls(self):
+        """From now on node() gives every node peer mutual TLS with a certificate for its host
+        (CKV_PEER_TLS=1 turns this on for a whole test module, e.g. the fault test)."""
+        self.peer_pki = PeerPki(os.path.join(self.tmp, "peer-pki"))
+        return self.peer_pki
 
     def _cleanup(self):
         for p in self.procs:
@@ -209,6 +276,8 @@ class ClusterTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def node(self, name, *extra_args, host="127.0.0.1"):
+        if self.peer_pki is not None and not any(str(a).startswith("-peer-") for a in extra_args):
+            extra_args = (*self.peer_pki.args(host), *extra_args)
         n = Node(self, name, extra_args, host)
         self.nodes.append(n)
         return n

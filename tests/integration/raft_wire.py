@@ -1,4 +1,4 @@
-"""A hostile raft peer for integration tests: speaks kvnode's stream protocol (hello v3, message format 1) from Python.
+"""A hostile raft peer for integration tests: speaks kvnode's stream protocol (hello v4, message format 1) from Python.
 
 Encodings follow src/transport/stream_codec.h (hello), src/transport/message_codec.h
 (messages and frames), src/fsm/command.cc (the key-value command inside an entry)
@@ -14,7 +14,7 @@ MSG = {name: i for i, name in enumerate([
     "HeartbeatResp", "Snapshot", "SnapshotResp", "TimeoutNow", "ReadIndex", "ReadIndexResp"])}
 
 HELLO_MAGIC = 0x54564b43
-HELLO_VERSION = 3
+HELLO_VERSION = 4
 HELLO_STREAM, HELLO_PROBE, HELLO_ANSWER = 0, 1, 2
 MESSAGE_FORMAT = 1
 ENTRY_NORMAL, ENTRY_CONFIG = 0, 1
@@ -54,12 +54,15 @@ def frame(payload: bytes) -> bytes:
     return struct.pack("<II", len(payload), crc32c(payload)) + payload
 
 
-def hello(frm, to, name="", raft_address="", api_address="", incarnation="", kind=HELLO_STREAM) -> bytes:
+def hello(frm, to, name="", raft_address="", api_address="", incarnation="", kind=HELLO_STREAM,
+          cluster_id=0) -> bytes:
+    """cluster_id 0: a sender without a configuration, which every node hears out."""
     def field(s):
         b = s.encode()[:255]
         return bytes([len(b)]) + b
     payload = struct.pack("<IBBQQ", HELLO_MAGIC, HELLO_VERSION, kind, frm, to)
     payload += field(name) + field(raft_address) + field(api_address) + field(incarnation)
+    payload += struct.pack("<Q", cluster_id)
     return frame(payload)
 
 
@@ -109,7 +112,7 @@ class HostilePeer:
 
     def read_answer(self):
         """The acceptor's answer hello as a dict (kind, from, name, raft_address, api_address,
-        incarnation), or None if it closed the stream instead."""
+        incarnation, cluster_id), or None if it closed the stream instead."""
         head = self._read_exact(8)
         if head is None:
             return None
@@ -124,6 +127,7 @@ class HostilePeer:
             n = payload[pos]
             answer[name] = payload[pos + 1:pos + 1 + n].decode()
             pos += 1 + n
+        (answer["cluster_id"],) = struct.unpack("<Q", payload[pos:pos + 8])
         return answer
 
     def send(self, payload: bytes):

@@ -15,7 +15,8 @@ HELLO_MAGIC = 0x54564B43
 MIB = 1 << 20
 
 
-def hello_v3(frm, to, name="", raft="", api="", incarnation="", kind=0):
+def hello_now(frm, to, name="", raft="", api="", incarnation="", kind=0):
+    """The hello this build speaks (raft_wire.HELLO_VERSION)."""
     return wire.hello(frm, to, name=name, raft_address=raft, api_address=api, incarnation=incarnation, kind=kind)
 
 
@@ -30,7 +31,7 @@ def probe_incarnation(address):
     incarnation, so a spoofer can claim it too (only mutual TLS, a later issue, stops that)."""
     s = connect(address)
     try:
-        s.sendall(hello_v3(0, 0, kind=1))
+        s.sendall(hello_now(0, 0, kind=1))
         data = b""
         while len(data) < 8 or len(data) < 8 + struct.unpack("<I", data[:4])[0]:
             chunk = s.recv(4096)
@@ -50,11 +51,11 @@ def probe_incarnation(address):
 
 
 def spoofed_hellos(member, to, raft=""):
-    """Hellos claiming to be member (a kvcluster Node), in both versions; a node refuses the one
-    it does not speak. The v3 one carries the member's real incarnation, learned by probing."""
+    """Hellos claiming to be member (a kvcluster Node), in this version and the pre-issue-7 one; a node refuses the one
+    it does not speak. The current one carries the member's real incarnation, learned by probing."""
     inc = probe_incarnation(member.raft)
     frm = node_id(member.name)
-    return [hello_v3(frm, to, name=member.name, raft=raft, incarnation=inc), hello_v2(frm, to, raft)]
+    return [hello_now(frm, to, name=member.name, raft=raft, incarnation=inc), hello_v2(frm, to, raft)]
 
 
 def connect(address, timeout=5):
@@ -191,7 +192,7 @@ class HostilePeersTest(ClusterTest):
         opened = self.sockets()
         stranger = node_id("stranger")
         for n in nodes:
-            for h in (hello_v3(stranger, node_id(n.name), "stranger", trap_address), hello_v2(stranger, node_id(n.name), trap_address)):
+            for h in (hello_now(stranger, node_id(n.name), "stranger", trap_address), hello_v2(stranger, node_id(n.name), trap_address)):
                 s = connect(n.raft)
                 s.sendall(h)
                 opened.append(s)

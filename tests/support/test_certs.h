@@ -42,11 +42,16 @@ inline void add_extension(X509* cert, X509* issuer, int nid, const char* value) 
   X509_EXTENSION_free(ext);
 }
 
+// The SANs make_identity gives a member's certificate unless told otherwise.
+inline constexpr char kLoopbackSans[] = "IP:127.0.0.1,DNS:localhost";
+
 // A P-256 certificate with subject CN=cn, signed by issuer (self-signed when
 // null), valid from now + not_before_s to now + not_after_s. A CA when ca;
-// else a member's: SANs 127.0.0.1 and localhost, serverAuth and clientAuth.
+// else a member's: SANs `sans` (OpenSSL's syntax; empty: none), serverAuth
+// and clientAuth.
 inline Identity make_identity(const char* cn, const Identity* issuer, bool ca,
-                              long not_before_s = -60, long not_after_s = 3600) {
+                              long not_before_s = -60, long not_after_s = 3600,
+                              const std::string& sans = kLoopbackSans) {
   Identity id{KeyPtr(EVP_EC_gen("P-256")), X509Ptr(X509_new())};
   X509* x = id.cert.get();
   X509_set_version(x, 2);
@@ -62,7 +67,7 @@ inline Identity make_identity(const char* cn, const Identity* issuer, bool ca,
     add_extension(x, issuer_cert, NID_basic_constraints, "critical,CA:TRUE");
     add_extension(x, issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
   } else {
-    add_extension(x, issuer_cert, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+    if (!sans.empty()) add_extension(x, issuer_cert, NID_subject_alt_name, sans.c_str());
     add_extension(x, issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth");
   }
   X509_sign(x, issuer != nullptr ? issuer->key.get() : id.key.get(), EVP_sha256());

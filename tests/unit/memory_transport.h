@@ -111,6 +111,8 @@ class MemoryTransport : public Transport {
   }
   ~MemoryTransport() override { stop(); }
   void set_local_identity(const PeerIdentity& self) override { self_ = self; }
+  // Not checked in memory: the hub joins only the nodes of one test cluster.
+  void set_cluster_id(uint64_t cluster_id) override { self_.cluster_id = cluster_id; }
   void start(Handler handler) override { hub_->attach(self_, std::move(handler)); }
   void stop() override { hub_->detach(self_.id); }
   void set_peer(raft::NodeId id, const std::string&, const std::string& incarnation) override {

@@ -25,83 +25,19 @@
 #include "raft/messages.h"
 #include "transport/message_codec.h"
 #include "transport/stream_codec.h"
+#include "support/transport_test_support.h"
 
 namespace ckv::transport {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Generous: these bound a wait for a condition, they are not expected delays.
-constexpr auto kDeadline = 10s;
-
-// Collects what a transport delivers; tests wait on a condition with a deadline.
-class Inbox {
- public:
-  Transport::Handler handler() {
-    return [this](raft::Message m) {
-      std::lock_guard lock(mu_);
-      msgs_.push_back(std::move(m));
-      cv_.notify_all();
-    };
-  }
-  // Waits until at least n messages arrived; false on timeout.
-  bool wait_for_count(size_t n, std::chrono::milliseconds timeout = kDeadline) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return msgs_.size() >= n; });
-  }
-  std::vector<raft::Message> messages() {
-    std::lock_guard lock(mu_);
-    return msgs_;
-  }
-  size_t size() {
-    std::lock_guard lock(mu_);
-    return msgs_.size();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<raft::Message> msgs_;
-};
-
-// A node under test: transport on 127.0.0.1, port chosen by the kernel
-// (or a given one, to restart on the same port).
-struct TestNode {
-  explicit TestNode(raft::NodeId id, uint16_t port = 0, const TcpTransportOptions& opts = {})
-      : id(id), transport(id, "127.0.0.1:" + std::to_string(port), opts) {
-    Status s = transport.listen();
-    EXPECT_TRUE(s.is_ok()) << s.to_string();
-    transport.start(inbox.handler());
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(transport.listen_port()); }
-
-  raft::NodeId id;
-  Inbox inbox;  // declared first so it outlives the transport's I/O thread
-  TcpTransport transport;
-};
-
-raft::Message msg(raft::NodeId from, raft::NodeId to, uint64_t seq) {
-  raft::Message m;
-  m.type = raft::MessageType::kAppend;
-  m.from = from;
-  m.to = to;
-  m.term = 1;
-  m.context = seq;
-  m.entries.push_back(
-      raft::Entry{1, seq, raft::EntryType::kNormal, "value-" + std::to_string(seq)});
-  return m;
-}
-
-// Polls a condition that has no notifier (transport counters) until a deadline.
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = kDeadline) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
+using testing_support::eventually;
+using testing_support::Inbox;
+using testing_support::kDeadline;
+using testing_support::listen_loopback;
+using testing_support::msg;
+using testing_support::TestNode;
 
 // A port on which nothing listens: bound by the kernel, then released.
 uint16_t dead_port() {
@@ -750,6 +686,92 @@ TEST(TcpTransportHostile, MemberWithAnotherIncarnationIsRefusedBothWays) {
   }));
 }
 
+// Issue 11: a node of another cluster (same addresses reused, different
+// data) is refused by the acceptor, and a dialer refuses an answer that
+// names another cluster; a node with no cluster yet hears anyone.
+TEST(TcpTransportClusterId, AcceptorRefusesAStreamFromAnotherCluster) {
+  TestNode a(1);
+  TestNode b(2);
+  a.transport.set_cluster_id(0xaaaa);
+  b.transport.set_cluster_id(0xbbbb);
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(eventually([&] { return b.transport.stats().cluster_ids_refused >= 1; }));
+  // b answers before it closes, so a, the dialer, refuses (and logs) it too.
+  ASSERT_TRUE(eventually([&] { return a.transport.stats().cluster_ids_refused >= 1; }));
+  EXPECT_EQ(b.inbox.size(), 0u);
+  // The same cluster: delivered.
+  b.transport.set_cluster_id(0xaaaa);
+  ASSERT_TRUE(eventually([&] {
+    a.transport.send(msg(1, 2, 2));
+    return b.inbox.size() >= 1;
+  }));
+  // A node waiting to be added (no cluster yet) is heard, and hears.
+  b.transport.set_cluster_id(0);
+  const size_t before = b.inbox.size();
+  ASSERT_TRUE(eventually([&] {
+    a.transport.send(msg(1, 2, 3));
+    return b.inbox.size() > before;
+  }));
+}
+
+TEST(TcpTransportClusterId, DialerRefusesAnAnswerFromAnotherCluster) {
+  // A fake acceptor that answers every hello as node 2 of cluster 0xbbbb.
+  int listener = -1;
+  const uint16_t fake_port = listen_loopback(listener);
+  ASSERT_NE(fake_port, 0);
+  std::atomic<size_t> bytes_after_answer{0};
+  std::thread fake([&] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    char buf[4096];
+    (void)::read(fd, buf, sizeof buf);  // the hello
+    Hello h;
+    h.kind = HelloKind::kAnswer;
+    h.from = 2;
+    h.to = 1;
+    h.sender.name = "b";
+    h.sender.cluster_id = 0xbbbb;
+    const std::string answer = encode_hello_frame(h);
+    (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    for (;;) {  // whatever comes after the answer, until the dialer closes
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      bytes_after_answer += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  });
+  TestNode a(1);
+  a.transport.set_cluster_id(0xaaaa);
+  a.transport.set_peer(2, "127.0.0.1:" + std::to_string(fake_port), "");
+  a.transport.send(msg(1, 2, 1));
+  EXPECT_TRUE(eventually([&] { return a.transport.stats().cluster_ids_refused >= 1; }));
+  a.transport.stop();
+  fake.join();
+  ::close(listener);
+  EXPECT_EQ(bytes_after_answer.load(), 0u) << "a message reached a node of another cluster";
+}
+
+TEST(TcpTransportClusterId, HelloCarriesTheClusterId) {
+  Hello h;
+  h.kind = HelloKind::kStream;
+  h.from = 1;
+  h.to = 2;
+  h.sender.cluster_id = 0x0123456789abcdefULL;
+  const std::string f = encode_hello_frame(h);
+  auto d = decode_hello(std::string_view(f).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->sender.cluster_id, 0x0123456789abcdefULL);
+  // Version 3 (no cluster id) is refused by name.
+  std::string v3 = f.substr(kFrameHeaderBytes);
+  v3[4] = 3;
+  v3.resize(v3.size() - 8);
+  auto old = decode_hello(v3);
+  ASSERT_FALSE(old.is_ok());
+  EXPECT_NE(old.status().message().find("unknown stream version 3"), std::string::npos);
+}
+
 // Item 17: probe() learns who listens at an address without sending it anything.
 TEST(TcpTransportProbe, ReturnsTheIdentityOrAClearError) {
   TestNode b(2);
@@ -770,15 +792,10 @@ TEST(TcpTransportProbe, ReturnsTheIdentityOrAClearError) {
   EXPECT_EQ(b.inbox.size(), 0u);
   EXPECT_EQ(probe("127.0.0.1:" + std::to_string(dead_port()), 2000).status().code(), StatusCode::kUnavailable);
   // Something that accepts and never answers: the probe times out.
-  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(silent, 4), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  EXPECT_EQ(probe("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), 200).status().code(), StatusCode::kTimeout);
+  int silent = -1;
+  const uint16_t silent_port = listen_loopback(silent);
+  ASSERT_NE(silent_port, 0);
+  EXPECT_EQ(probe("127.0.0.1:" + std::to_string(silent_port), 200).status().code(), StatusCode::kTimeout);
   ::close(silent);
   // A probe in flight when the transport stops still gets its answer.
   std::promise<Result<PeerIdentity>> p;

@@ -122,6 +122,7 @@ std::string valid_hello(std::mt19937_64& rng) {
   h.sender.raft_address = "127.0.0.1:5000";
   h.sender.api_address = "127.0.0.1:8000";
   h.sender.incarnation = std::string(32, 'a');
+  h.sender.cluster_id = rng();
   return encode_hello_frame(h).substr(kFrameHeaderBytes);
 }
 
