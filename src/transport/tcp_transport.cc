@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 
 #include "common/bytes.h"
+#include "metrics/instruments.h"
 #include "transport/message_codec.h"
 #include "transport/stream_codec.h"
 
@@ -437,6 +438,7 @@ class TcpTransport::Impl {
           break;
         }
         self->owner_.counters_.sent += batch.size();
+        metrics::instruments().peers.sent(self->id_, batch.size(), metrics::total_bytes(batch));
         batch.clear();
       }
       std::lock_guard lock(self->mu_);
@@ -1061,6 +1063,7 @@ class TcpTransport::Impl {
       return "";
     }
     ++counters_.received;
+    metrics::instruments().peers.received(from, payload.size());
     handler_(std::move(m).value());
     return "";
   }
