@@ -8,9 +8,8 @@
 #include "metrics/metrics.h"
 #include "metrics/peer_traffic.h"
 
+namespace ckv::metrics {
 namespace {
-
-using namespace ckv::metrics;
 
 void BM_CounterInc(benchmark::State& state) {
   static Counter c;
@@ -61,5 +60,6 @@ void BM_ScopedTimer(benchmark::State& state) {
 BENCHMARK(BM_ScopedTimer);
 
 }  // namespace
+}  // namespace ckv::metrics
 
 BENCHMARK_MAIN();

@@ -41,16 +41,19 @@ bool valid_metric_name(std::string_view name) { return valid_name(name, true); }
 // Names starting with "__" are reserved for Prometheus itself.
 bool valid_label_name(std::string_view name) { return valid_name(name, false) && !name.starts_with("__"); }
 
-std::string escape_label_value(std::string_view v) {
+namespace {
+
+// Backslash and newline always; the double quote only inside label values.
+std::string escape(std::string_view v, bool quote) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
     if (c == '\\') {
       out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
     } else {
       out += c;
     }
@@ -58,20 +61,10 @@ std::string escape_label_value(std::string_view v) {
   return out;
 }
 
-std::string escape_help(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+}  // namespace
+
+std::string escape_label_value(std::string_view v) { return escape(v, true); }
+std::string escape_help(std::string_view v) { return escape(v, false); }
 
 std::string format_value(double v) {
   if (std::isnan(v)) return "NaN";

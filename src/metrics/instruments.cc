@@ -193,37 +193,47 @@ std::string grpc_code_name(size_t code) {
 
 Instruments::Instruments()
     : http(names(kHttpRoutesSorted), kHttpCodeSlots, http_code_name),
-      grpc(names(kGrpcMethodsSorted), 17, grpc_code_name) {}
+      grpc(names(kGrpcMethodsSorted), 17, grpc_code_name) {
+  Registry& r = registry_;
+  r.add("consensuskv_server_leader_changes_seen_total",
+        "Times this node saw a different leader become known (etcd_server_leader_changes_seen_total).", leader_changes);
+  r.add("consensuskv_server_proposals_committed_total",
+        "Client writes proposed through this node that were committed and applied.", proposals_committed);
+  r.add("consensuskv_server_proposals_failed_total",
+        "Client writes proposed through this node that were answered with an error (refused, timed out, "
+        "leadership lost) (etcd_server_proposals_failed_total).",
+        proposals_failed);
+  r.add("consensuskv_server_proposals_pending",
+        "Client writes proposed through this node and not answered yet (etcd_server_proposals_pending).",
+        proposals_pending);
+  r.add("consensuskv_disk_wal_fsync_duration_seconds",
+        "Duration of one fdatasync of a WAL batch (etcd_disk_wal_fsync_duration_seconds).", wal_fsync_seconds);
+  r.add("consensuskv_disk_wal_write_bytes_total", "Bytes of WAL batches written (etcd_disk_wal_write_bytes_total).",
+        wal_written_bytes);
+  r.add("consensuskv_snapshot_save_duration_seconds",
+        "Duration of writing one local snapshot file, fsyncs included (etcd_snap_db_save_total_duration_seconds).",
+        snapshot_save_seconds);
+  r.add("consensuskv_snapshot_saved_total", "Local snapshot files written.", snapshots_saved);
+  r.add("consensuskv_snapshot_size_bytes", "Size of the last snapshot file this node wrote or installed.",
+        snapshot_size_bytes);
+  r.add([this](Exposition& out) { render_peers(out); });
+  r.add([this](Exposition& out) {
+    http.render(out, "consensuskv_http_requests_total", "HTTP requests answered, by route and status code.",
+                "consensuskv_http_request_duration_seconds",
+                "Time from a request's head being read to its answer being written, by route.", "route", "code");
+  });
+  r.add([this](Exposition& out) {
+    grpc.render(out, "consensuskv_grpc_server_handled_total",
+                "gRPC calls completed, by method and status code (grpc_server_handled_total).",
+                "consensuskv_grpc_server_handling_seconds",
+                "Duration of gRPC calls, streams included, by method (grpc_server_handling_seconds).", "method",
+                "code");
+  });
+}
 
-void Instruments::render(Exposition& out) const {
-  out.counter("consensuskv_server_leader_changes_seen_total",
-              "Times this node saw a different leader become known (etcd_server_leader_changes_seen_total).",
-              static_cast<double>(leader_changes.value()));
-  out.counter("consensuskv_server_proposals_committed_total",
-              "Client writes proposed through this node that were committed and applied.",
-              static_cast<double>(proposals_committed.value()));
-  out.counter("consensuskv_server_proposals_failed_total",
-              "Client writes proposed through this node that were answered with an error (refused, timed out, "
-              "leadership lost) (etcd_server_proposals_failed_total).",
-              static_cast<double>(proposals_failed.value()));
-  out.gauge("consensuskv_server_proposals_pending",
-            "Client writes proposed through this node and not answered yet (etcd_server_proposals_pending).",
-            static_cast<double>(proposals_pending.value()));
+void Instruments::render(Exposition& out) const { registry_.render(out); }
 
-  out.family("consensuskv_disk_wal_fsync_duration_seconds",
-             "Duration of one fdatasync of a WAL batch (etcd_disk_wal_fsync_duration_seconds).", Type::kHistogram);
-  out.histogram("consensuskv_disk_wal_fsync_duration_seconds", {}, wal_fsync_seconds.snapshot());
-  out.counter("consensuskv_disk_wal_write_bytes_total", "Bytes of WAL batches written (etcd_disk_wal_write_bytes_total).",
-              static_cast<double>(wal_written_bytes.value()));
-  out.family("consensuskv_snapshot_save_duration_seconds",
-             "Duration of writing one local snapshot file, fsyncs included (etcd_snap_db_save_total_duration_seconds).",
-             Type::kHistogram);
-  out.histogram("consensuskv_snapshot_save_duration_seconds", {}, snapshot_save_seconds.snapshot());
-  out.counter("consensuskv_snapshot_saved_total", "Local snapshot files written.",
-              static_cast<double>(snapshots_saved.value()));
-  out.gauge("consensuskv_snapshot_size_bytes", "Size of the last snapshot file this node wrote or installed.",
-            static_cast<double>(snapshot_size_bytes.value()));
-
+void Instruments::render_peers(Exposition& out) const {
   // Per peer, labelled with the member id in hex as etcd labels its peers
   // (consensuskv_cluster_member_info maps ids to names).
   struct Row {
@@ -254,14 +264,6 @@ void Instruments::render(Exposition& out) const {
     HistogramSnapshot h = r.slot->round_trip_seconds.snapshot();
     if (h.count > 0) out.histogram("consensuskv_network_peer_round_trip_time_seconds", {{"peer", r.id}}, h);
   }
-
-  http.render(out, "consensuskv_http_requests_total", "HTTP requests answered, by route and status code.",
-              "consensuskv_http_request_duration_seconds",
-              "Time from a request's head being read to its answer being written, by route.", "route", "code");
-  grpc.render(out, "consensuskv_grpc_server_handled_total",
-              "gRPC calls completed, by method and status code (grpc_server_handled_total).",
-              "consensuskv_grpc_server_handling_seconds",
-              "Duration of gRPC calls, streams included, by method (grpc_server_handling_seconds).", "method", "code");
 }
 
 Instruments& instruments() {

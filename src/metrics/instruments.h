@@ -61,8 +61,12 @@ struct Instruments {
   RequestTable http;
   RequestTable grpc;
 
-  // The families above, in the text format.
+  // The families above, in the text format, in the order registered.
   void render(Exposition& out) const;
+
+ private:
+  void render_peers(Exposition& out) const;
+  Registry registry_;  // filled by the constructor
 };
 
 Instruments& instruments();
