@@ -143,15 +143,14 @@ void handle_readyz(node::Node& node, const ProbeQuery& q, Reply reply) {
   const node::NodeStatus st = node.status();
   std::vector<Check> checks = readiness_checks(st);
   if (st.leader_id == raft::kNoNode || q.excluded.count("linearizable-read") != 0) {
-    checks.push_back(Check{"linearizable-read", st.leader_id != raft::kNoNode, "no leader to confirm a read with"});
+    checks.emplace_back("linearizable-read", st.leader_id != raft::kNoNode, "no leader to confirm a read with");
     return reply(probe_response("readyz", checks, q));
   }
   // Thesis §6.4: the barrier passes once this node has applied everything
   // the leader had committed when it was asked, confirmed by a quorum.
   node.read_barrier(kReadyzReadTimeoutMs,
-                    [checks = std::move(checks), q, reply = std::move(reply)](Status s) mutable {
-                      Check read{"linearizable-read", s.is_ok(), s.is_ok() ? "" : s.message()};
-                      checks.push_back(std::move(read));
+                    [checks = std::move(checks), q, reply = std::move(reply)](const Status& s) mutable {
+                      checks.emplace_back("linearizable-read", s.is_ok(), s.is_ok() ? "" : s.message());
                       reply(probe_response("readyz", checks, q));
                     });
 }
@@ -162,9 +161,9 @@ void handle_readyz(node::Node& node, const ProbeQuery& q, Reply reply) {
 // ours goes to the log, and /readyz?verbose says it.
 void handle_health(node::Node& node, const std::map<std::string, std::string>& params, Reply reply) {
   auto answer = [](bool healthy, const std::string& why) {
-    if (healthy) return text_response(200, "{\"health\":\"true\"}", kPlainText);
+    if (healthy) return text_response(200, R"({"health":"true"})", kPlainText);
     spdlog::debug("/health: unhealthy: {}", why);
-    return text_response(503, "{\"health\":\"false\"}\n", kPlainText);  // http.Error's newline, as etcd
+    return text_response(503, std::string(R"({"health":"false"})") + "\n", kPlainText);  // http.Error's newline, as etcd
   };
   const node::NodeStatus st = node.status();
   if (st.no_space) return reply(answer(false, "alarm NOSPACE: the disk is full"));
@@ -172,7 +171,7 @@ void handle_health(node::Node& node, const std::map<std::string, std::string>& p
   if (auto it = params.find("serializable"); it != params.end() && it->second == "true") {
     return reply(answer(true, ""));
   }
-  node.read_barrier(kHealthReadTimeoutMs, [reply = std::move(reply), answer](Status s) {
+  node.read_barrier(kHealthReadTimeoutMs, [reply = std::move(reply), answer](const Status& s) {
     reply(answer(s.is_ok(), s.message()));
   });
 }
@@ -180,38 +179,46 @@ void handle_health(node::Node& node, const std::map<std::string, std::string>& p
 // ---------------------------------------------------------------------------
 // /metrics: what the node answers at scrape time, then the instruments.
 
+// A gauge with one unlabelled sample.
+struct GaugeRow {
+  const char* name;
+  const char* help;
+  double value;
+};
+
 void render_node(node::Node& node, Exposition& out) {
   const node::NodeStatus st = node.status();
   const node::MemberStatus* self = self_member(st);
-  out.gauge("consensuskv_server_has_leader", "1 if this node knows a leader, else 0 (etcd_server_has_leader).",
-            st.leader_id != raft::kNoNode ? 1 : 0);
-  out.gauge("consensuskv_server_is_leader", "1 if this node is the leader, else 0 (etcd_server_is_leader).",
-            is_leader(st) ? 1 : 0);
-  out.gauge("consensuskv_server_is_learner", "1 if this node is a learner, else 0 (etcd_server_is_learner).",
-            self != nullptr && self->role == "learner" ? 1 : 0);
-  out.gauge("consensuskv_server_no_space", "1 while the data dir's disk is full and writes are refused (etcd's NOSPACE alarm).",
-            st.no_space ? 1 : 0);
-  out.gauge("consensuskv_raft_term", "The current Raft term.", static_cast<double>(st.term));
-  out.gauge("consensuskv_raft_commit_index",
-            "Highest log index known to be committed (etcd_server_proposals_committed_total).",
-            static_cast<double>(st.commit_index));
-  out.gauge("consensuskv_raft_applied_index",
-            "Highest log index applied to the state machine (etcd_server_proposals_applied_total).",
-            static_cast<double>(st.applied_index));
-  out.gauge("consensuskv_raft_apply_lag_entries", "Committed entries not applied yet: commit index minus applied index.",
-            static_cast<double>(st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0));
-  out.gauge("consensuskv_raft_last_index", "Index of the last entry in this node's log.", static_cast<double>(st.last_index));
-  out.gauge("consensuskv_raft_snapshot_index", "Log index of this node's latest snapshot.",
-            static_cast<double>(st.snapshot_index));
-  out.gauge("consensuskv_raft_loop_age_seconds", "Seconds since the Raft thread last woke up (/healthz's check).",
-            static_cast<double>(st.raft_loop_age_ms) / 1000.0);
+  auto num = [](auto v) { return static_cast<double>(v); };
+  const GaugeRow server_rows[] = {
+      {"consensuskv_server_has_leader", "1 if this node knows a leader, else 0 (etcd_server_has_leader).",
+       st.leader_id != raft::kNoNode ? 1.0 : 0.0},
+      {"consensuskv_server_is_leader", "1 if this node is the leader, else 0 (etcd_server_is_leader).",
+       is_leader(st) ? 1.0 : 0.0},
+      {"consensuskv_server_is_learner", "1 if this node is a learner, else 0 (etcd_server_is_learner).",
+       self != nullptr && self->role == "learner" ? 1.0 : 0.0},
+      {"consensuskv_server_no_space", "1 while the data dir's disk is full and writes are refused (etcd's NOSPACE alarm).",
+       st.no_space ? 1.0 : 0.0},
+      {"consensuskv_raft_term", "The current Raft term.", num(st.term)},
+      {"consensuskv_raft_commit_index",
+       "Highest log index known to be committed (etcd_server_proposals_committed_total).", num(st.commit_index)},
+      {"consensuskv_raft_applied_index",
+       "Highest log index applied to the state machine (etcd_server_proposals_applied_total).", num(st.applied_index)},
+      {"consensuskv_raft_apply_lag_entries", "Committed entries not applied yet: commit index minus applied index.",
+       num(st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0)},
+      {"consensuskv_raft_last_index", "Index of the last entry in this node's log.", num(st.last_index)},
+      {"consensuskv_raft_snapshot_index", "Log index of this node's latest snapshot.", num(st.snapshot_index)},
+      {"consensuskv_raft_loop_age_seconds", "Seconds since the Raft thread last woke up (/healthz's check).",
+       num(st.raft_loop_age_ms) / 1000.0},
+  };
+  for (const GaugeRow& g : server_rows) out.gauge(g.name, g.help, g.value);
 
   size_t voters = 0, learners = 0;
   for (const node::MemberStatus& m : st.members) (m.role == "voter" ? voters : learners) += 1;
   out.family("consensuskv_cluster_members", "Members of this node's latest configuration, by role.",
              metrics::Type::kGauge);
-  out.sample("consensuskv_cluster_members", {{"role", "voter"}}, static_cast<double>(voters));
-  out.sample("consensuskv_cluster_members", {{"role", "learner"}}, static_cast<double>(learners));
+  out.sample("consensuskv_cluster_members", {{"role", "voter"}}, num(voters));
+  out.sample("consensuskv_cluster_members", {{"role", "learner"}}, num(learners));
   out.family("consensuskv_cluster_member_info",
              "1 per member: its id in hex (the peer label of the network metrics) and name.", metrics::Type::kGauge);
   for (const node::MemberStatus& m : st.members) {
@@ -220,32 +227,31 @@ void render_node(node::Node& node, Exposition& out) {
   }
 
   const fsm::KvStateMachine& sm = node.state_machine();
-  out.gauge("consensuskv_mvcc_revision", "The MVCC store's current revision (etcd_debugging_mvcc_current_revision).",
-            static_cast<double>(st.revision));
-  out.gauge("consensuskv_mvcc_compact_revision",
-            "Revision of the last compaction, -1 if none (etcd_debugging_mvcc_compact_revision).",
-            static_cast<double>(st.compact_revision));
-  out.gauge("consensuskv_mvcc_keys",
-            "Keys in the MVCC index: live, or deleted with versions kept until compaction (etcd_debugging_mvcc_keys_total).",
-            static_cast<double>(sm.key_count()));
-  out.gauge("consensuskv_mvcc_db_total_size_in_bytes",
-            "Bytes of the files in the data dir, the space reserve excluded (etcd_mvcc_db_total_size_in_bytes).",
-            static_cast<double>(st.data_dir_bytes));
-  out.gauge("consensuskv_mvcc_db_total_size_in_use_in_bytes",
-            "Estimated bytes of the replicated state in memory (etcd_mvcc_db_total_size_in_use_in_bytes).",
-            static_cast<double>(st.state_machine_bytes));
-  out.gauge("consensuskv_lease_active", "Leases granted and not revoked or expired yet.",
-            static_cast<double>(sm.lease_ttls().size()));
   const watch::Hub::Stats w = node.watch_hub().stats();
-  out.gauge("consensuskv_watch_watchers", "Watchers on this node (etcd_debugging_mvcc_watcher_total).",
-            static_cast<double>(w.watchers));
-  out.gauge("consensuskv_watch_streams", "Open watch streams on this node (etcd_debugging_mvcc_watch_stream_total).",
-            static_cast<double>(w.streams));
-  out.gauge("consensuskv_watch_unsynced_watchers",
-            "Watchers catching up from history (etcd_debugging_mvcc_slow_watcher_total).",
-            static_cast<double>(w.unsynced));
-  out.gauge("consensuskv_watch_pending_bytes", "Bytes of events queued for watchers and not delivered yet.",
-            static_cast<double>(w.pending_bytes));
+  const GaugeRow state_rows[] = {
+      {"consensuskv_mvcc_revision", "The MVCC store's current revision (etcd_debugging_mvcc_current_revision).",
+       num(st.revision)},
+      {"consensuskv_mvcc_compact_revision",
+       "Revision of the last compaction, -1 if none (etcd_debugging_mvcc_compact_revision).", num(st.compact_revision)},
+      {"consensuskv_mvcc_keys",
+       "Keys in the MVCC index: live, or deleted with versions kept until compaction (etcd_debugging_mvcc_keys_total).",
+       num(sm.key_count())},
+      {"consensuskv_mvcc_db_total_size_in_bytes",
+       "Bytes of the files in the data dir, the space reserve excluded (etcd_mvcc_db_total_size_in_bytes).",
+       num(st.data_dir_bytes)},
+      {"consensuskv_mvcc_db_total_size_in_use_in_bytes",
+       "Estimated bytes of the replicated state in memory (etcd_mvcc_db_total_size_in_use_in_bytes).",
+       num(st.state_machine_bytes)},
+      {"consensuskv_lease_active", "Leases granted and not revoked or expired yet.", num(sm.lease_ttls().size())},
+      {"consensuskv_watch_watchers", "Watchers on this node (etcd_debugging_mvcc_watcher_total).", num(w.watchers)},
+      {"consensuskv_watch_streams", "Open watch streams on this node (etcd_debugging_mvcc_watch_stream_total).",
+       num(w.streams)},
+      {"consensuskv_watch_unsynced_watchers",
+       "Watchers catching up from history (etcd_debugging_mvcc_slow_watcher_total).", num(w.unsynced)},
+      {"consensuskv_watch_pending_bytes", "Bytes of events queued for watchers and not delivered yet.",
+       num(w.pending_bytes)},
+  };
+  for (const GaugeRow& g : state_rows) out.gauge(g.name, g.help, g.value);
 }
 
 // /status?member=NAME: that member's own /status, through this node.

@@ -72,8 +72,8 @@ std::optional<double> parse_boot_time(std::string_view text) {
 }
 
 void render_process_metrics(Exposition& out) {
-  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+  const auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const auto page = static_cast<double>(::sysconf(_SC_PAGESIZE));
   if (auto text = read_small_file("/proc/self/stat")) {
     if (auto st = parse_proc_stat(*text, ticks, page)) {
       out.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", st->cpu_seconds);
