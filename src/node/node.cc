@@ -562,6 +562,8 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
+  // /healthz measures the loop from here, not from open() (a long WAL replay is not a stall).
+  raft_loop_at_ms_.store(steady_ms(), std::memory_order_relaxed);
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
