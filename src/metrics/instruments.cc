@@ -267,7 +267,7 @@ void Instruments::render_peers(Exposition& out) const {
 }
 
 Instruments& instruments() {
-  static Instruments* const kInstance = new Instruments();  // never destroyed: counted into until exit
+  static auto* const kInstance = new Instruments();  // never destroyed: counted into until exit
   return *kInstance;
 }
 

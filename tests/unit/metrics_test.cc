@@ -200,8 +200,10 @@ TEST(MetricsPeers, SlotsAreStablePerIdAndOverflowIsBounded) {
 
 TEST(MetricsPeers, ConcurrentFirstSightingsAgreeOnOneSlot) {
   auto table = std::make_unique<PeerTraffic>();
+  constexpr int kThreads = 4;
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (uint64_t id = 1; id <= 200; ++id) table->received(id, 1);
     });
