@@ -7,12 +7,16 @@ steadier, so it can show a small per-request cost (bench/README.md,
 "Metrics cost"). For each round and each binary: a fresh 3-node cluster
 (free loopback ports, data dirs in a temp dir), a warm-up, then one wrk
 load (POST /set to the leader, or GET /status) while the utime + stime of
-all three kvnode processes is read from /proc before and after.
+all three kvnode processes is read from /proc before and after. The
+grpc_range load is etcd_kv_load (bench/etcd_kv_load.cc): linearizable
+single-key Ranges over gRPC at 64 clients on the leader, keys preloaded.
 
     bench/cpu_per_request.py --kvnode base=/tmp/base/kvnode --kvnode new=build/kvnode --rounds 3
+    bench/cpu_per_request.py ... --loads grpc_range --kv-load build/bench/etcd_kv_load
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -35,10 +39,12 @@ def cpu_seconds(pid):
 
 
 def start_cluster(kvnode, tmp):
-    procs, apis = [], []
+    procs, apis, grpcs = [], [], []
     for i in range(3):
-        raft, api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        args = [kvnode, f"-raft-address={raft}", f"-api-address={api}", f"-data-dir={tmp}/n{i}"]
+        raft, api, grpc = (f"127.0.0.1:{free_port()}" for _ in range(3))
+        grpcs.append(grpc)
+        args = [kvnode, f"-raft-address={raft}", f"-api-address={api}", f"-grpc-address={grpc}",
+                f"-data-dir={tmp}/n{i}"]
         args.append("-bootstrap=true" if i == 0 else f"-join={apis[0]}")
         log = open(f"{tmp}/n{i}.log", "w")
         procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
@@ -49,7 +55,14 @@ def start_cluster(kvnode, tmp):
             wait_for(lambda: request("GET", apis[0], "/status", timeout=5).json["isLeader"], 20, "a leader")
     wait_for(lambda: sum(m["role"] == "voter" for m in request("GET", apis[0], "/status").json["members"]) == 3,
              30, "3 voters")
-    return procs, apis
+    return procs, apis, grpcs
+
+
+def kv_load(binary, endpoint, op, seconds, keys=1000):
+    argv = [binary, f"--endpoints={endpoint}", f"--op={op}", "--clients=64", f"--keys={keys}",
+            f"--duration-s={seconds}", "--warmup-s=0"]
+    out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout)
+    return int(out["ops"])
 
 
 def wrk(url, script, script_args, seconds, conns):
@@ -60,13 +73,18 @@ def wrk(url, script, script_args, seconds, conns):
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 
-def one(kvnode, load, seconds, conns):
+def one(kvnode, load, seconds, conns, kv_load_bin):
     tmp = tempfile.mkdtemp(prefix="ckv-cpu-")
     procs = []
     try:
-        procs, apis = start_cluster(kvnode, tmp)
+        procs, apis, grpcs = start_cluster(kvnode, tmp)
         leader = apis[0]
-        if load == "set":
+        if load == "grpc_range":
+            kv_load(kv_load_bin, grpcs[0], "preload", 30)
+            kv_load(kv_load_bin, grpcs[0], "range", 2)  # warm-up
+            before = sum(cpu_seconds(p.pid) for p in procs)
+            n = kv_load(kv_load_bin, grpcs[0], "range", seconds)
+        elif load == "set":
             script = os.path.join(HERE, "wrk", "set.lua")
             wrk(f"http://{leader}", script, ["warm"], 2, conns)
             before = sum(cpu_seconds(p.pid) for p in procs)
@@ -91,14 +109,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("--loads", default="set,status")
+    ap.add_argument("--loads", default="set,status", help="of set, status, grpc_range")
+    ap.add_argument("--kv-load", default="build/bench/etcd_kv_load")
     a = ap.parse_args()
     binaries = [kv.split("=", 1) for kv in a.kvnode]
     results = {}
     for r in range(a.rounds):
         for load in a.loads.split(","):
             for name, path in binaries:
-                n, used = one(path, load, a.duration, a.conns)
+                n, used = one(path, load, a.duration, a.conns, a.kv_load)
                 results.setdefault((load, name), []).append((n, used))
                 print(f"round {r + 1} {load:6} {name:6} {n / a.duration:9.0f} req/s  "
                       f"{1e6 * used / max(n, 1):7.1f} us CPU/request (3 nodes)", flush=True)
