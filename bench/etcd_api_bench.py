@@ -70,6 +70,22 @@ def free_ports(n):
     return ports
 
 
+def scratch_dir(prefix, running):
+    """A temp dir on disk (under $CKV_BENCH_DIR, default /var/tmp) and cleanup(), which stops
+    everything in `running` (a list the caller fills with objects that have stop()) and removes
+    the dir; Ctrl-C and SIGTERM run it too."""
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("CKV_BENCH_DIR", "/var/tmp"))
+
+    def cleanup(*_):
+        for r in running:
+            r.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
+    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
+    return tmp, cleanup
+
+
 class Cluster:
     """Processes started by this script, killed by PID in stop()."""
 
@@ -278,16 +294,8 @@ def main():
     if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
         sys.exit("etcd_api_bench: etcd and etcdctl are needed (scripts/setup.sh installs them)")
     loads = [l for l in LOADS if not args.only or l[0] in args.only.split(",")]
-    tmp = tempfile.mkdtemp(prefix="ckv-etcd-bench-", dir=os.environ.get("CKV_BENCH_DIR", "/var/tmp"))
     clusters = []
-
-    def cleanup(*_):
-        for c in clusters:
-            c.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
-    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
+    tmp, cleanup = scratch_dir("ckv-etcd-bench-", clusters)
     results = {}
     if args.vs_seed:
         if shutil.which("wrk") is None:

@@ -218,6 +218,7 @@ class Node::Impl {
   void step(const raft::Message& m);
   void handle_ready();
   void finish_ready(raft::Ready& rd, size_t applied_early);
+  void retry_failed_reads();
   Status persist(const raft::Ready& rd, PersistProgress& progress);
   void step_message(const raft::Message& m);
   // Disk full (node.h): enter the mode (releasing the reserve: true if it
@@ -332,6 +333,11 @@ class Node::Impl {
   uint64_t next_forward_seq_ = 1;
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, ReadWaiter> reads_;                // asked, no read index yet
+  // Reads whose leader changed before it answered (Ready::failed_reads) and
+  // whose deadline has not passed: asked again after advance() and on each
+  // tick, of whoever leads once one is known, so a failover costs them an
+  // election, not their deadline (nor an error the client must retry).
+  std::vector<ReadWaiter> reads_to_retry_;
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
   std::vector<MemberWaiter> member_waiters_;
   struct DeferredCall {
@@ -699,6 +705,8 @@ void Node::Impl::run() {
   forwards_.fail_all();
   for (auto& [i, r] : reads_) r.cb(gone);
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
+  for (ReadWaiter& r : reads_to_retry_) r.cb(gone);
+  reads_to_retry_.clear();
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"),
@@ -768,6 +776,21 @@ void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
   apply(rd, applied_early);  // 4.
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
+  retry_failed_reads();
+}
+
+void Node::Impl::retry_failed_reads() {
+  if (reads_to_retry_.empty() || raft_->leader() == raft::kNoNode) return;
+  std::vector<ReadWaiter> retry = std::move(reads_to_retry_);
+  reads_to_retry_.clear();
+  for (ReadWaiter& w : retry) {
+    const uint64_t id = next_read_id_++;
+    if (!raft_->read_index(id)) {
+      reads_to_retry_.push_back(std::move(w));
+      continue;
+    }
+    reads_.emplace(id, std::move(w));
+  }
 }
 
 Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
@@ -1052,8 +1075,13 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
   for (uint64_t id : rd.failed_reads) {
     auto it = reads_.find(id);
     if (it == reads_.end()) continue;
-    it->second.cb(Status(StatusCode::kUnavailable, "leadership changed during the read; retry"));
+    ReadWaiter w = std::move(it->second);
     reads_.erase(it);
+    if (Clock::now() < w.deadline) {
+      reads_to_retry_.push_back(std::move(w));
+    } else {
+      w.cb(Status(StatusCode::kUnavailable, "leadership changed during the read; retry"));
+    }
   }
 }
 
@@ -1151,6 +1179,15 @@ void Node::Impl::on_tick() {
   };
   expire(reads_);
   expire(reads_waiting_apply_);
+  for (auto it = reads_to_retry_.begin(); it != reads_to_retry_.end();) {
+    if (it->deadline <= now) {
+      it->cb(Status(StatusCode::kTimeout, "leadership changed during a linearizable read and no leader answered in time"));
+      it = reads_to_retry_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  retry_failed_reads();
   drive_lease_expiry();
 }
 

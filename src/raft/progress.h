@@ -22,6 +22,10 @@ struct Progress {
   bool recent_active = false;  // answered since the last check-quorum round
   std::deque<Index> inflight;  // kReplicate: last index of each unacknowledged append, ascending
   int stall_ticks = 0;         // kReplicate: ticks without an append answer while appends are in flight
+  // The highest commit index any message to this follower carried, so that
+  // a commit it has not heard of is sent at once (Raft::flush) and one it
+  // has is not sent again.
+  Index commit_sent = 0;
 
   // kSnapshot: which snapshot is being sent and the offset the follower
   // acknowledged; snapshot_idle_ticks counts ticks since the last answer.

@@ -21,6 +21,8 @@ constexpr uint64_t kForwardDedupWindow = 4096;
 // that the sender's forwards are dropped until the term changes, rather than
 // forgetting an epoch whose duplicates could then be appended again.
 constexpr size_t kMaxForwardEpochsPerPeer = 16;
+// A follower's reads waiting for the leader's answer (reads_at_leader_).
+constexpr size_t kMaxReadsAtLeader = 65536;
 
 using ull = unsigned long long;
 
@@ -175,7 +177,9 @@ class Raft::Impl {
   // Replication (leader).
   bool send_append(NodeId to, Progress& pr, bool send_if_empty);
   void send_snapshot_chunk(NodeId to, Progress& pr);
-  void send_heartbeat(NodeId to, const Progress& pr, uint64_t context);
+  void send_heartbeat(NodeId to, Progress& pr, uint64_t context);
+  // Every change of leader_ goes through here (reads_at_leader_).
+  void set_leader(NodeId leader);
   void broadcast_heartbeat(uint64_t context);
   void flush();
   bool maybe_commit();
@@ -225,6 +229,12 @@ class Raft::Impl {
   std::vector<Message> msgs_;        // only after
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> failed_reads_;
+  // Follower: ids of reads sent to leader_ (kReadIndex) and not answered.
+  // When leader_ changes they fail at once (Ready::failed_reads) instead of
+  // waiting out the caller's deadline for an answer that may never come
+  // (the leader died or was deposed). At most kMaxReadsAtLeader: past it the
+  // oldest fails, as its caller has timed out long since.
+  std::set<uint64_t> reads_at_leader_;
 
   // Follower: this incarnation's forward epoch (random, below 2^62, carried
   // in kProp.log_index) and the ids of its forwards, counting up from 1 (a
@@ -336,7 +346,7 @@ void Raft::Impl::become_follower(Term term, NodeId leader) {
     vote_ = kNoNode;
   }
   role_ = StateRole::kFollower;
-  leader_ = leader;
+  set_leader(leader);
   lead_transferee_ = kNoNode;
   forget_forwarded();
   votes_.clear();
@@ -348,7 +358,7 @@ void Raft::Impl::become_pre_candidate() {
   // Thesis §9.6: a pre-candidate does not touch its term or vote, so a node
   // that cannot win (partitioned, stale log) cannot disrupt the cluster.
   role_ = StateRole::kPreCandidate;
-  leader_ = kNoNode;
+  set_leader(kNoNode);
   votes_.clear();
   reset_timers();
 }
@@ -357,7 +367,7 @@ void Raft::Impl::become_candidate() {
   role_ = StateRole::kCandidate;
   term_ += 1;
   vote_ = id_;
-  leader_ = kNoNode;
+  set_leader(kNoNode);
   votes_.clear();
   reset_timers();
 }
@@ -365,7 +375,7 @@ void Raft::Impl::become_candidate() {
 void Raft::Impl::become_leader() {
   KV_CHECK(role_ == StateRole::kCandidate, "only a candidate becomes leader (role %s)", to_string(role_));
   role_ = StateRole::kLeader;
-  leader_ = id_;
+  set_leader(id_);
   lead_transferee_ = kNoNode;
   reset_timers();
   progress_.clear();
@@ -434,7 +444,7 @@ void Raft::Impl::tick() {
       } else {
         // Learners and non-members never campaign, but must not keep
         // reporting a leader they stopped hearing from.
-        leader_ = kNoNode;
+        set_leader(kNoNode);
         election_elapsed_ = 0;
       }
     }
@@ -612,19 +622,19 @@ const char* Raft::Impl::step(const Message& m) {
   switch (m.type) {
     case MessageType::kAppend:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_append(m);
       break;
     case MessageType::kHeartbeat:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_heartbeat(m);
       break;
     case MessageType::kSnapshot:
       if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      leader_ = m.from;
+      set_leader(m.from);
       election_elapsed_ = 0;
       handle_snapshot(m);
       break;
@@ -644,6 +654,9 @@ const char* Raft::Impl::step(const Message& m) {
       break;
     }
     case MessageType::kReadIndexResp:
+      // Only an answer to a read still waiting on this leader: one failed
+      // when the leader changed has been reported already.
+      if (reads_at_leader_.erase(m.context) == 0) break;
       if (m.reject) {
         failed_reads_.push_back(m.context);
       } else {
@@ -943,6 +956,9 @@ void Raft::Impl::handle_append_response(const Message& m, Progress& pr) {
   }
   while (send_append(m.from, pr, false)) {
   }
+  // Its ack may have come after the one that advanced the commit index, or
+  // its window was full then: flush() tells it now.
+  if (pr.commit_sent < commit_) need_flush_ = true;
   if (m.from == lead_transferee_ && pr.match == log_.last_index()) {
     Message t;
     t.type = MessageType::kTimeoutNow;
@@ -1000,6 +1016,7 @@ bool Raft::Impl::send_append(NodeId to, Progress& pr, bool send_if_empty) {
     m.entries = log_.slice(pr.next, log_.last_index() + 1, opts_.max_append_bytes, opts_.max_append_entries);
   }
   if (m.entries.empty() && !send_if_empty) return false;
+  pr.commit_sent = std::max(pr.commit_sent, m.commit);
   if (pr.state == Progress::State::kReplicate) {
     if (!m.entries.empty()) {
       // Pipelining: assume success and move on; a rejection resets next.
@@ -1031,12 +1048,13 @@ void Raft::Impl::send_snapshot_chunk(NodeId to, Progress& pr) {
   send(std::move(m));
 }
 
-void Raft::Impl::send_heartbeat(NodeId to, const Progress& pr, uint64_t context) {
+void Raft::Impl::send_heartbeat(NodeId to, Progress& pr, uint64_t context) {
   Message m;
   m.type = MessageType::kHeartbeat;
   m.to = to;
   // Only what the follower is known to hold may be committed there.
   m.commit = std::min(pr.match, commit_);
+  pr.commit_sent = std::max(pr.commit_sent, m.commit);
   m.context = context;
   send(std::move(m));
 }
@@ -1058,9 +1076,14 @@ void Raft::Impl::flush() {
       if (id == id_) continue;
       bool sent = false;
       while (send_append(id, pr, false)) sent = true;
-      // Tell caught-up followers the new commit index now rather than at the
-      // next heartbeat: follower reads wait for it.
-      if (!sent && pr.state == Progress::State::kReplicate && pr.match == log_.last_index()) {
+      // Tell a follower a commit index it has not heard of now rather than at
+      // the next heartbeat: its forwarded writes and reads wait for it to
+      // apply. That includes one whose own ack came after the majority's
+      // (its appends all sent, nothing new to carry the commit): without
+      // this it waited a heartbeat interval, the p99 of forwarded writes.
+      // The empty append follows the in-flight ones on the same stream, so
+      // its consistency check (§5.3) holds once they arrived.
+      if (!sent && pr.state == Progress::State::kReplicate && pr.commit_sent < commit_) {
         send_append(id, pr, true);
       }
     }
@@ -1403,12 +1426,24 @@ bool Raft::Impl::read_index(uint64_t id) {
     return true;
   }
   if (leader_ == kNoNode) return false;
+  if (reads_at_leader_.size() >= kMaxReadsAtLeader) {
+    failed_reads_.push_back(*reads_at_leader_.begin());
+    reads_at_leader_.erase(reads_at_leader_.begin());
+  }
+  reads_at_leader_.insert(id);
   Message m;
   m.type = MessageType::kReadIndex;
   m.to = leader_;
   m.context = id;
   send(std::move(m));
   return true;
+}
+
+void Raft::Impl::set_leader(NodeId leader) {
+  if (leader == leader_) return;
+  failed_reads_.insert(failed_reads_.end(), reads_at_leader_.begin(), reads_at_leader_.end());
+  reads_at_leader_.clear();
+  leader_ = leader;
 }
 
 void Raft::Impl::start_read(NodeId requester, uint64_t id) {

@@ -556,9 +556,11 @@ void Hub::replay(const WatcherPtr& w) {
     if (!d.events.empty()) enqueue(s, w, std::move(d), bytes);
     if (page->next > store.revision()) {
       // Synced before the shared lock is released: the next write's publish
-      // finds it synced, and nothing up to store.revision() comes again.
+      // finds it synced, and nothing up to store.revision() comes again. A
+      // start beyond the store (a client resuming on a member that is behind,
+      // sent here by a snapshot install) stays where it was: etcd's minRev.
       w->state = Watcher::State::kSynced;
-      w->next_rev = store.revision() + 1;
+      w->next_rev = std::max(from, store.revision() + 1);
       maybe_answer_progress(s);
     } else {
       w->next_rev = page->next;

@@ -63,7 +63,7 @@ inline constexpr size_t kMaxWatchersPerStream = 10'000;
 inline constexpr size_t kMaxStreams = 20'000;
 inline constexpr size_t kMaxWatchers = 200'000;
 // etcd's --experimental-watch-progress-notify-interval default (10 min).
-inline constexpr int64_t kDefaultProgressNotifyIntervalMs = 10 * 60 * 1000;
+inline constexpr int64_t kDefaultProgressNotifyIntervalMs = int64_t{10} * 60 * 1000;
 
 // etcd's texts for refused creates (mvcc/watcher.go).
 inline constexpr const char* kErrEmptyWatcherRange = "mvcc: watcher range is empty";
@@ -123,7 +123,7 @@ class Stream {
   // canceled, etcd's cancel_reason) and returns the watch id, -1 if refused.
   // requested_id 0 lets the stream choose (etcd's AutoWatchID: the lowest
   // free id counting from 0, as etcd 3.4 does).
-  int64_t create(const WatchSpec& spec, int64_t requested_id);
+  int64_t create(const WatchSpec& in, int64_t requested_id);
   // etcd's cancel: false (and nothing sent) for an unknown id; else its
   // pending events are dropped and a canceled response is queued.
   bool cancel(int64_t watch_id);
@@ -154,7 +154,7 @@ class Stream {
 // Always owned by a shared_ptr (open_stream shares it with the streams).
 class Hub : public std::enable_shared_from_this<Hub> {
  public:
-  Hub(StoreReader reader, HubOptions options = {});
+  explicit Hub(StoreReader reader, HubOptions options = {});
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;

@@ -14,7 +14,9 @@ import traceback
 import unittest
 import urllib.parse
 
+import fault_checks
 import linearizability
+from fault_workloads import LeaseKeeper, Revoker, Watcher, http_call, range_state, truth_watch
 from kvcluster import ClusterTest, free_port, wait_for
 
 # The default run is short enough for CI; scripts/test.sh --long sets more.
@@ -31,6 +33,17 @@ CLIENT_TIMEOUT_S = 6
 READS = os.environ.get("CKV_FAULT_READS", "linearizable")
 # "classic" keeps the fixed nemesis mix of old seeds; anything else draws the mix from the seed.
 PROFILE = os.environ.get("CKV_FAULT_PROFILE", "swarm")
+# Watchers (fault_workloads.Watcher) on the writers' keys: (name, key, range_end). Everything the
+# clients write is under "r": the registers r0..r7, the kept-alive lease's keys and the revoked ones.
+LEASE_PREFIX = "rlease/"
+REVOKE_PREFIX = "rrev/"
+WATCHES = [("prefix-1", "r", "s"), ("prefix-2", "r", "s"), ("key-r3", "r3", ""),
+           ("revoked", REVOKE_PREFIX, fault_checks.prefix_end(REVOKE_PREFIX))]
+# Once keepalives stop, the kept-alive key must be gone within its TTL plus this: a revoke to
+# commit, and a leader change after the heal, which extends every lease by its TTL.
+LEASE_EXPIRY_SLACK_S = 10
+# Revisions at which a serializable range is compared with the replayed watch history.
+SPOT_CHECKED_REVISIONS = 20
 
 
 class NemesisProfile:
@@ -79,27 +92,6 @@ class NemesisProfile:
         return (f"nemesis profile ({self.mode}): weights {mix}; gap {r(self.gap_s)}; leader bias "
                 f"{self.leader_bias:g}; down {r(self.down_s)}; pause {r(self.pause_s)}; partition "
                 f"{r(self.partition_s)} of {','.join(self.partition_kinds)}")
-
-
-def http_call(address, method, path, body, timeout):
-    """One request. Returns ("refused", err) when nothing was sent, ("lost", err) when it
-    was sent but no answer came, or ("reply", status, body_bytes)."""
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        try:
-            conn.connect()
-        except OSError as e:
-            return ("refused", e)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            return ("reply", r.status, r.read())
-        except (OSError, http.client.HTTPException) as e:
-            return ("lost", e)
-    finally:
-        conn.close()
 
 
 class Firewall:
@@ -482,6 +474,15 @@ class LinearizableUnderFaultsTest(ClusterTest):
     def test_history_is_linearizable_under_faults(self):
         self.start_cluster()
         self.t0 = time.monotonic()
+        _, base_revision = range_state(self.wait_leader(self.members()), "r", "s")
+        watchers = [Watcher(self, SEED * 1000 + 500 + i, name, key, end, base_revision + 1)
+                    for i, (name, key, end) in enumerate(WATCHES)]
+        for w in watchers:
+            w.start(w.run)
+        keeper = LeaseKeeper(self, SEED * 1000 + 600, LEASE_PREFIX)
+        keeper.begin()
+        revoker = Revoker(self, SEED * 1000 + 700, REVOKE_PREFIX)
+        revoker.start(revoker.run)
         stop_clients = threading.Event()
         stop_nemesis = threading.Event()
         clients = [threading.Thread(target=self.client, args=(i, stop_clients)) for i in range(CLIENTS)]
@@ -508,6 +509,9 @@ class LinearizableUnderFaultsTest(ClusterTest):
                     n.proc.send_signal(signal.SIGCONT)
             self.log_event("faults over; clients go on against the healed cluster")
             healed_at = time.monotonic()
+            # The lease's keepalives stop now: its key expires while the clients go on.
+            keeper.stop.set()
+            revoker.finish()
             try:
                 for n in self.members():
                     if not n.alive():
@@ -525,6 +529,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
                 for t in clients:
                     t.join(timeout=CLIENT_TIMEOUT_S + 10)
         self.assertEqual(nemesis_error, [])
+        self.wait_lease_expired(keeper)
         self.final_reads()
         ops = self.history.ops
         print(linearizability.summarize(ops))
@@ -533,11 +538,110 @@ class LinearizableUnderFaultsTest(ClusterTest):
         if result.failures:
             self.fail("history is not linearizable:\n" + "\n\n".join(f.explanation for f in result.failures))
         self.assertEqual(result.unknown_keys, [], "the checker ran out of budget on these keys")
+        self.check_watches_and_leases(watchers, keeper, revoker)
         for n in self.members():
             self.assertTrue(n.alive(), f"{n.name} died on its own:\n{n.log()[-3000:]}")
         for n in self.nodes:  # removed ones too: a sanitizer report is a bug wherever it happens
             for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
                 self.assertNotIn(marker, n.log(), f"{n.name}'s log has a sanitizer report")
+
+    def fail_with_seed(self, what, problems):
+        shown = "\n".join(problems[:30]) + (f"\n... and {len(problems) - 30} more" if len(problems) > 30 else "")
+        self.fail(f"seed {SEED}: {what}:\n{shown}")
+
+    def wait_lease_expired(self, keeper):
+        """With its keepalives stopped, the kept-alive key must go within its TTL (+ slack)."""
+        keeper.stop.set()
+        keeper.thread.join(timeout=30)
+        last = keeper.last_renewal()
+        if last is None:
+            keeper.finish()
+            return
+        deadline = last["ret"] + last["ttl"] + LEASE_EXPIRY_SLACK_S
+        try:
+            wait_for(lambda: keeper.seen_absent_since(last["send"]), max(1.0, deadline - time.monotonic()),
+                     f"the key of lease generation {last['gen']} to expire within {last['ttl']} s + "
+                     f"{LEASE_EXPIRY_SLACK_S} s of its last keepalive (seed {SEED})")
+        finally:
+            keeper.finish()
+        self.log_event(f"lease generation {last['gen']} expired after its keepalives stopped")
+
+    def check_watches_and_leases(self, watchers, keeper, revoker):
+        """The watchers' histories against the store's, checked first on its own (fault_checks)."""
+        nodes = self.members()
+        leader = self.wait_leader(nodes, timeout=30)
+        final_state, final_revision = range_state(leader, "r", "s")
+        truths = {}
+        for n in nodes:
+            events, revision, compacted = truth_watch(n, "r", "s", 1, 30)
+            self.assertEqual(compacted, 0, f"{n.name}: the history was compacted (the test never compacts)")
+            self.assertEqual(revision, final_revision, f"{n.name}'s progress revision after the quiesce")
+            truths[n.name] = events
+        truth = truths[leader.name]
+        for name, events in truths.items():
+            if events != truth:
+                diff = next(i for i, (a, b) in enumerate(zip(events + [None] * len(truth), truth + [None] * len(events)))
+                            if a != b)
+                self.fail_with_seed(f"{name}'s history differs from {leader.name}'s from event {diff}",
+                                    [f"{name}: {events[diff:diff + 3]}", f"{leader.name}: {truth[diff:diff + 3]}"])
+        problems = fault_checks.check_truth(truth, final_state)
+        # Every write of the run is under "r" and a revision is made only by a change: no revision is missing.
+        missing = sorted(set(range(2, final_revision + 1)) - {e["rev"] for e in truth})
+        if missing:
+            problems.append(f"revisions missing from the history: {missing[:20]}")
+        rng = random.Random(SEED)
+        for revision in sorted(rng.sample(range(1, final_revision + 1), min(SPOT_CHECKED_REVISIONS, final_revision))):
+            n = rng.choice(nodes)
+            state, _ = range_state(n, "r", "s", revision=revision, serializable=True)
+            if state != fault_checks.replay(truth, upto=revision):
+                problems.append(f"a range at revision {revision} on {n.name} differs from the watched history")
+        problems += self.check_acked_writes_in(truth)
+        problems += fault_checks.check_revoked_in_one_revision(truth, revoker.revoked)
+        problems += revoker.left_behind
+        revoked = {k for keys in revoker.revoked for k in keys}
+        for n in nodes:
+            stale, _ = range_state(n, REVOKE_PREFIX, fault_checks.prefix_end(REVOKE_PREFIX), serializable=True)
+            problems += [f"{n.name} still holds {k}, whose lease was revoked" for k in sorted(revoked & set(stale))]
+        if problems:
+            self.fail_with_seed("the store's history (watched from revision 1 after the run) is wrong", problems)
+        for w in watchers:
+            last = max((e["rev"] for e in truth
+                        if fault_checks.in_range(e["key"], w.key, w.range_end) and e["rev"] >= w.sessions[0]["start"]),
+                       default=0)
+            wait_for(lambda: w.last_revision() >= last, 30, f"watcher {w.name} to reach revision {last} (seed {SEED})")
+            w.finish()
+        for w in watchers:
+            record = w.record()
+            sessions = record["sessions"]
+            events = sum(len(r) for s in sessions for r in s["responses"])
+            ends = {}
+            for s in sessions:
+                kind = (s["end"] or "").split(":")[0]
+                ends[kind] = ends.get(kind, 0) + 1
+            print(f"watcher {w.name}: {events} events over {len(sessions)} sessions (ends: {ends})")
+            problems += fault_checks.check_watcher(record, truth, through=final_revision)
+        renewals, reads, expiries = keeper.renewals, keeper.reads, keeper.expiries
+        print(f"kept-alive lease: {keeper.gen} generations, {len(renewals)} renewals, {len(expiries)} expiries; reads "
+              f"{sum(r['present'] is True for r in reads)} present, {sum(r['present'] is False for r in reads)} "
+              f"absent, {sum(r['present'] is None for r in reads)} unanswered; {len(revoker.revoked)} leases revoked")
+        problems += fault_checks.check_lease_kept(renewals, reads, expiries)
+        if problems:
+            self.fail_with_seed("watch or lease guarantees broken", problems)
+
+    def check_acked_writes_in(self, truth):
+        """Every acknowledged write of the registers is a put in the history; every put there was written."""
+        puts = {}
+        for e in truth:
+            if e["type"] == "PUT" and e["key"] in KEYS:
+                puts.setdefault((e["key"], e["value"]), []).append(e["rev"])
+        with self.history.lock:
+            written = [op for op in self.history.ops if op["f"] in ("set", "cas")]
+        problems = [f"acknowledged {op['f']} {op['key']}={op['value']!r} ({op['node']}) is not in the history"
+                    for op in written if op["type"] == "ok" and (op["key"], op["value"]) not in puts]
+        attempted = {(op["key"], op["value"]) for op in written}
+        problems += [f"put {k}={v!r} at {revs} was never written by a client" for (k, v), revs in puts.items()
+                     if (k, v) not in attempted]
+        return problems
 
     def acked_writes_since(self, t):
         with self.history.lock:

@@ -118,6 +118,16 @@ class NodeTest : public ::testing::Test {
     ASSERT_TRUE(join("c").is_ok());
   }
 
+  // A node other than l, once it follows l (nullptr if none does in time).
+  Node* following(Node& l) {
+    for (auto& [name, n] : nodes_) {
+      if (n.get() == &l) continue;
+      Node* f = n.get();
+      return eventually([&] { return f->status().leader_id == l.status().id; }) ? f : nullptr;
+    }
+    return nullptr;
+  }
+
   Status join(const std::string& name, bool with_api_address = true) {
     Node* l = nullptr;
     EXPECT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
@@ -268,11 +278,8 @@ TEST_F(NodeTest, FollowerWriteIsForwardedAndAnsweredOnItsOwnApply) {
   ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* l = leader();
   ASSERT_NE(l, nullptr);
-  Node* follower = nullptr;
-  for (auto& [name, n] : nodes_) {
-    if (n.get() != l) follower = n.get();
-  }
-  ASSERT_TRUE(eventually([&] { return follower->status().leader_id == l->status().id; }));
+  Node* follower = following(*l);
+  ASSERT_NE(follower, nullptr);
   auto r = write(*follower, "k", "v", 5000, "key-1");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_GT(r->index, 0u);
@@ -303,11 +310,8 @@ TEST_F(NodeTest, FollowerWhoseLeaderDiesTimesOutAsUnknown) {
   ASSERT_NO_FATAL_FAILURE(start_three_voters());
   Node* old = leader();
   ASSERT_NE(old, nullptr);
-  Node* follower = nullptr;
-  for (auto& [name, n] : nodes_) {
-    if (n.get() != old) follower = n.get();
-  }
-  ASSERT_TRUE(eventually([&] { return follower->status().leader_id == old->status().id; }));
+  Node* follower = following(*old);
+  ASSERT_NE(follower, nullptr);
   hub_->isolate(old->status().id, true);
   // Within the election timeout the follower still takes the old node for its leader.
   auto lost = write(*follower, "lost", "x", 300);
@@ -327,6 +331,26 @@ TEST_F(NodeTest, FollowerWhoseLeaderDiesTimesOutAsUnknown) {
     EXPECT_EQ(n->state_machine().get("lost"), std::nullopt) << name;
     EXPECT_EQ(n->state_machine().get("after"), std::optional<std::string>("y")) << name;
   }
+}
+
+// A linearizable read a follower sent to a leader that then dies is asked
+// again of the next leader and succeeds within its deadline; it used to wait
+// the whole deadline for the dead leader's answer and fail.
+TEST_F(NodeTest, FollowerReadWhoseLeaderDiesIsAskedOfTheNextLeader) {
+  ASSERT_NO_FATAL_FAILURE(start_three_voters());
+  Node* old = leader();
+  ASSERT_NE(old, nullptr);
+  Node* follower = following(*old);
+  ASSERT_NE(follower, nullptr);
+  ASSERT_TRUE(write(*old, "k", "v").is_ok());
+  hub_->isolate(old->status().id, true);
+  std::promise<Status> p;
+  follower->read_barrier(15000, [&](Status s) { p.set_value(s); });
+  const Status s = p.get_future().get();
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  EXPECT_NE(follower->status().leader_id, old->status().id);
+  EXPECT_EQ(follower->state_machine().get("k"), std::optional<std::string>("v"));
+  hub_->isolate(old->status().id, false);
 }
 
 // NodeOptions::max_forwarded_writes: beyond it a follower refuses at once

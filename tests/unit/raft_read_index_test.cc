@@ -120,6 +120,36 @@ TEST(RaftReadIndex, FollowerReadGetsLeaderCommitIndex) {
   EXPECT_GE(rs->index, w.index);
 }
 
+// A follower's read sent to a leader that then goes silent (crashed, or
+// deposed) fails as soon as the follower follows someone else, not at its
+// caller's deadline; a late answer from the old leader is then ignored.
+TEST(RaftReadIndex, FollowerReadFailsWhenItsLeaderChanges) {
+  Network net(3);
+  elect_1(net);
+  net.isolate(1);
+  ASSERT_TRUE(net.raft(2).read_index(7));
+  net.flush(2);
+  std::vector<Message> asked = net.take_queue();  // the kReadIndex to 1, lost
+  ASSERT_TRUE(std::any_of(asked.begin(), asked.end(), [](const Message& m) {
+    return m.type == MessageType::kReadIndex && m.from == 2 && m.to == 1;
+  }));
+  EXPECT_FALSE(failed(net, 2, 7));
+  ASSERT_GE(net.tick_all_until([&] {
+    return net.raft(2).leader() != kNoNode && net.raft(2).leader() != 1;
+  }, 200), 0);
+  EXPECT_TRUE(failed(net, 2, 7));
+  // The old leader's answer, arriving late, does not also succeed it.
+  Message late;
+  late.type = MessageType::kReadIndexResp;
+  late.from = 1;
+  late.to = 2;
+  late.term = net.raft(2).term();
+  late.context = 7;
+  late.index = 1;
+  net.inject(late);
+  EXPECT_FALSE(read_state(net, 2, 7).has_value());
+}
+
 // Thesis §6.4.1: the follower's read index is the leader's commit index even when the follower itself lags behind it.
 TEST(RaftReadIndex, FollowerReadIndexCoversWritesItHasNotApplied) {
   Network net(3);

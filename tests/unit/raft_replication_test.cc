@@ -84,6 +84,35 @@ TEST(RaftReplication, CommittedEntriesAreAppliedInOrderOnEveryNode) {
 }
 
 // raft.h propose: the result names the index and term where the entry landed.
+// A follower whose ack reaches the leader after the majority's learns the
+// new commit index at once, not at the next heartbeat: its forwarded writes
+// wait for it to apply (their p99 was one heartbeat interval).
+TEST(RaftReplication, FollowerWhoseAckCameLastLearnsTheCommitWithoutAHeartbeat) {
+  Network net(3);
+  elect_1(net);
+  const ProposeResult r = net.raft(1).propose("x");
+  ASSERT_TRUE(r.ok());
+  net.flush(1);
+  for (const Message& m : net.take_queue()) net.inject(m);  // both followers persist and ack
+  std::vector<Message> acks = net.take_queue();
+  auto from = [&](NodeId id) {
+    auto it = std::find_if(acks.begin(), acks.end(), [&](const Message& m) {
+      return m.from == id && m.type == MessageType::kAppendResp;
+    });
+    EXPECT_NE(it, acks.end()) << "no ack from " << id;
+    return *it;
+  };
+  const Message ack2 = from(2);
+  const Message ack3 = from(3);
+  net.inject(ack3);
+  ASSERT_EQ(net.raft(1).commit_index(), r.index) << "leader and node 3 are a majority";
+  net.inject(ack2);
+  net.deliver_all();  // no tick, so no heartbeat
+  EXPECT_EQ(net.raft(2).commit_index(), r.index);
+  EXPECT_EQ(net.fsm(2).applied, r.index);
+  EXPECT_EQ(net.raft(3).commit_index(), r.index);
+}
+
 TEST(RaftReplication, ProposeReturnsIndexAndTermOfTheNewEntry) {
   Network net(3);
   elect_1(net);

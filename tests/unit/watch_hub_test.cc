@@ -61,6 +61,12 @@ class FakeFsm {
     hub.publish(store.revision(), store.last_events());
     return store.revision();
   }
+  // A snapshot install: the store is replaced, then the hub is told (as KvStateMachine::restore).
+  void restore(mvcc::Store replacement) {
+    std::unique_lock l(mu);
+    store = std::move(replacement);
+    hub.restored(store.revision());
+  }
   void compact(int64_t rev) {
     std::unique_lock l(mu);
     EXPECT_TRUE(store.compact(mvcc::CompactionRequest{rev, true}).is_ok());
@@ -222,6 +228,36 @@ TEST(WatchHub, StartRevisionReplaysHistoryThenGoesLive) {
   for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].kv.mod_revision, int64_t(4 + i));
   EXPECT_EQ(events.back().kv.value, "live");
   EXPECT_FALSE(c.next(std::chrono::milliseconds(100)).has_value());  // nothing twice
+}
+
+// A client resuming on a member that is behind asks for a revision the member
+// has not reached: nothing before it may come, also when a snapshot install
+// (at a revision still below it) sends every watcher through catch-up. The
+// catch-up used to mark it synced from the snapshot's revision + 1, and the
+// fault test's watchers got revisions they had already seen (duplicates).
+TEST(WatchHub, AFutureStartRevisionSurvivesASnapshotInstallBelowIt) {
+  FakeFsm f;
+  for (int i = 0; i < 4; ++i) f.put("k", std::to_string(i));  // 2..5
+  Client c(f.hub);
+  const int64_t id = c.stream->create(spec("k", "", 20), 0);
+  ASSERT_TRUE(c.next().has_value());  // created
+  mvcc::Store snap;
+  for (int i = 0; i < 7; ++i) {  // 2..8
+    mvcc::PutRequest p;
+    p.key = "k";
+    p.value = "s" + std::to_string(i);
+    ASSERT_TRUE(snap.put(p).is_ok());
+  }
+  f.restore(std::move(snap));
+  // Catch-up done (against the store at 8) before the next writes.
+  const auto until = Clock::now() + kDeadline;
+  while (!c.stream->all_synced() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.stream->all_synced());
+  for (int i = 9; i <= 22; ++i) f.put("k", "v" + std::to_string(i));
+  auto events = collect_events(c, id, 3);
+  ASSERT_EQ(events.size(), 3U);
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].kv.mod_revision, int64_t(20 + i));
+  EXPECT_FALSE(c.next(std::chrono::milliseconds(100)).has_value());
 }
 
 // A reader that does not read overflows its queue; it then catches up from
