@@ -19,6 +19,8 @@ packages=(
   golang-etcd-server-dev golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
   # The reference for the etcd tests: etcdctl 3.4 and etcd itself (differential tests).
   etcd-client etcd-server
+  # promtool (package prometheus) validates /metrics; headless chromium loads the /ui page (tests/integration/test_observability.py).
+  prometheus chromium chromium-driver
 )
 
 missing=()

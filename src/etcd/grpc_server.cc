@@ -17,6 +17,7 @@
 #include "etcd/cluster_view.h"
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_metrics.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
@@ -365,6 +366,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.RegisterService(&impl->maintenance);
   builder.RegisterService(impl->watch->service());
   builder.RegisterCallbackGenericService(&impl->rest);
+  install_grpc_metrics(builder);  // grpc_metrics.h
   impl->server = builder.BuildAndStart();
   if (!impl->server || bound_port == 0) {
     return Status(StatusCode::kIo,

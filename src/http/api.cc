@@ -13,6 +13,7 @@
 #include "http/etcd_gateway.h"
 #include "http/etcd_lease_json.h"
 #include "http/limits.h"
+#include "http/observability.h"
 
 namespace ckv::http {
 
@@ -193,6 +194,7 @@ void Api::handle(const Request& req, Reply reply) {
   const std::string path = etcd_gateway_path(target->path);
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
+  if (serve_observability(node_, req, path, target->params, reply)) return;
   if (path == "/set") {
     if (!post) return reply(method_not_allowed("POST"));
     handle_set(req, std::move(reply));
@@ -552,6 +554,11 @@ void Api::handle_status(Reply reply) {
                 {"grpcAddress", m.info.grpc_address},
                 {"role", m.role}};
     if (m.active) member["active"] = *m.active;
+    if (m.progress) {  // the leader's view (node.h, Replication)
+      member["match"] = m.progress->match;
+      member["next"] = m.progress->next;
+      member["progress"] = m.progress->state;
+    }
     members.push_back(std::move(member));
   }
   const bool is_leader = st.leader_id != raft::kNoNode && st.leader_id == st.id;

@@ -40,6 +40,8 @@
 #include "http/etcd_gateway.h"
 #include "http/etcd_kv_json.h"
 #include "http/limits.h"
+#include "http/observability.h"
+#include "metrics/instruments.h"
 #include "watch/watch_hub.h"
 
 namespace ckv::http {
@@ -933,7 +935,12 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
                                    std::to_string(options_.max_body_bytes) +
                                    " bytes (-max-body-bytes)");
   };
+  // Every answer is counted in send (metrics/instruments.h): under the
+  // route its head named ("other" before one is read), timed from the head.
+  size_t route = http_metrics_route("");
+  auto started = std::chrono::steady_clock::now();
   auto send = [&](const Response& r, unsigned version, bool keep_alive) -> asio::awaitable<bool> {
+    metrics::instruments().http.record(route, r.status, metrics::ScopedTimer::seconds_since(started));
     auto res = to_beast(r, version, keep_alive);
     tcp.expires_after(kWriteTimeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(kUseAwaitable, ec));
@@ -979,6 +986,8 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
       break;
     }
     if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || conn.evicted) break;
+    started = std::chrono::steady_clock::now();
+    route = http_metrics_route(std::string_view(parser.get().target().data(), parser.get().target().size()));
     // Beast already refuses a Content-Length over the limit here, before
     // reading the body (the client may be waiting for "100 Continue").
     // (The request line is parsed before the fields, so the target is known.)

@@ -24,9 +24,11 @@
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "lease/expiry.h"
+#include "metrics/instruments.h"
 #include "mvcc/errors.h"
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
+#include "node/peer_rtt.h"
 #include "node/write_waiters.h"
 #include "raft/raft.h"
 #include "storage/dir_lock.h"
@@ -41,6 +43,10 @@ namespace ckv::node {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
 using raft::Index;
 
 constexpr char kIdentityKey[] = "identity";
@@ -180,6 +186,7 @@ class Node::Impl {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
     s.no_space = no_space_.load();
+    s.raft_loop_age_ms = steady_ms() - raft_loop_at_ms_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -380,6 +387,9 @@ class Node::Impl {
 
   mutable std::mutex status_mu_;
   NodeStatus status_;
+  // When the Raft loop last woke (steady clock ms), for /healthz (NodeStatus::raft_loop_age_ms).
+  std::atomic<int64_t> raft_loop_at_ms_{steady_ms()};
+  PeerRtt rtt_{metrics::instruments().peers};  // Raft thread
   // What the operator log last said, so it reports changes once.
   std::string logged_role_;
   raft::NodeId logged_leader_ = raft::kNoNode;
@@ -570,6 +580,8 @@ Status Node::Impl::open() {
 
 void Node::Impl::start() {
   if (started_.exchange(true)) return;
+  // /healthz measures the loop from here, not from open() (a long WAL replay is not a stall).
+  raft_loop_at_ms_.store(steady_ms(), std::memory_order_relaxed);
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
@@ -659,6 +671,7 @@ void Node::Impl::run() {
       if (stopping_) break;
       batch.swap(tasks_);
     }
+    raft_loop_at_ms_.store(steady_ms(), std::memory_order_relaxed);
     // Everything that queued up meanwhile (proposals, messages) goes into
     // the next Ready together: one sync for the whole batch.
     for (auto& fn : batch) fn();
@@ -723,7 +736,7 @@ void Node::Impl::run() {
 
 void Node::Impl::step(const raft::Message& m) {
   const char* why = raft_->step(m);
-  if (why == nullptr) return;
+  if (why == nullptr) return rtt_.received(m);
   ++dropped_messages_;
   ++dropped_since_log_;
   const auto now = Clock::now();
@@ -859,6 +872,7 @@ Status Node::Impl::persist(const raft::Ready& rd, PersistProgress& progress) {
                              "cannot install the leader's snapshot: " + adopted.status().message()));
       }
       snapshot_ = adopted.value().file;
+      metrics::instruments().snapshot_size_bytes.set(static_cast<int64_t>(snapshot_->meta.size_bytes));
       installed_state_ = std::move(decoded);  // restored in apply(), after the sends
       progress.snapshot_adopted = true;
     }
@@ -1027,6 +1041,7 @@ void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, si
       ::close(fd);
       if (n != static_cast<ssize_t>(m.data_length)) continue;
     }
+    rtt_.sent(m);
     transport_->send(std::move(m));
   }
 }
@@ -1196,9 +1211,7 @@ void Node::Impl::on_tick() {
 }
 
 namespace {
-int64_t monotonic_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
-}
+int64_t monotonic_ms() { return steady_ms(); }
 // How long a keepalive waits for the ReadIndex round that confirms this
 // node still leads; the caller retries (lease_service.h) within its deadline.
 constexpr int kLeaseConfirmTimeoutMs = 2000;
@@ -1990,8 +2003,10 @@ void Node::Impl::maybe_start_snapshot() {
   const raft::Membership membership = applied_membership_;
   snapshot_thread_ = std::thread([this, job, term, membership] {
     // Streams the store in chunks under a shared lock: writes go on between them (kv_state_machine.h).
+    const auto started = Clock::now();
     auto file = storage::write_snapshot_file(data_dir_, job->index, term, membership,
                                              [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });
+    metrics::instruments().snapshot_save_seconds.observe(metrics::ScopedTimer::seconds_since(started));
     fsm_.end_snapshot();  // runs a compaction deferred meanwhile
     post([this, file = std::move(file)]() mutable { finish_snapshot(std::move(file)); });
   });
@@ -2036,6 +2051,8 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
     return;
   }
   snapshot_ = file.value();
+  metrics::instruments().snapshots_saved.inc();
+  metrics::instruments().snapshot_size_bytes.set(static_cast<int64_t>(snapshot_->meta.size_bytes));
   const Index keep_from = raft_->snapshot_taken(snapshot_->meta.index, snapshot_->meta.size_bytes);
   if (Status s = store_->compact(keep_from); !s.is_ok()) spdlog::error("log compaction failed: {}", s.to_string());
   (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
@@ -2075,6 +2092,7 @@ void Node::Impl::publish_status() {
     if (auto info = decode_member_info(m.context)) ms.info = std::move(*info);
     ms.role = m.role == raft::MemberRole::kVoter ? "voter" : "learner";
     if (raft_->role() == raft::StateRole::kLeader) ms.active = recently_active(m.id, now);
+    if (auto p = raft_->progress(m.id)) ms.progress = Replication{p->match, p->next, p->state};
     if (m.id == s.leader_id) s.leader = ms.info;
     s.members.push_back(std::move(ms));
   }
@@ -2084,6 +2102,7 @@ void Node::Impl::publish_status() {
 }
 
 void Node::Impl::log_changes(const NodeStatus& s) {
+  if (s.leader_id != logged_leader_ && s.leader_id != raft::kNoNode) metrics::instruments().leader_changes.inc();
   if (s.state != logged_role_ || s.leader_id != logged_leader_) {
     const std::string leader = s.leader_id == raft::kNoNode ? std::string("none known")
                                : s.leader.name.empty()      ? std::to_string(s.leader_id)
@@ -2117,7 +2136,16 @@ Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Node::~Node() = default;
 void Node::start() { impl_->start(); }
 void Node::stop() { impl_->stop(); }
-void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) { impl_->propose(std::move(c), timeout_ms, std::move(cb)); }
+void Node::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
+  // Every answer passes here once, whichever path decided it (metrics/instruments.h).
+  metrics::Instruments& m = metrics::instruments();
+  m.proposals_pending.add(1);
+  impl_->propose(std::move(c), timeout_ms, [&m, cb = std::move(cb)](Result<WriteResult> r) {
+    m.proposals_pending.add(-1);
+    (r.is_ok() ? m.proposals_committed : m.proposals_failed).inc();
+    cb(std::move(r));
+  });
+}
 void Node::read_barrier(int timeout_ms, DoneCallback cb) { impl_->read_barrier(timeout_ms, std::move(cb)); }
 void Node::lease_renew(int64_t id, LeaseCallback cb) { impl_->lease_call(id, true, std::move(cb)); }
 void Node::lease_remaining(int64_t id, LeaseCallback cb) { impl_->lease_call(id, false, std::move(cb)); }

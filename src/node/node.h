@@ -139,6 +139,13 @@ struct MemberInfo {
   bool promote_when_caught_up = false;
 };
 
+// The leader's replication progress for one member (raft::ProgressView).
+struct Replication {
+  uint64_t match = 0;  // highest index known to be in the member's log
+  uint64_t next = 0;   // next index the leader sends it
+  std::string state;   // "probe", "replicate", "snapshot"
+};
+
 struct MemberStatus {
   raft::NodeId id = 0;
   MemberInfo info;
@@ -146,6 +153,8 @@ struct MemberStatus {
   // On the leader: answered within the last two election timeouts (what
   // strict reconfiguration counts). Unknown (nullopt) on other nodes.
   std::optional<bool> active;
+  // On the leader: how far the member's log is replicated. Unknown elsewhere.
+  std::optional<Replication> progress;
 };
 
 struct NodeStatus {
@@ -172,6 +181,9 @@ struct NodeStatus {
   // fsm::KvStateMachine::estimated_bytes(): the state held in memory. etcd's dbSizeInUse.
   uint64_t state_machine_bytes = 0;
   std::vector<MemberStatus> members;
+  // Milliseconds since the Raft thread last woke up (it wakes at least
+  // every tick): /healthz's liveness check. Computed by status().
+  int64_t raft_loop_age_ms = 0;
 };
 
 // How often the Raft thread re-measures NodeStatus::data_dir_bytes (a walk

@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 
 #include "common/bytes.h"
+#include "metrics/instruments.h"
 #include "tls/peer_cert.h"
 #include "transport/message_codec.h"
 #include "transport/raft_stream.h"
@@ -468,6 +469,7 @@ class TcpTransport::Impl {
           break;
         }
         self->owner_.counters_.sent += batch.size();
+        metrics::instruments().peers.sent(self->id_, batch.size(), metrics::total_bytes(batch));
         batch.clear();
       }
       std::lock_guard lock(self->mu_);
@@ -1149,6 +1151,7 @@ class TcpTransport::Impl {
       return "";
     }
     ++counters_.received;
+    metrics::instruments().peers.received(from, payload.size());
     handler_(std::move(m).value());
     return "";
   }

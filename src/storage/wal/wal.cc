@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "metrics/instruments.h"
 #include "storage/node_meta.h"
 #include "storage/snapshot_file.h"
 
@@ -467,8 +468,10 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
     return s;
   }
   // The one sync of this batch (raft.h: persist before send).
+  metrics::instruments().wal_written_bytes.inc(batch_.size());
   if (options_.sync && must_sync) {
     ++batch_syncs_;
+    metrics::ScopedTimer timed(metrics::instruments().wal_fsync_seconds);
     if (::fdatasync(fd_) != 0) return io_error(path, "fdatasync");
   }
   offset_ += batch_.size();
