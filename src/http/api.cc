@@ -212,6 +212,11 @@ void Api::handle(const Request& req, Reply reply) {
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
+  } else if (path == "/transfer") {
+    if (!post) return reply(method_not_allowed("POST"));
+    handle_transfer(req, target->params, std::move(reply));
+  } else if (path == "/v3/maintenance/transfer-leadership") {
+    handle_gateway_move_leader(req, std::move(reply));
   } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
     etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
   } else if (options_.lease != nullptr && is_etcd_lease_route(path)) {

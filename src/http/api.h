@@ -90,6 +90,9 @@ class Api {
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                      Reply reply);
   void handle_status(Reply reply);
+  // POST /transfer?to=ID and etcd's /v3/maintenance/transfer-leadership (transfer_api.cc).
+  void handle_transfer(const Request& req, const std::map<std::string, std::string>& params, Reply reply);
+  void handle_gateway_move_leader(const Request& req, Reply reply);
   // etcd's /v3/cluster/member/{add,remove,promote,update} (etcd_gateway.h).
   void handle_gateway_member_change(const Request& req, etcd::MemberCall call, Reply reply);
   void add_member(node::MemberInfo info, Reply reply);

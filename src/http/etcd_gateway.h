@@ -85,6 +85,8 @@ Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call)
 // a follower that answers under its own header; nullopt if it is not one.
 std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& body);
 Response gateway_error_response(int grpc_code, const std::string& message);
+// 200 with {"header": h} and nothing else (etcd's MoveLeaderResponse).
+Response gateway_header_response(const etcd::Header& h);
 
 // The JSON bodies, exposed for the unit tests.
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address);

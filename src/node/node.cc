@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "node/write_waiters.h"
+#include "raft/force_new_cluster.h"
 #include "raft/raft.h"
 #include "storage/dir_lock.h"
 #include "storage/open_log.h"
@@ -43,7 +43,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using raft::Index;
 
-constexpr char kIdentityKey[] = "identity";
 constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
 constexpr char kReserveFileName[] = "space-reserve";
 
@@ -99,22 +98,6 @@ uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 // how long it waits for the answer.
 constexpr std::chrono::milliseconds kIncarnationProbeInterval{1000};
 constexpr int kIncarnationProbeTimeoutMs = 1000;
-
-// A founding member's random, nonzero cluster id (docs/design-notes.md, "Cluster identity").
-Result<uint64_t> new_cluster_id() {
-  uint64_t id = 0;
-  while (id == 0) {
-    size_t got = 0;
-    auto* raw = reinterpret_cast<unsigned char*>(&id);
-    while (got < sizeof id) {
-      const ssize_t n = ::getrandom(raw + got, sizeof id - got, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
-      got += static_cast<size_t>(n);
-    }
-  }
-  return id;
-}
 
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
@@ -176,6 +159,8 @@ class Node::Impl {
   void remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb);
   void wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb);
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
+  void write_backup(BackupCallback cb);
+  void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
@@ -248,6 +233,13 @@ class Node::Impl {
   void run_membership_call(MemberCallback cb, std::function<bool(const MemberCallback&)> attempt);
   bool proposal_refused(raft::Error e, const MemberCallback& cb);
   void maybe_start_snapshot();
+  // Backups (write_backup) wait while a snapshot is being written, and the
+  // node's own snapshots while a backup is.
+  void maybe_start_backup();
+  // Leadership transfers answered once the target leads (or at their deadline).
+  void progress_transfers();
+  // -force-new-cluster: appends the one-voter configuration to init (raft/force_new_cluster.h) and persists it.
+  Status force_new_cluster(raft::InitialState& init);
   // Leader: proposes the compaction the compactor's schedule says is due.
   void maybe_auto_compact();
   void finish_snapshot(Result<storage::SnapshotFile> file);
@@ -349,6 +341,14 @@ class Node::Impl {
   Clock::time_point next_snapshot_attempt_{};
   // A local snapshot that finished while a Ready was held: completed after.
   std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
+  std::deque<BackupCallback> pending_backups_;
+  uint64_t next_backup_seq_ = 1;
+  struct TransferWaiter {
+    raft::NodeId target;
+    Clock::time_point deadline;
+    DoneCallback cb;
+  };
+  std::vector<TransferWaiter> transfers_;
 
   // Disk full (node.h, "Disk full"). Raft-thread state, except that status() reads no_space_.
   std::atomic<bool> no_space_{false};  // written by the Raft thread only
@@ -421,7 +421,7 @@ Status Node::Impl::open() {
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
 
-  auto identity = store_->get_meta(kIdentityKey);
+  auto identity = store_->get_meta(kIdentityMetaKey);
   if (!identity.is_ok()) return identity.status();
   if (identity.value() && *identity.value() != opts_.name) {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
@@ -486,13 +486,18 @@ Status Node::Impl::open() {
   }
 
   const bool fresh = init.hard_state == raft::HardState{} && init.entries.empty() && init.snapshot.index == 0;
+  if (opts_.force_new_cluster) {
+    if (fresh) {
+      return Status(StatusCode::kInvalid, "-force-new-cluster: data dir " + data_dir_ +
+                                              " holds no state to recover (start the survivor's own data dir)");
+    }
+    if (Status st = force_new_cluster(init); !st.is_ok()) return st;
+  }
   if (fresh && opts_.bootstrap) {
     // The cluster's identity is chosen here, once, and travels in the
     // founder's MemberInfo; the leader copies it into every member it adds.
-    auto cluster_id = new_cluster_id();
-    if (!cluster_id.is_ok()) return cluster_id.status();
     MemberInfo founder = self_info();
-    founder.cluster_id = cluster_id.value();
+    if (Status st = assign_new_cluster_identity(founder); !st.is_ok()) return st;
     raft::Membership m;
     m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter, encode_member_info(founder)});
     init = raft::bootstrap_state(m);
@@ -505,7 +510,7 @@ Status Node::Impl::open() {
                  init.entries.size(), init.snapshot.index);
   }
   if (!identity.value()) {
-    if (Status st = store_->put_meta(kIdentityKey, opts_.name); !st.is_ok()) return st;
+    if (Status st = store_->put_meta(kIdentityMetaKey, opts_.name); !st.is_ok()) return st;
   }
   if (Status st = check_initial_state(init); !st.is_ok()) return st;
 
@@ -522,7 +527,7 @@ Status Node::Impl::open() {
 
   // Random, so that a restarted process never takes an earlier one's
   // committed-but-unapplied tagged entries for its own.
-  auto boot = new_cluster_id();
+  auto boot = random_nonzero_u64();
   if (!boot.is_ok()) return boot.status();
   boot_id_ = boot.value();
 
@@ -544,6 +549,30 @@ Status Node::Impl::open() {
   // Entries up to the snapshot are in the state machine; later committed
   // ones come back as committed entries in the first Ready.
   publish_status();
+  return Status::ok();
+}
+
+Status Node::Impl::force_new_cluster(raft::InitialState& init) {
+  MemberInfo me = self_info();
+  // The configuration lacks us only if our own addition never reached us;
+  // the cluster keeps its identity (as etcd's --force-new-cluster).
+  raft::Membership latest = init.snapshot.membership;
+  for (auto it = init.entries.rbegin(); it != init.entries.rend(); ++it) {
+    if (it->type != raft::EntryType::kConfig) continue;
+    if (auto m = raft::decode_membership(it->data)) latest = std::move(*m);
+    break;
+  }
+  me.cluster_id = cluster_id_of(latest);
+  raft::ForcedCluster forced = raft::force_new_cluster_state(init, id_, encode_member_info(me));
+  // Durable before the core sees it: the reset is a log entry like any other.
+  if (Status st = store_->persist(forced.appended, forced.state.hard_state, false); !st.is_ok()) return st;
+  const raft::Index last = forced.appended.front().index - 1;
+  spdlog::warn("-force-new-cluster: this member is now the only voter of cluster {:016x} (was: {} members); "
+               "committed the log up to {} (entries {} to {} had not been known committed) and appended the "
+               "new configuration at index {}; add members again with /join or etcdctl member add",
+               cluster_id_of(forced.membership), latest.members.size(), last, forced.previous_commit + 1, last,
+               forced.appended.front().index);
+  init = std::move(forced.state);
   return Status::ok();
 }
 
@@ -677,6 +706,8 @@ void Node::Impl::run() {
     record_missing_incarnations();
     progress_member_changes();
     maybe_start_snapshot();
+    maybe_start_backup();
+    progress_transfers();
     compacting = fsm_.compact_step();
     publish_status();
   }
@@ -695,6 +726,10 @@ void Node::Impl::run() {
     d.cb(Status(StatusCode::kUnavailable, "node is shutting down; the membership change was not made"),
          MemberRefusal::kNone);
   }
+  for (auto& cb : pending_backups_) cb(gone);
+  for (auto& t : transfers_) t.cb(gone);
+  pending_backups_.clear();
+  transfers_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
@@ -1985,6 +2020,74 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
 }
 
 // ---------------------------------------------------------------------------
+// Backups and leadership transfer.
+
+void Node::Impl::write_backup(BackupCallback cb) {
+  post([this, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
+    pending_backups_.push_back(std::move(cb));
+  });
+}
+
+void Node::Impl::maybe_start_backup() {
+  if (pending_backups_.empty() || snapshot_in_progress_) return;
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  snapshot_in_progress_ = true;
+  BackupCallback cb = std::move(pending_backups_.front());
+  pending_backups_.pop_front();
+  std::shared_ptr<fsm::KvStateMachine::SnapshotJob> job = fsm_.begin_snapshot();
+  const raft::Term term = raft_->term_at(job->index);
+  const raft::Membership membership = applied_membership_;
+  // "snapshot-*.tmp": never taken for a snapshot of this node, and deleted at start if left behind.
+  const std::string path = data_dir_ + "/snapshot-backup-" + std::to_string(next_backup_seq_++) + ".tmp";
+  snapshot_thread_ = std::thread([this, job, term, membership, path, cb = std::move(cb)]() mutable {
+    auto file = storage::write_snapshot_file_at(
+        path, job->index, term, membership,
+        [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });
+    fsm_.end_snapshot();
+    post([this, file = std::move(file), cb = std::move(cb)]() mutable {
+      snapshot_in_progress_ = false;
+      if (!file.is_ok()) return cb(file.status());
+      const storage::SnapshotFile& f = file.value();
+      cb(BackupFile{f.path, f.meta.index, f.meta.term, f.meta.size_bytes});
+    });
+  });
+}
+
+void Node::Impl::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
+  post([this, target, timeout_ms, cb = std::move(cb)]() mutable {
+    if (held_) return cb(no_space_status(data_dir_));  // raft.h: no core call while a Ready is held
+    if (raft_->role() != raft::StateRole::kLeader) return cb(Status(StatusCode::kNotLeader, "not the leader"));
+    if (target == id_) return cb(Status::ok());
+    if (!raft_->membership().is_voter(target)) {
+      return cb(Status(StatusCode::kInvalid, raft_->membership().contains(target)
+                                                 ? "member " + std::to_string(target) + " is a learner"
+                                                 : "no member with id " + std::to_string(target)));
+    }
+    if (const raft::Error e = raft_->transfer_leadership(target); e != raft::Error::kOk) {
+      return cb(from_raft_error(e));
+    }
+    spdlog::info("transferring leadership to {} (asked by a client)", target);
+    transfers_.push_back(TransferWaiter{target, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::progress_transfers() {
+  const auto now = Clock::now();
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    if (raft_->leader() == it->target) {
+      it->cb(Status::ok());
+    } else if (it->deadline <= now) {
+      it->cb(Status(StatusCode::kTimeout, "leadership did not move to " + std::to_string(it->target) + " in time"));
+    } else {
+      ++it;
+      continue;
+    }
+    it = transfers_.erase(it);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Status.
 
 void Node::Impl::publish_status() {
@@ -2089,6 +2192,10 @@ void Node::wait_for_configuration(ConfigurationCheck check, int timeout_ms, Done
 }
 void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
+}
+void Node::write_backup(BackupCallback cb) { impl_->write_backup(std::move(cb)); }
+void Node::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
+  impl_->transfer_leadership(target, timeout_ms, std::move(cb));
 }
 NodeStatus Node::status() const { return impl_->status(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }

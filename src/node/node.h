@@ -112,6 +112,20 @@ struct NodeOptions {
   AutoCompactionOptions auto_compaction;
   // Watch limits and the progress notification interval (watch/watch_hub.h).
   watch::HubOptions watch;
+  // -force-new-cluster (quorum loss, docs/operations.md): restart this
+  // member as the only voter of its cluster, its whole log committed, through
+  // a configuration entry appended to the log (raft/force_new_cluster.h).
+  // Refused on an empty data dir (nothing to recover).
+  bool force_new_cluster = false;
+};
+
+// A consistent copy of the applied state written for a backup
+// (Node::write_backup): a CKVSNAP2 snapshot file the caller owns.
+struct BackupFile {
+  std::string path;
+  uint64_t index = 0;  // the applied index it holds
+  uint64_t term = 0;
+  uint64_t size_bytes = 0;
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -202,6 +216,20 @@ raft::NodeId node_id_for(const std::string& name);
 // the header showed before), until the leader records that in every member
 // (docs/design-notes.md, "Cluster identity"). 0 only for no members.
 uint64_t cluster_id_of(const raft::Membership& m);
+
+// A random nonzero 64-bit value (getrandom): cluster ids, boot ids.
+Result<uint64_t> random_nonzero_u64();
+// Gives the founding member of a NEW cluster a new cluster identity (today
+// a random cluster_id, docs/design-notes.md "Cluster identity"). Every path
+// that founds a cluster calls it: -bootstrap on an empty data dir and
+// `kvnode restore` (node/restore.h), so a restored copy is never taken for
+// the cluster it was backed up from. Identity that peer authentication adds
+// (issue 11) belongs here too.
+Status assign_new_cluster_identity(MemberInfo& founder);
+
+// The log store's meta record naming the member a data dir belongs to
+// (LogStorage::put_meta); restore writes it as open() would.
+inline constexpr char kIdentityMetaKey[] = "identity";
 
 // How add_member adds a new member (all start as learners, thesis §4.2.1).
 enum class AddMode : uint8_t {
@@ -328,6 +356,22 @@ class Node {
   // Asks the node listening at raft_address who it is (its transport hello):
   // name, addresses, incarnation. The callback runs on a transport thread.
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
+
+  // Writes a consistent copy of the state as of this node's applied index
+  // (Maintenance.Snapshot) into a temp file in the data dir, the way the
+  // node's own snapshots are written (the store is streamed in chunks under
+  // the shared lock while writes go on: kv_state_machine.h), and calls back
+  // with it, or kNoSpace / kUnavailable (stopping). Backups and the node's
+  // own snapshots run one at a time. The caller must delete the file
+  // (a start deletes leftovers). The callback runs on the Raft thread.
+  using BackupCallback = std::function<void(Result<BackupFile>)>;
+  void write_backup(BackupCallback cb);
+  // Leader only (Maintenance.MoveLeader, POST /transfer): hands leadership
+  // to the voter target (thesis §3.10: the core catches it up, then sends
+  // TimeoutNow) and calls back once this node sees target lead, or kTimeout
+  // (etcd waits the same way). Refused: kNotLeader, kInvalid (target is not
+  // a voter: unknown, or a learner). target == this node: OK at once.
+  void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
   // This data dir's incarnation (storage/node_meta.h): fixed once open()
