@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,21 @@ bool is_loopback_host(const std::string& host) {
   return false;
 }
 
+// Parses args (argv without the program name, Go-style flags allowed) into
+// app; exits on a usage error; returns the exit code when help was asked for.
+std::optional<int> parse_flags(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> args = normalize_go_flags(argc, argv);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    usage_error(e.what());
+  }
+  return std::nullopt;
+}
+
 // `kvnode restore --snapshot FILE --data-dir DIR ...` (node/restore.h): a
 // new one-member cluster from a backup, as etcdutl's snapshot restore.
 int run_restore(int argc, char** argv) {
@@ -113,15 +129,7 @@ int run_restore(int argc, char** argv) {
   app.add_option("--name,--id", o.name, "the new member's name (its -id; default: the raft address)");
   app.add_option("--api-address", o.api_address, "host:port of its HTTP API (else registered at its start)");
   app.add_option("--grpc-address", o.grpc_address, "host:port of its gRPC API (else registered at its start)");
-  std::vector<std::string> args = normalize_go_flags(argc, argv);
-  std::reverse(args.begin(), args.end());
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    usage_error(e.what());
-  }
+  if (auto code = parse_flags(app, argc, argv)) return *code;
   check_address("raft-address", o.raft_address);
   if (!o.api_address.empty()) check_address("api-address", o.api_address);
   if (!o.grpc_address.empty()) check_address("grpc-address", o.grpc_address);
@@ -151,16 +159,7 @@ int run_snapshot(int argc, char** argv) {
                                                   "as etcdctl snapshot status does (checks the file whole)");
   status->add_option("file", file, "the backup file")->required();
   status->add_option("-w,--write-out", format, "simple, table or json (etcdctl's)")->capture_default_str();
-  std::vector<std::string> args;
-  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
-  std::reverse(args.begin(), args.end());
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    usage_error(e.what());
-  }
+  if (auto code = parse_flags(app, argc, argv)) return *code;
   auto st = ckv::node::snapshot_status(file);
   if (!st.is_ok()) {
     std::fprintf(stderr, "kvnode snapshot status: %s\n", st.status().message().c_str());
@@ -312,15 +311,7 @@ int main(int argc, char** argv) {
                  "(a duration: \"10m\", \"5s\", \"500ms\")")
       ->capture_default_str();
 
-  std::vector<std::string> args = normalize_go_flags(argc, argv);
-  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    usage_error(e.what());
-  }
+  if (auto code = parse_flags(app, argc, argv)) return *code;
 
   if (opts.raft_address.empty())
     usage_error("missing -raft-address (e.g. -raft-address=127.0.0.1:5000)");
@@ -507,6 +498,12 @@ int main(int argc, char** argv) {
     spdlog::info("serving etcd's gRPC API on {}://{}", api_scheme, opts.grpc_address);
   }
   registrar = server.get();
+  // How a node that hears no leader learns it was removed (node.h).
+  node->set_peer_status_hook([&registrar](const ckv::node::MemberInfo& peer,
+                                          std::function<void(ckv::Result<ckv::node::PeerView>)> done) {
+    if (ckv::http::HttpServer* s = registrar.load()) return s->fetch_peer_status(peer, std::move(done));
+    done(ckv::Status(ckv::StatusCode::kUnavailable, "stopping"));
+  });
   node->start();
   spdlog::info("serving the API on {}://{}", api_scheme, opts.api_address);
   if (!join_target.empty()) server->join_via(join_target);

@@ -1,6 +1,9 @@
 // The HTTP API's endpoints: validation, leader routing, Node calls and JSON bodies (see docs/api.md).
 #include "http/api.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -574,7 +577,43 @@ void Api::handle_status(Reply reply) {
                                 {"revision", st.revision},
                                 {"compactRevision", st.compact_revision},
                                 {"noSpace", st.no_space},
+                                {"clusterId", cluster_id_hex(st.cluster_id)},
+                                {"removed", st.removed},
                                 {"members", members}}));
+}
+
+std::string cluster_id_hex(uint64_t id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+std::optional<node::PeerView> parse_status_reply(const std::string& body) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  node::PeerView v;
+  const auto id = j.find("id");
+  const auto cluster = j.find("clusterId");
+  const auto leader = j.find("leaderId");
+  const auto applied = j.find("appliedIndex");
+  const auto members = j.find("members");
+  if (id == j.end() || !id->is_string() || cluster == j.end() || !cluster->is_string() || leader == j.end() ||
+      !leader->is_string() || applied == j.end() || !applied->is_number_unsigned() || members == j.end() ||
+      !members->is_array()) {
+    return std::nullopt;
+  }
+  v.name = id->get<std::string>();
+  const std::string hex = cluster->get<std::string>();
+  char* end = nullptr;
+  v.cluster_id = std::strtoull(hex.c_str(), &end, 16);
+  if (hex.empty() || *end != '\0') return std::nullopt;
+  v.has_leader = !leader->get<std::string>().empty();
+  v.applied_index = applied->get<uint64_t>();
+  for (const json& m : *members) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) return std::nullopt;
+    v.member_names.push_back(m["id"].get<std::string>());
+  }
+  return v;
 }
 
 }  // namespace ckv::http

@@ -122,6 +122,12 @@ class Api {
 // linear scan, so a hostile body is refused before any parser recurses).
 bool json_deeper_than(std::string_view body, int max_depth);
 
+// /status's clusterId: the cluster id in 16 hex digits.
+std::string cluster_id_hex(uint64_t id);
+// Another member's /status body read back for the removal check
+// (node::Node::set_peer_status_hook); nullopt if it is not one.
+std::optional<node::PeerView> parse_status_reply(const std::string& body);
+
 // The one place a StatusCode becomes an HTTP status (DESIGN.md, "Conventions").
 unsigned http_status_for(StatusCode code);
 // {"error": message} with the status for s; 503 also carries Retry-After.

@@ -59,6 +59,8 @@ constexpr uint64_t kJsonEscapeFactor = 6;
 constexpr uint64_t kUpstreamReplyOverheadBytes = uint64_t{64} << 10;
 // Answers to /join (registration, -join) are a few hundred bytes.
 constexpr uint64_t kMaxJoinReplyBytes = uint64_t{1} << 20;
+// How long the removal check (node.h, set_peer_status_hook) waits for a member's /status.
+constexpr int kPeerStatusTimeoutMs = 2000;
 // Writing one response: the client must take it at least this fast.
 constexpr milliseconds kWriteTimeout{30'000};
 // Refusing a connection over a limit: the short answer must leave at once,
@@ -404,6 +406,8 @@ class HttpServer::Impl {
     asio::co_spawn(ioc_, join_loop(std::move(target)), asio::detached);
   }
   void register_self(const node::MemberInfo& leader);
+  void fetch_peer_status(const node::MemberInfo& peer, std::function<void(Result<node::PeerView>)> done);
+  asio::awaitable<void> peer_status_once(std::string address, std::function<void(Result<node::PeerView>)> done);
   void stop();
 
  private:
@@ -1164,6 +1168,28 @@ std::string HttpServer::Impl::join_target() const {
          "&id=" + url_encode(self_.name);
 }
 
+void HttpServer::Impl::fetch_peer_status(const node::MemberInfo& peer,
+                                         std::function<void(Result<node::PeerView>)> done) {
+  if (stopping_) return done(Status(StatusCode::kUnavailable, "stopping"));
+  asio::co_spawn(ioc_, peer_status_once(peer.api_address, std::move(done)), asio::detached);
+}
+
+asio::awaitable<void> HttpServer::Impl::peer_status_once(std::string address,
+                                                         std::function<void(Result<node::PeerView>)> done) {
+  auto up = co_await fetch(address, bhttp::verb::get, "/status", "", false, milliseconds(kPeerStatusTimeoutMs),
+                           kMaxJoinReplyBytes, source_address_, client_tls());
+  if (!up.is_ok()) {
+    done(up.status());
+    co_return;
+  }
+  std::optional<node::PeerView> view = up->status == 200 ? parse_status_reply(up->body) : std::nullopt;
+  if (!view) {
+    done(Status(StatusCode::kCorrupt, address + "/status: not a member's status"));
+    co_return;
+  }
+  done(std::move(*view));
+}
+
 void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
   if (stopping_ || leader.api_address.empty() || registering_.exchange(true)) return;
   asio::co_spawn(ioc_, register_once(leader.api_address), asio::detached);
@@ -1222,6 +1248,9 @@ void HttpServer::join_via(std::string member_api_address) {
   impl_->join_via(std::move(member_api_address));
 }
 void HttpServer::register_self(const node::MemberInfo& leader) { impl_->register_self(leader); }
+void HttpServer::fetch_peer_status(const node::MemberInfo& peer, std::function<void(Result<node::PeerView>)> done) {
+  impl_->fetch_peer_status(peer, std::move(done));
+}
 void HttpServer::stop() { impl_->stop(); }
 
 }  // namespace ckv::http

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -249,7 +250,16 @@ class Node::Impl {
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
     ++applied_membership_version_;
+    if (applied_membership_.contains(id_)) ever_member_ = true;
   }
+  // Removed members (node.h, set_peer_status_hook).
+  void check_removal();
+  void mark_removed(const std::string& reason);
+
+ public:
+  Node::PeerStatusHook peer_status_hook_;  // set before start()
+
+ private:
   void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
@@ -349,6 +359,14 @@ class Node::Impl {
     DoneCallback cb;
   };
   std::vector<TransferWaiter> transfers_;
+  // Removed members (node.h). Raft thread.
+  bool removed_ = false;
+  std::string removed_reason_;
+  bool ever_member_ = false;  // an applied configuration held this node
+  std::optional<Clock::time_point> leaderless_since_;
+  Clock::time_point last_removal_check_{};
+  bool removal_check_in_flight_ = false;
+  size_t removal_check_next_ = 0;
 
   // Disk full (node.h, "Disk full"). Raft-thread state, except that status() reads no_space_.
   std::atomic<bool> no_space_{false};  // written by the Raft thread only
@@ -701,6 +719,7 @@ void Node::Impl::run() {
     check_space();
     sync_peers();
     update_unknown_sender_policy();
+    check_removal();
     track_active_voters();
     register_api_address();
     record_missing_incarnations();
@@ -2088,6 +2107,72 @@ void Node::Impl::progress_transfers() {
 }
 
 // ---------------------------------------------------------------------------
+// Removed members (node.h, set_peer_status_hook).
+
+void Node::Impl::mark_removed(const std::string& reason) {
+  removed_ = true;
+  removed_reason_ = reason;
+  raft_->set_removed(true);
+  // etcd exits here; we stay up so that /status says why (docs/operations.md, "Removed members").
+  spdlog::warn("removed from the cluster: {}; this node no longer campaigns (to bring it back: stop it, move its "
+               "data dir aside and add it again)",
+               reason);
+}
+
+void Node::Impl::check_removal() {
+  const auto now = Clock::now();
+  if (removed_) {
+    // A leader that replicates to us has us in its configuration: we were wrong, or added again.
+    if (raft_->leader() != raft::kNoNode && raft_->membership().contains(id_)) {
+      removed_ = false;
+      removed_reason_.clear();
+      raft_->set_removed(false);
+      spdlog::info("a leader contacts this node again: no longer considered removed");
+    }
+    return;
+  }
+  if (ever_member_ && !applied_membership_.members.empty() && !applied_membership_.contains(id_)) {
+    mark_removed("this node applied the configuration that removed it");
+    return;
+  }
+  if (raft_->leader() != raft::kNoNode || !raft_->membership().contains(id_)) {
+    leaderless_since_.reset();
+    return;
+  }
+  if (!leaderless_since_) leaderless_since_ = now;
+  const auto wait = std::chrono::milliseconds(opts_.tick_ms * opts_.election_ticks * kRemovalCheckAfterElectionTimeouts);
+  if (!peer_status_hook_ || removal_check_in_flight_ || now - *leaderless_since_ < wait ||
+      now - last_removal_check_ < std::chrono::milliseconds(kRemovalCheckIntervalMs)) {
+    return;
+  }
+  std::vector<MemberInfo> peers;
+  for (const raft::Member& m : raft_->membership().members) {
+    if (m.id == id_) continue;
+    if (auto info = decode_member_info(m.context); info && !info->api_address.empty()) peers.push_back(*info);
+  }
+  if (peers.empty()) return;
+  const MemberInfo peer = peers[removal_check_next_++ % peers.size()];
+  last_removal_check_ = now;
+  removal_check_in_flight_ = true;
+  const uint64_t cluster = cluster_id_of(raft_->membership());
+  peer_status_hook_(peer, [this, peer, cluster](Result<PeerView> view) {
+    post([this, peer, cluster, view = std::move(view)] {
+      removal_check_in_flight_ = false;
+      if (removed_ || !view.is_ok()) return;
+      const PeerView& v = view.value();
+      // Only the member we know, of our cluster, in touch with a leader, and
+      // past our last entry (so it has applied our own addition, if any).
+      if (v.name != peer.name || v.cluster_id != cluster || !v.has_leader) return;
+      if (v.applied_index <= raft_->last_index()) return;
+      if (std::find(v.member_names.begin(), v.member_names.end(), opts_.name) != v.member_names.end()) return;
+      mark_removed("member " + peer.name + " follows a leader, has applied index " + std::to_string(v.applied_index) +
+                   " (beyond this node's last entry, " + std::to_string(raft_->last_index()) +
+                   ") and its configuration does not include this node");
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Status.
 
 void Node::Impl::publish_status() {
@@ -2113,6 +2198,8 @@ void Node::Impl::publish_status() {
     data_dir_bytes_ = data_dir_bytes(data_dir_);
   }
   s.data_dir_bytes = data_dir_bytes_;
+  s.removed = removed_;
+  s.removed_reason = removed_reason_;
   for (const raft::Member& m : raft_->membership().members) {
     MemberStatus ms;
     ms.id = m.id;
@@ -2197,6 +2284,7 @@ void Node::write_backup(BackupCallback cb) { impl_->write_backup(std::move(cb));
 void Node::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
   impl_->transfer_leadership(target, timeout_ms, std::move(cb));
 }
+void Node::set_peer_status_hook(PeerStatusHook hook) { impl_->peer_status_hook_ = std::move(hook); }
 NodeStatus Node::status() const { return impl_->status(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }

@@ -186,7 +186,25 @@ struct NodeStatus {
   // fsm::KvStateMachine::estimated_bytes(): the state held in memory. etcd's dbSizeInUse.
   uint64_t state_machine_bytes = 0;
   std::vector<MemberStatus> members;
+  // This node learnt that the cluster removed it (docs/operations.md,
+  // "Removed members"): it no longer campaigns. removed_reason says how.
+  bool removed = false;
+  std::string removed_reason;
 };
+
+// What another member's /status says, as far as the removal check needs it
+// (Node::set_peer_status_hook).
+struct PeerView {
+  std::string name;
+  uint64_t cluster_id = 0;
+  bool has_leader = false;
+  uint64_t applied_index = 0;
+  std::vector<std::string> member_names;
+};
+// How long a node with no leader waits (in election timeouts) before it asks
+// other members whether it is still one of them, and how often it asks.
+inline constexpr int kRemovalCheckAfterElectionTimeouts = 3;
+inline constexpr int kRemovalCheckIntervalMs = 2000;
 
 // How often the Raft thread re-measures NodeStatus::data_dir_bytes (a walk
 // of the data dir's few files); between scans the last value stands.
@@ -372,6 +390,22 @@ class Node {
   // (etcd waits the same way). Refused: kNotLeader, kInvalid (target is not
   // a voter: unknown, or a learner). target == this node: OK at once.
   void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
+
+  // How a node that hears no leader learns that the cluster removed it
+  // while it was away (a leader stops replicating to a member once the
+  // entry removing it is appended, so the removed node's log never shows
+  // it): every kRemovalCheckIntervalMs, after
+  // kRemovalCheckAfterElectionTimeouts election timeouts without a leader,
+  // it asks one member of its configuration for its /status (the HTTP layer
+  // implements this; it answers on any thread). If that member is the one
+  // recorded (name and cluster id), has a leader, has applied past this
+  // node's last entry (so it has seen this node's own addition) and does not
+  // list this node, the node is removed: it logs "removed from the cluster",
+  // shows removed in status() and stops campaigning (raft::Raft::set_removed)
+  // until a leader contacts it again. A node that applies its own removal
+  // (a leader that removed itself) is removed the same way. Set before start().
+  using PeerStatusHook = std::function<void(const MemberInfo& peer, std::function<void(Result<PeerView>)> done)>;
+  void set_peer_status_hook(PeerStatusHook hook);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
   // This data dir's incarnation (storage/node_meta.h): fixed once open()

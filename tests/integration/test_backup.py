@@ -1,4 +1,4 @@
-"""Integration: backups (etcdctl snapshot save, kvnode restore, kvnode snapshot status), leadership transfer (etcdctl move-leader, POST /transfer) and quorum-loss recovery (-force-new-cluster)."""
+"""Integration: backups (etcdctl snapshot save, kvnode restore, kvnode snapshot status), leadership transfer (etcdctl move-leader, POST /transfer), quorum-loss recovery (-force-new-cluster) and removed members."""
 
 import json
 import os
@@ -10,25 +10,9 @@ import unittest
 import kvcluster
 from kvcluster import ClusterTest, free_port, request, wait_for
 
-ETCDCTL = shutil.which("etcdctl")
-
-
-def node_id(name):
-    """node::node_id_for: FNV-1a 64 of the name, never 0."""
-    h = 0xcbf29ce484222325
-    for b in name.encode():
-        h ^= b
-        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h or 1
-
-
-def etcdctl(endpoints, *args, check=True):
-    env = dict(os.environ, ETCDCTL_API="3")
-    p = subprocess.run([ETCDCTL, "--endpoints=" + ",".join(endpoints), "--dial-timeout=5s", "--command-timeout=20s",
-                        *args], env=env, capture_output=True, text=True, timeout=90)
-    if check and p.returncode != 0:
-        raise AssertionError(f"etcdctl {' '.join(args)} failed ({p.returncode}): {p.stdout} {p.stderr}")
-    return p
+# Shared with the etcd cluster tests: imported as functions only, so that
+# unittest does not collect that module's test classes here.
+from test_etcd_cluster import ETCDCTL, etcdctl, node_id  # noqa: E402
 
 
 def kvnode(*args):
@@ -222,6 +206,31 @@ class BackupTest(ClusterTest):
         self.wait_leader(members)
         self.wait_voters(survivor, members)
         self.assertEqual(self.write_with_retry(members, "after-restart", "ok").status, 200)
+
+    def test_a_removed_member_learns_it_and_stops_campaigning(self):
+        nodes = self.start_joined(lambda name, *a: self.node(name, *a))
+        leader = self.wait_leader(nodes)
+        for n in nodes:
+            wait_for(lambda: (n.status() or {}).get("clusterId") == leader.status()["clusterId"], 10,
+                     f"{n.name} to report the cluster id")
+        victim, other = [n for n in nodes if n is not leader]
+        r = request("POST", leader.api, f"/remove?id={victim.raft}", b"")
+        self.assertEqual(r.status, 200, r.raw)
+        # The leader stops replicating to it at once, so it never sees its
+        # removal in its own log: it must learn it from a member.
+        wait_for(lambda: (victim.status() or {}).get("removed") is True, 20, "the removed member to report it")
+        self.assertIn("removed from the cluster", victim.log())
+        self.assertFalse(leader.status()["removed"])
+        # No more (pre-)vote requests: it stays a follower in its term, for
+        # many election timeouts (FAST_TIMING: 200-400 ms each).
+        term = victim.status()["term"]
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            st = victim.status()
+            self.assertEqual((st["state"], st["term"], st["removed"]), ("follower", term, True))
+            time.sleep(0.05)
+        self.assertEqual(self.write_with_retry([leader, other], "after-removal", "1").status, 200)
+        self.assertEqual({m["raftAddress"] for m in leader.status()["members"]}, {leader.raft, other.raft})
 
     def test_force_new_cluster_on_an_empty_data_dir_is_refused(self):
         n = self.node("empty", "-force-new-cluster")
