@@ -36,14 +36,16 @@ Result<std::unique_ptr<BackupStream>> BackupStream::open(node::Node& node, int t
   }
   Result<node::BackupFile> file = written.get();
   if (!file.is_ok()) return file.status();
-  const int fd = ::open(file.value().path.c_str(), O_RDONLY | O_CLOEXEC);
+  return from_file(file.value());
+}
+
+Result<std::unique_ptr<BackupStream>> BackupStream::from_file(const node::BackupFile& file) {
+  const int fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC);
   const int open_errno = errno;
   // Open or not, the name goes now: the open file lives until we close it.
-  ::unlink(file.value().path.c_str());
-  if (fd < 0) {
-    return Status(StatusCode::kIo, file.value().path + ": open: " + std::strerror(open_errno));
-  }
-  return std::unique_ptr<BackupStream>(new BackupStream(fd, file.value()));
+  ::unlink(file.path.c_str());
+  if (fd < 0) return Status(StatusCode::kIo, file.path + ": open: " + std::strerror(open_errno));
+  return std::unique_ptr<BackupStream>(new BackupStream(fd, file));
 }
 
 BackupStream::BackupStream(int fd, node::BackupFile file) : fd_(fd), file_(std::move(file)) {

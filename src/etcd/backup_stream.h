@@ -29,6 +29,8 @@ class BackupStream {
   // cancelled() says the client went away). kNoSpace, kUnavailable, kTimeout, kIo.
   static Result<std::unique_ptr<BackupStream>> open(node::Node& node, int timeout_ms,
                                                     const std::function<bool()>& cancelled);
+  // The same for a backup the caller already has (Node::write_backup's answer).
+  static Result<std::unique_ptr<BackupStream>> from_file(const node::BackupFile& file);
   ~BackupStream();
   BackupStream(const BackupStream&) = delete;
   BackupStream& operator=(const BackupStream&) = delete;

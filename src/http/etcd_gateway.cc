@@ -32,7 +32,6 @@ constexpr int kGrpcUnimplemented = 12;
 constexpr std::string_view kUnimplementedRoutes[] = {"/v3/maintenance/alarm",
                                                      "/v3/maintenance/defragment",
                                                      "/v3/maintenance/hash",
-                                                     "/v3/maintenance/snapshot",
                                                      "/v3/auth/enable",
                                                      "/v3/auth/disable",
                                                      "/v3/auth/authenticate",

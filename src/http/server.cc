@@ -40,6 +40,7 @@
 #include "http/etcd_gateway.h"
 #include "http/etcd_kv_json.h"
 #include "http/limits.h"
+#include "etcd/backup_stream.h"
 #include "watch/watch_hub.h"
 
 namespace ckv::http {
@@ -456,6 +457,11 @@ class HttpServer::Impl {
   // the client goes away. The connection ends with it.
   template <typename Stream>
   asio::awaitable<void> serve_watch(Stream& stream, const Request& r, unsigned version);
+  // etcd's streaming POST /v3/maintenance/snapshot: a fresh backup
+  // (Node::write_backup) as {"result": SnapshotResponse} lines in a chunked
+  // response, one chunk (etcd/backup_stream.h) in memory at a time.
+  template <typename Stream>
+  asio::awaitable<void> serve_snapshot(Stream& stream, unsigned version);
   asio::ssl::context* client_tls() { return client_tls_ ? &*client_tls_ : nullptr; }
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
@@ -924,6 +930,44 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
 }
 
 template <typename Stream>
+asio::awaitable<void> HttpServer::Impl::serve_snapshot(Stream& stream, unsigned version) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  // The node writes the copy first (seconds for a large store); the
+  // connection's strand waits for its answer without blocking.
+  Result<node::BackupFile> file = co_await from_callback<Result<node::BackupFile>>(
+      [this](std::function<void(Result<node::BackupFile>)> done) { node_.write_backup(std::move(done)); });
+  Result<std::unique_ptr<etcd::BackupStream>> backup =
+      file.is_ok() ? etcd::BackupStream::from_file(file.value()) : Result<std::unique_ptr<etcd::BackupStream>>(file.status());
+  if (!backup.is_ok()) {
+    auto out = to_beast(gateway_error(503, 14, "etcdserver: " + backup.status().message()), version, false);
+    tcp.expires_after(kWriteTimeout);
+    co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
+    co_return;
+  }
+  bhttp::response<bhttp::empty_body> head{bhttp::status::ok, version};
+  head.set(bhttp::field::content_type, "application/json");
+  head.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  tcp.expires_after(kWriteTimeout);
+  co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(kUseAwaitable, ec));
+  for (bool last = false; !ec && !last;) {
+    auto piece = backup.value()->next();
+    if (!piece.is_ok()) break;  // the client sees the stream end without its SHA-256: a failed download
+    last = piece.value().last;
+    const std::string line = gateway_snapshot_line(piece.value().blob, piece.value().remaining_bytes);
+    // A client that stops reading holds this write for kWriteTimeout, then the connection goes.
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(line)), asio::redirect_error(kUseAwaitable, ec));
+  }
+  if (!ec) {
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+  }
+  tcp.expires_never();
+}
+
+template <typename Stream>
 asio::awaitable<void> HttpServer::Impl::serve_requests(
     Stream& stream, Connection& conn, const std::string& ip, const Admission& admitted,
     std::chrono::steady_clock::time_point head_deadline) {
@@ -1097,6 +1141,11 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     if (r.method == "POST" &&
         etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/watch") {
       co_await serve_watch(stream, r, version);
+      break;
+    }
+    if (r.method == "POST" &&
+        etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/maintenance/snapshot") {
+      co_await serve_snapshot(stream, version);
       break;
     }
     Outcome outcome = co_await from_callback<Outcome>(

@@ -574,12 +574,7 @@ Status Node::Impl::force_new_cluster(raft::InitialState& init) {
   MemberInfo me = self_info();
   // The configuration lacks us only if our own addition never reached us;
   // the cluster keeps its identity (as etcd's --force-new-cluster).
-  raft::Membership latest = init.snapshot.membership;
-  for (auto it = init.entries.rbegin(); it != init.entries.rend(); ++it) {
-    if (it->type != raft::EntryType::kConfig) continue;
-    if (auto m = raft::decode_membership(it->data)) latest = std::move(*m);
-    break;
-  }
+  const raft::Membership latest = raft::latest_membership(init);
   me.cluster_id = cluster_id_of(latest);
   raft::ForcedCluster forced = raft::force_new_cluster_state(init, id_, encode_member_info(me));
   // Durable before the core sees it: the reset is a log entry like any other.

@@ -2,20 +2,24 @@
 #include "raft/force_new_cluster.h"
 
 #include <algorithm>
+#include <ranges>
 
 namespace ckv::raft {
+
+Membership latest_membership(const InitialState& stored) {
+  for (const Entry& e : std::views::reverse(stored.entries)) {
+    if (e.type != EntryType::kConfig) continue;
+    if (auto m = decode_membership(e.data)) return std::move(*m);
+    break;
+  }
+  return stored.snapshot.membership;
+}
 
 ForcedCluster force_new_cluster_state(const InitialState& stored, NodeId self, const std::string& self_context) {
   ForcedCluster out;
   out.state = stored;
   out.previous_commit = std::max(stored.hard_state.commit, stored.snapshot.index);
-  // The latest configuration in the log, committed or not (thesis §4.1).
-  Membership latest = stored.snapshot.membership;
-  for (auto it = stored.entries.rbegin(); it != stored.entries.rend(); ++it) {
-    if (it->type != EntryType::kConfig) continue;
-    if (auto m = decode_membership(it->data)) latest = std::move(*m);
-    break;
-  }
+  const Membership latest = latest_membership(stored);
   Member me{self, MemberRole::kVoter, self_context};
   if (const Member* recorded = latest.find(self)) me.context = recorded->context;
   out.membership.members.push_back(me);

@@ -38,6 +38,10 @@ struct ForcedCluster {
   Index previous_commit = 0;    // commit index before (entries after it were uncommitted)
 };
 
+// The latest configuration in a stored log, committed or not (thesis §4.1):
+// its last configuration entry, else the snapshot's.
+Membership latest_membership(const InitialState& stored);
+
 // self_context: this member's context if the latest configuration lacks it
 // (a member whose own addition never reached it); else its recorded one is kept.
 ForcedCluster force_new_cluster_state(const InitialState& stored, NodeId self, const std::string& self_context);

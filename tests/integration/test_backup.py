@@ -1,5 +1,6 @@
 """Integration: backups (etcdctl snapshot save, kvnode restore, kvnode snapshot status), leadership transfer (etcdctl move-leader, POST /transfer), quorum-loss recovery (-force-new-cluster) and removed members."""
 
+import base64
 import json
 import os
 import shutil
@@ -119,6 +120,29 @@ class BackupTest(ClusterTest):
         self.wait_grpc_registered(new, [new, second])
         got = json.loads(etcdctl([second.grpc], "get", "k", f"--rev={rev_v1}", "-w", "json").stdout)["kvs"]
         self.assertEqual(got[0]["value"], "djE=")
+
+    def test_gateway_snapshot_streams_the_same_backup(self):
+        src = self.node("gw", "-bootstrap").start()
+        self.wait_leader([src])
+        for i in range(200):
+            self.assertEqual(src.set(f"k{i}", "x" * 300).status, 200)  # ~60 KB: more than one 32 KiB chunk
+        r = request("POST", src.api, "/v3/maintenance/snapshot", "{}", {"Content-Type": "application/json"},
+                    timeout=60)
+        self.assertEqual(r.status, 200)
+        lines = [json.loads(line) for line in r.raw.splitlines() if line.strip()]
+        self.assertGreater(len(lines), 2)
+        for line in lines:  # etcd's shape: {"result": {"blob", "remaining_bytes" unless 0}}
+            self.assertEqual(set(line), {"result"})
+            self.assertLessEqual(set(line["result"]), {"blob", "remaining_bytes"})
+        blobs = [base64.b64decode(line["result"]["blob"]) for line in lines]
+        self.assertEqual(len(blobs[-1]), 32)  # the SHA-256 comes last
+        self.assertEqual(int(lines[0]["result"]["remaining_bytes"]), sum(len(b) for b in blobs[1:-1]))
+        backup = os.path.join(self.tmp, "gw.db")
+        with open(backup, "wb") as f:
+            f.write(b"".join(blobs))
+        st = kvnode("snapshot", "status", backup, "-w", "json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertEqual(json.loads(st.stdout)["revision"], src.status()["revision"])
 
     def test_move_leader_and_transfer(self):
         if not ETCDCTL:
