@@ -5,7 +5,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +24,7 @@
 #include "http/limits.h"
 #include "http/server.h"
 #include "node/node.h"
+#include "node/restore.h"
 #include "tls/tls_files.h"
 #include "transport/message_codec.h"
 #include "transport/tcp_transport.h"
@@ -94,9 +97,85 @@ bool is_loopback_host(const std::string& host) {
   return false;
 }
 
+// Parses args (argv without the program name, Go-style flags allowed) into
+// app; exits on a usage error; returns the exit code when help was asked for.
+std::optional<int> parse_flags(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> args = normalize_go_flags(argc, argv);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    usage_error(e.what());
+  }
+  return std::nullopt;
+}
+
+// `kvnode restore --snapshot FILE --data-dir DIR ...` (node/restore.h): a
+// new one-member cluster from a backup, as etcdutl's snapshot restore.
+int run_restore(int argc, char** argv) {
+  ckv::node::RestoreOptions o;
+  CLI::App app{
+      "kvnode restore: create the data dir of the first member of a NEW cluster from a backup\n"
+      "(etcdctl snapshot save, GET /v3/maintenance/snapshot, or a snapshot-*.snap file). The backup is\n"
+      "checked whole (SHA-256, CRC-32C, contents) before anything is written; revisions and leases are\n"
+      "kept; the cluster gets a new identity; start the member with the same -raft-address (and -id)."};
+  app.name("kvnode restore");
+  app.add_option("--snapshot", o.snapshot_path, "the backup file")->required();
+  app.add_option("--data-dir", o.data_dir, "the new member's data dir (must not exist, or be empty)")->required();
+  app.add_option("--raft-address", o.raft_address, "host:port the new member's Raft server will listen on")
+      ->required();
+  app.add_option("--name,--id", o.name, "the new member's name (its -id; default: the raft address)");
+  app.add_option("--api-address", o.api_address, "host:port of its HTTP API (else registered at its start)");
+  app.add_option("--grpc-address", o.grpc_address, "host:port of its gRPC API (else registered at its start)");
+  if (auto code = parse_flags(app, argc, argv)) return *code;
+  check_address("raft-address", o.raft_address);
+  if (!o.api_address.empty()) check_address("api-address", o.api_address);
+  if (!o.grpc_address.empty()) check_address("grpc-address", o.grpc_address);
+  auto r = ckv::node::restore_data_dir(o);
+  if (!r.is_ok()) {
+    std::fprintf(stderr, "kvnode restore: %s\n", r.status().message().c_str());
+    return kExitRuntimeError;
+  }
+  std::printf("restored %s into %s: new cluster %016llx, member %s (%016llx), raft index %llu, term %llu, "
+              "revision %lld, %llu keys\n",
+              o.snapshot_path.c_str(), o.data_dir.c_str(), static_cast<unsigned long long>(r.value().cluster_id),
+              (o.name.empty() ? o.raft_address : o.name).c_str(), static_cast<unsigned long long>(r.value().member_id),
+              static_cast<unsigned long long>(r.value().index), static_cast<unsigned long long>(r.value().term),
+              static_cast<long long>(r.value().revision), static_cast<unsigned long long>(r.value().keys));
+  return 0;
+}
+
+// `kvnode snapshot status FILE [-w simple|table|json]`: etcdctl snapshot
+// status for our backups (etcdctl's own reads only bbolt files).
+int run_snapshot(int argc, char** argv) {
+  CLI::App app{"kvnode snapshot: inspect backups"};
+  app.name("kvnode snapshot");
+  app.require_subcommand(1);
+  std::string file;
+  std::string format = "simple";
+  CLI::App* status = app.add_subcommand("status", "print a backup's hash, revision, total keys and size, "
+                                                  "as etcdctl snapshot status does (checks the file whole)");
+  status->add_option("file", file, "the backup file")->required();
+  status->add_option("-w,--write-out", format, "simple, table or json (etcdctl's)")->capture_default_str();
+  if (auto code = parse_flags(app, argc, argv)) return *code;
+  auto st = ckv::node::snapshot_status(file);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "kvnode snapshot status: %s\n", st.status().message().c_str());
+    return kExitRuntimeError;
+  }
+  auto text = ckv::node::format_snapshot_status(st.value(), format);
+  if (!text.is_ok()) usage_error(text.status().message());
+  std::fputs(text.value().c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "restore") return run_restore(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "snapshot") return run_snapshot(argc - 1, argv + 1);
   using ckv::node::NodeOptions;
   NodeOptions opts;
   opts.api_address = "127.0.0.1:8000";  // the reference's defaults
@@ -137,6 +216,10 @@ int main(int argc, char** argv) {
                  "HOST:APIPORT of a member's HTTP API: ask it to add this node (retried with "
                  "backoff until this "
                  "node is a voter)");
+  app.add_flag("--force-new-cluster", opts.force_new_cluster,
+               "etcd's: after losing a quorum for good, restart this surviving member as the only voter, "
+               "its whole log committed (docs/operations.md, \"Disaster recovery\"); then add members again. "
+               "Never on a cluster that still has a quorum");
   app.add_flag("--inmem", opts.in_memory,
                "keep everything in memory (tests): nothing survives a restart");
   app.add_option("--id", opts.name, "this node's name in the cluster (default: the raft address)");
@@ -243,15 +326,7 @@ int main(int argc, char** argv) {
                  "(a duration: \"10m\", \"5s\", \"500ms\")")
       ->capture_default_str();
 
-  std::vector<std::string> args = normalize_go_flags(argc, argv);
-  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    usage_error(e.what());
-  }
+  if (auto code = parse_flags(app, argc, argv)) return *code;
 
   peer_tls_flags.client_cert_auth_given = peer_cert_auth_flag->count() > 0;
   if (opts.raft_address.empty())
@@ -452,6 +527,12 @@ int main(int argc, char** argv) {
     spdlog::info("serving etcd's gRPC API on {}://{}", api_scheme, opts.grpc_address);
   }
   registrar = server.get();
+  // How a node that hears no leader learns it was removed (node.h).
+  node->set_peer_status_hook([&registrar](const ckv::node::MemberInfo& peer,
+                                          std::function<void(ckv::Result<ckv::node::PeerView>)> done) {
+    if (ckv::http::HttpServer* s = registrar.load()) return s->fetch_peer_status(peer, std::move(done));
+    done(ckv::Status(ckv::StatusCode::kUnavailable, "stopping"));
+  });
   node->start();
   spdlog::info("serving the API on {}://{}", api_scheme, opts.api_address);
   if (!join_target.empty()) server->join_via(join_target);

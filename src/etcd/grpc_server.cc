@@ -14,7 +14,9 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "etcd/backup_stream.h"
 #include "etcd/cluster_view.h"
+#include "etcd/maintenance_ops.h"
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_metrics.h"
@@ -296,13 +298,46 @@ class MaintenanceService final : public pb::Maintenance::Service {
                       pb::HashKVResponse*) override {
     return unimplemented("/etcdserverpb.Maintenance/HashKV");
   }
-  grpc::Status Snapshot(grpc::ServerContext*, const pb::SnapshotRequest*,
-                        grpc::ServerWriter<pb::SnapshotResponse>*) override {
-    return unimplemented("/etcdserverpb.Maintenance/Snapshot");
+  // etcd's stream: chunks of the copy with remaining_bytes, then its SHA-256
+  // as the last blob (backup_stream.h). Write() blocks under flow control,
+  // so a slow client holds one chunk and this call's thread, nothing more.
+  grpc::Status Snapshot(grpc::ServerContext* ctx, const pb::SnapshotRequest*,
+                        grpc::ServerWriter<pb::SnapshotResponse>* writer) override {
+    auto stream = BackupStream::open(node_, kBackupWriteTimeoutMs, [ctx] { return ctx->IsCancelled(); });
+    if (!stream.is_ok()) {
+      spdlog::warn("Maintenance.Snapshot: {}", stream.status().to_string());
+      return grpc::Status(stream.status().code() == StatusCode::kNoSpace ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                                                                          : grpc::StatusCode::UNAVAILABLE,
+                          "etcdserver: " + stream.status().message());
+    }
+    BackupStream& s = *stream.value();
+    spdlog::info("Maintenance.Snapshot: sending a copy at index {} ({} bytes)", s.file().index, s.body_bytes());
+    for (;;) {
+      auto piece = s.next();
+      if (!piece.is_ok()) return grpc::Status(grpc::StatusCode::INTERNAL, piece.status().message());
+      pb::SnapshotResponse resp;
+      resp.set_remaining_bytes(piece.value().remaining_bytes);
+      resp.set_blob(std::move(piece.value().blob));
+      if (!writer->Write(resp)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      if (piece.value().last) return grpc::Status::OK;
+    }
   }
-  grpc::Status MoveLeader(grpc::ServerContext*, const pb::MoveLeaderRequest*,
-                          pb::MoveLeaderResponse*) override {
-    return unimplemented("/etcdserverpb.Maintenance/MoveLeader");
+  grpc::Status MoveLeader(grpc::ServerContext* ctx, const pb::MoveLeaderRequest* req,
+                          pb::MoveLeaderResponse* resp) override {
+    const int timeout_ms = static_cast<int>(std::clamp<int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(ctx->deadline() - std::chrono::system_clock::now())
+            .count(),
+        1, kMoveLeaderTimeoutMs));
+    auto done = std::make_shared<std::promise<ckv::Status>>();
+    std::future<ckv::Status> moved = done->get_future();
+    node_.transfer_leadership(req->targetid(), timeout_ms,
+                              [done](ckv::Status st) { done->set_value(std::move(st)); });
+    if (moved.wait_for(std::chrono::milliseconds(timeout_ms + kCallbackGraceMs)) != std::future_status::ready) {
+      return to_grpc(move_leader_error(ckv::Status(StatusCode::kTimeout, "no answer")));
+    }
+    if (const EtcdError e = move_leader_error(moved.get()); !e.ok()) return to_grpc(e);
+    fill_header(header_for(node_.status(), true), resp->mutable_header());
+    return grpc::Status::OK;
   }
 
  private:

@@ -1,6 +1,9 @@
 // The HTTP API's endpoints: validation, leader routing, Node calls and JSON bodies (see docs/api.md).
 #include "http/api.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -214,6 +217,11 @@ void Api::handle(const Request& req, Reply reply) {
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
+  } else if (path == "/transfer") {
+    if (!post) return reply(method_not_allowed("POST"));
+    handle_transfer(req, target->params, std::move(reply));
+  } else if (path == "/v3/maintenance/transfer-leadership") {
+    handle_gateway_move_leader(req, std::move(reply));
   } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
     etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
   } else if (options_.lease != nullptr && is_etcd_lease_route(path)) {
@@ -576,7 +584,43 @@ void Api::handle_status(Reply reply) {
                                 {"revision", st.revision},
                                 {"compactRevision", st.compact_revision},
                                 {"noSpace", st.no_space},
+                                {"clusterId", cluster_id_hex(st.cluster_id)},
+                                {"removed", st.removed},
                                 {"members", members}}));
+}
+
+std::string cluster_id_hex(uint64_t id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+std::optional<node::PeerView> parse_status_reply(const std::string& body) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  node::PeerView v;
+  const auto id = j.find("id");
+  const auto cluster = j.find("clusterId");
+  const auto leader = j.find("leaderId");
+  const auto applied = j.find("appliedIndex");
+  const auto members = j.find("members");
+  if (id == j.end() || !id->is_string() || cluster == j.end() || !cluster->is_string() || leader == j.end() ||
+      !leader->is_string() || applied == j.end() || !applied->is_number_unsigned() || members == j.end() ||
+      !members->is_array()) {
+    return std::nullopt;
+  }
+  v.name = id->get<std::string>();
+  const std::string hex = cluster->get<std::string>();
+  char* end = nullptr;
+  v.cluster_id = std::strtoull(hex.c_str(), &end, 16);
+  if (hex.empty() || *end != '\0') return std::nullopt;
+  v.has_leader = !leader->get<std::string>().empty();
+  v.applied_index = applied->get<uint64_t>();
+  for (const json& m : *members) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) return std::nullopt;
+    v.member_names.push_back(m["id"].get<std::string>());
+  }
+  return v;
 }
 
 }  // namespace ckv::http

@@ -90,6 +90,9 @@ class Api {
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,
                      Reply reply);
   void handle_status(Reply reply);
+  // POST /transfer?to=ID and etcd's /v3/maintenance/transfer-leadership (transfer_api.cc).
+  void handle_transfer(const Request& req, const std::map<std::string, std::string>& params, Reply reply);
+  void handle_gateway_move_leader(const Request& req, Reply reply);
   // etcd's /v3/cluster/member/{add,remove,promote,update} (etcd_gateway.h).
   void handle_gateway_member_change(const Request& req, etcd::MemberCall call, Reply reply);
   void add_member(node::MemberInfo info, Reply reply);
@@ -118,6 +121,12 @@ class Api {
 // Whether JSON text nests objects and arrays more than max_depth deep (a
 // linear scan, so a hostile body is refused before any parser recurses).
 bool json_deeper_than(std::string_view body, int max_depth);
+
+// /status's clusterId: the cluster id in 16 hex digits.
+std::string cluster_id_hex(uint64_t id);
+// Another member's /status body read back for the removal check
+// (node::Node::set_peer_status_hook); nullopt if it is not one.
+std::optional<node::PeerView> parse_status_reply(const std::string& body);
 
 // The one place a StatusCode becomes an HTTP status (DESIGN.md, "Conventions").
 unsigned http_status_for(StatusCode code);

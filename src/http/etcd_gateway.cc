@@ -32,8 +32,6 @@ constexpr int kGrpcUnimplemented = 12;
 constexpr std::string_view kUnimplementedRoutes[] = {"/v3/maintenance/alarm",
                                                      "/v3/maintenance/defragment",
                                                      "/v3/maintenance/hash",
-                                                     "/v3/maintenance/snapshot",
-                                                     "/v3/maintenance/transfer-leadership",
                                                      "/v3/auth/enable",
                                                      "/v3/auth/disable",
                                                      "/v3/auth/authenticate",
@@ -392,6 +390,12 @@ std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& b
     }
   }
   // The header is replaced by this node's (wait_until_shown): not read.
+  return r;
+}
+
+Response gateway_header_response(const etcd::Header& h) {
+  Response r;
+  r.body = json{{"header", header_json(h)}}.dump();
   return r;
 }
 

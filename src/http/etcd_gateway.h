@@ -85,6 +85,12 @@ Response gateway_member_reply(const etcd::MemberReply& r, etcd::MemberCall call)
 // a follower that answers under its own header; nullopt if it is not one.
 std::optional<etcd::MemberReply> parse_gateway_member_reply(const std::string& body);
 Response gateway_error_response(int grpc_code, const std::string& message);
+// One line of etcd's streamed POST /v3/maintenance/snapshot:
+// {"result":{"remaining_bytes":"N","blob":"<base64>"}} and a newline
+// (remaining_bytes omitted when 0, as protobuf's JSON mapping does).
+std::string gateway_snapshot_line(std::string_view blob, uint64_t remaining_bytes);
+// 200 with {"header": h} and nothing else (etcd's MoveLeaderResponse).
+Response gateway_header_response(const etcd::Header& h);
 
 // The JSON bodies, exposed for the unit tests.
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address);

@@ -34,6 +34,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "etcd/backup_stream.h"
 #include "http/address.h"
 #include "http/admission.h"
 #include "http/api.h"
@@ -61,6 +62,8 @@ constexpr uint64_t kJsonEscapeFactor = 6;
 constexpr uint64_t kUpstreamReplyOverheadBytes = uint64_t{64} << 10;
 // Answers to /join (registration, -join) are a few hundred bytes.
 constexpr uint64_t kMaxJoinReplyBytes = uint64_t{1} << 20;
+// How long the removal check (node.h, set_peer_status_hook) waits for a member's /status.
+constexpr int kPeerStatusTimeoutMs = 2000;
 // Writing one response: the client must take it at least this fast.
 constexpr milliseconds kWriteTimeout{30'000};
 // Refusing a connection over a limit: the short answer must leave at once,
@@ -406,6 +409,8 @@ class HttpServer::Impl {
     asio::co_spawn(ioc_, join_loop(std::move(target)), asio::detached);
   }
   void register_self(const node::MemberInfo& leader);
+  void fetch_peer_status(const node::MemberInfo& peer, std::function<void(Result<node::PeerView>)> done);
+  asio::awaitable<void> peer_status_once(std::string address, std::function<void(Result<node::PeerView>)> done);
   void stop();
 
  private:
@@ -454,6 +459,11 @@ class HttpServer::Impl {
   // the client goes away. The connection ends with it.
   template <typename Stream>
   asio::awaitable<void> serve_watch(Stream& stream, const Request& r, unsigned version);
+  // etcd's streaming POST /v3/maintenance/snapshot: a fresh backup
+  // (Node::write_backup) as {"result": SnapshotResponse} lines in a chunked
+  // response, one chunk (etcd/backup_stream.h) in memory at a time.
+  template <typename Stream>
+  asio::awaitable<void> serve_snapshot(Stream& stream, unsigned version);
   asio::ssl::context* client_tls() { return client_tls_ ? &*client_tls_ : nullptr; }
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
@@ -922,6 +932,44 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
 }
 
 template <typename Stream>
+asio::awaitable<void> HttpServer::Impl::serve_snapshot(Stream& stream, unsigned version) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  // The node writes the copy first (seconds for a large store); the
+  // connection's strand waits for its answer without blocking.
+  Result<node::BackupFile> file = co_await from_callback<Result<node::BackupFile>>(
+      [this](std::function<void(Result<node::BackupFile>)> done) { node_.write_backup(std::move(done)); });
+  Result<std::unique_ptr<etcd::BackupStream>> backup =
+      file.is_ok() ? etcd::BackupStream::from_file(file.value()) : Result<std::unique_ptr<etcd::BackupStream>>(file.status());
+  if (!backup.is_ok()) {
+    auto out = to_beast(gateway_error(503, 14, "etcdserver: " + backup.status().message()), version, false);
+    tcp.expires_after(kWriteTimeout);
+    co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
+    co_return;
+  }
+  bhttp::response<bhttp::empty_body> head{bhttp::status::ok, version};
+  head.set(bhttp::field::content_type, "application/json");
+  head.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  tcp.expires_after(kWriteTimeout);
+  co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(kUseAwaitable, ec));
+  for (bool last = false; !ec && !last;) {
+    auto piece = backup.value()->next();
+    if (!piece.is_ok()) break;  // the client sees the stream end without its SHA-256: a failed download
+    last = piece.value().last;
+    const std::string line = gateway_snapshot_line(piece.value().blob, piece.value().remaining_bytes);
+    // A client that stops reading holds this write for kWriteTimeout, then the connection goes.
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(line)), asio::redirect_error(kUseAwaitable, ec));
+  }
+  if (!ec) {
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+  }
+  tcp.expires_never();
+}
+
+template <typename Stream>
 asio::awaitable<void> HttpServer::Impl::serve_requests(
     Stream& stream, Connection& conn, const std::string& ip, const Admission& admitted,
     std::chrono::steady_clock::time_point head_deadline) {
@@ -1104,6 +1152,11 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
       co_await serve_watch(stream, r, version);
       break;
     }
+    if (r.method == "POST" &&
+        etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/maintenance/snapshot") {
+      co_await serve_snapshot(stream, version);
+      break;
+    }
     Outcome outcome = co_await from_callback<Outcome>(
         [this, &r](Reply reply) { api_.handle(r, std::move(reply)); });
     Response response;
@@ -1173,6 +1226,28 @@ std::string HttpServer::Impl::join_target() const {
          "&id=" + url_encode(self_.name);
 }
 
+void HttpServer::Impl::fetch_peer_status(const node::MemberInfo& peer,
+                                         std::function<void(Result<node::PeerView>)> done) {
+  if (stopping_) return done(Status(StatusCode::kUnavailable, "stopping"));
+  asio::co_spawn(ioc_, peer_status_once(peer.api_address, std::move(done)), asio::detached);
+}
+
+asio::awaitable<void> HttpServer::Impl::peer_status_once(std::string address,
+                                                         std::function<void(Result<node::PeerView>)> done) {
+  auto up = co_await fetch(address, bhttp::verb::get, "/status", "", false, milliseconds(kPeerStatusTimeoutMs),
+                           kMaxJoinReplyBytes, source_address_, client_tls());
+  if (!up.is_ok()) {
+    done(up.status());
+    co_return;
+  }
+  std::optional<node::PeerView> view = up->status == 200 ? parse_status_reply(up->body) : std::nullopt;
+  if (!view) {
+    done(Status(StatusCode::kCorrupt, address + "/status: not a member's status"));
+    co_return;
+  }
+  done(std::move(*view));
+}
+
 void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
   if (stopping_ || leader.api_address.empty() || registering_.exchange(true)) return;
   asio::co_spawn(ioc_, register_once(leader.api_address), asio::detached);
@@ -1231,6 +1306,9 @@ void HttpServer::join_via(std::string member_api_address) {
   impl_->join_via(std::move(member_api_address));
 }
 void HttpServer::register_self(const node::MemberInfo& leader) { impl_->register_self(leader); }
+void HttpServer::fetch_peer_status(const node::MemberInfo& peer, std::function<void(Result<node::PeerView>)> done) {
+  impl_->fetch_peer_status(peer, std::move(done));
+}
 void HttpServer::stop() { impl_->stop(); }
 
 }  // namespace ckv::http

@@ -107,6 +107,8 @@ class HttpServer {
   // Raft thread, which calls it again (at most once a second) until the
   // membership shows this node's API address.
   void register_self(const node::MemberInfo& leader);
+  // The Node's PeerStatusHook (node.h): GET /status of peer's API; done runs on an HTTP thread.
+  void fetch_peer_status(const node::MemberInfo& peer, std::function<void(Result<node::PeerView>)> done);
   void stop();
 
  private:

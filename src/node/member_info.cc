@@ -1,6 +1,11 @@
 // MemberInfo codec and node ids (see member_info.h).
 #include "node/member_info.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "common/bytes.h"
 
 namespace ckv::node {
@@ -28,6 +33,28 @@ raft::NodeId node_id_for(const std::string& name) {
     h *= 0x100000001b3ULL;
   }
   return h == raft::kNoNode ? 1 : h;
+}
+
+Result<uint64_t> random_nonzero_u64() {
+  uint64_t id = 0;
+  while (id == 0) {
+    size_t got = 0;
+    auto* raw = reinterpret_cast<unsigned char*>(&id);
+    while (got < sizeof id) {
+      const ssize_t n = ::getrandom(raw + got, sizeof id - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
+      got += static_cast<size_t>(n);
+    }
+  }
+  return id;
+}
+
+Status assign_new_cluster_identity(MemberInfo& founder) {
+  auto id = random_nonzero_u64();
+  if (!id.is_ok()) return id.status();
+  founder.cluster_id = id.value();
+  return Status::ok();
 }
 
 uint64_t cluster_id_of(const raft::Membership& m) {

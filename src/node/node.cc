@@ -3,10 +3,10 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -30,6 +30,7 @@
 #include "node/member_info.h"
 #include "node/peer_rtt.h"
 #include "node/write_waiters.h"
+#include "raft/force_new_cluster.h"
 #include "raft/raft.h"
 #include "storage/dir_lock.h"
 #include "storage/open_log.h"
@@ -49,7 +50,6 @@ int64_t steady_ms() {
 }
 using raft::Index;
 
-constexpr char kIdentityKey[] = "identity";
 constexpr auto kDroppedLogInterval = std::chrono::seconds(1);
 constexpr char kReserveFileName[] = "space-reserve";
 
@@ -105,22 +105,6 @@ uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 // how long it waits for the answer.
 constexpr std::chrono::milliseconds kIncarnationProbeInterval{1000};
 constexpr int kIncarnationProbeTimeoutMs = 1000;
-
-// A founding member's random, nonzero cluster id (docs/design-notes.md, "Cluster identity").
-Result<uint64_t> new_cluster_id() {
-  uint64_t id = 0;
-  while (id == 0) {
-    size_t got = 0;
-    auto* raw = reinterpret_cast<unsigned char*>(&id);
-    while (got < sizeof id) {
-      const ssize_t n = ::getrandom(raw + got, sizeof id - got, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status(StatusCode::kIo, std::string("getrandom: ") + std::strerror(errno));
-      got += static_cast<size_t>(n);
-    }
-  }
-  return id;
-}
 
 [[noreturn]] void fatal_storage(const Status& s) {
   // A failed fsync or write leaves us unsure what is durable; continuing
@@ -182,6 +166,8 @@ class Node::Impl {
   void remove_member(raft::NodeId id, bool force, int timeout_ms, MemberCallback cb);
   void wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb);
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
+  void write_backup(BackupCallback cb);
+  void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
@@ -268,6 +254,13 @@ class Node::Impl {
   void run_membership_call(MemberCallback cb, std::function<bool(const MemberCallback&)> attempt);
   bool proposal_refused(raft::Error e, const MemberCallback& cb);
   void maybe_start_snapshot();
+  // Backups (write_backup) wait while a snapshot is being written, and the
+  // node's own snapshots while a backup is.
+  void maybe_start_backup();
+  // Leadership transfers answered once the target leads (or at their deadline).
+  void progress_transfers();
+  // -force-new-cluster: appends the one-voter configuration to init (raft/force_new_cluster.h) and persists it.
+  Status force_new_cluster(raft::InitialState& init);
   // Leader: proposes the compaction the compactor's schedule says is due.
   void maybe_auto_compact();
   void finish_snapshot(Result<storage::SnapshotFile> file);
@@ -277,7 +270,16 @@ class Node::Impl {
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
     ++applied_membership_version_;
+    if (applied_membership_.contains(id_)) ever_member_ = true;
   }
+  // Removed members (node.h, set_peer_status_hook).
+  void check_removal();
+  void mark_removed(const std::string& reason);
+
+ public:
+  Node::PeerStatusHook peer_status_hook_;  // set before start()
+
+ private:
   void log_changes(const NodeStatus& s);
   void answer_reads_up_to(Index applied);
   void hand_off_leadership();
@@ -374,6 +376,22 @@ class Node::Impl {
   Clock::time_point next_snapshot_attempt_{};
   // A local snapshot that finished while a Ready was held: completed after.
   std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
+  std::deque<BackupCallback> pending_backups_;
+  uint64_t next_backup_seq_ = 1;
+  struct TransferWaiter {
+    raft::NodeId target;
+    Clock::time_point deadline;
+    DoneCallback cb;
+  };
+  std::vector<TransferWaiter> transfers_;
+  // Removed members (node.h). Raft thread.
+  bool removed_ = false;
+  std::string removed_reason_;
+  bool ever_member_ = false;  // an applied configuration held this node
+  std::optional<Clock::time_point> leaderless_since_;
+  Clock::time_point last_removal_check_{};
+  bool removal_check_in_flight_ = false;
+  size_t removal_check_next_ = 0;
 
   // Disk full (node.h, "Disk full"). Raft-thread state, except that status() reads no_space_.
   std::atomic<bool> no_space_{false};  // written by the Raft thread only
@@ -449,7 +467,7 @@ Status Node::Impl::open() {
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
 
-  auto identity = store_->get_meta(kIdentityKey);
+  auto identity = store_->get_meta(kIdentityMetaKey);
   if (!identity.is_ok()) return identity.status();
   if (identity.value() && *identity.value() != opts_.name) {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + *identity.value() +
@@ -514,13 +532,18 @@ Status Node::Impl::open() {
   }
 
   const bool fresh = init.hard_state == raft::HardState{} && init.entries.empty() && init.snapshot.index == 0;
+  if (opts_.force_new_cluster) {
+    if (fresh) {
+      return Status(StatusCode::kInvalid, "-force-new-cluster: data dir " + data_dir_ +
+                                              " holds no state to recover (start the survivor's own data dir)");
+    }
+    if (Status st = force_new_cluster(init); !st.is_ok()) return st;
+  }
   if (fresh && opts_.bootstrap) {
     // The cluster's identity is chosen here, once, and travels in the
     // founder's MemberInfo; the leader copies it into every member it adds.
-    auto cluster_id = new_cluster_id();
-    if (!cluster_id.is_ok()) return cluster_id.status();
     MemberInfo founder = self_info();
-    founder.cluster_id = cluster_id.value();
+    if (Status st = assign_new_cluster_identity(founder); !st.is_ok()) return st;
     raft::Membership m;
     m.members.push_back(raft::Member{id_, raft::MemberRole::kVoter, encode_member_info(founder)});
     init = raft::bootstrap_state(m);
@@ -533,7 +556,7 @@ Status Node::Impl::open() {
                  init.entries.size(), init.snapshot.index);
   }
   if (!identity.value()) {
-    if (Status st = store_->put_meta(kIdentityKey, opts_.name); !st.is_ok()) return st;
+    if (Status st = store_->put_meta(kIdentityMetaKey, opts_.name); !st.is_ok()) return st;
   }
   if (Status st = check_initial_state(init); !st.is_ok()) return st;
 
@@ -550,7 +573,7 @@ Status Node::Impl::open() {
 
   // Random, so that a restarted process never takes an earlier one's
   // committed-but-unapplied tagged entries for its own.
-  auto boot = new_cluster_id();
+  auto boot = random_nonzero_u64();
   if (!boot.is_ok()) return boot.status();
   boot_id_ = boot.value();
 
@@ -572,6 +595,25 @@ Status Node::Impl::open() {
   // Entries up to the snapshot are in the state machine; later committed
   // ones come back as committed entries in the first Ready.
   publish_status();
+  return Status::ok();
+}
+
+Status Node::Impl::force_new_cluster(raft::InitialState& init) {
+  MemberInfo me = self_info();
+  // The configuration lacks us only if our own addition never reached us;
+  // the cluster keeps its identity (as etcd's --force-new-cluster).
+  const raft::Membership latest = raft::latest_membership(init);
+  me.cluster_id = cluster_id_of(latest);
+  raft::ForcedCluster forced = raft::force_new_cluster_state(init, id_, encode_member_info(me));
+  // Durable before the core sees it: the reset is a log entry like any other.
+  if (Status st = store_->persist(forced.appended, forced.state.hard_state, false); !st.is_ok()) return st;
+  const raft::Index last = forced.appended.front().index - 1;
+  spdlog::warn("-force-new-cluster: this member is now the only voter of cluster {:016x} (was: {} members); "
+               "committed the log up to {} (entries {} to {} had not been known committed) and appended the "
+               "new configuration at index {}; add members again with /join or etcdctl member add",
+               cluster_id_of(forced.membership), latest.members.size(), last, forced.previous_commit + 1, last,
+               forced.appended.front().index);
+  init = std::move(forced.state);
   return Status::ok();
 }
 
@@ -703,11 +745,14 @@ void Node::Impl::run() {
     check_space();
     sync_peers();
     update_unknown_sender_policy();
+    check_removal();
     track_active_voters();
     register_api_address();
     record_missing_incarnations();
     progress_member_changes();
     maybe_start_snapshot();
+    maybe_start_backup();
+    progress_transfers();
     compacting = fsm_.compact_step();
     publish_status();
   }
@@ -728,6 +773,10 @@ void Node::Impl::run() {
     d.cb(Status(StatusCode::kUnavailable, "node is shutting down; the membership change was not made"),
          MemberRefusal::kNone);
   }
+  for (auto& cb : pending_backups_) cb(gone);
+  for (auto& t : transfers_) t.cb(gone);
+  pending_backups_.clear();
+  transfers_.clear();
   reads_.clear();
   reads_waiting_apply_.clear();
   member_waiters_.clear();
@@ -2061,6 +2110,140 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
 }
 
 // ---------------------------------------------------------------------------
+// Backups and leadership transfer.
+
+void Node::Impl::write_backup(BackupCallback cb) {
+  post([this, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
+    pending_backups_.push_back(std::move(cb));
+  });
+}
+
+void Node::Impl::maybe_start_backup() {
+  if (pending_backups_.empty() || snapshot_in_progress_) return;
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  snapshot_in_progress_ = true;
+  BackupCallback cb = std::move(pending_backups_.front());
+  pending_backups_.pop_front();
+  std::shared_ptr<fsm::KvStateMachine::SnapshotJob> job = fsm_.begin_snapshot();
+  const raft::Term term = raft_->term_at(job->index);
+  const raft::Membership membership = applied_membership_;
+  // "snapshot-*.tmp": never taken for a snapshot of this node, and deleted at start if left behind.
+  const std::string path = data_dir_ + "/snapshot-backup-" + std::to_string(next_backup_seq_++) + ".tmp";
+  snapshot_thread_ = std::thread([this, job, term, membership, path, cb = std::move(cb)]() mutable {
+    auto file = storage::write_snapshot_file_at(
+        path, job->index, term, membership,
+        [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });
+    fsm_.end_snapshot();
+    post([this, file = std::move(file), cb = std::move(cb)]() mutable {
+      snapshot_in_progress_ = false;
+      if (!file.is_ok()) return cb(file.status());
+      const storage::SnapshotFile& f = file.value();
+      cb(BackupFile{f.path, f.meta.index, f.meta.term, f.meta.size_bytes});
+    });
+  });
+}
+
+void Node::Impl::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
+  post([this, target, timeout_ms, cb = std::move(cb)]() mutable {
+    if (held_) return cb(no_space_status(data_dir_));  // raft.h: no core call while a Ready is held
+    if (raft_->role() != raft::StateRole::kLeader) return cb(Status(StatusCode::kNotLeader, "not the leader"));
+    if (target == id_) return cb(Status::ok());
+    if (!raft_->membership().is_voter(target)) {
+      return cb(Status(StatusCode::kInvalid, raft_->membership().contains(target)
+                                                 ? "member " + std::to_string(target) + " is a learner"
+                                                 : "no member with id " + std::to_string(target)));
+    }
+    if (const raft::Error e = raft_->transfer_leadership(target); e != raft::Error::kOk) {
+      return cb(from_raft_error(e));
+    }
+    spdlog::info("transferring leadership to {} (asked by a client)", target);
+    transfers_.push_back(TransferWaiter{target, deadline_after(timeout_ms), std::move(cb)});
+  });
+}
+
+void Node::Impl::progress_transfers() {
+  const auto now = Clock::now();
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    if (raft_->leader() == it->target) {
+      it->cb(Status::ok());
+    } else if (it->deadline <= now) {
+      it->cb(Status(StatusCode::kTimeout, "leadership did not move to " + std::to_string(it->target) + " in time"));
+    } else {
+      ++it;
+      continue;
+    }
+    it = transfers_.erase(it);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Removed members (node.h, set_peer_status_hook).
+
+void Node::Impl::mark_removed(const std::string& reason) {
+  removed_ = true;
+  removed_reason_ = reason;
+  raft_->set_removed(true);
+  // etcd exits here; we stay up so that /status says why (docs/operations.md, "Removed members").
+  spdlog::warn("removed from the cluster: {}; this node no longer campaigns (to bring it back: stop it, move its "
+               "data dir aside and add it again)",
+               reason);
+}
+
+void Node::Impl::check_removal() {
+  const auto now = Clock::now();
+  if (removed_) {
+    // A leader that replicates to us has us in its configuration: we were wrong, or added again.
+    if (raft_->leader() != raft::kNoNode && raft_->membership().contains(id_)) {
+      removed_ = false;
+      removed_reason_.clear();
+      raft_->set_removed(false);
+      spdlog::info("a leader contacts this node again: no longer considered removed");
+    }
+    return;
+  }
+  if (ever_member_ && !applied_membership_.members.empty() && !applied_membership_.contains(id_)) {
+    mark_removed("this node applied the configuration that removed it");
+    return;
+  }
+  if (raft_->leader() != raft::kNoNode || !raft_->membership().contains(id_)) {
+    leaderless_since_.reset();
+    return;
+  }
+  if (!leaderless_since_) leaderless_since_ = now;
+  const auto wait = std::chrono::milliseconds(opts_.tick_ms * opts_.election_ticks * kRemovalCheckAfterElectionTimeouts);
+  if (!peer_status_hook_ || removal_check_in_flight_ || now - *leaderless_since_ < wait ||
+      now - last_removal_check_ < std::chrono::milliseconds(kRemovalCheckIntervalMs)) {
+    return;
+  }
+  std::vector<MemberInfo> peers;
+  for (const raft::Member& m : raft_->membership().members) {
+    if (m.id == id_) continue;
+    if (auto info = decode_member_info(m.context); info && !info->api_address.empty()) peers.push_back(*info);
+  }
+  if (peers.empty()) return;
+  const MemberInfo peer = peers[removal_check_next_++ % peers.size()];
+  last_removal_check_ = now;
+  removal_check_in_flight_ = true;
+  const uint64_t cluster = cluster_id_of(raft_->membership());
+  peer_status_hook_(peer, [this, peer, cluster](Result<PeerView> view) {
+    post([this, peer, cluster, view = std::move(view)] {
+      removal_check_in_flight_ = false;
+      if (removed_ || !view.is_ok()) return;
+      const PeerView& v = view.value();
+      // Only the member we know, of our cluster, in touch with a leader, and
+      // past our last entry (so it has applied our own addition, if any).
+      if (v.name != peer.name || v.cluster_id != cluster || !v.has_leader) return;
+      if (v.applied_index <= raft_->last_index()) return;
+      if (std::find(v.member_names.begin(), v.member_names.end(), opts_.name) != v.member_names.end()) return;
+      mark_removed("member " + peer.name + " follows a leader, has applied index " + std::to_string(v.applied_index) +
+                   " (beyond this node's last entry, " + std::to_string(raft_->last_index()) +
+                   ") and its configuration does not include this node");
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Status.
 
 void Node::Impl::publish_status() {
@@ -2086,6 +2269,8 @@ void Node::Impl::publish_status() {
     data_dir_bytes_ = data_dir_bytes(data_dir_);
   }
   s.data_dir_bytes = data_dir_bytes_;
+  s.removed = removed_;
+  s.removed_reason = removed_reason_;
   for (const raft::Member& m : raft_->membership().members) {
     MemberStatus ms;
     ms.id = m.id;
@@ -2177,6 +2362,11 @@ void Node::wait_for_configuration(ConfigurationCheck check, int timeout_ms, Done
 void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb) {
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
 }
+void Node::write_backup(BackupCallback cb) { impl_->write_backup(std::move(cb)); }
+void Node::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
+  impl_->transfer_leadership(target, timeout_ms, std::move(cb));
+}
+void Node::set_peer_status_hook(PeerStatusHook hook) { impl_->peer_status_hook_ = std::move(hook); }
 NodeStatus Node::status() const { return impl_->status(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }

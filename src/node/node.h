@@ -112,6 +112,20 @@ struct NodeOptions {
   AutoCompactionOptions auto_compaction;
   // Watch limits and the progress notification interval (watch/watch_hub.h).
   watch::HubOptions watch;
+  // -force-new-cluster (quorum loss, docs/operations.md): restart this
+  // member as the only voter of its cluster, its whole log committed, through
+  // a configuration entry appended to the log (raft/force_new_cluster.h).
+  // Refused on an empty data dir (nothing to recover).
+  bool force_new_cluster = false;
+};
+
+// A consistent copy of the applied state written for a backup
+// (Node::write_backup): a CKVSNAP2 snapshot file the caller owns.
+struct BackupFile {
+  std::string path;
+  uint64_t index = 0;  // the applied index it holds
+  uint64_t term = 0;
+  uint64_t size_bytes = 0;
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -184,7 +198,25 @@ struct NodeStatus {
   // Milliseconds since the Raft thread last woke up (it wakes at least
   // every tick): /healthz's liveness check. Computed by status().
   int64_t raft_loop_age_ms = 0;
+  // This node learnt that the cluster removed it (docs/operations.md,
+  // "Removed members"): it no longer campaigns. removed_reason says how.
+  bool removed = false;
+  std::string removed_reason;
 };
+
+// What another member's /status says, as far as the removal check needs it
+// (Node::set_peer_status_hook).
+struct PeerView {
+  std::string name;
+  uint64_t cluster_id = 0;
+  bool has_leader = false;
+  uint64_t applied_index = 0;
+  std::vector<std::string> member_names;
+};
+// How long a node with no leader waits (in election timeouts) before it asks
+// other members whether it is still one of them, and how often it asks.
+inline constexpr int kRemovalCheckAfterElectionTimeouts = 3;
+inline constexpr int kRemovalCheckIntervalMs = 2000;
 
 // How often the Raft thread re-measures NodeStatus::data_dir_bytes (a walk
 // of the data dir's few files); between scans the last value stands.
@@ -214,6 +246,20 @@ raft::NodeId node_id_for(const std::string& name);
 // the header showed before), until the leader records that in every member
 // (docs/design-notes.md, "Cluster identity"). 0 only for no members.
 uint64_t cluster_id_of(const raft::Membership& m);
+
+// A random nonzero 64-bit value (getrandom): cluster ids, boot ids.
+Result<uint64_t> random_nonzero_u64();
+// Gives the founding member of a NEW cluster a new cluster identity (today
+// a random cluster_id, docs/design-notes.md "Cluster identity"). Every path
+// that founds a cluster calls it: -bootstrap on an empty data dir and
+// `kvnode restore` (node/restore.h), so a restored copy is never taken for
+// the cluster it was backed up from. Identity that peer authentication adds
+// (issue 11) belongs here too.
+Status assign_new_cluster_identity(MemberInfo& founder);
+
+// The log store's meta record naming the member a data dir belongs to
+// (LogStorage::put_meta); restore writes it as open() would.
+inline constexpr char kIdentityMetaKey[] = "identity";
 
 // How add_member adds a new member (all start as learners, thesis §4.2.1).
 enum class AddMode : uint8_t {
@@ -340,6 +386,38 @@ class Node {
   // Asks the node listening at raft_address who it is (its transport hello):
   // name, addresses, incarnation. The callback runs on a transport thread.
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
+
+  // Writes a consistent copy of the state as of this node's applied index
+  // (Maintenance.Snapshot) into a temp file in the data dir, the way the
+  // node's own snapshots are written (the store is streamed in chunks under
+  // the shared lock while writes go on: kv_state_machine.h), and calls back
+  // with it, or kNoSpace / kUnavailable (stopping). Backups and the node's
+  // own snapshots run one at a time. The caller must delete the file
+  // (a start deletes leftovers). The callback runs on the Raft thread.
+  using BackupCallback = std::function<void(Result<BackupFile>)>;
+  void write_backup(BackupCallback cb);
+  // Leader only (Maintenance.MoveLeader, POST /transfer): hands leadership
+  // to the voter target (thesis §3.10: the core catches it up, then sends
+  // TimeoutNow) and calls back once this node sees target lead, or kTimeout
+  // (etcd waits the same way). Refused: kNotLeader, kInvalid (target is not
+  // a voter: unknown, or a learner). target == this node: OK at once.
+  void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
+
+  // How a node that hears no leader learns that the cluster removed it
+  // while it was away (a leader stops replicating to a member once the
+  // entry removing it is appended, so the removed node's log never shows
+  // it): every kRemovalCheckIntervalMs, after
+  // kRemovalCheckAfterElectionTimeouts election timeouts without a leader,
+  // it asks one member of its configuration for its /status (the HTTP layer
+  // implements this; it answers on any thread). If that member is the one
+  // recorded (name and cluster id), has a leader, has applied past this
+  // node's last entry (so it has seen this node's own addition) and does not
+  // list this node, the node is removed: it logs "removed from the cluster",
+  // shows removed in status() and stops campaigning (raft::Raft::set_removed)
+  // until a leader contacts it again. A node that applies its own removal
+  // (a leader that removed itself) is removed the same way. Set before start().
+  using PeerStatusHook = std::function<void(const MemberInfo& peer, std::function<void(Result<PeerView>)> done)>;
+  void set_peer_status_hook(PeerStatusHook hook);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
   // This data dir's incarnation (storage/node_meta.h): fixed once open()

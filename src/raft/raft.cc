@@ -139,6 +139,11 @@ class Raft::Impl {
 
   // Roles (§5.2, thesis §9.6).
   void become_follower(Term term, NodeId leader);
+
+ public:
+  void step_down_keeping_term() { become_follower(term_, kNoNode); }
+
+ private:
   void become_pre_candidate();
   void become_candidate();
   void become_leader();
@@ -150,6 +155,7 @@ class Raft::Impl {
   // while the change is uncommitted, and a removed server that never
   // campaigns would deadlock them both (found by swarm simulation).
   bool promotable() const {
+    if (removed_) return false;  // set_removed: the caller knows the cluster went on without us
     return membership_.is_voter(id_) ||
            (commit_ < config_history_.back().first && membership_at(commit_).is_voter(id_));
   }
@@ -269,6 +275,7 @@ class Raft::Impl {
 
  public:
   bool writes_refused_ = false;  // set_writes_refused
+  bool removed_ = false;         // set_removed
 };
 
 // ---------------------------------------------------------------------------
@@ -1631,6 +1638,14 @@ const char* Raft::step(const Message& m) { return impl_->step(m); }
 ProposeResult Raft::propose(std::string data) { return impl_->propose(EntryType::kNormal, std::move(data)); }
 ProposeResult Raft::forward_proposal(std::string data) { return impl_->forward_proposal(std::move(data)); }
 void Raft::set_writes_refused(bool refused) { impl_->writes_refused_ = refused; }
+void Raft::set_removed(bool removed) {
+  impl_->removed_ = removed;
+  // A campaign in progress ends: its vote requests are not repeated, and the
+  // node shows as what it now is, a follower waiting to hear a leader.
+  if (removed && (impl_->role_ == StateRole::kPreCandidate || impl_->role_ == StateRole::kCandidate)) {
+    impl_->step_down_keeping_term();
+  }
+}
 ProposeResult Raft::propose_conf_change(const ConfChange& cc) { return impl_->propose_conf_change(cc); }
 bool Raft::read_index(uint64_t id) { return impl_->read_index(id); }
 Error Raft::transfer_leadership(NodeId target) { return impl_->transfer_leadership(target); }

@@ -202,6 +202,14 @@ class Raft {
   // kNoSpace (the caller's disk is full and it refuses its own clients'
   // writes itself; appending them would only stall its persist).
   void set_writes_refused(bool refused);
+  // While set, this node never campaigns (no pre-votes, no votes asked, not
+  // even on TimeoutNow): the caller learnt that the cluster removed it, from
+  // a member's configuration it cannot see itself (its own copy of the log
+  // stops before its removal, because a leader stops replicating to a member
+  // once the entry removing it is appended). It still answers votes and
+  // follows a leader that contacts it, so a wrong guess costs no safety and
+  // heals when a leader appears; the caller then clears it.
+  void set_removed(bool removed);
   // Appends a one-server membership change (leader only; one at a time,
   // and only after the leader committed an entry of its own term).
   ProposeResult propose_conf_change(const ConfChange& cc);

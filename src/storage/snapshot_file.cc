@@ -136,10 +136,9 @@ namespace {
 
 // The atomic write (snapshot_file.h): .tmp, fsync, rename, fsync dir. body
 // writes everything after the header.
-Result<SnapshotFile> write_file(const std::string& dir, raft::Index index, raft::Term term,
-                                const raft::Membership& membership, const char* magic,
+Result<SnapshotFile> write_file(const std::string& dir, const std::string& final_path, raft::Index index,
+                                raft::Term term, const raft::Membership& membership, const char* magic,
                                 const std::function<Status(FileWriter&)>& body) {
-  const std::string final_path = dir + "/" + snapshot_name(index, term);
   const std::string tmp_path = final_path + ".tmp";
   // A failed write (a full disk) must not leave a partial file eating the space.
   struct RemoveOnFailure {
@@ -168,13 +167,21 @@ Result<SnapshotFile> write_file(const std::string& dir, raft::Index index, raft:
 
 Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
                                          const raft::Membership& membership, const PayloadWriter& payload) {
-  return write_file(dir, index, term, membership, kMagic,
+  return write_file(dir, dir + "/" + snapshot_name(index, term), index, term, membership, kMagic,
+                    [&](FileWriter& w) { return payload([&](std::string_view piece) { return w.write(piece); }); });
+}
+
+Result<SnapshotFile> write_snapshot_file_at(const std::string& path, raft::Index index, raft::Term term,
+                                            const raft::Membership& membership, const PayloadWriter& payload) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return write_file(dir.empty() ? "." : dir, path, index, term, membership, kMagic,
                     [&](FileWriter& w) { return payload([&](std::string_view piece) { return w.write(piece); }); });
 }
 
 Result<SnapshotFile> write_legacy_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
                                                 const raft::Membership& membership, const KvMap& map) {
-  return write_file(dir, index, term, membership, kLegacyMagic, [&](FileWriter& w) {
+  return write_file(dir, dir + "/" + snapshot_name(index, term), index, term, membership, kLegacyMagic,
+                    [&](FileWriter& w) {
     std::string rec;
     put_u64le(rec, map.size());
     for (const auto& [k, v] : map) {
@@ -196,6 +203,10 @@ Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
     ::close(fd);
     if (!s.is_ok()) return s;
   }
+  return parse_snapshot_bytes(path, data);
+}
+
+Result<LoadedSnapshot> parse_snapshot_bytes(const std::string& path, std::string_view data) {
   const bool current = data.size() >= kMagicLen && data.compare(0, kMagicLen, kMagic, kMagicLen) == 0;
   const bool legacy = data.size() >= kMagicLen && data.compare(0, kMagicLen, kLegacyMagic, kMagicLen) == 0;
   if (data.size() < kMagicLen + 4 || (!current && !legacy)) {

@@ -50,6 +50,11 @@ using PayloadWriter = std::function<Status(const PayloadSink& sink)>;
 // Writes the snapshot at (index, term, membership) into dir as CKVSNAP2.
 Result<SnapshotFile> write_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
                                          const raft::Membership& membership, const PayloadWriter& payload);
+// The same format at a path of the caller's choosing (a backup for
+// Maintenance.Snapshot, a restored data dir): written to path + ".tmp",
+// fsynced, renamed to path, and its directory fsynced.
+Result<SnapshotFile> write_snapshot_file_at(const std::string& path, raft::Index index, raft::Term term,
+                                            const raft::Membership& membership, const PayloadWriter& payload);
 // Writes map as a CKVSNAP1 file: only for tests of the upgrade path.
 Result<SnapshotFile> write_legacy_snapshot_file(const std::string& dir, raft::Index index, raft::Term term,
                                                 const raft::Membership& membership, const KvMap& map);
@@ -62,6 +67,8 @@ struct LoadedSnapshot {
 // Reads and verifies a snapshot file of either format; kCorrupt (naming the
 // file) on a bad magic, truncation or checksum mismatch.
 Result<LoadedSnapshot> read_snapshot_file(const std::string& path);
+// The same check of a file's bytes already read (path only names it in messages).
+Result<LoadedSnapshot> parse_snapshot_bytes(const std::string& path, std::string_view data);
 
 // The newest snapshot file in dir by index (nullopt if none). Temp files are ignored.
 Result<std::optional<std::string>> find_latest_snapshot(const std::string& dir);

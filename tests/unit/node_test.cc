@@ -19,6 +19,8 @@
 #include "memory_transport.h"
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
+#include "node/restore.h"
+#include "storage/backup_file.h"
 #include "raft/raft.h"
 #include "storage/log_store.h"
 #include "storage/wal/wal.h"
@@ -1138,6 +1140,145 @@ TEST_F(NodeTest, DataDirFromBeforeTheMvccStoreIsConverted) {
   ASSERT_TRUE(eventually([&] { return barrier(again).is_ok(); }));
   EXPECT_EQ(again.state_machine().get("legacy"), "1");
   EXPECT_EQ(again.state_machine().get("n4"), "v");
+}
+
+// --- Backups, restore, leadership transfer, quorum-loss recovery (issue 12) ---
+
+TEST_F(NodeTest, WriteBackupHoldsTheAppliedStateAndTheNodeGoesOn) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(write(a, "k" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(write(a, "k0", "v2").is_ok());
+  const int64_t revision = a.state_machine().revision();  // status() is published a loop pass later
+  std::promise<Result<BackupFile>> p;
+  a.write_backup([&](Result<BackupFile> r) { p.set_value(std::move(r)); });
+  auto file = p.get_future().get();
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  EXPECT_EQ(file.value().index, a.state_machine().applied_index());
+  // Writes after it do not change it; the node takes more writes meanwhile.
+  ASSERT_TRUE(write(a, "after", "x").is_ok());
+  auto backup = storage::read_backup_file(file.value().path);
+  ASSERT_TRUE(backup.is_ok()) << backup.status().to_string();
+  EXPECT_FALSE(backup.value().had_sha256);  // the node's file; the stream adds the SHA-256
+  auto state = fsm::KvStateMachine::decode_payload(backup.value().snapshot.payload);
+  ASSERT_TRUE(state.is_ok());
+  EXPECT_EQ(state.value().store.revision(), revision);
+  EXPECT_EQ(state.value().store.key_count(), 300u);
+  std::filesystem::remove(file.value().path);
+  // A restart deletes a backup file left behind (a Snapshot call cut short).
+  std::promise<Result<BackupFile>> left;
+  a.write_backup([&](Result<BackupFile> r) { left.set_value(std::move(r)); });
+  const std::string leftover = left.get_future().get().value().path;
+  ASSERT_TRUE(std::filesystem::exists(leftover));
+  kill("a");
+  start("a", true);
+  EXPECT_FALSE(std::filesystem::exists(leftover));
+}
+
+TEST_F(NodeTest, RestoredDataDirIsAOneMemberClusterWithTheBackupsState) {
+  Node& a = start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  ASSERT_TRUE(write(a, "k", "v1").is_ok());
+  const int64_t first = a.state_machine().revision();
+  ASSERT_TRUE(write(a, "k", "v2").is_ok());
+  std::promise<Result<BackupFile>> p;
+  a.write_backup([&](Result<BackupFile> r) { p.set_value(std::move(r)); });
+  auto file = p.get_future().get();
+  ASSERT_TRUE(file.is_ok());
+  const uint64_t cluster = a.status().cluster_id;
+  const int64_t revision = a.state_machine().revision();
+
+  RestoreOptions ro;
+  ro.snapshot_path = file.value().path;
+  ro.data_dir = (root_ / "r").string();
+  ro.name = "r";
+  ro.raft_address = "r:5000";
+  auto restored = restore_data_dir(ro);
+  ASSERT_TRUE(restored.is_ok()) << restored.status().to_string();
+  EXPECT_NE(restored.value().cluster_id, cluster);
+  EXPECT_EQ(restored.value().revision, revision);
+  kill("a");
+  Node& r = start("r", false);
+  ASSERT_TRUE(eventually([&] { return r.status().state == "leader"; }));
+  const NodeStatus st = r.status();
+  EXPECT_EQ(st.cluster_id, restored.value().cluster_id);
+  ASSERT_EQ(st.members.size(), 1u);
+  EXPECT_EQ(st.members[0].info.name, "r");
+  EXPECT_EQ(r.state_machine().revision(), revision);
+  mvcc::RangeRequest old;
+  old.key = "k";
+  old.revision = first;
+  auto got = r.state_machine().range(old);
+  ASSERT_TRUE(got.is_ok());
+  ASSERT_EQ(got.value().kvs.size(), 1u);
+  EXPECT_EQ(got.value().kvs[0].value, "v1");
+  auto w = write(r, "k", "v3");
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_EQ(r.state_machine().revision(), revision + 1);
+}
+
+TEST_F(NodeTest, TransferLeadershipMovesToTheTargetAndRefusesBadTargets) {
+  start_three_voters();
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr && all_active(*l); }));
+  auto transfer = [](Node& n, raft::NodeId to) {
+    std::promise<Status> p;
+    n.transfer_leadership(to, 5000, [&](Status s) { p.set_value(std::move(s)); });
+    return p.get_future().get();
+  };
+  const std::string from = l->status().name;
+  const std::string to = from == "b" ? "c" : "b";
+  EXPECT_EQ(transfer(*l, node_id_for("nobody")).code(), StatusCode::kInvalid);
+  EXPECT_TRUE(transfer(*l, node_id_for(from)).is_ok());  // already leads
+  Node& follower = *nodes_[to];
+  EXPECT_EQ(transfer(follower, node_id_for(from)).code(), StatusCode::kNotLeader);
+  ASSERT_TRUE(transfer(*l, node_id_for(to)).is_ok());
+  EXPECT_EQ(l->status().leader_id, node_id_for(to));
+  ASSERT_TRUE(eventually([&] { return write(follower, "after", "1").is_ok(); }));
+}
+
+TEST_F(NodeTest, ForceNewClusterKeepsEveryEntryAndLeadsAlone) {
+  start_three_voters();
+  Node* l = nullptr;
+  ASSERT_TRUE(eventually([&] { return (l = leader()) != nullptr; }));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(write(*l, "k" + std::to_string(i), "v").is_ok());
+  const std::string leader_name = l->status().name;
+  const uint64_t cluster = l->status().cluster_id;
+  const uint64_t commit = l->status().commit_index;
+  const std::string survivor = leader_name == "a" ? "b" : "a";
+  ASSERT_TRUE(eventually([&] { return nodes_[survivor]->status().last_index >= commit; }));
+  for (const char* n : {"a", "b", "c"}) kill(n);
+  NodeOptions o = options(survivor, false);
+  o.force_new_cluster = true;
+  {
+    std::lock_guard lock(mu_);
+    auto n = Node::open(o, std::make_unique<transport::MemoryTransport>(hub_, node_id_for(survivor)));
+    ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+    nodes_[survivor] = std::move(n).value();
+    nodes_[survivor]->start();
+  }
+  Node& s = *nodes_[survivor];
+  ASSERT_TRUE(eventually([&] { return s.status().state == "leader"; }));
+  EXPECT_EQ(s.status().members.size(), 1u);
+  EXPECT_EQ(s.status().cluster_id, cluster);  // the same cluster, smaller
+  ASSERT_TRUE(barrier(s).is_ok());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.state_machine().get("k" + std::to_string(i)), "v");
+  ASSERT_TRUE(write(s, "after", "1").is_ok());
+  // The reset is in the log: a restart without the flag agrees.
+  kill(survivor);
+  Node& again = start(survivor, false);
+  ASSERT_TRUE(eventually([&] { return again.status().state == "leader"; }));
+  EXPECT_EQ(again.status().members.size(), 1u);
+  ASSERT_TRUE(barrier(again).is_ok());
+  EXPECT_EQ(again.state_machine().get("after"), "1");
+}
+
+TEST_F(NodeTest, ForceNewClusterOnAnEmptyDataDirIsRefused) {
+  NodeOptions o = options("x", false);
+  o.force_new_cluster = true;
+  auto n = Node::open(o, std::make_unique<transport::MemoryTransport>(hub_, node_id_for("x")));
+  ASSERT_FALSE(n.is_ok());
+  EXPECT_EQ(n.status().code(), StatusCode::kInvalid);
 }
 
 }  // namespace
