@@ -14,9 +14,12 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "etcd/auth_grpc_service.h"
+#include "etcd/auth_service.h"
 #include "etcd/cluster_view.h"
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
@@ -100,8 +103,9 @@ class ClusterService final : public pb::Cluster::Service {
   // member_credentials: for calls to other members' gRPC ports (grpc_tls.h):
   // TLS when this node serves TLS, as every member then does.
   ClusterService(node::Node& node, std::string self_grpc_address,
-                 std::shared_ptr<grpc::ChannelCredentials> member_credentials)
+                 std::shared_ptr<grpc::ChannelCredentials> member_credentials, AuthService* auth)
       : node_(node),
+        auth_(auth),
         self_grpc_address_(std::move(self_grpc_address)),
         member_credentials_(std::move(member_credentials)) {}
 
@@ -209,6 +213,15 @@ class ClusterService final : public pb::Cluster::Service {
     const int timeout_ms = timeout_ms_for(ctx);
     const node::NodeStatus st = node_.status();
     MemberReply failed;
+    // etcd's checkMembershipOperationPermission: root only, once auth is on.
+    // A follower checks and forwards the caller's token; the leader checks again.
+    const Credentials creds = credentials_from(*ctx);
+    if (auth_ != nullptr) {
+      if (Status s = auth_->require_admin(creds, "a member change"); !s.is_ok()) {
+        failed.error = EtcdError{grpc_code_of(s), s.message()};
+        return failed;
+      }
+    }
     if (st.leader_id == raft::kNoNode) {
       failed.error = EtcdError{grpc_code::kUnavailable, kErrNoLeader};
       return failed;
@@ -232,6 +245,7 @@ class ClusterService final : public pb::Cluster::Service {
     grpc::ClientContext up;
     up.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
     up.AddMetadata(kForwardedMetadata, "1");
+    forward_credentials(creds, &up);
     pb::Cluster::Stub stub(channel_to(st.leader.grpc_address));
     MemberReply leader_reply;
     const grpc::Status s = forward(stub, &up, &leader_reply);
@@ -256,6 +270,7 @@ class ClusterService final : public pb::Cluster::Service {
   }
 
   node::Node& node_;
+  AuthService* const auth_;
   const std::string self_grpc_address_;
   const std::shared_ptr<grpc::ChannelCredentials> member_credentials_;
   std::mutex channels_mu_;
@@ -326,13 +341,14 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 
 struct GrpcServer::Impl {
   Impl(node::Node& node, KvService& kv_service, std::string address,
-       const std::optional<tls::TlsMaterial>& tls)
+       const std::optional<tls::TlsMaterial>& tls, AuthService* auth_service)
       : kv(make_kv_grpc_service(kv_service)),
-        cluster(node, std::move(address), member_channel_credentials(tls)),
+        cluster(node, std::move(address), member_channel_credentials(tls), auth_service),
         maintenance(node),
-        watch(WatchGrpcService::create(node)) {}
+        watch(WatchGrpcService::create(node, auth_service)) {}
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
+  std::unique_ptr<grpc::Service> auth;   // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
   std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
@@ -345,9 +361,10 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
-                                                      LeaseService* lease) {
-  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls);
+                                                      LeaseService* lease, AuthService* auth) {
+  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
+  if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
@@ -361,6 +378,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.SetResourceQuota(quota);
   builder.RegisterService(impl->kv.get());
   if (impl->lease) builder.RegisterService(impl->lease.get());
+  if (impl->auth) builder.RegisterService(impl->auth.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterService(impl->watch->service());

@@ -288,7 +288,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              std::optional<asio::ip::address> source,
                                              asio::ssl::context* tls,
                                              UpstreamPool* pool = nullptr,
-                                             const std::optional<std::string>& idempotency_key = std::nullopt) {
+                                             const std::optional<std::string>& idempotency_key = std::nullopt,
+                                             const std::optional<std::string>& authorization = std::nullopt) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
@@ -307,6 +308,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   if (forwarded) req.set(kForwardedHeader, "1");
   // The leader decides on the key; without it a retried forward could apply twice.
   if (idempotency_key) req.set(kIdempotencyKeyHeader, *idempotency_key);
+  // The leader checks the caller's credentials itself (api.h, Request::authorization).
+  if (authorization) req.set(bhttp::field::authorization, *authorization);
   req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
@@ -387,7 +390,8 @@ class HttpServer::Impl {
       : node_(node),
         self_(std::move(self)),
         options_(std::move(options)),
-        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease}),
+        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease,
+                            options_.auth}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
         body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
@@ -1087,6 +1091,7 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     r.body = std::move(req.body());  // moved, not copied: the budget counts it once
     r.forwarded = forwarded;
     if (auto it = req.find(kIdempotencyKeyHeader); it != req.end()) r.idempotency_key = std::string(it->value());
+    if (auto it = req.find(bhttp::field::authorization); it != req.end()) r.authorization = std::string(it->value());
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     tcp.expires_never();
@@ -1135,7 +1140,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           client_tls(), &upstreams_, r.idempotency_key);
+                           client_tls(), &upstreams_, r.idempotency_key, r.authorization);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

@@ -48,6 +48,9 @@
 #include "raft/types.h"
 #include "watch/watch_hub.h"
 
+namespace ckv::auth {
+class SimpleTokens;
+}
 namespace ckv::fsm {
 class KvStateMachine;
 }
@@ -112,6 +115,9 @@ struct NodeOptions {
   AutoCompactionOptions auto_compaction;
   // Watch limits and the progress notification interval (watch/watch_hub.h).
   watch::HubOptions watch;
+  // -auth-token-ttl (etcd's flag, seconds there): how long an unused simple
+  // token stays valid on this member (auth/simple_tokens.h).
+  int64_t auth_token_ttl_ms = 300'000;
 };
 
 // The replicated description of one member (carried in raft::Member::context).
@@ -337,6 +343,9 @@ class Node {
   // The watchers of this node's applied state (watch/watch_hub.h): fed by
   // every applied write, on followers too. Lives as long as the Node.
   watch::Hub& watch_hub();
+  // This member's simple tokens (auth/simple_tokens.h), fed by every
+  // applied Authenticate. Lives as long as the Node; thread safe.
+  auth::SimpleTokens& tokens();
 
  private:
   class Impl;
