@@ -38,7 +38,7 @@ namespace ckv::auth {
 // mistake or an attack.
 inline constexpr size_t kMaxNameBytes = 4096;
 // Longest key or range end in a permission: the MVCC store's key limit.
-inline constexpr size_t kMaxPermKeyBytes = 64 * 1024;
+inline constexpr size_t kMaxPermKeyBytes = size_t{64} * 1024;
 // Longest stored password hash (libsodium's argon2id strings are ~100 bytes).
 inline constexpr size_t kMaxSecretBytes = 256;
 
@@ -59,7 +59,7 @@ class AuthStore {
   const Role* role(std::string_view name) const;
   std::vector<std::string> user_names() const;  // sorted
   std::vector<std::string> role_names() const;  // sorted
-  bool is_root(std::string_view user) const;
+  bool is_root(std::string_view name) const;
 
   // etcd's isOpPermitted: ok when auth is disabled; else kErrUserEmpty for
   // no caller (revision 0), kErrAuthOldRevision when the caller was resolved

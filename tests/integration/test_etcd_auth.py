@@ -3,10 +3,8 @@
 import base64
 import json
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 import time
 import unittest
 
