@@ -338,10 +338,26 @@ class KvService::Impl {
     c.idempotency_key = std::move(call.idempotency_key);
     c.caller = call.caller;
     // Refused here costs no log entry; apply checks again (fsm/authorize.h).
-    if (Status s = node_.state_machine().authorize(c); !s.is_ok()) {
-      if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
-      return done(s);
+    // This node may lag (an auth change committed but not applied here
+    // yet): a refusal stands only once a read barrier shows the current state.
+    if (!node_.state_machine().authorize(c).is_ok()) {
+      node_.read_barrier(options_.request_timeout_ms, [this, c = std::move(c), done](Status b) mutable {
+        pool_.post([this, b, c = std::move(c), done]() mutable {
+          Status s = b.is_ok() ? node_.state_machine().authorize(c) : b;
+          if (!s.is_ok()) {
+            if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
+            return done(s);
+          }
+          propose_checked<Resp>(std::move(c), std::move(done));
+        });
+      });
+      return;
     }
+    propose_checked<Resp>(std::move(c), std::move(done));
+  }
+
+  template <typename Resp>
+  void propose_checked(fsm::Command c, KvDone<Resp> done) {
     node_.propose(std::move(c), options_.request_timeout_ms,
                   [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
                     pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
