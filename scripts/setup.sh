@@ -13,6 +13,8 @@ packages=(
   curl wrk python3 iptables strace
   # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
   libssl-dev openssl
+  # Client auth (src/auth/): argon2id password hashes, SHA-256 token digests, random tokens.
+  libsodium-dev
   # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place
   # (cmake/EtcdProtos.cmake): etcd's own, gogoproto, google/api annotations.
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev

@@ -17,6 +17,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include "auth/simple_tokens.h"
+#include "etcd/auth_service.h"
 #include "etcd/grpc_server.h"
 #include "etcd/kv_service.h"
 #include "etcd/lease_service.h"
@@ -326,6 +328,17 @@ int main(int argc, char** argv) {
                  "(a duration: \"10m\", \"5s\", \"500ms\")")
       ->capture_default_str();
 
+  // Client auth, etcd's flags (docs/security.md, "Client authentication").
+  std::string auth_token = "simple";
+  app.add_option("--auth-token", auth_token,
+                 "etcd's: the kind of auth tokens Authenticate issues: 'simple' (random, known to every "
+                 "member, forgotten after -auth-token-ttl unused)")
+      ->capture_default_str();
+  int64_t auth_token_ttl_sec = ckv::auth::kDefaultTokenTtlSec;
+  app.add_option("--auth-token-ttl", auth_token_ttl_sec,
+                 "etcd's: seconds an unused simple token stays valid on a member")
+      ->capture_default_str();
+
   if (auto code = parse_flags(app, argc, argv)) return *code;
 
   peer_tls_flags.client_cert_auth_given = peer_cert_auth_flag->count() > 0;
@@ -361,6 +374,13 @@ int main(int argc, char** argv) {
                 " (the largest raft frame)");
   }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
+  if (auth_token != "simple") {
+    usage_error("-auth-token " + auth_token + " is not supported (only 'simple'; JWT is not implemented yet)");
+  }
+  if (auth_token_ttl_sec <= 0 || auth_token_ttl_sec > 365 * 24 * 3600) {
+    usage_error("-auth-token-ttl must be between 1 and 31536000 seconds");
+  }
+  opts.auth_token_ttl_ms = auth_token_ttl_sec * 1000;
   if (auto interval = ckv::node::parse_go_duration_ms(watch_progress_interval);
       interval.is_ok() && interval.value() > 0) {
     opts.watch.progress_notify_interval_ms = interval.value();
@@ -490,17 +510,22 @@ int main(int argc, char** argv) {
     return kExitRuntimeError;
   }
 
+  // Who callers are and what they may do, for every client API.
+  auto auth = std::make_unique<ckv::etcd::AuthService>(*node, ckv::etcd::AuthServiceOptions{commit_timeout_ms});
   // etcd's KV request layer, shared by the gRPC service and the /v3/kv gateway.
   auto kv = std::make_unique<ckv::etcd::KvService>(
-      *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value()});
+      *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value(),
+                                         auth.get()});
   http_opts.kv = kv.get();
   // etcd's Lease request layer, shared the same way.
   ckv::etcd::LeaseServiceOptions lease_opts;
   lease_opts.request_timeout_ms = commit_timeout_ms;
   lease_opts.min_ttl_sec = ckv::etcd::min_lease_ttl_sec(opts.tick_ms * opts.election_ticks);
   lease_opts.tls = client_tls.value();
+  lease_opts.auth = auth.get();
   auto lease = std::make_unique<ckv::etcd::LeaseService>(*node, lease_opts);
   http_opts.lease = lease.get();
+  http_opts.auth = auth.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
@@ -518,7 +543,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
-                                                http_opts.header_timeout_ms, lease.get());
+                                                http_opts.header_timeout_ms, lease.get(), auth.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -548,6 +573,7 @@ int main(int argc, char** argv) {
   // ("etcdserver: server stopped"), so the front ends can finish every call.
   kv->stop();
   lease->stop();
+  auth->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();
   server->stop();

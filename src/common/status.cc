@@ -16,6 +16,8 @@ const char* to_string(StatusCode c) {
     case StatusCode::kCorrupt: return "corrupt";
     case StatusCode::kIo: return "io error";
     case StatusCode::kNoSpace: return "no space left on device";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kPermissionDenied: return "permission denied";
   }
   return "unknown";
 }

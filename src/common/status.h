@@ -21,6 +21,8 @@ enum class StatusCode : unsigned char {
   kCorrupt,      // stored data failed a check
   kIo,           // the operating system refused
   kNoSpace,      // the disk is full (ENOSPC): writes are refused until space returns; reads still work
+  kUnauthenticated,   // no credentials, or bad ones (auth enabled; HTTP 401)
+  kPermissionDenied,  // the caller's roles do not allow it (HTTP 403)
 };
 
 const char* to_string(StatusCode c);

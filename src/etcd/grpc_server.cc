@@ -14,13 +14,17 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "etcd/auth_grpc_service.h"
+#include "etcd/auth_service.h"
 #include "etcd/backup_stream.h"
 #include "etcd/cluster_view.h"
 #include "etcd/maintenance_ops.h"
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/grpc_metrics.h"
 #include "etcd/grpc_tls.h"
+#include "etcd/kv_convert.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
 #include "etcd/watch_grpc_service.h"
@@ -103,8 +107,9 @@ class ClusterService final : public pb::Cluster::Service {
   // member_credentials: for calls to other members' gRPC ports (grpc_tls.h):
   // TLS when this node serves TLS, as every member then does.
   ClusterService(node::Node& node, std::string self_grpc_address,
-                 std::shared_ptr<grpc::ChannelCredentials> member_credentials)
+                 std::shared_ptr<grpc::ChannelCredentials> member_credentials, AuthService* auth)
       : node_(node),
+        auth_(auth),
         self_grpc_address_(std::move(self_grpc_address)),
         member_credentials_(std::move(member_credentials)) {}
 
@@ -212,6 +217,15 @@ class ClusterService final : public pb::Cluster::Service {
     const int timeout_ms = timeout_ms_for(ctx);
     const node::NodeStatus st = node_.status();
     MemberReply failed;
+    // etcd's checkMembershipOperationPermission: root only, once auth is on.
+    // A follower checks and forwards the caller's token; the leader checks again.
+    const Credentials creds = credentials_from(*ctx);
+    if (auth_ != nullptr) {
+      if (Status s = auth_->require_admin(creds, "a member change"); !s.is_ok()) {
+        failed.error = EtcdError{grpc_code_of(s), s.message()};
+        return failed;
+      }
+    }
     if (st.leader_id == raft::kNoNode) {
       failed.error = EtcdError{grpc_code::kUnavailable, kErrNoLeader};
       return failed;
@@ -235,6 +249,7 @@ class ClusterService final : public pb::Cluster::Service {
     grpc::ClientContext up;
     up.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
     up.AddMetadata(kForwardedMetadata, "1");
+    forward_credentials(creds, &up);
     pb::Cluster::Stub stub(channel_to(st.leader.grpc_address));
     MemberReply leader_reply;
     const grpc::Status s = forward(stub, &up, &leader_reply);
@@ -259,6 +274,7 @@ class ClusterService final : public pb::Cluster::Service {
   }
 
   node::Node& node_;
+  AuthService* const auth_;
   const std::string self_grpc_address_;
   const std::shared_ptr<grpc::ChannelCredentials> member_credentials_;
   std::mutex channels_mu_;
@@ -267,7 +283,7 @@ class ClusterService final : public pb::Cluster::Service {
 
 class MaintenanceService final : public pb::Maintenance::Service {
  public:
-  explicit MaintenanceService(node::Node& node) : node_(node) {}
+  MaintenanceService(node::Node& node, AuthService* auth) : node_(node), auth_(auth) {}
 
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,
                       pb::StatusResponse* resp) override {
@@ -303,6 +319,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   // so a slow client holds one chunk and this call's thread, nothing more.
   grpc::Status Snapshot(grpc::ServerContext* ctx, const pb::SnapshotRequest*,
                         grpc::ServerWriter<pb::SnapshotResponse>* writer) override {
+    if (grpc::Status refused = require_root(*ctx, "a snapshot"); !refused.ok()) return refused;
     auto stream = BackupStream::open(node_, kBackupWriteTimeoutMs, [ctx] { return ctx->IsCancelled(); });
     if (!stream.is_ok()) {
       spdlog::warn("Maintenance.Snapshot: {}", stream.status().to_string());
@@ -324,6 +341,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   }
   grpc::Status MoveLeader(grpc::ServerContext* ctx, const pb::MoveLeaderRequest* req,
                           pb::MoveLeaderResponse* resp) override {
+    if (grpc::Status refused = require_root(*ctx, "a leader move"); !refused.ok()) return refused;
     const int timeout_ms = static_cast<int>(std::clamp<int64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(ctx->deadline() - std::chrono::system_clock::now())
             .count(),
@@ -341,7 +359,15 @@ class MaintenanceService final : public pb::Maintenance::Service {
   }
 
  private:
+  // etcd's snapshot and move-leader need root once auth is on (as member changes do).
+  grpc::Status require_root(const grpc::ServerContext& ctx, const char* what) const {
+    if (auth_ == nullptr) return grpc::Status::OK;
+    const ckv::Status s = auth_->require_admin(credentials_from(ctx), what);
+    return s.is_ok() ? grpc::Status::OK : to_grpc_status(s);
+  }
+
   node::Node& node_;
+  AuthService* auth_;  // null: auth not served
 };
 
 // Every method no service above registers (Lease, Auth, the
@@ -362,13 +388,14 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 
 struct GrpcServer::Impl {
   Impl(node::Node& node, KvService& kv_service, std::string address,
-       const std::optional<tls::TlsMaterial>& tls)
+       const std::optional<tls::TlsMaterial>& tls, AuthService* auth_service)
       : kv(make_kv_grpc_service(kv_service)),
-        cluster(node, std::move(address), member_channel_credentials(tls)),
-        maintenance(node),
-        watch(WatchGrpcService::create(node)) {}
+        cluster(node, std::move(address), member_channel_credentials(tls), auth_service),
+        maintenance(node, auth_service),
+        watch(WatchGrpcService::create(node, auth_service)) {}
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
+  std::unique_ptr<grpc::Service> auth;   // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
   std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
@@ -381,9 +408,10 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
-                                                      LeaseService* lease) {
-  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls);
+                                                      LeaseService* lease, AuthService* auth) {
+  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
+  if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
@@ -397,6 +425,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.SetResourceQuota(quota);
   builder.RegisterService(impl->kv.get());
   if (impl->lease) builder.RegisterService(impl->lease.get());
+  if (impl->auth) builder.RegisterService(impl->auth.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);
   builder.RegisterService(impl->watch->service());

@@ -28,6 +28,7 @@
 
 namespace ckv::etcd {
 
+class AuthService;
 class KvService;
 class LeaseService;
 
@@ -51,13 +52,16 @@ class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
   // kv serves the KV service and must outlive the server; so must lease
-  // (the Lease service; null: Lease's methods answer UNIMPLEMENTED). tls: serve only
+  // (the Lease service; null: Lease's methods answer UNIMPLEMENTED), and auth
+  // (the Auth service and every permission check; null: Auth answers
+  // UNIMPLEMENTED and nothing is checked). tls: serve only
   // TLS with this certificate, requiring and verifying client certificates
   // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
       node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
-      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr);
+      int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
+      AuthService* auth = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "auth/types.h"
 #include "lease/types.h"
 #include "mvcc/errors.h"
 #include "node/forward_waiters.h"
@@ -63,6 +64,40 @@ constexpr EtcdError kEtcdErrors[] = {
     {kErrStopped, StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE, kErrStopped},
     {node::kErrTooManyForwardedWrites, StatusCode::kUnavailable, grpc::StatusCode::RESOURCE_EXHAUSTED,
      kErrTooManyRequests},
+    // The auth store's (auth/types.h); the HTTP status follows our code:
+    // 401 for missing or bad credentials, 403 for a refusal, 409 otherwise.
+    {auth::kErrRootUserNotExist, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrRootUserNotExist},
+    {auth::kErrRootRoleNotExist, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrRootRoleNotExist},
+    {auth::kErrUserAlreadyExist, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrUserAlreadyExist},
+    {auth::kErrUserEmpty, StatusCode::kUnauthenticated, grpc::StatusCode::INVALID_ARGUMENT,
+     auth::kErrUserEmpty},
+    {auth::kErrUserNotFound, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrUserNotFound},
+    {auth::kErrRoleAlreadyExist, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrRoleAlreadyExist},
+    {auth::kErrRoleNotFound, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrRoleNotFound},
+    {auth::kErrRoleEmpty, StatusCode::kInvalid, grpc::StatusCode::INVALID_ARGUMENT,
+     auth::kErrRoleEmpty},
+    {auth::kErrAuthFailed, StatusCode::kUnauthenticated, grpc::StatusCode::INVALID_ARGUMENT,
+     auth::kErrAuthFailed},
+    {auth::kErrPermissionDenied, StatusCode::kPermissionDenied, grpc::StatusCode::PERMISSION_DENIED,
+     auth::kErrPermissionDenied},
+    {auth::kErrRoleNotGranted, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrRoleNotGranted},
+    {auth::kErrPermissionNotGranted, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrPermissionNotGranted},
+    {auth::kErrAuthNotEnabled, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,
+     auth::kErrAuthNotEnabled},
+    {auth::kErrInvalidAuthToken, StatusCode::kUnauthenticated, grpc::StatusCode::UNAUTHENTICATED,
+     auth::kErrInvalidAuthToken},
+    {auth::kErrInvalidAuthMgmt, StatusCode::kInvalid, grpc::StatusCode::INVALID_ARGUMENT,
+     auth::kErrInvalidAuthMgmt},
+    {auth::kErrAuthOldRevision, StatusCode::kConflict, grpc::StatusCode::INVALID_ARGUMENT,
+     auth::kErrAuthOldRevision},
 };
 
 constexpr std::string_view kEtcdPrefix = "etcdserver: ";
@@ -428,6 +463,10 @@ grpc::Status to_grpc_status(const Status& s) {
       return grpc::Status(grpc::StatusCode::INTERNAL, m);
     case StatusCode::kNoSpace:
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, kErrNoSpace);
+    case StatusCode::kUnauthenticated:
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, m);
+    case StatusCode::kPermissionDenied:
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, m);
   }
   return grpc::Status(grpc::StatusCode::UNKNOWN, m);
 }

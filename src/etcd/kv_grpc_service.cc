@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/kv_convert.h"
 #include "etcd/kv_service.h"
 
@@ -23,6 +24,7 @@ KvCall call_from(const grpc::CallbackServerContext* ctx) {
     call.idempotency_key.assign(it->second.data(), it->second.size());
   }
   call.forwarded = md.find(kForwardedMetadata) != md.end();
+  call.credentials = credentials_from(*ctx);
   return call;
 }
 

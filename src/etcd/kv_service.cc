@@ -17,6 +17,8 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
+#include "etcd/work_pool.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_convert.h"
 #include "fsm/kv_state_machine.h"
@@ -35,60 +37,6 @@ constexpr int kMaxForwardedResponseBytes = 256 << 20;
 // leader it knows restarted a few times; a leader is worth retrying soon.
 constexpr int kLeaderReconnectMinBackoffMs = 100;
 constexpr int kLeaderReconnectMaxBackoffMs = 1000;
-
-// Runs tasks on a few threads, so Node callbacks (on the Raft thread) only
-// hand their result off. Tasks posted after stop() run inline: by then the
-// Node has stopped, so no caller is the Raft thread.
-class WorkPool {
- public:
-  explicit WorkPool(int threads) {
-    for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { run(); });
-  }
-  ~WorkPool() { stop(); }
-
-  void post(std::function<void()> task) {
-    {
-      std::lock_guard lock(mu_);
-      if (!stopping_) {
-        tasks_.push_back(std::move(task));
-        cv_.notify_one();
-        return;
-      }
-    }
-    task();
-  }
-
-  // Runs what is queued, then joins.
-  void stop() {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (tasks_.empty()) return;  // stopping, and drained
-      std::function<void()> task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lock.unlock();
-      task();
-      lock.lock();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // A call's `done`, callable once: by whoever answers first, the call's own
 // path or stop() (see KvService::Impl::track).
@@ -132,6 +80,12 @@ Status check_idempotency_key(const std::string& key) {
     }
   }
   return Status::ok();
+}
+
+const char* request_name(const fsm::Request& r) {
+  static constexpr const char* kNames[] = {"Put", "DeleteRange", "Txn", "Compact",
+                                           "LeaseGrant", "LeaseRevoke", "an auth change"};
+  return kNames[r.index()];
 }
 
 }  // namespace
@@ -199,12 +153,40 @@ class KvService::Impl {
 
   // ---- range ----------------------------------------------------------------
 
+  // Resolves the call's credentials into call.caller; false (done
+  // answered) if they are bad (an unknown or expired token).
+  template <typename Resp>
+  bool identify(KvCall& call, const KvDone<Resp>& done) {
+    if (options_.auth == nullptr) return true;
+    Result<auth::Caller> who = options_.auth->resolve(call.credentials);
+    if (!who.is_ok()) {
+      done(who.status());
+      return false;
+    }
+    call.caller = std::move(who).value();
+    return true;
+  }
+
+  // A refusal by the permission checks, logged (rate-limited) on its way out.
+  template <typename Resp>
+  Result<KvAnswer<Resp>> note(const char* what, const auth::Caller& caller, Result<KvAnswer<Resp>> r) {
+    if (!r.is_ok() && options_.auth != nullptr &&
+        (r.status().code() == StatusCode::kPermissionDenied ||
+         r.status().code() == StatusCode::kUnauthenticated)) {
+      options_.auth->note_refusal(what, caller, r.status());
+    }
+    return r;
+  }
+
   void range(mvcc::RangeRequest r, KvCall call, KvDone<mvcc::RangeResponse> done) {
     if (Status s = mvcc::check_range_request(r); !s.is_ok()) return done(s);
+    if (!identify(call, done)) return;
     const bool serializable = r.serializable;
     read<mvcc::RangeRequest, mvcc::RangeResponse, pb::RangeRequest, pb::RangeResponse>(
         std::move(r), std::move(call), std::move(done), serializable,
-        [this](const mvcc::RangeRequest& q) { return answer_read(node_.state_machine().range(q)); },
+        [this, caller = call.caller](const mvcc::RangeRequest& q) {
+          return note("Range", caller, answer_read(node_.state_machine().range_as(caller, q)));
+        },
         [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::RangeRequest* q,
            pb::RangeResponse* a,
            std::function<void(grpc::Status)> cb) { stub->async()->Range(c, q, a, std::move(cb)); });
@@ -213,6 +195,7 @@ class KvService::Impl {
   // ---- writes ---------------------------------------------------------------
 
   void put(mvcc::PutRequest r, KvCall call, KvDone<mvcc::PutResponse> done) {
+    if (!identify(call, done)) return;
     const Status s = mvcc::check_put_request(r);
     write<mvcc::PutRequest, mvcc::PutResponse, pb::PutRequest, pb::PutResponse>(
         std::move(r), std::move(call), std::move(done), s,
@@ -222,6 +205,7 @@ class KvService::Impl {
 
   void delete_range(mvcc::DeleteRangeRequest r, KvCall call,
                     KvDone<mvcc::DeleteRangeResponse> done) {
+    if (!identify(call, done)) return;
     const Status s = mvcc::check_delete_request(r);
     write<mvcc::DeleteRangeRequest, mvcc::DeleteRangeResponse, pb::DeleteRangeRequest,
           pb::DeleteRangeResponse>(
@@ -233,6 +217,7 @@ class KvService::Impl {
   }
 
   void txn(mvcc::TxnRequest r, KvCall call, KvDone<mvcc::TxnResponse> done) {
+    if (!identify(call, done)) return;
     const Status s = mvcc::check_txn_request(r);
     auto invoke = [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::TxnRequest* q,
                      pb::TxnResponse* a, std::function<void(grpc::Status)> cb) {
@@ -246,8 +231,8 @@ class KvService::Impl {
       const bool serializable = mvcc::is_txn_serializable(r);
       return read<mvcc::TxnRequest, mvcc::TxnResponse, pb::TxnRequest, pb::TxnResponse>(
           std::move(r), std::move(call), std::move(done), serializable,
-          [this](const mvcc::TxnRequest& q) {
-            return answer_read(node_.state_machine().read_txn(q));
+          [this, caller = call.caller](const mvcc::TxnRequest& q) {
+            return note("Txn", caller, answer_read(node_.state_machine().read_txn_as(caller, q)));
           },
           invoke);
     }
@@ -256,6 +241,7 @@ class KvService::Impl {
   }
 
   void compact(mvcc::CompactionRequest r, KvCall call, KvDone<mvcc::CompactionResponse> done) {
+    if (!identify(call, done)) return;
     write<mvcc::CompactionRequest, mvcc::CompactionResponse, pb::CompactionRequest,
           pb::CompactionResponse>(
         std::move(r), std::move(call), std::move(done), Status::ok(),
@@ -350,6 +336,28 @@ class KvService::Impl {
     fsm::Command c;
     c.request = std::move(r);
     c.idempotency_key = std::move(call.idempotency_key);
+    c.caller = call.caller;
+    // Refused here costs no log entry; apply checks again (fsm/authorize.h).
+    // This node may lag (an auth change committed but not applied here
+    // yet): a refusal stands only once a read barrier shows the current state.
+    if (!node_.state_machine().authorize(c).is_ok()) {
+      node_.read_barrier(options_.request_timeout_ms, [this, c = std::move(c), done](Status b) mutable {
+        pool_.post([this, b, c = std::move(c), done]() mutable {
+          Status s = b.is_ok() ? node_.state_machine().authorize(c) : b;
+          if (!s.is_ok()) {
+            if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
+            return done(s);
+          }
+          propose_checked<Resp>(std::move(c), std::move(done));
+        });
+      });
+      return;
+    }
+    propose_checked<Resp>(std::move(c), std::move(done));
+  }
+
+  template <typename Resp>
+  void propose_checked(fsm::Command c, KvDone<Resp> done) {
     node_.propose(std::move(c), options_.request_timeout_ms,
                   [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
                     pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
@@ -412,6 +420,7 @@ class KvService::Impl {
     fc->req = std::move(req);
     // A fixed value: metadata must be printable ASCII, which member names need not be.
     fc->ctx.AddMetadata(kForwardedMetadata, "1");
+    forward_credentials(call.credentials, &fc->ctx);
     if (!call.idempotency_key.empty()) {
       fc->ctx.AddMetadata(kIdempotencyKeyMetadata, call.idempotency_key);
     }

@@ -49,7 +49,9 @@
 #include <optional>
 #include <string>
 
+#include "auth/types.h"
 #include "common/status.h"
+#include "etcd/auth_service.h"
 #include "etcd/cluster_view.h"
 #include "mvcc/types.h"
 #include "node/node.h"
@@ -82,12 +84,19 @@ struct KvServiceOptions {
   // This node's client TLS (-cert-file ...): set, forwards to the leader's
   // gRPC API go over TLS (etcd/grpc_tls.h, member_channel_credentials).
   std::optional<tls::TlsMaterial> tls;
+  // Who callers are (auth_service.h); null: nobody is checked (tests).
+  // With it, every call is checked against the caller's permissions
+  // (fsm/authorize.h) before it is read or proposed, and again at apply.
+  AuthService* auth = nullptr;
 };
 
 // Per-call context from the front end.
 struct KvCall {
   std::string idempotency_key;  // empty: none
   bool forwarded = false;       // arrived with kForwardedMetadata
+  Credentials credentials{};    // token / certificate name (auth_service.h)
+  // Set by the layer from credentials: the caller proposals carry.
+  auth::Caller caller{};
 };
 
 template <typename T>

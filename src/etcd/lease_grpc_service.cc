@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/kv_convert.h"
 #include "etcd/lease_convert.h"
 #include "etcd/lease_service.h"
@@ -18,6 +19,7 @@ namespace {
 LeaseCall call_from(const grpc::CallbackServerContext* ctx) {
   LeaseCall call;
   call.forwarded = ctx->client_metadata().find(kForwardedMetadata) != ctx->client_metadata().end();
+  call.credentials = credentials_from(*ctx);
   return call;
 }
 

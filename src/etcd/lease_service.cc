@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_convert.h"
 #include "fsm/kv_state_machine.h"
@@ -234,10 +235,25 @@ class LeaseService::Impl {
   }
 
   void revoke(int64_t id, LeaseCall call, LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
+    auth::Caller caller;
+    if (options_.auth != nullptr) {
+      Result<auth::Caller> who = options_.auth->resolve(call.credentials);
+      if (!who.is_ok()) return done(who.status());
+      caller = std::move(who).value();
+      fsm::Command c;
+      c.request = lease::RevokeRequest{id};
+      c.caller = caller;
+      if (Status s = node_.state_machine().authorize(c); !s.is_ok()) {
+        options_.auth->note_refusal("LeaseRevoke", caller, s);
+        return done(s);
+      }
+    }
     done = track(std::move(done));
     if (!done) return;
     const node::NodeStatus st = node_.status();
-    if (is_leader(st)) return propose<lease::RevokeResponse>(lease::RevokeRequest{id}, std::move(done));
+    if (is_leader(st)) {
+      return propose<lease::RevokeResponse>(lease::RevokeRequest{id}, std::move(done), std::move(caller));
+    }
     pb::LeaseRevokeRequest req;
     req.set_id(id);
     forward_write<lease::RevokeResponse, pb::LeaseRevokeRequest, pb::LeaseRevokeResponse>(
@@ -367,9 +383,10 @@ class LeaseService::Impl {
   }
 
   template <typename Resp, typename Req>
-  void propose(Req r, LeaseDone<KvAnswer<Resp>> done) {
+  void propose(Req r, LeaseDone<KvAnswer<Resp>> done, auth::Caller caller = {}) {
     fsm::Command c;
     c.request = std::move(r);
+    c.caller = std::move(caller);
     node_.propose(std::move(c), options_.request_timeout_ms, [this, done](Result<node::WriteResult> wr) {
       sched_.post([this, wr = std::move(wr), done]() mutable {
         if (!wr.is_ok()) return done(wr.status());
@@ -485,6 +502,7 @@ class LeaseService::Impl {
     Status refused;
     auto ctx = begin_forward(options_.request_timeout_ms + kForwardDeadlineMarginMs, &refused);
     if (!ctx) return done(refused);
+    forward_credentials(call.credentials, ctx.get());
     auto stub = stub_for(st.leader.grpc_address);
     invoke(stub.get(), ctx.get(), &c->req, &c->resp, [this, c, ctx, stub, done, convert](grpc::Status g) {
       if (!g.ok()) {

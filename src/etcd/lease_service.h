@@ -64,10 +64,14 @@ struct LeaseServiceOptions {
   int request_timeout_ms = 5000;  // proposals, barriers, forwards, keepalive retries
   int64_t min_ttl_sec = 2;        // min_lease_ttl_sec(tick_ms * election_ticks)
   std::optional<tls::TlsMaterial> tls;  // as KvServiceOptions::tls
+  // As KvServiceOptions::auth: a revoke needs WRITE on every key attached
+  // to the lease (fsm/authorize.h); grants and keepalives need nothing (etcd 3.4).
+  AuthService* auth = nullptr;
 };
 
 struct LeaseCall {
-  bool forwarded = false;  // arrived with kForwardedMetadata
+  bool forwarded = false;   // arrived with kForwardedMetadata
+  Credentials credentials{};  // forwarded to the leader with the call
 };
 
 struct KeepAliveAnswer {

@@ -16,13 +16,19 @@
 
 #include "etcd/cluster_view.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/auth_service.h"
+#include "etcd/grpc_credentials.h"
 #include "etcd/kv_convert.h"
+#include "fsm/kv_state_machine.h"
 #include "node/node.h"
 #include "watch/watch_hub.h"
 
 namespace ckv::etcd {
 
 namespace {
+
+constexpr const char* kWatchPermissionDeniedReason =
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 
 // etcd's metadata for clientv3.WithRequireLeader (rpctypes.MetadataRequireLeaderKey).
 constexpr char kRequireLeaderMetadata[] = "hasleader";
@@ -81,7 +87,8 @@ class Reactor final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::Watch
 
 class Service final : public pb::Watch::CallbackService, public WatchGrpcService {
  public:
-  explicit Service(node::Node& node) : node_(node), monitor_([this] { monitor_leader(); }) {}
+  Service(node::Node& node, AuthService* auth)
+      : node_(node), auth_(auth), monitor_([this] { monitor_leader(); }) {}
   ~Service() override { shutdown(); }
 
   grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
@@ -127,6 +134,7 @@ class Service final : public pb::Watch::CallbackService, public WatchGrpcService
   }
 
   node::Node& node() { return node_; }
+  AuthService* auth() { return auth_; }
 
   // The header for a response at `revision`, with a raft_term at most
   // kWatchHeaderRefreshMs old.
@@ -178,6 +186,7 @@ class Service final : public pb::Watch::CallbackService, public WatchGrpcService
   }
 
   node::Node& node_;
+  AuthService* const auth_;
   std::recursive_mutex mu_;
   bool stopped_ = false;
   std::set<Reactor*> live_;
@@ -224,9 +233,30 @@ void Reactor::finish(grpc::Status st) {
 
 void Reactor::handle(const pb::WatchRequest& req) {
   switch (req.request_union_case()) {
-    case pb::WatchRequest::kCreateRequest:
-      stream_->create(spec_from(req.create_request()), req.create_request().watch_id());
+    case pb::WatchRequest::kCreateRequest: {
+      const pb::WatchCreateRequest& c = req.create_request();
+      if (svc_.auth() != nullptr) {
+        if (Status s = svc_.auth()->require_read(credentials_from(*ctx_), c.key(), c.range_end(), "Watch");
+            !s.is_ok()) {
+          // etcd's answer (any refusal, a bad token too): created and
+          // canceled at once, Go's text of ErrGRPCPermissionDenied as the reason.
+          pb::WatchResponse refused;
+          svc_.fill_header(svc_.node().state_machine().revision(), refused.mutable_header());
+          refused.set_watch_id(c.watch_id());
+          refused.set_created(true);
+          refused.set_canceled(true);
+          refused.set_cancel_reason(kWatchPermissionDeniedReason);
+          {
+            std::lock_guard l(mu_);
+            out_.push_back(std::move(refused));
+          }
+          pump();
+          break;
+        }
+      }
+      stream_->create(spec_from(c), c.watch_id());
       break;
+    }
     case pb::WatchRequest::kCancelRequest:
       stream_->cancel(req.cancel_request().watch_id());
       break;
@@ -321,8 +351,8 @@ void Reactor::OnDone() {
 
 }  // namespace
 
-std::unique_ptr<WatchGrpcService> WatchGrpcService::create(node::Node& node) {
-  return std::make_unique<Service>(node);
+std::unique_ptr<WatchGrpcService> WatchGrpcService::create(node::Node& node, AuthService* auth) {
+  return std::make_unique<Service>(node, auth);
 }
 
 }  // namespace ckv::etcd

@@ -42,11 +42,15 @@ inline constexpr int kWatchHeaderRefreshMs = 100;
 inline constexpr int kWatchNoLeaderCancelMs = 3000;
 inline constexpr int kWatchLeaderCheckMs = 200;
 
+class AuthService;
+
 class WatchGrpcService {
  public:
   virtual ~WatchGrpcService() = default;
-  // node must outlive the service.
-  static std::unique_ptr<WatchGrpcService> create(node::Node& node);
+  // node (and auth, when set) must outlive the service. With auth, a
+  // watch needs READ on its range (etcd's isWatchPermitted); refused, it is
+  // answered created and canceled with etcd's cancel reason.
+  static std::unique_ptr<WatchGrpcService> create(node::Node& node, AuthService* auth = nullptr);
   // The service to register with a grpc::ServerBuilder.
   virtual grpc::Service* service() = 0;
   // Finishes every open stream and refuses new ones. Idempotent.

@@ -6,6 +6,7 @@
 #include <memory>
 #include <utility>
 
+#include "auth/auth_store.h"
 #include "common/bytes.h"
 
 namespace ckv::fsm {
@@ -13,7 +14,9 @@ namespace ckv::fsm {
 namespace {
 
 constexpr uint8_t kLegacyFormat = 1;
-constexpr uint8_t kCommandFormat = 2;
+constexpr uint8_t kCommandFormatNoCaller = 2;
+constexpr uint8_t kCommandFormat = 3;
+constexpr uint8_t kFlagSystem = 1;
 constexpr uint8_t kResponseFormat = 1;
 
 enum : uint8_t { kLegacySet = 1, kLegacyDelete = 2 };
@@ -24,6 +27,7 @@ enum : uint8_t {
   kKindCompaction = 4,
   kKindLeaseGrant = 5,
   kKindLeaseRevoke = 6,
+  kKindAuth = 7,
 };
 enum : uint8_t { kOpNone = 0, kOpRange = 1, kOpPut = 2, kOpDelete = 3, kOpTxn = 4 };
 // Response ops: a null nested txn response (never produced by the store) is kRespNullTxn.
@@ -129,6 +133,17 @@ void put_txn(std::string& out, const mvcc::TxnRequest& t) {
   for (const mvcc::Compare& c : t.compare) put_compare(out, c);
   put_ops(out, t.success);
   put_ops(out, t.failure);
+}
+
+void put_auth(std::string& out, const auth::AuthRequest& a) {
+  put_u8(out, static_cast<uint8_t>(a.op));
+  put_string32(out, a.name);
+  put_string32(out, a.role);
+  put_string32(out, a.secret);
+  put_u8(out, a.no_password ? 1 : 0);
+  put_i32(out, static_cast<int32_t>(a.perm.type));
+  put_string32(out, a.perm.key);
+  put_string32(out, a.perm.range_end);
 }
 
 void put_kv(std::string& out, const mvcc::KeyValue& kv) {
@@ -319,6 +334,22 @@ bool get_txn(ByteReader& r, mvcc::TxnRequest& t, size_t depth) {
   return get_ops(r, t.success, depth) && get_ops(r, t.failure, depth);
 }
 
+bool get_auth(ByteReader& r, auth::AuthRequest& a) {
+  uint8_t op = 0;
+  int32_t type = 0;
+  if (!r.u8(op) || op == 0 || op > auth::kMaxAuthOp || !r.string32(a.name, auth::kMaxNameBytes) ||
+      !r.string32(a.role, auth::kMaxNameBytes) || !r.string32(a.secret, auth::kMaxSecretBytes) ||
+      !get_bool(r, a.no_password) || !get_i32(r, type) || type < 0 ||
+      type > static_cast<int32_t>(auth::PermType::kReadWrite) ||
+      !r.string32(a.perm.key, auth::kMaxPermKeyBytes) ||
+      !r.string32(a.perm.range_end, auth::kMaxPermKeyBytes)) {
+    return false;
+  }
+  a.op = static_cast<auth::AuthOp>(op);
+  a.perm.type = static_cast<auth::PermType>(type);
+  return true;
+}
+
 bool get_kv(ByteReader& r, mvcc::KeyValue& kv) {
   return r.string32(kv.key) && get_i64(r, kv.create_revision) && get_i64(r, kv.mod_revision) &&
          get_i64(r, kv.version) && r.string32(kv.value) && get_i64(r, kv.lease);
@@ -424,9 +455,16 @@ size_t txn_depth(const Request& r) {
 
 std::string encode_command(const Command& c) {
   std::string out;
-  put_u8(out, kCommandFormat);
+  const bool format3 = c.system || c.caller.revision != 0 || !c.caller.user.empty() ||
+                       std::holds_alternative<auth::AuthRequest>(c.request);
+  put_u8(out, format3 ? kCommandFormat : kCommandFormatNoCaller);
   put_string32(out, c.idempotency_key);
   put_i64(out, c.proposed_at_ms);
+  if (format3) {
+    put_u8(out, c.system ? kFlagSystem : 0);
+    put_string32(out, c.caller.user);
+    put_u64le(out, c.caller.revision);
+  }
   if (auto* p = std::get_if<mvcc::PutRequest>(&c.request)) {
     out.reserve(out.size() + 32 + p->key.size() + p->value.size());
     put_u8(out, kKindPut);
@@ -445,6 +483,9 @@ std::string encode_command(const Command& c) {
     put_u8(out, kKindLeaseGrant);
     put_i64(out, g->id);
     put_i64(out, g->ttl);
+  } else if (auto* a = std::get_if<auth::AuthRequest>(&c.request)) {
+    put_u8(out, kKindAuth);
+    put_auth(out, *a);
   } else {
     put_u8(out, kKindLeaseRevoke);
     put_i64(out, std::get<lease::RevokeRequest>(c.request).id);
@@ -457,13 +498,21 @@ std::optional<Command> decode_command(std::string_view data) {
   uint8_t format = 0;
   if (!r.u8(format)) return std::nullopt;
   if (format == kLegacyFormat) return decode_legacy(r);
-  if (format != kCommandFormat) return std::nullopt;
+  if (format != kCommandFormat && format != kCommandFormatNoCaller) return std::nullopt;
   Command c;
   uint8_t kind = 0;
-  if (!r.string32(c.idempotency_key, kMaxIdempotencyKeyBytes) || !get_i64(r, c.proposed_at_ms) ||
-      !r.u8(kind)) {
+  if (!r.string32(c.idempotency_key, kMaxIdempotencyKeyBytes) || !get_i64(r, c.proposed_at_ms)) {
     return std::nullopt;
   }
+  if (format == kCommandFormat) {
+    uint8_t flags = 0;
+    if (!r.u8(flags) || (flags & ~kFlagSystem) != 0 ||
+        !r.string32(c.caller.user, auth::kMaxNameBytes) || !r.u64le(c.caller.revision)) {
+      return std::nullopt;
+    }
+    c.system = (flags & kFlagSystem) != 0;
+  }
+  if (!r.u8(kind)) return std::nullopt;
   bool ok = false;
   switch (kind) {
     case kKindPut:
@@ -488,10 +537,19 @@ std::optional<Command> decode_command(std::string_view data) {
     case kKindLeaseRevoke:
       ok = get_i64(r, c.request.emplace<lease::RevokeRequest>().id);
       break;
+    case kKindAuth:
+      ok = format == kCommandFormat && get_auth(r, c.request.emplace<auth::AuthRequest>());
+      break;
     default:
       break;
   }
   if (!ok || !r.at_end()) return std::nullopt;
+  // Re-encoding gives the same bytes: a format-3 command always has a
+  // reason to be one (a caller, the system flag or an auth change).
+  if (format == kCommandFormat && !c.system && c.caller.revision == 0 && c.caller.user.empty() &&
+      !std::holds_alternative<auth::AuthRequest>(c.request)) {
+    return std::nullopt;
+  }
   return c;
 }
 
@@ -515,6 +573,9 @@ std::string encode_response(const Response& resp) {
     put_i64(out, g->header.revision);
     put_i64(out, g->id);
     put_i64(out, g->ttl);
+  } else if (auto* a = std::get_if<auth::AuthResponse>(&resp)) {
+    put_u8(out, kKindAuth);
+    put_i64(out, a->header.revision);
   } else {
     put_u8(out, kKindLeaseRevoke);
     put_i64(out, std::get<lease::RevokeResponse>(resp).header.revision);
@@ -548,6 +609,9 @@ std::optional<Response> decode_response(std::string_view data) {
     }
     case kKindLeaseRevoke:
       ok = get_i64(r, resp.emplace<lease::RevokeResponse>().header.revision);
+      break;
+    case kKindAuth:
+      ok = get_i64(r, resp.emplace<auth::AuthResponse>().header.revision);
       break;
     default:
       break;

@@ -6,10 +6,19 @@
 // only clock the idempotency window ever reads (apply reads none, so every
 // replica decides the same).
 //
-// Log format 2 (all integers little-endian; strings are u32 length + bytes):
+// Log format 3 (all integers little-endian; strings are u32 length + bytes):
+//   u8 3, string idempotency_key, i64 proposed_at_ms, u8 flags (bit 0:
+//   system), string caller user, u64 caller auth revision, u8 request kind,
+//   request
+// written whenever a command carries a caller, is the node's own (system:
+// lease expiry, auto-compaction, which no user's permissions limit), or is
+// an auth change; otherwise format 2, so older members still read plain
+// writes proposed while auth is off:
 //   u8 2, string idempotency_key, i64 proposed_at_ms, u8 request kind, request
 // Request kinds: 1 put, 2 delete range, 3 txn, 4 compaction, 5 lease grant
-// (i64 id, i64 ttl), 6 lease revoke (i64 id). A txn holds its
+// (i64 id, i64 ttl), 6 lease revoke (i64 id), 7 auth change (format 3 only:
+// u8 op, string name, string role, string secret, u8 no_password, i32 perm
+// type, string perm key, string perm range_end; auth/types.h). A txn holds its
 // compares and ops; ops are u8 kind (0 none, 1 range, 2 put, 3 delete,
 // 4 nested txn) and their fields (see command.cc). Nesting is bounded by
 // kMaxTxnNestingDepth so that a hostile entry cannot recurse the decoder
@@ -32,13 +41,15 @@
 #include <string_view>
 #include <variant>
 
+#include "auth/types.h"
 #include "lease/types.h"
 #include "mvcc/types.h"
 
 namespace ckv::fsm {
 
 using Request = std::variant<mvcc::PutRequest, mvcc::DeleteRangeRequest, mvcc::TxnRequest,
-                             mvcc::CompactionRequest, lease::GrantRequest, lease::RevokeRequest>;
+                             mvcc::CompactionRequest, lease::GrantRequest, lease::RevokeRequest,
+                             auth::AuthRequest>;
 
 struct Command {
   Request request;
@@ -46,10 +57,18 @@ struct Command {
   // The proposer's unix wall clock in ms, stamped by Node::propose; the
   // idempotency window's only clock: apply never reads one.
   int64_t proposed_at_ms = 0;
+  // Who asked (auth/types.h), checked again at apply when auth is enabled
+  // (fsm/authorize.h). A follower forwards the command as it is, so the
+  // leader's log names the client's user, never the follower.
+  auth::Caller caller{};
+  // Proposed by the node itself (lease expiry, auto-compaction): no user's
+  // permissions apply, as etcd runs those with root's.
+  bool system = false;
 };
 
 using Response = std::variant<mvcc::PutResponse, mvcc::DeleteRangeResponse, mvcc::TxnResponse,
-                              mvcc::CompactionResponse, lease::GrantResponse, lease::RevokeResponse>;
+                              mvcc::CompactionResponse, lease::GrantResponse, lease::RevokeResponse,
+                              auth::AuthResponse>;
 
 // The deepest txn nesting a command may carry (a txn directly in a command
 // is depth 1). etcd bounds nesting only through --max-txn-ops (128 ops in
@@ -71,7 +90,7 @@ std::optional<Command> decode_command(std::string_view data);
 
 // Responses, for the idempotency table (in snapshots): u8 format 1, u8 kind
 // (1 put, 2 delete, 3 txn, 4 compaction, 5 lease grant: i64 revision, i64
-// id, i64 ttl; 6 lease revoke: i64 revision), then the fields. Same rules as above.
+// id, i64 ttl; 6 lease revoke: i64 revision; 7 auth change: i64 revision), then the fields. Same rules as above.
 std::string encode_response(const Response& r);
 std::optional<Response> decode_response(std::string_view data);
 

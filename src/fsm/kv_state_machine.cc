@@ -5,9 +5,13 @@
 #include <thread>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "common/bytes.h"
 #include "common/check.h"
 #include "common/crc32c.h"
+#include "auth/password.h"
+#include "fsm/authorize.h"
 
 namespace ckv::fsm {
 
@@ -18,23 +22,30 @@ namespace {
 // table length, the encoded lease table (lease/lessor.h), u32 CRC-32C of it,
 // then the MVCC store's snapshot (mvcc/snapshot.cc, with its own CRC) to
 // the end. The file around it has a CRC too; these make the payload check
-// itself wherever it travels. Format 1 (before leases) is still read: no leases.
+// itself wherever it travels. Format 3 adds, after the lease table, u64
+// auth store length, the encoded auth store (auth/auth_store.h), u32
+// CRC-32C of it. Formats 1 (before leases: no leases) and 2 (before auth:
+// auth disabled, no users) are still read.
 constexpr uint8_t kPayloadFormatNoLeases = 1;
-constexpr uint8_t kPayloadFormat = 2;
+constexpr uint8_t kPayloadFormatNoAuth = 2;
+constexpr uint8_t kPayloadFormat = 3;
 
 Status corrupt(const std::string& why) {
   return Status(StatusCode::kCorrupt, "state machine snapshot: " + why);
 }
 
-std::string payload_header(std::string_view table, std::string_view leases) {
+void put_section(std::string& out, std::string_view section) {
+  put_u64le(out, section.size());
+  out.append(section);
+  put_u32le(out, crc32c(section));
+}
+
+std::string payload_header(std::string_view table, std::string_view leases, std::string_view auth) {
   std::string out;
   put_u8(out, kPayloadFormat);
-  put_u64le(out, table.size());
-  out.append(table);
-  put_u32le(out, crc32c(table));
-  put_u64le(out, leases.size());
-  out.append(leases);
-  put_u32le(out, crc32c(leases));
+  put_section(out, table);
+  put_section(out, leases);
+  put_section(out, auth);
   return out;
 }
 
@@ -110,6 +121,36 @@ ApplyResult KvStateMachine::execute(const Command& c) {
       out.response = std::move(empty);
     }
   };
+  if (Status s = fsm::authorize(auth_, leases_, c); !s.is_ok()) {
+    // Refused at apply (fsm/authorize.h): nothing changes, on every replica alike.
+    store_.clear_last_events();
+    out.status = s;
+    std::visit(
+        [&](const auto& req) {
+          using Q = std::decay_t<decltype(req)>;
+          if constexpr (std::is_same_v<Q, mvcc::PutRequest>) {
+            out.response = mvcc::PutResponse{};
+          } else if constexpr (std::is_same_v<Q, mvcc::DeleteRangeRequest>) {
+            out.response = mvcc::DeleteRangeResponse{};
+          } else if constexpr (std::is_same_v<Q, mvcc::TxnRequest>) {
+            out.response = mvcc::TxnResponse{};
+          } else if constexpr (std::is_same_v<Q, mvcc::CompactionRequest>) {
+            out.response = mvcc::CompactionResponse{};
+          } else if constexpr (std::is_same_v<Q, lease::GrantRequest>) {
+            out.response = lease::GrantResponse{};
+          } else if constexpr (std::is_same_v<Q, lease::RevokeRequest>) {
+            out.response = lease::RevokeResponse{};
+          } else {
+            out.response = auth::AuthResponse{};
+          }
+        },
+        c.request);
+    std::visit([&](auto& resp) { resp.header.revision = store_.revision(); }, out.response);
+    spdlog::warn("refused at apply: user \"{}\" (auth revision {}, store at {}): {}",
+                 c.caller.user, c.caller.revision, auth_.revision(), s.message());
+    return out;
+  }
+  if (auto* a = std::get_if<auth::AuthRequest>(&c.request)) return execute_auth(*a);
   const mvcc::LeaseLookup lease_exists = [this](int64_t id) { return leases_.exists(id); };
   if (auto* p = std::get_if<mvcc::PutRequest>(&c.request)) {
     take(store_.put(*p, lease_exists));
@@ -146,6 +187,33 @@ ApplyResult KvStateMachine::execute(const Command& c) {
   }
   // Keys follow their puts and deletes to and from leases.
   if (out.status.is_ok()) leases_.apply_events(store_.last_events());
+  return out;
+}
+
+ApplyResult KvStateMachine::execute_auth(const auth::AuthRequest& r) {
+  store_.clear_last_events();  // an auth change writes no key
+  ApplyResult out;
+  auth::AuthResponse resp;
+  resp.header.revision = store_.revision();
+  out.response = resp;
+  out.status = auth_.apply(r);
+  if (r.op == auth::AuthOp::kAuthenticate) {
+    // Not logged here: one per client login; the service logs refusals.
+    if (out.status.is_ok() && auth_hooks_.on_authenticated) {
+      auth_hooks_.on_authenticated(r.name, r.secret.substr(0, auth::kDigestBytes));
+    }
+    return out;
+  }
+  if (!out.status.is_ok()) {
+    spdlog::info("auth: refused to {}: {}", auth::describe(r), out.status.message());
+    return out;
+  }
+  spdlog::info("auth: {} (auth revision {})", auth::describe(r), auth_.revision());
+  if ((r.op == auth::AuthOp::kUserDelete || r.op == auth::AuthOp::kUserChangePassword) &&
+      auth_hooks_.on_user_invalidated) {
+    auth_hooks_.on_user_invalidated(r.name);
+  }
+  if (r.op == auth::AuthOp::kDisable && auth_hooks_.on_all_invalidated) auth_hooks_.on_all_invalidated();
   return out;
 }
 
@@ -188,6 +256,40 @@ Result<mvcc::RangeResponse> KvStateMachine::range(const mvcc::RangeRequest& r) c
 Result<mvcc::TxnResponse> KvStateMachine::read_txn(const mvcc::TxnRequest& r) const {
   std::shared_lock lock(mu_);
   return store_.read_txn(r);
+}
+
+Result<mvcc::RangeResponse> KvStateMachine::range_as(const auth::Caller& caller,
+                                                     const mvcc::RangeRequest& r) const {
+  std::shared_lock lock(mu_);
+  if (Status s = authorize_range(auth_, caller, r); !s.is_ok()) return s;
+  return store_.range(r);
+}
+
+Result<mvcc::TxnResponse> KvStateMachine::read_txn_as(const auth::Caller& caller,
+                                                      const mvcc::TxnRequest& r) const {
+  std::shared_lock lock(mu_);
+  if (Status s = authorize_txn(auth_, caller, r); !s.is_ok()) return s;
+  return store_.read_txn(r);
+}
+
+Status KvStateMachine::authorize(const Command& c) const {
+  std::shared_lock lock(mu_);
+  return fsm::authorize(auth_, leases_, c);
+}
+
+void KvStateMachine::with_auth(const std::function<void(const auth::AuthStore&)>& fn) const {
+  std::shared_lock lock(mu_);
+  fn(auth_);
+}
+
+bool KvStateMachine::auth_enabled() const {
+  std::shared_lock lock(mu_);
+  return auth_.enabled();
+}
+
+uint64_t KvStateMachine::auth_revision() const {
+  std::shared_lock lock(mu_);
+  return auth_.revision();
 }
 
 std::optional<std::string> KvStateMachine::get(std::string_view key) const {
@@ -256,12 +358,13 @@ std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   // here, on the Raft thread; the snapshot thread encodes them.
   job->table = table_.freeze();
   job->leases = leases_.encode();
+  job->auth = auth_.encode();
   return job;
 }
 
 Status KvStateMachine::write_snapshot(SnapshotJob& job,
                                       const std::function<Status(std::string_view)>& sink) const {
-  if (Status s = sink(payload_header(job.table.encode(), job.leases)); !s.is_ok()) return s;
+  if (Status s = sink(payload_header(job.table.encode(), job.leases, job.auth)); !s.is_ok()) return s;
   std::string chunk;
   for (bool more = true; more;) {
     // std::shared_mutex is not fair: re-locking at once could win against
@@ -293,14 +396,16 @@ void KvStateMachine::end_snapshot() {
 
 std::string KvStateMachine::encode_payload() const {
   std::shared_lock lock(mu_);
-  return payload_header(table_.encode(), leases_.encode()) + store_.encode_snapshot();
+  return payload_header(table_.encode(), leases_.encode(), auth_.encode()) +
+         store_.encode_snapshot();
 }
 
 Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   ByteReader r(payload);
   uint8_t format = 0;
   if (!r.u8(format)) return corrupt("empty payload");
-  if (format != kPayloadFormat && format != kPayloadFormatNoLeases) {
+  if (format != kPayloadFormat && format != kPayloadFormatNoAuth &&
+      format != kPayloadFormatNoLeases) {
     return corrupt("unknown payload format " + std::to_string(format));
   }
   std::string_view table_bytes;
@@ -308,12 +413,20 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   auto table = IdempotencyTable::decode(table_bytes);
   if (!table) return corrupt("bad idempotency table");
   lease::LeaseTable leases;
-  if (format == kPayloadFormat) {
+  if (format != kPayloadFormatNoLeases) {
     std::string_view lease_bytes;
     if (!read_section(r, lease_bytes)) return corrupt("truncated or damaged lease table");
     auto decoded = lease::LeaseTable::decode(lease_bytes);
     if (!decoded) return corrupt("bad lease table");
     leases = std::move(*decoded);
+  }
+  auth::AuthStore auth;
+  if (format == kPayloadFormat) {
+    std::string_view auth_bytes;
+    if (!read_section(r, auth_bytes)) return corrupt("truncated or damaged auth store");
+    auto decoded = auth::AuthStore::decode(auth_bytes);
+    if (!decoded) return corrupt("bad auth store");
+    auth = std::move(*decoded);
   }
   auto store = mvcc::Store::decode_snapshot(r.rest(), store_options());
   if (!store.is_ok()) return corrupt(store.status().message());
@@ -325,8 +438,11 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
     if (!leases.exists(id)) orphan = true;
     leases.attach(id, key);
   });
-  if (orphan && format == kPayloadFormat) return corrupt("a key is attached to a lease the snapshot lacks");
-  return RestoredState{std::move(store).value(), std::move(*table), std::move(leases)};
+  if (orphan && format != kPayloadFormatNoLeases) {
+    return corrupt("a key is attached to a lease the snapshot lacks");
+  }
+  return RestoredState{std::move(store).value(), std::move(*table), std::move(leases),
+                       std::move(auth)};
 }
 
 void KvStateMachine::restore(RestoredState state, uint64_t index) {
@@ -336,8 +452,11 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
     std::swap(store_, state.store);
     std::swap(table_, state.table);
     std::swap(leases_, state.leases);
+    std::swap(auth_, state.auth);
     applied_ = index;
     if (hooks_.on_restore) hooks_.on_restore(store_.revision());
+    // Users may be gone or have new passwords: clients authenticate again.
+    if (auth_hooks_.on_all_invalidated) auth_hooks_.on_all_invalidated();
   }
   // The old state (in `state` now) is freed here, outside the lock: freeing
   // a million keys takes a while.
@@ -345,7 +464,8 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
 
 void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map,
                                     uint64_t index) {
-  RestoredState state{mvcc::Store(store_options()), IdempotencyTable(), lease::LeaseTable()};
+  RestoredState state{mvcc::Store(store_options()), IdempotencyTable(), lease::LeaseTable(),
+                      auth::AuthStore()};
   for (const auto& [k, v] : map) {
     mvcc::PutRequest p;
     p.key = k;

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/auth_store.h"
 #include "common/status.h"
 #include "fsm/command.h"
 #include "fsm/idempotency_table.h"
@@ -56,6 +57,7 @@ struct RestoredState {
   IdempotencyTable table;
   // Leases and TTLs from the payload; attachments rebuilt from the store's live keys.
   lease::LeaseTable leases;
+  auth::AuthStore auth;  // users, roles, enabled (payload format 3; empty before)
 };
 
 class KvStateMachine {
@@ -93,6 +95,17 @@ class KvStateMachine {
     std::function<void(int64_t revision)> on_restore;
   };
   void set_watch_hooks(WatchHooks hooks) { hooks_ = std::move(hooks); }
+  // The members' token tables (auth/simple_tokens.h), told about applied
+  // auth changes on the Raft thread under the exclusive lock (must not
+  // block): a successful Authenticate (user, token digest), a user whose
+  // tokens die (deleted, new password), and auth disabled or the state
+  // replaced by a snapshot (every token dies). Set before applying starts.
+  struct AuthHooks {
+    std::function<void(const std::string& user, const std::string& token_digest)> on_authenticated;
+    std::function<void(const std::string& user)> on_user_invalidated;
+    std::function<void()> on_all_invalidated;
+  };
+  void set_auth_hooks(AuthHooks hooks) { auth_hooks_ = std::move(hooks); }
   // Runs fn with the store under the shared lock: no write is applied
   // while it runs (watchers replay history this way without a seam).
   void with_store(const std::function<void(const mvcc::Store&)>& fn) const;
@@ -103,6 +116,19 @@ class KvStateMachine {
   // current state under the shared lock: its compares and ranges all see
   // one revision, and no log entry is needed (mvcc::Store::read_txn).
   Result<mvcc::TxnResponse> read_txn(const mvcc::TxnRequest& r) const;
+  // The same for a caller once auth is enabled: the permission check
+  // (fsm/authorize.h) and the read under one shared lock, so no auth change
+  // falls between them.
+  Result<mvcc::RangeResponse> range_as(const auth::Caller& caller, const mvcc::RangeRequest& r) const;
+  Result<mvcc::TxnResponse> read_txn_as(const auth::Caller& caller, const mvcc::TxnRequest& r) const;
+  // Whether c's caller may propose it now (fsm/authorize.h): front ends
+  // refuse early, apply checks again.
+  Status authorize(const Command& c) const;
+  // Auth state reads (the Auth service's gets and lists, identity checks).
+  // fn runs under the shared lock and must not block.
+  void with_auth(const std::function<void(const auth::AuthStore&)>& fn) const;
+  bool auth_enabled() const;
+  uint64_t auth_revision() const;
   // The current value of key (the seed API's /get).
   std::optional<std::string> get(std::string_view key) const;
   int64_t revision() const;
@@ -134,6 +160,7 @@ class KvStateMachine {
     IdempotencyTable::Frozen
         table;  // the idempotency table at index (encoded by the snapshot thread)
     std::string leases;  // the lease table at index, encoded (16 bytes a lease)
+    std::string auth;    // the auth store at index, encoded (auth_store.h)
   };
   std::unique_ptr<SnapshotJob> begin_snapshot();
   Status write_snapshot(SnapshotJob& job,
@@ -152,6 +179,7 @@ class KvStateMachine {
 
  private:
   ApplyResult execute(const Command& c);  // requires mu_ exclusively
+  ApplyResult execute_auth(const auth::AuthRequest& r);  // the same
 
   mutable std::shared_mutex mu_;
   // apply() calls blocked on mu_: the snapshot thread lets them in first.
@@ -159,9 +187,11 @@ class KvStateMachine {
   mvcc::Store store_;
   IdempotencyTable table_;
   lease::LeaseTable leases_;
+  auth::AuthStore auth_;
   uint64_t applied_ = 0;
   bool snapshotting_ = false;
   WatchHooks hooks_;
+  AuthHooks auth_hooks_;
 };
 
 }  // namespace ckv::fsm

@@ -11,8 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "auth/types.h"
+#include "etcd/auth_service.h"
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
+#include "http/etcd_auth_json.h"
 #include "http/etcd_gateway.h"
 #include "http/etcd_lease_json.h"
 #include "http/limits.h"
@@ -173,6 +176,10 @@ unsigned http_status_for(StatusCode code) {
       return 500;
     case StatusCode::kNoSpace:
       return 507;  // Insufficient Storage (RFC 4918): the disk, not the request, is the problem
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
   }
   return 500;
 }
@@ -188,6 +195,50 @@ Response error_response(const Status& s) {
   return error_response(http_status_for(s.code()), s.message());
 }
 
+namespace {
+
+// The seed API's routes that credentials guard once auth is enabled (the
+// gateway's KV and lease routes take tokens through their request layers).
+bool guarded(const std::string& path) {
+  return path == "/set" || path == "/delete" || path == "/get" || path == "/join" ||
+         path == "/remove" || path == "/transfer" || path == "/v3/maintenance/transfer-leadership" ||
+         gateway_member_change(path).has_value();
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+Response unauthorized(const Status& s) {
+  Response r = error_response(401, s.message());
+  r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"consensuskv\"");
+  return r;
+}
+
+}  // namespace
+
 void Api::handle(const Request& req, Reply reply) {
   auto target = parse_target(req.target);
   if (!target) {
@@ -195,37 +246,85 @@ void Api::handle(const Request& req, Reply reply) {
     return;
   }
   const std::string path = etcd_gateway_path(target->path);
+  if (options_.auth == nullptr || !guarded(path) || !node_.state_machine().auth_enabled()) {
+    return dispatch(req, path, target->params, auth::Caller{}, std::move(reply));
+  }
+  // Who asks: HTTP Basic (checked against the user's password hash, cached
+  // briefly: auth_service.h), or a token from /v3/auth/authenticate.
+  const std::string header = req.authorization.value_or("");
+  if (header.starts_with("Basic ")) {
+    auto decoded = base64_decode(std::string_view(header).substr(6));
+    const size_t colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon == std::string::npos) {
+      return reply(unauthorized(Status(StatusCode::kUnauthenticated, "malformed Basic credentials")));
+    }
+    return options_.auth->basic(
+        decoded->substr(0, colon), decoded->substr(colon + 1),
+        [this, req, path, params = target->params, reply = std::move(reply)](Result<auth::Caller> who) mutable {
+          if (!who.is_ok()) {
+            return reply(who.status().code() == StatusCode::kUnauthenticated ? unauthorized(who.status())
+                                                                             : error_response(who.status()));
+          }
+          dispatch(req, path, params, who.value(), std::move(reply));
+        });
+  }
+  etcd::Credentials creds;
+  creds.token = header.starts_with("Bearer ") ? header.substr(7) : header;
+  Result<auth::Caller> who = options_.auth->resolve(creds);
+  if (!who.is_ok()) return reply(unauthorized(who.status()));
+  dispatch(req, path, target->params, who.value(), std::move(reply));
+}
+
+bool Api::refused(const char* what, const auth::Caller& caller, const Status& s, const Reply& reply) {
+  if (s.is_ok()) return false;
+  if (options_.auth != nullptr) options_.auth->note_refusal(what, caller, s);
+  reply(s.code() == StatusCode::kUnauthenticated ? unauthorized(s) : error_response(s));
+  return true;
+}
+
+void Api::dispatch(const Request& req, const std::string& path,
+                   const std::map<std::string, std::string>& params, const auth::Caller& caller,
+                   Reply reply) {
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
-  if (serve_observability(node_, req, path, target->params, reply)) return;
+  if (serve_observability(node_, req, path, params, reply)) return;
+  const bool admin_route = path == "/join" || path == "/remove" || path == "/transfer" ||
+                           path == "/v3/maintenance/transfer-leadership" || gateway_member_change(path).has_value();
+  if (admin_route && options_.auth != nullptr) {
+    Status s;
+    node_.state_machine().with_auth([&](const auth::AuthStore& a) { s = a.check_admin(caller); });
+    if (refused(path.c_str(), caller, s, reply)) return;
+  }
   if (path == "/set") {
     if (!post) return reply(method_not_allowed("POST"));
-    handle_set(req, std::move(reply));
+    handle_set(req, caller, std::move(reply));
   } else if (path == "/delete") {
     if (!post) return reply(method_not_allowed("POST"));
-    handle_delete(req, std::move(reply));
+    handle_delete(req, caller, std::move(reply));
   } else if (path == "/get") {
     if (!get) return reply(method_not_allowed("GET"));
-    handle_get(req, target->params, std::move(reply));
+    handle_get(req, params, caller, std::move(reply));
   } else if (path == "/join") {
     // The reference's README joins with GET and its -join flag with POST.
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
-    handle_join(req, target->params, std::move(reply));
+    handle_join(req, params, std::move(reply));
   } else if (path == "/remove") {
     if (!get && !post) return reply(method_not_allowed("GET, POST"));
-    handle_remove(req, target->params, std::move(reply));
+    handle_remove(req, params, std::move(reply));
   } else if (path == "/status") {
     if (!get) return reply(method_not_allowed("GET"));
     handle_status(std::move(reply));
   } else if (path == "/transfer") {
     if (!post) return reply(method_not_allowed("POST"));
-    handle_transfer(req, target->params, std::move(reply));
+    handle_transfer(req, params, std::move(reply));
   } else if (path == "/v3/maintenance/transfer-leadership") {
     handle_gateway_move_leader(req, std::move(reply));
   } else if (options_.kv != nullptr && is_etcd_kv_route(path)) {
     etcd_kv_gateway(req, path, *options_.kv, std::move(reply));
   } else if (options_.lease != nullptr && is_etcd_lease_route(path)) {
     etcd_lease_gateway(req, path, *options_.lease, std::move(reply));
+  } else if (options_.auth != nullptr && is_etcd_auth_route(path)) {
+    etcd_auth_gateway(req, path, *options_.auth, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {
     handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {
@@ -267,7 +366,7 @@ bool Api::route_write(const Request& req, const Reply& reply, std::string* leade
   return false;
 }
 
-void Api::handle_set(const Request& req, Reply reply) {
+void Api::handle_set(const Request& req, const auth::Caller& caller, Reply reply) {
   std::string error;
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key, value;
@@ -282,10 +381,12 @@ void Api::handle_set(const Request& req, Reply reply) {
   put.key = std::move(*key);
   put.value = std::move(*value);
   c.request = std::move(put);
+  c.caller = caller;
+  if (refused("/set", caller, node_.state_machine().authorize(c), reply)) return;
   propose(std::move(c), std::move(reply), std::move(leader_api));
 }
 
-void Api::handle_delete(const Request& req, Reply reply) {
+void Api::handle_delete(const Request& req, const auth::Caller& caller, Reply reply) {
   std::string error;
   auto j = parse_object(req.body, false, &error);
   std::optional<std::string> key;
@@ -298,6 +399,8 @@ void Api::handle_delete(const Request& req, Reply reply) {
   mvcc::DeleteRangeRequest del;
   del.key = std::move(*key);
   c.request = std::move(del);
+  c.caller = caller;
+  if (refused("/delete", caller, node_.state_machine().authorize(c), reply)) return;
   propose(std::move(c), std::move(reply), std::move(leader_api));
 }
 
@@ -340,17 +443,26 @@ void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
       });
 }
 
-void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply) {
+void Api::handle_get(const Request& req, const std::map<std::string, std::string>& params,
+                     const auth::Caller& caller, Reply reply) {
   auto k = params.find("key");
   if (k == params.end() || k->second.empty()) return reply(error_response(400, "missing key"));
   if (std::string error; key_too_long(k->second, &error)) return reply(error_response(400, error));
   std::string consistency = "linearizable";
   if (auto c = params.find("consistency"); c != params.end() && !c->second.empty())
     consistency = c->second;
-  auto answer = [this](const std::string& key) -> Response {
-    std::optional<std::string> v = node_.state_machine().get(key);
-    if (!v) return json_response(404, json{{"error", "key not found"}, {"key", key}});
-    return json_response(200, json{{key, *v}});
+  auto answer = [this, caller](const std::string& key) -> Response {
+    // The check and the read under one lock (KvStateMachine::range_as).
+    mvcc::RangeRequest r;
+    r.key = key;
+    Result<mvcc::RangeResponse> got = node_.state_machine().range_as(caller, r);
+    if (!got.is_ok()) {
+      if (options_.auth != nullptr) options_.auth->note_refusal("/get", caller, got.status());
+      return got.status().code() == StatusCode::kUnauthenticated ? unauthorized(got.status())
+                                                                 : error_response(got.status());
+    }
+    if (got->kvs.empty()) return json_response(404, json{{"error", "key not found"}, {"key", key}});
+    return json_response(200, json{{key, got->kvs.front().value}});
   };
   if (consistency == "stale") return reply(answer(k->second));
   if (consistency != "linearizable") {

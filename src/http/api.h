@@ -22,7 +22,11 @@
 
 #include "node/node.h"
 
+namespace ckv::auth {
+struct Caller;
+}
 namespace ckv::etcd {
+class AuthService;
 class KvService;
 class LeaseService;
 enum class MemberCall : uint8_t;
@@ -42,6 +46,10 @@ struct Request {
   // The Idempotency-Key header's value, if the request had one (validated
   // by the endpoints that take it: /set and /delete); forwarded with the request.
   std::optional<std::string> idempotency_key;
+  // The Authorization header (docs/security.md, "Client authentication"):
+  // "Basic <base64 user:password>" or a token, raw or "Bearer <token>";
+  // forwarded with the request.
+  std::optional<std::string> authorization{};
 };
 
 // The request header that makes a write exactly-once across retries (docs/api.md).
@@ -73,6 +81,11 @@ struct ApiOptions {
   std::string grpc_address;      // this node's -grpc-address, for the /v3 gateway's member list
   etcd::KvService* kv = nullptr;  // the /v3/kv/* gateway's request layer; null: those routes answer 501
   etcd::LeaseService* lease = nullptr;  // the /v3/lease/* gateway's request layer; null: 501
+  // Who callers are (etcd/auth_service.h); null: nobody is checked. Once
+  // auth is enabled, /get needs READ on its key, /set and /delete WRITE,
+  // /join, /remove and the gateway's member calls root; 401 without (good)
+  // credentials, 403 without the permission.
+  etcd::AuthService* auth = nullptr;
 };
 
 class Api {
@@ -82,9 +95,16 @@ class Api {
   void handle(const Request& req, Reply reply);
 
  private:
-  void handle_set(const Request& req, Reply reply);
-  void handle_delete(const Request& req, Reply reply);
-  void handle_get(const Request& req, const std::map<std::string, std::string>& params, Reply reply);
+  // The routes, once the caller is known (no user while auth is disabled).
+  void dispatch(const Request& req, const std::string& path,
+                const std::map<std::string, std::string>& params, const auth::Caller& caller,
+                Reply reply);
+  // Refuses (and logs) a request whose caller may not do it: true and replied.
+  bool refused(const char* what, const auth::Caller& caller, const Status& s, const Reply& reply);
+  void handle_set(const Request& req, const auth::Caller& caller, Reply reply);
+  void handle_delete(const Request& req, const auth::Caller& caller, Reply reply);
+  void handle_get(const Request& req, const std::map<std::string, std::string>& params,
+                  const auth::Caller& caller, Reply reply);
   void handle_join(const Request& req, const std::map<std::string, std::string>& params,
                    Reply reply);
   void handle_remove(const Request& req, const std::map<std::string, std::string>& params,

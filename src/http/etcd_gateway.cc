@@ -226,10 +226,21 @@ void serve_kv(const Request& req, etcd::KvService& kv, Parse from_json, Method m
   // the request layer forwards it to the leader over gRPC itself.
   etcd::KvCall call;
   if (req.idempotency_key) call.idempotency_key = *req.idempotency_key;
+  call.credentials = gateway_credentials(req);
   (kv.*method)(std::move(parsed).value(), std::move(call), answer_with<Resp>(std::move(reply)));
 }
 
 }  // namespace
+
+etcd::Credentials gateway_credentials(const Request& req) {
+  // etcd's gateway passes the Authorization header on as the token; "Bearer " is accepted too.
+  etcd::Credentials c;
+  if (req.authorization) {
+    c.token = *req.authorization;
+    if (c.token.starts_with("Bearer ")) c.token.erase(0, 7);
+  }
+  return c;
+}
 
 void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
                      Reply reply) {

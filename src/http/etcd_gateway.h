@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "etcd/auth_service.h"
 #include "etcd/member_ops.h"
 
 #include "http/api.h"
@@ -54,6 +55,9 @@ Response etcd_gateway_message_too_large(uint64_t bytes);
 Response etcd_gateway(const Request& req, const std::string& path,
                       const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address);
+
+// A gateway call's token: the Authorization header, raw (etcd's gateway) or "Bearer <token>".
+etcd::Credentials gateway_credentials(const Request& req);
 
 // Whether path is one of KV's five routes (/v3/kv/range, put, deleterange, txn, compaction).
 bool is_etcd_kv_route(const std::string& path);

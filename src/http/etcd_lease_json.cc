@@ -62,7 +62,8 @@ void etcd_lease_gateway(const Request& req, const std::string& path, etcd::Lease
     return reply(std::move(r));
   }
   // A gateway call is a client's, never a member's forward.
-  const etcd::LeaseCall call;
+  etcd::LeaseCall call;
+  call.credentials = gateway_credentials(req);
   if (path == "/v3/lease/grant") {
     pb::LeaseGrantRequest m;
     if (Status s = parse(req.body, &m); !s.is_ok()) return reply(error_of(s));

@@ -293,7 +293,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              std::optional<asio::ip::address> source,
                                              asio::ssl::context* tls,
                                              UpstreamPool* pool = nullptr,
-                                             const std::optional<std::string>& idempotency_key = std::nullopt) {
+                                             const std::optional<std::string>& idempotency_key = std::nullopt,
+                                             const std::optional<std::string>& authorization = std::nullopt) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
@@ -312,6 +313,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   if (forwarded) req.set(kForwardedHeader, "1");
   // The leader decides on the key; without it a retried forward could apply twice.
   if (idempotency_key) req.set(kIdempotencyKeyHeader, *idempotency_key);
+  // The leader checks the caller's credentials itself (api.h, Request::authorization).
+  if (authorization) req.set(bhttp::field::authorization, *authorization);
   req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
@@ -392,7 +395,8 @@ class HttpServer::Impl {
       : node_(node),
         self_(std::move(self)),
         options_(std::move(options)),
-        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease}),
+        api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease,
+                            options_.auth}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
         body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
@@ -463,7 +467,7 @@ class HttpServer::Impl {
   // (Node::write_backup) as {"result": SnapshotResponse} lines in a chunked
   // response, one chunk (etcd/backup_stream.h) in memory at a time.
   template <typename Stream>
-  asio::awaitable<void> serve_snapshot(Stream& stream, unsigned version);
+  asio::awaitable<void> serve_snapshot(Stream& stream, const Request& r, unsigned version);
   asio::ssl::context* client_tls() { return client_tls_ ? &*client_tls_ : nullptr; }
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
@@ -838,6 +842,19 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
     co_await answer(gateway_error(500, 2, calls.status().message()));
     co_return;
   }
+  // With auth on, every watch needs READ on its whole range (as the gRPC
+  // Watch checks each create); one refused create refuses the request.
+  if (options_.auth != nullptr) {
+    const etcd::Credentials creds = gateway_credentials(r);
+    for (const WatchCall& c : calls.value()) {
+      if (c.kind != WatchCall::Kind::kCreate) continue;
+      if (Status s = options_.auth->require_read(creds, c.spec.key, c.spec.range_end, "Watch"); !s.is_ok()) {
+        const int code = etcd::grpc_code_of(s);
+        co_await answer(gateway_error(gateway_http_status(code), code, s.message()));
+        co_return;
+      }
+    }
+  }
   struct Counted {
     std::atomic<int>& n;
     ~Counted() { n.fetch_sub(1); }
@@ -932,9 +949,19 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
 }
 
 template <typename Stream>
-asio::awaitable<void> HttpServer::Impl::serve_snapshot(Stream& stream, unsigned version) {
+asio::awaitable<void> HttpServer::Impl::serve_snapshot(Stream& stream, const Request& r, unsigned version) {
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   beast::error_code ec;
+  // A backup is every key: root only once auth is on (Maintenance.Snapshot too).
+  if (options_.auth != nullptr) {
+    if (Status s = options_.auth->require_admin(gateway_credentials(r), "a snapshot"); !s.is_ok()) {
+      const int code = etcd::grpc_code_of(s);
+      auto out = to_beast(gateway_error(gateway_http_status(code), code, s.message()), version, false);
+      tcp.expires_after(kWriteTimeout);
+      co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
+      co_return;
+    }
+  }
   // The node writes the copy first (seconds for a large store); the
   // connection's strand waits for its answer without blocking.
   Result<node::BackupFile> file = co_await from_callback<Result<node::BackupFile>>(
@@ -1144,6 +1171,7 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     r.body = std::move(req.body());  // moved, not copied: the budget counts it once
     r.forwarded = forwarded;
     if (auto it = req.find(kIdempotencyKeyHeader); it != req.end()) r.idempotency_key = std::string(it->value());
+    if (auto it = req.find(bhttp::field::authorization); it != req.end()) r.authorization = std::string(it->value());
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     tcp.expires_never();
@@ -1154,7 +1182,7 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     }
     if (r.method == "POST" &&
         etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/maintenance/snapshot") {
-      co_await serve_snapshot(stream, version);
+      co_await serve_snapshot(stream, r, version);
       break;
     }
     Outcome outcome = co_await from_callback<Outcome>(
@@ -1197,7 +1225,7 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           client_tls(), &upstreams_, r.idempotency_key);
+                           client_tls(), &upstreams_, r.idempotency_key, r.authorization);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

@@ -27,6 +27,7 @@
 #include "tls/tls_files.h"
 
 namespace ckv::etcd {
+class AuthService;
 class KvService;
 class LeaseService;
 }
@@ -80,6 +81,7 @@ struct ServerOptions {
   int body_timeout_ms = kDefaultBodyTimeoutMs;
   etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
   etcd::LeaseService* lease = nullptr;  // serves /v3/lease/* (must outlive the server); null: 501
+  etcd::AuthService* auth = nullptr;  // checks callers (api.h, ApiOptions::auth; must outlive the server)
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their
   // certificates against tls->trusted_ca_pem (else the system store) and

@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "auth/simple_tokens.h"
 #include "common/check.h"
 #include "fsm/kv_state_machine.h"
 #include "lease/expiry.h"
@@ -146,6 +147,14 @@ class Node::Impl {
     fsm_.set_watch_hooks(fsm::KvStateMachine::WatchHooks{
         [h = hub_.get()](int64_t rev, const std::vector<mvcc::Event>& ev) { h->publish(rev, ev); },
         [h = hub_.get()](int64_t rev) { h->restored(rev); }});
+    // Applied Authenticates and user changes reach this member's tokens (simple_tokens.h).
+    tokens_ = std::make_shared<auth::SimpleTokens>(opts_.auth_token_ttl_ms);
+    fsm_.set_auth_hooks(fsm::KvStateMachine::AuthHooks{
+        [t = tokens_.get()](const std::string& user, const std::string& digest) {
+          t->add(digest, user, auth::SimpleTokens::Clock::now());
+        },
+        [t = tokens_.get()](const std::string& user) { t->invalidate_user(user); },
+        [t = tokens_.get()] { t->clear(); }});
   }
   ~Impl() {
     stop();
@@ -181,6 +190,7 @@ class Node::Impl {
   fsm::KvStateMachine fsm_;
   // After fsm_ (its reader uses it); the Raft thread stops before it goes.
   std::shared_ptr<watch::Hub> hub_;
+  std::shared_ptr<auth::SimpleTokens> tokens_;
 
  private:
   struct ReadWaiter {
@@ -1298,6 +1308,7 @@ bool Node::Impl::drive_lease_expiry() {
   for (int64_t id : lease_expiry_.due(now)) {
     fsm::Command c;
     c.request = lease::RevokeRequest{id};
+    c.system = true;  // expiry is the node's, not a user's (etcd revokes as root)
     c.proposed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
@@ -2071,6 +2082,7 @@ void Node::Impl::maybe_auto_compact() {
   // at the same log index; its answer (nobody waits) is only logged if bad.
   fsm::Command c;
   c.request = mvcc::CompactionRequest{*rev, false};
+  c.system = true;  // the operator's policy, not a user's request
   c.proposed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
@@ -2371,5 +2383,6 @@ NodeStatus Node::status() const { return impl_->status(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 watch::Hub& Node::watch_hub() { return *impl_->hub_; }
+auth::SimpleTokens& Node::tokens() { return *impl_->tokens_; }
 
 }  // namespace ckv::node

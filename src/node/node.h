@@ -48,6 +48,9 @@
 #include "raft/types.h"
 #include "watch/watch_hub.h"
 
+namespace ckv::auth {
+class SimpleTokens;
+}
 namespace ckv::fsm {
 class KvStateMachine;
 }
@@ -117,6 +120,9 @@ struct NodeOptions {
   // a configuration entry appended to the log (raft/force_new_cluster.h).
   // Refused on an empty data dir (nothing to recover).
   bool force_new_cluster = false;
+  // -auth-token-ttl (etcd's flag, seconds there): how long an unused simple
+  // token stays valid on this member (auth/simple_tokens.h).
+  int64_t auth_token_ttl_ms = 300'000;
 };
 
 // A consistent copy of the applied state written for a backup
@@ -427,6 +433,9 @@ class Node {
   // The watchers of this node's applied state (watch/watch_hub.h): fed by
   // every applied write, on followers too. Lives as long as the Node.
   watch::Hub& watch_hub();
+  // This member's simple tokens (auth/simple_tokens.h), fed by every
+  // applied Authenticate. Lives as long as the Node; thread safe.
+  auth::SimpleTokens& tokens();
 
  private:
   class Impl;

@@ -145,9 +145,9 @@ class EtcdClusterTest(ClusterTest):
 
         # A follower answers too, and what it does not implement is UNIMPLEMENTED with the method's name.
         follower = next(n for n in nodes if n is not leader)
-        p = etcdctl([follower.grpc], "user", "list", check=False)
+        p = etcdctl([follower.grpc], "alarm", "list", check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Auth/UserList is not implemented yet",
+        self.assertIn("code = Unimplemented desc = consensuskv: /etcdserverpb.Maintenance/Alarm is not implemented yet",
                       p.stderr)
 
     def test_gateway_member_list_and_status(self):
@@ -174,7 +174,7 @@ class EtcdClusterTest(ClusterTest):
                 self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
 
         api = nodes[1].api
-        r = post(api, "/v3/auth/user/list", '{}')
+        r = post(api, "/v3/maintenance/alarm", '{}')
         self.assertEqual((r.status, r.json["code"]), (501, 12), r)
         self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
         r = post(api, "/v3/maintenance/status", "junk")

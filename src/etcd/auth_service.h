@@ -1,0 +1,130 @@
+// etcd's Auth request layer: who a caller is (token, password, certificate), Authenticate, and the user and role calls; shared by gRPC, the gateway and the seed API.
+//
+// Identity (docs/security.md, "Client authentication"):
+//   resolve()   a call's credentials -> auth::Caller: a simple token (gRPC
+//               metadata "token" or "authorization", etcd's names; the
+//               gateway's Authorization header, raw or "Bearer <token>")
+//               names its user on this member (auth/simple_tokens.h), an
+//               unknown or expired one is kErrInvalidAuthToken so clients
+//               authenticate again; without a token, a verified TLS client
+//               certificate's common name is the user (etcd's rule); with
+//               neither, no user (revision 0), which the checks refuse with
+//               kErrUserEmpty once auth is enabled. The caller carries the
+//               auth revision it was resolved at (auth/types.h, Caller).
+//   basic()     HTTP Basic (seed API): the password checked against the
+//               user's argon2id hash, verified credentials cached for
+//               kVerifiedCredentialTtlMs (keyed by a salted SHA-256 of
+//               user and password, dropped when the user's hash changes),
+//               at most kMaxConcurrentPasswordChecks hashes at once and
+//               kMaxQueuedPasswordChecks waiting (then "too many requests"),
+//               so Basic auth cannot be used to burn the CPU.
+// Calls (etcd 3.4's semantics; errors are auth/types.h's texts):
+//   authenticate  read barrier, password checked here, a fresh token whose
+//                 digest is proposed (Authenticate command; the apply checks
+//                 the user and that its password is still the one checked),
+//                 then the token is answered: every member knows it once
+//                 it applied the entry.
+//   change        the user, role and enable/disable calls: passwords hashed
+//                 here, then proposed with the caller; root needed once
+//                 auth is enabled (checked here and at apply).
+//   user_get/list, role_get/list   read barrier, then this node's state:
+//                 root, or (gets) the user itself / a holder of the role.
+// Refusals are logged, at most kMaxRefusalLogsPerSec lines a second.
+//
+// Threads: any; `done` is called exactly once, inline, on a password
+// worker, or on the Raft thread (so it must only hand the answer off).
+// stop() after Node::stop() answers what is still waiting "server stopped".
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth/types.h"
+#include "common/status.h"
+#include "etcd/cluster_view.h"
+#include "node/node.h"
+
+namespace ckv::etcd {
+
+inline constexpr int kMaxConcurrentPasswordChecks = 2;  // threads hashing at once
+inline constexpr size_t kMaxQueuedPasswordChecks = 256;  // waiting beyond those
+inline constexpr int64_t kVerifiedCredentialTtlMs = 60'000;
+inline constexpr size_t kMaxCachedCredentials = 4096;
+inline constexpr int kMaxRefusalLogsPerSec = 10;
+
+struct AuthServiceOptions {
+  int request_timeout_ms = 5000;  // proposals and read barriers (-commit-timeout-ms)
+};
+
+// What a front end knows of a call's credentials.
+struct Credentials {
+  std::string token;    // empty: none
+  std::string cert_cn;  // a verified client certificate's common name; empty: none
+};
+
+struct AuthenticateAnswer {
+  Header header;
+  std::string token;
+};
+struct UserGetAnswer {
+  Header header;
+  std::vector<std::string> roles;
+};
+struct RoleGetAnswer {
+  Header header;
+  std::vector<auth::Permission> perms;
+};
+struct NamesAnswer {  // UserList, RoleList
+  Header header;
+  std::vector<std::string> names;
+};
+
+// The gRPC code etcd answers s with (kv_convert.h's table), for callers
+// that build their own error (the Cluster service).
+int grpc_code_of(const Status& s);
+
+template <typename T>
+using AuthDone = std::function<void(Result<T>)>;
+
+class AuthService {
+ public:
+  AuthService(node::Node& node, AuthServiceOptions options = {});
+  ~AuthService();
+  AuthService(const AuthService&) = delete;
+  AuthService& operator=(const AuthService&) = delete;
+
+  Result<auth::Caller> resolve(const Credentials& c);
+  // resolve() and root (auth_store.h, check_admin): what member changes,
+  // compaction's peers and the Maintenance calls etcd guards need. what
+  // names the call in the log if refused.
+  Status require_admin(const Credentials& c, const char* what);
+  // resolve() and READ on [key, range_end) (a Watch's range).
+  Status require_read(const Credentials& c, const std::string& key, const std::string& range_end,
+                      const char* what);
+  void basic(std::string user, std::string password, AuthDone<auth::Caller> done);
+
+  void authenticate(std::string name, std::string password, AuthDone<AuthenticateAnswer> done);
+  // r.secret holds the plain password for kUserAdd and
+  // kUserChangePassword (hashed here, never proposed); other ops as auth/types.h.
+  void change(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done);
+  void user_get(auth::Caller caller, std::string name, AuthDone<UserGetAnswer> done);
+  void role_get(auth::Caller caller, std::string role, AuthDone<RoleGetAnswer> done);
+  void user_list(auth::Caller caller, AuthDone<NamesAnswer> done);
+  void role_list(auth::Caller caller, AuthDone<NamesAnswer> done);
+
+  // Logs a refused request (rate-limited): what was asked, by whom, why.
+  void note_refusal(const std::string& what, const auth::Caller& caller, const Status& why);
+
+  void stop();
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckv::etcd
