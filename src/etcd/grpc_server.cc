@@ -24,7 +24,6 @@
 #include "etcd/grpc_credentials.h"
 #include "etcd/grpc_metrics.h"
 #include "etcd/grpc_tls.h"
-#include "etcd/kv_convert.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
 #include "etcd/watch_grpc_service.h"
@@ -363,7 +362,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
   grpc::Status require_root(const grpc::ServerContext& ctx, const char* what) const {
     if (auth_ == nullptr) return grpc::Status::OK;
     const ckv::Status s = auth_->require_admin(credentials_from(ctx), what);
-    return s.is_ok() ? grpc::Status::OK : to_grpc_status(s);
+    return s.is_ok() ? grpc::Status::OK : to_grpc(EtcdError{grpc_code_of(s), s.message()});
   }
 
   node::Node& node_;
