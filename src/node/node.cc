@@ -762,9 +762,10 @@ void Node::Impl::run() {
     progress_member_changes();
     maybe_start_snapshot();
     maybe_start_backup();
-    progress_transfers();
     compacting = fsm_.compact_step();
     publish_status();
+    // After publish_status: a caller told the target leads must see it in status() too.
+    progress_transfers();
   }
   // Fail whoever still waits: the node is going away.
   const Status gone(StatusCode::kUnavailable, "node is shutting down");
