@@ -20,6 +20,7 @@
 #include "common/status.h"
 #include "etcd/cluster_view.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
+#include "etcd/server_errors.h"
 #include "mvcc/types.h"
 
 namespace ckv::etcd {
@@ -82,17 +83,5 @@ grpc::Status to_grpc_status(const Status& s);
 // unknown: kTimeout, which clients see as etcd's "request timed out,
 // possibly due to connection lost".
 Status from_grpc_status(const grpc::Status& g);
-
-// etcd's texts for the node's outcomes (rpctypes), used where the request layer answers itself.
-inline constexpr const char* kErrNoLeader = "etcdserver: no leader";
-inline constexpr const char* kErrLeaderChanged = "etcdserver: leader changed";
-inline constexpr const char* kErrTimeout = "etcdserver: request timed out";
-inline constexpr const char* kErrTimeoutConnectionLost =
-    "etcdserver: request timed out, possibly due to connection lost";
-inline constexpr const char* kErrNoSpace = "etcdserver: mvcc: database space exceeded";
-inline constexpr const char* kErrRequestTooLarge = "etcdserver: request is too large";
-inline constexpr const char* kErrStopped = "etcdserver: server stopped";
-// A follower with too many writes forwarded to the leader (rpctypes ErrGRPCTooManyRequests).
-inline constexpr const char* kErrTooManyRequests = "etcdserver: too many requests";
 
 }  // namespace ckv::etcd

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "etcd/cluster_view.h"
+#include "etcd/server_errors.h"
 #include "node/node.h"
 
 namespace ckv::etcd {
@@ -54,8 +55,6 @@ struct EtcdError {
 };
 
 // etcd's texts, where clients (and people) match on them.
-inline constexpr const char* kErrNoLeader = "etcdserver: no leader";
-inline constexpr const char* kErrLeaderChanged = "etcdserver: leader changed";
 inline constexpr const char* kErrMemberNotFound = "etcdserver: member not found";
 inline constexpr const char* kErrInvalidPeerUrls = "etcdserver: given member URLs are invalid";
 

@@ -84,13 +84,7 @@ bool crc_matches(std::string_view data) {
 
 Result<LoadedBackup> read_backup_file(const std::string& path) {
   std::string data;
-  {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_error(path, "open");
-    Status s = read_all(fd, path, data);
-    ::close(fd);
-    if (!s.is_ok()) return s;
-  }
+  if (Status s = read_whole_file(path, data); !s.is_ok()) return s;
   if (data.size() < kMagicBytes || data.compare(0, kMagicBytes, kCurrentMagic, kMagicBytes) != 0) {
     return corrupt(path, "it does not start like a consensuskv snapshot (CKVSNAP2); an etcd (bbolt) "
                          "snapshot cannot be restored into consensuskv");

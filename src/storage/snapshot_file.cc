@@ -124,6 +124,14 @@ Status read_all(int fd, const std::string& path, std::string& out, size_t max_by
   return Status::ok();
 }
 
+Status read_whole_file(const std::string& path, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path, "open");
+  Status s = read_all(fd, path, out);
+  ::close(fd);
+  return s;
+}
+
 Status sync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error(dir, "open dir");
@@ -196,13 +204,7 @@ Result<SnapshotFile> write_legacy_snapshot_file(const std::string& dir, raft::In
 
 Result<LoadedSnapshot> read_snapshot_file(const std::string& path) {
   std::string data;
-  {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_error(path, "open");
-    Status s = read_all(fd, path, data);
-    ::close(fd);
-    if (!s.is_ok()) return s;
-  }
+  if (Status s = read_whole_file(path, data); !s.is_ok()) return s;
   return parse_snapshot_bytes(path, data);
 }
 

@@ -105,5 +105,7 @@ Status write_all(int fd, std::string_view data, const std::string& path);
 // Appends what fd holds from its offset to the end to out, retrying on
 // EINTR; stops early once out is longer than max_bytes (the caller checks).
 Status read_all(int fd, const std::string& path, std::string& out, size_t max_bytes = SIZE_MAX);
+// Opens `path` and reads all of it into `out` (read_all); errors name the file.
+Status read_whole_file(const std::string& path, std::string& out);
 
 }  // namespace ckv::storage

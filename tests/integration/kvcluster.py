@@ -268,12 +268,16 @@ class ClusterTest(unittest.TestCase):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
-        if failed or os.environ.get("CKV_KEEP_LOGS"):
+        if self._failed() or os.environ.get("CKV_KEEP_LOGS"):
             for n in self.nodes:
                 print(f"\n----- log of {n.name} ({n.raft} / {n.api}) -----\n{n.log()[-6000:]}")
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _failed(self):
+        """Whether this test has failed so far. Not _outcome.success: unittest resets that to True while each
+        cleanup runs, so a cleanup never saw the failure (and never printed the logs)."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return result is not None and any(t is self for t, _ in result.failures + result.errors)
 
     def node(self, name, *extra_args, host="127.0.0.1"):
         if self.peer_pki is not None and not any(str(a).startswith("-peer-") for a in extra_args):
