@@ -362,6 +362,9 @@ class Node::Impl {
   // tick, of whoever leads once one is known, so a failover costs them an
   // election, not their deadline (nor an error the client must retry).
   std::vector<ReadWaiter> reads_to_retry_;
+  // Past this many, a failed read is answered at once instead of retried: failovers in a row would
+  // otherwise keep adding to reads_to_retry_ while new reads refill reads_.
+  static constexpr size_t kMaxReadsToRetry = 65536;
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
   std::vector<MemberWaiter> member_waiters_;
   struct DeferredCall {
@@ -1156,7 +1159,7 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
     if (it == reads_.end()) continue;
     ReadWaiter w = std::move(it->second);
     reads_.erase(it);
-    if (w.retry && Clock::now() < w.deadline) {
+    if (w.retry && Clock::now() < w.deadline && reads_to_retry_.size() < kMaxReadsToRetry) {
       reads_to_retry_.push_back(std::move(w));
     } else {
       w.cb(Status(StatusCode::kUnavailable, "leadership changed during the read; retry"));
