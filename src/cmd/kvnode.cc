@@ -22,6 +22,7 @@
 #include "etcd/grpc_server.h"
 #include "etcd/kv_service.h"
 #include "etcd/lease_service.h"
+#include "etcd/lock_service.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -525,6 +526,9 @@ int main(int argc, char** argv) {
   lease_opts.auth = auth.get();
   auto lease = std::make_unique<ckv::etcd::LeaseService>(*node, lease_opts);
   http_opts.lease = lease.get();
+  // etcd's v3lock service (Lock, Unlock) on the KV and Lease layers, for gRPC and /v3/lock/*.
+  auto lock = std::make_unique<ckv::etcd::LockService>(*node, *kv, *lease);
+  http_opts.lock = lock.get();
   http_opts.auth = auth.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
@@ -543,7 +547,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<ckv::etcd::GrpcServer> grpc;
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
-                                                http_opts.header_timeout_ms, lease.get(), auth.get());
+                                                http_opts.header_timeout_ms, lease.get(), auth.get(),
+                                                lock.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -571,6 +576,7 @@ int main(int argc, char** argv) {
   node->stop();
   // Right after the Node: it answers KV calls the stopped Node never will
   // ("etcdserver: server stopped"), so the front ends can finish every call.
+  lock->stop();  // before the layers it calls, so its waiters get "server stopped", not a stopped layer's error
   kv->stop();
   lease->stop();
   auth->stop();

@@ -26,6 +26,7 @@
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
+#include "etcd/lock_grpc_service.h"
 #include "etcd/watch_grpc_service.h"
 
 namespace ckv::etcd {
@@ -394,6 +395,7 @@ struct GrpcServer::Impl {
         watch(WatchGrpcService::create(node, auth_service)) {}
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
+  std::unique_ptr<grpc::Service> lock;   // null: none (UNIMPLEMENTED)
   std::unique_ptr<grpc::Service> auth;   // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
@@ -407,9 +409,11 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::string& listen_address,
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
-                                                      LeaseService* lease, AuthService* auth) {
+                                                      LeaseService* lease, AuthService* auth,
+                                                      LockService* lock) {
   auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
+  if (lock != nullptr) impl->lock = make_lock_grpc_service(*lock);
   if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -424,6 +428,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.SetResourceQuota(quota);
   builder.RegisterService(impl->kv.get());
   if (impl->lease) builder.RegisterService(impl->lease.get());
+  if (impl->lock) builder.RegisterService(impl->lock.get());
   if (impl->auth) builder.RegisterService(impl->auth.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);

@@ -31,6 +31,7 @@ namespace ckv::etcd {
 class AuthService;
 class KvService;
 class LeaseService;
+class LockService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
@@ -54,14 +55,15 @@ class GrpcServer {
   // kv serves the KV service and must outlive the server; so must lease
   // (the Lease service; null: Lease's methods answer UNIMPLEMENTED), and auth
   // (the Auth service and every permission check; null: Auth answers
-  // UNIMPLEMENTED and nothing is checked). tls: serve only
+  // UNIMPLEMENTED and nothing is checked), and lock (etcd's v3lock service;
+  // null: UNIMPLEMENTED). tls: serve only
   // TLS with this certificate, requiring and verifying client certificates
   // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
       node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
-      AuthService* auth = nullptr);
+      AuthService* auth = nullptr, LockService* lock = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -29,6 +29,7 @@ namespace ckv::etcd {
 class AuthService;
 class KvService;
 class LeaseService;
+class LockService;
 enum class MemberCall : uint8_t;
 }
 
@@ -86,6 +87,7 @@ struct ApiOptions {
   // /join, /remove and the gateway's member calls root; 401 without (good)
   // credentials, 403 without the permission.
   etcd::AuthService* auth = nullptr;
+  etcd::LockService* lock = nullptr;  // the /v3/lock/* gateway's request layer; null: 501
 };
 
 class Api {

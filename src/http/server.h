@@ -30,6 +30,7 @@ namespace ckv::etcd {
 class AuthService;
 class KvService;
 class LeaseService;
+class LockService;
 }
 
 namespace ckv::http {
@@ -81,6 +82,7 @@ struct ServerOptions {
   int body_timeout_ms = kDefaultBodyTimeoutMs;
   etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
   etcd::LeaseService* lease = nullptr;  // serves /v3/lease/* (must outlive the server); null: 501
+  etcd::LockService* lock = nullptr;    // serves /v3/lock/* (must outlive the server); null: 501
   etcd::AuthService* auth = nullptr;  // checks callers (api.h, ApiOptions::auth; must outlive the server)
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their

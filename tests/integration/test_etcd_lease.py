@@ -219,6 +219,98 @@ class EtcdLeaseTest(ClusterTest):
             self.assertEqual(m, t, f"gateway step {i}")
 
 
+    # --- etcd's v3lock service (gateway /v3/lock/*; gRPC serves the same request layer) ---
+
+    def lock_script(self, api):
+        def norm(r):
+            return r.status, re.sub(r'"(cluster_id|member_id|raft_term|revision)":"\d+",?', "", r.raw)
+        b64 = lambda s: base64.b64encode(s.encode()).decode()
+        steps = [("/v3/lease/grant", {"TTL": 100, "ID": 91}),
+                 ("/v3/lock/lock", {"name": b64("lk"), "lease": "91"}),
+                 ("/v3/lock/lock", {"name": b64("lk"), "lease": "91"}),  # the same lease: the same key, a no-op
+                 ("/v3/lock/lock", {"name": b64("lk"), "lease": "12345"}),  # no such lease
+                 ("/v3/lock/lock", {"name": "", "lease": "91"}),
+                 ("/v3/kv/range", {"key": b64("lk/"), "range_end": b64("lk0")}),
+                 ("/v3/lock/unlock", {"key": b64("lk/5b")}),
+                 ("/v3/lock/unlock", {"key": b64("nokey")}),
+                 ("/v3/lock/unlock", {}),
+                 ("/v3/lock/lock", {"name": b64("lk"), "ignored": 1, "lease": "91"})]
+        return [norm(post(api, path, body)) for path, body in steps]
+
+    def test_lock_gateway_matches_a_real_etcd(self):
+        if not ETCD:
+            self.skipTest("etcd is not installed (Debian etcd-server; scripts/setup.sh)")
+        etcd, _ = etcd_cluster.start_real_etcd(self)
+        nodes, leader, follower = self.start_cluster()
+        theirs = self.lock_script(etcd)
+        mine = self.lock_script(follower.api)
+        self.assertEqual(len(mine), len(theirs))
+        for i, (m, t) in enumerate(zip(mine, theirs)):
+            self.assertEqual(m, t, f"lock step {i}")
+
+    def test_lock_waiters_are_served_in_order_as_holders_unlock_or_lose_their_lease(self):
+        nodes, leader, follower = self.start_cluster()
+        b64 = lambda s: base64.b64encode(s.encode()).decode()
+        for lid in (101, 102, 103, 104, 105):
+            self.assertEqual(post(leader.api, "/v3/lease/grant", {"TTL": 100, "ID": lid}).status, 200)
+        answers = {}
+
+        def lock_in_background(name, via, lease):
+            def run():
+                answers[lease] = post(via.api, "/v3/lock/lock", {"name": b64(name), "lease": str(lease)})
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            return t
+
+        def holders(name):
+            r = post(leader.api, "/v3/kv/range", {"key": b64(name + "/"), "range_end": b64(name + "0")})
+            return [base64_decode(kv["key"]) for kv in r.json.get("kvs") or []]
+
+        def revision(reply):
+            return int(reply.json["header"]["revision"])
+
+        a = post(follower.api, "/v3/lock/lock", {"name": b64("c"), "lease": "101"})
+        self.assertEqual(a.status, 200, a)
+        self.assertEqual(base64_decode(a.json["key"]), "c/65")
+        # B (through the leader) queues behind A, then C (through a follower) behind B.
+        tb = lock_in_background("c", leader, 102)
+        wait_for(lambda: "c/66" in holders("c"), 20, "B's key")
+        tc = lock_in_background("c", follower, 103)
+        wait_for(lambda: "c/67" in holders("c"), 20, "C's key")
+        self.assertNotIn(102, answers, "B was answered while A held the lock")
+        unlocked = post(leader.api, "/v3/lock/unlock", {"key": a.json["key"]})
+        self.assertEqual(unlocked.status, 200, unlocked)
+        tb.join(20)
+        self.assertEqual(answers[102].status, 200, answers.get(102))
+        self.assertEqual(base64_decode(answers[102].json["key"]), "c/66")
+        self.assertGreaterEqual(revision(answers[102]), revision(unlocked), "B's answer follows A's unlock")
+        self.assertNotIn(103, answers, "C was answered while B held the lock")
+        # B's lease ends: its key goes, and C holds the lock.
+        revoked = post(follower.api, "/v3/lease/revoke", {"ID": 102})
+        self.assertEqual(revoked.status, 200, revoked)
+        tc.join(20)
+        self.assertEqual(answers[103].status, 200, answers.get(103))
+        self.assertGreaterEqual(revision(answers[103]), revision(revoked))
+        self.assertEqual(holders("c"), ["c/67"])
+        # A waiter whose own lease ends while it waits is not given the lock (etcd 3.5's check; 3.4 gave it).
+        d = post(leader.api, "/v3/lock/lock", {"name": b64("d"), "lease": "104"})
+        self.assertEqual(d.status, 200, d)
+        te = lock_in_background("d", follower, 105)
+        wait_for(lambda: "d/69" in holders("d"), 20, "E's key")
+        self.assertEqual(post(leader.api, "/v3/lease/revoke", {"ID": 105}).status, 200)
+        self.assertEqual(post(leader.api, "/v3/lock/unlock", {"key": d.json["key"]}).status, 200)
+        te.join(20)
+        self.assertEqual((answers[105].status, answers[105].json),
+                         (500, {"error": "mutex: session is expired", "message": "mutex: session is expired",
+                                "code": 2}))
+        self.assertEqual(holders("d"), [])
+        # Without a lease, the lock gets one of etcd's session TTL (60 s) that nobody keeps alive.
+        s = post(follower.api, "/v3/lock/lock", {"name": b64("s")})
+        self.assertEqual(s.status, 200, s)
+        lease_hex = base64_decode(s.json["key"]).split("/", 1)[1]
+        ttl = post(leader.api, "/v3/lease/timetolive", {"ID": str(int(lease_hex, 16))})
+        self.assertEqual(ttl.json["grantedTTL"], "60", ttl)
+
     def test_a_watcher_sees_a_revoke_as_one_revision_of_deletes(self):
         if not ETCDCTL:
             self.skipTest("etcdctl is not installed")

@@ -19,6 +19,7 @@
 #include "etcd/kv_convert.h"
 #include "etcd/kv_grpc_service.h"
 #include "fsm/kv_state_machine.h"
+#include "loopback_port.h"
 #include "memory_transport.h"
 #include "mvcc/errors.h"
 
@@ -132,18 +133,7 @@ class KvServiceTest : public ::testing::Test {
   std::vector<std::unique_ptr<GrpcServer>> grpc_;
 };
 
-// A loopback port nobody listens on now (the kernel's choice for port 0).
-int unused_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testing_support::unused_loopback_port;
 
 TEST_F(KvServiceTest, InvalidRequestsAreAnsweredInlineWithEtcdsText) {
   single();
