@@ -23,9 +23,11 @@
 // Thread safety: one thread (the node's Raft thread) calls everything.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "storage/file_system.h"
 #include "storage/log_storage.h"
 #include "storage/wal/wal_format.h"
 
@@ -40,6 +42,12 @@ struct WalOptions {
   // The caller knows this data dir held state (its node_meta or a snapshot
   // exists): a missing WAL is then lost state (kCorrupt), never a new empty log.
   bool expect_existing = false;
+  // Where the files live: nullptr is the real file system. The simulator
+  // passes an in-memory one whose crash drops or tears unsynced bytes.
+  FileSystem* fs = nullptr;
+  // Each new segment's salt: nullptr is getrandom(). The simulator draws it
+  // from its seed so that a run replays byte for byte.
+  std::function<uint32_t()> salt_source;
 };
 
 class Wal final : public LogStorage {
@@ -78,10 +86,12 @@ class Wal final : public LogStorage {
   Status roll_segment();
   Status write_meta();
   Result<int> create_segment(uint64_t seq);
+  Result<uint32_t> new_salt();
   std::string segment_path(uint64_t seq) const;
 
   std::string dir_;
   WalOptions options_;
+  FileSystem& fs_;
   wal::WalMeta meta_;
   std::vector<Segment> segments_;  // parallel to meta_.segments
   int fd_ = -1;                    // the newest segment, open for appending
