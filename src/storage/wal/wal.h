@@ -10,8 +10,9 @@
 // Costs: persist() is one pwrite and one fdatasync (the segment is
 // preallocated, so the sync writes no size change); a persist that only
 // moves the commit index is one pwrite and no sync (log_storage.h). Only a roll-over to a
-// new segment (when a batch does not fit) and compact() add syncs: the new
-// file, the directory, and the metadata file.
+// new segment (when a batch does not fit) and compact() add syncs: the old
+// segment if it ends in an unsynced commit-only batch, the new file, the
+// directory, and the metadata file.
 //
 // open() reads every listed segment and replays the complete batches. A
 // torn tail (an incomplete last batch in the newest segment) is cut off and
@@ -104,6 +105,8 @@ class Wal final : public LogStorage {
       loaded_;         // open()'s replay, handed out once by load_entries()
   std::string batch_;  // reused batch buffer
   uint64_t repaired_bytes_ = 0;
+  // The newest segment holds bytes no fdatasync covered yet (roll_segment).
+  bool tail_unsynced_ = false;
   uint64_t batch_syncs_ = 0;
 };
 
