@@ -131,6 +131,19 @@ std::string SimDisk::recover(const raft::HardState& hs, const std::vector<Entry>
   cand.log_ = log_;
   std::string tried;
   for (size_t k = 0;; ++k) {
+    // A compaction is its own metadata file, synced on its own: one that a
+    // crash struck inside may have taken effect while an earlier unsynced
+    // (commit-only) batch was lost.
+    std::deque<Entry> compacted = cand.log_;
+    for (size_t j = k; j < written_.size(); ++j) {
+      for (const Op& op : written_[j]) {
+        if (op.kind != Op::Kind::kCompact) continue;
+        while (!compacted.empty() && compacted.front().index < op.first_to_keep)
+          compacted.pop_front();
+      }
+    }
+    if (cand.hard_state_ == hs && !same_log(cand.log_, entries) && same_log(compacted, entries))
+      cand.log_ = std::move(compacted);
     if (cand.hard_state_ == hs && same_log(cand.log_, entries)) {
       hard_state_ = cand.hard_state_;
       log_ = std::move(cand.log_);

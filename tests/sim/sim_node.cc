@@ -88,8 +88,10 @@ bool SimNode::open_wal() {
   }
   wal_ = std::move(w).value();
   wal_exists_ = true;
-  if (wal_->repaired_bytes() > 0)
+  if (wal_->repaired_bytes() > 0) {
+    ++torn_tails_cut_;
     trace("WAL cut a torn tail of %llu bytes", ull(wal_->repaired_bytes()));
+  }
   return true;
 }
 

@@ -122,6 +122,7 @@ class SimNode {
   bool keepalive(uint64_t lease);
   bool grant(uint64_t lease, int64_t ttl_s);
   uint64_t snapshots_taken() const { return snapshots_taken_; }
+  uint64_t torn_tails_cut() const { return torn_tails_cut_; }
 
  private:
   struct PendingWrite {
@@ -187,6 +188,7 @@ class SimNode {
   SimRng disk_rng_;  // tears, salts, power-cut timing: its own stream
   uint64_t segment_bytes_ = 0;
   bool wal_exists_ = false;
+  uint64_t torn_tails_cut_ = 0;
   SimStateMachine sm_;
   std::unique_ptr<raft::Raft> raft_;
   uint64_t incarnation_ = 0;

@@ -72,6 +72,7 @@ struct Wal::Segment {
   uint64_t prealloc_bytes = 0;
   bool has_batch = false;
   raft::Index max_index = 0;  // highest entry index ever written to it (0: none)
+  uint32_t format = wal::kSegmentFormat;
 };
 
 struct Wal::Replayed {
@@ -127,7 +128,9 @@ Result<int> Wal::create_segment(uint64_t seq) {
     (void)fs_.unlink(path);
     return s;
   }
-  segments_.push_back(Segment{seq, salt.value(), options_.segment_bytes, false, 0});
+  segments_.push_back(
+      Segment{seq, salt.value(), options_.segment_bytes, false, 0, wal::kSegmentFormat});
+  synced_to_ = wal::kSegmentHeaderBytes;
   return fd;
 }
 
@@ -212,6 +215,12 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
   auto last_fd = fs.open(last, OpenMode::kReadWrite);
   if (!last_fd.is_ok()) return last_fd.status();
   w->fd_ = last_fd.value();
+  // What was read may sit only in the page cache (a process crash): make
+  // it durable once, so that the batches' "synced to" may cover it.
+  if (options.sync) {
+    if (Status s = fs.fdatasync(w->fd_, last); !s.is_ok()) return s;
+  }
+  w->synced_to_ = w->offset_;
   std::vector<raft::Entry> kept;
   for (raft::Entry& e : rp.log) {
     if (e.index >= w->meta_.first_index) kept.push_back(std::move(e));
@@ -249,7 +258,8 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
     wal::SegmentScan& scan = scanned.value();
     if (!last && scan.last_seq == 0)
       return corrupt(path, "holds no complete batch, but a newer segment exists");
-    Segment seg{info.seq, header.value().salt, info.prealloc_bytes, scan.last_seq != 0, 0};
+    Segment seg{info.seq,          header.value().salt, info.prealloc_bytes, scan.last_seq != 0, 0,
+                header.value().format};
     for (wal::Record& rec : scan.records) {
       switch (rec.type) {
         case wal::RecordType::kEntry:
@@ -415,7 +425,7 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
   for (const raft::Entry& e : entries) wal::append_entry_record(batch_, salt, e);
   if (hard_state || carry_hard_state)
     wal::append_hard_state_record(batch_, salt, hard_state ? *hard_state : hard_state_);
-  wal::append_commit_record(batch_, salt, next_seq_, offset_);
+  wal::append_commit_record(batch_, salt, next_seq_, offset_, synced_to_, seg.format);
 
   const std::string path = segment_path(seg.seq);
   size_t written = 0;
@@ -440,6 +450,7 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
   }
   tail_unsynced_ = !(options_.sync && must_sync);
   offset_ += batch_.size();
+  if (!tail_unsynced_) synced_to_ = offset_;
   ++next_seq_;
   Segment& cur = segments_.back();
   cur.has_batch = true;

@@ -107,6 +107,8 @@ class Wal final : public LogStorage {
   uint64_t repaired_bytes_ = 0;
   // The newest segment holds bytes no fdatasync covered yet (roll_segment).
   bool tail_unsynced_ = false;
+  // Every byte of the newest segment below this was durable (wal_format.h "synced to").
+  uint64_t synced_to_ = wal::kSegmentHeaderBytes;
   uint64_t batch_syncs_ = 0;
 };
 
