@@ -286,7 +286,7 @@ void MemFileSystem::tear(Inode& node, SimRng& rng) {
       if (!rng.chance(0.5)) continue;
       const uint64_t from = s * kSectorBytes;
       if (from >= out.size() || from >= node.data.size()) continue;
-      const uint64_t n = std::min<uint64_t>({kSectorBytes, out.size() - from, node.data.size() - from});
+      const auto n = std::min<uint64_t>({kSectorBytes, out.size() - from, node.data.size() - from});
       out.replace(from, n, node.data, from, n);
     }
   }

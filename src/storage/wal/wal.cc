@@ -92,7 +92,7 @@ Wal::~Wal() {
   if (fd_ >= 0) fs_.close(fd_);
 }
 
-Result<uint32_t> Wal::new_salt() {
+Result<uint32_t> Wal::new_salt() const {
   if (options_.salt_source) return options_.salt_source();
   return random_salt();
 }

@@ -87,7 +87,7 @@ class Wal final : public LogStorage {
   Status roll_segment();
   Status write_meta();
   Result<int> create_segment(uint64_t seq);
-  Result<uint32_t> new_salt();
+  Result<uint32_t> new_salt() const;
   std::string segment_path(uint64_t seq) const;
 
   std::string dir_;
