@@ -10,6 +10,7 @@
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "storage/file_system.h"
 #include "storage/snapshot_file.h"
 
 namespace ckv::storage {
@@ -89,19 +90,7 @@ Result<std::optional<NodeMeta>> read_node_meta(const std::string& dir) {
 }
 
 Status write_file_atomically(const std::string& dir, const std::string& name, std::string_view data) {
-  const std::string path = dir + "/" + name;
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error(tmp, "open");
-  Status s = write_all(fd, data, tmp);
-  if (s.is_ok() && ::fsync(fd) != 0) s = io_error(tmp, "fsync");
-  if (::close(fd) != 0 && s.is_ok()) s = io_error(tmp, "close");
-  if (s.is_ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = io_error(path, "rename");
-  if (!s.is_ok()) {
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return sync_dir(dir);
+  return write_file_atomically(posix_file_system(), dir, name, data);
 }
 
 Status write_node_meta(const std::string& dir, const NodeMeta& meta) {

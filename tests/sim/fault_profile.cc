@@ -67,7 +67,7 @@ FaultProfile FaultProfile::draw(uint64_t seed) {
   p.long_down_min_ms = 1000;
   p.long_down_max_ms = rng.range(1000, 8000);
   p.leader_bias = rng.chance(0.3) ? 0.0 : rng.range(20, 95) / 100.0;
-  p.max_crash_point = 8;
+  p.max_crash_point = 9;
 
   // Partitions: a shape may be switched off; long ones isolate a leader
   // holding uncommitted entries (leader_bias + isolate + writes keep coming).

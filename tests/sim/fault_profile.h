@@ -49,8 +49,8 @@ struct FaultProfile {
   // rather than a random node (0 = always random, the classic mix).
   double leader_bias = 0.0;
   // Armed crashes draw from CrashPoint 1..max_crash_point; the classic mix
-  // predates kMidEarlySend and keeps 7 so old seeds replay.
-  uint32_t max_crash_point = 7;
+  // stops before kMidEarlySend (swarm only), and includes kInStorage.
+  uint32_t max_crash_point = 8;
 
   // Partitions: weights of isolate / split / asymmetric / one-way, and how long they last.
   uint32_t shape_weight[4] = {1, 1, 1, 1};

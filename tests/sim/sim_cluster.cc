@@ -343,6 +343,9 @@ SimResult SimCluster::run() {
   for (const auto& [id, s] : slots_) {
     r.reads_served += s.node->reads_served();
     r.snapshots += s.node->snapshots_taken();
+    r.torn_tails += s.node->torn_tails_cut();
+    r.files_torn += s.node->file_system().stats().files_torn;
+    r.power_cuts += s.node->file_system().stats().power_cuts;
   }
   return r;
 }

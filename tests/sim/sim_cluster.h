@@ -62,6 +62,9 @@ struct SimResult {
   uint64_t forged = 0;  // messages sent by the Byzantine-lite peer
   uint64_t lease_acks = 0;     // keepalives acknowledged (--leases)
   uint64_t lease_revokes = 0;  // leases revoked by expiry (first apply)
+  uint64_t torn_tails = 0;     // WAL recoveries that cut a torn tail
+  uint64_t files_torn = 0;     // crashes that kept part of a file's unsynced bytes
+  uint64_t power_cuts = 0;     // power lost inside a storage call
 };
 
 SimResult run_simulation(const SimConfig& config);

@@ -56,7 +56,34 @@ void SimDisk::stage_compact(Index first_to_keep) {
   staged_.push_back(std::move(op));
 }
 
+void SimDisk::stage_drop_log() {
+  Op op;
+  op.kind = Op::Kind::kDropLog;
+  staged_.push_back(std::move(op));
+}
+
+void SimDisk::write_unsynced() {
+  if (!staged_.empty()) written_.push_back(std::move(staged_));
+  staged_.clear();
+}
+
 std::string SimDisk::sync() {
+  std::string error;
+  for (std::vector<Op>& batch : written_) {
+    for (Op& op : batch) {
+      if (error.empty()) error = apply(op);
+    }
+  }
+  written_.clear();
+  for (Op& op : staged_) {
+    error = apply(op);
+    if (!error.empty()) break;
+  }
+  staged_.clear();
+  return error;
+}
+
+std::string SimDisk::apply_staged() {
   std::string error;
   for (Op& op : staged_) {
     error = apply(op);
@@ -64,6 +91,75 @@ std::string SimDisk::sync() {
   }
   staged_.clear();
   return error;
+}
+
+void SimDisk::crash() {
+  std::vector<Op> log_ops;
+  for (Op& op : staged_) {
+    if (op.log_op()) log_ops.push_back(std::move(op));
+  }
+  if (!log_ops.empty()) written_.push_back(std::move(log_ops));
+  staged_.clear();
+}
+
+namespace {
+
+std::string describe(const raft::HardState& hs, const std::deque<Entry>& log) {
+  std::string s = "t" + num(hs.term) + "/v" + num(hs.vote) + "/c" + num(hs.commit) + " log ";
+  if (log.empty()) return s + "empty";
+  return s + "[" + num(log.front().index) + "/" + num(log.front().term) + ".." +
+         num(log.back().index) + "/" + num(log.back().term) + "]";
+}
+
+bool same_log(const std::deque<Entry>& a, const std::vector<Entry>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t k = 0; k < a.size(); ++k) {
+    if (a[k].index != b[k].index || a[k].term != b[k].term || a[k].type != b[k].type ||
+        a[k].data != b[k].data)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string SimDisk::recover(const raft::HardState& hs, const std::vector<Entry>& entries) {
+  // Candidates: the durable state, then after each written batch in turn.
+  SimDisk cand;
+  cand.hard_state_ = hard_state_;
+  cand.snapshot_meta_ = snapshot_meta_;
+  cand.log_ = log_;
+  std::string tried;
+  for (size_t k = 0;; ++k) {
+    // A compaction is its own metadata file, synced on its own: one that a
+    // crash struck inside may have taken effect while an earlier unsynced
+    // (commit-only) batch was lost.
+    std::deque<Entry> compacted = cand.log_;
+    for (size_t j = k; j < written_.size(); ++j) {
+      for (const Op& op : written_[j]) {
+        if (op.kind != Op::Kind::kCompact) continue;
+        while (!compacted.empty() && compacted.front().index < op.first_to_keep)
+          compacted.pop_front();
+      }
+    }
+    if (cand.hard_state_ == hs && !same_log(cand.log_, entries) && same_log(compacted, entries))
+      cand.log_ = std::move(compacted);
+    if (cand.hard_state_ == hs && same_log(cand.log_, entries)) {
+      hard_state_ = cand.hard_state_;
+      log_ = std::move(cand.log_);
+      written_.clear();
+      return "";
+    }
+    tried += (k == 0 ? "durable " : ", after written batch " + num(k) + " ") +
+             describe(cand.hard_state_, cand.log_);
+    if (k == written_.size()) break;
+    for (Op& op : written_[k]) {
+      Op copy = op;
+      if (std::string err = cand.apply(copy); !err.empty()) tried += " (" + err + ")";
+    }
+  }
+  std::deque<Entry> got(entries.begin(), entries.end());
+  return "the WAL recovered " + describe(hs, got) + ", but storage promised one of: " + tried;
 }
 
 void SimDisk::keep_snapshot(const raft::SnapshotMeta& meta, const std::string& bytes) {
@@ -104,7 +200,12 @@ std::string SimDisk::apply(Op& op) {
       snapshot_meta_ = m;
       snapshot_bytes_ = incoming_bytes_;
       keep_snapshot(m, snapshot_bytes_);
-      log_.clear();  // raft.h: "make it the current snapshot and drop the whole log"
+      // raft.h: "make it the current snapshot and drop the whole log": the
+      // node adopts the snapshot file first, then its WAL batch drops the log.
+      return "";
+    }
+    case Op::Kind::kDropLog: {
+      log_.clear();
       return "";
     }
     case Op::Kind::kEntries: {

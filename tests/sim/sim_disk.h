@@ -14,8 +14,15 @@ namespace ckv::sim {
 // What a real node keeps on disk: hard state, the log, the current snapshot
 // (meta + bytes, plus a few older ones still being streamed to followers),
 // and the partial incoming snapshot. Every write is staged; sync() applies
-// the staged writes atomically (like one LMDB transaction + fsync) and
-// crash() drops whatever was not synced.
+// the staged writes atomically and crash() drops whatever was not synced.
+//
+// The snapshot files live here. The log and hard state live in the node's
+// real WAL (sim_node.h, on a MemFileSystem); for them this class is the
+// oracle: what the storage contract (log_storage.h) says is durable. A WAL
+// batch written but not known to be synced (a commit-only batch, or the
+// one a crash struck inside) is `written`: a crash may keep it or not, and
+// recover() checks that what the real recovery read back is the durable
+// state plus some prefix of the written batches, then adopts it.
 class SimDisk {
  public:
   // Staging. Ordering inside one sync is the order of these calls.
@@ -26,13 +33,27 @@ class SimDisk {
   void stage_hard_state(const raft::HardState& hs);
   void stage_save_snapshot(const raft::SnapshotMeta& meta, std::string bytes);  // our own snapshot
   void stage_compact(raft::Index first_to_keep);  // delete entries below
+  void stage_drop_log();  // an installed snapshot replaces the log (§7)
   bool has_staged() const { return !staged_.empty(); }
+  // The staged log writes reached the WAL but no sync covered them yet.
+  void write_unsynced();
 
   // Applies the staged writes. Returns "" or a description of a storage
   // contract violation by the caller (a gap in the log, a snapshot installed
   // before all its bytes arrived, ...): the simulator reports it as a failure.
+  // Applies the staged writes only (a snapshot file's own sync, or the WAL
+  // metadata file's: neither covers WAL batches written earlier).
+  std::string apply_staged();
+  // Written-but-unsynced batches go first: a sync covers them too.
   std::string sync();
-  void crash() { staged_.clear(); }
+  // Staged log writes count as written (the crash may have struck inside
+  // their WAL call); staged snapshot writes are lost.
+  void crash();
+  // After a crash: the WAL recovered hs and entries (from its compaction
+  // point). "" when that is the durable state plus a prefix of the written
+  // batches (which then become durable); else what was lost or invented.
+  std::string recover(const raft::HardState& hs, const std::vector<raft::Entry>& entries);
+  size_t written_batches() const { return written_.size(); }
 
   // What a restart passes to the core (raft.h "A restart passes what storage holds").
   raft::InitialState initial_state() const;
@@ -48,7 +69,19 @@ class SimDisk {
 
  private:
   struct Op {
-    enum class Kind : uint8_t { kChunk, kInstall, kEntries, kHardState, kSaveSnapshot, kCompact };
+    enum class Kind : uint8_t {
+      kChunk,
+      kInstall,
+      kEntries,
+      kHardState,
+      kSaveSnapshot,
+      kCompact,
+      kDropLog
+    };
+    bool log_op() const {
+      return kind == Kind::kEntries || kind == Kind::kHardState || kind == Kind::kCompact ||
+             kind == Kind::kDropLog;
+    }
     Kind kind = Kind::kChunk;
     raft::SnapshotChunk chunk;
     raft::SnapshotMeta meta;
@@ -72,6 +105,7 @@ class SimDisk {
   std::deque<raft::Entry>
       log_;  // contiguous; may start at or below snapshot index (trailing entries)
   std::vector<Op> staged_;
+  std::vector<std::vector<Op>> written_;  // WAL batches not yet covered by a sync, in order
 };
 
 }  // namespace ckv::sim

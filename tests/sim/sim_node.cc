@@ -15,6 +15,11 @@ using raft::MessageType;
 
 namespace {
 using ull = unsigned long long;
+// The node's data dir on its MemFileSystem (kvnode's -data-dir).
+constexpr char kDataDir[] = "/data";
+// Segment sizes a node draws: small, so roll-overs and compactions that
+// delete segments happen often (4096 is the WAL's minimum).
+const std::vector<uint64_t> kSegmentSizes = {4096, 8192, 65536};
 }  // namespace
 
 const char* to_string(CrashPoint p) {
@@ -35,6 +40,8 @@ const char* to_string(CrashPoint p) {
       return "before-advance";
     case CrashPoint::kMidSnapshot:
       return "mid-snapshot";
+    case CrashPoint::kInStorage:
+      return "in-storage";
     case CrashPoint::kMidEarlySend:
       return "mid-early-send";
   }
@@ -42,9 +49,71 @@ const char* to_string(CrashPoint p) {
 }
 
 SimNode::SimNode(raft::NodeId id, const raft::Options& options, uint64_t sim_seed, NodeEnv env)
-    : id_(id), options_(options), sim_seed_(sim_seed), env_(std::move(env)) {
+    : id_(id),
+      options_(options),
+      sim_seed_(sim_seed),
+      env_(std::move(env)),
+      fs_(std::make_unique<MemFileSystem>()),
+      disk_rng_(derive_seed(sim_seed, 0x5157d15cULL + id)) {
   options_.id = id;
   snapshot_gap_ = env_.snapshot_gap_first;
+  segment_bytes_ = disk_rng_.pick(kSegmentSizes);
+  // The data dir exists before the node first starts.
+  if (!fs_->create_dir(kDataDir).is_ok() || !fs_->sync_dir("/").is_ok()) std::abort();
+}
+
+void SimNode::arm_crash(CrashPoint p) {
+  crash_point_ = p;
+  if (p == CrashPoint::kInStorage) {
+    // Mostly the batch's own pwrite or fdatasync; sometimes deeper (a
+    // roll-over is 5 calls before the batch, a metadata file 4).
+    fs_->cut_power_after(disk_rng_.chance(0.7) ? disk_rng_.range(1, 2) : disk_rng_.range(3, 12));
+  } else {
+    fs_->cut_power_after(0);
+  }
+}
+
+bool SimNode::open_wal() {
+  storage::WalOptions o;
+  o.fs = fs_.get();
+  o.segment_bytes = segment_bytes_;
+  o.expect_existing = wal_exists_;
+  o.salt_source = [this] { return static_cast<uint32_t>(disk_rng_.next()); };
+  auto w = storage::Wal::open(kDataDir, o);
+  if (!w.is_ok()) {
+    // Nothing but crashes happens to this disk: refusing it is a WAL bug.
+    env_.checker->fail("WAL recovery", fmt("n%llu: the WAL refuses to open after a crash: %s",
+                                           ull(id_), w.status().message().c_str()));
+    return false;
+  }
+  wal_ = std::move(w).value();
+  wal_exists_ = true;
+  if (wal_->repaired_bytes() > 0) {
+    ++torn_tails_cut_;
+    trace("WAL cut a torn tail of %llu bytes", ull(wal_->repaired_bytes()));
+  }
+  return true;
+}
+
+bool SimNode::persist_log(const std::vector<raft::Entry>& entries,
+                          const std::optional<raft::HardState>& hs, bool drop_all) {
+  const uint64_t syncs = wal_->batch_syncs();
+  Status s = wal_->persist(entries, hs, drop_all);
+  if (!s.is_ok()) {
+    if (fs_->powered_off()) return false;
+    env_.checker->fail("Storage contract",
+                       fmt("n%llu: the WAL refused a batch: %s", ull(id_), s.message().c_str()));
+    return true;
+  }
+  // log_storage.h: durable once persist returns, except a commit-only
+  // change, which stays at risk until the next synced batch.
+  if (wal_->batch_syncs() == syncs) {
+    disk_.write_unsynced();
+    return true;
+  }
+  std::string err = disk_.sync();
+  if (!err.empty()) env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
+  return true;
 }
 
 void SimNode::trace(const char* f, ...) {
@@ -58,16 +127,61 @@ void SimNode::trace(const char* f, ...) {
 }
 
 void SimNode::bootstrap(const raft::Membership& initial) {
+  if (!open_wal()) return;
   raft::InitialState st = raft::bootstrap_state(initial);
   disk_.stage_hard_state(st.hard_state);
   disk_.stage_entries(st.entries);
-  std::string err = disk_.sync();
-  if (!err.empty())
-    env_.checker->fail("Storage contract", fmt("n%llu bootstrap: %s", ull(id_), err.c_str()));
+  (void)persist_log(st.entries, st.hard_state, false);  // no power cut is armed yet
+}
+
+raft::InitialState SimNode::recover() {
+  if (!wal_ && !open_wal()) return disk_.initial_state();  // failed: keep going on the oracle
+  auto hs = wal_->load_hard_state();
+  auto entries = wal_->load_entries();
+  if (!hs.is_ok() || !entries.is_ok()) {
+    env_.checker->fail("WAL recovery",
+                       fmt("n%llu: the WAL cannot be read back: %s", ull(id_),
+                           (hs.is_ok() ? entries.status() : hs.status()).message().c_str()));
+    return disk_.initial_state();
+  }
+  // Nothing synced may be lost, nothing never written may appear.
+  if (std::string err = disk_.recover(hs.value(), entries.value()); !err.empty()) {
+    env_.checker->fail("WAL recovery", fmt("n%llu: %s", ull(id_), err.c_str()));
+    return disk_.initial_state();
+  }
+  raft::InitialState st;
+  st.hard_state = hs.value();
+  st.snapshot = disk_.snapshot_meta();
+  std::vector<Entry>& log = entries.value();
+  const Index s = st.snapshot.index;
+  // As node.cc's boot: a crash between adopting a received snapshot and the
+  // WAL batch that drops the old log leaves a log that does not reach the
+  // snapshot's last entry; the snapshot supersedes it (§7).
+  if (s > 0 && !log.empty()) {
+    bool keep = log.back().index >= s && log.front().index <= s + 1;
+    if (keep && log.front().index <= s) keep = log[s - log.front().index].term == st.snapshot.term;
+    if (!keep) {
+      if (log.front().index > s + 1) {
+        env_.checker->fail("WAL recovery",
+                           fmt("n%llu: the log starts at %llu after snapshot %llu: entries are "
+                               "missing",
+                               ull(id_), ull(log.front().index), ull(s)));
+      }
+      trace("log (%llu, %llu] superseded by snapshot %llu/%llu: dropped",
+            ull(log.front().index - 1), ull(log.back().index), ull(s), ull(st.snapshot.term));
+      log.clear();
+      disk_.stage_drop_log();
+      (void)persist_log({}, std::nullopt, true);  // no power cut is armed while down
+    }
+  }
+  for (Entry& e : log) {
+    if (e.index > s) st.entries.push_back(std::move(e));
+  }
+  return st;
 }
 
 void SimNode::start() {
-  raft::InitialState st = disk_.initial_state();
+  raft::InitialState st = recover();
   raft::Options o = options_;
   o.random_seed = derive_seed(sim_seed_, id_ * 1000 + incarnation_);
   ++incarnation_;
@@ -97,7 +211,10 @@ void SimNode::crash() {
   trace("CRASH (incarnation %llu, at %s)", ull(incarnation_), to_string(crash_point_));
   raft_.reset();
   sm_.clear();
+  wal_.reset();
+  const std::string lost = fs_->crash(disk_rng_);
   disk_.crash();
+  trace("power lost: %s", lost.c_str());
   env_.checker->on_crash(id_, disk_.hard_state().term);
   pending_writes_.clear();
   pending_forwards_.clear();
@@ -198,11 +315,10 @@ bool SimNode::process_ready(SimRng& rng) {
     }
   }
 
-  // 1. Persist, in one sync.
+  // 1. Persist: a received snapshot first (node.cc adopts its file, synced,
+  // before the WAL batch that drops the old log), then one WAL batch.
   for (const raft::SnapshotChunk& c : rd.snapshot_chunks) disk_.stage_chunk(c);
   if (rd.snapshot) disk_.stage_install_snapshot(*rd.snapshot);
-  disk_.stage_entries(rd.entries);
-  if (rd.hard_state) disk_.stage_hard_state(*rd.hard_state);
   if (!rd.entries.empty() || rd.hard_state || rd.snapshot) {
     trace("persist entries %s hs=%s%s",
           rd.entries.empty()
@@ -218,14 +334,28 @@ bool SimNode::process_ready(SimRng& rng) {
                     .c_str()
               : "");
   }
-  if (crash_point_ == CrashPoint::kBeforeSync) {
+  // Before anything is durable, or (half the time) after the snapshot and
+  // before the WAL batch.
+  if (crash_point_ == CrashPoint::kBeforeSync && rng.chance(0.5)) {
     crash();
     return false;
   }
   if (disk_.has_staged()) {
-    std::string err = disk_.sync();
+    std::string err = disk_.apply_staged();
     if (!err.empty())
       env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
+  }
+  if (crash_point_ == CrashPoint::kBeforeSync) {
+    crash();
+    return false;
+  }
+  if (rd.snapshot) disk_.stage_drop_log();
+  disk_.stage_entries(rd.entries);
+  if (rd.hard_state) disk_.stage_hard_state(*rd.hard_state);
+  if ((!rd.entries.empty() || rd.hard_state || rd.snapshot) &&
+      !persist_log(rd.entries, rd.hard_state, rd.snapshot.has_value())) {
+    crash();  // power cut inside the WAL batch (CrashPoint::kInStorage)
+    return false;
   }
   env_.checker->on_persisted(id_, *raft_, rd);
   if (crash_point_ == CrashPoint::kAfterSync) {
@@ -416,7 +546,7 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
   std::string bytes = sm_.serialize();
   meta.size_bytes = bytes.size();
   disk_.stage_save_snapshot(meta, std::move(bytes));
-  std::string err = disk_.sync();
+  std::string err = disk_.apply_staged();
   if (!err.empty()) env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
   Index keep = raft_->snapshot_taken(meta.index, meta.size_bytes);
   const raft::SnapshotMeta& core = raft_->snapshot();
@@ -436,7 +566,16 @@ bool SimNode::maybe_snapshot(SimRng& rng) {
     return false;
   }
   disk_.stage_compact(keep);
-  err = disk_.sync();
+  if (Status s = wal_->compact(keep); !s.is_ok()) {
+    if (fs_->powered_off()) {
+      crash();  // power cut inside the compaction (CrashPoint::kInStorage)
+      return false;
+    }
+    env_.checker->fail("Storage contract",
+                       fmt("n%llu: the WAL refused to compact: %s", ull(id_), s.message().c_str()));
+  }
+  // The metadata file's sync does not cover WAL batches written before it.
+  err = disk_.apply_staged();
   if (!err.empty()) env_.checker->fail("Storage contract", fmt("n%llu: %s", ull(id_), err.c_str()));
   return true;
 }

@@ -12,7 +12,9 @@
 #include "lease/expiry.h"
 #include "raft/raft.h"
 #include "sim_disk.h"
+#include "sim_fs.h"
 #include "sim_rng.h"
+#include "storage/wal/wal.h"
 #include "sim_state_machine.h"
 #include "sim_trace.h"
 
@@ -53,6 +55,10 @@ enum class CrashPoint : uint8_t {
   kMidApply,       // some committed entries applied
   kBeforeAdvance,  // everything done but advance()
   kMidSnapshot,    // snapshot file written, log not yet compacted
+  // Power lost inside a storage call of this Ready's WAL batch, or of the
+  // next snapshot's compaction: the pwrite, the fdatasync, or a step of a
+  // segment roll-over or of the metadata file's replacement.
+  kInStorage,
   // A leader sent some of its early appends (thesis §10.2.1) and died before
   // its own sync: e.g. one follower holds an entry the leader lost.
   kMidEarlySend,
@@ -77,8 +83,11 @@ class SimNode {
   const raft::Raft& raft() const { return *raft_; }
   const SimStateMachine& state_machine() const { return sm_; }
   const SimDisk& disk() const { return disk_; }
+  const MemFileSystem& file_system() const { return *fs_; }
 
-  void arm_crash(CrashPoint p) { crash_point_ = p; }
+  // kInStorage arms the file system at once: the power cut strikes inside
+  // one of the next few storage calls, wherever they are. kNone disarms.
+  void arm_crash(CrashPoint p);
   // A message from `from` arrived: this incarnation's transport now has a
   // stream from it, so it can answer (the TCP hello carries its address).
   void heard_from(raft::NodeId from) { heard_from_.insert(from); }
@@ -113,6 +122,7 @@ class SimNode {
   bool keepalive(uint64_t lease);
   bool grant(uint64_t lease, int64_t ttl_s);
   uint64_t snapshots_taken() const { return snapshots_taken_; }
+  uint64_t torn_tails_cut() const { return torn_tails_cut_; }
 
  private:
   struct PendingWrite {
@@ -137,6 +147,16 @@ class SimNode {
   void serve_reads();
   void fill_snapshot_data(raft::Message& m);
   void trace(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  // The real WAL on this node's file system; a failure is the checker's.
+  bool open_wal();
+  // Re-opens the WAL through its real recovery, checks it against the
+  // oracle, and builds what the core restarts from (as node.cc's boot).
+  raft::InitialState recover();
+  // One WAL batch for what disk_ has staged (entries, hard state, drop); the
+  // oracle then records it as synced or only written. False when power was
+  // cut inside it (the caller crashes the node).
+  bool persist_log(const std::vector<raft::Entry>& entries,
+                   const std::optional<raft::HardState>& hs, bool drop_all);
 
   struct PendingKeepalive {
     uint64_t lease = 0;
@@ -162,6 +182,13 @@ class SimNode {
   uint64_t sim_seed_;
   NodeEnv env_;
   SimDisk disk_;
+  // The node's disk (survives crashes) and its WAL (open while alive).
+  std::unique_ptr<MemFileSystem> fs_;
+  std::unique_ptr<storage::Wal> wal_;
+  SimRng disk_rng_;  // tears, salts, power-cut timing: its own stream
+  uint64_t segment_bytes_ = 0;
+  bool wal_exists_ = false;
+  uint64_t torn_tails_cut_ = 0;
   SimStateMachine sm_;
   std::unique_ptr<raft::Raft> raft_;
   uint64_t incarnation_ = 0;

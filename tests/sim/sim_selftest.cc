@@ -1,4 +1,6 @@
 // Unit tests of the simulator's own parts: the disk's crash model, the state machine's snapshots, the checker's teeth.
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "byzantine.h"
@@ -6,6 +8,8 @@
 #include "invariants.h"
 #include "raft/message_checks.h"
 #include "sim_disk.h"
+#include "sim_fs.h"
+#include "storage/file_system.h"
 #include "sim_state_machine.h"
 
 namespace ckv::sim {
@@ -63,6 +67,7 @@ TEST(SimDiskTest, SnapshotInstallDropsLogAndRestartStartsAfterIt) {
   d.stage_chunk(raft::SnapshotChunk{meta, 0, "abc"});
   d.stage_chunk(raft::SnapshotChunk{meta, 3, "def"});
   d.stage_install_snapshot(meta);
+  d.stage_drop_log();  // the WAL batch after the adopted snapshot file
   d.stage_entries(entries(8, 9, 2));
   ASSERT_EQ(d.sync(), "");
   raft::InitialState s = d.initial_state();
@@ -70,6 +75,100 @@ TEST(SimDiskTest, SnapshotInstallDropsLogAndRestartStartsAfterIt) {
   ASSERT_EQ(s.entries.size(), 2u);
   EXPECT_EQ(s.entries.front().index, 8u);
   EXPECT_EQ(d.snapshot_bytes(), "abcdef");
+}
+
+TEST(SimDiskTest, RecoverAcceptsTheDurableStateOrAWrittenPrefixAndNothingElse) {
+  SimDisk d;
+  d.stage_entries(entries(1, 3, 1));
+  d.stage_hard_state(raft::HardState{1, 1, 0});
+  ASSERT_EQ(d.sync(), "");
+  d.stage_hard_state(raft::HardState{1, 1, 2});
+  d.write_unsynced();                  // a commit-only batch
+  d.stage_entries(entries(4, 4, 1));  // the batch a crash struck inside
+  d.crash();
+  EXPECT_EQ(d.written_batches(), 2u);
+  std::vector<Entry> three = entries(1, 3, 1);
+  // Losing an entry the storage promised is refused; so is one never written.
+  EXPECT_NE(d.recover(raft::HardState{1, 1, 0}, entries(1, 2, 1)), "");
+  EXPECT_NE(d.recover(raft::HardState{1, 1, 0}, entries(1, 5, 1)), "");
+  EXPECT_NE(d.recover(raft::HardState{2, 1, 0}, three), "");
+  // The second batch survived but not the first: no prefix gives that.
+  std::vector<Entry> four = entries(1, 4, 1);
+  EXPECT_NE(d.recover(raft::HardState{1, 1, 0}, four), "");
+  EXPECT_EQ(d.recover(raft::HardState{1, 1, 2}, four), "");
+  EXPECT_EQ(d.last_index(), 4u);
+  EXPECT_EQ(d.written_batches(), 0u);
+}
+
+TEST(MemFileSystemTest, CrashKeepsSyncedBytesAndSyncedNames) {
+  MemFileSystem fs;
+  ASSERT_TRUE(fs.create_dir("/d").is_ok());
+  ASSERT_TRUE(fs.sync_dir("/").is_ok());
+  auto fd = fs.open("/d/f", storage::OpenMode::kCreateNew);
+  ASSERT_TRUE(fd.is_ok());
+  size_t n = 0;
+  ASSERT_TRUE(fs.pwrite(fd.value(), "synced", 0, "/d/f", &n).is_ok());
+  ASSERT_TRUE(fs.fdatasync(fd.value(), "/d/f").is_ok());
+  ASSERT_TRUE(fs.sync_dir("/d").is_ok());
+  ASSERT_TRUE(fs.pwrite(fd.value(), "-and-not-synced", 6, "/d/f", &n).is_ok());
+  auto g = fs.open("/d/g", storage::OpenMode::kCreateNew);  // name never synced
+  ASSERT_TRUE(g.is_ok());
+  // Over many seeds: the synced prefix always stays, the rest varies.
+  std::set<std::string> seen;
+  int g_lost = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    MemFileSystem copy = fs;
+    SimRng rng(seed);
+    copy.crash(rng);
+    auto f = storage::read_whole_file(copy, "/d/f", 1 << 20);
+    ASSERT_TRUE(f.is_ok());
+    ASSERT_EQ(f.value().substr(0, 6), "synced") << "seed " << seed;
+    seen.insert(f.value());
+    auto gs = copy.file_size("/d/g");
+    ASSERT_TRUE(gs.is_ok());
+    if (!gs.value()) ++g_lost;
+  }
+  EXPECT_TRUE(seen.count("synced"));
+  EXPECT_TRUE(seen.count("synced-and-not-synced"));
+  EXPECT_GT(seen.size(), 4u);  // torn prefixes and garbage too
+  EXPECT_GT(g_lost, 0);
+  EXPECT_LT(g_lost, 200);
+}
+
+TEST(MemFileSystemTest, PowerCutFailsThatCallAndEveryLaterOneUntilTheCrash) {
+  MemFileSystem fs;
+  auto fd = fs.open("/f", storage::OpenMode::kCreateNew);
+  ASSERT_TRUE(fd.is_ok());
+  fs.cut_power_after(2);
+  size_t n = 0;
+  EXPECT_TRUE(fs.pwrite(fd.value(), "a", 0, "/f", &n).is_ok());
+  EXPECT_FALSE(fs.fdatasync(fd.value(), "/f").is_ok());
+  EXPECT_TRUE(fs.powered_off());
+  EXPECT_FALSE(fs.file_size("/f").is_ok());
+  SimRng rng(1);
+  fs.crash(rng);
+  EXPECT_FALSE(fs.powered_off());
+  EXPECT_TRUE(fs.file_size("/f").is_ok());
+}
+
+TEST(MemFileSystemTest, RenameIsOneAtomicChange) {
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    MemFileSystem fs;
+    ASSERT_TRUE(fs.create_dir("/d").is_ok());
+    ASSERT_TRUE(fs.sync_dir("/").is_ok());
+    ASSERT_TRUE(storage::write_file_atomically(fs, "/d", "meta", "old").is_ok());
+    auto fd = fs.open("/d/meta.tmp", storage::OpenMode::kCreateTrunc);
+    ASSERT_TRUE(fd.is_ok());
+    size_t n = 0;
+    ASSERT_TRUE(fs.pwrite(fd.value(), "new", 0, "/d/meta.tmp", &n).is_ok());
+    ASSERT_TRUE(fs.fsync(fd.value(), "/d/meta.tmp").is_ok());
+    ASSERT_TRUE(fs.rename("/d/meta.tmp", "/d/meta").is_ok());
+    SimRng rng(seed);
+    fs.crash(rng);
+    auto m = storage::read_whole_file(fs, "/d/meta", 100);
+    ASSERT_TRUE(m.is_ok()) << "seed " << seed;
+    EXPECT_TRUE(m.value() == "old" || m.value() == "new") << m.value();
+  }
 }
 
 TEST(SimStateMachineTest, SnapshotRoundTripKeepsDigest) {

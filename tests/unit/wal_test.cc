@@ -440,6 +440,76 @@ TEST_F(WalTest, LastBatchWithAnUnwrittenBlockIsTorn) {
   EXPECT_EQ(w.value()->load_hard_state().value(), (HardState{1, 1, 1}));
 }
 
+// A commit-only batch is written without a sync; the next batch's sync may
+// then keep its own pages and lose the commit-only one's (pages reach the
+// disk in any order). That is a torn tail, not damage: the later batch's
+// "synced to" shows it was written before the lost bytes were durable. Had
+// the lost batch been synced (it holds entries), the same loss is damage.
+TEST_F(WalTest, UnsyncedBatchLostUnderALaterOneIsATornTailButASyncedOneIsDamage) {
+  for (const bool middle_synced : {false, true}) {
+    std::filesystem::remove_all(dir_ / "wal");
+    size_t lost_from = 0;
+    size_t lost_to = 0;
+    {
+      auto w = open();
+      ASSERT_TRUE(w->persist(entries(1, 2, 1), HardState{1, 1, 0}, false).is_ok());
+      lost_from = data_end(read(segment(1)));
+      if (middle_synced) {
+        ASSERT_TRUE(w->persist(entries(3, 3, 1), HardState{1, 1, 2}, false).is_ok());
+      } else {
+        ASSERT_TRUE(w->persist({}, HardState{1, 1, 2}, false).is_ok());
+      }
+      lost_to = data_end(read(segment(1)));
+      ASSERT_TRUE(w->persist(entries(middle_synced ? 4 : 3, 4, 1), std::nullopt, false).is_ok());
+    }
+    std::string file = read(segment(1));
+    std::fill(file.begin() + static_cast<std::ptrdiff_t>(lost_from),
+              file.begin() + static_cast<std::ptrdiff_t>(lost_to), '\0');
+    write(segment(1), file);
+    auto w = try_open();
+    if (middle_synced) {
+      ASSERT_FALSE(w.is_ok()) << "a synced batch lost under a later one was accepted";
+      EXPECT_EQ(w.status().code(), StatusCode::kCorrupt);
+      EXPECT_NE(w.status().message().find("offset " + std::to_string(lost_from)),
+                std::string::npos)
+          << w.status().message();
+      continue;
+    }
+    ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+    EXPECT_EQ(load(*w.value()), entries(1, 2, 1));
+    EXPECT_EQ(w.value()->load_hard_state().value(), (HardState{1, 1, 0}));
+    EXPECT_GT(w.value()->repaired_bytes(), 0u);
+    // The cut-off later batch is gone for good: appending and reopening works.
+    ASSERT_TRUE(w.value()->persist(entries(3, 3, 2), HardState{2, 1, 2}, false).is_ok());
+    w.value().reset();
+    auto again = open();
+    auto want = entries(1, 2, 1);
+    want.push_back(entries(3, 3, 2)[0]);
+    EXPECT_EQ(load(*again), want);
+  }
+}
+
+// A lost 512-byte sector under a record header that straddles two sectors:
+// only the header's first bytes read as zeros, the rest (and the batch's
+// commit record) made it. The batch is torn, not damaged.
+TEST_F(WalTest, LostSectorUnderAStraddlingRecordHeaderIsTorn) {
+  // Header 32 + entry record 26 + data + hard state 33 + commit 33 = 509.
+  constexpr size_t kData = 509 - 32 - 26 - wal::kHardStateRecordBytes - wal::kCommitRecordBytes;
+  {
+    auto w = open();
+    ASSERT_TRUE(w->persist(entries(1, 1, 1, kData), HardState{1, 1, 0}, false).is_ok());
+    ASSERT_EQ(data_end(read(segment(1))), 509u);
+    ASSERT_TRUE(w->persist({}, HardState{2, 1, 1}, false).is_ok());  // a term change: synced
+  }
+  std::string file = read(segment(1));
+  std::fill(file.begin() + 509, file.begin() + 512, '\0');  // sector 0 as it was before
+  write(segment(1), file);
+  auto w = try_open();
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(load(*w.value()), entries(1, 1, 1, kData));
+  EXPECT_EQ(w.value()->load_hard_state().value(), (HardState{1, 1, 0}));
+}
+
 // Seeded fuzzing of whole segment files: random flips, zeroed or garbage
 // spans, cuts. open() never crashes; when it accepts the file, it replays
 // all batches or all but the last (a torn tail), nothing else.

@@ -10,8 +10,9 @@
 // Costs: persist() is one pwrite and one fdatasync (the segment is
 // preallocated, so the sync writes no size change); a persist that only
 // moves the commit index is one pwrite and no sync (log_storage.h). Only a roll-over to a
-// new segment (when a batch does not fit) and compact() add syncs: the new
-// file, the directory, and the metadata file.
+// new segment (when a batch does not fit) and compact() add syncs: the old
+// segment if it ends in an unsynced commit-only batch, the new file, the
+// directory, and the metadata file.
 //
 // open() reads every listed segment and replays the complete batches. A
 // torn tail (an incomplete last batch in the newest segment) is cut off and
@@ -23,9 +24,11 @@
 // Thread safety: one thread (the node's Raft thread) calls everything.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "storage/file_system.h"
 #include "storage/log_storage.h"
 #include "storage/wal/wal_format.h"
 
@@ -40,6 +43,12 @@ struct WalOptions {
   // The caller knows this data dir held state (its node_meta or a snapshot
   // exists): a missing WAL is then lost state (kCorrupt), never a new empty log.
   bool expect_existing = false;
+  // Where the files live: nullptr is the real file system. The simulator
+  // passes an in-memory one whose crash drops or tears unsynced bytes.
+  FileSystem* fs = nullptr;
+  // Each new segment's salt: nullptr is getrandom(). The simulator draws it
+  // from its seed so that a run replays byte for byte.
+  std::function<uint32_t()> salt_source;
 };
 
 class Wal final : public LogStorage {
@@ -78,10 +87,12 @@ class Wal final : public LogStorage {
   Status roll_segment();
   Status write_meta();
   Result<int> create_segment(uint64_t seq);
+  Result<uint32_t> new_salt() const;
   std::string segment_path(uint64_t seq) const;
 
   std::string dir_;
   WalOptions options_;
+  FileSystem& fs_;
   wal::WalMeta meta_;
   std::vector<Segment> segments_;  // parallel to meta_.segments
   int fd_ = -1;                    // the newest segment, open for appending
@@ -94,6 +105,10 @@ class Wal final : public LogStorage {
       loaded_;         // open()'s replay, handed out once by load_entries()
   std::string batch_;  // reused batch buffer
   uint64_t repaired_bytes_ = 0;
+  // The newest segment holds bytes no fdatasync covered yet (roll_segment).
+  bool tail_unsynced_ = false;
+  // Every byte of the newest segment below this was durable (wal_format.h "synced to").
+  uint64_t synced_to_ = wal::kSegmentHeaderBytes;
   uint64_t batch_syncs_ = 0;
 };
 

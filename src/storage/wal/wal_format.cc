@@ -14,7 +14,6 @@ namespace {
 constexpr char kSegmentMagic[] = "CKVWALSG";
 constexpr char kMetaMagic[] = "CKVWALMT";
 constexpr size_t kMagicBytes = 8;
-constexpr uint32_t kSegmentFormat = 1;
 constexpr uint8_t kMetaFormat = 1;
 constexpr size_t kMaxMetaKeyBytes = 4096;
 
@@ -98,8 +97,18 @@ Parsed read_frame(std::string_view file, uint64_t pos, uint32_t salt) {
 
 // Decodes an intact frame's body. An intact frame with a bad body was
 // written that way (or forged): never a torn write, always kCorrupt.
-Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_data_from, Record& r,
-                     uint64_t& commit_seq, uint64_t& commit_start) {
+struct Commit {
+  uint64_t seq = 0;
+  uint64_t start = 0;
+  uint64_t synced_to = 0;  // 0: not recorded (format 1)
+};
+
+size_t commit_record_bytes(uint32_t format) {
+  return format == kSegmentFormatV1 ? kCommitRecordBytesV1 : kCommitRecordBytes;
+}
+
+Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_data_from,
+                     uint32_t format, Record& r, Commit& commit) {
   ByteReader rd(body);
   uint8_t type = 0;
   (void)rd.u8(type);
@@ -146,7 +155,9 @@ Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_da
       r.type = RecordType::kDropAll;
       return Status::ok();
     case RecordType::kCommit:
-      if (!rd.u64le(commit_seq) || !rd.u64le(commit_start) || !rd.at_end() || commit_seq == 0) {
+      if (!rd.u64le(commit.seq) || !rd.u64le(commit.start) ||
+          (format != kSegmentFormatV1 && !rd.u64le(commit.synced_to)) || !rd.at_end() ||
+          commit.seq == 0) {
         return corrupt_at(offset, "commit record is malformed");
       }
       r.type = RecordType::kCommit;
@@ -155,18 +166,33 @@ Status decode_record(std::string_view body, uint64_t offset, raft::Index keep_da
   return corrupt_at(offset, "unknown record type " + std::to_string(type));
 }
 
-// An intact commit record at pos, if there is one: (seq, batch start).
-std::optional<std::pair<uint64_t, uint64_t>> commit_at(std::string_view file, uint64_t pos,
-                                                       uint32_t salt) {
-  if (file.size() - pos < kCommitRecordBytes) return std::nullopt;
-  if (get_u32(file, pos) != kCommitRecordBytes - kRecordHeaderBytes ||
+// An intact commit record at pos, if there is one.
+std::optional<Commit> commit_at(std::string_view file, uint64_t pos, uint32_t salt,
+                                uint32_t format) {
+  const size_t bytes = commit_record_bytes(format);
+  if (file.size() - pos < bytes) return std::nullopt;
+  if (get_u32(file, pos) != bytes - kRecordHeaderBytes ||
       static_cast<uint8_t>(file[pos + kRecordHeaderBytes]) !=
           static_cast<uint8_t>(RecordType::kCommit)) {
     return std::nullopt;
   }
   Parsed p = read_frame(file, pos, salt);
   if (p.read != Read::kOk) return std::nullopt;
-  return std::make_pair(get_u64(p.body, 1), get_u64(p.body, 9));
+  Commit c{get_u64(p.body, 1), get_u64(p.body, 9), 0};
+  if (format != kSegmentFormatV1) c.synced_to = get_u64(p.body, 17);
+  return c;
+}
+
+// Zeros from pos to the end of its sector: if that sector never reached
+// the disk, it reads as before the batch, which began writing it at pos at
+// the latest (the records before pos in this batch were read whole).
+bool rest_of_sector_zero(std::string_view file, uint64_t pos) {
+  const uint64_t end =
+      std::min<uint64_t>(file.size(), (pos / kUnwrittenBlockBytes + 1) * kUnwrittenBlockBytes);
+  for (uint64_t i = pos; i < end; ++i) {
+    if (file[i] != 0) return false;
+  }
+  return pos < end;
 }
 
 bool has_unwritten_block(std::string_view file, uint64_t from, uint64_t to) {
@@ -183,7 +209,7 @@ bool has_unwritten_block(std::string_view file, uint64_t from, uint64_t to) {
 
 std::string encode_segment_header(const SegmentHeader& h) {
   std::string out(kSegmentMagic, kMagicBytes);
-  put_u32le(out, kSegmentFormat);
+  put_u32le(out, h.format);
   put_u64le(out, h.seq);
   put_u32le(out, h.salt);
   put_u32le(out, 0);
@@ -202,11 +228,11 @@ Result<SegmentHeader> decode_segment_header(std::string_view bytes) {
   if (crc32c(bytes.substr(0, kSegmentHeaderBytes - 4)) != get_u32(bytes, kSegmentHeaderBytes - 4)) {
     return Status(StatusCode::kCorrupt, "segment header checksum mismatch");
   }
-  if (get_u32(bytes, 8) != kSegmentFormat) {
-    return Status(StatusCode::kCorrupt,
-                  "unknown segment format " + std::to_string(get_u32(bytes, 8)));
+  const uint32_t format = get_u32(bytes, 8);
+  if (format != kSegmentFormat && format != kSegmentFormatV1) {
+    return Status(StatusCode::kCorrupt, "unknown segment format " + std::to_string(format));
   }
-  return SegmentHeader{get_u64(bytes, 12), get_u32(bytes, 20)};
+  return SegmentHeader{get_u64(bytes, 12), get_u32(bytes, 20), format};
 }
 
 void append_entry_record(std::string& out, uint32_t salt, const raft::Entry& e) {
@@ -241,10 +267,12 @@ void append_drop_all_record(std::string& out, uint32_t salt) {
   finish_record(out, at, salt);
 }
 
-void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_t batch_start) {
+void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_t batch_start,
+                          uint64_t synced_to, uint32_t format) {
   const size_t at = begin_record(out, RecordType::kCommit);
   put_u64le(out, seq);
   put_u64le(out, batch_start);
+  if (format != kSegmentFormatV1) put_u64le(out, synced_to);
   finish_record(out, at, salt);
 }
 
@@ -253,6 +281,8 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
   auto header = decode_segment_header(file);
   if (!header.is_ok()) return corrupt_at(0, header.status().message());
   const uint32_t salt = header.value().salt;
+  const uint32_t format = header.value().format;
+  const size_t commit_bytes = commit_record_bytes(format);
   SegmentScan scan;
   std::vector<Record> pending;
   uint64_t pos = kSegmentHeaderBytes;
@@ -262,9 +292,11 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
     p = read_frame(file, pos, salt);
     if (p.read != Read::kOk) break;
     Record r;
-    uint64_t seq = 0;
-    uint64_t start = 0;
-    if (Status s = decode_record(p.body, pos, keep_data_from, r, seq, start); !s.is_ok()) return s;
+    Commit commit;
+    if (Status s = decode_record(p.body, pos, keep_data_from, format, r, commit); !s.is_ok())
+      return s;
+    const uint64_t seq = commit.seq;
+    const uint64_t start = commit.start;
     if (r.type == RecordType::kCommit) {
       const uint64_t want = scan.last_seq != 0 ? scan.last_seq + 1 : expect_seq;
       if (want != 0 && seq != want) {
@@ -292,27 +324,37 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
   const bool clean = p.read == Read::kEnd && pending.empty() && pos == batch_start;
   const uint64_t want = scan.last_seq != 0 ? scan.last_seq + 1 : expect_seq;
   std::optional<uint64_t> own_commit;  // the commit record of the batch reading stopped in
-  for (uint64_t o = pos + 1; o + kCommitRecordBytes <= file.size(); ++o) {
-    // Only a commit record's length byte can start one (0x11): skip the rest fast.
+  bool unsynced_beyond = false;        // intact later batches that prove nothing (below)
+  for (uint64_t o = pos + 1; o + commit_bytes <= file.size(); ++o) {
+    // Only a commit record's length byte can start one (0x19, or 0x11 in
+    // format 1): skip the rest fast.
     const void* hit =
-        std::memchr(file.data() + o, static_cast<int>(kCommitRecordBytes - kRecordHeaderBytes),
-                    file.size() - kCommitRecordBytes + 1 - o);
+        std::memchr(file.data() + o, static_cast<int>(commit_bytes - kRecordHeaderBytes),
+                    file.size() - commit_bytes + 1 - o);
     if (hit == nullptr) break;
     o = static_cast<uint64_t>(static_cast<const char*>(hit) - file.data());
-    auto c = commit_at(file, o, salt);
+    auto c = commit_at(file, o, salt, format);
     if (!c) continue;
-    if ((want == 0 || c->first == want) && c->second == batch_start && !own_commit) {
+    if ((want == 0 || c->seq == want) && c->start == batch_start && !own_commit) {
       own_commit = o;
       continue;
     }
+    // Written while the bytes at pos were not yet durable: its own sync may
+    // have been cut short, keeping its pages and not theirs (wal_format.h).
+    if (c->synced_to != 0 && c->synced_to <= pos) {
+      unsynced_beyond = true;
+      continue;
+    }
     const std::string why = p.read == Read::kBad ? p.why : "unexpected zeros";
-    return corrupt_at(pos, why + ", but an intact later batch (" + std::to_string(c->first) +
+    return corrupt_at(pos, why + ", but an intact later batch (" + std::to_string(c->seq) +
                                ") follows at offset " + std::to_string(o) +
                                ": the log is damaged before its end");
   }
-  if (clean && !own_commit) return scan;
+  if (clean && !own_commit && !unsynced_beyond) return scan;
   scan.stop_offset = pos;
-  scan.stop_reason = p.read == Read::kBad ? p.why : "zeros inside a batch";
+  scan.stop_reason = p.read == Read::kBad ? p.why
+                     : clean ? "a batch missing before later ones, written before it was synced"
+                             : "zeros inside a batch";
   if (!last) {
     return corrupt_at(
         pos,
@@ -323,7 +365,8 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
     // record inside it is damage unless the bad spot was never written.
     const bool zero_header = pos + kRecordHeaderBytes <= file.size() && get_u32(file, pos) == 0 &&
                              get_u32(file, pos + 4) == 0;
-    if (!zero_header && !has_unwritten_block(file, pos, *own_commit)) {
+    if (!zero_header && !rest_of_sector_zero(file, pos) &&
+        !has_unwritten_block(file, pos, *own_commit)) {
       return corrupt_at(
           pos, scan.stop_reason + " inside batch " + std::to_string(want == 0 ? 0 : want) +
                    ", whose commit record at offset " + std::to_string(*own_commit) + " is intact");

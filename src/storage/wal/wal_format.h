@@ -3,7 +3,7 @@
 // A segment file (wal/<seq, 16 hex digits>.wal) is a 32-byte header, then
 // records, then zeros (the file is preallocated). Little-endian throughout.
 //
-//   segment header: "CKVWALSG" | format u32 (1) | segment seq u64 | salt u32 | reserved u32 (0) | crc32c u32 of the 28 bytes before
+//   segment header: "CKVWALSG" | format u32 (2; 1 is still read) | segment seq u64 | salt u32 | reserved u32 (0) | crc32c u32 of the 28 bytes before
 //   record:         length u32 (of type + payload) | crc32c u32 (seeded with the salt) of type + payload | type u8 | payload
 //
 //   type  name       payload                                   replay
@@ -11,13 +11,20 @@
 //   2     hard state term u64, vote u64, commit u64            replace the hard state
 //   3     truncate   from u64                                  drop entries >= from (§5.3: a leader overwrote them)
 //   4     drop all   (none)                                    drop every entry (§7: a snapshot was installed)
-//   5     commit     batch seq u64, batch start offset u64     the records since the last commit are one durable batch
+//   5     commit     batch seq u64, batch start offset u64,    the records since the last commit are one durable batch
+//                    synced to u64 (format 2 only)
 //
 // One persist() is one batch: its records, then a commit record, written
 // with one pwrite and made durable with one fdatasync. Replay applies only
 // batches whose commit record is intact. Batch seqs count up by one across
 // all segments; the first batch in a segment begins with the hard state, so
 // deleting older segments never loses it.
+//
+// "Synced to" is the offset below which every byte of the segment was
+// durable (an fdatasync had returned) when the batch was written: a batch
+// written after unsynced ones (commit-only batches are not synced) does not
+// prove that those reached the disk, since a crash during its own sync may
+// keep its pages and lose theirs.
 //
 // The salt is random per segment, so a client's value that happens to (or
 // is made to) contain the bytes of a record never passes as one.
@@ -26,7 +33,9 @@
 // that is not intact (zero header, bad length, bad checksum) at offset X.
 //  - The rest of the segment is searched for intact commit records. One
 //    with a later batch seq than the batch X is in proves a complete,
-//    acknowledged batch lies beyond the damage: kCorrupt (file + offset X).
+//    acknowledged batch lies beyond the damage: kCorrupt (file + offset X),
+//    unless its "synced to" is <= X: it was written while X was not yet
+//    durable, so it may be the torn tail itself (format 1: always kCorrupt).
 //  - In any segment but the last, stopping anywhere except cleanly after a
 //    commit (zeros or end of file) is kCorrupt: those batches were synced
 //    before the next segment was made.
@@ -35,8 +44,8 @@
 //    at the last commit. One exception: if that batch's own commit record
 //    is intact, its write reached the disk whole, so a bad record inside it
 //    is damage, unless the bad spot is unwritten (an all-zero record
-//    header, or an all-zero aligned 512-byte block: pages written out of
-//    order by a crash).
+//    header, zeros from X to the end of its 512-byte sector, or an all-zero
+//    aligned sector: pages written out of order by a crash).
 #pragma once
 
 #include <cstdint>
@@ -73,9 +82,13 @@ enum class RecordType : uint8_t {
   kCommit = 5
 };
 
+inline constexpr uint32_t kSegmentFormatV1 = 1;  // commit records without "synced to"
+inline constexpr uint32_t kSegmentFormat = 2;    // what new segments are written in
+
 struct SegmentHeader {
   uint64_t seq = 0;
   uint32_t salt = 0;
+  uint32_t format = kSegmentFormat;
 };
 std::string encode_segment_header(const SegmentHeader& h);
 // kCorrupt with the reason (the caller adds the file name).
@@ -86,13 +99,16 @@ void append_entry_record(std::string& out, uint32_t salt, const raft::Entry& e);
 void append_hard_state_record(std::string& out, uint32_t salt, const raft::HardState& hs);
 void append_truncate_record(std::string& out, uint32_t salt, raft::Index from);
 void append_drop_all_record(std::string& out, uint32_t salt);
-void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_t batch_start);
+// synced_to is written only in format 2 segments.
+void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_t batch_start,
+                          uint64_t synced_to, uint32_t format = kSegmentFormat);
 // Encoded sizes, to size a batch before building it.
 size_t entry_record_bytes(const raft::Entry& e);
 inline constexpr size_t kHardStateRecordBytes = kRecordHeaderBytes + 1 + 24;
 inline constexpr size_t kTruncateRecordBytes = kRecordHeaderBytes + 1 + 8;
 inline constexpr size_t kDropAllRecordBytes = kRecordHeaderBytes + 1;
-inline constexpr size_t kCommitRecordBytes = kRecordHeaderBytes + 1 + 16;
+inline constexpr size_t kCommitRecordBytes = kRecordHeaderBytes + 1 + 24;  // format 2
+inline constexpr size_t kCommitRecordBytesV1 = kRecordHeaderBytes + 1 + 16;
 
 // One decoded record of a complete batch.
 struct Record {
