@@ -319,7 +319,7 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              UpstreamPool* pool = nullptr,
                                              const std::optional<std::string>& idempotency_key = std::nullopt,
                                              const std::optional<std::string>& authorization = std::nullopt,
-                                             const std::string& forwarded_caller = {}) {
+                                             std::string forwarded_caller = {}) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
@@ -1254,10 +1254,13 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
   const uint64_t max_reply_bytes =
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
+  // A local, not a temporary in the co_await expression: GCC 12 destroys a
+  // conditional's temporary there twice (a double free seen in the test).
+  std::string claim;
+  if (options_.auth != nullptr) claim = options_.auth->forward_claim(gateway_credentials(r));
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           client_tls(), &upstreams_, r.idempotency_key, r.authorization,
-                           options_.auth != nullptr ? options_.auth->forward_claim(gateway_credentials(r)) : "");
+                           client_tls(), &upstreams_, r.idempotency_key, r.authorization, claim);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,
