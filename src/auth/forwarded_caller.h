@@ -29,7 +29,7 @@ namespace ckv::auth {
 inline constexpr const char* kForwardedCallerMetadata = "ckv-forwarded-caller";
 inline constexpr const char* kForwardedCallerHeader = "Ckv-Forwarded-Caller";
 // Longest claim parsed (a kMaxNameBytes user name fits).
-inline constexpr size_t kMaxForwardedCallerBytes = 6 * 1024;
+inline constexpr size_t kMaxForwardedCallerBytes = size_t{6} * 1024;
 
 // Empty when key is empty (no forwarding key: an Enable from an older build).
 std::string forwarded_caller_claim(std::string_view key, const Caller& caller);

@@ -38,11 +38,11 @@ namespace ckv::auth {
 
 // Longest token verified: a 4096-byte user name and an RSA-8192 signature
 // fit; gRPC metadata is limited to 8 KiB by default anyway.
-inline constexpr size_t kMaxJwtTokenBytes = 16 * 1024;
+inline constexpr size_t kMaxJwtTokenBytes = size_t{16} * 1024;
 // etcd's default JWT ttl (auth/options.go, DefaultTTL).
-inline constexpr int64_t kDefaultJwtTtlMs = 5 * 60 * 1000;
+inline constexpr int64_t kDefaultJwtTtlMs = int64_t{5} * 60 * 1000;
 // Largest key file read (a PEM RSA-16384 key is ~12 KiB).
-inline constexpr size_t kMaxJwtKeyFileBytes = 64 * 1024;
+inline constexpr size_t kMaxJwtKeyFileBytes = size_t{64} * 1024;
 
 // etcd's texts (auth/store.go) for option and key problems.
 inline constexpr const char* kErrInvalidAuthOpts = "auth: invalid auth options";
