@@ -11,7 +11,9 @@ namespace ckv::auth {
 
 namespace {
 
-constexpr uint8_t kEncodingFormat = 1;
+// 1: no forwarding key; 2: the forwarding key last (auth_store.h).
+constexpr uint8_t kEncodingFormatV1 = 1;
+constexpr uint8_t kEncodingFormat = 2;
 
 Status refused(const char* etcd_text) {
   // The code only picks the HTTP status; kv_convert.cc's table maps each
@@ -136,11 +138,15 @@ Status AuthStore::apply(const AuthRequest& r) {
       if (root == nullptr) return refused(kErrRootUserNotExist);
       if (!is_root(kRootUser)) return refused(kErrRootRoleNotExist);
       enabled_ = true;  // etcd keeps the revision here
+      // A fresh forwarding key per enable (drawn by the proposer); an
+      // Enable from an older build carries none.
+      forward_key_ = r.secret.size() == kForwardKeyBytes ? r.secret : std::string();
       return Status::ok();
     }
     case AuthOp::kDisable:
       if (!enabled_) return Status::ok();
       enabled_ = false;
+      forward_key_.clear();
       ++revision_;
       return Status::ok();
     case AuthOp::kAuthenticate: {
@@ -289,6 +295,7 @@ std::string AuthStore::encode() const {
       put_string32(out, p.range_end);
     }
   }
+  put_string32(out, forward_key_);
   return out;
 }
 
@@ -297,7 +304,7 @@ std::optional<AuthStore> AuthStore::decode(std::string_view data) {
   AuthStore s;
   uint8_t format = 0, enabled = 0;
   uint32_t n_users = 0, n_roles = 0;
-  if (!r.u8(format) || format != kEncodingFormat || !r.u8(enabled) || enabled > 1 ||
+  if (!r.u8(format) || (format != kEncodingFormat && format != kEncodingFormatV1) || !r.u8(enabled) || enabled > 1 ||
       !r.u64le(s.revision_) || s.revision_ == 0 || !r.u32le(n_users)) {
     return std::nullopt;
   }
@@ -342,6 +349,12 @@ std::optional<AuthStore> AuthStore::decode(std::string_view data) {
     if (!s.roles_.empty() && role.name <= s.roles_.rbegin()->first) return std::nullopt;
     std::string key = role.name;
     s.roles_.emplace_hint(s.roles_.end(), std::move(key), std::move(role));
+  }
+  if (format == kEncodingFormat) {
+    if (!r.string32(s.forward_key_, kForwardKeyBytes) ||
+        (!s.forward_key_.empty() && s.forward_key_.size() != kForwardKeyBytes)) {
+      return std::nullopt;
+    }
   }
   if (!r.at_end()) return std::nullopt;
   return s;

@@ -5,7 +5,8 @@
 // and does no hashing (passwords arrive hashed: auth/password.h). Rules are
 // etcd 3.4's (auth/store.go):
 //   - enable needs the user root holding the role root (kErrRootUserNotExist,
-//     kErrRootRoleNotExist); enabling twice is a no-op;
+//     kErrRootRoleNotExist); enabling twice is a no-op; enabling sets
+//     forward_key() from the request's secret;
 //   - with auth enabled, root cannot be deleted, lose the role root, and the
 //     role root cannot be deleted (kErrInvalidAuthMgmt);
 //   - the role root needs no RoleAdd: granting it to a user is always allowed;
@@ -41,6 +42,8 @@ inline constexpr size_t kMaxNameBytes = 4096;
 inline constexpr size_t kMaxPermKeyBytes = size_t{64} * 1024;
 // Longest stored password hash (libsodium's argon2id strings are ~100 bytes).
 inline constexpr size_t kMaxSecretBytes = 256;
+// The forwarding key's size (see forward_key()).
+inline constexpr size_t kForwardKeyBytes = 32;
 
 // What a change does, for the log: names, roles, keys; never the secret.
 std::string describe(const AuthRequest& r);
@@ -49,6 +52,14 @@ class AuthStore {
  public:
   bool enabled() const { return enabled_; }
   uint64_t revision() const { return revision_; }
+  // A key only members know: kForwardKeyBytes random bytes the proposer of
+  // an Enable drew (its secret), cleared by Disable, empty if the Enable
+  // came from an older build. A member forwarding a caller whose identity
+  // it resolved itself (a TLS client certificate's CN, which the leader
+  // cannot see) vouches for it with an HMAC under this key
+  // (auth/forwarded_caller.h); nobody outside the cluster can, since no API
+  // returns it and only the log, snapshots and data dirs hold it.
+  const std::string& forward_key() const { return forward_key_; }
 
   // Applies one change; its Status is etcd's answer (ok, or one of
   // types.h's kErr texts). Authenticate changes nothing: ok means the
@@ -72,9 +83,10 @@ class AuthStore {
   Status check_admin(const Caller& c) const;
 
   // Snapshot section (fsm/kv_state_machine.h, payload format 3):
-  //   u8 1, u8 enabled, u64 revision, u32 users, each {name, hash, u8
+  //   u8 2, u8 enabled, u64 revision, u32 users, each {name, hash, u8
   //   no_password, u32 roles, each name}, u32 roles, each {name, u32 perms,
-  //   each {i32 type, key, range_end}}; strings u32 length + bytes.
+  //   each {i32 type, key, range_end}}, forward key (format 2; format 1,
+  //   without it, still decodes); strings u32 length + bytes.
   std::string encode() const;
   // nullopt unless the bytes are exactly such an encoding within the limits above.
   static std::optional<AuthStore> decode(std::string_view data);
@@ -92,6 +104,7 @@ class AuthStore {
   uint64_t revision_ = 1;  // etcd starts its auth revision at 1
   std::map<std::string, User, std::less<>> users_;
   std::map<std::string, Role, std::less<>> roles_;
+  std::string forward_key_;
 };
 
 }  // namespace ckv::auth

@@ -57,7 +57,7 @@ struct Caller {
 // Secrets never travel: passwords are hashed on the proposing node
 // (password.h) and Authenticate carries a digest of the new token.
 enum class AuthOp : uint8_t {
-  kEnable = 1,
+  kEnable = 1,  // secret = the forwarding key, kForwardKeyBytes random bytes (auth_store.h)
   kDisable = 2,
   // name; secret = SHA-256 of the new token (simple_tokens.h), then SHA-256
   // of the password hash the proposer checked: applied after a password

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include "auth/jwt_tokens.h"
 #include "auth/simple_tokens.h"
 #include "etcd/auth_service.h"
 #include "etcd/grpc_server.h"
@@ -333,7 +334,9 @@ int main(int argc, char** argv) {
   std::string auth_token = "simple";
   app.add_option("--auth-token", auth_token,
                  "etcd's: the kind of auth tokens Authenticate issues: 'simple' (random, known to every "
-                 "member, forgotten after -auth-token-ttl unused)")
+                 "member, forgotten after -auth-token-ttl unused) or "
+                 "'jwt,sign-method=RS256,pub-key=PATH,priv-key=PATH,ttl=5m' (signed, verified by every "
+                 "member with pub-key; docs/security.md)")
       ->capture_default_str();
   int64_t auth_token_ttl_sec = ckv::auth::kDefaultTokenTtlSec;
   app.add_option("--auth-token-ttl", auth_token_ttl_sec,
@@ -375,8 +378,30 @@ int main(int argc, char** argv) {
                 " (the largest raft frame)");
   }
   if (commit_timeout_ms <= 0 || join_timeout_ms <= 0) usage_error("timeouts must be positive");
-  if (auth_token != "simple") {
-    usage_error("-auth-token " + auth_token + " is not supported (only 'simple'; JWT is not implemented yet)");
+  // etcd's syntax: "simple", or "jwt,sign-method=RS256,pub-key=PATH,priv-key=PATH,ttl=5m".
+  auto token_flag = ckv::auth::parse_auth_token_flag(auth_token);
+  if (!token_flag.is_ok()) usage_error("-auth-token: " + token_flag.status().message());
+  if (token_flag->type != "simple" && token_flag->type != "jwt") {
+    usage_error("-auth-token: " + std::string(ckv::auth::kErrInvalidAuthOpts) + ": unknown token type '" +
+                token_flag->type + "' (simple or jwt)");
+  }
+  int64_t jwt_ttl_ms = ckv::auth::kDefaultJwtTtlMs;
+  if (token_flag->type == "jwt") {
+    if (auto it = token_flag->options.find("ttl"); it != token_flag->options.end() && !it->second.empty()) {
+      auto ttl = ckv::node::parse_go_duration_ms(it->second);
+      if (!ttl.is_ok() || ttl.value() < 1000) {
+        usage_error("-auth-token: " + std::string(ckv::auth::kErrInvalidAuthOpts) + ": bad ttl " + it->second +
+                    " (a duration of at least 1s, e.g. 5m)");
+      }
+      jwt_ttl_ms = ttl.value();
+    }
+    if (!token_flag->options.contains("sign-method")) {
+      usage_error("-auth-token: " + std::string(ckv::auth::kErrInvalidAuthMethod) + ": jwt needs sign-method=");
+    }
+    if (const std::string& m = token_flag->options.at("sign-method"); !ckv::auth::is_jwt_sign_method(m)) {
+      usage_error("-auth-token: " + std::string(ckv::auth::kErrInvalidAuthMethod) + " '" + m +
+                  "' (RS256/384/512, PS256/384/512, ES256/384/512, HS256/384/512)");
+    }
   }
   if (auth_token_ttl_sec <= 0 || auth_token_ttl_sec > 365 * 24 * 3600) {
     usage_error("-auth-token-ttl must be between 1 and 31536000 seconds");
@@ -425,6 +450,22 @@ int main(int argc, char** argv) {
                                           : "required (-trusted-ca-file given, as etcd)")
             : "not requested");
     for (const std::string& w : t.warnings) spdlog::warn("client TLS: {}", w);
+  }
+  // JWT keys: read and checked here too, before the data dir.
+  std::shared_ptr<const ckv::auth::JwtTokens> jwt;
+  if (token_flag->type == "jwt") {
+    for (const auto& [key, value] : token_flag->options) {
+      if (key != "sign-method" && key != "pub-key" && key != "priv-key" && key != "ttl")
+        spdlog::warn("-auth-token: unknown JWT option '{}' ignored (etcd ignores it too)", key);
+    }
+    auto made = ckv::auth::jwt_tokens_from_options(token_flag->options, jwt_ttl_ms);
+    if (!made.is_ok()) {
+      spdlog::critical("-auth-token: {}", made.status().message());
+      return kExitRuntimeError;
+    }
+    jwt = std::move(made).value();
+    spdlog::info("auth tokens: JWT {} ttl {} ms{}", jwt->sign_method(), jwt->ttl_ms(),
+                 jwt->can_sign() ? "" : ", verify-only (no priv-key: Authenticate is refused here)");
   }
   const char* api_scheme = client_tls.value() ? "https" : "http";
   opts.client_tls = client_tls.value().has_value();
@@ -512,7 +553,7 @@ int main(int argc, char** argv) {
   }
 
   // Who callers are and what they may do, for every client API.
-  auto auth = std::make_unique<ckv::etcd::AuthService>(*node, ckv::etcd::AuthServiceOptions{commit_timeout_ms});
+  auto auth = std::make_unique<ckv::etcd::AuthService>(*node, ckv::etcd::AuthServiceOptions{commit_timeout_ms, jwt});
   // etcd's KV request layer, shared by the gRPC service and the /v3/kv gateway.
   auto kv = std::make_unique<ckv::etcd::KvService>(
       *node, ckv::etcd::KvServiceOptions{commit_timeout_ms, ckv::etcd::kDefaultKvWorkers, client_tls.value(),

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "auth/auth_store.h"
+#include "auth/forwarded_caller.h"
 #include "auth/password.h"
 #include "auth/simple_tokens.h"
 #include "etcd/work_pool.h"
@@ -74,6 +75,15 @@ class AuthService::Impl {
   const fsm::KvStateMachine& sm() const { return node_.state_machine(); }
 
   Result<auth::Caller> resolve(const Credentials& c) {
+    if (!c.token.empty() && options_.jwt) {
+      Result<auth::JwtClaims> claims = options_.jwt->verify(c.token, unix_now_sec());
+      if (!claims.is_ok()) {
+        // The reason is for the log; the client hears etcd's one text.
+        note_refusal("a call with a JWT", auth::Caller{}, claims.status());
+        return Status(StatusCode::kUnauthenticated, auth::kErrInvalidAuthToken);
+      }
+      return auth::Caller{std::move(claims.value().username), claims.value().revision};
+    }
     if (!c.token.empty()) {
       std::optional<std::string> user = node_.tokens().user_of(c.token, SteadyClock::now());
       if (!user) {
@@ -82,9 +92,32 @@ class AuthService::Impl {
       }
       return auth::Caller{std::move(*user), sm().auth_revision()};
     }
+    if (!c.forwarded_caller.empty()) {
+      std::optional<auth::Caller> who;
+      sm().with_auth([&](const auth::AuthStore& a) {
+        who = auth::verify_forwarded_caller(a.forward_key(), c.forwarded_caller);
+      });
+      if (!who) {
+        note_refusal("a forwarded call", auth::Caller{},
+                     Status(StatusCode::kUnauthenticated, "its caller claim was not made by a member"));
+        return Status(StatusCode::kUnauthenticated, auth::kErrInvalidAuthToken);
+      }
+      return std::move(*who);
+    }
     // etcd's AuthInfoFromTLS: the certificate's common name is the user.
     if (!c.cert_cn.empty() && sm().auth_enabled()) return auth::Caller{c.cert_cn, sm().auth_revision()};
     return auth::Caller{};
+  }
+
+  std::string forward_claim(const Credentials& c) {
+    if (!c.token.empty()) return {};
+    if (!c.forwarded_caller.empty()) return c.forwarded_caller;
+    if (c.cert_cn.empty()) return {};
+    std::string claim;
+    sm().with_auth([&](const auth::AuthStore& a) {
+      if (a.enabled()) claim = auth::forwarded_caller_claim(a.forward_key(), auth::Caller{c.cert_cn, a.revision()});
+    });
+    return claim;
   }
 
   // ---- passwords ------------------------------------------------------------
@@ -162,7 +195,10 @@ class AuthService::Impl {
                                                      done](Status s) mutable {
       if (!s.is_ok()) return done(s);
       const bool queued = pool_.try_post(kQueued, [this, name = std::move(name), password = std::move(password),
-                                          done]() mutable { check_and_issue(name, password, done); });
+                                          done]() mutable {
+        if (options_.jwt) return check_and_sign(name, password, done);
+        check_and_issue(name, password, done);
+      });
       if (!queued) done(too_many());
     });
   }
@@ -190,6 +226,44 @@ class AuthService::Impl {
     });
   }
 
+  static int64_t unix_now_sec() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // JWT: the hash checked and the revision signed are read under one lock,
+  // so a password changed after the check bumps the store past the token's
+  // revision and the token is refused (kErrAuthOldRevision), as etcd's.
+  void check_and_sign(const std::string& name, const std::string& password,
+                      const AuthDone<AuthenticateAnswer>& done) {
+    Result<std::string> hash = Status(StatusCode::kUnauthenticated, auth::kErrAuthFailed);
+    uint64_t revision = 0;
+    sm().with_auth([&](const auth::AuthStore& a) {
+      revision = a.revision();
+      if (!a.enabled()) {
+        hash = Status(StatusCode::kConflict, auth::kErrAuthNotEnabled);
+        return;
+      }
+      const auth::User* u = a.user(name);
+      if (u != nullptr && !u->no_password) hash = u->password_hash;
+    });
+    if (hash.is_ok() && !auth::verify_password(hash.value(), password)) {
+      hash = Status(StatusCode::kUnauthenticated, "invalid password");
+    }
+    if (!hash.is_ok()) {
+      note_refusal("Authenticate", auth::Caller{name, 0}, hash.status());
+      if (hash.status().message() == auth::kErrAuthNotEnabled) return done(hash.status());
+      return done(Status(StatusCode::kUnauthenticated, auth::kErrAuthFailed));
+    }
+    Result<std::string> token = options_.jwt->sign(name, revision, unix_now_sec());
+    if (!token.is_ok()) {
+      note_refusal("Authenticate", auth::Caller{name, 0}, token.status());
+      return done(Status(StatusCode::kIo, token.status().message()));
+    }
+    spdlog::debug("auth: user \"{}\" authenticated (JWT at auth revision {})", name, revision);
+    done(AuthenticateAnswer{header(), std::move(token).value()});
+  }
+
   // ---- changes --------------------------------------------------------------
 
   void change(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done) {
@@ -200,6 +274,8 @@ class AuthService::Impl {
     const bool hashes = (r.op == auth::AuthOp::kUserAdd && !r.no_password) ||
                         r.op == auth::AuthOp::kUserChangePassword;
     if (r.op == auth::AuthOp::kUserAdd && r.no_password) r.secret.clear();
+    // A fresh forwarding key with every enable (auth/auth_store.h, forward_key).
+    if (r.op == auth::AuthOp::kEnable) r.secret = auth::random_bytes(auth::kForwardKeyBytes);
     if (!hashes) return propose(std::move(caller), std::move(r), std::move(done));
     // Refused before the (slow) hash if the caller may not do it anyway.
     if (Status s = precheck(caller, r); !s.is_ok()) return done(s);
@@ -379,6 +455,7 @@ AuthService::AuthService(node::Node& node, AuthServiceOptions options)
 AuthService::~AuthService() { impl_->stop(); }
 
 Result<auth::Caller> AuthService::resolve(const Credentials& c) { return impl_->resolve(c); }
+std::string AuthService::forward_claim(const Credentials& c) { return impl_->forward_claim(c); }
 Status AuthService::require_admin(const Credentials& c, const char* what) {
   Result<auth::Caller> who = impl_->resolve(c);
   if (!who.is_ok()) return who.status();

@@ -1,13 +1,18 @@
 // etcd's Auth request layer: who a caller is (token, password, certificate), Authenticate, and the user and role calls; shared by gRPC, the gateway and the seed API.
 //
 // Identity (docs/security.md, "Client authentication"):
-//   resolve()   a call's credentials -> auth::Caller: a simple token (gRPC
+//   resolve()   a call's credentials -> auth::Caller: a token (gRPC
 //               metadata "token" or "authorization", etcd's names; the
 //               gateway's Authorization header, raw or "Bearer <token>")
-//               names its user on this member (auth/simple_tokens.h), an
-//               unknown or expired one is kErrInvalidAuthToken so clients
+//               names its user: a simple token on this member
+//               (auth/simple_tokens.h), at the store's current revision; a
+//               JWT by its signature, at the revision it was issued at (so
+//               any later auth change makes it kErrAuthOldRevision); an
+//               unknown, expired or forged one is kErrInvalidAuthToken so clients
 //               authenticate again; without a token, a verified TLS client
-//               certificate's common name is the user (etcd's rule); with
+//               certificate's common name is the user (etcd's rule); a
+//               forwarded call's caller is the forwarding member's claim
+//               (forward_claim(); auth/forwarded_caller.h); with
 //               neither, no user (revision 0), which the checks refuse with
 //               kErrUserEmpty once auth is enabled. The caller carries the
 //               auth revision it was resolved at (auth/types.h, Caller).
@@ -23,7 +28,10 @@
 //                 digest is proposed (Authenticate command; the apply checks
 //                 the user and that its password is still the one checked),
 //                 then the token is answered: every member knows it once
-//                 it applied the entry.
+//                 it applied the entry. With JWT: no proposal; the token is
+//                 signed here with the auth revision read together with the
+//                 password hash checked (a member without priv-key answers
+//                 auth::kErrVerifyOnly, as etcd).
 //   change        the user, role and enable/disable calls: passwords hashed
 //                 here, then proposed with the caller; root needed once
 //                 auth is enabled (checked here and at apply).
@@ -43,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/jwt_tokens.h"
 #include "auth/types.h"
 #include "common/status.h"
 #include "etcd/cluster_view.h"
@@ -58,12 +67,19 @@ inline constexpr int kMaxRefusalLogsPerSec = 10;
 
 struct AuthServiceOptions {
   int request_timeout_ms = 5000;  // proposals and read barriers (-commit-timeout-ms)
+  // -auth-token=jwt,...: Authenticate signs a JWT here and resolve()
+  // verifies one (auth/jwt_tokens.h), no log entry either way; null: simple
+  // tokens (auth/simple_tokens.h, replicated through the log).
+  std::shared_ptr<const auth::JwtTokens> jwt;
 };
 
 // What a front end knows of a call's credentials.
 struct Credentials {
   std::string token;    // empty: none
   std::string cert_cn;  // a verified client certificate's common name; empty: none
+  // A member's claim for the caller it forwards (auth/forwarded_caller.h);
+  // empty: none. Checked against the forwarding key, so only members' count.
+  std::string forwarded_caller;
 };
 
 struct AuthenticateAnswer {
@@ -98,6 +114,10 @@ class AuthService {
   AuthService& operator=(const AuthService&) = delete;
 
   Result<auth::Caller> resolve(const Credentials& c);
+  // What a member forwarding c's call to the leader sends so that the
+  // leader resolves the same user: empty unless the caller is known here by
+  // its certificate alone (tokens and passwords travel as they came).
+  std::string forward_claim(const Credentials& c);
   // resolve() and root (auth_store.h, check_admin): what member changes,
   // compaction's peers and the Maintenance calls etcd guards need. what
   // names the call in the log if refused.

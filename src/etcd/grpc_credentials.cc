@@ -3,6 +3,8 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include "auth/forwarded_caller.h"
+
 namespace ckv::etcd {
 
 Credentials credentials_from(const grpc::ServerContextBase& ctx) {
@@ -15,8 +17,13 @@ Credentials credentials_from(const grpc::ServerContextBase& ctx) {
     // The gateway's clients may send "Bearer <token>"; etcd's take it raw.
     if (c.token.starts_with("Bearer ")) c.token.erase(0, 7);
   }
+  // Checked by resolve() against the members' forwarding key.
+  if (auto f = md.find(auth::kForwardedCallerMetadata); f != md.end()) {
+    c.forwarded_caller.assign(f->second.data(), f->second.size());
+  }
   // A member forwarding a call presents its own certificate, whose name is
-  // not the client's (etcd ignores the gateway's for the same reason).
+  // not the client's (etcd ignores the gateway's for the same reason): the
+  // client's identity is in its claim instead.
   const bool forwarded = md.find("ckv-forwarded") != md.end();
   const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
   if (!forwarded && auth && auth->IsPeerAuthenticated()) {
@@ -29,8 +36,15 @@ Credentials credentials_from(const grpc::ServerContextBase& ctx) {
   return c;
 }
 
-void forward_credentials(const Credentials& c, grpc::ClientContext* ctx) {
-  if (!c.token.empty()) ctx->AddMetadata(kTokenMetadata, c.token);
+void forward_credentials(const Credentials& c, grpc::ClientContext* ctx, AuthService* auth) {
+  if (!c.token.empty()) {
+    ctx->AddMetadata(kTokenMetadata, c.token);
+    return;
+  }
+  if (auth == nullptr) return;
+  if (std::string claim = auth->forward_claim(c); !claim.empty()) {
+    ctx->AddMetadata(auth::kForwardedCallerMetadata, claim);
+  }
 }
 
 }  // namespace ckv::etcd

@@ -249,7 +249,7 @@ class ClusterService final : public pb::Cluster::Service {
     grpc::ClientContext up;
     up.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
     up.AddMetadata(kForwardedMetadata, "1");
-    forward_credentials(creds, &up);
+    forward_credentials(creds, &up, auth_);
     pb::Cluster::Stub stub(channel_to(st.leader.grpc_address));
     MemberReply leader_reply;
     const grpc::Status s = forward(stub, &up, &leader_reply);

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "auth/jwt_tokens.h"
 #include "auth/types.h"
 #include "lease/types.h"
 #include "mvcc/errors.h"
@@ -64,6 +65,8 @@ constexpr EtcdError kEtcdErrors[] = {
     {kErrStopped, StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE, kErrStopped},
     {node::kErrTooManyForwardedWrites, StatusCode::kUnavailable, grpc::StatusCode::RESOURCE_EXHAUSTED,
      kErrTooManyRequests},
+    // etcd answers an Authenticate on a member without priv-key with its raw text, code Unknown.
+    {auth::kErrVerifyOnly, StatusCode::kIo, grpc::StatusCode::UNKNOWN, auth::kErrVerifyOnly},
     // The auth store's (auth/types.h); the HTTP status follows our code:
     // 401 for missing or bad credentials, 403 for a refusal, 409 otherwise.
     {auth::kErrRootUserNotExist, StatusCode::kConflict, grpc::StatusCode::FAILED_PRECONDITION,

@@ -420,7 +420,7 @@ class KvService::Impl {
     fc->req = std::move(req);
     // A fixed value: metadata must be printable ASCII, which member names need not be.
     fc->ctx.AddMetadata(kForwardedMetadata, "1");
-    forward_credentials(call.credentials, &fc->ctx);
+    forward_credentials(call.credentials, &fc->ctx, options_.auth);
     if (!call.idempotency_key.empty()) {
       fc->ctx.AddMetadata(kIdempotencyKeyMetadata, call.idempotency_key);
     }

@@ -502,7 +502,7 @@ class LeaseService::Impl {
     Status refused;
     auto ctx = begin_forward(options_.request_timeout_ms + kForwardDeadlineMarginMs, &refused);
     if (!ctx) return done(refused);
-    forward_credentials(call.credentials, ctx.get());
+    forward_credentials(call.credentials, ctx.get(), options_.auth);
     auto stub = stub_for(st.leader.grpc_address);
     invoke(stub.get(), ctx.get(), &c->req, &c->resp, [this, c, ctx, stub, done, convert](grpc::Status g) {
       if (!g.ok()) {

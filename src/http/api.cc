@@ -269,9 +269,9 @@ void Api::handle(const Request& req, Reply reply) {
           dispatch(req, path, params, who.value(), std::move(reply));
         });
   }
-  etcd::Credentials creds;
-  creds.token = header.starts_with("Bearer ") ? header.substr(7) : header;
-  Result<auth::Caller> who = options_.auth->resolve(creds);
+  // A token (raw or "Bearer"), else a verified client certificate's CN, or
+  // a forwarding member's claim for its caller (etcd_gateway.h).
+  Result<auth::Caller> who = options_.auth->resolve(gateway_credentials(req));
   if (!who.is_ok()) return reply(unauthorized(who.status()));
   dispatch(req, path, target->params, who.value(), std::move(reply));
 }

@@ -51,6 +51,13 @@ struct Request {
   // "Basic <base64 user:password>" or a token, raw or "Bearer <token>";
   // forwarded with the request.
   std::optional<std::string> authorization{};
+  // The subject CN of the client certificate the TLS handshake verified
+  // (-client-cert-auth or -trusted-ca-file); empty: none, or a subject with
+  // several CNs. The user when no other credentials come (etcd's rule).
+  std::string client_cert_cn{};
+  // A forwarding member's claim for its caller (auth/forwarded_caller.h,
+  // header kForwardedCallerHeader), checked against the forwarding key.
+  std::string forwarded_caller{};
 };
 
 // The request header that makes a write exactly-once across retries (docs/api.md).

@@ -238,6 +238,11 @@ etcd::Credentials gateway_credentials(const Request& req) {
     c.token = *req.authorization;
     if (c.token.starts_with("Bearer ")) c.token.erase(0, 7);
   }
+  // A member forwarding a request presents its own certificate, whose name
+  // is not the client's: the client's identity is in its claim instead.
+  // (etcd's gateway ignores every certificate's name; we take the client's.)
+  if (!req.forwarded) c.cert_cn = req.client_cert_cn;
+  c.forwarded_caller = req.forwarded_caller;
   return c;
 }
 

@@ -56,7 +56,10 @@ Response etcd_gateway(const Request& req, const std::string& path,
                       const std::function<node::NodeStatus()>& status,
                       const std::string& grpc_address);
 
-// A gateway call's token: the Authorization header, raw (etcd's gateway) or "Bearer <token>".
+// A call's credentials: the token in the Authorization header, raw (etcd's
+// gateway) or "Bearer <token>"; the verified client certificate's CN unless
+// the request was forwarded by a member (whose certificate it would be);
+// a forwarding member's caller claim (auth/forwarded_caller.h).
 etcd::Credentials gateway_credentials(const Request& req);
 
 // Whether path is one of KV's five routes (/v3/kv/range, put, deleterange, txn, compaction).

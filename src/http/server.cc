@@ -31,9 +31,12 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "auth/forwarded_caller.h"
 #include "etcd/backup_stream.h"
 #include "http/address.h"
 #include "http/admission.h"
@@ -125,6 +128,27 @@ struct UpstreamReply {
   std::string body;
   std::string retry_after;
 };
+
+// The subject CN of the client certificate the handshake verified (etcd's
+// user for -client-cert-auth); empty without one, or when the subject has
+// several CNs (which one names the user would be a guess).
+std::string verified_client_cn(SSL* ssl) {
+  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  X509_NAME* subject = X509_get_subject_name(cert);
+  const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (at < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, at) >= 0) return {};
+  unsigned char* utf8 = nullptr;
+  const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)));
+  if (n < 0) {
+    ERR_clear_error();
+    return {};
+  }
+  std::string cn(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+  OPENSSL_free(utf8);
+  return cn;
+}
 
 // A connection to a client or to another member's API: plain TCP, or TLS
 // over TCP when the node serves TLS (-cert-file). Code that reads and writes
@@ -294,7 +318,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
                                              asio::ssl::context* tls,
                                              UpstreamPool* pool = nullptr,
                                              const std::optional<std::string>& idempotency_key = std::nullopt,
-                                             const std::optional<std::string>& authorization = std::nullopt) {
+                                             const std::optional<std::string>& authorization = std::nullopt,
+                                             std::string forwarded_caller = {}) {
   auto hp = parse_host_port(address);
   if (!hp) co_return Status(StatusCode::kInvalid, "bad address " + address);
   std::unique_ptr<AnyStream> stream = pool != nullptr ? pool->take(address) : nullptr;
@@ -315,6 +340,8 @@ asio::awaitable<Result<UpstreamReply>> fetch(std::string address, bhttp::verb me
   if (idempotency_key) req.set(kIdempotencyKeyHeader, *idempotency_key);
   // The leader checks the caller's credentials itself (api.h, Request::authorization).
   if (authorization) req.set(bhttp::field::authorization, *authorization);
+  // A caller known here by its certificate: this member vouches for it (auth/forwarded_caller.h).
+  if (!forwarded_caller.empty()) req.set(auth::kForwardedCallerHeader, forwarded_caller);
   req.keep_alive(pool != nullptr);
   req.body() = std::move(body);
   req.prepare_payload();
@@ -425,6 +452,7 @@ class HttpServer::Impl {
     Connection(tcp::socket socket, asio::ssl::context* tls)
         : stream(make_stream(beast::tcp_stream(std::move(socket)), tls)) {}
     AnyStream stream;      // TLS when the server has a certificate
+    std::string cert_cn;   // the verified client certificate's CN (Request::client_cert_cn)
     bool busy = false;     // a request is being handled: never evicted
     bool evicted = false;  // closed by evict(): what was read is not handled
   };
@@ -820,6 +848,7 @@ asio::awaitable<void> HttpServer::Impl::session(
   } slot{*this, admitted.id};
   if (auto* tls = std::get_if<TlsStream>(&conn->stream)) {
     if (!co_await tls_handshake(*tls, *conn, ip, head_deadline) || conn->evicted) co_return;
+    if (options_.tls && options_.tls->verify_clients) conn->cert_cn = verified_client_cn(tls->native_handle());
   }
   co_await std::visit(
       [&](auto& stream) { return serve_requests(stream, *conn, ip, admitted, head_deadline); },
@@ -1172,6 +1201,8 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     r.forwarded = forwarded;
     if (auto it = req.find(kIdempotencyKeyHeader); it != req.end()) r.idempotency_key = std::string(it->value());
     if (auto it = req.find(bhttp::field::authorization); it != req.end()) r.authorization = std::string(it->value());
+    if (auto it = req.find(auth::kForwardedCallerHeader); it != req.end()) r.forwarded_caller = std::string(it->value());
+    r.client_cert_cn = conn.cert_cn;
     // The API and the Node bound their own waiting (commit timeout), so no
     // stream deadline runs meanwhile.
     tcp.expires_never();
@@ -1223,9 +1254,13 @@ asio::awaitable<Response> HttpServer::Impl::forward(const Forward& f, bhttp::ver
   // works for any hosts and ports (the reference rewrote ":5000" to ":8000").
   const uint64_t max_reply_bytes =
       kJsonEscapeFactor * options_.max_body_bytes + kUpstreamReplyOverheadBytes;
+  // A local, not a temporary in the co_await expression: GCC 12 destroys a
+  // conditional's temporary there twice (a double free seen in the test).
+  std::string claim;
+  if (options_.auth != nullptr) claim = options_.auth->forward_claim(gateway_credentials(r));
   auto up = co_await fetch(f.api_address, method, r.target, r.body, true,
                            milliseconds(f.timeout_ms), max_reply_bytes, source_address_,
-                           client_tls(), &upstreams_, r.idempotency_key, r.authorization);
+                           client_tls(), &upstreams_, r.idempotency_key, r.authorization, claim);
   if (!up.is_ok()) {
     if (up.status().code() == StatusCode::kTimeout) {
       co_return error_response(504,

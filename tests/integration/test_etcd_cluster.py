@@ -45,18 +45,22 @@ def post(api, path, body="{}"):
     return request("POST", api, path, body, {"Content-Type": "application/json"})
 
 
-def start_real_etcd(test):
-    """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port."""
+def start_real_etcd(test, *extra, scheme="http", ready=None):
+    """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port.
+    extra: more etcd flags; scheme "https" (with extra's --cert-file...) serves TLS; ready(client) says when it
+    answers (default: the plain-HTTP gateway)."""
     client, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     data = tempfile.mkdtemp(prefix="ckv-etcd-", dir=test.tmp)
-    log = open(os.path.join(test.tmp, "etcd.log"), "w")
-    proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls=http://{client}",
-                             f"--advertise-client-urls=http://{client}", f"--listen-peer-urls=http://{peer}",
-                             f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}"],
+    log = open(os.path.join(data, "etcd.log"), "w")
+    proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls={scheme}://{client}",
+                             f"--advertise-client-urls={scheme}://{client}", f"--listen-peer-urls=http://{peer}",
+                             f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}",
+                             *extra],
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     test.procs.append(proc)  # killed by PID in cleanup
-    wait_for(lambda: post(client, "/v3/maintenance/status").status == 200, 30, "etcd to answer")
+    ready = ready or (lambda c: post(c, "/v3/maintenance/status").status == 200)
+    wait_for(lambda: ready(client), 30, "etcd to answer")
     return client, peer
 
 
