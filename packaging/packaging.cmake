@@ -53,10 +53,13 @@ set(CPACK_PACKAGE_VERSION ${CKV_VERSION})
 set(CPACK_PACKAGE_VENDOR "consensuskv developers")
 set(CPACK_PACKAGE_CONTACT "consensuskv developers <consensuskv@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Raft-replicated key-value store with etcd's v3 API")
-set(CPACK_PACKAGE_DESCRIPTION
-    "kvnode is one member of a strongly consistent key-value cluster: a drop-in replacement for etcd v3 "
-    "(gRPC API and JSON gateway, etcdctl works) and for a small HTTP key-value service. Runs as "
-    "kvnode.service with its flags in /etc/default/kvnode and its data in /var/lib/consensuskv.")
+# One string (not a list: CPack would join its items with ";"), lines under
+# 80 columns as Debian wants; CPack indents them in the control file.
+string(CONCAT CPACK_PACKAGE_DESCRIPTION
+       "kvnode is one member of a strongly consistent key-value cluster: a drop-in\n"
+       "replacement for etcd v3 (gRPC API and JSON gateway, etcdctl works) and for\n"
+       "a small HTTP key-value service. Runs as kvnode.service with its flags in\n"
+       "/etc/default/kvnode and its data in /var/lib/consensuskv.")
 # Absolute destinations (/lib/systemd/system, /etc/default) need DESTDIR staging.
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})

@@ -108,8 +108,8 @@ if ((!fast)); then
   # A failed build is reported in the summary (the other passes' results stand).
   # The unit label runs too: the optimizer exposes undefined behaviour -O2 hides.
   release_start_s=$SECONDS
-  mkdir -p "$root/build-release"
-  release_log=$root/build-release/test-build.log
+  mkdir -p build-release
+  release_log=build-release/test-build.log
   release_status=0
   configure_and_build build-release "" Release 2>&1 | tee "$release_log" || release_status=$?
   summaries+=("release-build|$release_log|$release_status")
@@ -131,5 +131,5 @@ for s in "${summaries[@]}"; do
 done
 elapsed=$((SECONDS - start_s))
 printf '\ntest.sh: %s in %dm%02ds%s\n' "$([[ $failed == 0 ]] && echo PASSED || echo FAILED)" \
-  $((elapsed / 60)) $((elapsed % 60)) "$( ((fast)) && echo ' (--fast: no sanitizer pass)')"
+  $((elapsed / 60)) $((elapsed % 60)) "$( ((fast)) && echo ' (--fast: no sanitizer or Release pass)')"
 exit "$failed"

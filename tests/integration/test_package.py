@@ -102,6 +102,10 @@ class PackageTest(ClusterTest):
         self.assertRegex(fields, r"(?m)^Maintainer: .+ <.+@.+>$")
         self.assertRegex(fields, r"(?m)^Installed-Size: [1-9][0-9]*$")
         self.assertRegex(fields, r"(?m)^Description: Raft-replicated key-value store with etcd's v3 API\n .+")
+        long_description = re.search(r"(?m)^Description: .*\n((?: .*\n?)+)", fields).group(1).splitlines()
+        self.assertGreaterEqual(len(long_description), 3, long_description)
+        for line in long_description:  # Debian policy 5.6.13: indented, under 80 columns
+            self.assertTrue(line.startswith(" ") and len(line) < 80 and ";" not in line, line)
         depends = re.search(r"(?m)^Depends: (.*)$", fields).group(1)
         for lib in ("adduser", "libc6", "libgrpc++", "libssl3", "libsodium"):
             self.assertIn(lib, depends)
