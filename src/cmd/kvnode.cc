@@ -205,8 +205,8 @@ int main(int argc, char** argv) {
       "      create the data dir of the first member of a new cluster from a backup\n"
       "  kvnode snapshot status FILE [-w simple|table|json]\n"
       "      check a backup whole and print its hash, revision, keys and size\n"
-      "Exit status: 0 stopped by SIGTERM/SIGINT, 1 refused to start, 2 bad flag, 3 storage failure,\n"
-      "4 a committed log entry it cannot decode.\n"
+      "Exit status: 0 stopped by SIGTERM/SIGINT, 1 refused to start, 2 bad flag,\n"
+      "3 storage failure, 4 a committed log entry it cannot decode.\n"
       "More: man kvnode; docs/operations.md (installed in /usr/share/doc/consensuskv/).");
   app.add_option("--raft-address", opts.raft_address,
                  "host:port this node's Raft server listens on and peers connect to (required)");
