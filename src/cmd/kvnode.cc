@@ -200,6 +200,16 @@ int main(int argc, char** argv) {
       "Start the first node with -bootstrap; add others with /join on a member or with -join."};
   app.name("kvnode");
   app.get_formatter()->column_width(34);
+  app.footer(
+      "Subcommands (each takes --help):\n"
+      "  kvnode restore --snapshot FILE --data-dir DIR --raft-address HOST:PORT [--name ID]\n"
+      "                 [--api-address HOST:PORT] [--grpc-address HOST:PORT]\n"
+      "      create the data dir of the first member of a new cluster from a backup\n"
+      "  kvnode snapshot status FILE [-w simple|table|json]\n"
+      "      check a backup whole and print its hash, revision, keys and size\n"
+      "Exit status: 0 stopped by SIGTERM/SIGINT, 1 refused to start, 2 bad flag,\n"
+      "3 storage failure, 4 a committed log entry it cannot decode.\n"
+      "More: man kvnode; docs/operations.md (installed in /usr/share/doc/consensuskv/).");
   app.add_option("--raft-address", opts.raft_address,
                  "host:port this node's Raft server listens on and peers connect to (required)");
   app.add_option(
@@ -314,7 +324,7 @@ int main(int argc, char** argv) {
                  "most bytes all inbound raft streams together may buffer (partial frames); over it "
                  "the stream holding the most is closed (at least one 64 MiB frame)")
       ->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (to stderr)")
       ->capture_default_str();
   app.add_option("--auto-compaction-mode", auto_compaction_mode,
                  "etcd's: 'periodic' (retention is a time) or 'revision' (retention is a revision count)")
