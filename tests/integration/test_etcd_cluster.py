@@ -45,14 +45,17 @@ def post(api, path, body="{}"):
     return request("POST", api, path, body, {"Content-Type": "application/json"})
 
 
-def start_real_etcd(test):
-    """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port."""
+def start_real_etcd(test, peer_tls_args=()):
+    """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port.
+    peer_tls_args (etcd's --peer-cert-file=... flags) make its peer URLs https://."""
     client, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     data = tempfile.mkdtemp(prefix="ckv-etcd-", dir=test.tmp)
     log = open(os.path.join(test.tmp, "etcd.log"), "w")
+    ps = "https" if peer_tls_args else "http"
     proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls=http://{client}",
-                             f"--advertise-client-urls=http://{client}", f"--listen-peer-urls=http://{peer}",
-                             f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}"],
+                             f"--advertise-client-urls=http://{client}", f"--listen-peer-urls={ps}://{peer}",
+                             f"--initial-advertise-peer-urls={ps}://{peer}", f"--initial-cluster=e1={ps}://{peer}",
+                             *peer_tls_args],
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     test.procs.append(proc)  # killed by PID in cleanup
