@@ -235,19 +235,25 @@ class LeaseService::Impl {
   }
 
   void revoke(int64_t id, LeaseCall call, LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
-    auth::Caller caller;
-    if (options_.auth != nullptr) {
-      Result<auth::Caller> who = options_.auth->resolve(call.credentials);
-      if (!who.is_ok()) return done(who.status());
-      caller = std::move(who).value();
-      fsm::Command c;
-      c.request = lease::RevokeRequest{id};
-      c.caller = caller;
-      if (Status s = node_.state_machine().authorize(c); !s.is_ok()) {
-        options_.auth->note_refusal("LeaseRevoke", caller, s);
-        return done(s);
-      }
-    }
+    if (options_.auth == nullptr) return revoke_checked(id, std::move(call), auth::Caller{}, std::move(done));
+    // WRITE on every key attached to the lease, on an auth state that may
+    // lag: a refusal stands only after a read barrier (check_current).
+    options_.auth->check_current(
+        "LeaseRevoke", [this, creds = call.credentials](AuthDone<auth::Caller> d) { d(options_.auth->resolve(creds)); },
+        [this, id](const auth::Caller& who) {
+          fsm::Command c;
+          c.request = lease::RevokeRequest{id};
+          c.caller = who;
+          return node_.state_machine().authorize(c);
+        },
+        [this, id, call, done = std::move(done)](Result<auth::Caller> who) mutable {
+          if (!who.is_ok()) return done(who.status());
+          revoke_checked(id, std::move(call), std::move(who).value(), std::move(done));
+        });
+  }
+
+  void revoke_checked(int64_t id, LeaseCall call, auth::Caller caller,
+                      LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
     done = track(std::move(done));
     if (!done) return;
     const node::NodeStatus st = node_.status();
