@@ -253,9 +253,14 @@ class AuthService::Impl {
     fsm::Command c;
     c.request = std::move(r);
     c.caller = std::move(caller);
-    node_.propose(std::move(c), options_.request_timeout_ms, [this, done](Result<node::WriteResult> wr) {
+    const std::string what = auth::describe(std::get<auth::AuthRequest>(c.request));
+    const auth::Caller who = c.caller;
+    node_.propose(std::move(c), options_.request_timeout_ms, [this, done, what, who](Result<node::WriteResult> wr) {
       if (!wr.is_ok()) return done(wr.status());
-      if (!wr->status.is_ok()) return done(wr->status);
+      if (!wr->status.is_ok()) {
+        if (may_lag(wr->status)) note_refusal(what + " (at apply)", who, wr->status);
+        return done(wr->status);
+      }
       Header h = header_for(node_.status(), true);
       if (const auto* a = std::get_if<auth::AuthResponse>(&wr->response)) {
         h.revision = static_cast<uint64_t>(a->header.revision);
@@ -488,6 +493,9 @@ void AuthService::check_current(std::string what, Identify identify, Permit perm
 }
 void AuthService::note_refusal(const std::string& what, const auth::Caller& caller, const Status& why) {
   impl_->note_refusal(what, caller, why);
+}
+void AuthService::note_if_refused(const std::string& what, const auth::Caller& caller, const Status& outcome) {
+  if (!outcome.is_ok() && may_lag(outcome)) impl_->note_refusal(what + " (at apply)", caller, outcome);
 }
 void AuthService::stop() { impl_->stop(); }
 

@@ -148,6 +148,10 @@ class AuthService {
 
   // Logs a refused request (rate-limited): what was asked, by whom, why.
   void note_refusal(const std::string& what, const auth::Caller& caller, const Status& why);
+  // The same for an apply's outcome, if auth refused it there (no user, an
+  // old auth revision, no permission): the member that took the request logs
+  // it, as it logs the refusals of its own checks.
+  void note_if_refused(const std::string& what, const auth::Caller& caller, const Status& outcome);
 
   void stop();
 

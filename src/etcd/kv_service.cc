@@ -360,9 +360,12 @@ class KvService::Impl {
 
   template <typename Resp>
   void propose_checked(fsm::Command c, KvDone<Resp> done) {
+    const char* what = request_name(c.request);
+    auth::Caller who = c.caller;
     node_.propose(std::move(c), options_.request_timeout_ms,
-                  [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
-                    pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
+                  [this, what, who = std::move(who), done = std::move(done)](Result<node::WriteResult> wr) mutable {
+                    pool_.post([this, what, who, wr = std::move(wr), done = std::move(done)]() mutable {
+                      if (wr.is_ok() && options_.auth != nullptr) options_.auth->note_if_refused(what, who, wr->status);
                       answer_proposal<Resp>(std::move(wr), done);
                     });
                   });

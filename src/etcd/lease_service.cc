@@ -8,6 +8,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -392,11 +393,15 @@ class LeaseService::Impl {
   void propose(Req r, LeaseDone<KvAnswer<Resp>> done, auth::Caller caller = {}) {
     fsm::Command c;
     c.request = std::move(r);
-    c.caller = std::move(caller);
-    node_.propose(std::move(c), options_.request_timeout_ms, [this, done](Result<node::WriteResult> wr) {
-      sched_.post([this, wr = std::move(wr), done]() mutable {
+    c.caller = caller;
+    node_.propose(std::move(c), options_.request_timeout_ms, [this, done, caller](Result<node::WriteResult> wr) {
+      sched_.post([this, wr = std::move(wr), done, caller]() mutable {
         if (!wr.is_ok()) return done(wr.status());
-        if (!wr->status.is_ok()) return done(wr->status);
+        if (!wr->status.is_ok()) {
+          if (options_.auth != nullptr) options_.auth->note_if_refused(
+              std::is_same_v<Req, lease::RevokeRequest> ? "LeaseRevoke" : "LeaseGrant", caller, wr->status);
+          return done(wr->status);
+        }
         Resp* body = std::get_if<Resp>(&wr->response);
         if (body == nullptr) return done(Status(StatusCode::kIo, "consensuskv: unexpected response kind"));
         Header h = header();

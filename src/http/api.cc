@@ -255,7 +255,9 @@ void Api::handle(const Request& req, Reply reply) {
   if (header.starts_with("Basic ")) {
     auto decoded = base64_decode(std::string_view(header).substr(6));
     if (!decoded || decoded->find(':') == std::string::npos) {
-      return reply(unauthorized(Status(StatusCode::kUnauthenticated, "malformed Basic credentials")));
+      const Status malformed(StatusCode::kUnauthenticated, "malformed Basic credentials");
+      options_.auth->note_refusal(path, auth::Caller{}, malformed);
+      return reply(unauthorized(malformed));
     }
   }
   // Credentials this member does not know yet (a user or token just made)
@@ -453,9 +455,11 @@ void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
   } else {
     body = json{{"key", std::get<mvcc::DeleteRangeRequest>(c.request).key}, {"deleted", true}};
   }
+  const char* what = std::holds_alternative<mvcc::PutRequest>(c.request) ? "/set" : "/delete";
+  auth::Caller who = c.caller;
   node_.propose(
       std::move(c), options_.commit_timeout_ms,
-      [reply = std::move(reply), body = std::move(body),
+      [this, what, who = std::move(who), reply = std::move(reply), body = std::move(body),
        leader_api = std::move(leader_api)](Result<node::WriteResult> r) mutable {
         auto answer = [&](Response out) {
           // As when followers proxied writes over HTTP: say which leader took it.
@@ -477,7 +481,12 @@ void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
         }
         // The request's own outcome: a seed-API put or delete cannot fail
         // in the store today (its key is checked above), but say so if it does.
-        if (!r.value().status.is_ok()) return answer(error_response(r.value().status));
+        if (!r.value().status.is_ok()) {
+          // Auth may refuse at apply (a member that had not applied 'auth
+          // enable' sent it on without a user): logged here, answered 401/403.
+          if (options_.auth != nullptr) options_.auth->note_if_refused(what, who, r.value().status);
+          return answer(refusal(r.value().status));
+        }
         body["index"] = r.value().index;
         answer(json_response(200, body));
       });

@@ -349,6 +349,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
                   "node": target.name}
             if creds is not None and creds.refused(result):
                 op["type"], read = "fail", None  # refused before or at apply: not done
+                op["auth_refused"] = True  # check_acked_writes_in holds us to "not done"
             else:
                 op["type"], read = self.classify(f, key, result, target)
             if f == "get":
@@ -380,6 +381,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
               "ret": ret, "node": target.name}
         if creds is not None and creds.refused(result):
             op["type"] = "fail"  # refused before or at apply: not done
+            op["auth_refused"] = True
         elif result[0] == "refused":
             op["type"] = "fail"
         elif result[0] == "lost":
@@ -745,6 +747,10 @@ class LinearizableUnderFaultsTest(ClusterTest):
             written = [op for op in self.history.ops if op["f"] in ("set", "cas")]
         problems = [f"acknowledged {op['f']} {op['key']}={op['value']!r} ({op['node']}) is not in the history"
                     for op in written if op["type"] == "ok" and (op["key"], op["value"]) not in puts]
+        # A write refused for its credentials was recorded failed: it must not have happened.
+        problems += [f"{op['f']} {op['key']}={op['value']!r} ({op['node']}) was refused for its credentials but "
+                     f"is in the history at revision {puts[(op['key'], op['value'])]}"
+                     for op in written if op.get("auth_refused") and (op["key"], op["value"]) in puts]
         attempted = {(op["key"], op["value"]) for op in written}
         problems += [f"put {k}={v!r} at {revs} was never written by a client" for (k, v), revs in puts.items()
                      if (k, v) not in attempted]
