@@ -222,7 +222,7 @@ class AuthService::Impl {
     auto request = std::make_shared<auth::AuthRequest>(std::move(r));
     const std::string what = auth::describe(*request);
     check_current(
-        what, [this, creds = std::move(creds)](AuthDone<auth::Caller> d) { d(resolve(creds)); },
+        what, [this, creds = std::move(creds)](const AuthDone<auth::Caller>& d) { d(resolve(creds)); },
         [this, request](const auth::Caller& who) {
           fsm::Command c;
           c.request = *request;
@@ -271,14 +271,15 @@ class AuthService::Impl {
 
   // ---- the front ends' check ------------------------------------------------
 
-  void check_current(std::string what, Identify identify, Permit permit, AuthDone<auth::Caller> done) {
+  void check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                     AuthDone<auth::Caller> done) {
     done = track(std::move(done));
     if (!done) return;
     auto first = [this, what, identify, permit, done](Result<auth::Caller> r) mutable {
       if (r.is_ok() || !may_lag(r.status())) return done(std::move(r));
       // The state may lag: once the barrier is passed this member has
       // applied every auth change committed before the call arrived.
-      node_.read_barrier(options_.request_timeout_ms, [this, what, identify, permit, done](Status b) mutable {
+      node_.read_barrier(options_.request_timeout_ms, [this, what, identify, permit, done](const Status& b) mutable {
         const bool queued = recheck_pool_.try_post(kMaxQueuedAuthRechecks, [this, b, what, identify, permit,
                                                                              done]() mutable {
           if (!b.is_ok()) {
@@ -291,7 +292,7 @@ class AuthService::Impl {
         if (!queued) done(too_many());
       });
     };
-    attempt(what, std::move(identify), std::move(permit), false, std::move(first));
+    attempt(what, identify, permit, false, std::move(first));
   }
 
   // identify, then permit; a refusal by permit is logged if it is final (a
@@ -488,8 +489,9 @@ void AuthService::user_list(auth::Caller caller, AuthDone<NamesAnswer> done) {
 void AuthService::role_list(auth::Caller caller, AuthDone<NamesAnswer> done) {
   impl_->list("RoleList", false, std::move(caller), std::move(done));
 }
-void AuthService::check_current(std::string what, Identify identify, Permit permit, AuthDone<auth::Caller> done) {
-  impl_->check_current(std::move(what), std::move(identify), std::move(permit), std::move(done));
+void AuthService::check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                                AuthDone<auth::Caller> done) {
+  impl_->check_current(what, identify, permit, std::move(done));
 }
 void AuthService::note_refusal(const std::string& what, const auth::Caller& caller, const Status& why) {
   impl_->note_refusal(what, caller, why);

@@ -144,7 +144,8 @@ class AuthService {
   // a barrier that fails answers kUnavailable (nothing done; retry). At most
   // kMaxQueuedAuthRechecks wait. done runs inline, on a password worker or
   // on this service's recheck thread (never the Raft thread).
-  void check_current(std::string what, Identify identify, Permit permit, AuthDone<auth::Caller> done);
+  void check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                     AuthDone<auth::Caller> done);
 
   // Logs a refused request (rate-limited): what was asked, by whom, why.
   void note_refusal(const std::string& what, const auth::Caller& caller, const Status& why);

@@ -347,12 +347,12 @@ class KvService::Impl {
     auto cmd = std::make_shared<fsm::Command>(std::move(c));
     const std::string what = request_name(cmd->request);
     options_.auth->check_current(
-        what, [this, creds = call.credentials](AuthDone<auth::Caller> d) { d(options_.auth->resolve(creds)); },
+        what, [this, creds = call.credentials](const AuthDone<auth::Caller>& d) { d(options_.auth->resolve(creds)); },
         [this, cmd](const auth::Caller& who) {
           cmd->caller = who;
           return node_.state_machine().authorize(*cmd);
         },
-        [this, cmd, done = std::move(done)](Result<auth::Caller> who) mutable {
+        [this, cmd, done = std::move(done)](const Result<auth::Caller>& who) mutable {
           if (!who.is_ok()) return done(who.status());
           propose_checked<Resp>(std::move(*cmd), std::move(done));
         });

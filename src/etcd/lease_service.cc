@@ -236,11 +236,11 @@ class LeaseService::Impl {
   }
 
   void revoke(int64_t id, LeaseCall call, LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
-    if (options_.auth == nullptr) return revoke_checked(id, std::move(call), auth::Caller{}, std::move(done));
+    if (options_.auth == nullptr) return revoke_checked(id, call, auth::Caller{}, std::move(done));
     // WRITE on every key attached to the lease, on an auth state that may
     // lag: a refusal stands only after a read barrier (check_current).
     options_.auth->check_current(
-        "LeaseRevoke", [this, creds = call.credentials](AuthDone<auth::Caller> d) { d(options_.auth->resolve(creds)); },
+        "LeaseRevoke", [this, creds = call.credentials](const AuthDone<auth::Caller>& d) { d(options_.auth->resolve(creds)); },
         [this, id](const auth::Caller& who) {
           fsm::Command c;
           c.request = lease::RevokeRequest{id};
@@ -249,11 +249,11 @@ class LeaseService::Impl {
         },
         [this, id, call, done = std::move(done)](Result<auth::Caller> who) mutable {
           if (!who.is_ok()) return done(who.status());
-          revoke_checked(id, std::move(call), std::move(who).value(), std::move(done));
+          revoke_checked(id, call, std::move(who).value(), std::move(done));
         });
   }
 
-  void revoke_checked(int64_t id, LeaseCall call, auth::Caller caller,
+  void revoke_checked(int64_t id, const LeaseCall& call, auth::Caller caller,
                       LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
     done = track(std::move(done));
     if (!done) return;

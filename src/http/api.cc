@@ -274,7 +274,7 @@ etcd::AuthService::Identify Api::identify(const Request& req) const {
   return [this, header = req.authorization.value_or("")](etcd::AuthDone<auth::Caller> done) {
     if (!node_.state_machine().auth_enabled()) return done(auth::Caller{});
     if (header.starts_with("Basic ")) {
-      auto decoded = base64_decode(std::string_view(header).substr(6));
+      auto decoded = base64_decode(std::string_view{header}.substr(6));
       const size_t colon = decoded ? decoded->find(':') : std::string::npos;
       if (colon == std::string::npos) {
         return done(Status(StatusCode::kUnauthenticated, "malformed Basic credentials"));
@@ -311,7 +311,7 @@ void Api::check_and_propose(const char* what, const Request& req, fsm::Command c
         cmd->caller = who;
         return node_.state_machine().authorize(*cmd);
       },
-      [this, cmd, reply = std::move(reply), leader_api = std::move(leader_api)](Result<auth::Caller> who) mutable {
+      [this, cmd, reply = std::move(reply), leader_api = std::move(leader_api)](const Result<auth::Caller>& who) mutable {
         if (!who.is_ok()) return reply(refusal(who.status()));
         propose(std::move(*cmd), std::move(reply), std::move(leader_api));
       });
