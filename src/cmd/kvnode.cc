@@ -493,6 +493,7 @@ int main(int argc, char** argv) {
                  peer_tls_flags.trusted_ca_file, t.allowed_cn.empty() ? "<any>" : t.allowed_cn);
     for (const std::string& w : t.warnings) spdlog::warn("peer TLS: {}", w);
     transport_opts.peer_tls = *peer_tls.value();
+    opts.peer_tls = true;
   } else if (auto hp = ckv::http::parse_host_port(opts.raft_address); hp && !is_loopback_host(hp->host)) {
     // Without peer TLS anyone who reaches the raft port can inject
     // well-formed messages. Fine on loopback; elsewhere the operator is told.

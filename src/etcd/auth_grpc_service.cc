@@ -95,13 +95,15 @@ class AuthGrpcService final : public pb::Auth::CallbackService {
   template <typename PbResp>
   grpc::ServerUnaryReactor* change(grpc::CallbackServerContext* ctx, const google::protobuf::Message& req,
                                    PbResp* resp) {
-    return as_caller(ctx, [&](auth::Caller who, grpc::ServerUnaryReactor* reactor) {
-      auth_.change(std::move(who), *change_from_pb(req), [reactor, resp](Result<Header> h) {
-        if (!h.is_ok()) return reactor->Finish(to_grpc_status(h.status()));
-        fill_auth_header(h.value(), resp->mutable_header());
-        reactor->Finish(grpc::Status::OK);
-      });
+    // change() resolves the caller itself: again after a read barrier if
+    // this member's auth state refused it (AuthService::check_current).
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    auth_.change(credentials_from(*ctx), *change_from_pb(req), [reactor, resp](Result<Header> h) {
+      if (!h.is_ok()) return reactor->Finish(to_grpc_status(h.status()));
+      fill_auth_header(h.value(), resp->mutable_header());
+      reactor->Finish(grpc::Status::OK);
     });
+    return reactor;
   }
 
   AuthService& auth_;

@@ -49,9 +49,25 @@ Status check_request(const auth::AuthRequest& r) {
   return Status::ok();
 }
 
+// Whether this member's auth state lagging the cluster's could explain s: no
+// or an unknown token, user or password, no permission, an old revision.
+bool may_lag(const Status& s) {
+  return s.code() == StatusCode::kUnauthenticated || s.code() == StatusCode::kPermissionDenied ||
+         s.message() == auth::kErrUserNotFound || s.message() == auth::kErrAuthOldRevision;
+}
+
 }  // namespace
 
 int grpc_code_of(const Status& s) { return static_cast<int>(to_grpc_status(s).error_code()); }
+
+std::string watch_cancel_reason(const Status& refusal) {
+  const std::string& m = refusal.message();
+  if (m == auth::kErrInvalidAuthToken) return "rpc error: code = Unauthenticated desc = " + m;
+  if (m == auth::kErrAuthOldRevision || m == auth::kErrUserEmpty) {
+    return "rpc error: code = InvalidArgument desc = " + m;
+  }
+  return std::string("rpc error: code = PermissionDenied desc = ") + auth::kErrPermissionDenied;
+}
 
 class AuthService::Impl {
  public:
@@ -69,6 +85,7 @@ class AuthService::Impl {
       unanswered.swap(pending_);
     }
     for (auto& [id, answer] : unanswered) answer();
+    recheck_pool_.stop();
     pool_.stop();
   }
 
@@ -152,14 +169,15 @@ class AuthService::Impl {
     const std::string key = auth::sha256(salt_ + user + std::string(1, '\0') + password);
     const std::string hash_digest = auth::sha256(hash.value());
     const uint64_t revision = sm().auth_revision();
+    bool cached = false;
     {
       std::lock_guard lock(mu_);
       auto it = verified_.find(key);
-      if (it != verified_.end() && it->second.expires > SteadyClock::now() &&
-          it->second.hash_digest == hash_digest && it->second.user == user) {
-        return done(auth::Caller{user, revision});
-      }
+      cached = it != verified_.end() && it->second.expires > SteadyClock::now() &&
+               it->second.hash_digest == hash_digest && it->second.user == user;
     }
+    // Answered outside mu_: done may go on to check_current, which takes it.
+    if (cached) return done(auth::Caller{user, revision});
     const bool queued = pool_.try_post(kQueued, [this, user = std::move(user), password = std::move(password),
                                         hash = std::move(hash).value(), key, hash_digest, revision,
                                         done]() mutable {
@@ -266,7 +284,7 @@ class AuthService::Impl {
 
   // ---- changes --------------------------------------------------------------
 
-  void change(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done) {
+  void change(Credentials creds, auth::AuthRequest r, AuthDone<Header> done) {
     if (Status s = check_request(r); !s.is_ok()) return done(s);
     if (r.op == auth::AuthOp::kAuthenticate) {
       return done(Status(StatusCode::kInvalid, "consensuskv: Authenticate is not a change"));
@@ -276,44 +294,93 @@ class AuthService::Impl {
     if (r.op == auth::AuthOp::kUserAdd && r.no_password) r.secret.clear();
     // A fresh forwarding key with every enable (auth/auth_store.h, forward_key).
     if (r.op == auth::AuthOp::kEnable) r.secret = auth::random_bytes(auth::kForwardKeyBytes);
-    if (!hashes) return propose(std::move(caller), std::move(r), std::move(done));
     // Refused before the (slow) hash if the caller may not do it anyway.
-    if (Status s = precheck(caller, r); !s.is_ok()) return done(s);
-    done = track(std::move(done));
-    if (!done) return;
-    const bool queued = pool_.try_post(kQueued, [this, caller = std::move(caller), r = std::move(r), done]() mutable {
-      std::optional<std::string> hashed = auth::hash_password(r.secret);
-      if (!hashed) return done(Status(StatusCode::kIo, "consensuskv: cannot hash the password (out of memory?)"));
-      r.secret = std::move(*hashed);
-      propose(std::move(caller), std::move(r), done);
-    });
-    if (!queued) done(too_many());
+    auto request = std::make_shared<auth::AuthRequest>(std::move(r));
+    const std::string what = auth::describe(*request);
+    check_current(
+        what, [this, creds = std::move(creds)](const AuthDone<auth::Caller>& d) { d(resolve(creds)); },
+        [this, request](const auth::Caller& who) {
+          fsm::Command c;
+          c.request = *request;
+          c.caller = who;
+          return sm().authorize(c);
+        },
+        [this, request, hashes, done = std::move(done)](Result<auth::Caller> who) mutable {
+          if (!who.is_ok()) return done(who.status());
+          if (!hashes) return propose(std::move(who).value(), std::move(*request), std::move(done));
+          done = track(std::move(done));
+          if (!done) return;
+          const bool queued = pool_.try_post(kQueued, [this, caller = std::move(who).value(), request,
+                                              done]() mutable {
+            std::optional<std::string> hashed = auth::hash_password(request->secret);
+            if (!hashed) return done(Status(StatusCode::kIo, "consensuskv: cannot hash the password (out of memory?)"));
+            request->secret = std::move(*hashed);
+            propose(std::move(caller), std::move(*request), done);
+          });
+          if (!queued) done(too_many());
+        });
   }
 
-  Status precheck(const auth::Caller& caller, const auth::AuthRequest& r) {
-    fsm::Command c;
-    c.request = r;
-    c.caller = caller;
-    Status s = sm().authorize(c);
-    if (!s.is_ok()) note_refusal(auth::describe(r), caller, s);
-    return s;
-  }
-
+  // Proposes r for caller, whose permission was checked (check_current), or
+  // an Authenticate (needs none); apply checks again (fsm/authorize.h).
   void propose(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done) {
-    if (Status s = precheck(caller, r); !s.is_ok()) return done(s);
     done = track(std::move(done));
     if (!done) return;
     fsm::Command c;
     c.request = std::move(r);
     c.caller = std::move(caller);
-    node_.propose(std::move(c), options_.request_timeout_ms, [this, done](Result<node::WriteResult> wr) {
+    const std::string what = auth::describe(std::get<auth::AuthRequest>(c.request));
+    const auth::Caller who = c.caller;
+    node_.propose(std::move(c), options_.request_timeout_ms, [this, done, what, who](Result<node::WriteResult> wr) {
       if (!wr.is_ok()) return done(wr.status());
-      if (!wr->status.is_ok()) return done(wr->status);
+      if (!wr->status.is_ok()) {
+        if (may_lag(wr->status)) note_refusal(what + " (at apply)", who, wr->status);
+        return done(wr->status);
+      }
       Header h = header_for(node_.status(), true);
       if (const auto* a = std::get_if<auth::AuthResponse>(&wr->response)) {
         h.revision = static_cast<uint64_t>(a->header.revision);
       }
       done(h);
+    });
+  }
+
+  // ---- the front ends' check ------------------------------------------------
+
+  void check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                     AuthDone<auth::Caller> done) {
+    done = track(std::move(done));
+    if (!done) return;
+    auto first = [this, what, identify, permit, done](Result<auth::Caller> r) mutable {
+      if (r.is_ok() || !may_lag(r.status())) return done(std::move(r));
+      // The state may lag: once the barrier is passed this member has
+      // applied every auth change committed before the call arrived.
+      node_.read_barrier(options_.request_timeout_ms, [this, what, identify, permit, done](const Status& b) mutable {
+        const bool queued = recheck_pool_.try_post(kMaxQueuedAuthRechecks, [this, b, what, identify, permit,
+                                                                             done]() mutable {
+          if (!b.is_ok()) {
+            return done(Status(StatusCode::kUnavailable,
+                               "consensuskv: cannot confirm this member's auth state (" + b.message() +
+                                   "); nothing was done, retry"));
+          }
+          attempt(what, identify, permit, true, done);
+        });
+        if (!queued) done(too_many());
+      });
+    };
+    attempt(what, identify, permit, false, std::move(first));
+  }
+
+  // identify, then permit; a refusal by permit is logged if it is final (a
+  // first one that lag may explain is checked again, check_current).
+  void attempt(const std::string& what, const Identify& identify, const Permit& permit, bool last,
+               AuthDone<auth::Caller> then) {
+    identify([this, what, permit, last, then = std::move(then)](Result<auth::Caller> who) {
+      if (!who.is_ok()) return then(who.status());
+      Status s = permit(who.value());
+      if (s.is_ok()) return then(std::move(who));
+      if (last || !may_lag(s)) note_refusal(what, who.value(), s);
+      then(s);
     });
   }
 
@@ -448,6 +515,9 @@ class AuthService::Impl {
   // with kMaxQueuedPasswordChecks). Last: its threads stop before the
   // members they use go.
   WorkPool pool_{kMaxConcurrentPasswordChecks};
+  // Second checks after a read barrier (check_current): one thread, so a
+  // burst of refusals cannot take the password workers.
+  WorkPool recheck_pool_{1};
 };
 
 AuthService::AuthService(node::Node& node, AuthServiceOptions options)
@@ -481,8 +551,8 @@ void AuthService::basic(std::string user, std::string password, AuthDone<auth::C
 void AuthService::authenticate(std::string name, std::string password, AuthDone<AuthenticateAnswer> done) {
   impl_->authenticate(std::move(name), std::move(password), std::move(done));
 }
-void AuthService::change(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done) {
-  impl_->change(std::move(caller), std::move(r), std::move(done));
+void AuthService::change(Credentials creds, auth::AuthRequest r, AuthDone<Header> done) {
+  impl_->change(std::move(creds), std::move(r), std::move(done));
 }
 void AuthService::user_get(auth::Caller caller, std::string name, AuthDone<UserGetAnswer> done) {
   impl_->user_get(std::move(caller), std::move(name), std::move(done));
@@ -496,8 +566,15 @@ void AuthService::user_list(auth::Caller caller, AuthDone<NamesAnswer> done) {
 void AuthService::role_list(auth::Caller caller, AuthDone<NamesAnswer> done) {
   impl_->list("RoleList", false, std::move(caller), std::move(done));
 }
+void AuthService::check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                                AuthDone<auth::Caller> done) {
+  impl_->check_current(what, identify, permit, std::move(done));
+}
 void AuthService::note_refusal(const std::string& what, const auth::Caller& caller, const Status& why) {
   impl_->note_refusal(what, caller, why);
+}
+void AuthService::note_if_refused(const std::string& what, const auth::Caller& caller, const Status& outcome) {
+  if (!outcome.is_ok() && may_lag(outcome)) impl_->note_refusal(what + " (at apply)", caller, outcome);
 }
 void AuthService::stop() { impl_->stop(); }
 

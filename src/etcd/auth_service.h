@@ -64,6 +64,9 @@ inline constexpr size_t kMaxQueuedPasswordChecks = 256;  // waiting beyond those
 inline constexpr int64_t kVerifiedCredentialTtlMs = 60'000;
 inline constexpr size_t kMaxCachedCredentials = 4096;
 inline constexpr int kMaxRefusalLogsPerSec = 10;
+// Calls refused on this member's auth state that wait for a read barrier and
+// their second check (check_current); beyond this, "too many requests".
+inline constexpr size_t kMaxQueuedAuthRechecks = 256;
 
 struct AuthServiceOptions {
   int request_timeout_ms = 5000;  // proposals and read barriers (-commit-timeout-ms)
@@ -102,6 +105,11 @@ struct NamesAnswer {  // UserList, RoleList
 // The gRPC code etcd answers s with (kv_convert.h's table), for callers
 // that build their own error (the Cluster service).
 int grpc_code_of(const Status& s);
+// The cancel_reason etcd 3.4 gives a watch create that auth refused (it is
+// answered created and canceled, watch_id -1, never an error): the gRPC
+// error text of an invalid token, an old auth revision or no user, and of
+// "permission denied" for anything else (serverWatchStream.recvLoop).
+std::string watch_cancel_reason(const Status& refusal);
 
 template <typename T>
 using AuthDone = std::function<void(Result<T>)>;
@@ -130,14 +138,41 @@ class AuthService {
   void authenticate(std::string name, std::string password, AuthDone<AuthenticateAnswer> done);
   // r.secret holds the plain password for kUserAdd and
   // kUserChangePassword (hashed here, never proposed); other ops as auth/types.h.
-  void change(auth::Caller caller, auth::AuthRequest r, AuthDone<Header> done);
+  // The caller is resolved from creds here (check_current: again after a
+  // read barrier if this member's state refused it).
+  void change(Credentials creds, auth::AuthRequest r, AuthDone<Header> done);
   void user_get(auth::Caller caller, std::string name, AuthDone<UserGetAnswer> done);
   void role_get(auth::Caller caller, std::string role, AuthDone<RoleGetAnswer> done);
   void user_list(auth::Caller caller, AuthDone<NamesAnswer> done);
   void role_list(auth::Caller caller, AuthDone<NamesAnswer> done);
 
+  // Who asks, from a call's credentials on this member's auth state now
+  // (resolve() or basic(); may answer later, on any thread).
+  using Identify = std::function<void(AuthDone<auth::Caller>)>;
+  // Whether `who` may make the call on this member's auth state now (e.g.
+  // KvStateMachine::authorize of its command). Cheap: it may run on the
+  // Raft thread's hand-off.
+  using Permit = std::function<Status(const auth::Caller& who)>;
+  // The one front-end permission check (docs/security.md, "Where the check
+  // runs"): identify, then permit. This member's auth state may lag the
+  // cluster's (an auth change committed but not applied here yet: a grant,
+  // 'auth disable', a new user, a token just issued), so a refusal that lag
+  // can explain stands only once a read barrier shows the current state:
+  // then identify and permit run once more, so the caller is resolved anew
+  // at the current auth revision. done(the caller to propose with), or
+  // done(the refusal; permit's is logged as `what`, identify logs its own);
+  // a barrier that fails answers kUnavailable (nothing done; retry). At most
+  // kMaxQueuedAuthRechecks wait. done runs inline, on a password worker or
+  // on this service's recheck thread (never the Raft thread).
+  void check_current(const std::string& what, const Identify& identify, const Permit& permit,
+                     AuthDone<auth::Caller> done);
+
   // Logs a refused request (rate-limited): what was asked, by whom, why.
   void note_refusal(const std::string& what, const auth::Caller& caller, const Status& why);
+  // The same for an apply's outcome, if auth refused it there (no user, an
+  // old auth revision, no permission): the member that took the request logs
+  // it, as it logs the refusals of its own checks.
+  void note_if_refused(const std::string& what, const auth::Caller& caller, const Status& outcome);
 
   void stop();
 

@@ -39,10 +39,12 @@ MemberList member_list_for(const node::NodeStatus& st, const std::string& self_g
     // etcdctl shows a nameless one as "unstarted". Ours has started once it
     // answered a probe (its incarnation) or registered its API address.
     if (!m.info.incarnation.empty() || !m.info.api_address.empty()) e.name = m.info.name;
-    // Raft is plaintext (peer TLS: issue 11); clients reach members as this
-    // node's listeners serve, since a cluster's client listeners all serve
-    // TLS or none do.
-    if (!m.info.raft_address.empty()) e.peer_urls.push_back(url_for("http", m.info.raft_address));
+    // Schemes as this node's listeners and raft transport serve: a
+    // cluster's members all use peer TLS or none do, and the same for
+    // client TLS (etcd shows https:// for both once they are TLS).
+    if (!m.info.raft_address.empty()) {
+      e.peer_urls.push_back(url_for(st.peer_tls ? "https" : "http", m.info.raft_address));
+    }
     // This node knows what it serves now; for the others, what they registered.
     const std::string& grpc = m.id == st.id ? self_grpc_address : m.info.grpc_address;
     if (!grpc.empty()) e.client_urls.push_back(url_for(st.client_tls ? "https" : "http", grpc));

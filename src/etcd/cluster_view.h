@@ -36,7 +36,7 @@ struct Header {
 struct Member {
   uint64_t id = 0;
   std::string name;
-  std::vector<std::string> peer_urls;    // "http://<raft address>"
+  std::vector<std::string> peer_urls;    // "http(s)://<raft address>" (https: NodeStatus::peer_tls)
   std::vector<std::string> client_urls;  // "http(s)://<gRPC address>" where known (https: NodeStatus::client_tls)
   bool is_learner = false;
 };

@@ -338,29 +338,34 @@ class KvService::Impl {
     c.idempotency_key = std::move(call.idempotency_key);
     c.caller = call.caller;
     // Refused here costs no log entry; apply checks again (fsm/authorize.h).
-    // This node may lag (an auth change committed but not applied here
-    // yet): a refusal stands only once a read barrier shows the current state.
-    if (!node_.state_machine().authorize(c).is_ok()) {
-      node_.read_barrier(options_.request_timeout_ms, [this, c = std::move(c), done](Status b) mutable {
-        pool_.post([this, b, c = std::move(c), done]() mutable {
-          Status s = b.is_ok() ? node_.state_machine().authorize(c) : b;
-          if (!s.is_ok()) {
-            if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
-            return done(s);
-          }
-          propose_checked<Resp>(std::move(c), std::move(done));
-        });
-      });
-      return;
+    if (options_.auth == nullptr) {
+      if (Status s = node_.state_machine().authorize(c); !s.is_ok()) return done(s);
+      return propose_checked<Resp>(std::move(c), std::move(done));
     }
-    propose_checked<Resp>(std::move(c), std::move(done));
+    // On a member that lags, a refusal stands only after a read barrier
+    // (AuthService::check_current), the caller resolved again then.
+    auto cmd = std::make_shared<fsm::Command>(std::move(c));
+    const std::string what = request_name(cmd->request);
+    options_.auth->check_current(
+        what, [this, creds = call.credentials](const AuthDone<auth::Caller>& d) { d(options_.auth->resolve(creds)); },
+        [this, cmd](const auth::Caller& who) {
+          cmd->caller = who;
+          return node_.state_machine().authorize(*cmd);
+        },
+        [this, cmd, done = std::move(done)](const Result<auth::Caller>& who) mutable {
+          if (!who.is_ok()) return done(who.status());
+          propose_checked<Resp>(std::move(*cmd), std::move(done));
+        });
   }
 
   template <typename Resp>
   void propose_checked(fsm::Command c, KvDone<Resp> done) {
+    const char* what = request_name(c.request);
+    auth::Caller who = c.caller;
     node_.propose(std::move(c), options_.request_timeout_ms,
-                  [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
-                    pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
+                  [this, what, who = std::move(who), done = std::move(done)](Result<node::WriteResult> wr) mutable {
+                    pool_.post([this, what, who, wr = std::move(wr), done = std::move(done)]() mutable {
+                      if (wr.is_ok() && options_.auth != nullptr) options_.auth->note_if_refused(what, who, wr->status);
                       answer_proposal<Resp>(std::move(wr), done);
                     });
                   });

@@ -36,7 +36,8 @@
 //
 // Threads: every method may be called from any thread and returns at once.
 // `done` is called exactly once: inline (a request that fails validation, a
-// serializable read) or on one of this layer's worker threads, never on the
+// serializable read) or on one of this layer's worker threads (or the auth
+// service's, for a write refused at first: AuthService::check_current), never on the
 // Raft thread (Node's callbacks are handed off to the workers). Lifecycle:
 // stop() (or the destructor) after Node::stop() and before the Node is
 // destroyed: a stopped Node never calls back, so stop() answers every call

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -235,19 +236,25 @@ class LeaseService::Impl {
   }
 
   void revoke(int64_t id, LeaseCall call, LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
-    auth::Caller caller;
-    if (options_.auth != nullptr) {
-      Result<auth::Caller> who = options_.auth->resolve(call.credentials);
-      if (!who.is_ok()) return done(who.status());
-      caller = std::move(who).value();
-      fsm::Command c;
-      c.request = lease::RevokeRequest{id};
-      c.caller = caller;
-      if (Status s = node_.state_machine().authorize(c); !s.is_ok()) {
-        options_.auth->note_refusal("LeaseRevoke", caller, s);
-        return done(s);
-      }
-    }
+    if (options_.auth == nullptr) return revoke_checked(id, call, auth::Caller{}, std::move(done));
+    // WRITE on every key attached to the lease, on an auth state that may
+    // lag: a refusal stands only after a read barrier (check_current).
+    options_.auth->check_current(
+        "LeaseRevoke", [this, creds = call.credentials](const AuthDone<auth::Caller>& d) { d(options_.auth->resolve(creds)); },
+        [this, id](const auth::Caller& who) {
+          fsm::Command c;
+          c.request = lease::RevokeRequest{id};
+          c.caller = who;
+          return node_.state_machine().authorize(c);
+        },
+        [this, id, call, done = std::move(done)](Result<auth::Caller> who) mutable {
+          if (!who.is_ok()) return done(who.status());
+          revoke_checked(id, call, std::move(who).value(), std::move(done));
+        });
+  }
+
+  void revoke_checked(int64_t id, const LeaseCall& call, auth::Caller caller,
+                      LeaseDone<KvAnswer<lease::RevokeResponse>> done) {
     done = track(std::move(done));
     if (!done) return;
     const node::NodeStatus st = node_.status();
@@ -386,11 +393,15 @@ class LeaseService::Impl {
   void propose(Req r, LeaseDone<KvAnswer<Resp>> done, auth::Caller caller = {}) {
     fsm::Command c;
     c.request = std::move(r);
-    c.caller = std::move(caller);
-    node_.propose(std::move(c), options_.request_timeout_ms, [this, done](Result<node::WriteResult> wr) {
-      sched_.post([this, wr = std::move(wr), done]() mutable {
+    c.caller = caller;
+    node_.propose(std::move(c), options_.request_timeout_ms, [this, done, caller](Result<node::WriteResult> wr) {
+      sched_.post([this, wr = std::move(wr), done, caller]() mutable {
         if (!wr.is_ok()) return done(wr.status());
-        if (!wr->status.is_ok()) return done(wr->status);
+        if (!wr->status.is_ok()) {
+          if (options_.auth != nullptr) options_.auth->note_if_refused(
+              std::is_same_v<Req, lease::RevokeRequest> ? "LeaseRevoke" : "LeaseGrant", caller, wr->status);
+          return done(wr->status);
+        }
         Resp* body = std::get_if<Resp>(&wr->response);
         if (body == nullptr) return done(Status(StatusCode::kIo, "consensuskv: unexpected response kind"));
         Header h = header();

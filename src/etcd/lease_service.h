@@ -28,7 +28,8 @@
 // Status values with etcd's texts (kv_convert.h's table gives the codes).
 //
 // Threads: every method may be called from any thread and returns at once;
-// `done` is called exactly once, inline or on this layer's own thread,
+// `done` is called exactly once, inline, on this layer's own thread or (a
+// revoke checked again, AuthService::check_current) the auth service's,
 // never on the Raft thread. Lifecycle as KvService: stop() after
 // Node::stop() answers every call still waiting "etcdserver: server stopped".
 #pragma once

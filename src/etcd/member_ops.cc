@@ -108,23 +108,23 @@ std::string raft_address_from_peer_urls(const std::vector<std::string>& urls, Et
   }
   if (urls.size() > 1) {
     *err = error(grpc_code::kInvalidArgument,
-                 "consensuskv: a member has exactly one peer URL, http://<its raft address>");
+                 "consensuskv: a member has exactly one peer URL, http(s)://<its raft address>");
     return {};
   }
-  constexpr std::string_view kScheme = "http://";
+  // Either scheme: the raft transport is TLS on every member or on none
+  // (-peer-cert-file), so the scheme chooses nothing; etcdctl passes what
+  // its operator wrote, and member list shows https:// under peer TLS.
   const std::string& url = urls.front();
   std::string_view rest(url);
-  if (rest.starts_with("https://")) {
-    *err = error(grpc_code::kInvalidArgument,
-                 "consensuskv: peer URLs are http:// (the raft transport has no TLS yet): " + url);
-    return {};
-  }
   // etcd's own checks: a known scheme, host:port, nothing after it.
-  if (!rest.starts_with(kScheme)) {
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(std::string_view("http://").size());
+  } else if (rest.starts_with("https://")) {
+    rest.remove_prefix(std::string_view("https://").size());
+  } else {
     *err = error(grpc_code::kInvalidArgument, kErrInvalidPeerUrls);
     return {};
   }
-  rest.remove_prefix(kScheme.size());
   // Before any probe or lookup of it: the transport hello carries at most this.
   if (rest.size() > node::kMaxMemberFieldBytes) {
     *err = error(grpc_code::kInvalidArgument, "consensuskv: a peer URL's host:port is at most " +

@@ -4,7 +4,7 @@
 // (http/etcd_gateway.cc), so both answer alike; plain C++, no gRPC here.
 //
 // How etcd's model maps onto ours (docs/api.md, "Cluster"):
-//   a member is its raft address: peer URL "http://host:port" <-> raft
+//   a member is its raft address: peer URL "http(s)://host:port" <-> raft
 //   address host:port; its name defaults to that address (kvnode's -id
 //   does); its id is node::node_id_for(name).
 //   MemberAdd isLearner=true   a learner that only MemberPromote makes a voter
@@ -81,7 +81,7 @@ struct MemberReply {
 };
 using MemberReplyCallback = std::function<void(MemberReply)>;
 
-// "http://host:port" -> "host:port"; empty when etcd would call it invalid
+// "http(s)://host:port" -> "host:port"; empty when etcd would call it invalid
 // or it is not one http URL (we have one raft address per member).
 std::string raft_address_from_peer_urls(const std::vector<std::string>& urls, EtcdError* error);
 

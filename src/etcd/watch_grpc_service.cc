@@ -27,9 +27,6 @@ namespace ckv::etcd {
 
 namespace {
 
-constexpr const char* kWatchPermissionDeniedReason =
-    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
-
 // etcd's metadata for clientv3.WithRequireLeader (rpctypes.MetadataRequireLeaderKey).
 constexpr char kRequireLeaderMetadata[] = "hasleader";
 
@@ -238,14 +235,14 @@ void Reactor::handle(const pb::WatchRequest& req) {
       if (svc_.auth() != nullptr) {
         if (Status s = svc_.auth()->require_read(credentials_from(*ctx_), c.key(), c.range_end(), "Watch");
             !s.is_ok()) {
-          // etcd's answer (any refusal, a bad token too): created and
-          // canceled at once, Go's text of ErrGRPCPermissionDenied as the reason.
+          // etcd 3.4's answer (any refusal, a bad token too): created and
+          // canceled at once, watch_id -1, the refusal's gRPC text as the reason.
           pb::WatchResponse refused;
           svc_.fill_header(svc_.node().state_machine().revision(), refused.mutable_header());
-          refused.set_watch_id(c.watch_id());
+          refused.set_watch_id(-1);
           refused.set_created(true);
           refused.set_canceled(true);
-          refused.set_cancel_reason(kWatchPermissionDeniedReason);
+          refused.set_cancel_reason(watch_cancel_reason(s));
           {
             std::lock_guard l(mu_);
             out_.push_back(std::move(refused));

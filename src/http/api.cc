@@ -255,46 +255,91 @@ void Api::handle(const Request& req, Reply reply) {
   const std::string header = req.authorization.value_or("");
   if (header.starts_with("Basic ")) {
     auto decoded = base64_decode(std::string_view(header).substr(6));
-    const size_t colon = decoded ? decoded->find(':') : std::string::npos;
-    if (colon == std::string::npos) {
-      return reply(unauthorized(Status(StatusCode::kUnauthenticated, "malformed Basic credentials")));
+    if (!decoded || decoded->find(':') == std::string::npos) {
+      const Status malformed(StatusCode::kUnauthenticated, "malformed Basic credentials");
+      options_.auth->note_refusal(path, auth::Caller{}, malformed);
+      return reply(unauthorized(malformed));
     }
-    return options_.auth->basic(
-        decoded->substr(0, colon), decoded->substr(colon + 1),
-        [this, req, path, params = target->params, reply = std::move(reply)](Result<auth::Caller> who) mutable {
-          if (!who.is_ok()) {
-            return reply(who.status().code() == StatusCode::kUnauthenticated ? unauthorized(who.status())
-                                                                             : error_response(who.status()));
-          }
-          dispatch(req, path, params, who.value(), std::move(reply));
-        });
   }
-  // A token (raw or "Bearer"), else a verified client certificate's CN, or
-  // a forwarding member's claim for its caller (etcd_gateway.h).
-  Result<auth::Caller> who = options_.auth->resolve(gateway_credentials(req));
-  if (!who.is_ok()) return reply(unauthorized(who.status()));
-  dispatch(req, path, target->params, who.value(), std::move(reply));
+  // Credentials this member does not know yet (a user or token just made)
+  // are tried again after a read barrier (check_current).
+  options_.auth->check_current(
+      path, identify(req), [](const auth::Caller&) { return Status::ok(); },
+      [this, req, path, params = target->params, reply = std::move(reply)](Result<auth::Caller> who) mutable {
+        if (!who.is_ok()) return reply(refusal(who.status()));
+        dispatch(req, path, params, who.value(), std::move(reply));
+      });
+}
+
+etcd::AuthService::Identify Api::identify(const Request& req) const {
+  // Not Basic: a token (raw or "Bearer"), else a verified client certificate's CN, or a forwarding
+  // member's claim for its caller (etcd_gateway.h, gateway_credentials).
+  return [this, header = req.authorization.value_or(""), creds = gateway_credentials(req)](
+             etcd::AuthDone<auth::Caller> done) {
+    if (!node_.state_machine().auth_enabled()) return done(auth::Caller{});
+    if (header.starts_with("Basic ")) {
+      auto decoded = base64_decode(std::string_view{header}.substr(6));
+      const size_t colon = decoded ? decoded->find(':') : std::string::npos;
+      if (colon == std::string::npos) {
+        return done(Status(StatusCode::kUnauthenticated, "malformed Basic credentials"));
+      }
+      return options_.auth->basic(decoded->substr(0, colon), decoded->substr(colon + 1), std::move(done));
+    }
+    done(options_.auth->resolve(creds));
+  };
+}
+
+Response Api::refusal(const Status& s) {
+  return s.code() == StatusCode::kUnauthenticated ? unauthorized(s) : error_response(s);
 }
 
 bool Api::refused(const char* what, const auth::Caller& caller, const Status& s, const Reply& reply) {
   if (s.is_ok()) return false;
   if (options_.auth != nullptr) options_.auth->note_refusal(what, caller, s);
-  reply(s.code() == StatusCode::kUnauthenticated ? unauthorized(s) : error_response(s));
+  reply(refusal(s));
   return true;
+}
+
+void Api::check_and_propose(const char* what, const Request& req, fsm::Command c, Reply reply,
+                            std::string leader_api) {
+  if (options_.auth == nullptr) {
+    if (refused(what, c.caller, node_.state_machine().authorize(c), reply)) return;
+    return propose(std::move(c), std::move(reply), std::move(leader_api));
+  }
+  auto cmd = std::make_shared<fsm::Command>(std::move(c));
+  options_.auth->check_current(
+      what, identify(req),
+      [this, cmd](const auth::Caller& who) {
+        cmd->caller = who;
+        return node_.state_machine().authorize(*cmd);
+      },
+      [this, cmd, reply = std::move(reply), leader_api = std::move(leader_api)](const Result<auth::Caller>& who) mutable {
+        if (!who.is_ok()) return reply(refusal(who.status()));
+        propose(std::move(*cmd), std::move(reply), std::move(leader_api));
+      });
 }
 
 void Api::dispatch(const Request& req, const std::string& path,
                    const std::map<std::string, std::string>& params, const auth::Caller& caller,
-                   Reply reply) {
+                   Reply reply, bool admin_checked) {
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
   if (serve_observability(node_, req, path, params, reply)) return;
   const bool admin_route = path == "/join" || path == "/remove" || path == "/transfer" ||
                            path == "/v3/maintenance/transfer-leadership" || gateway_member_change(path).has_value();
-  if (admin_route && options_.auth != nullptr) {
-    Status s;
-    node_.state_machine().with_auth([&](const auth::AuthStore& a) { s = a.check_admin(caller); });
-    if (refused(path.c_str(), caller, s, reply)) return;
+  if (admin_route && options_.auth != nullptr && !admin_checked) {
+    // Root, on an auth state that may lag (check_current).
+    return options_.auth->check_current(
+        path, identify(req),
+        [this](const auth::Caller& who) {
+          Status s;
+          node_.state_machine().with_auth([&](const auth::AuthStore& a) { s = a.check_admin(who); });
+          return s;
+        },
+        [this, req, path, params, reply = std::move(reply)](Result<auth::Caller> who) mutable {
+          if (!who.is_ok()) return reply(refusal(who.status()));
+          dispatch(req, path, params, who.value(), std::move(reply), true);
+        });
   }
   if (path == "/set") {
     if (!post) return reply(method_not_allowed("POST"));
@@ -385,8 +430,7 @@ void Api::handle_set(const Request& req, const auth::Caller& caller, Reply reply
   put.value = std::move(*value);
   c.request = std::move(put);
   c.caller = caller;
-  if (refused("/set", caller, node_.state_machine().authorize(c), reply)) return;
-  propose(std::move(c), std::move(reply), std::move(leader_api));
+  check_and_propose("/set", req, std::move(c), std::move(reply), std::move(leader_api));
 }
 
 void Api::handle_delete(const Request& req, const auth::Caller& caller, Reply reply) {
@@ -403,8 +447,7 @@ void Api::handle_delete(const Request& req, const auth::Caller& caller, Reply re
   del.key = std::move(*key);
   c.request = std::move(del);
   c.caller = caller;
-  if (refused("/delete", caller, node_.state_machine().authorize(c), reply)) return;
-  propose(std::move(c), std::move(reply), std::move(leader_api));
+  check_and_propose("/delete", req, std::move(c), std::move(reply), std::move(leader_api));
 }
 
 void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
@@ -416,9 +459,11 @@ void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
   } else {
     body = json{{"key", std::get<mvcc::DeleteRangeRequest>(c.request).key}, {"deleted", true}};
   }
+  const char* what = std::holds_alternative<mvcc::PutRequest>(c.request) ? "/set" : "/delete";
+  auth::Caller who = c.caller;
   node_.propose(
       std::move(c), options_.commit_timeout_ms,
-      [reply = std::move(reply), body = std::move(body),
+      [this, what, who = std::move(who), reply = std::move(reply), body = std::move(body),
        leader_api = std::move(leader_api)](Result<node::WriteResult> r) mutable {
         auto answer = [&](Response out) {
           // As when followers proxied writes over HTTP: say which leader took it.
@@ -440,7 +485,12 @@ void Api::propose(fsm::Command c, Reply reply, std::string leader_api) {
         }
         // The request's own outcome: a seed-API put or delete cannot fail
         // in the store today (its key is checked above), but say so if it does.
-        if (!r.value().status.is_ok()) return answer(error_response(r.value().status));
+        if (!r.value().status.is_ok()) {
+          // Auth may refuse at apply (a member that had not applied 'auth
+          // enable' sent it on without a user): logged here, answered 401/403.
+          if (options_.auth != nullptr) options_.auth->note_if_refused(what, who, r.value().status);
+          return answer(refusal(r.value().status));
+        }
         body["index"] = r.value().index;
         answer(json_response(200, body));
       });

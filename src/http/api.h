@@ -20,13 +20,10 @@
 #include <variant>
 #include <vector>
 
+#include "etcd/auth_service.h"  // AuthService::Identify
 #include "node/node.h"
 
-namespace ckv::auth {
-struct Caller;
-}
 namespace ckv::etcd {
-class AuthService;
 class KvService;
 class LeaseService;
 class LockService;
@@ -104,12 +101,23 @@ class Api {
   void handle(const Request& req, Reply reply);
 
  private:
-  // The routes, once the caller is known (no user while auth is disabled).
+  // The routes, once the caller is known (no user while auth is disabled);
+  // admin_checked: the admin routes' root check was passed.
   void dispatch(const Request& req, const std::string& path,
                 const std::map<std::string, std::string>& params, const auth::Caller& caller,
-                Reply reply);
+                Reply reply, bool admin_checked = false);
+  // Who asks, from req's Authorization header (HTTP Basic or a token) on
+  // this member's auth state whenever it is called (no user while auth is
+  // disabled here).
+  etcd::AuthService::Identify identify(const Request& req) const;
   // Refuses (and logs) a request whose caller may not do it: true and replied.
   bool refused(const char* what, const auth::Caller& caller, const Status& s, const Reply& reply);
+  // The answer to a refusal already logged (401 with WWW-Authenticate, or 403...).
+  static Response refusal(const Status& s);
+  // Proposes c (a /set or /delete) once its caller may (AuthService::check_current:
+  // on a member that lags, a refusal stands only after a read barrier).
+  void check_and_propose(const char* what, const Request& req, fsm::Command c, Reply reply,
+                         std::string leader_api);
   void handle_set(const Request& req, const auth::Caller& caller, Reply reply);
   void handle_delete(const Request& req, const auth::Caller& caller, Reply reply);
   void handle_get(const Request& req, const std::map<std::string, std::string>& params,

@@ -44,15 +44,19 @@ etcd::AuthDone<T> answer_with(Reply reply) {
 struct Route {
   const char* path;
   std::function<std::unique_ptr<google::protobuf::Message>()> make;
-  // Serves the parsed request for a resolved caller.
+  // Serves the parsed request for a resolved caller (changes resolve it from
+  // the credentials themselves: AuthService::change); null: not resolved first.
   std::function<void(etcd::AuthService&, const google::protobuf::Message&, auth::Caller, Reply)> serve;
+  std::function<void(etcd::AuthService&, const google::protobuf::Message&, const etcd::Credentials&, Reply)>
+      serve_change = nullptr;
 };
 
 template <typename PbReq, typename PbResp>
 Route change(const char* path) {
-  return Route{path, [] { return std::make_unique<PbReq>(); },
-               [](etcd::AuthService& a, const google::protobuf::Message& m, auth::Caller who, Reply reply) {
-                 a.change(std::move(who), *etcd::change_from_pb(m), [reply = std::move(reply)](Result<etcd::Header> h) {
+  return Route{path, [] { return std::make_unique<PbReq>(); }, nullptr,
+               [](etcd::AuthService& a, const google::protobuf::Message& m, const etcd::Credentials& creds,
+                  Reply reply) {
+                 a.change(creds, *etcd::change_from_pb(m), [reply = std::move(reply)](Result<etcd::Header> h) {
                    if (!h.is_ok()) return reply(error_of(h.status()));
                    PbResp msg;
                    etcd::fill_auth_header(h.value(), msg.mutable_header());
@@ -135,6 +139,7 @@ void etcd_auth_gateway(const Request& req, const std::string& path, etcd::AuthSe
   const Route* route = find_route(path);
   std::unique_ptr<google::protobuf::Message> m = route->make();
   if (Status s = parse_gateway_json(req.body, kMaxAuthJsonDepth, m.get()); !s.is_ok()) return reply(error_of(s));
+  if (route->serve_change) return route->serve_change(auth, *m, gateway_credentials(req), std::move(reply));
   Result<auth::Caller> who = auth.resolve(gateway_credentials(req));
   if (!who.is_ok()) return reply(error_of(who.status()));
   route->serve(auth, *m, std::move(who).value(), std::move(reply));

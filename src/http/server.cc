@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include "auth/forwarded_caller.h"
+#include "etcd/auth_service.h"  // require_read, watch_cancel_reason
 #include "etcd/backup_stream.h"
 #include "http/address.h"
 #include "http/admission.h"
@@ -871,19 +872,6 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
     co_await answer(gateway_error(500, 2, calls.status().message()));
     co_return;
   }
-  // With auth on, every watch needs READ on its whole range (as the gRPC
-  // Watch checks each create); one refused create refuses the request.
-  if (options_.auth != nullptr) {
-    const etcd::Credentials creds = gateway_credentials(r);
-    for (const WatchCall& c : calls.value()) {
-      if (c.kind != WatchCall::Kind::kCreate) continue;
-      if (Status s = options_.auth->require_read(creds, c.spec.key, c.spec.range_end, "Watch"); !s.is_ok()) {
-        const int code = etcd::grpc_code_of(s);
-        co_await answer(gateway_error(gateway_http_status(code), code, s.message()));
-        co_return;
-      }
-    }
-  }
   struct Counted {
     std::atomic<int>& n;
     ~Counted() { n.fetch_sub(1); }
@@ -918,7 +906,29 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
     co_await answer(gateway_error(503, 14, "too many watch streams on this member; retry"));
     co_return;
   }
+  // With auth on, every watch needs READ on its whole range (as the gRPC
+  // Watch checks each create). A refused one is answered as etcd 3.4 does:
+  // created and canceled, watch_id -1 (etcd::watch_cancel_reason), in its
+  // place among the other answers; the stream goes on.
+  std::vector<std::string> first_lines;
+  const etcd::Credentials creds =
+      options_.auth != nullptr ? gateway_credentials(r) : etcd::Credentials{};
   for (const WatchCall& c : calls.value()) {
+    if (c.kind == WatchCall::Kind::kCreate && options_.auth != nullptr) {
+      if (Status s = options_.auth->require_read(creds, c.spec.key, c.spec.range_end, "Watch"); !s.is_ok()) {
+        const node::NodeStatus st = node_.status();
+        const etcd::Header h = etcd::header_for(st, false);
+        while (std::optional<watch::Delivery> d = ws->next()) first_lines.push_back(watch_result_json(*d, h) + "\n");
+        watch::Delivery refused;
+        refused.watch_id = -1;
+        refused.revision = st.revision;
+        refused.created = true;
+        refused.canceled = true;
+        refused.cancel_reason = etcd::watch_cancel_reason(s);
+        first_lines.push_back(watch_result_json(refused, h) + "\n");
+        continue;
+      }
+    }
     if (c.kind == WatchCall::Kind::kCreate) ws->create(c.spec, c.watch_id);
     if (c.kind == WatchCall::Kind::kCancel) ws->cancel(c.watch_id);
     if (c.kind == WatchCall::Kind::kProgress) ws->request_progress();
@@ -931,6 +941,12 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
   co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(kUseAwaitable, ec));
   if (ec) co_return;
   tcp.expires_never();
+  for (const std::string& line : first_lines) {
+    tcp.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(line)), asio::redirect_error(kUseAwaitable, ec));
+    tcp.expires_never();
+    if (ec) co_return;
+  }
   // A reader on the same strand notices the client closing (grpc-gateway's
   // stream ends with the request); what else it sends is ignored.
   asio::co_spawn(

@@ -2276,6 +2276,7 @@ void Node::Impl::publish_status() {
   s.last_index = raft_->last_index();
   s.snapshot_index = raft_->snapshot().index;
   s.client_tls = opts_.client_tls;
+  s.peer_tls = opts_.peer_tls;
   s.revision = fsm_.revision();
   s.compact_revision = fsm_.compact_revision();
   s.state_machine_bytes = fsm_.estimated_bytes();

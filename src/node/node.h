@@ -88,6 +88,9 @@ struct NodeOptions {
   // The client listeners serve TLS (-cert-file): every member's do, so
   // members' client URLs are https (docs/api.md, "TLS"). Reported only.
   bool client_tls = false;
+  // Raft connections are mutual TLS (-peer-cert-file): every member's are,
+  // so members' peer URLs are https, as etcd shows them. Reported only.
+  bool peer_tls = false;
   std::string data_dir;
   bool bootstrap = false;
   bool in_memory = false;  // no disk at all (tests); nothing survives a restart
@@ -194,6 +197,7 @@ struct NodeStatus {
   int64_t compact_revision = 0;  // the store's last compaction (-1: none yet)
   bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
   bool client_tls = false;  // NodeOptions::client_tls
+  bool peer_tls = false;    // NodeOptions::peer_tls
   // Bytes of the files in the data dir (WAL segments at their allocated
   // size, snapshots, metadata), the space reserve excluded; rescanned at
   // most every kDataDirScanIntervalMs (-inmem: its temp dir). etcd's dbSize.

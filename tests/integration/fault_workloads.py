@@ -1,5 +1,6 @@
-"""The fault test's watch and lease clients: gateway watchers that resume on another member, a lease kept alive through any member, leases revoked with their keys (stdlib only)."""
+"""The fault test's watch and lease clients: gateway watchers that resume on another member, a lease kept alive through any member, leases revoked with their keys, and the credentials every client sends once auth is on (stdlib only)."""
 
+import base64
 import http.client
 import json
 import random
@@ -32,9 +33,9 @@ RETRY_PAUSE_S = 0.05
 RETRYABLE_STATUSES = (503, 504, 429, 507)
 
 
-def http_call(address, method, path, body, timeout):
-    """One request. Returns ("refused", err) when nothing was sent, ("lost", err) when it
-    was sent but no answer came, or ("reply", status, body_bytes)."""
+def http_call(address, method, path, body, timeout, headers=None):
+    """One request (headers: extra ones, e.g. Authorization). Returns ("refused", err) when nothing
+    was sent, ("lost", err) when it was sent but no answer came, or ("reply", status, body_bytes)."""
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
@@ -43,7 +44,7 @@ def http_call(address, method, path, body, timeout):
         except OSError as e:
             return ("refused", e)
         try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
+            headers = ({"Content-Type": "application/json"} if body is not None else {}) | (headers or {})
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             return ("reply", r.status, r.read())
@@ -53,14 +54,105 @@ def http_call(address, method, path, body, timeout):
         conn.close()
 
 
+# Refusals that fresh credentials fix, as etcd's clients treat them: a token this member does not know
+# (expired after -auth-token-ttl unused there, forgotten by a restart or a snapshot install), and no
+# user at all (a member that had not applied 'auth enable' yet passed the request on without one).
+# Each is refused before or at apply: nothing was done.
+AUTH_RETRY_ERRORS = ("etcdserver: invalid auth token", "etcdserver: user name is empty")
+# Attempts to get a token before a client gives up on it for one operation.
+AUTHENTICATE_TIMEOUT_S = 3.0
+
+
+class Credentials:
+    """What one client sends once auth is on: HTTP Basic on the seed API (basic=True) or a token from
+    /v3/auth/authenticate, which the gateway always takes. A refused token is dropped and a new one
+    fetched through any live member. Thread-safe; every token handed out is kept, so the test can
+    check that none reached a log."""
+
+    def __init__(self, test, user, password, basic=False):
+        self.test = test
+        self.user = user
+        self.password = password
+        self.basic = basic
+        self.lock = threading.Lock()
+        self.token = None
+        self.issued = []
+        self.refusals = 0  # operations refused for their credentials (recorded failed)
+        self.rng = random.Random(f"credentials-{user}-{id(self)}")
+
+    def seed_headers(self):
+        """Authorization for the seed API (/set, /get, /delete, /join, /remove)."""
+        if self.basic:
+            pair = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            return {"Authorization": "Basic " + pair}
+        token = self.current_token()
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    def gateway_headers(self):
+        """Authorization for etcd's gateway (/v3/...): the token itself, as etcd's is sent."""
+        token = self.current_token()
+        return {"Authorization": token} if token else {}
+
+    def current_token(self):
+        with self.lock:
+            if self.token is not None:
+                return self.token
+        deadline = time.monotonic() + AUTHENTICATE_TIMEOUT_S
+        body = json.dumps({"name": self.user, "password": self.password})
+        while time.monotonic() < deadline:
+            live = [n for n in self.test.members() if n.alive()]
+            if not live:
+                break
+            r = http_call(self.rng.choice(live).api, "POST", "/v3/auth/authenticate", body, READ_TIMEOUT_S)
+            if r[0] == "reply" and r[1] == 200:
+                token = json.loads(r[2])["token"]
+                with self.lock:
+                    self.token = token
+                    self.issued.append(token)
+                return token
+            if r[0] == "reply" and r[1] not in RETRYABLE_STATUSES:
+                self.test.history.flag(f"authenticate {self.user}: {r[1]} {r[2][:200]!r}")
+                break
+            time.sleep(RETRY_PAUSE_S)
+        return None  # sent without one: refused as "user name is empty", recorded failed
+
+    def refused(self, result):
+        """Whether `result` (http_call's) is a refusal that fresh credentials fix; if so the token is
+        dropped (the next call authenticates again). Anything else auth refuses is the caller's to flag."""
+        if result[0] != "reply" or result[1] not in (400, 401, 409):
+            return False
+        try:
+            answer = json.loads(result[2])
+        except ValueError:
+            return False
+        return self.refused_because(answer.get("message") or answer.get("error") or "")
+
+    def refused_because(self, message):
+        """As refused(), for the refusal's text (a watch's cancel_reason names it inside gRPC's words)."""
+        if not any(e in message for e in AUTH_RETRY_ERRORS):
+            return False
+        with self.lock:
+            self.token = None
+            self.refusals += 1
+        return True
+
+
+def auth_headers(credentials, seed_api=False):
+    """The headers of one call with credentials (None: auth is off)."""
+    if credentials is None:
+        return {}
+    return credentials.seed_headers() if seed_api else credentials.gateway_headers()
+
+
 class Workload:
     """Shared plumbing: the test (members(), history.flag, log_event), a seeded rng, a stop event."""
 
-    def __init__(self, test, seed):
+    def __init__(self, test, seed, credentials=None):
         self.test = test
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.thread = None
+        self.credentials = credentials  # Credentials once auth is on
 
     def start(self, target):
         def run():
@@ -80,7 +172,11 @@ class Workload:
     def post(self, path, body, timeout, avoid=None):
         """(node, outcome) of one POST of JSON to a random live member's gateway."""
         node = self.pick(avoid)
-        return node, http_call(node.api, "POST", path, json.dumps(body), timeout)
+        return node, http_call(node.api, "POST", path, json.dumps(body), timeout, auth_headers(self.credentials))
+
+    def auth_refused(self, r):
+        """A refusal fresh credentials fix (Credentials.refused): nothing was done, retry."""
+        return self.credentials is not None and self.credentials.refused(r)
 
     def call_until_answered(self, path, body, timeout, what, accept=(200,)):
         """Retries through random members until an answer with a status in `accept`; returns
@@ -90,6 +186,8 @@ class Workload:
             node, r = self.post(path, body, timeout, avoid=node)
             if r[0] == "reply" and r[1] in accept:
                 return r[1], json.loads(r[2])
+            if self.auth_refused(r):
+                continue
             if r[0] == "reply" and r[1] not in RETRYABLE_STATUSES:
                 self.test.history.flag(f"{node.name}: {what}: {r[1]} {r[2][:200]!r}")
                 return None
@@ -103,8 +201,8 @@ class Watcher(Workload):
     last revision seen + 1 (from the compact revision after a compaction cancel), as etcd's
     clients do. Every session is recorded for fault_checks.check_watcher."""
 
-    def __init__(self, test, seed, name, key, range_end, start_revision):
-        super().__init__(test, seed)
+    def __init__(self, test, seed, name, key, range_end, start_revision, credentials=None):
+        super().__init__(test, seed, credentials)
         self.name = name
         self.key = key
         self.range_end = range_end
@@ -151,10 +249,12 @@ class Watcher(Workload):
             if self.stop.is_set():
                 return "stopped"
             conn.request("POST", "/v3/watch", json.dumps({"create_request": create}),
-                         {"Content-Type": "application/json"})
+                         {"Content-Type": "application/json"} | auth_headers(self.credentials))
             resp = conn.getresponse()
             if resp.status != 200:
                 body = resp.read()
+                if self.auth_refused(("reply", resp.status, body)):
+                    return f"HTTP {resp.status}: refused for its credentials"
                 if resp.status not in RETRYABLE_STATUSES:
                     self.test.history.flag(f"{node.name}: /v3/watch answered {resp.status} {body[:200]!r}")
                 return f"HTTP {resp.status}"
@@ -174,6 +274,12 @@ class Watcher(Workload):
                     if events:
                         session["responses"].append(events)
                         self.resume = max(self.resume, max(e["rev"] for e in events) + 1)
+                    if r.get("canceled") and r.get("watch_id") == "-1" and self.credentials is not None:
+                        # Refused by auth (etcd answers created + canceled): new credentials, resume.
+                        reason = r.get("cancel_reason", "")
+                        if not self.credentials.refused_because(reason):
+                            self.test.history.flag(f"{node.name}: watch {self.name} refused: {reason}")
+                        return f"refused: {reason}"
                     if r.get("canceled"):
                         compact = int(r.get("compact_revision", 0))
                         session["compact_revision"] = compact
@@ -202,7 +308,7 @@ class Watcher(Workload):
         self.thread.join(timeout=WATCH_IDLE_S + 10)
 
 
-def truth_watch(node, key, range_end, start_revision, timeout):
+def truth_watch(node, key, range_end, start_revision, timeout, headers=None):
     """Every event of [key, range_end) from start_revision up to the member's current revision, by a
     watch with a progress request behind it (answered once the watcher has caught up: docs/api.md).
     Returns (events, revision the progress answer names, compact revision or 0)."""
@@ -211,7 +317,7 @@ def truth_watch(node, key, range_end, start_revision, timeout):
     create = {"key": b64(key), "range_end": b64(range_end), "start_revision": str(start_revision)}
     body = json.dumps({"create_request": create}) + json.dumps({"progress_request": {}})
     try:
-        conn.request("POST", "/v3/watch", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/v3/watch", body, {"Content-Type": "application/json"} | (headers or {}))
         resp = conn.getresponse()
         if resp.status != 200:
             raise AssertionError(f"truth watch on {node.name}: {resp.status} {resp.read()[:200]!r}")
@@ -221,6 +327,8 @@ def truth_watch(node, key, range_end, start_revision, timeout):
             if not line:
                 raise AssertionError(f"truth watch on {node.name}: the stream ended")
             r = json.loads(line)["result"]
+            if r.get("canceled") and r.get("watch_id") == "-1":
+                raise AssertionError(f"truth watch on {node.name}: refused: {r.get('cancel_reason')}")
             if r.get("canceled"):
                 return events, 0, int(r.get("compact_revision", 0))
             events.extend(event_from_json(e) for e in r.get("events", []))
@@ -230,14 +338,14 @@ def truth_watch(node, key, range_end, start_revision, timeout):
         conn.close()
 
 
-def range_state(node, key, range_end, revision=0, serializable=False, timeout=READ_TIMEOUT_S * 3):
+def range_state(node, key, range_end, revision=0, serializable=False, timeout=READ_TIMEOUT_S * 3, headers=None):
     """(key -> (value, create, mod, version), header revision) of a range through the gateway."""
     body = {"key": b64(key), "range_end": b64(range_end)}
     if revision:
         body["revision"] = str(revision)
     if serializable:
         body["serializable"] = True
-    r = http_call(node.api, "POST", "/v3/kv/range", json.dumps(body), timeout)
+    r = http_call(node.api, "POST", "/v3/kv/range", json.dumps(body), timeout, headers)
     if r[0] != "reply" or r[1] != 200:
         raise AssertionError(f"range on {node.name}: {r}")
     answer = json.loads(r[2])
@@ -254,8 +362,8 @@ class LeaseKeeper(Workload):
     A second thread reads the current generation's key with linearizable reads all the time.
     Records what fault_checks.check_lease_kept needs."""
 
-    def __init__(self, test, seed, prefix):
-        super().__init__(test, seed)
+    def __init__(self, test, seed, prefix, credentials=None):
+        super().__init__(test, seed, credentials)
         self.prefix = prefix
         self.lock = threading.Lock()
         self.gen = 0
@@ -319,7 +427,7 @@ class LeaseKeeper(Workload):
             node, r = self.post("/v3/lease/keepalive", {"ID": lease_id}, KEEPALIVE_TIMEOUT_S, avoid=node)
             ret = time.monotonic()
             if r[0] != "reply" or r[1] != 200:
-                if r[0] == "reply" and r[1] not in RETRYABLE_STATUSES:
+                if r[0] == "reply" and r[1] not in RETRYABLE_STATUSES and not self.auth_refused(r):
                     self.test.history.flag(f"{node.name}: keepalive answered {r[1]} {r[2][:200]!r}")
                 next_at = ret + RETRY_PAUSE_S  # the next member at once
                 continue
@@ -342,12 +450,13 @@ class LeaseKeeper(Workload):
             gen, key = current
             node = self.pick(avoid=node)
             call = time.monotonic()
-            r = http_call(node.api, "GET", "/get?key=" + key, None, READ_TIMEOUT_S)
+            r = http_call(node.api, "GET", "/get?key=" + key, None, READ_TIMEOUT_S,
+                          auth_headers(self.credentials, seed_api=True))
             ret = time.monotonic()
             present = None  # no answer, or an error: says nothing
             if r[0] == "reply" and r[1] in (200, 404):
                 present = r[1] == 200
-            elif r[0] == "reply" and r[1] not in (503, 504, 421):
+            elif r[0] == "reply" and r[1] not in (503, 504, 421) and not self.auth_refused(r):
                 self.test.history.flag(f"{node.name}: GET {key} answered {r[1]} {r[2][:200]!r}")
             with self.lock:
                 self.reads.append({"gen": gen, "call": call, "ret": ret, "present": present, "node": node.name})
@@ -364,9 +473,11 @@ class LeaseKeeper(Workload):
             gen = self.key[0] if self.key else None
             return any(rd["gen"] == gen and t <= rd["call"] <= until and rd["present"] is False for rd in self.reads)
 
-    def leases_left(self, node):
+    def leases_left(self, node, headers=None):
         """The granted leases `node` still lists (LeaseLeases), or None without an answer."""
-        r = http_call(node.api, "POST", "/v3/lease/leases", "{}", READ_TIMEOUT_S)
+        r = http_call(node.api, "POST", "/v3/lease/leases", "{}", READ_TIMEOUT_S, headers)
+        if r[0] == "reply" and r[1] == 401:
+            raise AssertionError(f"leases on {node.name}: {r}")  # the caller's credentials: its to fix
         if r[0] != "reply" or r[1] != 200:
             return None
         listed = {str(lease["ID"]) for lease in json.loads(r[2]).get("leases", [])}
@@ -385,8 +496,8 @@ class Revoker(Workload):
     through a random member (retrying until answered), then checks with a linearizable range that
     none of its keys is left. Records each revoked lease's keys."""
 
-    def __init__(self, test, seed, prefix):
-        super().__init__(test, seed)
+    def __init__(self, test, seed, prefix, credentials=None):
+        super().__init__(test, seed, credentials)
         self.prefix = prefix
         self.revoked = []  # lists of keys
         self.left_behind = []  # problems: keys still there after their revoke was acknowledged
@@ -423,6 +534,8 @@ class Revoker(Workload):
             node, r = self.post("/v3/lease/revoke", {"ID": lease_id}, READ_TIMEOUT_S, avoid=node)
             if r[0] == "reply" and (r[1] == 200 or (r[1] == 404 and tried)):
                 return True
+            if self.auth_refused(r):
+                continue  # refused before or at apply: this attempt did nothing
             if r[0] == "reply" and r[1] not in RETRYABLE_STATUSES:
                 self.test.history.flag(f"{node.name}: revoke of {lease_id} answered {r[1]} {r[2][:200]!r}")
                 return False

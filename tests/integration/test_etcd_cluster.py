@@ -45,17 +45,19 @@ def post(api, path, body="{}"):
     return request("POST", api, path, body, {"Content-Type": "application/json"})
 
 
-def start_real_etcd(test, *extra, scheme="http", ready=None):
+def start_real_etcd(test, *extra, scheme="http", ready=None, peer_tls_args=()):
     """A single-member etcd on loopback ports in test.tmp, killed by PID in test's cleanup; returns (client, peer) host:port.
     extra: more etcd flags; scheme "https" (with extra's --cert-file...) serves TLS; ready(client) says when it
-    answers (default: the plain-HTTP gateway)."""
+    answers (default: the plain-HTTP gateway); peer_tls_args (etcd's --peer-cert-file=... flags) make its peer
+    URLs https://."""
     client, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     data = tempfile.mkdtemp(prefix="ckv-etcd-", dir=test.tmp)
     log = open(os.path.join(data, "etcd.log"), "w")
+    ps = "https" if peer_tls_args else "http"
     proc = subprocess.Popen([ETCD, "--name=e1", f"--data-dir={data}/data", f"--listen-client-urls={scheme}://{client}",
-                             f"--advertise-client-urls={scheme}://{client}", f"--listen-peer-urls=http://{peer}",
-                             f"--initial-advertise-peer-urls=http://{peer}", f"--initial-cluster=e1=http://{peer}",
-                             *extra],
+                             f"--advertise-client-urls={scheme}://{client}", f"--listen-peer-urls={ps}://{peer}",
+                             f"--initial-advertise-peer-urls={ps}://{peer}", f"--initial-cluster=e1={ps}://{peer}",
+                             *peer_tls_args, *extra],
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     test.procs.append(proc)  # killed by PID in cleanup

@@ -16,7 +16,8 @@ import urllib.parse
 
 import fault_checks
 import linearizability
-from fault_workloads import LEASE_TTL_S, LeaseKeeper, Revoker, Watcher, http_call, range_state, truth_watch
+from fault_workloads import (LEASE_TTL_S, Credentials, LeaseKeeper, Revoker, Watcher, auth_headers, http_call,
+                             range_state, truth_watch)
 from kvcluster import ClusterTest, free_port, wait_for
 
 # The default run is short enough for CI; scripts/test.sh --long sets more.
@@ -44,6 +45,17 @@ WATCHES = [("prefix-1", "r", "s"), ("prefix-2", "r", "s"), ("key-r3", "r3", ""),
 LEASE_EXPIRY_SLACK_S = 10
 # Revisions at which a serializable range is compared with the replayed watch history.
 SPOT_CHECKED_REVISIONS = 20
+# CKV_FAULT_AUTH=1 (issue 11; with CKV_PEER_TLS=1 in ctest's integration_test_linearizable_faults_auth):
+# auth is enabled before the faults start, and every client authenticates as WRITER, whose role may
+# read and write everything the clients touch (the prefix "r"); membership changes and the checks
+# after the run are root's. Tokens live AUTH_TOKEN_TTL_S unused on a member, so they expire during
+# the run, as kills, restarts and snapshot installs make members forget them: a refused client
+# authenticates again and its refused operation is recorded failed (auth refuses before or at apply).
+AUTH = os.environ.get("CKV_FAULT_AUTH") == "1"
+ROOT_PASSWORD = f"root-{os.getpid()}-pw"
+WRITER = "writer"
+WRITER_PASSWORD = f"writer-{os.getpid()}-pw"
+AUTH_TOKEN_TTL_S = 3
 
 
 class NemesisProfile:
@@ -179,6 +191,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
         self.next_host = 11
         self.next_name = 1
         self.removed = []  # nodes removed from the cluster and stopped
+        self.all_credentials = []  # every client's Credentials (auth on)
+        self.root = None
 
     # --- cluster -------------------------------------------------------------
 
@@ -193,11 +207,14 @@ class LinearizableUnderFaultsTest(ClusterTest):
             name = f"n{self.next_name}"
             self.next_name += 1
             id_args = [f"-id={name}"] if named else []
+            auth_args = [f"-auth-token-ttl={AUTH_TOKEN_TTL_S}"] if AUTH else []
+            grpc = f"{host}:{free_port(host)}"
             # Frequent snapshots and a short log tail: restarted and new members catch up
             # through InstallSnapshot, and compaction runs while the faults do.
-            return self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}",
-                             f"-grpc-address={host}:{free_port(host)}",
-                             "-snapshot-threshold=500", "-snapshot-trailing=100", *args, host=host)
+            n = self.node(name, *id_args, f"-commit-timeout-ms={COMMIT_TIMEOUT_MS}", f"-grpc-address={grpc}",
+                          "-snapshot-threshold=500", "-snapshot-trailing=100", *auth_args, *args, host=host)
+            n.grpc = grpc
+            return n
 
     def members(self):
         with self.members_lock:
@@ -210,6 +227,67 @@ class LinearizableUnderFaultsTest(ClusterTest):
             self.new_node(f"-join={first.api}").start()
         for n in self.members():
             self.wait_voters(n, self.members(), timeout=60)
+        if AUTH:
+            self.enable_auth(self.wait_leader(self.members()))
+
+    # --- auth (CKV_FAULT_AUTH=1) ---------------------------------------------
+
+    def enable_auth(self, leader):
+        """root, role "rw" with READWRITE on the prefix "r", WRITER holding it, then auth on."""
+        steps = [("/v3/auth/user/add", {"name": "root", "password": ROOT_PASSWORD}),
+                 ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                 ("/v3/auth/role/add", {"name": "rw"}),
+                 ("/v3/auth/role/grant", {"name": "rw", "perm": {"permType": "READWRITE", "key": fault_checks.b64("r"),
+                                                                  "range_end": fault_checks.b64("s")}}),
+                 ("/v3/auth/user/add", {"name": WRITER, "password": WRITER_PASSWORD}),
+                 ("/v3/auth/user/grant", {"user": WRITER, "role": "rw"}),
+                 ("/v3/auth/enable", {})]
+        for path, body in steps:
+            r = http_call(leader.api, "POST", path, json.dumps(body), 30)
+            self.assertEqual(r[:2], ("reply", 200), f"{path}: {r}")
+        self.root = Credentials(self, "root", ROOT_PASSWORD, basic=True)
+        # Without credentials, nothing under "r" may be read or written now.
+        r = http_call(leader.api, "POST", "/set", json.dumps({"key": "r0", "value": "x"}), 30)
+        self.assertEqual(r[:2], ("reply", 401), r)
+        print(f"auth enabled: clients authenticate as {WRITER} (Basic on the seed API for half of them, "
+              f"tokens elsewhere; -auth-token-ttl={AUTH_TOKEN_TTL_S})")
+
+    def credentials(self, index):
+        """A client's own credentials (None while auth is off): even clients use Basic on the seed API."""
+        if not AUTH:
+            return None
+        c = Credentials(self, WRITER, WRITER_PASSWORD, basic=index % 2 == 0)
+        self.all_credentials.append(c)
+        return c
+
+    def admin_headers(self, seed_api=False):
+        """root's credentials for membership changes and the checks after the run."""
+        return auth_headers(self.root if AUTH else None, seed_api)
+
+    def as_root(self, fn, *args, **kwargs):
+        """fn(*args, headers=root's, **kwargs), again with a new token while a member refuses root's
+        (it expired there unused, or a restart or snapshot install forgot it)."""
+        for _ in range(20):
+            try:
+                return fn(*args, headers=self.admin_headers(), **kwargs)
+            except AssertionError as e:
+                if not AUTH or not self.root.refused_because(str(e)):
+                    raise
+            time.sleep(0.05)
+        return fn(*args, headers=self.admin_headers(), **kwargs)
+
+    def check_no_secret_logged(self):
+        """No password or token the run used is in any node's log (issue 11: secrets never are)."""
+        secrets = {ROOT_PASSWORD, WRITER_PASSWORD}
+        for c in self.all_credentials + [self.root]:
+            secrets.update(c.issued)
+        for n in self.nodes:
+            log = n.log()
+            leaked = sorted(x for x in secrets if x in log)
+            self.assertEqual(leaked, [], f"{n.name}'s log holds a secret")
+        refusals = sum(c.refusals for c in self.all_credentials)
+        print(f"auth: {refusals} operations refused for their credentials (re-authenticated, recorded failed); "
+              f"{sum(len(c.issued) for c in self.all_credentials)} tokens issued to the clients")
 
     def quick_status(self, n):
         try:
@@ -237,6 +315,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
 
     def client(self, index, stop):
         rng = random.Random(SEED * 1000 + index)
+        creds = self.credentials(index)
         process = index
         seq = 0
         seen = {}  # key -> the last value this client read there: what its compare-and-set expects
@@ -245,7 +324,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
             key = rng.choice(KEYS)
             roll = rng.random()
             if roll < 0.15 and seen.get(key) is not None:
-                outcome = self.cas(process, key, seen, f"{index}-{seq}", target)
+                outcome = self.cas(process, key, seen, f"{index}-{seq}", target, creds)
                 seq += 1
                 if outcome == "info":
                     process += CLIENTS  # as below: the old process may still have its op in flight
@@ -261,12 +340,18 @@ class LinearizableUnderFaultsTest(ClusterTest):
                 f, value = "get", None
                 query = {"key": key} | ({"consistency": "stale"} if READS == "stale" else {})
                 path, body = "/get?" + urllib.parse.urlencode(query), None
+            headers = auth_headers(creds, seed_api=True)  # may authenticate: before the op's call time
             call = time.monotonic()
-            result = http_call(target.api, "POST" if body is not None else "GET", path, body, CLIENT_TIMEOUT_S)
+            result = http_call(target.api, "POST" if body is not None else "GET", path, body, CLIENT_TIMEOUT_S,
+                               headers)
             ret = time.monotonic()
             op = {"process": process, "key": key, "f": f, "value": value, "call": call, "ret": ret,
                   "node": target.name}
-            op["type"], read = self.classify(f, key, result, target)
+            if creds is not None and creds.refused(result):
+                op["type"], read = "fail", None  # refused before or at apply: not done
+                op["auth_refused"] = True  # check_acked_writes_in holds us to "not done"
+            else:
+                op["type"], read = self.classify(f, key, result, target)
             if f == "get":
                 op["value"] = read
                 if op["type"] == "ok":
@@ -277,7 +362,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
             if result[0] == "refused":
                 time.sleep(0.02)  # a dead node refuses at once: do not spin on it
 
-    def cas(self, process, key, seen, value, target):
+    def cas(self, process, key, seen, value, target, creds=None):
         """Compare-and-set through etcd's gateway: a txn that puts `value` if the key still holds
         the value this client last saw, else reads it. Recorded as a cas when it succeeded and as
         a get of what it found when the compare failed (the checker's CAS register)."""
@@ -288,12 +373,16 @@ class LinearizableUnderFaultsTest(ClusterTest):
                          "value": base64.b64encode(expected.encode()).decode()}],
             "success": [{"request_put": {"key": k, "value": base64.b64encode(value.encode()).decode()}}],
             "failure": [{"request_range": {"key": k}}]})
+        headers = auth_headers(creds)
         call = time.monotonic()
-        result = http_call(target.api, "POST", "/v3/kv/txn", body, CLIENT_TIMEOUT_S)
+        result = http_call(target.api, "POST", "/v3/kv/txn", body, CLIENT_TIMEOUT_S, headers)
         ret = time.monotonic()
         op = {"process": process, "key": key, "f": "cas", "value": value, "expected": expected, "call": call,
               "ret": ret, "node": target.name}
-        if result[0] == "refused":
+        if creds is not None and creds.refused(result):
+            op["type"] = "fail"  # refused before or at apply: not done
+            op["auth_refused"] = True
+        elif result[0] == "refused":
             op["type"] = "fail"
         elif result[0] == "lost":
             op["type"] = "info"
@@ -419,7 +508,16 @@ class LinearizableUnderFaultsTest(ClusterTest):
         with self.members_lock:
             self.removed.append(victim)
         victim.kill()
-        if self.rng.random() < 0.5:
+        if AUTH:
+            # kvnode -join and a bare node's own registration send no credentials, which auth
+            # refuses: root adds the new node with all its addresses (docs/security.md).
+            fresh = self.new_node().start()
+            if not self.membership_call("GET", "/join", {"peerAddress": fresh.raft, "apiAddress": fresh.api,
+                                                         "grpcAddress": fresh.grpc, "id": fresh.name},
+                                        f"joining {fresh.name}"):
+                return
+            self.log_event(f"added {fresh.name} (/join as root)")
+        elif self.rng.random() < 0.5:
             live = [n for n in self.members() if n.alive()]
             fresh = self.new_node(f"-join={self.rng.choice(live).api}").start()
             self.log_event(f"added {fresh.name} (kvnode -join)")
@@ -442,7 +540,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
         retried = False
         while True:
             via = self.rng.choice([n for n in self.members() if n.alive()])
-            r = http_call(via.api, method, target, "" if method == "POST" else None, 45)
+            r = http_call(via.api, method, target, "" if method == "POST" else None, 45,
+                          self.admin_headers(seed_api=True))
             if r[0] == "reply" and r[1] == 200:
                 return True
             if r[0] == "reply" and r[1] == 404 and path == "/remove" and retried:
@@ -474,14 +573,15 @@ class LinearizableUnderFaultsTest(ClusterTest):
     def test_history_is_linearizable_under_faults(self):
         self.start_cluster()
         self.t0 = time.monotonic()
-        _, base_revision = range_state(self.wait_leader(self.members()), "r", "s")
-        watchers = [Watcher(self, SEED * 1000 + 500 + i, name, key, end, base_revision + 1)
+        _, base_revision = self.as_root(range_state, self.wait_leader(self.members()), "r", "s")
+        watchers = [Watcher(self, SEED * 1000 + 500 + i, name, key, end, base_revision + 1,
+                            self.credentials(CLIENTS + i))
                     for i, (name, key, end) in enumerate(WATCHES)]
         for w in watchers:
             w.start(w.run)
-        keeper = LeaseKeeper(self, SEED * 1000 + 600, LEASE_PREFIX)
+        keeper = LeaseKeeper(self, SEED * 1000 + 600, LEASE_PREFIX, self.credentials(CLIENTS + len(WATCHES)))
         keeper.begin()
-        revoker = Revoker(self, SEED * 1000 + 700, REVOKE_PREFIX)
+        revoker = Revoker(self, SEED * 1000 + 700, REVOKE_PREFIX, self.credentials(CLIENTS + len(WATCHES) + 1))
         revoker.start(revoker.run)
         stop_clients = threading.Event()
         stop_nemesis = threading.Event()
@@ -544,6 +644,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
         for n in self.nodes:  # removed ones too: a sanitizer report is a bug wherever it happens
             for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
                 self.assertNotIn(marker, n.log(), f"{n.name}'s log has a sanitizer report")
+        if AUTH:
+            self.check_no_secret_logged()
 
     def fail_with_seed(self, what, problems):
         shown = "\n".join(problems[:30]) + (f"\n... and {len(problems) - 30} more" if len(problems) > 30 else "")
@@ -566,7 +668,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
             # Every lease it granted goes too, also one whose attaching put was not answered
             # but committed: its expiry must not land after the final state is read below.
             node = self.members()[0]
-            wait_for(lambda: keeper.leases_left(node) == [],
+            wait_for(lambda: self.as_root(keeper.leases_left, node) == [],
                      max(1.0, stopped + LEASE_TTL_S + LEASE_EXPIRY_SLACK_S - time.monotonic()),
                      f"every lease the keeper granted to expire once its keepalives stopped (seed {SEED})")
         finally:
@@ -576,10 +678,10 @@ class LinearizableUnderFaultsTest(ClusterTest):
         """The watchers' histories against the store's, checked first on its own (fault_checks)."""
         nodes = self.members()
         leader = self.wait_leader(nodes, timeout=30)
-        final_state, final_revision = range_state(leader, "r", "s")
+        final_state, final_revision = self.as_root(range_state, leader, "r", "s")
         truths = {}
         for n in nodes:
-            events, revision, compacted = truth_watch(n, "r", "s", 1, 30)
+            events, revision, compacted = self.as_root(truth_watch, n, "r", "s", 1, 30)
             self.assertEqual(compacted, 0, f"{n.name}: the history was compacted (the test never compacts)")
             self.assertEqual(revision, final_revision, f"{n.name}'s progress revision after the quiesce")
             truths[n.name] = events
@@ -598,7 +700,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         rng = random.Random(SEED)
         for revision in sorted(rng.sample(range(1, final_revision + 1), min(SPOT_CHECKED_REVISIONS, final_revision))):
             n = rng.choice(nodes)
-            state, _ = range_state(n, "r", "s", revision=revision, serializable=True)
+            state, _ = self.as_root(range_state, n, "r", "s", revision=revision, serializable=True)
             if state != fault_checks.replay(truth, upto=revision):
                 problems.append(f"a range at revision {revision} on {n.name} differs from the watched history")
         problems += self.check_acked_writes_in(truth)
@@ -606,7 +708,8 @@ class LinearizableUnderFaultsTest(ClusterTest):
         problems += revoker.left_behind
         revoked = {k for keys in revoker.revoked for k in keys}
         for n in nodes:
-            stale, _ = range_state(n, REVOKE_PREFIX, fault_checks.prefix_end(REVOKE_PREFIX), serializable=True)
+            stale, _ = self.as_root(range_state, n, REVOKE_PREFIX, fault_checks.prefix_end(REVOKE_PREFIX),
+                                    serializable=True)
             problems += [f"{n.name} still holds {k}, whose lease was revoked" for k in sorted(revoked & set(stale))]
         if problems:
             self.fail_with_seed("the store's history (watched from revision 1 after the run) is wrong", problems)
@@ -644,6 +747,10 @@ class LinearizableUnderFaultsTest(ClusterTest):
             written = [op for op in self.history.ops if op["f"] in ("set", "cas")]
         problems = [f"acknowledged {op['f']} {op['key']}={op['value']!r} ({op['node']}) is not in the history"
                     for op in written if op["type"] == "ok" and (op["key"], op["value"]) not in puts]
+        # A write refused for its credentials was recorded failed: it must not have happened.
+        problems += [f"{op['f']} {op['key']}={op['value']!r} ({op['node']}) was refused for its credentials but "
+                     f"is in the history at revision {puts[(op['key'], op['value'])]}"
+                     for op in written if op.get("auth_refused") and (op["key"], op["value"]) in puts]
         attempted = {(op["key"], op["value"]) for op in written}
         problems += [f"put {k}={v!r} at {revs} was never written by a client" for (k, v), revs in puts.items()
                      if (k, v) not in attempted]
@@ -669,7 +776,7 @@ class LinearizableUnderFaultsTest(ClusterTest):
         for n in nodes:
             for key in KEYS:
                 call = time.monotonic()
-                r = http_call(n.api, "GET", "/get?key=" + key, None, CLIENT_TIMEOUT_S)
+                r = http_call(n.api, "GET", "/get?key=" + key, None, CLIENT_TIMEOUT_S, self.admin_headers(True))
                 ret = time.monotonic()
                 self.assertEqual(r[0], "reply", f"final read of {key} on {n.name}: {r}")
                 self.assertIn(r[1], (200, 404), f"final read of {key} on {n.name}: {r}")
@@ -678,7 +785,12 @@ class LinearizableUnderFaultsTest(ClusterTest):
                                   "type": "ok", "call": call, "ret": ret, "node": n.name})
                 process += 1
         for key in KEYS:
-            stale = {n.name: n.get(key, consistency="stale").json for n in nodes}
+            stale = {}
+            for n in nodes:
+                r = http_call(n.api, "GET", f"/get?key={key}&consistency=stale", None, CLIENT_TIMEOUT_S,
+                              self.admin_headers(True))
+                self.assertEqual(r[0], "reply", f"stale read of {key} on {n.name}: {r}")
+                stale[n.name] = json.loads(r[2]) if r[1] == 200 else None
             self.assertEqual(len({json.dumps(v, sort_keys=True) for v in stale.values()}), 1,
                              f"members disagree on {key}: {stale}")
 

@@ -6,9 +6,13 @@ import socket
 import ssl
 import subprocess
 
+import json
+import unittest
+
 import raft_wire as wire
 import kvcluster
 from kvcluster import OPENSSL, ClusterTest, free_port, wait_for
+from test_etcd_cluster import ETCD, ETCDCTL, etcdctl, start_real_etcd
 from raft_wire import node_id
 
 EXIT_USAGE = 2
@@ -204,6 +208,38 @@ class PeerTlsTest(ClusterTest):
             p = self.run_kvnode(*args)
             self.assertEqual(p.returncode, code, (args, p.stderr[-2000:]))
             self.assertIn(message, p.stderr, args)
+
+    def test_member_list_shows_https_peer_urls_as_etcd_does(self):
+        """Under peer TLS etcd lists its peer URLs as https://; so must we (the same certificates)."""
+        if not (ETCD and ETCDCTL):
+            raise unittest.SkipTest("etcd and etcdctl are not installed (scripts/setup.sh installs them)")
+        grpc = {}
+
+        def make(name, *args):
+            host = HOSTS[int(name[1:]) - 1]
+            grpc[name] = f"{host}:{free_port(host)}"
+            return self.make(name, f"-grpc-address={grpc[name]}", *args)
+
+        nodes = self.start_joined(make)
+        cert, key = self.pki.member("127.0.0.1")
+        etcd_client, etcd_peer = start_real_etcd(self, peer_tls_args=(f"--peer-cert-file={cert}", f"--peer-key-file={key}",
+                                                        f"--peer-trusted-ca-file={self.pki.ca()}",
+                                                        "--peer-client-cert-auth"))
+        theirs = json.loads(etcdctl([etcd_client], "member", "list", "-w", "json").stdout)["members"]
+        self.assertEqual([m["peerURLs"] for m in theirs], [[f"https://{etcd_peer}"]])
+        for n in nodes:
+            ours = json.loads(etcdctl([grpc[n.name]], "member", "list", "-w", "json").stdout)["members"]
+            self.assertEqual(sorted(u for m in ours for u in m["peerURLs"]),
+                             sorted(f"https://{m.raft}" for m in nodes), n.name)
+            # The table's peer URL column too (client URLs stay http://: no client TLS here).
+            rows = [line.split(", ") for line in etcdctl([grpc[n.name]], "member", "list").stdout.splitlines()]
+            self.assertEqual(sorted(r[3] for r in rows), sorted(f"https://{m.raft}" for m in nodes), rows)
+        # member add takes the https:// URL it shows (the scheme chooses nothing: the flags do).
+        learner = f"127.0.0.4:{free_port('127.0.0.4')}"
+        p = etcdctl([grpc["n1"]], "member", "add", "n4", f"--peer-urls=https://{learner}", "--learner")
+        self.assertIn(f"https://{learner}", p.stdout)
+        wait_for(lambda: f"https://{learner}" in etcdctl([grpc["n2"]], "member", "list").stdout, 20,
+                 "n2 to list the learner with its https:// peer URL")
 
     def expired_member_cert(self):
         """A member certificate whose validity ended yesterday (openssl x509 -req with a CA and
