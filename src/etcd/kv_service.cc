@@ -5,12 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <list>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -80,6 +82,23 @@ Status check_idempotency_key(const std::string& key) {
     }
   }
   return Status::ok();
+}
+
+// About how many bytes of keys and values a write's answer carries; the
+// most for a kind of answer whose size is not counted here (txns).
+size_t answer_bytes(const Result<node::WriteResult>& wr) {
+  if (!wr.is_ok() || !wr.value().status.is_ok()) return 0;
+  const fsm::Response& r = wr.value().response;
+  if (const auto* put = std::get_if<mvcc::PutResponse>(&r)) {
+    return put->prev_kv ? put->prev_kv->key.size() + put->prev_kv->value.size() : 0;
+  }
+  if (const auto* del = std::get_if<mvcc::DeleteRangeResponse>(&r)) {
+    size_t n = 0;
+    for (const mvcc::KeyValue& kv : del->prev_kvs) n += kv.key.size() + kv.value.size();
+    return n;
+  }
+  if (std::holds_alternative<mvcc::CompactionResponse>(r)) return 0;
+  return SIZE_MAX;
 }
 
 const char* request_name(const fsm::Request& r) {
@@ -252,8 +271,14 @@ class KvService::Impl {
   }
 
  private:
+  // This node's header (cluster_view.h's header_for), from the cheap
+  // route view: it is built for every answer, on the Raft thread too.
   Header header_at(int64_t revision) const {
-    Header h = header_for(node_.status(), false);
+    const node::RouteView v = node_.route_view();
+    Header h;
+    h.cluster_id = v.cluster_id;
+    h.member_id = v.id;
+    h.raft_term = v.term;
     h.revision = static_cast<uint64_t>(revision);
     return h;
   }
@@ -307,8 +332,8 @@ class KvService::Impl {
     if (Status k = check_idempotency_key(call.idempotency_key); !k.is_ok()) return done(k);
     done = track(std::move(done));
     if (!done) return;
-    const node::NodeStatus st = node_.status();
-    if (st.leader_id != raft::kNoNode && st.leader_id == st.id) {
+    const node::RouteView v = node_.route_view();
+    if (v.leader_id != raft::kNoNode && v.leader_id == v.id) {
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
     if (call.forwarded) {
@@ -316,15 +341,18 @@ class KvService::Impl {
       // we never forward again, so a stale view cannot bounce a call around.
       return done(Status(StatusCode::kNotLeader, kErrLeaderChanged));
     }
-    if (st.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
-    if (!st.no_space) {
+    if (v.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    if (!v.no_space) {
       // A follower proposes too: the node forwards the write to the leader
       // as a Raft proposal and answers once it applied it here (node.h).
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
     // A full follower takes no entries, so it could never apply a write it
     // proposed: the leader answers it over gRPC, as before (design notes, "Disk full").
-    if (st.leader.grpc_address.empty()) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    const node::NodeStatus st = node_.status();
+    if (st.leader_id == raft::kNoNode || st.leader.grpc_address.empty()) {
+      return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    }
     PbReq req;
     to_pb(r, &req);
     forward<Resp, PbReq, PbResp>(st.leader.grpc_address, std::move(req), call, std::move(done),
@@ -333,6 +361,7 @@ class KvService::Impl {
 
   template <typename Req, typename Resp>
   void propose(Req r, KvCall call, KvDone<Resp> done) {
+    const bool on_raft_thread = call.answer_on_raft_thread;
     fsm::Command c;
     c.request = std::move(r);
     c.idempotency_key = std::move(call.idempotency_key);
@@ -341,25 +370,32 @@ class KvService::Impl {
     // This node may lag (an auth change committed but not applied here
     // yet): a refusal stands only once a read barrier shows the current state.
     if (!node_.state_machine().authorize(c).is_ok()) {
-      node_.read_barrier(options_.request_timeout_ms, [this, c = std::move(c), done](Status b) mutable {
-        pool_.post([this, b, c = std::move(c), done]() mutable {
+      node_.read_barrier(options_.request_timeout_ms,
+                         [this, c = std::move(c), done, on_raft_thread](Status b) mutable {
+        pool_.post([this, b, c = std::move(c), done, on_raft_thread]() mutable {
           Status s = b.is_ok() ? node_.state_machine().authorize(c) : b;
           if (!s.is_ok()) {
             if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
             return done(s);
           }
-          propose_checked<Resp>(std::move(c), std::move(done));
+          propose_checked<Resp>(std::move(c), std::move(done), on_raft_thread);
         });
       });
       return;
     }
-    propose_checked<Resp>(std::move(c), std::move(done));
+    propose_checked<Resp>(std::move(c), std::move(done), on_raft_thread);
   }
 
+  // on_raft_thread: the front end's done may run on the Raft thread
+  // (KvCall::answer_on_raft_thread); a small answer is then given there,
+  // without a hand-off to a worker.
   template <typename Resp>
-  void propose_checked(fsm::Command c, KvDone<Resp> done) {
+  void propose_checked(fsm::Command c, KvDone<Resp> done, bool on_raft_thread) {
     node_.propose(std::move(c), options_.request_timeout_ms,
-                  [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
+                  [this, done = std::move(done), on_raft_thread](Result<node::WriteResult> wr) mutable {
+                    if (on_raft_thread && answer_bytes(wr) <= kAnswerOnRaftThreadMaxBytes) {
+                      return answer_proposal<Resp>(std::move(wr), done);
+                    }
                     pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
                       answer_proposal<Resp>(std::move(wr), done);
                     });
