@@ -9,6 +9,7 @@
 #include <mutex>
 #include <utility>
 
+#include <absl/synchronization/mutex.h>
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
@@ -408,6 +409,12 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
                                                       LeaseService* lease, AuthService* auth) {
+  // Debian builds abseil without NDEBUG, so every absl::Mutex that grpc++
+  // locks or destroys (several per call) also updates a process-wide
+  // deadlock graph under one global lock: 3-4% of a leader's CPU under a
+  // gRPC put load (bench/README.md). It is a debugging aid, off in any
+  // release build of abseil; turn it off here too.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
   if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);

@@ -25,9 +25,6 @@ KvCall call_from(const grpc::CallbackServerContext* ctx) {
   }
   call.forwarded = md.find(kForwardedMetadata) != md.end();
   call.credentials = credentials_from(*ctx);
-  // Finish (finish_with) only queues the reply on grpc++'s transport, so a
-  // write may be answered on the Raft thread: one thread hand-off less.
-  call.answer_on_raft_thread = true;
   return call;
 }
 

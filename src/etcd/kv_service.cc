@@ -5,14 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <deque>
 #include <list>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -82,23 +80,6 @@ Status check_idempotency_key(const std::string& key) {
     }
   }
   return Status::ok();
-}
-
-// About how many bytes of keys and values a write's answer carries; the
-// most for a kind of answer whose size is not counted here (txns).
-size_t answer_bytes(const Result<node::WriteResult>& wr) {
-  if (!wr.is_ok() || !wr.value().status.is_ok()) return 0;
-  const fsm::Response& r = wr.value().response;
-  if (const auto* put = std::get_if<mvcc::PutResponse>(&r)) {
-    return put->prev_kv ? put->prev_kv->key.size() + put->prev_kv->value.size() : 0;
-  }
-  if (const auto* del = std::get_if<mvcc::DeleteRangeResponse>(&r)) {
-    size_t n = 0;
-    for (const mvcc::KeyValue& kv : del->prev_kvs) n += kv.key.size() + kv.value.size();
-    return n;
-  }
-  if (std::holds_alternative<mvcc::CompactionResponse>(r)) return 0;
-  return SIZE_MAX;
 }
 
 const char* request_name(const fsm::Request& r) {
@@ -271,8 +252,8 @@ class KvService::Impl {
   }
 
  private:
-  // This node's header (cluster_view.h's header_for), from the cheap
-  // route view: it is built for every answer, on the Raft thread too.
+  // This node's header (cluster_view.h's header_for), from the cheap route
+  // view rather than a copy of the whole NodeStatus: it is built for every answer.
   Header header_at(int64_t revision) const {
     const node::RouteView v = node_.route_view();
     Header h;
@@ -361,7 +342,6 @@ class KvService::Impl {
 
   template <typename Req, typename Resp>
   void propose(Req r, KvCall call, KvDone<Resp> done) {
-    const bool on_raft_thread = call.answer_on_raft_thread;
     fsm::Command c;
     c.request = std::move(r);
     c.idempotency_key = std::move(call.idempotency_key);
@@ -370,32 +350,25 @@ class KvService::Impl {
     // This node may lag (an auth change committed but not applied here
     // yet): a refusal stands only once a read barrier shows the current state.
     if (!node_.state_machine().authorize(c).is_ok()) {
-      node_.read_barrier(options_.request_timeout_ms,
-                         [this, c = std::move(c), done, on_raft_thread](Status b) mutable {
-        pool_.post([this, b, c = std::move(c), done, on_raft_thread]() mutable {
+      node_.read_barrier(options_.request_timeout_ms, [this, c = std::move(c), done](Status b) mutable {
+        pool_.post([this, b, c = std::move(c), done]() mutable {
           Status s = b.is_ok() ? node_.state_machine().authorize(c) : b;
           if (!s.is_ok()) {
             if (options_.auth != nullptr) options_.auth->note_refusal(request_name(c.request), c.caller, s);
             return done(s);
           }
-          propose_checked<Resp>(std::move(c), std::move(done), on_raft_thread);
+          propose_checked<Resp>(std::move(c), std::move(done));
         });
       });
       return;
     }
-    propose_checked<Resp>(std::move(c), std::move(done), on_raft_thread);
+    propose_checked<Resp>(std::move(c), std::move(done));
   }
 
-  // on_raft_thread: the front end's done may run on the Raft thread
-  // (KvCall::answer_on_raft_thread); a small answer is then given there,
-  // without a hand-off to a worker.
   template <typename Resp>
-  void propose_checked(fsm::Command c, KvDone<Resp> done, bool on_raft_thread) {
+  void propose_checked(fsm::Command c, KvDone<Resp> done) {
     node_.propose(std::move(c), options_.request_timeout_ms,
-                  [this, done = std::move(done), on_raft_thread](Result<node::WriteResult> wr) mutable {
-                    if (on_raft_thread && answer_bytes(wr) <= kAnswerOnRaftThreadMaxBytes) {
-                      return answer_proposal<Resp>(std::move(wr), done);
-                    }
+                  [this, done = std::move(done)](Result<node::WriteResult> wr) mutable {
                     pool_.post([this, wr = std::move(wr), done = std::move(done)]() mutable {
                       answer_proposal<Resp>(std::move(wr), done);
                     });

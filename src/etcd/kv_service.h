@@ -37,11 +37,7 @@
 // Threads: every method may be called from any thread and returns at once.
 // `done` is called exactly once: inline (a request that fails validation, a
 // serializable read) or on one of this layer's worker threads, never on the
-// Raft thread (Node's callbacks are handed off to the workers), unless the
-// front end sets KvCall::answer_on_raft_thread: then the answer to a small
-// write (kAnswerOnRaftThreadMaxBytes) is given on the Raft thread itself,
-// which saves a hand-off per write (the gRPC service does: grpc++'s Finish
-// only queues the reply on its transport). Lifecycle:
+// Raft thread (Node's callbacks are handed off to the workers). Lifecycle:
 // stop() (or the destructor) after Node::stop() and before the Node is
 // destroyed: a stopped Node never calls back, so stop() answers every call
 // still waiting, and every later call, "etcdserver: server stopped".
@@ -78,11 +74,6 @@ inline constexpr size_t kMaxLeaderChannels = 8;
 // Threads that run Node callbacks and forwarded answers (conversion,
 // range reads after a barrier), off the Raft thread.
 inline constexpr int kDefaultKvWorkers = 2;
-// Largest write answer (the response's keys and values, e.g. a put's
-// prev_kv) handed to a front end's done on the Raft thread
-// (KvCall::answer_on_raft_thread); larger ones go to a worker, so the Raft
-// thread never spends long converting one answer.
-inline constexpr size_t kAnswerOnRaftThreadMaxBytes = 16 * 1024;
 // A forwarded call's deadline is the layer's own timeout plus this, so the
 // leader answers with its own timeout error first.
 inline constexpr int kForwardDeadlineMarginMs = 2000;
@@ -104,9 +95,6 @@ struct KvCall {
   std::string idempotency_key;  // empty: none
   bool forwarded = false;       // arrived with kForwardedMetadata
   Credentials credentials{};    // token / certificate name (auth_service.h)
-  // done is cheap and never blocks, so it may run on the Raft thread for a
-  // small write's answer (see "Threads" above).
-  bool answer_on_raft_thread = false;
   // Set by the layer from credentials: the caller proposals carry.
   auth::Caller caller{};
 };
