@@ -7,12 +7,15 @@ steadier, so it can show a small per-request cost (bench/README.md,
 "Metrics cost"). For each round and each binary: a fresh 3-node cluster
 (free loopback ports, data dirs in a temp dir), a warm-up, then one wrk
 load (POST /set to the leader, or GET /status) while the utime + stime of
-all three kvnode processes is read from /proc before and after. The
-grpc_range load is etcd_kv_load (bench/etcd_kv_load.cc): linearizable
-single-key Ranges over gRPC at 64 clients on the leader, keys preloaded.
+all three kvnode processes is read from /proc before and after, and so are
+the leader's context switches (voluntary + involuntary, summed over its
+threads): each hand-off between threads costs one. The grpc_range load is
+etcd_kv_load (bench/etcd_kv_load.cc): linearizable single-key Ranges over
+gRPC at --conns clients on the leader, keys preloaded; grpc_put is its Put
+with 16-byte values, the twin of `set` (wrk, bench/wrk/set.lua).
 
     bench/cpu_per_request.py --kvnode base=/tmp/base/kvnode --kvnode new=build/kvnode --rounds 3
-    bench/cpu_per_request.py ... --loads grpc_range --kv-load build/bench/etcd_kv_load
+    bench/cpu_per_request.py ... --loads set,grpc_put --kv-load build/bench/etcd_kv_load
 """
 
 import argparse
@@ -38,6 +41,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (proc(5) fields 14, 15)
 
 
+def context_switches(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # the thread ended meanwhile
+    return total
+
+
 def start_cluster(kvnode, tmp):
     procs, apis, grpcs = [], [], []
     for i in range(3):
@@ -58,9 +74,9 @@ def start_cluster(kvnode, tmp):
     return procs, apis, grpcs
 
 
-def kv_load(binary, endpoint, op, seconds, keys=1000):
-    argv = [binary, f"--endpoints={endpoint}", f"--op={op}", "--clients=64", f"--keys={keys}",
-            f"--duration-s={seconds}", "--warmup-s=0"]
+def kv_load(binary, endpoint, op, seconds, keys=1000, clients=64, extra=()):
+    argv = [binary, f"--endpoints={endpoint}", f"--op={op}", f"--clients={clients}", f"--keys={keys}",
+            f"--duration-s={seconds}", "--warmup-s=0", *extra]
     out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout)
     return int(out["ops"])
 
@@ -79,22 +95,35 @@ def one(kvnode, load, seconds, conns, kv_load_bin):
     try:
         procs, apis, grpcs = start_cluster(kvnode, tmp)
         leader = apis[0]
+        leader_pid = procs[0].pid
         if load == "grpc_range":
             kv_load(kv_load_bin, grpcs[0], "preload", 30)
-            kv_load(kv_load_bin, grpcs[0], "range", 2)  # warm-up
+            kv_load(kv_load_bin, grpcs[0], "range", 2, clients=conns)  # warm-up
             before = sum(cpu_seconds(p.pid) for p in procs)
-            n = kv_load(kv_load_bin, grpcs[0], "range", seconds)
+            lbefore, sbefore = cpu_seconds(leader_pid), context_switches(leader_pid)
+            n = kv_load(kv_load_bin, grpcs[0], "range", seconds, clients=conns)
+        elif load == "grpc_put":
+            # As set.lua: 16-byte values; keys from a large space, so most puts create one.
+            extra = ["--value-bytes=16", "--key-prefix=w"]
+            kv_load(kv_load_bin, grpcs[0], "put", 2, keys=10**9, clients=conns, extra=extra)  # warm-up
+            before = sum(cpu_seconds(p.pid) for p in procs)
+            lbefore, sbefore = cpu_seconds(leader_pid), context_switches(leader_pid)
+            n = kv_load(kv_load_bin, grpcs[0], "put", seconds, keys=10**9, clients=conns, extra=extra)
         elif load == "set":
             script = os.path.join(HERE, "wrk", "set.lua")
             wrk(f"http://{leader}", script, ["warm"], 2, conns)
             before = sum(cpu_seconds(p.pid) for p in procs)
+            lbefore, sbefore = cpu_seconds(leader_pid), context_switches(leader_pid)
             n = wrk(f"http://{leader}", script, ["measured"], seconds, conns)
         else:
             wrk(f"http://{leader}/status", None, [], 2, conns)
             before = sum(cpu_seconds(p.pid) for p in procs)
+            lbefore, sbefore = cpu_seconds(leader_pid), context_switches(leader_pid)
             n = wrk(f"http://{leader}/status", None, [], seconds, conns)
         used = sum(cpu_seconds(p.pid) for p in procs) - before
-        return n, used
+        leader_used = cpu_seconds(leader_pid) - lbefore
+        switches = context_switches(leader_pid) - sbefore
+        return n, used, leader_used, switches
     finally:
         for p in procs:
             p.kill()
@@ -109,7 +138,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("--loads", default="set,status", help="of set, status, grpc_range")
+    ap.add_argument("--loads", default="set,status", help="of set, status, grpc_range, grpc_put")
     ap.add_argument("--kv-load", default="build/bench/etcd_kv_load")
     a = ap.parse_args()
     binaries = [kv.split("=", 1) for kv in a.kvnode]
@@ -117,16 +146,25 @@ def main():
     for r in range(a.rounds):
         for load in a.loads.split(","):
             for name, path in binaries:
-                n, used = one(path, load, a.duration, a.conns, a.kv_load)
-                results.setdefault((load, name), []).append((n, used))
-                print(f"round {r + 1} {load:6} {name:6} {n / a.duration:9.0f} req/s  "
-                      f"{1e6 * used / max(n, 1):7.1f} us CPU/request (3 nodes)", flush=True)
-    print(f"\nload    binary   req/s (median)   us CPU/request (median of {a.rounds})")
-    for (load, name), runs in results.items():
-        rps = sorted(n / a.duration for n, _ in runs)[len(runs) // 2]
-        cpu = sorted(1e6 * u / max(n, 1) for n, u in runs)[len(runs) // 2]
-        print(f"{load:7} {name:8} {rps:14.0f} {cpu:18.1f}")
+                n, used, leader_used, switches = one(path, load, a.duration, a.conns, a.kv_load)
+                results.setdefault((load, name), []).append((n, used, leader_used, switches))
+                per = max(n, 1)
+                print(f"round {r + 1} {load:8} {name:6} {n / a.duration:9.0f} req/s  "
+                      f"{1e6 * used / per:7.1f} us CPU/request (3 nodes)  "
+                      f"leader {1e6 * leader_used / per:6.1f} us, {switches / per:5.2f} context switches/request",
+                      flush=True)
+    print(f"\nload     binary   req/s   us CPU/req (3 nodes)   leader us CPU/req   leader switches/req"
+          f"   (medians of {a.rounds})")
 
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    for (load, name), runs in results.items():
+        rps = median([n / a.duration for n, _, _, _ in runs])
+        cpu = median([1e6 * u / max(n, 1) for n, u, _, _ in runs])
+        lcpu = median([1e6 * lu / max(n, 1) for n, _, lu, _ in runs])
+        sw = median([s / max(n, 1) for n, _, _, s in runs])
+        print(f"{load:8} {name:8} {rps:6.0f} {cpu:18.1f} {lcpu:19.1f} {sw:21.2f}")
 
 if __name__ == "__main__":
     main()

@@ -252,8 +252,14 @@ class KvService::Impl {
   }
 
  private:
+  // This node's header (cluster_view.h's header_for), from the cheap route
+  // view rather than a copy of the whole NodeStatus: it is built for every answer.
   Header header_at(int64_t revision) const {
-    Header h = header_for(node_.status(), false);
+    const node::RouteView v = node_.route_view();
+    Header h;
+    h.cluster_id = v.cluster_id;
+    h.member_id = v.id;
+    h.raft_term = v.term;
     h.revision = static_cast<uint64_t>(revision);
     return h;
   }
@@ -307,8 +313,8 @@ class KvService::Impl {
     if (Status k = check_idempotency_key(call.idempotency_key); !k.is_ok()) return done(k);
     done = track(std::move(done));
     if (!done) return;
-    const node::NodeStatus st = node_.status();
-    if (st.leader_id != raft::kNoNode && st.leader_id == st.id) {
+    const node::RouteView v = node_.route_view();
+    if (v.leader_id != raft::kNoNode && v.leader_id == v.id) {
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
     if (call.forwarded) {
@@ -316,15 +322,18 @@ class KvService::Impl {
       // we never forward again, so a stale view cannot bounce a call around.
       return done(Status(StatusCode::kNotLeader, kErrLeaderChanged));
     }
-    if (st.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
-    if (!st.no_space) {
+    if (v.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    if (!v.no_space) {
       // A follower proposes too: the node forwards the write to the leader
       // as a Raft proposal and answers once it applied it here (node.h).
       return propose<Req, Resp>(std::move(r), std::move(call), std::move(done));
     }
     // A full follower takes no entries, so it could never apply a write it
     // proposed: the leader answers it over gRPC, as before (design notes, "Disk full").
-    if (st.leader.grpc_address.empty()) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    const node::NodeStatus st = node_.status();
+    if (st.leader_id == raft::kNoNode || st.leader.grpc_address.empty()) {
+      return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    }
     PbReq req;
     to_pb(r, &req);
     forward<Resp, PbReq, PbResp>(st.leader.grpc_address, std::move(req), call, std::move(done),

@@ -185,6 +185,11 @@ class Node::Impl {
     return s;
   }
 
+  RouteView route_view() const {
+    std::lock_guard lock(status_mu_);
+    return RouteView{status_.id, status_.cluster_id, status_.term, status_.leader_id, no_space_.load()};
+  }
+
   const std::string& incarnation() const { return meta_.incarnation; }
 
   fsm::KvStateMachine fsm_;
@@ -2385,6 +2390,7 @@ void Node::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback
 }
 void Node::set_peer_status_hook(PeerStatusHook hook) { impl_->peer_status_hook_ = std::move(hook); }
 NodeStatus Node::status() const { return impl_->status(); }
+RouteView Node::route_view() const { return impl_->route_view(); }
 const std::string& Node::incarnation() const { return impl_->incarnation(); }
 const fsm::KvStateMachine& Node::state_machine() const { return impl_->fsm_; }
 watch::Hub& Node::watch_hub() { return *impl_->hub_; }

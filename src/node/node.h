@@ -214,6 +214,17 @@ struct NodeStatus {
   std::string removed_reason;
 };
 
+// The few fields of NodeStatus a request layer reads on every call (routing
+// a write, a response header), without copying the whole status (member
+// list, addresses): Node::route_view().
+struct RouteView {
+  raft::NodeId id = 0;
+  uint64_t cluster_id = 0;
+  uint64_t term = 0;
+  raft::NodeId leader_id = 0;
+  bool no_space = false;
+};
+
 // What another member's /status says, as far as the removal check needs it
 // (Node::set_peer_status_hook).
 struct PeerView {
@@ -430,6 +441,7 @@ class Node {
   void set_peer_status_hook(PeerStatusHook hook);
 
   NodeStatus status() const;  // thread-safe snapshot of the node's view
+  RouteView route_view() const;  // the same fields as status(), cheaply (thread-safe)
   // This data dir's incarnation (storage/node_meta.h): fixed once open()
   // returned, so any thread may read it (e.g. for the transport's hello).
   const std::string& incarnation() const;
