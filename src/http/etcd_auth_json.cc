@@ -19,7 +19,6 @@ namespace {
 
 namespace pb = etcdserverpb;
 
-constexpr int kGrpcUnimplemented = 12;
 // The auth messages nest at most a permission inside a request.
 constexpr int kMaxAuthJsonDepth = 8;
 
@@ -132,9 +131,7 @@ bool is_etcd_auth_route(const std::string& path) { return find_route(path) != nu
 
 void etcd_auth_gateway(const Request& req, const std::string& path, etcd::AuthService& auth, Reply reply) {
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return reply(std::move(r));
+    return reply(gateway_post_only());
   }
   const Route* route = find_route(path);
   std::unique_ptr<google::protobuf::Message> m = route->make();

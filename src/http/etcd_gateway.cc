@@ -168,6 +168,12 @@ Response gateway_error(unsigned http_status, int grpc_code, const std::string& m
   return r;
 }
 
+Response gateway_post_only() {
+  Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
+  r.headers.emplace_back("Allow", "POST");
+  return r;
+}
+
 std::string gateway_member_list_json(const node::NodeStatus& st, const std::string& grpc_address) {
   return members_json(etcd::member_list_for(st, grpc_address)).dump();
 }
@@ -249,9 +255,7 @@ etcd::Credentials gateway_credentials(const Request& req) {
 void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvService& kv,
                      Reply reply) {
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return reply(std::move(r));
+    return reply(gateway_post_only());
   }
   using K = etcd::KvService;
   if (path == "/v3/kv/range") {
@@ -282,9 +286,7 @@ Response etcd_gateway(const Request& req, const std::string& path,
   for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
   if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return r;
+    return gateway_post_only();
   }
   // The request messages of both served calls have no fields etcd reads, but
   // the body must still be a JSON object (or empty), as etcd's gateway insists.
@@ -314,9 +316,7 @@ std::optional<etcd::MemberCall> gateway_member_change(const std::string& path) {
 std::optional<Response> parse_gateway_member_request(const Request& req, etcd::MemberCall call,
                                                      etcd::MemberRequest* out) {
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return r;
+    return gateway_post_only();
   }
   out->call = call;
   if (req.body.empty()) return std::nullopt;  // every field at its zero value

@@ -78,6 +78,8 @@ void etcd_kv_gateway(const Request& req, const std::string& path, etcd::KvServic
 unsigned gateway_http_status(int grpc_code);
 // {"error": message, "message": message, "code": grpc_code} with that status.
 Response gateway_error(unsigned http_status, int grpc_code, const std::string& message);
+// etcd's gateway answer to a method other than POST on one of its routes: 405, code 12, "Allow: POST".
+Response gateway_post_only();
 // The member changes (/v3/cluster/member/add, remove, promote, update) are
 // answered asynchronously by Api (api.cc), through etcd::change_membership on
 // the leader; a follower forwards them to the leader's API and answers, once

@@ -18,7 +18,6 @@ namespace {
 namespace pb = etcdserverpb;
 
 constexpr int kGrpcUnknown = 2;
-constexpr int kGrpcUnimplemented = 12;
 // The lease messages are flat: a body nested deeper is refused before parsing.
 constexpr int kMaxLeaseJsonDepth = 8;
 
@@ -57,9 +56,7 @@ bool is_etcd_lease_route(const std::string& path) {
 void etcd_lease_gateway(const Request& req, const std::string& path, etcd::LeaseService& lease,
                         Reply reply) {
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return reply(std::move(r));
+    return reply(gateway_post_only());
   }
   // A gateway call is a client's, never a member's forward.
   etcd::LeaseCall call;

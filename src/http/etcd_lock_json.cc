@@ -17,7 +17,6 @@ namespace ckv::http {
 namespace {
 
 constexpr int kGrpcUnknown = 2;
-constexpr int kGrpcUnimplemented = 12;
 // The lock messages are flat: a body nested deeper is refused before parsing.
 constexpr int kMaxLockJsonDepth = 8;
 
@@ -36,9 +35,7 @@ bool is_etcd_lock_route(const std::string& path) { return path == "/v3/lock/lock
 
 void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockService& lock, Reply reply) {
   if (req.method != "POST") {
-    Response r = gateway_error(405, kGrpcUnimplemented, "Method Not Allowed");
-    r.headers.emplace_back("Allow", "POST");
-    return reply(std::move(r));
+    return reply(gateway_post_only());
   }
   // A gateway call is a client's, never a member's forward; no idempotency key (lock_grpc_service.cc).
   etcd::KvCall call;
