@@ -12,7 +12,6 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
-#include <sodium.h>
 
 #include <array>
 #include <cmath>
@@ -22,6 +21,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "auth/base64url.h"
 
 namespace ckv::auth {
 
@@ -125,29 +126,6 @@ std::string unsuitable(const Method& m, EVP_PKEY* k) {
     return std::string("an EC key on another curve than ") + m.curve + ", which " + m.name + " needs";
   }
   return {};
-}
-
-std::string b64url(std::string_view bin) {
-  constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
-  std::string out(sodium_base64_ENCODED_LEN(bin.size(), kVariant), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()), bin.size(),
-                    kVariant);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-// Strict base64url: no padding, no whitespace, zero trailing bits.
-std::optional<std::string> unb64url(std::string_view text) {
-  std::string out(text.size() * 3 / 4 + 3, '\0');
-  size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(),
-                        nullptr, &len, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      end != text.data() + text.size()) {
-    return std::nullopt;
-  }
-  out.resize(len);
-  return out;
 }
 
 // An unsigned integer a JSON number stands for exactly, if it does
@@ -417,12 +395,12 @@ Result<std::string> JwtTokens::sign(std::string_view username, uint64_t revision
                                  {"revision", revision},
                                  {"username", std::string(username)}};
   constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
-  std::string token = b64url(header.dump(-1, ' ', false, kReplace)) + "." +
-                      b64url(claims.dump(-1, ' ', false, kReplace));
+  std::string token = base64url_encode(header.dump(-1, ' ', false, kReplace)) + "." +
+                      base64url_encode(claims.dump(-1, ' ', false, kReplace));
   Result<std::string> sig = impl_->sign(token);
   if (!sig.is_ok()) return sig.status();
   token += ".";
-  token += b64url(sig.value());
+  token += base64url_encode(sig.value());
   return token;
 }
 
@@ -434,9 +412,9 @@ Result<JwtClaims> JwtTokens::verify(std::string_view token, int64_t now_unix_sec
     return bad("not a JWT (three dot-separated parts)");
   }
   const std::string_view signed_part = token.substr(0, dot2);
-  std::optional<std::string> header_json = unb64url(token.substr(0, dot1));
-  std::optional<std::string> claims_json = unb64url(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  std::optional<std::string> sig = unb64url(token.substr(dot2 + 1));
+  std::optional<std::string> header_json = base64url_decode(token.substr(0, dot1));
+  std::optional<std::string> claims_json = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  std::optional<std::string> sig = base64url_decode(token.substr(dot2 + 1));
   if (!header_json || !claims_json || !sig) return bad("a JWT part is not base64url");
   const nlohmann::json header = nlohmann::json::parse(*header_json, nullptr, false);
   if (!header.is_object()) return bad("a JWT header that is not a JSON object");
