@@ -21,6 +21,8 @@ packages=(
   golang-etcd-server-dev golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
   # The reference for the etcd tests: etcdctl 3.4 and etcd itself (differential tests).
   etcd-client etcd-server
+  # Client libraries nobody here wrote, run against kvnode and etcd (tests/integration/test_client_libraries.py).
+  python3-etcd3 python3-etcd3gw
   # promtool (package prometheus) validates /metrics; headless chromium loads the /ui page (tests/integration/test_observability.py).
   prometheus chromium chromium-driver
 )

@@ -116,7 +116,7 @@ using AuthDone = std::function<void(Result<T>)>;
 
 class AuthService {
  public:
-  AuthService(node::Node& node, AuthServiceOptions options = {});
+  explicit AuthService(node::Node& node, AuthServiceOptions options = {});
   ~AuthService();
   AuthService(const AuthService&) = delete;
   AuthService& operator=(const AuthService&) = delete;
