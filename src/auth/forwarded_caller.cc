@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "auth/auth_store.h"
-#include "auth/base64url.h"
+#include "common/base64.h"
 
 namespace ckv::auth {
 
@@ -31,8 +31,8 @@ std::string mac(std::string_view key, std::string_view user, uint64_t revision) 
 
 std::string forwarded_caller_claim(std::string_view key, const Caller& caller) {
   if (key.empty()) return {};
-  return "v1." + base64url_encode(caller.user) + "." + std::to_string(caller.revision) + "." +
-         base64url_encode(mac(key, caller.user, caller.revision));
+  return "v1." + base64_encode(caller.user, Base64::kUrl) + "." + std::to_string(caller.revision) + "." +
+         base64_encode(mac(key, caller.user, caller.revision), Base64::kUrl);
 }
 
 std::optional<Caller> verify_forwarded_caller(std::string_view key, std::string_view claim) {
@@ -41,9 +41,9 @@ std::optional<Caller> verify_forwarded_caller(std::string_view key, std::string_
   const size_t d1 = claim.find('.');
   const size_t d2 = d1 == std::string_view::npos ? d1 : claim.find('.', d1 + 1);
   if (d2 == std::string_view::npos || claim.find('.', d2 + 1) != std::string_view::npos) return std::nullopt;
-  std::optional<std::string> user = base64url_decode(claim.substr(0, d1));
+  std::optional<std::string> user = base64_decode(claim.substr(0, d1), Base64::kUrl);
   const std::string_view rev_text = claim.substr(d1 + 1, d2 - d1 - 1);
-  std::optional<std::string> got = base64url_decode(claim.substr(d2 + 1));
+  std::optional<std::string> got = base64_decode(claim.substr(d2 + 1), Base64::kUrl);
   uint64_t revision = 0;
   auto [end, ec] = std::from_chars(rev_text.data(), rev_text.data() + rev_text.size(), revision);
   if (!user || !got || ec != std::errc() || end != rev_text.data() + rev_text.size() || rev_text.empty() ||

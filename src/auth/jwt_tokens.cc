@@ -22,7 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "auth/base64url.h"
+#include "common/base64.h"
 
 namespace ckv::auth {
 
@@ -395,12 +395,12 @@ Result<std::string> JwtTokens::sign(std::string_view username, uint64_t revision
                                  {"revision", revision},
                                  {"username", std::string(username)}};
   constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
-  std::string token = base64url_encode(header.dump(-1, ' ', false, kReplace)) + "." +
-                      base64url_encode(claims.dump(-1, ' ', false, kReplace));
+  std::string token = base64_encode(header.dump(-1, ' ', false, kReplace), Base64::kUrl) + "." +
+                      base64_encode(claims.dump(-1, ' ', false, kReplace), Base64::kUrl);
   Result<std::string> sig = impl_->sign(token);
   if (!sig.is_ok()) return sig.status();
   token += ".";
-  token += base64url_encode(sig.value());
+  token += base64_encode(sig.value(), Base64::kUrl);
   return token;
 }
 
@@ -412,9 +412,9 @@ Result<JwtClaims> JwtTokens::verify(std::string_view token, int64_t now_unix_sec
     return bad("not a JWT (three dot-separated parts)");
   }
   const std::string_view signed_part = token.substr(0, dot2);
-  std::optional<std::string> header_json = base64url_decode(token.substr(0, dot1));
-  std::optional<std::string> claims_json = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  std::optional<std::string> sig = base64url_decode(token.substr(dot2 + 1));
+  std::optional<std::string> header_json = base64_decode(token.substr(0, dot1), Base64::kUrl);
+  std::optional<std::string> claims_json = base64_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), Base64::kUrl);
+  std::optional<std::string> sig = base64_decode(token.substr(dot2 + 1), Base64::kUrl);
   if (!header_json || !claims_json || !sig) return bad("a JWT part is not base64url");
   const nlohmann::json header = nlohmann::json::parse(*header_json, nullptr, false);
   if (!header.is_object()) return bad("a JWT header that is not a JSON object");

@@ -25,6 +25,7 @@
 #include "etcd/lease_service.h"
 #include "etcd/lock_service.h"
 #include "http/address.h"
+#include "http/join_credentials.h"
 #include "http/limits.h"
 #include "http/server.h"
 #include "node/node.h"
@@ -185,6 +186,7 @@ int main(int argc, char** argv) {
   opts.api_address = "127.0.0.1:8000";  // the reference's defaults
   opts.data_dir = "./raft-data";
   std::string join_target;
+  std::string join_auth_file;
   std::string log_level = "info";
   uint64_t max_body_bytes = ckv::http::kDefaultMaxBodyBytes;
   int commit_timeout_ms = 5000;
@@ -230,6 +232,9 @@ int main(int argc, char** argv) {
                  "HOST:APIPORT of a member's HTTP API: ask it to add this node (retried with "
                  "backoff until this "
                  "node is a voter)");
+  app.add_option("--join-auth-file", join_auth_file,
+                 "with -join to a cluster with auth enabled: a file whose first line is user:password (root), "
+                 "sent as HTTP Basic with the /join requests (docs/security.md); keep it mode 0600");
   app.add_flag("--force-new-cluster", opts.force_new_cluster,
                "etcd's: after losing a quorum for good, restart this surviving member as the only voter, "
                "its whole log committed (docs/operations.md, \"Disaster recovery\"); then add members again. "
@@ -586,6 +591,15 @@ int main(int argc, char** argv) {
   http_opts.max_body_bytes = max_body_bytes;
   http_opts.commit_timeout_ms = commit_timeout_ms;
   http_opts.join_timeout_ms = join_timeout_ms;
+  if (!join_auth_file.empty()) {
+    bool readable_by_others = false;
+    auto authorization = ckv::http::join_authorization_from_file(join_auth_file, readable_by_others);
+    if (!authorization.is_ok()) usage_error(authorization.status().message());
+    if (readable_by_others) {
+      spdlog::warn("-join-auth-file {} can be read by group or others; chmod 600 it", join_auth_file);
+    }
+    http_opts.join_authorization = std::move(authorization).value();
+  }
   http_opts.tls = client_tls.value();
   auto server = std::make_unique<ckv::http::HttpServer>(
       *node, ckv::node::MemberInfo{opts.name, opts.raft_address, opts.api_address, {}, opts.grpc_address}, http_opts);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/types.h"
+#include "common/base64.h"
 #include "etcd/auth_service.h"
 #include "fsm/kv_state_machine.h"
 #include "http/address.h"
@@ -206,32 +207,6 @@ bool guarded(const std::string& path) {
          gateway_member_change(path).has_value();
 }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const int v = value(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 Response unauthorized(const Status& s) {
   Response r = error_response(401, s.message());
   r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"consensuskv\"");
@@ -254,7 +229,7 @@ void Api::handle(const Request& req, Reply reply) {
   // briefly: auth_service.h), or a token from /v3/auth/authenticate.
   const std::string header = req.authorization.value_or("");
   if (header.starts_with("Basic ")) {
-    auto decoded = base64_decode(std::string_view(header).substr(6));
+    auto decoded = base64_decode(std::string_view(header).substr(6), Base64::kStandard);
     if (!decoded || decoded->find(':') == std::string::npos) {
       const Status malformed(StatusCode::kUnauthenticated, "malformed Basic credentials");
       options_.auth->note_refusal(path, auth::Caller{}, malformed);
@@ -278,7 +253,7 @@ etcd::AuthService::Identify Api::identify(const Request& req) const {
              etcd::AuthDone<auth::Caller> done) {
     if (!node_.state_machine().auth_enabled()) return done(auth::Caller{});
     if (header.starts_with("Basic ")) {
-      auto decoded = base64_decode(std::string_view{header}.substr(6));
+      auto decoded = base64_decode(std::string_view{header}.substr(6), Base64::kStandard);
       const size_t colon = decoded ? decoded->find(':') : std::string::npos;
       if (colon == std::string::npos) {
         return done(Status(StatusCode::kUnauthenticated, "malformed Basic credentials"));

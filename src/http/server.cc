@@ -501,6 +501,9 @@ class HttpServer::Impl {
   asio::awaitable<void> register_once(std::string leader_api_address);
   asio::awaitable<void> join_loop(std::string target);
   std::string join_target() const;
+  std::optional<std::string> join_authorization() const {
+    return options_.join_authorization.empty() ? std::nullopt : std::optional<std::string>(options_.join_authorization);
+  }
 
   node::Node& node_;
   const node::MemberInfo self_;
@@ -1335,7 +1338,7 @@ void HttpServer::Impl::register_self(const node::MemberInfo& leader) {
 asio::awaitable<void> HttpServer::Impl::register_once(std::string leader_api_address) {
   auto up = co_await fetch(leader_api_address, bhttp::verb::post, join_target(), "", false,
                            milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
-                           source_address_, client_tls());
+                           source_address_, client_tls(), nullptr, std::nullopt, join_authorization());
   if (up.is_ok() && up->status == 200) {
     spdlog::info("registered API address {} with the leader at {}", self_.api_address,
                  leader_api_address);
@@ -1361,7 +1364,7 @@ asio::awaitable<void> HttpServer::Impl::join_loop(std::string target) {
     }
     auto up = co_await fetch(target, bhttp::verb::post, join_target(), "", false,
                              milliseconds(options_.join_timeout_ms + 2000), kMaxJoinReplyBytes,
-                             source_address_, client_tls());
+                             source_address_, client_tls(), nullptr, std::nullopt, join_authorization());
     if (up.is_ok() && up->status == 200) {
       spdlog::info("joined the cluster via {}", target);
       co_return;

@@ -73,6 +73,8 @@ struct ServerOptions {
   uint64_t max_body_bytes = kDefaultMaxBodyBytes;
   int commit_timeout_ms = 5000;  // writes and linearizable reads
   int join_timeout_ms = 30000;   // until a joining member is a voter (it may need a snapshot first)
+  // Sent with -join's requests and the API address registration (join_credentials.h); empty: none.
+  std::string join_authorization;
   int threads = 2;
   int max_connections = kDefaultMaxConnections;
   int max_connections_per_ip = kDefaultMaxConnectionsPerIp;

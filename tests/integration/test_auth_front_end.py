@@ -3,10 +3,12 @@
 import base64
 import http.client
 import json
+import os
+import subprocess
 import unittest
 
 import test_etcd_cluster
-from kvcluster import ClusterTest, free_port, request
+from kvcluster import ClusterTest, free_port, request, wait_for
 from test_etcd_cluster import ETCD, ETCDCTL, etcdctl, start_real_etcd
 
 # Rounds of "change on the leader, act at once through a follower": the follower has not
@@ -146,6 +148,36 @@ class AuthFrontEndTest(ClusterTest):
             r = call(n.api, "/v3/auth/role/add", {"name": "never"}, self.token(leader.api, "alice", ALICE_PW))
             self.assertEqual(r.status, 403, r)
         self.check_logs(nodes)
+
+    def test_join_sends_the_credentials_of_its_auth_file(self):
+        """With auth enabled /join needs root: -join alone is refused (401, logged, retried); with
+        -join-auth-file the node joins, a file others can read draws a warning, and the password is in
+        no log."""
+        n1 = self.node("n1", "-bootstrap").start()
+        self.wait_leader([n1])
+        set_up_auth(n1.api)
+        bare = self.node("n2", f"-join={n1.api}").start()
+        wait_for(lambda: f"join via {n1.api} failed" in bare.log() and "HTTP 401" in bare.log(), 20,
+                 "a join without credentials to be refused")
+        bare.kill()
+        self.assertEqual([m["raftAddress"] for m in n1.status()["members"]], [n1.raft])
+        auth_file = os.path.join(self.tmp, "join-auth")
+        with open(auth_file, "w") as f:
+            f.write(f"root:{ROOT_PW}\n")
+        os.chmod(auth_file, 0o644)
+        joined = self.node("n3", f"-join={n1.api}", f"-join-auth-file={auth_file}").start()
+        self.wait_voters(n1, [n1, joined])
+        self.assertIn("can be read by group or others; chmod 600 it", joined.log())
+        for n in (n1, bare, joined):
+            self.assertNotIn(ROOT_PW, n.log(), n.name)
+            self.assertNotIn(basic("root", ROOT_PW)[6:], n.log(), n.name)
+        wrong = os.path.join(self.tmp, "no-colon")
+        with open(wrong, "w") as f:
+            f.write("root\n")
+        p = subprocess.run([*self.node("n4", f"-join={n1.api}", f"-join-auth-file={wrong}").args()],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(f"-join-auth-file {wrong}: the first line is not user:password", p.stdout + p.stderr)
 
     def check_logs(self, nodes):
         """Every refusal above is logged where it was refused (who, what, why), and no password,
