@@ -432,6 +432,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.SetMaxReceiveMessageSize(kMaxGrpcRequestBytes);
   grpc::ResourceQuota quota("ckv-etcd-grpc");
   quota.SetMaxThreads(kMaxGrpcThreads);
+  quota.Resize(kGrpcMemoryQuotaBytes);
   builder.SetResourceQuota(quota);
   builder.RegisterService(impl->kv.get());
   if (impl->lease) builder.RegisterService(impl->lease.get());

@@ -44,6 +44,14 @@ inline constexpr int kMaxGrpcRequestBytes = (3 << 19) + 512 * 1024;
 // ResourceQuota); a burst beyond it waits rather than growing the process.
 inline constexpr int kMaxGrpcThreads = 64;
 
+// Memory grpc++ may hold for all connections and calls together (read and
+// write buffers, metadata, call state; grpc's ResourceQuota). grpc's own
+// default is unlimited, so clients that open many streams or never read
+// could grow the process without end; past the quota grpc shrinks its reads
+// and refuses new calls with RESOURCE_EXHAUSTED instead. Our own queues
+// (watch_hub.h, the KV workers) have their limits besides.
+inline constexpr size_t kGrpcMemoryQuotaBytes = size_t{1} << 30;
+
 // A connection must finish its handshake (TLS and HTTP/2's preface) within
 // this, as the HTTP API's first request head must (kvnode passes
 // -http-header-timeout-ms); grpc's own default is 120 s.
