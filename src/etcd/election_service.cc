@@ -296,13 +296,8 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
   }
 
   void watch_delete(const CampaignPtr& c, const std::string& key, int64_t from) {
-    std::shared_ptr<SingleWatch> w;  // shared: a cancel's finish may close it meanwhile
-    {
-      std::lock_guard l(c->mu);
-      if (!c->done) return;
-      if (!c->watch) c->watch = std::make_shared<SingleWatch>(node_.watch_hub());
-      w = c->watch;
-    }
+    const std::shared_ptr<SingleWatch> w = waiter_watch(*c, node_.watch_hub());
+    if (!w) return;
     auto again = [self = weak_from_this(), weak = std::weak_ptr<Campaign>(c)] {
       auto s = self.lock();
       auto at = weak.lock();

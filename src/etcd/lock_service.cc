@@ -180,13 +180,8 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
 
   // Waits for `key` to be deleted at or after revision `from`, then looks again.
   void watch_delete(const AttemptPtr& a, const std::string& key, int64_t from) {
-    std::shared_ptr<SingleWatch> w;  // shared: a cancel's finish may close it meanwhile
-    {
-      std::lock_guard l(a->mu);
-      if (!a->done) return;
-      if (!a->watch) a->watch = std::make_shared<SingleWatch>(node_.watch_hub());
-      w = a->watch;
-    }
+    const std::shared_ptr<SingleWatch> w = waiter_watch(*a, node_.watch_hub());
+    if (!w) return;
     // The notifier thread: finish may close the watch from there (recipe_support.h).
     auto again = [self = weak_from_this(), weak = std::weak_ptr<Attempt>(a)] {
       auto s = self.lock();

@@ -58,6 +58,17 @@ class SingleWatch {
   std::shared_ptr<State> state_;
 };
 
+// A waiting recipe call's watch (a Lock attempt's, a Campaign's: a struct
+// with mu, done and watch), made on first use; null once it was answered.
+// Shared: the call's finish may close it while the caller arms it.
+template <typename Waiter>
+std::shared_ptr<SingleWatch> waiter_watch(Waiter& w, watch::Hub& hub) {
+  std::lock_guard l(w.mu);
+  if (!w.done) return nullptr;
+  if (!w.watch) w.watch = std::make_shared<SingleWatch>(hub);
+  return w.watch;
+}
+
 // etcd's waitDelete on w: on_gone runs once (on the notifier thread) when
 // key is deleted at or after revision `from`, or when the watch could not
 // start there (compacted): either way the caller looks again. False as

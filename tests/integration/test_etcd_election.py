@@ -185,12 +185,18 @@ class EtcdElectionTest(ClusterTest):
         tb = campaign_in_background(leader, 102, "b")
         wait_for(lambda: "E/66" in keys(), 20, "b's campaign key")
         self.assertNotIn(102, answers, "b won while a leads")
-        # b, not the leader, cannot proclaim, even with its own key's true create revision.
+        # Proclaim checks only the key's create revision (etcd's recipe): one who holds no such key, or names
+        # a's key with another revision, is not the leader...
+        stale = dict(a.json["leader"], rev=str(int(a.json["leader"]["rev"]) - 1))
+        never = {"name": b64("E"), "key": b64("E/68"), "rev": a.json["leader"]["rev"], "lease": "101"}
+        for usurper in (stale, never):
+            r = post(leader.api, "/v3/election/proclaim", {"leader": usurper, "value": b64("usurps")})
+            self.assertEqual((r.status, r.json), (500, {"error": "election: not leader",
+                                                        "message": "election: not leader", "code": 2}))
+        # ...while a waiting campaigner may proclaim on its own key, as on etcd: the leader stays a.
         b_key = {"name": b64("E"), "key": b64("E/66"), "rev": keys()["E/66"]["create_revision"], "lease": "102"}
-        r = post(leader.api, "/v3/election/proclaim", {"leader": b_key, "value": b64("b-usurps")})
-        self.assertEqual((r.status, r.json), (500, {"error": "election: not leader", "message": "election: not leader",
-                                                    "code": 2}))
-        # Not the leader: proclaim refused... but the leader itself can.
+        self.assertEqual(post(leader.api, "/v3/election/proclaim", {"leader": b_key, "value": b64("b")}).status, 200)
+        self.assertEqual(leader_value(follower), "a")
         r = post(leader.api, "/v3/election/proclaim", {"leader": a.json["leader"], "value": b64("a2")})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(leader_value(leader), "a2")
