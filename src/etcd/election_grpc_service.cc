@@ -112,7 +112,7 @@ class ElectionGrpcService final : public electionpb::Election::CallbackService {
   grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext* ctx, const electionpb::CampaignRequest* req,
                                      electionpb::CampaignResponse* resp) override {
     using Reactor = WaitingReactor<electionpb::CampaignResponse>;
-    return new Reactor(resp, [&](Reactor::Finisher finish) {
+    return new Reactor(resp, [&](const Reactor::Finisher& finish) {
       return election_.campaign(req->name(), req->lease(), req->value(), recipe_call_from(ctx),
                                 [finish](Result<CampaignAnswer> r) {
                                   finish([&r](electionpb::CampaignResponse* out) {

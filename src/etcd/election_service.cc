@@ -127,7 +127,7 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
     if (!leader) return done(Status(StatusCode::kInvalid, kErrMissingLeaderKey));
     const int64_t lease = leader->lease;
     with_session(lease, call, [self = shared_from_this(), l = std::move(*leader), value = std::move(value), call,
-                                       done = std::move(done)](Result<int64_t> id) mutable {
+                                       done = std::move(done)](const Result<int64_t>& id) mutable {
       if (!id.is_ok()) return done(id.status());
       self->proclaim_txn(l.key, l.rev, value, id.value(), std::move(call), std::move(done));
     });
@@ -137,13 +137,13 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
     if (!leader) return done(Status(StatusCode::kInvalid, kErrMissingLeaderKey));
     const int64_t lease = leader->lease;
     with_session(lease, call, [self = shared_from_this(), l = std::move(*leader), call,
-                                       done = std::move(done)](Result<int64_t> id) mutable {
+                                       done = std::move(done)](const Result<int64_t>& id) mutable {
       if (!id.is_ok()) return done(id.status());
       self->resign_txn(l.key, l.rev, std::move(call), std::move(done));
     });
   }
 
-  void leader(std::string name, KvCall call, LeaderDone done) {
+  void leader(const std::string& name, KvCall call, LeaderDone done) {
     kv_.range(oldest_under(name + "/"), std::move(call),
               [done = std::move(done)](Result<KvAnswer<mvcc::RangeResponse>> r) {
                 if (!r.is_ok()) return done(r.status());
@@ -274,7 +274,7 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
       if (t.succeeded || mine->kvs[0].value == c->value) return self->wait_for_earlier(c);
       // Our key from an earlier campaign with another value: proclaim ours, resign if that fails.
       self->proclaim_txn(c->key, c->rev, c->value, c->lease, c->call,
-                         [self, c](Result<ElectionHeaderAnswer> p) {
+                         [self, c](const Result<ElectionHeaderAnswer>& p) {
                            if (p.is_ok()) return self->wait_for_earlier(c);
                            self->resign_key(c);
                            self->finish(c, p.status());
@@ -345,7 +345,7 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
       key = c->key;
       rev = c->rev;
     }
-    resign_txn(key, rev, c->call, [key](Result<ElectionHeaderAnswer> r) {
+    resign_txn(key, rev, c->call, [key](const Result<ElectionHeaderAnswer>& r) {
       if (!r.is_ok()) spdlog::warn("could not resign the key {:?} of a failed Campaign: {}", key, r.status().to_string());
     });
   }
@@ -389,9 +389,10 @@ class ElectionService::Impl : public std::enable_shared_from_this<ElectionServic
                   return self->end(o, Status::ok());  // etcd's observe closes its channel on an error
                 }
                 const KvAnswer<mvcc::RangeResponse>& a = r.value();
-                if (a.body.kvs.empty()) return self->watch_first_put(o, step, a.header.revision);
+                const int64_t rev = a.body.header.revision;
+                if (a.body.kvs.empty()) return self->watch_first_put(o, step, rev);
                 self->push(o, LeaderAnswer{a.header, a.body.kvs[0]});
-                self->follow(o, step, a.body.kvs[0].key, a.header.revision + 1);
+                self->follow(o, step, a.body.kvs[0].key, rev + 1);
               });
   }
 

@@ -23,7 +23,7 @@ class LockGrpcService final : public lockpb::Lock::CallbackService {
   grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext* ctx, const lockpb::LockRequest* req,
                                  lockpb::LockResponse* resp) override {
     using Reactor = WaitingReactor<lockpb::LockResponse>;
-    return new Reactor(resp, [&](Reactor::Finisher finish) {
+    return new Reactor(resp, [&](const Reactor::Finisher& finish) {
       return lock_.lock(req->name(), req->lease(), recipe_call_from(ctx), [finish](Result<LockAnswer> r) {
         finish([&r](lockpb::LockResponse* out) {
           if (!r.is_ok()) return recipe_error(r.status());

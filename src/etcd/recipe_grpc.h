@@ -44,7 +44,7 @@ class WaitingReactor final : public grpc::ServerUnaryReactor {
   using Cancel = std::function<void()>;
 
   // start begins the wait, answering through the Finisher, and returns its cancel.
-  WaitingReactor(Response* resp, const std::function<Cancel(Finisher)>& start) : shared_(std::make_shared<Shared>()) {
+  WaitingReactor(Response* resp, const std::function<Cancel(const Finisher&)>& start) : shared_(std::make_shared<Shared>()) {
     std::lock_guard l(shared_->mu);  // an inline answer must not see a half-built reactor
     shared_->reactor = this;
     shared_->resp = resp;

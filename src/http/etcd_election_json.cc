@@ -85,15 +85,15 @@ Result<std::string> observe_name_from_json(const std::string& body) {
 std::string observe_result_json(const etcd::LeaderAnswer& a) {
   electionpb::LeaderResponse out;
   etcd::to_pb(a, &out);
-  return "{\"result\":" + print_gateway_json(out) + "}";
+  return R"({"result":)" + print_gateway_json(out) + "}";
 }
 
 std::string observe_error_json(const Status& s) {
   // In jsonpb's field order (grpc-gateway's internal.StreamError), not a JSON object's sorted one.
   const std::string message = nlohmann::json(grpc_error_for(s).message).dump(-1, ' ', false,
                                                                              nlohmann::json::error_handler_t::replace);
-  return "{\"error\":{\"grpc_code\":2,\"http_code\":" + std::to_string(gateway_http_status(2)) +
-         ",\"message\":" + message + ",\"http_status\":\"Internal Server Error\"}}";
+  return R"({"error":{"grpc_code":2,"http_code":)" + std::to_string(gateway_http_status(2)) +
+         R"(,"message":)" + message + R"(,"http_status":"Internal Server Error"}})";
 }
 
 }  // namespace ckv::http
