@@ -3,7 +3,8 @@
 # Import roots (-I), each a Debian package's Go source tree:
 #   /usr/share/gocode/src/go.etcd.io       etcd/etcdserver/etcdserverpb/rpc.proto, etcd/mvcc/mvccpb/kv.proto,
 #                                          etcd/auth/authpb/auth.proto, etcd/etcdserver/api/v3lock/v3lockpb/
-#                                          v3lock.proto (golang-etcd-server-dev); rpc.proto
+#                                          v3lock.proto, etcd/etcdserver/api/v3election/
+#                                          v3electionpb/v3election.proto (golang-etcd-server-dev); rpc.proto
 #                                          imports its siblings as "etcd/...", hence this root
 #   .../github.com/gogo/protobuf           gogoproto/gogo.proto (golang-github-gogo-protobuf-dev)
 #   .../grpc-gateway/third_party/googleapis google/api/annotations.proto, http.proto
@@ -31,6 +32,7 @@ set(CKV_ETCD_PROTOS
   "${CKV_ETCD_PROTO_ROOT}|etcd/auth/authpb/auth.proto|OFF"
   "${CKV_ETCD_PROTO_ROOT}|etcd/etcdserver/etcdserverpb/rpc.proto|ON"
   "${CKV_ETCD_PROTO_ROOT}|etcd/etcdserver/api/v3lock/v3lockpb/v3lock.proto|ON"
+  "${CKV_ETCD_PROTO_ROOT}|etcd/etcdserver/api/v3election/v3electionpb/v3election.proto|ON"
 )
 
 set(CKV_ETCDPB_SOURCES)

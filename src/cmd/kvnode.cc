@@ -24,6 +24,7 @@
 #include "etcd/kv_service.h"
 #include "etcd/lease_service.h"
 #include "etcd/lock_service.h"
+#include "etcd/election_service.h"
 #include "http/address.h"
 #include "http/join_credentials.h"
 #include "http/limits.h"
@@ -586,6 +587,9 @@ int main(int argc, char** argv) {
   // etcd's v3lock service (Lock, Unlock) on the KV and Lease layers, for gRPC and /v3/lock/*.
   auto lock = std::make_unique<ckv::etcd::LockService>(*node, *kv, *lease);
   http_opts.lock = lock.get();
+  // etcd's v3election service (Campaign, Proclaim, Leader, Observe, Resign) on the same layers.
+  auto election = std::make_unique<ckv::etcd::ElectionService>(*node, *kv, *lease);
+  http_opts.election = election.get();
   http_opts.auth = auth.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
@@ -614,7 +618,7 @@ int main(int argc, char** argv) {
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
                                                 http_opts.header_timeout_ms, lease.get(), auth.get(),
-                                                lock.get());
+                                                lock.get(), election.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -642,6 +646,7 @@ int main(int argc, char** argv) {
   node->stop();
   // Right after the Node: it answers KV calls the stopped Node never will
   // ("etcdserver: server stopped"), so the front ends can finish every call.
+  election->stop();  // as lock's: its waiters and observers get "server stopped"
   lock->stop();  // before the layers it calls, so its waiters get "server stopped", not a stopped layer's error
   kv->stop();
   lease->stop();

@@ -28,6 +28,7 @@
 #include "etcd/kv_grpc_service.h"
 #include "etcd/lease_grpc_service.h"
 #include "etcd/lock_grpc_service.h"
+#include "etcd/election_grpc_service.h"
 #include "etcd/watch_grpc_service.h"
 
 namespace ckv::etcd {
@@ -397,6 +398,7 @@ struct GrpcServer::Impl {
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
   std::unique_ptr<grpc::Service> lock;   // null: none (UNIMPLEMENTED)
+  std::unique_ptr<grpc::Service> election;  // null: none (UNIMPLEMENTED)
   std::unique_ptr<grpc::Service> auth;   // null: none (UNIMPLEMENTED)
   ClusterService cluster;
   MaintenanceService maintenance;
@@ -411,7 +413,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
                                                       LeaseService* lease, AuthService* auth,
-                                                      LockService* lock) {
+                                                      LockService* lock, ElectionService* election) {
   // Debian builds abseil without NDEBUG, so every absl::Mutex that grpc++
   // locks or destroys (several per call) also updates a process-wide
   // deadlock graph under one global lock: 3-4% of a leader's CPU under a
@@ -421,6 +423,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
   if (lock != nullptr) impl->lock = make_lock_grpc_service(*lock);
+  if (election != nullptr) impl->election = make_election_grpc_service(*election);
   if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -437,6 +440,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.RegisterService(impl->kv.get());
   if (impl->lease) builder.RegisterService(impl->lease.get());
   if (impl->lock) builder.RegisterService(impl->lock.get());
+  if (impl->election) builder.RegisterService(impl->election.get());
   if (impl->auth) builder.RegisterService(impl->auth.get());
   builder.RegisterService(&impl->cluster);
   builder.RegisterService(&impl->maintenance);

@@ -32,6 +32,7 @@ class AuthService;
 class KvService;
 class LeaseService;
 class LockService;
+class ElectionService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
@@ -71,7 +72,8 @@ class GrpcServer {
       node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
-      AuthService* auth = nullptr, LockService* lock = nullptr);
+      AuthService* auth = nullptr, LockService* lock = nullptr,
+      ElectionService* election = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -1,8 +1,6 @@
 // etcd's v3lock recipe (clientv3/concurrency.Mutex) on this node's request layers (see lock_service.h).
 #include "etcd/lock_service.h"
 
-#include <cinttypes>
-#include <cstdio>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -10,19 +8,14 @@
 #include <spdlog/spdlog.h>
 
 #include "etcd/lease_service.h"
+#include "etcd/recipe_support.h"
 #include "etcd/server_errors.h"
 #include "node/node.h"
 #include "watch/watch_hub.h"
 
 namespace ckv::etcd {
 
-std::string lock_key(const std::string& name, int64_t lease) {
-  // Go's %x of an int64: a sign, then the magnitude in lower-case hex.
-  char hex[24];
-  const uint64_t magnitude = lease < 0 ? 0 - static_cast<uint64_t>(lease) : static_cast<uint64_t>(lease);
-  std::snprintf(hex, sizeof hex, "%s%" PRIx64, lease < 0 ? "-" : "", magnitude);
-  return name + "/" + hex;
-}
+std::string lock_key(const std::string& name, int64_t lease) { return session_key(name + "/", lease); }
 
 namespace {
 
@@ -37,39 +30,13 @@ struct Attempt {
   std::string key;      // set once the lease is known
   int64_t my_rev = 0;   // our key's create revision, once the take txn answered
 
-  std::mutex mu;  // guards what follows; never held while calling a request layer or closing the stream
+  std::mutex mu;  // guards what follows; never held while calling a request layer or closing the watch
   LockDone done;  // empty once answered
   bool cancelled = false;
-  std::unique_ptr<watch::Stream> stream;  // while waiting for an earlier holder's key to go
-  int64_t watch_id = -1;                  // the stream's latest watcher; -1: none, or its create was refused
-  bool waiting = false;                   // for a delivery of that watcher (false once it came)
+  std::shared_ptr<SingleWatch> watch;  // for an earlier holder's key to go; null once answered
 };
 
 using AttemptPtr = std::shared_ptr<Attempt>;
-
-mvcc::RangeRequest oldest_under(const std::string& prefix) {  // etcd's WithFirstCreate
-  mvcc::RangeRequest r;
-  r.key = prefix;
-  r.range_end = watch::prefix_range_end(prefix);
-  r.sort_target = mvcc::SortTarget::kCreate;
-  r.sort_order = mvcc::SortOrder::kAscend;
-  r.limit = 1;
-  return r;
-}
-
-mvcc::RangeRequest newest_before(const std::string& prefix, int64_t rev) {  // WithLastCreate, WithMaxCreateRev
-  mvcc::RangeRequest r = oldest_under(prefix);
-  r.sort_order = mvcc::SortOrder::kDescend;
-  r.max_create_revision = rev;
-  return r;
-}
-
-mvcc::RequestOp op(mvcc::RangeRequest r) { return mvcc::RequestOp{std::move(r)}; }
-
-const mvcc::RangeResponse* range_at(const mvcc::TxnResponse& t, size_t i) {
-  if (i >= t.responses.size()) return nullptr;
-  return std::get_if<mvcc::RangeResponse>(&t.responses[i].response);
-}
 
 }  // namespace
 
@@ -213,49 +180,18 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
 
   // Waits for `key` to be deleted at or after revision `from`, then looks again.
   void watch_delete(const AttemptPtr& a, const std::string& key, int64_t from) {
-    std::unique_lock l(a->mu);
-    if (!a->done) return;
-    if (!a->stream) {
-      a->stream = node_.watch_hub().open_stream([self = weak_from_this(), weak = std::weak_ptr<Attempt>(a)] {
-        auto s = self.lock();
-        auto at = weak.lock();
-        if (s && at) s->on_watch(at);
-      });
-      if (!a->stream) {
-        l.unlock();
-        spdlog::warn("a Lock on {:?} cannot wait: no watch stream left", a->name);
-        return fail(a, Status(StatusCode::kUnavailable, kErrTooManyRequests));
-      }
+    const std::shared_ptr<SingleWatch> w = waiter_watch(*a, node_.watch_hub());
+    if (!w) return;
+    // The notifier thread: finish may close the watch from there (recipe_support.h).
+    auto again = [self = weak_from_this(), weak = std::weak_ptr<Attempt>(a)] {
+      auto s = self.lock();
+      auto at = weak.lock();
+      if (s && at) s->wait_for_earlier(at);
+    };
+    if (!etcd::watch_delete(*w, key, from, std::move(again)) && !is_over(a)) {
+      spdlog::warn("a Lock on {:?} cannot wait: no watch stream left", a->name);
+      fail(a, Status(StatusCode::kUnavailable, kErrTooManyRequests));
     }
-    if (a->watch_id >= 0) a->stream->cancel(a->watch_id);
-    watch::WatchSpec spec;
-    spec.key = key;
-    spec.start_revision = from;
-    spec.no_put = true;  // only a delete frees the lock
-    a->watch_id = a->stream->create(spec, 0);
-    a->waiting = true;
-    // A refused create (its start was compacted) is delivered too: on_watch looks again.
-  }
-
-  // The notifier thread: must not block, close the stream or answer (finish closes the stream).
-  void on_watch(const AttemptPtr& a) {
-    bool look_again = false;
-    {
-      std::lock_guard l(a->mu);
-      if (!a->stream || !a->done) return;
-      while (auto d = a->stream->next()) {
-        if (!a->waiting) continue;
-        // The key's delete, or the watcher's cancel (its start was compacted: then its create was
-        // refused, with watch id -1): either way, look again. Older watchers' deliveries do not count.
-        const bool ours = a->watch_id >= 0 && d->watch_id == a->watch_id && (d->canceled || !d->events.empty());
-        const bool refused = a->watch_id == -1 && d->watch_id == -1 && d->canceled;
-        if (ours || refused) {
-          a->waiting = false;
-          look_again = true;
-        }
-      }
-    }
-    if (look_again) wait_for_earlier(a);
   }
 
   bool is_over(const AttemptPtr& a) {
@@ -283,15 +219,15 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
 
   void finish(const AttemptPtr& a, Result<LockAnswer> r) {
     LockDone done;
-    std::unique_ptr<watch::Stream> stream;
+    std::shared_ptr<SingleWatch> watch;
     {
       std::lock_guard l(a->mu);
       if (!a->done) return;
       done = std::move(a->done);
       a->done = nullptr;
-      stream = std::move(a->stream);
+      watch = std::move(a->watch);
     }
-    if (stream) stream->close();  // outside a->mu: close waits for a running on_watch
+    if (watch) watch->close();  // outside a->mu: close waits for a running delivery, which takes it
     {
       std::lock_guard l(mu_);
       attempts_.erase(a->id);

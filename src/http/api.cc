@@ -19,6 +19,7 @@
 #include "http/etcd_auth_json.h"
 #include "http/etcd_gateway.h"
 #include "http/etcd_lease_json.h"
+#include "http/etcd_election_json.h"
 #include "http/etcd_lock_json.h"
 #include "http/limits.h"
 #include "http/observability.h"
@@ -346,6 +347,8 @@ void Api::dispatch(const Request& req, const std::string& path,
     etcd_lease_gateway(req, path, *options_.lease, std::move(reply));
   } else if (options_.lock != nullptr && is_etcd_lock_route(path)) {
     etcd_lock_gateway(req, path, *options_.lock, std::move(reply));
+  } else if (options_.election != nullptr && is_etcd_election_route(path)) {
+    etcd_election_gateway(req, path, *options_.election, std::move(reply));
   } else if (options_.auth != nullptr && is_etcd_auth_route(path)) {
     etcd_auth_gateway(req, path, *options_.auth, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {

@@ -27,6 +27,7 @@ namespace ckv::etcd {
 class KvService;
 class LeaseService;
 class LockService;
+class ElectionService;
 enum class MemberCall : uint8_t;
 }
 
@@ -92,6 +93,7 @@ struct ApiOptions {
   // credentials, 403 without the permission.
   etcd::AuthService* auth = nullptr;
   etcd::LockService* lock = nullptr;  // the /v3/lock/* gateway's request layer; null: 501
+  etcd::ElectionService* election = nullptr;  // the /v3/election/* gateway's request layer; null: 501
 };
 
 class Api {

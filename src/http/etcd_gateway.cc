@@ -13,6 +13,7 @@
 #include "etcd/member_ops.h"
 #include "http/etcd_kv_json.h"
 #include "http/etcd_lease_json.h"
+#include "http/etcd_election_json.h"
 #include "http/etcd_lock_json.h"
 
 namespace ckv::http {
@@ -48,12 +49,7 @@ constexpr std::string_view kUnimplementedRoutes[] = {"/v3/maintenance/alarm",
                                                      "/v3/auth/role/list",
                                                      "/v3/auth/role/delete",
                                                      "/v3/auth/role/grant",
-                                                     "/v3/auth/role/revoke",
-                                                     "/v3/election/campaign",
-                                                     "/v3/election/proclaim",
-                                                     "/v3/election/leader",
-                                                     "/v3/election/observe",
-                                                     "/v3/election/resign"};
+                                                     "/v3/auth/role/revoke"};
 
 // protobuf's JSON mapping: uint64/int64 as decimal strings; zero omitted.
 void put_u64(json& j, const char* name, uint64_t v) {
@@ -282,6 +278,7 @@ Response etcd_gateway(const Request& req, const std::string& path,
   // A POST /v3/watch is streamed by the server (server.cc, serve_watch)
   // and reaches this only with another method (405) or without a hub (501).
   bool known = served || is_etcd_kv_route(path) || is_etcd_lease_route(path) || is_etcd_lock_route(path) ||
+               is_etcd_election_route(path) ||
                path == "/v3/watch";
   for (std::string_view r : kUnimplementedRoutes) known = known || path == r;
   if (!known) return gateway_error(404, kGrpcNotFound, "Not Found");

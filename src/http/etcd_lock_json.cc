@@ -20,16 +20,16 @@ constexpr int kGrpcUnknown = 2;
 // The lock messages are flat: a body nested deeper is refused before parsing.
 constexpr int kMaxLockJsonDepth = 8;
 
-Response lock_error_of(const Status& s) {
+}  // namespace
+
+Response recipe_gateway_error(const Status& s) {
   return gateway_error(gateway_http_status(kGrpcUnknown), kGrpcUnknown, grpc_error_for(s).message);
 }
 
-Response bad_body(const Status& s) {
+Response gateway_bad_body(const Status& s) {
   const GrpcError e = grpc_error_for(s);
   return gateway_error(gateway_http_status(e.code), e.code, e.message);
 }
-
-}  // namespace
 
 bool is_etcd_lock_route(const std::string& path) { return path == "/v3/lock/lock" || path == "/v3/lock/unlock"; }
 
@@ -42,9 +42,9 @@ void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockSe
   call.credentials = gateway_credentials(req);
   if (path == "/v3/lock/lock") {
     v3lockpb::LockRequest m;
-    if (Status s = parse_gateway_json(req.body, kMaxLockJsonDepth, &m); !s.is_ok()) return reply(bad_body(s));
+    if (Status s = parse_gateway_json(req.body, kMaxLockJsonDepth, &m); !s.is_ok()) return reply(gateway_bad_body(s));
     lock.lock(m.name(), m.lease(), std::move(call), [reply = std::move(reply)](Result<etcd::LockAnswer> r) {
-      if (!r.is_ok()) return reply(lock_error_of(r.status()));
+      if (!r.is_ok()) return reply(recipe_gateway_error(r.status()));
       v3lockpb::LockResponse out;
       etcd::fill_lease_header(r.value().header, out.mutable_header());
       out.set_key(r.value().key);
@@ -54,9 +54,9 @@ void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockSe
     });
   } else {
     v3lockpb::UnlockRequest m;
-    if (Status s = parse_gateway_json(req.body, kMaxLockJsonDepth, &m); !s.is_ok()) return reply(bad_body(s));
+    if (Status s = parse_gateway_json(req.body, kMaxLockJsonDepth, &m); !s.is_ok()) return reply(gateway_bad_body(s));
     lock.unlock(m.key(), std::move(call), [reply = std::move(reply)](Result<etcd::UnlockAnswer> r) {
-      if (!r.is_ok()) return reply(lock_error_of(r.status()));
+      if (!r.is_ok()) return reply(recipe_gateway_error(r.status()));
       v3lockpb::UnlockResponse out;
       etcd::fill_lease_header(r.value().header, out.mutable_header());
       Response resp;

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "common/status.h"
 #include "http/api.h"
 
 namespace ckv::etcd {
@@ -19,6 +20,12 @@ class LockService;
 namespace ckv::http {
 
 bool is_etcd_lock_route(const std::string& path);
+
+// Shared with the election gateway (etcd_election_json.h): a recipe's error
+// as etcd's v3lock and v3election send it (code 2, HTTP 500, etcd's text),
+// and the answer to a body parse_gateway_json refused (400, code 3).
+Response recipe_gateway_error(const Status& s);
+Response gateway_bad_body(const Status& s);
 
 // Serves a lock route; reply is called exactly once, inline or on a request layer's thread.
 void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockService& lock, Reply reply);

@@ -42,8 +42,11 @@
 #include "http/address.h"
 #include "http/admission.h"
 #include "http/api.h"
+#include "etcd/election_service.h"
+#include "http/etcd_election_json.h"
 #include "http/etcd_gateway.h"
 #include "http/etcd_kv_json.h"
+#include "http/etcd_lock_json.h"  // gateway_bad_body
 #include "http/limits.h"
 #include "http/observability.h"
 #include "metrics/instruments.h"
@@ -417,6 +420,62 @@ bool is_voter(const node::NodeStatus& st) {
 
 }  // namespace
 
+namespace {
+
+// A streamed answer's wake-ups, on its connection's strand: a producer's
+// wake (strand_wake) and the client closing (spawn_close_reader) cancel the timer it waits on.
+struct StreamSignals {
+  explicit StreamSignals(const asio::any_io_executor& e) : timer(e) {}
+  asio::steady_timer timer;
+  bool woken = false;
+  bool client_gone = false;
+  bool reader_done = false;
+};
+
+// A wake callback for any thread: posts to the strand, never blocks.
+std::function<void()> strand_wake(const asio::any_io_executor& ex, const std::shared_ptr<StreamSignals>& sig) {
+  return [ex, weak = std::weak_ptr<StreamSignals>(sig)] {
+    asio::post(ex, [weak] {
+      if (auto s = weak.lock()) {
+        s->woken = true;
+        s->timer.cancel();
+      }
+    });
+  };
+}
+
+// A reader on the same strand notices the client closing (grpc-gateway's
+// stream ends with the request); what else it sends is ignored.
+template <typename Stream>
+void spawn_close_reader(const asio::any_io_executor& ex, Stream& stream, const std::shared_ptr<StreamSignals>& sig) {
+  asio::co_spawn(
+      ex,
+      [&stream, sig]() -> asio::awaitable<void> {
+        char sink[512];
+        beast::error_code rec;
+        while (!rec) {
+          co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(kUseAwaitable, rec));
+        }
+        sig->client_gone = true;
+        sig->reader_done = true;
+        sig->timer.cancel();
+      },
+      asio::detached);
+}
+
+// The reader holds the stream: end the connection and wait for the reader before returning.
+asio::awaitable<void> end_stream(beast::tcp_stream& tcp, StreamSignals& sig) {
+  beast::error_code ec;
+  tcp.socket().shutdown(tcp::socket::shutdown_both, ec);
+  tcp.cancel();
+  while (!sig.reader_done) {
+    sig.timer.expires_at(asio::steady_timer::time_point::max());
+    co_await sig.timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+  }
+}
+
+}  // namespace
+
 class HttpServer::Impl {
  public:
   Impl(node::Node& node, node::MemberInfo self, ServerOptions options)
@@ -424,7 +483,7 @@ class HttpServer::Impl {
         self_(std::move(self)),
         options_(std::move(options)),
         api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease,
-                            options_.auth, options_.lock}),
+                            options_.auth, options_.lock, options_.election}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
         body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),
@@ -492,6 +551,11 @@ class HttpServer::Impl {
   // the client goes away. The connection ends with it.
   template <typename Stream>
   asio::awaitable<void> serve_watch(Stream& stream, const Request& r, unsigned version);
+  // etcd's streaming POST /v3/election/observe (etcd_election_json.h): the
+  // headers with the first line, then {"result": LeaderResponse} lines
+  // until the observation ends or the client goes away; the connection ends with it.
+  template <typename Stream>
+  asio::awaitable<void> serve_observe(Stream& stream, const Request& r, unsigned version);
   // etcd's streaming POST /v3/maintenance/snapshot: a fresh backup
   // (Node::write_backup) as {"result": SnapshotResponse} lines in a chunked
   // response, one chunk (etcd/backup_stream.h) in memory at a time.
@@ -729,6 +793,15 @@ BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
   return res;
 }
 
+// A stream route's answer that is not a stream (a refusal); the connection ends after it.
+template <typename Stream>
+asio::awaitable<void> write_last_response(Stream& stream, const Response& res, unsigned version) {
+  auto out = to_beast(res, version, false);
+  beast::get_lowest_layer(stream).expires_after(kWriteTimeout);
+  beast::error_code ec;
+  co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
+}
+
 // Closing a socket with unread input makes the kernel send a reset, and a
 // client still sending its (refused) body may then never see our answer.
 // So: stop sending, read and drop what still comes, bounded in time and bytes.
@@ -864,11 +937,7 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
                                                     unsigned version) {
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   beast::error_code ec;
-  auto answer = [&](const Response& res) -> asio::awaitable<void> {
-    auto out = to_beast(res, version, false);
-    tcp.expires_after(kWriteTimeout);
-    co_await bhttp::async_write(stream, out, asio::redirect_error(kUseAwaitable, ec));
-  };
+  auto answer = [&](const Response& res) { return write_last_response(stream, res, version); };
   auto calls = watch_calls_from_json(r.body);
   if (!calls.is_ok()) {
     // etcd's gateway answers a body it cannot read with 500 and code 2 (Unknown).
@@ -888,23 +957,8 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
   // Everything below runs on the connection's strand: the hub's wake (from
   // its notifier thread) posts here and cancels the wait.
   auto ex = co_await asio::this_coro::executor;
-  struct Signals {
-    explicit Signals(const asio::any_io_executor& e) : timer(e) {}
-    asio::steady_timer timer;
-    bool woken = false;
-    bool client_gone = false;
-    bool reader_done = false;
-  };
-  auto sig = std::make_shared<Signals>(ex);
-  std::unique_ptr<watch::Stream> ws =
-      node_.watch_hub().open_stream([ex, weak = std::weak_ptr<Signals>(sig)] {
-        asio::post(ex, [weak] {
-          if (auto s = weak.lock()) {
-            s->woken = true;
-            s->timer.cancel();
-          }
-        });
-      });
+  auto sig = std::make_shared<StreamSignals>(ex);
+  std::unique_ptr<watch::Stream> ws = node_.watch_hub().open_stream(strand_wake(ex, sig));
   if (!ws) {
     co_await answer(gateway_error(503, 14, "too many watch streams on this member; retry"));
     co_return;
@@ -950,22 +1004,7 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
     tcp.expires_never();
     if (ec) co_return;
   }
-  // A reader on the same strand notices the client closing (grpc-gateway's
-  // stream ends with the request); what else it sends is ignored.
-  asio::co_spawn(
-      ex,
-      [&stream, sig]() -> asio::awaitable<void> {
-        char sink[512];
-        beast::error_code rec;
-        while (!rec) {
-          co_await stream.async_read_some(asio::buffer(sink),
-                                          asio::redirect_error(kUseAwaitable, rec));
-        }
-        sig->client_gone = true;
-        sig->reader_done = true;
-        sig->timer.cancel();
-      },
-      asio::detached);
+  spawn_close_reader(ex, stream, sig);
   while (!sig->client_gone) {
     sig->woken = false;
     std::optional<watch::Delivery> d = ws->next();
@@ -987,13 +1026,70 @@ asio::awaitable<void> HttpServer::Impl::serve_watch(Stream& stream, const Reques
     if (ec) break;
   }
   ws->close();
-  // The reader holds the stream: end it and wait for it before returning.
-  tcp.socket().shutdown(tcp::socket::shutdown_both, ec);
-  tcp.cancel();
-  while (!sig->reader_done) {
+  co_await end_stream(tcp, *sig);
+}
+
+template <typename Stream>
+asio::awaitable<void> HttpServer::Impl::serve_observe(Stream& stream, const Request& r, unsigned version) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  auto answer = [&](const Response& res) { return write_last_response(stream, res, version); };
+  if (options_.election == nullptr) {
+    co_await answer(gateway_error(501, 12, std::string("consensuskv: ") + kEtcdObservePath + " is not implemented yet"));
+    co_return;
+  }
+  Result<std::string> name = observe_name_from_json(r.body);
+  if (!name.is_ok()) {
+    co_await answer(gateway_bad_body(name.status()));
+    co_return;
+  }
+  auto ex = co_await asio::this_coro::executor;
+  auto sig = std::make_shared<StreamSignals>(ex);
+  etcd::KvCall call;  // a client's, never a member's forward
+  call.credentials = gateway_credentials(r);
+  std::unique_ptr<etcd::Observation> obs = options_.election->observe(name.value(), std::move(call), strand_wake(ex, sig));
+  spawn_close_reader(ex, stream, sig);
+  // As grpc-gateway: the head goes with the first line (an error first: its status).
+  bhttp::response<bhttp::empty_body> head{bhttp::status::ok, version};
+  head.set(bhttp::field::content_type, "application/json");
+  head.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  bool head_sent = false;
+  auto send = [&](const std::string& line, unsigned status) -> asio::awaitable<void> {
+    tcp.expires_after(kWriteTimeout);
+    if (!head_sent) {
+      head.result(status);
+      head_sent = true;
+      co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(kUseAwaitable, ec));
+    }
+    if (!ec && !line.empty()) {
+      co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(line)), asio::redirect_error(kUseAwaitable, ec));
+    }
+    tcp.expires_never();
+  };
+  while (!sig->client_gone && !ec) {
+    sig->woken = false;
+    if (std::optional<etcd::LeaderAnswer> a = obs->next()) {
+      co_await send(observe_result_json(*a) + "\n", 200);
+      continue;
+    }
+    if (std::optional<Status> end = obs->ended()) {
+      if (!end->is_ok()) co_await send(observe_error_json(*end) + "\n", 500);
+      if (!ec) co_await send("", 200);  // the head, if nothing was sent yet
+      if (!ec) {
+        tcp.expires_after(kWriteTimeout);
+        co_await asio::async_write(stream, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+        tcp.expires_never();
+      }
+      break;
+    }
+    if (sig->woken || sig->client_gone) continue;
     sig->timer.expires_at(asio::steady_timer::time_point::max());
     co_await sig->timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    ec = {};
   }
+  obs->close();
+  co_await end_stream(tcp, *sig);
 }
 
 template <typename Stream>
@@ -1228,6 +1324,10 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(
     if (r.method == "POST" &&
         etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == "/v3/watch") {
       co_await serve_watch(stream, r, version);
+      break;
+    }
+    if (r.method == "POST" && etcd_gateway_path(r.target.substr(0, r.target.find('?'))) == kEtcdObservePath) {
+      co_await serve_observe(stream, r, version);
       break;
     }
     if (r.method == "POST" &&

@@ -31,6 +31,7 @@ class AuthService;
 class KvService;
 class LeaseService;
 class LockService;
+class ElectionService;
 }
 
 namespace ckv::http {
@@ -85,6 +86,7 @@ struct ServerOptions {
   etcd::KvService* kv = nullptr;  // serves /v3/kv/* (must outlive the server); null: 501
   etcd::LeaseService* lease = nullptr;  // serves /v3/lease/* (must outlive the server); null: 501
   etcd::LockService* lock = nullptr;    // serves /v3/lock/* (must outlive the server); null: 501
+  etcd::ElectionService* election = nullptr;  // serves /v3/election/* (must outlive the server); null: 501
   etcd::AuthService* auth = nullptr;  // checks callers (api.h, ApiOptions::auth; must outlive the server)
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their

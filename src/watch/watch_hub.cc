@@ -2,9 +2,11 @@
 #include "watch/watch_hub.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 
 namespace ckv::watch {
@@ -63,6 +65,8 @@ struct Stream::State : std::enable_shared_from_this<Stream::State> {
   std::function<void()> wake;
   std::mutex wake_mu;       // held while wake runs; close() waits for it
   bool wake_closed = false;  // under wake_mu
+  // The notifier while it runs wake: close() from inside wake must not wait for wake_mu.
+  std::atomic<std::thread::id> waking{};
   // The rest under the hub's mu_.
   bool closed = false;
   bool notified = false;  // queued for wake, or woken and not yet drained by next()
@@ -324,8 +328,10 @@ Stream::~Stream() { close(); }
 
 void Stream::close() {
   {
-    // After this no wake runs, and none is running.
-    std::lock_guard wl(state_->wake_mu);
+    // After this no wake runs, and none is running (but the one calling
+    // close, if any: it holds wake_mu already, which no other thread can).
+    std::unique_lock wl(state_->wake_mu, std::defer_lock);
+    if (state_->waking.load() != std::this_thread::get_id()) wl.lock();
     state_->wake_closed = true;
   }
   std::lock_guard l(hub_.mu_);
@@ -587,7 +593,10 @@ void Hub::notifier_loop() {
     l.unlock();
     for (const auto& s : batch) {
       std::lock_guard wl(s->wake_mu);
-      if (!s->wake_closed && s->wake) s->wake();
+      if (s->wake_closed || !s->wake) continue;
+      s->waking.store(std::this_thread::get_id());
+      s->wake();
+      s->waking.store(std::thread::id{});
     }
     l.lock();
   }

@@ -169,7 +169,8 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
   // A new stream, or nullptr past max_streams. wake is called (from the
   // notifier thread, outside the hub's locks) when next() has something;
-  // it must not block. It is never called after close() returned.
+  // it must not block. It is never called after close() returned. wake may
+  // close (or destroy) its own stream: the request layers' recipes end there.
   std::unique_ptr<Stream> open_stream(std::function<void()> wake);
 
   // Stops the threads; streams get nothing more. Idempotent.

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -408,6 +409,42 @@ TEST(WatchHub, ClosingAStreamRemovesItsWatchers) {
   EXPECT_EQ(f.hub.stats().streams, 0U);
   EXPECT_EQ(f.hub.stats().pending_bytes, 0U);
   f.put("k1", "y");  // nobody left to deliver to
+}
+
+// The recipes (election_service.cc) end a stream from its own wake: close()
+// there must not wait for the wake that calls it (it did: a self-deadlock
+// of the notifier thread, after which no stream was woken again).
+TEST(WatchHub, AStreamMayBeClosedFromItsOwnWake) {
+  FakeFsm f;
+  std::promise<void> closed;
+  std::unique_ptr<Stream> s;
+  std::mutex mu;
+  s = f.hub.open_stream([&] {
+    std::lock_guard l(mu);
+    if (!s) return;
+    while (s->next()) {
+    }
+    s.reset();  // ~Stream closes it
+    closed.set_value();
+  });
+  {
+    std::lock_guard l(mu);
+    s->create(spec("k"), 0);
+  }
+  f.put("k", "v");
+  auto done = closed.get_future();
+  ASSERT_EQ(done.wait_for(kDeadline), std::future_status::ready) << "the wake never returned from close()";
+  // The notifier goes on: another stream is still woken.
+  Client other(f.hub);
+  other.stream->create(spec("j"), 0);
+  f.put("j", "w");
+  bool got_event = false;
+  for (int i = 0; i < 3 && !got_event; ++i) {
+    auto d = other.next();
+    got_event = d && !d->events.empty();
+  }
+  EXPECT_TRUE(got_event);
+  EXPECT_EQ(f.hub.stats().streams, 1U);
 }
 
 TEST(WatchHub, PrefixRangeEndIsEtcds) {
