@@ -562,8 +562,8 @@ void ElectionService::resign(std::optional<LeaderKey> leader, KvCall call, Elect
   impl_->resign(std::move(leader), std::move(call), std::move(done));
 }
 
-void ElectionService::leader(std::string name, KvCall call, LeaderDone done) {
-  impl_->leader(std::move(name), std::move(call), std::move(done));
+void ElectionService::leader(const std::string& name, KvCall call, LeaderDone done) {
+  impl_->leader(name, std::move(call), std::move(done));
 }
 
 std::unique_ptr<Observation> ElectionService::observe(std::string name, KvCall call, std::function<void()> wake) {

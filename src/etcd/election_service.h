@@ -140,7 +140,7 @@ class ElectionService {
   // leader: the request's LeaderKey, nothing if the request had none.
   void proclaim(std::optional<LeaderKey> leader, std::string value, KvCall call, ElectionHeaderDone done);
   void resign(std::optional<LeaderKey> leader, KvCall call, ElectionHeaderDone done);
-  void leader(std::string name, KvCall call, LeaderDone done);
+  void leader(const std::string& name, KvCall call, LeaderDone done);
   // An Observation of name; wake (from any thread, never blocking) when it
   // has an update or ended. wake may run before observe returns: look at
   // next() and ended() once after it returned. A refused one (limits,
