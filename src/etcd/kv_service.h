@@ -111,7 +111,7 @@ using KvDone = std::function<void(Result<KvAnswer<T>>)>;
 
 class KvService {
  public:
-  KvService(node::Node& node, KvServiceOptions options = {});
+  explicit KvService(node::Node& node, KvServiceOptions options = {});
   ~KvService();
   KvService(const KvService&) = delete;
   KvService& operator=(const KvService&) = delete;

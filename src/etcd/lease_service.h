@@ -99,7 +99,7 @@ using LeaseDone = std::function<void(Result<T>)>;
 
 class LeaseService {
  public:
-  LeaseService(node::Node& node, LeaseServiceOptions options = {});
+  explicit LeaseService(node::Node& node, LeaseServiceOptions options = {});
   ~LeaseService();
   LeaseService(const LeaseService&) = delete;
   LeaseService& operator=(const LeaseService&) = delete;
