@@ -24,6 +24,7 @@
 #include "etcd/kv_service.h"
 #include "etcd/lease_service.h"
 #include "etcd/lock_service.h"
+#include "etcd/maintenance_service.h"
 #include "http/address.h"
 #include "http/limits.h"
 #include "http/server.h"
@@ -581,6 +582,9 @@ int main(int argc, char** argv) {
   // etcd's v3lock service (Lock, Unlock) on the KV and Lease layers, for gRPC and /v3/lock/*.
   auto lock = std::make_unique<ckv::etcd::LockService>(*node, *kv, *lease);
   http_opts.lock = lock.get();
+  // Maintenance.Alarm, Defragment, Hash and HashKV, for gRPC and /v3/maintenance/*.
+  auto maintenance = std::make_unique<ckv::etcd::MaintenanceService>(*node, auth.get());
+  http_opts.maintenance = maintenance.get();
   http_opts.auth = auth.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
@@ -600,7 +604,7 @@ int main(int argc, char** argv) {
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
                                                 http_opts.header_timeout_ms, lease.get(), auth.get(),
-                                                lock.get());
+                                                lock.get(), maintenance.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -631,6 +635,7 @@ int main(int argc, char** argv) {
   lock->stop();  // before the layers it calls, so its waiters get "server stopped", not a stopped layer's error
   kv->stop();
   lease->stop();
+  maintenance->stop();
   auth->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();

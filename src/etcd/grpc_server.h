@@ -1,7 +1,6 @@
-// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance (maintenance_service.h).
 //
-// Every other method of etcd's services (KV, the rest of
-// Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
+// Every other method of etcd's services (any unknown method) answers UNIMPLEMENTED with a
 // message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
 //
@@ -32,6 +31,7 @@ class AuthService;
 class KvService;
 class LeaseService;
 class LockService;
+class MaintenanceService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
@@ -56,14 +56,16 @@ class GrpcServer {
   // (the Lease service; null: Lease's methods answer UNIMPLEMENTED), and auth
   // (the Auth service and every permission check; null: Auth answers
   // UNIMPLEMENTED and nothing is checked), and lock (etcd's v3lock service;
-  // null: UNIMPLEMENTED). tls: serve only
+  // null: UNIMPLEMENTED), and maintenance (Alarm, Defragment, Hash, HashKV:
+  // maintenance_service.h; null: the server makes its own). tls: serve only
   // TLS with this certificate, requiring and verifying client certificates
   // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
       node::Node& node, KvService& kv, const std::string& listen_address,
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
-      AuthService* auth = nullptr, LockService* lock = nullptr);
+      AuthService* auth = nullptr, LockService* lock = nullptr,
+      MaintenanceService* maintenance = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

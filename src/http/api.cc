@@ -17,6 +17,7 @@
 #include "http/address.h"
 #include "http/etcd_auth_json.h"
 #include "http/etcd_gateway.h"
+#include "http/etcd_maintenance_json.h"
 #include "http/etcd_lease_json.h"
 #include "http/etcd_lock_json.h"
 #include "http/limits.h"
@@ -373,6 +374,8 @@ void Api::dispatch(const Request& req, const std::string& path,
     etcd_lock_gateway(req, path, *options_.lock, std::move(reply));
   } else if (options_.auth != nullptr && is_etcd_auth_route(path)) {
     etcd_auth_gateway(req, path, *options_.auth, std::move(reply));
+  } else if (options_.maintenance != nullptr && is_etcd_maintenance_route(path)) {
+    etcd_maintenance_gateway(req, path, *options_.maintenance, options_.commit_timeout_ms, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {
     handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {

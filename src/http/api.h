@@ -27,6 +27,7 @@ namespace ckv::etcd {
 class KvService;
 class LeaseService;
 class LockService;
+class MaintenanceService;
 enum class MemberCall : uint8_t;
 }
 
@@ -92,6 +93,8 @@ struct ApiOptions {
   // credentials, 403 without the permission.
   etcd::AuthService* auth = nullptr;
   etcd::LockService* lock = nullptr;  // the /v3/lock/* gateway's request layer; null: 501
+  // The /v3/maintenance/{alarm,defragment,hash,hashkv} gateway's request layer; null: 404.
+  etcd::MaintenanceService* maintenance = nullptr;
 };
 
 class Api {
