@@ -47,7 +47,9 @@ bool Store::next_hash_chunk(HashCursor& c, size_t max_keys) const {
   auto it = c.started ? index_.upper_bound(c.last_key) : index_.begin();
   c.started = true;
   std::string buf;
+  const std::string* visited = nullptr;  // the last key seen, covered or not: the next chunk starts after it
   for (size_t n = 0; n < max_keys && it != index_.end(); ++n, ++it) {
+    visited = &it->first;
     const std::vector<KeyVersion>& hist = it->second;
     // Versions are sorted by revision: [first, last) are those above the
     // compaction and at or below c.revision; the one before first is what
@@ -64,8 +66,8 @@ bool Store::next_hash_chunk(HashCursor& c, size_t max_keys) const {
     if (kept) put_version(buf, *std::prev(first));
     for (auto v = first; v != last; ++v) put_version(buf, *v);
     c.crc = crc32c(c.crc, buf.data(), buf.size());
-    c.last_key = it->first;
   }
+  if (visited != nullptr) c.last_key = *visited;
   if (it == index_.end()) c.done = true;
   return !c.done;
 }

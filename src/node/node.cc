@@ -802,7 +802,9 @@ void Node::Impl::run() {
   }
   for (auto& cb : pending_backups_) cb(gone);
   for (auto& cb : pending_defrags_) cb(gone);
+  for (auto& cb : defrags_in_snapshot_) cb(gone);  // its snapshot's finish will not run now
   pending_defrags_.clear();
+  defrags_in_snapshot_.clear();
   for (auto& t : transfers_) t.cb(gone);
   pending_backups_.clear();
   transfers_.clear();

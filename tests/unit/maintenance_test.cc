@@ -284,7 +284,10 @@ TEST(Alarms, NoSpaceRefusesWhatGrowsTheStoreOnlyUntilDisarmed) {
   EXPECT_TRUE(status_of(sm, i, cmd(mvcc::DeleteRangeRequest{"a", "", false})).is_ok());
   EXPECT_TRUE(status_of(sm, i, cmd(lease::RevokeRequest{5})).is_ok());
   EXPECT_TRUE(status_of(sm, i, cmd(mvcc::CompactionRequest{sm.revision(), true})).is_ok());
-  EXPECT_TRUE(sm.range(mvcc::RangeRequest{}).is_ok());
+  mvcc::RangeRequest everything;
+  everything.key = "a";
+  everything.range_end = std::string(1, '\0');
+  EXPECT_TRUE(sm.range(everything).is_ok());
   EXPECT_EQ(sm.alarms(), (std::vector<AlarmMember>{{42, AlarmType::kNoSpace}}));
   // Disarmed: writes go through again.
   ASSERT_TRUE(status_of(sm, i, alarm(AlarmAction::kDeactivate, 42, AlarmType::kNoSpace)).is_ok());
