@@ -1,7 +1,7 @@
 // The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance (maintenance_service.h).
 //
-// Every other method of etcd's services (any unknown method) answers UNIMPLEMENTED with a
-// message naming the method, which is what etcd's clients handle; nothing
+// Every other method (etcd's election service, any unknown method) answers
+// UNIMPLEMENTED with a message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
 //
 // grpc++ and the generated code stay in grpc_server.cc: this header

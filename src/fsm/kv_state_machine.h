@@ -217,8 +217,9 @@ class KvStateMachine {
   // Yields to a writer blocked on mu_, within kMaxSnapshotYields (the
   // snapshot and hash threads, before each chunk).
   void let_writers_in() const;
-  // hash_kv's pass: extra (under the same shared lock as the start) is
-  // chained after the store's hash.
+  // The pass of both: with_sections, the lease, auth and alarm encodings,
+  // taken under the same shared lock as the pass's start, are chained after
+  // the store's hash.
   Result<StateHash> hash_pass(int64_t rev, bool with_sections) const;
 
   mutable std::shared_mutex mu_;
