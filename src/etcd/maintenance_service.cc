@@ -32,7 +32,7 @@ void MaintenanceService::alarm(fsm::AlarmRequest r, int timeout_ms, Done<AlarmAn
   }
   if (r.action == fsm::AlarmAction::kGet) {
     // Linearizable, without a log entry: what the cluster had agreed when the call came.
-    return node_.read_barrier(timeout_ms, [this, r, done = std::move(done)](Status s) {
+    return node_.read_barrier(timeout_ms, [this, r, done = std::move(done)](const Status& s) {
       if (!s.is_ok()) return done(s);
       AlarmAnswer a;
       a.header = header_for(node_.status(), true);
@@ -59,7 +59,7 @@ void MaintenanceService::alarm(fsm::AlarmRequest r, int timeout_ms, Done<AlarmAn
 
 void MaintenanceService::defragment(const Credentials& creds, Done<Header> done) {
   if (Status s = require_root(creds, "a defragment"); !s.is_ok()) return done(s);
-  node_.defragment([this, done = std::move(done)](Result<node::Node::DefragResult> r) {
+  node_.defragment([this, done = std::move(done)](const Result<node::Node::DefragResult>& r) {
     if (!r.is_ok()) return done(r.status());
     done(header_for(node_.status(), true));
   });
@@ -75,7 +75,7 @@ void MaintenanceService::run_hash(Done<HashAnswer> done, std::function<Result<fs
     a.header.revision = static_cast<uint64_t>(h->current_revision);
     a.hash = h->hash;
     a.compact_revision = h->compact_revision;
-    (*shared)(std::move(a));
+    (*shared)(a);
   });
   if (!queued) {
     (*shared)(Status(StatusCode::kUnavailable, "too many hash calls queued (limit " +

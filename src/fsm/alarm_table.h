@@ -34,7 +34,7 @@ enum class AlarmAction : int32_t { kGet = 0, kActivate = 1, kDeactivate = 2 };
 struct AlarmMember {
   uint64_t member_id = 0;
   AlarmType alarm = AlarmType::kNone;
-  auto operator<=>(const AlarmMember&) const = default;
+  auto operator<=>(const AlarmMember&) const = default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
 };
 
 struct AlarmRequest {

@@ -59,7 +59,7 @@ void etcd_maintenance_gateway(const Request& req, const std::string& path, etcd:
     pb::DefragmentRequest m;
     if (Status s = parse_gateway_json(req.body, kMaxMaintenanceJsonDepth, &m); !s.is_ok()) return reply(error_of(s));
     // etcd 3.4 answers {} once done.
-    return ops.defragment(creds, [reply = std::move(reply)](Result<etcd::Header> r) {
+    return ops.defragment(creds, [reply = std::move(reply)](const Result<etcd::Header>& r) {
       if (!r.is_ok()) return reply(error_of(r.status()));
       reply(message(pb::DefragmentResponse()));
     });

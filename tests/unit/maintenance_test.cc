@@ -199,12 +199,19 @@ TEST(StateHash, WritesDuringThePassDoNotChangeItsAnswer) {
   const int64_t rev = sm.revision();
   const uint32_t quiet = sm.hash_kv(rev).value().hash;
   std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
   std::thread writer([&] {
-    for (int i = 0; !stop.load(); ++i) sm.apply(++index, cmd(put_req("k" + std::to_string(i % 5000), "new")));
+    for (int i = 0; !stop.load(); ++i) {
+      sm.apply(++index, cmd(put_req("k" + std::to_string(i % 5000), "new")));
+      writes.fetch_add(1);
+    }
   });
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(sm.hash_kv(rev).value().hash, quiet);
+  // Hash until a few hundred writes went in meanwhile (bounded: a pass takes about a millisecond).
+  int passes = 0;
+  for (; passes < 100'000 && writes.load() < 300; ++passes) ASSERT_EQ(sm.hash_kv(rev).value().hash, quiet);
   stop = true;
   writer.join();
+  EXPECT_GE(writes.load(), 300) << "after " << passes << " passes";
   EXPECT_GT(sm.revision(), rev);
 }
 
