@@ -3,7 +3,7 @@
 // Part of the state machine (fsm/kv_state_machine.h), like etcd's alarm
 // store: alarms are raised and cleared by commands in the Raft log, so every
 // replica holds the same set, and they travel in snapshots (payload format
-// 4). Their effect is applied by the state machine at apply time, on every
+// 4, written while any is raised). Their effect is applied by the state machine at apply time, on every
 // replica alike: while NOSPACE is raised, writes that grow the store are
 // refused with etcd's "etcdserver: mvcc: database space exceeded"; while
 // CORRUPT is raised, every KV and lease write is refused with "etcdserver:

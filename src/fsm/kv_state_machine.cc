@@ -25,9 +25,10 @@ namespace {
 // itself wherever it travels. Format 3 adds, after the lease table, u64
 // auth store length, the encoded auth store (auth/auth_store.h), u32
 // CRC-32C of it. Format 4 adds, after the auth store, u64 alarm set length,
-// the encoded alarm set (fsm/alarm_table.h), u32 CRC-32C of it. Formats 1
+// the encoded alarm set (fsm/alarm_table.h), u32 CRC-32C of it; it is
+// written only while an alarm is raised, format 3 otherwise. Formats 1
 // (before leases: no leases), 2 (before auth: auth disabled, no users) and
-// 3 (before alarms: none raised) are still read.
+// 3 (no alarms) are read.
 constexpr uint8_t kPayloadFormatNoLeases = 1;
 constexpr uint8_t kPayloadFormatNoAuth = 2;
 constexpr uint8_t kPayloadFormatNoAlarms = 3;
@@ -43,14 +44,18 @@ void put_section(std::string& out, std::string_view section) {
   put_u32le(out, crc32c(section));
 }
 
+// Format 3 while no alarm is raised (the usual case), so that members of
+// the version before alarms still read this member's snapshots; format 4
+// only once an alarm needs its section (docs/operations.md, "Upgrades").
 std::string payload_header(std::string_view table, std::string_view leases, std::string_view auth,
                            std::string_view alarms) {
+  const bool with_alarms = alarms != AlarmTable().encode();
   std::string out;
-  put_u8(out, kPayloadFormat);
+  put_u8(out, with_alarms ? kPayloadFormat : kPayloadFormatNoAlarms);
   put_section(out, table);
   put_section(out, leases);
   put_section(out, auth);
-  put_section(out, alarms);
+  if (with_alarms) put_section(out, alarms);
   return out;
 }
 

@@ -320,34 +320,42 @@ TEST(Alarms, CorruptRefusesEveryKvAndLeaseWriteButNotAlarmChanges) {
   EXPECT_TRUE(status_of(sm, i, cmd(put_req("a", "2"))).is_ok());
 }
 
-// The payload's alarm section: format 4 carries it; a format 3 payload (no
-// section) still decodes, with no alarms.
+// The payload's alarm section: format 4 carries it while an alarm is
+// raised; without one the payload stays format 3 (what members before
+// alarms read), and format 3 decodes with no alarms.
 TEST(Alarms, TravelInSnapshotsAndOlderPayloadsStillDecode) {
   KvStateMachine sm;
   uint64_t i = 0;
   ASSERT_TRUE(status_of(sm, i, cmd(put_req("a", "1"))).is_ok());
   const std::string before_alarms = sm.encode_payload();
+  EXPECT_EQ(before_alarms[0], 3);
   ASSERT_TRUE(status_of(sm, i, alarm(AlarmAction::kActivate, 9, AlarmType::kNoSpace)).is_ok());
-  auto state = KvStateMachine::decode_payload(sm.encode_payload());
+  const std::string with_alarm = sm.encode_payload();
+  EXPECT_EQ(with_alarm[0], 4);
+  auto state = KvStateMachine::decode_payload(with_alarm);
   ASSERT_TRUE(state.is_ok()) << state.status().to_string();
   KvStateMachine restored;
   restored.restore(std::move(state).value(), i);
   EXPECT_EQ(restored.alarms(), (std::vector<AlarmMember>{{9, AlarmType::kNoSpace}}));
   EXPECT_EQ(status_of(restored, i, cmd(put_req("b", "1"))).code(), StatusCode::kNoSpace);
-  // Format 3: the same bytes without the fourth section.
-  ByteReader r(before_alarms);
-  uint8_t format = 0;
-  ASSERT_TRUE(r.u8(format));
-  EXPECT_EQ(format, 4);
+  // Format 4 is format 3 plus the fourth section, right after the third.
   size_t at = 1;
   for (int section = 0; section < 3; ++section) {
-    ByteReader len_reader(std::string_view(before_alarms).substr(at));
+    ByteReader len_reader(std::string_view(with_alarm).substr(at));
     uint64_t len = 0;
     ASSERT_TRUE(len_reader.u64le(len));
     at += 8 + len + 4;
   }
-  const std::string v3 = std::string(1, '\x03') + before_alarms.substr(1, at - 1) + before_alarms.substr(at + 8 + 4 + 4);
-  auto old = KvStateMachine::decode_payload(v3);
+  EXPECT_EQ(with_alarm.substr(1, at - 1), before_alarms.substr(1, at - 1));
+  EXPECT_EQ(with_alarm.substr(at + 8 + 16 + 4), before_alarms.substr(at));  // one alarm: a count and 12 bytes
+  // A damaged alarm section is refused, not read as no alarms.
+  std::string damaged = with_alarm;
+  damaged[at + 8 + 4] ^= 1;
+  EXPECT_FALSE(KvStateMachine::decode_payload(damaged).is_ok());
+  // Disarmed, the next snapshot is format 3 again.
+  ASSERT_TRUE(status_of(sm, i, alarm(AlarmAction::kDeactivate, 9, AlarmType::kNoSpace)).is_ok());
+  EXPECT_EQ(sm.encode_payload()[0], 3);
+  auto old = KvStateMachine::decode_payload(before_alarms);
   ASSERT_TRUE(old.is_ok()) << old.status().to_string();
   EXPECT_TRUE(old.value().alarms.empty());
   KvStateMachine from_old;
