@@ -25,6 +25,7 @@
 #include "etcd/lease_service.h"
 #include "etcd/lock_service.h"
 #include "etcd/election_service.h"
+#include "etcd/maintenance_service.h"
 #include "http/address.h"
 #include "http/join_credentials.h"
 #include "http/limits.h"
@@ -590,6 +591,9 @@ int main(int argc, char** argv) {
   // etcd's v3election service (Campaign, Proclaim, Leader, Observe, Resign) on the same layers.
   auto election = std::make_unique<ckv::etcd::ElectionService>(*node, *kv, *lease);
   http_opts.election = election.get();
+  // Maintenance.Alarm, Defragment, Hash and HashKV, for gRPC and /v3/maintenance/*.
+  auto maintenance = std::make_unique<ckv::etcd::MaintenanceService>(*node, auth.get());
+  http_opts.maintenance = maintenance.get();
   http_opts.auth = auth.get();
   http_opts.listen_address = opts.api_address;
   http_opts.max_body_bytes = max_body_bytes;
@@ -618,7 +622,7 @@ int main(int argc, char** argv) {
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
                                                 http_opts.header_timeout_ms, lease.get(), auth.get(),
-                                                lock.get(), election.get());
+                                                lock.get(), election.get(), maintenance.get());
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;
@@ -650,6 +654,7 @@ int main(int argc, char** argv) {
   lock->stop();  // before the layers it calls, so its waiters get "server stopped", not a stopped layer's error
   kv->stop();
   lease->stop();
+  maintenance->stop();
   auth->stop();
   registrar = nullptr;
   if (grpc) grpc->stop();

@@ -67,7 +67,14 @@ MaintenanceStatus status_for(const node::NodeStatus& st) {
   s.db_size_in_use = st.state_machine_bytes;
   // etcd 3.4's maintenanceServer.Status: "no leader" first, then each alarm.
   if (st.leader_id == raft::kNoNode) s.errors.push_back(kErrNoLeader);
-  if (st.no_space) s.errors.push_back("memberID:" + std::to_string(st.id) + " alarm:NOSPACE ");
+  bool self_nospace = false;
+  for (const fsm::AlarmMember& a : st.alarms) {
+    s.errors.push_back(fsm::describe(a));
+    self_nospace = self_nospace || (a.member_id == st.id && a.alarm == fsm::AlarmType::kNoSpace);
+  }
+  // A full disk here, whose alarm has not reached this member's log (it
+  // takes no entries while full): said the same way.
+  if (st.no_space && !self_nospace) s.errors.push_back(fsm::describe({st.id, fsm::AlarmType::kNoSpace}));
   for (const node::MemberStatus& m : st.members) {
     if (m.id == st.id) s.is_learner = is_learner_for_etcd(m);
   }

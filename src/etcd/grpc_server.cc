@@ -20,6 +20,8 @@
 #include "etcd/backup_stream.h"
 #include "etcd/cluster_view.h"
 #include "etcd/maintenance_ops.h"
+#include "etcd/maintenance_convert.h"
+#include "etcd/kv_convert.h"
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_credentials.h"
@@ -283,9 +285,35 @@ class ClusterService final : public pb::Cluster::Service {
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 
-class MaintenanceService final : public pb::Maintenance::Service {
+// Waits for a maintenance_service.h call's answer, within the call's
+// deadline capped at cap_ms (plus the grace for a node that is stopping).
+template <typename T>
+Result<T> wait_for(const grpc::ServerContext& ctx, int cap_ms,
+                   const std::function<void(MaintenanceService::Done<T>)>& start) {
+  const int timeout_ms = static_cast<int>(std::clamp<int64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline() - std::chrono::system_clock::now())
+          .count(),
+      1, cap_ms));
+  auto done = std::make_shared<std::promise<Result<T>>>();
+  std::future<Result<T>> answer = done->get_future();
+  start([done](Result<T> r) { done->set_value(std::move(r)); });
+  if (answer.wait_for(std::chrono::milliseconds(timeout_ms + kCallbackGraceMs)) != std::future_status::ready) {
+    return Status(StatusCode::kTimeout, kErrTimeout);
+  }
+  return answer.get();
+}
+
+// The longest a maintenance call waits: an alarm change commits like a write;
+// a defragment writes a whole snapshot (etcdctl's --command-timeout, 5 s by
+// default, is usually shorter, and the defragment then goes on regardless).
+constexpr int kAlarmTimeoutMs = 10'000;
+constexpr int kDefragmentTimeoutMs = 600'000;
+constexpr int kHashTimeoutMs = 600'000;
+
+class MaintenanceGrpcService final : public pb::Maintenance::Service {
  public:
-  MaintenanceService(node::Node& node, AuthService* auth) : node_(node), auth_(auth) {}
+  MaintenanceGrpcService(node::Node& node, AuthService* auth, MaintenanceService& ops)
+      : node_(node), auth_(auth), ops_(ops) {}
 
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,
                       pb::StatusResponse* resp) override {
@@ -302,19 +330,42 @@ class MaintenanceService final : public pb::Maintenance::Service {
     resp->set_islearner(s.is_learner);
     return grpc::Status::OK;
   }
-  grpc::Status Alarm(grpc::ServerContext*, const pb::AlarmRequest*, pb::AlarmResponse*) override {
-    return unimplemented("/etcdserverpb.Maintenance/Alarm");
+  grpc::Status Alarm(grpc::ServerContext* ctx, const pb::AlarmRequest* req, pb::AlarmResponse* resp) override {
+    const fsm::AlarmRequest r = etcd::from_pb(*req);
+    auto a = wait_for<AlarmAnswer>(*ctx, kAlarmTimeoutMs, [&](MaintenanceService::Done<AlarmAnswer> done) {
+      ops_.alarm(r, kAlarmTimeoutMs, std::move(done));
+    });
+    if (!a.is_ok()) return to_grpc(maintenance_error(a.status()));
+    to_pb(a.value(), resp);
+    return grpc::Status::OK;
   }
-  grpc::Status Defragment(grpc::ServerContext*, const pb::DefragmentRequest*,
+  grpc::Status Defragment(grpc::ServerContext* ctx, const pb::DefragmentRequest*,
                           pb::DefragmentResponse*) override {
-    return unimplemented("/etcdserverpb.Maintenance/Defragment");
+    const Credentials creds = credentials_from(*ctx);
+    auto h = wait_for<Header>(*ctx, kDefragmentTimeoutMs, [&](MaintenanceService::Done<Header> done) {
+      ops_.defragment(creds, std::move(done));
+    });
+    // etcd 3.4 answers an empty message (no header) once it is done.
+    return h.is_ok() ? grpc::Status::OK : to_grpc(maintenance_error(h.status()));
   }
-  grpc::Status Hash(grpc::ServerContext*, const pb::HashRequest*, pb::HashResponse*) override {
-    return unimplemented("/etcdserverpb.Maintenance/Hash");
+  grpc::Status Hash(grpc::ServerContext* ctx, const pb::HashRequest*, pb::HashResponse* resp) override {
+    const Credentials creds = credentials_from(*ctx);
+    auto h = wait_for<HashAnswer>(*ctx, kHashTimeoutMs, [&](MaintenanceService::Done<HashAnswer> done) {
+      ops_.hash(creds, std::move(done));
+    });
+    if (!h.is_ok()) return to_grpc(maintenance_error(h.status()));
+    to_pb(h.value(), resp);
+    return grpc::Status::OK;
   }
-  grpc::Status HashKV(grpc::ServerContext*, const pb::HashKVRequest*,
-                      pb::HashKVResponse*) override {
-    return unimplemented("/etcdserverpb.Maintenance/HashKV");
+  grpc::Status HashKV(grpc::ServerContext* ctx, const pb::HashKVRequest* req,
+                      pb::HashKVResponse* resp) override {
+    const Credentials creds = credentials_from(*ctx);
+    auto h = wait_for<HashAnswer>(*ctx, kHashTimeoutMs, [&](MaintenanceService::Done<HashAnswer> done) {
+      ops_.hash_kv(creds, req->revision(), std::move(done));
+    });
+    if (!h.is_ok()) return to_grpc(maintenance_error(h.status()));
+    to_pb(h.value(), resp);
+    return grpc::Status::OK;
   }
   // etcd's stream: chunks of the copy with remaining_bytes, then its SHA-256
   // as the last blob (backup_stream.h). Write() blocks under flow control,
@@ -370,6 +421,7 @@ class MaintenanceService final : public pb::Maintenance::Service {
 
   node::Node& node_;
   AuthService* auth_;  // null: auth not served
+  MaintenanceService& ops_;
 };
 
 // Every method no service above registers (Lease, Auth, the
@@ -390,10 +442,11 @@ class UnimplementedService final : public grpc::CallbackGenericService {
 
 struct GrpcServer::Impl {
   Impl(node::Node& node, KvService& kv_service, std::string address,
-       const std::optional<tls::TlsMaterial>& tls, AuthService* auth_service)
+       const std::optional<tls::TlsMaterial>& tls, AuthService* auth_service, MaintenanceService* ops)
       : kv(make_kv_grpc_service(kv_service)),
         cluster(node, std::move(address), member_channel_credentials(tls), auth_service),
-        maintenance(node, auth_service),
+        own_ops(ops == nullptr ? std::make_unique<MaintenanceService>(node, auth_service) : nullptr),
+        maintenance(node, auth_service, ops == nullptr ? *own_ops : *ops),
         watch(WatchGrpcService::create(node, auth_service)) {}
   std::unique_ptr<grpc::Service> kv;
   std::unique_ptr<grpc::Service> lease;  // null: none (UNIMPLEMENTED)
@@ -401,7 +454,8 @@ struct GrpcServer::Impl {
   std::unique_ptr<grpc::Service> election;  // null: none (UNIMPLEMENTED)
   std::unique_ptr<grpc::Service> auth;   // null: none (UNIMPLEMENTED)
   ClusterService cluster;
-  MaintenanceService maintenance;
+  std::unique_ptr<MaintenanceService> own_ops;  // when start() was given none
+  MaintenanceGrpcService maintenance;
   std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
   UnimplementedService rest;
   std::unique_ptr<grpc::Server> server;
@@ -413,14 +467,15 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       const std::optional<tls::TlsMaterial>& tls,
                                                       int handshake_timeout_ms,
                                                       LeaseService* lease, AuthService* auth,
-                                                      LockService* lock, ElectionService* election) {
+                                                      LockService* lock, ElectionService* election,
+                                                      MaintenanceService* maintenance) {
   // Debian builds abseil without NDEBUG, so every absl::Mutex that grpc++
   // locks or destroys (several per call) also updates a process-wide
   // deadlock graph under one global lock: 3-4% of a leader's CPU under a
   // gRPC put load (bench/README.md). It is a debugging aid, off in any
   // release build of abseil; turn it off here too.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth);
+  auto impl = std::make_unique<Impl>(node, kv, listen_address, tls, auth, maintenance);
   if (lease != nullptr) impl->lease = make_lease_grpc_service(*lease);
   if (lock != nullptr) impl->lock = make_lock_grpc_service(*lock);
   if (election != nullptr) impl->election = make_election_grpc_service(*election);

@@ -1,8 +1,7 @@
-// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance.Status.
+// The etcd v3 gRPC endpoint (-grpc-address): KV (kv_grpc_service.h), Lease (lease_grpc_service.h), Watch (watch_grpc_service.h), the Cluster service (member list and changes) and Maintenance (maintenance_service.h).
 //
-// Every other method of etcd's services (KV, the rest of
-// Maintenance, Auth, and any unknown method) answers UNIMPLEMENTED with a
-// message naming the method, which is what etcd's clients handle; nothing
+// Every other method (etcd's election service, any unknown method) answers
+// UNIMPLEMENTED with a message naming the method, which is what etcd's clients handle; nothing
 // answers a fake result. docs/api.md lists what is served.
 //
 // grpc++ and the generated code stay in grpc_server.cc: this header
@@ -33,6 +32,7 @@ class KvService;
 class LeaseService;
 class LockService;
 class ElectionService;
+class MaintenanceService;
 
 // How long stop() lets calls in flight finish before cancelling them.
 inline constexpr int kGrpcShutdownGraceMs = 2000;
@@ -65,7 +65,8 @@ class GrpcServer {
   // (the Lease service; null: Lease's methods answer UNIMPLEMENTED), and auth
   // (the Auth service and every permission check; null: Auth answers
   // UNIMPLEMENTED and nothing is checked), and lock (etcd's v3lock service;
-  // null: UNIMPLEMENTED). tls: serve only
+  // null: UNIMPLEMENTED), and maintenance (Alarm, Defragment, Hash, HashKV:
+  // maintenance_service.h; null: the server makes its own). tls: serve only
   // TLS with this certificate, requiring and verifying client certificates
   // when tls->verify_clients (tls/tls_files.h).
   static Result<std::unique_ptr<GrpcServer>> start(
@@ -73,7 +74,7 @@ class GrpcServer {
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
       AuthService* auth = nullptr, LockService* lock = nullptr,
-      ElectionService* election = nullptr);
+      ElectionService* election = nullptr, MaintenanceService* maintenance = nullptr);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -28,6 +28,7 @@ enum : uint8_t {
   kKindLeaseGrant = 5,
   kKindLeaseRevoke = 6,
   kKindAuth = 7,
+  kKindAlarm = 8,
 };
 enum : uint8_t { kOpNone = 0, kOpRange = 1, kOpPut = 2, kOpDelete = 3, kOpTxn = 4 };
 // Response ops: a null nested txn response (never produced by the store) is kRespNullTxn.
@@ -350,6 +351,34 @@ bool get_auth(ByteReader& r, auth::AuthRequest& a) {
   return true;
 }
 
+// Only etcd's actions and types decode: any other byte is not an entry we wrote.
+bool get_alarm_member(ByteReader& r, uint64_t& member_id, AlarmType& alarm) {
+  int32_t type = 0;
+  if (!r.u64le(member_id) || !get_i32(r, type) || type < 0 ||
+      type > static_cast<int32_t>(AlarmType::kCorrupt)) {
+    return false;
+  }
+  alarm = static_cast<AlarmType>(type);
+  return true;
+}
+
+bool get_alarm(ByteReader& r, AlarmRequest& a) {
+  uint8_t action = 0;
+  if (!r.u8(action) || action > static_cast<uint8_t>(AlarmAction::kDeactivate)) return false;
+  a.action = static_cast<AlarmAction>(action);
+  return get_alarm_member(r, a.member_id, a.alarm);
+}
+
+bool get_alarm_response(ByteReader& r, AlarmResponse& a) {
+  uint32_t n = 0;
+  if (!get_i64(r, a.header.revision) || !r.u32le(n)) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    AlarmMember& m = a.alarms.emplace_back();
+    if (!get_alarm_member(r, m.member_id, m.alarm)) return false;
+  }
+  return true;
+}
+
 bool get_kv(ByteReader& r, mvcc::KeyValue& kv) {
   return r.string32(kv.key) && get_i64(r, kv.create_revision) && get_i64(r, kv.mod_revision) &&
          get_i64(r, kv.version) && r.string32(kv.value) && get_i64(r, kv.lease);
@@ -486,6 +515,11 @@ std::string encode_command(const Command& c) {
   } else if (auto* a = std::get_if<auth::AuthRequest>(&c.request)) {
     put_u8(out, kKindAuth);
     put_auth(out, *a);
+  } else if (auto* al = std::get_if<AlarmRequest>(&c.request)) {
+    put_u8(out, kKindAlarm);
+    put_u8(out, static_cast<uint8_t>(al->action));
+    put_u64le(out, al->member_id);
+    put_i32(out, static_cast<int32_t>(al->alarm));
   } else {
     put_u8(out, kKindLeaseRevoke);
     put_i64(out, std::get<lease::RevokeRequest>(c.request).id);
@@ -540,6 +574,9 @@ std::optional<Command> decode_command(std::string_view data) {
     case kKindAuth:
       ok = format == kCommandFormat && get_auth(r, c.request.emplace<auth::AuthRequest>());
       break;
+    case kKindAlarm:
+      ok = get_alarm(r, c.request.emplace<AlarmRequest>());
+      break;
     default:
       break;
   }
@@ -576,6 +613,14 @@ std::string encode_response(const Response& resp) {
   } else if (auto* a = std::get_if<auth::AuthResponse>(&resp)) {
     put_u8(out, kKindAuth);
     put_i64(out, a->header.revision);
+  } else if (auto* al = std::get_if<AlarmResponse>(&resp)) {
+    put_u8(out, kKindAlarm);
+    put_i64(out, al->header.revision);
+    put_count(out, al->alarms.size());
+    for (const AlarmMember& m : al->alarms) {
+      put_u64le(out, m.member_id);
+      put_i32(out, static_cast<int32_t>(m.alarm));
+    }
   } else {
     put_u8(out, kKindLeaseRevoke);
     put_i64(out, std::get<lease::RevokeResponse>(resp).header.revision);
@@ -612,6 +657,9 @@ std::optional<Response> decode_response(std::string_view data) {
       break;
     case kKindAuth:
       ok = get_i64(r, resp.emplace<auth::AuthResponse>().header.revision);
+      break;
+    case kKindAlarm:
+      ok = get_alarm_response(r, resp.emplace<AlarmResponse>());
       break;
     default:
       break;

@@ -18,7 +18,8 @@
 // Request kinds: 1 put, 2 delete range, 3 txn, 4 compaction, 5 lease grant
 // (i64 id, i64 ttl), 6 lease revoke (i64 id), 7 auth change (format 3 only:
 // u8 op, string name, string role, string secret, u8 no_password, i32 perm
-// type, string perm key, string perm range_end; auth/types.h). A txn holds its
+// type, string perm key, string perm range_end; auth/types.h), 8 alarm
+// change (u8 action, u64 member id, i32 alarm type; fsm/alarm_table.h). A txn holds its
 // compares and ops; ops are u8 kind (0 none, 1 range, 2 put, 3 delete,
 // 4 nested txn) and their fields (see command.cc). Nesting is bounded by
 // kMaxTxnNestingDepth so that a hostile entry cannot recurse the decoder
@@ -42,6 +43,7 @@
 #include <variant>
 
 #include "auth/types.h"
+#include "fsm/alarm_table.h"
 #include "lease/types.h"
 #include "mvcc/types.h"
 
@@ -49,7 +51,7 @@ namespace ckv::fsm {
 
 using Request = std::variant<mvcc::PutRequest, mvcc::DeleteRangeRequest, mvcc::TxnRequest,
                              mvcc::CompactionRequest, lease::GrantRequest, lease::RevokeRequest,
-                             auth::AuthRequest>;
+                             auth::AuthRequest, AlarmRequest>;
 
 struct Command {
   Request request;
@@ -68,7 +70,7 @@ struct Command {
 
 using Response = std::variant<mvcc::PutResponse, mvcc::DeleteRangeResponse, mvcc::TxnResponse,
                               mvcc::CompactionResponse, lease::GrantResponse, lease::RevokeResponse,
-                              auth::AuthResponse>;
+                              auth::AuthResponse, AlarmResponse>;
 
 // The deepest txn nesting a command may carry (a txn directly in a command
 // is depth 1). etcd bounds nesting only through --max-txn-ops (128 ops in
@@ -90,7 +92,9 @@ std::optional<Command> decode_command(std::string_view data);
 
 // Responses, for the idempotency table (in snapshots): u8 format 1, u8 kind
 // (1 put, 2 delete, 3 txn, 4 compaction, 5 lease grant: i64 revision, i64
-// id, i64 ttl; 6 lease revoke: i64 revision; 7 auth change: i64 revision), then the fields. Same rules as above.
+// id, i64 ttl; 6 lease revoke: i64 revision; 7 auth change: i64 revision;
+// 8 alarm change: i64 revision, u32 count, per alarm u64 member id, i32
+// type), then the fields. Same rules as above.
 std::string encode_response(const Response& r);
 std::optional<Response> decode_response(std::string_view data);
 

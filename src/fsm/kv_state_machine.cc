@@ -24,11 +24,15 @@ namespace {
 // the end. The file around it has a CRC too; these make the payload check
 // itself wherever it travels. Format 3 adds, after the lease table, u64
 // auth store length, the encoded auth store (auth/auth_store.h), u32
-// CRC-32C of it. Formats 1 (before leases: no leases) and 2 (before auth:
-// auth disabled, no users) are still read.
+// CRC-32C of it. Format 4 adds, after the auth store, u64 alarm set length,
+// the encoded alarm set (fsm/alarm_table.h), u32 CRC-32C of it; it is
+// written only while an alarm is raised, format 3 otherwise. Formats 1
+// (before leases: no leases), 2 (before auth: auth disabled, no users) and
+// 3 (no alarms) are read.
 constexpr uint8_t kPayloadFormatNoLeases = 1;
 constexpr uint8_t kPayloadFormatNoAuth = 2;
-constexpr uint8_t kPayloadFormat = 3;
+constexpr uint8_t kPayloadFormatNoAlarms = 3;
+constexpr uint8_t kPayloadFormat = 4;
 
 Status corrupt(const std::string& why) {
   return Status(StatusCode::kCorrupt, "state machine snapshot: " + why);
@@ -40,13 +44,53 @@ void put_section(std::string& out, std::string_view section) {
   put_u32le(out, crc32c(section));
 }
 
-std::string payload_header(std::string_view table, std::string_view leases, std::string_view auth) {
+// Format 3 while no alarm is raised (the usual case), so that members of
+// the version before alarms still read this member's snapshots; format 4
+// only once an alarm needs its section (docs/operations.md, "Upgrades").
+std::string payload_header(std::string_view table, std::string_view leases, std::string_view auth,
+                           std::string_view alarms) {
+  const bool with_alarms = alarms != AlarmTable().encode();
   std::string out;
-  put_u8(out, kPayloadFormat);
+  put_u8(out, with_alarms ? kPayloadFormat : kPayloadFormatNoAlarms);
   put_section(out, table);
   put_section(out, leases);
   put_section(out, auth);
+  if (with_alarms) put_section(out, alarms);
   return out;
+}
+
+// Whether a txn puts anything, on either branch, nested txns included:
+// etcd's capped applier refuses a txn whose puts would cost space whichever
+// branch its compares choose (3.4 counts only the top level's puts; a nested
+// put grows the store just the same).
+bool txn_puts(const mvcc::TxnRequest& t) {
+  for (const auto* ops : {&t.success, &t.failure}) {
+    for (const mvcc::RequestOp& op : *ops) {
+      if (std::holds_alternative<mvcc::PutRequest>(op.request)) return true;
+      if (const auto* n = std::get_if<std::shared_ptr<const mvcc::TxnRequest>>(&op.request);
+          n && *n && txn_puts(**n)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// An empty response of the request's kind, for a command refused before it ran.
+Response empty_response_for(const Request& request) {
+  return std::visit(
+      [](const auto& req) -> Response {
+        using Q = std::decay_t<decltype(req)>;
+        if constexpr (std::is_same_v<Q, mvcc::PutRequest>) return mvcc::PutResponse{};
+        if constexpr (std::is_same_v<Q, mvcc::DeleteRangeRequest>) return mvcc::DeleteRangeResponse{};
+        if constexpr (std::is_same_v<Q, mvcc::TxnRequest>) return mvcc::TxnResponse{};
+        if constexpr (std::is_same_v<Q, mvcc::CompactionRequest>) return mvcc::CompactionResponse{};
+        if constexpr (std::is_same_v<Q, lease::GrantRequest>) return lease::GrantResponse{};
+        if constexpr (std::is_same_v<Q, lease::RevokeRequest>) return lease::RevokeResponse{};
+        if constexpr (std::is_same_v<Q, auth::AuthRequest>) return auth::AuthResponse{};
+        if constexpr (std::is_same_v<Q, AlarmRequest>) return AlarmResponse{};
+      },
+      request);
 }
 
 // A length-prefixed, checksummed section of the payload; false if truncated or damaged.
@@ -121,36 +165,23 @@ ApplyResult KvStateMachine::execute(const Command& c) {
       out.response = std::move(empty);
     }
   };
-  if (Status s = fsm::authorize(auth_, leases_, c); !s.is_ok()) {
-    // Refused at apply (fsm/authorize.h): nothing changes, on every replica alike.
+  Status refusal = fsm::authorize(auth_, leases_, c);
+  const bool by_auth = !refusal.is_ok();
+  if (!by_auth) refusal = alarm_refusal(c);
+  if (!refusal.is_ok()) {
+    // Refused at apply (fsm/authorize.h, alarm_table.h): nothing changes, on every replica alike.
     store_.clear_last_events();
-    out.status = s;
-    std::visit(
-        [&](const auto& req) {
-          using Q = std::decay_t<decltype(req)>;
-          if constexpr (std::is_same_v<Q, mvcc::PutRequest>) {
-            out.response = mvcc::PutResponse{};
-          } else if constexpr (std::is_same_v<Q, mvcc::DeleteRangeRequest>) {
-            out.response = mvcc::DeleteRangeResponse{};
-          } else if constexpr (std::is_same_v<Q, mvcc::TxnRequest>) {
-            out.response = mvcc::TxnResponse{};
-          } else if constexpr (std::is_same_v<Q, mvcc::CompactionRequest>) {
-            out.response = mvcc::CompactionResponse{};
-          } else if constexpr (std::is_same_v<Q, lease::GrantRequest>) {
-            out.response = lease::GrantResponse{};
-          } else if constexpr (std::is_same_v<Q, lease::RevokeRequest>) {
-            out.response = lease::RevokeResponse{};
-          } else {
-            out.response = auth::AuthResponse{};
-          }
-        },
-        c.request);
+    out.status = refusal;
+    out.response = empty_response_for(c.request);
     std::visit([&](auto& resp) { resp.header.revision = store_.revision(); }, out.response);
-    spdlog::warn("refused at apply: user \"{}\" (auth revision {}, store at {}): {}",
-                 c.caller.user, c.caller.revision, auth_.revision(), s.message());
+    if (by_auth) {
+      spdlog::warn("refused at apply: user \"{}\" (auth revision {}, store at {}): {}",
+                   c.caller.user, c.caller.revision, auth_.revision(), refusal.message());
+    }
     return out;
   }
   if (auto* a = std::get_if<auth::AuthRequest>(&c.request)) return execute_auth(*a);
+  if (auto* a = std::get_if<AlarmRequest>(&c.request)) return execute_alarm(*a);
   const mvcc::LeaseLookup lease_exists = [this](int64_t id) { return leases_.exists(id); };
   if (auto* p = std::get_if<mvcc::PutRequest>(&c.request)) {
     take(store_.put(*p, lease_exists));
@@ -214,6 +245,39 @@ ApplyResult KvStateMachine::execute_auth(const auth::AuthRequest& r) {
     auth_hooks_.on_user_invalidated(r.name);
   }
   if (r.op == auth::AuthOp::kDisable && auth_hooks_.on_all_invalidated) auth_hooks_.on_all_invalidated();
+  return out;
+}
+
+Status KvStateMachine::alarm_refusal(const Command& c) const {
+  if (alarms_.empty()) return Status::ok();
+  const Request& q = c.request;
+  // etcd's applierV3Corrupt: every KV and lease write.
+  const bool kv_or_lease = !std::holds_alternative<auth::AuthRequest>(q) && !std::holds_alternative<AlarmRequest>(q);
+  if (kv_or_lease && alarms_.active(AlarmType::kCorrupt)) return Status(StatusCode::kCorrupt, kErrCorrupt);
+  // etcd's applierV3Capped: what grows the store (deletes, revokes and compactions free space).
+  const auto* t = std::get_if<mvcc::TxnRequest>(&q);
+  const bool grows = std::holds_alternative<mvcc::PutRequest>(q) || std::holds_alternative<lease::GrantRequest>(q) ||
+                     (t != nullptr && txn_puts(*t));
+  if (grows && alarms_.active(AlarmType::kNoSpace)) return Status(StatusCode::kNoSpace, kErrAlarmNoSpace);
+  return Status::ok();
+}
+
+ApplyResult KvStateMachine::execute_alarm(const AlarmRequest& r) {
+  store_.clear_last_events();  // an alarm change writes no key
+  ApplyResult out;
+  AlarmResponse resp;
+  resp.header.revision = store_.revision();
+  auto changed = alarms_.apply(r);
+  if (changed.is_ok()) {
+    resp.alarms = std::move(changed).value();
+    if (r.action != AlarmAction::kGet && !resp.alarms.empty()) {
+      spdlog::warn("alarm {}: {}(now {} raised)", r.action == AlarmAction::kActivate ? "raised" : "cleared",
+                   describe(resp.alarms.front()), alarms_.size());
+    }
+  } else {
+    out.status = changed.status();
+  }
+  out.response = std::move(resp);
   return out;
 }
 
@@ -346,6 +410,65 @@ std::vector<std::pair<int64_t, int64_t>> KvStateMachine::lease_ttls() const {
   return leases_.ttls();
 }
 
+std::vector<AlarmMember> KvStateMachine::alarms() const {
+  std::shared_lock lock(mu_);
+  return alarms_.get(AlarmType::kNone);
+}
+
+void KvStateMachine::let_writers_in() const {
+  // std::shared_mutex is not fair: re-locking at once could win against
+  // the Raft thread blocked on it every time. Let a waiting writer in
+  // first, within a bound.
+  for (int spins = 0; spins < kMaxSnapshotYields && waiting_writers_.load(std::memory_order_relaxed) > 0;
+       ++spins) {
+    std::this_thread::yield();
+  }
+}
+
+Result<StateHash> KvStateMachine::hash_kv(int64_t rev) const { return hash_pass(rev, false); }
+
+Result<StateHash> KvStateMachine::hash_state() const { return hash_pass(0, true); }
+
+Result<StateHash> KvStateMachine::hash_pass(int64_t rev, bool with_sections) const {
+  for (int attempt = 0; attempt <= kMaxHashRestarts; ++attempt) {
+    mvcc::Store::HashCursor cursor;
+    StateHash out;
+    std::string sections;
+    uint64_t restores = 0;
+    {
+      std::shared_lock lock(mu_);
+      auto begun = store_.begin_hash(rev);
+      if (!begun.is_ok()) return begun.status();
+      cursor = std::move(begun).value();
+      out.revision = cursor.revision;
+      out.compact_revision = cursor.compact_revision;
+      out.current_revision = store_.revision();
+      restores = restores_;
+      // Small next to the store (bounded tables), taken at the same applied index.
+      if (with_sections) sections = leases_.encode() + auth_.encode() + alarms_.encode();
+    }
+    bool restart = false;
+    for (bool more = true; more && !restart;) {
+      let_writers_in();
+      std::shared_lock lock(mu_);
+      if (restores_ != restores || store_.compact_revision() != cursor.compact_revision) {
+        // The history below rev changed under the pass: a compacted rev is
+        // now etcd's error, anything else starts again.
+        if (rev > 0 && rev <= store_.compact_revision()) return Status(StatusCode::kInvalid, mvcc::kErrCompacted);
+        restart = true;
+        break;
+      }
+      more = store_.next_hash_chunk(cursor, kHashChunkKeys);
+    }
+    if (restart) continue;
+    out.hash = with_sections ? crc32c(cursor.crc, sections.data(), sections.size()) : cursor.crc;
+    return out;
+  }
+  return Status(StatusCode::kUnavailable, "the store was compacted or replaced " +
+                                              std::to_string(kMaxHashRestarts + 1) +
+                                              " times during the hash; retry");
+}
+
 std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   std::unique_lock lock(mu_);
   KV_CHECK(!snapshotting_, "a snapshot is already in progress");
@@ -359,22 +482,18 @@ std::unique_ptr<KvStateMachine::SnapshotJob> KvStateMachine::begin_snapshot() {
   job->table = table_.freeze();
   job->leases = leases_.encode();
   job->auth = auth_.encode();
+  job->alarms = alarms_.encode();
   return job;
 }
 
 Status KvStateMachine::write_snapshot(SnapshotJob& job,
                                       const std::function<Status(std::string_view)>& sink) const {
-  if (Status s = sink(payload_header(job.table.encode(), job.leases, job.auth)); !s.is_ok()) return s;
+  if (Status s = sink(payload_header(job.table.encode(), job.leases, job.auth, job.alarms)); !s.is_ok()) {
+    return s;
+  }
   std::string chunk;
   for (bool more = true; more;) {
-    // std::shared_mutex is not fair: re-locking at once could win against
-    // the Raft thread blocked on it every time. Let a waiting writer in
-    // first, within a bound.
-    for (int spins = 0;
-         spins < kMaxSnapshotYields && waiting_writers_.load(std::memory_order_relaxed) > 0;
-         ++spins) {
-      std::this_thread::yield();
-    }
+    let_writers_in();
     chunk.clear();
     {
       std::shared_lock lock(mu_);
@@ -396,7 +515,7 @@ void KvStateMachine::end_snapshot() {
 
 std::string KvStateMachine::encode_payload() const {
   std::shared_lock lock(mu_);
-  return payload_header(table_.encode(), leases_.encode(), auth_.encode()) +
+  return payload_header(table_.encode(), leases_.encode(), auth_.encode(), alarms_.encode()) +
          store_.encode_snapshot();
 }
 
@@ -404,7 +523,7 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
   ByteReader r(payload);
   uint8_t format = 0;
   if (!r.u8(format)) return corrupt("empty payload");
-  if (format != kPayloadFormat && format != kPayloadFormatNoAuth &&
+  if (format != kPayloadFormat && format != kPayloadFormatNoAlarms && format != kPayloadFormatNoAuth &&
       format != kPayloadFormatNoLeases) {
     return corrupt("unknown payload format " + std::to_string(format));
   }
@@ -421,12 +540,20 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
     leases = std::move(*decoded);
   }
   auth::AuthStore auth;
-  if (format == kPayloadFormat) {
+  if (format == kPayloadFormat || format == kPayloadFormatNoAlarms) {
     std::string_view auth_bytes;
     if (!read_section(r, auth_bytes)) return corrupt("truncated or damaged auth store");
     auto decoded = auth::AuthStore::decode(auth_bytes);
     if (!decoded) return corrupt("bad auth store");
     auth = std::move(*decoded);
+  }
+  AlarmTable alarms;
+  if (format == kPayloadFormat) {
+    std::string_view alarm_bytes;
+    if (!read_section(r, alarm_bytes)) return corrupt("truncated or damaged alarm set");
+    auto decoded = AlarmTable::decode(alarm_bytes);
+    if (!decoded) return corrupt("bad alarm set");
+    alarms = std::move(*decoded);
   }
   auto store = mvcc::Store::decode_snapshot(r.rest(), store_options());
   if (!store.is_ok()) return corrupt(store.status().message());
@@ -442,7 +569,7 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
     return corrupt("a key is attached to a lease the snapshot lacks");
   }
   return RestoredState{std::move(store).value(), std::move(*table), std::move(leases),
-                       std::move(auth)};
+                       std::move(auth), std::move(alarms)};
 }
 
 void KvStateMachine::restore(RestoredState state, uint64_t index) {
@@ -453,7 +580,9 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
     std::swap(table_, state.table);
     std::swap(leases_, state.leases);
     std::swap(auth_, state.auth);
+    std::swap(alarms_, state.alarms);
     applied_ = index;
+    ++restores_;
     if (hooks_.on_restore) hooks_.on_restore(store_.revision());
     // Users may be gone or have new passwords: clients authenticate again.
     if (auth_hooks_.on_all_invalidated) auth_hooks_.on_all_invalidated();
@@ -465,7 +594,7 @@ void KvStateMachine::restore(RestoredState state, uint64_t index) {
 void KvStateMachine::restore_legacy(const std::map<std::string, std::string, std::less<>>& map,
                                     uint64_t index) {
   RestoredState state{mvcc::Store(store_options()), IdempotencyTable(), lease::LeaseTable(),
-                      auth::AuthStore()};
+                      auth::AuthStore(), AlarmTable()};
   for (const auto& [k, v] : map) {
     mvcc::PutRequest p;
     p.key = k;

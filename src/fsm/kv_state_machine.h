@@ -1,8 +1,8 @@
 // The replicated state machine: applies committed commands to the MVCC store, serves reads, streams snapshots.
 //
 // What it holds: the etcd MVCC store (src/mvcc/store.h: every key's
-// versions since the compacted revision) and the idempotency table
-// (idempotency_table.h), both replicated: every node applies the same
+// versions since the compacted revision), the idempotency table
+// (idempotency_table.h), leases, auth and alarms (alarm_table.h), all replicated: every node applies the same
 // commands in log order and gets the same state and the same results.
 // Apply is deterministic: it reads no clock (the idempotency window uses
 // the proposers' clocks carried in the commands), no randomness, no I/O.
@@ -36,6 +36,7 @@
 
 #include "auth/auth_store.h"
 #include "common/status.h"
+#include "fsm/alarm_table.h"
 #include "fsm/command.h"
 #include "fsm/idempotency_table.h"
 #include "lease/lessor.h"
@@ -58,6 +59,17 @@ struct RestoredState {
   // Leases and TTLs from the payload; attachments rebuilt from the store's live keys.
   lease::LeaseTable leases;
   auth::AuthStore auth;  // users, roles, enabled (payload format 3; empty before)
+  AlarmTable alarms;     // raised alarms (payload format 4; none before)
+};
+
+// A hash of the replicated state (Maintenance.HashKV and Hash): hash at
+// revision (the one asked for, or the current one for 0), with the store's
+// compact revision then and its current revision (the response header's).
+struct StateHash {
+  uint32_t hash = 0;
+  int64_t revision = 0;
+  int64_t compact_revision = 0;
+  int64_t current_revision = 0;
 };
 
 class KvStateMachine {
@@ -147,6 +159,24 @@ class KvStateMachine {
   // every lease id with its granted TTL (id order).
   std::optional<lease::LeaseInfo> lease_info(int64_t id) const;
   std::vector<std::pair<int64_t, int64_t>> lease_ttls() const;
+  // The raised alarms (alarm_table.h), in (member, type) order.
+  std::vector<AlarmMember> alarms() const;
+
+  // Hashes (docs/api.md, Maintenance). hash_kv is etcd's HashKV over the
+  // MVCC history up to rev (mvcc::Store::HashCursor says what it covers):
+  // equal on every member that applied the same log, whatever its
+  // compaction's progress. hash_state is our Hash: the MVCC hash at the
+  // current revision, chained (CRC-32C) with the encoded lease table, auth
+  // store and alarm set as of the start. Both are O(keys + versions) but
+  // hold the shared lock for kHashChunkKeys keys at a time, yielding to a
+  // waiting writer between chunks (as a snapshot does), so the Raft thread
+  // waits for one chunk at most. A compaction or a snapshot install during
+  // the pass restarts it (at most kMaxHashRestarts times, then kUnavailable);
+  // kInvalid with etcd's texts for a compacted or future rev. Any thread.
+  static constexpr size_t kHashChunkKeys = 256;
+  static constexpr int kMaxHashRestarts = 8;
+  Result<StateHash> hash_kv(int64_t rev) const;
+  Result<StateHash> hash_state() const;
 
   // Snapshots. begin_snapshot() (Raft thread) captures the state at
   // applied_index(); write_snapshot() (snapshot thread) passes the payload
@@ -161,6 +191,7 @@ class KvStateMachine {
         table;  // the idempotency table at index (encoded by the snapshot thread)
     std::string leases;  // the lease table at index, encoded (16 bytes a lease)
     std::string auth;    // the auth store at index, encoded (auth_store.h)
+    std::string alarms;  // the alarm set at index, encoded (alarm_table.h)
   };
   std::unique_ptr<SnapshotJob> begin_snapshot();
   Status write_snapshot(SnapshotJob& job,
@@ -180,6 +211,16 @@ class KvStateMachine {
  private:
   ApplyResult execute(const Command& c);  // requires mu_ exclusively
   ApplyResult execute_auth(const auth::AuthRequest& r);  // the same
+  ApplyResult execute_alarm(const AlarmRequest& r);       // the same
+  // What raised alarms refuse c with (ok: nothing), alarm_table.h.
+  Status alarm_refusal(const Command& c) const;
+  // Yields to a writer blocked on mu_, within kMaxSnapshotYields (the
+  // snapshot and hash threads, before each chunk).
+  void let_writers_in() const;
+  // The pass of both: with_sections, the lease, auth and alarm encodings,
+  // taken under the same shared lock as the pass's start, are chained after
+  // the store's hash.
+  Result<StateHash> hash_pass(int64_t rev, bool with_sections) const;
 
   mutable std::shared_mutex mu_;
   // apply() calls blocked on mu_: the snapshot thread lets them in first.
@@ -188,7 +229,9 @@ class KvStateMachine {
   IdempotencyTable table_;
   lease::LeaseTable leases_;
   auth::AuthStore auth_;
+  AlarmTable alarms_;
   uint64_t applied_ = 0;
+  uint64_t restores_ = 0;  // restore() calls: a hash pass restarts across one
   bool snapshotting_ = false;
   WatchHooks hooks_;
   AuthHooks auth_hooks_;

@@ -18,6 +18,7 @@
 #include "http/address.h"
 #include "http/etcd_auth_json.h"
 #include "http/etcd_gateway.h"
+#include "http/etcd_maintenance_json.h"
 #include "http/etcd_lease_json.h"
 #include "http/etcd_election_json.h"
 #include "http/etcd_lock_json.h"
@@ -351,6 +352,8 @@ void Api::dispatch(const Request& req, const std::string& path,
     etcd_election_gateway(req, path, *options_.election, std::move(reply));
   } else if (options_.auth != nullptr && is_etcd_auth_route(path)) {
     etcd_auth_gateway(req, path, *options_.auth, std::move(reply));
+  } else if (options_.maintenance != nullptr && is_etcd_maintenance_route(path)) {
+    etcd_maintenance_gateway(req, path, *options_.maintenance, options_.commit_timeout_ms, std::move(reply));
   } else if (auto call = gateway_member_change(path)) {
     handle_gateway_member_change(req, *call, std::move(reply));
   } else if (path.starts_with(kEtcdGatewayPrefix)) {

@@ -28,6 +28,7 @@ class KvService;
 class LeaseService;
 class LockService;
 class ElectionService;
+class MaintenanceService;
 enum class MemberCall : uint8_t;
 }
 
@@ -94,6 +95,8 @@ struct ApiOptions {
   etcd::AuthService* auth = nullptr;
   etcd::LockService* lock = nullptr;  // the /v3/lock/* gateway's request layer; null: 501
   etcd::ElectionService* election = nullptr;  // the /v3/election/* gateway's request layer; null: 501
+  // The /v3/maintenance/{alarm,defragment,hash,hashkv} gateway's request layer; null: 404.
+  etcd::MaintenanceService* maintenance = nullptr;
 };
 
 class Api {

@@ -31,10 +31,7 @@ constexpr int kGrpcUnimplemented = 12;
 // Every POST route etcd 3.4's rpc.proto, v3lock.proto and v3election.proto
 // declare, besides those we serve (member list, status, the member changes;
 // KV's routes are is_etcd_kv_route's).
-constexpr std::string_view kUnimplementedRoutes[] = {"/v3/maintenance/alarm",
-                                                     "/v3/maintenance/defragment",
-                                                     "/v3/maintenance/hash",
-                                                     "/v3/auth/enable",
+constexpr std::string_view kUnimplementedRoutes[] = {"/v3/auth/enable",
                                                      "/v3/auth/disable",
                                                      "/v3/auth/authenticate",
                                                      "/v3/auth/user/add",

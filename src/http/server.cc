@@ -483,7 +483,7 @@ class HttpServer::Impl {
         self_(std::move(self)),
         options_(std::move(options)),
         api_(node, ApiOptions{options_.commit_timeout_ms, options_.join_timeout_ms, self_.grpc_address, options_.kv, options_.lease,
-                            options_.auth, options_.lock, options_.election}),
+                            options_.auth, options_.lock, options_.election, options_.maintenance}),
         admission_(AdmissionLimits{options_.max_connections, options_.max_connections_per_ip,
                                    options_.member_connections}),
         body_budget_(std::max(kDefaultMaxBufferedBodyBytes, options_.max_body_bytes)),

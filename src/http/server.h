@@ -32,6 +32,7 @@ class KvService;
 class LeaseService;
 class LockService;
 class ElectionService;
+class MaintenanceService;
 }
 
 namespace ckv::http {
@@ -87,6 +88,8 @@ struct ServerOptions {
   etcd::LeaseService* lease = nullptr;  // serves /v3/lease/* (must outlive the server); null: 501
   etcd::LockService* lock = nullptr;    // serves /v3/lock/* (must outlive the server); null: 501
   etcd::ElectionService* election = nullptr;  // serves /v3/election/* (must outlive the server); null: 501
+  // Serves /v3/maintenance/{alarm,defragment,hash,hashkv} (must outlive the server); null: 404.
+  etcd::MaintenanceService* maintenance = nullptr;
   etcd::AuthService* auth = nullptr;  // checks callers (api.h, ApiOptions::auth; must outlive the server)
   // Set: the API serves only TLS, and this node reaches other members' APIs
   // (forwarding, registration, -join) over TLS too, verifying their

@@ -175,6 +175,37 @@ class Store {
   // without incremental_compaction, else by compact_step()).
   void end_snapshot_stream();
 
+  // etcd's HashKV: a CRC-32C (Castagnoli, as etcd's) over the MVCC history
+  // a read at any revision in (compact_revision(), rev] can see, so two
+  // stores built by the same writes and compactions hash equal at the same
+  // revision whatever their physical state (a compaction's versions not yet
+  // dropped do not count). What it covers, in key order: per key u32 key
+  // length and the key, then each version with compact_revision() <
+  // main <= rev, plus the newest version at or below compact_revision() if
+  // it is not a tombstone (what etcd's compaction keeps), each as i64 main,
+  // i64 sub, u8 tombstone, i64 create_revision, i64 version, i64 lease, u32
+  // value length and the value; keys with nothing to cover are left out.
+  // etcd hashes its bbolt records instead, so the numbers never equal
+  // etcd's; docs/api.md says so. Streamed like a snapshot, max_keys keys a
+  // call, so the caller can release its lock between chunks: versions at or
+  // below rev never change while writes go on (they only append above the
+  // current revision); a compaction or a restore does change them, and the
+  // caller then starts again (kv_state_machine.h, hash_kv).
+  struct HashCursor {
+    int64_t revision = 0;          // rev: the last revision covered
+    int64_t compact_revision = 0;  // as of the start
+    std::string last_key;          // resume after this key
+    bool started = false;
+    bool done = false;
+    uint32_t crc = 0;
+  };
+  // rev 0 is revision(). kErrCompacted for 0 < rev <= compact_revision(),
+  // kErrFutureRev above revision() (etcd's HashByRev checks).
+  Result<HashCursor> begin_hash(int64_t rev) const;
+  // Hashes the next max_keys (>= 1) keys; false once the cursor is done
+  // (c.crc is then the hash).
+  bool next_hash_chunk(HashCursor& c, size_t max_keys) const;
+
   // Keys with at least one retained version (live or tombstoned), and all
   // retained versions: what the store's memory grows with.
   size_t key_count() const { return index_.size(); }

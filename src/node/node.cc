@@ -2,6 +2,7 @@
 #include "node/node.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -176,6 +177,7 @@ class Node::Impl {
   void wait_for_configuration(ConfigurationCheck check, int timeout_ms, DoneCallback cb);
   void probe_peer(const std::string& raft_address, int timeout_ms, ProbeCallback cb);
   void write_backup(BackupCallback cb);
+  void defragment(DefragCallback cb);
   void transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb);
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
@@ -396,6 +398,12 @@ class Node::Impl {
   std::optional<Result<storage::SnapshotFile>> pending_snapshot_;
   std::deque<BackupCallback> pending_backups_;
   uint64_t next_backup_seq_ = 1;
+  // Defragment calls (node.h): waiting for the next snapshot, and those
+  // the snapshot being written answers (at most kMaxPendingDefrags in all).
+  std::vector<DefragCallback> pending_defrags_;
+  std::vector<DefragCallback> defrags_in_snapshot_;
+  uint64_t defrag_bytes_before_ = 0;
+  void answer_defrags(const Status& failed);
   struct TransferWaiter {
     raft::NodeId target;
     Clock::time_point deadline;
@@ -793,6 +801,10 @@ void Node::Impl::run() {
          MemberRefusal::kNone);
   }
   for (auto& cb : pending_backups_) cb(gone);
+  for (auto& cb : pending_defrags_) cb(gone);
+  for (auto& cb : defrags_in_snapshot_) cb(gone);  // its snapshot's finish will not run now
+  pending_defrags_.clear();
+  defrags_in_snapshot_.clear();
   for (auto& t : transfers_) t.cb(gone);
   pending_backups_.clear();
   transfers_.clear();
@@ -2060,11 +2072,27 @@ void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
 // Snapshots: the store is streamed by another thread while writes go on.
 
 void Node::Impl::maybe_start_snapshot() {
-  if (snapshot_in_progress_ || opts_.snapshot_threshold == 0 || no_space_) return;
-  if (Clock::now() < next_snapshot_attempt_) return;
+  if (snapshot_in_progress_) return;
+  if (no_space_ && !pending_defrags_.empty()) {
+    for (auto& cb : pending_defrags_) cb(no_space_status(data_dir_));
+    pending_defrags_.clear();
+  }
+  const bool defrag = !pending_defrags_.empty();
+  if (!defrag && (opts_.snapshot_threshold == 0 || no_space_ || Clock::now() < next_snapshot_attempt_)) return;
   const Index applied = fsm_.applied_index();
   const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
-  if (applied < last_snapshot + opts_.snapshot_threshold) return;
+  if (!defrag && applied < last_snapshot + opts_.snapshot_threshold) return;
+  if (defrag) {
+    defrags_in_snapshot_ = std::move(pending_defrags_);
+    pending_defrags_.clear();
+    defrag_bytes_before_ = data_dir_bytes(data_dir_);
+    if (applied == last_snapshot) {
+      // The last snapshot holds everything applied: its log compaction is done already.
+      answer_defrags(Status::ok());
+      return;
+    }
+    spdlog::info("defragment: taking a snapshot at index {} (last at {})", applied, last_snapshot);
+  }
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   snapshot_in_progress_ = true;
   std::shared_ptr<fsm::KvStateMachine::SnapshotJob> job = fsm_.begin_snapshot();
@@ -2112,12 +2140,14 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
   if (!file.is_ok()) {
     spdlog::error("snapshot failed (will retry in {} ms): {}", kSnapshotRetryMs, file.status().to_string());
     next_snapshot_attempt_ = Clock::now() + std::chrono::milliseconds(kSnapshotRetryMs);
+    answer_defrags(file.status());
     return;
   }
   if (snapshot_ && snapshot_->meta.index >= file.value().meta.index) {
     // A snapshot from the leader overtook ours.
     std::error_code ec;
     std::filesystem::remove(file.value().path, ec);
+    answer_defrags(Status::ok());
     return;
   }
   snapshot_ = file.value();
@@ -2128,6 +2158,44 @@ void Node::Impl::finish_snapshot(Result<storage::SnapshotFile> file) {
   (void)storage::remove_other_snapshots(data_dir_, snapshot_->path);
   spdlog::info("snapshot at index {} ({} bytes); log kept from {}", snapshot_->meta.index, snapshot_->meta.size_bytes,
                keep_from);
+  answer_defrags(Status::ok());
+}
+
+void Node::Impl::defragment(DefragCallback cb) {
+  post([this, cb = std::move(cb)]() mutable {
+    if (no_space_) return cb(no_space_status(data_dir_));
+    if (pending_defrags_.size() + defrags_in_snapshot_.size() >= kMaxPendingDefrags) {
+      return cb(Status(StatusCode::kUnavailable, "too many defragment calls waiting (limit " +
+                                                     std::to_string(kMaxPendingDefrags) + "); retry"));
+    }
+    pending_defrags_.push_back(std::move(cb));
+  });
+}
+
+void Node::Impl::answer_defrags(const Status& failed) {
+  if (defrags_in_snapshot_.empty()) return;
+  std::vector<DefragCallback> waiting = std::move(defrags_in_snapshot_);
+  defrags_in_snapshot_.clear();
+  if (!failed.is_ok()) {
+    spdlog::warn("defragment failed: {}", failed.to_string());
+    for (auto& cb : waiting) cb(failed);
+    return;
+  }
+  // The versions compaction dropped and the log entries just released sit in
+  // malloc's free lists; hand what it can back to the system (the
+  // counterpart of bbolt's free pages that etcd's defrag releases).
+  const auto started = Clock::now();
+  ::malloc_trim(0);
+  DefragResult r;
+  r.snapshot_index = snapshot_ ? snapshot_->meta.index : 0;
+  r.data_dir_bytes_before = defrag_bytes_before_;
+  r.data_dir_bytes_after = data_dir_bytes(data_dir_);
+  r.log_first_index = raft_->first_index();
+  data_dir_bytes_ = r.data_dir_bytes_after;
+  spdlog::info("defragment: done (snapshot at index {}, log kept from {}, data dir {} -> {} bytes, trim {} ms)",
+               r.snapshot_index, r.log_first_index, r.data_dir_bytes_before, r.data_dir_bytes_after,
+               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  for (auto& cb : waiting) cb(r);
 }
 
 // ---------------------------------------------------------------------------
@@ -2285,6 +2353,7 @@ void Node::Impl::publish_status() {
   s.revision = fsm_.revision();
   s.compact_revision = fsm_.compact_revision();
   s.state_machine_bytes = fsm_.estimated_bytes();
+  s.alarms = fsm_.alarms();
   if (!last_data_dir_scan_ ||
       now - *last_data_dir_scan_ >= std::chrono::milliseconds(kDataDirScanIntervalMs)) {
     last_data_dir_scan_ = now;
@@ -2385,6 +2454,7 @@ void Node::probe_peer(const std::string& raft_address, int timeout_ms, ProbeCall
   impl_->probe_peer(raft_address, timeout_ms, std::move(cb));
 }
 void Node::write_backup(BackupCallback cb) { impl_->write_backup(std::move(cb)); }
+void Node::defragment(DefragCallback cb) { impl_->defragment(std::move(cb)); }
 void Node::transfer_leadership(raft::NodeId target, int timeout_ms, DoneCallback cb) {
   impl_->transfer_leadership(target, timeout_ms, std::move(cb));
 }

@@ -196,6 +196,8 @@ struct NodeStatus {
   int64_t revision = 0;          // the MVCC store's current revision (1 when empty)
   int64_t compact_revision = 0;  // the store's last compaction (-1: none yet)
   bool no_space = false;  // the disk is full: writes are refused (see "Disk full" above)
+  // The replicated alarms raised (fsm/alarm_table.h; etcd's Maintenance.Alarm), as applied here.
+  std::vector<fsm::AlarmMember> alarms;
   bool client_tls = false;  // NodeOptions::client_tls
   bool peer_tls = false;    // NodeOptions::peer_tls
   // Bytes of the files in the data dir (WAL segments at their allocated
@@ -417,6 +419,25 @@ class Node {
   // (a start deletes leftovers). The callback runs on the Raft thread.
   using BackupCallback = std::function<void(Result<BackupFile>)>;
   void write_backup(BackupCallback cb);
+  // Maintenance.Defragment on this member (docs/operations.md, "Defragment"):
+  // takes a snapshot of the applied state now, whatever
+  // snapshot_threshold says, then drops the log entries it covers (all but
+  // the last snapshot_trailing, kept for lagging followers) with the WAL
+  // segments and older snapshot files that held them, and hands memory the
+  // state machine freed back to the system (malloc_trim). Calls back once
+  // done with what it did, or kNoSpace (no room for the snapshot file), or
+  // kUnavailable (stopping, or kMaxPendingDefrags calls already waiting).
+  // Runs one at a time with the node's own snapshots and backups; calls
+  // that arrive while one is written share the next. Raft thread callback.
+  struct DefragResult {
+    uint64_t snapshot_index = 0;    // the applied index the new snapshot holds
+    uint64_t data_dir_bytes_before = 0;
+    uint64_t data_dir_bytes_after = 0;
+    uint64_t log_first_index = 0;   // the first log entry still kept
+  };
+  using DefragCallback = std::function<void(Result<DefragResult>)>;
+  static constexpr size_t kMaxPendingDefrags = 16;
+  void defragment(DefragCallback cb);
   // Leader only (Maintenance.MoveLeader, POST /transfer): hands leadership
   // to the voter target (thesis §3.10: the core catches it up, then sends
   // TimeoutNow) and calls back once this node sees target lead, or kTimeout

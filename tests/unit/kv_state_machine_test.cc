@@ -108,6 +108,8 @@ std::vector<Command> sample_commands() {
   out.push_back(Command{lease::GrantRequest{0x1234'5678'9abc'def0, 90}, "grant-1", 7});
   out.push_back(Command{lease::GrantRequest{-5, 0}, "", 0});  // ids are any nonzero int64 a client names
   out.push_back(Command{lease::RevokeRequest{0x1234'5678'9abc'def0}, "", 8});
+  out.push_back(Command{AlarmRequest{AlarmAction::kActivate, 0xfedc'ba98'7654'3210, AlarmType::kNoSpace}, "", 9});
+  out.push_back(Command{AlarmRequest{AlarmAction::kDeactivate, 3, AlarmType::kCorrupt}, "alarm", 10});
   return out;
 }
 
@@ -265,7 +267,10 @@ TEST(ResponseCodec, RoundTripsAndFuzzes) {
                                  encode_response(sm.apply(5, put("b", "2")).response),
                                  encode_response(sm.apply(6, compact(3)).response),
                                  encode_response(sm.apply(7, Command{lease::GrantRequest{77, 30}, "", 0}).response),
-                                 encode_response(sm.apply(8, Command{lease::RevokeRequest{77}, "", 0}).response)};
+                                 encode_response(sm.apply(8, Command{lease::RevokeRequest{77}, "", 0}).response),
+                                 encode_response(sm.apply(9, Command{AlarmRequest{AlarmAction::kActivate, 5,
+                                                                                  AlarmType::kNoSpace}, "", 0})
+                                                     .response)};
   for (const std::string& s : seeds) {
     auto back = decode_response(s);
     ASSERT_TRUE(back.has_value());

@@ -426,6 +426,36 @@ TEST_F(NodeTest, SnapshotsCompactAndNewNodeCatchesUp) {
   EXPECT_EQ(c2.state_machine().get("k99"), std::string(50, 'x'));
 }
 
+// Maintenance.Defragment: a snapshot now, whatever the threshold, and the
+// log it covers dropped (but the trailing entries); with nothing new since,
+// answered at once; the member restarts from that snapshot.
+TEST_F(NodeTest, DefragmentSnapshotsNowAndDropsTheLogItCovers) {
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(write(*leader(), "k" + std::to_string(i), "v").is_ok());
+  Node& a = *nodes_["a"];
+  EXPECT_EQ(a.status().snapshot_index, 0u);  // the threshold (8192) is far
+  auto defrag = [&] {
+    std::promise<Result<Node::DefragResult>> p;
+    a.defragment([&](Result<Node::DefragResult> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  const uint64_t applied = a.status().applied_index;
+  auto r = defrag();
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_GE(r->snapshot_index, applied);
+  EXPECT_EQ(r->log_first_index, r->snapshot_index - 5 + 1);  // snapshot_trailing 5
+  ASSERT_TRUE(eventually([&] { return a.status().snapshot_index == r->snapshot_index; }));
+  auto again = defrag();
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->snapshot_index, r->snapshot_index);
+  kill("a");
+  Node& a2 = start("a", true);
+  ASSERT_TRUE(eventually([&] { return barrier(a2).is_ok(); }));
+  EXPECT_EQ(a2.status().snapshot_index, r->snapshot_index);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(a2.state_machine().get("k" + std::to_string(i)), "v");
+}
+
 // A leader that loses its majority stops acknowledging; the majority elects a new leader.
 TEST_F(NodeTest, IsolatedLeaderIsReplaced) {
   ASSERT_NO_FATAL_FAILURE(start_three_voters());
