@@ -161,7 +161,8 @@ class SnapshotCodec {
     return out;
   }
 
-  static Result<Store> decode(std::string_view bytes, StoreOptions options) {
+  static Result<Store> decode(std::string_view bytes, StoreOptions options,
+                              const Store::LeasedKeySink& on_leased_key) {
     if (bytes.size() < kCrcBytes) return corrupt("too short");
     const std::string_view body = bytes.substr(0, bytes.size() - kCrcBytes);
     ByteReader crc_reader(bytes.substr(body.size()));
@@ -214,6 +215,10 @@ class SnapshotCodec {
       // comparing long common prefixes (a restart's largest cost, issue 10).
       auto it = s.index_.emplace_hint(s.index_.end(), std::move(key), std::move(hist));
       prev_key = &it->first;
+      // As Store::for_each_leased_key: the live newest version's lease.
+      if (const KeyVersion& last = it->second.back(); on_leased_key && !last.tombstone && last.lease != 0) {
+        on_leased_key(it->first, last.lease);
+      }
     }
     if (!r.at_end()) return corrupt("trailing bytes");
     return s;
@@ -278,8 +283,9 @@ void Store::end_snapshot_stream() {
   }
 }
 
-Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options) {
-  return SnapshotCodec::decode(bytes, options);
+Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options,
+                                     const LeasedKeySink& on_leased_key) {
+  return SnapshotCodec::decode(bytes, options, on_leased_key);
 }
 
 }  // namespace ckv::mvcc
