@@ -6,6 +6,8 @@ the seed API (wrk, bench/wrk/set.lua), its RSS is read, then it is killed
 (-9) and started again on the same data dir; "serving" is the first
 linearizable GET of a loaded key that answers 200. Several binaries may be
 given: each gets the same load, in this run (before/after comparisons).
+After the table, each binary's own start-up phases (its "startup: serving"
+log line, node/startup_timeline.h) say where the restart's time went.
 
     bench/restart_bench.py --keys 1000000 build/kvnode /work/main/build/kvnode
 """
@@ -64,6 +66,19 @@ def wait_serving(api, key):
     raise SystemExit(f"restart_bench: node on {api} not serving after {START_DEADLINE_S} s")
 
 
+def startup_phases(log_path, after):
+    """The restarted node's own start-up summary (node/startup_timeline.h), or "" if it logs none."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        with open(log_path) as f:
+            f.seek(after)
+            for line in f:
+                if "startup: serving" in line:
+                    return line.split("startup: ", 1)[1].strip()
+        time.sleep(0.05)
+    return ""
+
+
 def load(api, keys, conns):
     """Writes at least `keys` distinct keys; returns (written, seconds)."""
     done, t0, round_ = 0, time.monotonic(), 0
@@ -98,11 +113,14 @@ def one(binary, keys, conns):
         du = subprocess.run(["du", "-sk", data], capture_output=True, text=True).stdout.split()[0]
         p.send_signal(signal.SIGKILL)
         p.wait()
+        log.flush()
+        log_offset = os.path.getsize(f"{tmp}/node.log")
         p = start(binary, data, raft, api, log)
         restart_s = wait_serving(api, "probe")
         rss_after = rss_kib(p.pid)
         return dict(binary=binary, written=written, load_s=secs, rss_mib=rss / 1024,
-                    rss_after_mib=rss_after / 1024, disk_mib=int(du) / 1024, restart_s=restart_s)
+                    rss_after_mib=rss_after / 1024, disk_mib=int(du) / 1024, restart_s=restart_s,
+                    phases=startup_phases(f"{tmp}/node.log", log_offset))
     finally:
         p.kill()
         p.wait()
@@ -121,10 +139,16 @@ def main():
     a = ap.parse_args()
     print("| kvnode | keys written | load s | RSS loaded MiB | data dir MiB | kill -9 to serving s | RSS after restart MiB |")
     print("|---|---|---|---|---|---|---|")
+    phases = []
     for b in a.binaries:
         r = one(b, a.keys, a.conns)
         print(f"| {r['binary']} | {r['written']} | {r['load_s']:.0f} | {r['rss_mib']:.0f} | {r['disk_mib']:.0f} "
               f"| {r['restart_s']:.2f} | {r['rss_after_mib']:.0f} |", flush=True)
+        phases.append((b, r["phases"]))
+    # Where the restart's time went, as each node logged it (binaries from
+    # before the start-up timeline log nothing).
+    for b, line in phases:
+        print(f"\n{b}: {line or 'no start-up phases logged'}")
 
 
 if __name__ == "__main__":

@@ -555,16 +555,15 @@ Result<RestoredState> KvStateMachine::decode_payload(std::string_view payload) {
     if (!decoded) return corrupt("bad alarm set");
     alarms = std::move(*decoded);
   }
-  auto store = mvcc::Store::decode_snapshot(r.rest(), store_options());
-  if (!store.is_ok()) return corrupt(store.status().message());
-  // Attachments are derived from the keys (lessor.h, encode()). A key naming
-  // a lease the table lacks cannot be written (puts check the table), so
-  // such a key is damage the checksums missed.
+  // Attachments are derived from the keys (lessor.h, encode()), as they are
+  // decoded. A key naming a lease the table lacks cannot be written (puts
+  // check the table), so such a key is damage the checksums missed.
   bool orphan = false;
-  store.value().for_each_leased_key([&](const std::string& key, int64_t id) {
+  auto store = mvcc::Store::decode_snapshot(r.rest(), store_options(), [&](const std::string& key, int64_t id) {
     if (!leases.exists(id)) orphan = true;
     leases.attach(id, key);
   });
+  if (!store.is_ok()) return corrupt(store.status().message());
   if (orphan && format != kPayloadFormatNoLeases) {
     return corrupt("a key is attached to a lease the snapshot lacks");
   }

@@ -33,6 +33,8 @@ constexpr uint32_t kSnapshotMagic = 0x4356'4d31;  // "1MVC" in memory order
 constexpr uint32_t kSnapshotFormat = 1;
 constexpr uint8_t kFlagTombstone = 0x1;
 constexpr size_t kCrcBytes = 4;
+// The smallest encoded version: five i64 fields, the flags byte, an empty string32.
+constexpr size_t kMinVersionBytes = 5 * 8 + 1 + 4;
 
 Status corrupt(const std::string& why) {
   return Status(StatusCode::kCorrupt, "mvcc snapshot: " + why);
@@ -159,7 +161,8 @@ class SnapshotCodec {
     return out;
   }
 
-  static Result<Store> decode(std::string_view bytes, StoreOptions options) {
+  static Result<Store> decode(std::string_view bytes, StoreOptions options,
+                              const Store::LeasedKeySink& on_leased_key) {
     if (bytes.size() < kCrcBytes) return corrupt("too short");
     const std::string_view body = bytes.substr(0, bytes.size() - kCrcBytes);
     ByteReader crc_reader(bytes.substr(body.size()));
@@ -189,6 +192,9 @@ class SnapshotCodec {
       if (prev_key != nullptr && !(*prev_key < key)) return corrupt("keys out of order");
       if (n == 0) return corrupt("key without versions");
       std::vector<KeyVersion> hist;
+      // Sized from the count only as far as the bytes left could back it
+      // (see the layout note: a hostile count must not size an allocation).
+      hist.reserve(std::min<size_t>(n, r.remaining() / kMinVersionBytes));
       for (uint32_t i = 0; i < n; ++i) {
         KeyVersion v;
         uint8_t flags = 0;
@@ -204,9 +210,15 @@ class SnapshotCodec {
         hist.push_back(std::move(v));
       }
       s.bytes_ += Store::key_cost(key);
-      auto [it, inserted] = s.index_.emplace(std::move(key), std::move(hist));
-      (void)inserted;  // keys are strictly increasing, so always inserted
+      // Keys are strictly increasing (checked above), so each goes at the
+      // end: the hint makes the insert constant time instead of a descent
+      // comparing long common prefixes (a restart's largest cost, issue 10).
+      auto it = s.index_.emplace_hint(s.index_.end(), std::move(key), std::move(hist));
       prev_key = &it->first;
+      // As Store::for_each_leased_key: the live newest version's lease.
+      if (const KeyVersion& last = it->second.back(); on_leased_key && !last.tombstone && last.lease != 0) {
+        on_leased_key(it->first, last.lease);
+      }
     }
     if (!r.at_end()) return corrupt("trailing bytes");
     return s;
@@ -271,8 +283,9 @@ void Store::end_snapshot_stream() {
   }
 }
 
-Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options) {
-  return SnapshotCodec::decode(bytes, options);
+Result<Store> Store::decode_snapshot(std::string_view bytes, StoreOptions options,
+                                     const LeasedKeySink& on_leased_key) {
+  return SnapshotCodec::decode(bytes, options, on_leased_key);
 }
 
 }  // namespace ckv::mvcc

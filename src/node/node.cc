@@ -31,6 +31,7 @@
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "node/peer_rtt.h"
+#include "node/startup_timeline.h"
 #include "node/write_waiters.h"
 #include "raft/force_new_cluster.h"
 #include "raft/raft.h"
@@ -345,6 +346,14 @@ class Node::Impl {
   std::unique_ptr<storage::DirLock> dir_lock_;  // held until the Node is destroyed
   std::unique_ptr<storage::LogStorage> store_;
   std::unique_ptr<raft::Raft> raft_;
+  // Where this start's time goes (startup_timeline.h): open() marks the
+  // storage phases, the Raft thread the rest until the first read. Marks
+  // after the first read are ignored.
+  StartupTimeline startup_;
+  raft::Index boot_commit_ = 0;  // the commit index open() recovered
+  bool boot_replayed_ = false;   // applied up to boot_commit_ (marked once)
+  bool boot_leader_known_ = false;
+  void note_startup_progress();
 
   // Work queue of the Raft thread.
   std::mutex mu_;
@@ -476,6 +485,7 @@ Status Node::Impl::open() {
     return Status(meta.status().code(),
                   meta.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
   }
+  startup_.mark("data dir lock and node_meta");
   if (meta.value() && meta.value()->name != opts_.name) {
     return Status(StatusCode::kConflict, data_dir_ + " belongs to node '" + meta.value()->name + "', not '" +
                                              opts_.name + "' (pass -id " + meta.value()->name + ")");
@@ -492,6 +502,7 @@ Status Node::Impl::open() {
   auto store = storage::open_log_storage(data_dir_, store_options);
   if (!store.is_ok()) return store.status();
   store_ = std::move(store).value();
+  startup_.mark("WAL open and replay");
 
   auto identity = store_->get_meta(kIdentityMetaKey);
   if (!identity.is_ok()) return identity.status();
@@ -533,6 +544,7 @@ Status Node::Impl::open() {
       return Status(loaded.status().code(),
                     loaded.status().message() + " (see docs/operations.md, \"Damaged or missing files\")");
     }
+    startup_.mark("snapshot file read and checksum");
     init.snapshot = loaded.value().meta;
     set_applied_membership(init.snapshot.membership);
     if (Status st = restore_state_machine(loaded.value(), *latest.value()); !st.is_ok()) return st;
@@ -616,6 +628,8 @@ Status Node::Impl::open() {
   ro.max_forwarded_bytes_per_peer = opts_.max_forwarded_bytes_per_peer;
   ro.max_forwarded_entries_per_peer = opts_.max_forwarded_entries_per_peer;
   raft_ = std::make_unique<raft::Raft>(ro, init);
+  boot_commit_ = raft_->commit_index();
+  startup_.mark("raft core and the rest of open");
   transport_->set_local_identity(transport::PeerIdentity{id_, opts_.name, opts_.raft_address, opts_.api_address,
                                                          meta_.incarnation, cluster_id_of(raft_->membership())});
   // Entries up to the snapshot are in the state machine; later committed
@@ -650,6 +664,7 @@ void Node::Impl::start() {
   if (started_.exchange(true)) return;
   // /healthz measures the loop from here, not from open() (a long WAL replay is not a stall).
   raft_loop_at_ms_.store(steady_ms(), std::memory_order_relaxed);
+  startup_.mark("API listeners (open to start)");
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
   thread_ = std::thread([this] { run(); });
@@ -869,6 +884,18 @@ void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
   retry_failed_reads();
+  if (!startup_.finished()) note_startup_progress();
+}
+
+void Node::Impl::note_startup_progress() {
+  if (!boot_replayed_ && fsm_.applied_index() >= boot_commit_) {
+    boot_replayed_ = true;
+    startup_.mark("committed entries applied again");
+  }
+  if (!boot_leader_known_ && raft_->leader() != raft::kNoNode) {
+    boot_leader_known_ = true;
+    startup_.mark(raft_->leader() == id_ ? "first election (this node leads)" : "first leader heard");
+  }
 }
 
 void Node::Impl::retry_failed_reads() {
@@ -1249,14 +1276,20 @@ Status Node::Impl::restore_state_machine(storage::LoadedSnapshot& loaded, const 
   if (!state.is_ok()) {
     return Status(StatusCode::kCorrupt, "snapshot file " + path + " is corrupt: " + state.status().message() + hint);
   }
+  startup_.mark("snapshot decode");
   loaded.payload.clear();
   loaded.payload.shrink_to_fit();
   fsm_.restore(std::move(state).value(), loaded.meta.index);
+  startup_.mark("state machine restore");
   return Status::ok();
 }
 
 void Node::Impl::answer_reads_up_to(Index applied) {
   while (!reads_waiting_apply_.empty() && reads_waiting_apply_.begin()->first <= applied) {
+    if (!startup_.finished()) {
+      startup_.mark("first linearizable read");
+      startup_.finish("serving");
+    }
     reads_waiting_apply_.begin()->second.cb(Status::ok());
     reads_waiting_apply_.erase(reads_waiting_apply_.begin());
   }

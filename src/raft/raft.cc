@@ -159,6 +159,18 @@ class Raft::Impl {
     return membership_.is_voter(id_) ||
            (commit_ < config_history_.back().first && membership_at(commit_).is_voter(id_));
   }
+  // The only voter of its latest configuration, hearing no leader: its
+  // election needs no other vote (§5.2: its own is a majority; pre-vote,
+  // thesis §9.6, is won the same way), so waiting out a randomized timeout
+  // would only delay service (a restart of a one-member cluster). The
+  // timeout exists to avoid split votes and to let a live leader be heard
+  // (§5.2, thesis §6.2); with no other voter there is neither. Safety never
+  // rests on timing, so campaigning on the first tick changes no rule. etcd
+  // does similarly at start (etcdserver adjustTicks fast-forwards a
+  // one-member cluster to one tick before its election timeout).
+  bool sole_voter_without_leader() const {
+    return leader_ == kNoNode && membership_.voters().size() == 1 && membership_.is_voter(id_) && promotable();
+  }
   static size_t majority(size_t voters) { return voters / 2 + 1; }
   size_t quorum() const { return majority(membership_.voters().size()); }
 
@@ -449,7 +461,7 @@ void Raft::Impl::campaign(bool pre_vote, bool forced) {
 void Raft::Impl::tick() {
   election_elapsed_++;
   if (role_ != StateRole::kLeader) {
-    if (election_elapsed_ >= randomized_election_timeout_) {
+    if (election_elapsed_ >= randomized_election_timeout_ || sole_voter_without_leader()) {
       if (promotable()) {
         campaign(opts_.pre_vote, false);
       } else {

@@ -51,7 +51,10 @@ struct Options {
   NodeId id = kNoNode;
   // Timing in ticks. The election timeout is drawn uniformly from
   // [election_ticks, 2 * election_ticks) (§5.2); a leader sends heartbeats
-  // every heartbeat_ticks. election_ticks must exceed heartbeat_ticks.
+  // every heartbeat_ticks. election_ticks must exceed heartbeat_ticks. The
+  // only voter of its configuration, hearing no leader, campaigns on its
+  // next tick instead: nobody else's vote is needed (a one-member cluster's
+  // restart serves after one tick, not after an election timeout).
   int election_ticks = 10;
   int heartbeat_ticks = 1;
   uint64_t random_seed = 1;  // drives election timeouts; same seed, same run

@@ -87,6 +87,72 @@ TEST(RaftBootstrap, SingleNodeClusterElectsItselfAndCommits) {
   EXPECT_EQ(net.fsm(1).commands, std::vector<std::string>{"x"});
 }
 
+// §5.2 with one voter: its own vote is a majority, so it campaigns on its
+// first tick instead of waiting out a randomized timeout (a restart of a
+// one-member cluster serves sooner, issue 10); pre-vote does not delay it.
+TEST(RaftSoleVoter, CampaignsOnItsFirstTick) {
+  for (bool pre_vote : {true, false}) {
+    SCOPED_TRACE(pre_vote ? "pre-vote" : "no pre-vote");
+    Network net(1, [pre_vote](Options& o) { o.pre_vote = pre_vote; });
+    const Term before = net.raft(1).term();
+    net.tick(1);
+    EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
+    EXPECT_EQ(net.raft(1).term(), before + 1) << "one election, one term";
+    net.deliver_all();
+    EXPECT_EQ(net.storage(1).hard_state.vote, 1u) << "its self-vote is persisted (Figure 2)";
+  }
+}
+
+// The same after a restart: the stored term and log are kept, the new term is one higher.
+TEST(RaftSoleVoter, RestartedSoleVoterLeadsOnItsFirstTick) {
+  Network net(1);
+  ASSERT_TRUE(net.tick_until_leader(1, 1));
+  ProposeResult r = net.raft(1).propose("x");
+  ASSERT_TRUE(r.ok());
+  net.deliver_all();
+  const Term term = net.raft(1).term();
+  net.restart(1);
+  EXPECT_EQ(net.raft(1).role(), StateRole::kFollower);
+  net.tick(1);
+  EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
+  EXPECT_EQ(net.raft(1).term(), term + 1);
+  EXPECT_GE(net.raft(1).last_index(), r.index);
+}
+
+// Learners do not vote: the only voter beside a learner still campaigns at once.
+TEST(RaftSoleVoter, VoterWithALearnerLeadsOnItsFirstTick) {
+  Membership m = voters({1});
+  m.members.push_back(Member{2, MemberRole::kLearner, ""});
+  Network net;
+  net.add(1, bootstrap_state(m));
+  net.add(2, bootstrap_state(m));
+  net.tick(1);
+  EXPECT_EQ(net.raft(1).role(), StateRole::kLeader);
+  // The learner never campaigns, however long it waits.
+  for (int i = 0; i < 100; ++i) net.tick(2);
+  EXPECT_NE(net.raft(2).role(), StateRole::kPreCandidate);
+  EXPECT_NE(net.raft(2).role(), StateRole::kCandidate);
+}
+
+// With another voter the randomized timeout stays (§5.2: it avoids split votes).
+TEST(RaftSoleVoter, VoterOfTwoWaitsItsElectionTimeout) {
+  Network net(2);
+  const int election_ticks = default_options(1).election_ticks;
+  for (int i = 0; i + 1 < election_ticks; ++i) {
+    net.tick(1);
+    ASSERT_EQ(net.raft(1).role(), StateRole::kFollower) << "tick " << i + 1;
+  }
+  EXPECT_EQ(net.sent().size(), 0u);
+}
+
+// set_removed (raft.h): a node told it was removed never campaigns, sole voter or not.
+TEST(RaftSoleVoter, RemovedSoleVoterDoesNotCampaign) {
+  Network net(1);
+  net.raft(1).set_removed(true);
+  for (int i = 0; i < 100; ++i) net.tick(1);
+  EXPECT_EQ(net.raft(1).role(), StateRole::kFollower);
+}
+
 // raft.h first boot: a node with empty state waits to be added; it is in no configuration, so it never campaigns.
 TEST(RaftBootstrap, NodeWaitingToBeAddedNeverCampaigns) {
   Network net;

@@ -253,6 +253,35 @@ TEST_F(WalTest, CompactionDeletesWholeSegments) {
   EXPECT_EQ(files, w->segment_count());
 }
 
+// Replay keeps only the entries at or above the compaction point (wal.cc,
+// Replayed), yet still knows the whole log's end: where the next append
+// must go, and a truncation that reaches below the point.
+TEST_F(WalTest, ReplayKnowsTheLogBelowTheCompactionPoint) {
+  {
+    auto w = open();
+    for (raft::Index i = 1; i <= 100; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 4, 200), std::nullopt, false).is_ok());
+    ASSERT_TRUE(w->compact(90).is_ok());
+  }
+  {
+    auto w = open();
+    EXPECT_EQ(load(*w), entries(90, 100, 4, 200));
+    // A gap after the last entry (100) is refused; a leader's overwrite
+    // from below the point truncates everything kept.
+    EXPECT_FALSE(w->persist(entries(102, 102, 5), std::nullopt, false).is_ok());
+    ASSERT_TRUE(w->persist(entries(85, 86, 5), std::nullopt, false).is_ok());
+    EXPECT_TRUE(load(*w).empty());
+  }
+  auto w = open();
+  EXPECT_TRUE(load(*w).empty()) << "86 is below the compaction point";
+  EXPECT_FALSE(w->persist(entries(90, 90, 5), std::nullopt, false).is_ok()) << "the log ends at 86";
+  ASSERT_TRUE(w->persist(entries(87, 91, 5), std::nullopt, false).is_ok());
+  EXPECT_EQ(load(*w), entries(90, 91, 5));
+  w.reset();
+  w = open();
+  EXPECT_EQ(load(*w), entries(90, 91, 5));
+}
+
 // A crash during roll-over or compaction leaves a segment file the metadata
 // does not list: removed at open, never read.
 TEST_F(WalTest, UnlistedSegmentFilesAreRemoved) {

@@ -277,7 +277,7 @@ void append_commit_record(std::string& out, uint32_t salt, uint64_t seq, uint64_
 }
 
 Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last,
-                                 raft::Index keep_data_from) {
+                                 raft::Index keep_data_from, const BatchSink& on_batch) {
   auto header = decode_segment_header(file);
   if (!header.is_ok()) return corrupt_at(0, header.status().message());
   const uint32_t salt = header.value().salt;
@@ -310,7 +310,11 @@ Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, boo
       }
       if (scan.first_seq == 0) scan.first_seq = seq;
       scan.last_seq = seq;
-      for (Record& q : pending) scan.records.push_back(std::move(q));
+      if (on_batch) {
+        if (Status s = on_batch(pending); !s.is_ok()) return s;
+      } else {
+        for (Record& q : pending) scan.records.push_back(std::move(q));
+      }
       pending.clear();
       pos = p.next;
       batch_start = pos;

@@ -49,6 +49,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -136,8 +137,17 @@ struct SegmentScan {
 // tail). Entries below keep_data_from are checked but their data is not
 // copied (they are compacted; replay needs only their index and term).
 // kCorrupt messages start with "offset N: ".
+//
+// on_batch, when given, receives each complete batch's records (commit
+// record left out) as soon as its commit record is read, and may move them
+// out; SegmentScan::records then stays empty. Replay uses it to build the
+// log as it reads instead of holding every record of a 64 MiB segment
+// first (issue 10). Its failure ends the scan with that status. A later
+// failure of the scan itself still fails it: the caller must discard what
+// on_batch built when the scan fails.
+using BatchSink = std::function<Status(std::vector<Record>&)>;
 Result<SegmentScan> scan_segment(std::string_view file, uint64_t expect_seq, bool last,
-                                 raft::Index keep_data_from = 0);
+                                 raft::Index keep_data_from = 0, const BatchSink& on_batch = nullptr);
 
 // The metadata file (wal/meta): the source of truth for which segments exist.
 //   "CKVWALMT" | format u8 (1) | crc32c u32 of the body | body:
