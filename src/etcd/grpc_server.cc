@@ -332,8 +332,9 @@ class MaintenanceGrpcService final : public pb::Maintenance::Service {
   }
   grpc::Status Alarm(grpc::ServerContext* ctx, const pb::AlarmRequest* req, pb::AlarmResponse* resp) override {
     const fsm::AlarmRequest r = etcd::from_pb(*req);
+    const Credentials creds = credentials_from(*ctx);
     auto a = wait_for<AlarmAnswer>(*ctx, kAlarmTimeoutMs, [&](MaintenanceService::Done<AlarmAnswer> done) {
-      ops_.alarm(r, kAlarmTimeoutMs, std::move(done));
+      ops_.alarm(r, creds, kAlarmTimeoutMs, std::move(done));
     });
     if (!a.is_ok()) return to_grpc(maintenance_error(a.status()));
     to_pb(a.value(), resp);

@@ -23,7 +23,7 @@ Status MaintenanceService::require_root(const Credentials& creds, const char* wh
   return auth_->require_admin(creds, what);
 }
 
-void MaintenanceService::alarm(fsm::AlarmRequest r, int timeout_ms, Done<AlarmAnswer> done) {
+void MaintenanceService::alarm(fsm::AlarmRequest r, const Credentials& creds, int timeout_ms, Done<AlarmAnswer> done) {
   if (static_cast<int32_t>(r.action) < 0 || r.action > fsm::AlarmAction::kDeactivate) {
     return done(Status(StatusCode::kInvalid, "unknown alarm action " + std::to_string(static_cast<int32_t>(r.action))));
   }
@@ -42,6 +42,7 @@ void MaintenanceService::alarm(fsm::AlarmRequest r, int timeout_ms, Done<AlarmAn
       done(std::move(a));
     });
   }
+  if (Status s = require_root(creds, "an alarm change"); !s.is_ok()) return done(s);
   fsm::Command c;
   c.request = r;
   node_.propose(std::move(c), timeout_ms, [this, done = std::move(done)](Result<node::WriteResult> wr) {

@@ -67,8 +67,11 @@ class MaintenanceService {
   template <typename T>
   using Done = std::function<void(Result<T>)>;
 
-  // kInvalid for an action or type outside etcd's enums.
-  void alarm(fsm::AlarmRequest r, int timeout_ms, Done<AlarmAnswer> done);
+  // kInvalid for an action or type outside etcd's enums. With auth enabled,
+  // ACTIVATE and DEACTIVATE need root (a raised NOSPACE stops every write
+  // of the cluster: etcd 3.4 let anyone raise it, etcd 3.6 needs admin);
+  // GET needs no role, as on etcd 3.4.
+  void alarm(fsm::AlarmRequest r, const Credentials& creds, int timeout_ms, Done<AlarmAnswer> done);
   void defragment(const Credentials& creds, Done<Header> done);
   void hash(const Credentials& creds, Done<HashAnswer> done);
   void hash_kv(const Credentials& creds, int64_t revision, Done<HashAnswer> done);

@@ -53,7 +53,7 @@ void etcd_maintenance_gateway(const Request& req, const std::string& path, etcd:
   if (path == "/v3/maintenance/alarm") {
     pb::AlarmRequest m;
     if (Status s = parse_gateway_json(req.body, kMaxMaintenanceJsonDepth, &m); !s.is_ok()) return reply(error_of(s));
-    return ops.alarm(etcd::from_pb(m), timeout_ms, answer_with<pb::AlarmResponse, etcd::AlarmAnswer>(std::move(reply)));
+    return ops.alarm(etcd::from_pb(m), creds, timeout_ms, answer_with<pb::AlarmResponse, etcd::AlarmAnswer>(std::move(reply)));
   }
   if (path == "/v3/maintenance/defragment") {
     pb::DefragmentRequest m;
