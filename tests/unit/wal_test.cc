@@ -539,6 +539,60 @@ TEST_F(WalTest, LostSectorUnderAStraddlingRecordHeaderIsTorn) {
   EXPECT_EQ(w.value()->load_hard_state().value(), (HardState{1, 1, 0}));
 }
 
+// A segment's first batch may fill it (no roll-over happens before a
+// segment's first batch) and a batch written on a full disk may run up to
+// its end, leaving fewer zeros than a record header after the last commit.
+// Those zeros are preallocated space, not a cut-short header: once a newer
+// segment exists the older one must still open (sim seeds 203384 and
+// 204170 ended segments 3 and 7 bytes short of 4096 and refused to restart).
+TEST_F(WalTest, SegmentFilledToWithinARecordHeaderOfItsEndReopens) {
+  const HardState hs{1, 1, 0};
+  // Header 32 + entry record 26 + data + hard state 33 + commit 33.
+  const size_t overhead = wal::kSegmentHeaderBytes + wal::entry_record_bytes(Entry{}) +
+                          wal::kHardStateRecordBytes + wal::kCommitRecordBytes;
+  for (size_t gap = 0; gap <= wal::kRecordHeaderBytes; ++gap) {
+    SCOPED_TRACE("gap " + std::to_string(gap));
+    std::filesystem::remove_all(dir_ / "wal");
+    const auto first = entries(1, 1, 1, kSmallSegmentBytes - gap - overhead);
+    {
+      auto w = open();
+      ASSERT_TRUE(w->persist(first, hs, false).is_ok());
+      ASSERT_EQ(data_end(read(segment(1))), kSmallSegmentBytes - gap);
+      ASSERT_EQ(std::filesystem::file_size(segment(1)), kSmallSegmentBytes);
+    }
+    {  // The newest segment: a clean end, nothing to cut.
+      auto scan = wal::scan_segment(read(segment(1)), 0, true);
+      ASSERT_TRUE(scan.is_ok()) << scan.status().to_string();
+      EXPECT_FALSE(scan.value().torn) << scan.value().stop_reason;
+      auto w = open();
+      ASSERT_NE(w, nullptr);
+      EXPECT_EQ(w->repaired_bytes(), 0u);
+      EXPECT_EQ(load(*w), first);
+      ASSERT_TRUE(w->persist(entries(2, 2, 1), std::nullopt, false).is_ok());
+      EXPECT_EQ(w->segment_count(), 2u);
+    }
+    auto want = first;
+    want.push_back(entries(2, 2, 1)[0]);
+    auto w = open();  // segment 1 is no longer the newest
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ(load(*w), want);
+    EXPECT_EQ(w->load_hard_state().value(), hs);
+    w.reset();
+    if (gap == 0) continue;
+    // Damage stays damage: a nonzero byte there was never written by the WAL.
+    std::string file = read(segment(1));
+    file[kSmallSegmentBytes - 1] = 'x';
+    write(segment(1), file);
+    auto bad = try_open();
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_EQ(bad.status().code(), StatusCode::kCorrupt);
+    EXPECT_NE(bad.status().message().find("offset " + std::to_string(kSmallSegmentBytes - gap) +
+                                          ": "),
+              std::string::npos)
+        << bad.status().message();
+  }
+}
+
 // Seeded fuzzing of whole segment files: random flips, zeroed or garbage
 // spans, cuts. open() never crashes; when it accepts the file, it replays
 // all batches or all but the last (a torn tail), nothing else.

@@ -1,7 +1,9 @@
 // The WAL's on-disk format: segment headers, framed records, the batch scan that tells a torn tail from damage, and the metadata file.
 //
 // A segment file (wal/<seq, 16 hex digits>.wal) is a 32-byte header, then
-// records, then zeros (the file is preallocated). Little-endian throughout.
+// records, then zeros (the file is preallocated; a segment's first batch
+// may fill it to within a few bytes of its end, or run past it, growing
+// the file). Little-endian throughout.
 //
 //   segment header: "CKVWALSG" | format u32 (2; 1 is still read) | segment seq u64 | salt u32 | reserved u32 (0) | crc32c u32 of the 28 bytes before
 //   record:         length u32 (of type + payload) | crc32c u32 (seeded with the salt) of type + payload | type u8 | payload
@@ -31,6 +33,8 @@
 //
 // Torn tail versus damage (scan_segment): reading stops at the first record
 // that is not intact (zero header, bad length, bad checksum) at offset X.
+// Zeros where a header would start (an all-zero header, or fewer bytes
+// than a header before the end of the file, all zero) are the end.
 //  - The rest of the segment is searched for intact commit records. One
 //    with a later batch seq than the batch X is in proves a complete,
 //    acknowledged batch lies beyond the damage: kCorrupt (file + offset X),
