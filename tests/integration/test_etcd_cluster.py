@@ -178,8 +178,6 @@ class EtcdClusterTest(ClusterTest):
                 self.assertIsInstance(s[k], str)  # protobuf's JSON mapping: 64-bit integers as strings
 
         api = nodes[1].api
-        r = post(api, "/v3/election/campaign", '{}')
-        self.assertEqual((r.status, r.json["code"]), (501, 12), r)
         self.assertEqual(post(api, "/v3/no/such/thing").status, 404)
         r = post(api, "/v3/maintenance/status", "junk")
         self.assertEqual((r.status, r.json["code"]), (400, 3), r)
