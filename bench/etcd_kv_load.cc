@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,7 @@ struct Options {
   int value_bytes = 256;
   bool serializable = false;
   std::string key_prefix = "bench/";
+  double slow_ms = 0;  // > 0: print each measured request slower than this to stderr, with its wall-clock start
 };
 
 bool parse_args(int argc, char** argv, Options& o) {
@@ -88,6 +90,8 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.value_bytes = std::atoi(v);
     } else if (const char* v = value("--key-prefix")) {
       o.key_prefix = v;
+    } else if (const char* v = value("--slow-ms")) {
+      o.slow_ms = std::atof(v);
     } else if (a == "--serializable") {
       o.serializable = true;
     } else {
@@ -221,7 +225,9 @@ class Load {
       const Clock::time_point now = Clock::now();
       if (call->started >= measure_from_ && now <= stop_at_) {
         if (ok && call->status.ok()) {
-          local.push_back(std::chrono::duration<double, std::milli>(now - call->started).count());
+          const double ms = std::chrono::duration<double, std::milli>(now - call->started).count();
+          local.push_back(ms);
+          if (o_.slow_ms > 0 && ms > o_.slow_ms) report_slow(ms, now);
         } else {
           ++errors;
           if (first_error.empty()) {
@@ -235,6 +241,21 @@ class Load {
     stats.latencies_ms.insert(stats.latencies_ms.end(), local.begin(), local.end());
     stats.errors += errors;
     if (stats.first_error.empty()) stats.first_error = first_error;
+  }
+
+  // One line per slow request: when it started (wall clock, to match server
+  // logs), how long it took, and the client.
+  static void report_slow(double ms, Clock::time_point done) {
+    const auto started = std::chrono::system_clock::now() -
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - done) -
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                             std::chrono::duration<double, std::milli>(ms));
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(started.time_since_epoch()).count();
+    const std::time_t secs = static_cast<std::time_t>(us / 1000000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::fprintf(stderr, "slow: started %02d:%02d:%02d.%06lld took %.3f ms\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 static_cast<long long>(us % 1000000), ms);
   }
 
   const Options o_;

@@ -4,6 +4,7 @@
 // <utility> (below) must precede Asio: Boost 1.74's awaitable.hpp uses
 // std::exchange without including it (DESIGN.md, platform notes).
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -198,6 +199,18 @@ class TcpTransport::Impl {
             (!queue_.empty() && queued_bytes_ + frame.size() > o.max_queue_bytes)) {
           return false;
         }
+        if (writer_waiting_ && direct_fd_ >= 0) {
+          // The writer is parked, so the queue is empty and nothing else
+          // writes to the socket: write here, sparing the I/O thread's
+          // wake-up (two per replicated write: the append and its answer).
+          const size_t n = write_now_locked(frame);
+          if (n == frame.size()) {
+            ++owner_.counters_.sent;
+            metrics::instruments().peers.sent(id_, 1, frame.size());
+            return true;
+          }
+          frame.erase(0, n);  // the socket is full (or broken): the writer sends the rest, first
+        }
         queued_bytes_ += frame.size();
         queue_.push_back(std::move(frame));
         wake = std::exchange(writer_waiting_, false);
@@ -314,7 +327,31 @@ class TcpTransport::Impl {
 
    private:
     void close_stream() {
+      {
+        // No sender may write to the descriptor once it closes (and is reused).
+        std::lock_guard lock(mu_);
+        direct_fd_ = -1;
+      }
       if (stream_) stream_->close();
+    }
+
+    // Under mu_, with the writer parked: as much of frame as the socket takes
+    // now, never waiting. A broken socket takes nothing more; the writer's
+    // next write fails too and reconnects.
+    size_t write_now_locked(const std::string& frame) {
+      size_t done = 0;
+      while (done < frame.size()) {
+        const ssize_t n = ::send(direct_fd_, frame.data() + done, frame.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+          done += static_cast<size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else {
+          if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) direct_fd_ = -1;
+          break;
+        }
+      }
+      return done;
     }
 
     // Closes the current stream when the timer armed for `attempt` fires
@@ -452,7 +489,12 @@ class TcpTransport::Impl {
           self->queued_bytes_ -= bytes;
           // Set under the same lock as the emptiness check, and the wait below
           // starts before any other handler runs, so a wake-up cannot be lost.
-          if (batch.empty()) self->writer_waiting_ = true;
+          if (batch.empty()) {
+            self->writer_waiting_ = true;
+            // A plain stream may be written by senders while we wait (enqueue);
+            // TLS state belongs to this thread.
+            self->direct_fd_ = stream->is_tls() || !stream->is_open() ? -1 : stream->socket().native_handle();
+          }
         }
         if (batch.empty()) {
           error_code ec;
@@ -474,6 +516,7 @@ class TcpTransport::Impl {
       }
       std::lock_guard lock(self->mu_);
       self->writer_waiting_ = false;
+      self->direct_fd_ = -1;
     }
 
     // Reads what the peer sends back on our stream: its replies when it has
@@ -533,6 +576,7 @@ class TcpTransport::Impl {
     size_t queued_bytes_ = 0;
     bool accepting_ = true;        // false while unreachable or closed: enqueue drops
     bool writer_waiting_ = false;  // the writer is parked on wake_
+    int direct_fd_ = -1;  // while it is, and the stream is plain TCP: its socket, for enqueue to write
   };
 
   Impl(raft::NodeId local_id, std::string listen_address, TcpTransportOptions options)

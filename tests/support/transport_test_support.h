@@ -29,10 +29,22 @@ class Inbox {
  public:
   Transport::Handler handler() {
     return [this](raft::Message m) {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
       msgs_.push_back(std::move(m));
       cv_.notify_all();
+      // Held: the transport's reader stops here, so its socket fills up.
+      cv_.wait(lock, [&] { return !held_; });
     };
+  }
+  // From the next delivery until release(), the delivering thread waits.
+  void hold() {
+    std::lock_guard lock(mu_);
+    held_ = true;
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    held_ = false;
+    cv_.notify_all();
   }
   // Waits until at least n messages arrived; false on timeout.
   bool wait_for_count(size_t n, std::chrono::milliseconds timeout = kDeadline) {
@@ -52,6 +64,7 @@ class Inbox {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<raft::Message> msgs_;
+  bool held_ = false;
 };
 
 // A node under test: transport on 127.0.0.1, port chosen by the kernel

@@ -162,6 +162,50 @@ TEST(TcpTransport, OneMebibyteSnapshotChunkIsDelivered) {
   EXPECT_EQ(got[2].context, 2u);
 }
 
+// A frame sent while the peer's writer waits is written by the sender itself
+// (tcp_transport.cc, enqueue); what the socket does not take at once is
+// finished by the writer, ahead of what follows. The receiver stops reading
+// while 48 MiB go out (more than loopback's socket buffers hold), so sends
+// meet a full socket.
+TEST(TcpTransport, FramesSentToAnIdlePeerArriveWholeAndInOrderWhenTheSocketFills) {
+  TestNode a(1);
+  TestNode b(2);
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
+  constexpr uint64_t kChunks = 48;
+  auto byte_at = [](uint64_t context, size_t k) { return static_cast<char>((k * 31 + context) >> 2); };
+  a.transport.send(msg(1, 2, 0));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));  // the writer has nothing left: it parks
+  b.inbox.hold();
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(b.inbox.wait_for_count(2));  // b's reader is held from here on
+  uint64_t next = 2;
+  for (uint64_t c = 0; c < kChunks; ++c) {
+    raft::Message chunk;
+    chunk.type = raft::MessageType::kSnapshot;
+    chunk.from = 1;
+    chunk.to = 2;
+    chunk.context = next++;
+    chunk.data.resize(1 << 20);
+    for (size_t i = 0; i < chunk.data.size(); ++i) chunk.data[i] = byte_at(chunk.context, i);
+    chunk.data_length = chunk.data.size();
+    a.transport.send(std::move(chunk));
+  }
+  a.transport.send(msg(1, 2, next++));
+  b.inbox.release();
+  ASSERT_TRUE(b.inbox.wait_for_count(next)) << "b got " << b.inbox.size();
+  auto got = b.inbox.messages();
+  ASSERT_EQ(got.size(), next);
+  for (uint64_t i = 0; i < next; ++i) {
+    ASSERT_EQ(got[i].context, i);
+    if (i < 2 || i == next - 1) continue;
+    ASSERT_EQ(got[i].data.size(), size_t{1} << 20);
+    for (size_t k = 0; k < got[i].data.size(); k += 4093) ASSERT_EQ(got[i].data[k], byte_at(i, k)) << "byte " << k;
+  }
+  EXPECT_EQ(a.transport.stats().messages_dropped, 0u);
+  EXPECT_EQ(a.transport.stats().messages_sent, next);
+}
+
 // transport.h: a dead peer cannot stall the others; its messages are dropped, send() never blocks.
 TEST(TcpTransport, DeadPeerDoesNotStallLivePeer) {
   TestNode a(1);
