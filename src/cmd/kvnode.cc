@@ -245,7 +245,8 @@ int main(int argc, char** argv) {
                "keep everything in memory (tests): nothing survives a restart");
   app.add_option("--id", opts.name, "this node's name in the cluster (default: the raft address)");
   app.add_option("--snapshot-threshold", opts.snapshot_threshold,
-                 "take a snapshot after this many entries applied since the last one (0: never)")
+                 "take a snapshot after this many entries applied since the last one (0: never); past a 4 MiB "
+                 "snapshot, also not before those entries add up to a quarter of its size (at most 256 MiB)")
       ->capture_default_str();
   app.add_option(
          "--snapshot-trailing", opts.snapshot_trailing,

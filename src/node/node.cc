@@ -31,6 +31,7 @@
 #include "node/forward_waiters.h"
 #include "node/member_info.h"
 #include "node/peer_rtt.h"
+#include "node/snapshot_policy.h"
 #include "node/startup_timeline.h"
 #include "node/write_waiters.h"
 #include "raft/force_new_cluster.h"
@@ -400,6 +401,11 @@ class Node::Impl {
   std::optional<storage::SnapshotFile> snapshot_;  // the current local snapshot file
   std::optional<fsm::RestoredState> installed_state_;  // a received snapshot's state, between persist and apply
   bool snapshot_in_progress_ = false;
+  // Bytes of entries applied since this process started, and the count when
+  // the last snapshot began (or a received one was installed): the size rule
+  // of maybe_start_snapshot.
+  uint64_t applied_entry_bytes_ = 0;
+  uint64_t applied_entry_bytes_at_snapshot_ = 0;
   std::thread snapshot_thread_;
   int incoming_fd_ = -1;
   Clock::time_point next_snapshot_attempt_{};
@@ -1162,6 +1168,7 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
     set_applied_membership(snapshot_->meta.membership);
     fsm_.restore(std::move(*installed_state_), rd.snapshot->index);
     installed_state_.reset();
+    applied_entry_bytes_at_snapshot_ = applied_entry_bytes_;
     applied_term_ = rd.snapshot->term;
     // Every lease may have changed: promote again with full TTLs (never shorter).
     lease_expiry_.demote();
@@ -1213,6 +1220,7 @@ void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {
 
 void Node::Impl::apply_entry(const raft::Entry& e) {
   applied_term_ = e.term;
+  applied_entry_bytes_ += e.data.size();
   if (e.type == raft::EntryType::kConfig) {
     auto m = raft::decode_membership(e.data);
     KV_CHECK(m.has_value(), "undecodable configuration at index %llu", static_cast<unsigned long long>(e.index));
@@ -2114,7 +2122,12 @@ void Node::Impl::maybe_start_snapshot() {
   if (!defrag && (opts_.snapshot_threshold == 0 || no_space_ || Clock::now() < next_snapshot_attempt_)) return;
   const Index applied = fsm_.applied_index();
   const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
-  if (!defrag && applied < last_snapshot + opts_.snapshot_threshold) return;
+  const SnapshotPolicy policy{opts_.snapshot_threshold};
+  if (!defrag && !policy.due(applied - std::min(applied, last_snapshot), applied_entry_bytes_ - applied_entry_bytes_at_snapshot_,
+                             snapshot_ ? snapshot_->meta.size_bytes : 0)) {
+    return;
+  }
+  applied_entry_bytes_at_snapshot_ = applied_entry_bytes_;
   if (defrag) {
     defrags_in_snapshot_ = std::move(pending_defrags_);
     pending_defrags_.clear();

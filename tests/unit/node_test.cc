@@ -426,6 +426,33 @@ TEST_F(NodeTest, SnapshotsCompactAndNewNodeCatchesUp) {
   EXPECT_EQ(c2.state_machine().get("k99"), std::string(50, 'x'));
 }
 
+// node/snapshot_policy.h, wired: once the state passes the size rule's
+// floor, the entry threshold alone no longer starts a snapshot; enough new
+// log (a quarter of the last snapshot) does.
+TEST_F(NodeTest, ALargeStateSnapshotsOnlyOnceTheLogIsAQuarterOfIt) {
+  snapshot_threshold_ = 20;
+  start("a", true);
+  ASSERT_TRUE(eventually([&] { return leader() != nullptr; }));
+  Node& a = *nodes_["a"];
+  const std::string big(512 * 1024, 'b');
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(write(a, "big" + std::to_string(i), big).is_ok());  // 6 MiB
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(write(a, "s" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return a.status().snapshot_index > 0; }));
+  const uint64_t first = a.status().snapshot_index;
+  // Sixty small writes are three thresholds' worth, but a few KiB against a
+  // 6 MiB snapshot. The restart shows which snapshot files were written: a
+  // stop lets a snapshot in progress finish.
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(write(a, "t" + std::to_string(i), "v").is_ok());
+  kill("a");
+  Node& a2 = start("a", true);
+  ASSERT_TRUE(eventually([&] { return barrier(a2).is_ok(); }));
+  EXPECT_EQ(a2.status().snapshot_index, first);
+  // 2 MiB more log (over a quarter of ~6 MiB), and the threshold: a snapshot.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(write(a2, "big" + std::to_string(i), big).is_ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(write(a2, "u" + std::to_string(i), "v").is_ok());
+  ASSERT_TRUE(eventually([&] { return a2.status().snapshot_index > first; }));
+}
+
 // Maintenance.Defragment: a snapshot now, whatever the threshold, and the
 // log it covers dropped (but the trailing entries); with nothing new since,
 // answered at once; the member restarts from that snapshot.
