@@ -119,6 +119,7 @@ struct Stats {
   std::vector<double> latencies_ms;
   uint64_t errors = 0;
   std::string first_error;
+  uint64_t completed = 0;  // every request answered, warm-up included (for CPU per request)
 };
 
 // One in-flight request and what it needs until it completes.
@@ -217,12 +218,14 @@ class Load {
     in_flight -= orphaned_[static_cast<size_t>(t)];
     std::vector<double> local;
     uint64_t errors = 0;
+    uint64_t completed = 0;
     std::string first_error;
     void* tag = nullptr;
     bool ok = false;
     while (in_flight > 0 && cq.Next(&tag, &ok)) {
       std::unique_ptr<Call> call(static_cast<Call*>(tag));
       const Clock::time_point now = Clock::now();
+      ++completed;
       if (call->started >= measure_from_ && now <= stop_at_) {
         if (ok && call->status.ok()) {
           const double ms = std::chrono::duration<double, std::milli>(now - call->started).count();
@@ -238,6 +241,7 @@ class Load {
       if (now >= stop_at_ || !start_call(call->client, rngs_for(call->client))) --in_flight;
     }
     std::lock_guard lock(stats.mu);
+    stats.completed += completed;
     stats.latencies_ms.insert(stats.latencies_ms.end(), local.begin(), local.end());
     stats.errors += errors;
     if (stats.first_error.empty()) stats.first_error = first_error;
@@ -302,10 +306,11 @@ int main(int argc, char** argv) {
   const double ops = static_cast<double>(stats.latencies_ms.size());
   std::printf(
       "{\"op\":\"%s\",\"serializable\":%s,\"clients\":%d,\"conns\":%d,\"ops\":%.0f,\"rps\":%.1f,"
-      "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%llu,\"first_error\":\"%s\"}\n",
+      "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%llu,\"first_error\":\"%s\",\"total_ops\":%llu}\n",
       o.op.c_str(), o.serializable ? "true" : "false", o.clients, o.conns, ops, ops / o.duration_s,
       percentile(stats.latencies_ms, 0.50), percentile(stats.latencies_ms, 0.99),
       stats.latencies_ms.empty() ? 0.0 : stats.latencies_ms.back(),
-      static_cast<unsigned long long>(stats.errors), json_escape(stats.first_error).c_str());
+      static_cast<unsigned long long>(stats.errors), json_escape(stats.first_error).c_str(),
+      static_cast<unsigned long long>(stats.completed));
   return 0;
 }

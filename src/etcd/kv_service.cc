@@ -96,7 +96,8 @@ class KvService::Impl {
       : node_(node),
         options_(std::move(options)),
         credentials_(member_channel_credentials(options_.tls)),
-        pool_(options_.workers) {}
+        pool_(options_.workers),
+        answers_(pool_) {}
 
   ~Impl() { stop(); }
 
@@ -373,7 +374,7 @@ class KvService::Impl {
     auth::Caller who = c.caller;
     node_.propose(std::move(c), options_.request_timeout_ms,
                   [this, what, who = std::move(who), done = std::move(done)](Result<node::WriteResult> wr) mutable {
-                    pool_.post([this, what, who, wr = std::move(wr), done = std::move(done)]() mutable {
+                    answers_.post([this, what, who, wr = std::move(wr), done = std::move(done)]() mutable {
                       if (wr.is_ok() && options_.auth != nullptr) options_.auth->note_if_refused(what, who, wr->status);
                       answer_proposal<Resp>(std::move(wr), done);
                     });
@@ -502,6 +503,10 @@ class KvService::Impl {
   // TLS when this node serves TLS (every member of a cluster does or none).
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   WorkPool pool_;
+  // Applied writes' answers, handed off from the Raft thread a batch at a
+  // time; its drains run in pool_. Destroyed before pool_, which is safe:
+  // ~Impl's stop() has run every queued drain and joined pool_'s threads.
+  BurstHandoff answers_;
 
   std::mutex mu_;
   bool stopped_ = false;
