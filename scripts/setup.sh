@@ -42,3 +42,17 @@ if ((${#missing[@]})); then
 else
   echo "setup: all packages present"
 fi
+
+# The npm etcd3 client for tests/integration/test_node_etcd3.py, pinned by
+# tests/clients/node/package-lock.json; Debian's Node.js when none is installed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+node_client="$(dirname "${BASH_SOURCE[0]}")/../tests/clients/node"
+if [[ ! "$node_client/node_modules/.package-lock.json" -nt "$node_client/package-lock.json" ]]; then
+  echo "setup: installing the npm etcd3 client (npm ci in tests/clients/node)"
+  npm ci --prefix "$node_client" --no-audit --no-fund --ignore-scripts --loglevel=error
+fi
