@@ -1,6 +1,8 @@
 // Auth message conversions (see auth_convert.h).
 #include "etcd/auth_convert.h"
 
+#include "etcd/header_convert.h"
+
 #include <string>
 
 
@@ -78,20 +80,13 @@ std::optional<auth::AuthRequest> change_from_pb(const google::protobuf::Message&
   return std::nullopt;
 }
 
-void fill_auth_header(const Header& h, pb::ResponseHeader* out) {
-  out->set_cluster_id(h.cluster_id);
-  out->set_member_id(h.member_id);
-  out->set_revision(static_cast<int64_t>(h.revision));
-  out->set_raft_term(h.raft_term);
-}
-
 void to_pb(const UserGetAnswer& a, pb::AuthUserGetResponse* out) {
-  fill_auth_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   for (const std::string& role : a.roles) out->add_roles(role);
 }
 
 void to_pb(const RoleGetAnswer& a, pb::AuthRoleGetResponse* out) {
-  fill_auth_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   for (const auth::Permission& p : a.perms) {
     authpb::Permission* perm = out->add_perm();
     perm->set_permtype(static_cast<authpb::Permission_Type>(p.type));
@@ -101,17 +96,17 @@ void to_pb(const RoleGetAnswer& a, pb::AuthRoleGetResponse* out) {
 }
 
 void to_pb(const NamesAnswer& a, pb::AuthUserListResponse* out) {
-  fill_auth_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   for (const std::string& n : a.names) out->add_users(n);
 }
 
 void to_pb(const NamesAnswer& a, pb::AuthRoleListResponse* out) {
-  fill_auth_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   for (const std::string& n : a.names) out->add_roles(n);
 }
 
 void to_pb(const AuthenticateAnswer& a, pb::AuthenticateResponse* out) {
-  fill_auth_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   out->set_token(a.token);
 }
 

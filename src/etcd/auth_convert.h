@@ -18,7 +18,6 @@ namespace pb = ::etcdserverpb;
 // secret, as AuthService::change expects.
 std::optional<auth::AuthRequest> change_from_pb(const google::protobuf::Message& m);
 
-void fill_auth_header(const Header& h, pb::ResponseHeader* out);
 void to_pb(const UserGetAnswer& a, pb::AuthUserGetResponse* out);
 void to_pb(const RoleGetAnswer& a, pb::AuthRoleGetResponse* out);
 void to_pb(const NamesAnswer& a, pb::AuthUserListResponse* out);

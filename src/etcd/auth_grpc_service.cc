@@ -10,6 +10,7 @@
 #include "etcd/auth_service.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_credentials.h"
+#include "etcd/header_convert.h"
 #include "etcd/kv_convert.h"
 
 namespace ckv::etcd {
@@ -100,7 +101,7 @@ class AuthGrpcService final : public pb::Auth::CallbackService {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     auth_.change(credentials_from(*ctx), *change_from_pb(req), [reactor, resp](Result<Header> h) {
       if (!h.is_ok()) return reactor->Finish(to_grpc_status(h.status()));
-      fill_auth_header(h.value(), resp->mutable_header());
+      fill_response_header(h.value(), resp->mutable_header());
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;

@@ -1,6 +1,7 @@
 // The v3election message conversions (see election_convert.h).
 #include "etcd/election_convert.h"
 
+#include "etcd/header_convert.h"
 #include "etcd/kv_convert.h"
 #include "etcd/lease_convert.h"
 
@@ -23,7 +24,7 @@ std::optional<LeaderKey> leader_of(const electionpb::ResignRequest& r) {
 }
 
 void to_pb(const CampaignAnswer& a, electionpb::CampaignResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   electionpb::LeaderKey* k = out->mutable_leader();
   k->set_name(a.leader.name);
   k->set_key(a.leader.key);
@@ -32,16 +33,16 @@ void to_pb(const CampaignAnswer& a, electionpb::CampaignResponse* out) {
 }
 
 void to_pb(const LeaderAnswer& a, electionpb::LeaderResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   to_pb(a.kv, out->mutable_kv());
 }
 
 void to_pb(const ElectionHeaderAnswer& a, electionpb::ProclaimResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
 }
 
 void to_pb(const ElectionHeaderAnswer& a, electionpb::ResignResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
 }
 
 }  // namespace ckv::etcd

@@ -19,6 +19,7 @@
 #include "etcd/auth_service.h"
 #include "etcd/backup_stream.h"
 #include "etcd/cluster_view.h"
+#include "etcd/header_convert.h"
 #include "etcd/maintenance_ops.h"
 #include "etcd/maintenance_convert.h"
 #include "etcd/kv_convert.h"
@@ -50,13 +51,6 @@ grpc::Status unimplemented(const std::string& method_path) {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                       known ? "consensuskv: " + method_path + " is not implemented yet"
                             : "consensuskv: unknown method " + method_path);
-}
-
-void fill_header(const Header& h, pb::ResponseHeader* out) {
-  out->set_cluster_id(h.cluster_id);
-  out->set_member_id(h.member_id);
-  out->set_revision(h.revision);
-  out->set_raft_term(h.raft_term);
 }
 
 // Metadata on a member call one node forwards to the leader: the receiver
@@ -95,7 +89,7 @@ void copy_members(const Response& up, MemberReply* got) {
 
 template <typename Response>
 void fill_list(const MemberList& list, Response* resp) {
-  fill_header(list.header, resp->mutable_header());
+  fill_response_header(list.header, resp->mutable_header());
   for (const Member& m : list.members) fill_member(m, resp->add_members());
 }
 
@@ -318,7 +312,7 @@ class MaintenanceGrpcService final : public pb::Maintenance::Service {
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,
                       pb::StatusResponse* resp) override {
     const etcd::MaintenanceStatus s = status_for(node_.status());
-    fill_header(s.header, resp->mutable_header());
+    fill_response_header(s.header, resp->mutable_header());
     resp->set_version(s.version);
     resp->set_dbsize(static_cast<int64_t>(s.db_size));
     resp->set_leader(s.leader);
@@ -408,7 +402,7 @@ class MaintenanceGrpcService final : public pb::Maintenance::Service {
       return to_grpc(move_leader_error(ckv::Status(StatusCode::kTimeout, "no answer")));
     }
     if (const EtcdError e = move_leader_error(moved.get()); !e.ok()) return to_grpc(e);
-    fill_header(header_for(node_.status(), true), resp->mutable_header());
+    fill_response_header(header_for(node_.status(), true), resp->mutable_header());
     return grpc::Status::OK;
   }
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "etcd/header_convert.h"
 #include "auth/jwt_tokens.h"
 #include "auth/types.h"
 #include "lease/types.h"
@@ -141,12 +142,8 @@ void request_op_to_pb(const mvcc::RequestOp& op, pb::RequestOp* out) {
 // ---- responses -------------------------------------------------------------
 
 void fill_header(const Header* h, int64_t revision, pb::ResponseHeader* out) {
-  if (h != nullptr) {
-    out->set_cluster_id(h->cluster_id);
-    out->set_member_id(h->member_id);
-    out->set_raft_term(h->raft_term);
-  }
-  out->set_revision(revision);
+  if (h != nullptr) fill_response_header(*h, out);
+  out->set_revision(revision);  // the response's own revision, whatever the header says
 }
 
 void response_op_to_pb(const mvcc::ResponseOp& op, pb::ResponseOp* out) {

@@ -1,33 +1,28 @@
 // Lease answers -> etcd's generated messages (see lease_convert.h).
 #include "etcd/lease_convert.h"
 
+#include "etcd/header_convert.h"
+
 namespace ckv::etcd {
 
-void fill_lease_header(const Header& h, ::etcdserverpb::ResponseHeader* out) {
-  out->set_cluster_id(h.cluster_id);
-  out->set_member_id(h.member_id);
-  out->set_revision(static_cast<int64_t>(h.revision));
-  out->set_raft_term(h.raft_term);
-}
-
 void to_pb(const KvAnswer<lease::GrantResponse>& a, ::etcdserverpb::LeaseGrantResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   out->set_id(a.body.id);
   out->set_ttl(a.body.ttl);
 }
 
 void to_pb(const KvAnswer<lease::RevokeResponse>& a, ::etcdserverpb::LeaseRevokeResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
 }
 
 void to_pb(const KeepAliveAnswer& a, ::etcdserverpb::LeaseKeepAliveResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   out->set_id(a.id);
   out->set_ttl(a.ttl);
 }
 
 void to_pb(const TimeToLiveAnswer& a, ::etcdserverpb::LeaseTimeToLiveResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   out->set_id(a.id);
   out->set_ttl(a.ttl);
   out->set_grantedttl(a.granted_ttl);
@@ -35,7 +30,7 @@ void to_pb(const TimeToLiveAnswer& a, ::etcdserverpb::LeaseTimeToLiveResponse* o
 }
 
 void to_pb(const LeasesAnswer& a, ::etcdserverpb::LeaseLeasesResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   for (int64_t id : a.ids) out->add_leases()->set_id(id);
 }
 

@@ -9,7 +9,6 @@
 
 namespace ckv::etcd {
 
-void fill_lease_header(const Header& h, ::etcdserverpb::ResponseHeader* out);
 void to_pb(const KvAnswer<lease::GrantResponse>& a, ::etcdserverpb::LeaseGrantResponse* out);
 void to_pb(const KvAnswer<lease::RevokeResponse>& a, ::etcdserverpb::LeaseRevokeResponse* out);
 void to_pb(const KeepAliveAnswer& a, ::etcdserverpb::LeaseKeepAliveResponse* out);

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "etcd/etcdserver/api/v3lock/v3lockpb/v3lock.grpc.pb.h"
+#include "etcd/header_convert.h"
 #include "etcd/lease_convert.h"
 #include "etcd/lock_service.h"
 #include "etcd/recipe_grpc.h"
@@ -27,7 +28,7 @@ class LockGrpcService final : public lockpb::Lock::CallbackService {
       return lock_.lock(req->name(), req->lease(), recipe_call_from(ctx), [finish](Result<LockAnswer> r) {
         finish([&r](lockpb::LockResponse* out) {
           if (!r.is_ok()) return recipe_error(r.status());
-          fill_lease_header(r.value().header, out->mutable_header());
+          fill_response_header(r.value().header, out->mutable_header());
           out->set_key(r.value().key);
           return grpc::Status::OK;
         });
@@ -40,7 +41,7 @@ class LockGrpcService final : public lockpb::Lock::CallbackService {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     lock_.unlock(req->key(), recipe_call_from(ctx), [reactor, resp](Result<UnlockAnswer> r) {
       if (!r.is_ok()) return reactor->Finish(recipe_error(r.status()));
-      fill_lease_header(r.value().header, resp->mutable_header());
+      fill_response_header(r.value().header, resp->mutable_header());
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;

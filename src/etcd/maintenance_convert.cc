@@ -1,6 +1,7 @@
 // Maintenance messages <-> maintenance_service.h's answers (see maintenance_convert.h).
 #include "etcd/maintenance_convert.h"
 
+#include "etcd/header_convert.h"
 #include "etcd/kv_convert.h"
 #include "etcd/lease_convert.h"
 
@@ -36,12 +37,12 @@ void to_pb(const AlarmAnswer& a, pb::AlarmResponse* out) {
 }
 
 void to_pb(const HashAnswer& a, pb::HashResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());  // etcd's ResponseHeader, whoever fills it
+  fill_response_header(a.header, out->mutable_header());  // etcd's ResponseHeader, whoever fills it
   out->set_hash(a.hash);
 }
 
 void to_pb(const HashAnswer& a, pb::HashKVResponse* out) {
-  fill_lease_header(a.header, out->mutable_header());
+  fill_response_header(a.header, out->mutable_header());
   out->set_hash(a.hash);
   out->set_compact_revision(a.compact_revision);
 }

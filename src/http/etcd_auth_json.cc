@@ -9,6 +9,7 @@
 
 #include "etcd/auth_convert.h"
 #include "etcd/auth_service.h"
+#include "etcd/header_convert.h"
 #include "http/etcd_gateway.h"
 #include "http/etcd_kv_json.h"
 #include "http/gateway_pb_json.h"
@@ -58,7 +59,7 @@ Route change(const char* path) {
                  a.change(creds, *etcd::change_from_pb(m), [reply = std::move(reply)](Result<etcd::Header> h) {
                    if (!h.is_ok()) return reply(error_of(h.status()));
                    PbResp msg;
-                   etcd::fill_auth_header(h.value(), msg.mutable_header());
+                   etcd::fill_response_header(h.value(), msg.mutable_header());
                    Response resp;
                    resp.body = print_gateway_json(msg);
                    reply(std::move(resp));

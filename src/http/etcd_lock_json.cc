@@ -6,6 +6,7 @@
 #include <google/protobuf/message.h>
 
 #include "etcd/etcdserver/api/v3lock/v3lockpb/v3lock.pb.h"
+#include "etcd/header_convert.h"
 #include "etcd/lease_convert.h"
 #include "etcd/lock_service.h"
 #include "http/etcd_gateway.h"
@@ -46,7 +47,7 @@ void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockSe
     lock.lock(m.name(), m.lease(), std::move(call), [reply = std::move(reply)](Result<etcd::LockAnswer> r) {
       if (!r.is_ok()) return reply(recipe_gateway_error(r.status()));
       v3lockpb::LockResponse out;
-      etcd::fill_lease_header(r.value().header, out.mutable_header());
+      etcd::fill_response_header(r.value().header, out.mutable_header());
       out.set_key(r.value().key);
       Response resp;
       resp.body = print_gateway_json(out);
@@ -58,7 +59,7 @@ void etcd_lock_gateway(const Request& req, const std::string& path, etcd::LockSe
     lock.unlock(m.key(), std::move(call), [reply = std::move(reply)](Result<etcd::UnlockAnswer> r) {
       if (!r.is_ok()) return reply(recipe_gateway_error(r.status()));
       v3lockpb::UnlockResponse out;
-      etcd::fill_lease_header(r.value().header, out.mutable_header());
+      etcd::fill_response_header(r.value().header, out.mutable_header());
       Response resp;
       resp.body = print_gateway_json(out);
       reply(std::move(resp));

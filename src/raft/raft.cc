@@ -198,6 +198,9 @@ class Raft::Impl {
   void send_heartbeat(NodeId to, Progress& pr, uint64_t context);
   // Every change of leader_ goes through here (reads_at_leader_).
   void set_leader(NodeId leader);
+  // m comes from the leader of our (current) term: follow it and restart
+  // the election timer (§5.2).
+  void follow_sender(const Message& m);
   // Fails the reads sent to leader_: it changed, or its term did (a leader
   // of a later term drops a read sent in an earlier one without answering).
   void fail_reads_at_leader();
@@ -644,21 +647,15 @@ const char* Raft::Impl::step(const Message& m) {
   if (role_ == StateRole::kLeader) return step_leader(m);
   switch (m.type) {
     case MessageType::kAppend:
-      if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      set_leader(m.from);
-      election_elapsed_ = 0;
+      follow_sender(m);
       handle_append(m);
       break;
     case MessageType::kHeartbeat:
-      if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      set_leader(m.from);
-      election_elapsed_ = 0;
+      follow_sender(m);
       handle_heartbeat(m);
       break;
     case MessageType::kSnapshot:
-      if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
-      set_leader(m.from);
-      election_elapsed_ = 0;
+      follow_sender(m);
       handle_snapshot(m);
       break;
     case MessageType::kTimeoutNow:
@@ -1460,6 +1457,12 @@ bool Raft::Impl::read_index(uint64_t id) {
   m.context = id;
   send(std::move(m));
   return true;
+}
+
+void Raft::Impl::follow_sender(const Message& m) {
+  if (role_ != StateRole::kFollower) become_follower(m.term, m.from);
+  set_leader(m.from);
+  election_elapsed_ = 0;
 }
 
 void Raft::Impl::set_leader(NodeId leader) {
