@@ -24,21 +24,9 @@ std::string election_key(const std::string& name, int64_t lease) { return sessio
 namespace {
 
 // One Campaign call from its first request to its answer.
-struct Campaign {
-  uint64_t id = 0;
-  std::string name;
-  std::string prefix;  // name + "/"
+struct Campaign : RecipeWaiter<CampaignDone> {
   std::string value;
-  int64_t lease = 0;
-  KvCall call;
-  // Written under mu (a cancel reads them from another thread), read freely by the campaign's own chain.
-  std::string key;  // set once the lease is known
-  int64_t rev = 0;  // our key's create revision, once the take txn answered
-  Header header;    // the take txn's: the answer's header (etcd's e.hdr)
-
-  std::mutex mu;  // guards what follows; never held while calling a request layer or closing the watch
-  CampaignDone done;  // empty once answered
-  std::shared_ptr<SingleWatch> watch;  // for an earlier campaigner's key to go; null once answered
+  Header header;  // the take txn's, under mu as key and rev: the answer's header (etcd's e.hdr)
 };
 
 using CampaignPtr = std::shared_ptr<Campaign>;

@@ -20,20 +20,8 @@ std::string lock_key(const std::string& name, int64_t lease) { return session_ke
 namespace {
 
 // One Lock call from its first request to its answer.
-struct Attempt {
-  uint64_t id = 0;
-  std::string name;
-  std::string prefix;  // name + "/"
-  int64_t lease = 0;
-  KvCall call;
-  // Written under mu (a cancel reads them from another thread), read freely by the attempt's own chain.
-  std::string key;      // set once the lease is known
-  int64_t my_rev = 0;   // our key's create revision, once the take txn answered
-
-  std::mutex mu;  // guards what follows; never held while calling a request layer or closing the watch
-  LockDone done;  // empty once answered
-  bool cancelled = false;
-  std::shared_ptr<SingleWatch> watch;  // for an earlier holder's key to go; null once answered
+struct Attempt : RecipeWaiter<LockDone> {
+  bool cancelled = false;  // under mu
 };
 
 using AttemptPtr = std::shared_ptr<Attempt>;
@@ -146,10 +134,10 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
       }
       {
         std::lock_guard l(a->mu);
-        a->my_rev = t.succeeded ? t.header.revision : mine->kvs[0].create_revision;
+        a->rev = t.succeeded ? t.header.revision : mine->kvs[0].create_revision;
       }
       if (self->is_over(a)) return self->release(a);  // cancelled while the txn ran
-      if (owner->kvs.empty() || owner->kvs[0].create_revision == a->my_rev) {
+      if (owner->kvs.empty() || owner->kvs[0].create_revision == a->rev) {
         return self->finish(a, LockAnswer{r.value().header, a->key});
       }
       self->wait_for_earlier(a);
@@ -162,7 +150,7 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
     mvcc::RangeRequest mine;
     mine.key = a->key;
     mvcc::TxnRequest t;  // reads only: served as a read, no log entry
-    t.success = {op(newest_before(a->prefix, a->my_rev - 1)), op(std::move(mine))};
+    t.success = {op(newest_before(a->prefix, a->rev - 1)), op(std::move(mine))};
     kv_.txn(std::move(t), a->call, [self = shared_from_this(), a](Result<KvAnswer<mvcc::TxnResponse>> r) {
       if (!r.is_ok()) return self->fail(a, r.status());
       const mvcc::TxnResponse& t = r.value().body;
@@ -171,7 +159,7 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
       if (earlier == nullptr || mine == nullptr) return self->fail(a, Status(StatusCode::kIo, "lock: unexpected txn answer"));
       if (!earlier->kvs.empty()) return self->watch_delete(a, earlier->kvs[0].key, t.header.revision + 1);
       // First in line. Our key's lease may have ended while we waited: then there is nothing to hold.
-      if (mine->kvs.empty() || mine->kvs[0].create_revision != a->my_rev) {
+      if (mine->kvs.empty() || mine->kvs[0].create_revision != a->rev) {
         return self->finish(a, Status(StatusCode::kNotFound, kErrLockSessionExpired));
       }
       self->finish(a, LockAnswer{r.value().header, a->key});
@@ -209,7 +197,7 @@ class LockService::Impl : public std::enable_shared_from_this<LockService::Impl>
     mvcc::DeleteRangeRequest d;
     {
       std::lock_guard l(a->mu);
-      if (a->my_rev <= 0) return;  // no key of ours known
+      if (a->rev <= 0) return;  // no key of ours known
       d.key = a->key;
     }
     kv_.delete_range(d, a->call, [key = d.key](Result<KvAnswer<mvcc::DeleteRangeResponse>> r) {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include "etcd/kv_service.h"
 #include "mvcc/types.h"
 #include "watch/watch_hub.h"
 
@@ -58,8 +59,27 @@ class SingleWatch {
   std::shared_ptr<State> state_;
 };
 
-// A waiting recipe call's watch (a Lock attempt's, a Campaign's: a struct
-// with mu, done and watch), made on first use; null once it was answered.
+// One recipe call (a Lock attempt, a Campaign) from its first request to its
+// answer: what both recipes keep of it. Done: its answer callback.
+template <typename Done>
+struct RecipeWaiter {
+  uint64_t id = 0;
+  std::string name;
+  std::string prefix;  // name + "/"
+  int64_t lease = 0;
+  KvCall call;
+  // Written under mu (a cancel reads them from another thread), read freely by the call's own chain.
+  std::string key;  // set once the lease is known
+  int64_t rev = 0;  // our key's create revision, once the take txn answered
+
+  // Guards done and watch (and what a recipe adds under it); never held while
+  // calling a request layer or closing the watch.
+  std::mutex mu;
+  Done done;  // empty once answered
+  std::shared_ptr<SingleWatch> watch;  // for an earlier key to go; null once answered
+};
+
+// A waiting recipe call's watch (a RecipeWaiter's), made on first use; null once it was answered.
 // Shared: the call's finish may close it while the caller arms it.
 template <typename Waiter>
 std::shared_ptr<SingleWatch> waiter_watch(Waiter& w, watch::Hub& hub) {
