@@ -2123,10 +2123,9 @@ void Node::Impl::maybe_start_snapshot() {
   const Index applied = fsm_.applied_index();
   const Index last_snapshot = snapshot_ ? snapshot_->meta.index : 0;
   const SnapshotPolicy policy{opts_.snapshot_threshold};
-  if (!defrag && !policy.due(applied - std::min(applied, last_snapshot), applied_entry_bytes_ - applied_entry_bytes_at_snapshot_,
-                             snapshot_ ? snapshot_->meta.size_bytes : 0)) {
-    return;
-  }
+  const uint64_t entries = applied - std::min(applied, last_snapshot);
+  const uint64_t log_bytes = applied_entry_bytes_ - applied_entry_bytes_at_snapshot_;
+  if (!defrag && !policy.due(entries, log_bytes, snapshot_ ? snapshot_->meta.size_bytes : 0)) return;
   applied_entry_bytes_at_snapshot_ = applied_entry_bytes_;
   if (defrag) {
     defrags_in_snapshot_ = std::move(pending_defrags_);

@@ -4,8 +4,8 @@
 // <utility> (below) must precede Asio: Boost 1.74's awaitable.hpp uses
 // std::exchange without including it (DESIGN.md, platform notes).
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <deque>

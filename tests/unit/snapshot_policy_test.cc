@@ -24,7 +24,8 @@ TEST(SnapshotPolicy, SmallStatesSnapshotOnTheEntryCountAlone) {
 TEST(SnapshotPolicy, ALargeStateWaitsForAQuarterOfItsSizeInLog) {
   const SnapshotPolicy p{8192};
   const uint64_t state = 60 * kMiB;
-  EXPECT_FALSE(p.due(8192, uint64_t{8192} * 300, state));  // 2.3 MiB of log: rewriting 60 MiB for it is too dear
+  EXPECT_FALSE(p.due(8192, uint64_t{8192} * 300,
+                     state));  // 2.3 MiB of log: rewriting 60 MiB for it is too dear
   EXPECT_FALSE(p.due(1'000'000, 15 * kMiB - 1, state));
   EXPECT_TRUE(p.due(8192, 15 * kMiB, state));
   EXPECT_FALSE(p.due(8191, 100 * kMiB, state));  // the entry count still applies
@@ -32,7 +33,8 @@ TEST(SnapshotPolicy, ALargeStateWaitsForAQuarterOfItsSizeInLog) {
 
 TEST(SnapshotPolicy, TheLogWaitedForIsCapped) {
   const SnapshotPolicy p{8192};
-  const uint64_t state = uint64_t{64} * 1024 * kMiB;  // 64 GiB: a quarter would be 16 GiB of log in memory
+  const uint64_t state =
+      uint64_t{64} * 1024 * kMiB;  // 64 GiB: a quarter would be 16 GiB of log in memory
   EXPECT_FALSE(p.due(8192, SnapshotPolicy::kLogBytesCap - 1, state));
   EXPECT_TRUE(p.due(8192, SnapshotPolicy::kLogBytesCap, state));
 }
