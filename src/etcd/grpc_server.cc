@@ -246,7 +246,6 @@ class ClusterService final : public pb::Cluster::Service {
     }
     grpc::ClientContext up;
     up.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
-    up.set_wait_for_ready(true);  // as lease_service.cc's forwards: a channel still connecting is waited for
     up.AddMetadata(kForwardedMetadata, "1");
     forward_credentials(creds, &up, auth_);
     pb::Cluster::Stub stub(channel_to(st.leader.grpc_address));

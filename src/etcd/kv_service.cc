@@ -442,7 +442,6 @@ class KvService::Impl {
     fc->ctx.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(options_.request_timeout_ms +
                                                    kForwardDeadlineMarginMs));
-    fc->ctx.set_wait_for_ready(true);  // as lease_service.cc's forwards: a channel still connecting is waited for
     bool stopping = false;
     {
       std::lock_guard lock(mu_);

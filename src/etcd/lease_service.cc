@@ -433,11 +433,6 @@ class LeaseService::Impl {
     auto ctx = std::make_shared<grpc::ClientContext>();
     ctx->AddMetadata(kForwardedMetadata, "1");
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
-    // A fresh channel to the leader, or one backing off after a failed
-    // connect (a busy leader), would fail the call at once with UNAVAILABLE,
-    // which the caller sees as a lost connection; wait for it instead, up to
-    // the deadline (CI saw a follower's first LeaseRevoke fail that way).
-    ctx->set_wait_for_ready(true);
     std::lock_guard lock(mu_);
     if (stopped_) {
       *refused = Status(StatusCode::kUnavailable, kErrStopped);
