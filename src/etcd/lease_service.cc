@@ -515,9 +515,18 @@ class LeaseService::Impl {
     if (!ctx) return done(refused);
     forward_credentials(call.credentials, ctx.get(), options_.auth);
     auto stub = stub_for(st.leader.grpc_address);
-    invoke(stub.get(), ctx.get(), &c->req, &c->resp, [this, c, ctx, stub, done, convert](grpc::Status g) {
+    const std::string leader = st.leader.grpc_address;
+    invoke(stub.get(), ctx.get(), &c->req, &c->resp, [this, c, ctx, stub, done, convert, leader](grpc::Status g) {
       if (!g.ok()) {
-        done(from_grpc_status(g));
+        Status s = from_grpc_status(g);
+        // The channel failed, not the leader's answer: the caller sees etcd's
+        // "possibly due to connection lost"; the log keeps grpc++'s reason.
+        // (Grants and revokes are rare; a dead leader logs one per call in flight.)
+        if (s.code() == StatusCode::kTimeout) {
+          spdlog::warn("lease grant/revoke forwarded to the leader at {} failed: gRPC code {}: {}", leader,
+                       static_cast<int>(g.error_code()), g.error_message());
+        }
+        done(s);
       } else {
         Resp body = convert(c->resp);
         body.header.revision = c->resp.header().revision();
