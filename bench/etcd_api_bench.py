@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from cpu_per_request import cpu_seconds as process_cpu_seconds
+
 # (name, op, clients, endpoints: "leader" or "all", serializable)
 LOADS = [
     ("put_c1", "put", 1, "leader", False),
@@ -182,17 +184,9 @@ def member_count(endpoints):
     return len([m for m in members if not m.get("isLearner")])
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pids):
-    """utime + stime of the processes, from /proc (proc(5) fields 14 and 15)."""
-    total = 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
+    """utime + stime of the processes (cpu_per_request.py reads one)."""
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def children_cpu_seconds():
