@@ -129,6 +129,14 @@ for s in "${summaries[@]}"; do
   # ctest's own summary: from "N% tests passed" to the end of its output.
   sed -n '/tests passed, /,$p' "$log"
 done
+# Why each failed pass failed, in a few lines: CI shows only the end of this output.
+for s in "${summaries[@]}"; do
+  IFS='|' read -r name log status <<<"$s"
+  ((status != 0)) || continue
+  echo "-- $name: failure lines (whole output in $log)"
+  grep -E -A3 '^([0-9]+: )?((FAIL|ERROR): |[A-Za-z.]*Error: )|\[  FAILED  \] [A-Za-z]|: Failure$|\*\*\*Timeout|\*\*\*Exception' "$log" |
+    cut -c1-300 | head -n 60 || true
+done
 elapsed=$((SECONDS - start_s))
 printf '\ntest.sh: %s in %dm%02ds%s\n' "$([[ $failed == 0 ]] && echo PASSED || echo FAILED)" \
   $((elapsed / 60)) $((elapsed % 60)) "$( ((fast)) && echo ' (--fast: no sanitizer or Release pass)')"

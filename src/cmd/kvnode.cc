@@ -203,6 +203,9 @@ int main(int argc, char** argv) {
       "value.\n"
       "Start the first node with -bootstrap; add others with /join on a member or with -join."};
   app.name("kvnode");
+  // Go's flag package (the seed's, and etcd's) lets a repeated flag's last
+  // value win; scripts that append an override to a base command rely on it.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.get_formatter()->column_width(34);
   app.footer(
       "Subcommands (each takes --help):\n"

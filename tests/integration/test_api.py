@@ -317,10 +317,11 @@ class FlagsTest(ClusterTest):
                 self.assertIn(taken, p.stderr)
 
     def test_go_style_flag_forms(self):
-        """-flag=v, --flag=v, --flag v and -flag v all work; -bootstrap=false does not bootstrap."""
+        """-flag=v, --flag=v, --flag v and -flag v all work, a repeated flag's last value wins (Go's flag
+        package); -bootstrap=false does not bootstrap."""
         n = self.node("n1")
         n.args = lambda: [kvcluster.KVNODE, "-raft-address", n.raft, f"--api-address={n.api}", "--data-dir",
-                          n.data_dir, "-bootstrap=true", "-id", "first"] + kvcluster.FAST_TIMING
+                          n.data_dir, "-bootstrap=true", "-id=overridden", "-id", "first"] + kvcluster.FAST_TIMING
         n.start()
         self.wait_leader([n])
         self.assertEqual(n.status()["id"], "first")

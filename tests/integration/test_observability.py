@@ -41,9 +41,12 @@ def value(text, name, **labels):
 
 class ObservabilityTest(ClusterTest):
     def start_cluster(self):
+        # Elections after 1-2 s, not kvcluster's 0.2-0.4 s: these tests name a leader and then read
+        # its leader-only metrics, which a spurious election on a loaded CI machine would move.
+        # (Repeated flags: the last wins, as with Go's flag package.)
         def make(name, *args):
-            n = self.node(name, f"-grpc-address=127.0.0.1:{free_port()}", *args)
-            n.grpc = n.extra_args[0].split("=", 1)[1]
+            n = self.node(name, f"-grpc-address=127.0.0.1:{free_port()}", "-election-ticks=50", *args)
+            n.grpc = n.extra_args[0].split("=", 1)[1]  # the -grpc-address above
             return n
 
         nodes = self.start_joined(make)

@@ -1,6 +1,7 @@
 // An in-process Transport for node tests: a hub delivers messages between nodes, with cuttable links and the TCP transport's rules on who is heard.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,10 +21,14 @@ class MemoryHub {
     e.handler = std::move(h);
     e.attached = true;
   }
+  // Returns once no delivery to id is running: as with TcpTransport::stop,
+  // the handler is never called after it, so its node may be destroyed.
   void detach(raft::NodeId id) {
-    std::lock_guard lock(mu_);
-    endpoints_[id].attached = false;
-    endpoints_[id].handler = nullptr;
+    std::unique_lock lock(mu_);
+    Endpoint& e = endpoints_[id];
+    e.attached = false;
+    e.handler = nullptr;
+    delivered_.wait(lock, [&e] { return e.deliveries == 0; });
   }
   // Drops everything to and from id while isolated.
   void isolate(raft::NodeId id, bool on) {
@@ -52,6 +57,7 @@ class MemoryHub {
   // incarnation matches, or, with no route of its own, answers a sender
   // that reached it.
   void deliver(raft::Message m) {
+    const raft::NodeId to_id = m.to;
     Transport::Handler h;
     {
       std::lock_guard lock(mu_);
@@ -64,8 +70,11 @@ class MemoryHub {
         return;
       }
       h = to->second.handler;
+      ++to->second.deliveries;
     }
     h(std::move(m));  // the node's handler only enqueues
+    std::lock_guard lock(mu_);
+    if (--endpoints_[to_id].deliveries == 0) delivered_.notify_all();
   }
   Result<PeerIdentity> probe(const std::string& address) {
     std::lock_guard lock(mu_);
@@ -89,6 +98,7 @@ class MemoryHub {
     Transport::Handler handler;
     bool attached = false;
     bool accept_unknown = false;
+    int deliveries = 0;  // handler calls running (detach waits for none)
     std::map<raft::NodeId, std::string> peers;  // id -> expected incarnation
   };
   // Whether `self` accepts traffic with `other`.
@@ -99,6 +109,7 @@ class MemoryHub {
   }
 
   std::mutex mu_;
+  std::condition_variable delivered_;
   std::map<raft::NodeId, Endpoint> endpoints_;
   std::set<raft::NodeId> isolated_;
   uint64_t refused_ = 0;
