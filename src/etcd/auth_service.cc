@@ -514,10 +514,10 @@ class AuthService::Impl {
   // memory-hungry by design), a bounded queue in front of them (try_post
   // with kMaxQueuedPasswordChecks). Last: its threads stop before the
   // members they use go.
-  WorkPool pool_{kMaxConcurrentPasswordChecks};
+  WorkPool pool_{kMaxConcurrentPasswordChecks, "ckv-auth-hash"};
   // Second checks after a read barrier (check_current): one thread, so a
   // burst of refusals cannot take the password workers.
-  WorkPool recheck_pool_{1};
+  WorkPool recheck_pool_{1, "ckv-auth-check"};
 };
 
 AuthService::AuthService(node::Node& node, AuthServiceOptions options)

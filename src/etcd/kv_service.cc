@@ -96,7 +96,7 @@ class KvService::Impl {
       : node_(node),
         options_(std::move(options)),
         credentials_(member_channel_credentials(options_.tls)),
-        pool_(options_.workers),
+        pool_(options_.workers, "ckv-kv-worker"),
         answers_(pool_) {}
 
   ~Impl() { stop(); }

@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "common/thread_name.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_credentials.h"
 #include "etcd/grpc_tls.h"
@@ -42,7 +43,11 @@ constexpr int kLeaderReconnectMaxBackoffMs = 1000;
 // tasks are dropped: every call they would answer was answered "stopped".
 class Scheduler {
  public:
-  Scheduler() : thread_([this] { run(); }) {}
+  Scheduler()
+      : thread_([this] {
+          name_this_thread("ckv-lease-timer");
+          run();
+        }) {}
   ~Scheduler() { stop(); }
 
   void post(std::function<void()> f) { post_at(SteadyClock::now(), std::move(f)); }

@@ -12,7 +12,7 @@
 namespace ckv::etcd {
 
 MaintenanceService::MaintenanceService(node::Node& node, AuthService* auth)
-    : node_(node), auth_(auth), hash_worker_(std::make_unique<WorkPool>(1)) {}
+    : node_(node), auth_(auth), hash_worker_(std::make_unique<WorkPool>(1, "ckv-hashkv")) {}
 
 MaintenanceService::~MaintenanceService() { stop(); }
 

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_name.h"
+
 namespace ckv::etcd {
 
 // Runs tasks on a few threads, so Node callbacks (on the Raft thread) only
@@ -17,8 +19,14 @@ namespace ckv::etcd {
 // Node has stopped, so no caller is the Raft thread.
 class WorkPool {
  public:
-  explicit WorkPool(int threads) {
-    for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { run(); });
+  // name: the threads' name (at most 15 characters; common/thread_name.h).
+  WorkPool(int threads, const char* name) {
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      threads_.emplace_back([this, name] {
+        name_this_thread(name);
+        run();
+      });
+    }
   }
   ~WorkPool() { stop(); }
 

@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include "auth/forwarded_caller.h"
+#include "common/thread_name.h"
 #include "etcd/auth_service.h"  // require_read, watch_cancel_reason
 #include "etcd/backup_stream.h"
 #include "http/address.h"
@@ -635,7 +636,10 @@ Status HttpServer::Impl::start() {
   asio::co_spawn(ioc_, accept_loop(), asio::detached);
   asio::co_spawn(ioc_, member_hosts_loop(), asio::detached);
   for (int i = 0; i < std::max(1, options_.threads); ++i)
-    threads_.emplace_back([this] { ioc_.run(); });
+    threads_.emplace_back([this] {
+      name_this_thread("ckv-http");
+      ioc_.run();
+    });
   return Status::ok();
 }
 

@@ -24,6 +24,7 @@
 
 #include "auth/simple_tokens.h"
 #include "common/check.h"
+#include "common/thread_name.h"
 #include "fsm/kv_state_machine.h"
 #include "lease/expiry.h"
 #include "metrics/instruments.h"
@@ -673,7 +674,10 @@ void Node::Impl::start() {
   startup_.mark("API listeners (open to start)");
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("ckv-raft");
+    run();
+  });
 }
 
 void Node::Impl::stop() {
@@ -2144,6 +2148,7 @@ void Node::Impl::maybe_start_snapshot() {
   const raft::Term term = raft_->term_at(job->index);
   const raft::Membership membership = applied_membership_;
   snapshot_thread_ = std::thread([this, job, term, membership] {
+    name_this_thread("ckv-snapshot");
     // Streams the store in chunks under a shared lock: writes go on between them (kv_state_machine.h).
     const auto started = Clock::now();
     auto file = storage::write_snapshot_file(data_dir_, job->index, term, membership,
@@ -2265,6 +2270,7 @@ void Node::Impl::maybe_start_backup() {
   // "snapshot-*.tmp": never taken for a snapshot of this node, and deleted at start if left behind.
   const std::string path = data_dir_ + "/snapshot-backup-" + std::to_string(next_backup_seq_++) + ".tmp";
   snapshot_thread_ = std::thread([this, job, term, membership, path, cb = std::move(cb)]() mutable {
+    name_this_thread("ckv-backup");
     auto file = storage::write_snapshot_file_at(
         path, job->index, term, membership,
         [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });

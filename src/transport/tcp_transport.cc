@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 
 #include "common/bytes.h"
+#include "common/thread_name.h"
 #include "metrics/instruments.h"
 #include "tls/peer_cert.h"
 #include "transport/message_codec.h"
@@ -666,7 +667,10 @@ class TcpTransport::Impl {
     }
     if (listening_) asio::co_spawn(*io_, accept_loop(), asio::detached);
     work_.emplace(io_->get_executor());
-    thread_ = std::thread([this] { io_->run(); });
+    thread_ = std::thread([this] {
+      name_this_thread("ckv-peers");
+      io_->run();
+    });
   }
 
   void stop() {

@@ -9,6 +9,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/thread_name.h"
+
 namespace ckv::watch {
 
 std::string prefix_range_end(const std::string& prefix) {
@@ -79,8 +81,14 @@ struct Stream::State : std::enable_shared_from_this<Stream::State> {
 
 Hub::Hub(StoreReader reader, HubOptions options)
     : reader_(std::move(reader)), options_(options) {
-  catch_up_thread_ = std::thread([this] { catch_up_loop(); });
-  notifier_thread_ = std::thread([this] { notifier_loop(); });
+  catch_up_thread_ = std::thread([this] {
+    name_this_thread("ckv-watch-catch");
+    catch_up_loop();
+  });
+  notifier_thread_ = std::thread([this] {
+    name_this_thread("ckv-watch-notif");
+    notifier_loop();
+  });
 }
 
 Hub::~Hub() { stop(); }

@@ -149,6 +149,14 @@ class ObservabilityTest(ClusterTest):
             self.assertEqual(r.raw.splitlines(), ["[+]raft-loop ok", "[+]leader ok", "[+]member ok",
                                                    "[+]applied ok", "[+]linearizable-read ok", "readyz check passed"])
         self.assertEqual(request("POST", nodes[0].api, "/health").status, 405)
+        # Threads carry their job's name, so that top -H and perf tell the Raft thread from the rest.
+        pid = nodes[0].proc.pid
+        names = set()
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.add(f.read().strip())
+        for name in ("ckv-raft", "ckv-peers", "ckv-http", "ckv-kv-worker", "ckv-watch-notif"):
+            self.assertIn(name, names)
 
         # Two of three gone for good: the survivor is alive but not ready, and etcd's /health says false.
         survivor = nodes[2]

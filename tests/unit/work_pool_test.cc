@@ -13,7 +13,7 @@ namespace ckv::etcd {
 namespace {
 
 TEST(WorkPool, RunsEveryTaskAndInlineOnceStopped) {
-  WorkPool pool(3);
+  WorkPool pool(3, "test-pool");
   std::atomic<int> ran{0};
   for (int i = 0; i < 1000; ++i) pool.post([&] { ++ran; });
   pool.stop();  // runs what is queued, then joins
@@ -27,7 +27,7 @@ TEST(WorkPool, RunsEveryTaskAndInlineOnceStopped) {
 // A burst posted while the drain it started has not run yet rides along with
 // it: the pool sees one task for the whole burst, and the burst keeps its order.
 TEST(BurstHandoff, ABurstRunsAsOneDrainInOrder) {
-  WorkPool pool(1);
+  WorkPool pool(1, "test-pool");
   BurstHandoff handoff(pool);
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
