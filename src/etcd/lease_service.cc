@@ -43,11 +43,7 @@ constexpr int kLeaderReconnectMaxBackoffMs = 1000;
 // tasks are dropped: every call they would answer was answered "stopped".
 class Scheduler {
  public:
-  Scheduler()
-      : thread_([this] {
-          name_this_thread("ckv-lease-timer");
-          run();
-        }) {}
+  Scheduler() : thread_(named_thread("ckv-lease-timer", [this] { run(); })) {}
   ~Scheduler() { stop(); }
 
   void post(std::function<void()> f) { post_at(SteadyClock::now(), std::move(f)); }

@@ -21,12 +21,8 @@ class WorkPool {
  public:
   // name: the threads' name (at most 15 characters; common/thread_name.h).
   WorkPool(int threads, const char* name) {
-    for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this, name] {
-        name_this_thread(name);
-        run();
-      });
-    }
+    for (int i = 0; i < std::max(1, threads); ++i)
+      threads_.push_back(named_thread(name, [this] { run(); }));
   }
   ~WorkPool() { stop(); }
 

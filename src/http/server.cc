@@ -636,10 +636,7 @@ Status HttpServer::Impl::start() {
   asio::co_spawn(ioc_, accept_loop(), asio::detached);
   asio::co_spawn(ioc_, member_hosts_loop(), asio::detached);
   for (int i = 0; i < std::max(1, options_.threads); ++i)
-    threads_.emplace_back([this] {
-      name_this_thread("ckv-http");
-      ioc_.run();
-    });
+    threads_.push_back(named_thread("ckv-http", [this] { ioc_.run(); }));
   return Status::ok();
 }
 

@@ -674,10 +674,7 @@ void Node::Impl::start() {
   startup_.mark("API listeners (open to start)");
   transport_->start([this](raft::Message m) { post([this, m = std::move(m)] { step_message(m); }); });
   sync_peers();
-  thread_ = std::thread([this] {
-    name_this_thread("ckv-raft");
-    run();
-  });
+  thread_ = named_thread("ckv-raft", [this] { run(); });
 }
 
 void Node::Impl::stop() {
@@ -2147,8 +2144,7 @@ void Node::Impl::maybe_start_snapshot() {
   std::shared_ptr<fsm::KvStateMachine::SnapshotJob> job = fsm_.begin_snapshot();
   const raft::Term term = raft_->term_at(job->index);
   const raft::Membership membership = applied_membership_;
-  snapshot_thread_ = std::thread([this, job, term, membership] {
-    name_this_thread("ckv-snapshot");
+  snapshot_thread_ = named_thread("ckv-snapshot", [this, job, term, membership] {
     // Streams the store in chunks under a shared lock: writes go on between them (kv_state_machine.h).
     const auto started = Clock::now();
     auto file = storage::write_snapshot_file(data_dir_, job->index, term, membership,
@@ -2269,8 +2265,8 @@ void Node::Impl::maybe_start_backup() {
   const raft::Membership membership = applied_membership_;
   // "snapshot-*.tmp": never taken for a snapshot of this node, and deleted at start if left behind.
   const std::string path = data_dir_ + "/snapshot-backup-" + std::to_string(next_backup_seq_++) + ".tmp";
-  snapshot_thread_ = std::thread([this, job, term, membership, path, cb = std::move(cb)]() mutable {
-    name_this_thread("ckv-backup");
+  snapshot_thread_ = named_thread("ckv-backup", [this, job, term, membership, path,
+                                                 cb = std::move(cb)]() mutable {
     auto file = storage::write_snapshot_file_at(
         path, job->index, term, membership,
         [&](const storage::PayloadSink& sink) { return fsm_.write_snapshot(*job, sink); });

@@ -667,10 +667,7 @@ class TcpTransport::Impl {
     }
     if (listening_) asio::co_spawn(*io_, accept_loop(), asio::detached);
     work_.emplace(io_->get_executor());
-    thread_ = std::thread([this] {
-      name_this_thread("ckv-peers");
-      io_->run();
-    });
+    thread_ = named_thread("ckv-peers", [this] { io_->run(); });
   }
 
   void stop() {

@@ -81,14 +81,8 @@ struct Stream::State : std::enable_shared_from_this<Stream::State> {
 
 Hub::Hub(StoreReader reader, HubOptions options)
     : reader_(std::move(reader)), options_(options) {
-  catch_up_thread_ = std::thread([this] {
-    name_this_thread("ckv-watch-catch");
-    catch_up_loop();
-  });
-  notifier_thread_ = std::thread([this] {
-    name_this_thread("ckv-watch-notif");
-    notifier_loop();
-  });
+  catch_up_thread_ = named_thread("ckv-watch-catch", [this] { catch_up_loop(); });
+  notifier_thread_ = named_thread("ckv-watch-notif", [this] { notifier_loop(); });
 }
 
 Hub::~Hub() { stop(); }

@@ -57,7 +57,7 @@ class MemoryHub {
   // incarnation matches, or, with no route of its own, answers a sender
   // that reached it.
   void deliver(raft::Message m) {
-    const raft::NodeId to_id = m.to;
+    Endpoint* target = nullptr;  // map nodes stay put: endpoints are never erased
     Transport::Handler h;
     {
       std::lock_guard lock(mu_);
@@ -69,12 +69,13 @@ class MemoryHub {
         ++refused_;
         return;
       }
-      h = to->second.handler;
-      ++to->second.deliveries;
+      target = &to->second;
+      h = target->handler;
+      ++target->deliveries;
     }
     h(std::move(m));  // the node's handler only enqueues
     std::lock_guard lock(mu_);
-    if (--endpoints_[to_id].deliveries == 0) delivered_.notify_all();
+    if (--target->deliveries == 0) delivered_.notify_all();
   }
   Result<PeerIdentity> probe(const std::string& address) {
     std::lock_guard lock(mu_);
