@@ -8,9 +8,12 @@ Usage:
 
 --vs-seed runs no etcd: on ONE 3-node consensuskv cluster it alternates the
 seed API (wrk, bench/wrk/set.lua and get.lua, through the leader) with the
-same operations over gRPC (etcd_kv_load: Put, linearizable Range) at 1 and
-64 clients, 16-byte values on both sides, and prints gRPC / seed ratios
-(issue 8: gRPC may be at most 10% slower than the seed API).
+same operations over gRPC (Put, linearizable Range) at 1 and 64 clients,
+16-byte values on both sides, and prints gRPC / seed ratios (issue 8: gRPC
+may be at most 10% slower than the seed API). The gRPC client is grpc++
+(etcd_kv_load) over 10,000 keys, and h2load (nghttp2's HTTP/2 twin of wrk,
+one connection per client like wrk) on one key, whose wrk twin writes or
+reads that same key. --only names pairs by either member.
 
 Both clusters run on loopback with data dirs on disk (a temp dir, removed at
 the end), one after the other (never both loaded at once: the machine has
@@ -49,13 +52,22 @@ LOADS = [
 KEYS = 10000
 VALUE_BYTES = 256
 START_TIMEOUT_S = 30
-# --vs-seed: (name, api, op, clients), run in this order so that each seed
+# --vs-seed: (name, client, op, clients), run in this order so that each seed
 # load and its gRPC twin are measured back to back (the machine drifts).
+# Clients: "wrk" over keys r0..r9999 (reads) or a new key per write, against
+# "grpcxx" (etcd_kv_load, grpc++'s client, over the same keys); and "wrk_one"
+# against "h2load" (nghttp2's HTTP/2 load generator, the twin of wrk: one
+# request in flight per connection, one body sent again and again), both on
+# the one key of the load's name (reads: r0).
 SEED_LOADS = [
-    ("set_c1", "seed", "put", 1), ("put_c1", "grpc", "put", 1),
-    ("set_c64", "seed", "put", 64), ("put_c64", "grpc", "put", 64),
-    ("get_c1", "seed", "range", 1), ("range_lin_c1", "grpc", "range", 1),
-    ("get_c64", "seed", "range", 64), ("range_lin_c64", "grpc", "range", 64),
+    ("set_c1", "wrk", "put", 1), ("put_c1", "grpcxx", "put", 1),
+    ("set_c64", "wrk", "put", 64), ("put_c64", "grpcxx", "put", 64),
+    ("get_c1", "wrk", "range", 1), ("range_lin_c1", "grpcxx", "range", 1),
+    ("get_c64", "wrk", "range", 64), ("range_lin_c64", "grpcxx", "range", 64),
+    ("set_one_c1", "wrk_one", "put", 1), ("put_one_c1", "h2load", "put", 1),
+    ("set_one_c64", "wrk_one", "put", 64), ("put_one_c64", "h2load", "put", 64),
+    ("get_one_c1", "wrk_one", "range", 1), ("range_one_c1", "h2load", "range", 1),
+    ("get_one_c64", "wrk_one", "range", 64), ("range_one_c64", "h2load", "range", 64),
 ]
 SEED_VALUE_BYTES = 16  # what bench/wrk/set.lua writes
 WRK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk")
@@ -265,8 +277,77 @@ def run_wrk(url, clients, duration, script, *script_args):
     return r
 
 
-def bench_vs_seed(cluster, load_bin, duration):
-    """SEED_LOADS on one consensuskv cluster, through its leader."""
+def grpc_message(fields):
+    """A gRPC length-prefixed message (uncompressed) holding a protobuf message of
+    length-delimited fields: [(field number, bytes)]. PutRequest: key 1, value 2;
+    RangeRequest: key 1 (serializable, field 7, left false: linearizable)."""
+    body = b""
+    for number, value in fields:
+        size, varint = len(value), b""
+        while True:
+            byte, size = size & 0x7F, size >> 7
+            varint += bytes([byte | (0x80 if size else 0)])
+            if not size:
+                break
+        body += bytes([number << 3 | 2]) + varint + value
+    return b"\0" + len(body).to_bytes(4, "big") + body
+
+
+GRPC_HEADERS = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+
+
+def grpc_status_of(url, body_path):
+    """The grpc-status one call of the body gets, by curl (h2load counts HTTP 2xx only,
+    and a gRPC error is an HTTP 200 with a grpc-status trailer)."""
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", *GRPC_HEADERS, "--data-binary",
+                          "@" + body_path, "-o", "/dev/null", "-D", "-", url],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.lower().startswith("grpc-status:"):
+            return line.split(":", 1)[1].strip()
+    return "none in: " + out.replace("\r\n", " | ")
+
+
+def store_revision(endpoint):
+    ok, out = etcdctl_ok([endpoint], "endpoint", "status", "-w", "json")
+    if not ok:
+        sys.exit(f"etcd_api_bench: endpoint status of {endpoint} failed: {out}")
+    return int(json.loads(out)[0]["Status"]["header"]["revision"])
+
+
+def run_h2load(url, clients, duration, body_path, log_path):
+    """h2load's rate, p50/p99 (from its per-request log) and errors, as run_load's JSON."""
+    if os.path.exists(log_path):
+        os.remove(log_path)
+    out = subprocess.run(["h2load", f"-c{clients}", "-m1", "-t1", f"-D{duration}", "-d", body_path,
+                          *GRPC_HEADERS, f"--log-file={log_path}", url],
+                         capture_output=True, text=True, check=True).stdout
+    r = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "errors": 0, "first_error": "", "total_ops": 0}
+    for line in out.splitlines():
+        f = line.replace(",", "").split()
+        if line.startswith("finished in"):
+            r["rps"] = float(f[3])
+        elif line.startswith("requests:"):
+            r["total_ops"] = int(f[7])  # succeeded
+            failed = int(f[9]) + int(f[11]) + int(f[13])  # failed, errored, timeout
+            if failed:
+                r["errors"] += failed
+                r["first_error"] = line.strip()
+        elif line.startswith("status codes:"):
+            non_2xx = int(f[4]) + int(f[6]) + int(f[8])
+            if non_2xx:
+                r["errors"] += non_2xx
+                r["first_error"] = line.strip()
+    with open(log_path) as f:
+        elapsed_us = sorted(int(row.split("\t")[2]) for row in f if row.strip())
+    if elapsed_us:
+        r["p50_ms"] = elapsed_us[len(elapsed_us) // 2] / 1000
+        r["p99_ms"] = elapsed_us[min(len(elapsed_us) - 1, len(elapsed_us) * 99 // 100)] / 1000
+    return r
+
+
+def bench_vs_seed(cluster, load_bin, duration, only):
+    """SEED_LOADS (the pairs that `only` names, all when empty) on one consensuskv cluster, through its leader."""
     wait_for("3 voters", lambda: member_count(cluster.grpc) == 3)
     leader = wait_for("a leader", lambda: leader_endpoint(cluster.grpc))
     api = cluster.api[cluster.grpc.index(leader)]
@@ -279,14 +360,43 @@ def bench_vs_seed(cluster, load_bin, duration):
         sys.exit(f"etcd_api_bench: preload failed: {pre.stdout}")
     warmup = max(1, min(3, int(duration / 5)))
     pids = [p.pid for p in cluster.procs]
+    pairs = [SEED_LOADS[i:i + 2] for i in range(0, len(SEED_LOADS), 2)]
+    pairs = [p for p in pairs if not only or p[0][0] in only or p[1][0] in only]
+    value = b"0123456789abcdef"  # set.lua's value
+    assert len(value) == SEED_VALUE_BYTES
     results = {}
-    for name, which, op, clients in SEED_LOADS:
-        if which == "seed":
-            script, script_args = ("set.lua", [name]) if op == "put" else ("get.lua", [str(KEYS)])
+    for name, which, op, clients in [load for pair in pairs for load in pair]:
+        check = None
+        if which in ("wrk", "wrk_one"):
             url = f"http://{api}"
-            run_wrk(url, clients, warmup, script, *([name + "-warm"] if op == "put" else script_args))
+            if op == "put":
+                script, args, warm_args = "set.lua", [name], [name + "-warm"]
+                if which == "wrk_one":
+                    args = warm_args = [name, "same"]
+            else:
+                script, args = "get.lua", [str(KEYS) if which == "wrk" else "1"]
+                warm_args = args
+            run_wrk(url, clients, warmup, script, *warm_args)
             server_before, client_before = cpu_seconds(pids), children_cpu_seconds()
-            r = run_wrk(url, clients, int(duration), script, *script_args)
+            r = run_wrk(url, clients, int(duration), script, *args)
+        elif which == "h2load":
+            # The key the wrk twin wrote or read: set_one_cN for put_one_cN, r0 for reads.
+            key = ("set" + name[len("put"):]).encode() if op == "put" else b"r0"
+            message = grpc_message([(1, key), (2, value)] if op == "put" else [(1, key)])
+            body_path = os.path.join(cluster.tmp, name + ".grpc")
+            with open(body_path, "wb") as f:
+                f.write(message)
+            url = f"http://{leader}/etcdserverpb.KV/{'Put' if op == 'put' else 'Range'}"
+            status = grpc_status_of(url, body_path)
+            if status != "0":
+                sys.exit(f"etcd_api_bench: {name}: the call h2load would repeat fails: grpc-status {status}")
+            log_path = os.path.join(cluster.tmp, name + ".h2load.log")
+            run_h2load(url, clients, warmup, body_path, log_path)
+            revision = store_revision(leader)
+            server_before, client_before = cpu_seconds(pids), children_cpu_seconds()
+            r = run_h2load(url, clients, int(duration), body_path, log_path)
+            if op == "put":
+                check = store_revision(leader) - revision
         else:
             argv = [load_bin, "--endpoints=" + leader, f"--op={op}", f"--clients={clients}", f"--keys={KEYS}",
                     f"--value-bytes={SEED_VALUE_BYTES}", "--key-prefix=r", f"--duration-s={duration}",
@@ -300,14 +410,17 @@ def bench_vs_seed(cluster, load_bin, duration):
         done = max(r.get("total_ops", 0), 1)
         r["server_cpu_us_per_op"] = (cpu_seconds(pids) - server_before) * 1e6 / done
         r["client_cpu_us_per_op"] = (children_cpu_seconds() - client_before) * 1e6 / done
+        if check is not None and check < r["total_ops"]:
+            # Each applied Put is one revision: fewer means some 200s carried a gRPC error.
+            r["errors"] += r["total_ops"] - check
+            r["first_error"] = f"{check} revisions for {r['total_ops']} puts answered"
         results[name] = r
-        print(f"  {which:5} {name:16} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+        print(f"  {which:7} {name:16} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
               f"  CPU/op {r['server_cpu_us_per_op']:6.1f} us (+ client {r['client_cpu_us_per_op']:5.1f})"
               f"  errors {r['errors']}" + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
     print(f"\n{'gRPC vs seed':28} {'seed/s':>10} {'gRPC/s':>10} {'gRPC/seed':>10}"
           f" {'seed CPU/op':>12} {'gRPC CPU/op':>12} {'seed/gRPC CPU':>14}")
-    for i in range(0, len(SEED_LOADS), 2):
-        seed, grpc = SEED_LOADS[i][0], SEED_LOADS[i + 1][0]
+    for (seed, *_), (grpc, *_) in pairs:
         a, b = results[seed]["rps"], results[grpc]["rps"]
         ratio = b / a if a else float("nan")
         ca, cb = results[seed]["server_cpu_us_per_op"], results[grpc]["server_cpu_us_per_op"]
@@ -337,13 +450,14 @@ def main():
     tmp, cleanup = scratch_dir("ckv-etcd-bench-", clusters)
     results = {}
     if args.vs_seed:
-        if shutil.which("wrk") is None:
-            sys.exit("etcd_api_bench: wrk is needed for --vs-seed (scripts/setup.sh installs it)")
+        for tool in ("wrk", "h2load", "curl"):
+            if shutil.which(tool) is None:
+                sys.exit(f"etcd_api_bench: {tool} is needed for --vs-seed (scripts/setup.sh installs it)")
         try:
             os.makedirs(os.path.join(tmp, "ckv"), exist_ok=True)
             c = start_kvnode(os.path.join(tmp, "ckv"), args.kvnode)
             clusters.append(c)
-            results = bench_vs_seed(c, args.load, args.duration)
+            results = bench_vs_seed(c, args.load, args.duration, set(filter(None, args.only.split(","))))
         finally:
             cleanup()
         if args.out:

@@ -11,10 +11,14 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # strace: bench/write_syscalls.sh counts the leader's syscalls per write.
   curl wrk python3 iptables strace
+  # h2load (nghttp2-client): the HTTP/2 twin of wrk, drives gRPC calls in bench/etcd_api_bench.py --vs-seed.
+  nghttp2-client
   # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
   libssl-dev openssl
   # Client auth (src/auth/): argon2id password hashes, SHA-256 token digests, random tokens.
   libsodium-dev
+  # kvnode's allocator (CMakeLists.txt: cheaper per request than glibc's malloc).
+  libjemalloc-dev
   # etcd's v3 API: gRPC and protobuf, and etcd's .proto files used in place
   # (cmake/EtcdProtos.cmake): etcd's own, gogoproto, google/api annotations.
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev

@@ -47,10 +47,23 @@ class MetricsInterceptor final : public gx::Interceptor {
 
 class MetricsInterceptorFactory final : public gx::ServerInterceptorFactoryInterface {
  public:
-  gx::Interceptor* CreateServerInterceptor(gx::ServerRpcInfo* info) override { return new MetricsInterceptor(info); }
+  // grpc++ accepts nullptr: no interceptor for this call.
+  gx::Interceptor* CreateServerInterceptor(gx::ServerRpcInfo* info) override {
+    if (grpc_call_recorded_by_service(info->method())) return nullptr;
+    return new MetricsInterceptor(info);
+  }
 };
 
 }  // namespace
+
+bool grpc_call_recorded_by_service(std::string_view full_method) {
+  return full_method.starts_with("/etcdserverpb.KV/");
+}
+
+void GrpcCallMetrics::record(int status_code) const {
+  metrics::instruments().grpc.record(method_, static_cast<size_t>(status_code),
+                                     metrics::ScopedTimer::seconds_since(started_));
+}
 
 void install_grpc_metrics(grpc::ServerBuilder& builder) {
   std::vector<std::unique_ptr<gx::ServerInterceptorFactoryInterface>> creators;

@@ -8,8 +8,10 @@
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_credentials.h"
+#include "etcd/grpc_metrics.h"
 #include "etcd/kv_convert.h"
 #include "etcd/kv_service.h"
+#include "metrics/instruments.h"
 
 namespace ckv::etcd {
 
@@ -28,23 +30,33 @@ KvCall call_from(const grpc::CallbackServerContext* ctx) {
   return call;
 }
 
+// Finishes the call with the status and records it (these calls have no
+// metrics interceptor: grpc_metrics.h).
+void finish(grpc::ServerUnaryReactor* reactor, const GrpcCallMetrics& metrics, const grpc::Status& status) {
+  metrics.record(status.error_code());
+  reactor->Finish(status);
+}
+
 // Finishes the call with the answer: the response filled in, or etcd's code and text.
 template <typename T, typename PbResp>
-KvDone<T> finish_with(grpc::ServerUnaryReactor* reactor, PbResp* resp) {
-  return [reactor, resp](Result<KvAnswer<T>> r) {
-    if (!r.is_ok()) return reactor->Finish(to_grpc_status(r.status()));
+KvDone<T> finish_with(grpc::ServerUnaryReactor* reactor, GrpcCallMetrics metrics, PbResp* resp) {
+  return [reactor, metrics, resp](Result<KvAnswer<T>> r) {
+    if (!r.is_ok()) return finish(reactor, metrics, to_grpc_status(r.status()));
     to_pb(r.value().body, &r.value().header, resp);
-    reactor->Finish(grpc::Status::OK);
+    finish(reactor, metrics, grpc::Status::OK);
   };
 }
 
 // etcd refuses a write whose request exceeds --max-request-bytes before proposing it.
 template <typename PbReq>
-bool too_large(const PbReq& req, grpc::ServerUnaryReactor* reactor) {
+bool too_large(const PbReq& req, grpc::ServerUnaryReactor* reactor, const GrpcCallMetrics& metrics) {
   if (req.ByteSizeLong() <= kMaxRequestBytes) return false;
-  reactor->Finish(to_grpc_status(Status(StatusCode::kTooLarge, kErrRequestTooLarge)));
+  finish(reactor, metrics, to_grpc_status(Status(StatusCode::kTooLarge, kErrRequestTooLarge)));
   return true;
 }
+
+// The metrics label of each method, looked up once.
+size_t method_index(const char* name) { return metrics::grpc_method_index(name); }
 
 class KvGrpcService final : public pb::KV::CallbackService {
  public:
@@ -53,15 +65,17 @@ class KvGrpcService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
                                   pb::RangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    kv_.range(from_pb(*req), call_from(ctx), finish_with<mvcc::RangeResponse>(reactor, resp));
+    const GrpcCallMetrics metrics(range_method_);
+    kv_.range(from_pb(*req), call_from(ctx), finish_with<mvcc::RangeResponse>(reactor, metrics, resp));
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
                                 pb::PutResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (too_large(*req, reactor)) return reactor;
-    kv_.put(from_pb(*req), call_from(ctx), finish_with<mvcc::PutResponse>(reactor, resp));
+    const GrpcCallMetrics metrics(put_method_);
+    if (too_large(*req, reactor, metrics)) return reactor;
+    kv_.put(from_pb(*req), call_from(ctx), finish_with<mvcc::PutResponse>(reactor, metrics, resp));
     return reactor;
   }
 
@@ -69,17 +83,19 @@ class KvGrpcService final : public pb::KV::CallbackService {
                                         const pb::DeleteRangeRequest* req,
                                         pb::DeleteRangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (too_large(*req, reactor)) return reactor;
+    const GrpcCallMetrics metrics(delete_range_method_);
+    if (too_large(*req, reactor, metrics)) return reactor;
     kv_.delete_range(from_pb(*req), call_from(ctx),
-                     finish_with<mvcc::DeleteRangeResponse>(reactor, resp));
+                     finish_with<mvcc::DeleteRangeResponse>(reactor, metrics, resp));
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
                                 pb::TxnResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (too_large(*req, reactor)) return reactor;
-    kv_.txn(from_pb(*req), call_from(ctx), finish_with<mvcc::TxnResponse>(reactor, resp));
+    const GrpcCallMetrics metrics(txn_method_);
+    if (too_large(*req, reactor, metrics)) return reactor;
+    kv_.txn(from_pb(*req), call_from(ctx), finish_with<mvcc::TxnResponse>(reactor, metrics, resp));
     return reactor;
   }
 
@@ -87,13 +103,19 @@ class KvGrpcService final : public pb::KV::CallbackService {
                                     const pb::CompactionRequest* req,
                                     pb::CompactionResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    const GrpcCallMetrics metrics(compact_method_);
     kv_.compact(from_pb(*req), call_from(ctx),
-                finish_with<mvcc::CompactionResponse>(reactor, resp));
+                finish_with<mvcc::CompactionResponse>(reactor, metrics, resp));
     return reactor;
   }
 
  private:
   KvService& kv_;
+  const size_t range_method_ = method_index("/etcdserverpb.KV/Range");
+  const size_t put_method_ = method_index("/etcdserverpb.KV/Put");
+  const size_t delete_range_method_ = method_index("/etcdserverpb.KV/DeleteRange");
+  const size_t txn_method_ = method_index("/etcdserverpb.KV/Txn");
+  const size_t compact_method_ = method_index("/etcdserverpb.KV/Compact");
 };
 
 }  // namespace

@@ -73,6 +73,11 @@ class ObservabilityTest(ClusterTest):
             for args in (["put", "g", "1"], ["get", "g"], ["endpoint", "status"]):
                 subprocess.run([ETCDCTL, f"--endpoints={follower.grpc}", *args], check=True, capture_output=True,
                                timeout=30, env=dict(os.environ, ETCDCTL_API="3"))
+            # A read of a future revision fails with OutOfRange: the KV service records its own calls'
+            # codes (no interceptor, etcd/grpc_metrics.h), errors included.
+            bad = subprocess.run([ETCDCTL, f"--endpoints={follower.grpc}", "get", "g", "--rev=1000000"],
+                                 capture_output=True, text=True, timeout=30, env=dict(os.environ, ETCDCTL_API="3"))
+            self.assertIn("required revision is a future revision", bad.stderr)
 
         for n in nodes:
             r = scrape(n)
@@ -111,6 +116,13 @@ class ObservabilityTest(ClusterTest):
                 value(ftext, "consensuskv_grpc_server_handled_total", method="etcdserverpb.KV/Put", code="OK"), 1)
             self.assertGreaterEqual(
                 value(ftext, "consensuskv_grpc_server_handled_total", method="etcdserverpb.KV/Range", code="OK"), 1)
+            self.assertGreaterEqual(value(ftext, "consensuskv_grpc_server_handled_total",
+                                          method="etcdserverpb.KV/Range", code="OutOfRange"), 1)
+            self.assertGreaterEqual(value(ftext, "consensuskv_grpc_server_handling_seconds_count",
+                                          method="etcdserverpb.KV/Put"), 1)
+            # Other services keep the interceptor: endpoint status is Maintenance/Status.
+            self.assertGreaterEqual(value(ftext, "consensuskv_grpc_server_handled_total",
+                                          method="etcdserverpb.Maintenance/Status", code="OK"), 1)
 
         # One put moves the applied index and the write counters.
         before = samples(scrape(leader).raw)
