@@ -11,9 +11,9 @@ seed API (wrk, bench/wrk/set.lua and get.lua, through the leader) with the
 same operations over gRPC (Put, linearizable Range) at 1 and 64 clients,
 16-byte values on both sides, and prints gRPC / seed ratios (issue 8: gRPC
 may be at most 10% slower than the seed API). The gRPC client is grpc++
-(etcd_kv_load) over 10,000 keys, and h2load (nghttp2's HTTP/2 twin of wrk,
-one connection per client like wrk) on one key, whose wrk twin writes or
-reads that same key. --only names pairs by either member.
+(etcd_kv_load) over 10,000 keys, and h2load (nghttp2's HTTP/2 twin of wrk)
+on one key, whose wrk twin writes or reads that same key, over one
+connection per client or 8 connections carrying the calls side by side. --only names groups by any member.
 
 Both clusters run on loopback with data dirs on disk (a temp dir, removed at
 the end), one after the other (never both loaded at once: the machine has
@@ -52,23 +52,28 @@ LOADS = [
 KEYS = 10000
 VALUE_BYTES = 256
 START_TIMEOUT_S = 30
-# --vs-seed: (name, client, op, clients), run in this order so that each seed
-# load and its gRPC twin are measured back to back (the machine drifts).
-# Clients: "wrk" over keys r0..r9999 (reads) or a new key per write, against
-# "grpcxx" (etcd_kv_load, grpc++'s client, over the same keys); and "wrk_one"
-# against "h2load" (nghttp2's HTTP/2 load generator, the twin of wrk: one
-# request in flight per connection, one body sent again and again), both on
-# the one key of the load's name (reads: r0).
+# --vs-seed: groups of a seed API load and its gRPC twins, each load
+# (name, client, op, clients), run in this order so that each seed load and
+# its twins are measured back to back (the machine drifts). Clients: "wrk"
+# over keys r0..r9999 (reads) or a new key per write, against "grpcxx"
+# (etcd_kv_load, grpc++'s client, 8 connections, over the same keys); and
+# "wrk_one" against h2load (nghttp2's HTTP/2 load generator, the twin of wrk:
+# one body sent again and again) on one key ("one"; reads: r0), with one
+# connection per client like wrk ("h2load") or 8 connections carrying the
+# clients' calls side by side as grpc++'s and etcd's clients do ("h2load_mux").
 SEED_LOADS = [
-    ("set_c1", "wrk", "put", 1), ("put_c1", "grpcxx", "put", 1),
-    ("set_c64", "wrk", "put", 64), ("put_c64", "grpcxx", "put", 64),
-    ("get_c1", "wrk", "range", 1), ("range_lin_c1", "grpcxx", "range", 1),
-    ("get_c64", "wrk", "range", 64), ("range_lin_c64", "grpcxx", "range", 64),
-    ("set_one_c1", "wrk_one", "put", 1), ("put_one_c1", "h2load", "put", 1),
-    ("set_one_c64", "wrk_one", "put", 64), ("put_one_c64", "h2load", "put", 64),
-    ("get_one_c1", "wrk_one", "range", 1), ("range_one_c1", "h2load", "range", 1),
-    ("get_one_c64", "wrk_one", "range", 64), ("range_one_c64", "h2load", "range", 64),
+    (("set_c1", "wrk", "put", 1), [("put_c1", "grpcxx", "put", 1)]),
+    (("set_c64", "wrk", "put", 64), [("put_c64", "grpcxx", "put", 64)]),
+    (("get_c1", "wrk", "range", 1), [("range_lin_c1", "grpcxx", "range", 1)]),
+    (("get_c64", "wrk", "range", 64), [("range_lin_c64", "grpcxx", "range", 64)]),
+    (("set_one_c1", "wrk_one", "put", 1), [("put_one_c1", "h2load", "put", 1)]),
+    (("set_one_c64", "wrk_one", "put", 64),
+     [("put_one_c64", "h2load", "put", 64), ("put_one_c64_mux", "h2load_mux", "put", 64)]),
+    (("get_one_c1", "wrk_one", "range", 1), [("range_one_c1", "h2load", "range", 1)]),
+    (("get_one_c64", "wrk_one", "range", 64),
+     [("range_one_c64", "h2load", "range", 64), ("range_one_c64_mux", "h2load_mux", "range", 64)]),
 ]
+H2LOAD_MUX_CONNECTIONS = 8  # etcd_kv_load's
 SEED_VALUE_BYTES = 16  # what bench/wrk/set.lua writes
 WRK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk")
 
@@ -315,11 +320,13 @@ def store_revision(endpoint):
     return int(json.loads(out)[0]["Status"]["header"]["revision"])
 
 
-def run_h2load(url, clients, duration, body_path, log_path):
-    """h2load's rate, p50/p99 (from its per-request log) and errors, as run_load's JSON."""
+def run_h2load(url, clients, duration, body_path, log_path, connections):
+    """h2load's rate, p50/p99 (from its per-request log) and errors, as run_load's JSON:
+    `clients` calls in flight over `connections` connections."""
     if os.path.exists(log_path):
         os.remove(log_path)
-    out = subprocess.run(["h2load", f"-c{clients}", "-m1", "-t1", f"-D{duration}", "-d", body_path,
+    streams = clients // connections
+    out = subprocess.run(["h2load", f"-c{connections}", f"-m{streams}", "-t1", f"-D{duration}", "-d", body_path,
                           *GRPC_HEADERS, f"--log-file={log_path}", url],
                          capture_output=True, text=True, check=True).stdout
     r = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "errors": 0, "first_error": "", "total_ops": 0}
@@ -347,7 +354,7 @@ def run_h2load(url, clients, duration, body_path, log_path):
 
 
 def bench_vs_seed(cluster, load_bin, duration, only):
-    """SEED_LOADS (the pairs that `only` names, all when empty) on one consensuskv cluster, through its leader."""
+    """SEED_LOADS (the groups that `only` names, all when empty) on one consensuskv cluster, through its leader."""
     wait_for("3 voters", lambda: member_count(cluster.grpc) == 3)
     leader = wait_for("a leader", lambda: leader_endpoint(cluster.grpc))
     api = cluster.api[cluster.grpc.index(leader)]
@@ -360,28 +367,28 @@ def bench_vs_seed(cluster, load_bin, duration, only):
         sys.exit(f"etcd_api_bench: preload failed: {pre.stdout}")
     warmup = max(1, min(3, int(duration / 5)))
     pids = [p.pid for p in cluster.procs]
-    pairs = [SEED_LOADS[i:i + 2] for i in range(0, len(SEED_LOADS), 2)]
-    pairs = [p for p in pairs if not only or p[0][0] in only or p[1][0] in only]
+    groups = [(seed, twins) for seed, twins in SEED_LOADS
+              if not only or seed[0] in only or any(t[0] in only for t in twins)]
     value = b"0123456789abcdef"  # set.lua's value
     assert len(value) == SEED_VALUE_BYTES
     results = {}
-    for name, which, op, clients in [load for pair in pairs for load in pair]:
+    for name, which, op, clients in [load for seed, twins in groups for load in [seed, *twins]]:
         check = None
         if which in ("wrk", "wrk_one"):
             url = f"http://{api}"
             if op == "put":
                 script, args, warm_args = "set.lua", [name], [name + "-warm"]
                 if which == "wrk_one":
-                    args = warm_args = [name, "same"]
+                    args = warm_args = ["one", "same"]
             else:
                 script, args = "get.lua", [str(KEYS) if which == "wrk" else "1"]
                 warm_args = args
             run_wrk(url, clients, warmup, script, *warm_args)
             server_before, client_before = cpu_seconds(pids), children_cpu_seconds()
             r = run_wrk(url, clients, int(duration), script, *args)
-        elif which == "h2load":
-            # The key the wrk twin wrote or read: set_one_cN for put_one_cN, r0 for reads.
-            key = ("set" + name[len("put"):]).encode() if op == "put" else b"r0"
+        elif which in ("h2load", "h2load_mux"):
+            key = b"one" if op == "put" else b"r0"  # what the wrk_one twin writes or reads
+            connections = clients if which == "h2load" else min(clients, H2LOAD_MUX_CONNECTIONS)
             message = grpc_message([(1, key), (2, value)] if op == "put" else [(1, key)])
             body_path = os.path.join(cluster.tmp, name + ".grpc")
             with open(body_path, "wb") as f:
@@ -391,10 +398,10 @@ def bench_vs_seed(cluster, load_bin, duration, only):
             if status != "0":
                 sys.exit(f"etcd_api_bench: {name}: the call h2load would repeat fails: grpc-status {status}")
             log_path = os.path.join(cluster.tmp, name + ".h2load.log")
-            run_h2load(url, clients, warmup, body_path, log_path)
+            run_h2load(url, clients, warmup, body_path, log_path, connections)
             revision = store_revision(leader)
             server_before, client_before = cpu_seconds(pids), children_cpu_seconds()
-            r = run_h2load(url, clients, int(duration), body_path, log_path)
+            r = run_h2load(url, clients, int(duration), body_path, log_path, connections)
             if op == "put":
                 check = store_revision(leader) - revision
         else:
@@ -415,18 +422,18 @@ def bench_vs_seed(cluster, load_bin, duration, only):
             r["errors"] += r["total_ops"] - check
             r["first_error"] = f"{check} revisions for {r['total_ops']} puts answered"
         results[name] = r
-        print(f"  {which:7} {name:16} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+        print(f"  {which:10} {name:18} {r['rps']:10.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
               f"  CPU/op {r['server_cpu_us_per_op']:6.1f} us (+ client {r['client_cpu_us_per_op']:5.1f})"
               f"  errors {r['errors']}" + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
-    print(f"\n{'gRPC vs seed':28} {'seed/s':>10} {'gRPC/s':>10} {'gRPC/seed':>10}"
+    print(f"\n{'gRPC vs seed':34} {'seed/s':>10} {'gRPC/s':>10} {'gRPC/seed':>10}"
           f" {'seed CPU/op':>12} {'gRPC CPU/op':>12} {'seed/gRPC CPU':>14}")
-    for (seed, *_), (grpc, *_) in pairs:
+    for (seed, *_), (grpc, *_) in [(seed, twin) for seed, twins in groups for twin in twins]:
         a, b = results[seed]["rps"], results[grpc]["rps"]
         ratio = b / a if a else float("nan")
         ca, cb = results[seed]["server_cpu_us_per_op"], results[grpc]["server_cpu_us_per_op"]
         cpu_ratio = ca / cb if cb else float("nan")
         flag = "" if ratio >= 0.9 else "  <- more than 10% slower"
-        print(f"{grpc + ' / ' + seed:28} {a:10.0f} {b:10.0f} {ratio:10.2f} {ca:10.1f}us {cb:10.1f}us {cpu_ratio:14.2f}{flag}")
+        print(f"{grpc + ' / ' + seed:34} {a:10.0f} {b:10.0f} {ratio:10.2f} {ca:10.1f}us {cb:10.1f}us {cpu_ratio:14.2f}{flag}")
     return results
 
 

@@ -2,7 +2,6 @@
 #include "node/node.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -24,6 +23,7 @@
 
 #include "auth/simple_tokens.h"
 #include "common/check.h"
+#include "common/release_memory.h"
 #include "common/thread_name.h"
 #include "fsm/kv_state_machine.h"
 #include "lease/expiry.h"
@@ -2231,7 +2231,7 @@ void Node::Impl::answer_defrags(const Status& failed) {
   // malloc's free lists; hand what it can back to the system (the
   // counterpart of bbolt's free pages that etcd's defrag releases).
   const auto started = Clock::now();
-  ::malloc_trim(0);
+  release_free_memory();
   DefragResult r;
   r.snapshot_index = snapshot_ ? snapshot_->meta.index : 0;
   r.data_dir_bytes_before = defrag_bytes_before_;
