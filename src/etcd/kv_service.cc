@@ -362,10 +362,27 @@ class KvService::Impl {
           cmd->caller = who;
           return node_.state_machine().authorize(*cmd);
         },
-        [this, cmd, done = std::move(done)](const Result<auth::Caller>& who) mutable {
+        [this, cmd, creds = call.credentials, done = std::move(done)](const Result<auth::Caller>& who) mutable {
           if (!who.is_ok()) return done(who.status());
-          propose_checked<Resp>(std::move(*cmd), std::move(done));
+          propose_checked<Resp>(std::move(*cmd), refusal_at_apply_resolved_again(std::move(creds), std::move(done)));
         });
+  }
+
+  // Apply refuses a write whose caller was resolved at an older auth
+  // revision (etcd's "revision of auth store is old"): a user, role or
+  // password changed between the check and the apply, e.g. a change this
+  // member had not applied yet when the call came. That change is applied
+  // now, so the credentials are resolved again: a token or user it dropped
+  // answers its refusal (Unauthenticated), as the check would have had it
+  // come first; otherwise the old-revision error stands (the client retries).
+  template <typename Resp>
+  KvDone<Resp> refusal_at_apply_resolved_again(Credentials creds, KvDone<Resp> done) {
+    return [this, creds = std::move(creds), done = std::move(done)](Result<KvAnswer<Resp>> r) {
+      if (!r.is_ok() && r.status().message() == auth::kErrAuthOldRevision) {
+        if (Result<auth::Caller> again = options_.auth->resolve(creds); !again.is_ok()) return done(again.status());
+      }
+      done(std::move(r));
+    };
   }
 
   template <typename Resp>
