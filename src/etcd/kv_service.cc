@@ -183,9 +183,12 @@ class KvService::Impl {
     if (Status s = mvcc::check_range_request(r); !s.is_ok()) return done(s);
     if (!identify(call, done)) return;
     const bool serializable = r.serializable;
+    // Copied before the call: arguments are initialized in no set order, so
+    // the lambda must not read `call` beside the argument moved from it.
+    auth::Caller caller = call.caller;
     read<mvcc::RangeRequest, mvcc::RangeResponse, pb::RangeRequest, pb::RangeResponse>(
         std::move(r), std::move(call), std::move(done), serializable,
-        [this, caller = call.caller](const mvcc::RangeRequest& q) {
+        [this, caller = std::move(caller)](const mvcc::RangeRequest& q) {
           return note("Range", caller, answer_read(node_.state_machine().range_as(caller, q)));
         },
         [](pb::KV::Stub* stub, grpc::ClientContext* c, const pb::RangeRequest* q,
@@ -230,9 +233,10 @@ class KvService::Impl {
       // The idempotency key is still checked, though a read has nothing to dedupe.
       if (Status k = check_idempotency_key(call.idempotency_key); !k.is_ok()) return done(k);
       const bool serializable = mvcc::is_txn_serializable(r);
+      auth::Caller caller = call.caller;  // before the call, as in range()
       return read<mvcc::TxnRequest, mvcc::TxnResponse, pb::TxnRequest, pb::TxnResponse>(
           std::move(r), std::move(call), std::move(done), serializable,
-          [this, caller = call.caller](const mvcc::TxnRequest& q) {
+          [this, caller = std::move(caller)](const mvcc::TxnRequest& q) {
             return note("Txn", caller, answer_read(node_.state_machine().read_txn_as(caller, q)));
           },
           invoke);
