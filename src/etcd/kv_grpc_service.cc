@@ -55,9 +55,6 @@ bool too_large(const PbReq& req, grpc::ServerUnaryReactor* reactor, const GrpcCa
   return true;
 }
 
-// The metrics label of each method, looked up once.
-size_t method_index(const char* name) { return metrics::grpc_method_index(name); }
-
 class KvGrpcService final : public pb::KV::CallbackService {
  public:
   explicit KvGrpcService(KvService& kv) : kv_(kv) {}
@@ -111,11 +108,12 @@ class KvGrpcService final : public pb::KV::CallbackService {
 
  private:
   KvService& kv_;
-  const size_t range_method_ = method_index("/etcdserverpb.KV/Range");
-  const size_t put_method_ = method_index("/etcdserverpb.KV/Put");
-  const size_t delete_range_method_ = method_index("/etcdserverpb.KV/DeleteRange");
-  const size_t txn_method_ = method_index("/etcdserverpb.KV/Txn");
-  const size_t compact_method_ = method_index("/etcdserverpb.KV/Compact");
+  // Each method's metrics label, looked up once.
+  const size_t range_method_ = metrics::grpc_method_index("/etcdserverpb.KV/Range");
+  const size_t put_method_ = metrics::grpc_method_index("/etcdserverpb.KV/Put");
+  const size_t delete_range_method_ = metrics::grpc_method_index("/etcdserverpb.KV/DeleteRange");
+  const size_t txn_method_ = metrics::grpc_method_index("/etcdserverpb.KV/Txn");
+  const size_t compact_method_ = metrics::grpc_method_index("/etcdserverpb.KV/Compact");
 };
 
 }  // namespace
