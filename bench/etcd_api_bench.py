@@ -177,7 +177,7 @@ def start_etcd(tmp):
     return c
 
 
-def start_kvnode(tmp, kvnode):
+def start_kvnode(tmp, kvnode, extra_args=()):
     c = Cluster(tmp)
     ports = free_ports(9)
     raft = [f"127.0.0.1:{p}" for p in ports[:3]]
@@ -189,6 +189,7 @@ def start_kvnode(tmp, kvnode):
         c.spawn(f"kvnode{i}", [
             kvnode, f"-id=n{i}", f"-raft-address={raft[i]}", f"-api-address={api[i]}",
             f"-grpc-address={c.grpc[i]}", f"-data-dir={os.path.join(tmp, f'n{i}')}", "-log-level=warn", *extra,
+            *extra_args,
         ])
     return c
 

@@ -4,6 +4,7 @@
 Usage:
     bench/write_bench.py [--kvnode build/kvnode] [--reference build/bench/reference-kvnode]
                          [--duration 10] [--rounds 1] [--only set_c1,...] [--out result.json]
+                         [--ckv-b="-flag=value ..." [--kvnode-b PATH]]
 
 Three 3-node clusters on loopback (data dirs on disk under $CKV_BENCH_DIR,
 default /var/tmp), all started at the beginning and loaded one at a time:
@@ -16,6 +17,8 @@ values), so no system is measured through a different client:
   ckv_v3   consensuskv's etcd JSON gateway, POST /v3/kv/put (bench/wrk/etcd_put.lua)
   etcd     etcd 3.4's JSON gateway, POST /v3/kv/put (the same script)
   ref      the reference's twin (bench/reference/: HashiCorp Raft + BoltDB), POST /set
+  ckv_b    with --ckv-b: a second consensuskv cluster (--kvnode-b, default --kvnode) started
+           with those extra flags, POST /set: an A/B of one change in the same run
 
 Loads: set_c1, set_c64, set_c256 (the leader, 1/64/256 connections) and
 set_any_c64 (a follower, 64 connections: it forwards each write; the
@@ -45,7 +48,7 @@ LOADS = [
     ("set_c256", 256, "leader"),
     ("set_any_c64", 64, "follower"),
 ]
-SYSTEMS = ["ckv", "ckv_v3", "etcd", "ref"]
+SYSTEMS = ["ckv", "ckv_v3", "etcd", "ref", "ckv_b"]
 FSYNC_METRICS = {"ckv": "consensuskv_disk_wal_fsync_duration_seconds_count",
                  "etcd": "etcd_disk_wal_fsync_duration_seconds_count"}
 
@@ -73,7 +76,11 @@ class Target:
         self.script, self.metrics_url, self.fsync_metric = script, metrics_url, fsync_metric
 
     def fsyncs(self):
-        return metric_value(self.metrics_url, self.fsync_metric) if self.fsync_metric else 0.0
+        """(count, total seconds) of the leader's WAL fdatasyncs so far."""
+        if not self.fsync_metric:
+            return 0.0, 0.0
+        return (metric_value(self.metrics_url, self.fsync_metric),
+                metric_value(self.metrics_url, self.fsync_metric.replace("_count", "_sum")))
 
 
 def etcd_like_target(cluster, name, urls_of):
@@ -82,7 +89,7 @@ def etcd_like_target(cluster, name, urls_of):
     leader = wait_for(f"{name}: a leader", lambda: leader_endpoint(cluster.grpc))
     li = cluster.grpc.index(leader)
     fi = (li + 1) % 3
-    script = "set.lua" if name == "ckv" else "etcd_put.lua"
+    script = "set.lua" if name in ("ckv", "ckv_b") else "etcd_put.lua"
     metric = FSYNC_METRICS["etcd" if name == "etcd" else "ckv"]
     return Target(cluster, urls_of(li), urls_of(fi), script, urls_of(li) + "/metrics", metric)
 
@@ -122,7 +129,9 @@ def run_one(target, name, conns, where, duration, round_no):
     r = run_wrk(url, conns, int(duration), target.script, prefix)
     done = max(r.get("total_ops", 0), 1)
     r["cpu_us_per_write"] = (cpu_seconds(pids) - cpu0) * 1e6 / done
-    r["fsyncs_per_write"] = (target.fsyncs() - fs0) / done if target.fsync_metric else None
+    fs1 = target.fsyncs()
+    r["fsyncs_per_write"] = (fs1[0] - fs0[0]) / done if target.fsync_metric else None
+    r["fsync_ms"] = (fs1[1] - fs0[1]) * 1e3 / (fs1[0] - fs0[0]) if fs1[0] > fs0[0] else None
     return r
 
 
@@ -138,6 +147,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="repeat every load; the table shows medians")
     ap.add_argument("--only", default="", help="comma-separated load names")
     ap.add_argument("--out", default="")
+    ap.add_argument("--ckv-b", default=None, metavar="FLAGS",
+                    help="also run a second consensuskv cluster with these extra kvnode flags (ckv_b)")
+    ap.add_argument("--kvnode-b", default=None, help="ckv_b's binary (default: --kvnode)")
     args = ap.parse_args()
     if not os.access(args.kvnode, os.X_OK):
         sys.exit(f"write_bench: {args.kvnode} is not built (cmake --build build --target kvnode)")
@@ -153,7 +165,7 @@ def main():
     results = {s: {name: [] for name, *_ in loads} for s in SYSTEMS}
     try:
         targets = {}
-        for label in ("ckv", "etcd") + (("ref",) if have_ref else ()):
+        for label in ("ckv", "etcd") + (("ref",) if have_ref else ()) + (("ckv_b",) if args.ckv_b is not None else ()):
             os.makedirs(os.path.join(tmp, label))
         ckv = start_kvnode(os.path.join(tmp, "ckv"), args.kvnode)
         clusters.append(ckv)
@@ -162,6 +174,10 @@ def main():
         targets["ckv"] = etcd_like_target(ckv, "ckv", lambda i: f"http://{ckv.api[i]}")
         targets["ckv_v3"] = etcd_like_target(ckv, "ckv_v3", lambda i: f"http://{ckv.api[i]}")
         targets["etcd"] = etcd_like_target(etcd, "etcd", lambda i: f"http://{etcd.grpc[i]}")
+        if args.ckv_b is not None:
+            ckv_b = start_kvnode(os.path.join(tmp, "ckv_b"), args.kvnode_b or args.kvnode, args.ckv_b.split())
+            clusters.append(ckv_b)
+            targets["ckv_b"] = etcd_like_target(ckv_b, "ckv_b", lambda i: f"http://{ckv_b.api[i]}")
         if have_ref:
             ref = start_reference(os.path.join(tmp, "ref"), args.reference)
             clusters.append(ref)
@@ -179,6 +195,7 @@ def main():
                         continue
                     results[system][name].append(r)
                     fs = "" if r["fsyncs_per_write"] is None else f"  fsync/write {r['fsyncs_per_write']:5.3f}"
+                    fs += "" if r["fsync_ms"] is None else f" ({r['fsync_ms']:.3f} ms)"
                     print(f"  {system:7} {name:12} {r['rps']:9.0f}/s  p50 {r['p50_ms']:7.2f} ms"
                           f"  p99 {r['p99_ms']:7.2f} ms  CPU/write {r['cpu_us_per_write']:6.1f} us{fs}"
                           f"  errors {r['errors']}" + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
@@ -203,21 +220,23 @@ def median(values):
 def summarize(results, loads):
     """Prints, per load, each system's medians and consensuskv's ratios; returns them."""
     summary = {}
-    print(f"\n{'load':12} {'system':7} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU/write':>10} {'fsync/w':>8}")
+    print(f"\n{'load':12} {'system':7} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU/write':>10} {'fsync/w':>8}"
+          f" {'fsync ms':>9}")
     for name, *_ in loads:
         summary[name] = {}
         for system in SYSTEMS:
             runs = results[system][name]
             if not runs:
                 continue
-            m = {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_write",
-                                                          "fsyncs_per_write")}
+            m = {k: median([r.get(k) for r in runs]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_write",
+                                                              "fsyncs_per_write", "fsync_ms")}
             summary[name][system] = m
             fs = "-" if m["fsyncs_per_write"] is None else f"{m['fsyncs_per_write']:.3f}"
+            fms = "-" if m["fsync_ms"] is None else f"{m['fsync_ms']:.3f}"
             print(f"{name:12} {system:7} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}"
-                  f" {m['cpu_us_per_write']:8.1f}us {fs:>8}")
+                  f" {m['cpu_us_per_write']:8.1f}us {fs:>8} {fms:>9}")
     print(f"\n{'load':12} {'ckv x etcd':>10} {'ckv x ref':>10} {'ckv_v3 x etcd':>14}"
-          f" {'p99 ckv/etcd':>13} {'p99 ckv/ref':>12}")
+          f" {'p99 ckv/etcd':>13} {'p99 ckv/ref':>12} {'ckv x ckv_b':>12}")
     for name, *_ in loads:
         s = summary[name]
         get = lambda system, k: s.get(system, {}).get(k)  # noqa: E731
@@ -225,7 +244,8 @@ def summarize(results, loads):
               f" {ratio(get('ckv', 'rps'), get('ref', 'rps')):10.2f}"
               f" {ratio(get('ckv_v3', 'rps'), get('etcd', 'rps')):14.2f}"
               f" {ratio(get('ckv', 'p99_ms'), get('etcd', 'p99_ms')):13.2f}"
-              f" {ratio(get('ckv', 'p99_ms'), get('ref', 'p99_ms')):12.2f}")
+              f" {ratio(get('ckv', 'p99_ms'), get('ref', 'p99_ms')):12.2f}"
+              f" {ratio(get('ckv', 'rps'), get('ckv_b', 'rps')):12.2f}")
     return summary
 
 

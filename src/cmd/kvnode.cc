@@ -302,6 +302,11 @@ int main(int argc, char** argv) {
                  "size each WAL segment file is preallocated to; a batch that does not fit starts a new one "
                  "(4096 to 16 GiB; see docs/operations.md)")
       ->capture_default_str();
+  app.add_flag("--wal-zero-ahead", opts.wal_zero_ahead,
+               "write each WAL segment's blocks with zeros ahead of the appends, so that a batch's "
+               "fdatasync needs no file system journal commit (ext4, XFS); false on copy-on-write "
+               "file systems (btrfs, ZFS), where it only doubles the log's writes")
+      ->capture_default_str();
   // Client TLS, etcd's flags and meaning (tls/tls_files.h, docs/api.md "TLS").
   ckv::tls::TlsFlags tls_flags;
   app.add_option(

@@ -503,6 +503,7 @@ Status Node::Impl::open() {
   storage::WalOptions store_options;
   store_options.sync = !opts_.in_memory;
   store_options.segment_bytes = opts_.wal_segment_bytes;
+  store_options.zero_ahead = opts_.wal_zero_ahead;
   // node_meta is written after the log store is created, and snapshots only
   // exist beside a log: either one means the log store held this member's state.
   store_options.expect_existing = meta.value().has_value() || latest.value().has_value();

@@ -113,6 +113,7 @@ struct NodeOptions {
   uint64_t random_seed = 0;  // 0: derive from the clock and id
   uint64_t space_reserve_bytes = kDefaultSpaceReserveBytes;  // ignored (0) with in_memory
   uint64_t wal_segment_bytes = uint64_t{64} << 20;  // preallocated size of a WAL segment (storage/wal/wal.h)
+  bool wal_zero_ahead = true;  // WalOptions::zero_ahead (storage/wal/wal.h)
   // -auto-compaction-mode / -auto-compaction-retention (node/compactor.h):
   // the leader proposes compactions on this schedule. Off by default, as etcd.
   AutoCompactionOptions auto_compaction;

@@ -1,7 +1,7 @@
 // The file operations the WAL makes, as an interface: POSIX for kvnode, an in-memory crashable one for the simulator.
 //
 // Only what wal/ really calls is here: open, close, pread, pwrite,
-// fdatasync/fsync, preallocate, the size of a path, create a directory,
+// fdatasync/fsync, preallocate, start writeback, the size of a path, create a directory,
 // list it, rename, unlink, and fsync a directory. One virtual call per
 // system call: the WAL's hot path (one pwrite and one fdatasync per batch)
 // costs two indirect calls and nothing per byte.
@@ -56,6 +56,10 @@ class FileSystem {
   virtual Status fsync(int fd, const std::string& path) = 0;
   // Reserves [0, bytes) so that writes inside never allocate.
   virtual Status preallocate(int fd, uint64_t bytes, const std::string& path) = 0;
+  // Starts writing [offset, offset + bytes) back to the disk without
+  // waiting (sync_file_range's SYNC_FILE_RANGE_WRITE): a hint, which makes
+  // nothing durable and may do nothing.
+  virtual void start_writeback(int fd, uint64_t offset, uint64_t bytes) = 0;
 
   // The size of the file at path; nullopt when nothing is there.
   virtual Result<std::optional<uint64_t>> file_size(const std::string& path) = 0;

@@ -40,6 +40,8 @@ class MemFileSystem final : public storage::FileSystem {
   Status fdatasync(int fd, const std::string& path) override;
   Status fsync(int fd, const std::string& path) override;
   Status preallocate(int fd, uint64_t bytes, const std::string& path) override;
+  // A hint only: writeback order is the crash model's to choose (tear()).
+  void start_writeback(int /*fd*/, uint64_t /*offset*/, uint64_t /*bytes*/) override {}
   Result<std::optional<uint64_t>> file_size(const std::string& path) override;
   Status create_dir(const std::string& path) override;
   Result<std::vector<std::string>> list_dir(const std::string& path) override;

@@ -639,6 +639,167 @@ TEST_F(WalTest, FuzzedSegmentsReplayAllOrAllButTheLastBatch) {
   }
 }
 
+// The real file system, with every pwrite to a segment file recorded.
+class RecordingFileSystem final : public FileSystem {
+ public:
+  struct Write {
+    std::string path;
+    uint64_t offset = 0;
+    uint64_t bytes = 0;
+    bool zeros = false;
+  };
+  std::vector<Write> writes;
+
+  Result<int> open(const std::string& path, OpenMode mode) override { return real_.open(path, mode); }
+  void close(int fd) override { real_.close(fd); }
+  Status pwrite(int fd, std::string_view data, uint64_t offset, const std::string& path,
+                size_t* written) override {
+    if (path.size() > 4 && path.compare(path.size() - 4, 4, ".wal") == 0) {
+      const bool zeros = data.find_first_not_of('\0') == std::string_view::npos;
+      writes.push_back(Write{path, offset, data.size(), zeros});
+    }
+    return real_.pwrite(fd, data, offset, path, written);
+  }
+  Result<size_t> pread(int fd, char* buf, size_t n, uint64_t offset,
+                       const std::string& path) override {
+    return real_.pread(fd, buf, n, offset, path);
+  }
+  Status fdatasync(int fd, const std::string& path) override { return real_.fdatasync(fd, path); }
+  Status fsync(int fd, const std::string& path) override { return real_.fsync(fd, path); }
+  Status preallocate(int fd, uint64_t bytes, const std::string& path) override {
+    return real_.preallocate(fd, bytes, path);
+  }
+  void start_writeback(int fd, uint64_t offset, uint64_t bytes) override {
+    real_.start_writeback(fd, offset, bytes);
+  }
+  Result<std::optional<uint64_t>> file_size(const std::string& path) override {
+    return real_.file_size(path);
+  }
+  Status create_dir(const std::string& path) override { return real_.create_dir(path); }
+  Result<std::vector<std::string>> list_dir(const std::string& path) override {
+    return real_.list_dir(path);
+  }
+  Status rename(const std::string& from, const std::string& to) override {
+    return real_.rename(from, to);
+  }
+  Status unlink(const std::string& path) override { return real_.unlink(path); }
+  Status sync_dir(const std::string& path) override { return real_.sync_dir(path); }
+
+ private:
+  FileSystem& real_ = posix_file_system();
+};
+
+// Zeros written ahead (wal.h): every batch lands in blocks written before
+// (so its fdatasync changes no extent), zeros never land on a batch, and
+// they cost one pwrite per chunk (1/16 of a segment), not one per batch.
+TEST_F(WalTest, BatchesLandOnZerosWrittenAheadAndZerosNeverOnBatches) {
+  constexpr uint64_t kSegment = uint64_t{1} << 20;  // chunks of 64 KiB, up to 512 KiB ahead
+  constexpr uint64_t kChunk = kSegment / 16;
+  RecordingFileSystem fs;
+  WalOptions o;
+  o.segment_bytes = kSegment;
+  o.fs = &fs;
+  {
+    auto w = Wal::open(dir_.string(), o);
+    ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+    for (raft::Index i = 1; i <= 400; ++i)  // ~2 KiB each: ~800 KiB, one segment
+      ASSERT_TRUE(w.value()->persist(entries(i, i, 1, 2000), HardState{1, 1, i}, false).is_ok());
+    ASSERT_EQ(w.value()->segment_count(), 1u);
+  }
+  ASSERT_FALSE(fs.writes.empty());
+  const auto& first = fs.writes.front();
+  EXPECT_EQ(first.offset, 0u);
+  EXPECT_EQ(first.bytes, kChunk) << "the header and the first chunk, in one write";
+  uint64_t zeroed_end = first.bytes;
+  uint64_t data_end = wal::kSegmentHeaderBytes;
+  size_t batches = 0;
+  size_t zero_writes = 0;
+  for (size_t k = 1; k < fs.writes.size(); ++k) {
+    const auto& wr = fs.writes[k];
+    SCOPED_TRACE("write " + std::to_string(k) + " at " + std::to_string(wr.offset));
+    if (wr.zeros) {
+      ++zero_writes;
+      EXPECT_GE(wr.offset, data_end) << "zeros over a batch";
+      EXPECT_EQ(wr.offset, zeroed_end) << "zeros in order, from the end of the last chunk";
+      EXPECT_LE(wr.bytes, kChunk);
+      zeroed_end = wr.offset + wr.bytes;
+      EXPECT_LE(zeroed_end, kSegment);
+    } else {
+      ++batches;
+      EXPECT_EQ(wr.offset, data_end) << "batches are appended";
+      data_end = wr.offset + wr.bytes;
+      EXPECT_LE(data_end, zeroed_end) << "a batch beyond the zeros written ahead";
+    }
+  }
+  EXPECT_EQ(batches, 400u);
+  // The lead (8 chunks) outran ~820 KiB of batches to the segment's end.
+  EXPECT_EQ(zero_writes, 15u);
+  EXPECT_EQ(zeroed_end, kSegment);
+  auto w = Wal::open(dir_.string(), o);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(load(*w.value()), entries(1, 400, 1, 2000));
+  EXPECT_EQ(w.value()->repaired_bytes(), 0u);
+}
+
+TEST_F(WalTest, ZeroAheadOffWritesTheHeaderAlone) {
+  RecordingFileSystem fs;
+  WalOptions o;
+  o.segment_bytes = uint64_t{1} << 20;
+  o.fs = &fs;
+  o.zero_ahead = false;
+  auto w = Wal::open(dir_.string(), o);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  for (raft::Index i = 1; i <= 50; ++i)
+    ASSERT_TRUE(w.value()->persist(entries(i, i, 1, 2000), std::nullopt, false).is_ok());
+  ASSERT_EQ(fs.writes.size(), 51u);
+  EXPECT_EQ(fs.writes.front().bytes, wal::kSegmentHeaderBytes);
+  for (const auto& wr : fs.writes) EXPECT_FALSE(wr.zeros);
+}
+
+// A crash can tear the zeros written ahead like any write and leave junk
+// past zeros after the last batch. open() zeroes it: batches written over
+// it later would otherwise end in front of junk, and once the segment is
+// no longer the newest, that is damage (kCorrupt) at the next start. (The
+// restart here has zero-ahead off, as with -wal-zero-ahead=false: with it
+// on, the zeros written ahead would also cover the junk before the batches
+// reach it.)
+TEST_F(WalTest, JunkPastZerosAfterTheLastBatchIsZeroedAtOpen) {
+  constexpr uint64_t kSegment = 65536;
+  {
+    auto w = open(kSegment);
+    for (raft::Index i = 1; i <= 10; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 1000), HardState{1, 1, i}, false).is_ok());
+  }
+  std::string file = read(segment(1));
+  const size_t end = data_end(file);
+  const size_t junk_at = end + 3000;
+  std::mt19937 rng(7);
+  for (size_t i = junk_at; i < kSegment; ++i) file[i] = static_cast<char>(rng() | 1);
+  write(segment(1), file);
+  WalOptions no_zeros;
+  no_zeros.segment_bytes = kSegment;
+  no_zeros.zero_ahead = false;
+  {
+    auto opened = Wal::open(dir_.string(), no_zeros);
+    ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+    auto& w = opened.value();
+    EXPECT_EQ(w->repaired_bytes(), kSegment - end);
+    EXPECT_EQ(load(*w), entries(1, 10, 1, 1000));
+    const std::string after = read(segment(1));
+    EXPECT_EQ(after.find_first_not_of('\0', end), std::string::npos);
+    // Over where the junk was, then into a second segment.
+    raft::Index i = 11;
+    for (; w->segment_count() < 2; ++i)
+      ASSERT_TRUE(w->persist(entries(i, i, 1, 1000), HardState{1, 1, i}, false).is_ok());
+    ASSERT_TRUE(w->persist(entries(i, i, 1, 1000), HardState{1, 1, i}, false).is_ok());
+  }
+  auto w = try_open(kSegment);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  const auto got = load(*w.value());
+  ASSERT_GT(got.size(), 60u);
+  EXPECT_EQ(got, entries(1, got.size(), 1, 1000));
+}
+
 TEST_F(WalTest, MetaFileRoundTripAndDamage) {
   wal::WalMeta m;
   m.first_index = 17;

@@ -1,6 +1,7 @@
 // The write-ahead log's files: opening and replaying segments, appending batches, rolling over, compacting (see wal.h).
 #include "storage/wal/wal.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -18,6 +19,13 @@ namespace {
 constexpr char kMetaFileName[] = "meta";
 constexpr char kSegmentSuffix[] = ".wal";
 constexpr size_t kSegmentNameDigits = 16;
+// Zeros written ahead (wal.h): a chunk is 1/16 of a segment, within
+// [4 KiB, 1 MiB], and the zeros run at most this many chunks ahead of the
+// appends: far enough that a chunk has been written back before batches
+// reach it, near enough that a new segment is ready after a few batches.
+constexpr uint64_t kZeroChunkMinBytes = 4096;
+constexpr uint64_t kZeroChunkMaxBytes = uint64_t{1} << 20;
+constexpr uint64_t kZeroAheadChunks = 8;
 
 std::string docs_hint() { return " (see docs/operations.md, \"Damaged or missing files\")"; }
 
@@ -61,6 +69,20 @@ struct SegmentBytes {
 };
 
 // A segment is read whole, with its size known: one buffer, no regrowth.
+// One past the last nonzero byte of file at or after from; from when there is none.
+uint64_t end_of_nonzero(std::string_view file, uint64_t from) {
+  static constexpr size_t kBlock = 4096;
+  static const char kZeros[kBlock] = {};
+  uint64_t end = file.size();
+  while (end > from) {
+    const uint64_t n = std::min<uint64_t>(kBlock, end - from);
+    if (std::memcmp(file.data() + end - n, kZeros, n) != 0) break;  // memcmp: vectorized
+    end -= n;
+  }
+  while (end > from && file[end - 1] == 0) --end;
+  return end;
+}
+
 Result<SegmentBytes> read_segment(FileSystem& fs, const std::string& path, uint64_t size) {
   auto fd = fs.open(path, OpenMode::kRead);
   if (!fd.is_ok()) return fd.status();
@@ -100,7 +122,13 @@ struct Wal::Replayed {
 Wal::Wal(std::string dir, WalOptions options)
     : dir_(std::move(dir)),
       options_(std::move(options)),
-      fs_(options_.fs != nullptr ? *options_.fs : posix_file_system()) {}
+      fs_(options_.fs != nullptr ? *options_.fs : posix_file_system()) {
+  if (options_.sync && options_.zero_ahead) {
+    zero_chunk_bytes_ =
+        std::clamp(options_.segment_bytes / 16, kZeroChunkMinBytes, kZeroChunkMaxBytes);
+    zeros_.assign(zero_chunk_bytes_, '\0');
+  }
+}
 
 Wal::~Wal() {
   if (fd_ >= 0) fs_.close(fd_);
@@ -132,9 +160,12 @@ Result<int> Wal::create_segment(uint64_t seq) {
   if (!created.is_ok()) return created.status();
   const int fd = created.value();
   size_t written = 0;
+  // The header and the first chunk of zeros written ahead (wal.h), made
+  // durable by the one fdatasync below: the first batches overwrite written blocks.
+  std::string head = wal::encode_segment_header({seq, salt.value()});
+  if (!zeros_.empty()) head.resize(std::min(zero_chunk_bytes_, options_.segment_bytes), '\0');
   Status s = fs_.preallocate(fd, options_.segment_bytes, path);
-  if (s.is_ok())
-    s = fs_.pwrite(fd, wal::encode_segment_header({seq, salt.value()}), 0, path, &written);
+  if (s.is_ok()) s = fs_.pwrite(fd, head, 0, path, &written);
   if (s.is_ok()) s = fs_.fdatasync(fd, path);
   if (s.is_ok()) s = fs_.sync_dir(dir_);
   if (!s.is_ok()) {
@@ -208,6 +239,7 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
     if (!fd.is_ok()) return fd.status();
     w->fd_ = fd.value();
     w->offset_ = wal::kSegmentHeaderBytes;
+    w->zeroed_to_ = w->zeros_.empty() ? 0 : std::min(w->zero_chunk_bytes_, options.segment_bytes);
     w->meta_.segments.push_back({1, options.segment_bytes});
     if (Status s = w->write_meta(); !s.is_ok()) return s;
     if (Status s = fs.sync_dir(data_dir); !s.is_ok()) return s;  // the wal directory's own entry
@@ -229,10 +261,13 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
   auto last_fd = fs.open(last, OpenMode::kReadWrite);
   if (!last_fd.is_ok()) return last_fd.status();
   w->fd_ = last_fd.value();
+  w->zeroed_to_ = w->offset_;
+  w->zero_ahead();  // durable with the sync below
   // What was read may sit only in the page cache (a process crash): make
   // it durable once, so that the batches' "synced to" may cover it.
   if (options.sync) {
     if (Status s = fs.fdatasync(w->fd_, last); !s.is_ok()) return s;
+    w->tail_unsynced_ = false;
   }
   w->synced_to_ = w->offset_;
   w->loaded_ = std::move(rp.log);  // already only the entries at or above the compaction point
@@ -313,16 +348,24 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
     out.segments.push_back(seg);
     if (last) {
       out.end_offset = scan.end_offset;
-      if (scan.torn && repair) {
-        // Cut the incomplete batch off (zero it) before anything is
-        // appended: its leftovers must never follow a new batch.
-        uint64_t dirty_end = file.size();
-        while (dirty_end > scan.end_offset && file[dirty_end - 1] == 0) --dirty_end;
+      // Anything but zeros past the last complete batch is cut off (zeroed)
+      // before anything is appended: its leftovers must never follow a new
+      // batch. A torn last batch, or a torn write of the zeros written
+      // ahead (wal.h), which can leave junk beyond zeros after a clean end.
+      const uint64_t dirty_end = repair ? end_of_nonzero(file, scan.end_offset) : 0;
+      if (repair && dirty_end > scan.end_offset) {
         repaired_bytes_ = dirty_end - scan.end_offset;
-        spdlog::warn(
-            "{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was never "
-            "acknowledged (a crash during its write)",
-            path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
+        if (scan.torn) {
+          spdlog::warn(
+              "{}: cut off a torn last batch at offset {} ({} bytes: {} at offset {}); it was "
+              "never acknowledged (a crash during its write)",
+              path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
+        } else {
+          spdlog::warn(
+              "{}: zeroed {} bytes of a torn write after the last batch (offset {}); they held no "
+              "record (a crash while zeros were written ahead of the log)",
+              path, repaired_bytes_, scan.end_offset);
+        }
         // Zeros written over the dirty bytes only: those blocks exist, so
         // this works on a full disk too (a restart there must not fail).
         auto fd = fs_.open(path, OpenMode::kReadWrite);
@@ -381,7 +424,31 @@ Status Wal::roll_segment() {
   fs_.close(fd_);
   fd_ = fd.value();
   offset_ = wal::kSegmentHeaderBytes;
+  zeroed_to_ = zeros_.empty() ? 0 : std::min(zero_chunk_bytes_, options_.segment_bytes);
   return Status::ok();
+}
+
+void Wal::zero_ahead() {
+  if (zeros_.empty()) return;
+  const uint64_t end = segments_.back().prealloc_bytes;
+  zeroed_to_ = std::max(zeroed_to_, offset_);  // the appends ran past: zeros behind them would be lost work
+  if (zeroed_to_ >= end || zeroed_to_ >= offset_ + kZeroAheadChunks * zero_chunk_bytes_) return;
+  const uint64_t n = std::min(zero_chunk_bytes_, end - zeroed_to_);
+  const std::string path = segment_path(segments_.back().seq);
+  size_t written = 0;
+  const Status s = fs_.pwrite(fd_, std::string_view(zeros_.data(), n), zeroed_to_, path, &written);
+  // Bytes no fdatasync covers yet (zeros over zeros, but a crash may tear
+  // them): the next synced batch does, or roll_segment before a newer segment exists.
+  tail_unsynced_ = true;
+  if (!s.is_ok()) {
+    spdlog::warn("{}: writing zeros ahead of the log at offset {} failed ({}); batches go on into "
+                 "the preallocated blocks",
+                 path, zeroed_to_, s.message());
+    zeroed_to_ = end;  // not again in this segment
+    return;
+  }
+  fs_.start_writeback(fd_, zeroed_to_, n);
+  zeroed_to_ += n;
 }
 
 Status Wal::persist(const std::vector<raft::Entry>& entries,
@@ -483,6 +550,7 @@ Status Wal::persist(const std::vector<raft::Entry>& entries,
   }
   if (hard_state) hard_state_ = *hard_state;
   loaded_.reset();
+  zero_ahead();
   return Status::ok();
 }
 

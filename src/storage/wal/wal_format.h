@@ -45,7 +45,9 @@
 //    before the next segment was made.
 //  - In the last segment, a stop inside the last batch is a torn tail (a
 //    crash during its write, which was never acknowledged) and is cut off
-//    at the last commit. One exception: if that batch's own commit record
+//    at the last commit. Wal::open also zeroes any nonzero byte further on
+//    after a clean end: the zeros written ahead of the appends (wal.h) are
+//    writes a crash can tear too. One exception: if that batch's own commit record
 //    is intact, its write reached the disk whole, so a bad record inside it
 //    is damage, unless the bad spot is unwritten (an all-zero record
 //    header, zeros from X to the end of its 512-byte sector, or an all-zero
