@@ -20,12 +20,13 @@ constexpr char kMetaFileName[] = "meta";
 constexpr char kSegmentSuffix[] = ".wal";
 constexpr size_t kSegmentNameDigits = 16;
 // Zeros written ahead (wal.h): a chunk is 1/16 of a segment, within
-// [4 KiB, 1 MiB], and the zeros run at most this many chunks ahead of the
-// appends: far enough that a chunk has been written back before batches
-// reach it, near enough that a new segment is ready after a few batches.
+// [4 KiB, 256 KiB]: one pwrite per chunk of log, small enough that writing
+// it (before persist() returns) and the next fdatasync's wait for it stay
+// short. A chunk is written once the zeros are less than one chunk ahead of
+// the appends, so they stay 1 to 2 chunks ahead, and the next batch's
+// fdatasync has made a chunk durable long before batches reach it.
 constexpr uint64_t kZeroChunkMinBytes = 4096;
-constexpr uint64_t kZeroChunkMaxBytes = uint64_t{1} << 20;
-constexpr uint64_t kZeroAheadChunks = 8;
+constexpr uint64_t kZeroChunkMaxBytes = uint64_t{256} << 10;
 
 std::string docs_hint() { return " (see docs/operations.md, \"Damaged or missing files\")"; }
 
@@ -68,7 +69,6 @@ struct SegmentBytes {
   std::string_view view() const { return {data.get(), size}; }
 };
 
-// A segment is read whole, with its size known: one buffer, no regrowth.
 // One past the last nonzero byte of file at or after from; from when there is none.
 uint64_t end_of_nonzero(std::string_view file, uint64_t from) {
   static constexpr size_t kBlock = 4096;
@@ -83,6 +83,7 @@ uint64_t end_of_nonzero(std::string_view file, uint64_t from) {
   return end;
 }
 
+// A segment is read whole, with its size known: one buffer, no regrowth.
 Result<SegmentBytes> read_segment(FileSystem& fs, const std::string& path, uint64_t size) {
   auto fd = fs.open(path, OpenMode::kRead);
   if (!fd.is_ok()) return fd.status();
@@ -175,7 +176,6 @@ Result<int> Wal::create_segment(uint64_t seq) {
   }
   segments_.push_back(
       Segment{seq, salt.value(), options_.segment_bytes, false, 0, wal::kSegmentFormat});
-  synced_to_ = wal::kSegmentHeaderBytes;
   return fd;
 }
 
@@ -362,8 +362,9 @@ Result<Wal::Replayed> Wal::replay(bool repair) {
               path, scan.end_offset, repaired_bytes_, scan.stop_reason, scan.stop_offset);
         } else {
           spdlog::warn(
-              "{}: zeroed {} bytes of a torn write after the last batch (offset {}); they held no "
-              "record (a crash while zeros were written ahead of the log)",
+              "{}: zeroed {} bytes after the last complete batch (offset {}): nonzero bytes past the "
+              "log's end that hold no intact record (a write torn by a crash, such as of the zeros "
+              "written ahead of the log, or damage there)",
               path, repaired_bytes_, scan.end_offset);
         }
         // Zeros written over the dirty bytes only: those blocks exist, so
@@ -424,6 +425,9 @@ Status Wal::roll_segment() {
   fs_.close(fd_);
   fd_ = fd.value();
   offset_ = wal::kSegmentHeaderBytes;
+  // Only now: had the roll failed, the old segment's batches go on, and
+  // their "synced to" must stay its own (wal_format.h).
+  synced_to_ = wal::kSegmentHeaderBytes;
   zeroed_to_ = zeros_.empty() ? 0 : std::min(zero_chunk_bytes_, options_.segment_bytes);
   return Status::ok();
 }
@@ -432,7 +436,7 @@ void Wal::zero_ahead() {
   if (zeros_.empty()) return;
   const uint64_t end = segments_.back().prealloc_bytes;
   zeroed_to_ = std::max(zeroed_to_, offset_);  // the appends ran past: zeros behind them would be lost work
-  if (zeroed_to_ >= end || zeroed_to_ >= offset_ + kZeroAheadChunks * zero_chunk_bytes_) return;
+  if (zeroed_to_ >= end || zeroed_to_ >= offset_ + zero_chunk_bytes_) return;
   const uint64_t n = std::min(zero_chunk_bytes_, end - zeroed_to_);
   const std::string path = segment_path(segments_.back().seq);
   size_t written = 0;

@@ -20,7 +20,7 @@
 // journal, and with it flush every other file's dirty data the journal
 // orders before the commit: a snapshot being written stalls the log's
 // syncs. So a segment's blocks are written once with zeros, a chunk at a
-// time, kept a few chunks ahead of the appends (zero_ahead() after each
+// time, kept one to two chunks ahead of the appends (zero_ahead() after a
 // persist, the first chunk when the segment is made), and batches then
 // overwrite written blocks: their fdatasync flushes data only. Measured
 // on a journaled ext4: a 4 KiB append + fdatasync 0.82-1.40 ms on a
