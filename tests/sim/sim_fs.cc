@@ -117,6 +117,9 @@ Status MemFileSystem::pwrite(int fd, std::string_view data, uint64_t offset,
   Op op;
   op.offset = offset;
   op.bytes.assign(data);
+  auto all_zero = [](std::string_view b) { return b.find_first_not_of('\0') == std::string_view::npos; };
+  op.changes_nothing = !data.empty() && offset + data.size() <= node->data.size() && all_zero(data) &&
+                       all_zero(std::string_view(node->data).substr(offset, data.size()));
   apply(node->data, op);
   node->pending.push_back(std::move(op));
   *written = data.size();
@@ -249,10 +252,10 @@ void MemFileSystem::tear(Inode& node, SimRng& rng) {
   } else if (mode == kPrefix || mode == kGarbage) {
     // Write order, cut at one byte (a size change counts as one byte).
     uint64_t total = 0;
-    for (const Op& op : node.pending) total += op.resize ? 1 : op.bytes.size();
+    for (const Op& op : node.pending) total += op.resize || op.changes_nothing ? 1 : op.bytes.size();
     uint64_t budget = rng.range(0, total);
     for (const Op& op : node.pending) {
-      const uint64_t cost = op.resize ? 1 : op.bytes.size();
+      const uint64_t cost = op.resize || op.changes_nothing ? 1 : op.bytes.size();
       if (budget >= cost) {
         apply(out, op);
         budget -= cost;
@@ -262,9 +265,15 @@ void MemFileSystem::tear(Inode& node, SimRng& rng) {
         Op part;
         part.offset = op.offset;
         part.bytes = op.bytes.substr(0, budget);
+        uint64_t left = cost - budget;
+        if (op.changes_nothing) {  // its cut point is anywhere inside it
+          const uint64_t at = rng.range(0, op.bytes.size() - 1);
+          part.offset = op.offset + at;
+          left = op.bytes.size() - at;
+        }
         if (mode == kGarbage) {
           // The sector being written when power went holds junk.
-          const uint64_t junk = rng.range(1, std::min<uint64_t>(kMaxGarbageBytes, cost - budget));
+          const uint64_t junk = rng.range(1, std::min<uint64_t>(kMaxGarbageBytes, left));
           for (uint64_t k = 0; k < junk; ++k) part.bytes.push_back(static_cast<char>(rng.next()));
           ++stats_.garbage;
         }

@@ -74,6 +74,10 @@ class MemFileSystem final : public storage::FileSystem {
     std::string bytes;
     bool resize = false;
     uint64_t size = 0;
+    // Zeros over zeros (the WAL's zeros written ahead): it changes no byte,
+    // so a torn write's cut point costs it one byte, like a size change, and
+    // the cuts keep landing inside the batches around it.
+    bool changes_nothing = false;
   };
   struct Inode {
     std::string data;     // what reads see
