@@ -118,8 +118,9 @@ Status MemFileSystem::pwrite(int fd, std::string_view data, uint64_t offset,
   op.offset = offset;
   op.bytes.assign(data);
   auto all_zero = [](std::string_view b) { return b.find_first_not_of('\0') == std::string_view::npos; };
-  op.changes_nothing = !data.empty() && offset + data.size() <= node->data.size() && all_zero(data) &&
-                       all_zero(std::string_view(node->data).substr(offset, data.size()));
+  const std::string_view before{node->data};
+  op.changes_nothing = !data.empty() && offset + data.size() <= before.size() && all_zero(data) &&
+                       all_zero(before.substr(offset, data.size()));
   apply(node->data, op);
   node->pending.push_back(std::move(op));
   *written = data.size();
