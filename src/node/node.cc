@@ -185,6 +185,12 @@ class Node::Impl {
   NodeStatus status() const {
     std::lock_guard lock(status_mu_);
     NodeStatus s = status_;
+    // A write's answer leaves before the loop publishes status_ again: its
+    // index and revision are already here (note_applied), so a client that
+    // reads /status or /metrics after its write sees the write counted.
+    s.applied_index = std::max(s.applied_index, applied_now_.load(std::memory_order_acquire));
+    s.commit_index = std::max(s.commit_index, s.applied_index);
+    s.revision = std::max(s.revision, revision_now_.load(std::memory_order_acquire));
     s.no_space = no_space_.load();
     s.raft_loop_age_ms = steady_ms() - raft_loop_at_ms_.load(std::memory_order_relaxed);
     return s;
@@ -287,6 +293,8 @@ class Node::Impl {
   void sync_peers();
   void update_unknown_sender_policy();
   void publish_status();
+  // Before an applied write's waiter answers: status() shows its index and revision.
+  void note_applied();
   void set_applied_membership(raft::Membership m) {
     applied_membership_ = std::move(m);
     ++applied_membership_version_;
@@ -447,6 +455,8 @@ class Node::Impl {
 
   mutable std::mutex status_mu_;
   NodeStatus status_;
+  std::atomic<uint64_t> applied_now_{0};   // note_applied(); status() takes the newer of this and status_
+  std::atomic<int64_t> revision_now_{0};
   // When the Raft loop last woke (steady clock ms), for /healthz (NodeStatus::raft_loop_age_ms).
   std::atomic<int64_t> raft_loop_at_ms_{steady_ms()};
   PeerRtt rtt_{metrics::instruments().peers};  // Raft thread
@@ -1228,14 +1238,17 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     KV_CHECK(m.has_value(), "undecodable configuration at index %llu", static_cast<unsigned long long>(e.index));
     set_applied_membership(std::move(*m));
     fsm_.skip(e.index);
+    note_applied();
   } else if (e.data.empty()) {
     fsm_.skip(e.index);  // a leader's no-op
+    note_applied();
   } else if (const std::optional<Tagged> tagged = decode_tagged(e.data)) {
     // A write some follower forwarded (forward_waiters.h): its command
     // follows the tag; the follower that sent it waits for it.
     std::optional<fsm::Command> c = fsm::decode_command(tagged->command);
     if (!c) stop_on_undecodable(e);
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    note_applied();
     if (tagged->origin.node == id_ && tagged->origin.boot == boot_id_) {
       forwards_.applied(tagged->origin.seq,
                         WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
@@ -1245,6 +1258,7 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     return;
   } else if (auto c = fsm::decode_command(e.data)) {
     fsm::ApplyResult r = fsm_.apply(e.index, *c);
+    note_applied();
     note_lease_command(*c, r);
     if (writes_.waiting_at(e.index)) {
       writes_.applied(e.index, e.term, WriteResult{e.index, std::move(r.status), std::move(r.response), r.duplicate});
@@ -1254,6 +1268,11 @@ void Node::Impl::apply_entry(const raft::Entry& e) {
     stop_on_undecodable(e);
   }
   writes_.applied(e.index, e.term, WriteResult{});
+}
+
+void Node::Impl::note_applied() {
+  applied_now_.store(fsm_.applied_index(), std::memory_order_release);
+  revision_now_.store(fsm_.revision(), std::memory_order_release);
 }
 
 void Node::Impl::stop_on_undecodable(const raft::Entry& e) {
@@ -1407,7 +1426,7 @@ void Node::Impl::lease_call(int64_t id, bool renew, LeaseCallback cb) {
     // leadership with a ReadIndex round first (thesis §6.4, as etcd 3.5's
     // ensureLeadership), then renew from the time the keepalive arrived.
     const raft::Term term = raft_->term();
-    ReadWaiter w{deadline_after(kLeaseConfirmTimeoutMs), [this, id, asked, term, cb](Status s) {
+    ReadWaiter w{deadline_after(kLeaseConfirmTimeoutMs), [this, id, asked, term, cb](const Status& s) {
                    if (!s.is_ok()) return cb(s);
                    // Still the leader of the term it was asked in, and its
                    // lease primary: a round confirmed through another leader
