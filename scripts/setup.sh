@@ -31,29 +31,14 @@ packages=(
   prometheus chromium chromium-driver
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "setup: all packages present"
-fi
+# shellcheck source=scripts/apt_packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt_packages.sh"
+install_missing_packages setup "${packages[@]}"
 
 # The npm etcd3 client for tests/integration/test_node_etcd3.py, pinned by
 # tests/clients/node/package-lock.json; Debian's Node.js when none is installed.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "setup: installing nodejs npm"
-  sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+  install_missing_packages setup nodejs npm
 fi
 node_client="$(dirname "${BASH_SOURCE[0]}")/../tests/clients/node"
 if [[ ! "$node_client/node_modules/.package-lock.json" -nt "$node_client/package-lock.json" ]]; then

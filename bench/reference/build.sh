@@ -8,16 +8,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=${1:-build/bench/reference-kvnode}
-packages=(golang-go golang-github-hashicorp-raft-dev golang-github-hashicorp-raft-boltdb-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "reference/build.sh: installing ${missing[*]}"
-  sudo=(); ((EUID == 0)) || sudo=(sudo)
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/apt_packages.sh
+source scripts/apt_packages.sh
+install_missing_packages reference/build.sh golang-go golang-github-hashicorp-raft-dev \
+  golang-github-hashicorp-raft-boltdb-dev
 mkdir -p "$(dirname "$out")"
 out=$(realpath "$out")
 cd bench/reference
