@@ -27,6 +27,8 @@ constexpr size_t kSegmentNameDigits = 16;
 // fdatasync has made a chunk durable long before batches reach it.
 constexpr uint64_t kZeroChunkMinBytes = 4096;
 constexpr uint64_t kZeroChunkMaxBytes = uint64_t{256} << 10;
+// So a chunk never exceeds its segment.
+static_assert(kZeroChunkMinBytes <= wal::kMinSegmentBytes);
 
 std::string docs_hint() { return " (see docs/operations.md, \"Damaged or missing files\")"; }
 
@@ -125,9 +127,8 @@ Wal::Wal(std::string dir, WalOptions options)
       options_(std::move(options)),
       fs_(options_.fs != nullptr ? *options_.fs : posix_file_system()) {
   if (options_.sync && options_.zero_ahead) {
-    zero_chunk_bytes_ =
-        std::clamp(options_.segment_bytes / 16, kZeroChunkMinBytes, kZeroChunkMaxBytes);
-    zeros_.assign(zero_chunk_bytes_, '\0');
+    zeros_.assign(std::clamp(options_.segment_bytes / 16, kZeroChunkMinBytes, kZeroChunkMaxBytes),
+                  '\0');
   }
 }
 
@@ -164,7 +165,7 @@ Result<int> Wal::create_segment(uint64_t seq) {
   // The header and the first chunk of zeros written ahead (wal.h), made
   // durable by the one fdatasync below: the first batches overwrite written blocks.
   std::string head = wal::encode_segment_header({seq, salt.value()});
-  if (!zeros_.empty()) head.resize(std::min(zero_chunk_bytes_, options_.segment_bytes), '\0');
+  if (!zeros_.empty()) head.resize(zeros_.size(), '\0');
   Status s = fs_.preallocate(fd, options_.segment_bytes, path);
   if (s.is_ok()) s = fs_.pwrite(fd, head, 0, path, &written);
   if (s.is_ok()) s = fs_.fdatasync(fd, path);
@@ -239,7 +240,7 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& data_dir, const WalOpt
     if (!fd.is_ok()) return fd.status();
     w->fd_ = fd.value();
     w->offset_ = wal::kSegmentHeaderBytes;
-    w->zeroed_to_ = w->zeros_.empty() ? 0 : std::min(w->zero_chunk_bytes_, options.segment_bytes);
+    w->zeroed_to_ = w->zeros_.size();  // create_segment wrote them
     w->meta_.segments.push_back({1, options.segment_bytes});
     if (Status s = w->write_meta(); !s.is_ok()) return s;
     if (Status s = fs.sync_dir(data_dir); !s.is_ok()) return s;  // the wal directory's own entry
@@ -428,7 +429,7 @@ Status Wal::roll_segment() {
   // Only now: had the roll failed, the old segment's batches go on, and
   // their "synced to" must stay its own (wal_format.h).
   synced_to_ = wal::kSegmentHeaderBytes;
-  zeroed_to_ = zeros_.empty() ? 0 : std::min(zero_chunk_bytes_, options_.segment_bytes);
+  zeroed_to_ = zeros_.size();  // create_segment wrote them
   return Status::ok();
 }
 
@@ -436,8 +437,9 @@ void Wal::zero_ahead() {
   if (zeros_.empty()) return;
   const uint64_t end = segments_.back().prealloc_bytes;
   zeroed_to_ = std::max(zeroed_to_, offset_);  // the appends ran past: zeros behind them would be lost work
-  if (zeroed_to_ >= end || zeroed_to_ >= offset_ + zero_chunk_bytes_) return;
-  const uint64_t n = std::min(zero_chunk_bytes_, end - zeroed_to_);
+  const uint64_t chunk = zeros_.size();
+  if (zeroed_to_ >= end || zeroed_to_ >= offset_ + chunk) return;
+  const uint64_t n = std::min(chunk, end - zeroed_to_);
   const std::string path = segment_path(segments_.back().seq);
   size_t written = 0;
   const Status s = fs_.pwrite(fd_, std::string_view(zeros_.data(), n), zeroed_to_, path, &written);

@@ -26,7 +26,7 @@
 // on a journaled ext4: a 4 KiB append + fdatasync 0.82-1.40 ms on a
 // fallocated file, 0.39-0.83 ms with zeros written ahead (docs/design-notes.md,
 // "Zeros written ahead").
-// A chunk of zeros is one pwrite per zero_chunk_bytes of log and one
+// A chunk of zeros is one pwrite per chunk of log and one
 // sync_file_range hint; the next batch's fdatasync waits for it.
 //
 // open() reads every listed segment and replays the complete batches. A
@@ -131,9 +131,8 @@ class Wal final : public LogStorage {
   uint64_t batch_syncs_ = 0;
   // Zeros written ahead (above): every block of the newest segment below
   // zeroed_to_ has been written since it was made or opened; zeros_ is one
-  // chunk of them (empty when zero-ahead is off).
+  // chunk of them, its size the chunk size (empty when zero-ahead is off).
   uint64_t zeroed_to_ = 0;
-  uint64_t zero_chunk_bytes_ = 0;
   std::string zeros_;
 };
 
