@@ -155,8 +155,11 @@ class EtcdWatchTest(ClusterTest):
             self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
         for name in ("prefix", "key", "range"):
             watches[name].wait_for_line("end")
-        end_key = base64.b64encode(f"{p}/c".encode()).decode()
-        wait_for(lambda: any(end_key in l for l in watches["json"].lines()), 30, "the json watcher's last txn")
+        # The last write's revision, not its key: p/c is also written by an earlier txn, whose response
+        # used to end this wait before the last one had arrived.
+        last_rev = marker_rev + len(writes(p))
+        wait_for(lambda: any(f'"revision":{last_rev},' in l.replace(" ", "") for l in watches["json"].lines()), 30,
+                 "the json watcher's last txn")
         return marker_rev, watches
 
     def check_json_watch(self, w, marker_rev):
