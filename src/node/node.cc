@@ -1154,6 +1154,8 @@ Status Node::Impl::check_initial_state(const raft::InitialState& init) const {
 }
 
 void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, size_t to) {
+  std::vector<raft::Message> out;
+  out.reserve(to - from);
   for (size_t k = from; k < to; ++k) {
     raft::Message& m = msgs[k];
     if (m.type == raft::MessageType::kSnapshot) {
@@ -1167,8 +1169,9 @@ void Node::Impl::send_messages(std::vector<raft::Message>& msgs, size_t from, si
       if (n != static_cast<ssize_t>(m.data_length)) continue;
     }
     rtt_.sent(m);
-    transport_->send(std::move(m));
+    out.push_back(std::move(m));
   }
+  transport_->send_all(std::move(out));
 }
 
 void Node::Impl::apply(const raft::Ready& rd, size_t first_entry) {

@@ -4,6 +4,7 @@
 // <utility> (below) must precede Asio: Boost 1.74's awaitable.hpp uses
 // std::exchange without including it (DESIGN.md, platform notes).
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -33,6 +34,7 @@
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "common/bytes.h"
 #include "common/thread_name.h"
@@ -78,6 +80,9 @@ void bind_source_address(ip::tcp::socket& socket, const ip::tcp::endpoint& desti
 // After accept() fails for a reason other than shutdown (e.g. out of file
 // descriptors), pause instead of spinning.
 constexpr milliseconds kAcceptRetryDelay{100};
+// Frames one sendmsg of a direct write names at most (IOV_MAX is 1024); a
+// Ready's messages to one peer rarely exceed it, and more take another call.
+constexpr size_t kMaxDirectIovecs = 64;
 // An outbound stream that ends sooner than this counts as a failed connect
 // (see Peer::run): it keeps the backoff growing instead of resetting it.
 constexpr milliseconds kMinStableStream{1000};
@@ -132,7 +137,7 @@ class TcpTransport::Impl {
     std::atomic<uint64_t> sent{0}, dropped{0}, received{0}, rejected{0}, connects{0},
         connect_failures{0}, refused_connections{0}, hello_timeouts{0}, refused_senders{0},
         refused_incarnations{0}, refused_stream_cap{0}, budget_closes{0}, foreign_messages{0},
-        probes_answered{0}, tls_failed{0}, certificates_refused{0}, clusters_refused{0};
+        probes_answered{0}, tls_failed{0}, certificates_refused{0}, clusters_refused{0}, socket_writes{0};
   };
 
   // Logs refusals at most once per kRefusalLogInterval and kind, so that a
@@ -188,37 +193,56 @@ class TcpTransport::Impl {
     const std::string& address() const { return address_; }
     const std::string& incarnation() const { return incarnation_; }
 
-    // Any thread. Returns false (caller counts the drop) when the queue is
-    // full or the peer is unreachable; never waits for the network.
-    bool enqueue(std::string frame) {
+    // Any thread. Queues frames (complete, in send order) and returns how many
+    // it refused (the caller counts the drops): all when the peer is
+    // unreachable, the tail past the queue's limits when it is full. Never
+    // waits for the network. When the writer is parked, this thread writes
+    // what the socket takes now, every frame in one sendmsg: a Ready's
+    // messages to one peer (a follower's forwarded proposals, thesis §6.2)
+    // cost one system call, not one each.
+    size_t enqueue(std::vector<std::string>& frames, size_t from, size_t to) {
       bool wake = false;
+      size_t admitted = from;
       {
         std::lock_guard lock(mu_);
-        if (!accepting_) return false;
+        if (!accepting_) return to - from;
         const TcpTransportOptions& o = owner_.opts_;
-        if (queue_.size() >= o.max_queue_messages ||
-            (!queue_.empty() && queued_bytes_ + frame.size() > o.max_queue_bytes)) {
-          return false;
+        size_t queued = queue_.size();
+        size_t bytes = queued_bytes_;
+        for (; admitted < to; ++admitted) {
+          const size_t size = frames[admitted].size();
+          if (queued >= o.max_queue_messages || (queued > 0 && bytes + size > o.max_queue_bytes)) break;
+          ++queued;
+          bytes += size;
         }
-        if (writer_waiting_ && direct_fd_ >= 0) {
+        size_t next = from;
+        if (writer_waiting_ && direct_fd_ >= 0 && admitted > from) {
           // The writer is parked, so the queue is empty and nothing else
           // writes to the socket: write here, sparing the I/O thread's
           // wake-up (two per replicated write: the append and its answer).
-          const size_t n = write_now_locked(frame);
-          if (n == frame.size()) {
-            ++owner_.counters_.sent;
-            metrics::instruments().peers.sent(id_, 1, frame.size());
-            return true;
+          size_t written = write_now_locked(frames, from, admitted);
+          uint64_t sent_bytes = 0;
+          while (next < admitted && written >= frames[next].size()) {
+            written -= frames[next].size();
+            sent_bytes += frames[next].size();
+            ++next;
           }
-          frame.erase(0, n);  // the socket is full (or broken): the writer sends the rest, first
+          if (next > from) {
+            owner_.counters_.sent += next - from;
+            metrics::instruments().peers.sent(id_, next - from, sent_bytes);
+          }
+          // The socket is full (or broken): the writer sends the rest, first.
+          if (next < admitted) frames[next].erase(0, written);
         }
-        queued_bytes_ += frame.size();
-        queue_.push_back(std::move(frame));
-        wake = std::exchange(writer_waiting_, false);
+        for (size_t k = next; k < admitted; ++k) {
+          queued_bytes_ += frames[k].size();
+          queue_.push_back(std::move(frames[k]));
+        }
+        if (next < admitted) wake = std::exchange(writer_waiting_, false);
       }
       // Only the I/O thread may touch the timer; one post per wake-up, not per message.
       if (wake) asio::post(*owner_.io_, [self = shared_from_this()] { self->wake_.cancel(); });
-      return true;
+      return to - admitted;
     }
 
     // Any thread: stop admitting messages and drop what is queued.
@@ -336,21 +360,42 @@ class TcpTransport::Impl {
       if (stream_) stream_->close();
     }
 
-    // Under mu_, with the writer parked: as much of frame as the socket takes
-    // now, never waiting. A broken socket takes nothing more; the writer's
-    // next write fails too and reconnects.
-    size_t write_now_locked(const std::string& frame) {
-      size_t done = 0;
-      while (done < frame.size()) {
-        const ssize_t n = ::send(direct_fd_, frame.data() + done, frame.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-          done += static_cast<size_t>(n);
-        } else if (n < 0 && errno == EINTR) {
-          continue;
-        } else {
+    // Under mu_, with the writer parked: as many bytes of frames[from, to) as
+    // the socket takes now, never waiting, in as few sendmsg calls as
+    // kMaxDirectIovecs allows. A broken socket takes nothing more; the
+    // writer's next write fails too and reconnects.
+    size_t write_now_locked(const std::vector<std::string>& frames, size_t from, size_t to) {
+      size_t done = 0;     // bytes written
+      size_t first = from;  // the first frame not written whole
+      size_t offset = 0;    // bytes of frames[first] written
+      while (first < to) {
+        std::array<iovec, kMaxDirectIovecs> iov{};
+        size_t n_iov = 0;
+        for (size_t k = first; k < to && n_iov < iov.size(); ++k, ++n_iov) {
+          const size_t skip = k == first ? offset : 0;
+          // sendmsg does not write through iov_base; the cast only drops const.
+          iov[n_iov].iov_base = const_cast<char*>(frames[k].data() + skip);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+          iov[n_iov].iov_len = frames[k].size() - skip;
+        }
+        msghdr msg{};
+        msg.msg_iov = iov.data();
+        msg.msg_iovlen = n_iov;
+        const ssize_t n = ::sendmsg(direct_fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
           if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) direct_fd_ = -1;
           break;
         }
+        ++owner_.counters_.socket_writes;
+        done += static_cast<size_t>(n);
+        size_t left = static_cast<size_t>(n);
+        while (first < to && left >= frames[first].size() - offset) {
+          left -= frames[first].size() - offset;
+          offset = 0;
+          ++first;
+        }
+        offset += left;
+        if (left > 0) break;  // the socket took part of a frame: it is full now
       }
       return done;
     }
@@ -511,6 +556,7 @@ class TcpTransport::Impl {
           self->owner_.counters_.dropped += batch.size();
           break;
         }
+        ++self->owner_.counters_.socket_writes;
         self->owner_.counters_.sent += batch.size();
         metrics::instruments().peers.sent(self->id_, batch.size(), metrics::total_bytes(batch));
         batch.clear();
@@ -738,41 +784,68 @@ class TcpTransport::Impl {
   }
 
   void send(raft::Message m) {
+    std::vector<raft::Message> one;
+    one.push_back(std::move(m));
+    send_all(std::move(one));
+  }
+
+  void send_all(std::vector<raft::Message> msgs) {
     // Encode before taking the lock: the Raft thread pays for it either way,
     // and other senders need not wait on a 1 MiB copy.
-    auto frame = encode_message_frame(m);
-    if (!frame.is_ok()) {
-      ++counters_.dropped;
-      spdlog::error("raft message {} to {} dropped: {}", raft::to_string(m.type), m.to,
-                    frame.status().message());
-      return;
+    std::vector<std::pair<raft::NodeId, std::string>> encoded;
+    encoded.reserve(msgs.size());
+    for (const raft::Message& m : msgs) {
+      auto frame = encode_message_frame(m);
+      if (!frame.is_ok()) {
+        ++counters_.dropped;
+        spdlog::error("raft message {} to {} dropped: {}", raft::to_string(m.type), m.to,
+                      frame.status().message());
+        continue;
+      }
+      encoded.emplace_back(m.to, std::move(frame).value());
     }
+    // Each peer's frames together, in the order they were sent to it.
+    std::stable_sort(encoded.begin(), encoded.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
     // Held while enqueueing so that stop() cannot destroy io_ under a wake-up post.
     std::lock_guard lock(mu_);
     if (stopped_) {
-      ++counters_.dropped;
+      counters_.dropped += encoded.size();
       return;
     }
-    auto it = peers_.find(m.to);
+    std::vector<std::string> frames;
+    for (size_t run = 0; run < encoded.size();) {
+      const raft::NodeId to = encoded[run].first;
+      frames.clear();
+      for (; run < encoded.size() && encoded[run].first == to; ++run) frames.push_back(std::move(encoded[run].second));
+      route_locked(to, frames);
+    }
+  }
+
+  // Under mu_: frames for `to`, to its peer's queue, or else back on a stream it opened.
+  void route_locked(raft::NodeId to, std::vector<std::string>& frames) {
+    auto it = peers_.find(to);
     if (it != peers_.end()) {
-      if (!it->second->enqueue(std::move(frame).value())) ++counters_.dropped;
+      counters_.dropped += it->second->enqueue(frames, 0, frames.size());
       return;
     }
     if (!accept_unknown_) {
-      ++counters_.dropped;
+      counters_.dropped += frames.size();
       return;
     }
     // No route of our own (we have no configuration yet): answer on the
     // stream the sender opened to us, if it has one.
-    asio::post(*io_, [this, to = m.to, f = std::move(frame).value()]() mutable {
-      for (const auto& conn : inbound_) {
-        if (conn->state == Inbound::State::kStream && conn->from == to) {
-          reply_on(conn, std::move(f));
-          return;
+    for (std::string& frame : frames) {
+      asio::post(*io_, [this, to, f = std::move(frame)]() mutable {
+        for (const auto& conn : inbound_) {
+          if (conn->state == Inbound::State::kStream && conn->from == to) {
+            reply_on(conn, std::move(f));
+            return;
+          }
         }
-      }
-      ++counters_.dropped;
-    });
+        ++counters_.dropped;
+      });
+    }
   }
 
   void probe(const std::string& address, int timeout_ms, ProbeCallback cb) {
@@ -788,6 +861,7 @@ class TcpTransport::Impl {
   TcpTransportStats stats() const {
     TcpTransportStats s;
     s.messages_sent = counters_.sent.load();
+    s.socket_writes = counters_.socket_writes.load();
     s.messages_dropped = counters_.dropped.load();
     s.messages_received = counters_.received.load();
     s.streams_rejected = counters_.rejected.load();
@@ -1451,6 +1525,7 @@ void TcpTransport::set_peer(raft::NodeId id, const std::string& address,
 void TcpTransport::remove_peer(raft::NodeId id) { impl_->remove_peer(id); }
 void TcpTransport::set_accept_unknown_peers(bool on) { impl_->set_accept_unknown_peers(on); }
 void TcpTransport::send(raft::Message m) { impl_->send(std::move(m)); }
+void TcpTransport::send_all(std::vector<raft::Message> msgs) { impl_->send_all(std::move(msgs)); }
 void TcpTransport::probe(const std::string& address, int timeout_ms, ProbeCallback cb) {
   impl_->probe(address, timeout_ms, std::move(cb));
 }

@@ -114,6 +114,7 @@ struct TcpTransportOptions {
 // Counters for tests and status pages; monotonic since construction.
 struct TcpTransportStats {
   uint64_t messages_sent = 0;      // frames fully written to a socket
+  uint64_t socket_writes = 0;      // write calls to peers' sockets that wrote something (one may carry many frames)
   uint64_t messages_dropped = 0;   // queue full, peer unknown/unreachable, or lost with a stream
   uint64_t messages_received = 0;  // delivered to the handler
   uint64_t streams_rejected = 0;   // inbound streams closed for a bad hello, frame or message
@@ -166,6 +167,7 @@ class TcpTransport : public Transport {
   void remove_peer(raft::NodeId id) override;
   void set_accept_unknown_peers(bool on) override;
   void send(raft::Message m) override;
+  void send_all(std::vector<raft::Message> msgs) override;
   void probe(const std::string& address, int timeout_ms, ProbeCallback cb) override;
 
   TcpTransportStats stats() const;

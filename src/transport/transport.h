@@ -20,6 +20,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "raft/messages.h"
@@ -69,6 +70,11 @@ class Transport {
   // See "Who is heard" above. Off by default.
   virtual void set_accept_unknown_peers(bool on) = 0;
   virtual void send(raft::Message m) = 0;
+  // A Ready's messages, in order: a transport may coalesce those to one peer
+  // into one write (TcpTransport does: one system call, not one each).
+  virtual void send_all(std::vector<raft::Message> msgs) {
+    for (raft::Message& m : msgs) send(std::move(m));
+  }
   // Asks whoever listens at address who it is (its hello), without sending
   // it any message. The callback runs once, on a transport thread, with the
   // identity or kUnavailable / kTimeout / kCorrupt; it must only hand off.

@@ -206,6 +206,85 @@ TEST(TcpTransport, FramesSentToAnIdlePeerArriveWholeAndInOrderWhenTheSocketFills
   EXPECT_EQ(a.transport.stats().messages_sent, next);
 }
 
+// send_all: a Ready's messages to one peer go out in one write (a follower
+// forwarding 100 writes makes one system call, not 100), each peer's in the
+// order they were given, interleaved destinations sorted apart.
+TEST(TcpTransport, SendAllCoalescesEachPeersMessagesIntoOneWrite) {
+  TestNode a(1);
+  TestNode b(2);
+  TestNode c(3);
+  a.transport.set_peer(2, b.address(), "");
+  a.transport.set_peer(3, c.address(), "");
+  b.transport.set_peer(1, a.address(), "");
+  c.transport.set_peer(1, a.address(), "");
+  a.transport.send(msg(1, 2, 0));
+  a.transport.send(msg(1, 3, 0));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));
+  ASSERT_TRUE(c.inbox.wait_for_count(1));
+  constexpr uint64_t kCount = 100;
+  std::vector<raft::Message> ready;
+  for (uint64_t i = 1; i <= kCount; ++i) {
+    ready.push_back(msg(1, 2, i));
+    ready.push_back(msg(1, 3, i));
+  }
+  const uint64_t writes_before = a.transport.stats().socket_writes;
+  a.transport.send_all(std::move(ready));
+  ASSERT_TRUE(b.inbox.wait_for_count(kCount + 1)) << "b got " << b.inbox.size();
+  ASSERT_TRUE(c.inbox.wait_for_count(kCount + 1)) << "c got " << c.inbox.size();
+  for (TestNode* n : {&b, &c}) {
+    auto got = n->inbox.messages();
+    ASSERT_EQ(got.size(), kCount + 1);
+    for (uint64_t i = 0; i <= kCount; ++i) ASSERT_EQ(got[i].context, i);
+  }
+  // One write per peer; two if a socket took only part of one at first.
+  EXPECT_LE(a.transport.stats().socket_writes - writes_before, 4u);
+  EXPECT_EQ(a.transport.stats().messages_sent, 2 * (kCount + 1));
+  EXPECT_EQ(a.transport.stats().messages_dropped, 0u);
+}
+
+// send_all to a parked writer whose socket fills in the middle of the batch:
+// the direct write stops inside a frame, the writer sends the rest of that
+// frame and then the others, and every frame arrives whole and in order.
+TEST(TcpTransport, SendAllThatFillsTheSocketMidFrameLosesAndReordersNothing) {
+  TestNode a(1);
+  TestNode b(2);
+  a.transport.set_peer(2, b.address(), "");
+  b.transport.set_peer(1, a.address(), "");
+  auto byte_at = [](uint64_t context, size_t k) { return static_cast<char>((k * 17 + context) >> 3); };
+  a.transport.send(msg(1, 2, 0));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));  // the writer has nothing left: it parks
+  b.inbox.hold();
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(b.inbox.wait_for_count(2));  // b's reader is held from here on
+  std::vector<raft::Message> ready;
+  uint64_t next = 2;
+  for (int pair = 0; pair < 24; ++pair) {
+    ready.push_back(msg(1, 2, next++));
+    raft::Message chunk;
+    chunk.type = raft::MessageType::kSnapshot;
+    chunk.from = 1;
+    chunk.to = 2;
+    chunk.context = next++;
+    chunk.data.resize(1 << 20);
+    for (size_t i = 0; i < chunk.data.size(); ++i) chunk.data[i] = byte_at(chunk.context, i);
+    chunk.data_length = chunk.data.size();
+    ready.push_back(std::move(chunk));
+  }
+  a.transport.send_all(std::move(ready));
+  b.inbox.release();
+  ASSERT_TRUE(b.inbox.wait_for_count(next)) << "b got " << b.inbox.size();
+  auto got = b.inbox.messages();
+  ASSERT_EQ(got.size(), next);
+  for (uint64_t i = 0; i < next; ++i) {
+    ASSERT_EQ(got[i].context, i);
+    if (got[i].type != raft::MessageType::kSnapshot) continue;
+    ASSERT_EQ(got[i].data.size(), size_t{1} << 20);
+    for (size_t k = 0; k < got[i].data.size(); k += 4093) ASSERT_EQ(got[i].data[k], byte_at(i, k)) << "byte " << k;
+  }
+  EXPECT_EQ(a.transport.stats().messages_dropped, 0u);
+  EXPECT_EQ(a.transport.stats().messages_sent, next);
+}
+
 // transport.h: a dead peer cannot stall the others; its messages are dropped, send() never blocks.
 TEST(TcpTransport, DeadPeerDoesNotStallLivePeer) {
   TestNode a(1);
