@@ -862,9 +862,6 @@ void Node::Impl::step(const raft::Message& m) {
 
 void Node::Impl::handle_ready() {
   raft::Ready rd = raft_->ready();
-  // 1. A leader's appends go out first, so followers write to their disks
-  // while the leader writes to its own (thesis §10.2.1; raft.h says which).
-  send_messages(rd.messages, 0, rd.early_messages);
   // Committed entries that an earlier Ready persisted are durable here and
   // on a quorum: apply them now, not after this Ready's fsync, so that their
   // clients do not also wait for the next batch's sync (etcd applies while
@@ -873,13 +870,22 @@ void Node::Impl::handle_ready() {
   // Ready, and those wait. Not with a snapshot in the Ready (it replaces the
   // state they would be applied to).
   PersistProgress progress;
-  if (!rd.snapshot) {
+  const auto apply_early = [&] {
+    if (rd.snapshot) return;
     const Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
     while (progress.applied_early < rd.committed_entries.size() &&
            rd.committed_entries[progress.applied_early].index < first_new) {
       apply_entry(rd.committed_entries[progress.applied_early++]);
     }
-  }
+  };
+  // 1. A leader's appends go out first, so followers write to their disks
+  // while the leader writes to its own (thesis §10.2.1; raft.h says which).
+  // A Ready without new entries has no such appends (a leader's early
+  // messages then only carry the commit index): its clients are answered
+  // first, sparing them a send per follower.
+  if (rd.entries.empty()) apply_early();
+  send_messages(rd.messages, 0, rd.early_messages);
+  apply_early();
   // 2. durable before anything that depends on it (§5.2, Figure 2).
   Status s = persist(rd, progress);
   if (s.code() == StatusCode::kNoSpace && enter_no_space(s)) s = persist(rd, progress);

@@ -300,6 +300,19 @@ bool SimNode::process_ready(SimRng& rng) {
   raft::Ready rd = raft_->ready();
   env_.checker->check_ready(id_, *raft_, rd, disk_.hard_state());
 
+  // As the node does (raft.h step 3): committed entries an earlier Ready
+  // persisted are applied before this Ready's sync; with no new entries in
+  // the Ready, before its early messages too (node.cc, handle_ready).
+  size_t applied_early = 0;
+  const auto apply_early = [&] {
+    if (rd.snapshot) return;
+    const raft::Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+    while (applied_early < rd.committed_entries.size() && rd.committed_entries[applied_early].index < first_new) {
+      apply(rd.committed_entries[applied_early++]);
+    }
+  };
+  if (rd.entries.empty()) apply_early();
+
   // 0. A leader's appends may leave before its own sync (thesis §10.2.1):
   // a crash at any point below then finds them already in the network.
   if (crash_point_ == CrashPoint::kMidEarlySend) {
@@ -309,16 +322,7 @@ bool SimNode::process_ready(SimRng& rng) {
     return false;
   }
   for (size_t k = 0; k < rd.early_messages; ++k) send(rd.messages[k]);
-
-  // 0b. As the node does (raft.h step 3): committed entries an earlier Ready
-  // persisted are applied before this Ready's sync.
-  size_t applied_early = 0;
-  if (!rd.snapshot) {
-    const raft::Index first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
-    while (applied_early < rd.committed_entries.size() && rd.committed_entries[applied_early].index < first_new) {
-      apply(rd.committed_entries[applied_early++]);
-    }
-  }
+  apply_early();
 
   // 1. Persist: a received snapshot first (node.cc adopts its file, synced,
   // before the WAL batch that drops the old log), then one WAL batch.
