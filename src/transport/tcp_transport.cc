@@ -388,7 +388,7 @@ class TcpTransport::Impl {
         }
         ++owner_.counters_.socket_writes;
         done += static_cast<size_t>(n);
-        size_t left = static_cast<size_t>(n);
+        auto left = static_cast<size_t>(n);
         while (first < to && left >= frames[first].size() - offset) {
           left -= frames[first].size() - offset;
           offset = 0;
@@ -786,10 +786,10 @@ class TcpTransport::Impl {
   void send(raft::Message m) {
     std::vector<raft::Message> one;
     one.push_back(std::move(m));
-    send_all(std::move(one));
+    send_all(one);
   }
 
-  void send_all(std::vector<raft::Message> msgs) {
+  void send_all(const std::vector<raft::Message>& msgs) {
     // Encode before taking the lock: the Raft thread pays for it either way,
     // and other senders need not wait on a 1 MiB copy.
     std::vector<std::pair<raft::NodeId, std::string>> encoded;
@@ -1525,7 +1525,7 @@ void TcpTransport::set_peer(raft::NodeId id, const std::string& address,
 void TcpTransport::remove_peer(raft::NodeId id) { impl_->remove_peer(id); }
 void TcpTransport::set_accept_unknown_peers(bool on) { impl_->set_accept_unknown_peers(on); }
 void TcpTransport::send(raft::Message m) { impl_->send(std::move(m)); }
-void TcpTransport::send_all(std::vector<raft::Message> msgs) { impl_->send_all(std::move(msgs)); }
+void TcpTransport::send_all(std::vector<raft::Message> msgs) { impl_->send_all(msgs); }
 void TcpTransport::probe(const std::string& address, int timeout_ms, ProbeCallback cb) {
   impl_->probe(address, timeout_ms, std::move(cb));
 }

@@ -135,7 +135,7 @@ struct TcpTransportStats {
   uint64_t inbound_buffered_bytes = 0;  // now, not monotonic
 };
 
-class TcpTransport : public Transport {
+class TcpTransport final : public Transport {
  public:
   // listen_address is "host:port" or "[v6]:port"; port 0 picks a free port
   // (see listen_port()). Nothing happens on the network until listen()/start().
