@@ -880,9 +880,10 @@ void Node::Impl::handle_ready() {
   };
   // 1. A leader's appends go out first, so followers write to their disks
   // while the leader writes to its own (thesis §10.2.1; raft.h says which).
-  // A Ready without new entries has no such appends (a leader's early
-  // messages then only carry the commit index): its clients are answered
-  // first, sparing them a send per follower.
+  // A Ready without new entries has nothing of its own to write while the
+  // followers write (its early messages are the commit index, catch-up
+  // appends or forwarded proposals): its clients are answered first, which
+  // spares each a send per follower and delays those messages by the apply.
   if (rd.entries.empty()) apply_early();
   send_messages(rd.messages, 0, rd.early_messages);
   apply_early();

@@ -137,7 +137,7 @@ class TcpTransport::Impl {
     std::atomic<uint64_t> sent{0}, dropped{0}, received{0}, rejected{0}, connects{0},
         connect_failures{0}, refused_connections{0}, hello_timeouts{0}, refused_senders{0},
         refused_incarnations{0}, refused_stream_cap{0}, budget_closes{0}, foreign_messages{0},
-        probes_answered{0}, tls_failed{0}, certificates_refused{0}, clusters_refused{0}, socket_writes{0};
+        probes_answered{0}, tls_failed{0}, certificates_refused{0}, clusters_refused{0}, socket_writes{0}, direct_writes{0};
   };
 
   // Logs refusals at most once per kRefusalLogInterval and kind, so that a
@@ -193,36 +193,29 @@ class TcpTransport::Impl {
     const std::string& address() const { return address_; }
     const std::string& incarnation() const { return incarnation_; }
 
-    // Any thread. Queues frames (complete, in send order) and returns how many
-    // it refused (the caller counts the drops): all when the peer is
-    // unreachable, the tail past the queue's limits when it is full. Never
-    // waits for the network. When the writer is parked, this thread writes
-    // what the socket takes now, every frame in one sendmsg: a Ready's
-    // messages to one peer (a follower's forwarded proposals, thesis §6.2)
-    // cost one system call, not one each.
+    // Any thread. Sends or queues frames (complete, in send order) and
+    // returns how many it refused (the caller counts the drops): all when the
+    // peer is unreachable, else the tail that does not fit the queue's
+    // limits. Never waits for the network. When the writer is parked, this
+    // thread first writes what the socket takes now, every frame in one
+    // sendmsg: a Ready's messages to one peer (a follower's forwarded
+    // proposals, thesis §6.2) cost one system call, not one each. Only what
+    // the socket did not take counts against the queue's limits, as when
+    // each frame was offered alone.
     size_t enqueue(std::vector<std::string>& frames, size_t from, size_t to) {
       bool wake = false;
-      size_t admitted = from;
+      size_t next = from;  // the first frame not sent whole
       {
         std::lock_guard lock(mu_);
         if (!accepting_) return to - from;
-        const TcpTransportOptions& o = owner_.opts_;
-        size_t queued = queue_.size();
-        size_t bytes = queued_bytes_;
-        for (; admitted < to; ++admitted) {
-          const size_t size = frames[admitted].size();
-          if (queued >= o.max_queue_messages || (queued > 0 && bytes + size > o.max_queue_bytes)) break;
-          ++queued;
-          bytes += size;
-        }
-        size_t next = from;
-        if (writer_waiting_ && direct_fd_ >= 0 && admitted > from) {
+        bool partial = false;  // frames[next] was sent in part: the stream needs the rest, first
+        if (writer_waiting_ && direct_fd_ >= 0 && from < to) {
           // The writer is parked, so the queue is empty and nothing else
           // writes to the socket: write here, sparing the I/O thread's
           // wake-up (two per replicated write: the append and its answer).
-          size_t written = write_now_locked(frames, from, admitted);
+          size_t written = write_now_locked(frames, from, to);
           uint64_t sent_bytes = 0;
-          while (next < admitted && written >= frames[next].size()) {
+          while (next < to && written >= frames[next].size()) {
             written -= frames[next].size();
             sent_bytes += frames[next].size();
             ++next;
@@ -231,18 +224,30 @@ class TcpTransport::Impl {
             owner_.counters_.sent += next - from;
             metrics::instruments().peers.sent(id_, next - from, sent_bytes);
           }
-          // The socket is full (or broken): the writer sends the rest, first.
-          if (next < admitted) frames[next].erase(0, written);
+          if (next < to && written > 0) {
+            frames[next].erase(0, written);
+            partial = true;
+          }
         }
-        for (size_t k = next; k < admitted; ++k) {
-          queued_bytes_ += frames[k].size();
-          queue_.push_back(std::move(frames[k]));
+        const TcpTransportOptions& o = owner_.opts_;
+        size_t admitted = next;
+        for (; admitted < to; ++admitted) {
+          const size_t size = frames[admitted].size();
+          const bool fits = queue_.size() < o.max_queue_messages &&
+                            (queue_.empty() || queued_bytes_ + size <= o.max_queue_bytes);
+          // One frame always fits an empty queue, so the rest of a frame
+          // the socket took in part (the queue is empty then) is never dropped.
+          if (!fits && !(partial && admitted == next)) break;
+          queued_bytes_ += size;
+          queue_.push_back(std::move(frames[admitted]));
         }
-        if (next < admitted) wake = std::exchange(writer_waiting_, false);
+        if (partial) front_is_partial_ = true;
+        if (admitted > next) wake = std::exchange(writer_waiting_, false);
+        next = admitted;  // [next, to) is refused
       }
       // Only the I/O thread may touch the timer; one post per wake-up, not per message.
       if (wake) asio::post(*owner_.io_, [self = shared_from_this()] { self->wake_.cancel(); });
-      return to - admitted;
+      return to - next;
     }
 
     // Any thread: stop admitting messages and drop what is queued.
@@ -387,6 +392,7 @@ class TcpTransport::Impl {
           break;
         }
         ++owner_.counters_.socket_writes;
+        ++owner_.counters_.direct_writes;
         done += static_cast<size_t>(n);
         auto left = static_cast<size_t>(n);
         while (first < to && left >= frames[first].size() - offset) {
@@ -523,9 +529,22 @@ class TcpTransport::Impl {
       std::vector<std::string> batch;
       std::vector<asio::const_buffer> buffers;
       std::shared_ptr<RaftStream> stream = self->stream_;
+      {
+        // The rest of a frame that a direct write began on an earlier stream
+        // (which ended before this writer sent it) would open this stream
+        // mid-frame: the peer would refuse the stream. Raft resends.
+        std::lock_guard lock(self->mu_);
+        if (self->front_is_partial_ && !self->queue_.empty()) {
+          self->queued_bytes_ -= self->queue_.front().size();
+          self->queue_.pop_front();
+          ++self->owner_.counters_.dropped;
+        }
+        self->front_is_partial_ = false;
+      }
       while (!self->closed_ && stream->is_open()) {
         if (batch.empty()) {
           std::lock_guard lock(self->mu_);
+          self->front_is_partial_ = false;  // taken below, onto the stream it began on
           size_t bytes = 0;
           while (!self->queue_.empty() && (batch.empty() || bytes < o.max_write_batch_bytes)) {
             bytes += self->queue_.front().size();
@@ -603,6 +622,7 @@ class TcpTransport::Impl {
       owner_.counters_.dropped += queue_.size();
       queue_.clear();
       queued_bytes_ = 0;
+      front_is_partial_ = false;
     }
 
     Impl& owner_;
@@ -619,7 +639,8 @@ class TcpTransport::Impl {
     std::atomic<bool> closed_{false};
 
     std::mutex mu_;
-    std::deque<std::string> queue_;  // complete frames, in send order
+    std::deque<std::string> queue_;  // frames, in send order; the front may be the rest of one (front_is_partial_)
+    bool front_is_partial_ = false;  // queue_.front() is what a direct write left of a frame on the current stream
     size_t queued_bytes_ = 0;
     bool accepting_ = true;        // false while unreachable or closed: enqueue drops
     bool writer_waiting_ = false;  // the writer is parked on wake_
@@ -862,6 +883,7 @@ class TcpTransport::Impl {
     TcpTransportStats s;
     s.messages_sent = counters_.sent.load();
     s.socket_writes = counters_.socket_writes.load();
+    s.direct_writes = counters_.direct_writes.load();
     s.messages_dropped = counters_.dropped.load();
     s.messages_received = counters_.received.load();
     s.streams_rejected = counters_.rejected.load();

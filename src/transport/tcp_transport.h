@@ -115,6 +115,7 @@ struct TcpTransportOptions {
 struct TcpTransportStats {
   uint64_t messages_sent = 0;      // frames fully written to a socket
   uint64_t socket_writes = 0;      // write calls to peers' sockets that wrote something (one may carry many frames)
+  uint64_t direct_writes = 0;      // those made by the sending thread itself (the peer's writer was parked)
   uint64_t messages_dropped = 0;   // queue full, peer unknown/unreachable, or lost with a stream
   uint64_t messages_received = 0;  // delivered to the handler
   uint64_t streams_rejected = 0;   // inbound streams closed for a bad hello, frame or message
