@@ -162,6 +162,39 @@ TEST(TcpTransport, OneMebibyteSnapshotChunkIsDelivered) {
   EXPECT_EQ(got[2].context, 2u);
 }
 
+// A 1 MiB snapshot chunk from node 1 to node 2 whose bytes depend on its
+// context and their offset, so a chunk that arrives shifted, cut or mixed
+// with another fails expect_mebibyte_chunk.
+char chunk_byte(uint64_t context, size_t k) { return static_cast<char>((k * 31 + context) >> 2); }
+
+raft::Message mebibyte_chunk(uint64_t context) {
+  raft::Message chunk;
+  chunk.type = raft::MessageType::kSnapshot;
+  chunk.from = 1;
+  chunk.to = 2;
+  chunk.context = context;
+  chunk.data.resize(1 << 20);
+  for (size_t i = 0; i < chunk.data.size(); ++i) chunk.data[i] = chunk_byte(context, i);
+  chunk.data_length = chunk.data.size();
+  return chunk;
+}
+
+void expect_mebibyte_chunk(const raft::Message& m) {
+  ASSERT_EQ(m.data.size(), size_t{1} << 20);
+  for (size_t k = 0; k < m.data.size(); k += 4093) ASSERT_EQ(m.data[k], chunk_byte(m.context, k)) << "byte " << k;
+}
+
+// Sends messages 0 and 1 from a to b and returns once b's reader is held
+// and a's writer to b has nothing left (it parks): what a sends next is
+// written by the sender itself and meets a socket that nobody drains.
+void park_writer_and_hold_reader(TestNode& a, TestNode& b) {
+  a.transport.send(msg(1, 2, 0));
+  ASSERT_TRUE(b.inbox.wait_for_count(1));  // the writer has nothing left: it parks
+  b.inbox.hold();
+  a.transport.send(msg(1, 2, 1));
+  ASSERT_TRUE(b.inbox.wait_for_count(2));  // b's reader is held from here on
+}
+
 // A frame sent while the peer's writer waits is written by the sender itself
 // (tcp_transport.cc, enqueue); what the socket does not take at once is
 // finished by the writer, ahead of what follows. The receiver stops reading
@@ -173,24 +206,9 @@ TEST(TcpTransport, FramesSentToAnIdlePeerArriveWholeAndInOrderWhenTheSocketFills
   a.transport.set_peer(2, b.address(), "");
   b.transport.set_peer(1, a.address(), "");
   constexpr uint64_t kChunks = 48;
-  auto byte_at = [](uint64_t context, size_t k) { return static_cast<char>((k * 31 + context) >> 2); };
-  a.transport.send(msg(1, 2, 0));
-  ASSERT_TRUE(b.inbox.wait_for_count(1));  // the writer has nothing left: it parks
-  b.inbox.hold();
-  a.transport.send(msg(1, 2, 1));
-  ASSERT_TRUE(b.inbox.wait_for_count(2));  // b's reader is held from here on
+  ASSERT_NO_FATAL_FAILURE(park_writer_and_hold_reader(a, b));
   uint64_t next = 2;
-  for (uint64_t c = 0; c < kChunks; ++c) {
-    raft::Message chunk;
-    chunk.type = raft::MessageType::kSnapshot;
-    chunk.from = 1;
-    chunk.to = 2;
-    chunk.context = next++;
-    chunk.data.resize(1 << 20);
-    for (size_t i = 0; i < chunk.data.size(); ++i) chunk.data[i] = byte_at(chunk.context, i);
-    chunk.data_length = chunk.data.size();
-    a.transport.send(std::move(chunk));
-  }
+  for (uint64_t c = 0; c < kChunks; ++c) a.transport.send(mebibyte_chunk(next++));
   a.transport.send(msg(1, 2, next++));
   b.inbox.release();
   ASSERT_TRUE(b.inbox.wait_for_count(next)) << "b got " << b.inbox.size();
@@ -199,8 +217,7 @@ TEST(TcpTransport, FramesSentToAnIdlePeerArriveWholeAndInOrderWhenTheSocketFills
   for (uint64_t i = 0; i < next; ++i) {
     ASSERT_EQ(got[i].context, i);
     if (i < 2 || i == next - 1) continue;
-    ASSERT_EQ(got[i].data.size(), size_t{1} << 20);
-    for (size_t k = 0; k < got[i].data.size(); k += 4093) ASSERT_EQ(got[i].data[k], byte_at(i, k)) << "byte " << k;
+    ASSERT_NO_FATAL_FAILURE(expect_mebibyte_chunk(got[i]));
   }
   EXPECT_EQ(a.transport.stats().messages_dropped, 0u);
   EXPECT_EQ(a.transport.stats().messages_sent, next);
@@ -281,25 +298,12 @@ TEST(TcpTransport, SendAllThatFillsTheSocketMidFrameLosesAndReordersNothing) {
   TestNode b(2);
   a.transport.set_peer(2, b.address(), "");
   b.transport.set_peer(1, a.address(), "");
-  auto byte_at = [](uint64_t context, size_t k) { return static_cast<char>((k * 17 + context) >> 3); };
-  a.transport.send(msg(1, 2, 0));
-  ASSERT_TRUE(b.inbox.wait_for_count(1));  // the writer has nothing left: it parks
-  b.inbox.hold();
-  a.transport.send(msg(1, 2, 1));
-  ASSERT_TRUE(b.inbox.wait_for_count(2));  // b's reader is held from here on
+  ASSERT_NO_FATAL_FAILURE(park_writer_and_hold_reader(a, b));
   std::vector<raft::Message> ready;
   uint64_t next = 2;
   for (int pair = 0; pair < 24; ++pair) {
     ready.push_back(msg(1, 2, next++));
-    raft::Message chunk;
-    chunk.type = raft::MessageType::kSnapshot;
-    chunk.from = 1;
-    chunk.to = 2;
-    chunk.context = next++;
-    chunk.data.resize(1 << 20);
-    for (size_t i = 0; i < chunk.data.size(); ++i) chunk.data[i] = byte_at(chunk.context, i);
-    chunk.data_length = chunk.data.size();
-    ready.push_back(std::move(chunk));
+    ready.push_back(mebibyte_chunk(next++));
   }
   a.transport.send_all(std::move(ready));
   b.inbox.release();
@@ -309,8 +313,7 @@ TEST(TcpTransport, SendAllThatFillsTheSocketMidFrameLosesAndReordersNothing) {
   for (uint64_t i = 0; i < next; ++i) {
     ASSERT_EQ(got[i].context, i);
     if (got[i].type != raft::MessageType::kSnapshot) continue;
-    ASSERT_EQ(got[i].data.size(), size_t{1} << 20);
-    for (size_t k = 0; k < got[i].data.size(); k += 4093) ASSERT_EQ(got[i].data[k], byte_at(i, k)) << "byte " << k;
+    ASSERT_NO_FATAL_FAILURE(expect_mebibyte_chunk(got[i]));
   }
   EXPECT_EQ(a.transport.stats().messages_dropped, 0u);
   EXPECT_TRUE(eventually([&] { return a.transport.stats().messages_sent == next; })) << a.transport.stats().messages_sent;
