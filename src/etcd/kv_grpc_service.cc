@@ -11,6 +11,7 @@
 #include "etcd/grpc_metrics.h"
 #include "etcd/kv_convert.h"
 #include "etcd/kv_service.h"
+#include "etcd/server_errors.h"
 #include "metrics/instruments.h"
 
 namespace ckv::etcd {
@@ -26,6 +27,7 @@ KvCall call_from(const grpc::CallbackServerContext* ctx) {
     call.idempotency_key.assign(it->second.data(), it->second.size());
   }
   call.forwarded = md.find(kForwardedMetadata) != md.end();
+  if (auto it = md.find(kRequireLeaderMetadata); it != md.end()) call.require_leader = it->second == "true";
   call.credentials = credentials_from(*ctx);
   return call;
 }

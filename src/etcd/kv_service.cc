@@ -327,7 +327,11 @@ class KvService::Impl {
       // we never forward again, so a stale view cannot bounce a call around.
       return done(Status(StatusCode::kNotLeader, kErrLeaderChanged));
     }
-    if (v.leader_id == raft::kNoNode) return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    // Without a leader the node waits for one (node.h, "No leader"), unless
+    // the client asked for etcd's fail-fast (clientv3.WithRequireLeader).
+    if (v.leader_id == raft::kNoNode && call.require_leader) {
+      return done(Status(StatusCode::kUnavailable, kErrNoLeader));
+    }
     if (!v.no_space) {
       // A follower proposes too: the node forwards the write to the leader
       // as a Raft proposal and answers once it applied it here (node.h).

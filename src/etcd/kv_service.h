@@ -14,9 +14,11 @@
 //           and answer with the result of applying it HERE (so a
 //           serializable read here that follows sees it, as on etcd): a
 //           follower's node forwards the proposal to the leader over the
-//           peer transport (node/forward_waiters.h). A follower that knows
-//           no leader answers etcd's "etcdserver: no leader" (Unavailable):
-//           clients retry. Only a follower whose disk is full (it takes no
+//           peer transport (node/forward_waiters.h). A member that knows
+//           no leader waits for one (node.h, "No leader"), as etcd's
+//           proposals do, then answers etcd's "etcdserver: no leader"
+//           (Unavailable; clients retry), at once if the call carries
+//           "hasleader" (kRequireLeaderMetadata). Only a follower whose disk is full (it takes no
 //           entries, so it could not apply its own) forwards the call to
 //           the leader's gRPC address (MemberInfo.grpc_address) with
 //           kForwardedMetadata set, so it is forwarded at most once.
@@ -95,6 +97,9 @@ struct KvServiceOptions {
 struct KvCall {
   std::string idempotency_key;  // empty: none
   bool forwarded = false;       // arrived with kForwardedMetadata
+  // etcd's "hasleader" metadata (clientv3.WithRequireLeader): a member that
+  // knows no leader answers "etcdserver: no leader" at once instead of waiting for one.
+  bool require_leader = false;
   Credentials credentials{};    // token / certificate name (auth_service.h)
   // Set by the layer from credentials: the caller proposals carry.
   auth::Caller caller{};

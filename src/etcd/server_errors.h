@@ -5,6 +5,9 @@ namespace ckv::etcd {
 
 // Clients (clientv3, etcdctl) and people match on these texts: keep them byte for byte etcd's.
 inline constexpr const char* kErrNoLeader = "etcdserver: no leader";
+// The call metadata asking for kErrNoLeader at once rather than a wait for a
+// leader (clientv3.WithRequireLeader; rpctypes.MetadataRequireLeaderKey, value "true").
+inline constexpr const char* kRequireLeaderMetadata = "hasleader";
 inline constexpr const char* kErrLeaderChanged = "etcdserver: leader changed";
 inline constexpr const char* kErrTimeout = "etcdserver: request timed out";
 inline constexpr const char* kErrTimeoutConnectionLost =

@@ -19,6 +19,7 @@
 #include "etcd/auth_service.h"
 #include "etcd/grpc_credentials.h"
 #include "etcd/kv_convert.h"
+#include "etcd/server_errors.h"
 #include "fsm/kv_state_machine.h"
 #include "node/node.h"
 #include "watch/watch_hub.h"
@@ -26,9 +27,6 @@
 namespace ckv::etcd {
 
 namespace {
-
-// etcd's metadata for clientv3.WithRequireLeader (rpctypes.MetadataRequireLeaderKey).
-constexpr char kRequireLeaderMetadata[] = "hasleader";
 
 watch::WatchSpec spec_from(const pb::WatchCreateRequest& r) {
   watch::WatchSpec s;

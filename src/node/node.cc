@@ -103,6 +103,11 @@ Status from_raft_error(raft::Error e) {
 
 Clock::time_point deadline_after(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
 
+// A call that waited for a leader (node.h, "No leader") and saw none: nothing was proposed.
+Status no_leader_status() {
+  return Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry");
+}
+
 
 uint64_t quorum_of(size_t voters) { return voters / 2 + 1; }
 
@@ -235,9 +240,28 @@ class Node::Impl {
     size_t applied_early = 0;  // committed entries applied before the persist (handle_ready)
   };
 
+  // A write or read barrier that arrived while this node knew no leader
+  // (node.h, "No leader"): run again once one is known, refused at give_up.
+  struct LeaderWaiter {
+    using Resume = std::function<void(const Status&)>;  // ok: run the call again; else answer with it
+    Clock::time_point give_up;
+    uint64_t bytes = 0;  // of the encoded command (0 for a read)
+    Resume resume;
+  };
+
   void run();
   void step(const raft::Message& m);
   void handle_ready();
+  // The Raft-thread halves of propose and read_barrier: may park the call until a leader is known.
+  void propose_encoded(std::string data, Clock::time_point deadline, Clock::time_point give_up, WriteCallback cb);
+  void read_barrier_at(Clock::time_point deadline, Clock::time_point give_up, DoneCallback cb);
+  // When a call that finds no leader stops waiting for one: the earlier of its
+  // deadline and NodeOptions::leader_wait_ms from now.
+  Clock::time_point leader_wait_until(Clock::time_point deadline) const;
+  // Takes resume unless past give_up or over the limits (those of forwarded writes); false: refused.
+  bool park_until_leader(Clock::time_point give_up, uint64_t bytes, LeaderWaiter::Resume resume);
+  // Once a leader is known, runs every parked call again (in arrival order); else refuses those past give_up.
+  void resume_leader_waiters(Clock::time_point now);
   void finish_ready(raft::Ready& rd, size_t applied_early);
   void retry_failed_reads();
   // Starts a ReadIndex round for w (raft.h read_index) and takes w; false,
@@ -392,6 +416,8 @@ class Node::Impl {
   // otherwise keep adding to reads_to_retry_ while new reads refill reads_.
   static constexpr size_t kMaxReadsToRetry = 65536;
   std::multimap<Index, ReadWaiter> reads_waiting_apply_;  // read index known
+  std::deque<LeaderWaiter> leader_waiters_;  // park_until_leader
+  uint64_t leader_waiter_bytes_ = 0;
   std::vector<MemberWaiter> member_waiters_;
   struct DeferredCall {
     std::function<bool(const MemberCallback&)> attempt;
@@ -824,6 +850,8 @@ void Node::Impl::run() {
   for (auto& [i, r] : reads_waiting_apply_) r.cb(gone);
   for (ReadWaiter& r : reads_to_retry_) r.cb(gone);
   reads_to_retry_.clear();
+  for (LeaderWaiter& w : leader_waiters_) w.resume(gone);
+  leader_waiters_.clear();
   // A proposed membership change may still commit under the next leader.
   for (auto& m : member_waiters_) {
     m.cb(Status(StatusCode::kTimeout, "node stopped before the membership change completed; outcome unknown"),
@@ -909,6 +937,7 @@ void Node::Impl::finish_ready(raft::Ready& rd, size_t applied_early) {
   raft_->advance(rd);  // 5.
   answer_reads_up_to(fsm_.applied_index());
   retry_failed_reads();
+  if (raft_->leader() != raft::kNoNode) resume_leader_waiters(Clock::now());
   if (!startup_.finished()) note_startup_progress();
 }
 
@@ -1359,6 +1388,7 @@ void Node::Impl::on_tick() {
     }
   }
   retry_failed_reads();
+  resume_leader_waiters(now);
   drive_lease_expiry();
 }
 
@@ -2092,52 +2122,114 @@ void Node::Impl::propose(fsm::Command c, int timeout_ms, WriteCallback cb) {
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
   post([this, data = fsm::encode_command(c), timeout_ms, cb = std::move(cb)]() mutable {
-    if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
-    if (raft_->role() == raft::StateRole::kLeader) {
-      const raft::ProposeResult r = raft_->propose(std::move(data));
-      if (!r.ok()) {
-        cb(from_raft_error(r.error));
-        return;
-      }
-      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
-      return;
-    }
-    // A follower forwards the write to the leader as a Raft proposal (thesis
-    // §6.2; docs/design-notes.md, "Forwarded writes"), tagged so that it
-    // recognises the entry when it applies it.
-    if (raft_->leader() == raft::kNoNode) {
-      return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
-    }
-    const uint64_t bytes = kOriginTagBytes + data.size();
-    if (!forwards_.has_room(bytes)) {
-      return cb(Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
-    }
-    const uint64_t seq = next_forward_seq_++;
-    const raft::ProposeResult r = raft_->forward_proposal(encode_tagged(Origin{id_, boot_id_, seq}, data));
-    if (!r.ok()) {
-      if (r.error == raft::Error::kNotLeader) {
-        return cb(Status(StatusCode::kUnavailable, "no leader known (election in progress or no quorum); retry"));
-      }
-      return cb(from_raft_error(r.error));
-    }
-    if (r.forward_id == 0) {
-      // forward_proposal appends on a leader; not reached (checked above), but an index waiter is then right.
-      writes_.add(r.index, r.term, deadline_after(timeout_ms), std::move(cb));
-      return;
-    }
-    forwards_.add(seq, r.forward_id, bytes, deadline_after(timeout_ms), std::move(cb));
+    const auto deadline = deadline_after(timeout_ms);
+    propose_encoded(std::move(data), deadline, leader_wait_until(deadline), std::move(cb));
   });
+}
+
+void Node::Impl::propose_encoded(std::string data, Clock::time_point deadline, Clock::time_point give_up,
+                                 WriteCallback cb) {
+  if (no_space_) return cb(no_space_status(data_dir_));  // node.h, "Disk full"
+  if (raft_->role() == raft::StateRole::kLeader) {
+    const raft::ProposeResult r = raft_->propose(std::move(data));
+    if (!r.ok()) {
+      cb(from_raft_error(r.error));
+      return;
+    }
+    writes_.add(r.index, r.term, deadline, std::move(cb));
+    return;
+  }
+  // No leader known (an election, or no quorum): wait for one (node.h,
+  // "No leader"), as etcd's proposals do, rather than fail a write that an
+  // election a few hundred milliseconds long would have let through.
+  auto wait_for_leader = [&] {
+    const uint64_t bytes = data.size();
+    auto resume = [this, data = std::move(data), deadline, give_up, cb](const Status& s) mutable {
+      if (!s.is_ok()) return cb(s);
+      propose_encoded(std::move(data), deadline, give_up, std::move(cb));
+    };
+    if (!park_until_leader(give_up, bytes, std::move(resume))) cb(no_leader_status());
+  };
+  if (raft_->leader() == raft::kNoNode) return wait_for_leader();
+  // A follower forwards the write to the leader as a Raft proposal (thesis
+  // §6.2; docs/design-notes.md, "Forwarded writes"), tagged so that it
+  // recognises the entry when it applies it.
+  const uint64_t bytes = kOriginTagBytes + data.size();
+  if (!forwards_.has_room(bytes)) {
+    return cb(Status(StatusCode::kUnavailable, kErrTooManyForwardedWrites));
+  }
+  const uint64_t seq = next_forward_seq_++;
+  const raft::ProposeResult r = raft_->forward_proposal(encode_tagged(Origin{id_, boot_id_, seq}, data));
+  if (!r.ok()) {
+    if (r.error == raft::Error::kNotLeader) return wait_for_leader();
+    return cb(from_raft_error(r.error));
+  }
+  if (r.forward_id == 0) {
+    // forward_proposal appends on a leader; not reached (checked above), but an index waiter is then right.
+    writes_.add(r.index, r.term, deadline, std::move(cb));
+    return;
+  }
+  forwards_.add(seq, r.forward_id, bytes, deadline, std::move(cb));
 }
 
 void Node::Impl::read_barrier(int timeout_ms, DoneCallback cb) {
   post([this, timeout_ms, cb = std::move(cb)]() mutable {
-    if (held_) {
-      return cb(Status(StatusCode::kNoSpace, "no space left on device in data dir " + data_dir_ +
-                                                 ": this node cannot take part in Raft until space is freed"));
-    }
-    ReadWaiter w{deadline_after(timeout_ms), std::move(cb)};
-    if (!ask_read(w)) w.cb(Status(StatusCode::kUnavailable, "no leader known; retry"));
+    const auto deadline = deadline_after(timeout_ms);
+    read_barrier_at(deadline, leader_wait_until(deadline), std::move(cb));
   });
+}
+
+void Node::Impl::read_barrier_at(Clock::time_point deadline, Clock::time_point give_up, DoneCallback cb) {
+  if (held_) {
+    return cb(Status(StatusCode::kNoSpace, "no space left on device in data dir " + data_dir_ +
+                                               ": this node cannot take part in Raft until space is freed"));
+  }
+  ReadWaiter w{deadline, std::move(cb)};
+  if (ask_read(w)) return;
+  // ask_read left w as it was: no leader known. Wait for one (node.h, "No leader").
+  auto resume = [this, deadline, give_up, cb = w.cb](const Status& s) mutable {
+    if (!s.is_ok()) return cb(s);
+    read_barrier_at(deadline, give_up, std::move(cb));
+  };
+  if (!park_until_leader(give_up, 0, std::move(resume))) w.cb(no_leader_status());
+}
+
+Clock::time_point Node::Impl::leader_wait_until(Clock::time_point deadline) const {
+  const int wait_ms = opts_.leader_wait_ms > 0 ? opts_.leader_wait_ms
+                                               : kLeaderWaitElectionTimeouts * opts_.tick_ms * opts_.election_ticks;
+  return std::min(deadline, deadline_after(wait_ms));
+}
+
+bool Node::Impl::park_until_leader(Clock::time_point give_up, uint64_t bytes, LeaderWaiter::Resume resume) {
+  // The same limits as writes already forwarded (node.h): a long election
+  // under load must not queue without bound.
+  if (Clock::now() >= give_up || leader_waiters_.size() >= opts_.max_forwarded_writes ||
+      leader_waiter_bytes_ + bytes > opts_.max_forwarded_write_bytes) {
+    return false;
+  }
+  leader_waiter_bytes_ += bytes;
+  leader_waiters_.push_back(LeaderWaiter{give_up, bytes, std::move(resume)});
+  return true;
+}
+
+void Node::Impl::resume_leader_waiters(Clock::time_point now) {
+  if (leader_waiters_.empty()) return;
+  const bool leader_known = raft_->leader() != raft::kNoNode;
+  // Taken out first: a call run again may park itself again (the leader it
+  // saw refused it), and must then wait for the next change, not loop here.
+  std::deque<LeaderWaiter> waiting;
+  waiting.swap(leader_waiters_);
+  leader_waiter_bytes_ = 0;
+  for (LeaderWaiter& w : waiting) {
+    if (leader_known) {
+      w.resume(Status::ok());
+    } else if (now >= w.give_up) {
+      w.resume(no_leader_status());
+    } else {
+      leader_waiter_bytes_ += w.bytes;
+      leader_waiters_.push_back(std::move(w));
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

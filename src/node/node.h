@@ -79,6 +79,12 @@ inline constexpr int kExitUndecodableEntry = 4;
 // (NodeOptions::max_forwarded_writes, max_forwarded_write_bytes).
 inline constexpr uint64_t kDefaultMaxForwardedWrites = 4096;
 inline constexpr uint64_t kDefaultMaxForwardedWriteBytes = uint64_t{64} << 20;
+// How long (in election timeouts) a write or linearizable read that finds no
+// leader waits for one by default (NodeOptions::leader_wait_ms): an election
+// normally ends within two (randomized timeouts, pre-vote), so this rides out
+// one without making a member cut off from the quorum hold calls for their
+// whole timeout.
+inline constexpr int kLeaderWaitElectionTimeouts = 4;
 
 struct NodeOptions {
   std::string name;          // -id; defaults to raft_address
@@ -108,6 +114,13 @@ struct NodeOptions {
   // forwarded entries not committed yet (raft::Options).
   uint64_t max_forwarded_writes = kDefaultMaxForwardedWrites;
   uint64_t max_forwarded_write_bytes = kDefaultMaxForwardedWriteBytes;
+  // No leader (an election, or no quorum): a write or linearizable read
+  // waits this long for one (at most its own timeout), then is refused
+  // with kUnavailable, nothing proposed. 0: kLeaderWaitElectionTimeouts
+  // election timeouts. The calls waiting count against
+  // max_forwarded_writes / max_forwarded_write_bytes (separately from
+  // those forwarded): past them a call is refused at once.
+  int leader_wait_ms = 0;
   uint64_t max_forwarded_bytes_per_peer = uint64_t{32} << 20;
   uint64_t max_forwarded_entries_per_peer = 4096;
   uint64_t random_seed = 0;  // 0: derive from the clock and id
@@ -347,9 +360,10 @@ class Node {
   // kNotLeader / kUnavailable / kTimeout (the outcome is then unknown) /
   // kNoSpace. Any node: a follower forwards c to the leader as a Raft
   // proposal over the peer transport (node/forward_waiters.h), and answers
-  // kUnavailable at once when it knows no leader or already has
-  // max_forwarded_writes in flight (kErrTooManyForwardedWrites), kNotLeader
-  // when the node it took for the leader refused it (not applied). Refused with kInvalid before proposing: txns nested deeper
+  // kUnavailable at once when it already has max_forwarded_writes in flight
+  // (kErrTooManyForwardedWrites), kNotLeader when the node it took for the
+  // leader refused it (not applied). No leader: see "No leader" below.
+  // Refused with kInvalid before proposing: txns nested deeper
   // than fsm::kMaxTxnNestingDepth, idempotency keys over
   // fsm::kMaxIdempotencyKeyBytes. A command with an idempotency key that
   // was applied before (within the table's window) is answered with the
@@ -358,6 +372,12 @@ class Node {
   // Linearizable read barrier (thesis §6.4 ReadIndex): the callback gets OK
   // once this node's state machine has applied everything committed before
   // the call; then read state_machine() directly.
+  //
+  // No leader: a node that knows no leader when propose or read_barrier
+  // runs (an election; or no quorum) holds the call until one is known,
+  // then proposes or asks it, as etcd's proposals wait for a leader. It
+  // gives up at NodeOptions::leader_wait_ms (or the call's timeout, if
+  // sooner) with kUnavailable: nothing was proposed, so a retry is safe.
   void read_barrier(int timeout_ms, DoneCallback cb);
   // Leases (docs/api.md, "Leases"): only the leader keeps lease deadlines
   // (lease/expiry.h), on its monotonic clock, and expires a lease by

@@ -71,13 +71,14 @@ class KvServiceTest : public ::testing::Test {
     o.tick_ms = 10;
     o.election_ticks = 10;
     o.heartbeat_ticks = 1;
+    o.leader_wait_ms = request_timeout_ms_;  // the call's timeout bounds the wait for a leader
     auto t = std::make_unique<transport::MemoryTransport>(hub_, node::node_id_for(name));
     auto n = node::Node::open(o, std::move(t));
     EXPECT_TRUE(n.is_ok()) << n.status().to_string();
     nodes_.push_back(std::move(n).value());
     nodes_.back()->start();
     KvServiceOptions kv_options;
-    kv_options.request_timeout_ms = 2000;
+    kv_options.request_timeout_ms = request_timeout_ms_;
     services_.push_back(std::make_unique<KvService>(*nodes_.back(), kv_options));
     return *nodes_.back();
   }
@@ -126,6 +127,7 @@ class KvServiceTest : public ::testing::Test {
     return n;
   }
 
+  int request_timeout_ms_ = 2000;
   std::filesystem::path root_;
   std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
   std::vector<std::unique_ptr<node::Node>> nodes_;
@@ -379,6 +381,41 @@ TEST_F(KvServiceTest, AFollowerWritesWithoutTheLeadersGrpcAddress) {
   ASSERT_TRUE(tr.is_ok()) << tr.status().to_string();
   EXPECT_EQ(std::get<mvcc::RangeResponse>(tr->body.responses.at(0).response).kvs.size(), 1u);
   EXPECT_EQ(tr->header.member_id, follower.status().id);
+}
+
+// A member that knows no leader holds a write until one is elected, as
+// etcd's proposals wait (node.h, "No leader"); a call with etcd's
+// "hasleader" metadata (clientv3.WithRequireLeader) is refused at once.
+TEST_F(KvServiceTest, WithoutALeaderAWriteWaitsForOneUnlessTheCallRequiresALeader) {
+  request_timeout_ms_ = 10000;  // the wait for a leader: longer than any election here
+  node::Node& leader = single();
+  node::Node& follower = start("n2", false);
+  std::promise<Status> added;
+  leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
+                    10000, [&](Status s) { added.set_value(s); });
+  ASSERT_TRUE(added.get_future().get().is_ok());
+  ASSERT_TRUE(eventually([&] { return follower.status().leader_id == leader.status().id; }));
+  hub_->isolate(leader.status().id, true);  // two voters: nobody can lead now
+  ASSERT_TRUE(eventually([&] { return follower.status().leader_id == 0 && leader.status().leader_id == 0; }));
+  KvService& kv = *services_[1];
+
+  KvCall require_leader;
+  require_leader.require_leader = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto refused = put(kv, "k", "v", require_leader);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "a call requiring a leader waited for one";
+  EXPECT_EQ(to_grpc_status(refused.status()).error_message(), "etcdserver: no leader");
+  EXPECT_EQ(to_grpc_status(refused.status()).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  std::promise<Result<KvAnswer<mvcc::PutResponse>>> p;
+  kv.put(put_req("k", "v"), KvCall{}, [&p](Result<KvAnswer<mvcc::PutResponse>> a) { p.set_value(std::move(a)); });
+  auto f = p.get_future();
+  EXPECT_EQ(f.wait_for(200ms), std::future_status::timeout) << "answered without a leader";
+  hub_->isolate(leader.status().id, false);
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  auto w = f.get();
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_EQ(follower.state_machine().get("k"), std::optional<std::string>("v"));
 }
 
 TEST_F(KvServiceTest, AfterStopCallsAreAnsweredServerStopped) {
