@@ -128,6 +128,19 @@ class KvServiceTest : public ::testing::Test {
   }
 
   int request_timeout_ms_ = 2000;
+  // n1 leading and n2 added as a member that follows it (services_[1] is n2's).
+  void leader_and_follower(node::Node** leader_out, node::Node** follower_out) {
+    node::Node& leader = single();
+    node::Node& follower = start("n2", false);
+    std::promise<Status> added;
+    leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
+                      10000, [&](Status s) { added.set_value(s); });
+    ASSERT_TRUE(added.get_future().get().is_ok());
+    ASSERT_TRUE(eventually([&] { return follower.status().leader_id == leader.status().id; }));
+    *leader_out = &leader;
+    *follower_out = &follower;
+  }
+
   std::filesystem::path root_;
   std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
   std::vector<std::unique_ptr<node::Node>> nodes_;
@@ -346,13 +359,10 @@ TEST_F(KvServiceTest, ARetryWithTheSameIdempotencyKeyReturnsTheFirstResult) {
 // leader without -grpc-address (nothing to forward a gRPC call to) no longer
 // makes a follower's writes fail with "no leader", as they did before.
 TEST_F(KvServiceTest, AFollowerWritesWithoutTheLeadersGrpcAddress) {
-  node::Node& leader = single();
-  node::Node& follower = start("n2", false);
-  std::promise<Status> added;
-  leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
-                    10000, [&](Status s) { added.set_value(s); });
-  ASSERT_TRUE(added.get_future().get().is_ok());
-  ASSERT_TRUE(eventually([&] { return follower.status().leader_id == leader.status().id; }));
+  node::Node* leader_p = nullptr;
+  node::Node* follower_p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(leader_and_follower(&leader_p, &follower_p));
+  node::Node& follower = *follower_p;
   KvService& kv = *services_[1];
   ASSERT_TRUE(put(*services_[0], "a", "1").is_ok());
 
@@ -388,13 +398,11 @@ TEST_F(KvServiceTest, AFollowerWritesWithoutTheLeadersGrpcAddress) {
 // "hasleader" metadata (clientv3.WithRequireLeader) is refused at once.
 TEST_F(KvServiceTest, WithoutALeaderAWriteWaitsForOneUnlessTheCallRequiresALeader) {
   request_timeout_ms_ = 10000;  // the wait for a leader: longer than any election here
-  node::Node& leader = single();
-  node::Node& follower = start("n2", false);
-  std::promise<Status> added;
-  leader.add_member(node::MemberInfo{"n2", "n2:5000", "n2:8000", follower.incarnation(), ""},
-                    10000, [&](Status s) { added.set_value(s); });
-  ASSERT_TRUE(added.get_future().get().is_ok());
-  ASSERT_TRUE(eventually([&] { return follower.status().leader_id == leader.status().id; }));
+  node::Node* leader_p = nullptr;
+  node::Node* follower_p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(leader_and_follower(&leader_p, &follower_p));
+  node::Node& leader = *leader_p;
+  node::Node& follower = *follower_p;
   hub_->isolate(leader.status().id, true);  // two voters: nobody can lead now
   ASSERT_TRUE(eventually([&] { return follower.status().leader_id == 0 && leader.status().leader_id == 0; }));
   KvService& kv = *services_[1];
