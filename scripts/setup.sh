@@ -13,6 +13,8 @@ packages=(
   curl wrk python3 iptables strace
   # h2load (nghttp2-client): the HTTP/2 twin of wrk, drives gRPC calls in bench/etcd_api_bench.py --vs-seed.
   nghttp2-client
+  # Our own gRPC server (src/grpcfront/): HTTP/2 from libnghttp2, gzip/deflate messages from zlib.
+  libnghttp2-dev zlib1g-dev
   # TLS on the client listeners and between members (OpenSSL via Asio and grpc); openssl makes the tests' certificates.
   libssl-dev openssl
   # Client auth (src/auth/): argon2id password hashes, SHA-256 token digests, random tokens.

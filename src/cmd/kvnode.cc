@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
   int commit_timeout_ms = 5000;
   int join_timeout_ms = 30000;
   ckv::http::ServerOptions http_opts;
+  std::string grpc_front_end = "own";  // -grpc-front-end (etcd/grpc_server.h, GrpcFrontEnd)
   std::string auto_compaction_mode = "periodic";
   std::string auto_compaction_retention = "0";
 
@@ -226,6 +227,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--grpc-address", opts.grpc_address,
                  "host:port to serve etcd's v3 gRPC API on (docs/api.md, \"etcd v3 API\"); empty: none");
+  app.add_option("--grpc-front-end", grpc_front_end,
+                 "which server reads the gRPC port: \"own\" (our HTTP/2 server answers KV calls and relays "
+                 "the rest to grpc++ in process) or \"grpc\" (grpc++ alone)")
+      ->check(CLI::IsMember({"own", "grpc"}))
+      ->capture_default_str();
   app.add_option("--data-dir", opts.data_dir,
                  "directory for the Raft log, vote and snapshots (created if missing)")
       ->capture_default_str();
@@ -631,7 +637,9 @@ int main(int argc, char** argv) {
   if (!opts.grpc_address.empty()) {
     auto started = ckv::etcd::GrpcServer::start(*node, *kv, opts.grpc_address, client_tls.value(),
                                                 http_opts.header_timeout_ms, lease.get(), auth.get(),
-                                                lock.get(), election.get(), maintenance.get());
+                                                lock.get(), election.get(), maintenance.get(),
+                                                grpc_front_end == "own" ? ckv::etcd::GrpcFrontEnd::kOwn
+                                                                             : ckv::etcd::GrpcFrontEnd::kGrpcpp);
     if (!started.is_ok()) {
       spdlog::critical("{}", started.status().to_string());
       return kExitRuntimeError;

@@ -26,6 +26,7 @@
 #include "etcd/member_ops.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/grpc_credentials.h"
+#include "etcd/grpc_frontend.h"
 #include "etcd/grpc_metrics.h"
 #include "etcd/grpc_tls.h"
 #include "etcd/kv_grpc_service.h"
@@ -454,6 +455,8 @@ struct GrpcServer::Impl {
   std::unique_ptr<WatchGrpcService> watch;  // etcd/watch_grpc_service.h
   UnimplementedService rest;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<GrpcFrontend> front_end;  // kOwn: reads the port
+  uint16_t port = 0;
   std::once_flag stopped;
 };
 
@@ -463,7 +466,8 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
                                                       int handshake_timeout_ms,
                                                       LeaseService* lease, AuthService* auth,
                                                       LockService* lock, ElectionService* election,
-                                                      MaintenanceService* maintenance) {
+                                                      MaintenanceService* maintenance,
+                                                      GrpcFrontEnd front_end) {
   // Debian builds abseil without NDEBUG, so every absl::Mutex that grpc++
   // locks or destroys (several per call) also updates a process-wide
   // deadlock graph under one global lock: 3-4% of a leader's CPU under a
@@ -477,7 +481,10 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   if (auth != nullptr) impl->auth = make_auth_grpc_service(*auth);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
+  const bool own = front_end == GrpcFrontEnd::kOwn;
+  // Behind our front end grpc++ listens on no port: only the front end, in process, reaches it.
+  set_trust_front_end_identity(own);
+  if (!own) builder.AddListeningPort(listen_address, server_credentials(tls), &bound_port);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, handshake_timeout_ms);
   // grpc++ binds with SO_REUSEPORT by default: a second kvnode on the same
   // -grpc-address would then share the port silently instead of failing.
@@ -498,9 +505,29 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
   builder.RegisterCallbackGenericService(&impl->rest);
   install_grpc_metrics(builder);  // grpc_metrics.h
   impl->server = builder.BuildAndStart();
-  if (!impl->server || bound_port == 0) {
+  if (!impl->server || (!own && bound_port == 0)) {
     return Status(StatusCode::kIo,
                   "cannot serve gRPC on " + listen_address + " (address in use or invalid?)");
+  }
+  impl->port = static_cast<uint16_t>(bound_port);
+  if (own) {
+    grpc::ChannelArguments args;
+    // The front end already held requests to kMaxGrpcRequestBytes; answers are not limited (etcd's are not).
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    GrpcFrontendOptions fo;
+    fo.listen_address = listen_address;
+    fo.tls = tls;
+    fo.handshake_timeout_ms = handshake_timeout_ms;
+    fo.max_message_bytes = kMaxGrpcRequestBytes;
+    auto fe = GrpcFrontend::start(std::move(fo), kv, impl->server->InProcessChannel(args));
+    if (!fe.is_ok()) {
+      impl->server->Shutdown();
+      impl->server->Wait();
+      return fe.status();
+    }
+    impl->front_end = std::move(fe.value());
+    impl->port = impl->front_end->port();
   }
   return std::unique_ptr<GrpcServer>(new GrpcServer(std::move(impl)));
 }
@@ -509,8 +536,11 @@ GrpcServer::GrpcServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 GrpcServer::~GrpcServer() { stop(); }
 
+uint16_t GrpcServer::port() const { return impl_->port; }
+
 void GrpcServer::stop() {
   std::call_once(impl_->stopped, [this] {
+    if (impl_->front_end) impl_->front_end->stop();  // closes the port, ends the relayed calls
     impl_->watch->shutdown();  // watch streams never end by themselves
     impl_->server->Shutdown(std::chrono::system_clock::now() +
                             std::chrono::milliseconds(kGrpcShutdownGraceMs));

@@ -58,6 +58,11 @@ inline constexpr size_t kGrpcMemoryQuotaBytes = size_t{1} << 30;
 // -http-header-timeout-ms); grpc's own default is 120 s.
 inline constexpr int kDefaultGrpcHandshakeTimeoutMs = 10'000;
 
+// Which server reads the port (-grpc-front-end). kOwn: our HTTP/2 server
+// (grpc_frontend.h) answers KV's calls and relays every other call to the
+// grpc++ services in process; kGrpcpp: grpc++ serves the port itself.
+enum class GrpcFrontEnd { kOwn, kGrpcpp };
+
 class GrpcServer {
  public:
   // Binds listen_address (host:port) and starts serving; kIo if it cannot bind.
@@ -74,7 +79,11 @@ class GrpcServer {
       const std::optional<tls::TlsMaterial>& tls = std::nullopt,
       int handshake_timeout_ms = kDefaultGrpcHandshakeTimeoutMs, LeaseService* lease = nullptr,
       AuthService* auth = nullptr, LockService* lock = nullptr,
-      ElectionService* election = nullptr, MaintenanceService* maintenance = nullptr);
+      ElectionService* election = nullptr, MaintenanceService* maintenance = nullptr,
+      GrpcFrontEnd front_end = GrpcFrontEnd::kGrpcpp);
+
+  // The port it serves (listen_address's, or the one picked for port 0).
+  uint16_t port() const;
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

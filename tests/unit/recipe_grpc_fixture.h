@@ -1,4 +1,4 @@
-// A one-voter Node serving KV, Lease and the recipes' services (v3lock, v3election) over gRPC on loopback, for their unit tests.
+// A one-voter Node serving KV, Lease and the recipes' services (v3lock, v3election) over gRPC on loopback, for their unit tests and the gRPC front end's.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -51,7 +51,7 @@ class RecipeGrpcTest : public ::testing::Test {
     lock_ = std::make_unique<LockService>(*node_, *kv_, *lease_);
     election_ = std::make_unique<ElectionService>(*node_, *kv_, *lease_);
     auto s = GrpcServer::start(*node_, *kv_, address_, std::nullopt, kDefaultGrpcHandshakeTimeoutMs, lease_.get(),
-                               nullptr, lock_.get(), election_.get());
+                               nullptr, lock_.get(), election_.get(), nullptr, front_end_);
     ASSERT_TRUE(s.is_ok()) << s.status().to_string();
     server_ = std::move(s).value();
     channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
@@ -98,6 +98,8 @@ class RecipeGrpcTest : public ::testing::Test {
     return f();
   }
 
+  // Which server reads the port; the front end's own tests (grpc_frontend_test.cc) set kOwn.
+  GrpcFrontEnd front_end_ = GrpcFrontEnd::kGrpcpp;
   std::shared_ptr<transport::MemoryHub> hub_ = std::make_shared<transport::MemoryHub>();
   std::filesystem::path root_;
   std::string address_;
