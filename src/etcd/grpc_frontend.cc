@@ -69,7 +69,11 @@ class KvUnaryCall final : public CallHandler {
   KvUnaryCall(KvService& kv, size_t metric, bool is_write, Invoke invoke, const CallHead& head,
               std::shared_ptr<CallWriter> writer)
       : kv_(kv), metrics_(metric), is_write_(is_write), invoke_(invoke), call_(kv_call_from(head)),
-        writer_(std::move(writer)) {}
+        writer_(std::move(writer)) {
+    // The read after the barrier, or the write's answer, runs on this
+    // connection's thread and replies from there: one thread hop per call.
+    call_.run_follow_up = [w = writer_](std::function<void()>& task) { return w->run(task); };
+  }
 
   void on_message(std::string body) override {
     if (got_) return fail(GrpcCode::kInternal, "grpc: a unary call sent more than one request message");

@@ -91,6 +91,8 @@ const char* request_name(const fsm::Request& r) {
 }  // namespace
 
 class KvService::Impl {
+  using FollowUp = std::function<bool(std::function<void()>&)>;
+
  public:
   Impl(node::Node& node, KvServiceOptions options)
       : node_(node),
@@ -291,8 +293,9 @@ class KvService::Impl {
     node_.read_barrier(options_.request_timeout_ms, [this, r = std::move(r), call = std::move(call),
                                                      done = std::move(done), read_now,
                                                      invoke](Status s) mutable {
-      pool_.post([this, s, r = std::move(r), call = std::move(call), done = std::move(done),
-                  read_now, invoke]() mutable {
+      FollowUp on = call.run_follow_up;
+      follow_up(on, [this, s, r = std::move(r), call = std::move(call), done = std::move(done),
+                     read_now, invoke]() mutable {
         if (s.code() == StatusCode::kNoSpace && !call.forwarded) {
           // A follower whose disk is full cannot take part in ReadIndex;
           // the leader can answer the read (docs/design-notes.md, "Disk full").
@@ -358,7 +361,7 @@ class KvService::Impl {
     // Refused here costs no log entry; apply checks again (fsm/authorize.h).
     if (options_.auth == nullptr) {
       if (Status s = node_.state_machine().authorize(c); !s.is_ok()) return done(s);
-      return propose_checked<Resp>(std::move(c), std::move(done));
+      return propose_checked<Resp>(std::move(c), std::move(done), call.run_follow_up);
     }
     // On a member that lags, a refusal stands only after a read barrier
     // (AuthService::check_current), the caller resolved again then.
@@ -370,9 +373,11 @@ class KvService::Impl {
           cmd->caller = who;
           return node_.state_machine().authorize(*cmd);
         },
-        [this, cmd, creds = call.credentials, done = std::move(done)](const Result<auth::Caller>& who) mutable {
+        [this, cmd, creds = call.credentials, on = call.run_follow_up,
+         done = std::move(done)](const Result<auth::Caller>& who) mutable {
           if (!who.is_ok()) return done(who.status());
-          propose_checked<Resp>(std::move(*cmd), refusal_at_apply_resolved_again(std::move(creds), std::move(done)));
+          propose_checked<Resp>(std::move(*cmd), refusal_at_apply_resolved_again(std::move(creds), std::move(done)),
+                                std::move(on));
         });
   }
 
@@ -394,16 +399,26 @@ class KvService::Impl {
   }
 
   template <typename Resp>
-  void propose_checked(fsm::Command c, KvDone<Resp> done) {
+  void propose_checked(fsm::Command c, KvDone<Resp> done, FollowUp on) {
     const char* what = request_name(c.request);
     auth::Caller who = c.caller;
     node_.propose(std::move(c), options_.request_timeout_ms,
-                  [this, what, who = std::move(who), done = std::move(done)](Result<node::WriteResult> wr) mutable {
-                    answers_.post([this, what, who, wr = std::move(wr), done = std::move(done)]() mutable {
+                  [this, what, who = std::move(who), done = std::move(done),
+                   on = std::move(on)](Result<node::WriteResult> wr) mutable {
+                    std::function<void()> answer = [this, what, who, wr = std::move(wr),
+                                                    done = std::move(done)]() mutable {
                       if (wr.is_ok() && options_.auth != nullptr) options_.auth->note_if_refused(what, who, wr->status);
                       answer_proposal<Resp>(std::move(wr), done);
-                    });
+                    };
+                    if (on && on(answer)) return;
+                    answers_.post(std::move(answer));
                   });
+  }
+
+  // Runs a call's follow-up where the call asked (KvCall::run_follow_up), else on the workers.
+  void follow_up(const FollowUp& on, std::function<void()> task) {
+    if (on && on(task)) return;
+    pool_.post(std::move(task));
   }
 
   template <typename Resp>

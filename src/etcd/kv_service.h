@@ -39,8 +39,8 @@
 // Threads: every method may be called from any thread and returns at once.
 // `done` is called exactly once: inline (a request that fails validation, a
 // serializable read) or on one of this layer's worker threads (or the auth
-// service's, for a write refused at first: AuthService::check_current), never on the
-// Raft thread (Node's callbacks are handed off to the workers). Lifecycle:
+// service's, for a write refused at first: AuthService::check_current, or
+// the call's own KvCall::run_follow_up), never on the Raft thread (Node's callbacks are handed off to the workers). Lifecycle:
 // stop() (or the destructor) after Node::stop() and before the Node is
 // destroyed: a stopped Node never calls back, so stop() answers every call
 // still waiting, and every later call, "etcdserver: server stopped".
@@ -101,6 +101,12 @@ struct KvCall {
   // knows no leader answers "etcdserver: no leader" at once instead of waiting for one.
   bool require_leader = false;
   Credentials credentials{};    // token / certificate name (auth_service.h)
+  // Where the layer runs the call's follow-up (the read after its barrier,
+  // the answer to its write) instead of on its own workers: our gRPC front
+  // end runs it on the call's connection thread, saving a thread hop per
+  // call (grpc_frontend.h). false: it cannot take the task (the connection
+  // is gone), which then runs on the workers. Never run on the Raft thread.
+  std::function<bool(std::function<void()>&)> run_follow_up;
   // Set by the layer from credentials: the caller proposals carry.
   auth::Caller caller{};
 };

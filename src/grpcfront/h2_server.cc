@@ -198,11 +198,18 @@ class StrandWriter final : public CallWriter {
     post(std::nullopt, std::make_pair(code, std::move(message)));
   }
   void reply(std::string body) override { post(std::move(body), std::make_pair(GrpcCode::kOk, std::string())); }
+  bool run(std::function<void()>& task) override {
+    std::shared_ptr<Connection> conn = conn_.lock();
+    if (!conn) return false;
+    asio::post(conn->strand(), [conn, task = std::move(task)] { task(); });
+    return true;
+  }
 
  private:
   void post(std::optional<std::string> body, std::optional<std::pair<GrpcCode, std::string>> end) {
     std::shared_ptr<Connection> conn = conn_.lock();
     if (!conn) return;
+    if (conn->strand().running_in_this_thread()) return conn->queue(stream_id_, std::move(body), std::move(end));
     asio::post(conn->strand(), [conn, id = stream_id_, body = std::move(body), end = std::move(end)]() mutable {
       conn->queue(id, std::move(body), std::move(end));
     });

@@ -72,7 +72,8 @@ struct CallHead {
 };
 
 // The answering side of one call. Thread-safe; each method posts to the
-// connection's strand, and does nothing once the call has ended.
+// connection's strand (or acts at once when called on it), and does nothing
+// once the call has ended.
 class CallWriter {
  public:
   virtual ~CallWriter() = default;
@@ -82,6 +83,9 @@ class CallWriter {
   virtual void finish(GrpcCode code, std::string message) = 0;
   // send_message(body) then finish(kOk), in one post: a unary call's answer.
   virtual void reply(std::string body) = 0;
+  // Runs task on the call's connection thread (where a reply then costs no
+  // post); false, task untouched, when the connection is gone.
+  virtual bool run(std::function<void()>& task) = 0;
 };
 
 // The receiving side of one call; its events run on the connection's strand, in order.
