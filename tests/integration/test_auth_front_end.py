@@ -74,6 +74,31 @@ class AuthFrontEndTest(ClusterTest):
                  root)
         self.assertEqual(r.status, 200, r)
 
+    def test_a_client_cannot_claim_a_certificate_name_through_the_front_end(self):
+        # Our gRPC front end tells the grpc++ services behind it a verified
+        # certificate's CN in the ckv-frontend-client-cn metadata; one sent by
+        # a client must never count, on a call it relays (Auth) or answers (KV).
+        try:
+            import grpc
+            from etcd3 import etcdrpc
+        except ImportError:
+            self.skipTest("python3-grpcio / python3-etcd3 are not installed")
+        nodes = self.start_cluster()
+        set_up_auth(nodes[0].api)
+        channel = grpc.insecure_channel(nodes[0].grpc)
+        self.addCleanup(channel.close)
+        spoof = (("ckv-frontend-client-cn", "root"),)
+        with self.assertRaises(grpc.RpcError) as relayed:
+            etcdrpc.AuthStub(channel).UserList(etcdrpc.AuthUserListRequest(), metadata=spoof, timeout=10)
+        self.assertEqual(relayed.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, relayed.exception)
+        self.assertEqual(relayed.exception.details(), "etcdserver: user name is empty")
+        with self.assertRaises(grpc.RpcError) as answered:
+            etcdrpc.KVStub(channel).Put(etcdrpc.PutRequest(key=b"k", value=b"v"), metadata=spoof, timeout=10)
+        self.assertEqual(answered.exception.details(), "etcdserver: user name is empty")
+        # The root user's own token works on the same channel: the refusals were about the claim.
+        tok = token(nodes[0].api, "root", ROOT_PW)
+        etcdrpc.KVStub(channel).Put(etcdrpc.PutRequest(key=b"k", value=b"v"), metadata=(("token", tok),), timeout=10)
+
     def test_a_lagging_member_checks_again_after_a_read_barrier(self):
         """Each round changes auth on the leader and at once acts through a follower that has
         (most likely) not applied the change: the seed API's /set and /delete with Basic, a
