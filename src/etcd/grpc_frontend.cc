@@ -26,7 +26,6 @@ namespace ckv::etcd {
 
 namespace {
 
-namespace pb = etcdserverpb;
 using grpcfront::CallHandler;
 using grpcfront::CallHead;
 using grpcfront::CallWriter;
@@ -50,7 +49,7 @@ KvCall kv_call_from(const CallHead& head) {
       [&head](std::string_view name) -> std::optional<std::string_view> {
         const std::string* v = head.find(name);
         if (v == nullptr) return std::nullopt;
-        return std::string_view(*v);
+        return std::string_view{*v};
       },
       head.client_cn);
   return call;
@@ -352,7 +351,7 @@ class GrpcFrontend::Impl {
  public:
   Impl(KvService& kv, std::shared_ptr<grpc::Channel> backend) : kv_(kv), stub_(std::move(backend)) {}
 
-  std::unique_ptr<CallHandler> dispatch(CallHead head, std::shared_ptr<CallWriter> writer) {
+  std::unique_ptr<CallHandler> dispatch(const CallHead& head, std::shared_ptr<CallWriter> writer) {
     if (auto native = kv_call(head, writer)) return native;
     auto reactor = std::make_shared<RelayReactor>(std::move(writer), relays_);
     reactor->start(stub_, head);
@@ -431,7 +430,7 @@ class GrpcFrontend::Impl {
   const size_t compact_ = metrics::grpc_method_index("/etcdserverpb.KV/Compact");
 };
 
-Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::start(GrpcFrontendOptions options, KvService& kv,
+Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::start(const GrpcFrontendOptions& options, KvService& kv,
                                                           std::shared_ptr<grpc::Channel> backend) {
   auto impl = std::make_unique<Impl>(kv, std::move(backend));
   grpcfront::H2ServerOptions h2;
@@ -442,7 +441,7 @@ Result<std::unique_ptr<GrpcFrontend>> GrpcFrontend::start(GrpcFrontendOptions op
   Impl* raw = impl.get();
   auto server = grpcfront::H2Server::start(
       std::move(h2), [raw](CallHead head, std::shared_ptr<CallWriter> writer) {
-        return raw->dispatch(std::move(head), std::move(writer));
+        return raw->dispatch(head, std::move(writer));
       });
   if (!server.is_ok()) return server.status();
   impl->set_server(std::move(server.value()));

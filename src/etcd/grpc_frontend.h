@@ -43,7 +43,7 @@ class GrpcFrontend {
  public:
   // Binds and serves; backend: an in-process channel to the grpc++ server
   // that serves every other method (grpc::Server::InProcessChannel).
-  static Result<std::unique_ptr<GrpcFrontend>> start(GrpcFrontendOptions options, KvService& kv,
+  static Result<std::unique_ptr<GrpcFrontend>> start(const GrpcFrontendOptions& options, KvService& kv,
                                                      std::shared_ptr<grpc::Channel> backend);
   ~GrpcFrontend();
   GrpcFrontend(const GrpcFrontend&) = delete;

@@ -520,7 +520,7 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::start(node::Node& node, KvServic
     fo.tls = tls;
     fo.handshake_timeout_ms = handshake_timeout_ms;
     fo.max_message_bytes = kMaxGrpcRequestBytes;
-    auto fe = GrpcFrontend::start(std::move(fo), kv, impl->server->InProcessChannel(args));
+    auto fe = GrpcFrontend::start(fo, kv, impl->server->InProcessChannel(args));
     if (!fe.is_ok()) {
       impl->server->Shutdown();
       impl->server->Wait();

@@ -81,7 +81,7 @@ std::optional<WireError> MessageReader::feed(std::string_view bytes, std::vector
                                                          std::to_string(max_message_bytes_) + ")"};
     }
     if (buffer_.size() - at - kMessagePrefixBytes < length) break;
-    const std::string_view body = std::string_view(buffer_).substr(at + kMessagePrefixBytes, length);
+    const std::string_view body = std::string_view{buffer_}.substr(at + kMessagePrefixBytes, length);
     if (p[0] == 0) {
       out.emplace_back(body);
     } else {

@@ -535,7 +535,7 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> /*keep_
 template <typename Socket>
 asio::awaitable<void> Connection::serve(std::shared_ptr<Connection> /*keep_alive*/, Socket socket,
                                         std::string client_cn) {
-  client_cn_ = std::move(client_cn);
+  client_cn_ = client_cn;  // a copy: a coroutine's parameter, once moved from, confuses the checks
   auto& lowest = socket.lowest_layer();
   close_socket_ = [&lowest] {
     boost::system::error_code ec;

@@ -52,9 +52,9 @@ inline constexpr size_t kMaxPartialBytesPerConnection = size_t{32} << 20;
 // allowed size arrives without waiting for a WINDOW_UPDATE per 64 KiB.
 inline constexpr int32_t kStreamWindowBytes = 4 << 20;
 // Bytes read from a socket at a time.
-inline constexpr size_t kReadChunkBytes = 64 * 1024;
+inline constexpr size_t kReadChunkBytes = size_t{64} * 1024;
 // Bytes gathered from nghttp2 into one socket write.
-inline constexpr size_t kWriteChunkBytes = 256 * 1024;
+inline constexpr size_t kWriteChunkBytes = size_t{256} * 1024;
 
 // A call's request head, as the client sent it.
 struct CallHead {

@@ -2363,6 +2363,8 @@ void Node::Impl::answer_defrags(const Status& failed) {
   spdlog::info("defragment: done (snapshot at index {}, log kept from {}, data dir {} -> {} bytes, trim {} ms)",
                r.snapshot_index, r.log_first_index, r.data_dir_bytes_before, r.data_dir_bytes_after,
                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  // A caller told the defragment is done must see its snapshot in status() too.
+  publish_status();
   for (auto& cb : waiting) cb(r);
 }
 

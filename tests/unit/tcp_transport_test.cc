@@ -709,8 +709,10 @@ TEST(TcpTransportHostile, SpoofedHelloCannotEvictALiveStream) {
   o.idle_stream_evict_ms = 300;
   TestNode b(2, 0, o);
   TestNode a(1);
-  a.transport.set_peer(2, b.address(), "");
+  // b first: a connects as soon as it knows b, and b must know a by then,
+  // or it refuses that first stream and a's count below starts at 2.
   b.transport.set_peer(1, a.address(), "");
+  a.transport.set_peer(2, b.address(), "");
   std::atomic<bool> done{false};
   std::thread heartbeats([&] {
     for (uint64_t i = 0; !done; ++i) {
