@@ -367,11 +367,13 @@ int Connection::on_stream_close(nghttp2_session* /*session*/, int32_t stream_id,
   auto* self = static_cast<Connection*>(user);
   auto it = self->streams_.find(stream_id);
   if (it == self->streams_.end()) return 0;
-  Stream& s = *it->second;
-  self->count_partial(s, 0);
-  std::erase(self->drained_, s.handler.get());
-  if (s.handler && !s.answered) s.handler->on_cancel();
+  // Out of the map first: a handler that answers from on_cancel (a relayed
+  // call's status, written at once on this strand) must find no stream.
+  std::unique_ptr<Stream> s = std::move(it->second);
   self->streams_.erase(it);
+  self->count_partial(*s, 0);
+  std::erase(self->drained_, s->handler.get());
+  if (s->handler && !s->answered) s->handler->on_cancel();
   return 0;
 }
 
@@ -379,8 +381,9 @@ int Connection::on_stream_close(nghttp2_session* /*session*/, int32_t stream_id,
 void Connection::fail_call(Stream& s, GrpcCode code, const std::string& message) {
   if (s.answered) return;
   s.answered = true;
-  if (s.handler) s.handler->on_cancel();
+  // Trailers before on_cancel: an answer the handler gives from it is then dropped (queue).
   s.trailers = std::make_pair(code, message);
+  if (s.handler) s.handler->on_cancel();
   submit(s);
 }
 
@@ -489,10 +492,10 @@ void Connection::cancel_all() {
 
 void Connection::shut_down() {
   if (closing_) return;
+  closing_ = true;  // first: answers given from on_cancel find the connection closing (queue)
   nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
   cancel_all();
   kick();
-  closing_ = true;
 }
 
 template <typename Socket>
