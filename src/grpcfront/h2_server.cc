@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <type_traits>
 #include <utility>  // before Asio: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
 
 #include <boost/asio/co_spawn.hpp>
@@ -131,6 +132,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void respond_http(Stream& s, const char* status);
   void cancel_all();
   void kick();
+  bool gather();
   void count_partial(Stream& s, size_t now);
   template <typename Socket>
   asio::awaitable<void> write_loop(std::shared_ptr<Connection> keep_alive, Socket& socket);
@@ -143,7 +145,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
   size_t partial_bytes_ = 0;  // incomplete request messages held, all streams
-  bool writing_ = false;
+  bool writing_ = false;     // a write_loop owns out_
+  std::string out_;          // bytes nghttp2 gave us, not yet on the socket
+  // Inside nghttp2 (mem_recv, mem_send) or a drained handler: a kick then
+  // only notes that there is more to send (nghttp2 forbids mem_send from
+  // its own callbacks), and whoever is gathering looks again.
+  bool in_session_ = false;
+  bool kick_deferred_ = false;
+  // Plain TCP: a non-blocking write on the strand, so that an answer that
+  // fits in the socket's buffer (nearly all) leaves without a hop to
+  // another thread; what does not fit goes to write_loop. Null under TLS.
+  std::function<size_t(const std::string&, boost::system::error_code&)> write_now_;
   bool closing_ = false;
   bool preface_seen_ = false;
   std::vector<CallHandler*> drained_;  // handlers to tell, after a write
@@ -477,7 +489,59 @@ void Connection::count_partial(Stream& s, size_t now) {
 }
 
 void Connection::kick() {
-  if (!writing_ && wake_writer_) wake_writer_();
+  if (in_session_) {
+    kick_deferred_ = true;
+    return;
+  }
+  if (writing_ || !wake_writer_) return;
+  if (write_now_) {
+    for (;;) {
+      kick_deferred_ = false;
+      if (!gather()) return;
+      if (out_.empty()) {
+        if (kick_deferred_) continue;
+        if (nghttp2_session_want_read(session_) == 0) close_socket_();
+        return;
+      }
+      boost::system::error_code ec;
+      const size_t n = write_now_(out_, ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        out_.clear();
+        close_socket_();
+        return;
+      }
+      out_.erase(0, n);
+      if (!out_.empty()) break;  // the socket's buffer is full: write_loop waits for it
+    }
+  }
+  wake_writer_();
+}
+
+// Appends what nghttp2 has to send to out_ (up to kWriteChunkBytes), then
+// tells the handlers whose queues drained. false: nghttp2 failed, the
+// connection is closed.
+bool Connection::gather() {
+  in_session_ = true;
+  while (out_.size() < kWriteChunkBytes) {
+    const uint8_t* data = nullptr;
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      in_session_ = false;
+      spdlog::debug("grpc: closing the connection from {}: {}", peer_, nghttp2_strerror(static_cast<int>(n)));
+      out_.clear();
+      close_socket_();
+      return false;
+    }
+    if (n == 0) break;
+    out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  // Handlers waiting for their queue to drain may queue more now; a kick
+  // they cause is deferred (in_session_) and the caller gathers again.
+  std::vector<CallHandler*> drained = std::move(drained_);
+  drained_.clear();
+  for (CallHandler* h : drained) h->on_drained();
+  in_session_ = false;
+  return true;
 }
 
 void Connection::cancel_all() {
@@ -500,33 +564,21 @@ void Connection::shut_down() {
 
 template <typename Socket>
 asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> /*keep_alive*/, Socket& socket) {
-  std::string buffer;
   for (;;) {
-    buffer.clear();
-    while (buffer.size() < kWriteChunkBytes) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n < 0) {
-        spdlog::debug("grpc: closing the connection from {}: {}", peer_, nghttp2_strerror(static_cast<int>(n)));
-        close_socket_();
-        writing_ = false;
-        co_return;
-      }
-      if (n == 0) break;
-      buffer.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    kick_deferred_ = false;
+    if (out_.empty() && !gather()) {
+      writing_ = false;
+      co_return;
     }
-    // Handlers waiting for their queue to drain may queue more now (through
-    // their writers, which post: nothing is queued before this returns).
-    std::vector<CallHandler*> drained = std::move(drained_);
-    drained_.clear();
-    for (CallHandler* h : drained) h->on_drained();
-    if (buffer.empty()) {
+    if (out_.empty()) {
+      if (kick_deferred_) continue;
       writing_ = false;
       if (nghttp2_session_want_read(session_) == 0) close_socket_();
       co_return;
     }
     boost::system::error_code ec;
-    co_await asio::async_write(socket, asio::buffer(buffer), asio::redirect_error(kUseAwaitable, ec));
+    co_await asio::async_write(socket, asio::buffer(out_), asio::redirect_error(kUseAwaitable, ec));
+    out_.clear();
     if (ec) {
       close_socket_();
       writing_ = false;
@@ -553,6 +605,15 @@ asio::awaitable<void> Connection::serve(std::shared_ptr<Connection> /*keep_alive
     writing_ = true;
     asio::co_spawn(strand_, write_loop(shared_from_this(), socket), asio::detached);
   };
+  if constexpr (std::is_same_v<Socket, tcp::socket>) {
+    boost::system::error_code ec;
+    socket.non_blocking(true, ec);  // our own writes only: Asio's async operations are unaffected
+    if (!ec) {
+      write_now_ = [&socket](const std::string& bytes, boost::system::error_code& wec) {
+        return socket.write_some(asio::buffer(bytes), wec);
+      };
+    }
+  }
   // HTTP/2's preface must come within the handshake deadline (the TLS
   // handshake, if any, already spent part of it: serve() starts after it).
   asio::steady_timer preface_timer(strand_, std::chrono::milliseconds(server_.options().handshake_timeout_ms));
@@ -568,7 +629,9 @@ asio::awaitable<void> Connection::serve(std::shared_ptr<Connection> /*keep_alive
     boost::system::error_code ec;
     const size_t n = co_await socket.async_read_some(asio::buffer(buf), asio::redirect_error(kUseAwaitable, ec));
     if (ec) break;
+    in_session_ = true;
     const ssize_t rv = nghttp2_session_mem_recv(session_, buf.data(), n);
+    in_session_ = false;
     if (rv < 0) {
       spdlog::info("grpc: closing the connection from {}: {}", peer_, nghttp2_strerror(static_cast<int>(rv)));
       // nghttp2 queued a GOAWAY for protocol errors; give it a chance to leave.
@@ -590,6 +653,7 @@ asio::awaitable<void> Connection::serve(std::shared_ptr<Connection> /*keep_alive
   }
   close_socket_();
   wake_writer_ = nullptr;
+  write_now_ = nullptr;
   server_.forget(id_);
 }
 
