@@ -11,6 +11,10 @@
 // forwards them to the leader's gRPC address and answers once its own view
 // shows the change.
 //
+// Who reads the port (GrpcFrontEnd): by default our own HTTP/2 server
+// (grpc_frontend.h) answers KV's calls and relays the rest to these grpc++
+// services, which then listen on no port; kGrpcpp has grpc++ listen itself.
+//
 // Threading: the gRPC server runs its own threads and only calls Node's
 // thread-safe calls, blocking a handler thread until the node calls back
 // (bounded by the call's deadline). Lifecycle: stop() (or the destructor)
